@@ -11,6 +11,7 @@ pub mod error;
 pub mod manifest;
 pub mod media;
 pub mod name;
+pub mod reference;
 
 pub use digest::{Algorithm, Digest, DigestError, Hasher};
 pub use error::ErrorCode;
