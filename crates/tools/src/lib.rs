@@ -1,0 +1,53 @@
+//! berth's tools for CI and operators, independent of the server internals.
+//!
+//! - [`tags`]: the tag set and OCI labels of a build (`berth tags`).
+//! - [`lint`]: image references in compose files, Kubernetes manifests, Helm
+//!   values and Dockerfiles, checked against best practice (`berth lint`).
+//! - [`copy`]: digest-preserving copies between registries, OCI layouts,
+//!   oci-archive and docker-archive tarballs (`berth copy`).
+//! - [`inspect`]: platforms, layers, history and sizes of an image
+//!   (`berth inspect`).
+//!
+//! Everything that speaks to a registry goes through `berth-client` (the OCI
+//! Distribution API), so these tools work against any registry, not only
+//! berth. Library functions return [`ToolError`]; the `cmd` modules are the
+//! command-line edge and the only place that writes to stdout/stderr.
+
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
+pub mod lint;
+pub mod tags;
+pub mod time;
+
+use std::process::ExitCode;
+
+/// Errors of the tools.
+#[derive(Debug, thiserror::Error)]
+pub enum ToolError {
+    /// Bad arguments or input.
+    #[error("{0}")]
+    Usage(String),
+    /// A file or terminal could not be read or written.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    /// JSON could not be produced or parsed.
+    #[error(transparent)]
+    Json(#[from] serde_json::Error),
+}
+
+/// The tool subcommands, flattened into the `berth` command line.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum Command {
+    /// Compute the tags and OCI labels of a build from CI context.
+    Tags(Box<tags::cmd::Args>),
+    /// Find image references in compose, Kubernetes, Helm and Dockerfiles and report bad practice.
+    Lint(Box<lint::cmd::Args>),
+}
+
+/// Runs a tool subcommand; the exit code says whether it found problems.
+pub async fn run(cmd: Command) -> Result<ExitCode, ToolError> {
+    match cmd {
+        Command::Tags(args) => tags::cmd::run(&args).map(|()| ExitCode::SUCCESS),
+        Command::Lint(args) => lint::cmd::run(&args),
+    }
+}
