@@ -1,1 +1,41 @@
-//! stub
+//! Registry metadata: repositories, blob links, manifests, tags, referrers.
+//!
+//! One API over two engines: SQLite (the embedded default) and PostgreSQL
+//! (scale-out). Both go through sqlx's `Any` driver with portable SQL only
+//! (`$n` placeholders, `ON CONFLICT`, `RETURNING`); the schema differs only
+//! where the engines' types differ, in one migration list per dialect
+//! ([`migrations`]). This layer knows nothing about HTTP or blob bytes.
+//!
+//! Times are Unix milliseconds (`i64`); digests are their canonical strings.
+
+mod db;
+pub mod migrations;
+mod queries;
+
+pub use db::{Dialect, Meta};
+pub use queries::{ManifestRecord, NewManifest, Referrer, RefKind};
+
+/// Errors of the metadata layer.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The database failed.
+    #[error("metadata database error: {0}")]
+    Db(#[from] sqlx::Error),
+    /// The database URL names an engine berth does not support.
+    #[error("unsupported database URL {0:?}: use sqlite://PATH or postgres://...")]
+    UnsupportedUrl(String),
+    /// Stored data that cannot be decoded.
+    #[error("corrupt metadata: {0}")]
+    Corrupt(String),
+}
+
+/// Result alias of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Current time in Unix milliseconds.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

@@ -40,6 +40,9 @@ pub enum ErrorCode {
     TooManyRequests,
     /// The requested range cannot be satisfied (reported with status 416).
     RangeInvalid,
+    /// A server-side failure the client cannot fix (the code the reference
+    /// registry uses for it).
+    Unknown,
 }
 
 impl ErrorCode {
@@ -64,6 +67,7 @@ impl ErrorCode {
             // Not a spec code: 416 responses reuse BLOB_UPLOAD_INVALID's
             // neighbour semantics; clients only look at the status.
             ErrorCode::RangeInvalid => "BLOB_UPLOAD_INVALID",
+            ErrorCode::Unknown => "UNKNOWN",
         }
     }
 
@@ -86,6 +90,7 @@ impl ErrorCode {
             ErrorCode::Unsupported => 405,
             ErrorCode::TooManyRequests => 429,
             ErrorCode::RangeInvalid => 416,
+            ErrorCode::Unknown => 500,
         }
     }
 
@@ -110,6 +115,7 @@ impl ErrorCode {
             ErrorCode::Unsupported => "the operation is unsupported",
             ErrorCode::TooManyRequests => "too many requests",
             ErrorCode::RangeInvalid => "requested range not satisfiable",
+            ErrorCode::Unknown => "unknown error",
         }
     }
 }

@@ -1,1 +1,88 @@
-//! stub
+//! berth's core services: the use cases of an OCI registry.
+//!
+//! Each operation (push, pull, delete, mount, upload, list, referrers) is a
+//! plain async method of [`Registry`] over a [`BlobStore`] and the metadata
+//! database ([`Meta`]). This layer decides what is allowed and what is valid;
+//! it knows nothing about HTTP types. Its one error enum, [`Error`], says which
+//! OCI error code each failure is.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use berth_meta::Meta;
+use berth_store::BlobStore;
+
+mod blobs;
+mod cache;
+mod error;
+mod listing;
+mod manifests;
+mod uploads;
+
+pub use berth_store::{BlobBody, BlobRead, ByteStream, UploadInfo};
+pub use error::Error;
+pub use blobs::ByteRange;
+pub use listing::{Page, ReferrersIndex};
+pub use manifests::{accepts, ManifestEntry, PushedManifest};
+
+/// Result alias of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Tunables of the core services.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Largest manifest accepted, in bytes.
+    pub max_manifest_bytes: usize,
+    /// Upload sessions untouched for longer than this are removed.
+    pub upload_ttl: Duration,
+    /// How long cached tag resolutions may be served without asking the
+    /// database; `None` when this process is the only writer (SQLite), so
+    /// the cache is exact.
+    pub cache_ttl: Option<Duration>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            max_manifest_bytes: 4 * 1024 * 1024,
+            upload_ttl: Duration::from_secs(24 * 3600),
+            cache_ttl: None,
+        }
+    }
+}
+
+/// The registry: storage, metadata and the rules that tie them together.
+pub struct Registry {
+    store: Arc<dyn BlobStore>,
+    meta: Meta,
+    settings: Settings,
+    cache: cache::Caches,
+}
+
+impl Registry {
+    /// Builds the services over a store and a metadata database.
+    pub fn new(store: Arc<dyn BlobStore>, meta: Meta, settings: Settings) -> Registry {
+        let cache = cache::Caches::new(settings.cache_ttl);
+        Registry {
+            store,
+            meta,
+            settings,
+            cache,
+        }
+    }
+
+    /// The settings in force.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// The metadata database.
+    pub fn meta(&self) -> &Meta {
+        &self.meta
+    }
+
+    /// The blob store.
+    pub fn store(&self) -> &Arc<dyn BlobStore> {
+        &self.store
+    }
+}

@@ -1,1 +1,80 @@
-//! stub
+//! The HTTP layer of berth.
+//!
+//! Routes `/v2/` (the OCI Distribution API) onto the core services of
+//! [`berth_registry`]. Handlers are thin: parse the request into typed values,
+//! call one service method, turn its result into a response. All error
+//! responses go through [`error::ApiError`], which renders the spec's JSON
+//! body. This crate knows no SQL and no file paths.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::any;
+use axum::Router;
+use berth_registry::Registry;
+
+pub mod error;
+pub mod route;
+mod v2;
+
+/// Settings of the HTTP layer.
+#[derive(Debug, Clone, Default)]
+pub struct ServerSettings {
+    /// Minimum chunk size advertised in `OCI-Chunk-Min-Length` (0: none).
+    pub chunk_min_length: u64,
+}
+
+/// Shared state of all handlers.
+pub struct App {
+    /// The core services.
+    pub registry: Arc<Registry>,
+    /// HTTP settings.
+    pub settings: ServerSettings,
+}
+
+/// The `Docker-Distribution-API-Version` header every `/v2/` response carries.
+pub const API_VERSION: (&str, &str) = ("docker-distribution-api-version", "registry/2.0");
+
+/// Builds the router.
+pub fn router(app: Arc<App>) -> Router {
+    Router::new()
+        .route("/v2", any(v2::handle))
+        .route("/v2/", any(v2::handle))
+        .route("/v2/{*rest}", any(v2::handle))
+        .fallback(handle_not_found)
+        .with_state(app)
+}
+
+async fn handle_not_found() -> Response {
+    let body = error::error_body("UNSUPPORTED", "no such endpoint", None);
+    let mut r = (
+        StatusCode::NOT_FOUND,
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response();
+    r.headers_mut()
+        .insert(API_VERSION.0, HeaderValue::from_static(API_VERSION.1));
+    r
+}
+
+/// Serves `app` on `listener` until `shutdown` resolves, then drains
+/// in-flight requests.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    app: Arc<App>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    use axum::serve::ListenerExt;
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
+    axum::serve(
+        listener,
+        router(app).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+}

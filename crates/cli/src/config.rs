@@ -1,0 +1,214 @@
+//! `berth serve` settings: flags, environment and the TOML file.
+//!
+//! Precedence: a flag beats its environment variable (clap handles both),
+//! which beats the configuration file, which beats the built-in default.
+//! Raw values are turned into a validated [`ServeConfig`] before use.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use serde::Deserialize;
+
+/// Flags of `berth serve`.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ServeArgs {
+    /// Address to listen on [default: 127.0.0.1:5000].
+    #[arg(long, env = "BERTH_LISTEN")]
+    pub listen: Option<String>,
+    /// Directory holding all state (blobs, uploads, metadata) [default: ./berth-data].
+    #[arg(long, env = "BERTH_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// TOML configuration file.
+    #[arg(long, env = "BERTH_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Log level or tracing filter (error, warn, info, debug, trace) [default: info].
+    #[arg(long, env = "BERTH_LOG_LEVEL")]
+    pub log_level: Option<String>,
+    /// Log format: text or json [default: text].
+    #[arg(long, env = "BERTH_LOG_FORMAT")]
+    pub log_format: Option<String>,
+    /// Write the bound address to this file once listening (for scripts and
+    /// tests that listen on port 0).
+    #[arg(long, env = "BERTH_ADDR_FILE")]
+    pub addr_file: Option<PathBuf>,
+}
+
+/// The TOML file. Every key is optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// Listen address.
+    pub listen: Option<String>,
+    /// Data directory (relative paths are relative to the working directory).
+    pub data_dir: Option<PathBuf>,
+    /// Log level or filter.
+    pub log_level: Option<String>,
+    /// `text` or `json`.
+    pub log_format: Option<String>,
+    /// Largest accepted manifest: bytes, or a size such as `4MiB`.
+    pub max_manifest_size: Option<toml::Value>,
+    /// Upload sessions idle longer than this are removed (e.g. `24h`).
+    pub upload_ttl: Option<String>,
+    /// How often abandoned uploads are looked for (e.g. `1h`).
+    pub upload_purge_interval: Option<String>,
+    /// Minimum chunk size advertised to clients (bytes or size; 0: none).
+    pub chunk_min_length: Option<toml::Value>,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Validated settings of `berth serve`.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub log_level: String,
+    pub log_format: LogFormat,
+    pub addr_file: Option<PathBuf>,
+    pub max_manifest_bytes: usize,
+    pub upload_ttl: Duration,
+    pub upload_purge_interval: Duration,
+    pub chunk_min_length: u64,
+}
+
+/// Parses `30s`, `15m`, `24h`, `7d` (or a bare number of seconds).
+pub fn parse_duration(s: &str) -> anyhow::Result<Duration> {
+    let s = s.trim();
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = num.parse().with_context(|| format!("invalid duration {s:?}"))?;
+    let secs = match unit.trim() {
+        "" | "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86400,
+        other => bail!("invalid duration unit {other:?} in {s:?} (use s, m, h or d)"),
+    };
+    Ok(Duration::from_secs(secs))
+}
+
+/// Parses a size: an integer number of bytes, or `512KiB`, `4MiB`, `1GiB`,
+/// `4MB`.
+pub fn parse_size(v: &toml::Value) -> anyhow::Result<u64> {
+    match v {
+        toml::Value::Integer(i) if *i >= 0 => Ok(*i as u64),
+        toml::Value::String(s) => {
+            let s = s.trim();
+            let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+            let n: u64 = num.parse().with_context(|| format!("invalid size {s:?}"))?;
+            let mul = match unit.trim() {
+                "" | "B" => 1,
+                "KiB" => 1 << 10,
+                "MiB" => 1 << 20,
+                "GiB" => 1 << 30,
+                "KB" | "kB" => 1000,
+                "MB" => 1_000_000,
+                "GB" => 1_000_000_000,
+                other => bail!("invalid size unit {other:?} in {s:?}"),
+            };
+            Ok(n * mul)
+        }
+        other => bail!("invalid size {other:?}"),
+    }
+}
+
+fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading configuration file {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("parsing configuration file {}", path.display()))
+}
+
+impl ServeConfig {
+    /// Merges flags/environment with the file and defaults, and validates.
+    pub fn resolve(args: ServeArgs) -> anyhow::Result<ServeConfig> {
+        let file = match &args.config {
+            Some(p) => read_file(p)?,
+            None => FileConfig::default(),
+        };
+        let listen = args
+            .listen
+            .or(file.listen)
+            .unwrap_or_else(|| "127.0.0.1:5000".to_owned());
+        let listen: SocketAddr = listen
+            .parse()
+            .with_context(|| format!("invalid listen address {listen:?} (expected HOST:PORT, e.g. 127.0.0.1:5000)"))?;
+        let log_format = match args.log_format.or(file.log_format).as_deref() {
+            None | Some("text") => LogFormat::Text,
+            Some("json") => LogFormat::Json,
+            Some(other) => bail!("invalid log format {other:?} (use text or json)"),
+        };
+        let max_manifest_bytes = match &file.max_manifest_size {
+            Some(v) => parse_size(v).context("max_manifest_size")? as usize,
+            None => 4 << 20,
+        };
+        if max_manifest_bytes < 1024 {
+            bail!("max_manifest_size must be at least 1KiB");
+        }
+        Ok(ServeConfig {
+            listen,
+            data_dir: args
+                .data_dir
+                .or(file.data_dir)
+                .unwrap_or_else(|| PathBuf::from("berth-data")),
+            log_level: args
+                .log_level
+                .or(file.log_level)
+                .unwrap_or_else(|| "info".to_owned()),
+            log_format,
+            addr_file: args.addr_file,
+            max_manifest_bytes,
+            upload_ttl: parse_duration(file.upload_ttl.as_deref().unwrap_or("24h"))
+                .context("upload_ttl")?,
+            upload_purge_interval: parse_duration(
+                file.upload_purge_interval.as_deref().unwrap_or("1h"),
+            )
+            .context("upload_purge_interval")?,
+            chunk_min_length: match &file.chunk_min_length {
+                Some(v) => parse_size(v).context("chunk_min_length")?,
+                None => 0,
+            },
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_and_sizes() {
+        assert_eq!(parse_duration("90").unwrap(), Duration::from_secs(90));
+        assert_eq!(parse_duration("15m").unwrap(), Duration::from_secs(900));
+        assert_eq!(parse_duration("7d").unwrap(), Duration::from_secs(7 * 86400));
+        assert!(parse_duration("7w").is_err());
+        assert_eq!(parse_size(&toml::Value::String("4MiB".into())).unwrap(), 4 << 20);
+        assert_eq!(parse_size(&toml::Value::Integer(10)).unwrap(), 10);
+        assert!(parse_size(&toml::Value::String("4XB".into())).is_err());
+    }
+
+    #[test]
+    fn precedence() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("berth.toml");
+        std::fs::write(&f, "listen = \"127.0.0.1:6000\"\nlog_level = \"debug\"\nmax_manifest_size = \"1MiB\"\n").unwrap();
+        let c = ServeConfig::resolve(ServeArgs {
+            config: Some(f.clone()),
+            log_level: Some("warn".into()),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(c.listen.port(), 6000);
+        assert_eq!(c.log_level, "warn");
+        assert_eq!(c.max_manifest_bytes, 1 << 20);
+        std::fs::write(&f, "unknown_key = 1\n").unwrap();
+        assert!(ServeConfig::resolve(ServeArgs { config: Some(f), ..Default::default() }).is_err());
+    }
+}

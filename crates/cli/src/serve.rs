@@ -1,0 +1,105 @@
+//! `berth serve`: wires storage, metadata, services and HTTP together.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use berth_meta::Meta;
+use berth_registry::{Registry, Settings};
+use berth_server::{App, ServerSettings};
+use berth_store::FsStore;
+use tracing_subscriber::EnvFilter;
+
+use crate::config::{LogFormat, ServeArgs, ServeConfig};
+
+fn init_logging(cfg: &ServeConfig) -> anyhow::Result<()> {
+    let filter = EnvFilter::try_new(&cfg.log_level)
+        .with_context(|| format!("invalid log level {:?}", cfg.log_level))?;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr);
+    let result = match cfg.log_format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+    result.map_err(|e| anyhow::anyhow!("cannot initialise logging: {e}"))
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutting down");
+}
+
+/// Runs the registry until SIGINT/SIGTERM.
+pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let cfg = ServeConfig::resolve(args)?;
+    init_logging(&cfg)?;
+    std::fs::create_dir_all(&cfg.data_dir)
+        .with_context(|| format!("creating data directory {}", cfg.data_dir.display()))?;
+    let store = FsStore::open(&cfg.data_dir)
+        .with_context(|| format!("opening blob storage in {}", cfg.data_dir.display()))?;
+    let db = cfg.data_dir.join("berth.db");
+    let meta = Meta::open_sqlite(&db)
+        .await
+        .with_context(|| format!("opening metadata database {}", db.display()))?;
+    let registry = Arc::new(Registry::new(
+        Arc::new(store),
+        meta,
+        Settings {
+            max_manifest_bytes: cfg.max_manifest_bytes,
+            upload_ttl: cfg.upload_ttl,
+            cache_ttl: None,
+        },
+    ));
+    let listener = tokio::net::TcpListener::bind(cfg.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", cfg.listen))?;
+    let addr = listener.local_addr()?;
+    if let Some(f) = &cfg.addr_file {
+        std::fs::write(f, addr.to_string())
+            .with_context(|| format!("writing address file {}", f.display()))?;
+    }
+    tracing::info!(%addr, data_dir = %cfg.data_dir.display(), "berth is listening");
+
+    let purge = {
+        let registry = registry.clone();
+        let every = cfg.upload_purge_interval;
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tick.tick().await;
+                if let Err(e) = registry.purge_uploads().await {
+                    tracing::warn!(error = %e, "purging abandoned uploads failed");
+                }
+            }
+        })
+    };
+
+    let app = Arc::new(App {
+        registry: registry.clone(),
+        settings: ServerSettings {
+            chunk_min_length: cfg.chunk_min_length,
+        },
+    });
+    berth_server::serve(listener, app, shutdown_signal()).await?;
+    purge.abort();
+    registry.meta().close().await;
+    Ok(())
+}

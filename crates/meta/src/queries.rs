@@ -1,0 +1,404 @@
+//! The metadata operations the registry services use.
+
+use sqlx::{Any, Row, Transaction};
+
+use crate::{Error, Meta, Result};
+
+/// How a manifest references another piece of content.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum RefKind {
+    /// A config or layer blob.
+    Blob,
+    /// A child manifest of an index.
+    Manifest,
+}
+
+impl RefKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            RefKind::Blob => "blob",
+            RefKind::Manifest => "manifest",
+        }
+    }
+}
+
+/// A manifest to record, with everything that must commit together with it.
+#[derive(Debug, Clone)]
+pub struct NewManifest {
+    /// Repository name.
+    pub repository: String,
+    /// Digest of `content`.
+    pub digest: String,
+    /// Media type.
+    pub media_type: String,
+    /// Artifact type reported by the referrers API.
+    pub artifact_type: Option<String>,
+    /// The bytes as pushed.
+    pub content: Vec<u8>,
+    /// Subject digest, for referrers.
+    pub subject: Option<String>,
+    /// Top-level annotations as a JSON object, for referrers.
+    pub annotations: Option<String>,
+    /// What it references.
+    pub references: Vec<(String, RefKind)>,
+    /// Tags to point at it.
+    pub tags: Vec<String>,
+    /// Push time (Unix ms).
+    pub pushed_at: i64,
+}
+
+/// A stored manifest.
+#[derive(Debug, Clone)]
+pub struct ManifestRecord {
+    /// Digest.
+    pub digest: String,
+    /// Media type.
+    pub media_type: String,
+    /// The bytes as pushed.
+    pub content: Vec<u8>,
+}
+
+/// A manifest that refers to a subject.
+#[derive(Debug, Clone)]
+pub struct Referrer {
+    /// Its digest.
+    pub digest: String,
+    /// Its media type.
+    pub media_type: String,
+    /// Its size.
+    pub size: i64,
+    /// Its artifact type.
+    pub artifact_type: Option<String>,
+    /// Its annotations (JSON object).
+    pub annotations: Option<String>,
+}
+
+async fn ensure_repository(tx: &mut Transaction<'static, Any>, name: &str, now: i64) -> Result<i64> {
+    let row = sqlx::query(
+        "INSERT INTO repositories (name, created_at) VALUES ($1, $2)
+         ON CONFLICT (name) DO UPDATE SET name = excluded.name
+         RETURNING id",
+    )
+    .bind(name)
+    .bind(now)
+    .fetch_one(&mut **tx)
+    .await?;
+    Ok(row.try_get::<i64, _>(0)?)
+}
+
+impl Meta {
+    /// Records that `digest` (of `size` bytes) is stored and readable from
+    /// `repository`, creating the repository if needed.
+    pub async fn link_blob(&self, repository: &str, digest: &str, size: u64, now: i64) -> Result<()> {
+        let mut tx = self.write.begin().await?;
+        let repo = ensure_repository(&mut tx, repository, now).await?;
+        sqlx::query(
+            "INSERT INTO blobs (digest, size, created_at) VALUES ($1, $2, $3)
+             ON CONFLICT (digest) DO NOTHING",
+        )
+        .bind(digest)
+        .bind(size as i64)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO repository_blobs (repository_id, digest, linked_at) VALUES ($1, $2, $3)
+             ON CONFLICT (repository_id, digest) DO NOTHING",
+        )
+        .bind(repo)
+        .bind(digest)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Size of `digest` if it is linked to `repository`.
+    pub async fn repository_blob(&self, repository: &str, digest: &str) -> Result<Option<u64>> {
+        let row = sqlx::query(
+            "SELECT b.size FROM repositories r
+             JOIN repository_blobs rb ON rb.repository_id = r.id
+             JOIN blobs b ON b.digest = rb.digest
+             WHERE r.name = $1 AND rb.digest = $2",
+        )
+        .bind(repository)
+        .bind(digest)
+        .fetch_optional(&self.read)
+        .await?;
+        Ok(row.map(|r| r.try_get::<i64, _>(0)).transpose()?.map(|s| s as u64))
+    }
+
+    /// Size of `digest` if the registry stores it for any repository.
+    pub async fn blob(&self, digest: &str) -> Result<Option<u64>> {
+        let row = sqlx::query("SELECT size FROM blobs WHERE digest = $1")
+            .bind(digest)
+            .fetch_optional(&self.read)
+            .await?;
+        Ok(row.map(|r| r.try_get::<i64, _>(0)).transpose()?.map(|s| s as u64))
+    }
+
+    /// Removes the link between `repository` and `digest`. Returns whether
+    /// it existed. The bytes stay until garbage collection.
+    pub async fn unlink_blob(&self, repository: &str, digest: &str) -> Result<bool> {
+        let done = sqlx::query(
+            "DELETE FROM repository_blobs
+             WHERE digest = $2 AND repository_id = (SELECT id FROM repositories WHERE name = $1)",
+        )
+        .bind(repository)
+        .bind(digest)
+        .execute(&self.write)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Which of `digests` are not linked to `repository` as blobs.
+    pub async fn missing_blobs(&self, repository: &str, digests: &[String]) -> Result<Vec<String>> {
+        let mut missing = Vec::new();
+        for d in digests {
+            if self.repository_blob(repository, d).await?.is_none() {
+                missing.push(d.clone());
+            }
+        }
+        Ok(missing)
+    }
+
+    /// Which of `digests` are not manifests of `repository`.
+    pub async fn missing_manifests(&self, repository: &str, digests: &[String]) -> Result<Vec<String>> {
+        let mut missing = Vec::new();
+        for d in digests {
+            let row = sqlx::query(
+                "SELECT 1 FROM manifests m JOIN repositories r ON r.id = m.repository_id
+                 WHERE r.name = $1 AND m.digest = $2",
+            )
+            .bind(repository)
+            .bind(d)
+            .fetch_optional(&self.read)
+            .await?;
+            if row.is_none() {
+                missing.push(d.clone());
+            }
+        }
+        Ok(missing)
+    }
+
+    /// Stores a manifest, its references and its tags in one transaction.
+    /// Returns the tags whose previous target changed (for cache invalidation).
+    pub async fn put_manifest(&self, m: &NewManifest) -> Result<()> {
+        let mut tx = self.write.begin().await?;
+        let repo = ensure_repository(&mut tx, &m.repository, m.pushed_at).await?;
+        let inserted = sqlx::query(
+            "INSERT INTO manifests (repository_id, digest, media_type, artifact_type, size, content,
+                                    subject, annotations, pushed_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+             ON CONFLICT (repository_id, digest) DO NOTHING",
+        )
+        .bind(repo)
+        .bind(&m.digest)
+        .bind(&m.media_type)
+        .bind(m.artifact_type.as_deref())
+        .bind(m.content.len() as i64)
+        .bind(m.content.as_slice())
+        .bind(m.subject.as_deref())
+        .bind(m.annotations.as_deref())
+        .bind(m.pushed_at)
+        .execute(&mut *tx)
+        .await?;
+        if inserted.rows_affected() > 0 {
+            for (child, kind) in &m.references {
+                sqlx::query(
+                    "INSERT INTO manifest_references (repository_id, parent, child, kind)
+                     VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+                )
+                .bind(repo)
+                .bind(&m.digest)
+                .bind(child)
+                .bind(kind.as_str())
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+        for tag in &m.tags {
+            sqlx::query(
+                "INSERT INTO tags (repository_id, name, digest, updated_at) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (repository_id, name)
+                 DO UPDATE SET digest = excluded.digest, updated_at = excluded.updated_at",
+            )
+            .bind(repo)
+            .bind(tag)
+            .bind(&m.digest)
+            .bind(m.pushed_at)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The manifest `tag` points to in `repository`.
+    pub async fn manifest_by_tag(&self, repository: &str, tag: &str) -> Result<Option<ManifestRecord>> {
+        let row = sqlx::query(
+            "SELECT m.digest, m.media_type, m.content FROM repositories r
+             JOIN tags t ON t.repository_id = r.id
+             JOIN manifests m ON m.repository_id = r.id AND m.digest = t.digest
+             WHERE r.name = $1 AND t.name = $2",
+        )
+        .bind(repository)
+        .bind(tag)
+        .fetch_optional(&self.read)
+        .await?;
+        row.map(|r| record(&r)).transpose()
+    }
+
+    /// The manifest `digest` of `repository`.
+    pub async fn manifest(&self, repository: &str, digest: &str) -> Result<Option<ManifestRecord>> {
+        let row = sqlx::query(
+            "SELECT m.digest, m.media_type, m.content FROM repositories r
+             JOIN manifests m ON m.repository_id = r.id
+             WHERE r.name = $1 AND m.digest = $2",
+        )
+        .bind(repository)
+        .bind(digest)
+        .fetch_optional(&self.read)
+        .await?;
+        row.map(|r| record(&r)).transpose()
+    }
+
+    /// Deletes a manifest and every tag pointing to it. Returns the deleted
+    /// tags, or `None` if the manifest did not exist.
+    pub async fn delete_manifest(&self, repository: &str, digest: &str) -> Result<Option<Vec<String>>> {
+        let mut tx = self.write.begin().await?;
+        let Some(repo) = repository_id(&mut tx, repository).await? else {
+            return Ok(None);
+        };
+        let tags: Vec<String> = sqlx::query("SELECT name FROM tags WHERE repository_id = $1 AND digest = $2")
+            .bind(repo)
+            .bind(digest)
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(|r| r.try_get::<String, _>(0))
+            .collect::<Result<_, _>>()?;
+        sqlx::query("DELETE FROM tags WHERE repository_id = $1 AND digest = $2")
+            .bind(repo)
+            .bind(digest)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM manifest_references WHERE repository_id = $1 AND parent = $2")
+            .bind(repo)
+            .bind(digest)
+            .execute(&mut *tx)
+            .await?;
+        let done = sqlx::query("DELETE FROM manifests WHERE repository_id = $1 AND digest = $2")
+            .bind(repo)
+            .bind(digest)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok((done.rows_affected() > 0).then_some(tags))
+    }
+
+    /// Deletes a tag. Returns whether it existed.
+    pub async fn delete_tag(&self, repository: &str, tag: &str) -> Result<bool> {
+        let done = sqlx::query(
+            "DELETE FROM tags
+             WHERE name = $2 AND repository_id = (SELECT id FROM repositories WHERE name = $1)",
+        )
+        .bind(repository)
+        .bind(tag)
+        .execute(&self.write)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Up to `limit` tags of `repository` sorted after `last`; `None` if the
+    /// repository does not exist.
+    pub async fn tags(&self, repository: &str, last: Option<&str>, limit: i64) -> Result<Option<Vec<String>>> {
+        let mut conn = self.read.acquire().await?;
+        let Some(row) = sqlx::query("SELECT id FROM repositories WHERE name = $1")
+            .bind(repository)
+            .fetch_optional(&mut *conn)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let repo: i64 = row.try_get(0)?;
+        let rows = sqlx::query(
+            "SELECT name FROM tags WHERE repository_id = $1 AND name > $2 ORDER BY name LIMIT $3",
+        )
+        .bind(repo)
+        .bind(last.unwrap_or(""))
+        .bind(limit)
+        .fetch_all(&mut *conn)
+        .await?;
+        Ok(Some(
+            rows.iter()
+                .map(|r| r.try_get::<String, _>(0))
+                .collect::<Result<_, _>>()?,
+        ))
+    }
+
+    /// Up to `limit` repository names sorted after `last`.
+    pub async fn repositories(&self, last: Option<&str>, limit: i64) -> Result<Vec<String>> {
+        let rows = sqlx::query("SELECT name FROM repositories WHERE name > $1 ORDER BY name LIMIT $2")
+            .bind(last.unwrap_or(""))
+            .bind(limit)
+            .fetch_all(&self.read)
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| r.try_get::<String, _>(0))
+            .collect::<Result<_, _>>()?)
+    }
+
+    /// Manifests of `repository` whose subject is `subject`, optionally only
+    /// those of `artifact_type`, sorted by digest.
+    pub async fn referrers(
+        &self,
+        repository: &str,
+        subject: &str,
+        artifact_type: Option<&str>,
+    ) -> Result<Vec<Referrer>> {
+        let rows = sqlx::query(
+            "SELECT m.digest, m.media_type, m.size, m.artifact_type, m.annotations
+             FROM repositories r JOIN manifests m ON m.repository_id = r.id
+             WHERE r.name = $1 AND m.subject = $2 AND ($3 IS NULL OR m.artifact_type = $3)
+             ORDER BY m.digest",
+        )
+        .bind(repository)
+        .bind(subject)
+        .bind(artifact_type)
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Referrer {
+                    digest: r.try_get(0)?,
+                    media_type: r.try_get(1)?,
+                    size: r.try_get(2)?,
+                    artifact_type: r.try_get(3)?,
+                    annotations: r.try_get(4)?,
+                })
+            })
+            .collect()
+    }
+}
+
+async fn repository_id(tx: &mut Transaction<'static, Any>, name: &str) -> Result<Option<i64>> {
+    let row = sqlx::query("SELECT id FROM repositories WHERE name = $1")
+        .bind(name)
+        .fetch_optional(&mut **tx)
+        .await?;
+    Ok(row.map(|r| r.try_get::<i64, _>(0)).transpose()?)
+}
+
+fn record(r: &sqlx::any::AnyRow) -> Result<ManifestRecord> {
+    let content: Vec<u8> = r
+        .try_get(2)
+        .map_err(|e| Error::Corrupt(format!("manifest content: {e}")))?;
+    Ok(ManifestRecord {
+        digest: r.try_get(0)?,
+        media_type: r.try_get(1)?,
+        content,
+    })
+}

@@ -1,0 +1,117 @@
+//! Reading, checking and deleting blobs of a repository.
+
+use berth_oci::Digest;
+use berth_store::BlobRead;
+
+use crate::{Error, Registry, Result};
+
+/// A byte range as an HTTP `Range: bytes=` header can express it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ByteRange {
+    /// `start-` or `start-end` (inclusive).
+    From(u64, Option<u64>),
+    /// `-n`: the last n bytes.
+    Suffix(u64),
+}
+
+impl ByteRange {
+    /// Resolves against a blob of `size` bytes to `(offset, len)`.
+    pub fn resolve(self, size: u64) -> Option<(u64, u64)> {
+        match self {
+            ByteRange::From(start, end) => {
+                if start >= size {
+                    return None;
+                }
+                let end = end.unwrap_or(size - 1).min(size - 1);
+                (end >= start).then_some((start, end - start + 1))
+            }
+            ByteRange::Suffix(n) => {
+                if n == 0 || size == 0 {
+                    return None;
+                }
+                let n = n.min(size);
+                Some((size - n, n))
+            }
+        }
+    }
+}
+
+impl Registry {
+    /// Size of `digest` if it is readable from `repo`.
+    pub async fn blob_size(&self, repo: &str, digest: &Digest) -> Result<u64> {
+        if let Some(size) = self.cache.link(repo, digest.as_str()) {
+            return Ok(size);
+        }
+        let epoch = self.cache.epoch();
+        let size = self
+            .meta
+            .repository_blob(repo, digest.as_str())
+            .await?
+            .ok_or_else(|| Error::BlobUnknown(digest.to_string()))?;
+        self.cache.fill_link(repo, digest.as_str(), size, &epoch);
+        Ok(size)
+    }
+
+    /// Opens a blob of `repo`, whole or a range of it. Returns the blob's
+    /// total size, the served `(offset, len)` when a range was asked, and
+    /// the body.
+    pub async fn read_blob(
+        &self,
+        repo: &str,
+        digest: &Digest,
+        range: Option<ByteRange>,
+    ) -> Result<(u64, Option<(u64, u64)>, BlobRead)> {
+        let size = self.blob_size(repo, digest).await?;
+        let resolved = match range {
+            Some(r) => Some(r.resolve(size).ok_or(Error::RangeNotSatisfiable { size })?),
+            None => None,
+        };
+        let read = self.store.read(digest, resolved).await?.ok_or_else(|| {
+            // Linked in metadata but gone from storage: report it as unknown
+            // rather than failing, and let GC reconcile.
+            tracing::warn!(%digest, repo, "blob linked in metadata is missing from storage");
+            Error::BlobUnknown(digest.to_string())
+        })?;
+        Ok((size, resolved, read))
+    }
+
+    /// Unlinks a blob from `repo` (the bytes go at the next garbage
+    /// collection if nothing else references them).
+    pub async fn delete_blob(&self, repo: &str, digest: &Digest) -> Result<()> {
+        let existed = self.meta.unlink_blob(repo, digest.as_str()).await?;
+        self.cache.invalidate_link(repo, digest.as_str());
+        if existed {
+            Ok(())
+        } else {
+            Err(Error::BlobUnknown(digest.to_string()))
+        }
+    }
+
+    /// Makes `digest` readable from `repo` after it was stored.
+    pub(crate) async fn link(&self, repo: &str, digest: &Digest, size: u64) -> Result<()> {
+        let epoch = self.cache.epoch();
+        self.meta
+            .link_blob(repo, digest.as_str(), size, berth_meta::now_ms())
+            .await?;
+        self.cache.fill_link(repo, digest.as_str(), size, &epoch);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ByteRange;
+
+    #[test]
+    fn ranges() {
+        assert_eq!(ByteRange::From(0, Some(9)).resolve(100), Some((0, 10)));
+        assert_eq!(ByteRange::From(90, None).resolve(100), Some((90, 10)));
+        assert_eq!(ByteRange::From(90, Some(500)).resolve(100), Some((90, 10)));
+        assert_eq!(ByteRange::From(100, None).resolve(100), None);
+        assert_eq!(ByteRange::From(5, Some(4)).resolve(100), None);
+        assert_eq!(ByteRange::Suffix(10).resolve(100), Some((90, 10)));
+        assert_eq!(ByteRange::Suffix(1000).resolve(100), Some((0, 100)));
+        assert_eq!(ByteRange::Suffix(0).resolve(100), None);
+        assert_eq!(ByteRange::From(0, None).resolve(0), None);
+    }
+}

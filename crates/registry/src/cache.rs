@@ -1,0 +1,171 @@
+//! In-memory caches on the pull path.
+//!
+//! Tag resolution, manifest bodies and blob links are served from memory
+//! once seen. Writers invalidate after their transaction commits; readers
+//! fill the cache only if no invalidation happened since they started
+//! reading the database (an epoch checked under the map's lock), so a slow
+//! reader can never put back a value a writer just replaced. When other
+//! processes may write too (a shared PostgreSQL), entries also expire after
+//! `ttl`. Each map is bounded: past its budget it is simply cleared.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use crate::manifests::ManifestEntry;
+
+const MAX_TAGS: usize = 200_000;
+const MAX_LINKS: usize = 500_000;
+const MAX_MANIFEST_BYTES: usize = 64 * 1024 * 1024;
+
+struct Entry<V> {
+    value: V,
+    at: Instant,
+}
+
+/// A two-level map `repository -> key -> value`, looked up without
+/// allocating.
+struct Nested<V> {
+    map: RwLock<HashMap<String, HashMap<String, Entry<V>>>>,
+    ttl: Option<Duration>,
+    max: usize,
+    weight: fn(&V) -> usize,
+    used: std::sync::atomic::AtomicUsize,
+    epoch: std::sync::atomic::AtomicU64,
+}
+
+impl<V: Clone> Nested<V> {
+    fn new(ttl: Option<Duration>, max: usize, weight: fn(&V) -> usize) -> Self {
+        Nested {
+            map: RwLock::new(HashMap::new()),
+            ttl,
+            max,
+            weight,
+            used: 0.into(),
+            epoch: 0.into(),
+        }
+    }
+
+    /// The epoch to pass to [`Nested::fill`] for a value about to be read
+    /// from the database.
+    fn epoch(&self) -> u64 {
+        self.epoch.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    fn get(&self, repo: &str, key: &str) -> Option<V> {
+        let map = self.map.read().unwrap_or_else(|p| p.into_inner());
+        let e = map.get(repo)?.get(key)?;
+        if let Some(ttl) = self.ttl {
+            if e.at.elapsed() > ttl {
+                return None;
+            }
+        }
+        Some(e.value.clone())
+    }
+
+    /// Caches `value` unless an invalidation happened since `epoch`.
+    fn fill(&self, repo: &str, key: &str, value: V, epoch: u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let w = (self.weight)(&value);
+        let mut map = self.map.write().unwrap_or_else(|p| p.into_inner());
+        if self.epoch.load(std::sync::atomic::Ordering::Acquire) != epoch {
+            return;
+        }
+        if self.used.load(Relaxed) + w > self.max {
+            map.clear();
+            self.used.store(0, Relaxed);
+        }
+        self.used.fetch_add(w, Relaxed);
+        map.entry(repo.to_owned()).or_default().insert(
+            key.to_owned(),
+            Entry {
+                value,
+                at: Instant::now(),
+            },
+        );
+    }
+
+    fn invalidate(&self, repo: &str, key: &str) {
+        let mut map = self.map.write().unwrap_or_else(|p| p.into_inner());
+        self.epoch.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        if let Some(inner) = map.get_mut(repo) {
+            inner.remove(key);
+        }
+    }
+}
+
+fn one<V>(_: &V) -> usize {
+    1
+}
+
+/// The caches of one [`crate::Registry`].
+pub(crate) struct Caches {
+    tags: Nested<Arc<str>>,
+    manifests: Nested<Arc<ManifestEntry>>,
+    links: Nested<u64>,
+}
+
+impl Caches {
+    pub(crate) fn new(ttl: Option<Duration>) -> Caches {
+        Caches {
+            tags: Nested::new(ttl, MAX_TAGS, one),
+            manifests: Nested::new(ttl, MAX_MANIFEST_BYTES, |m: &Arc<ManifestEntry>| {
+                m.content.len() + 256
+            }),
+            links: Nested::new(ttl, MAX_LINKS, one),
+        }
+    }
+
+    /// A snapshot to pass to the `fill_*` methods.
+    pub(crate) fn epoch(&self) -> Epoch {
+        Epoch {
+            tags: self.tags.epoch(),
+            manifests: self.manifests.epoch(),
+            links: self.links.epoch(),
+        }
+    }
+
+    pub(crate) fn tag(&self, repo: &str, tag: &str) -> Option<Arc<str>> {
+        self.tags.get(repo, tag)
+    }
+
+    pub(crate) fn fill_tag(&self, repo: &str, tag: &str, digest: Arc<str>, e: &Epoch) {
+        self.tags.fill(repo, tag, digest, e.tags)
+    }
+
+    pub(crate) fn invalidate_tag(&self, repo: &str, tag: &str) {
+        self.tags.invalidate(repo, tag)
+    }
+
+    pub(crate) fn manifest(&self, repo: &str, digest: &str) -> Option<Arc<ManifestEntry>> {
+        self.manifests.get(repo, digest)
+    }
+
+    pub(crate) fn fill_manifest(&self, repo: &str, entry: Arc<ManifestEntry>, e: &Epoch) {
+        let key = entry.digest.clone();
+        self.manifests.fill(repo, &key, entry, e.manifests)
+    }
+
+    pub(crate) fn invalidate_manifest(&self, repo: &str, digest: &str) {
+        self.manifests.invalidate(repo, digest)
+    }
+
+    pub(crate) fn link(&self, repo: &str, digest: &str) -> Option<u64> {
+        self.links.get(repo, digest)
+    }
+
+    pub(crate) fn fill_link(&self, repo: &str, digest: &str, size: u64, e: &Epoch) {
+        self.links.fill(repo, digest, size, e.links)
+    }
+
+    pub(crate) fn invalidate_link(&self, repo: &str, digest: &str) {
+        self.links.invalidate(repo, digest)
+    }
+}
+
+/// Cache epochs taken before a database read.
+pub(crate) struct Epoch {
+    tags: u64,
+    manifests: u64,
+    links: u64,
+}

@@ -1,0 +1,151 @@
+//! The core services' error type and its OCI error code.
+
+use berth_oci::ErrorCode;
+
+/// Why a registry operation failed. Each variant maps to one OCI error code
+/// ([`Error::code`]) and HTTP status ([`Error::status`]); the `Display` text
+/// is the message shown to the client and never contains internals.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The blob is not in the repository.
+    #[error("blob {0} is not known to this repository")]
+    BlobUnknown(String),
+    /// The upload session does not exist in this repository.
+    #[error("upload session unknown (it may have completed, been cancelled or expired)")]
+    UploadUnknown,
+    /// The upload request is invalid.
+    #[error("{0}")]
+    UploadInvalid(String),
+    /// A chunk out of order or overlapping (416).
+    #[error("chunk starts at byte {start} but the upload holds {size} bytes")]
+    ChunkOutOfOrder {
+        /// Claimed start.
+        start: u64,
+        /// Bytes held.
+        size: u64,
+    },
+    /// A digest that is malformed or does not match the content.
+    #[error("{0}")]
+    DigestInvalid(String),
+    /// Body length differs from what was announced.
+    #[error("{0}")]
+    SizeInvalid(String),
+    /// The manifest references a blob or manifest missing from the repository.
+    #[error("{0}")]
+    ManifestBlobUnknown(String),
+    /// The manifest is malformed.
+    #[error("{0}")]
+    ManifestInvalid(String),
+    /// The manifest is over the size limit (413).
+    #[error("manifest of {size} bytes exceeds the limit of {limit} bytes")]
+    ManifestTooLarge {
+        /// Size received (or announced).
+        size: u64,
+        /// Configured limit.
+        limit: usize,
+    },
+    /// The manifest is not in the repository.
+    #[error("manifest {0} is not known to this repository")]
+    ManifestUnknown(String),
+    /// The stored manifest's media type is not in the client's Accept list.
+    #[error("manifest {reference} is {media_type}, which the request's Accept header does not allow")]
+    ManifestNotAcceptable {
+        /// Requested reference.
+        reference: String,
+        /// Stored media type.
+        media_type: String,
+    },
+    /// Invalid repository name.
+    #[error("{0}")]
+    NameInvalid(String),
+    /// Repository unknown.
+    #[error("repository {0} is not known to this registry")]
+    NameUnknown(String),
+    /// Invalid tag.
+    #[error("{0}")]
+    TagInvalid(String),
+    /// Requested byte range cannot be served (416).
+    #[error("range not satisfiable for a blob of {size} bytes")]
+    RangeNotSatisfiable {
+        /// Blob size.
+        size: u64,
+    },
+    /// The operation is not supported.
+    #[error("{0}")]
+    Unsupported(String),
+    /// A malformed query parameter (400).
+    #[error("{0}")]
+    InvalidParameter(String),
+    /// The storage device is full (507).
+    #[error("the registry's storage is full")]
+    StorageFull,
+    /// The client's request body could not be read.
+    #[error("reading the request body failed")]
+    BodyRead,
+    /// Anything the client cannot fix; details are logged, not returned.
+    #[error("internal error")]
+    Internal(String),
+}
+
+impl Error {
+    /// The OCI error code.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            Error::BlobUnknown(_) => ErrorCode::BlobUnknown,
+            Error::UploadUnknown => ErrorCode::BlobUploadUnknown,
+            Error::UploadInvalid(_) | Error::BodyRead => ErrorCode::BlobUploadInvalid,
+            Error::ChunkOutOfOrder { .. } => ErrorCode::BlobUploadInvalid,
+            Error::DigestInvalid(_) => ErrorCode::DigestInvalid,
+            Error::SizeInvalid(_) => ErrorCode::SizeInvalid,
+            Error::ManifestBlobUnknown(_) => ErrorCode::ManifestBlobUnknown,
+            Error::ManifestInvalid(_) => ErrorCode::ManifestInvalid,
+            Error::ManifestTooLarge { .. } => ErrorCode::ManifestInvalid,
+            Error::ManifestUnknown(_) | Error::ManifestNotAcceptable { .. } => {
+                ErrorCode::ManifestUnknown
+            }
+            Error::NameInvalid(_) => ErrorCode::NameInvalid,
+            Error::NameUnknown(_) => ErrorCode::NameUnknown,
+            Error::TagInvalid(_) => ErrorCode::TagInvalid,
+            Error::RangeNotSatisfiable { .. } => ErrorCode::RangeInvalid,
+            Error::Unsupported(_) | Error::InvalidParameter(_) => ErrorCode::Unsupported,
+            Error::StorageFull | Error::Internal(_) => ErrorCode::Unknown,
+        }
+    }
+
+    /// The HTTP status.
+    pub fn status(&self) -> u16 {
+        match self {
+            Error::ChunkOutOfOrder { .. } | Error::RangeNotSatisfiable { .. } => 416,
+            Error::ManifestTooLarge { .. } => 413,
+            Error::InvalidParameter(_) => 400,
+            Error::StorageFull => 507,
+            Error::Internal(_) => 500,
+            other => other.code().status(),
+        }
+    }
+}
+
+impl From<berth_store::Error> for Error {
+    fn from(e: berth_store::Error) -> Self {
+        use berth_store::Error as S;
+        match e {
+            S::UploadUnknown => Error::UploadUnknown,
+            S::RangeMismatch { start, size } => Error::ChunkOutOfOrder { start, size },
+            S::DigestMismatch { expected, actual } => Error::DigestInvalid(format!(
+                "content digest {actual} does not match the digest parameter {expected}"
+            )),
+            S::SizeMismatch { expected, actual } => Error::SizeInvalid(format!(
+                "received {actual} bytes but Content-Length announced {expected}"
+            )),
+            S::StorageFull => Error::StorageFull,
+            S::Body(_) => Error::BodyRead,
+            S::Io(e) => Error::Internal(format!("storage: {e}")),
+        }
+    }
+}
+
+impl From<berth_meta::Error> for Error {
+    fn from(e: berth_meta::Error) -> Self {
+        Error::Internal(format!("metadata: {e}"))
+    }
+}

@@ -1,0 +1,250 @@
+//! Pushing, pulling and deleting manifests.
+
+use std::sync::Arc;
+
+use berth_meta::{NewManifest, RefKind};
+use berth_oci::manifest::ManifestError;
+use berth_oci::{media, validate_tag, Digest, Manifest, ManifestKind, Reference};
+use bytes::Bytes;
+
+use crate::{Error, Registry, Result};
+
+/// A manifest as served on the pull path.
+#[derive(Debug)]
+pub struct ManifestEntry {
+    /// Its digest.
+    pub digest: String,
+    /// Its media type.
+    pub media_type: String,
+    /// The bytes as pushed.
+    pub content: Bytes,
+}
+
+/// The outcome of a manifest push.
+#[derive(Debug, Clone)]
+pub struct PushedManifest {
+    /// Digest of the stored bytes.
+    pub digest: Digest,
+    /// The subject it refers to, if any (for the `OCI-Subject` header).
+    pub subject: Option<Digest>,
+}
+
+/// Whether a client whose `Accept` header lists `accept` takes `media_type`.
+/// No header, `*/*` and `application/json` accept everything.
+pub fn accepts<'a>(mut accept: impl Iterator<Item = &'a str>, media_type: &str) -> bool {
+    let mut any = false;
+    let ok = accept.any(|value| {
+        value.split(',').any(|item| {
+            any = true;
+            let t = item.split(';').next().unwrap_or("").trim();
+            t.is_empty() || t == "*/*" || t == "application/*" || t == "application/json" || t == media_type
+        })
+    });
+    ok || !any
+}
+
+impl Registry {
+    /// Stores a manifest pushed to `reference` (plus `extra_tags` from `?tag=`).
+    pub async fn put_manifest(
+        &self,
+        repo: &str,
+        reference: &Reference,
+        content_type: Option<&str>,
+        body: Bytes,
+        extra_tags: &[String],
+    ) -> Result<PushedManifest> {
+        if body.len() > self.settings.max_manifest_bytes {
+            return Err(Error::ManifestTooLarge {
+                size: body.len() as u64,
+                limit: self.settings.max_manifest_bytes,
+            });
+        }
+        let digest = match reference {
+            Reference::Digest(expected) => {
+                let actual = Digest::compute(expected.algorithm(), &body);
+                if &actual != expected {
+                    return Err(Error::DigestInvalid(format!(
+                        "manifest content has digest {actual}, not {expected}"
+                    )));
+                }
+                actual
+            }
+            Reference::Tag(_) => Digest::sha256(&body),
+        };
+        let mut tags = Vec::new();
+        if let Reference::Tag(t) = reference {
+            tags.push(t.clone());
+        }
+        for t in extra_tags {
+            validate_tag(t).map_err(|e| Error::TagInvalid(e.to_string()))?;
+            if !tags.contains(t) {
+                tags.push(t.clone());
+            }
+        }
+        let manifest = Manifest::parse(&body, content_type).map_err(|e| match e {
+            ManifestError::Schema1 => Error::ManifestInvalid(e.to_string()),
+            ManifestError::Invalid(m) => Error::ManifestInvalid(m),
+        })?;
+        let references = self.check_references(repo, &manifest).await?;
+        let record = NewManifest {
+            repository: repo.to_owned(),
+            digest: digest.to_string(),
+            media_type: manifest.media_type.clone(),
+            artifact_type: manifest.effective_artifact_type().map(str::to_owned),
+            content: body.to_vec(),
+            subject: manifest.subject.as_ref().map(|s| s.digest.to_string()),
+            annotations: manifest
+                .annotations
+                .as_ref()
+                .and_then(|a| serde_json::to_string(a).ok()),
+            references,
+            tags: tags.clone(),
+            pushed_at: berth_meta::now_ms(),
+        };
+        let epoch = self.cache.epoch();
+        self.meta.put_manifest(&record).await?;
+        for t in &tags {
+            self.cache.invalidate_tag(repo, t);
+        }
+        self.cache.fill_manifest(
+            repo,
+            Arc::new(ManifestEntry {
+                digest: digest.to_string(),
+                media_type: manifest.media_type,
+                content: body,
+            }),
+            &epoch,
+        );
+        Ok(PushedManifest {
+            digest,
+            subject: manifest.subject.map(|s| s.digest),
+        })
+    }
+
+    /// Checks that what the manifest references is in `repo`; returns the
+    /// references to record.
+    async fn check_references(&self, repo: &str, m: &Manifest) -> Result<Vec<(String, RefKind)>> {
+        let mut refs = Vec::new();
+        match m.kind {
+            ManifestKind::Image => {
+                let mut needed = Vec::new();
+                for d in m.config.iter().chain(m.layers.iter()) {
+                    if media::is_non_distributable(&d.media_type) {
+                        continue;
+                    }
+                    refs.push((d.digest.to_string(), RefKind::Blob));
+                    // Content embedded in `data` was verified by the parser.
+                    if d.data.is_none() && !needed.contains(&d.digest.to_string()) {
+                        needed.push(d.digest.to_string());
+                    }
+                }
+                let mut missing = Vec::new();
+                for d in &needed {
+                    if self.cache.link(repo, d).is_none() {
+                        missing.push(d.clone());
+                    }
+                }
+                let missing = self.meta.missing_blobs(repo, &missing).await?;
+                if let Some(d) = missing.first() {
+                    return Err(Error::ManifestBlobUnknown(format!(
+                        "blob {d} referenced by the manifest is not in repository {repo}; push it first"
+                    )));
+                }
+            }
+            ManifestKind::Index => {
+                let children: Vec<String> = m.manifests.iter().map(|d| d.digest.to_string()).collect();
+                let missing = self.meta.missing_manifests(repo, &children).await?;
+                if let Some(d) = missing.first() {
+                    return Err(Error::ManifestBlobUnknown(format!(
+                        "manifest {d} listed in the index is not in repository {repo}; push it first"
+                    )));
+                }
+                refs.extend(children.into_iter().map(|d| (d, RefKind::Manifest)));
+            }
+        }
+        refs.sort();
+        refs.dedup();
+        Ok(refs)
+    }
+
+    /// Resolves `reference` in `repo` to the stored manifest.
+    pub async fn get_manifest(&self, repo: &str, reference: &Reference) -> Result<Arc<ManifestEntry>> {
+        let digest: Arc<str> = match reference {
+            Reference::Digest(d) => Arc::from(d.as_str()),
+            Reference::Tag(t) => match self.cache.tag(repo, t) {
+                Some(d) => d,
+                None => {
+                    let epoch = self.cache.epoch();
+                    let record = self
+                        .meta
+                        .manifest_by_tag(repo, t)
+                        .await?
+                        .ok_or_else(|| Error::ManifestUnknown(reference.to_string()))?;
+                    let digest: Arc<str> = Arc::from(record.digest.as_str());
+                    self.cache.fill_tag(repo, t, digest, &epoch);
+                    let entry = Arc::new(ManifestEntry {
+                        digest: record.digest,
+                        media_type: record.media_type,
+                        content: Bytes::from(record.content),
+                    });
+                    self.cache.fill_manifest(repo, entry.clone(), &epoch);
+                    return Ok(entry);
+                }
+            },
+        };
+        if let Some(entry) = self.cache.manifest(repo, &digest) {
+            return Ok(entry);
+        }
+        let epoch = self.cache.epoch();
+        let record = self
+            .meta
+            .manifest(repo, &digest)
+            .await?
+            .ok_or_else(|| Error::ManifestUnknown(reference.to_string()))?;
+        let entry = Arc::new(ManifestEntry {
+            digest: record.digest,
+            media_type: record.media_type,
+            content: Bytes::from(record.content),
+        });
+        self.cache.fill_manifest(repo, entry.clone(), &epoch);
+        Ok(entry)
+    }
+
+    /// Deletes a manifest (by digest: the manifest and its tags; by tag: the
+    /// tag only).
+    pub async fn delete_manifest(&self, repo: &str, reference: &Reference) -> Result<()> {
+        match reference {
+            Reference::Tag(t) => {
+                let existed = self.meta.delete_tag(repo, t).await?;
+                self.cache.invalidate_tag(repo, t);
+                if !existed {
+                    return Err(Error::ManifestUnknown(t.clone()));
+                }
+            }
+            Reference::Digest(d) => {
+                let tags = self.meta.delete_manifest(repo, d.as_str()).await?;
+                self.cache.invalidate_manifest(repo, d.as_str());
+                let tags = tags.ok_or_else(|| Error::ManifestUnknown(d.to_string()))?;
+                for t in tags {
+                    self.cache.invalidate_tag(repo, &t);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::accepts;
+
+    #[test]
+    fn accept_negotiation() {
+        let oci = berth_oci::media::OCI_MANIFEST;
+        assert!(accepts(std::iter::empty(), oci));
+        assert!(accepts(["*/*"].into_iter(), oci));
+        assert!(accepts([berth_oci::media::DOCKER_MANIFEST, oci].into_iter(), oci));
+        assert!(accepts(["application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.manifest.v1+json;q=0.5"].into_iter(), oci));
+        assert!(!accepts([berth_oci::media::DOCKER_MANIFEST].into_iter(), oci));
+    }
+}

@@ -1,0 +1,442 @@
+//! The filesystem [`BlobStore`].
+//!
+//! On-disk layout under the root directory:
+//!
+//! ```text
+//! <root>/
+//!   blobs/<algorithm>/<first two hex chars>/<hex>   published blobs, read-only
+//!   uploads/<uuid>/data                             bytes received so far
+//!   uploads/<uuid>/info.json                        {"label": ..., "started_at_ms": ...}
+//!   tmp/<uuid>                                      single-request uploads in flight
+//! ```
+//!
+//! A blob is published by `fsync(file)`, `rename(file, blobs/...)` and
+//! `fsync(directory)`: readers never see a partial blob and an acknowledged
+//! blob survives a power cut. The hash state of an upload lives in memory; if
+//! it is lost (restart), the digest is recomputed from `data` at commit time,
+//! so sessions survive restarts.
+
+use std::collections::HashMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use berth_oci::{Algorithm, Digest, Hasher};
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use tokio::task::spawn_blocking;
+
+use crate::pipeline::write_stream;
+use crate::{
+    hash_reader, BlobBody, BlobRead, BlobStore, ByteStream, Error, Result, StoredBlob, UploadInfo,
+};
+
+/// Blobs up to this size are read into memory in one call instead of streamed.
+const SMALL_READ: u64 = 256 * 1024;
+/// Read size when streaming a blob.
+const STREAM_CHUNK: usize = 512 * 1024;
+
+/// Blob storage in a local directory.
+pub struct FsStore {
+    root: PathBuf,
+    hash_states: Mutex<HashMap<String, Arc<tokio::sync::Mutex<HashState>>>>,
+}
+
+#[derive(Default)]
+struct HashState {
+    /// SHA-256 state over the first `hashed` bytes of the upload.
+    hasher: Option<Hasher>,
+    hashed: u64,
+}
+
+#[derive(Serialize, Deserialize)]
+struct InfoFile {
+    label: String,
+    started_at_ms: u64,
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    spawn_blocking(f)
+        .await
+        .map_err(|e| Error::Io(io::Error::other(e.to_string())))?
+}
+
+fn valid_upload_id(id: &str) -> bool {
+    id.len() == 36 && id.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-')
+}
+
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+fn not_found_is_none<T>(r: io::Result<T>) -> Result<Option<T>> {
+    match r {
+        Ok(v) => Ok(Some(v)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+impl FsStore {
+    /// Opens (creating if needed) a store rooted at `root`, and removes
+    /// leftovers of single-request uploads interrupted by a crash.
+    pub fn open(root: impl Into<PathBuf>) -> Result<FsStore> {
+        let root = root.into();
+        for d in ["blobs", "uploads", "tmp"] {
+            fs::create_dir_all(root.join(d))?;
+        }
+        for entry in fs::read_dir(root.join("tmp"))? {
+            let _ = fs::remove_file(entry?.path());
+        }
+        Ok(FsStore {
+            root,
+            hash_states: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Where a blob lives.
+    pub fn blob_path(&self, digest: &Digest) -> PathBuf {
+        let hex = digest.hex();
+        self.root
+            .join("blobs")
+            .join(digest.algorithm().as_str())
+            .join(&hex[..2])
+            .join(hex)
+    }
+
+    fn upload_dir(&self, id: &str) -> PathBuf {
+        self.root.join("uploads").join(id)
+    }
+
+    fn hash_state(&self, id: &str) -> Arc<tokio::sync::Mutex<HashState>> {
+        let mut map = self.hash_states.lock().unwrap_or_else(|p| p.into_inner());
+        map.entry(id.to_owned()).or_default().clone()
+    }
+
+    fn forget_hash_state(&self, id: &str) {
+        let mut map = self.hash_states.lock().unwrap_or_else(|p| p.into_inner());
+        map.remove(id);
+    }
+}
+
+/// Makes `file` (at `from`) durable and moves it to `to` atomically.
+fn publish(file: &File, from: &Path, to: &Path) -> Result<()> {
+    file.sync_data()?;
+    let parent = to.parent().ok_or_else(|| Error::Io(io::Error::other("blob path has no parent")))?;
+    if !parent.exists() {
+        fs::create_dir_all(parent)?;
+        if let Some(grand) = parent.parent() {
+            sync_dir(grand)?;
+        }
+    }
+    if to.exists() {
+        // Same digest, same bytes: keep the published copy.
+        fs::remove_file(from)?;
+        return Ok(());
+    }
+    fs::rename(from, to)?;
+    sync_dir(parent)?;
+    Ok(())
+}
+
+fn read_info(dir: &Path, id: &str) -> Result<Option<UploadInfo>> {
+    let Some(raw) = not_found_is_none(fs::read(dir.join("info.json")))? else {
+        return Ok(None);
+    };
+    let info: InfoFile = serde_json::from_slice(&raw)
+        .map_err(|e| Error::Io(io::Error::other(format!("corrupt upload info: {e}"))))?;
+    let Some(meta) = not_found_is_none(fs::metadata(dir.join("data")))? else {
+        return Ok(None);
+    };
+    Ok(Some(UploadInfo {
+        id: id.to_owned(),
+        label: info.label,
+        size: meta.len(),
+        started_at: UNIX_EPOCH + Duration::from_millis(info.started_at_ms),
+        updated_at: meta.modified()?,
+    }))
+}
+
+#[async_trait]
+impl BlobStore for FsStore {
+    async fn stat(&self, digest: &Digest) -> Result<Option<u64>> {
+        let path = self.blob_path(digest);
+        Ok(not_found_is_none(tokio::fs::metadata(path).await)?.map(|m| m.len()))
+    }
+
+    async fn read(&self, digest: &Digest, range: Option<(u64, u64)>) -> Result<Option<BlobRead>> {
+        let path = self.blob_path(digest);
+        blocking(move || {
+            let Some(mut file) = not_found_is_none(File::open(&path))? else {
+                return Ok(None);
+            };
+            let size = file.metadata()?.len();
+            let (offset, len) = range.unwrap_or((0, size));
+            if offset.saturating_add(len) > size {
+                return Err(Error::Io(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "range beyond the end of the blob",
+                )));
+            }
+            if len <= SMALL_READ {
+                let mut buf = vec![0u8; len as usize];
+                file.seek(SeekFrom::Start(offset))?;
+                file.read_exact(&mut buf)?;
+                return Ok(Some(BlobRead {
+                    len,
+                    body: BlobBody::Bytes(Bytes::from(buf)),
+                }));
+            }
+            file.seek(SeekFrom::Start(offset))?;
+            let reader = tokio::io::AsyncReadExt::take(tokio::fs::File::from_std(file), len);
+            let stream = tokio_util_stream(reader);
+            Ok(Some(BlobRead {
+                len,
+                body: BlobBody::Stream(stream),
+            }))
+        })
+        .await
+    }
+
+    async fn delete(&self, digest: &Digest) -> Result<bool> {
+        let path = self.blob_path(digest);
+        Ok(not_found_is_none(tokio::fs::remove_file(path).await)?.is_some())
+    }
+
+    async fn list(&self) -> Result<Vec<StoredBlob>> {
+        let root = self.root.join("blobs");
+        blocking(move || {
+            let mut out = Vec::new();
+            for algo in [Algorithm::Sha256, Algorithm::Sha512] {
+                let Some(prefixes) = not_found_is_none(fs::read_dir(root.join(algo.as_str())))?
+                else {
+                    continue;
+                };
+                for prefix in prefixes {
+                    for entry in fs::read_dir(prefix?.path())? {
+                        let entry = entry?;
+                        let name = entry.file_name();
+                        let Some(name) = name.to_str() else { continue };
+                        let Ok(digest) = Digest::parse(&format!("{}:{name}", algo.as_str())) else {
+                            continue;
+                        };
+                        let meta = entry.metadata()?;
+                        out.push(StoredBlob {
+                            digest,
+                            size: meta.len(),
+                            modified: meta.modified()?,
+                        });
+                    }
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn put(&self, expected: &Digest, len: Option<u64>, body: ByteStream) -> Result<u64> {
+        let tmp = self.root.join("tmp").join(uuid::Uuid::new_v4().to_string());
+        let file = File::create(&tmp)?;
+        let result = async {
+            let written = write_stream(file, Some(expected.algorithm().hasher()), len, body).await?;
+            let actual = written
+                .hasher
+                .ok_or_else(|| Error::Io(io::Error::other("hash state lost")))?
+                .finish();
+            if &actual != expected {
+                return Err(Error::DigestMismatch {
+                    expected: expected.clone(),
+                    actual,
+                });
+            }
+            let to = self.blob_path(expected);
+            let (file, from) = (written.file, tmp.clone());
+            blocking(move || publish(&file, &from, &to)).await?;
+            Ok(written.bytes)
+        }
+        .await;
+        if result.is_err() {
+            let _ = tokio::fs::remove_file(&tmp).await;
+        }
+        result
+    }
+
+    async fn upload_create(&self, label: &str) -> Result<UploadInfo> {
+        let id = uuid::Uuid::new_v4().to_string();
+        let dir = self.upload_dir(&id);
+        let started_at = SystemTime::now();
+        let info = InfoFile {
+            label: label.to_owned(),
+            started_at_ms: started_at
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_millis() as u64)
+                .unwrap_or(0),
+        };
+        let json = serde_json::to_vec(&info).map_err(|e| Error::Io(io::Error::other(e)))?;
+        let uploads = self.root.join("uploads");
+        blocking(move || {
+            fs::create_dir(&dir)?;
+            File::create(dir.join("data"))?;
+            let mut f = File::create(dir.join("info.json"))?;
+            io::Write::write_all(&mut f, &json)?;
+            f.sync_data()?;
+            sync_dir(&dir)?;
+            sync_dir(&uploads)?;
+            Ok(())
+        })
+        .await?;
+        Ok(UploadInfo {
+            id,
+            label: label.to_owned(),
+            size: 0,
+            started_at,
+            updated_at: started_at,
+        })
+    }
+
+    async fn upload_info(&self, id: &str) -> Result<Option<UploadInfo>> {
+        if !valid_upload_id(id) {
+            return Ok(None);
+        }
+        let dir = self.upload_dir(id);
+        let id = id.to_owned();
+        blocking(move || read_info(&dir, &id)).await
+    }
+
+    async fn upload_append(
+        &self,
+        id: &str,
+        start: Option<u64>,
+        len: Option<u64>,
+        body: ByteStream,
+    ) -> Result<u64> {
+        if !valid_upload_id(id) {
+            return Err(Error::UploadUnknown);
+        }
+        let state = self.hash_state(id);
+        let mut state = state.lock().await;
+        let path = self.upload_dir(id).join("data");
+        let file = match OpenOptions::new().append(true).open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                drop(state);
+                self.forget_hash_state(id);
+                return Err(Error::UploadUnknown);
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let size = file.metadata()?.len();
+        if let Some(start) = start {
+            if start != size {
+                return Err(Error::RangeMismatch { start, size });
+            }
+        }
+        let hasher = if state.hashed == size {
+            match state.hasher.take() {
+                Some(h) => Some(h),
+                None if size == 0 => Some(Algorithm::Sha256.hasher()),
+                None => None,
+            }
+        } else {
+            None
+        };
+        match write_stream(file, hasher, len, body).await {
+            Ok(written) => {
+                state.hashed = if written.hasher.is_some() { size + written.bytes } else { 0 };
+                state.hasher = written.hasher;
+                Ok(size + written.bytes)
+            }
+            Err(e) => {
+                state.hasher = None;
+                state.hashed = 0;
+                Err(e)
+            }
+        }
+    }
+
+    async fn upload_commit(&self, id: &str, expected: &Digest) -> Result<u64> {
+        if !valid_upload_id(id) {
+            return Err(Error::UploadUnknown);
+        }
+        let state_arc = self.hash_state(id);
+        let mut state = state_arc.lock().await;
+        let dir = self.upload_dir(id);
+        let data = dir.join("data");
+        let Some(meta) = not_found_is_none(fs::metadata(&data))? else {
+            drop(state);
+            self.forget_hash_state(id);
+            return Err(Error::UploadUnknown);
+        };
+        let size = meta.len();
+        let cached = match &state.hasher {
+            Some(h) if state.hashed == size && h.algorithm() == expected.algorithm() => {
+                Some(h.clone().finish())
+            }
+            _ => None,
+        };
+        let algorithm = expected.algorithm();
+        let path = data.clone();
+        let actual = match cached {
+            Some(d) => d,
+            None => blocking(move || Ok(hash_reader(algorithm, File::open(&path)?)?)).await?,
+        };
+        if &actual != expected {
+            return Err(Error::DigestMismatch {
+                expected: expected.clone(),
+                actual,
+            });
+        }
+        let to = self.blob_path(expected);
+        blocking(move || {
+            let file = File::open(&data)?;
+            publish(&file, &data, &to)?;
+            fs::remove_dir_all(&dir)?;
+            Ok(())
+        })
+        .await?;
+        state.hasher = None;
+        drop(state);
+        self.forget_hash_state(id);
+        Ok(size)
+    }
+
+    async fn upload_cancel(&self, id: &str) -> Result<bool> {
+        if !valid_upload_id(id) {
+            return Ok(false);
+        }
+        let state_arc = self.hash_state(id);
+        let _state = state_arc.lock().await;
+        let dir = self.upload_dir(id);
+        let existed = not_found_is_none(tokio::fs::remove_dir_all(dir).await)?.is_some();
+        self.forget_hash_state(id);
+        Ok(existed)
+    }
+
+    async fn upload_list(&self) -> Result<Vec<UploadInfo>> {
+        let root = self.root.join("uploads");
+        blocking(move || {
+            let mut out = Vec::new();
+            for entry in fs::read_dir(&root)? {
+                let entry = entry?;
+                let Some(id) = entry.file_name().to_str().map(str::to_owned) else {
+                    continue;
+                };
+                if !valid_upload_id(&id) {
+                    continue;
+                }
+                if let Some(info) = read_info(&entry.path(), &id)? {
+                    out.push(info);
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+}
+
+fn tokio_util_stream(reader: impl tokio::io::AsyncRead + Send + 'static) -> ByteStream {
+    Box::pin(tokio_util::io::ReaderStream::with_capacity(reader, STREAM_CHUNK))
+}
