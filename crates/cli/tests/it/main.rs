@@ -2,3 +2,5 @@
 //! small machines), one module per area.
 
 mod common;
+mod api_blobs;
+mod oci;
