@@ -15,7 +15,11 @@
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+pub mod copy;
+pub mod inspect;
 pub mod lint;
+pub mod registry_args;
+pub mod sample;
 pub mod tags;
 pub mod time;
 
@@ -33,6 +37,12 @@ pub enum ToolError {
     /// JSON could not be produced or parsed.
     #[error(transparent)]
     Json(#[from] serde_json::Error),
+    /// An image, layout or archive is malformed or incomplete.
+    #[error("{0}")]
+    Image(String),
+    /// A registry request failed.
+    #[error(transparent)]
+    Registry(#[from] berth_client::Error),
 }
 
 /// The tool subcommands, flattened into the `berth` command line.
@@ -42,6 +52,10 @@ pub enum Command {
     Tags(Box<tags::cmd::Args>),
     /// Find image references in compose, Kubernetes, Helm and Dockerfiles and report bad practice.
     Lint(Box<lint::cmd::Args>),
+    /// Copy images between registries, OCI layouts and archives, keeping digests.
+    Copy(Box<copy::cmd::Args>),
+    /// Show an image's platforms, layers, history, labels and sizes.
+    Inspect(Box<inspect::Args>),
 }
 
 /// Runs a tool subcommand; the exit code says whether it found problems.
@@ -49,5 +63,7 @@ pub async fn run(cmd: Command) -> Result<ExitCode, ToolError> {
     match cmd {
         Command::Tags(args) => tags::cmd::run(&args).map(|()| ExitCode::SUCCESS),
         Command::Lint(args) => lint::cmd::run(&args),
+        Command::Copy(args) => copy::cmd::run(&args).await,
+        Command::Inspect(args) => inspect::run(&args).await,
     }
 }

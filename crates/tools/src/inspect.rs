@@ -1,0 +1,338 @@
+//! `berth inspect`: what an image is made of.
+//!
+//! For each platform: the layers with their compressed sizes, the config's
+//! `history` aligned with them (entries marked `empty_layer` own no layer,
+//! as `docker history` shows), labels, and totals; across platforms, the
+//! unique size and how many layers are shared. Works on any copy source
+//! (registry, OCI layout, archives).
+
+use std::collections::{BTreeMap, HashMap};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use berth_oci::{Descriptor, Digest, ManifestKind};
+use futures_util::StreamExt as _;
+
+use crate::copy::progress::human;
+use crate::copy::{open_source, Location, Platform, RawManifest, Source};
+use crate::registry_args::RegistryArgs;
+use crate::ToolError;
+
+/// A layer.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Layer {
+    /// Digest.
+    pub digest: Digest,
+    /// Compressed size.
+    pub size: i64,
+    /// Media type.
+    pub media_type: String,
+}
+
+/// One `history` entry with the layer it produced.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Step {
+    /// The build step.
+    pub created_by: Option<String>,
+    /// When it ran.
+    pub created: Option<String>,
+    /// Its comment.
+    pub comment: Option<String>,
+    /// The layer, unless the step changed only metadata.
+    pub layer: Option<Layer>,
+}
+
+/// One platform's image.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PlatformImage {
+    /// `os/arch[/variant]`, when known.
+    pub platform: Option<String>,
+    /// Manifest digest.
+    pub digest: Digest,
+    /// Manifest media type.
+    pub media_type: String,
+    /// Config digest.
+    pub config: Option<Digest>,
+    /// Config `created`.
+    pub created: Option<String>,
+    /// Config labels.
+    pub labels: BTreeMap<String, String>,
+    /// Layers plus config, compressed.
+    pub size: i64,
+    /// Build steps aligned with layers.
+    pub history: Vec<Step>,
+}
+
+/// The whole image.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ImageInfo {
+    /// What was inspected.
+    pub reference: String,
+    /// Top manifest digest.
+    pub digest: Digest,
+    /// Top manifest media type.
+    pub media_type: String,
+    /// The platforms.
+    pub platforms: Vec<PlatformImage>,
+    /// Size of all unique blobs.
+    pub total_size: i64,
+    /// Distinct layers.
+    pub unique_layers: usize,
+    /// Layers used by more than one platform.
+    pub shared_layers: usize,
+}
+
+async fn small_blob(src: &dyn Source, d: &Descriptor) -> Result<Vec<u8>, ToolError> {
+    const LIMIT: usize = 16 * 1024 * 1024;
+    let mut s = src.blob(d).await?;
+    let mut buf = Vec::new();
+    while let Some(chunk) = s.next().await {
+        buf.extend_from_slice(&chunk?);
+        if buf.len() > LIMIT {
+            return Err(ToolError::Image(format!(
+                "config {} is larger than 16 MiB",
+                d.digest
+            )));
+        }
+    }
+    if Digest::compute(d.digest.algorithm(), &buf) != d.digest {
+        return Err(ToolError::Image(format!(
+            "config {} does not match its digest",
+            d.digest
+        )));
+    }
+    Ok(buf)
+}
+
+/// Aligns config history with layers.
+pub fn align(history: &[serde_json::Value], layers: &[Descriptor]) -> Vec<Step> {
+    let mut layers = layers.iter();
+    let mut steps = Vec::new();
+    let s = |v: &serde_json::Value, k: &str| v.get(k).and_then(|x| x.as_str()).map(str::to_owned);
+    let to_layer = |d: &Descriptor| Layer {
+        digest: d.digest.clone(),
+        size: d.size,
+        media_type: d.media_type.clone(),
+    };
+    for h in history {
+        let empty = h
+            .get("empty_layer")
+            .and_then(|e| e.as_bool())
+            .unwrap_or(false);
+        steps.push(Step {
+            created_by: s(h, "created_by"),
+            created: s(h, "created"),
+            comment: s(h, "comment"),
+            layer: if empty {
+                None
+            } else {
+                layers.next().map(to_layer)
+            },
+        });
+    }
+    for l in layers {
+        steps.push(Step {
+            created_by: None,
+            created: None,
+            comment: None,
+            layer: Some(to_layer(l)),
+        });
+    }
+    steps
+}
+
+async fn platform_image(
+    src: &dyn Source,
+    raw: &RawManifest,
+    platform: Option<String>,
+) -> Result<PlatformImage, ToolError> {
+    let m = raw.parse()?;
+    let config: serde_json::Value = match &m.config {
+        Some(c) if c.size > 2 => {
+            serde_json::from_slice(&small_blob(src, c).await?).unwrap_or_default()
+        }
+        _ => serde_json::Value::Null,
+    };
+    let platform = platform.or_else(|| {
+        let os = config.get("os")?.as_str()?;
+        let arch = config.get("architecture")?.as_str()?;
+        Some(match config.get("variant").and_then(|v| v.as_str()) {
+            Some(v) => format!("{os}/{arch}/{v}"),
+            None => format!("{os}/{arch}"),
+        })
+    });
+    let history = config
+        .get("history")
+        .and_then(|h| h.as_array())
+        .cloned()
+        .unwrap_or_default();
+    let labels = config
+        .get("config")
+        .and_then(|c| c.get("Labels"))
+        .and_then(|l| l.as_object())
+        .map(|o| {
+            o.iter()
+                .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok(PlatformImage {
+        platform,
+        digest: raw.digest(),
+        media_type: raw.media_type.clone(),
+        config: m.config.as_ref().map(|c| c.digest.clone()),
+        created: config
+            .get("created")
+            .and_then(|c| c.as_str())
+            .map(str::to_owned),
+        labels,
+        size: m.layers.iter().chain(m.config.iter()).map(|d| d.size).sum(),
+        history: align(&history, &m.layers),
+    })
+}
+
+/// Inspects `reference` in `src`.
+pub async fn inspect(
+    src: &dyn Source,
+    reference: Option<&str>,
+    display: &str,
+) -> Result<ImageInfo, ToolError> {
+    let top = src.manifest(reference).await?;
+    let parsed = top.parse()?;
+    let mut platforms = Vec::new();
+    let mut blob_sizes: HashMap<Digest, i64> = HashMap::new();
+    let mut layer_users: HashMap<Digest, usize> = HashMap::new();
+    let mut manifests = Vec::new();
+    match parsed.kind {
+        ManifestKind::Index => {
+            for c in &parsed.manifests {
+                let raw = src.manifest(Some(c.digest.as_str())).await?;
+                if raw.parse()?.kind == ManifestKind::Image {
+                    manifests.push((raw, Platform::of(c).map(|p| p.to_string())));
+                }
+            }
+        }
+        ManifestKind::Image => manifests.push((top.clone(), None)),
+    }
+    for (raw, platform) in manifests {
+        let m = raw.parse()?;
+        for d in m.config.iter().chain(m.layers.iter()) {
+            blob_sizes.insert(d.digest.clone(), d.size);
+        }
+        for l in &m.layers {
+            *layer_users.entry(l.digest.clone()).or_default() += 1;
+        }
+        platforms.push(platform_image(src, &raw, platform).await?);
+    }
+    Ok(ImageInfo {
+        reference: display.to_owned(),
+        digest: top.digest(),
+        media_type: top.media_type.clone(),
+        total_size: blob_sizes.values().sum(),
+        unique_layers: layer_users.len(),
+        shared_layers: layer_users.values().filter(|n| **n > 1).count(),
+        platforms,
+    })
+}
+
+/// Renders the text report.
+pub fn text(info: &ImageInfo) -> String {
+    let mut s = String::new();
+    let plats: Vec<&str> = info
+        .platforms
+        .iter()
+        .map(|p| p.platform.as_deref().unwrap_or("unknown"))
+        .collect();
+    s.push_str(&format!(
+        "Image:      {}\nDigest:     {}\nMedia type: {}\n",
+        info.reference, info.digest, info.media_type
+    ));
+    s.push_str(&format!("Platforms:  {}\n", plats.join(", ")));
+    s.push_str(&format!(
+        "Total size: {} in {} unique layer(s), {} shared between platforms\n",
+        human(info.total_size.max(0) as u64),
+        info.unique_layers,
+        info.shared_layers
+    ));
+    for p in &info.platforms {
+        s.push_str(&format!(
+            "\n{}  {}  {}\n",
+            p.platform.as_deref().unwrap_or("unknown"),
+            p.digest,
+            human(p.size.max(0) as u64)
+        ));
+        if let Some(c) = &p.created {
+            s.push_str(&format!("  created: {c}\n"));
+        }
+        for (k, v) in &p.labels {
+            s.push_str(&format!("  label {k}={v}\n"));
+        }
+        s.push_str(&format!(
+            "  {:>10}  {:<19}  {}\n",
+            "SIZE", "LAYER", "CREATED BY"
+        ));
+        for step in &p.history {
+            let (size, layer) = match &step.layer {
+                Some(l) => (
+                    human(l.size.max(0) as u64),
+                    format!("{}…", &l.digest.as_str()[..18]),
+                ),
+                None => ("0 B".to_owned(), "(metadata only)".to_owned()),
+            };
+            let by: String = step
+                .created_by
+                .as_deref()
+                .unwrap_or("")
+                .replace('\n', " ")
+                .chars()
+                .take(100)
+                .collect();
+            s.push_str(&format!("  {size:>10}  {layer:<19}  {by}\n"));
+        }
+    }
+    s
+}
+
+/// Show an image's platforms, layers, history, labels and sizes.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Args {
+    /// The image: REF | oci:DIR[:TAG] | oci-archive:FILE[:TAG] | docker-archive:FILE[:NAME:TAG].
+    pub image: String,
+    /// Output format.
+    #[arg(long, short = 'o', value_enum, default_value = "text")]
+    pub output: Format,
+    /// Registry access.
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
+
+/// Output format of `berth inspect`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// A table per platform.
+    Text,
+    /// JSON.
+    Json,
+}
+
+/// Runs `berth inspect`.
+pub async fn run(args: &Args) -> Result<ExitCode, ToolError> {
+    let loc = Location::parse(&args.image)?;
+    let registries: Vec<&str> = match &loc {
+        Location::Registry(r) => vec![r.registry.as_str()],
+        _ => Vec::new(),
+    };
+    let client: Arc<berth_client::Client> = args.registry.client(&registries)?;
+    let src = open_source(&loc, &client).await?;
+    let reference = match &loc {
+        Location::Registry(r) => Some(r.manifest_reference()),
+        Location::OciLayout { tag, .. } | Location::OciArchive { tag, .. } => tag.clone(),
+        Location::DockerArchive { name, .. } => name.as_ref().map(|n| n.familiar()),
+    };
+    let info = inspect(src.as_ref(), reference.as_deref(), &loc.to_string()).await?;
+    match args.output {
+        Format::Text => print!("{}", text(&info)),
+        Format::Json => println!("{}", serde_json::to_string_pretty(&info)?),
+    }
+    Ok(ExitCode::SUCCESS)
+}

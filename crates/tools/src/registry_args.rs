@@ -1,0 +1,62 @@
+//! Registry access flags shared by `berth copy` and `berth inspect`.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use berth_client::{Client, ClientOptions, Credential, CredentialStore};
+
+use crate::ToolError;
+
+/// How to reach registries.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct RegistryArgs {
+    /// Docker config file with credentials (default: $DOCKER_CONFIG/config.json or ~/.docker/config.json).
+    #[arg(long, env = "BERTH_AUTHFILE")]
+    pub authfile: Option<PathBuf>,
+    /// Credentials as `[REGISTRY=]USER:PASSWORD` (repeatable; without REGISTRY they apply to every registry named on the command line).
+    #[arg(long = "creds", value_name = "[REGISTRY=]USER:PASSWORD")]
+    pub creds: Vec<String>,
+    /// Registries (host[:port]) to reach over plain HTTP (loopback always is).
+    #[arg(long = "plain-http", value_name = "HOST")]
+    pub plain_http: Vec<String>,
+    /// Accept invalid TLS certificates.
+    #[arg(long)]
+    pub insecure: bool,
+}
+
+impl RegistryArgs {
+    /// Builds a client; `registries` are the registries named on the command
+    /// line (for credentials given without a registry).
+    pub fn client(&self, registries: &[&str]) -> Result<Arc<Client>, ToolError> {
+        let path = self.authfile.clone().or_else(CredentialStore::default_path);
+        let mut credentials = match path {
+            Some(p) => CredentialStore::load(&p)?,
+            None => CredentialStore::new(),
+        };
+        for c in &self.creds {
+            let (registry, userpass) = match c.split_once('=') {
+                Some((r, up)) if !r.contains(':') || r.contains('.') => (Some(r), up),
+                _ => (None, c.as_str()),
+            };
+            let (username, password) = userpass
+                .split_once(':')
+                .ok_or_else(|| ToolError::Usage("--creds: expected USER:PASSWORD".to_owned()))?;
+            let cred = Credential {
+                username: username.to_owned(),
+                password: password.to_owned(),
+            };
+            match registry {
+                Some(r) => credentials.insert(r, cred),
+                None => registries
+                    .iter()
+                    .for_each(|r| credentials.insert(r, cred.clone())),
+            }
+        }
+        Ok(Arc::new(Client::new(ClientOptions {
+            credentials,
+            plain_http: self.plain_http.clone(),
+            insecure_tls: self.insecure,
+            user_agent: None,
+        })?))
+    }
+}
