@@ -2,5 +2,8 @@
 //! small machines), one module per area.
 
 mod common;
+mod interop;
+mod layout;
 mod api_blobs;
+mod api_manifests;
 mod oci;
