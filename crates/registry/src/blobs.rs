@@ -23,7 +23,7 @@ impl ByteRange {
                     return None;
                 }
                 let end = end.unwrap_or(size - 1).min(size - 1);
-                (end >= start).then_some((start, end - start + 1))
+                (end >= start).then(|| (start, end - start + 1))
             }
             ByteRange::Suffix(n) => {
                 if n == 0 || size == 0 {

@@ -1,0 +1,164 @@
+//! The storage test suite. Every `BlobStore` implementation must pass it;
+//! `run_suite` is written against the trait only, so a new driver just adds
+//! one `#[tokio::test]` that calls it.
+
+use std::io;
+use std::sync::Arc;
+
+use berth_oci::{Algorithm, Digest};
+use berth_store::{BlobBody, BlobStore, ByteStream, Error, FsStore};
+use bytes::Bytes;
+use futures_util::StreamExt;
+
+fn stream(chunks: Vec<&'static [u8]>) -> ByteStream {
+    Box::pin(futures_util::stream::iter(
+        chunks.into_iter().map(|c| Ok::<_, io::Error>(Bytes::from_static(c))),
+    ))
+}
+
+fn owned(data: Vec<u8>) -> ByteStream {
+    Box::pin(futures_util::stream::iter(
+        data.chunks(64 * 1024)
+            .map(|c| Ok::<_, io::Error>(Bytes::copy_from_slice(c)))
+            .collect::<Vec<_>>(),
+    ))
+}
+
+async fn read_all(store: &dyn BlobStore, d: &Digest, range: Option<(u64, u64)>) -> Vec<u8> {
+    let read = store.read(d, range).await.unwrap().expect("blob exists");
+    let out = match read.body {
+        BlobBody::Bytes(b) => b.to_vec(),
+        BlobBody::Stream(mut s) => {
+            let mut v = Vec::new();
+            while let Some(c) = s.next().await {
+                v.extend_from_slice(&c.unwrap());
+            }
+            v
+        }
+    };
+    assert_eq!(out.len() as u64, read.len);
+    out
+}
+
+async fn run_suite(store: Arc<dyn BlobStore>) {
+    // put + stat + read, small and large.
+    let small = Digest::sha256(b"hello world");
+    assert_eq!(store.stat(&small).await.unwrap(), None);
+    assert_eq!(store.put(&small, Some(11), stream(vec![b"hello ", b"world"])).await.unwrap(), 11);
+    assert_eq!(store.stat(&small).await.unwrap(), Some(11));
+    assert_eq!(read_all(&*store, &small, None).await, b"hello world");
+    assert_eq!(read_all(&*store, &small, Some((6, 5))).await, b"world");
+
+    let big: Vec<u8> = (0..2_000_000u32).map(|i| (i % 253) as u8).collect();
+    let big_d = Digest::sha256(&big);
+    store.put(&big_d, None, owned(big.clone())).await.unwrap();
+    assert_eq!(read_all(&*store, &big_d, None).await, big);
+    assert_eq!(read_all(&*store, &big_d, Some((1_000_000, 500_000))).await, &big[1_000_000..1_500_000]);
+
+    // A second put of the same content is a no-op.
+    store.put(&small, None, stream(vec![b"hello world"])).await.unwrap();
+
+    // Digest and length mismatches leave nothing behind.
+    let wrong = Digest::sha256(b"other");
+    assert!(matches!(
+        store.put(&wrong, None, stream(vec![b"content"])).await,
+        Err(Error::DigestMismatch { .. })
+    ));
+    assert_eq!(store.stat(&wrong).await.unwrap(), None);
+    assert!(matches!(
+        store.put(&Digest::sha256(b"abc"), Some(2), stream(vec![b"abc"])).await,
+        Err(Error::SizeMismatch { .. })
+    ));
+    assert_eq!(store.stat(&Digest::sha256(b"abc")).await.unwrap(), None);
+    // A body that fails midway.
+    let failing: ByteStream = Box::pin(futures_util::stream::iter(vec![
+        Ok(Bytes::from_static(b"part")),
+        Err(io::Error::new(io::ErrorKind::ConnectionReset, "client went away")),
+    ]));
+    assert!(matches!(
+        store.put(&Digest::sha256(b"partial"), None, failing).await,
+        Err(Error::Body(_))
+    ));
+    assert_eq!(store.stat(&Digest::sha256(b"partial")).await.unwrap(), None);
+
+    // sha512.
+    let d512 = Digest::compute(Algorithm::Sha512, b"five-twelve");
+    store.put(&d512, None, stream(vec![b"five-twelve"])).await.unwrap();
+    assert_eq!(read_all(&*store, &d512, None).await, b"five-twelve");
+
+    // Upload sessions.
+    let up = store.upload_create("repo/a").await.unwrap();
+    assert_eq!(up.size, 0);
+    let info = store.upload_info(&up.id).await.unwrap().unwrap();
+    assert_eq!(info.label, "repo/a");
+    assert_eq!(store.upload_append(&up.id, Some(0), Some(3), stream(vec![b"abc"])).await.unwrap(), 3);
+    assert!(matches!(
+        store.upload_append(&up.id, Some(1), None, stream(vec![b"zz"])).await,
+        Err(Error::RangeMismatch { start: 1, size: 3 })
+    ));
+    assert_eq!(store.upload_append(&up.id, None, None, stream(vec![b"def"])).await.unwrap(), 6);
+    assert!(matches!(
+        store.upload_commit(&up.id, &Digest::sha256(b"nope")).await,
+        Err(Error::DigestMismatch { .. })
+    ));
+    // Still there after a failed commit, and commits with the right digest.
+    let d = Digest::sha256(b"abcdef");
+    assert_eq!(store.upload_commit(&up.id, &d).await.unwrap(), 6);
+    assert_eq!(read_all(&*store, &d, None).await, b"abcdef");
+    assert!(store.upload_info(&up.id).await.unwrap().is_none());
+    assert!(matches!(
+        store.upload_append(&up.id, None, None, stream(vec![b"x"])).await,
+        Err(Error::UploadUnknown)
+    ));
+
+    // Cancel, list, unknown ids.
+    let a = store.upload_create("x").await.unwrap();
+    let b = store.upload_create("y").await.unwrap();
+    let ids: Vec<String> = store.upload_list().await.unwrap().into_iter().map(|u| u.id).collect();
+    assert!(ids.contains(&a.id) && ids.contains(&b.id));
+    assert!(store.upload_cancel(&a.id).await.unwrap());
+    assert!(!store.upload_cancel(&a.id).await.unwrap());
+    assert!(store.upload_info(&a.id).await.unwrap().is_none());
+    assert!(store.upload_info("../../etc").await.unwrap().is_none());
+    assert!(matches!(
+        store.upload_commit("../../../x", &d).await,
+        Err(Error::UploadUnknown)
+    ));
+
+    // list + delete.
+    let listed: Vec<Digest> = store.list().await.unwrap().into_iter().map(|b| b.digest).collect();
+    for want in [&small, &big_d, &d512, &d] {
+        assert!(listed.contains(want), "{want} listed");
+    }
+    assert!(store.delete(&small).await.unwrap());
+    assert!(!store.delete(&small).await.unwrap());
+    assert!(store.read(&small, None).await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn filesystem_store_passes_the_suite() {
+    let dir = tempfile::tempdir().unwrap();
+    run_suite(Arc::new(FsStore::open(dir.path()).unwrap())).await;
+}
+
+#[tokio::test]
+async fn filesystem_upload_resumes_after_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let id = {
+        let s = FsStore::open(dir.path()).unwrap();
+        let up = s.upload_create("r").await.unwrap();
+        s.upload_append(&up.id, None, None, stream(vec![b"first "])).await.unwrap();
+        up.id
+    };
+    // A new store instance has lost the in-memory hash state.
+    let s = FsStore::open(dir.path()).unwrap();
+    assert_eq!(s.upload_info(&id).await.unwrap().unwrap().size, 6);
+    s.upload_append(&id, Some(6), None, stream(vec![b"second"])).await.unwrap();
+    let d = Digest::sha256(b"first second");
+    assert_eq!(s.upload_commit(&id, &d).await.unwrap(), 12);
+    assert_eq!(read_all(&s, &d, None).await, b"first second");
+    // Leftovers of interrupted single-request uploads are removed on open.
+    std::fs::write(dir.path().join("tmp").join("leftover"), b"junk").unwrap();
+    let _ = FsStore::open(dir.path()).unwrap();
+    assert!(!dir.path().join("tmp").join("leftover").exists());
+}
