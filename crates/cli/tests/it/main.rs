@@ -7,3 +7,5 @@ mod layout;
 mod api_blobs;
 mod api_manifests;
 mod oci;
+mod tools;
+mod tools_copy;

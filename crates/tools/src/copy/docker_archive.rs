@@ -10,10 +10,11 @@
 //! gzip-compressed, which `docker load` and skopeo decompress.)
 //!
 //! Archives without a usable layout (`docker save` before 25, skopeo) hold
-//! no manifest: berth synthesises a Docker schema2 manifest from the config
-//! and the layer files as they are (`.tar` or `.tar.gzip` by content), so
-//! the config digest and layer contents are preserved, the manifest digest
-//! is new. A docker-archive holds single-platform images only.
+//! no manifest: berth synthesises an OCI image manifest (as Docker 25 does
+//! on save) from the config and the layer files as they are (`tar` or
+//! `tar+gzip` by content), so the config digest and layer contents are
+//! preserved and the manifest digest is new. A docker-archive holds
+//! single-platform images only.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -28,12 +29,12 @@ use super::layout::{self, Layout, CONTAINERD_NAME};
 use super::{ByteStream, Destination, RawManifest, Source};
 use crate::ToolError;
 
-/// Docker's image config media type.
-pub const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
-/// Docker's uncompressed layer media type.
-pub const DOCKER_LAYER_TAR: &str = "application/vnd.docker.image.rootfs.diff.tar";
-/// Docker's gzip layer media type.
-pub const DOCKER_LAYER_GZIP: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
+/// OCI uncompressed layer media type.
+pub const OCI_LAYER_TAR: &str = "application/vnd.oci.image.layer.v1.tar";
+/// OCI gzip layer media type.
+pub const OCI_LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+/// OCI zstd layer media type.
+pub const OCI_LAYER_ZSTD: &str = "application/vnd.oci.image.layer.v1.tar+zstd";
 
 /// One entry of `manifest.json`.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -112,14 +113,15 @@ impl Reader {
                 .first()
                 .ok_or_else(|| ToolError::Image("docker archive holds no image".to_owned()));
         };
-        let wanted = ImageRef::parse(r).ok();
+        let wanted = ImageRef::parse(r).ok().map(|w| w.to_string());
         self.entries
             .iter()
             .find(|e| {
                 e.repo_tags.iter().flatten().any(|t| {
                     t == r
                         || t.rsplit_once(':').is_some_and(|(_, tag)| tag == r)
-                        || (wanted.is_some() && ImageRef::parse(t).ok() == wanted)
+                        || (wanted.is_some()
+                            && ImageRef::parse(t).ok().map(|x| x.to_string()) == wanted)
                 })
             })
             .ok_or_else(|| ToolError::Image(format!("docker archive has no image {r:?}")))
@@ -185,19 +187,17 @@ impl Source for Reader {
             let p = self.file(l)?;
             let (d, size, magic) = sha256_file(&p)?;
             let media_type = match magic {
-                [0x1f, 0x8b, ..] => DOCKER_LAYER_GZIP,
-                [0x28, 0xb5, 0x2f, 0xfd] => {
-                    return Err(ToolError::Image(format!("docker archive layer {l} is zstd-compressed, which Docker schema2 cannot describe")))
-                }
-                _ => DOCKER_LAYER_TAR,
+                [0x1f, 0x8b, ..] => OCI_LAYER_GZIP,
+                [0x28, 0xb5, 0x2f, 0xfd] => OCI_LAYER_ZSTD,
+                _ => OCI_LAYER_TAR,
             };
             layers.push(serde_json::json!({"mediaType": media_type, "size": size, "digest": d}));
             files.insert(d, p);
         }
         let manifest = serde_json::json!({
             "schemaVersion": 2,
-            "mediaType": media::DOCKER_MANIFEST,
-            "config": {"mediaType": DOCKER_CONFIG, "size": config_size, "digest": config},
+            "mediaType": media::OCI_MANIFEST,
+            "config": {"mediaType": media::OCI_CONFIG, "size": config_size, "digest": config},
             "layers": layers,
         });
         if let Ok(mut f) = self.files.lock() {
@@ -205,7 +205,7 @@ impl Source for Reader {
         }
         Ok(RawManifest {
             bytes: serde_json::to_vec_pretty(&manifest)?.into(),
-            media_type: media::DOCKER_MANIFEST.to_owned(),
+            media_type: media::OCI_MANIFEST.to_owned(),
         })
     }
 
