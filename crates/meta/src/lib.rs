@@ -13,7 +13,7 @@ pub mod migrations;
 mod queries;
 
 pub use db::{Dialect, Meta};
-pub use queries::{ManifestRecord, NewManifest, Referrer, RefKind};
+pub use queries::{ManifestRecord, NewManifest, RefKind, Referrer};
 
 /// Errors of the metadata layer.
 #[derive(Debug, thiserror::Error)]

@@ -73,7 +73,11 @@ pub struct Referrer {
     pub annotations: Option<String>,
 }
 
-async fn ensure_repository(tx: &mut Transaction<'static, Any>, name: &str, now: i64) -> Result<i64> {
+async fn ensure_repository(
+    tx: &mut Transaction<'static, Any>,
+    name: &str,
+    now: i64,
+) -> Result<i64> {
     let row = sqlx::query(
         "INSERT INTO repositories (name, created_at) VALUES ($1, $2)
          ON CONFLICT (name) DO UPDATE SET name = excluded.name
@@ -89,7 +93,13 @@ async fn ensure_repository(tx: &mut Transaction<'static, Any>, name: &str, now: 
 impl Meta {
     /// Records that `digest` (of `size` bytes) is stored and readable from
     /// `repository`, creating the repository if needed.
-    pub async fn link_blob(&self, repository: &str, digest: &str, size: u64, now: i64) -> Result<()> {
+    pub async fn link_blob(
+        &self,
+        repository: &str,
+        digest: &str,
+        size: u64,
+        now: i64,
+    ) -> Result<()> {
         let mut tx = self.write.begin().await?;
         let repo = ensure_repository(&mut tx, repository, now).await?;
         sqlx::query(
@@ -126,7 +136,10 @@ impl Meta {
         .bind(digest)
         .fetch_optional(&self.read)
         .await?;
-        Ok(row.map(|r| r.try_get::<i64, _>(0)).transpose()?.map(|s| s as u64))
+        Ok(row
+            .map(|r| r.try_get::<i64, _>(0))
+            .transpose()?
+            .map(|s| s as u64))
     }
 
     /// Size of `digest` if the registry stores it for any repository.
@@ -135,7 +148,10 @@ impl Meta {
             .bind(digest)
             .fetch_optional(&self.read)
             .await?;
-        Ok(row.map(|r| r.try_get::<i64, _>(0)).transpose()?.map(|s| s as u64))
+        Ok(row
+            .map(|r| r.try_get::<i64, _>(0))
+            .transpose()?
+            .map(|s| s as u64))
     }
 
     /// Removes the link between `repository` and `digest`. Returns whether
@@ -164,7 +180,11 @@ impl Meta {
     }
 
     /// Which of `digests` are not manifests of `repository`.
-    pub async fn missing_manifests(&self, repository: &str, digests: &[String]) -> Result<Vec<String>> {
+    pub async fn missing_manifests(
+        &self,
+        repository: &str,
+        digests: &[String],
+    ) -> Result<Vec<String>> {
         let mut missing = Vec::new();
         for d in digests {
             let row = sqlx::query(
@@ -236,7 +256,11 @@ impl Meta {
     }
 
     /// The manifest `tag` points to in `repository`.
-    pub async fn manifest_by_tag(&self, repository: &str, tag: &str) -> Result<Option<ManifestRecord>> {
+    pub async fn manifest_by_tag(
+        &self,
+        repository: &str,
+        tag: &str,
+    ) -> Result<Option<ManifestRecord>> {
         let row = sqlx::query(
             "SELECT m.digest, m.media_type, m.content FROM repositories r
              JOIN tags t ON t.repository_id = r.id
@@ -266,19 +290,24 @@ impl Meta {
 
     /// Deletes a manifest and every tag pointing to it. Returns the deleted
     /// tags, or `None` if the manifest did not exist.
-    pub async fn delete_manifest(&self, repository: &str, digest: &str) -> Result<Option<Vec<String>>> {
+    pub async fn delete_manifest(
+        &self,
+        repository: &str,
+        digest: &str,
+    ) -> Result<Option<Vec<String>>> {
         let mut tx = self.write.begin().await?;
         let Some(repo) = repository_id(&mut tx, repository).await? else {
             return Ok(None);
         };
-        let tags: Vec<String> = sqlx::query("SELECT name FROM tags WHERE repository_id = $1 AND digest = $2")
-            .bind(repo)
-            .bind(digest)
-            .fetch_all(&mut *tx)
-            .await?
-            .iter()
-            .map(|r| r.try_get::<String, _>(0))
-            .collect::<Result<_, _>>()?;
+        let tags: Vec<String> =
+            sqlx::query("SELECT name FROM tags WHERE repository_id = $1 AND digest = $2")
+                .bind(repo)
+                .bind(digest)
+                .fetch_all(&mut *tx)
+                .await?
+                .iter()
+                .map(|r| r.try_get::<String, _>(0))
+                .collect::<Result<_, _>>()?;
         sqlx::query("DELETE FROM tags WHERE repository_id = $1 AND digest = $2")
             .bind(repo)
             .bind(digest)
@@ -313,7 +342,12 @@ impl Meta {
 
     /// Up to `limit` tags of `repository` sorted after `last`; `None` if the
     /// repository does not exist.
-    pub async fn tags(&self, repository: &str, last: Option<&str>, limit: i64) -> Result<Option<Vec<String>>> {
+    pub async fn tags(
+        &self,
+        repository: &str,
+        last: Option<&str>,
+        limit: i64,
+    ) -> Result<Option<Vec<String>>> {
         let mut conn = self.read.acquire().await?;
         let Some(row) = sqlx::query("SELECT id FROM repositories WHERE name = $1")
             .bind(repository)
@@ -340,11 +374,12 @@ impl Meta {
 
     /// Up to `limit` repository names sorted after `last`.
     pub async fn repositories(&self, last: Option<&str>, limit: i64) -> Result<Vec<String>> {
-        let rows = sqlx::query("SELECT name FROM repositories WHERE name > $1 ORDER BY name LIMIT $2")
-            .bind(last.unwrap_or(""))
-            .bind(limit)
-            .fetch_all(&self.read)
-            .await?;
+        let rows =
+            sqlx::query("SELECT name FROM repositories WHERE name > $1 ORDER BY name LIMIT $2")
+                .bind(last.unwrap_or(""))
+                .bind(limit)
+                .fetch_all(&self.read)
+                .await?;
         Ok(rows
             .iter()
             .map(|r| r.try_get::<String, _>(0))

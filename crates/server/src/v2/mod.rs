@@ -8,7 +8,7 @@ use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use berth_registry::{ByteStream, Error};
-use futures_util::TryStreamExt;
+use futures_util::{FutureExt, TryStreamExt};
 
 use crate::error::ApiError;
 use crate::route::{self, Endpoint, RouteError};
@@ -27,10 +27,21 @@ pub(crate) async fn handle(State(app): State<Arc<App>>, req: Request) -> Respons
     let rest = path.strip_prefix("/v2").unwrap_or(path);
     let rest = rest.strip_prefix('/').unwrap_or(rest);
     let mut resp = match route::parse(rest) {
-        Ok(endpoint) => match dispatch(&app, endpoint, req).await {
-            Ok(r) => r,
-            Err(e) => e.into_response(),
-        },
+        Ok(endpoint) => {
+            // A bug must never take the connection down without an answer:
+            // a panic becomes a 500 in the spec's error shape.
+            match std::panic::AssertUnwindSafe(dispatch(&app, endpoint, req))
+                .catch_unwind()
+                .await
+            {
+                Ok(Ok(r)) => r,
+                Ok(Err(e)) => e.into_response(),
+                Err(_) => {
+                    tracing::error!("request handler panicked");
+                    ApiError::from(Error::Internal("handler panicked".into())).into_response()
+                }
+            }
+        }
         Err(RouteError::BadName(msg)) => ApiError::from(Error::NameInvalid(msg)).into_response(),
         Err(RouteError::NotFound) => {
             let body = crate::error::error_body("UNSUPPORTED", "no such endpoint", None);
@@ -50,11 +61,9 @@ pub(crate) async fn handle(State(app): State<Arc<App>>, req: Request) -> Respons
 async fn dispatch(app: &App, endpoint: Endpoint, req: Request) -> Result<Response> {
     let method = req.method().clone();
     match (endpoint, method) {
-        (Endpoint::Base, Method::GET | Method::HEAD) => Ok((
-            [(header::CONTENT_TYPE, "application/json")],
-            "{}",
-        )
-            .into_response()),
+        (Endpoint::Base, Method::GET | Method::HEAD) => {
+            Ok(([(header::CONTENT_TYPE, "application/json")], "{}").into_response())
+        }
         (Endpoint::Catalog, Method::GET) => listing::handle_catalog(app, req).await,
         (Endpoint::Tags(name), Method::GET) => listing::handle_tags(app, &name, req).await,
         (Endpoint::Referrers(name, d), Method::GET) => {
@@ -66,19 +75,34 @@ async fn dispatch(app: &App, endpoint: Endpoint, req: Request) -> Result<Respons
         (Endpoint::Manifest(name, r), Method::HEAD) => {
             manifests::handle_get(app, &name, &r, req, true).await
         }
-        (Endpoint::Manifest(name, r), Method::PUT) => manifests::handle_put(app, &name, &r, req).await,
+        (Endpoint::Manifest(name, r), Method::PUT) => {
+            manifests::handle_put(app, &name, &r, req).await
+        }
         (Endpoint::Manifest(name, r), Method::DELETE) => {
             manifests::handle_delete(app, &name, &r).await
         }
-        (Endpoint::Blob(name, d), Method::GET) => blobs::handle_get(app, &name, &d, req, false).await,
-        (Endpoint::Blob(name, d), Method::HEAD) => blobs::handle_get(app, &name, &d, req, true).await,
+        (Endpoint::Blob(name, d), Method::GET) => {
+            blobs::handle_get(app, &name, &d, req, false).await
+        }
+        (Endpoint::Blob(name, d), Method::HEAD) => {
+            blobs::handle_get(app, &name, &d, req, true).await
+        }
         (Endpoint::Blob(name, d), Method::DELETE) => blobs::handle_delete(app, &name, &d).await,
         (Endpoint::UploadStart(name), Method::POST) => uploads::handle_start(app, &name, req).await,
         (Endpoint::Upload(name, id), Method::GET) => uploads::handle_status(app, &name, &id).await,
-        (Endpoint::Upload(name, id), Method::PATCH) => uploads::handle_patch(app, &name, &id, req).await,
-        (Endpoint::Upload(name, id), Method::PUT) => uploads::handle_put(app, &name, &id, req).await,
-        (Endpoint::Upload(name, id), Method::DELETE) => uploads::handle_cancel(app, &name, &id).await,
-        (_, method) => Err(Error::Unsupported(format!("method {method} is not allowed on this endpoint")).into()),
+        (Endpoint::Upload(name, id), Method::PATCH) => {
+            uploads::handle_patch(app, &name, &id, req).await
+        }
+        (Endpoint::Upload(name, id), Method::PUT) => {
+            uploads::handle_put(app, &name, &id, req).await
+        }
+        (Endpoint::Upload(name, id), Method::DELETE) => {
+            uploads::handle_cancel(app, &name, &id).await
+        }
+        (_, method) => Err(Error::Unsupported(format!(
+            "method {method} is not allowed on this endpoint"
+        ))
+        .into()),
     }
 }
 
@@ -96,7 +120,10 @@ pub(crate) fn query(req: &Request) -> Vec<(String, String)> {
 
 /// The first value of query parameter `key`.
 pub(crate) fn query_value<'a>(pairs: &'a [(String, String)], key: &str) -> Option<&'a str> {
-    pairs.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+    pairs
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
 }
 
 /// The request's `Content-Length`, if present and valid.

@@ -1,0 +1,336 @@
+//! The metadata test suite, run against a real SQLite file and a real
+//! PostgreSQL server (a throwaway cluster started by the test on a Unix
+//! socket in a temporary directory: no TCP port, no race).
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use berth_meta::{Dialect, Meta, NewManifest, RefKind};
+
+fn manifest(
+    repo: &str,
+    digest: &str,
+    subject: Option<&str>,
+    artifact: Option<&str>,
+    tags: &[&str],
+) -> NewManifest {
+    NewManifest {
+        repository: repo.into(),
+        digest: digest.into(),
+        media_type: "application/vnd.oci.image.manifest.v1+json".into(),
+        artifact_type: artifact.map(Into::into),
+        content: format!("{{\"d\":\"{digest}\"}}").into_bytes(),
+        subject: subject.map(Into::into),
+        annotations: Some("{\"k\":\"v\"}".into()),
+        references: vec![
+            ("sha256:layer".into(), RefKind::Blob),
+            ("sha256:config".into(), RefKind::Blob),
+        ],
+        tags: tags.iter().map(|t| t.to_string()).collect(),
+        pushed_at: 1_000,
+    }
+}
+
+async fn run_suite(meta: Meta) {
+    // Blob links.
+    meta.link_blob("a/b", "sha256:layer", 10, 1).await.unwrap();
+    meta.link_blob("a/b", "sha256:layer", 10, 2).await.unwrap();
+    meta.link_blob("a/b", "sha256:config", 2, 1).await.unwrap();
+    assert_eq!(
+        meta.repository_blob("a/b", "sha256:layer").await.unwrap(),
+        Some(10)
+    );
+    assert_eq!(
+        meta.repository_blob("c", "sha256:layer").await.unwrap(),
+        None
+    );
+    assert_eq!(meta.blob("sha256:layer").await.unwrap(), Some(10));
+    assert_eq!(
+        meta.missing_blobs("a/b", &["sha256:layer".into(), "sha256:nope".into()])
+            .await
+            .unwrap(),
+        vec!["sha256:nope".to_owned()]
+    );
+
+    // Manifests, tags, byte-order sorting.
+    meta.put_manifest(&manifest(
+        "a/b",
+        "sha256:m1",
+        None,
+        None,
+        &["v1", "V2", "latest", "_x"],
+    ))
+    .await
+    .unwrap();
+    // Pushing the same manifest again is idempotent.
+    meta.put_manifest(&manifest("a/b", "sha256:m1", None, None, &["v1"]))
+        .await
+        .unwrap();
+    let rec = meta
+        .manifest_by_tag("a/b", "latest")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(rec.digest, "sha256:m1");
+    assert_eq!(rec.content, b"{\"d\":\"sha256:m1\"}");
+    assert!(meta.manifest("a/b", "sha256:m1").await.unwrap().is_some());
+    assert!(meta.manifest("c", "sha256:m1").await.unwrap().is_none());
+    assert_eq!(
+        meta.tags("a/b", None, 100).await.unwrap().unwrap(),
+        vec!["V2", "_x", "latest", "v1"],
+        "tags sort in byte order on every engine"
+    );
+    assert_eq!(
+        meta.tags("a/b", Some("_x"), 1).await.unwrap().unwrap(),
+        vec!["latest"]
+    );
+    assert_eq!(meta.tags("nope", None, 10).await.unwrap(), None);
+    assert_eq!(
+        meta.missing_manifests("a/b", &["sha256:m1".into(), "sha256:m9".into()])
+            .await
+            .unwrap(),
+        vec!["sha256:m9".to_owned()]
+    );
+
+    // Tag move.
+    meta.put_manifest(&manifest("a/b", "sha256:m2", None, None, &["latest"]))
+        .await
+        .unwrap();
+    assert_eq!(
+        meta.manifest_by_tag("a/b", "latest")
+            .await
+            .unwrap()
+            .unwrap()
+            .digest,
+        "sha256:m2"
+    );
+
+    // Referrers with and without filter.
+    meta.put_manifest(&manifest(
+        "a/b",
+        "sha256:sig",
+        Some("sha256:m1"),
+        Some("application/sig"),
+        &[],
+    ))
+    .await
+    .unwrap();
+    meta.put_manifest(&manifest(
+        "a/b",
+        "sha256:sbom",
+        Some("sha256:m1"),
+        Some("application/spdx+json"),
+        &[],
+    ))
+    .await
+    .unwrap();
+    let all = meta.referrers("a/b", "sha256:m1", None).await.unwrap();
+    assert_eq!(
+        all.iter().map(|r| r.digest.as_str()).collect::<Vec<_>>(),
+        vec!["sha256:sbom", "sha256:sig"]
+    );
+    assert_eq!(all[0].annotations.as_deref(), Some("{\"k\":\"v\"}"));
+    let sboms = meta
+        .referrers("a/b", "sha256:m1", Some("application/spdx+json"))
+        .await
+        .unwrap();
+    assert_eq!(sboms.len(), 1);
+    assert_eq!(
+        sboms[0].artifact_type.as_deref(),
+        Some("application/spdx+json")
+    );
+    assert!(meta
+        .referrers("zzz", "sha256:m1", None)
+        .await
+        .unwrap()
+        .is_empty());
+
+    // Deletes.
+    assert!(meta.delete_tag("a/b", "_x").await.unwrap());
+    assert!(!meta.delete_tag("a/b", "_x").await.unwrap());
+    let mut removed = meta
+        .delete_manifest("a/b", "sha256:m1")
+        .await
+        .unwrap()
+        .unwrap();
+    removed.sort();
+    assert_eq!(removed, vec!["V2", "v1"]);
+    assert!(meta
+        .delete_manifest("a/b", "sha256:m1")
+        .await
+        .unwrap()
+        .is_none());
+    assert!(meta.manifest_by_tag("a/b", "v1").await.unwrap().is_none());
+    assert!(meta.unlink_blob("a/b", "sha256:layer").await.unwrap());
+    assert!(!meta.unlink_blob("a/b", "sha256:layer").await.unwrap());
+
+    // Catalog.
+    meta.link_blob("z", "sha256:layer", 10, 1).await.unwrap();
+    meta.link_blob(
+        "A-upper-is-never-valid-but-sorts-first",
+        "sha256:layer",
+        10,
+        1,
+    )
+    .await
+    .unwrap();
+    let repos = meta.repositories(None, 10).await.unwrap();
+    assert_eq!(
+        repos,
+        vec!["A-upper-is-never-valid-but-sorts-first", "a/b", "z"]
+    );
+    assert_eq!(meta.repositories(Some("a/b"), 10).await.unwrap(), vec!["z"]);
+
+    // Concurrent writers: every tag write lands.
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let meta = meta.clone();
+        tasks.push(tokio::spawn(async move {
+            meta.put_manifest(&manifest(
+                "conc",
+                &format!("sha256:c{i}"),
+                None,
+                None,
+                &[&format!("t{i:02}")],
+            ))
+            .await
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    assert_eq!(
+        meta.tags("conc", None, 100).await.unwrap().unwrap().len(),
+        20
+    );
+    meta.close().await;
+}
+
+#[tokio::test]
+async fn sqlite_passes_the_suite() {
+    let dir = tempfile::tempdir().unwrap();
+    let meta = Meta::open_sqlite(&dir.path().join("berth.db"))
+        .await
+        .unwrap();
+    assert_eq!(meta.dialect(), Dialect::Sqlite);
+    run_suite(meta).await;
+    // Migrations are idempotent on reopen.
+    let meta = Meta::open_sqlite(&dir.path().join("berth.db"))
+        .await
+        .unwrap();
+    assert_eq!(
+        meta.repository_blob("z", "sha256:layer").await.unwrap(),
+        Some(10)
+    );
+}
+
+/// A throwaway PostgreSQL cluster.
+struct Postgres {
+    child: Child,
+    dir: tempfile::TempDir,
+}
+
+fn pg_bin(name: &str) -> Option<PathBuf> {
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .ok()?
+        .flatten()
+        .map(|e| e.path().join("bin"))
+        .collect();
+    dirs.sort();
+    dirs.into_iter()
+        .rev()
+        .map(|d| d.join(name))
+        .find(|p| p.exists())
+}
+
+fn as_postgres_user(cmd: &Path) -> Command {
+    // PostgreSQL refuses to run as root; CI runs as root.
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| o.stdout == b"0\n")
+        .unwrap_or(false);
+    if root {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "postgres", "--"]).arg(cmd);
+        c
+    } else {
+        Command::new(cmd)
+    }
+}
+
+impl Postgres {
+    fn start() -> Postgres {
+        let initdb =
+            pg_bin("initdb").expect("PostgreSQL server binaries (apt-get install postgresql)");
+        let postgres = pg_bin("postgres").expect("postgres binary");
+        let dir = tempfile::tempdir().unwrap();
+        let _ = Command::new("chown")
+            .args(["-R", "postgres"])
+            .arg(dir.path())
+            .status();
+        let data = dir.path().join("pgdata");
+        let out = as_postgres_user(&initdb)
+            .arg("-D")
+            .arg(&data)
+            .args(["-A", "trust", "-U", "berth", "--no-sync"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "initdb: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let child = as_postgres_user(&postgres)
+            .arg("-D")
+            .arg(&data)
+            .arg("-k")
+            .arg(dir.path())
+            .args(["-c", "listen_addresses=", "-c", "fsync=off", "-p", "5432"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let sock = dir.path().join(".s.PGSQL.5432");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !sock.exists() {
+            assert!(Instant::now() < deadline, "PostgreSQL did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Postgres { child, dir }
+    }
+
+    fn url(&self) -> String {
+        format!(
+            "postgres://berth@localhost/postgres?host={}&port=5432",
+            self.dir.path().display()
+        )
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn postgres_passes_the_suite() {
+    let pg = Postgres::start();
+    // The server accepts connections slightly after the socket appears.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let meta = loop {
+        match Meta::connect(&pg.url()).await {
+            Ok(m) => break m,
+            Err(e) if Instant::now() < deadline => {
+                let _ = e;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("cannot connect to PostgreSQL: {e}"),
+        }
+    };
+    assert_eq!(meta.dialect(), Dialect::Postgres);
+    run_suite(meta).await;
+}
