@@ -84,7 +84,9 @@ pub struct ServeConfig {
 pub fn parse_duration(s: &str) -> anyhow::Result<Duration> {
     let s = s.trim();
     let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: u64 = num.parse().with_context(|| format!("invalid duration {s:?}"))?;
+    let n: u64 = num
+        .parse()
+        .with_context(|| format!("invalid duration {s:?}"))?;
     let secs = match unit.trim() {
         "" | "s" => n,
         "m" => n * 60,
@@ -137,9 +139,9 @@ impl ServeConfig {
             .listen
             .or(file.listen)
             .unwrap_or_else(|| "127.0.0.1:5000".to_owned());
-        let listen: SocketAddr = listen
-            .parse()
-            .with_context(|| format!("invalid listen address {listen:?} (expected HOST:PORT, e.g. 127.0.0.1:5000)"))?;
+        let listen: SocketAddr = listen.parse().with_context(|| {
+            format!("invalid listen address {listen:?} (expected HOST:PORT, e.g. 127.0.0.1:5000)")
+        })?;
         let log_format = match args.log_format.or(file.log_format).as_deref() {
             None | Some("text") => LogFormat::Text,
             Some("json") => LogFormat::Json,
@@ -187,9 +189,15 @@ mod tests {
     fn durations_and_sizes() {
         assert_eq!(parse_duration("90").unwrap(), Duration::from_secs(90));
         assert_eq!(parse_duration("15m").unwrap(), Duration::from_secs(900));
-        assert_eq!(parse_duration("7d").unwrap(), Duration::from_secs(7 * 86400));
+        assert_eq!(
+            parse_duration("7d").unwrap(),
+            Duration::from_secs(7 * 86400)
+        );
         assert!(parse_duration("7w").is_err());
-        assert_eq!(parse_size(&toml::Value::String("4MiB".into())).unwrap(), 4 << 20);
+        assert_eq!(
+            parse_size(&toml::Value::String("4MiB".into())).unwrap(),
+            4 << 20
+        );
         assert_eq!(parse_size(&toml::Value::Integer(10)).unwrap(), 10);
         assert!(parse_size(&toml::Value::String("4XB".into())).is_err());
     }
@@ -198,7 +206,11 @@ mod tests {
     fn precedence() {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("berth.toml");
-        std::fs::write(&f, "listen = \"127.0.0.1:6000\"\nlog_level = \"debug\"\nmax_manifest_size = \"1MiB\"\n").unwrap();
+        std::fs::write(
+            &f,
+            "listen = \"127.0.0.1:6000\"\nlog_level = \"debug\"\nmax_manifest_size = \"1MiB\"\n",
+        )
+        .unwrap();
         let c = ServeConfig::resolve(ServeArgs {
             config: Some(f.clone()),
             log_level: Some("warn".into()),
@@ -209,6 +221,10 @@ mod tests {
         assert_eq!(c.log_level, "warn");
         assert_eq!(c.max_manifest_bytes, 1 << 20);
         std::fs::write(&f, "unknown_key = 1\n").unwrap();
-        assert!(ServeConfig::resolve(ServeArgs { config: Some(f), ..Default::default() }).is_err());
+        assert!(ServeConfig::resolve(ServeArgs {
+            config: Some(f),
+            ..Default::default()
+        })
+        .is_err());
     }
 }

@@ -89,7 +89,9 @@ impl Digest {
             }
         };
         if hex.len() != algorithm.hex_len()
-            || !hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+            || !hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
         {
             return Err(DigestError::Encoding(truncate(s)));
         }
@@ -217,17 +219,35 @@ mod tests {
         assert_eq!(d.hex().len(), 64);
         let d512 = Digest::compute(Algorithm::Sha512, b"abc");
         assert!(d512.as_str().starts_with("sha512:ddaf35a193617aba"));
-        assert_eq!(Digest::parse(d512.as_str()).unwrap().algorithm(), Algorithm::Sha512);
+        assert_eq!(
+            Digest::parse(d512.as_str()).unwrap().algorithm(),
+            Algorithm::Sha512
+        );
     }
 
     #[test]
     fn refuses_bad_digests() {
-        assert!(matches!(Digest::parse("nocolon"), Err(DigestError::Format(_))));
-        assert!(matches!(Digest::parse("md5:abcd"), Err(DigestError::Unsupported(_))));
-        assert!(matches!(Digest::parse("sha256:abc"), Err(DigestError::Encoding(_))));
+        assert!(matches!(
+            Digest::parse("nocolon"),
+            Err(DigestError::Format(_))
+        ));
+        assert!(matches!(
+            Digest::parse("md5:abcd"),
+            Err(DigestError::Unsupported(_))
+        ));
+        assert!(matches!(
+            Digest::parse("sha256:abc"),
+            Err(DigestError::Encoding(_))
+        ));
         let upper = format!("sha256:{}", "A".repeat(64));
-        assert!(matches!(Digest::parse(&upper), Err(DigestError::Encoding(_))));
-        assert!(matches!(Digest::parse("sha256:../../etc/passwd"), Err(DigestError::Encoding(_))));
+        assert!(matches!(
+            Digest::parse(&upper),
+            Err(DigestError::Encoding(_))
+        ));
+        assert!(matches!(
+            Digest::parse("sha256:../../etc/passwd"),
+            Err(DigestError::Encoding(_))
+        ));
         assert!(matches!(Digest::parse(":abc"), Err(DigestError::Format(_))));
     }
 }

@@ -33,7 +33,11 @@ pub struct Descriptor {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data: Option<String>,
     /// Artifact type of the referenced manifest.
-    #[serde(rename = "artifactType", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "artifactType",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub artifact_type: Option<String>,
     /// Platform of an index entry.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -114,8 +118,11 @@ impl Manifest {
         ) {
             return Err(ManifestError::Schema1);
         }
-        let raw: Raw = serde_json::from_slice(bytes)
-            .map_err(|e| invalid(format!("manifest is not valid JSON of the expected shape: {e}")))?;
+        let raw: Raw = serde_json::from_slice(bytes).map_err(|e| {
+            invalid(format!(
+                "manifest is not valid JSON of the expected shape: {e}"
+            ))
+        })?;
         match &raw.schema_version {
             Some(v) if v.as_i64() == Some(2) => {}
             Some(v) if v.as_i64() == Some(1) => return Err(ManifestError::Schema1),
@@ -153,7 +160,9 @@ impl Manifest {
         }
         if let Some(at) = &raw.artifact_type {
             if !media::is_valid(at) {
-                return Err(invalid(format!("artifactType {at:?} is not a valid media type")));
+                return Err(invalid(format!(
+                    "artifactType {at:?} is not a valid media type"
+                )));
             }
         }
         let kind = if media::is_index(&media_type) {
@@ -245,7 +254,12 @@ pub fn validate_descriptor(d: &Descriptor) -> Result<(), ManifestError> {
     if let Some(data) = &d.data {
         let bytes = base64::engine::general_purpose::STANDARD
             .decode(data)
-            .map_err(|_| invalid(format!("descriptor {} has data that is not base64", d.digest)))?;
+            .map_err(|_| {
+                invalid(format!(
+                    "descriptor {} has data that is not base64",
+                    d.digest
+                ))
+            })?;
         if bytes.len() as i64 != d.size {
             return Err(invalid(format!(
                 "descriptor {} has data of {} bytes but size {}",
@@ -290,7 +304,8 @@ mod tests {
         assert!(p.subject.is_some());
         assert_eq!(p.effective_artifact_type(), Some(media::OCI_CONFIG));
 
-        let i = serde_json::json!({"schemaVersion": 2, "manifests": [d(media::OCI_MANIFEST, b"m")]});
+        let i =
+            serde_json::json!({"schemaVersion": 2, "manifests": [d(media::OCI_MANIFEST, b"m")]});
         let p = Manifest::parse(&serde_json::to_vec(&i).unwrap(), Some(media::OCI_INDEX)).unwrap();
         assert_eq!(p.kind, ManifestKind::Index);
         assert_eq!(p.media_type, media::OCI_INDEX);

@@ -72,6 +72,8 @@ mod tests {
         assert!(is_non_distributable(
             "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip"
         ));
-        assert!(!is_non_distributable("application/vnd.oci.image.layer.v1.tar+gzip"));
+        assert!(!is_non_distributable(
+            "application/vnd.oci.image.layer.v1.tar+gzip"
+        ));
     }
 }

@@ -148,26 +148,16 @@ mod tests {
             assert!(validate_repository(ok).is_ok(), "{ok}");
         }
         for bad in [
-            "",
-            "A",
-            "a/",
-            "/a",
-            "a//b",
-            "a/../b",
-            "..",
-            "a___b",
-            "a_-b",
-            "-a",
-            "a-",
-            "a.",
-            "a%2fb",
-            "a b",
-            "a:b",
+            "", "A", "a/", "/a", "a//b", "a/../b", "..", "a___b", "a_-b", "-a", "a-", "a.",
+            "a%2fb", "a b", "a:b",
         ] {
             assert!(validate_repository(bad).is_err(), "{bad}");
         }
         assert!(validate_repository(&"a".repeat(255)).is_ok());
-        assert_eq!(validate_repository(&"a".repeat(256)), Err(NameError::NameLength));
+        assert_eq!(
+            validate_repository(&"a".repeat(256)),
+            Err(NameError::NameLength)
+        );
     }
 
     #[test]
@@ -182,6 +172,9 @@ mod tests {
         assert!(validate_tag("a/b").is_err());
         assert!(validate_tag("").is_err());
         assert!(matches!(Reference::parse("v1"), Ok(Reference::Tag(_))));
-        assert!(matches!(Reference::parse("sha256:zz"), Err(NameError::Digest(_))));
+        assert!(matches!(
+            Reference::parse("sha256:zz"),
+            Err(NameError::Digest(_))
+        ));
     }
 }

@@ -48,7 +48,9 @@ pub enum Error {
     #[error("manifest {0} is not known to this repository")]
     ManifestUnknown(String),
     /// The stored manifest's media type is not in the client's Accept list.
-    #[error("manifest {reference} is {media_type}, which the request's Accept header does not allow")]
+    #[error(
+        "manifest {reference} is {media_type}, which the request's Accept header does not allow"
+    )]
     ManifestNotAcceptable {
         /// Requested reference.
         reference: String,

@@ -20,8 +20,8 @@ mod manifests;
 mod uploads;
 
 pub use berth_store::{BlobBody, BlobRead, ByteStream, UploadInfo};
-pub use error::Error;
 pub use blobs::ByteRange;
+pub use error::Error;
 pub use listing::{Page, ReferrersIndex};
 pub use manifests::{accepts, ManifestEntry, PushedManifest};
 

@@ -77,7 +77,10 @@ impl Registry {
                 if let Some(at) = r.artifact_type {
                     d["artifactType"] = serde_json::Value::String(at);
                 }
-                if let Some(a) = r.annotations.and_then(|a| serde_json::from_str::<serde_json::Value>(&a).ok()) {
+                if let Some(a) = r
+                    .annotations
+                    .and_then(|a| serde_json::from_str::<serde_json::Value>(&a).ok())
+                {
                     d["annotations"] = a;
                 }
                 d

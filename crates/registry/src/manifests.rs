@@ -37,7 +37,11 @@ pub fn accepts<'a>(mut accept: impl Iterator<Item = &'a str>, media_type: &str) 
         value.split(',').any(|item| {
             any = true;
             let t = item.split(';').next().unwrap_or("").trim();
-            t.is_empty() || t == "*/*" || t == "application/*" || t == "application/json" || t == media_type
+            t.is_empty()
+                || t == "*/*"
+                || t == "application/*"
+                || t == "application/json"
+                || t == media_type
         })
     });
     ok || !any
@@ -152,7 +156,8 @@ impl Registry {
                 }
             }
             ManifestKind::Index => {
-                let children: Vec<String> = m.manifests.iter().map(|d| d.digest.to_string()).collect();
+                let children: Vec<String> =
+                    m.manifests.iter().map(|d| d.digest.to_string()).collect();
                 let missing = self.meta.missing_manifests(repo, &children).await?;
                 if let Some(d) = missing.first() {
                     return Err(Error::ManifestBlobUnknown(format!(
@@ -168,7 +173,11 @@ impl Registry {
     }
 
     /// Resolves `reference` in `repo` to the stored manifest.
-    pub async fn get_manifest(&self, repo: &str, reference: &Reference) -> Result<Arc<ManifestEntry>> {
+    pub async fn get_manifest(
+        &self,
+        repo: &str,
+        reference: &Reference,
+    ) -> Result<Arc<ManifestEntry>> {
         let digest: Arc<str> = match reference {
             Reference::Digest(d) => Arc::from(d.as_str()),
             Reference::Tag(t) => match self.cache.tag(repo, t) {
@@ -243,8 +252,14 @@ mod tests {
         let oci = berth_oci::media::OCI_MANIFEST;
         assert!(accepts(std::iter::empty(), oci));
         assert!(accepts(["*/*"].into_iter(), oci));
-        assert!(accepts([berth_oci::media::DOCKER_MANIFEST, oci].into_iter(), oci));
+        assert!(accepts(
+            [berth_oci::media::DOCKER_MANIFEST, oci].into_iter(),
+            oci
+        ));
         assert!(accepts(["application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.manifest.v1+json;q=0.5"].into_iter(), oci));
-        assert!(!accepts([berth_oci::media::DOCKER_MANIFEST].into_iter(), oci));
+        assert!(!accepts(
+            [berth_oci::media::DOCKER_MANIFEST].into_iter(),
+            oci
+        ));
     }
 }

@@ -80,7 +80,12 @@ impl Registry {
     /// Cross-repository mount: links `digest` into `repo` if it is readable
     /// from `from` (or, without `from`, stored at all). Returns whether the
     /// mount happened; if not, the caller falls back to a normal upload.
-    pub async fn mount_blob(&self, repo: &str, digest: &Digest, from: Option<&str>) -> Result<bool> {
+    pub async fn mount_blob(
+        &self,
+        repo: &str,
+        digest: &Digest,
+        from: Option<&str>,
+    ) -> Result<bool> {
         let size = match from {
             Some(from) => self.meta.repository_blob(from, digest.as_str()).await?,
             None => self.meta.blob(digest.as_str()).await?,

@@ -16,21 +16,40 @@ async fn registry(dir: &std::path::Path, settings: Settings) -> Registry {
 }
 
 fn body(data: &'static [u8]) -> berth_store::ByteStream {
-    Box::pin(futures_util::stream::iter([Ok::<_, std::io::Error>(Bytes::from_static(data))]))
+    Box::pin(futures_util::stream::iter([Ok::<_, std::io::Error>(
+        Bytes::from_static(data),
+    )]))
 }
 
 #[tokio::test]
 async fn purge_removes_only_idle_uploads() {
     let dir = tempfile::tempdir().unwrap();
-    let reg = registry(dir.path(), Settings { upload_ttl: Duration::from_secs(3600), ..Default::default() }).await;
+    let reg = registry(
+        dir.path(),
+        Settings {
+            upload_ttl: Duration::from_secs(3600),
+            ..Default::default()
+        },
+    )
+    .await;
     let up = reg.start_upload("r").await.unwrap();
     assert_eq!(reg.purge_uploads().await.unwrap(), 0);
     assert!(reg.upload("r", &up.id).await.is_ok());
 
-    let reg = registry(dir.path(), Settings { upload_ttl: Duration::ZERO, ..Default::default() }).await;
+    let reg = registry(
+        dir.path(),
+        Settings {
+            upload_ttl: Duration::ZERO,
+            ..Default::default()
+        },
+    )
+    .await;
     tokio::time::sleep(Duration::from_millis(5)).await;
     assert_eq!(reg.purge_uploads().await.unwrap(), 1);
-    assert!(matches!(reg.upload("r", &up.id).await, Err(Error::UploadUnknown)));
+    assert!(matches!(
+        reg.upload("r", &up.id).await,
+        Err(Error::UploadUnknown)
+    ));
     assert!(reg.store().upload_list().await.unwrap().is_empty());
 }
 
@@ -39,31 +58,59 @@ async fn manifest_and_tag_lifecycle_is_consistent_with_the_cache() {
     let dir = tempfile::tempdir().unwrap();
     let reg = registry(dir.path(), Settings::default()).await;
     let config = Digest::sha256(b"{}");
-    reg.push_blob("r", &config, None, body(b"{}")).await.unwrap();
+    reg.push_blob("r", &config, None, body(b"{}"))
+        .await
+        .unwrap();
     let m1 = format!(
         r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{config}","size":2}},"layers":[]}}"#
     );
-    let m2 = m1.replace("\"layers\":[]", "\"layers\":[],\"annotations\":{\"v\":\"2\"}");
+    let m2 = m1.replace(
+        "\"layers\":[]",
+        "\"layers\":[],\"annotations\":{\"v\":\"2\"}",
+    );
     let tag = Reference::Tag("latest".into());
-    let p1 = reg.put_manifest("r", &tag, None, Bytes::from(m1.clone()), &[]).await.unwrap();
+    let p1 = reg
+        .put_manifest("r", &tag, None, Bytes::from(m1.clone()), &[])
+        .await
+        .unwrap();
     // Warm the cache, then move the tag and check the cache follows.
-    assert_eq!(reg.get_manifest("r", &tag).await.unwrap().digest, p1.digest.as_str());
-    let p2 = reg.put_manifest("r", &tag, None, Bytes::from(m2), &[]).await.unwrap();
-    assert_eq!(reg.get_manifest("r", &tag).await.unwrap().digest, p2.digest.as_str());
-    reg.delete_manifest("r", &Reference::Digest(p2.digest.clone())).await.unwrap();
-    assert!(matches!(reg.get_manifest("r", &tag).await, Err(Error::ManifestUnknown(_))));
+    assert_eq!(
+        reg.get_manifest("r", &tag).await.unwrap().digest,
+        p1.digest.as_str()
+    );
+    let p2 = reg
+        .put_manifest("r", &tag, None, Bytes::from(m2), &[])
+        .await
+        .unwrap();
+    assert_eq!(
+        reg.get_manifest("r", &tag).await.unwrap().digest,
+        p2.digest.as_str()
+    );
+    reg.delete_manifest("r", &Reference::Digest(p2.digest.clone()))
+        .await
+        .unwrap();
+    assert!(matches!(
+        reg.get_manifest("r", &tag).await,
+        Err(Error::ManifestUnknown(_))
+    ));
     assert!(matches!(
         reg.get_manifest("r", &Reference::Digest(p2.digest)).await,
         Err(Error::ManifestUnknown(_))
     ));
     assert_eq!(
-        reg.get_manifest("r", &Reference::Digest(p1.digest)).await.unwrap().content,
+        reg.get_manifest("r", &Reference::Digest(p1.digest))
+            .await
+            .unwrap()
+            .content,
         Bytes::from(m1)
     );
     // Unlinking a blob is visible at once despite the link cache.
     assert_eq!(reg.blob_size("r", &config).await.unwrap(), 2);
     reg.delete_blob("r", &config).await.unwrap();
-    assert!(matches!(reg.blob_size("r", &config).await, Err(Error::BlobUnknown(_))));
+    assert!(matches!(
+        reg.blob_size("r", &config).await,
+        Err(Error::BlobUnknown(_))
+    ));
 }
 
 #[tokio::test]
@@ -72,10 +119,15 @@ async fn metadata_survives_reopen() {
     let d = Digest::sha256(b"persist");
     {
         let reg = registry(dir.path(), Settings::default()).await;
-        reg.push_blob("keep/me", &d, Some(7), body(b"persist")).await.unwrap();
+        reg.push_blob("keep/me", &d, Some(7), body(b"persist"))
+            .await
+            .unwrap();
         reg.meta().close().await;
     }
     let reg = registry(dir.path(), Settings::default()).await;
     assert_eq!(reg.blob_size("keep/me", &d).await.unwrap(), 7);
-    assert_eq!(reg.catalog(None, None).await.unwrap().items, vec!["keep/me".to_owned()]);
+    assert_eq!(
+        reg.catalog(None, None).await.unwrap().items,
+        vec!["keep/me".to_owned()]
+    );
 }

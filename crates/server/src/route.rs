@@ -96,8 +96,14 @@ mod tests {
             parse("org/app/blobs/sha256:00"),
             Ok(Endpoint::Blob("org/app".into(), "sha256:00".into()))
         );
-        assert_eq!(parse("a/blobs/uploads/"), Ok(Endpoint::UploadStart("a".into())));
-        assert_eq!(parse("a/blobs/uploads"), Ok(Endpoint::UploadStart("a".into())));
+        assert_eq!(
+            parse("a/blobs/uploads/"),
+            Ok(Endpoint::UploadStart("a".into()))
+        );
+        assert_eq!(
+            parse("a/blobs/uploads"),
+            Ok(Endpoint::UploadStart("a".into()))
+        );
         assert_eq!(
             parse("x/y/z/blobs/uploads/abc"),
             Ok(Endpoint::Upload("x/y/z".into(), "abc".into()))
@@ -113,8 +119,14 @@ mod tests {
         );
         assert_eq!(parse("a/manifests/"), Err(RouteError::NotFound));
         assert_eq!(parse("manifests/x"), Err(RouteError::NotFound));
-        assert!(matches!(parse("../etc/manifests/x"), Err(RouteError::BadName(_))));
-        assert!(matches!(parse("A/manifests/x"), Err(RouteError::BadName(_))));
+        assert!(matches!(
+            parse("../etc/manifests/x"),
+            Err(RouteError::BadName(_))
+        ));
+        assert!(matches!(
+            parse("A/manifests/x"),
+            Err(RouteError::BadName(_))
+        ));
         assert_eq!(parse("a/unknown/x"), Err(RouteError::NotFound));
     }
 }

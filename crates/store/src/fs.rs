@@ -125,7 +125,9 @@ impl FsStore {
 /// Makes `file` (at `from`) durable and moves it to `to` atomically.
 fn publish(file: &File, from: &Path, to: &Path) -> Result<()> {
     file.sync_data()?;
-    let parent = to.parent().ok_or_else(|| Error::Io(io::Error::other("blob path has no parent")))?;
+    let parent = to
+        .parent()
+        .ok_or_else(|| Error::Io(io::Error::other("blob path has no parent")))?;
     if !parent.exists() {
         fs::create_dir_all(parent)?;
         if let Some(grand) = parent.parent() {
@@ -241,7 +243,8 @@ impl BlobStore for FsStore {
         let tmp = self.root.join("tmp").join(uuid::Uuid::new_v4().to_string());
         let file = File::create(&tmp)?;
         let result = async {
-            let written = write_stream(file, Some(expected.algorithm().hasher()), len, body).await?;
+            let written =
+                write_stream(file, Some(expected.algorithm().hasher()), len, body).await?;
             let actual = written
                 .hasher
                 .ok_or_else(|| Error::Io(io::Error::other("hash state lost")))?
@@ -345,7 +348,11 @@ impl BlobStore for FsStore {
         };
         match write_stream(file, hasher, len, body).await {
             Ok(written) => {
-                state.hashed = if written.hasher.is_some() { size + written.bytes } else { 0 };
+                state.hashed = if written.hasher.is_some() {
+                    size + written.bytes
+                } else {
+                    0
+                };
                 state.hasher = written.hasher;
                 Ok(size + written.bytes)
             }
@@ -438,5 +445,8 @@ impl BlobStore for FsStore {
 }
 
 fn tokio_util_stream(reader: impl tokio::io::AsyncRead + Send + 'static) -> ByteStream {
-    Box::pin(tokio_util::io::ReaderStream::with_capacity(reader, STREAM_CHUNK))
+    Box::pin(tokio_util::io::ReaderStream::with_capacity(
+        reader,
+        STREAM_CHUNK,
+    ))
 }

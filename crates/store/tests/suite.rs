@@ -12,7 +12,9 @@ use futures_util::StreamExt;
 
 fn stream(chunks: Vec<&'static [u8]>) -> ByteStream {
     Box::pin(futures_util::stream::iter(
-        chunks.into_iter().map(|c| Ok::<_, io::Error>(Bytes::from_static(c))),
+        chunks
+            .into_iter()
+            .map(|c| Ok::<_, io::Error>(Bytes::from_static(c))),
     ))
 }
 
@@ -44,7 +46,13 @@ async fn run_suite(store: Arc<dyn BlobStore>) {
     // put + stat + read, small and large.
     let small = Digest::sha256(b"hello world");
     assert_eq!(store.stat(&small).await.unwrap(), None);
-    assert_eq!(store.put(&small, Some(11), stream(vec![b"hello ", b"world"])).await.unwrap(), 11);
+    assert_eq!(
+        store
+            .put(&small, Some(11), stream(vec![b"hello ", b"world"]))
+            .await
+            .unwrap(),
+        11
+    );
     assert_eq!(store.stat(&small).await.unwrap(), Some(11));
     assert_eq!(read_all(&*store, &small, None).await, b"hello world");
     assert_eq!(read_all(&*store, &small, Some((6, 5))).await, b"world");
@@ -53,10 +61,16 @@ async fn run_suite(store: Arc<dyn BlobStore>) {
     let big_d = Digest::sha256(&big);
     store.put(&big_d, None, owned(big.clone())).await.unwrap();
     assert_eq!(read_all(&*store, &big_d, None).await, big);
-    assert_eq!(read_all(&*store, &big_d, Some((1_000_000, 500_000))).await, &big[1_000_000..1_500_000]);
+    assert_eq!(
+        read_all(&*store, &big_d, Some((1_000_000, 500_000))).await,
+        &big[1_000_000..1_500_000]
+    );
 
     // A second put of the same content is a no-op.
-    store.put(&small, None, stream(vec![b"hello world"])).await.unwrap();
+    store
+        .put(&small, None, stream(vec![b"hello world"]))
+        .await
+        .unwrap();
 
     // Digest and length mismatches leave nothing behind.
     let wrong = Digest::sha256(b"other");
@@ -66,14 +80,19 @@ async fn run_suite(store: Arc<dyn BlobStore>) {
     ));
     assert_eq!(store.stat(&wrong).await.unwrap(), None);
     assert!(matches!(
-        store.put(&Digest::sha256(b"abc"), Some(2), stream(vec![b"abc"])).await,
+        store
+            .put(&Digest::sha256(b"abc"), Some(2), stream(vec![b"abc"]))
+            .await,
         Err(Error::SizeMismatch { .. })
     ));
     assert_eq!(store.stat(&Digest::sha256(b"abc")).await.unwrap(), None);
     // A body that fails midway.
     let failing: ByteStream = Box::pin(futures_util::stream::iter(vec![
         Ok(Bytes::from_static(b"part")),
-        Err(io::Error::new(io::ErrorKind::ConnectionReset, "client went away")),
+        Err(io::Error::new(
+            io::ErrorKind::ConnectionReset,
+            "client went away",
+        )),
     ]));
     assert!(matches!(
         store.put(&Digest::sha256(b"partial"), None, failing).await,
@@ -83,7 +102,10 @@ async fn run_suite(store: Arc<dyn BlobStore>) {
 
     // sha512.
     let d512 = Digest::compute(Algorithm::Sha512, b"five-twelve");
-    store.put(&d512, None, stream(vec![b"five-twelve"])).await.unwrap();
+    store
+        .put(&d512, None, stream(vec![b"five-twelve"]))
+        .await
+        .unwrap();
     assert_eq!(read_all(&*store, &d512, None).await, b"five-twelve");
 
     // Upload sessions.
@@ -91,12 +113,26 @@ async fn run_suite(store: Arc<dyn BlobStore>) {
     assert_eq!(up.size, 0);
     let info = store.upload_info(&up.id).await.unwrap().unwrap();
     assert_eq!(info.label, "repo/a");
-    assert_eq!(store.upload_append(&up.id, Some(0), Some(3), stream(vec![b"abc"])).await.unwrap(), 3);
+    assert_eq!(
+        store
+            .upload_append(&up.id, Some(0), Some(3), stream(vec![b"abc"]))
+            .await
+            .unwrap(),
+        3
+    );
     assert!(matches!(
-        store.upload_append(&up.id, Some(1), None, stream(vec![b"zz"])).await,
+        store
+            .upload_append(&up.id, Some(1), None, stream(vec![b"zz"]))
+            .await,
         Err(Error::RangeMismatch { start: 1, size: 3 })
     ));
-    assert_eq!(store.upload_append(&up.id, None, None, stream(vec![b"def"])).await.unwrap(), 6);
+    assert_eq!(
+        store
+            .upload_append(&up.id, None, None, stream(vec![b"def"]))
+            .await
+            .unwrap(),
+        6
+    );
     assert!(matches!(
         store.upload_commit(&up.id, &Digest::sha256(b"nope")).await,
         Err(Error::DigestMismatch { .. })
@@ -107,14 +143,22 @@ async fn run_suite(store: Arc<dyn BlobStore>) {
     assert_eq!(read_all(&*store, &d, None).await, b"abcdef");
     assert!(store.upload_info(&up.id).await.unwrap().is_none());
     assert!(matches!(
-        store.upload_append(&up.id, None, None, stream(vec![b"x"])).await,
+        store
+            .upload_append(&up.id, None, None, stream(vec![b"x"]))
+            .await,
         Err(Error::UploadUnknown)
     ));
 
     // Cancel, list, unknown ids.
     let a = store.upload_create("x").await.unwrap();
     let b = store.upload_create("y").await.unwrap();
-    let ids: Vec<String> = store.upload_list().await.unwrap().into_iter().map(|u| u.id).collect();
+    let ids: Vec<String> = store
+        .upload_list()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|u| u.id)
+        .collect();
     assert!(ids.contains(&a.id) && ids.contains(&b.id));
     assert!(store.upload_cancel(&a.id).await.unwrap());
     assert!(!store.upload_cancel(&a.id).await.unwrap());
@@ -126,7 +170,13 @@ async fn run_suite(store: Arc<dyn BlobStore>) {
     ));
 
     // list + delete.
-    let listed: Vec<Digest> = store.list().await.unwrap().into_iter().map(|b| b.digest).collect();
+    let listed: Vec<Digest> = store
+        .list()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|b| b.digest)
+        .collect();
     for want in [&small, &big_d, &d512, &d] {
         assert!(listed.contains(want), "{want} listed");
     }
@@ -147,13 +197,17 @@ async fn filesystem_upload_resumes_after_restart() {
     let id = {
         let s = FsStore::open(dir.path()).unwrap();
         let up = s.upload_create("r").await.unwrap();
-        s.upload_append(&up.id, None, None, stream(vec![b"first "])).await.unwrap();
+        s.upload_append(&up.id, None, None, stream(vec![b"first "]))
+            .await
+            .unwrap();
         up.id
     };
     // A new store instance has lost the in-memory hash state.
     let s = FsStore::open(dir.path()).unwrap();
     assert_eq!(s.upload_info(&id).await.unwrap().unwrap().size, 6);
-    s.upload_append(&id, Some(6), None, stream(vec![b"second"])).await.unwrap();
+    s.upload_append(&id, Some(6), None, stream(vec![b"second"]))
+        .await
+        .unwrap();
     let d = Digest::sha256(b"first second");
     assert_eq!(s.upload_commit(&id, &d).await.unwrap(), 12);
     assert_eq!(read_all(&s, &d, None).await, b"first second");

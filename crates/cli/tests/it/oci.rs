@@ -36,7 +36,12 @@ pub async fn push_blob(c: &Client, base: &str, repo: &str, data: &[u8]) -> Strin
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), StatusCode::CREATED, "push blob: {:?}", r.text().await);
+    assert_eq!(
+        r.status(),
+        StatusCode::CREATED,
+        "push blob: {:?}",
+        r.text().await
+    );
     d
 }
 
@@ -57,8 +62,15 @@ pub fn image_manifest(config: &[u8], layers: &[&[u8]]) -> Vec<u8> {
 
 /// Pushes a config and layers of random content, then the manifest under
 /// `reference`; returns (manifest digest, manifest bytes).
-pub async fn push_image(c: &Client, base: &str, repo: &str, reference: &str, seed: &str) -> (String, Vec<u8>) {
-    let config = format!("{{\"architecture\":\"amd64\",\"os\":\"linux\",\"seed\":\"{seed}\"}}").into_bytes();
+pub async fn push_image(
+    c: &Client,
+    base: &str,
+    repo: &str,
+    reference: &str,
+    seed: &str,
+) -> (String, Vec<u8>) {
+    let config =
+        format!("{{\"architecture\":\"amd64\",\"os\":\"linux\",\"seed\":\"{seed}\"}}").into_bytes();
     let layer = format!("layer-{seed}").into_bytes();
     push_blob(c, base, repo, &config).await;
     push_blob(c, base, repo, &layer).await;
@@ -68,7 +80,14 @@ pub async fn push_image(c: &Client, base: &str, repo: &str, reference: &str, see
     (sha256(&m), m)
 }
 
-pub async fn put_manifest(c: &Client, base: &str, repo: &str, reference: &str, media_type: &str, body: &[u8]) -> Response {
+pub async fn put_manifest(
+    c: &Client,
+    base: &str,
+    repo: &str,
+    reference: &str,
+    media_type: &str,
+    body: &[u8],
+) -> Response {
     c.put(format!("{base}/v2/{repo}/manifests/{reference}"))
         .header("content-type", media_type)
         .body(body.to_vec())
@@ -81,7 +100,10 @@ pub async fn put_manifest(c: &Client, base: &str, repo: &str, reference: &str, m
 pub async fn expect_error(r: Response, status: u16, code: &str) -> String {
     assert_eq!(r.status().as_u16(), status, "status of {}", r.url());
     assert_eq!(
-        r.headers().get("content-type").map(|v| v.to_str().unwrap().to_owned()).as_deref(),
+        r.headers()
+            .get("content-type")
+            .map(|v| v.to_str().unwrap().to_owned())
+            .as_deref(),
         Some("application/json")
     );
     let body: Value = r.json().await.expect("JSON error body");
@@ -93,7 +115,9 @@ pub async fn expect_error(r: Response, status: u16, code: &str) -> String {
 }
 
 pub fn header(r: &Response, name: &str) -> Option<String> {
-    r.headers().get(name).map(|v| v.to_str().unwrap().to_owned())
+    r.headers()
+        .get(name)
+        .map(|v| v.to_str().unwrap().to_owned())
 }
 
 /// Sends raw bytes over TCP and returns the response head and body (for

@@ -25,7 +25,11 @@ fn parse_range(headers: &HeaderMap) -> Option<ByteRange> {
         return Some(ByteRange::Suffix(b.parse().ok()?));
     }
     let start = a.parse().ok()?;
-    let end = if b.is_empty() { None } else { Some(b.parse().ok()?) };
+    let end = if b.is_empty() {
+        None
+    } else {
+        Some(b.parse().ok()?)
+    };
     if let Some(e) = end {
         if e < start {
             return None;
@@ -34,7 +38,13 @@ fn parse_range(headers: &HeaderMap) -> Option<ByteRange> {
     Some(ByteRange::From(start, end))
 }
 
-pub(super) async fn handle_get(app: &App, name: &str, digest: &str, req: Request, head: bool) -> Result<Response> {
+pub(super) async fn handle_get(
+    app: &App,
+    name: &str,
+    digest: &str,
+    req: Request,
+    head: bool,
+) -> Result<Response> {
     let digest = parse_digest(digest)?;
     let reg = &app.registry;
     let base = Response::builder()
@@ -53,8 +63,10 @@ pub(super) async fn handle_get(app: &App, name: &str, digest: &str, req: Request
     let range = parse_range(req.headers());
     let (size, served, read) = match reg.read_blob(name, &digest, range).await {
         Err(Error::RangeNotSatisfiable { size }) => {
-            return Err(crate::error::ApiError::from(Error::RangeNotSatisfiable { size })
-                .with_header(header::CONTENT_RANGE, hv(&format!("bytes */{size}"))));
+            return Err(
+                crate::error::ApiError::from(Error::RangeNotSatisfiable { size })
+                    .with_header(header::CONTENT_RANGE, hv(&format!("bytes */{size}"))),
+            );
         }
         other => other?,
     };

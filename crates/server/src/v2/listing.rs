@@ -20,7 +20,13 @@ fn page_params(pairs: &[(String, String)]) -> Result<(Option<i64>, Option<String
     Ok((n, query_value(pairs, "last").map(str::to_owned)))
 }
 
-fn json_page(key: &str, name: Option<&str>, page: &Page, link_base: &str, n: Option<i64>) -> Response {
+fn json_page(
+    key: &str,
+    name: Option<&str>,
+    page: &Page,
+    link_base: &str,
+    n: Option<i64>,
+) -> Response {
     let mut body = serde_json::Map::new();
     if let Some(name) = name {
         body.insert("name".into(), name.into());
@@ -34,7 +40,10 @@ fn json_page(key: &str, name: Option<&str>, page: &Page, link_base: &str, n: Opt
         if let Some(last) = page.items.last() {
             let n = n.unwrap_or(page.items.len() as i64);
             let last: String = form_urlencoded::byte_serialize(last.as_bytes()).collect();
-            b = b.header(header::LINK, format!("<{link_base}?n={n}&last={last}>; rel=\"next\""));
+            b = b.header(
+                header::LINK,
+                format!("<{link_base}?n={n}&last={last}>; rel=\"next\""),
+            );
         }
     }
     b.body(Body::from(bytes)).unwrap_or_default()
@@ -44,7 +53,13 @@ pub(super) async fn handle_tags(app: &App, name: &str, req: Request) -> Result<R
     let q = query(&req);
     let (n, last) = page_params(&q)?;
     let page = app.registry.tags(name, n, last.as_deref()).await?;
-    Ok(json_page("tags", Some(name), &page, &format!("/v2/{name}/tags/list"), n))
+    Ok(json_page(
+        "tags",
+        Some(name),
+        &page,
+        &format!("/v2/{name}/tags/list"),
+        n,
+    ))
 }
 
 pub(super) async fn handle_catalog(app: &App, req: Request) -> Result<Response> {
@@ -54,16 +69,27 @@ pub(super) async fn handle_catalog(app: &App, req: Request) -> Result<Response> 
     Ok(json_page("repositories", None, &page, "/v2/_catalog", n))
 }
 
-pub(super) async fn handle_referrers(app: &App, name: &str, digest: &str, req: Request) -> Result<Response> {
+pub(super) async fn handle_referrers(
+    app: &App,
+    name: &str,
+    digest: &str,
+    req: Request,
+) -> Result<Response> {
     let subject = parse_digest(digest)?;
     let q = query(&req);
     let artifact_type = query_value(&q, "artifactType").filter(|s| !s.is_empty());
     if let Some(at) = artifact_type {
         if !media::is_valid(at) {
-            return Err(Error::InvalidParameter(format!("artifactType {at:?} is not a media type")).into());
+            return Err(Error::InvalidParameter(format!(
+                "artifactType {at:?} is not a media type"
+            ))
+            .into());
         }
     }
-    let index = app.registry.referrers(name, &subject, artifact_type).await?;
+    let index = app
+        .registry
+        .referrers(name, &subject, artifact_type)
+        .await?;
     let bytes = serde_json::to_vec(&index).unwrap_or_default();
     let mut b = Response::builder()
         .header(header::CONTENT_TYPE, media::OCI_INDEX)

@@ -21,7 +21,13 @@ fn parse_reference(r: &str) -> Result<Reference> {
     })
 }
 
-pub(super) async fn handle_get(app: &App, name: &str, reference: &str, req: Request, head: bool) -> Result<Response> {
+pub(super) async fn handle_get(
+    app: &App,
+    name: &str,
+    reference: &str,
+    req: Request,
+    head: bool,
+) -> Result<Response> {
     let reference = parse_reference(reference)?;
     let m = app.registry.get_manifest(name, &reference).await?;
     let accept = req.headers().get_all(header::ACCEPT);
@@ -43,14 +49,26 @@ pub(super) async fn handle_get(app: &App, name: &str, reference: &str, req: Requ
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.split(',').any(|t| t.trim() == etag))
     {
-        return Ok(b.status(StatusCode::NOT_MODIFIED).body(Body::empty()).unwrap_or_default());
+        return Ok(b
+            .status(StatusCode::NOT_MODIFIED)
+            .body(Body::empty())
+            .unwrap_or_default());
     }
     let b = b.header(header::CONTENT_LENGTH, m.content.len());
-    let body = if head { Body::empty() } else { Body::from(m.content.clone()) };
+    let body = if head {
+        Body::empty()
+    } else {
+        Body::from(m.content.clone())
+    };
     Ok(b.body(body).unwrap_or_default())
 }
 
-pub(super) async fn handle_put(app: &App, name: &str, reference: &str, req: Request) -> Result<Response> {
+pub(super) async fn handle_put(
+    app: &App,
+    name: &str,
+    reference: &str,
+    req: Request,
+) -> Result<Response> {
     let reference = parse_reference(reference)?;
     let limit = app.registry.settings().max_manifest_bytes;
     if let Some(len) = content_length(req.headers())? {
@@ -89,7 +107,10 @@ pub(super) async fn handle_put(app: &App, name: &str, reference: &str, req: Requ
         .await?;
     let mut b = Response::builder()
         .status(StatusCode::CREATED)
-        .header(header::LOCATION, format!("/v2/{name}/manifests/{}", pushed.digest))
+        .header(
+            header::LOCATION,
+            format!("/v2/{name}/manifests/{}", pushed.digest),
+        )
         .header("docker-content-digest", pushed.digest.as_str())
         .header(header::CONTENT_LENGTH, 0);
     if let Some(s) = &pushed.subject {

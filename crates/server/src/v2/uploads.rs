@@ -51,7 +51,11 @@ fn content_range(headers: &HeaderMap) -> Result<Option<(u64, u64)>> {
     let Some(v) = headers.get(header::CONTENT_RANGE) else {
         return Ok(None);
     };
-    let bad = || ApiError::from(Error::UploadInvalid("malformed Content-Range header".into()));
+    let bad = || {
+        ApiError::from(Error::UploadInvalid(
+            "malformed Content-Range header".into(),
+        ))
+    };
     let s = v.to_str().map_err(|_| bad())?.trim();
     let s = s
         .strip_prefix("bytes=")
@@ -132,7 +136,12 @@ pub(super) async fn handle_status(app: &App, name: &str, id: &str) -> Result<Res
         .unwrap_or_default())
 }
 
-pub(super) async fn handle_patch(app: &App, name: &str, id: &str, req: Request) -> Result<Response> {
+pub(super) async fn handle_patch(
+    app: &App,
+    name: &str,
+    id: &str,
+    req: Request,
+) -> Result<Response> {
     let (start, len) = chunk_bounds(req.headers())?;
     let size = app
         .registry
@@ -144,11 +153,15 @@ pub(super) async fn handle_patch(app: &App, name: &str, id: &str, req: Request) 
 
 pub(super) async fn handle_put(app: &App, name: &str, id: &str, req: Request) -> Result<Response> {
     let q = query(&req);
-    let digest = query_value(&q, "digest")
-        .ok_or_else(|| ApiError::from(Error::DigestInvalid("the digest query parameter is required to complete an upload".into())))?;
+    let digest = query_value(&q, "digest").ok_or_else(|| {
+        ApiError::from(Error::DigestInvalid(
+            "the digest query parameter is required to complete an upload".into(),
+        ))
+    })?;
     let digest = parse_digest(digest)?;
     let (start, len) = chunk_bounds(req.headers())?;
-    let has_body = len != Some(0) && (len.is_some() || req.headers().contains_key(header::TRANSFER_ENCODING));
+    let has_body =
+        len != Some(0) && (len.is_some() || req.headers().contains_key(header::TRANSFER_ENCODING));
     let chunk = has_body.then(|| (start, len, body_stream(req.into_body())));
     app.registry
         .finish_upload(name, id, &digest, chunk)
@@ -173,18 +186,33 @@ mod tests {
     fn h(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut m = HeaderMap::new();
         for (k, v) in pairs {
-            m.insert(axum::http::HeaderName::from_bytes(k.as_bytes()).unwrap(), v.parse().unwrap());
+            m.insert(
+                axum::http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                v.parse().unwrap(),
+            );
         }
         m
     }
 
     #[test]
     fn chunk_headers() {
-        assert_eq!(chunk_bounds(&h(&[("content-range", "0-9"), ("content-length", "10")])).ok(), Some((Some(0), Some(10))));
-        assert_eq!(chunk_bounds(&h(&[("content-range", "bytes=10-19")])).ok(), Some((Some(10), Some(10))));
-        assert_eq!(chunk_bounds(&h(&[("content-range", "bytes 10-19/*")])).ok(), Some((Some(10), Some(10))));
+        assert_eq!(
+            chunk_bounds(&h(&[("content-range", "0-9"), ("content-length", "10")])).ok(),
+            Some((Some(0), Some(10)))
+        );
+        assert_eq!(
+            chunk_bounds(&h(&[("content-range", "bytes=10-19")])).ok(),
+            Some((Some(10), Some(10)))
+        );
+        assert_eq!(
+            chunk_bounds(&h(&[("content-range", "bytes 10-19/*")])).ok(),
+            Some((Some(10), Some(10)))
+        );
         assert!(chunk_bounds(&h(&[("content-range", "0-9"), ("content-length", "5")])).is_err());
         assert!(chunk_bounds(&h(&[("content-range", "9-0")])).is_err());
-        assert_eq!(chunk_bounds(&h(&[("content-length", "7")])).ok(), Some((None, Some(7))));
+        assert_eq!(
+            chunk_bounds(&h(&[("content-length", "7")])).ok(),
+            Some((None, Some(7)))
+        );
     }
 }
