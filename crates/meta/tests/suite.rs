@@ -2,6 +2,8 @@
 //! PostgreSQL server (a throwaway cluster started by the test on a Unix
 //! socket in a temporary directory: no TCP port, no race).
 
+#![allow(clippy::unwrap_used)]
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};

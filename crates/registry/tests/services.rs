@@ -1,12 +1,14 @@
 //! Core services over a real filesystem store and a real SQLite file.
 
+#![allow(clippy::unwrap_used)]
+
 use std::sync::Arc;
 use std::time::Duration;
 
 use berth_meta::Meta;
 use berth_oci::{Digest, Reference};
 use berth_registry::{Error, Registry, Settings};
-use berth_store::{BlobStore, FsStore};
+use berth_store::FsStore;
 use bytes::Bytes;
 
 async fn registry(dir: &std::path::Path, settings: Settings) -> Registry {

@@ -2,6 +2,8 @@
 //! `run_suite` is written against the trait only, so a new driver just adds
 //! one `#[tokio::test]` that calls it.
 
+#![allow(clippy::unwrap_used)]
+
 use std::io;
 use std::sync::Arc;
 
