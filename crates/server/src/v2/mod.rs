@@ -23,7 +23,10 @@ type Result<T, E = ApiError> = std::result::Result<T, E>;
 
 /// Entry point of every `/v2/` request.
 pub(crate) async fn handle(State(app): State<Arc<App>>, req: Request) -> Response {
-    let path = req.uri().path();
+    let started = std::time::Instant::now();
+    let method = req.method().clone();
+    let uri = req.uri().clone();
+    let path = uri.path();
     let rest = path.strip_prefix("/v2").unwrap_or(path);
     let rest = rest.strip_prefix('/').unwrap_or(rest);
     let mut resp = match route::parse(rest) {
@@ -55,6 +58,13 @@ pub(crate) async fn handle(State(app): State<Arc<App>>, req: Request) -> Respons
     };
     resp.headers_mut()
         .insert(API_VERSION.0, HeaderValue::from_static(API_VERSION.1));
+    tracing::debug!(
+        %method,
+        path,
+        status = resp.status().as_u16(),
+        elapsed_us = started.elapsed().as_micros() as u64,
+        "request"
+    );
     resp
 }
 
