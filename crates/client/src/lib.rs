@@ -34,6 +34,8 @@ use reqwest::{RequestBuilder, Response, StatusCode};
 
 pub use auth::{Credential, CredentialStore};
 pub use blob::{BlobStream, MountResult};
+/// The byte buffer type of the API (re-exported for callers).
+pub use bytes::Bytes;
 pub use error::Error;
 pub use manifest::FetchedManifest;
 
@@ -333,3 +335,6 @@ mod tests {
         assert_eq!(c.base_url("ghcr.io"), "https://ghcr.io");
     }
 }
+
+#[cfg(test)]
+mod flow_tests;

@@ -15,6 +15,9 @@
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+/// The registry client the tools are built on.
+pub use berth_client as client;
+
 pub mod copy;
 pub mod inspect;
 pub mod lint;

@@ -1,11 +1,14 @@
 //! The berth binary's integration tests: one test binary (linking is slow on
 //! small machines), one module per area.
 
+#![allow(clippy::unwrap_used)]
+
+mod api_blobs;
+mod api_manifests;
 mod common;
 mod interop;
 mod layout;
-mod api_blobs;
-mod api_manifests;
 mod oci;
 mod tools;
+mod tools_client;
 mod tools_copy;
