@@ -34,8 +34,14 @@ impl RegistryArgs {
             None => CredentialStore::new(),
         };
         for c in &self.creds {
+            // `REGISTRY=` is a host with an optional numeric port; anything
+            // else before a `=` belongs to the user or password.
+            let is_host = |r: &str| match r.rsplit_once(':') {
+                Some((_, port)) => !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()),
+                None => !r.is_empty(),
+            };
             let (registry, userpass) = match c.split_once('=') {
-                Some((r, up)) if !r.contains(':') || r.contains('.') => (Some(r), up),
+                Some((r, up)) if is_host(r) && up.contains(':') => (Some(r), up),
                 _ => (None, c.as_str()),
             };
             let (username, password) = userpass
