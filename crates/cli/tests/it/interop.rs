@@ -377,10 +377,10 @@ fn assert_blobs_present(base: &str, repo: &str, manifest: &Value) {
     }
 }
 
-/// Pushes the image `manifest` of layout `dir` to `repo:tag` with plain
+/// Pushes the image `manifest` of layout `dir` to `repo` under `tags` with plain
 /// HTTP (monolithic blob uploads), for tests that need a subject without
 /// depending on a second client.
-fn push_image_http(base: &str, repo: &str, dir: &Path, manifest: &str, tag: &str) {
+fn push_image_http(base: &str, repo: &str, dir: &Path, manifest: &str, tags: &[&str]) {
     let m = layout::read_json(dir, manifest);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -398,13 +398,16 @@ fn push_image_http(base: &str, repo: &str, dir: &Path, manifest: &str, tag: &str
                 .expect("blob push");
             assert_eq!(r.status().as_u16(), 201, "blob {d}");
         }
-        let r = client
-            .put(format!("{base}/v2/{repo}/manifests/{tag}"))
-            .header("content-type", layout::MANIFEST)
-            .body(layout::read_blob(dir, manifest))
-            .send()
-            .await
-            .expect("manifest push");
-        assert_eq!(r.status().as_u16(), 201, "manifest");
+        let body = layout::read_blob(dir, manifest);
+        for tag in tags {
+            let r = client
+                .put(format!("{base}/v2/{repo}/manifests/{tag}"))
+                .header("content-type", layout::MANIFEST)
+                .body(body.clone())
+                .send()
+                .await
+                .expect("manifest push");
+            assert_eq!(r.status().as_u16(), 201, "manifest as {tag}");
+        }
     });
 }

@@ -62,6 +62,15 @@ out["filtered"] = resp(reg.do_request(
 
 files = reg.pull(target=f"{host}/{repo}:sbom", outdir=os.path.join(work, "pulled"))
 out["pulled"] = [os.path.relpath(p, work) for p in files]
+
+# Chunked upload: POST, PATCH with Content-Range per 64 KiB chunk, PUT.
+with open("big.bin", "wb") as f:
+    f.write(os.urandom(300 * 1024 + 17))
+r = reg.push(target=f"{host}/{repo}:chunked", files=["big.bin"],
+             do_chunked=True, chunk_size=64 * 1024, quiet=True)
+out["chunked_push"] = resp(r)
+files = reg.pull(target=f"{host}/{repo}:chunked", outdir=os.path.join(work, "pulled-chunked"))
+out["pulled_chunked"] = [os.path.relpath(p, work) for p in files]
 with open(os.path.join(work, "result.json"), "w") as f:
     json.dump(out, f)
 "#;
@@ -82,7 +91,7 @@ fn artifacts_with_subject_and_referrers() {
     // The subject: an image pushed with plain HTTP (no other client needed).
     let src = c.dir("src");
     let subject = layout::build_image(&src, "linux/amd64", &[64]);
-    push_image_http(&base, "interop/app", &src, &subject.digest, "v1");
+    push_image_http(&base, "interop/app", &src, &subject.digest, &["v1"]);
 
     let work = c.dir("oras");
     std::fs::write(work.join("push.py"), ORAS_SCRIPT).expect("script");
@@ -172,6 +181,25 @@ fn artifacts_with_subject_and_referrers() {
         std::fs::read(work.join("pulled/sbom.spdx.json")).expect("pulled"),
         std::fs::read(work.join("sbom.spdx.json")).expect("original")
     );
+
+    // The blob oras uploaded in 64 KiB PATCH chunks came back intact.
+    assert_eq!(result["chunked_push"]["status"], 201);
+    assert_eq!(
+        result["pulled_chunked"],
+        serde_json::json!(["pulled-chunked/big.bin"])
+    );
+    let big = std::fs::read(work.join("big.bin")).expect("original");
+    assert_eq!(
+        std::fs::read(work.join("pulled-chunked/big.bin")).expect("pulled"),
+        big
+    );
+    let r = http(
+        "HEAD",
+        &format!("{base}/v2/interop/app/blobs/{}", sha256(&big)),
+        &[],
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("content-length"), Some(big.len().to_string()));
 
     // Deleting a referrer removes it from the index.
     let d = http(

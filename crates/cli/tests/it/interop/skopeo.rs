@@ -163,12 +163,142 @@ fn copy_all_multiarch_index() {
     assert_eq!(sha256(&raw2), index);
     for child in &children {
         let r = http(
-            "HEAD",
+            "GET",
             &format!("{}/v2/interop/multi-copy/manifests/{child}", berth.url()),
             ACCEPT_ALL,
         );
         assert_eq!(r.status, 200, "child {child} missing after registry copy");
+        assert_blobs_present(&berth.url(), "interop/multi-copy", &r.json());
     }
+}
+
+const DOCKER_V2: &str = "application/vnd.docker.distribution.manifest.v2+json";
+const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+
+#[test]
+fn push_as_docker_schema2_and_pull_as_oci() {
+    if !require(
+        "skopeo",
+        "interop::skopeo::push_as_docker_schema2_and_pull_as_oci",
+    ) {
+        return;
+    }
+    let berth = Berth::start();
+    let c = Clients::new();
+    let src = c.dir("src");
+    let oci = layout::write_image(&src, "v1", "linux/amd64", &[3000, 10]);
+    let layers = layer_digests(&layout::read_json(&src, &oci));
+    let dest = format!("docker://{}/interop/docker:v1", berth.addr);
+    c.skopeo(&[
+        "copy",
+        "--format",
+        "v2s2",
+        "--dest-tls-verify=false",
+        &format!("oci:{}:v1", src.display()),
+        &dest,
+    ]);
+
+    // A Docker schema2 manifest, served with its own media type.
+    let raw = c.skopeo(&["inspect", "--raw", "--tls-verify=false", &dest]);
+    let m = parse(&raw);
+    assert_eq!(m["mediaType"], DOCKER_V2);
+    assert_eq!(
+        m["config"]["mediaType"],
+        "application/vnd.docker.container.image.v1+json"
+    );
+    assert_eq!(
+        layer_digests(&m),
+        layers,
+        "conversion keeps the gzip layers"
+    );
+    let r = http(
+        "GET",
+        &format!("{}/v2/interop/docker/manifests/v1", berth.url()),
+        ACCEPT_ALL,
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("content-type").as_deref(), Some(DOCKER_V2));
+    assert_eq!(r.header("docker-content-digest"), Some(sha256(&raw)));
+    assert_eq!(r.body, raw);
+    assert_blobs_present(&berth.url(), "interop/docker", &m);
+
+    // Pulled back and converted to OCI: same layers.
+    let back = c.dir("back");
+    c.skopeo(&[
+        "copy",
+        "--format",
+        "oci",
+        "--src-tls-verify=false",
+        &dest,
+        &format!("oci:{}:back", back.display()),
+    ]);
+    let got = layout::resolve(&back, "back").expect("pulled");
+    assert_eq!(got.media_type, layout::MANIFEST);
+    assert_eq!(
+        layer_digests(&layout::read_json(&back, &got.digest)),
+        layers
+    );
+
+    // A multi-arch index converted to a Docker manifest list on the way.
+    let (_, children) = layout::write_multiarch(&src, "multi");
+    let list = format!("docker://{}/interop/docker:multi", berth.addr);
+    c.skopeo(&[
+        "copy",
+        "--all",
+        "--format",
+        "v2s2",
+        "--dest-tls-verify=false",
+        &format!("oci:{}:multi", src.display()),
+        &list,
+    ]);
+    let r = http(
+        "GET",
+        &format!("{}/v2/interop/docker/manifests/multi", berth.url()),
+        ACCEPT_ALL,
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("content-type").as_deref(), Some(DOCKER_LIST));
+    let l = r.json();
+    assert_eq!(l["mediaType"], DOCKER_LIST);
+    let entries = l["manifests"].as_array().expect("manifests");
+    assert_eq!(entries.len(), children.len());
+    for (e, (child, platform)) in entries
+        .iter()
+        .zip(children.iter().zip(layout::MULTIARCH_PLATFORMS))
+    {
+        assert_eq!(e["mediaType"], DOCKER_V2);
+        assert_eq!(e["platform"], layout::platform_json(platform));
+        let d = e["digest"].as_str().expect("digest");
+        let m = http(
+            "GET",
+            &format!("{}/v2/interop/docker/manifests/{d}", berth.url()),
+            ACCEPT_ALL,
+        );
+        assert_eq!(m.status, 200, "{platform} child of the list");
+        assert_eq!(sha256(&m.body), d);
+        let want = layer_digests(&layout::read_json(&src, child));
+        assert_eq!(layer_digests(&m.json()), want);
+    }
+}
+
+#[test]
+fn list_tags_follows_pagination() {
+    if !require("skopeo", "interop::skopeo::list_tags_follows_pagination") {
+        return;
+    }
+    let berth = Berth::start();
+    let c = Clients::new();
+    let src = c.dir("src");
+    let image = layout::build_image(&src, "linux/amd64", &[10]);
+    let tags: Vec<String> = (0..300).map(|i| format!("t{i:03}")).collect();
+    let refs: Vec<&str> = tags.iter().map(String::as_str).collect();
+    push_image_http(&berth.url(), "interop/many", &src, &image.digest, &refs);
+    let out = parse(&c.skopeo(&[
+        "list-tags",
+        "--tls-verify=false",
+        &format!("docker://{}/interop/many", berth.addr),
+    ]));
+    assert_eq!(out["Tags"], serde_json::json!(tags));
 }
 
 #[test]
