@@ -207,3 +207,6 @@ pub async fn open_destination(
         }
     })
 }
+
+#[cfg(test)]
+mod tests;
