@@ -1,5 +1,6 @@
 //! podman on the vfs driver: load an OCI layout, push to berth, pull into a
-//! fresh storage, pick a platform from a multi-arch index.
+//! fresh storage, pick a platform from a multi-arch index, assemble and push
+//! a manifest list.
 
 use super::*;
 
@@ -128,5 +129,85 @@ fn push_and_pull_with_vfs() {
             "{platform} picked from the index"
         );
         assert_eq!(info["Architecture"], arch);
+    }
+}
+
+#[test]
+fn manifest_list_assembled_and_pushed() {
+    let test = "interop::podman::manifest_list_assembled_and_pushed";
+    if !require("podman", test) {
+        return;
+    }
+    let c = Clients::new();
+    if let Err(why) = c.usable("podman") {
+        eprintln!("SKIPPED {test}: podman cannot run in this environment: {why}");
+        return;
+    }
+    let berth = Berth::start();
+    let src = c.dir("src");
+    let mut parts = Vec::new();
+    for platform in layout::MULTIARCH_PLATFORMS {
+        let arch = platform.rsplit('/').next().expect("arch");
+        let image = layout::build_image(&src, platform, &[500]);
+        push_image_http(&berth.url(), "interop/parts", &src, &image.digest, &[arch]);
+        parts.push((image.digest, platform, arch));
+    }
+
+    // podman assembles a list from images on berth and pushes it, with the
+    // children, to another repository.
+    let podman = |args: &[&str]| ok(&mut c.containers_cmd("podman", "m", args));
+    podman(&["manifest", "create", "localhost/interop-list:v1"]);
+    for (_, _, arch) in &parts {
+        podman(&[
+            "manifest",
+            "add",
+            "--tls-verify=false",
+            "localhost/interop-list:v1",
+            &format!("docker://{}/interop/parts:{arch}", berth.addr),
+        ]);
+    }
+    let digestfile = c.tmp.path().join("list.digest");
+    podman(&[
+        "manifest",
+        "push",
+        "--all",
+        "--format",
+        "oci",
+        "--tls-verify=false",
+        "--digestfile",
+        &digestfile.display().to_string(),
+        "localhost/interop-list:v1",
+        &format!("docker://{}/interop/list:v1", berth.addr),
+    ]);
+    let pushed = std::fs::read_to_string(&digestfile).expect("digestfile");
+    let r = http(
+        "GET",
+        &format!("{}/v2/interop/list/manifests/v1", berth.url()),
+        ACCEPT_ALL,
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("content-type").as_deref(), Some(layout::INDEX));
+    assert_eq!(
+        r.header("docker-content-digest").as_deref(),
+        Some(pushed.trim())
+    );
+    assert_eq!(sha256(&r.body), pushed.trim());
+    let index = r.json();
+    let entries = index["manifests"].as_array().expect("manifests");
+    assert_eq!(entries.len(), parts.len(), "index: {index}");
+    for (digest, platform, _) in &parts {
+        let e = entries
+            .iter()
+            .find(|e| e["digest"] == digest.as_str())
+            .unwrap_or_else(|| panic!("{platform} ({digest}) not in {index}"));
+        assert_eq!(e["platform"], layout::platform_json(platform));
+        let m = http(
+            "GET",
+            &format!("{}/v2/interop/list/manifests/{digest}", berth.url()),
+            ACCEPT_ALL,
+        );
+        assert_eq!(m.status, 200, "{platform} child pushed with --all");
+        assert_eq!(m.body, layout::read_blob(&src, digest));
+        assert_blobs_present(&berth.url(), "interop/list", &m.json());
     }
 }
