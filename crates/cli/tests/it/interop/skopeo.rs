@@ -456,3 +456,60 @@ fn delete_then_404() {
     let out = run(&mut c.skopeo_cmd(&["delete", "--tls-verify=false", &at("gone")]));
     assert!(!out.status.success(), "second delete succeeded");
 }
+
+#[test]
+fn concurrent_pushes_of_one_image() {
+    if !require("skopeo", "interop::skopeo::concurrent_pushes_of_one_image") {
+        return;
+    }
+    let berth = Berth::start();
+    let c = Clients::new();
+    let src = c.dir("src");
+    // Six layers: skopeo uploads them in parallel, and four skopeo
+    // processes push the same blobs at the same time, to one repository
+    // and to another (as CI jobs of one pipeline do).
+    let digest = layout::write_image(
+        &src,
+        "v1",
+        "linux/amd64",
+        &[1_000_000, 700_000, 300_000, 4096, 1, 200_000],
+    );
+    let dests = [
+        "interop/race:a",
+        "interop/race:b",
+        "interop/race:c",
+        "interop/race-other:a",
+    ];
+    std::thread::scope(|s| {
+        for d in dests {
+            let (c, src, berth) = (&c, &src, &berth);
+            s.spawn(move || {
+                c.push_layout(src, "v1", &format!("docker://{}/{d}", berth.addr), false)
+            });
+        }
+    });
+    let manifest = layout::read_json(&src, &digest);
+    for d in dests {
+        let (repo, tag) = d.split_once(':').expect("repo:tag");
+        let r = http(
+            "HEAD",
+            &format!("{}/v2/{repo}/manifests/{tag}", berth.url()),
+            ACCEPT_ALL,
+        );
+        assert_eq!(r.status, 200, "{d}");
+        assert_eq!(r.header("docker-content-digest"), Some(digest.clone()));
+        assert_blobs_present(&berth.url(), repo, &manifest);
+    }
+    for layer in layer_digests(&manifest) {
+        let r = http(
+            "GET",
+            &format!("{}/v2/interop/race/blobs/{layer}", berth.url()),
+            &[],
+        );
+        assert_eq!(
+            sha256(&r.body),
+            layer,
+            "blob content after concurrent pushes"
+        );
+    }
+}
