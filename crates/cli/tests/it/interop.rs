@@ -161,7 +161,7 @@ impl Clients {
         let tmp = tempfile::Builder::new()
             .prefix(&format!("bi-{id}"))
             .rand_bytes(0)
-            .tempdir()
+            .tempdir_in(short_tmp())
             .expect("tempdir");
         let p = tmp.path();
         std::fs::write(
@@ -280,6 +280,16 @@ impl Clients {
                 String::from_utf8_lossy(&out.stderr).trim()
             ))
         }
+    }
+}
+
+/// `/tmp` rather than a possibly long `$TMPDIR` (podman's runroot limit).
+fn short_tmp() -> PathBuf {
+    let tmp = Path::new("/tmp");
+    if tmp.is_dir() {
+        tmp.to_path_buf()
+    } else {
+        std::env::temp_dir()
     }
 }
 
