@@ -8,6 +8,8 @@
 #   umoci            checks the test-image layouts unpack
 #   uidmap, fuse-overlayfs  what podman/buildah expect next to them
 #   python3, python3-pip    for the oras Python SDK
+#   postgresql       server binaries for the metadata suite (the tests start
+#                    their own throwaway cluster; the Debian service is unused)
 #   oras (PyPI, pinned)     artifacts with a subject, the referrers API
 #
 # Idempotent: when everything is present it only checks and exits (no
@@ -24,6 +26,7 @@ APT_PACKAGES=(
   podman
   buildah
   umoci
+  postgresql
   uidmap
   fuse-overlayfs
   python3

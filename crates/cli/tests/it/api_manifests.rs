@@ -592,7 +592,7 @@ async fn tags_and_catalog_pagination() {
 
     // Walk pages of 3 following Link headers.
     let mut got = Vec::new();
-    let mut next = Some(format!("/v2/pag/tags/list?n=3"));
+    let mut next = Some("/v2/pag/tags/list?n=3".to_owned());
     let mut pages = 0;
     while let Some(path) = next {
         let r = c.get(format!("{u}{path}")).send().await.unwrap();
