@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod api_blobs;
+mod api_faults;
 mod api_manifests;
 mod common;
 mod interop;
