@@ -1,0 +1,188 @@
+//! `berth bench`: berth against the reference registry (CNCF Distribution),
+//! side by side in one run.
+//!
+//! Design decisions:
+//!
+//! - Both servers run on this machine at the same time, with data
+//!   directories on the same filesystem; only one of them is loaded at a
+//!   time, alternating (berth first in even rounds, distribution first in
+//!   odd ones), so drifts in machine state hit both alike.
+//! - Each scenario gets two fresh servers (so pushes of one scenario don't
+//!   slow the next and the peak RSS belongs to that scenario), prepared by
+//!   the same HTTP calls, then measured at each concurrency.
+//! - The load generator is a worker per connection on hyper's
+//!   connection-level HTTP/1.1 client with keep-alive: no pool, no
+//!   per-request allocation of payloads (bodies are slices of one buffer,
+//!   made unique by a suffix, digests precomputed up to that suffix).
+//! - Server CPU time comes from `/proc/PID/stat` deltas, peak RSS from
+//!   `VmHWM` (reset per run through `clear_refs` where allowed).
+//!
+//! Traffic goes to 127.0.0.1 only. The crate must not import the server
+//! crates: it measures the `berth` binary from outside, like any client.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+
+mod client;
+mod disk;
+mod load;
+mod ops;
+mod payload;
+mod report;
+mod runner;
+mod scenario;
+mod server;
+
+pub use report::Report;
+
+/// Output format of the report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Output {
+    /// Aligned text table.
+    Table,
+    /// One JSON document.
+    Json,
+    /// Markdown tables (what `docs/benchmarks.md` shows).
+    Markdown,
+}
+
+/// Flags of `berth bench`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct BenchArgs {
+    /// berth binary to measure [default: this executable].
+    #[arg(long)]
+    pub berth_bin: Option<PathBuf>,
+    /// Reference registry binary (CNCF Distribution 2.8, Debian `docker-registry`).
+    #[arg(long, default_value = "/usr/bin/docker-registry")]
+    pub distribution_bin: PathBuf,
+    /// Scenarios to run: names or prefixes, comma-separated (push-mono-1k,
+    /// push-chunked-64m, pull, manifest-get, tags-list, mix, ...) [default: all].
+    #[arg(long, value_delimiter = ',')]
+    pub scenarios: Vec<String>,
+    /// Concurrency levels (connections), comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "1,8,32")]
+    pub concurrency: Vec<usize>,
+    /// Report format.
+    #[arg(long, value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+    /// A smoke run for CI: short runs, one round, smaller tag repository.
+    #[arg(long)]
+    pub quick: bool,
+    /// Seconds each server is loaded per round of a scenario and concurrency
+    /// [default: 2, quick: 0.2].
+    #[arg(long)]
+    pub duration: Option<f64>,
+    /// Rounds per scenario and concurrency, alternating the servers
+    /// [default: 2, quick: 1].
+    #[arg(long)]
+    pub rounds: Option<usize>,
+    /// Tags in the tags-list repository [default: 10000, quick: 500].
+    #[arg(long)]
+    pub tags: Option<usize>,
+    /// Parent directory of both servers' data directories (one filesystem)
+    /// [default: the system temporary directory].
+    #[arg(long)]
+    pub work_dir: Option<PathBuf>,
+}
+
+/// Validated settings of a run.
+#[derive(Debug, Clone)]
+pub(crate) struct Settings {
+    pub berth_bin: PathBuf,
+    pub distribution_bin: PathBuf,
+    pub scenarios: Vec<scenario::Scenario>,
+    pub concurrency: Vec<usize>,
+    pub duration: Duration,
+    pub rounds: usize,
+    pub tags: usize,
+    /// Operation cap per run for 64 MiB pushes and pulls.
+    pub large_push_ops: u64,
+    pub large_pull_ops: u64,
+    pub disk_test_mib: usize,
+    pub idle_settle: Duration,
+    pub quick: bool,
+}
+
+impl Settings {
+    fn resolve(args: &BenchArgs) -> anyhow::Result<Settings> {
+        let berth_bin = match &args.berth_bin {
+            Some(p) => p.clone(),
+            None => std::env::current_exe().context("locating the berth executable")?,
+        };
+        let all = scenario::Scenario::all();
+        let scenarios: Vec<_> = if args.scenarios.is_empty() {
+            all
+        } else {
+            for f in &args.scenarios {
+                anyhow::ensure!(
+                    all.iter().any(|s| s.name().starts_with(f.as_str())),
+                    "no scenario matches {f:?}; scenarios: {}",
+                    all.iter().map(|s| s.name()).collect::<Vec<_>>().join(", ")
+                );
+            }
+            all.into_iter()
+                .filter(|s| {
+                    args.scenarios
+                        .iter()
+                        .any(|f| s.name().starts_with(f.as_str()))
+                })
+                .collect()
+        };
+        anyhow::ensure!(
+            !args.concurrency.is_empty()
+                && args.concurrency.iter().all(|&c| (1..=1024).contains(&c)),
+            "concurrency levels must be between 1 and 1024"
+        );
+        let q = args.quick;
+        let duration = args.duration.unwrap_or(if q { 0.2 } else { 2.0 });
+        anyhow::ensure!(
+            duration > 0.0 && duration <= 600.0,
+            "--duration must be in (0, 600] seconds"
+        );
+        let rounds = args.rounds.unwrap_or(if q { 1 } else { 2 });
+        anyhow::ensure!(
+            (1..=100).contains(&rounds),
+            "--rounds must be between 1 and 100"
+        );
+        Ok(Settings {
+            berth_bin,
+            distribution_bin: args.distribution_bin.clone(),
+            scenarios,
+            concurrency: args.concurrency.clone(),
+            duration: Duration::from_secs_f64(duration),
+            rounds,
+            tags: args.tags.unwrap_or(if q { 500 } else { 10_000 }),
+            large_push_ops: if q { 2 } else { 16 },
+            large_pull_ops: if q { 4 } else { 64 },
+            disk_test_mib: if q { 64 } else { 256 },
+            idle_settle: Duration::from_millis(if q { 300 } else { 1000 }),
+            quick: q,
+        })
+    }
+}
+
+/// Runs the benchmark and prints the report to stdout (progress to stderr).
+pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    let settings = Settings::resolve(&args)?;
+    let parent = args.work_dir.clone().unwrap_or_else(std::env::temp_dir);
+    let work = tempfile::Builder::new()
+        .prefix("berth-bench-")
+        .tempdir_in(&parent)
+        .with_context(|| format!("creating a work directory in {}", parent.display()))?;
+    let report = runner::run(
+        &settings,
+        work.path(),
+        Arc::new(payload::Payloads::new(scenario::SIZES)),
+    )
+    .await?;
+    let text = match args.output {
+        Output::Table => report.table(),
+        Output::Markdown => report.markdown(),
+        Output::Json => serde_json::to_string_pretty(&report)? + "\n",
+    };
+    std::io::Write::write_all(&mut std::io::stdout().lock(), text.as_bytes())?;
+    Ok(())
+}

@@ -1,0 +1,386 @@
+//! The report: per scenario and concurrency, both servers side by side and
+//! the ratio berth/distribution, plus the checks against the targets.
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::load::{quantile_ms, Sample};
+use crate::scenario::Scenario;
+use crate::Settings;
+
+const MIB: f64 = 1024.0 * 1024.0;
+/// Idle RSS target of berth.
+const IDLE_RSS_TARGET_MIB: f64 = 30.0;
+
+/// One server's figures in one cell.
+#[derive(Debug, Serialize)]
+pub struct Side {
+    /// Completed operations.
+    pub ops: u64,
+    /// Failed operations.
+    pub errors: u64,
+    /// The first failure.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first_error: Option<String>,
+    /// Operations per second (a push counts once for all its requests).
+    pub ops_per_s: f64,
+    /// Payload megabytes (10^6) per second.
+    pub mb_per_s: f64,
+    /// Median latency, ms.
+    pub p50_ms: f64,
+    /// 99th percentile latency, ms.
+    pub p99_ms: f64,
+    /// Server CPU seconds (user + system) while loaded.
+    pub cpu_s: f64,
+    /// Server CPU microseconds per operation.
+    pub cpu_us_per_op: f64,
+    /// Server peak RSS, MiB.
+    pub peak_rss_mib: f64,
+}
+
+impl Side {
+    fn new(mut s: Sample) -> Side {
+        s.latencies_us.sort_unstable();
+        let secs = s.elapsed.as_secs_f64().max(1e-9);
+        Side {
+            ops: s.ops,
+            errors: s.errors,
+            first_error: s.first_error,
+            ops_per_s: s.ops as f64 / secs,
+            mb_per_s: s.bytes as f64 / secs / 1e6,
+            p50_ms: quantile_ms(&s.latencies_us, 0.50),
+            p99_ms: quantile_ms(&s.latencies_us, 0.99),
+            cpu_s: s.cpu_s,
+            cpu_us_per_op: if s.ops == 0 {
+                0.0
+            } else {
+                s.cpu_s * 1e6 / s.ops as f64
+            },
+            peak_rss_mib: s.peak_rss as f64 / MIB,
+        }
+    }
+}
+
+/// One scenario at one concurrency.
+#[derive(Debug, Serialize)]
+pub struct Cell {
+    /// Scenario name.
+    pub scenario: String,
+    /// Connections.
+    pub concurrency: usize,
+    /// berth's figures.
+    pub berth: Side,
+    /// The reference registry's figures.
+    pub distribution: Side,
+    /// Throughput ratio berth/distribution.
+    pub ratio: f64,
+    /// The issue's target for `ratio`.
+    pub target: f64,
+    /// Whether `ratio >= target` and neither server failed an operation.
+    pub met: bool,
+}
+
+impl Cell {
+    /// Builds the cell from both servers' samples.
+    pub fn new(
+        scenario: Scenario,
+        concurrency: usize,
+        berth: Sample,
+        distribution: Sample,
+    ) -> Cell {
+        let (berth, distribution) = (Side::new(berth), Side::new(distribution));
+        let ratio = if distribution.ops_per_s > 0.0 {
+            berth.ops_per_s / distribution.ops_per_s
+        } else {
+            0.0
+        };
+        let target = scenario.target();
+        Cell {
+            scenario: scenario.name(),
+            concurrency,
+            met: ratio >= target && berth.errors == 0,
+            berth,
+            distribution,
+            ratio,
+            target,
+        }
+    }
+}
+
+/// Where and how the run happened.
+#[derive(Debug, Serialize)]
+pub struct Machine {
+    /// CPU model.
+    pub cpu: String,
+    /// Logical CPUs.
+    pub cpus: usize,
+    /// Memory, GiB.
+    pub memory_gib: f64,
+    /// Kernel release.
+    pub kernel: String,
+    /// Device and filesystem type holding both data directories.
+    pub filesystem: String,
+}
+
+/// The whole result of a run.
+#[derive(Debug, Serialize)]
+pub struct Report {
+    /// The machine.
+    pub machine: Machine,
+    /// Whether this was a `--quick` smoke run.
+    pub quick: bool,
+    /// Seconds per server per round.
+    pub duration_s: f64,
+    /// Rounds per cell.
+    pub rounds: usize,
+    /// Tags in the tags-list repository.
+    pub tags: usize,
+    /// Wall time of the whole run, seconds.
+    pub wall_s: f64,
+    /// The disk's sequential write + fdatasync rate, MB/s.
+    pub disk_write_mb_s: f64,
+    /// berth's RSS after start, MiB.
+    pub berth_idle_rss_mib: f64,
+    /// The reference registry's RSS after start, MiB.
+    pub distribution_idle_rss_mib: f64,
+    /// All cells.
+    pub cells: Vec<Cell>,
+}
+
+fn read(path: &str) -> String {
+    std::fs::read_to_string(path).unwrap_or_default()
+}
+
+fn filesystem_of(dir: &Path) -> String {
+    let dir = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
+    let mounts = read("/proc/mounts");
+    mounts
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            Some((*f.first()?, *f.get(1)?, *f.get(2)?))
+        })
+        .filter(|(_, mnt, _)| dir.starts_with(mnt))
+        .max_by_key(|(_, mnt, _)| mnt.len())
+        .map(|(dev, mnt, ty)| format!("{dev} on {mnt} ({ty})"))
+        .unwrap_or_else(|| "unknown".into())
+}
+
+impl Machine {
+    fn probe(work: &Path) -> Machine {
+        let cpuinfo = read("/proc/cpuinfo");
+        let cpu = cpuinfo
+            .lines()
+            .find(|l| l.starts_with("model name"))
+            .and_then(|l| l.split_once(':'))
+            .map(|(_, v)| v.trim().to_owned())
+            .unwrap_or_default();
+        let mem_kib: f64 = read("/proc/meminfo")
+            .lines()
+            .find(|l| l.starts_with("MemTotal:"))
+            .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+            .unwrap_or(0.0);
+        Machine {
+            cpu,
+            cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            memory_gib: mem_kib / 1024.0 / 1024.0,
+            kernel: read("/proc/sys/kernel/osrelease").trim().to_owned(),
+            filesystem: filesystem_of(work),
+        }
+    }
+}
+
+impl Report {
+    /// Assembles the report.
+    pub(crate) fn new(
+        settings: &Settings,
+        work: &Path,
+        disk_mb_s: f64,
+        idle: [u64; 2],
+        cells: Vec<Cell>,
+        wall: Duration,
+    ) -> Report {
+        Report {
+            machine: Machine::probe(work),
+            quick: settings.quick,
+            duration_s: settings.duration.as_secs_f64(),
+            rounds: settings.rounds,
+            tags: settings.tags,
+            wall_s: wall.as_secs_f64(),
+            disk_write_mb_s: disk_mb_s,
+            berth_idle_rss_mib: idle[0] as f64 / MIB,
+            distribution_idle_rss_mib: idle[1] as f64 / MIB,
+            cells,
+        }
+    }
+
+    fn header(&self) -> String {
+        let m = &self.machine;
+        format!(
+            "machine: {} x {} ({:.0} GiB RAM, Linux {}); data on {}\nrun: {} s x {} round(s) per server per cell, {} tags, {:.0} s wall{}\n",
+            m.cpus, m.cpu, m.memory_gib, m.kernel, m.filesystem, self.duration_s, self.rounds, self.tags, self.wall_s,
+            if self.quick { " (quick)" } else { "" }
+        )
+    }
+
+    /// The checks that are not a throughput ratio: memory and the disk.
+    pub fn extra_checks(&self) -> Vec<(String, String, bool)> {
+        let mut v = Vec::new();
+        v.push((
+            format!("berth idle RSS < {IDLE_RSS_TARGET_MIB} MiB"),
+            format!(
+                "{:.1} MiB (distribution {:.1} MiB)",
+                self.berth_idle_rss_mib, self.distribution_idle_rss_mib
+            ),
+            self.berth_idle_rss_mib < IDLE_RSS_TARGET_MIB,
+        ));
+        for c in self.cells.iter().filter(|c| c.scenario == "pull-64m") {
+            v.push((
+                format!(
+                    "pull-64m c={}: berth peak RSS <= 1/3 of distribution's",
+                    c.concurrency
+                ),
+                format!(
+                    "{:.1} MiB vs {:.1} MiB",
+                    c.berth.peak_rss_mib, c.distribution.peak_rss_mib
+                ),
+                c.berth.peak_rss_mib * 3.0 <= c.distribution.peak_rss_mib,
+            ));
+        }
+        for c in self
+            .cells
+            .iter()
+            .filter(|c| c.scenario.starts_with("push-") && c.scenario.ends_with("-64m"))
+        {
+            let frac = c.berth.mb_per_s / self.disk_write_mb_s.max(1e-9);
+            v.push((
+                format!(
+                    "{} c={}: berth >= 90% of disk write+fdatasync",
+                    c.scenario, c.concurrency
+                ),
+                format!(
+                    "{:.0} MB/s = {:.0}% of {:.0} MB/s",
+                    c.berth.mb_per_s,
+                    frac * 100.0,
+                    self.disk_write_mb_s
+                ),
+                frac >= 0.9,
+            ));
+        }
+        v
+    }
+
+    fn rows(&self) -> Vec<Vec<String>> {
+        let mut rows = vec![[
+            "scenario",
+            "c",
+            "berth op/s",
+            "dist op/s",
+            "ratio",
+            "target",
+            "berth MB/s",
+            "dist MB/s",
+            "p50 ms b/d",
+            "p99 ms b/d",
+            "CPU s b/d",
+            "peak RSS MiB b/d",
+            "errors b/d",
+        ]
+        .map(String::from)
+        .to_vec()];
+        for c in &self.cells {
+            let (b, d) = (&c.berth, &c.distribution);
+            rows.push(vec![
+                c.scenario.clone(),
+                c.concurrency.to_string(),
+                format!("{:.0}", b.ops_per_s),
+                format!("{:.0}", d.ops_per_s),
+                format!("{:.2}{}", c.ratio, if c.met { "" } else { " ✗" }),
+                format!("{}", c.target),
+                format!("{:.1}", b.mb_per_s),
+                format!("{:.1}", d.mb_per_s),
+                format!("{:.2} / {:.2}", b.p50_ms, d.p50_ms),
+                format!("{:.2} / {:.2}", b.p99_ms, d.p99_ms),
+                format!("{:.2} / {:.2}", b.cpu_s, d.cpu_s),
+                format!("{:.0} / {:.0}", b.peak_rss_mib, d.peak_rss_mib),
+                format!("{} / {}", b.errors, d.errors),
+            ]);
+        }
+        rows
+    }
+
+    fn errors(&self) -> String {
+        let mut out = String::new();
+        for c in &self.cells {
+            for (who, s) in [("berth", &c.berth), ("distribution", &c.distribution)] {
+                if let Some(e) = &s.first_error {
+                    let _ = writeln!(out, "error: {} c={} {who}: {e}", c.scenario, c.concurrency);
+                }
+            }
+        }
+        out
+    }
+
+    /// An aligned text table.
+    pub fn table(&self) -> String {
+        let rows = self.rows();
+        let widths: Vec<usize> = (0..rows[0].len())
+            .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
+            .collect();
+        let mut out = self.header();
+        let _ = writeln!(
+            out,
+            "disk write+fdatasync: {:.0} MB/s\n",
+            self.disk_write_mb_s
+        );
+        for r in &rows {
+            let line: Vec<String> = r
+                .iter()
+                .zip(&widths)
+                .map(|(c, w)| format!("{c:>w$}", w = *w))
+                .collect();
+            let _ = writeln!(out, "{}", line.join("  "));
+        }
+        out.push('\n');
+        for (what, value, ok) in self.extra_checks() {
+            let _ = writeln!(out, "{} {what}: {value}", if ok { "met " } else { "MISS" });
+        }
+        out + &self.errors()
+    }
+
+    /// Markdown tables.
+    pub fn markdown(&self) -> String {
+        let rows = self.rows();
+        let mut out = String::new();
+        for line in self.header().lines() {
+            let _ = writeln!(out, "- {line}");
+        }
+        let _ = writeln!(
+            out,
+            "- disk write+fdatasync: {:.0} MB/s\n",
+            self.disk_write_mb_s
+        );
+        for (i, r) in rows.iter().enumerate() {
+            let _ = writeln!(out, "| {} |", r.join(" | "));
+            if i == 0 {
+                let _ = writeln!(out, "|{}", " --- |".repeat(r.len()));
+            }
+        }
+        out.push_str("\n| check | measured | met |\n| --- | --- | --- |\n");
+        for (what, value, ok) in self.extra_checks() {
+            let _ = writeln!(
+                out,
+                "| {what} | {value} | {} |",
+                if ok { "yes" } else { "no" }
+            );
+        }
+        let errors = self.errors();
+        if !errors.is_empty() {
+            let _ = write!(out, "\n```\n{errors}```\n");
+        }
+        out
+    }
+}

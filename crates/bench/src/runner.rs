@@ -1,0 +1,145 @@
+//! The run itself: disk rate, idle memory, then every scenario on fresh
+//! servers at every concurrency, alternating the servers.
+
+use std::io::Write;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context;
+
+use crate::client::Conn;
+use crate::load::{self, Limits, Sample};
+use crate::payload::Payloads;
+use crate::report::{Cell, Report};
+use crate::scenario::{self, Scenario};
+use crate::server::{data_dirs, Kind, Server};
+use crate::{disk, Settings};
+
+fn progress(msg: std::fmt::Arguments<'_>) {
+    let _ = writeln!(std::io::stderr().lock(), "bench: {msg}");
+}
+
+fn start(settings: &Settings, kind: Kind, data: &Path) -> anyhow::Result<Server> {
+    match kind {
+        Kind::Berth => Server::berth(&settings.berth_bin, data),
+        Kind::Distribution => Server::distribution(&settings.distribution_bin, data),
+    }
+}
+
+/// Starts both servers on fresh directories of `label`.
+fn start_pair(settings: &Settings, work: &Path, label: &str) -> anyhow::Result<[Server; 2]> {
+    let (b, d) = data_dirs(work, label);
+    Ok([
+        start(settings, Kind::Berth, &b)?,
+        start(settings, Kind::Distribution, &d)?,
+    ])
+}
+
+fn remove_pair(work: &Path, label: &str) {
+    let (b, d) = data_dirs(work, label);
+    for dir in [b, d] {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+
+/// RSS of each server after start and one `GET /v2/`.
+async fn idle_rss(settings: &Settings, work: &Path) -> anyhow::Result<[u64; 2]> {
+    let servers = start_pair(settings, work, "idle")?;
+    for s in &servers {
+        let mut c = Conn::new(s.addr);
+        let resp = c
+            .send(http::Method::GET, "/v2/", &[], Default::default())
+            .await?;
+        crate::client::drain(resp).await?;
+    }
+    tokio::time::sleep(settings.idle_settle).await;
+    let rss = [servers[0].memory()?.0, servers[1].memory()?.0];
+    drop(servers);
+    remove_pair(work, "idle");
+    Ok(rss)
+}
+
+fn limits(settings: &Settings, scenario: Scenario) -> Limits {
+    let max_ops = match scenario {
+        Scenario::Pull(_) if scenario.is_large() => settings.large_pull_ops,
+        _ if scenario.is_large() => settings.large_push_ops,
+        _ => u64::MAX,
+    };
+    Limits {
+        duration: settings.duration,
+        max_ops,
+    }
+}
+
+async fn run_scenario(
+    settings: &Settings,
+    work: &Path,
+    payloads: &Arc<Payloads>,
+    scenario: Scenario,
+    cells: &mut Vec<Cell>,
+) -> anyhow::Result<()> {
+    let label = scenario.name();
+    let servers = start_pair(settings, work, &label)?;
+    let t = Instant::now();
+    let mut fixtures = Vec::new();
+    for s in &servers {
+        let mut conn = Conn::new(s.addr);
+        let f = scenario::prepare(scenario, payloads.clone(), &mut conn, settings.tags)
+            .await
+            .with_context(|| format!("preparing {label} on {}", s.kind.name()))?;
+        fixtures.push(f);
+    }
+    progress(format_args!(
+        "{label}: prepared in {:.1}s",
+        t.elapsed().as_secs_f64()
+    ));
+    let limits = limits(settings, scenario);
+    for &c in &settings.concurrency {
+        let mut samples = [Sample::default(), Sample::default()];
+        for round in 0..settings.rounds {
+            let order = if round % 2 == 0 { [0, 1] } else { [1, 0] };
+            for i in order {
+                let s = load::run(&servers[i], &fixtures[i], c, limits).await?;
+                samples[i].merge(s);
+            }
+        }
+        let [b, d] = samples;
+        let cell = Cell::new(scenario, c, b, d);
+        progress(format_args!(
+            "{label} c={c}: berth {:.0}/s, distribution {:.0}/s, ratio {:.2}",
+            cell.berth.ops_per_s, cell.distribution.ops_per_s, cell.ratio
+        ));
+        cells.push(cell);
+    }
+    drop(servers);
+    remove_pair(work, &label);
+    Ok(())
+}
+
+/// Runs everything `settings` asks for, with data under `work`.
+pub async fn run(
+    settings: &Settings,
+    work: &Path,
+    payloads: Arc<Payloads>,
+) -> anyhow::Result<Report> {
+    let began = Instant::now();
+    let disk_mb_s =
+        disk::write_rate(work, settings.disk_test_mib).context("measuring the disk write rate")?;
+    progress(format_args!("disk write+fdatasync: {disk_mb_s:.0} MB/s"));
+    let idle = idle_rss(settings, work)
+        .await
+        .context("measuring idle RSS")?;
+    let mut cells = Vec::new();
+    for &scenario in &settings.scenarios {
+        run_scenario(settings, work, &payloads, scenario, &mut cells).await?;
+    }
+    Ok(Report::new(
+        settings,
+        work,
+        disk_mb_s,
+        idle,
+        cells,
+        began.elapsed(),
+    ))
+}

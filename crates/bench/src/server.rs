@@ -1,0 +1,215 @@
+//! Starting the two servers and reading their CPU time and memory from
+//! `/proc`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context};
+use serde::Serialize;
+
+/// Which registry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    /// berth.
+    Berth,
+    /// CNCF Distribution (the reference registry).
+    Distribution,
+}
+
+impl Kind {
+    /// Display name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Berth => "berth",
+            Kind::Distribution => "distribution",
+        }
+    }
+}
+
+/// A running server, killed on drop.
+pub struct Server {
+    /// Which one.
+    pub kind: Kind,
+    /// Its bound loopback address.
+    pub addr: SocketAddr,
+    child: Child,
+}
+
+const START_TIMEOUT: Duration = Duration::from_secs(20);
+/// Linux reports utime/stime in USER_HZ, 100 on every mainstream platform.
+const TICKS_PER_SEC: f64 = 100.0;
+
+impl Server {
+    /// Starts `berth serve` on a fresh `data` directory.
+    pub fn berth(bin: &Path, data: &Path) -> anyhow::Result<Server> {
+        std::fs::create_dir_all(data)?;
+        let addr_file = data.with_extension("addr");
+        let _ = std::fs::remove_file(&addr_file);
+        let child = Command::new(bin)
+            .arg("serve")
+            .args(["--listen", "127.0.0.1:0", "--log-level", "warn"])
+            .arg("--data-dir")
+            .arg(data)
+            .arg("--addr-file")
+            .arg(&addr_file)
+            .env_remove("BERTH_CONFIG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .with_context(|| format!("starting {}", bin.display()))?;
+        let mut server = Server {
+            kind: Kind::Berth,
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            child,
+        };
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            if let Ok(a) = std::fs::read_to_string(&addr_file) {
+                if let Ok(addr) = a.trim().parse() {
+                    server.addr = addr;
+                    return Ok(server);
+                }
+            }
+            if let Some(status) = server.child.try_wait()? {
+                bail!("berth exited during start: {status}");
+            }
+            if Instant::now() > deadline {
+                bail!("berth did not report its address within {START_TIMEOUT:?}");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Starts the reference registry with filesystem storage in `data` and
+    /// deletes enabled, logging at `warn` (at `info` it logs every request,
+    /// which berth does not do either). Its port is learned race-free from
+    /// the listening socket the process owns.
+    pub fn distribution(bin: &Path, data: &Path) -> anyhow::Result<Server> {
+        std::fs::create_dir_all(data)?;
+        let config = data.with_extension("yml");
+        std::fs::write(
+            &config,
+            format!(
+                "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n  maintenance:\n    uploadpurging:\n      enabled: false\nhttp:\n  addr: 127.0.0.1:0\n",
+                data.display()
+            ),
+        )?;
+        let child = Command::new(bin)
+            .arg("serve")
+            .arg(&config)
+            .env("OTEL_TRACES_EXPORTER", "none")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .with_context(|| {
+                format!(
+                    "starting {} (apt-get install docker-registry)",
+                    bin.display()
+                )
+            })?;
+        let mut server = Server {
+            kind: Kind::Distribution,
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            child,
+        };
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            if let Some(port) = listening_port(server.pid()) {
+                server.addr.set_port(port);
+                return Ok(server);
+            }
+            if let Some(status) = server.child.try_wait()? {
+                bail!("{} exited during start: {status}", bin.display());
+            }
+            if Instant::now() > deadline {
+                bail!("{} did not listen within {START_TIMEOUT:?}", bin.display());
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// User + system CPU seconds used so far.
+    pub fn cpu_seconds(&self) -> anyhow::Result<f64> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid()))?;
+        // Fields after the parenthesised command name start at field 3.
+        let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        let tick = |i: usize| -> anyhow::Result<f64> {
+            Ok(f.get(i)
+                .ok_or_else(|| anyhow!("short /proc stat"))?
+                .parse::<f64>()?)
+        };
+        Ok((tick(11)? + tick(12)?) / TICKS_PER_SEC)
+    }
+
+    /// `VmRSS` and `VmHWM` (peak) in bytes.
+    pub fn memory(&self) -> anyhow::Result<(u64, u64)> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))?;
+        let field = |name: &str| -> anyhow::Result<u64> {
+            let line = status
+                .lines()
+                .find(|l| l.starts_with(name))
+                .ok_or_else(|| anyhow!("no {name} in /proc status"))?;
+            let kib: u64 = line[name.len()..]
+                .trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse()?;
+            Ok(kib * 1024)
+        };
+        Ok((field("VmRSS:")?, field("VmHWM:")?))
+    }
+
+    /// Resets the peak RSS to the current RSS (`clear_refs` 5); returns
+    /// whether the kernel allowed it.
+    pub fn reset_peak(&self) -> bool {
+        std::fs::write(format!("/proc/{}/clear_refs", self.pid()), "5").is_ok()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Paths of the two data directories of one scenario, under `work`.
+pub fn data_dirs(work: &Path, scenario: &str) -> (PathBuf, PathBuf) {
+    (
+        work.join(format!("berth-{scenario}")),
+        work.join(format!("distribution-{scenario}")),
+    )
+}
+
+/// The port of a TCP socket in LISTEN state on 127.0.0.1 owned by `pid`.
+fn listening_port(pid: u32) -> Option<u16> {
+    let inodes: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .ok()?
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .filter_map(|l| {
+            let l = l.to_string_lossy().into_owned();
+            Some(l.strip_prefix("socket:[")?.strip_suffix(']')?.to_owned())
+        })
+        .collect();
+    let table = std::fs::read_to_string("/proc/net/tcp").ok()?;
+    table.lines().skip(1).find_map(|line| {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let (local, state, inode) = (f.get(1)?, f.get(3)?, f.get(9)?);
+        if *state != "0A" || !inodes.iter().any(|i| i == inode) {
+            return None;
+        }
+        let (ip, port) = local.split_once(':')?;
+        (ip == "0100007F").then(|| u16::from_str_radix(port, 16).ok())?
+    })
+}
