@@ -51,7 +51,11 @@ async fn disk_full_answers_507_and_leaves_nothing_half_written() {
     let (c, u) = (client(), b.url());
     let kept = push_blob(&c, &u, "full", b"kept before the disk filled").await;
 
-    let r = c.post(format!("{u}/v2/full/blobs/uploads/")).send().await.unwrap();
+    let r = c
+        .post(format!("{u}/v2/full/blobs/uploads/"))
+        .send()
+        .await
+        .unwrap();
     let loc = header(&r, "location").unwrap();
     let chunk = vec![0x5au8; 1 << 20];
     let mut offset = 0usize;
@@ -59,7 +63,10 @@ async fn disk_full_answers_507_and_leaves_nothing_half_written() {
     for _ in 0..12 {
         let r = c
             .patch(format!("{u}{loc}"))
-            .header("content-range", format!("{}-{}", offset, offset + chunk.len() - 1))
+            .header(
+                "content-range",
+                format!("{}-{}", offset, offset + chunk.len() - 1),
+            )
             .body(chunk.clone())
             .send()
             .await
@@ -78,12 +85,28 @@ async fn disk_full_answers_507_and_leaves_nothing_half_written() {
     let blobs = files_under(&data.join("blobs"));
     assert_eq!(blobs.len(), 1, "{blobs:?}");
     // Cancelling the session frees the space; the registry keeps working.
-    assert_eq!(c.delete(format!("{u}{loc}")).send().await.unwrap().status(), 204);
     assert_eq!(
-        c.get(format!("{u}/v2/full/blobs/{kept}")).send().await.unwrap().text().await.unwrap(),
+        c.delete(format!("{u}{loc}")).send().await.unwrap().status(),
+        204
+    );
+    assert_eq!(
+        c.get(format!("{u}/v2/full/blobs/{kept}"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
         "kept before the disk filled"
     );
     let after = push_blob(&c, &u, "full", b"written after space was freed").await;
-    assert_eq!(c.head(format!("{u}/v2/full/blobs/{after}")).send().await.unwrap().status(), 200);
+    assert_eq!(
+        c.head(format!("{u}/v2/full/blobs/{after}"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
     assert!(files_under(&data.join("tmp")).is_empty());
 }
