@@ -1,0 +1,75 @@
+//! `berth bench --quick`: the harness starts its own berth and reference
+//! registry, runs every scenario on both and reports a ratio for each.
+
+use std::collections::BTreeSet;
+use std::process::Command;
+
+use crate::common::{berth_bin, have, DISTRIBUTION_BIN};
+
+#[test]
+fn quick_bench_reports_a_ratio_for_every_scenario() {
+    if !have(DISTRIBUTION_BIN) {
+        eprintln!("SKIPPED: {DISTRIBUTION_BIN} is not installed");
+        return;
+    }
+    let out = Command::new(berth_bin())
+        .args([
+            "bench",
+            "--quick",
+            "--output",
+            "json",
+            "--concurrency",
+            "1,8",
+        ])
+        .args(["--duration", "0.1", "--tags", "200"])
+        .output()
+        .expect("run berth bench");
+    assert!(
+        out.status.success(),
+        "berth bench failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON report");
+    let cells = report["cells"].as_array().expect("cells");
+    let scenarios: BTreeSet<&str> = cells
+        .iter()
+        .filter_map(|c| c["scenario"].as_str())
+        .collect();
+    for want in [
+        "push-mono-1k",
+        "push-mono-1m",
+        "push-mono-64m",
+        "push-chunked-1k",
+        "push-chunked-1m",
+        "push-chunked-64m",
+        "pull-1k",
+        "pull-1m",
+        "pull-64m",
+        "manifest-put",
+        "manifest-get",
+        "manifest-head",
+        "tags-list",
+        "mix",
+    ] {
+        assert!(scenarios.contains(want), "no {want} in {scenarios:?}");
+    }
+    assert_eq!(cells.len(), 14 * 2, "one cell per scenario and concurrency");
+    for c in cells {
+        let what = format!("{} c={}", c["scenario"], c["concurrency"]);
+        let ratio = c["ratio"].as_f64().unwrap_or(0.0);
+        assert!(ratio.is_finite() && ratio > 0.0, "{what}: ratio {ratio}");
+        for side in ["berth", "distribution"] {
+            assert!(
+                c[side]["ops"].as_u64().unwrap_or(0) > 0,
+                "{what}: {side} did nothing"
+            );
+            assert_eq!(
+                c[side]["errors"], 0,
+                "{what}: {side} failed: {}",
+                c[side]["first_error"]
+            );
+        }
+    }
+    assert!(report["disk_write_mb_s"].as_f64().unwrap_or(0.0) > 0.0);
+    assert!(report["berth_idle_rss_mib"].as_f64().unwrap_or(0.0) > 0.0);
+}
