@@ -15,6 +15,12 @@
 //! blob survives a power cut. The hash state of an upload lives in memory; if
 //! it is lost (restart), the digest is recomputed from `data` at commit time,
 //! so sessions survive restarts.
+//!
+//! Creating a session is not fsynced: it survives a restart of the process
+//! (the page cache does), and after a power cut a session that vanished or
+//! whose `info.json` was torn reads as unknown, so the client starts the
+//! upload again (the next purge removes what is left). Only what is acknowledged as stored (a published blob) is
+//! made durable before the answer.
 
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
@@ -148,8 +154,13 @@ fn read_info(dir: &Path, id: &str) -> Result<Option<UploadInfo>> {
     let Some(raw) = not_found_is_none(fs::read(dir.join("info.json")))? else {
         return Ok(None);
     };
-    let info: InfoFile = serde_json::from_slice(&raw)
-        .map_err(|e| Error::Io(io::Error::other(format!("corrupt upload info: {e}"))))?;
+    // A torn file (power cut right after creation) belongs to no repository
+    // and dates from the epoch: clients see an unknown session, and the next
+    // purge removes it.
+    let info = serde_json::from_slice::<InfoFile>(&raw).unwrap_or(InfoFile {
+        label: String::new(),
+        started_at_ms: 0,
+    });
     let Some(meta) = not_found_is_none(fs::metadata(dir.join("data")))? else {
         return Ok(None);
     };
@@ -279,15 +290,11 @@ impl BlobStore for FsStore {
                 .unwrap_or(0),
         };
         let json = serde_json::to_vec(&info).map_err(|e| Error::Io(io::Error::other(e)))?;
-        let uploads = self.root.join("uploads");
+        // No fsync: see the module documentation.
         blocking(move || {
             fs::create_dir(&dir)?;
             File::create(dir.join("data"))?;
-            let mut f = File::create(dir.join("info.json"))?;
-            io::Write::write_all(&mut f, &json)?;
-            f.sync_data()?;
-            sync_dir(&dir)?;
-            sync_dir(&uploads)?;
+            fs::write(dir.join("info.json"), &json)?;
             Ok(())
         })
         .await?;
