@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use crate::manifests::ManifestEntry;
 
 const MAX_TAGS: usize = 200_000;
+const MAX_LISTED_TAGS: usize = 2_000_000;
 const MAX_LINKS: usize = 500_000;
 const MAX_MANIFEST_BYTES: usize = 64 * 1024 * 1024;
 
@@ -101,6 +102,8 @@ fn one<V>(_: &V) -> usize {
 /// The caches of one [`crate::Registry`].
 pub(crate) struct Caches {
     tags: Nested<Arc<str>>,
+    /// Each repository's whole sorted tag list, under the key "".
+    tag_lists: Nested<Arc<[String]>>,
     manifests: Nested<Arc<ManifestEntry>>,
     links: Nested<u64>,
 }
@@ -109,6 +112,7 @@ impl Caches {
     pub(crate) fn new(ttl: Option<Duration>) -> Caches {
         Caches {
             tags: Nested::new(ttl, MAX_TAGS, one),
+            tag_lists: Nested::new(ttl, MAX_LISTED_TAGS, |l: &Arc<[String]>| l.len() + 1),
             manifests: Nested::new(ttl, MAX_MANIFEST_BYTES, |m: &Arc<ManifestEntry>| {
                 m.content.len() + 256
             }),
@@ -120,6 +124,7 @@ impl Caches {
     pub(crate) fn epoch(&self) -> Epoch {
         Epoch {
             tags: self.tags.epoch(),
+            tag_lists: self.tag_lists.epoch(),
             manifests: self.manifests.epoch(),
             links: self.links.epoch(),
         }
@@ -134,7 +139,16 @@ impl Caches {
     }
 
     pub(crate) fn invalidate_tag(&self, repo: &str, tag: &str) {
-        self.tags.invalidate(repo, tag)
+        self.tags.invalidate(repo, tag);
+        self.tag_lists.invalidate(repo, "");
+    }
+
+    pub(crate) fn tag_list(&self, repo: &str) -> Option<Arc<[String]>> {
+        self.tag_lists.get(repo, "")
+    }
+
+    pub(crate) fn fill_tag_list(&self, repo: &str, list: Arc<[String]>, e: &Epoch) {
+        self.tag_lists.fill(repo, "", list, e.tag_lists)
     }
 
     pub(crate) fn manifest(&self, repo: &str, digest: &str) -> Option<Arc<ManifestEntry>> {
@@ -166,6 +180,7 @@ impl Caches {
 /// Cache epochs taken before a database read.
 pub(crate) struct Epoch {
     tags: u64,
+    tag_lists: u64,
     manifests: u64,
     links: u64,
 }

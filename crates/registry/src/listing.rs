@@ -1,5 +1,7 @@
 //! Tag lists, the catalog and the referrers API.
 
+use std::sync::Arc;
+
 use berth_oci::{media, Digest};
 use serde::Serialize;
 
@@ -8,13 +10,22 @@ use crate::{Error, Registry, Result};
 /// Largest page a client may ask for (`n`); larger values are clamped.
 pub const MAX_PAGE: i64 = 10_000;
 
-/// One page of a sorted listing.
+/// One page of a sorted listing: a window onto a shared sorted list, so
+/// serving a page of a large cached tag list copies nothing.
 #[derive(Debug, Clone)]
 pub struct Page {
-    /// The items, sorted.
-    pub items: Vec<String>,
+    list: Arc<[String]>,
+    start: usize,
+    end: usize,
     /// Whether more items follow the last one.
     pub more: bool,
+}
+
+impl Page {
+    /// The items of this page, sorted.
+    pub fn items(&self) -> &[String] {
+        &self.list[self.start..self.end]
+    }
 }
 
 /// The OCI index the referrers API returns.
@@ -30,28 +41,47 @@ pub struct ReferrersIndex {
     pub manifests: Vec<serde_json::Value>,
 }
 
-fn page(mut items: Vec<String>, n: i64) -> Page {
-    let more = items.len() as i64 > n;
-    items.truncate(n as usize);
-    Page { items, more }
+/// The page of at most `n` items of `list` after `last`.
+fn page(list: Arc<[String]>, last: Option<&str>, n: i64) -> Page {
+    let start = match last {
+        Some(l) => list.partition_point(|t| t.as_str() <= l),
+        None => 0,
+    };
+    let end = start.saturating_add(n as usize).min(list.len());
+    Page {
+        more: end < list.len(),
+        list,
+        start,
+        end,
+    }
 }
 
 impl Registry {
     /// Tags of `repo`, sorted, `n` at most, after `last`.
     pub async fn tags(&self, repo: &str, n: Option<i64>, last: Option<&str>) -> Result<Page> {
         let n = n.unwrap_or(MAX_PAGE).clamp(0, MAX_PAGE);
-        let items = self
-            .meta
-            .tags(repo, last, n + 1)
-            .await?
-            .ok_or_else(|| Error::NameUnknown(repo.to_owned()))?;
-        Ok(page(items, n))
+        let list = match self.cache.tag_list(repo) {
+            Some(list) => list,
+            None => {
+                let epoch = self.cache.epoch();
+                let all = self
+                    .meta
+                    .tags(repo, None, i64::MAX)
+                    .await?
+                    .ok_or_else(|| Error::NameUnknown(repo.to_owned()))?;
+                let list: Arc<[String]> = all.into();
+                self.cache.fill_tag_list(repo, list.clone(), &epoch);
+                list
+            }
+        };
+        Ok(page(list, last, n))
     }
 
     /// Repository names, sorted, `n` at most, after `last`.
     pub async fn catalog(&self, n: Option<i64>, last: Option<&str>) -> Result<Page> {
         let n = n.unwrap_or(MAX_PAGE).clamp(0, MAX_PAGE);
-        Ok(page(self.meta.repositories(last, n + 1).await?, n))
+        let list: Arc<[String]> = self.meta.repositories(last, n + 1).await?.into();
+        Ok(page(list, None, n))
     }
 
     /// Manifests of `repo` whose subject is `subject`, optionally filtered by
@@ -91,5 +121,27 @@ impl Registry {
             media_type: media::OCI_INDEX,
             manifests,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pages() {
+        let list: Arc<[String]> = ["a", "b", "c", "d"].iter().map(|s| s.to_string()).collect();
+        let p = page(list.clone(), None, 2);
+        assert_eq!(p.items(), ["a", "b"]);
+        assert!(p.more);
+        let p = page(list.clone(), Some("b"), 2);
+        assert_eq!(p.items(), ["c", "d"]);
+        assert!(!p.more);
+        let p = page(list.clone(), Some("bb"), 10);
+        assert_eq!(p.items(), ["c", "d"]);
+        let p = page(list.clone(), Some("z"), 10);
+        assert!(p.items().is_empty() && !p.more);
+        let p = page(list, None, 0);
+        assert!(p.items().is_empty() && p.more);
     }
 }

@@ -104,8 +104,47 @@ async fn manifest_and_tag_lifecycle_is_consistent_with_the_cache() {
             .await
             .unwrap()
             .content,
-        Bytes::from(m1)
+        Bytes::from(m1.clone())
     );
+    // The cached tag list follows tag writes and deletes.
+    let list = |p: berth_registry::Page| p.items().to_vec();
+    assert_eq!(
+        list(reg.tags("r", None, None).await.unwrap()),
+        Vec::<String>::new()
+    );
+    let t = |s: &str| Reference::Tag(s.to_owned());
+    let m3 = m1.replace(
+        "\"layers\":[]",
+        "\"layers\":[],\"annotations\":{\"v\":\"3\"}",
+    );
+    reg.put_manifest(
+        "r",
+        &t("b"),
+        None,
+        Bytes::from(m3.clone()),
+        &["a".to_owned()],
+    )
+    .await
+    .unwrap();
+    assert_eq!(list(reg.tags("r", None, None).await.unwrap()), ["a", "b"]);
+    reg.put_manifest("r", &t("c"), None, Bytes::from(m3), &[])
+        .await
+        .unwrap();
+    assert_eq!(
+        list(reg.tags("r", None, None).await.unwrap()),
+        ["a", "b", "c"]
+    );
+    assert_eq!(
+        list(reg.tags("r", Some(1), Some("a")).await.unwrap()),
+        ["b"]
+    );
+    reg.delete_manifest("r", &t("b")).await.unwrap();
+    assert_eq!(list(reg.tags("r", None, None).await.unwrap()), ["a", "c"]);
+    assert!(matches!(
+        reg.tags("nope", None, None).await,
+        Err(Error::NameUnknown(_))
+    ));
+
     // Unlinking a blob is visible at once despite the link cache.
     assert_eq!(reg.blob_size("r", &config).await.unwrap(), 2);
     reg.delete_blob("r", &config).await.unwrap();
@@ -129,7 +168,7 @@ async fn metadata_survives_reopen() {
     let reg = registry(dir.path(), Settings::default()).await;
     assert_eq!(reg.blob_size("keep/me", &d).await.unwrap(), 7);
     assert_eq!(
-        reg.catalog(None, None).await.unwrap().items,
+        reg.catalog(None, None).await.unwrap().items().to_vec(),
         vec!["keep/me".to_owned()]
     );
 }

@@ -27,18 +27,26 @@ fn json_page(
     link_base: &str,
     n: Option<i64>,
 ) -> Response {
-    let mut body = serde_json::Map::new();
+    // Written directly (not through a `serde_json::Value`): a 10,000-tag
+    // list is serialized straight from the shared cached list.
+    let items = page.items();
+    let mut bytes = Vec::with_capacity(32 + items.iter().map(|t| t.len() + 3).sum::<usize>());
+    bytes.push(b'{');
     if let Some(name) = name {
-        body.insert("name".into(), name.into());
+        bytes.extend_from_slice(b"\"name\":");
+        let _ = serde_json::to_writer(&mut bytes, name);
+        bytes.push(b',');
     }
-    body.insert(key.into(), page.items.clone().into());
-    let bytes = serde_json::to_vec(&body).unwrap_or_default();
+    let _ = serde_json::to_writer(&mut bytes, key);
+    bytes.push(b':');
+    let _ = serde_json::to_writer(&mut bytes, items);
+    bytes.push(b'}');
     let mut b = Response::builder()
         .header(header::CONTENT_TYPE, "application/json")
         .header(header::CONTENT_LENGTH, bytes.len());
     if page.more {
-        if let Some(last) = page.items.last() {
-            let n = n.unwrap_or(page.items.len() as i64);
+        if let Some(last) = items.last() {
+            let n = n.unwrap_or(items.len() as i64);
             let last: String = form_urlencoded::byte_serialize(last.as_bytes()).collect();
             b = b.header(
                 header::LINK,

@@ -63,6 +63,48 @@ pub(super) async fn handle_get(
     Ok(b.body(body).unwrap_or_default())
 }
 
+/// Bodies up to this size are read to the end even when refused, so the
+/// client gets the error instead of a connection reset mid-upload.
+const DRAIN_LIMIT: u64 = 16 * 1024 * 1024;
+
+/// Reads a manifest body of at most `limit` bytes.
+async fn read_limited(body: Body, announced: Option<u64>, limit: usize) -> Result<bytes::Bytes> {
+    let too_large = |size: u64| Error::ManifestTooLarge { size, limit };
+    if let Some(len) = announced {
+        if len > limit as u64 {
+            if len <= DRAIN_LIMIT {
+                drain(body, DRAIN_LIMIT).await;
+            }
+            return Err(too_large(len).into());
+        }
+    }
+    let mut body = body;
+    let mut buf = bytes::BytesMut::with_capacity(announced.unwrap_or(4096) as usize);
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|_| Error::BodyRead)?;
+        if let Ok(data) = frame.into_data() {
+            buf.extend_from_slice(&data);
+            if buf.len() > limit {
+                let seen = buf.len() as u64 + drain(body, DRAIN_LIMIT).await;
+                return Err(too_large(seen).into());
+            }
+        }
+    }
+    Ok(buf.freeze())
+}
+
+/// Reads and discards up to `max` bytes; returns how many were read.
+async fn drain(mut body: Body, max: u64) -> u64 {
+    let mut n = 0u64;
+    while n <= max {
+        match body.frame().await {
+            Some(Ok(frame)) => n += frame.data_ref().map_or(0, |d| d.len() as u64),
+            _ => break,
+        }
+    }
+    n
+}
+
 pub(super) async fn handle_put(
     app: &App,
     name: &str,
@@ -71,11 +113,6 @@ pub(super) async fn handle_put(
 ) -> Result<Response> {
     let reference = parse_reference(reference)?;
     let limit = app.registry.settings().max_manifest_bytes;
-    if let Some(len) = content_length(req.headers())? {
-        if len > limit as u64 {
-            return Err(Error::ManifestTooLarge { size: len, limit }.into());
-        }
-    }
     let q = query(&req);
     let extra_tags: Vec<String> = q
         .iter()
@@ -87,20 +124,8 @@ pub(super) async fn handle_put(
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    let body = http_body_util::Limited::new(req.into_body(), limit + 1)
-        .collect()
-        .await
-        .map_err(|e| {
-            if e.is::<http_body_util::LengthLimitError>() {
-                Error::ManifestTooLarge {
-                    size: limit as u64 + 1,
-                    limit,
-                }
-            } else {
-                Error::BodyRead
-            }
-        })?
-        .to_bytes();
+    let announced = content_length(req.headers())?;
+    let body = read_limited(req.into_body(), announced, limit).await?;
     let pushed = app
         .registry
         .put_manifest(name, &reference, content_type.as_deref(), body, &extra_tags)
