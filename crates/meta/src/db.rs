@@ -7,6 +7,7 @@ use sqlx::any::AnyPoolOptions;
 use sqlx::AnyConnection;
 use sqlx::{AnyPool, Connection as _, Executor as _};
 
+use crate::commit::{spawn_batcher, Writer};
 use crate::migrations::{Migration, POSTGRES, SQLITE};
 use crate::{now_ms, Error, Result};
 
@@ -21,13 +22,14 @@ pub enum Dialect {
 
 /// Handle to the metadata database.
 ///
-/// SQLite allows one writer at a time, so writes go through a pool of one
-/// connection (queued in-process instead of failing with `SQLITE_BUSY`) while
-/// reads use a pool of several; on PostgreSQL both are the same pool.
+/// Reads use a pool. On SQLite, which allows one writer at a time, all writes
+/// go to one task that owns the write connection and commits waiting writes
+/// together (group commit, see the `commit` module); on PostgreSQL every
+/// write is its own transaction on the shared pool.
 #[derive(Clone)]
 pub struct Meta {
     pub(crate) read: AnyPool,
-    pub(crate) write: AnyPool,
+    pub(crate) writer: Writer,
     dialect: Dialect,
 }
 
@@ -59,19 +61,13 @@ impl Meta {
     /// Connects to `sqlite://PATH` or `postgres://...` and migrates the schema.
     pub async fn connect(url: &str) -> Result<Meta> {
         sqlx::any::install_default_drivers();
-        let meta = if url.starts_with("sqlite:") {
-            // WAL is a property of the database file; set it once.
+        if url.starts_with("sqlite:") {
             let mut conn = AnyConnection::connect(url).await?;
+            // WAL is a property of the database file; the rest is per
+            // connection.
             conn.execute("PRAGMA journal_mode = WAL").await?;
-            conn.close().await?;
-            let write = AnyPoolOptions::new()
-                .max_connections(1)
-                .min_connections(1)
-                .idle_timeout(None)
-                .max_lifetime(None)
-                .after_connect(|c, _| sqlite_setup(c))
-                .connect(url)
-                .await?;
+            sqlite_setup(&mut conn).await?;
+            migrate(&mut conn, Dialect::Sqlite).await?;
             let read = AnyPoolOptions::new()
                 .max_connections(4)
                 .min_connections(1)
@@ -79,27 +75,26 @@ impl Meta {
                 .after_connect(|c, _| sqlite_setup(c))
                 .connect(url)
                 .await?;
-            Meta {
+            Ok(Meta {
                 read,
-                write,
+                writer: Writer::Batched(spawn_batcher(conn)),
                 dialect: Dialect::Sqlite,
-            }
+            })
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             let pool = AnyPoolOptions::new()
                 .max_connections(16)
                 .acquire_timeout(Duration::from_secs(10))
                 .connect(url)
                 .await?;
-            Meta {
+            migrate(&mut *pool.acquire().await?, Dialect::Postgres).await?;
+            Ok(Meta {
                 read: pool.clone(),
-                write: pool,
+                writer: Writer::Pool(pool),
                 dialect: Dialect::Postgres,
-            }
+            })
         } else {
-            return Err(Error::UnsupportedUrl(url.to_owned()));
-        };
-        meta.migrate().await?;
-        Ok(meta)
+            Err(Error::UnsupportedUrl(url.to_owned()))
+        }
     }
 
     /// The engine in use.
@@ -107,44 +102,47 @@ impl Meta {
         self.dialect
     }
 
-    async fn migrate(&self) -> Result<()> {
-        let list: &[Migration] = match self.dialect {
-            Dialect::Sqlite => SQLITE,
-            Dialect::Postgres => POSTGRES,
-        };
-        self.write
-            .execute(
-                "CREATE TABLE IF NOT EXISTS schema_migrations (
-                    version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)",
-            )
-            .await?;
-        for (version, statements) in list {
-            let mut tx = self.write.begin().await?;
-            let done: Option<(i64,)> =
-                sqlx::query_as("SELECT version FROM schema_migrations WHERE version = $1")
-                    .bind(*version)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-            if done.is_some() {
-                continue;
-            }
-            for s in *statements {
-                sqlx::query(s).execute(&mut *tx).await?;
-            }
-            sqlx::query("INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)")
-                .bind(*version)
-                .bind(now_ms())
-                .execute(&mut *tx)
-                .await?;
-            tx.commit().await?;
-            tracing::info!(version, "applied metadata migration");
-        }
-        Ok(())
-    }
-
-    /// Closes all connections.
+    /// Closes the read connections (and, on PostgreSQL, the write pool).
+    /// On SQLite the write connection closes when the last handle is dropped.
     pub async fn close(&self) {
-        self.write.close().await;
+        if let Writer::Pool(pool) = &self.writer {
+            pool.close().await;
+        }
         self.read.close().await;
     }
+}
+
+/// Applies the dialect's pending migrations, each in its own transaction.
+async fn migrate(conn: &mut AnyConnection, dialect: Dialect) -> Result<()> {
+    let list: &[Migration] = match dialect {
+        Dialect::Sqlite => SQLITE,
+        Dialect::Postgres => POSTGRES,
+    };
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (
+            version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)",
+    )
+    .await?;
+    for (version, statements) in list {
+        let mut tx = conn.begin().await?;
+        let done: Option<(i64,)> =
+            sqlx::query_as("SELECT version FROM schema_migrations WHERE version = $1")
+                .bind(*version)
+                .fetch_optional(&mut *tx)
+                .await?;
+        if done.is_some() {
+            continue;
+        }
+        for s in *statements {
+            sqlx::query(s).execute(&mut *tx).await?;
+        }
+        sqlx::query("INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)")
+            .bind(*version)
+            .bind(now_ms())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        tracing::info!(version, "applied metadata migration");
+    }
+    Ok(())
 }

@@ -8,9 +8,11 @@
 //!
 //! Times are Unix milliseconds (`i64`); digests are their canonical strings.
 
+mod commit;
 mod db;
 pub mod migrations;
 mod queries;
+mod writes;
 
 pub use db::{Dialect, Meta};
 pub use queries::{ManifestRecord, NewManifest, RefKind, Referrer};
@@ -27,6 +29,9 @@ pub enum Error {
     /// Stored data that cannot be decoded.
     #[error("corrupt metadata: {0}")]
     Corrupt(String),
+    /// A group commit failed (the message of the underlying error).
+    #[error("metadata commit failed: {0}")]
+    Commit(String),
 }
 
 /// Result alias of this crate.

@@ -1,6 +1,6 @@
 //! The metadata operations the registry services use.
 
-use sqlx::{Any, Row, Transaction};
+use sqlx::Row;
 
 use crate::{Error, Meta, Result};
 
@@ -14,7 +14,7 @@ pub enum RefKind {
 }
 
 impl RefKind {
-    fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             RefKind::Blob => "blob",
             RefKind::Manifest => "manifest",
@@ -73,57 +73,7 @@ pub struct Referrer {
     pub annotations: Option<String>,
 }
 
-async fn ensure_repository(
-    tx: &mut Transaction<'static, Any>,
-    name: &str,
-    now: i64,
-) -> Result<i64> {
-    let row = sqlx::query(
-        "INSERT INTO repositories (name, created_at) VALUES ($1, $2)
-         ON CONFLICT (name) DO UPDATE SET name = excluded.name
-         RETURNING id",
-    )
-    .bind(name)
-    .bind(now)
-    .fetch_one(&mut **tx)
-    .await?;
-    Ok(row.try_get::<i64, _>(0)?)
-}
-
 impl Meta {
-    /// Records that `digest` (of `size` bytes) is stored and readable from
-    /// `repository`, creating the repository if needed.
-    pub async fn link_blob(
-        &self,
-        repository: &str,
-        digest: &str,
-        size: u64,
-        now: i64,
-    ) -> Result<()> {
-        let mut tx = self.write.begin().await?;
-        let repo = ensure_repository(&mut tx, repository, now).await?;
-        sqlx::query(
-            "INSERT INTO blobs (digest, size, created_at) VALUES ($1, $2, $3)
-             ON CONFLICT (digest) DO NOTHING",
-        )
-        .bind(digest)
-        .bind(size as i64)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query(
-            "INSERT INTO repository_blobs (repository_id, digest, linked_at) VALUES ($1, $2, $3)
-             ON CONFLICT (repository_id, digest) DO NOTHING",
-        )
-        .bind(repo)
-        .bind(digest)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
     /// Size of `digest` if it is linked to `repository`.
     pub async fn repository_blob(&self, repository: &str, digest: &str) -> Result<Option<u64>> {
         let row = sqlx::query(
@@ -152,20 +102,6 @@ impl Meta {
             .map(|r| r.try_get::<i64, _>(0))
             .transpose()?
             .map(|s| s as u64))
-    }
-
-    /// Removes the link between `repository` and `digest`. Returns whether
-    /// it existed. The bytes stay until garbage collection.
-    pub async fn unlink_blob(&self, repository: &str, digest: &str) -> Result<bool> {
-        let done = sqlx::query(
-            "DELETE FROM repository_blobs
-             WHERE digest = $2 AND repository_id = (SELECT id FROM repositories WHERE name = $1)",
-        )
-        .bind(repository)
-        .bind(digest)
-        .execute(&self.write)
-        .await?;
-        Ok(done.rows_affected() > 0)
     }
 
     /// Which of `digests` are not linked to `repository` as blobs.
@@ -202,59 +138,6 @@ impl Meta {
         Ok(missing)
     }
 
-    /// Stores a manifest, its references and its tags in one transaction.
-    /// Returns the tags whose previous target changed (for cache invalidation).
-    pub async fn put_manifest(&self, m: &NewManifest) -> Result<()> {
-        let mut tx = self.write.begin().await?;
-        let repo = ensure_repository(&mut tx, &m.repository, m.pushed_at).await?;
-        let inserted = sqlx::query(
-            "INSERT INTO manifests (repository_id, digest, media_type, artifact_type, size, content,
-                                    subject, annotations, pushed_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-             ON CONFLICT (repository_id, digest) DO NOTHING",
-        )
-        .bind(repo)
-        .bind(&m.digest)
-        .bind(&m.media_type)
-        .bind(m.artifact_type.as_deref())
-        .bind(m.content.len() as i64)
-        .bind(m.content.as_slice())
-        .bind(m.subject.as_deref())
-        .bind(m.annotations.as_deref())
-        .bind(m.pushed_at)
-        .execute(&mut *tx)
-        .await?;
-        if inserted.rows_affected() > 0 {
-            for (child, kind) in &m.references {
-                sqlx::query(
-                    "INSERT INTO manifest_references (repository_id, parent, child, kind)
-                     VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
-                )
-                .bind(repo)
-                .bind(&m.digest)
-                .bind(child)
-                .bind(kind.as_str())
-                .execute(&mut *tx)
-                .await?;
-            }
-        }
-        for tag in &m.tags {
-            sqlx::query(
-                "INSERT INTO tags (repository_id, name, digest, updated_at) VALUES ($1, $2, $3, $4)
-                 ON CONFLICT (repository_id, name)
-                 DO UPDATE SET digest = excluded.digest, updated_at = excluded.updated_at",
-            )
-            .bind(repo)
-            .bind(tag)
-            .bind(&m.digest)
-            .bind(m.pushed_at)
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await?;
-        Ok(())
-    }
-
     /// The manifest `tag` points to in `repository`.
     pub async fn manifest_by_tag(
         &self,
@@ -286,58 +169,6 @@ impl Meta {
         .fetch_optional(&self.read)
         .await?;
         row.map(|r| record(&r)).transpose()
-    }
-
-    /// Deletes a manifest and every tag pointing to it. Returns the deleted
-    /// tags, or `None` if the manifest did not exist.
-    pub async fn delete_manifest(
-        &self,
-        repository: &str,
-        digest: &str,
-    ) -> Result<Option<Vec<String>>> {
-        let mut tx = self.write.begin().await?;
-        let Some(repo) = repository_id(&mut tx, repository).await? else {
-            return Ok(None);
-        };
-        let tags: Vec<String> =
-            sqlx::query("SELECT name FROM tags WHERE repository_id = $1 AND digest = $2")
-                .bind(repo)
-                .bind(digest)
-                .fetch_all(&mut *tx)
-                .await?
-                .iter()
-                .map(|r| r.try_get::<String, _>(0))
-                .collect::<Result<_, _>>()?;
-        sqlx::query("DELETE FROM tags WHERE repository_id = $1 AND digest = $2")
-            .bind(repo)
-            .bind(digest)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query("DELETE FROM manifest_references WHERE repository_id = $1 AND parent = $2")
-            .bind(repo)
-            .bind(digest)
-            .execute(&mut *tx)
-            .await?;
-        let done = sqlx::query("DELETE FROM manifests WHERE repository_id = $1 AND digest = $2")
-            .bind(repo)
-            .bind(digest)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok((done.rows_affected() > 0).then_some(tags))
-    }
-
-    /// Deletes a tag. Returns whether it existed.
-    pub async fn delete_tag(&self, repository: &str, tag: &str) -> Result<bool> {
-        let done = sqlx::query(
-            "DELETE FROM tags
-             WHERE name = $2 AND repository_id = (SELECT id FROM repositories WHERE name = $1)",
-        )
-        .bind(repository)
-        .bind(tag)
-        .execute(&self.write)
-        .await?;
-        Ok(done.rows_affected() > 0)
     }
 
     /// Up to `limit` tags of `repository` sorted after `last`; `None` if the
@@ -417,14 +248,6 @@ impl Meta {
             })
             .collect()
     }
-}
-
-async fn repository_id(tx: &mut Transaction<'static, Any>, name: &str) -> Result<Option<i64>> {
-    let row = sqlx::query("SELECT id FROM repositories WHERE name = $1")
-        .bind(name)
-        .fetch_optional(&mut **tx)
-        .await?;
-    Ok(row.map(|r| r.try_get::<i64, _>(0)).transpose()?)
 }
 
 fn record(r: &sqlx::any::AnyRow) -> Result<ManifestRecord> {

@@ -1,0 +1,222 @@
+//! The write operations, each a function over one connection so that the
+//! same code runs in its own transaction (PostgreSQL) or inside a batched
+//! group commit (SQLite, see [`crate::commit`]).
+
+use sqlx::{AnyConnection, Row};
+
+use crate::queries::NewManifest;
+use crate::Result;
+
+/// A write to the metadata database.
+#[derive(Debug, Clone)]
+pub(crate) enum WriteOp {
+    LinkBlob {
+        repository: String,
+        digest: String,
+        size: u64,
+        now: i64,
+    },
+    UnlinkBlob {
+        repository: String,
+        digest: String,
+    },
+    PutManifest(Box<NewManifest>),
+    DeleteManifest {
+        repository: String,
+        digest: String,
+    },
+    DeleteTag {
+        repository: String,
+        tag: String,
+    },
+}
+
+/// What a write returns.
+#[derive(Debug)]
+pub(crate) enum Outcome {
+    Done,
+    Existed(bool),
+    DeletedTags(Option<Vec<String>>),
+}
+
+/// Applies one write on `conn` (inside a transaction the caller owns).
+pub(crate) async fn apply(conn: &mut AnyConnection, op: &WriteOp) -> Result<Outcome> {
+    match op {
+        WriteOp::LinkBlob {
+            repository,
+            digest,
+            size,
+            now,
+        } => link_blob(conn, repository, digest, *size, *now)
+            .await
+            .map(|()| Outcome::Done),
+        WriteOp::UnlinkBlob { repository, digest } => unlink_blob(conn, repository, digest)
+            .await
+            .map(Outcome::Existed),
+        WriteOp::PutManifest(m) => put_manifest(conn, m).await.map(|()| Outcome::Done),
+        WriteOp::DeleteManifest { repository, digest } => delete_manifest(conn, repository, digest)
+            .await
+            .map(Outcome::DeletedTags),
+        WriteOp::DeleteTag { repository, tag } => delete_tag(conn, repository, tag)
+            .await
+            .map(Outcome::Existed),
+    }
+}
+
+async fn ensure_repository(conn: &mut AnyConnection, name: &str, now: i64) -> Result<i64> {
+    let row = sqlx::query(
+        "INSERT INTO repositories (name, created_at) VALUES ($1, $2)
+         ON CONFLICT (name) DO UPDATE SET name = excluded.name
+         RETURNING id",
+    )
+    .bind(name)
+    .bind(now)
+    .fetch_one(&mut *conn)
+    .await?;
+    Ok(row.try_get::<i64, _>(0)?)
+}
+
+async fn repository_id(conn: &mut AnyConnection, name: &str) -> Result<Option<i64>> {
+    let row = sqlx::query("SELECT id FROM repositories WHERE name = $1")
+        .bind(name)
+        .fetch_optional(&mut *conn)
+        .await?;
+    Ok(row.map(|r| r.try_get::<i64, _>(0)).transpose()?)
+}
+
+async fn link_blob(
+    conn: &mut AnyConnection,
+    repository: &str,
+    digest: &str,
+    size: u64,
+    now: i64,
+) -> Result<()> {
+    let repo = ensure_repository(conn, repository, now).await?;
+    sqlx::query(
+        "INSERT INTO blobs (digest, size, created_at) VALUES ($1, $2, $3)
+         ON CONFLICT (digest) DO NOTHING",
+    )
+    .bind(digest)
+    .bind(size as i64)
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query(
+        "INSERT INTO repository_blobs (repository_id, digest, linked_at) VALUES ($1, $2, $3)
+         ON CONFLICT (repository_id, digest) DO NOTHING",
+    )
+    .bind(repo)
+    .bind(digest)
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+async fn unlink_blob(conn: &mut AnyConnection, repository: &str, digest: &str) -> Result<bool> {
+    let done = sqlx::query(
+        "DELETE FROM repository_blobs
+         WHERE digest = $2 AND repository_id = (SELECT id FROM repositories WHERE name = $1)",
+    )
+    .bind(repository)
+    .bind(digest)
+    .execute(&mut *conn)
+    .await?;
+    Ok(done.rows_affected() > 0)
+}
+
+async fn put_manifest(conn: &mut AnyConnection, m: &NewManifest) -> Result<()> {
+    let repo = ensure_repository(conn, &m.repository, m.pushed_at).await?;
+    let inserted = sqlx::query(
+        "INSERT INTO manifests (repository_id, digest, media_type, artifact_type, size, content,
+                                subject, annotations, pushed_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+         ON CONFLICT (repository_id, digest) DO NOTHING",
+    )
+    .bind(repo)
+    .bind(&m.digest)
+    .bind(&m.media_type)
+    .bind(m.artifact_type.as_deref())
+    .bind(m.content.len() as i64)
+    .bind(m.content.as_slice())
+    .bind(m.subject.as_deref())
+    .bind(m.annotations.as_deref())
+    .bind(m.pushed_at)
+    .execute(&mut *conn)
+    .await?;
+    if inserted.rows_affected() > 0 {
+        for (child, kind) in &m.references {
+            sqlx::query(
+                "INSERT INTO manifest_references (repository_id, parent, child, kind)
+                 VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+            )
+            .bind(repo)
+            .bind(&m.digest)
+            .bind(child)
+            .bind(kind.as_str())
+            .execute(&mut *conn)
+            .await?;
+        }
+    }
+    for tag in &m.tags {
+        sqlx::query(
+            "INSERT INTO tags (repository_id, name, digest, updated_at) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (repository_id, name)
+             DO UPDATE SET digest = excluded.digest, updated_at = excluded.updated_at",
+        )
+        .bind(repo)
+        .bind(tag)
+        .bind(&m.digest)
+        .bind(m.pushed_at)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
+
+async fn delete_manifest(
+    conn: &mut AnyConnection,
+    repository: &str,
+    digest: &str,
+) -> Result<Option<Vec<String>>> {
+    let Some(repo) = repository_id(conn, repository).await? else {
+        return Ok(None);
+    };
+    let tags: Vec<String> =
+        sqlx::query("SELECT name FROM tags WHERE repository_id = $1 AND digest = $2")
+            .bind(repo)
+            .bind(digest)
+            .fetch_all(&mut *conn)
+            .await?
+            .iter()
+            .map(|r| r.try_get::<String, _>(0))
+            .collect::<Result<_, _>>()?;
+    sqlx::query("DELETE FROM tags WHERE repository_id = $1 AND digest = $2")
+        .bind(repo)
+        .bind(digest)
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query("DELETE FROM manifest_references WHERE repository_id = $1 AND parent = $2")
+        .bind(repo)
+        .bind(digest)
+        .execute(&mut *conn)
+        .await?;
+    let done = sqlx::query("DELETE FROM manifests WHERE repository_id = $1 AND digest = $2")
+        .bind(repo)
+        .bind(digest)
+        .execute(&mut *conn)
+        .await?;
+    Ok((done.rows_affected() > 0).then_some(tags))
+}
+
+async fn delete_tag(conn: &mut AnyConnection, repository: &str, tag: &str) -> Result<bool> {
+    let done = sqlx::query(
+        "DELETE FROM tags
+         WHERE name = $2 AND repository_id = (SELECT id FROM repositories WHERE name = $1)",
+    )
+    .bind(repository)
+    .bind(tag)
+    .execute(&mut *conn)
+    .await?;
+    Ok(done.rows_affected() > 0)
+}
