@@ -63,7 +63,9 @@ fn random_bytes_never_panic() {
         let _ = validate_tag(&s);
         let _ = Reference::parse(&s);
         // Printable ASCII exercises the grammars more than arbitrary bytes.
-        let printable: String = (0..len).map(|_| (b' ' + (rng.next() % 95) as u8) as char).collect();
+        let printable: String = (0..len)
+            .map(|_| (b' ' + (rng.next() % 95) as u8) as char)
+            .collect();
         assert!(!(validate_repository(&printable).is_ok() && printable.contains("..")));
         let _ = Reference::parse(&printable);
         let _ = Digest::parse(&format!("sha256:{printable}"));

@@ -23,9 +23,7 @@ use tokio::sync::mpsc;
 use crate::{ByteStream, Error, Result};
 
 /// Chunks buffered between the network and the disk writer.
-const CHANNEL_DEPTH: usize = 16;
-/// Write buffer of the disk writer.
-const WRITE_BUFFER: usize = 1 << 20;
+const CHANNEL_DEPTH: usize = 4;
 /// Bodies up to this size are written by a single blocking call.
 const SMALL_BODY: u64 = 512 * 1024;
 /// Background writeback is started each time this much more was written.
@@ -88,17 +86,22 @@ impl Writeback {
 }
 
 /// The blocking side: hashes and writes chunks.
+///
+/// Chunks are written as they come (hyper hands over large buffers), without
+/// a userspace write buffer: no extra copy of every byte, and no per-upload
+/// buffer allocated on a blocking thread (whose allocator arena would keep
+/// that memory after the upload).
 struct Sink {
-    out: io::BufWriter<File>,
+    out: File,
     hasher: Option<Hasher>,
     bytes: u64,
     writeback: Writeback,
 }
 
 impl Sink {
-    fn new(file: File, hasher: Option<Hasher>, buffer: usize) -> Sink {
+    fn new(file: File, hasher: Option<Hasher>) -> Sink {
         Sink {
-            out: io::BufWriter::with_capacity(buffer, file),
+            out: file,
             hasher,
             bytes: 0,
             writeback: Writeback::default(),
@@ -112,25 +115,22 @@ impl Sink {
         self.out.write_all(chunk)?;
         self.bytes += chunk.len() as u64;
         if self.bytes >= self.writeback.kicked_at + WRITEBACK_STEP {
-            self.out.flush()?;
-            self.writeback.maybe_kick(self.out.get_ref(), self.bytes)?;
+            self.writeback.maybe_kick(&self.out, self.bytes)?;
         }
         Ok(())
     }
 
-    /// Flushes; `result` is the outcome of the pushes.
+    /// Waits for background writeback; `result` is the outcome of the pushes.
     fn finish(
-        mut self,
+        self,
         result: io::Result<()>,
     ) -> (io::Result<File>, Option<Hasher>, u64, io::Result<()>) {
-        let flushed = self.out.flush();
         let background = self.writeback.finish();
-        let file = self.out.into_inner().map_err(|e| e.into_error());
         (
-            file,
+            Ok(self.out),
             self.hasher,
             self.bytes,
-            result.and(flushed).and(background),
+            result.and(background),
         )
     }
 }
@@ -167,9 +167,8 @@ pub(crate) async fn write_stream(
         }
     }
     let (file, hasher, bytes, io_result) = if ended || failure.is_some() {
-        let total: usize = head.iter().map(Bytes::len).sum();
         tokio::task::spawn_blocking(move || {
-            let mut sink = Sink::new(file, hasher, total.clamp(1, WRITE_BUFFER));
+            let mut sink = Sink::new(file, hasher);
             let result = head.iter().try_for_each(|c| sink.push(c));
             sink.finish(result)
         })
@@ -227,7 +226,7 @@ async fn stream_rest(
 ) -> std::result::Result<SinkResult, tokio::task::JoinError> {
     let (tx, mut rx) = mpsc::channel::<Bytes>(CHANNEL_DEPTH);
     let writer = tokio::task::spawn_blocking(move || {
-        let mut sink = Sink::new(file, hasher, WRITE_BUFFER);
+        let mut sink = Sink::new(file, hasher);
         let mut result = head.iter().try_for_each(|c| sink.push(c));
         if result.is_ok() {
             while let Some(chunk) = rx.blocking_recv() {
