@@ -29,7 +29,7 @@ async fn sigterm_drains_and_exits_cleanly() {
 fn environment_configures_the_server() {
     let tmp = tempfile::tempdir().unwrap();
     let addr_file = tmp.path().join("addr");
-    let mut child = Command::new(berth_bin())
+    let child = Command::new(berth_bin())
         .arg("serve")
         .env("BERTH_LISTEN", "127.0.0.1:0")
         .env("BERTH_DATA_DIR", tmp.path().join("from-env"))
