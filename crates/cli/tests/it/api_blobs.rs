@@ -138,7 +138,7 @@ async fn digest_mismatch_and_bad_digests_store_nothing() {
         .unwrap();
     assert_eq!(r.status(), 404);
     // Nothing left under the blobs directory.
-    let count = walk_files(&b.data_dir.join("blobs"));
+    let count = files_under(&b.data_dir.join("blobs")).len();
     assert_eq!(count, 0, "no blob file may remain after a mismatch");
 
     for bad in ["sha256:abc", "md5:0123", "nonsense", "sha256:ZZZZ"] {
@@ -154,21 +154,6 @@ async fn digest_mismatch_and_bad_digests_store_nothing() {
     expect_error(r, 400, "DIGEST_INVALID").await;
     // Wrong Content-Length vs body is refused by HTTP itself; a short body
     // with a correct digest of the full content fails as DIGEST_INVALID.
-}
-
-fn walk_files(dir: &std::path::Path) -> usize {
-    let mut n = 0;
-    if let Ok(rd) = std::fs::read_dir(dir) {
-        for e in rd.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                n += walk_files(&p);
-            } else {
-                n += 1;
-            }
-        }
-    }
-    n
 }
 
 #[tokio::test]
@@ -468,7 +453,7 @@ async fn blobs_are_linked_per_repository_and_mountable() {
     assert_eq!(r.status(), 201);
 
     // Storage is deduplicated: one file for the digest.
-    assert_eq!(walk_files(&b.data_dir.join("blobs")), 1);
+    assert_eq!(files_under(&b.data_dir.join("blobs")).len(), 1);
 
     // Delete unlinks from one repository only.
     let r = c

@@ -15,21 +15,6 @@ impl Drop for Mounted {
     }
 }
 
-fn files_under(dir: &std::path::Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    if let Ok(rd) = std::fs::read_dir(dir) {
-        for e in rd.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                out.extend(files_under(&p));
-            } else {
-                out.push(p);
-            }
-        }
-    }
-    out
-}
-
 #[tokio::test]
 async fn disk_full_answers_507_and_leaves_nothing_half_written() {
     let tmp = tempfile::tempdir().unwrap();
