@@ -48,6 +48,13 @@ impl Registry {
             .repository_blob(repo, digest.as_str())
             .await?
             .ok_or_else(|| Error::BlobUnknown(digest.to_string()))?;
+        // Before a link is cached, check the bytes are really there: a HEAD
+        // that says "present" makes clients skip the upload, so it must not
+        // trust metadata alone (a file lost to an operator or a disk fault).
+        if self.store.stat(digest).await?.is_none() {
+            tracing::warn!(%digest, repo, "blob linked in metadata is missing from storage");
+            return Err(Error::BlobUnknown(digest.to_string()));
+        }
         self.cache.fill_link(repo, digest.as_str(), size, &epoch);
         Ok(size)
     }

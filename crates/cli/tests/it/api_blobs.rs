@@ -531,3 +531,37 @@ async fn upload_sessions_survive_a_crash() {
         .unwrap();
     assert_eq!(sha256(&got), d);
 }
+
+#[tokio::test]
+async fn a_blob_lost_from_storage_is_reported_unknown() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let mut b = Berth::start_in(&data, &[], None, tmp.path());
+    let c = client();
+    let d = push_blob(&c, &b.url(), "lost", b"bytes that will vanish").await;
+    b.kill();
+    let hex = d.strip_prefix("sha256:").unwrap();
+    std::fs::remove_file(data.join("blobs/sha256").join(&hex[..2]).join(hex)).unwrap();
+    let b2 = Berth::start_in(&data, &[], None, tmp.path());
+    // HEAD must not claim the blob (clients would skip re-uploading it).
+    let r = c
+        .head(format!("{}/v2/lost/blobs/{d}", b2.url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    let r = c
+        .get(format!("{}/v2/lost/blobs/{d}", b2.url()))
+        .send()
+        .await
+        .unwrap();
+    expect_error(r, 404, "BLOB_UNKNOWN").await;
+    // Pushing it again heals the repository.
+    push_blob(&c, &b2.url(), "lost", b"bytes that will vanish").await;
+    let r = c
+        .get(format!("{}/v2/lost/blobs/{d}", b2.url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.text().await.unwrap(), "bytes that will vanish");
+}
