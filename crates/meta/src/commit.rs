@@ -1,5 +1,12 @@
 //! Writes, and group commit on SQLite.
 //!
+//! Every write is a closure over one connection ([`Meta::transact`]), so the
+//! same code runs in its own transaction (PostgreSQL) or inside a batched
+//! group commit (SQLite). Domain modules (`writes`, `auth`, `audit`,
+//! `lifecycle`, ...) expose plain `async fn`s over a connection and wrap them
+//! in `transact`; a change and the audit event that records it are then one
+//! transaction by construction.
+//!
 //! SQLite has one writer at a time, and a durable commit costs an fsync of
 //! the WAL. Rather than queueing transactions that each pay that fsync, one
 //! writer task owns the write connection and commits whatever writes are
@@ -10,15 +17,26 @@
 //! extra. On PostgreSQL, which has concurrent writers, each write is simply
 //! its own transaction.
 
+use std::any::Any;
+use std::future::Future;
+use std::pin::Pin;
+
 use sqlx::{AnyConnection, AnyPool, Connection as _};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::queries::NewManifest;
-use crate::writes::{apply, Outcome, WriteOp};
+use crate::writes;
 use crate::{Error, Meta, Result};
 
 /// Most writes committed together.
 const MAX_BATCH: usize = 256;
+
+/// A boxed future borrowing the connection it runs on.
+pub type BoxFuture<'c, T> = Pin<Box<dyn Future<Output = T> + Send + 'c>>;
+
+type Value = Box<dyn Any + Send>;
+type WriteFn =
+    Box<dyn for<'c> FnOnce(&'c mut AnyConnection) -> BoxFuture<'c, Result<Value>> + Send>;
 
 /// Where writes go.
 #[derive(Clone)]
@@ -30,8 +48,8 @@ pub(crate) enum Writer {
 }
 
 pub(crate) struct Job {
-    op: WriteOp,
-    reply: oneshot::Sender<Result<Outcome>>,
+    write: WriteFn,
+    reply: oneshot::Sender<Result<Value>>,
 }
 
 /// Starts the group-commit task on `conn`; it ends when every sender is gone.
@@ -51,17 +69,19 @@ async fn run(mut conn: AnyConnection, mut rx: mpsc::Receiver<Job>) {
                 Err(_) => break,
             }
         }
-        match commit_batch(&mut conn, &batch).await {
+        let (writes, replies): (Vec<_>, Vec<_>) =
+            batch.drain(..).map(|j| (j.write, j.reply)).unzip();
+        match commit_batch(&mut conn, writes).await {
             Ok(outcomes) => {
-                for (job, outcome) in batch.drain(..).zip(outcomes) {
-                    let _ = job.reply.send(outcome);
+                for (reply, outcome) in replies.into_iter().zip(outcomes) {
+                    let _ = reply.send(outcome);
                 }
             }
             Err(e) => {
-                tracing::warn!(error = %e, writes = batch.len(), "metadata commit failed");
+                tracing::warn!(error = %e, writes = replies.len(), "metadata commit failed");
                 let msg = e.to_string();
-                for job in batch.drain(..) {
-                    let _ = job.reply.send(Err(Error::Commit(msg.clone())));
+                for reply in replies {
+                    let _ = reply.send(Err(Error::Commit(msg.clone())));
                 }
             }
         }
@@ -69,26 +89,33 @@ async fn run(mut conn: AnyConnection, mut rx: mpsc::Receiver<Job>) {
     let _ = conn.close().await;
 }
 
-/// Runs `batch` in one transaction. The outer error means nothing was
+/// Runs `writes` in one transaction. The outer error means nothing was
 /// committed; inner errors belong to single writes that were rolled back to
 /// their savepoint.
-async fn commit_batch(conn: &mut AnyConnection, batch: &[Job]) -> Result<Vec<Result<Outcome>>> {
+async fn commit_batch(
+    conn: &mut AnyConnection,
+    writes: Vec<WriteFn>,
+) -> Result<Vec<Result<Value>>> {
     let mut tx = conn.begin().await?;
-    if let [job] = batch {
-        let outcome = apply(&mut tx, &job.op).await;
-        if outcome.is_ok() {
-            tx.commit().await?;
-        } else {
-            tx.rollback().await?;
+    if writes.len() == 1 {
+        let mut out = Vec::with_capacity(1);
+        if let Some(write) = writes.into_iter().next() {
+            let outcome = write(&mut tx).await;
+            if outcome.is_ok() {
+                tx.commit().await?;
+            } else {
+                tx.rollback().await?;
+            }
+            out.push(outcome);
         }
-        return Ok(vec![outcome]);
+        return Ok(out);
     }
-    let mut out = Vec::with_capacity(batch.len());
-    for job in batch {
+    let mut out = Vec::with_capacity(writes.len());
+    for write in writes {
         sqlx::query("SAVEPOINT berth_write")
             .execute(&mut *tx)
             .await?;
-        let outcome = apply(&mut tx, &job.op).await;
+        let outcome = write(&mut tx).await;
         if outcome.is_err() {
             sqlx::query("ROLLBACK TO SAVEPOINT berth_write")
                 .execute(&mut *tx)
@@ -103,26 +130,47 @@ async fn commit_batch(conn: &mut AnyConnection, batch: &[Job]) -> Result<Vec<Res
     Ok(out)
 }
 
-fn unexpected(op: &str) -> Error {
-    Error::Corrupt(format!("unexpected outcome of {op}"))
-}
-
 impl Meta {
-    async fn write(&self, op: WriteOp) -> Result<Outcome> {
-        match &self.writer {
+    /// Runs `write` in a transaction of its own (or, on SQLite, in a
+    /// savepoint of a group commit) and returns its value once it is
+    /// durable. An error rolls back everything `write` did.
+    ///
+    /// ```ignore
+    /// meta.transact(move |conn| Box::pin(async move {
+    ///     writes::delete_tag(conn, &repo, &tag).await
+    /// })).await
+    /// ```
+    pub async fn transact<T, F>(&self, write: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(&'c mut AnyConnection) -> BoxFuture<'c, Result<T>> + Send + 'static,
+    {
+        let boxed: WriteFn = Box::new(move |conn| {
+            Box::pin(async move { write(conn).await.map(|v| Box::new(v) as Value) })
+        });
+        let value = match &self.writer {
             Writer::Batched(tx) => {
                 let (reply, answer) = oneshot::channel();
                 let stopped = || Error::Commit("the metadata writer has stopped".into());
-                tx.send(Job { op, reply }).await.map_err(|_| stopped())?;
-                answer.await.map_err(|_| stopped())?
+                tx.send(Job {
+                    write: boxed,
+                    reply,
+                })
+                .await
+                .map_err(|_| stopped())?;
+                answer.await.map_err(|_| stopped())??
             }
             Writer::Pool(pool) => {
                 let mut tx = pool.begin().await?;
-                let outcome = apply(&mut tx, &op).await?;
+                let value = boxed(&mut tx).await?;
                 tx.commit().await?;
-                Ok(outcome)
+                value
             }
-        }
+        };
+        value
+            .downcast::<T>()
+            .map(|v| *v)
+            .map_err(|_| Error::Corrupt("a write returned a value of the wrong type".into()))
     }
 
     /// Records that `digest` (of `size` bytes) is stored and readable from
@@ -134,40 +182,28 @@ impl Meta {
         size: u64,
         now: i64,
     ) -> Result<()> {
-        let op = WriteOp::LinkBlob {
-            repository: repository.to_owned(),
-            digest: digest.to_owned(),
-            size,
-            now,
-        };
-        match self.write(op).await? {
-            Outcome::Done => Ok(()),
-            _ => Err(unexpected("link_blob")),
-        }
+        let (repository, digest) = (repository.to_owned(), digest.to_owned());
+        self.transact(move |c| {
+            Box::pin(async move { writes::link_blob(c, &repository, &digest, size, now).await })
+        })
+        .await
     }
 
     /// Removes the link between `repository` and `digest`. Returns whether
     /// it existed. The bytes stay until garbage collection.
     pub async fn unlink_blob(&self, repository: &str, digest: &str) -> Result<bool> {
-        let op = WriteOp::UnlinkBlob {
-            repository: repository.to_owned(),
-            digest: digest.to_owned(),
-        };
-        match self.write(op).await? {
-            Outcome::Existed(e) => Ok(e),
-            _ => Err(unexpected("unlink_blob")),
-        }
+        let (repository, digest) = (repository.to_owned(), digest.to_owned());
+        self.transact(move |c| {
+            Box::pin(async move { writes::unlink_blob(c, &repository, &digest).await })
+        })
+        .await
     }
 
     /// Stores a manifest, its references and its tags in one transaction.
     pub async fn put_manifest(&self, m: &NewManifest) -> Result<()> {
-        match self
-            .write(WriteOp::PutManifest(Box::new(m.clone())))
-            .await?
-        {
-            Outcome::Done => Ok(()),
-            _ => Err(unexpected("put_manifest")),
-        }
+        let m = m.clone();
+        self.transact(move |c| Box::pin(async move { writes::put_manifest(c, &m).await }))
+            .await
     }
 
     /// Deletes a manifest and every tag pointing to it. Returns the deleted
@@ -177,25 +213,19 @@ impl Meta {
         repository: &str,
         digest: &str,
     ) -> Result<Option<Vec<String>>> {
-        let op = WriteOp::DeleteManifest {
-            repository: repository.to_owned(),
-            digest: digest.to_owned(),
-        };
-        match self.write(op).await? {
-            Outcome::DeletedTags(t) => Ok(t),
-            _ => Err(unexpected("delete_manifest")),
-        }
+        let (repository, digest) = (repository.to_owned(), digest.to_owned());
+        self.transact(move |c| {
+            Box::pin(async move { writes::delete_manifest(c, &repository, &digest).await })
+        })
+        .await
     }
 
     /// Deletes a tag. Returns whether it existed.
     pub async fn delete_tag(&self, repository: &str, tag: &str) -> Result<bool> {
-        let op = WriteOp::DeleteTag {
-            repository: repository.to_owned(),
-            tag: tag.to_owned(),
-        };
-        match self.write(op).await? {
-            Outcome::Existed(e) => Ok(e),
-            _ => Err(unexpected("delete_tag")),
-        }
+        let (repository, tag) = (repository.to_owned(), tag.to_owned());
+        self.transact(move |c| {
+            Box::pin(async move { writes::delete_tag(c, &repository, &tag).await })
+        })
+        .await
     }
 }

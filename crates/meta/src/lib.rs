@@ -9,10 +9,11 @@
 //! Times are Unix milliseconds (`i64`); digests are their canonical strings.
 
 mod commit;
+pub use commit::BoxFuture;
 mod db;
 pub mod migrations;
 mod queries;
-mod writes;
+pub(crate) mod writes;
 
 pub use db::{Dialect, Meta};
 pub use queries::{ManifestRecord, NewManifest, RefKind, Referrer};

@@ -1,69 +1,18 @@
-//! The write operations, each a function over one connection so that the
-//! same code runs in its own transaction (PostgreSQL) or inside a batched
-//! group commit (SQLite, see [`crate::commit`]).
+//! The registry's write operations, each a function over one connection so
+//! that the same code runs in its own transaction (PostgreSQL) or inside a
+//! batched group commit (SQLite, see [`crate::commit`]). Other modules may
+//! call them inside their own transactions.
 
 use sqlx::{AnyConnection, Row};
 
 use crate::queries::NewManifest;
 use crate::Result;
 
-/// A write to the metadata database.
-#[derive(Debug, Clone)]
-pub(crate) enum WriteOp {
-    LinkBlob {
-        repository: String,
-        digest: String,
-        size: u64,
-        now: i64,
-    },
-    UnlinkBlob {
-        repository: String,
-        digest: String,
-    },
-    PutManifest(Box<NewManifest>),
-    DeleteManifest {
-        repository: String,
-        digest: String,
-    },
-    DeleteTag {
-        repository: String,
-        tag: String,
-    },
-}
-
-/// What a write returns.
-#[derive(Debug)]
-pub(crate) enum Outcome {
-    Done,
-    Existed(bool),
-    DeletedTags(Option<Vec<String>>),
-}
-
-/// Applies one write on `conn` (inside a transaction the caller owns).
-pub(crate) async fn apply(conn: &mut AnyConnection, op: &WriteOp) -> Result<Outcome> {
-    match op {
-        WriteOp::LinkBlob {
-            repository,
-            digest,
-            size,
-            now,
-        } => link_blob(conn, repository, digest, *size, *now)
-            .await
-            .map(|()| Outcome::Done),
-        WriteOp::UnlinkBlob { repository, digest } => unlink_blob(conn, repository, digest)
-            .await
-            .map(Outcome::Existed),
-        WriteOp::PutManifest(m) => put_manifest(conn, m).await.map(|()| Outcome::Done),
-        WriteOp::DeleteManifest { repository, digest } => delete_manifest(conn, repository, digest)
-            .await
-            .map(Outcome::DeletedTags),
-        WriteOp::DeleteTag { repository, tag } => delete_tag(conn, repository, tag)
-            .await
-            .map(Outcome::Existed),
-    }
-}
-
-async fn ensure_repository(conn: &mut AnyConnection, name: &str, now: i64) -> Result<i64> {
+pub(crate) async fn ensure_repository(
+    conn: &mut AnyConnection,
+    name: &str,
+    now: i64,
+) -> Result<i64> {
     let row = sqlx::query(
         "INSERT INTO repositories (name, created_at) VALUES ($1, $2)
          ON CONFLICT (name) DO UPDATE SET name = excluded.name
@@ -76,7 +25,7 @@ async fn ensure_repository(conn: &mut AnyConnection, name: &str, now: i64) -> Re
     Ok(row.try_get::<i64, _>(0)?)
 }
 
-async fn repository_id(conn: &mut AnyConnection, name: &str) -> Result<Option<i64>> {
+pub(crate) async fn repository_id(conn: &mut AnyConnection, name: &str) -> Result<Option<i64>> {
     let row = sqlx::query("SELECT id FROM repositories WHERE name = $1")
         .bind(name)
         .fetch_optional(&mut *conn)
@@ -84,7 +33,7 @@ async fn repository_id(conn: &mut AnyConnection, name: &str) -> Result<Option<i6
     Ok(row.map(|r| r.try_get::<i64, _>(0)).transpose()?)
 }
 
-async fn link_blob(
+pub(crate) async fn link_blob(
     conn: &mut AnyConnection,
     repository: &str,
     digest: &str,
@@ -113,7 +62,11 @@ async fn link_blob(
     Ok(())
 }
 
-async fn unlink_blob(conn: &mut AnyConnection, repository: &str, digest: &str) -> Result<bool> {
+pub(crate) async fn unlink_blob(
+    conn: &mut AnyConnection,
+    repository: &str,
+    digest: &str,
+) -> Result<bool> {
     let done = sqlx::query(
         "DELETE FROM repository_blobs
          WHERE digest = $2 AND repository_id = (SELECT id FROM repositories WHERE name = $1)",
@@ -125,7 +78,7 @@ async fn unlink_blob(conn: &mut AnyConnection, repository: &str, digest: &str) -
     Ok(done.rows_affected() > 0)
 }
 
-async fn put_manifest(conn: &mut AnyConnection, m: &NewManifest) -> Result<()> {
+pub(crate) async fn put_manifest(conn: &mut AnyConnection, m: &NewManifest) -> Result<()> {
     let repo = ensure_repository(conn, &m.repository, m.pushed_at).await?;
     let inserted = sqlx::query(
         "INSERT INTO manifests (repository_id, digest, media_type, artifact_type, size, content,
@@ -174,7 +127,7 @@ async fn put_manifest(conn: &mut AnyConnection, m: &NewManifest) -> Result<()> {
     Ok(())
 }
 
-async fn delete_manifest(
+pub(crate) async fn delete_manifest(
     conn: &mut AnyConnection,
     repository: &str,
     digest: &str,
@@ -209,7 +162,11 @@ async fn delete_manifest(
     Ok((done.rows_affected() > 0).then_some(tags))
 }
 
-async fn delete_tag(conn: &mut AnyConnection, repository: &str, tag: &str) -> Result<bool> {
+pub(crate) async fn delete_tag(
+    conn: &mut AnyConnection,
+    repository: &str,
+    tag: &str,
+) -> Result<bool> {
     let done = sqlx::query(
         "DELETE FROM tags
          WHERE name = $2 AND repository_id = (SELECT id FROM repositories WHERE name = $1)",

@@ -3,6 +3,7 @@
 use berth_oci::Digest;
 use berth_store::BlobRead;
 
+use crate::Caller;
 use crate::{Error, Registry, Result};
 
 /// A byte range as an HTTP `Range: bytes=` header can express it.
@@ -84,7 +85,8 @@ impl Registry {
 
     /// Unlinks a blob from `repo` (the bytes go at the next garbage
     /// collection if nothing else references them).
-    pub async fn delete_blob(&self, repo: &str, digest: &Digest) -> Result<()> {
+    pub async fn delete_blob(&self, repo: &str, digest: &Digest, caller: &Caller) -> Result<()> {
+        let _ = caller;
         let existed = self.meta.unlink_blob(repo, digest.as_str()).await?;
         self.cache.invalidate_link(repo, digest.as_str());
         if existed {

@@ -14,6 +14,7 @@ use berth_store::BlobStore;
 
 mod blobs;
 mod cache;
+mod caller;
 mod error;
 mod listing;
 mod manifests;
@@ -21,6 +22,7 @@ mod uploads;
 
 pub use berth_store::{BlobBody, BlobRead, ByteStream, UploadInfo};
 pub use blobs::ByteRange;
+pub use caller::Caller;
 pub use error::Error;
 pub use listing::{Page, ReferrersIndex};
 pub use manifests::{accepts, ManifestEntry, PushedManifest};

@@ -7,6 +7,7 @@ use berth_oci::manifest::ManifestError;
 use berth_oci::{media, validate_tag, Digest, Manifest, ManifestKind, Reference};
 use bytes::Bytes;
 
+use crate::Caller;
 use crate::{Error, Registry, Result};
 
 /// A manifest as served on the pull path.
@@ -56,7 +57,9 @@ impl Registry {
         content_type: Option<&str>,
         body: Bytes,
         extra_tags: &[String],
+        caller: &Caller,
     ) -> Result<PushedManifest> {
+        let _ = caller;
         if body.len() > self.settings.max_manifest_bytes {
             return Err(Error::ManifestTooLarge {
                 size: body.len() as u64,
@@ -221,7 +224,13 @@ impl Registry {
 
     /// Deletes a manifest (by digest: the manifest and its tags; by tag: the
     /// tag only).
-    pub async fn delete_manifest(&self, repo: &str, reference: &Reference) -> Result<()> {
+    pub async fn delete_manifest(
+        &self,
+        repo: &str,
+        reference: &Reference,
+        caller: &Caller,
+    ) -> Result<()> {
+        let _ = caller;
         match reference {
             Reference::Tag(t) => {
                 let existed = self.meta.delete_tag(repo, t).await?;

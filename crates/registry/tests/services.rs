@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use berth_meta::Meta;
 use berth_oci::{Digest, Reference};
-use berth_registry::{Error, Registry, Settings};
+use berth_registry::{Caller, Error, Registry, Settings};
 use berth_store::FsStore;
 use bytes::Bytes;
 
@@ -72,7 +72,14 @@ async fn manifest_and_tag_lifecycle_is_consistent_with_the_cache() {
     );
     let tag = Reference::Tag("latest".into());
     let p1 = reg
-        .put_manifest("r", &tag, None, Bytes::from(m1.clone()), &[])
+        .put_manifest(
+            "r",
+            &tag,
+            None,
+            Bytes::from(m1.clone()),
+            &[],
+            &Caller::default(),
+        )
         .await
         .unwrap();
     // Warm the cache, then move the tag and check the cache follows.
@@ -81,16 +88,20 @@ async fn manifest_and_tag_lifecycle_is_consistent_with_the_cache() {
         p1.digest.as_str()
     );
     let p2 = reg
-        .put_manifest("r", &tag, None, Bytes::from(m2), &[])
+        .put_manifest("r", &tag, None, Bytes::from(m2), &[], &Caller::default())
         .await
         .unwrap();
     assert_eq!(
         reg.get_manifest("r", &tag).await.unwrap().digest,
         p2.digest.as_str()
     );
-    reg.delete_manifest("r", &Reference::Digest(p2.digest.clone()))
-        .await
-        .unwrap();
+    reg.delete_manifest(
+        "r",
+        &Reference::Digest(p2.digest.clone()),
+        &Caller::default(),
+    )
+    .await
+    .unwrap();
     assert!(matches!(
         reg.get_manifest("r", &tag).await,
         Err(Error::ManifestUnknown(_))
@@ -123,11 +134,12 @@ async fn manifest_and_tag_lifecycle_is_consistent_with_the_cache() {
         None,
         Bytes::from(m3.clone()),
         &["a".to_owned()],
+        &Caller::default(),
     )
     .await
     .unwrap();
     assert_eq!(list(reg.tags("r", None, None).await.unwrap()), ["a", "b"]);
-    reg.put_manifest("r", &t("c"), None, Bytes::from(m3), &[])
+    reg.put_manifest("r", &t("c"), None, Bytes::from(m3), &[], &Caller::default())
         .await
         .unwrap();
     assert_eq!(
@@ -138,7 +150,9 @@ async fn manifest_and_tag_lifecycle_is_consistent_with_the_cache() {
         list(reg.tags("r", Some(1), Some("a")).await.unwrap()),
         ["b"]
     );
-    reg.delete_manifest("r", &t("b")).await.unwrap();
+    reg.delete_manifest("r", &t("b"), &Caller::default())
+        .await
+        .unwrap();
     assert_eq!(list(reg.tags("r", None, None).await.unwrap()), ["a", "c"]);
     assert!(matches!(
         reg.tags("nope", None, None).await,
@@ -147,7 +161,9 @@ async fn manifest_and_tag_lifecycle_is_consistent_with_the_cache() {
 
     // Unlinking a blob is visible at once despite the link cache.
     assert_eq!(reg.blob_size("r", &config).await.unwrap(), 2);
-    reg.delete_blob("r", &config).await.unwrap();
+    reg.delete_blob("r", &config, &Caller::default())
+        .await
+        .unwrap();
     assert!(matches!(
         reg.blob_size("r", &config).await,
         Err(Error::BlobUnknown(_))

@@ -4,7 +4,7 @@ use axum::body::Body;
 use axum::extract::Request;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::Response;
-use berth_registry::{BlobBody, ByteRange, Error};
+use berth_registry::{BlobBody, ByteRange, Caller, Error};
 
 use super::{hv, parse_digest, Result};
 use crate::App;
@@ -86,9 +86,14 @@ pub(super) async fn handle_get(
     Ok(b.body(body).unwrap_or_default())
 }
 
-pub(super) async fn handle_delete(app: &App, name: &str, digest: &str) -> Result<Response> {
+pub(super) async fn handle_delete(
+    app: &App,
+    name: &str,
+    digest: &str,
+    caller: &Caller,
+) -> Result<Response> {
     let digest = parse_digest(digest)?;
-    app.registry.delete_blob(name, &digest).await?;
+    app.registry.delete_blob(name, &digest, caller).await?;
     Ok(Response::builder()
         .status(StatusCode::ACCEPTED)
         .header(header::CONTENT_LENGTH, 0)

@@ -5,7 +5,7 @@ use axum::extract::Request;
 use axum::http::{header, StatusCode};
 use axum::response::Response;
 use berth_oci::Reference;
-use berth_registry::{accepts, Error};
+use berth_registry::{accepts, Caller, Error};
 use http_body_util::BodyExt;
 
 use super::{content_length, query, Result};
@@ -110,6 +110,7 @@ pub(super) async fn handle_put(
     name: &str,
     reference: &str,
     req: Request,
+    caller: &Caller,
 ) -> Result<Response> {
     let reference = parse_reference(reference)?;
     let limit = app.registry.settings().max_manifest_bytes;
@@ -128,7 +129,14 @@ pub(super) async fn handle_put(
     let body = read_limited(req.into_body(), announced, limit).await?;
     let pushed = app
         .registry
-        .put_manifest(name, &reference, content_type.as_deref(), body, &extra_tags)
+        .put_manifest(
+            name,
+            &reference,
+            content_type.as_deref(),
+            body,
+            &extra_tags,
+            caller,
+        )
         .await?;
     let mut b = Response::builder()
         .status(StatusCode::CREATED)
@@ -144,9 +152,16 @@ pub(super) async fn handle_put(
     Ok(b.body(Body::empty()).unwrap_or_default())
 }
 
-pub(super) async fn handle_delete(app: &App, name: &str, reference: &str) -> Result<Response> {
+pub(super) async fn handle_delete(
+    app: &App,
+    name: &str,
+    reference: &str,
+    caller: &Caller,
+) -> Result<Response> {
     let reference = parse_reference(reference)?;
-    app.registry.delete_manifest(name, &reference).await?;
+    app.registry
+        .delete_manifest(name, &reference, caller)
+        .await?;
     Ok(Response::builder()
         .status(StatusCode::ACCEPTED)
         .header(header::CONTENT_LENGTH, 0)

@@ -7,7 +7,7 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use berth_registry::{ByteStream, Error};
+use berth_registry::{ByteStream, Caller, Error};
 use futures_util::{FutureExt, TryStreamExt};
 
 use crate::error::ApiError;
@@ -70,6 +70,11 @@ pub(crate) async fn handle(State(app): State<Arc<App>>, req: Request) -> Respons
 
 async fn dispatch(app: &App, endpoint: Endpoint, req: Request) -> Result<Response> {
     let method = req.method().clone();
+    let caller = Caller {
+        account: None,
+        ip: client_ip(&req),
+        namespace_admin: true,
+    };
     match (endpoint, method) {
         (Endpoint::Base, Method::GET | Method::HEAD) => {
             Ok(([(header::CONTENT_TYPE, "application/json")], "{}").into_response())
@@ -86,10 +91,10 @@ async fn dispatch(app: &App, endpoint: Endpoint, req: Request) -> Result<Respons
             manifests::handle_get(app, &name, &r, req, true).await
         }
         (Endpoint::Manifest(name, r), Method::PUT) => {
-            manifests::handle_put(app, &name, &r, req).await
+            manifests::handle_put(app, &name, &r, req, &caller).await
         }
         (Endpoint::Manifest(name, r), Method::DELETE) => {
-            manifests::handle_delete(app, &name, &r).await
+            manifests::handle_delete(app, &name, &r, &caller).await
         }
         (Endpoint::Blob(name, d), Method::GET) => {
             blobs::handle_get(app, &name, &d, req, false).await
@@ -97,7 +102,9 @@ async fn dispatch(app: &App, endpoint: Endpoint, req: Request) -> Result<Respons
         (Endpoint::Blob(name, d), Method::HEAD) => {
             blobs::handle_get(app, &name, &d, req, true).await
         }
-        (Endpoint::Blob(name, d), Method::DELETE) => blobs::handle_delete(app, &name, &d).await,
+        (Endpoint::Blob(name, d), Method::DELETE) => {
+            blobs::handle_delete(app, &name, &d, &caller).await
+        }
         (Endpoint::UploadStart(name), Method::POST) => uploads::handle_start(app, &name, req).await,
         (Endpoint::Upload(name, id), Method::GET) => uploads::handle_status(app, &name, &id).await,
         (Endpoint::Upload(name, id), Method::PATCH) => {
@@ -162,4 +169,11 @@ pub(crate) fn hv(s: &str) -> HeaderValue {
 /// Parses a digest from a path or query, as DIGEST_INVALID on failure.
 pub(crate) fn parse_digest(s: &str) -> Result<berth_oci::Digest> {
     berth_oci::Digest::parse(s).map_err(|e| Error::DigestInvalid(e.to_string()).into())
+}
+
+/// The client's address, as seen on the connection.
+pub(crate) fn client_ip(req: &Request) -> Option<std::net::IpAddr> {
+    req.extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip())
 }
