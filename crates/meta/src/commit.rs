@@ -24,6 +24,7 @@ use std::pin::Pin;
 use sqlx::{AnyConnection, AnyPool, Connection as _};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::audit::Actor;
 use crate::queries::NewManifest;
 use crate::writes;
 use crate::{Error, Meta, Result};
@@ -191,18 +192,19 @@ impl Meta {
 
     /// Removes the link between `repository` and `digest`. Returns whether
     /// it existed. The bytes stay until garbage collection.
-    pub async fn unlink_blob(&self, repository: &str, digest: &str) -> Result<bool> {
-        let (repository, digest) = (repository.to_owned(), digest.to_owned());
+    pub async fn unlink_blob(&self, repository: &str, digest: &str, actor: &Actor) -> Result<bool> {
+        let (repository, digest, actor) = (repository.to_owned(), digest.to_owned(), actor.clone());
         self.transact(move |c| {
-            Box::pin(async move { writes::unlink_blob(c, &repository, &digest).await })
+            Box::pin(async move { writes::unlink_blob(c, &repository, &digest, &actor).await })
         })
         .await
     }
 
-    /// Stores a manifest, its references and its tags in one transaction.
-    pub async fn put_manifest(&self, m: &NewManifest) -> Result<()> {
-        let m = m.clone();
-        self.transact(move |c| Box::pin(async move { writes::put_manifest(c, &m).await }))
+    /// Stores a manifest, its references and its tags in one transaction,
+    /// with the audit events of the push and of every tag it moved.
+    pub async fn put_manifest(&self, m: &NewManifest, actor: &Actor) -> Result<()> {
+        let (m, actor) = (m.clone(), actor.clone());
+        self.transact(move |c| Box::pin(async move { writes::put_manifest(c, &m, &actor).await }))
             .await
     }
 
@@ -212,19 +214,20 @@ impl Meta {
         &self,
         repository: &str,
         digest: &str,
+        actor: &Actor,
     ) -> Result<Option<Vec<String>>> {
-        let (repository, digest) = (repository.to_owned(), digest.to_owned());
+        let (repository, digest, actor) = (repository.to_owned(), digest.to_owned(), actor.clone());
         self.transact(move |c| {
-            Box::pin(async move { writes::delete_manifest(c, &repository, &digest).await })
+            Box::pin(async move { writes::delete_manifest(c, &repository, &digest, &actor).await })
         })
         .await
     }
 
     /// Deletes a tag. Returns whether it existed.
-    pub async fn delete_tag(&self, repository: &str, tag: &str) -> Result<bool> {
-        let (repository, tag) = (repository.to_owned(), tag.to_owned());
+    pub async fn delete_tag(&self, repository: &str, tag: &str, actor: &Actor) -> Result<bool> {
+        let (repository, tag, actor) = (repository.to_owned(), tag.to_owned(), actor.clone());
         self.transact(move |c| {
-            Box::pin(async move { writes::delete_tag(c, &repository, &tag).await })
+            Box::pin(async move { writes::delete_tag(c, &repository, &tag, &actor).await })
         })
         .await
     }

@@ -8,6 +8,7 @@
 //!
 //! Times are Unix milliseconds (`i64`); digests are their canonical strings.
 
+pub mod audit;
 mod commit;
 pub use commit::BoxFuture;
 mod db;

@@ -5,6 +5,7 @@
 
 use sqlx::{AnyConnection, Row};
 
+use crate::audit::{self, action, Actor};
 use crate::queries::NewManifest;
 use crate::Result;
 
@@ -66,6 +67,7 @@ pub(crate) async fn unlink_blob(
     conn: &mut AnyConnection,
     repository: &str,
     digest: &str,
+    actor: &Actor,
 ) -> Result<bool> {
     let done = sqlx::query(
         "DELETE FROM repository_blobs
@@ -75,10 +77,24 @@ pub(crate) async fn unlink_blob(
     .bind(digest)
     .execute(&mut *conn)
     .await?;
-    Ok(done.rows_affected() > 0)
+    let existed = done.rows_affected() > 0;
+    if existed {
+        let event = actor
+            .event(action::BLOB_DELETE)
+            .repository(repository)
+            .digest(digest);
+        audit::record(conn, &event).await?;
+    }
+    Ok(existed)
 }
 
-pub(crate) async fn put_manifest(conn: &mut AnyConnection, m: &NewManifest) -> Result<()> {
+/// Stores a manifest with its references and tags, and records the push
+/// (and every tag it moved) in the audit log.
+pub(crate) async fn put_manifest(
+    conn: &mut AnyConnection,
+    m: &NewManifest,
+    actor: &Actor,
+) -> Result<()> {
     let repo = ensure_repository(conn, &m.repository, m.pushed_at).await?;
     let inserted = sqlx::query(
         "INSERT INTO manifests (repository_id, digest, media_type, artifact_type, size, content,
@@ -112,6 +128,23 @@ pub(crate) async fn put_manifest(conn: &mut AnyConnection, m: &NewManifest) -> R
         }
     }
     for tag in &m.tags {
+        let previous: Option<String> =
+            sqlx::query("SELECT digest FROM tags WHERE repository_id = $1 AND name = $2")
+                .bind(repo)
+                .bind(tag)
+                .fetch_optional(&mut *conn)
+                .await?
+                .map(|r| r.try_get::<String, _>(0))
+                .transpose()?;
+        if let Some(previous) = previous.filter(|p| *p != m.digest) {
+            let event = actor
+                .event(action::TAG_MOVE)
+                .repository(&m.repository)
+                .digest(&m.digest)
+                .tag(tag)
+                .detail(serde_json::json!({ "from": previous }));
+            audit::record(conn, &event).await?;
+        }
         sqlx::query(
             "INSERT INTO tags (repository_id, name, digest, updated_at) VALUES ($1, $2, $3, $4)
              ON CONFLICT (repository_id, name)
@@ -124,6 +157,12 @@ pub(crate) async fn put_manifest(conn: &mut AnyConnection, m: &NewManifest) -> R
         .execute(&mut *conn)
         .await?;
     }
+    let event = actor
+        .event(action::PUSH)
+        .repository(&m.repository)
+        .digest(&m.digest)
+        .detail(serde_json::json!({ "tags": m.tags, "media_type": m.media_type }));
+    audit::record(conn, &event).await?;
     Ok(())
 }
 
@@ -131,6 +170,7 @@ pub(crate) async fn delete_manifest(
     conn: &mut AnyConnection,
     repository: &str,
     digest: &str,
+    actor: &Actor,
 ) -> Result<Option<Vec<String>>> {
     let Some(repo) = repository_id(conn, repository).await? else {
         return Ok(None);
@@ -159,21 +199,42 @@ pub(crate) async fn delete_manifest(
         .bind(digest)
         .execute(&mut *conn)
         .await?;
-    Ok((done.rows_affected() > 0).then_some(tags))
+    if done.rows_affected() == 0 {
+        return Ok(None);
+    }
+    let event = actor
+        .event(action::MANIFEST_DELETE)
+        .repository(repository)
+        .digest(digest)
+        .detail(serde_json::json!({ "tags": tags }));
+    audit::record(conn, &event).await?;
+    Ok(Some(tags))
 }
 
 pub(crate) async fn delete_tag(
     conn: &mut AnyConnection,
     repository: &str,
     tag: &str,
+    actor: &Actor,
 ) -> Result<bool> {
-    let done = sqlx::query(
+    let row = sqlx::query(
         "DELETE FROM tags
-         WHERE name = $2 AND repository_id = (SELECT id FROM repositories WHERE name = $1)",
+         WHERE name = $2 AND repository_id = (SELECT id FROM repositories WHERE name = $1)
+         RETURNING digest",
     )
     .bind(repository)
     .bind(tag)
-    .execute(&mut *conn)
+    .fetch_optional(&mut *conn)
     .await?;
-    Ok(done.rows_affected() > 0)
+    let Some(row) = row else {
+        return Ok(false);
+    };
+    let digest: String = row.try_get(0)?;
+    let event = actor
+        .event(action::TAG_DELETE)
+        .repository(repository)
+        .digest(&digest)
+        .tag(tag);
+    audit::record(conn, &event).await?;
+    Ok(true)
 }

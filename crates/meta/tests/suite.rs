@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use berth_meta::audit::{action, Actor, AuditFilter};
 use berth_meta::{Dialect, Meta, NewManifest, RefKind};
 
 fn manifest(
@@ -56,17 +57,20 @@ async fn run_suite(meta: Meta) {
     );
 
     // Manifests, tags, byte-order sorting.
-    meta.put_manifest(&manifest(
-        "a/b",
-        "sha256:m1",
-        None,
-        None,
-        &["v1", "V2", "latest", "_x"],
-    ))
+    meta.put_manifest(
+        &manifest(
+            "a/b",
+            "sha256:m1",
+            None,
+            None,
+            &["v1", "V2", "latest", "_x"],
+        ),
+        &actor(),
+    )
     .await
     .unwrap();
     // Pushing the same manifest again is idempotent.
-    meta.put_manifest(&manifest("a/b", "sha256:m1", None, None, &["v1"]))
+    meta.put_manifest(&manifest("a/b", "sha256:m1", None, None, &["v1"]), &actor())
         .await
         .unwrap();
     let rec = meta
@@ -96,9 +100,12 @@ async fn run_suite(meta: Meta) {
     );
 
     // Tag move.
-    meta.put_manifest(&manifest("a/b", "sha256:m2", None, None, &["latest"]))
-        .await
-        .unwrap();
+    meta.put_manifest(
+        &manifest("a/b", "sha256:m2", None, None, &["latest"]),
+        &actor(),
+    )
+    .await
+    .unwrap();
     assert_eq!(
         meta.manifest_by_tag("a/b", "latest")
             .await
@@ -109,22 +116,28 @@ async fn run_suite(meta: Meta) {
     );
 
     // Referrers with and without filter.
-    meta.put_manifest(&manifest(
-        "a/b",
-        "sha256:sig",
-        Some("sha256:m1"),
-        Some("application/sig"),
-        &[],
-    ))
+    meta.put_manifest(
+        &manifest(
+            "a/b",
+            "sha256:sig",
+            Some("sha256:m1"),
+            Some("application/sig"),
+            &[],
+        ),
+        &actor(),
+    )
     .await
     .unwrap();
-    meta.put_manifest(&manifest(
-        "a/b",
-        "sha256:sbom",
-        Some("sha256:m1"),
-        Some("application/spdx+json"),
-        &[],
-    ))
+    meta.put_manifest(
+        &manifest(
+            "a/b",
+            "sha256:sbom",
+            Some("sha256:m1"),
+            Some("application/spdx+json"),
+            &[],
+        ),
+        &actor(),
+    )
     .await
     .unwrap();
     let all = meta.referrers("a/b", "sha256:m1", None).await.unwrap();
@@ -149,23 +162,84 @@ async fn run_suite(meta: Meta) {
         .is_empty());
 
     // Deletes.
-    assert!(meta.delete_tag("a/b", "_x").await.unwrap());
-    assert!(!meta.delete_tag("a/b", "_x").await.unwrap());
+    assert!(meta.delete_tag("a/b", "_x", &actor()).await.unwrap());
+    assert!(!meta.delete_tag("a/b", "_x", &actor()).await.unwrap());
     let mut removed = meta
-        .delete_manifest("a/b", "sha256:m1")
+        .delete_manifest("a/b", "sha256:m1", &actor())
         .await
         .unwrap()
         .unwrap();
     removed.sort();
     assert_eq!(removed, vec!["V2", "v1"]);
     assert!(meta
-        .delete_manifest("a/b", "sha256:m1")
+        .delete_manifest("a/b", "sha256:m1", &actor())
         .await
         .unwrap()
         .is_none());
     assert!(meta.manifest_by_tag("a/b", "v1").await.unwrap().is_none());
-    assert!(meta.unlink_blob("a/b", "sha256:layer").await.unwrap());
-    assert!(!meta.unlink_blob("a/b", "sha256:layer").await.unwrap());
+    assert!(meta
+        .unlink_blob("a/b", "sha256:layer", &actor())
+        .await
+        .unwrap());
+    assert!(!meta
+        .unlink_blob("a/b", "sha256:layer", &actor())
+        .await
+        .unwrap());
+
+    // Every change above left its audit event, in order, and only those
+    // that changed something.
+    let events = meta.audit_events(&AuditFilter::default()).await.unwrap();
+    let actions: Vec<&str> = events.iter().map(|e| e.event.action.as_str()).collect();
+    assert_eq!(
+        actions.iter().filter(|a| **a == action::TAG_DELETE).count(),
+        1,
+        "{actions:?}"
+    );
+    assert_eq!(
+        actions
+            .iter()
+            .filter(|a| **a == action::MANIFEST_DELETE)
+            .count(),
+        1
+    );
+    assert_eq!(
+        actions
+            .iter()
+            .filter(|a| **a == action::BLOB_DELETE)
+            .count(),
+        1
+    );
+    assert!(events.windows(2).all(|w| w[0].id < w[1].id));
+    let moved = meta
+        .audit_events(&AuditFilter {
+            action: Some(action::TAG_MOVE.into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(moved.len(), 1, "{moved:?}");
+    assert_eq!(moved[0].event.tag.as_deref(), Some("latest"));
+    assert_eq!(moved[0].event.digest.as_deref(), Some("sha256:m2"));
+    assert_eq!(moved[0].event.detail.as_ref().unwrap()["from"], "sha256:m1");
+    assert_eq!(moved[0].event.actor, "tester");
+    let tag_events = meta
+        .audit_events(&AuditFilter {
+            action: Some("tag.".into()),
+            repository: Some("a/".into()),
+            after_id: Some(moved[0].id - 1),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(tag_events.len(), 2, "{tag_events:?}");
+    assert!(meta
+        .audit_events(&AuditFilter {
+            repository: Some("a_".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .is_empty());
 
     // Catalog.
     meta.link_blob("z", "sha256:layer", 10, 1).await.unwrap();
@@ -189,13 +263,16 @@ async fn run_suite(meta: Meta) {
     for i in 0..20 {
         let meta = meta.clone();
         tasks.push(tokio::spawn(async move {
-            meta.put_manifest(&manifest(
-                "conc",
-                &format!("sha256:c{i}"),
-                None,
-                None,
-                &[&format!("t{i:02}")],
-            ))
+            meta.put_manifest(
+                &manifest(
+                    "conc",
+                    &format!("sha256:c{i}"),
+                    None,
+                    None,
+                    &[&format!("t{i:02}")],
+                ),
+                &actor(),
+            )
             .await
         }));
     }
@@ -335,4 +412,12 @@ async fn postgres_passes_the_suite() {
     };
     assert_eq!(meta.dialect(), Dialect::Postgres);
     run_suite(meta).await;
+}
+
+fn actor() -> Actor {
+    Actor {
+        name: "tester".into(),
+        ip: Some("127.0.0.1".into()),
+        at: 1,
+    }
 }

@@ -86,8 +86,10 @@ impl Registry {
     /// Unlinks a blob from `repo` (the bytes go at the next garbage
     /// collection if nothing else references them).
     pub async fn delete_blob(&self, repo: &str, digest: &Digest, caller: &Caller) -> Result<()> {
-        let _ = caller;
-        let existed = self.meta.unlink_blob(repo, digest.as_str()).await?;
+        let existed = self
+            .meta
+            .unlink_blob(repo, digest.as_str(), &caller.actor())
+            .await?;
         self.cache.invalidate_link(repo, digest.as_str());
         if existed {
             Ok(())

@@ -8,6 +8,8 @@
 
 use std::net::IpAddr;
 
+use berth_meta::audit::Actor;
+
 /// The authenticated party behind a state-changing request.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Caller {
@@ -32,7 +34,16 @@ impl Caller {
     }
 
     /// The name recorded in the audit log (`anonymous` when there is none).
-    pub fn actor(&self) -> &str {
+    pub fn name(&self) -> &str {
         self.account.as_deref().unwrap_or("anonymous")
+    }
+
+    /// The audit log's view of this caller, acting now.
+    pub fn actor(&self) -> Actor {
+        Actor {
+            name: self.name().to_owned(),
+            ip: self.ip.map(|ip| ip.to_string()),
+            at: berth_meta::now_ms(),
+        }
     }
 }

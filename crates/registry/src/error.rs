@@ -78,6 +78,21 @@ pub enum Error {
     /// A malformed query parameter (400).
     #[error("{0}")]
     InvalidParameter(String),
+    /// Authentication is required, or the credentials are not valid (401).
+    /// The server adds the `WWW-Authenticate` challenge.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// The caller is known but not allowed to do this (403); the message
+    /// says which rule refused it (permission, protected or immutable tag,
+    /// quota).
+    #[error("{0}")]
+    Denied(String),
+    /// The caller is over its rate limit (429).
+    #[error("too many requests: retry in {retry_after} seconds")]
+    TooManyRequests {
+        /// Seconds until the window has room again (`Retry-After`).
+        retry_after: u64,
+    },
     /// The storage device is full (507).
     #[error("the registry's storage is full")]
     StorageFull,
@@ -110,6 +125,9 @@ impl Error {
             Error::TagInvalid(_) => ErrorCode::TagInvalid,
             Error::RangeNotSatisfiable { .. } => ErrorCode::RangeInvalid,
             Error::Unsupported(_) | Error::InvalidParameter(_) => ErrorCode::Unsupported,
+            Error::Unauthorized(_) => ErrorCode::Unauthorized,
+            Error::Denied(_) => ErrorCode::Denied,
+            Error::TooManyRequests { .. } => ErrorCode::TooManyRequests,
             Error::StorageFull | Error::Internal(_) => ErrorCode::Unknown,
         }
     }

@@ -59,7 +59,6 @@ impl Registry {
         extra_tags: &[String],
         caller: &Caller,
     ) -> Result<PushedManifest> {
-        let _ = caller;
         if body.len() > self.settings.max_manifest_bytes {
             return Err(Error::ManifestTooLarge {
                 size: body.len() as u64,
@@ -109,7 +108,7 @@ impl Registry {
             pushed_at: berth_meta::now_ms(),
         };
         let epoch = self.cache.epoch();
-        self.meta.put_manifest(&record).await?;
+        self.meta.put_manifest(&record, &caller.actor()).await?;
         for t in &tags {
             self.cache.invalidate_tag(repo, t);
         }
@@ -230,17 +229,19 @@ impl Registry {
         reference: &Reference,
         caller: &Caller,
     ) -> Result<()> {
-        let _ = caller;
         match reference {
             Reference::Tag(t) => {
-                let existed = self.meta.delete_tag(repo, t).await?;
+                let existed = self.meta.delete_tag(repo, t, &caller.actor()).await?;
                 self.cache.invalidate_tag(repo, t);
                 if !existed {
                     return Err(Error::ManifestUnknown(t.clone()));
                 }
             }
             Reference::Digest(d) => {
-                let tags = self.meta.delete_manifest(repo, d.as_str()).await?;
+                let tags = self
+                    .meta
+                    .delete_manifest(repo, d.as_str(), &caller.actor())
+                    .await?;
                 self.cache.invalidate_manifest(repo, d.as_str());
                 let tags = tags.ok_or_else(|| Error::ManifestUnknown(d.to_string()))?;
                 for t in tags {

@@ -1,6 +1,7 @@
 //! The HTTP layer of berth.
 //!
-//! Routes `/v2/` (the OCI Distribution API) onto the core services of
+//! Routes `/v2/` (the OCI Distribution API) and `/api/v1/` (management,
+//! see [`api`]) onto the core services of
 //! [`berth_registry`]. Handlers are thin: parse the request into typed values,
 //! call one service method, turn its result into a response. All error
 //! responses go through [`error::ApiError`], which renders the spec's JSON
@@ -15,6 +16,7 @@ use axum::routing::any;
 use axum::Router;
 use berth_registry::Registry;
 
+pub mod api;
 pub mod error;
 pub mod route;
 mod v2;
@@ -43,6 +45,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v2", any(v2::handle))
         .route("/v2/", any(v2::handle))
         .route("/v2/{*rest}", any(v2::handle))
+        .nest("/api/v1", api::router())
         .fallback(handle_not_found)
         .with_state(app)
 }
