@@ -16,6 +16,7 @@ mod blobs;
 mod cache;
 mod caller;
 mod error;
+pub mod glob;
 mod listing;
 mod manifests;
 mod uploads;
