@@ -8,7 +8,9 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod config;
+mod manage;
 mod serve;
+mod tag_rule;
 
 /// berth: a self-hosted OCI container registry with image lifecycle management.
 #[derive(Debug, Parser)]
@@ -24,6 +26,8 @@ enum Command {
     Serve(config::ServeArgs),
     /// Benchmark berth against the reference registry, side by side.
     Bench(berth_bench::BenchArgs),
+    /// Protected and immutable tag rules of a namespace (management API).
+    TagRule(tag_rule::Args),
     #[command(flatten)]
     Tools(berth_tools::Command),
 }
@@ -44,6 +48,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Serve(args) => serve::run(args).await.map(|()| ExitCode::SUCCESS),
             Command::Bench(args) => berth_bench::run(args).await.map(|()| ExitCode::SUCCESS),
+            Command::TagRule(args) => tag_rule::run(args).await.map(|()| ExitCode::SUCCESS),
             Command::Tools(cmd) => berth_tools::run(cmd).await.map_err(anyhow::Error::from),
         }
     });

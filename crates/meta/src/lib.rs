@@ -14,10 +14,12 @@ pub use commit::BoxFuture;
 mod db;
 pub mod migrations;
 mod queries;
+mod rules;
 pub(crate) mod writes;
 
 pub use db::{Dialect, Meta};
 pub use queries::{ManifestRecord, NewManifest, RefKind, Referrer};
+pub use rules::{TagGuard, TagRule, TagRuleKind};
 
 /// Errors of the metadata layer.
 #[derive(Debug, thiserror::Error)]
@@ -34,6 +36,10 @@ pub enum Error {
     /// A group commit failed (the message of the underlying error).
     #[error("metadata commit failed: {0}")]
     Commit(String),
+    /// A guarded write was refused (a tag rule, a quota); the message says
+    /// why and is meant for the client. Nothing was written.
+    #[error("{0}")]
+    Refused(String),
 }
 
 /// Result alias of this crate.

@@ -11,6 +11,9 @@ use std::time::{Duration, Instant};
 use berth_meta::audit::{action, Actor, AuditFilter};
 use berth_meta::{Dialect, Meta, NewManifest, RefKind};
 
+#[path = "suite/lifecycle.rs"]
+mod lifecycle;
+
 fn manifest(
     repo: &str,
     digest: &str,

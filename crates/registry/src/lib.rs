@@ -19,14 +19,17 @@ mod error;
 pub mod glob;
 mod listing;
 mod manifests;
+mod rules;
 mod uploads;
 
+pub use berth_meta::{TagRule, TagRuleKind};
 pub use berth_store::{BlobBody, BlobRead, ByteStream, UploadInfo};
 pub use blobs::ByteRange;
 pub use caller::Caller;
 pub use error::Error;
 pub use listing::{Page, ReferrersIndex};
 pub use manifests::{accepts, ManifestEntry, PushedManifest};
+pub use rules::TagRules;
 
 /// Result alias of this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -60,6 +63,7 @@ pub struct Registry {
     meta: Meta,
     settings: Settings,
     cache: cache::Caches,
+    rules: rules::RuleCache,
 }
 
 impl Registry {
@@ -69,6 +73,7 @@ impl Registry {
         Registry {
             store,
             meta,
+            rules: rules::RuleCache::new(settings.cache_ttl),
             settings,
             cache,
         }

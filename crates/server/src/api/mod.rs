@@ -17,6 +17,9 @@ use berth_registry::Caller;
 use crate::error::ApiError;
 use crate::App;
 
+mod body;
+mod tag_rules;
+
 /// What an operation needs on a namespace or repository.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Need {
@@ -71,7 +74,9 @@ impl FromRequestParts<Arc<App>> for Principal {
 
 /// The `/api/v1` router.
 pub(crate) fn router() -> Router<Arc<App>> {
-    Router::new().route("/whoami", get(handle_whoami))
+    Router::new()
+        .route("/whoami", get(handle_whoami))
+        .merge(tag_rules::routes())
 }
 
 async fn handle_whoami(
