@@ -12,14 +12,18 @@ pub mod audit;
 mod commit;
 pub use commit::BoxFuture;
 mod db;
+mod inventory;
 pub mod migrations;
 mod queries;
 mod rules;
+mod stats;
 pub(crate) mod writes;
 
 pub use db::{Dialect, Meta};
+pub use inventory::{Inventory, ManifestInfo, ManifestRef, TagInfo};
 pub use queries::{ManifestRecord, NewManifest, RefKind, Referrer};
 pub use rules::{TagGuard, TagRule, TagRuleKind};
+pub use stats::{PullDelta, PullTarget};
 
 /// Errors of the metadata layer.
 #[derive(Debug, thiserror::Error)]

@@ -17,8 +17,10 @@ mod cache;
 mod caller;
 mod error;
 pub mod glob;
+mod inventory;
 mod listing;
 mod manifests;
+mod pulls;
 mod rules;
 mod uploads;
 
@@ -27,8 +29,10 @@ pub use berth_store::{BlobBody, BlobRead, ByteStream, UploadInfo};
 pub use blobs::ByteRange;
 pub use caller::Caller;
 pub use error::Error;
+pub use inventory::{ManifestView, TagView};
 pub use listing::{Page, ReferrersIndex};
 pub use manifests::{accepts, ManifestEntry, PushedManifest};
+pub use pulls::{Count, PullStats};
 pub use rules::TagRules;
 
 /// Result alias of this crate.
@@ -64,6 +68,7 @@ pub struct Registry {
     settings: Settings,
     cache: cache::Caches,
     rules: rules::RuleCache,
+    pulls: pulls::PullStats,
 }
 
 impl Registry {
@@ -74,6 +79,7 @@ impl Registry {
             store,
             meta,
             rules: rules::RuleCache::new(settings.cache_ttl),
+            pulls: pulls::PullStats::default(),
             settings,
             cache,
         }

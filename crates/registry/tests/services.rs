@@ -384,3 +384,50 @@ async fn concurrent_pushes_of_an_immutable_tag_have_one_winner() {
         winners[0].as_str()
     );
 }
+
+#[tokio::test]
+async fn pulls_are_counted_in_memory_and_flushed_in_batches() {
+    let dir = tempfile::tempdir().unwrap();
+    let reg = registry(dir.path(), Settings::default()).await;
+    let d = push_tagged(&reg, "p/app", "v1", "a", &Caller::default())
+        .await
+        .unwrap();
+    let by_tag = Reference::Tag("v1".into());
+    for _ in 0..5 {
+        reg.record_pull("p/app", &by_tag, d.as_str());
+    }
+    reg.record_pull("p/app", &Reference::Digest(d.clone()), d.as_str());
+    // The API view merges what is not flushed yet.
+    let tags = reg.repository_tags("p/app").await.unwrap();
+    assert_eq!(tags[0].pull_count, 5);
+    assert!(tags[0].last_pulled_at.is_some());
+    let manifests = reg.repository_manifests("p/app").await.unwrap();
+    assert_eq!(manifests[0].pull_count, 6);
+    assert_eq!(manifests[0].tags, vec!["v1".to_owned()]);
+    assert_eq!(
+        manifests[0].total_size,
+        manifests[0].size + 2,
+        "manifest plus config"
+    );
+    assert_eq!(tags[0].size, manifests[0].total_size);
+    // Nothing is in the database until the flush.
+    let inv = reg.meta().inventory("p/app").await.unwrap().unwrap();
+    assert_eq!(inv.manifests[0].pull_count, 0);
+    assert_eq!(
+        reg.flush_pulls().await.unwrap(),
+        2,
+        "one manifest row, one tag row"
+    );
+    assert_eq!(reg.flush_pulls().await.unwrap(), 0);
+    let inv = reg.meta().inventory("p/app").await.unwrap().unwrap();
+    assert_eq!(
+        (inv.manifests[0].pull_count, inv.tags[0].pull_count),
+        (6, 5)
+    );
+    // After the flush the view shows the same figures, from the database.
+    assert_eq!(reg.repository_tags("p/app").await.unwrap(), tags);
+    assert!(matches!(
+        reg.repository_tags("p/none").await,
+        Err(Error::NameUnknown(_))
+    ));
+}

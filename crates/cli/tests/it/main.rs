@@ -11,6 +11,7 @@ mod bench;
 mod common;
 mod interop;
 mod layout;
+mod lifecycle_pulls;
 mod lifecycle_rules;
 mod oci;
 mod tools;

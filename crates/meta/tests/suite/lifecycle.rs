@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use berth_meta::audit::{action, AuditFilter};
-use berth_meta::{Dialect, Error, Meta, TagGuard, TagRuleKind};
+use berth_meta::{Dialect, Error, Meta, PullDelta, PullTarget, RefKind, TagGuard, TagRuleKind};
 
 use super::{actor, manifest, Postgres};
 
@@ -169,9 +169,102 @@ async fn guarded_writes(meta: &Meta) {
     );
 }
 
+fn delta(
+    target: PullTarget,
+    repo: &str,
+    key: &str,
+    pulls: u64,
+    at: i64,
+) -> (PullTarget, PullDelta) {
+    (
+        target,
+        PullDelta {
+            repository: repo.into(),
+            key: key.into(),
+            pulls,
+            last_pulled_at: at,
+        },
+    )
+}
+
+async fn pull_statistics(meta: &Meta) {
+    let repo = "s/app";
+    meta.link_blob(repo, "sha256:layer", 1000, 1).await.unwrap();
+    meta.link_blob(repo, "sha256:config", 10, 1).await.unwrap();
+    meta.put_manifest(
+        &manifest(repo, "sha256:s1", None, None, &["v1", "latest"]),
+        &actor(),
+    )
+    .await
+    .unwrap();
+    let mut deltas = vec![
+        delta(PullTarget::Manifest, repo, "sha256:s1", 3, 500),
+        delta(PullTarget::Tag, repo, "v1", 2, 500),
+        delta(PullTarget::Tag, repo, "latest", 1, 400),
+        // Gone or never there: dropped without error.
+        delta(PullTarget::Manifest, repo, "sha256:gone", 5, 1),
+        delta(PullTarget::Tag, "s/none", "v1", 5, 1),
+    ];
+    meta.add_pulls(&mut deltas).await.unwrap();
+    assert!(deltas.is_empty(), "written deltas are removed");
+    // A later batch adds; an older time never moves the last pull back.
+    let mut more = vec![
+        delta(PullTarget::Manifest, repo, "sha256:s1", 4, 300),
+        delta(PullTarget::Tag, repo, "latest", 1, 900),
+    ];
+    meta.add_pulls(&mut more).await.unwrap();
+    // Enough deltas for several transactions.
+    let mut many: Vec<_> = (0..1200)
+        .map(|_| delta(PullTarget::Tag, repo, "v1", 1, 600))
+        .collect();
+    meta.add_pulls(&mut many).await.unwrap();
+
+    let inv = meta.inventory(repo).await.unwrap().unwrap();
+    let m = &inv.manifests[0];
+    assert_eq!((m.pull_count, m.last_pulled_at), (7, Some(500)));
+    assert_eq!(m.size, "{\"d\":\"sha256:s1\"}".len() as i64);
+    assert_eq!(m.pushed_at, 1_000);
+    let tags: Vec<_> = inv
+        .tags
+        .iter()
+        .map(|t| (t.name.as_str(), t.pull_count, t.last_pulled_at))
+        .collect();
+    assert_eq!(
+        tags,
+        vec![("latest", 2, Some(900)), ("v1", 1202, Some(600))]
+    );
+    // A tag keeps its statistics when it moves.
+    meta.put_manifest(
+        &manifest(repo, "sha256:s2", None, None, &["latest"]),
+        &actor(),
+    )
+    .await
+    .unwrap();
+    let inv = meta.inventory(repo).await.unwrap().unwrap();
+    assert_eq!(inv.tags[0].digest, "sha256:s2");
+    assert_eq!(inv.tags[0].pull_count, 2);
+    assert_eq!(inv.manifests[1].pull_count, 0);
+    // References carry the sizes of stored blobs.
+    let refs: Vec<_> = inv
+        .references
+        .iter()
+        .filter(|r| r.parent == "sha256:s1")
+        .map(|r| (r.child.as_str(), r.kind, r.blob_size))
+        .collect();
+    assert_eq!(
+        refs,
+        vec![
+            ("sha256:config", RefKind::Blob, Some(10)),
+            ("sha256:layer", RefKind::Blob, Some(1000))
+        ]
+    );
+    assert!(meta.inventory("s/none").await.unwrap().is_none());
+}
+
 async fn run(meta: Meta) {
     tag_rules(&meta).await;
     guarded_writes(&meta).await;
+    pull_statistics(&meta).await;
     meta.close().await;
 }
 

@@ -18,6 +18,7 @@ use crate::error::ApiError;
 use crate::App;
 
 mod body;
+mod repositories;
 mod tag_rules;
 
 /// What an operation needs on a namespace or repository.
@@ -77,6 +78,7 @@ pub(crate) fn router() -> Router<Arc<App>> {
     Router::new()
         .route("/whoami", get(handle_whoami))
         .merge(tag_rules::routes())
+        .merge(repositories::routes())
 }
 
 async fn handle_whoami(
