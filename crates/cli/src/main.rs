@@ -11,6 +11,7 @@ mod config;
 mod manage;
 mod serve;
 mod tag_rule;
+mod usage;
 
 /// berth: a self-hosted OCI container registry with image lifecycle management.
 #[derive(Debug, Parser)]
@@ -28,6 +29,10 @@ enum Command {
     Bench(berth_bench::BenchArgs),
     /// Protected and immutable tag rules of a namespace (management API).
     TagRule(tag_rule::Args),
+    /// Storage used by a namespace or repository (shared layers counted once).
+    Usage(usage::UsageArgs),
+    /// Show, set or remove a namespace's storage quota.
+    Quota(usage::QuotaArgs),
     #[command(flatten)]
     Tools(berth_tools::Command),
 }
@@ -49,6 +54,8 @@ fn main() -> ExitCode {
             Command::Serve(args) => serve::run(args).await.map(|()| ExitCode::SUCCESS),
             Command::Bench(args) => berth_bench::run(args).await.map(|()| ExitCode::SUCCESS),
             Command::TagRule(args) => tag_rule::run(args).await.map(|()| ExitCode::SUCCESS),
+            Command::Usage(args) => usage::run_usage(args).await.map(|()| ExitCode::SUCCESS),
+            Command::Quota(args) => usage::run_quota(args).await.map(|()| ExitCode::SUCCESS),
             Command::Tools(cmd) => berth_tools::run(cmd).await.map_err(anyhow::Error::from),
         }
     });

@@ -17,6 +17,7 @@ pub mod migrations;
 mod queries;
 mod rules;
 mod stats;
+mod usage;
 pub(crate) mod writes;
 
 pub use db::{Dialect, Meta};
@@ -24,6 +25,7 @@ pub use inventory::{Inventory, ManifestInfo, ManifestRef, TagInfo};
 pub use queries::{ManifestRecord, NewManifest, RefKind, Referrer};
 pub use rules::{TagGuard, TagRule, TagRuleKind};
 pub use stats::{PullDelta, PullTarget};
+pub use usage::{Content, ContentKind, Quota};
 
 /// Errors of the metadata layer.
 #[derive(Debug, thiserror::Error)]

@@ -21,7 +21,9 @@ mod inventory;
 mod listing;
 mod manifests;
 mod pulls;
+mod quota;
 mod rules;
+mod snapshot;
 mod uploads;
 
 pub use berth_meta::{TagRule, TagRuleKind};
@@ -33,6 +35,7 @@ pub use inventory::{ManifestView, TagView};
 pub use listing::{Page, ReferrersIndex};
 pub use manifests::{accepts, ManifestEntry, PushedManifest};
 pub use pulls::{Count, PullStats};
+pub use quota::{NamespaceUsage, QuotaView, RepositoryUsage};
 pub use rules::TagRules;
 
 /// Result alias of this crate.
@@ -67,7 +70,8 @@ pub struct Registry {
     meta: Meta,
     settings: Settings,
     cache: cache::Caches,
-    rules: rules::RuleCache,
+    rules: snapshot::Snapshot<Vec<berth_meta::TagRule>>,
+    quotas: snapshot::Snapshot<std::collections::HashMap<String, u64>>,
     pulls: pulls::PullStats,
 }
 
@@ -78,7 +82,8 @@ impl Registry {
         Registry {
             store,
             meta,
-            rules: rules::RuleCache::new(settings.cache_ttl),
+            rules: snapshot::Snapshot::new(settings.cache_ttl),
+            quotas: snapshot::Snapshot::new(settings.cache_ttl),
             pulls: pulls::PullStats::default(),
             settings,
             cache,

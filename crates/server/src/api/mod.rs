@@ -20,6 +20,7 @@ use crate::App;
 mod body;
 mod repositories;
 mod tag_rules;
+mod usage;
 
 /// What an operation needs on a namespace or repository.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,6 +80,7 @@ pub(crate) fn router() -> Router<Arc<App>> {
         .route("/whoami", get(handle_whoami))
         .merge(tag_rules::routes())
         .merge(repositories::routes())
+        .merge(usage::routes())
 }
 
 async fn handle_whoami(
