@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod config;
+mod manage;
 mod serve;
 
 /// berth: a self-hosted OCI container registry with image lifecycle management.
@@ -24,6 +25,8 @@ enum Command {
     Serve(config::ServeArgs),
     /// Benchmark berth against the reference registry, side by side.
     Bench(berth_bench::BenchArgs),
+    /// Read or export the audit log of a running registry.
+    Audit(Box<manage::audit::Args>),
     #[command(flatten)]
     Tools(berth_tools::Command),
 }
@@ -44,6 +47,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Serve(args) => serve::run(args).await.map(|()| ExitCode::SUCCESS),
             Command::Bench(args) => berth_bench::run(args).await.map(|()| ExitCode::SUCCESS),
+            Command::Audit(args) => manage::audit::run(&args).await.map(|()| ExitCode::SUCCESS),
             Command::Tools(cmd) => berth_tools::run(cmd).await.map_err(anyhow::Error::from),
         }
     });

@@ -21,6 +21,7 @@ mod listing;
 mod manifests;
 mod uploads;
 
+pub use berth_meta::audit;
 pub use berth_store::{BlobBody, BlobRead, ByteStream, UploadInfo};
 pub use blobs::ByteRange;
 pub use caller::Caller;

@@ -15,6 +15,8 @@ use axum::{Json, Router};
 use berth_registry::Caller;
 
 use crate::error::ApiError;
+
+mod audit;
 use crate::App;
 
 /// What an operation needs on a namespace or repository.
@@ -71,7 +73,9 @@ impl FromRequestParts<Arc<App>> for Principal {
 
 /// The `/api/v1` router.
 pub(crate) fn router() -> Router<Arc<App>> {
-    Router::new().route("/whoami", get(handle_whoami))
+    Router::new()
+        .route("/whoami", get(handle_whoami))
+        .merge(audit::routes())
 }
 
 async fn handle_whoami(
