@@ -1,4 +1,5 @@
-//! Registry metadata: repositories, blob links, manifests, tags, referrers.
+//! Registry metadata: repositories, blob links, manifests, tags, referrers,
+//! accounts and tokens ([`accounts`], [`tokens`]), the audit log ([`audit`]).
 //!
 //! One API over two engines: SQLite (the embedded default) and PostgreSQL
 //! (scale-out). Both go through sqlx's `Any` driver with portable SQL only
@@ -8,12 +9,14 @@
 //!
 //! Times are Unix milliseconds (`i64`); digests are their canonical strings.
 
+pub mod accounts;
 pub mod audit;
 mod commit;
 pub use commit::BoxFuture;
 mod db;
 pub mod migrations;
 mod queries;
+pub mod tokens;
 pub(crate) mod writes;
 
 pub use db::{Dialect, Meta};

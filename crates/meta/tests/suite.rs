@@ -11,6 +11,9 @@ use std::time::{Duration, Instant};
 use berth_meta::audit::{action, Actor, AuditFilter};
 use berth_meta::{Dialect, Meta, NewManifest, RefKind};
 
+#[path = "suite/accounts.rs"]
+mod accounts;
+
 fn manifest(
     repo: &str,
     digest: &str,
@@ -283,6 +286,8 @@ async fn run_suite(meta: Meta) {
         meta.tags("conc", None, 100).await.unwrap().unwrap().len(),
         20
     );
+
+    accounts::run(&meta).await;
     meta.close().await;
 }
 

@@ -12,6 +12,7 @@ use std::time::Duration;
 use berth_meta::Meta;
 use berth_store::BlobStore;
 
+pub mod auth;
 mod blobs;
 mod cache;
 mod caller;
