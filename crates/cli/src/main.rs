@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 mod config;
 mod manage;
 mod serve;
+mod tag_rule;
 
 /// berth: a self-hosted OCI container registry with image lifecycle management.
 #[derive(Debug, Parser)]
@@ -35,6 +36,8 @@ enum Command {
     Repo(Box<manage::repos::RepoArgs>),
     /// Read or export the audit log of a running registry.
     Audit(Box<manage::audit::Args>),
+    /// Protected and immutable tag rules of a namespace (management API).
+    TagRule(tag_rule::Args),
     #[command(flatten)]
     Tools(berth_tools::Command),
 }
@@ -64,6 +67,7 @@ fn main() -> ExitCode {
             Command::Token(args) => manage::tokens::run(&args).await.map(|()| ExitCode::SUCCESS),
             Command::Repo(args) => manage::repos::run(&args).await.map(|()| ExitCode::SUCCESS),
             Command::Audit(args) => manage::audit::run(&args).await.map(|()| ExitCode::SUCCESS),
+            Command::TagRule(args) => tag_rule::run(args).await.map(|()| ExitCode::SUCCESS),
             Command::Tools(cmd) => berth_tools::run(cmd).await.map_err(anyhow::Error::from),
         }
     });

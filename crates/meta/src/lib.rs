@@ -14,13 +14,19 @@ pub mod audit;
 mod commit;
 pub use commit::BoxFuture;
 mod db;
+mod inventory;
 pub mod migrations;
 mod queries;
+mod rules;
+mod stats;
 pub mod tokens;
 pub(crate) mod writes;
 
 pub use db::{Dialect, Meta};
+pub use inventory::{Inventory, ManifestInfo, ManifestRef, TagInfo};
 pub use queries::{ManifestRecord, NewManifest, RefKind, Referrer};
+pub use rules::{TagGuard, TagRule, TagRuleKind};
+pub use stats::{PullDelta, PullTarget};
 
 /// Errors of the metadata layer.
 #[derive(Debug, thiserror::Error)]
@@ -37,6 +43,10 @@ pub enum Error {
     /// A group commit failed (the message of the underlying error).
     #[error("metadata commit failed: {0}")]
     Commit(String),
+    /// A guarded write was refused (a tag rule, a quota); the message says
+    /// why and is meant for the client. Nothing was written.
+    #[error("{0}")]
+    Refused(String),
 }
 
 /// Result alias of this crate.

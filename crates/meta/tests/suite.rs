@@ -13,6 +13,8 @@ use berth_meta::{Dialect, Meta, NewManifest, RefKind};
 
 #[path = "suite/accounts.rs"]
 mod accounts;
+#[path = "suite/lifecycle.rs"]
+mod lifecycle;
 
 fn manifest(
     repo: &str,

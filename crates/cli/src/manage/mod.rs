@@ -54,8 +54,27 @@ pub struct ManageArgs {
     #[arg(long, env = "BERTH_PASSWORD", hide_env_values = true, global = true)]
     pub password: Option<String>,
     /// Output format.
-    #[arg(long, value_enum, default_value_t = Format::Table, global = true)]
+    #[arg(long, short = 'o', visible_alias = "output", value_enum, default_value_t = Format::Table, global = true)]
     pub format: Format,
+}
+
+impl ManageArgs {
+    /// Connects to the registry's management API.
+    pub async fn api(&self) -> anyhow::Result<Api> {
+        Api::new(self).await
+    }
+
+    /// Prints `json` as is (`--format json`), or the table `render` makes
+    /// of it.
+    pub fn print(&self, json: &serde_json::Value, render: impl FnOnce() -> String) {
+        match self.format {
+            Format::Table => print!("{}", render()),
+            _ => println!(
+                "{}",
+                serde_json::to_string_pretty(json).unwrap_or_else(|_| json.to_string())
+            ),
+        }
+    }
 }
 
 /// An error answer of the management API.
@@ -252,10 +271,17 @@ impl Api {
         Ok(serde_json::from_slice(bytes)?)
     }
 
-    /// `DELETE`, ignoring the answer body.
-    pub async fn delete(&self, path: &str) -> anyhow::Result<()> {
-        self.send(Method::DELETE, path, &[], None).await?;
-        Ok(())
+    /// `DELETE`; the answer as JSON (`null` when empty).
+    pub async fn delete(&self, path: &str) -> anyhow::Result<serde_json::Value> {
+        let bytes = self
+            .send(Method::DELETE, path, &[], None)
+            .await?
+            .bytes()
+            .await?;
+        if bytes.is_empty() {
+            return Ok(serde_json::Value::Null);
+        }
+        Ok(serde_json::from_slice(&bytes)?)
     }
 }
 
@@ -265,14 +291,22 @@ enum Body {
     Text(String, &'static str),
 }
 
-/// Percent-encodes one path segment (names may contain `/`, which must stay
-/// a separator for repository paths but not inside user names).
+/// Percent-encodes one path segment or query value (everything but
+/// unreserved characters, so `/`, `*` and `+` survive as data).
 pub fn segment(s: &str) -> String {
-    form_urlencoded::byte_serialize(s.as_bytes()).collect()
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
-/// Prints rows as aligned columns under `header`.
-pub fn print_table(header: &[&str], rows: &[Vec<String>]) {
+/// Rows as aligned columns under `header`, one line each.
+pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
     for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {
@@ -288,11 +322,26 @@ pub fn print_table(header: &[&str], rows: &[Vec<String>]) {
                 out.push_str(&format!("{c:<w$}  "));
             }
         }
-        println!("{}", out.trim_end());
+        out.trim_end().to_owned() + "\n"
     };
-    line(header.to_vec());
+    let mut out = line(header.to_vec());
     for row in rows {
-        line(row.iter().map(String::as_str).collect());
+        out.push_str(&line(row.iter().map(String::as_str).collect()));
+    }
+    out
+}
+
+/// Prints rows as aligned columns under `header`.
+pub fn print_table(header: &[&str], rows: &[Vec<String>]) {
+    print!("{}", table(header, rows));
+}
+
+/// A JSON field as display text (`-` when absent or null).
+pub fn cell(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::Null => "-".to_owned(),
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
     }
 }
 
@@ -313,6 +362,21 @@ pub fn time(ms: Option<i64>) -> String {
 #[cfg(test)]
 mod tests {
     use super::base_url;
+
+    #[test]
+    fn formatting() {
+        use super::{segment, table, time};
+        assert_eq!(time(Some(0)), "1970-01-01T00:00:00Z");
+        assert_eq!(time(Some(1_700_000_000_000)), "2023-11-14T22:13:20Z");
+        assert_eq!(time(None), "-");
+        assert_eq!(
+            table(&["a", "bb"], &[vec!["xyz".into(), "1".into()]]),
+            "a    bb\nxyz  1\n"
+        );
+        assert_eq!(segment("v*"), "v%2A");
+        assert_eq!(segment("acme/web-*"), "acme%2Fweb-%2A");
+        assert_eq!(segment("acme+ci"), "acme%2Bci");
+    }
 
     #[test]
     fn registry_urls() {

@@ -12,6 +12,8 @@ mod bench;
 mod common;
 mod interop;
 mod layout;
+mod lifecycle_pulls;
+mod lifecycle_rules;
 mod oci;
 mod tools;
 mod tools_client;

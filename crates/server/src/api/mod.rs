@@ -19,6 +19,10 @@ use crate::error::ApiError;
 mod audit;
 use crate::App;
 
+mod body;
+mod repositories;
+mod tag_rules;
+
 /// What an operation needs on a namespace or repository.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Need {
@@ -76,6 +80,8 @@ pub(crate) fn router() -> Router<Arc<App>> {
     Router::new()
         .route("/whoami", get(handle_whoami))
         .merge(audit::routes())
+        .merge(tag_rules::routes())
+        .merge(repositories::routes())
 }
 
 async fn handle_whoami(
