@@ -1,4 +1,5 @@
-//! Registry metadata: repositories, blob links, manifests, tags, referrers.
+//! Registry metadata: repositories, blob links, manifests, tags, referrers,
+//! audit events, retention policies, background jobs.
 //!
 //! One API over two engines: SQLite (the embedded default) and PostgreSQL
 //! (scale-out). Both go through sqlx's `Any` driver with portable SQL only
@@ -12,12 +13,18 @@ pub mod audit;
 mod commit;
 pub use commit::BoxFuture;
 mod db;
+mod gc;
+mod jobs;
 pub mod migrations;
 mod queries;
+mod retention;
 pub(crate) mod writes;
 
 pub use db::{Dialect, Meta};
+pub use gc::Unreferenced;
+pub use jobs::{JobRun, Lease};
 pub use queries::{ManifestRecord, NewManifest, RefKind, Referrer};
+pub use retention::{Deletion, Inventory, ManifestInfo, StoredPolicy, TagInfo};
 
 /// Errors of the metadata layer.
 #[derive(Debug, thiserror::Error)]
@@ -34,6 +41,17 @@ pub enum Error {
     /// A group commit failed (the message of the underlying error).
     #[error("metadata commit failed: {0}")]
     Commit(String),
+    /// A manifest being stored references a blob or manifest that is not
+    /// (or no longer) in its repository.
+    #[error("{kind} {digest} referenced by the manifest is not in repository {repository}")]
+    MissingReference {
+        /// `blob` or `manifest`.
+        kind: &'static str,
+        /// The missing digest.
+        digest: String,
+        /// The repository.
+        repository: String,
+    },
 }
 
 /// Result alias of this crate.

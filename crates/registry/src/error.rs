@@ -166,6 +166,13 @@ impl From<berth_store::Error> for Error {
 
 impl From<berth_meta::Error> for Error {
     fn from(e: berth_meta::Error) -> Self {
-        Error::Internal(format!("metadata: {e}"))
+        match e {
+            // Garbage collection or retention removed it between the
+            // registry's check and the commit: the client pushes it again.
+            berth_meta::Error::MissingReference { .. } => {
+                Error::ManifestBlobUnknown(format!("{e}; push it again"))
+            }
+            e => Error::Internal(format!("metadata: {e}")),
+        }
     }
 }
