@@ -176,6 +176,11 @@ impl From<berth_meta::Error> for Error {
     fn from(e: berth_meta::Error) -> Self {
         match e {
             berth_meta::Error::Refused(why) => Error::Denied(why),
+            // Garbage collection or retention removed it between the
+            // registry's check and the commit: the client pushes it again.
+            berth_meta::Error::MissingReference { .. } => {
+                Error::ManifestBlobUnknown(format!("{e}; push it again"))
+            }
             e => Error::Internal(format!("metadata: {e}")),
         }
     }
