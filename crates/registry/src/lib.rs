@@ -26,6 +26,8 @@ mod rules;
 mod uploads;
 
 pub use berth_meta::audit;
+/// The metadata layer, for the management API's reads and account writes.
+pub use berth_meta as meta;
 pub use berth_meta::{TagRule, TagRuleKind};
 pub use berth_store::{BlobBody, BlobRead, ByteStream, UploadInfo};
 pub use blobs::ByteRange;
