@@ -2,10 +2,10 @@
 //! namespace, through the management API.
 
 use anyhow::bail;
-use berth_client::api::encode;
+use reqwest::Method;
 use serde_json::{json, Value};
 
-use crate::manage::{cell, table, time, ManageArgs};
+use crate::manage::{cell, segment as encode, table, time, ManageArgs};
 
 /// Manage protected and immutable tag rules of a namespace.
 #[derive(Debug, clap::Args)]
@@ -68,7 +68,7 @@ fn rows(rules: &[Value]) -> String {
                 cell(&r["kind"]),
                 cell(&r["scope"]),
                 cell(&r["pattern"]),
-                time(&r["created_at"]),
+                time(r["created_at"].as_i64()),
                 cell(&r["created_by"]),
             ]
         })
@@ -79,7 +79,7 @@ fn rows(rules: &[Value]) -> String {
 /// Runs the subcommand.
 pub async fn run(args: Args) -> anyhow::Result<()> {
     let m = &args.manage;
-    let api = m.api()?;
+    let api = m.api().await?;
     match args.command {
         Cmd::Add {
             namespace,
@@ -91,18 +91,13 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             if let Some(s) = scope {
                 body["scope"] = Value::String(s);
             }
-            let rule = api
-                .post(
-                    &format!("/namespaces/{}/tag-rules", encode(&namespace)),
-                    &body,
-                )
-                .await?;
+            let path = format!("/namespaces/{}/tag-rules", encode(&namespace));
+            let rule: Value = api.call(Method::POST, &path, &body).await?;
             m.print(&rule, || rows(std::slice::from_ref(&rule)));
         }
         Cmd::List { namespace } => {
-            let out = api
-                .get(&format!("/namespaces/{}/tag-rules", encode(&namespace)))
-                .await?;
+            let path = format!("/namespaces/{}/tag-rules", encode(&namespace));
+            let out: Value = api.get(&path, &[]).await?;
             let list = out["rules"].as_array().cloned().unwrap_or_default();
             m.print(&out, || rows(&list));
         }

@@ -1,11 +1,11 @@
 //! `berth usage` and `berth quota`: storage per namespace and repository,
 //! and namespace quotas, through the management API.
 
-use berth_client::api::encode;
+use reqwest::Method;
 use serde_json::{json, Value};
 
 use crate::config::parse_size;
-use crate::manage::{cell, table, ManageArgs};
+use crate::manage::{cell, segment as encode, table, ManageArgs};
 
 /// Show the storage a namespace (or one repository) uses.
 #[derive(Debug, clap::Args)]
@@ -102,18 +102,18 @@ fn quota_line(q: &Value) -> String {
 /// Runs `berth usage`.
 pub async fn run_usage(args: UsageArgs) -> anyhow::Result<()> {
     let m = &args.manage;
-    let api = m.api()?;
+    let api = m.api().await?;
     if args.target.contains('/') {
-        let r = api
-            .get(&format!("/repositories/{}/usage", args.target))
+        let r: Value = api
+            .get(&format!("/repositories/{}/usage", args.target), &[])
             .await?;
         m.print(&r, || {
             table(&REPO_HEADERS, &repo_rows(std::slice::from_ref(&r)))
         });
         return Ok(());
     }
-    let u = api
-        .get(&format!("/namespaces/{}/usage", encode(&args.target)))
+    let u: Value = api
+        .get(&format!("/namespaces/{}/usage", encode(&args.target)), &[])
         .await?;
     m.print(&u, || {
         let repos = u["repositories"].as_array().cloned().unwrap_or_default();
@@ -139,19 +139,23 @@ pub async fn run_usage(args: UsageArgs) -> anyhow::Result<()> {
 /// Runs `berth quota`.
 pub async fn run_quota(args: QuotaArgs) -> anyhow::Result<()> {
     let m = &args.manage;
-    let api = m.api()?;
+    let api = m.api().await?;
     let path = |ns: &str| format!("/namespaces/{}/quota", encode(ns));
     match args.command {
         QuotaCmd::Set { namespace, limit } => {
             let limit_bytes = parse_size(&toml::Value::String(limit.clone()))
                 .map_err(|e| anyhow::anyhow!("invalid quota {limit:?}: {e:#}"))?;
-            let q = api
-                .put(&path(&namespace), &json!({ "limit_bytes": limit_bytes }))
+            let q: Value = api
+                .call(
+                    Method::PUT,
+                    &path(&namespace),
+                    &json!({ "limit_bytes": limit_bytes }),
+                )
                 .await?;
             m.print(&q, || quota_line(&q));
         }
         QuotaCmd::Get { namespace } => {
-            let q = api.get(&path(&namespace)).await?;
+            let q: Value = api.get(&path(&namespace), &[]).await?;
             m.print(&q, || quota_line(&q));
         }
         QuotaCmd::Remove { namespace } => {

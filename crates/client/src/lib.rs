@@ -20,7 +20,6 @@
 //! `[::1]`) and for hosts listed in [`ClientOptions::plain_http`]; everything
 //! else is HTTPS (rustls with the system and webpki roots).
 
-pub mod api;
 pub mod auth;
 mod blob;
 mod error;

@@ -67,6 +67,30 @@ pub struct Inventory {
     pub references: Vec<ManifestRef>,
 }
 
+impl Inventory {
+    /// `(index, child manifest)` pairs.
+    pub fn children(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.references
+            .iter()
+            .filter(|r| r.kind == RefKind::Manifest)
+            .map(|r| (r.parent.as_str(), r.child.as_str()))
+    }
+
+    /// `(manifest, blob, blob size)` triples (size 0 when unknown).
+    pub fn blobs(&self) -> impl Iterator<Item = (&str, &str, i64)> {
+        self.references
+            .iter()
+            .filter(|r| r.kind == RefKind::Blob)
+            .map(|r| {
+                (
+                    r.parent.as_str(),
+                    r.child.as_str(),
+                    r.blob_size.unwrap_or(0),
+                )
+            })
+    }
+}
+
 impl Meta {
     /// What `repository` holds; `None` if it does not exist.
     pub async fn inventory(&self, repository: &str) -> Result<Option<Inventory>> {

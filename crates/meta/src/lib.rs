@@ -1,4 +1,6 @@
-//! Registry metadata: repositories, blob links, manifests, tags, referrers.
+//! Registry metadata: repositories, blob links, manifests, tags, referrers,
+//! accounts and tokens ([`accounts`], [`tokens`]), the audit log ([`audit`]),
+//! retention policies, background jobs.
 //!
 //! One API over two engines: SQLite (the embedded default) and PostgreSQL
 //! (scale-out). Both go through sqlx's `Any` driver with portable SQL only
@@ -8,21 +10,29 @@
 //!
 //! Times are Unix milliseconds (`i64`); digests are their canonical strings.
 
+pub mod accounts;
 pub mod audit;
 mod commit;
 pub use commit::BoxFuture;
 mod db;
+mod gc;
 mod inventory;
+mod jobs;
 pub mod migrations;
 mod queries;
+mod retention;
 mod rules;
 mod stats;
+pub mod tokens;
 mod usage;
 pub(crate) mod writes;
 
 pub use db::{Dialect, Meta};
+pub use gc::Unreferenced;
 pub use inventory::{Inventory, ManifestInfo, ManifestRef, TagInfo};
+pub use jobs::{JobRun, Lease};
 pub use queries::{ManifestRecord, NewManifest, RefKind, Referrer};
+pub use retention::{Deletion, StoredPolicy};
 pub use rules::{TagGuard, TagRule, TagRuleKind};
 pub use stats::{PullDelta, PullTarget};
 pub use usage::{Content, ContentKind, Quota};
@@ -46,6 +56,17 @@ pub enum Error {
     /// why and is meant for the client. Nothing was written.
     #[error("{0}")]
     Refused(String),
+    /// A manifest being stored references a blob or manifest that is not
+    /// (or no longer) in its repository.
+    #[error("{kind} {digest} referenced by the manifest is not in repository {repository}")]
+    MissingReference {
+        /// `blob` or `manifest`.
+        kind: &'static str,
+        /// The missing digest.
+        digest: String,
+        /// The repository.
+        repository: String,
+    },
 }
 
 /// Result alias of this crate.

@@ -6,7 +6,7 @@
 use sqlx::{AnyConnection, Row};
 
 use crate::audit::{self, action, Actor};
-use crate::queries::NewManifest;
+use crate::queries::{NewManifest, RefKind};
 use crate::rules::TagGuard;
 use crate::{Error, Result};
 
@@ -43,9 +43,13 @@ pub(crate) async fn link_blob(
     now: i64,
 ) -> Result<()> {
     let repo = ensure_repository(conn, repository, now).await?;
+    // The no-op update locks an existing row until commit, so that a
+    // garbage-collection sweep of this blob waits for the link below and
+    // then keeps the blob, instead of deleting the row under it (which on
+    // PostgreSQL would fail this insert on the foreign key).
     sqlx::query(
         "INSERT INTO blobs (digest, size, created_at) VALUES ($1, $2, $3)
-         ON CONFLICT (digest) DO NOTHING",
+         ON CONFLICT (digest) DO UPDATE SET size = blobs.size",
     )
     .bind(digest)
     .bind(size as i64)
@@ -128,6 +132,12 @@ pub(crate) async fn put_manifest_guarded(
     .bind(m.pushed_at)
     .execute(&mut *conn)
     .await?;
+    // The registry checked the references before this transaction; check
+    // them again now that the repository row is locked (on PostgreSQL the
+    // upsert in `ensure_repository` holds it until commit, and GC and
+    // retention take the same lock), so that a concurrent sweep either
+    // sees this manifest's references or makes this push fail.
+    verify_references(conn, repo, m).await?;
     if inserted.rows_affected() > 0 {
         for (child, kind) in &m.references {
             sqlx::query(
@@ -219,6 +229,45 @@ async fn put_guarded_tag(
         Some(d) if d != m.digest => Err(Error::Refused(reason)),
         _ => Ok(()),
     }
+}
+
+/// Fails with [`Error::MissingReference`] if a required blob is not linked
+/// to the repository or a child manifest is not stored in it.
+async fn verify_references(conn: &mut AnyConnection, repo: i64, m: &NewManifest) -> Result<()> {
+    for digest in &m.required_blobs {
+        let linked =
+            sqlx::query("SELECT 1 FROM repository_blobs WHERE repository_id = $1 AND digest = $2")
+                .bind(repo)
+                .bind(digest)
+                .fetch_optional(&mut *conn)
+                .await?;
+        if linked.is_none() {
+            return Err(Error::MissingReference {
+                kind: "blob",
+                digest: digest.clone(),
+                repository: m.repository.clone(),
+            });
+        }
+    }
+    for (digest, kind) in &m.references {
+        if *kind != RefKind::Manifest {
+            continue;
+        }
+        let stored =
+            sqlx::query("SELECT 1 FROM manifests WHERE repository_id = $1 AND digest = $2")
+                .bind(repo)
+                .bind(digest)
+                .fetch_optional(&mut *conn)
+                .await?;
+        if stored.is_none() {
+            return Err(Error::MissingReference {
+                kind: "manifest",
+                digest: digest.clone(),
+                repository: m.repository.clone(),
+            });
+        }
+    }
+    Ok(())
 }
 
 pub(crate) async fn delete_manifest(

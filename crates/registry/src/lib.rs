@@ -12,6 +12,7 @@ use std::time::Duration;
 use berth_meta::Meta;
 use berth_store::BlobStore;
 
+pub mod auth;
 mod blobs;
 mod cache;
 mod caller;
@@ -26,6 +27,9 @@ mod rules;
 mod snapshot;
 mod uploads;
 
+/// The metadata layer, for the management API's reads and account writes.
+pub use berth_meta as meta;
+pub use berth_meta::audit;
 pub use berth_meta::{TagRule, TagRuleKind};
 pub use berth_store::{BlobBody, BlobRead, ByteStream, UploadInfo};
 pub use blobs::ByteRange;

@@ -94,7 +94,7 @@ impl Registry {
             ManifestError::Schema1 => Error::ManifestInvalid(e.to_string()),
             ManifestError::Invalid(m) => Error::ManifestInvalid(m),
         })?;
-        let references = self.check_references(repo, &manifest).await?;
+        let (references, required_blobs) = self.check_references(repo, &manifest).await?;
         let record = NewManifest {
             repository: repo.to_owned(),
             digest: digest.to_string(),
@@ -107,6 +107,7 @@ impl Registry {
                 .as_ref()
                 .and_then(|a| serde_json::to_string(a).ok()),
             references,
+            required_blobs,
             tags: tags.clone(),
             pushed_at: berth_meta::now_ms(),
         };
@@ -145,9 +146,15 @@ impl Registry {
     }
 
     /// Checks that what the manifest references is in `repo`; returns the
-    /// references to record.
-    async fn check_references(&self, repo: &str, m: &Manifest) -> Result<Vec<(String, RefKind)>> {
+    /// references to record and the blobs that must be linked (checked again
+    /// in the transaction that stores the manifest).
+    async fn check_references(
+        &self,
+        repo: &str,
+        m: &Manifest,
+    ) -> Result<(Vec<(String, RefKind)>, Vec<String>)> {
         let mut refs = Vec::new();
+        let mut required = Vec::new();
         match m.kind {
             ManifestKind::Image => {
                 let mut needed = Vec::new();
@@ -173,6 +180,7 @@ impl Registry {
                         "blob {d} referenced by the manifest is not in repository {repo}; push it first"
                     )));
                 }
+                required = needed;
             }
             ManifestKind::Index => {
                 let children: Vec<String> =
@@ -188,7 +196,7 @@ impl Registry {
         }
         refs.sort();
         refs.dedup();
-        Ok(refs)
+        Ok((refs, required))
     }
 
     /// Resolves `reference` in `repo` to the stored manifest.

@@ -11,6 +11,9 @@ use berth_registry::{Caller, Error, Registry, Settings};
 use berth_store::FsStore;
 use bytes::Bytes;
 
+#[path = "services/auth.rs"]
+mod auth;
+
 async fn registry(dir: &std::path::Path, settings: Settings) -> Registry {
     let store = FsStore::open(dir.join("data")).unwrap();
     let meta = Meta::open_sqlite(&dir.join("berth.db")).await.unwrap();

@@ -7,6 +7,7 @@ mod api_blobs;
 mod api_faults;
 mod api_manifests;
 mod api_process;
+mod audit;
 mod bench;
 mod common;
 mod interop;

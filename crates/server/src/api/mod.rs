@@ -15,6 +15,8 @@ use axum::{Json, Router};
 use berth_registry::Caller;
 
 use crate::error::ApiError;
+
+mod audit;
 use crate::App;
 
 mod body;
@@ -78,6 +80,7 @@ impl FromRequestParts<Arc<App>> for Principal {
 pub(crate) fn router() -> Router<Arc<App>> {
     Router::new()
         .route("/whoami", get(handle_whoami))
+        .merge(audit::routes())
         .merge(tag_rules::routes())
         .merge(repositories::routes())
         .merge(usage::routes())
