@@ -7,6 +7,8 @@ mod api_blobs;
 mod api_faults;
 mod api_manifests;
 mod api_process;
+mod auth;
+mod auth_attacks;
 mod bench;
 mod common;
 mod interop;
