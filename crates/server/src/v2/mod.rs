@@ -201,7 +201,11 @@ async fn mount_source(app: &App, q: Vec<(String, String)>, identity: &Identity) 
     if query_value(&q, "mount").is_none() {
         return Ok(Mount::Refused);
     }
-    let from = query_value(&q, "from").filter(|f| validate_repository(f).is_ok());
+    let from = query_value(&q, "from");
+    if from.is_some_and(|f| validate_repository(f).is_err()) {
+        // An invalid name cannot be a readable source.
+        return Ok(Mount::Refused);
+    }
     if !app.auth.enforced() {
         return Ok(Mount::From(from.map(str::to_owned)));
     }
