@@ -8,6 +8,8 @@ mod api_faults;
 mod api_manifests;
 mod api_process;
 mod audit;
+mod auth;
+mod auth_attacks;
 mod bench;
 mod common;
 mod interop;
