@@ -135,9 +135,7 @@ impl Error {
             Error::Unsupported(_)
             | Error::InvalidParameter(_)
             | Error::NotFound(_)
-            | Error::Conflict(_) => {
-                ErrorCode::Unsupported
-            }
+            | Error::Conflict(_) => ErrorCode::Unsupported,
             Error::Unauthorized(_) => ErrorCode::Unauthorized,
             Error::Denied(_) => ErrorCode::Denied,
             Error::TooManyRequests { .. } => ErrorCode::TooManyRequests,

@@ -22,12 +22,14 @@ mod inventory;
 mod listing;
 mod manifests;
 mod pulls;
+mod quota;
 mod rules;
+mod snapshot;
 mod uploads;
 
-pub use berth_meta::audit;
 /// The metadata layer, for the management API's reads and account writes.
 pub use berth_meta as meta;
+pub use berth_meta::audit;
 pub use berth_meta::{TagRule, TagRuleKind};
 pub use berth_store::{BlobBody, BlobRead, ByteStream, UploadInfo};
 pub use blobs::ByteRange;
@@ -37,6 +39,7 @@ pub use inventory::{ManifestView, TagView};
 pub use listing::{Page, ReferrersIndex};
 pub use manifests::{accepts, ManifestEntry, PushedManifest};
 pub use pulls::{Count, PullStats};
+pub use quota::{NamespaceUsage, QuotaView, RepositoryUsage};
 pub use rules::TagRules;
 
 /// Result alias of this crate.
@@ -71,7 +74,8 @@ pub struct Registry {
     meta: Meta,
     settings: Settings,
     cache: cache::Caches,
-    rules: rules::RuleCache,
+    rules: snapshot::Snapshot<Vec<berth_meta::TagRule>>,
+    quotas: snapshot::Snapshot<std::collections::HashMap<String, u64>>,
     pulls: pulls::PullStats,
 }
 
@@ -82,7 +86,8 @@ impl Registry {
         Registry {
             store,
             meta,
-            rules: rules::RuleCache::new(settings.cache_ttl),
+            rules: snapshot::Snapshot::new(settings.cache_ttl),
+            quotas: snapshot::Snapshot::new(settings.cache_ttl),
             pulls: pulls::PullStats::default(),
             settings,
             cache,

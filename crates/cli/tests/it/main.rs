@@ -16,6 +16,7 @@ mod interop;
 mod layout;
 mod lifecycle_pulls;
 mod lifecycle_rules;
+mod lifecycle_usage;
 mod oci;
 mod tools;
 mod tools_client;

@@ -24,6 +24,7 @@ use crate::App;
 mod body;
 mod repositories;
 mod tag_rules;
+mod usage;
 
 /// What an operation needs on a namespace or repository.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -125,6 +126,7 @@ pub(crate) fn router() -> Router<Arc<App>> {
         .merge(audit::routes())
         .merge(tag_rules::routes())
         .merge(repositories::routes())
+        .merge(usage::routes())
 }
 
 async fn handle_whoami(

@@ -1,6 +1,7 @@
 //! Per-repository views: `/api/v1/repositories/{name}/tags` and
 //! `/api/v1/repositories/{name}/manifests` (sizes, push times, pull
-//! statistics). Repository names contain slashes, so the path after
+//! statistics), `/api/v1/repositories/{name}/usage` (unique and shared
+//! bytes within the namespace). Repository names contain slashes, so the path after
 //! `/repositories/` is parsed here: the last segment names the view.
 
 use std::sync::Arc;
@@ -44,6 +45,8 @@ async fn handle_get(
             "repository": name,
             "manifests": reg.repository_manifests(name).await?,
         }),
+        "usage" => serde_json::to_value(reg.repository_usage(name).await?)
+            .map_err(|e| Error::Internal(format!("encoding usage: {e}")))?,
         other => {
             return Err(Error::NotFound(format!(
                 "no view {other:?} of a repository (tags, manifests, usage)"
