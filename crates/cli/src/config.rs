@@ -55,6 +55,10 @@ pub struct FileConfig {
     pub upload_purge_interval: Option<String>,
     /// Minimum chunk size advertised to clients (bytes or size; 0: none).
     pub chunk_min_length: Option<toml::Value>,
+    /// How often garbage collection runs on its own (`0`: only on demand).
+    pub gc_interval: Option<String>,
+    /// Unreferenced content younger than this is never collected.
+    pub gc_grace_period: Option<String>,
 }
 
 /// Log output format.
@@ -78,6 +82,8 @@ pub struct ServeConfig {
     pub upload_ttl: Duration,
     pub upload_purge_interval: Duration,
     pub chunk_min_length: u64,
+    pub gc_interval: Option<Duration>,
+    pub gc_grace_period: Duration,
 }
 
 /// Parses `30s`, `15m`, `24h`, `7d` (or a bare number of seconds).
@@ -177,6 +183,13 @@ impl ServeConfig {
                 Some(v) => parse_size(v).context("chunk_min_length")?,
                 None => 0,
             },
+            gc_interval: Some(
+                parse_duration(file.gc_interval.as_deref().unwrap_or("24h"))
+                    .context("gc_interval")?,
+            )
+            .filter(|d| !d.is_zero()),
+            gc_grace_period: parse_duration(file.gc_grace_period.as_deref().unwrap_or("1h"))
+                .context("gc_grace_period")?,
         })
     }
 }

@@ -27,6 +27,8 @@ enum Command {
     Bench(berth_bench::BenchArgs),
     /// Read or export the audit log of a running registry.
     Audit(Box<manage::audit::Args>),
+    /// Remove unreferenced blobs and abandoned uploads from a running registry.
+    Gc(Box<manage::gc::Args>),
     #[command(flatten)]
     Tools(berth_tools::Command),
 }
@@ -48,6 +50,7 @@ fn main() -> ExitCode {
             Command::Serve(args) => serve::run(args).await.map(|()| ExitCode::SUCCESS),
             Command::Bench(args) => berth_bench::run(args).await.map(|()| ExitCode::SUCCESS),
             Command::Audit(args) => manage::audit::run(&args).await.map(|()| ExitCode::SUCCESS),
+            Command::Gc(args) => manage::gc::run(&args).await.map(|()| ExitCode::SUCCESS),
             Command::Tools(cmd) => berth_tools::run(cmd).await.map_err(anyhow::Error::from),
         }
     });

@@ -93,6 +93,10 @@ pub enum Error {
         /// Seconds until the window has room again (`Retry-After`).
         retry_after: u64,
     },
+    /// The operation conflicts with one in progress (409), e.g. a
+    /// garbage collection already running.
+    #[error("{0}")]
+    Conflict(String),
     /// The storage device is full (507).
     #[error("the registry's storage is full")]
     StorageFull,
@@ -126,7 +130,7 @@ impl Error {
             Error::RangeNotSatisfiable { .. } => ErrorCode::RangeInvalid,
             Error::Unsupported(_) | Error::InvalidParameter(_) => ErrorCode::Unsupported,
             Error::Unauthorized(_) => ErrorCode::Unauthorized,
-            Error::Denied(_) => ErrorCode::Denied,
+            Error::Denied(_) | Error::Conflict(_) => ErrorCode::Denied,
             Error::TooManyRequests { .. } => ErrorCode::TooManyRequests,
             Error::StorageFull | Error::Internal(_) => ErrorCode::Unknown,
         }
@@ -138,6 +142,7 @@ impl Error {
             Error::ChunkOutOfOrder { .. } | Error::RangeNotSatisfiable { .. } => 416,
             Error::ManifestTooLarge { .. } => 413,
             Error::InvalidParameter(_) => 400,
+            Error::Conflict(_) => 409,
             Error::StorageFull => 507,
             Error::Internal(_) => 500,
             other => other.code().status(),

@@ -16,16 +16,21 @@ mod blobs;
 mod cache;
 mod caller;
 mod error;
+mod gc;
 pub mod glob;
+mod jobs;
 mod listing;
 mod manifests;
 mod uploads;
 
 pub use berth_meta::audit;
+pub use berth_meta::now_ms;
 pub use berth_store::{BlobBody, BlobRead, ByteStream, UploadInfo};
 pub use blobs::ByteRange;
 pub use caller::Caller;
 pub use error::Error;
+pub use gc::{GcItem, GcReport, GcUpload, GC_JOB};
+pub use jobs::DueJob;
 pub use listing::{Page, ReferrersIndex};
 pub use manifests::{accepts, ManifestEntry, PushedManifest};
 
@@ -43,6 +48,13 @@ pub struct Settings {
     /// database; `None` when this process is the only writer (SQLite), so
     /// the cache is exact.
     pub cache_ttl: Option<Duration>,
+    /// Garbage collection removes only unreferenced content older than
+    /// this: the longest a push may take from its first blob to its
+    /// manifest.
+    pub gc_grace_period: Duration,
+    /// How often garbage collection runs on its own; `None`: only on
+    /// demand.
+    pub gc_interval: Option<Duration>,
 }
 
 impl Default for Settings {
@@ -51,6 +63,8 @@ impl Default for Settings {
             max_manifest_bytes: 4 * 1024 * 1024,
             upload_ttl: Duration::from_secs(24 * 3600),
             cache_ttl: None,
+            gc_grace_period: Duration::from_secs(3600),
+            gc_interval: Some(Duration::from_secs(24 * 3600)),
         }
     }
 }
@@ -61,6 +75,7 @@ pub struct Registry {
     meta: Meta,
     settings: Settings,
     cache: cache::Caches,
+    jobs: jobs::Jobs,
 }
 
 impl Registry {
@@ -72,6 +87,7 @@ impl Registry {
             meta,
             settings,
             cache,
+            jobs: jobs::Jobs::new(),
         }
     }
 

@@ -11,15 +11,18 @@ use berth_registry::{Caller, Error, Registry, Settings};
 use berth_store::FsStore;
 use bytes::Bytes;
 
+#[path = "services/gc.rs"]
+mod gc;
+
 async fn registry(dir: &std::path::Path, settings: Settings) -> Registry {
     let store = FsStore::open(dir.join("data")).unwrap();
     let meta = Meta::open_sqlite(&dir.join("berth.db")).await.unwrap();
     Registry::new(Arc::new(store), meta, settings)
 }
 
-fn body(data: &'static [u8]) -> berth_store::ByteStream {
+fn body(data: &[u8]) -> berth_store::ByteStream {
     Box::pin(futures_util::stream::iter([Ok::<_, std::io::Error>(
-        Bytes::from_static(data),
+        Bytes::copy_from_slice(data),
     )]))
 }
 

@@ -10,6 +10,7 @@ mod api_process;
 mod audit;
 mod bench;
 mod common;
+mod gc;
 mod interop;
 mod layout;
 mod oci;

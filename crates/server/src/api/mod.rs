@@ -17,6 +17,7 @@ use berth_registry::Caller;
 use crate::error::ApiError;
 
 mod audit;
+mod gc;
 use crate::App;
 
 /// What an operation needs on a namespace or repository.
@@ -76,6 +77,7 @@ pub(crate) fn router() -> Router<Arc<App>> {
     Router::new()
         .route("/whoami", get(handle_whoami))
         .merge(audit::routes())
+        .merge(gc::routes())
 }
 
 async fn handle_whoami(
