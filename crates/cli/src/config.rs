@@ -55,6 +55,9 @@ pub struct FileConfig {
     pub upload_purge_interval: Option<String>,
     /// Minimum chunk size advertised to clients (bytes or size; 0: none).
     pub chunk_min_length: Option<toml::Value>,
+    /// How often pull statistics counted in memory are written to the
+    /// database (e.g. `30s`).
+    pub pull_stats_flush_interval: Option<String>,
     /// How often garbage collection runs on its own (`0`: only on demand).
     pub gc_interval: Option<String>,
     /// Unreferenced content younger than this is never collected.
@@ -82,6 +85,7 @@ pub struct ServeConfig {
     pub upload_ttl: Duration,
     pub upload_purge_interval: Duration,
     pub chunk_min_length: u64,
+    pub pull_stats_flush_interval: Duration,
     pub gc_interval: Option<Duration>,
     pub gc_grace_period: Duration,
 }
@@ -126,6 +130,15 @@ pub fn parse_size(v: &toml::Value) -> anyhow::Result<u64> {
         }
         other => bail!("invalid size {other:?}"),
     }
+}
+
+/// A duration that must not be zero (intervals of background jobs).
+fn positive(s: &str, key: &str) -> anyhow::Result<Duration> {
+    let d = parse_duration(s).context(key.to_owned())?;
+    if d.is_zero() {
+        bail!("{key} must be greater than zero");
+    }
+    Ok(d)
 }
 
 fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
@@ -183,6 +196,10 @@ impl ServeConfig {
                 Some(v) => parse_size(v).context("chunk_min_length")?,
                 None => 0,
             },
+            pull_stats_flush_interval: positive(
+                file.pull_stats_flush_interval.as_deref().unwrap_or("30s"),
+                "pull_stats_flush_interval",
+            )?,
             gc_interval: Some(
                 parse_duration(file.gc_interval.as_deref().unwrap_or("24h"))
                     .context("gc_interval")?,
@@ -233,6 +250,13 @@ mod tests {
         assert_eq!(c.listen.port(), 6000);
         assert_eq!(c.log_level, "warn");
         assert_eq!(c.max_manifest_bytes, 1 << 20);
+        assert_eq!(c.pull_stats_flush_interval, Duration::from_secs(30));
+        std::fs::write(&f, "pull_stats_flush_interval = \"0s\"\n").unwrap();
+        assert!(ServeConfig::resolve(ServeArgs {
+            config: Some(f.clone()),
+            ..Default::default()
+        })
+        .is_err());
         std::fs::write(&f, "unknown_key = 1\n").unwrap();
         assert!(ServeConfig::resolve(ServeArgs {
             config: Some(f),

@@ -31,6 +31,7 @@ pub struct Meta {
     pub(crate) read: AnyPool,
     pub(crate) writer: Writer,
     dialect: Dialect,
+    accounts_epoch: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 const SQLITE_PRAGMAS: &[&str] = &[
@@ -79,6 +80,7 @@ impl Meta {
                 read,
                 writer: Writer::Batched(spawn_batcher(conn)),
                 dialect: Dialect::Sqlite,
+                accounts_epoch: Default::default(),
             })
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             let pool = AnyPoolOptions::new()
@@ -91,6 +93,7 @@ impl Meta {
                 read: pool.clone(),
                 writer: Writer::Pool(pool),
                 dialect: Dialect::Postgres,
+                accounts_epoch: Default::default(),
             })
         } else {
             Err(Error::UnsupportedUrl(url.to_owned()))
@@ -100,6 +103,21 @@ impl Meta {
     /// The engine in use.
     pub fn dialect(&self) -> Dialect {
         self.dialect
+    }
+
+    /// A counter bumped after every committed change to accounts,
+    /// memberships, visibility or tokens made through this handle (or a
+    /// clone of it). Caches of permission facts remember the value they
+    /// were filled at and drop entries filled before a change. Changes made
+    /// by other processes are not seen here: such caches also expire.
+    pub fn accounts_epoch(&self) -> u64 {
+        self.accounts_epoch
+            .load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    pub(crate) fn bump_accounts_epoch(&self) {
+        self.accounts_epoch
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
     }
 
     /// Closes the read connections (and, on PostgreSQL, the write pool).

@@ -10,11 +10,17 @@
 pub type Migration = (i64, &'static [&'static str]);
 
 /// SQLite schema.
-pub const SQLITE: &[Migration] = &[(1, SQLITE_CORE), (3, SQLITE_AUDIT), (4, SQLITE_LIFECYCLE)];
+pub const SQLITE: &[Migration] = &[
+    (1, SQLITE_CORE),
+    (2, SQLITE_ACCOUNTS),
+    (3, SQLITE_AUDIT),
+    (4, SQLITE_LIFECYCLE),
+];
 
 /// PostgreSQL schema.
 pub const POSTGRES: &[Migration] = &[
     (1, POSTGRES_CORE),
+    (2, POSTGRES_ACCOUNTS),
     (3, POSTGRES_AUDIT),
     (4, POSTGRES_LIFECYCLE),
 ];
@@ -108,6 +114,118 @@ const POSTGRES_CORE: &[&str] = &[
             PRIMARY KEY (repository_id, name),
             FOREIGN KEY (repository_id, digest) REFERENCES manifests(repository_id, digest) ON DELETE CASCADE)",
         "CREATE INDEX tags_digest ON tags (repository_id, digest)",
+];
+
+/// Accounts, organisations, memberships, visibility, access tokens and the
+/// server's persisted keys.
+///
+/// - `namespaces` holds every first path component that belongs to someone:
+///   a user's own name or an organisation (`kind` `user` or `org`), unique
+///   across both, with its `visibility` (`public` or `private`).
+/// - `users.kind` is `user` or `robot`; a robot belongs to the organisation
+///   `org` and has no password (it authenticates with its tokens only).
+///   `password_hash` is an argon2id PHC string; `site_admin` and
+///   `disabled_at` are a 0/1 flag and a time (NULL: enabled).
+/// - `org_members.role` is `read`, `write` or `admin`.
+/// - `repository_visibility` overrides the namespace's visibility for one
+///   repository (keyed by name, so it may be set before the first push).
+/// - `tokens.id` is the public part of a token (its lookup key);
+///   `secret_hash` the hex SHA-256 of the secret part; `kind` `pat`,
+///   `robot` or `refresh`; `scopes` a comma list of `pull`, `push`,
+///   `delete`, `admin`; `patterns` newline-separated repository scopes
+///   (empty: everything the owner may do).
+/// - `server_keys` keeps values every replica must share (the token signing
+///   key), created once by whichever replica comes first.
+const SQLITE_ACCOUNTS: &[&str] = &[
+    "CREATE TABLE namespaces (
+        name TEXT PRIMARY KEY,
+        kind TEXT NOT NULL,
+        visibility TEXT NOT NULL,
+        created_at BIGINT NOT NULL)",
+    "CREATE TABLE users (
+        name TEXT PRIMARY KEY,
+        kind TEXT NOT NULL,
+        org TEXT REFERENCES namespaces(name) ON DELETE CASCADE,
+        password_hash TEXT,
+        site_admin BIGINT NOT NULL DEFAULT 0,
+        disabled_at BIGINT,
+        created_at BIGINT NOT NULL)",
+    "CREATE INDEX users_org ON users (org)",
+    "CREATE TABLE org_members (
+        org TEXT NOT NULL REFERENCES namespaces(name) ON DELETE CASCADE,
+        member TEXT NOT NULL REFERENCES users(name) ON DELETE CASCADE,
+        role TEXT NOT NULL,
+        added_at BIGINT NOT NULL,
+        PRIMARY KEY (org, member))",
+    "CREATE INDEX org_members_member ON org_members (member)",
+    "CREATE TABLE repository_visibility (
+        repository TEXT PRIMARY KEY,
+        visibility TEXT NOT NULL,
+        updated_at BIGINT NOT NULL)",
+    "CREATE TABLE tokens (
+        id TEXT PRIMARY KEY,
+        owner TEXT NOT NULL REFERENCES users(name) ON DELETE CASCADE,
+        name TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        secret_hash TEXT NOT NULL,
+        scopes TEXT NOT NULL,
+        patterns TEXT NOT NULL,
+        expires_at BIGINT,
+        last_used_at BIGINT,
+        revoked_at BIGINT,
+        created_at BIGINT NOT NULL,
+        created_by TEXT)",
+    "CREATE INDEX tokens_owner ON tokens (owner, created_at)",
+    "CREATE TABLE server_keys (
+        name TEXT PRIMARY KEY,
+        value TEXT NOT NULL,
+        created_at BIGINT NOT NULL)",
+];
+
+const POSTGRES_ACCOUNTS: &[&str] = &[
+    "CREATE TABLE namespaces (
+        name TEXT COLLATE \"C\" PRIMARY KEY,
+        kind TEXT NOT NULL,
+        visibility TEXT NOT NULL,
+        created_at BIGINT NOT NULL)",
+    "CREATE TABLE users (
+        name TEXT COLLATE \"C\" PRIMARY KEY,
+        kind TEXT NOT NULL,
+        org TEXT COLLATE \"C\" REFERENCES namespaces(name) ON DELETE CASCADE,
+        password_hash TEXT,
+        site_admin BIGINT NOT NULL DEFAULT 0,
+        disabled_at BIGINT,
+        created_at BIGINT NOT NULL)",
+    "CREATE INDEX users_org ON users (org)",
+    "CREATE TABLE org_members (
+        org TEXT COLLATE \"C\" NOT NULL REFERENCES namespaces(name) ON DELETE CASCADE,
+        member TEXT COLLATE \"C\" NOT NULL REFERENCES users(name) ON DELETE CASCADE,
+        role TEXT NOT NULL,
+        added_at BIGINT NOT NULL,
+        PRIMARY KEY (org, member))",
+    "CREATE INDEX org_members_member ON org_members (member)",
+    "CREATE TABLE repository_visibility (
+        repository TEXT COLLATE \"C\" PRIMARY KEY,
+        visibility TEXT NOT NULL,
+        updated_at BIGINT NOT NULL)",
+    "CREATE TABLE tokens (
+        id TEXT PRIMARY KEY,
+        owner TEXT COLLATE \"C\" NOT NULL REFERENCES users(name) ON DELETE CASCADE,
+        name TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        secret_hash TEXT NOT NULL,
+        scopes TEXT NOT NULL,
+        patterns TEXT NOT NULL,
+        expires_at BIGINT,
+        last_used_at BIGINT,
+        revoked_at BIGINT,
+        created_at BIGINT NOT NULL,
+        created_by TEXT)",
+    "CREATE INDEX tokens_owner ON tokens (owner, created_at)",
+    "CREATE TABLE server_keys (
+        name TEXT PRIMARY KEY,
+        value TEXT NOT NULL,
+        created_at BIGINT NOT NULL)",
 ];
 
 /// The audit log.

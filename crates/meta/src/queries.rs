@@ -20,6 +20,14 @@ impl RefKind {
             RefKind::Manifest => "manifest",
         }
     }
+
+    pub(crate) fn parse(s: &str) -> Result<RefKind> {
+        match s {
+            "blob" => Ok(RefKind::Blob),
+            "manifest" => Ok(RefKind::Manifest),
+            other => Err(Error::Corrupt(format!("unknown reference kind {other:?}"))),
+        }
+    }
 }
 
 /// A manifest to record, with everything that must commit together with it.

@@ -23,53 +23,6 @@ pub struct StoredPolicy {
     pub updated_by: Option<String>,
 }
 
-/// A manifest as retention sees it.
-#[derive(Debug, Clone)]
-pub struct ManifestInfo {
-    /// Digest.
-    pub digest: String,
-    /// Media type.
-    pub media_type: String,
-    /// Artifact type (the config media type for images).
-    pub artifact_type: Option<String>,
-    /// Size of the manifest itself.
-    pub size: i64,
-    /// Subject digest of a referrer.
-    pub subject: Option<String>,
-    /// First push (Unix ms).
-    pub pushed_at: i64,
-    /// Last pull (Unix ms).
-    pub last_pulled_at: Option<i64>,
-}
-
-/// A tag as retention sees it.
-#[derive(Debug, Clone)]
-pub struct TagInfo {
-    /// Tag name.
-    pub name: String,
-    /// The manifest it points to.
-    pub digest: String,
-    /// When it was last pointed at that manifest (Unix ms).
-    pub updated_at: i64,
-    /// Last pull by this tag (Unix ms).
-    pub last_pulled_at: Option<i64>,
-}
-
-/// Everything retention needs about one repository.
-#[derive(Debug, Clone, Default)]
-pub struct Inventory {
-    /// Repository name.
-    pub repository: String,
-    /// Its manifests.
-    pub manifests: Vec<ManifestInfo>,
-    /// Its tags.
-    pub tags: Vec<TagInfo>,
-    /// `(index, child manifest)` pairs.
-    pub children: Vec<(String, String)>,
-    /// `(manifest, blob, blob size)` triples.
-    pub blobs: Vec<(String, String, i64)>,
-}
-
 /// The outcome of a conditional deletion.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Deletion {
@@ -172,74 +125,6 @@ impl Meta {
             .iter()
             .map(|r| r.try_get::<String, _>(0))
             .collect::<Result<_, _>>()?)
-    }
-
-    /// The manifests, tags and references of `repository`.
-    pub async fn inventory(&self, repository: &str) -> Result<Inventory> {
-        let mut conn = self.read.acquire().await?;
-        let mut inv = Inventory {
-            repository: repository.to_owned(),
-            ..Default::default()
-        };
-        let Some(row) = sqlx::query("SELECT id FROM repositories WHERE name = $1")
-            .bind(repository)
-            .fetch_optional(&mut *conn)
-            .await?
-        else {
-            return Ok(inv);
-        };
-        let repo: i64 = row.try_get(0)?;
-        for r in sqlx::query(
-            "SELECT digest, media_type, artifact_type, size, subject, pushed_at, last_pulled_at
-             FROM manifests WHERE repository_id = $1 ORDER BY digest",
-        )
-        .bind(repo)
-        .fetch_all(&mut *conn)
-        .await?
-        {
-            inv.manifests.push(ManifestInfo {
-                digest: r.try_get(0)?,
-                media_type: r.try_get(1)?,
-                artifact_type: r.try_get(2)?,
-                size: r.try_get(3)?,
-                subject: r.try_get(4)?,
-                pushed_at: r.try_get(5)?,
-                last_pulled_at: r.try_get(6)?,
-            });
-        }
-        for r in sqlx::query(
-            "SELECT name, digest, updated_at, last_pulled_at FROM tags
-             WHERE repository_id = $1 ORDER BY name",
-        )
-        .bind(repo)
-        .fetch_all(&mut *conn)
-        .await?
-        {
-            inv.tags.push(TagInfo {
-                name: r.try_get(0)?,
-                digest: r.try_get(1)?,
-                updated_at: r.try_get(2)?,
-                last_pulled_at: r.try_get(3)?,
-            });
-        }
-        for r in sqlx::query(
-            "SELECT mr.parent, mr.child, mr.kind, COALESCE(b.size, 0)
-             FROM manifest_references mr LEFT JOIN blobs b ON b.digest = mr.child
-             WHERE mr.repository_id = $1 ORDER BY mr.parent, mr.child",
-        )
-        .bind(repo)
-        .fetch_all(&mut *conn)
-        .await?
-        {
-            let (parent, child, kind): (String, String, String) =
-                (r.try_get(0)?, r.try_get(1)?, r.try_get(2)?);
-            if kind == "manifest" {
-                inv.children.push((parent, child));
-            } else {
-                inv.blobs.push((parent, child, r.try_get(3)?));
-            }
-        }
-        Ok(inv)
     }
 
     /// Deletes `tag` of `repository` if it still points to `digest`, with a

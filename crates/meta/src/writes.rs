@@ -7,6 +7,7 @@ use sqlx::{AnyConnection, Row};
 
 use crate::audit::{self, action, Actor};
 use crate::queries::{NewManifest, RefKind};
+use crate::rules::TagGuard;
 use crate::{Error, Result};
 
 pub(crate) async fn ensure_repository(
@@ -96,10 +97,24 @@ pub(crate) async fn unlink_blob(
 }
 
 /// Stores a manifest with its references and tags, and records the push
-/// (and every tag it moved) in the audit log.
+/// (and every tag it moved) in the audit log. A tag the `guard` refuses is
+/// never moved: it is created if absent, left alone if it already points to
+/// this manifest, and otherwise the whole write fails with
+/// [`Error::Refused`]. The insert-or-nothing is what makes two concurrent
+/// pushes of such a tag serialise on the tag's row, on both engines.
 pub(crate) async fn put_manifest(
     conn: &mut AnyConnection,
     m: &NewManifest,
+    actor: &Actor,
+) -> Result<()> {
+    put_manifest_guarded(conn, m, None, actor).await
+}
+
+/// [`put_manifest`] with a [`TagGuard`] (see the module of tag rules).
+pub(crate) async fn put_manifest_guarded(
+    conn: &mut AnyConnection,
+    m: &NewManifest,
+    guard: Option<&TagGuard>,
     actor: &Actor,
 ) -> Result<()> {
     let repo = ensure_repository(conn, &m.repository, m.pushed_at).await?;
@@ -141,6 +156,10 @@ pub(crate) async fn put_manifest(
         }
     }
     for tag in &m.tags {
+        if let Some(reason) = guard.and_then(|g| g(tag)) {
+            put_guarded_tag(conn, repo, tag, m, reason).await?;
+            continue;
+        }
         let previous: Option<String> =
             sqlx::query("SELECT digest FROM tags WHERE repository_id = $1 AND name = $2")
                 .bind(repo)
@@ -177,6 +196,42 @@ pub(crate) async fn put_manifest(
         .detail(serde_json::json!({ "tags": m.tags, "media_type": m.media_type }));
     audit::record(conn, &event).await?;
     Ok(())
+}
+
+/// Creates `tag` for `m` unless it exists; refuses with `reason` if it
+/// points to another manifest.
+async fn put_guarded_tag(
+    conn: &mut AnyConnection,
+    repo: i64,
+    tag: &str,
+    m: &NewManifest,
+    reason: String,
+) -> Result<()> {
+    let inserted = sqlx::query(
+        "INSERT INTO tags (repository_id, name, digest, updated_at) VALUES ($1, $2, $3, $4)
+         ON CONFLICT (repository_id, name) DO NOTHING",
+    )
+    .bind(repo)
+    .bind(tag)
+    .bind(&m.digest)
+    .bind(m.pushed_at)
+    .execute(&mut *conn)
+    .await?;
+    if inserted.rows_affected() > 0 {
+        return Ok(());
+    }
+    let current: Option<String> =
+        sqlx::query("SELECT digest FROM tags WHERE repository_id = $1 AND name = $2")
+            .bind(repo)
+            .bind(tag)
+            .fetch_optional(&mut *conn)
+            .await?
+            .map(|r| r.try_get::<String, _>(0))
+            .transpose()?;
+    match current {
+        Some(d) if d != m.digest => Err(Error::Refused(reason)),
+        _ => Ok(()),
+    }
 }
 
 /// Fails with [`Error::MissingReference`] if a required blob is not linked
@@ -224,11 +279,24 @@ pub(crate) async fn delete_manifest(
     digest: &str,
     actor: &Actor,
 ) -> Result<Option<Vec<String>>> {
+    delete_manifest_guarded(conn, repository, digest, None, actor).await
+}
+
+/// Deletes a manifest and its tags; a tag the `guard` refuses fails the
+/// whole write with [`Error::Refused`] (the tags are deleted first and
+/// checked as returned, so no tag can slip onto the manifest in between).
+pub(crate) async fn delete_manifest_guarded(
+    conn: &mut AnyConnection,
+    repository: &str,
+    digest: &str,
+    guard: Option<&TagGuard>,
+    actor: &Actor,
+) -> Result<Option<Vec<String>>> {
     let Some(repo) = repository_id(conn, repository).await? else {
         return Ok(None);
     };
     let tags: Vec<String> =
-        sqlx::query("SELECT name FROM tags WHERE repository_id = $1 AND digest = $2")
+        sqlx::query("DELETE FROM tags WHERE repository_id = $1 AND digest = $2 RETURNING name")
             .bind(repo)
             .bind(digest)
             .fetch_all(&mut *conn)
@@ -236,11 +304,13 @@ pub(crate) async fn delete_manifest(
             .iter()
             .map(|r| r.try_get::<String, _>(0))
             .collect::<Result<_, _>>()?;
-    sqlx::query("DELETE FROM tags WHERE repository_id = $1 AND digest = $2")
-        .bind(repo)
-        .bind(digest)
-        .execute(&mut *conn)
-        .await?;
+    if let Some(g) = guard {
+        let mut sorted = tags.clone();
+        sorted.sort();
+        if let Some(reason) = sorted.iter().find_map(|t| g(t)) {
+            return Err(Error::Refused(reason));
+        }
+    }
     sqlx::query("DELETE FROM manifest_references WHERE repository_id = $1 AND parent = $2")
         .bind(repo)
         .bind(digest)
@@ -269,6 +339,17 @@ pub(crate) async fn delete_tag(
     tag: &str,
     actor: &Actor,
 ) -> Result<bool> {
+    delete_tag_guarded(conn, repository, tag, None, actor).await
+}
+
+/// Deletes a tag unless the `guard` refuses it ([`Error::Refused`]).
+pub(crate) async fn delete_tag_guarded(
+    conn: &mut AnyConnection,
+    repository: &str,
+    tag: &str,
+    guard: Option<&TagGuard>,
+    actor: &Actor,
+) -> Result<bool> {
     let row = sqlx::query(
         "DELETE FROM tags
          WHERE name = $2 AND repository_id = (SELECT id FROM repositories WHERE name = $1)
@@ -281,6 +362,9 @@ pub(crate) async fn delete_tag(
     let Some(row) = row else {
         return Ok(false);
     };
+    if let Some(reason) = guard.and_then(|g| g(tag)) {
+        return Err(Error::Refused(reason));
+    }
     let digest: String = row.try_get(0)?;
     let event = actor
         .event(action::TAG_DELETE)

@@ -42,7 +42,7 @@ pub struct ReferrersIndex {
 }
 
 /// The page of at most `n` items of `list` after `last`.
-fn page(list: Arc<[String]>, last: Option<&str>, n: i64) -> Page {
+pub(crate) fn page(list: Arc<[String]>, last: Option<&str>, n: i64) -> Page {
     let start = match last {
         Some(l) => list.partition_point(|t| t.as_str() <= l),
         None => 0,

@@ -8,9 +8,6 @@
 //! Credentials come from `--token`, `--user`/`--password`, or the Docker
 //! config file the registry was logged into with `docker login`.
 
-// Some request helpers serve commands still being added.
-#![allow(dead_code)]
-
 use std::fmt;
 
 use anyhow::{anyhow, Context};
@@ -19,8 +16,11 @@ use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+pub mod accounts;
 pub mod audit;
 pub mod gc;
+pub mod repos;
+pub mod tokens;
 
 /// Output format of management commands.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -30,6 +30,8 @@ pub enum Format {
     Table,
     /// JSON for programs.
     Json,
+    /// A Docker config JSON holding a new token (only `berth token create`).
+    Dockerconfigjson,
 }
 
 /// Flags shared by every management command.
@@ -53,8 +55,27 @@ pub struct ManageArgs {
     #[arg(long, env = "BERTH_PASSWORD", hide_env_values = true, global = true)]
     pub password: Option<String>,
     /// Output format.
-    #[arg(long, value_enum, default_value_t = Format::Table, global = true)]
+    #[arg(long, short = 'o', visible_alias = "output", value_enum, default_value_t = Format::Table, global = true)]
     pub format: Format,
+}
+
+impl ManageArgs {
+    /// Connects to the registry's management API.
+    pub async fn api(&self) -> anyhow::Result<Api> {
+        Api::new(self).await
+    }
+
+    /// Prints `json` as is (`--format json`), or the table `render` makes
+    /// of it.
+    pub fn print(&self, json: &serde_json::Value, render: impl FnOnce() -> String) {
+        match self.format {
+            Format::Table => print!("{}", render()),
+            _ => println!(
+                "{}",
+                serde_json::to_string_pretty(json).unwrap_or_else(|_| json.to_string())
+            ),
+        }
+    }
 }
 
 /// An error answer of the management API.
@@ -145,6 +166,13 @@ impl Api {
         })
     }
 
+    /// The registry's `host[:port]`.
+    pub fn host(&self) -> &str {
+        self.base
+            .split_once("://")
+            .map_or(self.base.as_str(), |(_, h)| h)
+    }
+
     async fn send(
         &self,
         method: Method,
@@ -228,6 +256,7 @@ impl Api {
     }
 
     /// A request with a text body (e.g. a TOML policy), answer parsed as JSON.
+    #[allow(dead_code)] // for `berth retention set`, landing with retention
     pub async fn call_text<T: DeserializeOwned>(
         &self,
         method: Method,
@@ -243,26 +272,42 @@ impl Api {
         Ok(serde_json::from_slice(bytes)?)
     }
 
-    /// `DELETE`, ignoring the answer body.
-    pub async fn delete(&self, path: &str) -> anyhow::Result<()> {
-        self.send(Method::DELETE, path, &[], None).await?;
-        Ok(())
+    /// `DELETE`; the answer as JSON (`null` when empty).
+    pub async fn delete(&self, path: &str) -> anyhow::Result<serde_json::Value> {
+        let bytes = self
+            .send(Method::DELETE, path, &[], None)
+            .await?
+            .bytes()
+            .await?;
+        if bytes.is_empty() {
+            return Ok(serde_json::Value::Null);
+        }
+        Ok(serde_json::from_slice(&bytes)?)
     }
 }
 
 enum Body {
     Json(serde_json::Value),
+    #[allow(dead_code)] // see `call_text`
     Text(String, &'static str),
 }
 
-/// Percent-encodes one path segment (names may contain `/`, which must stay
-/// a separator for repository paths but not inside user names).
+/// Percent-encodes one path segment or query value (everything but
+/// unreserved characters, so `/`, `*` and `+` survive as data).
 pub fn segment(s: &str) -> String {
-    form_urlencoded::byte_serialize(s.as_bytes()).collect()
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
-/// Prints rows as aligned columns under `header`.
-pub fn print_table(header: &[&str], rows: &[Vec<String>]) {
+/// Rows as aligned columns under `header`, one line each.
+pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
     for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {
@@ -278,11 +323,26 @@ pub fn print_table(header: &[&str], rows: &[Vec<String>]) {
                 out.push_str(&format!("{c:<w$}  "));
             }
         }
-        println!("{}", out.trim_end());
+        out.trim_end().to_owned() + "\n"
     };
-    line(header.to_vec());
+    let mut out = line(header.to_vec());
     for row in rows {
-        line(row.iter().map(String::as_str).collect());
+        out.push_str(&line(row.iter().map(String::as_str).collect()));
+    }
+    out
+}
+
+/// Prints rows as aligned columns under `header`.
+pub fn print_table(header: &[&str], rows: &[Vec<String>]) {
+    print!("{}", table(header, rows));
+}
+
+/// A JSON field as display text (`-` when absent or null).
+pub fn cell(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::Null => "-".to_owned(),
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
     }
 }
 
@@ -303,6 +363,21 @@ pub fn time(ms: Option<i64>) -> String {
 #[cfg(test)]
 mod tests {
     use super::base_url;
+
+    #[test]
+    fn formatting() {
+        use super::{segment, table, time};
+        assert_eq!(time(Some(0)), "1970-01-01T00:00:00Z");
+        assert_eq!(time(Some(1_700_000_000_000)), "2023-11-14T22:13:20Z");
+        assert_eq!(time(None), "-");
+        assert_eq!(
+            table(&["a", "bb"], &[vec!["xyz".into(), "1".into()]]),
+            "a    bb\nxyz  1\n"
+        );
+        assert_eq!(segment("v*"), "v%2A");
+        assert_eq!(segment("acme/web-*"), "acme%2Fweb-%2A");
+        assert_eq!(segment("acme+ci"), "acme%2Bci");
+    }
 
     #[test]
     fn registry_urls() {

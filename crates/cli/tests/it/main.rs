@@ -13,6 +13,8 @@ mod common;
 mod gc;
 mod interop;
 mod layout;
+mod lifecycle_pulls;
+mod lifecycle_rules;
 mod oci;
 mod tools;
 mod tools_client;

@@ -20,6 +20,10 @@ mod audit;
 mod gc;
 use crate::App;
 
+mod body;
+mod repositories;
+mod tag_rules;
+
 /// What an operation needs on a namespace or repository.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Need {
@@ -77,6 +81,8 @@ pub(crate) fn router() -> Router<Arc<App>> {
     Router::new()
         .route("/whoami", get(handle_whoami))
         .merge(audit::routes())
+        .merge(tag_rules::routes())
+        .merge(repositories::routes())
         .merge(gc::routes())
 }
 

@@ -1,0 +1,136 @@
+//! Short-lived caches of permission facts and verified logins.
+//!
+//! Every request with credentials needs its account, maybe its token, the
+//! repository's visibility and the account's role: a few small reads that
+//! rarely change. They are served from memory here. An entry remembers the
+//! accounts epoch of the database handle ([`Meta::accounts_epoch`]) it was
+//! filled at, and is dropped once any account, membership, visibility or
+//! token change committed through this process; changes made by other
+//! replicas are seen when entries expire (`ttl`).
+//!
+//! The login cache maps a SHA-256 of `username NUL password` to the account
+//! it verified, so a client sending Basic credentials on every request
+//! pays argon2 once per `ttl`, not on each request. Failures are never
+//! cached.
+
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::sync::RwLock;
+use std::time::{Duration, Instant};
+
+use berth_meta::accounts::{Role, User, Visibility};
+use berth_meta::tokens::TokenRecord;
+use berth_meta::Meta;
+
+/// Entries per map before it is cleared.
+const MAX_ENTRIES: usize = 100_000;
+
+struct Entry<V> {
+    value: V,
+    epoch: u64,
+    at: Instant,
+}
+
+/// One map of the cache.
+pub(crate) struct Cached<K, V> {
+    map: RwLock<HashMap<K, Entry<V>>>,
+    ttl: Duration,
+}
+
+impl<K: Eq + Hash, V: Clone> Cached<K, V> {
+    fn new(ttl: Duration) -> Self {
+        Cached {
+            map: RwLock::new(HashMap::new()),
+            ttl,
+        }
+    }
+
+    /// The value for `key` if it was filled at `epoch` and is fresh.
+    pub(crate) fn get<Q>(&self, key: &Q, epoch: u64) -> Option<V>
+    where
+        K: std::borrow::Borrow<Q>,
+        Q: Eq + Hash + ?Sized,
+    {
+        let map = self.map.read().unwrap_or_else(|p| p.into_inner());
+        let e = map.get(key)?;
+        (e.epoch == epoch && e.at.elapsed() < self.ttl).then(|| e.value.clone())
+    }
+
+    /// Remembers `value`, read from the database at `epoch`.
+    pub(crate) fn put(&self, key: K, value: V, epoch: u64) {
+        let mut map = self.map.write().unwrap_or_else(|p| p.into_inner());
+        if map.len() >= MAX_ENTRIES {
+            map.clear();
+        }
+        map.insert(
+            key,
+            Entry {
+                value,
+                epoch,
+                at: Instant::now(),
+            },
+        );
+    }
+}
+
+/// The caches of an [`super::Authority`].
+pub(crate) struct Caches {
+    pub(crate) users: Cached<String, Option<User>>,
+    pub(crate) tokens: Cached<String, Option<TokenRecord>>,
+    /// Repository -> effective visibility.
+    pub(crate) visibility: Cached<String, Visibility>,
+    /// `org NUL member` -> role.
+    pub(crate) roles: Cached<String, Option<Role>>,
+    /// SHA-256 of `username NUL password` -> the account it verified.
+    pub(crate) logins: Cached<[u8; 32], String>,
+}
+
+impl Caches {
+    pub(crate) fn new(ttl: Duration) -> Caches {
+        Caches {
+            users: Cached::new(ttl),
+            tokens: Cached::new(ttl),
+            visibility: Cached::new(ttl),
+            roles: Cached::new(ttl),
+            logins: Cached::new(ttl),
+        }
+    }
+}
+
+/// Reads through a cache: the cached value, or `load()` remembered at the
+/// epoch taken before it ran.
+pub(crate) async fn through<K, V, F>(
+    meta: &Meta,
+    cache: &Cached<K, V>,
+    key: K,
+    load: F,
+) -> crate::Result<V>
+where
+    K: Eq + Hash,
+    V: Clone,
+    F: std::future::Future<Output = berth_meta::Result<V>>,
+{
+    let epoch = meta.accounts_epoch();
+    if let Some(v) = cache.get(&key, epoch) {
+        return Ok(v);
+    }
+    let v = load.await?;
+    cache.put(key, v.clone(), epoch);
+    Ok(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries_die_with_their_epoch_and_age() {
+        let c: Cached<String, u32> = Cached::new(Duration::from_secs(60));
+        c.put("a".into(), 1, 7);
+        assert_eq!(c.get("a", 7), Some(1));
+        assert_eq!(c.get("a", 8), None, "a later change invalidates");
+        let short: Cached<String, u32> = Cached::new(Duration::ZERO);
+        short.put("a".into(), 1, 7);
+        assert_eq!(short.get("a", 7), None, "expired");
+    }
+}

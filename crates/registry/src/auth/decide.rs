@@ -1,0 +1,275 @@
+//! Decisions: what an identity may do on a repository, registry tokens,
+//! the filtered catalog and pull rate limits.
+
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use berth_meta::tokens::{NewToken, TokenKind};
+
+use super::cache::through;
+use super::identity::Identity;
+use super::jwt::{self, Claims, ResourceAccess};
+use super::permission::{allowed, Access, Account, Action, Facts};
+use super::ratelimit::RateState;
+use super::scope::{self, Scope};
+use super::{secret, Authority};
+use crate::listing::{page, MAX_PAGE};
+use crate::{glob, Error, Page, Registry, Result};
+
+/// The answer to "may this identity do that here?".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// Yes; carries everything the identity may do on the repository
+    /// (for `namespace_admin`).
+    Allow(Access),
+    /// No, and the caller is anonymous: ask it to log in (401).
+    Login,
+    /// Not with this registry token, but the account may: ask it to fetch
+    /// one with the needed scope (401, `insufficient_scope`).
+    Scope,
+    /// No: the account is known and not allowed (403).
+    Deny,
+}
+
+/// A registry token issued by the token endpoint.
+#[derive(Debug, Clone)]
+pub struct Issued {
+    /// The JWT.
+    pub token: String,
+    /// Its lifetime in seconds.
+    pub expires_in: u64,
+    /// Issue time (Unix seconds).
+    pub issued_at: i64,
+    /// The granted scopes, space-separated (OAuth2's `scope`).
+    pub scope: String,
+}
+
+impl Authority {
+    /// The facts the permission model needs about `repository` for
+    /// `account`, through the cache.
+    pub async fn facts(&self, account: Option<&Account>, repository: &str) -> Result<Facts> {
+        let ns = glob::namespace(repository);
+        let default = self.settings.default_visibility;
+        let visibility = through(
+            &self.meta,
+            &self.cache.visibility,
+            repository.to_owned(),
+            async {
+                if let Some(v) = self.meta.repository_visibility(repository).await? {
+                    return Ok(v);
+                }
+                Ok(self
+                    .meta
+                    .namespace(ns)
+                    .await?
+                    .map_or(default, |n| n.visibility))
+            },
+        )
+        .await?;
+        let role = match account {
+            None => None,
+            Some(a) => {
+                through(
+                    &self.meta,
+                    &self.cache.roles,
+                    format!("{ns}\0{}", a.name),
+                    self.meta.role(ns, &a.name),
+                )
+                .await?
+            }
+        };
+        Ok(Facts { visibility, role })
+    }
+
+    /// What `identity` may do on `repository` according to the database
+    /// (its account, its access token's limits), whatever a registry token
+    /// it presented grants. Everything in open mode.
+    pub async fn live_access(&self, identity: &Identity, repository: &str) -> Result<Access> {
+        if !self.enforced() {
+            return Ok(Access::ALL);
+        }
+        let account = identity.account.as_ref();
+        let facts = self.facts(account, repository).await?;
+        Ok(allowed(
+            account,
+            repository,
+            &facts,
+            identity.token.as_ref(),
+        ))
+    }
+
+    /// Whether `identity` may do everything in `need` on `repository`.
+    pub async fn decide(
+        &self,
+        identity: &Identity,
+        repository: &str,
+        need: Access,
+    ) -> Result<Decision> {
+        if !self.enforced() {
+            return Ok(Decision::Allow(Access::ALL));
+        }
+        let live = self.live_access(identity, repository).await?;
+        let granted = match &identity.grants {
+            Some(g) => live.intersect(g.on(repository)),
+            None => live,
+        };
+        Ok(if granted.covers(need) {
+            Decision::Allow(live)
+        } else if identity.account.is_none() {
+            Decision::Login
+        } else if identity.grants.is_some() && live.covers(need) {
+            Decision::Scope
+        } else {
+            Decision::Deny
+        })
+    }
+
+    /// Issues a registry token for `identity` granting, per requested
+    /// scope, what was asked and is allowed.
+    pub async fn issue(&self, identity: &Identity, scopes: &[Scope]) -> Result<Issued> {
+        let mut access = Vec::new();
+        let mut granted_scopes = Vec::new();
+        for s in scopes {
+            match s {
+                Scope::Repository {
+                    name,
+                    access: asked,
+                } => {
+                    let mut g = self.live_access(identity, name).await?.intersect(*asked);
+                    if let Some(grants) = &identity.grants {
+                        g = g.intersect(grants.on(name));
+                    }
+                    if g.is_empty() {
+                        continue;
+                    }
+                    granted_scopes.push(scope::repository_scope(name, g));
+                    access.push(ResourceAccess {
+                        kind: "repository".into(),
+                        name: name.clone(),
+                        actions: g.names().into_iter().map(str::to_owned).collect(),
+                    });
+                }
+                Scope::Catalog => {
+                    granted_scopes.push("registry:catalog:*".into());
+                    access.push(ResourceAccess {
+                        kind: "registry".into(),
+                        name: "catalog".into(),
+                        actions: vec!["*".into()],
+                    });
+                }
+            }
+        }
+        let now = berth_meta::now_ms() / 1000;
+        let ttl = self.settings.token_ttl.as_secs().max(1);
+        let claims = Claims {
+            iss: "berth".into(),
+            sub: identity.name().unwrap_or("").to_owned(),
+            aud: self.settings.service.clone(),
+            exp: now + ttl as i64,
+            nbf: now,
+            iat: now,
+            jti: secret::random_string(16)?,
+            access,
+            tid: identity.token.as_ref().map(|t| t.id.clone()),
+        };
+        Ok(Issued {
+            token: jwt::sign(&self.key, &claims),
+            expires_in: ttl,
+            issued_at: now,
+            scope: granted_scopes.join(" "),
+        })
+    }
+
+    /// Creates a refresh token for an identity that logged in with its
+    /// password (OAuth2 `access_type=offline`, docker's identity token).
+    /// `None` for other identities: a refresh token must never outgrow the
+    /// credentials it was obtained with.
+    pub async fn refresh_token(&self, identity: &Identity) -> Result<Option<String>> {
+        let Some(account) = &identity.account else {
+            return Ok(None);
+        };
+        if identity.token.is_some() || identity.grants.is_some() {
+            return Ok(None);
+        }
+        let g = secret::generate(TokenKind::Refresh)?;
+        let ttl = self.settings.refresh_token_ttl.as_millis() as i64;
+        let created = self
+            .meta
+            .create_token(
+                &NewToken {
+                    id: g.id.clone(),
+                    owner: account.name.clone(),
+                    name: "login".into(),
+                    kind: TokenKind::Refresh,
+                    secret_hash: g.secret_hash.clone(),
+                    scopes: vec![Action::Admin.as_str().into()],
+                    patterns: Vec::new(),
+                    expires_at: Some(berth_meta::now_ms() + ttl),
+                },
+                &identity.caller(None, false).actor(),
+            )
+            .await?;
+        if !created {
+            return Err(Error::Internal("could not store a refresh token".into()));
+        }
+        Ok(Some(g.token))
+    }
+
+    /// A page of the catalog holding only repositories `identity` may
+    /// pull from.
+    pub async fn catalog(
+        &self,
+        registry: &Registry,
+        identity: &Identity,
+        n: Option<i64>,
+        last: Option<&str>,
+    ) -> Result<Page> {
+        let n = n.unwrap_or(MAX_PAGE).clamp(0, MAX_PAGE) as usize;
+        let mut items: Vec<String> = Vec::new();
+        let mut cursor = last.map(str::to_owned);
+        loop {
+            let batch = registry.meta().repositories(cursor.as_deref(), 500).await?;
+            let exhausted = batch.len() < 500;
+            for name in batch {
+                if items.len() > n {
+                    break;
+                }
+                if self
+                    .live_access(identity, &name)
+                    .await?
+                    .contains(Action::Pull)
+                {
+                    items.push(name.clone());
+                }
+                cursor = Some(name);
+            }
+            if exhausted || items.len() > n {
+                break;
+            }
+        }
+        Ok(page(items.into(), None, n as i64))
+    }
+
+    /// Counts a manifest request against the pull limit of `identity` (or
+    /// of `ip` when anonymous); `consume` for GETs, not HEADs. `None` when
+    /// pulls are not limited.
+    pub fn pull_rate(
+        &self,
+        identity: &Identity,
+        ip: Option<IpAddr>,
+        consume: bool,
+    ) -> Option<RateState> {
+        let limiter = self.pulls.as_ref()?;
+        let key = match (identity.name(), ip) {
+            (Some(name), _) => format!("account:{name}"),
+            (None, Some(ip)) => format!("ip:{ip}"),
+            (None, None) => "ip:unknown".to_owned(),
+        };
+        Some(limiter.hit(&key, Instant::now(), consume))
+    }
+
+    /// The lifetime of registry tokens.
+    pub fn token_ttl(&self) -> Duration {
+        self.settings.token_ttl
+    }
+}

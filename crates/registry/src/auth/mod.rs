@@ -1,0 +1,223 @@
+//! Authentication and authorisation: who is calling, and what they may do.
+//!
+//! - [`permission`]: the permission model as pure functions (who may
+//!   pull, push, delete or administer which repository).
+//! - [`password`]: argon2id password hashes.
+//! - [`secret`]: access-token strings (`berth_pat_...`), their generation
+//!   and hashing.
+//! - [`jwt`] and [`scope`]: the registry tokens of the Docker token flow.
+//! - [`throttle`] and [`ratelimit`]: failed-login slow-down and pull rate
+//!   limits.
+//! - [`Authority`]: the service tying them to the database, with caches so
+//!   that the `/v2/` hot path costs microseconds (see `cache`).
+//!
+//! This layer decides; the HTTP layer parses credentials
+//! ([`Credentials::from_header`]), calls [`Authority::authenticate`] and
+//! [`Authority::decide`], and maps the answer to a response.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use berth_meta::accounts::{NewUser, Visibility};
+use berth_meta::audit::Actor;
+use berth_meta::Meta;
+
+use crate::{Error, Result};
+
+mod cache;
+mod decide;
+mod identity;
+pub mod jwt;
+mod login;
+mod manage;
+pub mod password;
+pub mod permission;
+pub mod ratelimit;
+pub mod scope;
+pub mod secret;
+pub mod throttle;
+
+pub use decide::{Decision, Issued};
+pub use identity::{Credentials, Grants, Identity};
+pub use manage::{CreatedToken, TokenRequest};
+pub use permission::{allowed, Access, Account, Action, Facts, TokenLimits};
+pub use ratelimit::{RateLimit, RateState};
+
+/// The name of the bootstrapped site administrator.
+pub const ADMIN: &str = "admin";
+
+/// The `server_keys` entry holding the token signing key.
+const SIGNING_KEY: &str = "registry-token-hs256";
+
+/// Whether the registry checks credentials.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMode {
+    /// Credentials and permissions are enforced (the default).
+    Token,
+    /// Everything is open to everyone (local development only).
+    None,
+}
+
+/// Settings of the [`Authority`].
+#[derive(Debug, Clone)]
+pub struct AuthSettings {
+    /// Enforce or not.
+    pub mode: AuthMode,
+    /// The service name: the `aud` of issued tokens and the `service` of
+    /// challenges. Replicas must agree on it.
+    pub service: String,
+    /// Lifetime of registry tokens (JWTs).
+    pub token_ttl: Duration,
+    /// Lifetime of refresh tokens (`docker login`'s identity token).
+    pub refresh_token_ttl: Duration,
+    /// Visibility of namespaces created without one, and of repositories
+    /// under namespaces nobody owns.
+    pub default_visibility: Visibility,
+    /// Manifest GETs per account or anonymous address, if limited.
+    pub pull_limit: Option<RateLimit>,
+    /// How long permission facts and verified logins are served from
+    /// memory (changes made through this process apply at once).
+    pub cache_ttl: Duration,
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        AuthSettings {
+            mode: AuthMode::Token,
+            service: "berth".into(),
+            token_ttl: Duration::from_secs(300),
+            refresh_token_ttl: Duration::from_secs(30 * 86400),
+            default_visibility: Visibility::Private,
+            pull_limit: None,
+            cache_ttl: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Authentication, authorisation, registry tokens and limits.
+pub struct Authority {
+    meta: Meta,
+    settings: AuthSettings,
+    key: jwt::Key,
+    cache: cache::Caches,
+    ip_throttle: throttle::Throttle,
+    account_throttle: throttle::Throttle,
+    pulls: Option<ratelimit::RateLimiter>,
+    token_uses: Mutex<HashMap<String, i64>>,
+    /// A hash verified against unknown user names, so that they take as
+    /// long to refuse as wrong passwords.
+    decoy_hash: String,
+}
+
+impl Authority {
+    /// Builds the authority: loads the signing key shared through the
+    /// database, creating it on first start.
+    pub async fn new(meta: Meta, settings: AuthSettings) -> Result<Authority> {
+        let candidate = hex::encode(secret::random_bytes(32)?);
+        let stored = meta.server_key(SIGNING_KEY, &candidate).await?;
+        let key: jwt::Key = hex::decode(stored.trim())
+            .ok()
+            .and_then(|k| k.try_into().ok())
+            .ok_or_else(|| Error::Internal("the stored token signing key is corrupt".into()))?;
+        let decoy_hash =
+            tokio::task::spawn_blocking(|| password::hash("berth-decoy-password-never-matches"))
+                .await
+                .map_err(|e| Error::Internal(format!("hashing task: {e}")))??;
+        Ok(Authority {
+            cache: cache::Caches::new(settings.cache_ttl),
+            pulls: settings.pull_limit.map(ratelimit::RateLimiter::new),
+            meta,
+            key,
+            ip_throttle: throttle::Throttle::new(throttle::Policy::PER_IP),
+            account_throttle: throttle::Throttle::new(throttle::Policy::PER_ACCOUNT),
+            token_uses: Mutex::new(HashMap::new()),
+            decoy_hash,
+            settings,
+        })
+    }
+
+    /// The settings in force.
+    pub fn settings(&self) -> &AuthSettings {
+        &self.settings
+    }
+
+    /// Whether credentials are enforced.
+    pub fn enforced(&self) -> bool {
+        self.settings.mode == AuthMode::Token
+    }
+
+    /// The metadata database.
+    pub fn meta(&self) -> &Meta {
+        &self.meta
+    }
+
+    /// Creates the site administrator `admin` if it does not exist yet,
+    /// with `password` or, without one, a generated password that is
+    /// returned (to be shown once). An existing `admin` is left alone.
+    pub async fn bootstrap_admin(&self, password: Option<&str>) -> Result<Option<String>> {
+        if self.meta.user(ADMIN).await?.is_some() {
+            return Ok(None);
+        }
+        let (password, generated) = match password {
+            Some(p) => {
+                password::check_policy(p)?;
+                (p.to_owned(), false)
+            }
+            None => (secret::random_string(24)?, true),
+        };
+        let hash = hash_blocking(password.clone()).await?;
+        let actor = Actor {
+            name: "berth".into(),
+            ip: None,
+            at: berth_meta::now_ms(),
+        };
+        let created = self
+            .meta
+            .create_user(
+                &NewUser {
+                    name: ADMIN.into(),
+                    password_hash: Some(hash),
+                    site_admin: true,
+                    visibility: self.settings.default_visibility,
+                },
+                &actor,
+            )
+            .await?;
+        if !created {
+            // Another replica, or an organisation named admin, won.
+            return Ok(None);
+        }
+        Ok(generated.then_some(password))
+    }
+
+    /// Writes the batched last-use times of access tokens. Called
+    /// periodically and at shutdown; returns how many were written.
+    pub async fn flush_token_uses(&self) -> Result<usize> {
+        let uses: Vec<(String, i64)> = {
+            let mut map = self.token_uses.lock().unwrap_or_else(|p| p.into_inner());
+            map.drain().collect()
+        };
+        self.meta.touch_tokens(&uses).await?;
+        Ok(uses.len())
+    }
+
+    fn record_token_use(&self, id: &str) {
+        let mut map = self.token_uses.lock().unwrap_or_else(|p| p.into_inner());
+        map.insert(id.to_owned(), berth_meta::now_ms());
+    }
+}
+
+/// Hashes a password on a blocking thread.
+pub(crate) async fn hash_blocking(password: String) -> Result<String> {
+    tokio::task::spawn_blocking(move || password::hash(&password))
+        .await
+        .map_err(|e| Error::Internal(format!("hashing task: {e}")))?
+}
+
+/// Verifies a password on a blocking thread.
+pub(crate) async fn verify_blocking(password: String, stored: String) -> Result<bool> {
+    tokio::task::spawn_blocking(move || password::verify(&password, &stored))
+        .await
+        .map_err(|e| Error::Internal(format!("hashing task: {e}")))
+}
