@@ -99,6 +99,10 @@ pub struct FileConfig {
     /// How long permission facts and verified logins are cached (e.g.
     /// `10s`; `0s` reads the database on every request).
     pub auth_cache_ttl: Option<String>,
+    /// How often garbage collection runs on its own (`0`: only on demand).
+    pub gc_interval: Option<String>,
+    /// Unreferenced content younger than this is never collected.
+    pub gc_grace_period: Option<String>,
 }
 
 /// Log output format.
@@ -127,6 +131,8 @@ pub struct ServeConfig {
     pub external_url: Option<String>,
     /// `BERTH_ADMIN_PASSWORD`: the bootstrapped admin's password.
     pub admin_password: Option<String>,
+    pub gc_interval: Option<Duration>,
+    pub gc_grace_period: Duration,
 }
 
 /// Parses `30s`, `15m`, `24h`, `7d` (or a bare number of seconds).
@@ -251,6 +257,13 @@ impl ServeConfig {
                 file.pull_stats_flush_interval.as_deref().unwrap_or("30s"),
                 "pull_stats_flush_interval",
             )?,
+            gc_interval: Some(
+                parse_duration(file.gc_interval.as_deref().unwrap_or("24h"))
+                    .context("gc_interval")?,
+            )
+            .filter(|d| !d.is_zero()),
+            gc_grace_period: parse_duration(file.gc_grace_period.as_deref().unwrap_or("1h"))
+                .context("gc_grace_period")?,
         })
     }
 }

@@ -51,6 +51,33 @@ async fn shutdown_signal() {
     tracing::info!("shutting down");
 }
 
+/// How often the scheduler looks for due jobs (GC, retention policies).
+const JOB_TICK: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// The scheduler: every minute, runs whatever is due (each job takes its
+/// lease, so with several replicas one of them runs it).
+async fn run_jobs(registry: Arc<Registry>) {
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + JOB_TICK, JOB_TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        match registry.run_due_jobs(berth_meta::now_ms()).await {
+            Ok(ran) => {
+                for j in ran {
+                    match j.outcome {
+                        Ok(summary) => tracing::info!(job = %j.job, %summary, "scheduled job done"),
+                        Err(berth_registry::Error::Conflict(why)) => {
+                            tracing::debug!(job = %j.job, %why, "scheduled job skipped")
+                        }
+                        Err(e) => tracing::warn!(job = %j.job, error = %e, "scheduled job failed"),
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "looking for due jobs failed"),
+        }
+    }
+}
+
 /// Runs the registry until SIGINT/SIGTERM.
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let cfg = ServeConfig::resolve(args)?;
@@ -70,6 +97,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             max_manifest_bytes: cfg.max_manifest_bytes,
             upload_ttl: cfg.upload_ttl,
             cache_ttl: None,
+            gc_grace_period: cfg.gc_grace_period,
+            gc_interval: cfg.gc_interval,
         },
     ));
     let auth = Arc::new(
@@ -121,6 +150,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         })
     };
 
+    let jobs = tokio::spawn(run_jobs(registry.clone()));
     // Pull statistics: flushed on an interval, then once more after the
     // server drained (the loop is stopped between flushes, never inside
     // one, so no taken counts are dropped).
@@ -167,6 +197,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     });
     berth_server::serve(listener, app, shutdown_signal()).await?;
     purge.abort();
+    jobs.abort();
     let _ = stop_flush.send(true);
     let _ = flush.await;
     // The last counts of the pull statistics, now that no request runs.

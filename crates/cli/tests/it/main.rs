@@ -12,6 +12,7 @@ mod auth;
 mod auth_attacks;
 mod bench;
 mod common;
+mod gc;
 mod interop;
 mod layout;
 mod lifecycle_pulls;

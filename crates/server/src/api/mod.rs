@@ -19,6 +19,7 @@ use crate::auth;
 use crate::error::ApiError;
 
 mod audit;
+mod gc;
 use crate::App;
 
 mod body;
@@ -127,6 +128,7 @@ pub(crate) fn router() -> Router<Arc<App>> {
         .merge(tag_rules::routes())
         .merge(repositories::routes())
         .merge(usage::routes())
+        .merge(gc::routes())
 }
 
 async fn handle_whoami(
