@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod accounts;
 mod api_blobs;
 mod api_faults;
 mod api_manifests;

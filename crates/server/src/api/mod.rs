@@ -18,14 +18,17 @@ use berth_registry::{Caller, Error};
 use crate::auth;
 use crate::error::ApiError;
 
-mod audit;
-mod gc;
 use crate::App;
 
+mod accounts;
+mod audit;
 mod body;
+mod gc;
 mod repositories;
 mod tag_rules;
+mod tokens;
 mod usage;
+mod visibility;
 
 /// What an operation needs on a namespace or repository.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,7 +79,9 @@ impl Principal {
                 ..self.caller.clone()
             });
         }
-        if self.identity.account.is_none() {
+        // Anonymous callers may read public repositories; anything else
+        // needs credentials.
+        if self.identity.account.is_none() && need != Need::Read {
             return Err(Error::Unauthorized("authentication required".into()).into());
         }
         let denied = || ApiError::from(Error::Denied("not allowed".into()));
@@ -124,6 +129,9 @@ impl FromRequestParts<Arc<App>> for Principal {
 pub(crate) fn router() -> Router<Arc<App>> {
     Router::new()
         .route("/whoami", get(handle_whoami))
+        .merge(accounts::routes())
+        .merge(tokens::routes())
+        .merge(visibility::routes())
         .merge(audit::routes())
         .merge(tag_rules::routes())
         .merge(repositories::routes())
