@@ -43,6 +43,8 @@ enum Command {
     Usage(usage::UsageArgs),
     /// Show, set or remove a namespace's storage quota.
     Quota(usage::QuotaArgs),
+    /// Remove unreferenced blobs and abandoned uploads from a running registry.
+    Gc(Box<manage::gc::Args>),
     #[command(flatten)]
     Tools(berth_tools::Command),
 }
@@ -75,6 +77,7 @@ fn main() -> ExitCode {
             Command::TagRule(args) => tag_rule::run(args).await.map(|()| ExitCode::SUCCESS),
             Command::Usage(args) => usage::run_usage(args).await.map(|()| ExitCode::SUCCESS),
             Command::Quota(args) => usage::run_quota(args).await.map(|()| ExitCode::SUCCESS),
+            Command::Gc(args) => manage::gc::run(&args).await.map(|()| ExitCode::SUCCESS),
             Command::Tools(cmd) => berth_tools::run(cmd).await.map_err(anyhow::Error::from),
         }
     });

@@ -4,12 +4,16 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use berth_meta::Meta;
+use berth_registry::auth::{Authority, ADMIN};
 use berth_registry::{Registry, Settings};
 use berth_server::{App, ServerSettings};
 use berth_store::FsStore;
 use tracing_subscriber::EnvFilter;
 
 use crate::config::{LogFormat, ServeArgs, ServeConfig};
+
+/// How often the last-use times of access tokens are written.
+const TOKEN_USE_FLUSH: std::time::Duration = std::time::Duration::from_secs(30);
 
 fn init_logging(cfg: &ServeConfig) -> anyhow::Result<()> {
     let filter = EnvFilter::try_new(&cfg.log_level)
@@ -47,6 +51,33 @@ async fn shutdown_signal() {
     tracing::info!("shutting down");
 }
 
+/// How often the scheduler looks for due jobs (GC, retention policies).
+const JOB_TICK: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// The scheduler: every minute, runs whatever is due (each job takes its
+/// lease, so with several replicas one of them runs it).
+async fn run_jobs(registry: Arc<Registry>) {
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + JOB_TICK, JOB_TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        match registry.run_due_jobs(berth_meta::now_ms()).await {
+            Ok(ran) => {
+                for j in ran {
+                    match j.outcome {
+                        Ok(summary) => tracing::info!(job = %j.job, %summary, "scheduled job done"),
+                        Err(berth_registry::Error::Conflict(why)) => {
+                            tracing::debug!(job = %j.job, %why, "scheduled job skipped")
+                        }
+                        Err(e) => tracing::warn!(job = %j.job, error = %e, "scheduled job failed"),
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "looking for due jobs failed"),
+        }
+    }
+}
+
 /// Runs the registry until SIGINT/SIGTERM.
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let cfg = ServeConfig::resolve(args)?;
@@ -66,8 +97,35 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             max_manifest_bytes: cfg.max_manifest_bytes,
             upload_ttl: cfg.upload_ttl,
             cache_ttl: None,
+            gc_grace_period: cfg.gc_grace_period,
+            gc_interval: cfg.gc_interval,
         },
     ));
+    let auth = Arc::new(
+        Authority::new(registry.meta().clone(), cfg.auth.clone())
+            .await
+            .context("starting authentication")?,
+    );
+    if auth.enforced() {
+        match auth
+            .bootstrap_admin(cfg.admin_password.as_deref())
+            .await
+            .context("creating the administrator account")?
+        {
+            Some(generated) => tracing::warn!(
+                user = ADMIN,
+                password = %generated,
+                "created the site administrator with a generated password; it is shown only \
+                 this once: log in and change it, or set BERTH_ADMIN_PASSWORD before the first start"
+            ),
+            None => tracing::debug!("site administrator present"),
+        }
+    } else {
+        tracing::warn!(
+            "authentication is off (--auth none): anyone who can reach this port may push, \
+             pull and delete; use it for local development only"
+        );
+    }
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
         .with_context(|| format!("cannot listen on {}", cfg.listen))?;
@@ -92,6 +150,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         })
     };
 
+    let jobs = tokio::spawn(run_jobs(registry.clone()));
     // Pull statistics: flushed on an interval, then once more after the
     // server drained (the loop is stopped between flushes, never inside
     // one, so no taken counts are dropped).
@@ -115,20 +174,40 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         })
     };
 
+    let touch = {
+        let auth = auth.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(TOKEN_USE_FLUSH);
+            loop {
+                tick.tick().await;
+                if let Err(e) = auth.flush_token_uses().await {
+                    tracing::warn!(error = %e, "recording token use failed");
+                }
+            }
+        })
+    };
+
     let app = Arc::new(App {
         registry: registry.clone(),
+        auth: auth.clone(),
         settings: ServerSettings {
             chunk_min_length: cfg.chunk_min_length,
+            external_url: cfg.external_url.clone(),
         },
     });
     berth_server::serve(listener, app, shutdown_signal()).await?;
     purge.abort();
+    jobs.abort();
     let _ = stop_flush.send(true);
     let _ = flush.await;
     // The last counts of the pull statistics, now that no request runs.
     match registry.flush_pulls().await {
         Ok(n) => tracing::info!(rows = n, "flushed pull statistics"),
         Err(e) => tracing::warn!(error = %e, "flushing pull statistics at shutdown failed"),
+    }
+    touch.abort();
+    if let Err(e) = auth.flush_token_uses().await {
+        tracing::warn!(error = %e, "recording token use failed");
     }
     registry.meta().close().await;
     Ok(())

@@ -56,9 +56,12 @@ pub(crate) async fn link_blob(
     .bind(now)
     .execute(&mut *conn)
     .await?;
+    // `linked_at` is the last time the blob was uploaded or mounted here:
+    // a push in flight re-uploading a blob whose old link nobody
+    // references gets a fresh grace period from garbage collection.
     sqlx::query(
         "INSERT INTO repository_blobs (repository_id, digest, linked_at) VALUES ($1, $2, $3)
-         ON CONFLICT (repository_id, digest) DO NOTHING",
+         ON CONFLICT (repository_id, digest) DO UPDATE SET linked_at = excluded.linked_at",
     )
     .bind(repo)
     .bind(digest)

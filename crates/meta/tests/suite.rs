@@ -433,6 +433,17 @@ async fn gc_cases(meta: &Meta) {
     .await
     .unwrap();
 
+    // Uploading a blob again refreshes its link's grace period.
+    meta.link_blob("gc/again", "sha256:gagain", 1, 0)
+        .await
+        .unwrap();
+    meta.link_blob("gc/again", "sha256:gagain", 1, 20_000)
+        .await
+        .unwrap();
+    assert!(!ours(meta.unreferenced_links(10_000).await.unwrap())
+        .iter()
+        .any(|(_, d)| d == "sha256:gagain"));
+
     // Pushes racing with sweeps: whichever commits first wins, and a stored
     // manifest always keeps its links.
     for i in 0..40 {

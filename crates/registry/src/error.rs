@@ -83,7 +83,9 @@ pub enum Error {
     /// for it).
     #[error("{0}")]
     NotFound(String),
-    /// The name is taken (409), e.g. creating an account that exists.
+    /// The name is taken, or the operation conflicts with one in progress
+    /// (409): creating an account that exists, a garbage collection
+    /// already running.
     #[error("{0}")]
     Conflict(String),
     /// Authentication is required, or the credentials are not valid (401).

@@ -17,8 +17,10 @@ mod blobs;
 mod cache;
 mod caller;
 mod error;
+mod gc;
 pub mod glob;
 mod inventory;
+mod jobs;
 mod listing;
 mod manifests;
 mod pulls;
@@ -30,12 +32,15 @@ mod uploads;
 /// The metadata layer, for the management API's reads and account writes.
 pub use berth_meta as meta;
 pub use berth_meta::audit;
+pub use berth_meta::now_ms;
 pub use berth_meta::{TagRule, TagRuleKind};
 pub use berth_store::{BlobBody, BlobRead, ByteStream, UploadInfo};
 pub use blobs::ByteRange;
 pub use caller::Caller;
 pub use error::Error;
+pub use gc::{GcItem, GcReport, GcUpload, GC_JOB};
 pub use inventory::{ManifestView, TagView};
+pub use jobs::DueJob;
 pub use listing::{Page, ReferrersIndex};
 pub use manifests::{accepts, ManifestEntry, PushedManifest};
 pub use pulls::{Count, PullStats};
@@ -56,6 +61,13 @@ pub struct Settings {
     /// database; `None` when this process is the only writer (SQLite), so
     /// the cache is exact.
     pub cache_ttl: Option<Duration>,
+    /// Garbage collection removes only unreferenced content older than
+    /// this: the longest a push may take from its first blob to its
+    /// manifest.
+    pub gc_grace_period: Duration,
+    /// How often garbage collection runs on its own; `None`: only on
+    /// demand.
+    pub gc_interval: Option<Duration>,
 }
 
 impl Default for Settings {
@@ -64,6 +76,8 @@ impl Default for Settings {
             max_manifest_bytes: 4 * 1024 * 1024,
             upload_ttl: Duration::from_secs(24 * 3600),
             cache_ttl: None,
+            gc_grace_period: Duration::from_secs(3600),
+            gc_interval: Some(Duration::from_secs(24 * 3600)),
         }
     }
 }
@@ -77,6 +91,7 @@ pub struct Registry {
     rules: snapshot::Snapshot<Vec<berth_meta::TagRule>>,
     quotas: snapshot::Snapshot<std::collections::HashMap<String, u64>>,
     pulls: pulls::PullStats,
+    jobs: jobs::Jobs,
 }
 
 impl Registry {
@@ -91,6 +106,7 @@ impl Registry {
             pulls: pulls::PullStats::default(),
             settings,
             cache,
+            jobs: jobs::Jobs::new(),
         }
     }
 

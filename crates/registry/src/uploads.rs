@@ -190,6 +190,13 @@ impl Registry {
             g.check(size)?;
         }
         self.link_within(repo, digest, size, gate.as_ref()).await?;
+        // Garbage collection may have taken the file between the check and
+        // the link (it was unreferenced everywhere): then answer "not
+        // mounted" and let the client upload it, which heals the link.
+        if self.store.stat(digest).await?.is_none() {
+            self.cache.invalidate_link(repo, digest.as_str());
+            return Ok(false);
+        }
         Ok(true)
     }
 
@@ -225,12 +232,10 @@ impl Registry {
     /// Removes upload sessions that received nothing for longer than the
     /// configured TTL. Returns how many were removed.
     pub async fn purge_uploads(&self) -> Result<usize> {
-        let now = SystemTime::now();
         let mut removed = 0;
-        for info in self.store.upload_list().await? {
-            let age = now.duration_since(info.updated_at).unwrap_or_default();
-            if age > self.settings.upload_ttl && self.store.upload_cancel(&info.id).await? {
-                tracing::info!(upload = %info.id, repo = %info.label, ?age, "removed abandoned upload");
+        for u in self.abandoned_uploads(SystemTime::now()).await? {
+            if self.store.upload_cancel(&u.id).await? {
+                tracing::info!(upload = %u.id, repo = %u.repository, "removed abandoned upload");
                 removed += 1;
             }
         }

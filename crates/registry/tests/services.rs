@@ -13,6 +13,8 @@ use bytes::Bytes;
 
 #[path = "services/auth.rs"]
 mod auth;
+#[path = "services/gc.rs"]
+mod gc;
 
 async fn registry(dir: &std::path::Path, settings: Settings) -> Registry {
     let store = FsStore::open(dir.join("data")).unwrap();
@@ -20,9 +22,9 @@ async fn registry(dir: &std::path::Path, settings: Settings) -> Registry {
     Registry::new(Arc::new(store), meta, settings)
 }
 
-fn body(data: &'static [u8]) -> berth_store::ByteStream {
+fn body(data: &[u8]) -> berth_store::ByteStream {
     Box::pin(futures_util::stream::iter([Ok::<_, std::io::Error>(
-        Bytes::from_static(data),
+        Bytes::copy_from_slice(data),
     )]))
 }
 

@@ -169,6 +169,9 @@ fn publish(file: &File, from: &Path, to: &Path) -> Result<()> {
         fs::remove_file(from)?;
         return Ok(());
     }
+    // Published now: garbage collection measures its grace period from
+    // here, not from when the bytes were written.
+    file.set_modified(SystemTime::now())?;
     file.sync_data()?;
     let parent = to
         .parent()
@@ -185,16 +188,31 @@ fn publish(file: &File, from: &Path, to: &Path) -> Result<()> {
 }
 
 /// Sets the modification time of `path` to now. Returns `false` if there is
-/// no such file.
+/// no such file, or if it was moved away (quarantined by garbage
+/// collection) before the new time was visible at `path`: the caller then
+/// publishes its own copy.
 fn touch(path: &Path) -> Result<bool> {
-    match File::open(path) {
-        Ok(f) => {
-            f.set_modified(SystemTime::now())?;
-            Ok(true)
-        }
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
-        Err(e) => Err(e.into()),
-    }
+    let Some(file) = not_found_is_none(File::open(path))? else {
+        return Ok(false);
+    };
+    file.set_modified(SystemTime::now())?;
+    // Still there after the update: a quarantine from now on sees the new
+    // time and puts the file back.
+    let Some(here) = not_found_is_none(fs::metadata(path))? else {
+        return Ok(false);
+    };
+    Ok(same_file(&file.metadata()?, &here))
+}
+
+#[cfg(unix)]
+fn same_file(a: &fs::Metadata, b: &fs::Metadata) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    (a.dev(), a.ino()) == (b.dev(), b.ino())
+}
+
+#[cfg(not(unix))]
+fn same_file(_: &fs::Metadata, _: &fs::Metadata) -> bool {
+    true
 }
 
 /// Puts a quarantined blob back at `to`, unless a new copy was published

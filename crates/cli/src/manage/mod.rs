@@ -18,6 +18,7 @@ use serde::Serialize;
 
 pub mod accounts;
 pub mod audit;
+pub mod gc;
 pub mod repos;
 pub mod tokens;
 

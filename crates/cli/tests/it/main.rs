@@ -3,13 +3,17 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod accounts;
 mod api_blobs;
 mod api_faults;
 mod api_manifests;
 mod api_process;
 mod audit;
+mod auth;
+mod auth_attacks;
 mod bench;
 mod common;
+mod gc;
 mod interop;
 mod layout;
 mod lifecycle_pulls;
