@@ -532,7 +532,13 @@ async fn job_cases(meta: &Meta) {
 
 /// Policies, the inventory, conditional deletions, time setters.
 async fn retention_cases(meta: &Meta) {
-    use berth_meta::Deletion;
+    use berth_meta::{Deletion, ManifestTarget, TagGuard};
+    let open: TagGuard = std::sync::Arc::new(|_: &str| None);
+    let target = |d: &str, tags: &[String], subject: Option<&str>| ManifestTarget {
+        digest: d.to_owned(),
+        with_tags: tags.to_vec(),
+        subject: subject.map(str::to_owned),
+    };
     assert!(meta.retention_policy("acme").await.unwrap().is_none());
     assert!(!meta
         .set_retention_policy("acme", Some("a = 1"), &actor())
@@ -636,13 +642,13 @@ async fn retention_cases(meta: &Meta) {
 
     let d = |v: &str| serde_json::json!({ "rule": v });
     assert!(matches!(
-        meta.retention_delete_tag(r, "v1", "sha256:c1", &actor(), d("x"))
+        meta.retention_delete_tag(r, "v1", "sha256:c1", open.clone(), &actor(), d("x"))
             .await
             .unwrap(),
         Deletion::Skipped(_)
     ));
     assert_eq!(
-        meta.retention_delete_tag(r, "v1", "sha256:ix", &actor(), d("x"))
+        meta.retention_delete_tag(r, "v1", "sha256:ix", open.clone(), &actor(), d("x"))
             .await
             .unwrap(),
         Deletion::Deleted
@@ -653,48 +659,101 @@ async fn retention_cases(meta: &Meta) {
         Deletion::Deleted => panic!("deleted"),
     };
     assert!(skipped(
-        meta.retention_delete_manifest(r, "sha256:ix", &[], None, &actor(), d("x"))
-            .await
-            .unwrap()
+        meta.retention_delete_manifest(
+            r,
+            target("sha256:ix", &[], None),
+            open.clone(),
+            &actor(),
+            d("x")
+        )
+        .await
+        .unwrap()
     )
     .contains("latest"));
     assert!(skipped(
-        meta.retention_delete_manifest(r, "sha256:c1", &[], None, &actor(), d("x"))
-            .await
-            .unwrap()
+        meta.retention_delete_manifest(
+            r,
+            target("sha256:c1", &[], None),
+            open.clone(),
+            &actor(),
+            d("x")
+        )
+        .await
+        .unwrap()
     )
     .contains("sha256:ix"));
     assert!(skipped(
-        meta.retention_delete_manifest(r, "sha256:sig", &[], Some("sha256:ix"), &actor(), d("x"))
-            .await
-            .unwrap()
+        meta.retention_delete_manifest(
+            r,
+            target("sha256:sig", &[], Some("sha256:ix")),
+            open.clone(),
+            &actor(),
+            d("x")
+        )
+        .await
+        .unwrap()
     )
     .contains("subject"));
     let latest = vec!["latest".to_owned()];
+    // A protected tag refuses the deletion inside the transaction.
+    let guard: TagGuard =
+        std::sync::Arc::new(|t: &str| (t == "latest").then(|| "latest is protected".to_owned()));
     assert_eq!(
-        meta.retention_delete_manifest(r, "sha256:ix", &latest, None, &actor(), d("x"))
+        skipped(
+            meta.retention_delete_manifest(
+                r,
+                target("sha256:ix", &latest, None),
+                guard.clone(),
+                &actor(),
+                d("x")
+            )
             .await
-            .unwrap(),
+            .unwrap()
+        ),
+        "latest is protected"
+    );
+    assert_eq!(
+        meta.retention_delete_manifest(
+            r,
+            target("sha256:ix", &latest, None),
+            open.clone(),
+            &actor(),
+            d("x")
+        )
+        .await
+        .unwrap(),
         Deletion::Deleted
     );
     for m in ["sha256:c1", "sha256:c2"] {
         assert_eq!(
-            meta.retention_delete_manifest(r, m, &[], None, &actor(), d("x"))
+            meta.retention_delete_manifest(r, target(m, &[], None), open.clone(), &actor(), d("x"))
                 .await
                 .unwrap(),
             Deletion::Deleted
         );
     }
     assert_eq!(
-        meta.retention_delete_manifest(r, "sha256:sig", &[], Some("sha256:ix"), &actor(), d("x"))
-            .await
-            .unwrap(),
+        meta.retention_delete_manifest(
+            r,
+            target("sha256:sig", &[], Some("sha256:ix")),
+            open.clone(),
+            &actor(),
+            d("x")
+        )
+        .await
+        .unwrap(),
         Deletion::Deleted
     );
     assert!(matches!(
-        meta.retention_delete_manifest(r, "sha256:c1", &[], None, &actor(), d("x"))
-            .await
-            .unwrap(),
+        meta.retention_delete_manifest(
+            r,
+            target("sha256:c1", &[], None),
+            open.clone(),
+            &actor(),
+            d("x")
+        )
+        .await
+        .unwrap(),
         Deletion::Skipped(_)
     ));
     assert!(meta

@@ -24,6 +24,7 @@ mod jobs;
 mod listing;
 mod manifests;
 mod pulls;
+pub mod retention;
 mod rules;
 mod uploads;
 
