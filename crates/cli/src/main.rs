@@ -40,6 +40,8 @@ enum Command {
     TagRule(tag_rule::Args),
     /// Remove unreferenced blobs and abandoned uploads from a running registry.
     Gc(Box<manage::gc::Args>),
+    /// Retention policies of a namespace: set, get, plan, apply.
+    Retention(Box<manage::retention::Args>),
     #[command(flatten)]
     Tools(berth_tools::Command),
 }
@@ -71,6 +73,9 @@ fn main() -> ExitCode {
             Command::Audit(args) => manage::audit::run(&args).await.map(|()| ExitCode::SUCCESS),
             Command::TagRule(args) => tag_rule::run(args).await.map(|()| ExitCode::SUCCESS),
             Command::Gc(args) => manage::gc::run(&args).await.map(|()| ExitCode::SUCCESS),
+            Command::Retention(args) => manage::retention::run(&args)
+                .await
+                .map(|()| ExitCode::SUCCESS),
             Command::Tools(cmd) => berth_tools::run(cmd).await.map_err(anyhow::Error::from),
         }
     });

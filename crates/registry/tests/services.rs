@@ -15,6 +15,8 @@ use bytes::Bytes;
 mod auth;
 #[path = "services/gc.rs"]
 mod gc;
+#[path = "services/retention.rs"]
+mod retention;
 
 async fn registry(dir: &std::path::Path, settings: Settings) -> Registry {
     let store = FsStore::open(dir.join("data")).unwrap();

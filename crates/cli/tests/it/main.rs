@@ -16,6 +16,7 @@ mod layout;
 mod lifecycle_pulls;
 mod lifecycle_rules;
 mod oci;
+mod retention;
 mod tools;
 mod tools_client;
 mod tools_copy;

@@ -150,6 +150,9 @@ impl Registry {
     }
 
     async fn plan_with(&self, namespace: &str, policy: &Policy, now: i64) -> Result<Plan> {
+        // This replica's latest pull counts, for the pull conditions (a
+        // failed flush keeps its counts and is logged; plan with the rest).
+        let _ = self.flush_pulls().await;
         let mut items = Vec::new();
         for repo in self.meta.namespace_repositories(namespace).await? {
             let Some(inv) = self.meta.inventory(&repo).await? else {

@@ -111,14 +111,10 @@ impl fmt::Display for Condition {
     }
 }
 
-/// Formats milliseconds in the largest whole unit (`7d`, `36h`, `90m`).
+/// Formats milliseconds in the largest whole unit up to days (`7d`, `36h`,
+/// `90m`).
 pub fn duration(ms: i64) -> String {
-    for (unit, size) in [
-        ("w", 7 * 86_400_000),
-        ("d", 86_400_000),
-        ("h", 3_600_000),
-        ("m", 60_000),
-    ] {
+    for (unit, size) in [("d", 86_400_000), ("h", 3_600_000), ("m", 60_000)] {
         if ms >= size && ms % size == 0 {
             return format!("{}{unit}", ms / size);
         }

@@ -116,7 +116,7 @@ keep = { last_pulled = 3 }
     assert_eq!(p.rules.len(), 4);
     assert_eq!(
         p.rules[0].condition.to_string(),
-        "any(last 10, all(pulled within 30d, not(older than 1w)))"
+        "any(last 10, all(pulled within 30d, not(older than 7d)))"
     );
     assert_eq!(p.rules[1].name, "rule-2");
     assert!(!p.rules[1].keeps);

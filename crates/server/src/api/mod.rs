@@ -18,6 +18,7 @@ use crate::error::ApiError;
 
 mod audit;
 mod gc;
+mod retention;
 use crate::App;
 
 mod body;
@@ -84,6 +85,7 @@ pub(crate) fn router() -> Router<Arc<App>> {
         .merge(tag_rules::routes())
         .merge(repositories::routes())
         .merge(gc::routes())
+        .merge(retention::routes())
 }
 
 async fn handle_whoami(
