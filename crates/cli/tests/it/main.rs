@@ -17,6 +17,7 @@ mod lifecycle_pulls;
 mod lifecycle_rules;
 mod oci;
 mod retention;
+mod retention_cli;
 mod tools;
 mod tools_client;
 mod tools_copy;

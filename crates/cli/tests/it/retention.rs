@@ -2,8 +2,8 @@
 //! policies of docs/retention.md (taken from the document itself), on
 //! images pushed for real whose push times are then moved into the past
 //! through the metadata layer (no sleeping), checking the plan and what
-//! is left after `apply`; multi-arch and referrer safety with GC; the
-//! `berth retention` command.
+//! is left after `apply`; multi-arch and referrer safety with GC. The
+//! `berth retention` command is in `retention_cli`.
 
 use std::collections::BTreeSet;
 
@@ -16,13 +16,12 @@ use crate::oci::{
     client, descriptor, files_under, image_manifest, push_blob, push_image, put_manifest, sha256,
     OCI_EMPTY, OCI_INDEX, OCI_MANIFEST,
 };
-use crate::tools::berth_ok;
 
 const DAY: i64 = 86_400_000;
 const DOC: &str = include_str!("../../../../docs/retention.md");
 
 /// The TOML block of docs/retention.md marked `# example: NAME`.
-fn example(name: &str) -> String {
+pub(crate) fn example(name: &str) -> String {
     let marker = format!("# example: {name}\n");
     let start = DOC
         .find(&marker)
@@ -32,8 +31,8 @@ fn example(name: &str) -> String {
 }
 
 /// A server, a client, and the server's database for moving times.
-struct Lab {
-    berth: Berth,
+pub(crate) struct Lab {
+    pub(crate) berth: Berth,
     c: Client,
     base: String,
     meta: Meta,
@@ -41,7 +40,7 @@ struct Lab {
 }
 
 impl Lab {
-    async fn start() -> Lab {
+    pub(crate) async fn start() -> Lab {
         let berth = Berth::start_with(&[], Some("gc_grace_period = \"0s\"\ngc_interval = \"0\"\n"));
         let meta = Meta::open_sqlite(&berth.data_dir.join("berth.db"))
             .await
@@ -56,7 +55,7 @@ impl Lab {
     }
 
     /// Pushes an image tagged `tag`, pushed `days` ago.
-    async fn image(&self, repo: &str, tag: &str, days: i64) -> String {
+    pub(crate) async fn image(&self, repo: &str, tag: &str, days: i64) -> String {
         let (d, _) = push_image(&self.c, &self.base, repo, tag, &format!("{repo}:{tag}")).await;
         self.age(repo, tag, &d, days).await;
         d
@@ -129,7 +128,7 @@ impl Lab {
         applied
     }
 
-    async fn tags(&self, repo: &str) -> BTreeSet<String> {
+    pub(crate) async fn tags(&self, repo: &str) -> BTreeSet<String> {
         let v: Value = self
             .c
             .get(format!("{}/v2/{repo}/tags/list", self.base))
@@ -182,7 +181,7 @@ fn set<const N: usize>(v: [(&str, &str); N]) -> BTreeSet<(String, String)> {
         .collect()
 }
 
-fn strings(v: &[&str]) -> BTreeSet<String> {
+pub(crate) fn strings(v: &[&str]) -> BTreeSet<String> {
     v.iter().map(|s| s.to_string()).collect()
 }
 
@@ -542,109 +541,4 @@ async fn deleting_an_index_takes_its_children_and_referrers_and_gc_reclaims_them
     // payload, the signature's config and layer.
     assert_eq!(gc["blobs"].as_array().unwrap().len(), 8, "{gc:#}");
     assert!(lab.has_manifest("acme/multi", &keep).await);
-}
-
-#[tokio::test]
-async fn berth_retention_commands() {
-    let lab = Lab::start().await;
-    lab.image("acme/web", "pr-9", 10).await;
-    lab.image("acme/web", "v1", 10).await;
-    let dir = tempfile::tempdir().unwrap();
-    let reg = ["--registry", lab.berth.addr.as_str()];
-    let run = |args: &[&str]| berth_ok(dir.path(), &[args, &reg].concat());
-    let bad = dir.path().join("bad.toml");
-    std::fs::write(
-        &bad,
-        "[[rule]]\ntags = [\"*\"]\nkeep = { last = 10, pushed_within = \"7d\" }\n",
-    )
-    .unwrap();
-    let out = crate::tools::berth(
-        dir.path(),
-        &[
-            &["retention", "set", "acme", bad.to_str().unwrap()][..],
-            &reg,
-        ]
-        .concat(),
-    );
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("line 3, column 8: a condition has exactly one key"),
-        "{err}"
-    );
-
-    let good = dir.path().join("policy.toml");
-    std::fs::write(
-        &good,
-        format!("schedule = \"0 3 * * *\"\n{}", example("expire-builds")),
-    )
-    .unwrap();
-    // Tried before it is set.
-    let out = run(&[
-        "retention",
-        "plan",
-        "acme",
-        "--file",
-        good.to_str().unwrap(),
-    ]);
-    assert!(out.contains("pr-9") && out.contains("pr-builds"), "{out}");
-    let out = run(&["retention", "set", "acme", good.to_str().unwrap()]);
-    assert!(
-        out.contains("2 rules") && out.contains("\"0 3 * * *\""),
-        "{out}"
-    );
-    let out = run(&["retention", "get", "acme"]);
-    assert!(out.starts_with("schedule = \"0 3 * * *\""), "{out}");
-    let out = run(&["retention", "plan", "acme"]);
-    let header = out.lines().next().unwrap();
-    for col in [
-        "REPOSITORY",
-        "KIND",
-        "TAG",
-        "DIGEST",
-        "RULE",
-        "AGE",
-        "BYTES",
-        "REASON",
-    ] {
-        assert!(header.contains(col), "{out}");
-    }
-    let tag_line = out.lines().find(|l| l.contains(" tag ")).unwrap();
-    assert!(
-        tag_line.contains("pr-9")
-            && tag_line.contains("10d")
-            && tag_line.contains("not kept by: pushed within 7d"),
-        "{out}"
-    );
-    assert!(
-        out.contains("1 tags and 1 manifests would be deleted"),
-        "{out}"
-    );
-    let json: Value =
-        serde_json::from_str(&run(&["retention", "plan", "acme", "--format", "json"])).unwrap();
-    assert_eq!(json["tags"], 1);
-    // In 90 days nothing more goes (v1 is not selected).
-    let json: Value = serde_json::from_str(&run(&[
-        "retention",
-        "plan",
-        "acme",
-        "--now",
-        "+90d",
-        "--format",
-        "json",
-    ]))
-    .unwrap();
-    assert_eq!(json["tags"], 1);
-    let out = run(&["retention", "apply", "acme"]);
-    assert!(out.contains("1 tags and 1 manifests deleted"), "{out}");
-    assert_eq!(lab.tags("acme/web").await, strings(&["v1"]));
-    let out = run(&["retention", "runs", "acme"]);
-    assert!(out.contains("true") && out.contains("\"tags\":1"), "{out}");
-    let out = run(&["retention", "delete", "acme"]);
-    assert!(out.contains("removed"));
-    let out = crate::tools::berth(
-        dir.path(),
-        &[&["retention", "get", "acme"][..], &reg].concat(),
-    );
-    assert!(String::from_utf8_lossy(&out.stderr).contains("404"));
 }
