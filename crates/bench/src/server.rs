@@ -51,6 +51,8 @@ impl Server {
         let child = Command::new(bin)
             .arg("serve")
             .args(["--listen", "127.0.0.1:0", "--log-level", "warn"])
+            // Like the reference registry it is compared with: no auth.
+            .args(["--auth", "none"])
             .arg("--data-dir")
             .arg(data)
             .arg("--addr-file")

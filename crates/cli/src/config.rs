@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Context};
+use berth_meta::accounts::Visibility;
+use berth_registry::auth::{AuthMode, AuthSettings, RateLimit};
 use serde::Deserialize;
 
 /// Flags of `berth serve`.
@@ -33,6 +35,26 @@ pub struct ServeArgs {
     /// tests that listen on port 0).
     #[arg(long, env = "BERTH_ADDR_FILE")]
     pub addr_file: Option<PathBuf>,
+    /// Authentication: `token` (credentials and permissions enforced) or
+    /// `none` (open to everyone; local development only) [default: token].
+    #[arg(long, env = "BERTH_AUTH")]
+    pub auth: Option<String>,
+    /// URL clients reach the registry at (e.g. https://registry.example.com),
+    /// used for the token realm [default: from each request's Host header].
+    #[arg(long, env = "BERTH_EXTERNAL_URL")]
+    pub external_url: Option<String>,
+    /// Service name in token challenges and the audience of registry tokens
+    /// [default: berth].
+    #[arg(long, env = "BERTH_TOKEN_SERVICE")]
+    pub token_service: Option<String>,
+    /// Visibility of new namespaces and of unowned ones: private or public
+    /// [default: private].
+    #[arg(long, env = "BERTH_DEFAULT_VISIBILITY")]
+    pub default_visibility: Option<String>,
+    /// Manifest GETs allowed per account (or anonymous address) per
+    /// `pull_rate_window`; 0: unlimited [default: 0].
+    #[arg(long, env = "BERTH_PULL_RATE_LIMIT")]
+    pub pull_rate_limit: Option<u32>,
 }
 
 /// The TOML file. Every key is optional.
@@ -58,6 +80,25 @@ pub struct FileConfig {
     /// How often pull statistics counted in memory are written to the
     /// database (e.g. `30s`).
     pub pull_stats_flush_interval: Option<String>,
+    /// `token` or `none`.
+    pub auth: Option<String>,
+    /// URL clients reach the registry at, for the token realm.
+    pub external_url: Option<String>,
+    /// Service name of the token flow.
+    pub token_service: Option<String>,
+    /// Lifetime of registry tokens (e.g. `5m`).
+    pub token_ttl: Option<String>,
+    /// Lifetime of refresh tokens (e.g. `30d`).
+    pub refresh_token_ttl: Option<String>,
+    /// `private` or `public`.
+    pub default_visibility: Option<String>,
+    /// Manifest GETs per account or address per window (0: unlimited).
+    pub pull_rate_limit: Option<u32>,
+    /// The pull rate limit's window (e.g. `6h`).
+    pub pull_rate_window: Option<String>,
+    /// How long permission facts and verified logins are cached (e.g.
+    /// `10s`; `0s` reads the database on every request).
+    pub auth_cache_ttl: Option<String>,
     /// How often garbage collection runs on its own (`0`: only on demand).
     pub gc_interval: Option<String>,
     /// Unreferenced content younger than this is never collected.
@@ -86,6 +127,10 @@ pub struct ServeConfig {
     pub upload_purge_interval: Duration,
     pub chunk_min_length: u64,
     pub pull_stats_flush_interval: Duration,
+    pub auth: AuthSettings,
+    pub external_url: Option<String>,
+    /// `BERTH_ADMIN_PASSWORD`: the bootstrapped admin's password.
+    pub admin_password: Option<String>,
     pub gc_interval: Option<Duration>,
     pub gc_grace_period: Duration,
 }
@@ -154,6 +199,7 @@ impl ServeConfig {
             Some(p) => read_file(p)?,
             None => FileConfig::default(),
         };
+        let auth = resolve_auth(&args, &file)?;
         let listen = args
             .listen
             .or(file.listen)
@@ -173,7 +219,18 @@ impl ServeConfig {
         if max_manifest_bytes < 1024 {
             bail!("max_manifest_size must be at least 1KiB");
         }
+        let external_url = args.external_url.clone().or(file.external_url.clone());
+        if let Some(u) = &external_url {
+            if !(u.starts_with("http://") || u.starts_with("https://")) || u.contains(['"', ' ']) {
+                bail!("invalid external_url {u:?} (expected http(s)://host[:port][/path])");
+            }
+        }
         Ok(ServeConfig {
+            auth,
+            external_url,
+            admin_password: std::env::var("BERTH_ADMIN_PASSWORD")
+                .ok()
+                .filter(|p| !p.is_empty()),
             listen,
             data_dir: args
                 .data_dir
@@ -209,6 +266,62 @@ impl ServeConfig {
                 .context("gc_grace_period")?,
         })
     }
+}
+
+fn resolve_auth(args: &ServeArgs, file: &FileConfig) -> anyhow::Result<AuthSettings> {
+    let d = AuthSettings::default();
+    let mode = match args.auth.as_deref().or(file.auth.as_deref()) {
+        None | Some("token") => AuthMode::Token,
+        Some("none") => AuthMode::None,
+        Some(other) => bail!("invalid auth mode {other:?} (use token or none)"),
+    };
+    let default_visibility = match args
+        .default_visibility
+        .as_deref()
+        .or(file.default_visibility.as_deref())
+    {
+        None => d.default_visibility,
+        Some(v) => Visibility::parse(v)
+            .with_context(|| format!("invalid default_visibility {v:?} (use private or public)"))?,
+    };
+    let service = args
+        .token_service
+        .clone()
+        .or(file.token_service.clone())
+        .unwrap_or(d.service);
+    if service.is_empty() || service.contains(['"', '\\', ',']) {
+        bail!("invalid token_service {service:?}");
+    }
+    let ttl = |v: &Option<String>, default: Duration, what: &str| match v {
+        Some(s) => parse_duration(s).with_context(|| what.to_owned()),
+        None => Ok(default),
+    };
+    let token_ttl = ttl(&file.token_ttl, d.token_ttl, "token_ttl")?;
+    if token_ttl.is_zero() {
+        bail!("token_ttl must be at least 1s");
+    }
+    let limit = args.pull_rate_limit.or(file.pull_rate_limit).unwrap_or(0);
+    let window = ttl(
+        &file.pull_rate_window,
+        Duration::from_secs(6 * 3600),
+        "pull_rate_window",
+    )?;
+    if limit > 0 && window.is_zero() {
+        bail!("pull_rate_window must be at least 1s");
+    }
+    Ok(AuthSettings {
+        mode,
+        service,
+        token_ttl,
+        refresh_token_ttl: ttl(
+            &file.refresh_token_ttl,
+            d.refresh_token_ttl,
+            "refresh_token_ttl",
+        )?,
+        default_visibility,
+        pull_limit: (limit > 0).then_some(RateLimit { limit, window }),
+        cache_ttl: ttl(&file.auth_cache_ttl, d.cache_ttl, "auth_cache_ttl")?,
+    })
 }
 
 #[cfg(test)]
@@ -257,6 +370,38 @@ mod tests {
             ..Default::default()
         })
         .is_err());
+        assert_eq!(c.auth.mode, AuthMode::Token, "secure by default");
+        assert_eq!(c.auth.default_visibility, Visibility::Private);
+        assert!(c.auth.pull_limit.is_none());
+        std::fs::write(
+            &f,
+            "auth = \"none\"\npull_rate_limit = 100\npull_rate_window = \"6h\"\ntoken_ttl = \"10m\"\n",
+        )
+        .unwrap();
+        let c = ServeConfig::resolve(ServeArgs {
+            config: Some(f.clone()),
+            default_visibility: Some("public".into()),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(c.auth.mode, AuthMode::None);
+        assert_eq!(c.auth.default_visibility, Visibility::Public);
+        assert_eq!(
+            c.auth.pull_limit,
+            Some(RateLimit {
+                limit: 100,
+                window: Duration::from_secs(21600)
+            })
+        );
+        assert_eq!(c.auth.token_ttl, Duration::from_secs(600));
+        for bad in ["auth = \"maybe\"\n", "default_visibility = \"secret\"\n"] {
+            std::fs::write(&f, bad).unwrap();
+            assert!(ServeConfig::resolve(ServeArgs {
+                config: Some(f.clone()),
+                ..Default::default()
+            })
+            .is_err());
+        }
         std::fs::write(&f, "unknown_key = 1\n").unwrap();
         assert!(ServeConfig::resolve(ServeArgs {
             config: Some(f),

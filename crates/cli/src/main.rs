@@ -11,6 +11,7 @@ mod config;
 mod manage;
 mod serve;
 mod tag_rule;
+mod usage;
 
 /// berth: a self-hosted OCI container registry with image lifecycle management.
 #[derive(Debug, Parser)]
@@ -38,6 +39,10 @@ enum Command {
     Audit(Box<manage::audit::Args>),
     /// Protected and immutable tag rules of a namespace (management API).
     TagRule(tag_rule::Args),
+    /// Storage used by a namespace or repository (shared layers counted once).
+    Usage(usage::UsageArgs),
+    /// Show, set or remove a namespace's storage quota.
+    Quota(usage::QuotaArgs),
     /// Remove unreferenced blobs and abandoned uploads from a running registry.
     Gc(Box<manage::gc::Args>),
     /// Retention policies of a namespace: set, get, plan, apply.
@@ -72,6 +77,8 @@ fn main() -> ExitCode {
             Command::Repo(args) => manage::repos::run(&args).await.map(|()| ExitCode::SUCCESS),
             Command::Audit(args) => manage::audit::run(&args).await.map(|()| ExitCode::SUCCESS),
             Command::TagRule(args) => tag_rule::run(args).await.map(|()| ExitCode::SUCCESS),
+            Command::Usage(args) => usage::run_usage(args).await.map(|()| ExitCode::SUCCESS),
+            Command::Quota(args) => usage::run_quota(args).await.map(|()| ExitCode::SUCCESS),
             Command::Gc(args) => manage::gc::run(&args).await.map(|()| ExitCode::SUCCESS),
             Command::Retention(args) => manage::retention::run(&args)
                 .await

@@ -4,12 +4,16 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use berth_meta::Meta;
+use berth_registry::auth::{Authority, ADMIN};
 use berth_registry::{Registry, Settings};
 use berth_server::{App, ServerSettings};
 use berth_store::FsStore;
 use tracing_subscriber::EnvFilter;
 
 use crate::config::{LogFormat, ServeArgs, ServeConfig};
+
+/// How often the last-use times of access tokens are written.
+const TOKEN_USE_FLUSH: std::time::Duration = std::time::Duration::from_secs(30);
 
 fn init_logging(cfg: &ServeConfig) -> anyhow::Result<()> {
     let filter = EnvFilter::try_new(&cfg.log_level)
@@ -97,6 +101,31 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             gc_interval: cfg.gc_interval,
         },
     ));
+    let auth = Arc::new(
+        Authority::new(registry.meta().clone(), cfg.auth.clone())
+            .await
+            .context("starting authentication")?,
+    );
+    if auth.enforced() {
+        match auth
+            .bootstrap_admin(cfg.admin_password.as_deref())
+            .await
+            .context("creating the administrator account")?
+        {
+            Some(generated) => tracing::warn!(
+                user = ADMIN,
+                password = %generated,
+                "created the site administrator with a generated password; it is shown only \
+                 this once: log in and change it, or set BERTH_ADMIN_PASSWORD before the first start"
+            ),
+            None => tracing::debug!("site administrator present"),
+        }
+    } else {
+        tracing::warn!(
+            "authentication is off (--auth none): anyone who can reach this port may push, \
+             pull and delete; use it for local development only"
+        );
+    }
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
         .with_context(|| format!("cannot listen on {}", cfg.listen))?;
@@ -145,10 +174,25 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         })
     };
 
+    let touch = {
+        let auth = auth.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(TOKEN_USE_FLUSH);
+            loop {
+                tick.tick().await;
+                if let Err(e) = auth.flush_token_uses().await {
+                    tracing::warn!(error = %e, "recording token use failed");
+                }
+            }
+        })
+    };
+
     let app = Arc::new(App {
         registry: registry.clone(),
+        auth: auth.clone(),
         settings: ServerSettings {
             chunk_min_length: cfg.chunk_min_length,
+            external_url: cfg.external_url.clone(),
         },
     });
     berth_server::serve(listener, app, shutdown_signal()).await?;
@@ -160,6 +204,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     match registry.flush_pulls().await {
         Ok(n) => tracing::info!(rows = n, "flushed pull statistics"),
         Err(e) => tracing::warn!(error = %e, "flushing pull statistics at shutdown failed"),
+    }
+    touch.abort();
+    if let Err(e) = auth.flush_token_uses().await {
+        tracing::warn!(error = %e, "recording token use failed");
     }
     registry.meta().close().await;
     Ok(())

@@ -24,6 +24,7 @@ mod retention;
 mod rules;
 mod stats;
 pub mod tokens;
+mod usage;
 pub(crate) mod writes;
 
 pub use db::{Dialect, Meta};
@@ -34,6 +35,7 @@ pub use queries::{ManifestRecord, NewManifest, RefKind, Referrer};
 pub use retention::{Deletion, ManifestTarget, StoredPolicy};
 pub use rules::{TagGuard, TagRule, TagRuleKind};
 pub use stats::{PullDelta, PullTarget};
+pub use usage::{Content, ContentKind, Quota};
 
 /// Errors of the metadata layer.
 #[derive(Debug, thiserror::Error)]

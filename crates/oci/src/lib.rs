@@ -12,6 +12,7 @@ pub mod manifest;
 pub mod media;
 pub mod name;
 pub mod reference;
+pub mod time;
 
 pub use digest::{Algorithm, Digest, DigestError, Hasher};
 pub use error::ErrorCode;

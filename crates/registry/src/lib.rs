@@ -24,8 +24,10 @@ mod jobs;
 mod listing;
 mod manifests;
 mod pulls;
+mod quota;
 pub mod retention;
 mod rules;
+mod snapshot;
 mod uploads;
 
 /// The metadata layer, for the management API's reads and account writes.
@@ -43,6 +45,7 @@ pub use jobs::DueJob;
 pub use listing::{Page, ReferrersIndex};
 pub use manifests::{accepts, ManifestEntry, PushedManifest};
 pub use pulls::{Count, PullStats};
+pub use quota::{NamespaceUsage, QuotaView, RepositoryUsage};
 pub use rules::TagRules;
 
 /// Result alias of this crate.
@@ -86,7 +89,8 @@ pub struct Registry {
     meta: Meta,
     settings: Settings,
     cache: cache::Caches,
-    rules: rules::RuleCache,
+    rules: snapshot::Snapshot<Vec<berth_meta::TagRule>>,
+    quotas: snapshot::Snapshot<std::collections::HashMap<String, u64>>,
     pulls: pulls::PullStats,
     jobs: jobs::Jobs,
 }
@@ -98,7 +102,8 @@ impl Registry {
         Registry {
             store,
             meta,
-            rules: rules::RuleCache::new(settings.cache_ttl),
+            rules: snapshot::Snapshot::new(settings.cache_ttl),
+            quotas: snapshot::Snapshot::new(settings.cache_ttl),
             pulls: pulls::PullStats::default(),
             settings,
             cache,

@@ -111,6 +111,11 @@ impl Registry {
             tags: tags.clone(),
             pushed_at: berth_meta::now_ms(),
         };
+        // Manifest bytes count against the namespace quota, unless the
+        // namespace holds this manifest already.
+        if let Some(g) = self.quota_gate(repo, Some(digest.as_str())).await? {
+            g.check(body.len() as u64)?;
+        }
         // Tag rules are decided inside the write's transaction: two
         // concurrent pushes of an immutable tag cannot both win.
         let rules = Arc::new(self.tag_rules(repo).await?);

@@ -1,9 +1,10 @@
 //! Tag rules: protected and immutable tags.
 //!
 //! Rules live in the metadata database ([`berth_meta::TagRule`]) and are
-//! cached here as one list (small: a handful per namespace), reloaded after
-//! every change made through this registry and, when other processes may
-//! change them (a shared PostgreSQL), after the cache TTL. [`TagRules`] is
+//! cached here as one list (small: a handful per namespace; see
+//! `snapshot`), reloaded after every change made through this registry
+//! and, when other processes may change them (a shared PostgreSQL), after
+//! the cache TTL. [`TagRules`] is
 //! the pure matcher for one repository; enforcement builds a
 //! [`berth_meta::TagGuard`] from it so that the decision is taken inside
 //! the transaction that moves or deletes the tag.
@@ -15,9 +16,7 @@
 //!   manifest (pushing the same manifest again is fine); deleting it needs
 //!   a namespace admin.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
 
 use berth_meta::{TagGuard, TagRule, TagRuleKind};
 
@@ -116,45 +115,6 @@ fn refusal(tag: &str, r: &TagRule, what: &str) -> String {
     )
 }
 
-/// The cached list of every rule.
-pub(crate) struct RuleCache {
-    state: RwLock<Option<(Arc<[TagRule]>, Instant)>>,
-    generation: AtomicU64,
-    ttl: Option<Duration>,
-}
-
-impl RuleCache {
-    pub(crate) fn new(ttl: Option<Duration>) -> RuleCache {
-        RuleCache {
-            state: RwLock::new(None),
-            generation: AtomicU64::new(0),
-            ttl,
-        }
-    }
-
-    fn get(&self) -> Option<Arc<[TagRule]>> {
-        let state = self.state.read().unwrap_or_else(|p| p.into_inner());
-        let (rules, at) = state.as_ref()?;
-        match self.ttl {
-            Some(ttl) if at.elapsed() > ttl => None,
-            _ => Some(rules.clone()),
-        }
-    }
-
-    fn fill(&self, rules: Arc<[TagRule]>, generation: u64) {
-        let mut state = self.state.write().unwrap_or_else(|p| p.into_inner());
-        if self.generation.load(Ordering::Acquire) == generation {
-            *state = Some((rules, Instant::now()));
-        }
-    }
-
-    pub(crate) fn invalidate(&self) {
-        let mut state = self.state.write().unwrap_or_else(|p| p.into_inner());
-        self.generation.fetch_add(1, Ordering::AcqRel);
-        *state = None;
-    }
-}
-
 /// Checks that `scope` names `ns` or repositories below it and that
 /// `pattern` is a tag glob.
 fn validate(ns: &str, scope: &str, pattern: &str) -> Result<()> {
@@ -192,14 +152,8 @@ fn validate(ns: &str, scope: &str, pattern: &str) -> Result<()> {
 
 impl Registry {
     /// Every rule (cached).
-    async fn all_tag_rules(&self) -> Result<Arc<[TagRule]>> {
-        if let Some(rules) = self.rules.get() {
-            return Ok(rules);
-        }
-        let generation = self.rules.generation.load(Ordering::Acquire);
-        let rules: Arc<[TagRule]> = self.meta.tag_rules().await?.into();
-        self.rules.fill(rules.clone(), generation);
-        Ok(rules)
+    async fn all_tag_rules(&self) -> Result<Arc<Vec<TagRule>>> {
+        Ok(self.rules.get_or_load(|| self.meta.tag_rules()).await?)
     }
 
     /// The tag rules that apply to `repo`.

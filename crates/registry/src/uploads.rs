@@ -1,15 +1,29 @@
 //! Blob uploads: sessions, chunks, monolithic pushes and mounts.
+//!
+//! Every path that adds a blob to a repository passes the namespace quota
+//! (see the `quota` module): refused before writing when the size is
+//! known, cut off when a streamed body passes what is free, and checked
+//! exactly when the finished blob is linked. A refused upload session is
+//! cancelled, so its bytes are gone.
 
+use std::sync::atomic::Ordering;
 use std::time::SystemTime;
 
 use berth_oci::Digest;
 use berth_store::{ByteStream, UploadInfo};
 
+use crate::quota::{capped, drain, Gate};
 use crate::{Error, Registry, Result};
 
 impl Registry {
-    /// Opens an upload session for `repo`.
+    /// Opens an upload session for `repo` (refused when the namespace has
+    /// no room left at all).
     pub async fn start_upload(&self, repo: &str) -> Result<UploadInfo> {
+        if let Some(g) = self.quota_gate(repo, None).await? {
+            if g.available() == 0 {
+                return Err(g.refusal(Some(1)));
+            }
+        }
         Ok(self.store.upload_create(repo).await?)
     }
 
@@ -32,8 +46,45 @@ impl Registry {
         len: Option<u64>,
         body: ByteStream,
     ) -> Result<u64> {
-        self.upload(repo, id).await?;
-        Ok(self.store.upload_append(id, start, len, body).await?)
+        let info = self.upload(repo, id).await?;
+        let gate = self.quota_gate(repo, None).await?;
+        self.append_within(id, info.size, start, len, body, gate.as_ref())
+            .await
+    }
+
+    /// Appends to upload `id` (holding `held` bytes) within `gate`'s room;
+    /// over it, the session is cancelled and the append refused.
+    async fn append_within(
+        &self,
+        id: &str,
+        held: u64,
+        start: Option<u64>,
+        len: Option<u64>,
+        body: ByteStream,
+        gate: Option<&Gate>,
+    ) -> Result<u64> {
+        let Some(g) = gate else {
+            return Ok(self.store.upload_append(id, start, len, body).await?);
+        };
+        let free = g.available().saturating_sub(held);
+        if let Some(l) = len {
+            if l > free {
+                if l <= crate::quota::DRAIN_LIMIT {
+                    drain(body).await;
+                }
+                self.store.upload_cancel(id).await?;
+                return Err(g.refusal(Some(held + l)));
+            }
+        }
+        let (body, tripped) = capped(body, free);
+        match self.store.upload_append(id, start, len, body).await {
+            Ok(size) => Ok(size),
+            Err(_) if tripped.load(Ordering::Acquire) => {
+                self.store.upload_cancel(id).await?;
+                Err(g.refusal(None))
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Completes an upload: appends the optional last chunk, verifies the
@@ -45,12 +96,24 @@ impl Registry {
         digest: &Digest,
         last_chunk: Option<(Option<u64>, Option<u64>, ByteStream)>,
     ) -> Result<u64> {
-        self.upload(repo, id).await?;
+        let info = self.upload(repo, id).await?;
+        // No gate when the namespace holds this digest already: linking it
+        // costs nothing.
+        let gate = self.quota_gate(repo, Some(digest.as_str())).await?;
+        let mut held = info.size;
         if let Some((start, len, body)) = last_chunk {
-            self.store.upload_append(id, start, len, body).await?;
+            held = self
+                .append_within(id, info.size, start, len, body, gate.as_ref())
+                .await?;
+        }
+        if let Some(g) = &gate {
+            if let Err(e) = g.check(held) {
+                self.store.upload_cancel(id).await?;
+                return Err(e);
+            }
         }
         let size = self.store.upload_commit(id, digest).await?;
-        self.link(repo, digest, size).await?;
+        self.link_within(repo, digest, size, gate.as_ref()).await?;
         Ok(size)
     }
 
@@ -72,14 +135,40 @@ impl Registry {
         len: Option<u64>,
         body: ByteStream,
     ) -> Result<u64> {
-        let size = self.store.put(digest, len, body).await?;
-        self.link(repo, digest, size).await?;
+        let gate = self.quota_gate(repo, Some(digest.as_str())).await?;
+        let (body, tripped) = match &gate {
+            None => (body, None),
+            Some(g) => {
+                if let Some(l) = len {
+                    if let Err(e) = g.check(l) {
+                        if l <= crate::quota::DRAIN_LIMIT {
+                            drain(body).await;
+                        }
+                        return Err(e);
+                    }
+                }
+                let (body, tripped) = capped(body, g.available());
+                (body, Some(tripped))
+            }
+        };
+        let size = match self.store.put(digest, len, body).await {
+            Ok(size) => size,
+            Err(e) => {
+                return match (&gate, tripped) {
+                    (Some(g), Some(t)) if t.load(Ordering::Acquire) => Err(g.refusal(None)),
+                    _ => Err(e.into()),
+                }
+            }
+        };
+        self.link_within(repo, digest, size, gate.as_ref()).await?;
         Ok(size)
     }
 
     /// Cross-repository mount: links `digest` into `repo` if it is readable
     /// from `from` (or, without `from`, stored at all). Returns whether the
-    /// mount happened; if not, the caller falls back to a normal upload.
+    /// mount happened; if not, the caller falls back to a normal upload. A
+    /// mount into another namespace counts against its quota (DENIED when
+    /// it does not fit).
     pub async fn mount_blob(
         &self,
         repo: &str,
@@ -96,7 +185,11 @@ impl Registry {
         if self.store.stat(digest).await?.is_none() {
             return Ok(false);
         }
-        self.link(repo, digest, size).await?;
+        let gate = self.quota_gate(repo, Some(digest.as_str())).await?;
+        if let Some(g) = &gate {
+            g.check(size)?;
+        }
+        self.link_within(repo, digest, size, gate.as_ref()).await?;
         // Garbage collection may have taken the file between the check and
         // the link (it was unreferenced everywhere): then answer "not
         // mounted" and let the client upload it, which heals the link.
@@ -105,6 +198,35 @@ impl Registry {
             return Ok(false);
         }
         Ok(true)
+    }
+
+    /// Links a stored blob, re-checking `gate`'s quota in the link's own
+    /// transaction. A refused blob stays stored but unreferenced: another
+    /// upload of the same digest may be about to link it, so it is left
+    /// for garbage collection rather than deleted here.
+    async fn link_within(
+        &self,
+        repo: &str,
+        digest: &Digest,
+        size: u64,
+        gate: Option<&Gate>,
+    ) -> Result<()> {
+        let Some(g) = gate else {
+            return self.link(repo, digest, size).await;
+        };
+        let epoch = self.cache.epoch();
+        let now = berth_meta::now_ms();
+        if let Some(used) = self
+            .meta
+            .link_blob_within_quota(repo, digest.as_str(), size, now, &g.namespace, g.limit)
+            .await?
+        {
+            tracing::info!(repo, %digest, size, used, "upload refused at link time: over quota");
+            let g = Gate { used, ..g.clone() };
+            return Err(g.refusal(Some(size)));
+        }
+        self.cache.fill_link(repo, digest.as_str(), size, &epoch);
+        Ok(())
     }
 
     /// Removes upload sessions that received nothing for longer than the

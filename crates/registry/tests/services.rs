@@ -438,3 +438,190 @@ async fn pulls_are_counted_in_memory_and_flushed_in_batches() {
         Err(Error::NameUnknown(_))
     ));
 }
+
+fn owned(data: Vec<u8>) -> berth_store::ByteStream {
+    // Two chunks, so a cut-off can happen mid-stream.
+    let half = data.len() / 2;
+    let (a, b) = (data[..half].to_vec(), data[half..].to_vec());
+    Box::pin(futures_util::stream::iter([
+        Ok::<_, std::io::Error>(Bytes::from(a)),
+        Ok(Bytes::from(b)),
+    ]))
+}
+
+fn denied(r: Result<impl std::fmt::Debug, Error>) -> String {
+    match r {
+        Err(Error::Denied(m)) => m,
+        other => panic!("expected DENIED, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn quota_refuses_every_upload_path_and_leaves_nothing_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let reg = registry(dir.path(), Settings::default()).await;
+    let admin = Caller::system("admin");
+    let fits = vec![1u8; 600];
+    let d_fits = Digest::sha256(&fits);
+    reg.push_blob("q/a", &d_fits, Some(600), owned(fits.clone()))
+        .await
+        .unwrap();
+    let q = reg.set_quota("q", 1000, &admin).await.unwrap();
+    assert_eq!((q.used_bytes, q.available_bytes), (600, 400));
+
+    let big = vec![2u8; 500];
+    let d_big = Digest::sha256(&big);
+    // Monolithic with a length: refused before writing.
+    let m = denied(
+        reg.push_blob("q/a", &d_big, Some(500), owned(big.clone()))
+            .await,
+    );
+    assert!(m.contains("namespace q is over its storage quota"), "{m}");
+    // Streamed without a length: cut off.
+    let m = denied(reg.push_blob("q/a", &d_big, None, owned(big.clone())).await);
+    assert!(m.contains("this upload is larger than the 400 B"), "{m}");
+    // Chunked: a PATCH with a length, a streamed PATCH, a final PUT.
+    let up = reg.start_upload("q/b").await.unwrap();
+    denied(
+        reg.append_upload("q/b", &up.id, Some(0), Some(500), owned(big.clone()))
+            .await,
+    );
+    assert!(
+        matches!(reg.upload("q/b", &up.id).await, Err(Error::UploadUnknown)),
+        "a refused session is cancelled"
+    );
+    let up = reg.start_upload("q/b").await.unwrap();
+    reg.append_upload("q/b", &up.id, None, Some(300), owned(big[..300].to_vec()))
+        .await
+        .unwrap();
+    denied(
+        reg.append_upload("q/b", &up.id, None, None, owned(big[300..].to_vec()))
+            .await,
+    );
+    assert!(matches!(
+        reg.upload("q/b", &up.id).await,
+        Err(Error::UploadUnknown)
+    ));
+    let up = reg.start_upload("q/b").await.unwrap();
+    reg.append_upload("q/b", &up.id, None, Some(300), owned(big[..300].to_vec()))
+        .await
+        .unwrap();
+    denied(
+        reg.finish_upload(
+            "q/b",
+            &up.id,
+            &d_big,
+            Some((None, Some(200), owned(big[300..].to_vec()))),
+        )
+        .await,
+    );
+    assert!(
+        reg.store().upload_list().await.unwrap().is_empty(),
+        "no session left"
+    );
+    assert_eq!(
+        reg.store().stat(&d_big).await.unwrap(),
+        None,
+        "no blob written"
+    );
+    assert_eq!(reg.quota("q").await.unwrap().unwrap().used_bytes, 600);
+
+    // Two sessions that each fit, but not together: the second to finish
+    // is refused at commit and removed. What fits goes through every path;
+    // content the namespace holds is free.
+    let small = vec![3u8; 300];
+    let d_small = Digest::sha256(&small);
+    let other = vec![4u8; 300];
+    let up = reg.start_upload("q/b").await.unwrap();
+    let up2 = reg.start_upload("q/b").await.unwrap();
+    reg.append_upload("q/b", &up.id, None, None, owned(small.clone()))
+        .await
+        .unwrap();
+    reg.append_upload("q/b", &up2.id, None, None, owned(other.clone()))
+        .await
+        .unwrap();
+    reg.finish_upload("q/b", &up.id, &d_small, None)
+        .await
+        .unwrap();
+    let m = denied(
+        reg.finish_upload("q/b", &up2.id, &Digest::sha256(&other), None)
+            .await,
+    );
+    assert!(
+        m.contains("this needs 300 B more but only 100 B of its 1000 B are free (900 B used)"),
+        "{m}"
+    );
+    assert!(reg.store().upload_list().await.unwrap().is_empty());
+    assert_eq!(
+        reg.store().stat(&Digest::sha256(&other)).await.unwrap(),
+        None
+    );
+    assert_eq!(reg.quota("q").await.unwrap().unwrap().available_bytes, 100);
+    reg.push_blob("q/c", &d_fits, None, owned(fits.clone()))
+        .await
+        .unwrap();
+    assert!(reg.mount_blob("q/d", &d_fits, Some("q/a")).await.unwrap());
+    assert_eq!(reg.quota("q").await.unwrap().unwrap().used_bytes, 900);
+
+    // Mounting from another namespace counts, and is refused over quota.
+    reg.push_blob("elsewhere/x", &d_big, Some(500), owned(big.clone()))
+        .await
+        .unwrap();
+    denied(reg.mount_blob("q/a", &d_big, Some("elsewhere/x")).await);
+    // A manifest is content too: 100 bytes are free.
+    let config = Digest::sha256(b"{}");
+    reg.push_blob("q/a", &config, None, body(b"{}"))
+        .await
+        .unwrap();
+    let m = format!(
+        r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{config}","size":2}},"layers":[]}}"#
+    );
+    assert!(m.len() > 98);
+    denied(
+        reg.put_manifest(
+            "q/a",
+            &Reference::Tag("v1".into()),
+            None,
+            Bytes::from(m.clone()),
+            &[],
+            &admin,
+        )
+        .await,
+    );
+    // Full: even starting an upload is refused.
+    reg.set_quota("q", 902, &admin).await.unwrap();
+    denied(reg.start_upload("q/a").await);
+
+    // Usage: shared content once per namespace, unique vs shared bytes.
+    let u = reg.namespace_usage("q").await.unwrap();
+    assert_eq!(u.total_bytes, 902);
+    assert_eq!(u.quota.as_ref().unwrap().available_bytes, 0);
+    let a = u.repositories.iter().find(|r| r.name == "q/a").unwrap();
+    assert_eq!((a.unique_bytes, a.shared_bytes), (2, 600));
+    let b = reg.repository_usage("q/b").await.unwrap();
+    assert_eq!(
+        (b.unique_bytes, b.shared_bytes, b.total_bytes),
+        (300, 0, 300)
+    );
+    assert!(matches!(
+        reg.repository_usage("q/none").await,
+        Err(Error::NotFound(_) | Error::NameUnknown(_))
+    ));
+
+    // Without a quota everything goes again.
+    reg.remove_quota("q", &admin).await.unwrap();
+    assert!(matches!(
+        reg.remove_quota("q", &admin).await,
+        Err(Error::NotFound(_))
+    ));
+    reg.put_manifest(
+        "q/a",
+        &Reference::Tag("v1".into()),
+        None,
+        Bytes::from(m),
+        &[],
+        &admin,
+    )
+    .await
+    .unwrap();
+}

@@ -66,6 +66,12 @@ impl IntoResponse for ApiError {
             body,
         )
             .into_response();
+        if let Error::TooManyRequests { retry_after } = &self.error {
+            resp.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                HeaderValue::from(*retry_after),
+            );
+        }
         for (k, v) in self.headers {
             resp.headers_mut().insert(k, v);
         }

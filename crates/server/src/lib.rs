@@ -1,7 +1,8 @@
 //! The HTTP layer of berth.
 //!
-//! Routes `/v2/` (the OCI Distribution API) and `/api/v1/` (management,
-//! see [`api`]) onto the core services of
+//! Routes `/v2/` (the OCI Distribution API), `/token` (the registry token
+//! flow, see [`auth`]) and `/api/v1/` (management, see [`api`]) onto the
+//! core services of
 //! [`berth_registry`]. Handlers are thin: parse the request into typed values,
 //! call one service method, turn its result into a response. All error
 //! responses go through [`error::ApiError`], which renders the spec's JSON
@@ -12,13 +13,16 @@ use std::sync::Arc;
 
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::any;
+use axum::routing::{any, get};
 use axum::Router;
+use berth_registry::auth::Authority;
 use berth_registry::Registry;
 
 pub mod api;
+pub mod auth;
 pub mod error;
 pub mod route;
+mod token;
 mod v2;
 
 /// Settings of the HTTP layer.
@@ -26,12 +30,17 @@ mod v2;
 pub struct ServerSettings {
     /// Minimum chunk size advertised in `OCI-Chunk-Min-Length` (0: none).
     pub chunk_min_length: u64,
+    /// The URL clients reach the registry at (`https://registry.example.com`),
+    /// for the token realm; `None`: derived from each request's `Host`.
+    pub external_url: Option<String>,
 }
 
 /// Shared state of all handlers.
 pub struct App {
     /// The core services.
     pub registry: Arc<Registry>,
+    /// Authentication and authorisation.
+    pub auth: Arc<Authority>,
     /// HTTP settings.
     pub settings: ServerSettings,
 }
@@ -45,6 +54,12 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v2", any(v2::handle))
         .route("/v2/", any(v2::handle))
         .route("/v2/{*rest}", any(v2::handle))
+        .route(
+            "/token",
+            get(token::handle_get)
+                .post(token::handle_post)
+                .fallback(token::handle_other),
+        )
         .nest("/api/v1", api::router())
         .fallback(handle_not_found)
         .with_state(app)

@@ -24,7 +24,7 @@ pub mod lint;
 pub mod registry_args;
 pub mod sample;
 pub mod tags;
-pub mod time;
+pub use berth_oci::time;
 
 use std::process::ExitCode;
 

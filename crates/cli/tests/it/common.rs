@@ -24,6 +24,9 @@ pub struct Berth {
     log: PathBuf,
 }
 
+/// The password of `admin` on servers started by [`Berth::start_auth`].
+pub const ADMIN_PASSWORD: &str = "admin-password-for-tests";
+
 /// Path of the `berth` binary under test.
 pub fn berth_bin() -> &'static str {
     env!("CARGO_BIN_EXE_berth")
@@ -45,8 +48,21 @@ impl Berth {
     }
 
     /// Starts berth on `data_dir` (kept after the server stops, for restart
-    /// tests); `work` holds the log, address file and config.
+    /// tests); `work` holds the log, address file and config. Without an
+    /// `--auth` argument (or an `auth` key in `config`) the server runs
+    /// open (`--auth none`), as the distribution API tests expect; see
+    /// [`Berth::start_auth`] for a server with authentication.
     pub fn start_in(data_dir: &Path, extra: &[&str], config: Option<&str>, work: &Path) -> Berth {
+        Berth::launch(data_dir, extra, config, work, &[])
+    }
+
+    fn launch(
+        data_dir: &Path,
+        extra: &[&str],
+        config: Option<&str>,
+        work: &Path,
+        env: &[(&str, &str)],
+    ) -> Berth {
         let addr_file = work.join(format!("addr-{}", std::process::id()));
         let _ = std::fs::remove_file(&addr_file);
         let log = work.join("berth.log");
@@ -63,8 +79,16 @@ impl Berth {
             .arg("info")
             .args(extra)
             .env_remove("BERTH_CONFIG")
+            .env_remove("BERTH_AUTH")
+            .env_remove("BERTH_ADMIN_PASSWORD")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(log_file);
+        let auth_given = extra.iter().any(|a| a.starts_with("--auth"))
+            || config.is_some_and(|c| c.lines().any(|l| l.trim_start().starts_with("auth ")));
+        if !auth_given {
+            cmd.args(["--auth", "none"]);
+        }
         if let Some(text) = config {
             let cfg = work.join("berth.toml");
             std::fs::write(&cfg, text).expect("write config");
@@ -92,6 +116,20 @@ impl Berth {
             _tmp: None,
             log,
         }
+    }
+
+    /// Starts berth with authentication on (`--auth token`), the site
+    /// administrator `admin` bootstrapped with [`ADMIN_PASSWORD`], and
+    /// `extra` arguments.
+    pub fn start_auth(extra: &[&str], config: Option<&str>) -> Berth {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let data = tmp.path().join("data");
+        let mut args = vec!["--auth", "token"];
+        args.extend_from_slice(extra);
+        let env = [("BERTH_ADMIN_PASSWORD", ADMIN_PASSWORD)];
+        let mut b = Berth::launch(&data, &args, config, tmp.path(), &env);
+        b._tmp = Some(tmp);
+        b
     }
 
     /// `http://127.0.0.1:PORT`

@@ -23,6 +23,7 @@ use serde_json::Value;
 use crate::common::{self, Berth};
 use crate::layout;
 
+mod auth;
 mod buildah;
 mod oras;
 mod podman;

@@ -3,11 +3,14 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod accounts;
 mod api_blobs;
 mod api_faults;
 mod api_manifests;
 mod api_process;
 mod audit;
+mod auth;
+mod auth_attacks;
 mod bench;
 mod common;
 mod gc;
@@ -15,6 +18,7 @@ mod interop;
 mod layout;
 mod lifecycle_pulls;
 mod lifecycle_rules;
+mod lifecycle_usage;
 mod oci;
 mod retention;
 mod retention_cli;

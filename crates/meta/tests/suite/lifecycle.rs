@@ -261,10 +261,104 @@ async fn pull_statistics(meta: &Meta) {
     assert!(meta.inventory("s/none").await.unwrap().is_none());
 }
 
+async fn usage_and_quotas(meta: &Meta) {
+    // Namespace "u": a layer shared by two repositories, one of them a
+    // nested name; a namespace whose name is a prefix ("u2") and one that
+    // sorts right after "u/" ("u0") must not count.
+    meta.link_blob("u/a", "sha256:base", 1000, 1).await.unwrap();
+    meta.link_blob("u/a", "sha256:cfg-a", 10, 1).await.unwrap();
+    meta.link_blob("u/b/c", "sha256:base", 1000, 1)
+        .await
+        .unwrap();
+    meta.link_blob("u", "sha256:top", 3, 1).await.unwrap();
+    meta.link_blob("u2/x", "sha256:other", 50, 1).await.unwrap();
+    meta.link_blob("u0", "sha256:other0", 70, 1).await.unwrap();
+    let mut m = manifest("u/a", "sha256:ma", None, None, &["v1"]);
+    m.references.clear();
+    meta.put_manifest(&m, &actor()).await.unwrap();
+    let msize = m.content.len() as u64;
+    assert_eq!(
+        meta.namespace_usage("u").await.unwrap(),
+        1000 + 10 + 3 + msize
+    );
+    assert_eq!(meta.namespace_usage("u2").await.unwrap(), 50);
+    assert_eq!(meta.namespace_usage("nobody").await.unwrap(), 0);
+    assert!(meta.namespace_holds("u", "sha256:base").await.unwrap());
+    assert!(meta.namespace_holds("u", "sha256:ma").await.unwrap());
+    assert!(!meta.namespace_holds("u", "sha256:other").await.unwrap());
+    let content = meta.namespace_content("u").await.unwrap();
+    let listed: Vec<_> = content
+        .iter()
+        .map(|c| (c.repository.as_str(), c.digest.as_str(), c.size))
+        .collect();
+    assert_eq!(
+        listed,
+        vec![
+            ("u", "sha256:top", 3),
+            ("u/a", "sha256:base", 1000),
+            ("u/a", "sha256:cfg-a", 10),
+            ("u/a", "sha256:ma", msize),
+            ("u/b/c", "sha256:base", 1000),
+        ]
+    );
+    // Unlinking (what GC and deletes do) shows at once: no counter drifts.
+    meta.unlink_blob("u/a", "sha256:cfg-a", &actor())
+        .await
+        .unwrap();
+    assert_eq!(meta.namespace_usage("u").await.unwrap(), 1000 + 3 + msize);
+
+    // Quotas and the guarded link.
+    let used = 1000 + 3 + msize;
+    let q = meta.set_quota("u", used + 100, &actor()).await.unwrap();
+    assert_eq!(q.limit_bytes, used + 100);
+    assert_eq!(meta.quotas().await.unwrap(), vec![q.clone()]);
+    assert_eq!(
+        meta.link_blob_within_quota("u/a", "sha256:big", 101, 2, "u", used + 100)
+            .await
+            .unwrap(),
+        Some(used),
+        "refused, with the usage it saw"
+    );
+    assert!(!meta.namespace_holds("u", "sha256:big").await.unwrap());
+    assert_eq!(
+        meta.link_blob_within_quota("u/a", "sha256:fits", 100, 2, "u", used + 100)
+            .await
+            .unwrap(),
+        None
+    );
+    // Already in the namespace: free, even when full.
+    assert_eq!(
+        meta.link_blob_within_quota("u/new", "sha256:base", 1000, 2, "u", used + 100)
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        meta.repository_blob("u/new", "sha256:base").await.unwrap(),
+        Some(1000)
+    );
+    meta.set_quota("u", 5, &actor()).await.unwrap();
+    assert_eq!(meta.quotas().await.unwrap()[0].limit_bytes, 5);
+    assert!(meta.delete_quota("u", &actor()).await.unwrap());
+    assert!(!meta.delete_quota("u", &actor()).await.unwrap());
+    assert!(meta.quotas().await.unwrap().is_empty());
+    let events = meta
+        .audit_events(&AuditFilter {
+            action: Some(action::POLICY_CHANGE.into()),
+            repository: Some("u".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(events.len(), 3, "two sets and a remove: {events:?}");
+    assert_eq!(events[2].event.detail.as_ref().unwrap()["quota"], "remove");
+}
+
 async fn run(meta: Meta) {
     tag_rules(&meta).await;
     guarded_writes(&meta).await;
     pull_statistics(&meta).await;
+    usage_and_quotas(&meta).await;
     meta.close().await;
 }
 

@@ -111,16 +111,19 @@ impl Identity {
     }
 
     /// Whether this identity administers the whole registry: a site admin
-    /// using a password, a refresh token or a token with the `admin` scope.
+    /// using a password, a refresh token or an unlimited token with the
+    /// `admin` scope (never through a registry token, which carries only
+    /// repository scopes).
     pub fn is_site_admin(&self) -> bool {
-        self.account.as_ref().is_some_and(|a| {
-            a.site_admin
-                && a.kind == berth_meta::accounts::AccountKind::User
-                && self
-                    .token
-                    .as_ref()
-                    .is_none_or(|t| t.scopes == Access::ALL && t.patterns.is_empty())
-        })
+        self.grants.is_none()
+            && self.account.as_ref().is_some_and(|a| {
+                a.site_admin
+                    && a.kind == berth_meta::accounts::AccountKind::User
+                    && self
+                        .token
+                        .as_ref()
+                        .is_none_or(|t| t.scopes == Access::ALL && t.patterns.is_empty())
+            })
     }
 
     /// The [`Caller`] to hand the core services.

@@ -12,18 +12,24 @@ use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::routing::get;
 use axum::{Json, Router};
-use berth_registry::Caller;
+use berth_registry::auth::{Access, Action, Decision, Identity};
+use berth_registry::{Caller, Error};
 
+use crate::auth;
 use crate::error::ApiError;
 
-mod audit;
-mod gc;
-mod retention;
 use crate::App;
 
+mod accounts;
+mod audit;
 mod body;
+mod gc;
 mod repositories;
+mod retention;
 mod tag_rules;
+mod tokens;
+mod usage;
+mod visibility;
 
 /// What an operation needs on a namespace or repository.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,20 +47,69 @@ pub enum Need {
 }
 
 /// The authenticated caller of a management API request.
+///
+/// Extracted from `Authorization`: Basic (a password, or an access token
+/// as the password), or Bearer (an access token, or a registry token from
+/// `/token`, which is then held to the access it grants). Without
+/// credentials the principal is anonymous and [`Principal::require`]
+/// answers 401; in open mode (`--auth none`) everything is allowed.
 #[derive(Debug, Clone)]
 pub struct Principal {
-    /// Who it is, for the audit log and the services.
+    /// Who it is, for the audit log and the services (`namespace_admin`
+    /// is only set by [`Principal::require`]).
     pub caller: Caller,
+    /// The identity the credentials proved (account, token limits).
+    pub identity: Identity,
 }
 
 impl Principal {
+    /// The account name; `None` when anonymous.
+    pub fn account(&self) -> Option<&str> {
+        self.identity.name()
+    }
+
     /// Checks that the principal may do what `need` says on `target` (a
     /// namespace or repository name; ignored for [`Need::SiteAdmin`]), and
     /// returns the [`Caller`] to pass to the service, with
-    /// `namespace_admin` set for that target.
+    /// `namespace_admin` set for that target. Anonymous: 401; known but
+    /// not allowed: 403.
     pub async fn require(&self, app: &App, target: &str, need: Need) -> Result<Caller, ApiError> {
-        let _ = (app, target, need);
-        Ok(self.caller.clone())
+        if !app.auth.enforced() {
+            return Ok(Caller {
+                namespace_admin: true,
+                ..self.caller.clone()
+            });
+        }
+        // Anonymous callers may read public repositories; anything else
+        // needs credentials.
+        if self.identity.account.is_none() && need != Need::Read {
+            return Err(Error::Unauthorized("authentication required".into()).into());
+        }
+        let denied = || ApiError::from(Error::Denied("not allowed".into()));
+        let action = match need {
+            Need::SiteAdmin => {
+                return if self.identity.is_site_admin() {
+                    Ok(self.identity.caller(self.caller.ip, true))
+                } else {
+                    Err(Error::Denied("this needs a site administrator".into()).into())
+                };
+            }
+            Need::Read => Action::Pull,
+            Need::Write => Action::Push,
+            Need::Delete => Action::Delete,
+            Need::Admin => Action::Admin,
+        };
+        match app
+            .auth
+            .decide(&self.identity, target, Access::of(&[action]))
+            .await?
+        {
+            Decision::Allow(access) => Ok(self
+                .identity
+                .caller(self.caller.ip, access.contains(Action::Admin))),
+            Decision::Login => Err(Error::Unauthorized("authentication required".into()).into()),
+            Decision::Scope | Decision::Deny => Err(denied()),
+        }
     }
 }
 
@@ -62,17 +117,11 @@ impl FromRequestParts<Arc<App>> for Principal {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, ApiError> {
-        let _ = app;
-        let ip = parts
-            .extensions
-            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-            .map(|c| c.0.ip());
+        let ip = auth::client_ip(&parts.extensions);
+        let identity = auth::identify(app, &parts.headers, ip).await?;
         Ok(Principal {
-            caller: Caller {
-                account: None,
-                ip,
-                namespace_admin: true,
-            },
+            caller: identity.caller(ip, !app.auth.enforced()),
+            identity,
         })
     }
 }
@@ -81,9 +130,13 @@ impl FromRequestParts<Arc<App>> for Principal {
 pub(crate) fn router() -> Router<Arc<App>> {
     Router::new()
         .route("/whoami", get(handle_whoami))
+        .merge(accounts::routes())
+        .merge(tokens::routes())
+        .merge(visibility::routes())
         .merge(audit::routes())
         .merge(tag_rules::routes())
         .merge(repositories::routes())
+        .merge(usage::routes())
         .merge(gc::routes())
         .merge(retention::routes())
 }
@@ -92,5 +145,8 @@ async fn handle_whoami(
     State(_app): State<Arc<App>>,
     principal: Principal,
 ) -> Json<serde_json::Value> {
-    Json(serde_json::json!({ "account": principal.caller.account }))
+    Json(serde_json::json!({
+        "account": principal.account(),
+        "site_admin": principal.identity.is_site_admin(),
+    }))
 }

@@ -1,6 +1,7 @@
 //! Per-repository views: `/api/v1/repositories/{name}/tags` and
 //! `/api/v1/repositories/{name}/manifests` (sizes, push times, pull
-//! statistics). Repository names contain slashes, so the path after
+//! statistics), `/api/v1/repositories/{name}/usage` (unique and shared
+//! bytes within the namespace). Repository names contain slashes, so the path after
 //! `/repositories/` is parsed here: the last segment names the view.
 
 use std::sync::Arc;
@@ -10,12 +11,14 @@ use axum::routing::get;
 use axum::{Json, Router};
 use berth_registry::Error;
 
+use super::body::JsonBody;
+use super::visibility::{self, VisibilityBody};
 use super::{Need, Principal};
 use crate::error::ApiError;
 use crate::App;
 
 pub(crate) fn routes() -> Router<Arc<App>> {
-    Router::new().route("/repositories/{*path}", get(handle_get))
+    Router::new().route("/repositories/{*path}", get(handle_get).put(handle_put))
 }
 
 /// Splits `acme/web/tags` into (`acme/web`, `tags`), checking the name.
@@ -34,6 +37,11 @@ async fn handle_get(
     principal: Principal,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let (name, view) = split(&path)?;
+    if view == "visibility" {
+        return Ok(Json(
+            visibility::get_repository(&app, &principal, name).await?,
+        ));
+    }
     principal.require(&app, name, Need::Read).await?;
     let reg = &app.registry;
     let body = match view {
@@ -44,12 +52,31 @@ async fn handle_get(
             "repository": name,
             "manifests": reg.repository_manifests(name).await?,
         }),
+        "usage" => serde_json::to_value(reg.repository_usage(name).await?)
+            .map_err(|e| Error::Internal(format!("encoding usage: {e}")))?,
         other => {
             return Err(Error::NotFound(format!(
-                "no view {other:?} of a repository (tags, manifests, usage)"
+                "no view {other:?} of a repository (tags, manifests, usage, visibility)"
             ))
             .into())
         }
     };
     Ok(Json(body))
+}
+
+async fn handle_put(
+    State(app): State<Arc<App>>,
+    Path(path): Path<String>,
+    principal: Principal,
+    JsonBody(body): JsonBody<VisibilityBody>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    match split(&path)? {
+        (name, "visibility") => Ok(Json(
+            visibility::put_repository(&app, &principal, name, body).await?,
+        )),
+        (_, other) => Err(Error::NotFound(format!(
+            "no settable view {other:?} of a repository (visibility)"
+        ))
+        .into()),
+    }
 }

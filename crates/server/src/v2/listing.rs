@@ -5,6 +5,7 @@ use axum::extract::Request;
 use axum::http::header;
 use axum::response::Response;
 use berth_oci::media;
+use berth_registry::auth::Identity;
 use berth_registry::{Error, Page};
 
 use super::{parse_digest, query, query_value, Result};
@@ -70,10 +71,20 @@ pub(super) async fn handle_tags(app: &App, name: &str, req: Request) -> Result<R
     ))
 }
 
-pub(super) async fn handle_catalog(app: &App, req: Request) -> Result<Response> {
+pub(super) async fn handle_catalog(
+    app: &App,
+    req: Request,
+    identity: &Identity,
+) -> Result<Response> {
     let q = query(&req);
     let (n, last) = page_params(&q)?;
-    let page = app.registry.catalog(n, last.as_deref()).await?;
+    let page = if app.auth.enforced() {
+        app.auth
+            .catalog(&app.registry, identity, n, last.as_deref())
+            .await?
+    } else {
+        app.registry.catalog(n, last.as_deref()).await?
+    };
     Ok(json_page("repositories", None, &page, "/v2/_catalog", n))
 }
 

@@ -1,4 +1,5 @@
-//! The `/v2/` API: dispatch from the parsed endpoint to its handler.
+//! The `/v2/` API: authorisation (see `access`), then dispatch from the
+//! parsed endpoint to its handler.
 
 use std::io;
 use std::sync::Arc;
@@ -7,13 +8,20 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
+use berth_oci::validate_repository;
+use berth_registry::auth::{scope, Access, Action, Credentials, Decision, Identity};
 use berth_registry::{ByteStream, Caller, Error};
 use futures_util::{FutureExt, TryStreamExt};
 
+use crate::auth;
 use crate::error::ApiError;
 use crate::route::{self, Endpoint, RouteError};
 use crate::{App, API_VERSION};
 
+use access::Need;
+use uploads::Mount;
+
+mod access;
 mod blobs;
 mod listing;
 mod manifests;
@@ -69,17 +77,76 @@ pub(crate) async fn handle(State(app): State<Arc<App>>, req: Request) -> Respons
 }
 
 async fn dispatch(app: &App, endpoint: Endpoint, req: Request) -> Result<Response> {
+    let ip = client_ip(&req);
+    let identity = auth::identify(app, req.headers(), ip).await?;
     let method = req.method().clone();
-    let caller = Caller {
-        account: None,
-        ip: client_ip(&req),
-        namespace_admin: true,
+    let caller = match access::need(&endpoint, &method) {
+        Need::Credentials => {
+            if app.auth.enforced() && auth::credentials(req.headers()) == Credentials::None {
+                return Err(auth::challenge(
+                    app,
+                    req.headers(),
+                    None,
+                    false,
+                    "authentication required",
+                ));
+            }
+            identity.caller(ip, false)
+        }
+        Need::Listing => identity.caller(ip, false),
+        Need::Repository(name, need) => {
+            let decision = app.auth.decide(&identity, name, need).await?;
+            // A client that is not logged in is asked for pull and push on
+            // reads too: the token endpoint grants only what is allowed,
+            // and clients that keep one token per repository (oras-py)
+            // then need no second token to push after their first HEAD.
+            let ask = if decision == Decision::Login && !need.contains(Action::Delete) {
+                need.with(Action::Push).with(Action::Pull)
+            } else {
+                need
+            };
+            let scope = scope::repository_scope(name, ask);
+            auth::enforce(app, req.headers(), decision, &identity, ip, &scope)?
+        }
     };
+    let is_manifest_read =
+        matches!(endpoint, Endpoint::Manifest(..)) && matches!(method, Method::GET | Method::HEAD);
+    let rate = if is_manifest_read {
+        app.auth.pull_rate(&identity, ip, method == Method::GET)
+    } else {
+        None
+    };
+    if let Some(r) = rate.filter(|r| !r.allowed) {
+        let mut e = ApiError::from(Error::TooManyRequests {
+            retry_after: r.reset_secs,
+        });
+        let mut h = HeaderMap::new();
+        access::rate_headers(&mut h, &r);
+        for (k, v) in h.into_iter().filter_map(|(k, v)| k.map(|k| (k, v))) {
+            e = e.with_header(k, v);
+        }
+        return Err(e);
+    }
+    let mut resp = route(app, endpoint, method, req, &identity, &caller).await?;
+    if let Some(r) = rate {
+        access::rate_headers(resp.headers_mut(), &r);
+    }
+    Ok(resp)
+}
+
+async fn route(
+    app: &App,
+    endpoint: Endpoint,
+    method: Method,
+    req: Request,
+    identity: &Identity,
+    caller: &Caller,
+) -> Result<Response> {
     match (endpoint, method) {
         (Endpoint::Base, Method::GET | Method::HEAD) => {
             Ok(([(header::CONTENT_TYPE, "application/json")], "{}").into_response())
         }
-        (Endpoint::Catalog, Method::GET) => listing::handle_catalog(app, req).await,
+        (Endpoint::Catalog, Method::GET) => listing::handle_catalog(app, req, identity).await,
         (Endpoint::Tags(name), Method::GET) => listing::handle_tags(app, &name, req).await,
         (Endpoint::Referrers(name, d), Method::GET) => {
             listing::handle_referrers(app, &name, &d, req).await
@@ -91,10 +158,10 @@ async fn dispatch(app: &App, endpoint: Endpoint, req: Request) -> Result<Respons
             manifests::handle_get(app, &name, &r, req, true).await
         }
         (Endpoint::Manifest(name, r), Method::PUT) => {
-            manifests::handle_put(app, &name, &r, req, &caller).await
+            manifests::handle_put(app, &name, &r, req, caller).await
         }
         (Endpoint::Manifest(name, r), Method::DELETE) => {
-            manifests::handle_delete(app, &name, &r, &caller).await
+            manifests::handle_delete(app, &name, &r, caller).await
         }
         (Endpoint::Blob(name, d), Method::GET) => {
             blobs::handle_get(app, &name, &d, req, false).await
@@ -103,9 +170,12 @@ async fn dispatch(app: &App, endpoint: Endpoint, req: Request) -> Result<Respons
             blobs::handle_get(app, &name, &d, req, true).await
         }
         (Endpoint::Blob(name, d), Method::DELETE) => {
-            blobs::handle_delete(app, &name, &d, &caller).await
+            blobs::handle_delete(app, &name, &d, caller).await
         }
-        (Endpoint::UploadStart(name), Method::POST) => uploads::handle_start(app, &name, req).await,
+        (Endpoint::UploadStart(name), Method::POST) => {
+            let mount = mount_source(app, query(&req), identity).await?;
+            uploads::handle_start(app, &name, req, mount).await
+        }
         (Endpoint::Upload(name, id), Method::GET) => uploads::handle_status(app, &name, &id).await,
         (Endpoint::Upload(name, id), Method::PATCH) => {
             uploads::handle_patch(app, &name, &id, req).await
@@ -121,6 +191,33 @@ async fn dispatch(app: &App, endpoint: Endpoint, req: Request) -> Result<Respons
         ))
         .into()),
     }
+}
+
+/// Whether a cross-repository mount may be attempted: from the `from`
+/// repository if the caller may pull from it. With auth on, a mount
+/// without `from` is not attempted (it could link any blob of the
+/// registry); the client then uploads normally (202), and learns nothing.
+async fn mount_source(app: &App, q: Vec<(String, String)>, identity: &Identity) -> Result<Mount> {
+    if query_value(&q, "mount").is_none() {
+        return Ok(Mount::Refused);
+    }
+    let from = query_value(&q, "from");
+    if from.is_some_and(|f| validate_repository(f).is_err()) {
+        // An invalid name cannot be a readable source.
+        return Ok(Mount::Refused);
+    }
+    if !app.auth.enforced() {
+        return Ok(Mount::From(from.map(str::to_owned)));
+    }
+    let Some(from) = from else {
+        return Ok(Mount::Refused);
+    };
+    let decision = app.auth.decide(identity, from, Access::PULL).await?;
+    Ok(if matches!(decision, Decision::Allow(_)) {
+        Mount::From(Some(from.to_owned()))
+    } else {
+        Mount::Refused
+    })
 }
 
 /// The query string's pairs, percent-decoded.
@@ -173,7 +270,5 @@ pub(crate) fn parse_digest(s: &str) -> Result<berth_oci::Digest> {
 
 /// The client's address, as seen on the connection.
 pub(crate) fn client_ip(req: &Request) -> Option<std::net::IpAddr> {
-    req.extensions()
-        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-        .map(|c| c.0.ip())
+    auth::client_ip(req.extensions())
 }

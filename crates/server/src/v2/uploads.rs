@@ -5,7 +5,6 @@ use axum::body::Body;
 use axum::extract::Request;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::Response;
-use berth_oci::validate_repository;
 use berth_registry::{Error, UploadInfo};
 
 use super::{body_stream, content_length, hv, parse_digest, query, query_value, Result};
@@ -101,17 +100,32 @@ fn out_of_order(e: Error, name: &str, id: &str) -> ApiError {
     e.into()
 }
 
-pub(super) async fn handle_start(app: &App, name: &str, req: Request) -> Result<Response> {
+/// Whether a requested cross-repository mount may be attempted.
+pub(super) enum Mount {
+    /// Yes: from this repository, or (open mode, no `from`) from wherever
+    /// the blob is stored.
+    From(Option<String>),
+    /// No (the caller may not pull from the source, or gave none): fall
+    /// back to a plain upload.
+    Refused,
+}
+
+pub(super) async fn handle_start(
+    app: &App,
+    name: &str,
+    req: Request,
+    mount: Mount,
+) -> Result<Response> {
     let q = query(&req);
     let reg = &app.registry;
-    if let Some(mount) = query_value(&q, "mount") {
-        let digest = parse_digest(mount)?;
-        // An invalid `from` cannot name a readable repository: fall back to
-        // a plain upload, as for any other failed mount.
-        let from = query_value(&q, "from");
-        let from_ok = from.is_none_or(|f| validate_repository(f).is_ok());
-        if from_ok && reg.mount_blob(name, &digest, from).await? {
-            return Ok(created(name, &digest));
+    if let Some(digest) = query_value(&q, "mount") {
+        let digest = parse_digest(digest)?;
+        // An invalid or unreadable `from` falls back to a plain upload, as
+        // for any other failed mount.
+        if let Mount::From(from) = mount {
+            if reg.mount_blob(name, &digest, from.as_deref()).await? {
+                return Ok(created(name, &digest));
+            }
         }
     } else if let Some(d) = query_value(&q, "digest") {
         let digest = parse_digest(d)?;

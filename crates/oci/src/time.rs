@@ -1,4 +1,5 @@
-//! A UTC timestamp with just what CI tagging needs: RFC 3339 parsing (with
+//! A UTC timestamp with just what berth needs (CI tags, token expiry, the
+//! `created` fields of image configs): RFC 3339 parsing (with
 //! offsets, as GitLab's `CI_COMMIT_TIMESTAMP` has them), formatting as
 //! RFC 3339, `YYYYMMDD` and `HHMMSS`. Hand-written civil-calendar arithmetic
 //! (Howard Hinnant's algorithms) keeps a date crate out of the tree.

@@ -1,0 +1,276 @@
+//! Storage usage per namespace and quotas.
+//!
+//! Usage is always computed from the metadata, never kept as a counter, so
+//! it is exact after garbage collection or any other deletion: a
+//! namespace's content is every blob linked to one of its repositories and
+//! every manifest stored in one, each distinct digest counted once (a layer
+//! shared by ten repositories of a namespace costs its size once). A
+//! namespace is a repository name's first component; its repositories are
+//! found by a range scan on the unique name index (`name = ns` or
+//! `'ns/' <= name < 'ns0'`, `0` being the byte after `/`).
+//!
+//! Quotas (`quotas` table) limit that figure. [`Meta::link_blob_within_quota`]
+//! checks the limit and links the blob in one transaction.
+
+use serde::Serialize;
+use sqlx::{AnyConnection, Row};
+
+use crate::audit::{self, action, Actor};
+use crate::{writes, Meta, Result};
+
+/// The repositories of a namespace, as a condition on `r.name` with
+/// placeholders `$a`, `$b`, `$c` (bound by [`ns_binds`]).
+fn ns_clause(a: usize) -> String {
+    format!(
+        "(r.name = ${a} OR (r.name >= ${} AND r.name < ${}))",
+        a + 1,
+        a + 2
+    )
+}
+
+fn ns_binds(ns: &str) -> [String; 3] {
+    [ns.to_owned(), format!("{ns}/"), format!("{ns}0")]
+}
+
+/// What content is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ContentKind {
+    /// A blob linked to the repository.
+    Blob,
+    /// A manifest stored in the repository.
+    Manifest,
+}
+
+/// One piece of content a repository holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Content {
+    /// Repository name.
+    pub repository: String,
+    /// Digest.
+    pub digest: String,
+    /// Bytes.
+    pub size: u64,
+    /// Blob or manifest.
+    pub kind: ContentKind,
+}
+
+/// A namespace's quota.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Quota {
+    /// Namespace.
+    pub namespace: String,
+    /// Most bytes its content may use.
+    pub limit_bytes: u64,
+    /// Last change (Unix ms).
+    pub updated_at: i64,
+}
+
+/// Bytes used by the content of `ns` (distinct digests).
+pub(crate) async fn usage(conn: &mut AnyConnection, ns: &str) -> Result<u64> {
+    let sql = format!(
+        "SELECT CAST(COALESCE(SUM(u.size), 0) AS BIGINT) FROM (
+           SELECT b.digest, b.size FROM repository_blobs rb
+             JOIN repositories r ON r.id = rb.repository_id
+             JOIN blobs b ON b.digest = rb.digest
+             WHERE {}
+           UNION
+           SELECT m.digest, m.size FROM manifests m
+             JOIN repositories r ON r.id = m.repository_id
+             WHERE {}
+         ) u",
+        ns_clause(1),
+        ns_clause(4)
+    );
+    let [a, b, c] = ns_binds(ns);
+    let row = sqlx::query(&sql)
+        .bind(&a)
+        .bind(&b)
+        .bind(&c)
+        .bind(&a)
+        .bind(&b)
+        .bind(&c)
+        .fetch_one(&mut *conn)
+        .await?;
+    Ok(row.try_get::<i64, _>(0)?.max(0) as u64)
+}
+
+/// Whether `digest` is already content of `ns` (so storing it again there
+/// costs nothing).
+pub(crate) async fn holds(conn: &mut AnyConnection, ns: &str, digest: &str) -> Result<bool> {
+    let [a, b, c] = ns_binds(ns);
+    for table in ["repository_blobs", "manifests"] {
+        let sql = format!(
+            "SELECT 1 FROM {table} t JOIN repositories r ON r.id = t.repository_id
+             WHERE t.digest = $1 AND {} LIMIT 1",
+            ns_clause(2)
+        );
+        let row = sqlx::query(&sql)
+            .bind(digest)
+            .bind(&a)
+            .bind(&b)
+            .bind(&c)
+            .fetch_optional(&mut *conn)
+            .await?;
+        if row.is_some() {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+impl Meta {
+    /// Bytes used by the content of namespace `ns`.
+    pub async fn namespace_usage(&self, ns: &str) -> Result<u64> {
+        usage(&mut *self.read.acquire().await?, ns).await
+    }
+
+    /// Whether `digest` is content of namespace `ns` already.
+    pub async fn namespace_holds(&self, ns: &str, digest: &str) -> Result<bool> {
+        holds(&mut *self.read.acquire().await?, ns, digest).await
+    }
+
+    /// Every blob link and manifest of the repositories of `ns`, with
+    /// sizes, by repository.
+    pub async fn namespace_content(&self, ns: &str) -> Result<Vec<Content>> {
+        let sql = format!(
+            "SELECT r.name, b.digest, b.size, 'blob' FROM repository_blobs rb
+               JOIN repositories r ON r.id = rb.repository_id
+               JOIN blobs b ON b.digest = rb.digest
+               WHERE {}
+             UNION ALL
+             SELECT r.name, m.digest, m.size, 'manifest' FROM manifests m
+               JOIN repositories r ON r.id = m.repository_id
+               WHERE {}
+             ORDER BY 1, 2",
+            ns_clause(1),
+            ns_clause(4)
+        );
+        let [a, b, c] = ns_binds(ns);
+        let rows = sqlx::query(&sql)
+            .bind(&a)
+            .bind(&b)
+            .bind(&c)
+            .bind(&a)
+            .bind(&b)
+            .bind(&c)
+            .fetch_all(&self.read)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                let kind: String = r.try_get(3)?;
+                Ok(Content {
+                    repository: r.try_get(0)?,
+                    digest: r.try_get(1)?,
+                    size: r.try_get::<i64, _>(2)?.max(0) as u64,
+                    kind: if kind == "blob" {
+                        ContentKind::Blob
+                    } else {
+                        ContentKind::Manifest
+                    },
+                })
+            })
+            .collect()
+    }
+
+    /// Links `digest` to `repository` like [`Meta::link_blob`], unless that
+    /// would take namespace `ns` over `limit` bytes: then nothing is
+    /// written and the namespace's current usage is returned. The check and
+    /// the link are one transaction (exact on SQLite, whose writes are
+    /// serialised; on PostgreSQL concurrent links may each see the usage
+    /// without the others).
+    pub async fn link_blob_within_quota(
+        &self,
+        repository: &str,
+        digest: &str,
+        size: u64,
+        now: i64,
+        ns: &str,
+        limit: u64,
+    ) -> Result<Option<u64>> {
+        let (repository, digest, ns) = (repository.to_owned(), digest.to_owned(), ns.to_owned());
+        self.transact(move |c| {
+            Box::pin(async move {
+                if !holds(c, &ns, &digest).await? {
+                    let used = usage(c, &ns).await?;
+                    if used.saturating_add(size) > limit {
+                        return Ok(Some(used));
+                    }
+                }
+                writes::link_blob(c, &repository, &digest, size, now).await?;
+                Ok(None)
+            })
+        })
+        .await
+    }
+
+    /// Sets the quota of `ns`.
+    pub async fn set_quota(&self, ns: &str, limit_bytes: u64, actor: &Actor) -> Result<Quota> {
+        let (ns, actor) = (ns.to_owned(), actor.clone());
+        self.transact(move |c| {
+            Box::pin(async move {
+                sqlx::query(
+                    "INSERT INTO quotas (namespace, limit_bytes, updated_at) VALUES ($1, $2, $3)
+                     ON CONFLICT (namespace)
+                     DO UPDATE SET limit_bytes = excluded.limit_bytes, updated_at = excluded.updated_at",
+                )
+                .bind(&ns)
+                .bind(limit_bytes.min(i64::MAX as u64) as i64)
+                .bind(actor.at)
+                .execute(&mut *c)
+                .await?;
+                let event = actor
+                    .event(action::POLICY_CHANGE)
+                    .repository(&ns)
+                    .detail(serde_json::json!({ "quota": "set", "limit_bytes": limit_bytes }));
+                audit::record(c, &event).await?;
+                Ok(Quota {
+                    namespace: ns,
+                    limit_bytes,
+                    updated_at: actor.at,
+                })
+            })
+        })
+        .await
+    }
+
+    /// Removes the quota of `ns`; returns whether there was one.
+    pub async fn delete_quota(&self, ns: &str, actor: &Actor) -> Result<bool> {
+        let (ns, actor) = (ns.to_owned(), actor.clone());
+        self.transact(move |c| {
+            Box::pin(async move {
+                let done = sqlx::query("DELETE FROM quotas WHERE namespace = $1")
+                    .bind(&ns)
+                    .execute(&mut *c)
+                    .await?;
+                if done.rows_affected() == 0 {
+                    return Ok(false);
+                }
+                let event = actor
+                    .event(action::POLICY_CHANGE)
+                    .repository(&ns)
+                    .detail(serde_json::json!({ "quota": "remove" }));
+                audit::record(c, &event).await?;
+                Ok(true)
+            })
+        })
+        .await
+    }
+
+    /// Every quota, by namespace.
+    pub async fn quotas(&self) -> Result<Vec<Quota>> {
+        let rows =
+            sqlx::query("SELECT namespace, limit_bytes, updated_at FROM quotas ORDER BY namespace")
+                .fetch_all(&self.read)
+                .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Quota {
+                    namespace: r.try_get(0)?,
+                    limit_bytes: r.try_get::<i64, _>(1)?.max(0) as u64,
+                    updated_at: r.try_get(2)?,
+                })
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,62 @@
+//! A cached copy of a small table (tag rules, quotas), loaded whole.
+//!
+//! Writers through this registry invalidate it after their change; a
+//! reader fills it only if no invalidation happened since it started
+//! reading (a generation checked under the lock), so a slow reader never
+//! puts back a stale copy. With other writers (a shared PostgreSQL), the
+//! copy also expires after the cache TTL.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+/// The cached copy of one table.
+pub(crate) struct Snapshot<T> {
+    state: RwLock<Option<(Arc<T>, Instant)>>,
+    generation: AtomicU64,
+    ttl: Option<Duration>,
+}
+
+impl<T> Snapshot<T> {
+    pub(crate) fn new(ttl: Option<Duration>) -> Snapshot<T> {
+        Snapshot {
+            state: RwLock::new(None),
+            generation: AtomicU64::new(0),
+            ttl,
+        }
+    }
+
+    fn get(&self) -> Option<Arc<T>> {
+        let state = self.state.read().unwrap_or_else(|p| p.into_inner());
+        let (value, at) = state.as_ref()?;
+        match self.ttl {
+            Some(ttl) if at.elapsed() > ttl => None,
+            _ => Some(value.clone()),
+        }
+    }
+
+    /// The cached copy, or a fresh one from `load`.
+    pub(crate) async fn get_or_load<E, F>(&self, load: impl FnOnce() -> F) -> Result<Arc<T>, E>
+    where
+        F: Future<Output = Result<T, E>>,
+    {
+        if let Some(v) = self.get() {
+            return Ok(v);
+        }
+        let generation = self.generation.load(Ordering::Acquire);
+        let value = Arc::new(load().await?);
+        let mut state = self.state.write().unwrap_or_else(|p| p.into_inner());
+        if self.generation.load(Ordering::Acquire) == generation {
+            *state = Some((value.clone(), Instant::now()));
+        }
+        Ok(value)
+    }
+
+    /// Drops the copy; the next read loads the table again.
+    pub(crate) fn invalidate(&self) {
+        let mut state = self.state.write().unwrap_or_else(|p| p.into_inner());
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        *state = None;
+    }
+}

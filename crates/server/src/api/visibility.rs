@@ -1,0 +1,129 @@
+//! Who may pull: `GET/PUT /api/v1/namespaces/{ns}/visibility` and
+//! `GET/PUT /api/v1/repositories/{name}/visibility` (routed from
+//! [`super::repositories`]).
+//!
+//! A namespace is `public` (anonymous pull) or `private` (members only);
+//! a repository follows its namespace unless it overrides it. Reading needs
+//! pull access, changing needs the namespace's admin role.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::routing::get;
+use axum::{Json, Router};
+use berth_registry::meta::accounts::Visibility;
+use berth_registry::Error;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::body::JsonBody;
+use super::{Need, Principal};
+use crate::error::ApiError;
+use crate::App;
+
+pub(crate) fn routes() -> Router<Arc<App>> {
+    Router::new().route(
+        "/namespaces/{ns}/visibility",
+        get(handle_get_namespace).put(handle_put_namespace),
+    )
+}
+
+/// The body of a visibility change.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct VisibilityBody {
+    /// `public`, `private`, or for a repository `inherit`.
+    pub visibility: String,
+}
+
+async fn handle_get_namespace(
+    State(app): State<Arc<App>>,
+    principal: Principal,
+    Path(ns): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    principal.require(&app, &ns, Need::Read).await?;
+    let found = app.auth.meta().namespace(&ns).await.map_err(Error::from)?;
+    let (visibility, source) = match found {
+        Some(n) => (n.visibility, "namespace"),
+        None => (app.auth.settings().default_visibility, "default"),
+    };
+    Ok(Json(
+        json!({ "namespace": ns, "visibility": visibility, "source": source }),
+    ))
+}
+
+async fn handle_put_namespace(
+    State(app): State<Arc<App>>,
+    principal: Principal,
+    Path(ns): Path<String>,
+    JsonBody(body): JsonBody<VisibilityBody>,
+) -> Result<Json<Value>, ApiError> {
+    let caller = principal.require(&app, &ns, Need::Admin).await?;
+    let v = Visibility::parse(&body.visibility).ok_or_else(|| {
+        Error::InvalidParameter(format!(
+            "visibility {:?}: a namespace is public or private",
+            body.visibility
+        ))
+    })?;
+    let changed = app
+        .auth
+        .meta()
+        .set_namespace_visibility(&ns, v, &caller.actor())
+        .await
+        .map_err(Error::from)?;
+    if !changed {
+        return Err(
+            Error::NotFound(format!("no user or organisation owns the namespace {ns:?}")).into(),
+        );
+    }
+    Ok(Json(
+        json!({ "namespace": ns, "visibility": v, "source": "namespace" }),
+    ))
+}
+
+/// `GET /repositories/{name}/visibility`.
+pub(crate) async fn get_repository(
+    app: &App,
+    principal: &Principal,
+    name: &str,
+) -> Result<Value, ApiError> {
+    principal.require(app, name, Need::Read).await?;
+    let meta = app.auth.meta();
+    let own = meta
+        .repository_visibility(name)
+        .await
+        .map_err(Error::from)?;
+    let ns = berth_registry::glob::namespace(name);
+    let (visibility, source) = match own {
+        Some(v) => (v, "repository"),
+        None => match meta.namespace(ns).await.map_err(Error::from)? {
+            Some(n) => (n.visibility, "namespace"),
+            None => (app.auth.settings().default_visibility, "default"),
+        },
+    };
+    Ok(json!({ "repository": name, "visibility": visibility, "source": source }))
+}
+
+/// `PUT /repositories/{name}/visibility`.
+pub(crate) async fn put_repository(
+    app: &App,
+    principal: &Principal,
+    name: &str,
+    body: VisibilityBody,
+) -> Result<Value, ApiError> {
+    let caller = principal
+        .require(app, berth_registry::glob::namespace(name), Need::Admin)
+        .await?;
+    let v = match body.visibility.as_str() {
+        "inherit" => None,
+        s => Some(Visibility::parse(s).ok_or_else(|| {
+            Error::InvalidParameter(format!("visibility {s:?}: use public, private or inherit"))
+        })?),
+    };
+    app.auth
+        .meta()
+        .set_repository_visibility(name, v, &caller.actor())
+        .await
+        .map_err(Error::from)?;
+    get_repository(app, principal, name).await
+}

@@ -1,0 +1,139 @@
+//! Credentials in, challenges out: the HTTP side of authentication.
+//!
+//! The decisions are [`berth_registry::auth::Authority`]'s; this module
+//! reads the `Authorization` header and the client address, and writes the
+//! `WWW-Authenticate` challenge that tells clients where to get a token:
+//!
+//! ```text
+//! WWW-Authenticate: Bearer realm="https://registry.example.com/token",
+//!                   service="berth",scope="repository:acme/web:pull,push"
+//! ```
+//!
+//! The realm is the configured external URL plus `/token`, or, without
+//! one, the request's own scheme (`X-Forwarded-Proto`, else `http`) and
+//! `Host`.
+
+use std::net::{IpAddr, SocketAddr};
+
+use axum::extract::ConnectInfo;
+use axum::http::{header, Extensions, HeaderMap, HeaderValue};
+use berth_registry::auth::{Credentials, Decision, Identity};
+use berth_registry::{Caller, Error};
+
+use crate::error::ApiError;
+use crate::App;
+
+/// The credentials of a request.
+pub fn credentials(headers: &HeaderMap) -> Credentials {
+    Credentials::from_header(
+        headers
+            .get(header::AUTHORIZATION)
+            .map(|v| v.to_str().unwrap_or("\u{0}")),
+    )
+}
+
+/// The client's address, as seen on the connection.
+pub fn client_ip(extensions: &Extensions) -> Option<IpAddr> {
+    extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip())
+}
+
+/// The token endpoint clients are sent to.
+pub fn realm(app: &App, headers: &HeaderMap) -> String {
+    if let Some(url) = &app.settings.external_url {
+        return format!("{}/token", url.trim_end_matches('/'));
+    }
+    let text = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+            .filter(|s| !s.is_empty() && !s.contains(['"', '\\', ',']))
+    };
+    let scheme = match text("x-forwarded-proto") {
+        Some("https") => "https",
+        _ => "http",
+    };
+    let host = text("host").unwrap_or("localhost");
+    format!("{scheme}://{host}/token")
+}
+
+/// A 401 with the Bearer challenge, asking for `scope` if given;
+/// `insufficient` marks a token that lacks the scope.
+pub fn challenge(
+    app: &App,
+    headers: &HeaderMap,
+    scope: Option<&str>,
+    insufficient: bool,
+    message: &str,
+) -> ApiError {
+    let mut value = format!(
+        "Bearer realm=\"{}\",service=\"{}\"",
+        realm(app, headers),
+        app.auth.settings().service
+    );
+    if let Some(scope) = scope {
+        value.push_str(&format!(",scope=\"{scope}\""));
+    }
+    if insufficient {
+        value.push_str(",error=\"insufficient_scope\"");
+    }
+    let hv = HeaderValue::from_str(&value).unwrap_or_else(|_| HeaderValue::from_static("Bearer"));
+    ApiError::from(Error::Unauthorized(message.to_owned()))
+        .with_header(header::WWW_AUTHENTICATE, hv)
+}
+
+/// Authenticates a `/v2/` or `/api/` request: the identity, or the error
+/// response (a 401 challenge for bad credentials, a 429 when throttled).
+pub async fn identify(
+    app: &App,
+    headers: &HeaderMap,
+    ip: Option<IpAddr>,
+) -> Result<Identity, ApiError> {
+    match app
+        .auth
+        .authenticate(&credentials(headers), ip, false)
+        .await
+    {
+        Ok(identity) => Ok(identity),
+        Err(Error::Unauthorized(msg)) => Err(challenge(app, headers, None, false, &msg)),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Turns a decision into the [`Caller`] for the services, or the refusal:
+/// 401 with a challenge for `scope` when logging in (or a token with that
+/// scope) would help, 403 when it would not.
+pub fn enforce(
+    app: &App,
+    headers: &HeaderMap,
+    decision: Decision,
+    identity: &Identity,
+    ip: Option<IpAddr>,
+    scope: &str,
+) -> Result<Caller, ApiError> {
+    match decision {
+        Decision::Allow(access) => Ok(identity.caller(
+            ip,
+            !app.auth.enforced() || access.contains(berth_registry::auth::Action::Admin),
+        )),
+        Decision::Login => Err(challenge(
+            app,
+            headers,
+            Some(scope),
+            false,
+            "authentication required",
+        )),
+        Decision::Scope => Err(challenge(
+            app,
+            headers,
+            Some(scope),
+            true,
+            "the token does not grant this access; request one with the scope in the challenge",
+        )),
+        Decision::Deny => {
+            Err(Error::Denied("requested access to the resource is denied".into()).into())
+        }
+    }
+}
