@@ -110,3 +110,99 @@ async fn berth_retention_commands() {
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("404"));
 }
+
+/// With authentication on: GC is for site admins, a policy is set and
+/// applied by namespace admins, read by members; the audit log names who.
+#[tokio::test]
+async fn lifecycle_jobs_need_the_right_roles() {
+    use berth_meta::accounts::{Role, Visibility};
+    use reqwest::{Method, StatusCode};
+
+    use crate::auth::{admin, req, Cred, Fixture};
+
+    let f = Fixture::start("").await;
+    f.org("acme", Visibility::Private).await;
+    let dev = f.user("dev").await;
+    let lead = f.user("lead").await;
+    f.member("acme", "dev", Role::Write).await;
+    f.member("acme", "lead", Role::Admin).await;
+    let url = f.url();
+    let status = |m: Method, path: &str, cred: &Cred, body: &str| {
+        let r = req(&f.c, m, &format!("{url}/api/v1{path}"), cred).body(body.to_owned());
+        async move { r.send().await.unwrap().status() }
+    };
+    let policy = example("untagged-30d");
+    let gc = "/gc";
+    assert_eq!(
+        status(Method::POST, gc, &Cred::Anon, "").await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        status(Method::POST, gc, &lead, "").await,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(status(Method::POST, gc, &admin(), "").await, StatusCode::OK);
+    assert_eq!(
+        status(Method::GET, "/gc/runs", &dev, "").await,
+        StatusCode::FORBIDDEN
+    );
+
+    let ret = "/namespaces/acme/retention";
+    assert_eq!(
+        status(Method::PUT, ret, &Cred::Anon, &policy).await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        status(Method::PUT, ret, &dev, &policy).await,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        status(Method::PUT, ret, &lead, &policy).await,
+        StatusCode::OK
+    );
+    assert_eq!(status(Method::GET, ret, &dev, "").await, StatusCode::OK);
+    assert_eq!(
+        status(Method::GET, &format!("{ret}/plan"), &dev, "").await,
+        StatusCode::OK
+    );
+    assert_eq!(
+        status(Method::GET, &format!("{ret}/plan"), &Cred::Anon, "").await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        status(Method::POST, &format!("{ret}/apply"), &dev, "").await,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        status(Method::POST, &format!("{ret}/apply"), &lead, "").await,
+        StatusCode::OK
+    );
+    assert_eq!(
+        status(Method::DELETE, ret, &dev, "").await,
+        StatusCode::FORBIDDEN
+    );
+    let events = f
+        .meta
+        .audit_events(&berth_meta::audit::AuditFilter {
+            action: Some("policy.change".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(
+        events
+            .iter()
+            .any(|e| e.event.actor == "lead"
+                && e.event.detail.as_ref().unwrap()["retention"] == "set")
+    );
+    let gcs = f
+        .meta
+        .audit_events(&berth_meta::audit::AuditFilter {
+            action: Some("gc".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(gcs.len(), 1);
+    assert_eq!(gcs[0].event.actor, "admin");
+}
