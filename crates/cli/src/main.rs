@@ -45,6 +45,8 @@ enum Command {
     Quota(usage::QuotaArgs),
     /// Remove unreferenced blobs and abandoned uploads from a running registry.
     Gc(Box<manage::gc::Args>),
+    /// Retention policies of a namespace: set, get, plan, apply.
+    Retention(Box<manage::retention::Args>),
     #[command(flatten)]
     Tools(berth_tools::Command),
 }
@@ -78,6 +80,9 @@ fn main() -> ExitCode {
             Command::Usage(args) => usage::run_usage(args).await.map(|()| ExitCode::SUCCESS),
             Command::Quota(args) => usage::run_quota(args).await.map(|()| ExitCode::SUCCESS),
             Command::Gc(args) => manage::gc::run(&args).await.map(|()| ExitCode::SUCCESS),
+            Command::Retention(args) => manage::retention::run(&args)
+                .await
+                .map(|()| ExitCode::SUCCESS),
             Command::Tools(cmd) => berth_tools::run(cmd).await.map_err(anyhow::Error::from),
         }
     });

@@ -32,7 +32,7 @@ pub use gc::Unreferenced;
 pub use inventory::{Inventory, ManifestInfo, ManifestRef, TagInfo};
 pub use jobs::{JobRun, Lease};
 pub use queries::{ManifestRecord, NewManifest, RefKind, Referrer};
-pub use retention::{Deletion, StoredPolicy};
+pub use retention::{Deletion, ManifestTarget, StoredPolicy};
 pub use rules::{TagGuard, TagRule, TagRuleKind};
 pub use stats::{PullDelta, PullTarget};
 pub use usage::{Content, ContentKind, Quota};

@@ -8,6 +8,7 @@ use sqlx::{AnyConnection, Row};
 
 use crate::audit::{self, action, Actor};
 use crate::gc::lock_repository;
+use crate::rules::TagGuard;
 use crate::{Meta, Result};
 
 /// A namespace's retention policy as stored.
@@ -21,6 +22,17 @@ pub struct StoredPolicy {
     pub updated_at: i64,
     /// Who changed it.
     pub updated_by: Option<String>,
+}
+
+/// A manifest retention is about to delete, with what it expects.
+#[derive(Debug, Clone)]
+pub struct ManifestTarget {
+    /// The manifest.
+    pub digest: String,
+    /// The only tags that may still point to it (deleted with it).
+    pub with_tags: Vec<String>,
+    /// Its subject, which must be gone already.
+    pub subject: Option<String>,
 }
 
 /// The outcome of a conditional deletion.
@@ -127,13 +139,15 @@ impl Meta {
             .collect::<Result<_, _>>()?)
     }
 
-    /// Deletes `tag` of `repository` if it still points to `digest`, with a
-    /// `retention.delete` event carrying `detail`.
+    /// Deletes `tag` of `repository` if it still points to `digest` and
+    /// `guard` (the tag rules) does not refuse it, with a `retention.delete`
+    /// event carrying `detail`.
     pub async fn retention_delete_tag(
         &self,
         repository: &str,
         tag: &str,
         digest: &str,
+        guard: TagGuard,
         actor: &Actor,
         detail: serde_json::Value,
     ) -> Result<Deletion> {
@@ -148,6 +162,9 @@ impl Meta {
                 let Some(id) = lock_repository(c, &repo).await? else {
                     return Ok(Deletion::Skipped("the repository is gone".into()));
                 };
+                if let Some(why) = guard(&tag) {
+                    return Ok(Deletion::Skipped(why));
+                }
                 let done = sqlx::query(
                     "DELETE FROM tags WHERE repository_id = $1 AND name = $2 AND digest = $3",
                 )
@@ -174,36 +191,21 @@ impl Meta {
 
     /// Deletes manifest `digest` of `repository` with its tags `with_tags`,
     /// if nothing else holds it any more: no other tag points to it, no
-    /// index lists it, and its `subject` (if given) is gone.
+    /// index lists it, its `subject` (if given) is gone, and `guard` refuses
+    /// none of its tags.
     pub async fn retention_delete_manifest(
         &self,
         repository: &str,
-        digest: &str,
-        with_tags: &[String],
-        subject: Option<&str>,
+        target: ManifestTarget,
+        guard: TagGuard,
         actor: &Actor,
         detail: serde_json::Value,
     ) -> Result<Deletion> {
-        let (repo, digest, with_tags, subject, actor) = (
-            repository.to_owned(),
-            digest.to_owned(),
-            with_tags.to_vec(),
-            subject.map(str::to_owned),
-            actor.clone(),
-        );
+        let (repo, actor) = (repository.to_owned(), actor.clone());
         self.transact(move |c| {
-            Box::pin(async move {
-                delete_manifest(
-                    c,
-                    &repo,
-                    &digest,
-                    &with_tags,
-                    subject.as_deref(),
-                    &actor,
-                    detail,
-                )
-                .await
-            })
+            Box::pin(
+                async move { delete_manifest(c, &repo, &target, &guard, &actor, detail).await },
+            )
         })
         .await
     }
@@ -284,12 +286,16 @@ fn policy(r: &sqlx::any::AnyRow) -> Result<StoredPolicy> {
 async fn delete_manifest(
     c: &mut AnyConnection,
     repo: &str,
-    digest: &str,
-    with_tags: &[String],
-    subject: Option<&str>,
+    target: &ManifestTarget,
+    guard: &TagGuard,
     actor: &Actor,
     detail: serde_json::Value,
 ) -> Result<Deletion> {
+    let (digest, with_tags, subject) = (
+        target.digest.as_str(),
+        &target.with_tags,
+        target.subject.as_deref(),
+    );
     let Some(id) = lock_repository(c, repo).await? else {
         return Ok(Deletion::Skipped("the repository is gone".into()));
     };
@@ -312,6 +318,9 @@ async fn delete_manifest(
             .collect::<Result<_, _>>()?;
     if let Some(t) = tags.iter().find(|t| !with_tags.contains(t)) {
         return Ok(Deletion::Skipped(format!("it is tagged {t}")));
+    }
+    if let Some(why) = tags.iter().find_map(|t| guard(t)) {
+        return Ok(Deletion::Skipped(why));
     }
     let parent = sqlx::query(
         "SELECT parent FROM manifest_references

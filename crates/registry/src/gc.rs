@@ -200,7 +200,10 @@ impl Registry {
                 .or_default()
                 .push(l);
         }
-        for (repo, seen) in by_repo {
+        for (n, (repo, seen)) in by_repo.into_iter().enumerate() {
+            if n % 100 == 99 {
+                held.renew().await?;
+            }
             for d in self.meta.sweep_links(&repo, cutoff).await? {
                 self.cache.invalidate_link(&repo, &d);
                 let size = match seen.iter().find(|l| l.digest == d) {

@@ -140,12 +140,13 @@ pub struct DueJob {
 }
 
 impl Registry {
-    /// Runs every job that is due at `now` (Unix ms): garbage collection
+    /// Runs every job that is due at `now` (Unix ms): each retention policy
+    /// whose schedule fired since its last run, then garbage collection
     /// when `gc_interval` has passed since its last run. The server calls
     /// this every minute; tests call it with any clock.
     pub async fn run_due_jobs(&self, now: i64) -> Result<Vec<DueJob>> {
         let scheduler = crate::Caller::system("scheduler");
-        let mut ran = Vec::new();
+        let mut ran = self.due_retention(now).await?;
         if let Some(every) = self.settings.gc_interval {
             let last = self.meta.last_run(crate::GC_JOB).await?;
             let due = last.is_none_or(|r| r.started_at + every.as_millis() as i64 <= now);

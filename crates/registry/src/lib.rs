@@ -25,6 +25,7 @@ mod listing;
 mod manifests;
 mod pulls;
 mod quota;
+pub mod retention;
 mod rules;
 mod snapshot;
 mod uploads;

@@ -17,6 +17,8 @@ mod auth;
 mod gc;
 #[path = "services/lifecycle.rs"]
 mod lifecycle;
+#[path = "services/retention.rs"]
+mod retention;
 
 async fn registry(dir: &std::path::Path, settings: Settings) -> Registry {
     let store = FsStore::open(dir.join("data")).unwrap();

@@ -20,6 +20,7 @@ pub mod accounts;
 pub mod audit;
 pub mod gc;
 pub mod repos;
+pub mod retention;
 pub mod tokens;
 
 /// Output format of management commands.

@@ -20,6 +20,8 @@ mod lifecycle_pulls;
 mod lifecycle_rules;
 mod lifecycle_usage;
 mod oci;
+mod retention;
+mod retention_cli;
 mod tools;
 mod tools_client;
 mod tools_copy;

@@ -16,7 +16,12 @@ fn now() -> i64 {
 }
 
 /// Pushes a config and a layer, then an image manifest over them.
-async fn push_image(reg: &Registry, repo: &str, tag: &str, seed: &str) -> (Digest, Vec<Digest>) {
+pub(crate) async fn push_image(
+    reg: &Registry,
+    repo: &str,
+    tag: &str,
+    seed: &str,
+) -> (Digest, Vec<Digest>) {
     let config = format!("{{\"seed\":\"{seed}\"}}");
     let layer = format!("layer {seed}");
     let mut blobs = Vec::new();

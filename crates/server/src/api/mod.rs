@@ -25,6 +25,7 @@ mod audit;
 mod body;
 mod gc;
 mod repositories;
+mod retention;
 mod tag_rules;
 mod tokens;
 mod usage;
@@ -137,6 +138,7 @@ pub(crate) fn router() -> Router<Arc<App>> {
         .merge(repositories::routes())
         .merge(usage::routes())
         .merge(gc::routes())
+        .merge(retention::routes())
 }
 
 async fn handle_whoami(

@@ -1,0 +1,251 @@
+//! Garbage collection's reads and conditional sweeps (including races with
+//! pushes, which PostgreSQL runs truly concurrently), job leases and runs.
+
+use berth_meta::{Meta, NewManifest, RefKind};
+
+use super::{actor, manifest};
+
+pub(super) fn image(
+    repo: &str,
+    digest: &str,
+    blobs: &[&str],
+    tags: &[&str],
+    at: i64,
+) -> NewManifest {
+    NewManifest {
+        references: blobs
+            .iter()
+            .map(|b| (b.to_string(), RefKind::Blob))
+            .collect(),
+        required_blobs: blobs.iter().map(|b| b.to_string()).collect(),
+        pushed_at: at,
+        ..manifest(repo, digest, None, None, tags)
+    }
+}
+
+pub(super) fn index(
+    repo: &str,
+    digest: &str,
+    children: &[&str],
+    tags: &[&str],
+    at: i64,
+) -> NewManifest {
+    NewManifest {
+        media_type: "application/vnd.oci.image.index.v1+json".into(),
+        references: children
+            .iter()
+            .map(|c| (c.to_string(), RefKind::Manifest))
+            .collect(),
+        required_blobs: Vec::new(),
+        pushed_at: at,
+        ..manifest(repo, digest, None, None, tags)
+    }
+}
+
+/// Garbage collection's reads and conditional deletes.
+pub(super) async fn gc_cases(meta: &Meta) {
+    let ours = |v: Vec<berth_meta::Unreferenced>| -> Vec<(Option<String>, String)> {
+        v.into_iter()
+            .filter(|u| u.digest.starts_with("sha256:g"))
+            .map(|u| (u.repository, u.digest))
+            .collect()
+    };
+    meta.link_blob("gc/a", "sha256:g1", 5, 10_000)
+        .await
+        .unwrap();
+    meta.link_blob("gc/a", "sha256:g2", 7, 10_000)
+        .await
+        .unwrap();
+    meta.link_blob("gc/b", "sha256:g2", 7, 10_500)
+        .await
+        .unwrap();
+    meta.put_manifest(
+        &image("gc/a", "sha256:gm", &["sha256:g1"], &["t"], 10_000),
+        &actor(),
+    )
+    .await
+    .unwrap();
+    // Only old, unreferenced links count.
+    assert!(ours(meta.unreferenced_links(10_000).await.unwrap()).is_empty());
+    assert_eq!(
+        ours(meta.unreferenced_links(10_200).await.unwrap()),
+        vec![(Some("gc/a".into()), "sha256:g2".into())]
+    );
+    // g2 is still linked (young) in gc/b: not a blob candidate until that
+    // link is old too.
+    assert!(ours(meta.unreferenced_blobs(10_200).await.unwrap()).is_empty());
+    assert_eq!(
+        ours(meta.unreferenced_blobs(11_000).await.unwrap()),
+        vec![(None, "sha256:g2".into())]
+    );
+    assert_eq!(
+        meta.sweep_links("gc/a", 10_200).await.unwrap(),
+        vec!["sha256:g2".to_owned()]
+    );
+    assert_eq!(
+        meta.sweep_links("gc/a", 10_200).await.unwrap(),
+        Vec::<String>::new()
+    );
+    // The row stays while gc/b links it.
+    let candidates = vec!["sha256:g1".to_owned(), "sha256:g2".to_owned()];
+    assert!(meta
+        .sweep_blobs(&candidates, 11_000)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        meta.sweep_links("gc/b", 11_000).await.unwrap(),
+        vec!["sha256:g2".to_owned()]
+    );
+    assert_eq!(
+        meta.sweep_blobs(&candidates, 11_000).await.unwrap(),
+        vec!["sha256:g2".to_owned()]
+    );
+    assert!(!meta.blob_recorded("sha256:g2").await.unwrap());
+    assert!(meta.blob_recorded("sha256:g1").await.unwrap());
+    assert!(meta.blob_sizes().await.unwrap().contains_key("sha256:g1"));
+
+    // A manifest put after the sweep sees the link gone and fails, with
+    // nothing stored.
+    let err = meta
+        .put_manifest(
+            &image(
+                "gc/a",
+                "sha256:gm2",
+                &["sha256:g1", "sha256:g2"],
+                &["u"],
+                12_000,
+            ),
+            &actor(),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, berth_meta::Error::MissingReference { kind: "blob", digest, .. } if digest == "sha256:g2"),
+        "{err}"
+    );
+    assert!(meta.manifest("gc/a", "sha256:gm2").await.unwrap().is_none());
+    assert!(meta.manifest_by_tag("gc/a", "u").await.unwrap().is_none());
+    let err = meta
+        .put_manifest(
+            &index(
+                "gc/a",
+                "sha256:gi",
+                &["sha256:gm", "sha256:nope"],
+                &[],
+                12_000,
+            ),
+            &actor(),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(
+        err,
+        berth_meta::Error::MissingReference {
+            kind: "manifest",
+            ..
+        }
+    ));
+    meta.put_manifest(
+        &index("gc/a", "sha256:gi", &["sha256:gm"], &[], 12_000),
+        &actor(),
+    )
+    .await
+    .unwrap();
+
+    // Uploading a blob again refreshes its link's grace period.
+    meta.link_blob("gc/again", "sha256:gagain", 1, 0)
+        .await
+        .unwrap();
+    meta.link_blob("gc/again", "sha256:gagain", 1, 20_000)
+        .await
+        .unwrap();
+    assert!(!ours(meta.unreferenced_links(10_000).await.unwrap())
+        .iter()
+        .any(|(_, d)| d == "sha256:gagain"));
+
+    // Pushes racing with sweeps: whichever commits first wins, and a stored
+    // manifest always keeps its links.
+    for i in 0..40 {
+        let blob = format!("sha256:gr{i}");
+        meta.link_blob("gc/race", &blob, 1, 0).await.unwrap();
+        let m = image("gc/race", &format!("sha256:grm{i}"), &[&blob], &[], 1);
+        let (pusher, sweeper) = (meta.clone(), meta.clone());
+        let push = tokio::spawn(async move { pusher.put_manifest(&m, &actor()).await });
+        let sweep = tokio::spawn(async move { sweeper.sweep_links("gc/race", i64::MAX).await });
+        let pushed = push.await.unwrap();
+        let swept = sweep.await.unwrap().unwrap();
+        let stored = meta
+            .manifest("gc/race", &format!("sha256:grm{i}"))
+            .await
+            .unwrap()
+            .is_some();
+        let linked = meta
+            .repository_blob("gc/race", &blob)
+            .await
+            .unwrap()
+            .is_some();
+        assert_eq!(pushed.is_ok(), stored, "{pushed:?}");
+        assert_eq!(
+            stored, linked,
+            "round {i}: stored {stored}, swept {swept:?}"
+        );
+    }
+
+    // Links racing with blob sweeps: the link always succeeds, and a link
+    // always has its blob row.
+    for i in 0..40 {
+        let blob = format!("sha256:gb{i}");
+        meta.link_blob("gc/b-race", &blob, 1, 0).await.unwrap();
+        meta.sweep_links("gc/b-race", i64::MAX).await.unwrap();
+        let (linker, sweeper, b) = (meta.clone(), meta.clone(), blob.clone());
+        let link =
+            tokio::spawn(async move { linker.link_blob("gc/b-race2", &b, 1, i64::MAX - 1).await });
+        let digests = vec![blob.clone()];
+        let sweep = tokio::spawn(async move { sweeper.sweep_blobs(&digests, i64::MAX - 1).await });
+        link.await.unwrap().unwrap();
+        sweep.await.unwrap().unwrap();
+        assert!(meta
+            .repository_blob("gc/b-race2", &blob)
+            .await
+            .unwrap()
+            .is_some());
+    }
+}
+
+/// Leases and run history.
+pub(super) async fn job_cases(meta: &Meta) {
+    assert!(meta.acquire_lease("gc", "a", 1_000, 2_000).await.unwrap());
+    assert!(!meta.acquire_lease("gc", "b", 1_500, 2_500).await.unwrap());
+    assert!(meta.acquire_lease("gc", "a", 1_500, 3_000).await.unwrap());
+    assert!(meta.acquire_lease("gc", "b", 3_001, 4_000).await.unwrap());
+    meta.release_lease("gc", "a").await.unwrap();
+    assert_eq!(meta.lease("gc").await.unwrap().unwrap().holder, "b");
+    meta.release_lease("gc", "b").await.unwrap();
+    assert!(meta.lease("gc").await.unwrap().is_none());
+    assert!(meta.acquire_lease("gc", "a", 3_002, 4_000).await.unwrap());
+
+    let id = meta.start_run("gc", 10).await.unwrap();
+    meta.finish_run(id, 20, true, &serde_json::json!({"x": 1}))
+        .await
+        .unwrap();
+    let r = meta.start_run("retention:acme", 30).await.unwrap();
+    meta.finish_run(r, 40, false, &serde_json::json!({"error": "boom"}))
+        .await
+        .unwrap();
+    meta.start_run("retention:beta", 50).await.unwrap();
+    let last = meta.last_run("gc").await.unwrap().unwrap();
+    assert_eq!(
+        (last.id, last.ok, last.finished_at),
+        (id, Some(true), Some(20))
+    );
+    assert_eq!(last.summary.unwrap()["x"], 1);
+    let runs = meta.job_runs("retention:", 10).await.unwrap();
+    assert_eq!(
+        runs.iter()
+            .map(|r| (r.job.as_str(), r.ok))
+            .collect::<Vec<_>>(),
+        vec![("retention:beta", None), ("retention:acme", Some(false))]
+    );
+    assert!(meta.last_run("nothing").await.unwrap().is_none());
+}

@@ -1,0 +1,387 @@
+//! Evaluating a policy against one repository: a pure function from the
+//! repository's inventory, its protected tags and the clock to the list of
+//! deletions, each with its rule and reason.
+//!
+//! 1. Every rule gives each tag (or untagged manifest) it selects a
+//!    verdict, keep or delete. A tag is deleted when at least one rule
+//!    deletes it, no rule keeps it, and it is not protected.
+//! 2. What stays is everything reachable from the *anchors* (manifests with
+//!    a tag left, a protected tag, or untagged roots no rule deleted)
+//!    through index children, referrers (`subject`) and tag-schema
+//!    referrers (`sha256-<hex>.sig` tags); everything else is deleted, in
+//!    an order where an index or subject goes before what depends on it.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+
+use berth_meta::{Inventory, ManifestInfo};
+use serde::Serialize;
+
+use super::policy::{Condition, Policy, Rule, Selector};
+use crate::glob;
+
+/// A tag or a manifest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ItemKind {
+    /// A tag (the manifest may stay).
+    Tag,
+    /// A manifest, with the tags listed in [`PlanItem::tags`].
+    Manifest,
+}
+
+/// One deletion of a plan.
+#[derive(Debug, Clone, Serialize)]
+pub struct PlanItem {
+    /// Repository.
+    pub repository: String,
+    /// Tag or manifest.
+    pub kind: ItemKind,
+    /// The tag, for a tag.
+    pub tag: Option<String>,
+    /// The manifest (the one the tag points to, for a tag).
+    pub digest: String,
+    /// The rule responsible.
+    pub rule: String,
+    /// Why.
+    pub reason: String,
+    /// When the tag was set / the manifest pushed (Unix ms).
+    pub pushed_at: i64,
+    /// Age at the plan's time (ms).
+    pub age_ms: i64,
+    /// Last pull (Unix ms).
+    pub last_pulled_at: Option<i64>,
+    /// Bytes no kept manifest of the repository references any more (the
+    /// manifest itself and its blobs, each blob counted once per plan).
+    pub bytes: u64,
+    /// For a manifest: tags removed with it (tag-schema referrer tags).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+    /// For a referrer: its subject, which must be gone first.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+}
+
+/// The subject a tag-schema referrer tag names: `sha256-<hex>[.suffix]`
+/// -> `sha256:<hex>`.
+fn tag_subject(tag: &str) -> Option<String> {
+    let (alg, rest) = tag.split_once('-')?;
+    let hex = rest.split('.').next()?;
+    let len = match alg {
+        "sha256" => 64,
+        "sha512" => 128,
+        _ => return None,
+    };
+    (hex.len() == len && hex.bytes().all(|b| b.is_ascii_hexdigit())).then(|| format!("{alg}:{hex}"))
+}
+
+/// Something a rule may select.
+struct Candidate<'a> {
+    tag: Option<&'a str>,
+    digest: &'a str,
+    pushed: i64,
+    pulled: Option<i64>,
+}
+
+/// How each rule ranks the images it selects (by digest).
+struct Ranks<'a> {
+    push: HashMap<&'a str, usize>,
+    pull: HashMap<&'a str, usize>,
+}
+
+fn ranks<'a>(selected: &[Candidate<'a>]) -> Ranks<'a> {
+    let mut images: BTreeMap<&str, (i64, Option<i64>)> = BTreeMap::new();
+    for c in selected {
+        let e = images.entry(c.digest).or_insert((i64::MIN, None));
+        e.0 = e.0.max(c.pushed);
+        e.1 = e.1.max(c.pulled);
+    }
+    let mut by_push: Vec<(&str, i64, Option<i64>)> =
+        images.iter().map(|(d, (p, l))| (*d, *p, *l)).collect();
+    by_push.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    let mut by_pull: Vec<_> = by_push.iter().filter(|i| i.2.is_some()).cloned().collect();
+    by_pull.sort_by(|a, b| b.2.cmp(&a.2).then(b.1.cmp(&a.1)).then(a.0.cmp(b.0)));
+    Ranks {
+        push: by_push.iter().enumerate().map(|(i, x)| (x.0, i)).collect(),
+        pull: by_pull.iter().enumerate().map(|(i, x)| (x.0, i)).collect(),
+    }
+}
+
+fn holds(c: &Condition, cand: &Candidate<'_>, r: &Ranks<'_>, now: i64) -> bool {
+    match c {
+        Condition::Always => true,
+        Condition::Last(n) => r.push.get(cand.digest).is_some_and(|i| i < n),
+        Condition::LastPulled(n) => r.pull.get(cand.digest).is_some_and(|i| i < n),
+        Condition::PushedWithin(d) => now - cand.pushed <= *d,
+        Condition::PulledWithin(d) => cand.pulled.is_some_and(|p| now - p <= *d),
+        Condition::OlderThan(d) => now - cand.pushed > *d,
+        Condition::All(v) => v.iter().all(|c| holds(c, cand, r, now)),
+        Condition::Any(v) => v.iter().any(|c| holds(c, cand, r, now)),
+        Condition::Not(c) => !holds(c, cand, r, now),
+    }
+}
+
+fn types_match(rule: &Rule, m: &ManifestInfo) -> bool {
+    let media = rule.media_types.is_empty()
+        || rule
+            .media_types
+            .iter()
+            .any(|p| glob::matches(p, &m.media_type));
+    let artifact = rule.artifact_types.is_empty()
+        || m.artifact_type
+            .as_deref()
+            .is_some_and(|a| rule.artifact_types.iter().any(|p| glob::matches(p, a)));
+    media && artifact
+}
+
+/// Verdicts of all rules on one key (a tag or a manifest digest).
+#[derive(Default)]
+struct Votes {
+    kept: bool,
+    deleted_by: Option<(String, String)>,
+}
+
+/// Plans the deletions in `repo` at `now`.
+pub fn plan_repository(
+    policy: &Policy,
+    repo: &str,
+    inv: &Inventory,
+    protected: &dyn Fn(&str) -> bool,
+    now: i64,
+) -> Vec<PlanItem> {
+    let manifests: HashMap<&str, &ManifestInfo> = inv
+        .manifests
+        .iter()
+        .map(|m| (m.digest.as_str(), m))
+        .collect();
+    let mut tags_of: HashMap<&str, Vec<&str>> = HashMap::new();
+    let mut holders: HashMap<&str, BTreeSet<&str>> = HashMap::new();
+    let mut dependents: HashMap<&str, Vec<&str>> = HashMap::new();
+    let mut attached: HashSet<&str> = HashSet::new();
+    let mut subject_of: HashMap<&str, String> = HashMap::new();
+    for t in &inv.tags {
+        tags_of
+            .entry(t.digest.as_str())
+            .or_default()
+            .push(t.name.as_str());
+        if let Some(s) = tag_subject(&t.name) {
+            if let Some((&s, _)) = manifests.get_key_value(s.as_str()) {
+                attached.insert(t.name.as_str());
+                holders.entry(t.digest.as_str()).or_default().insert(s);
+                dependents.entry(s).or_default().push(t.digest.as_str());
+                subject_of.insert(t.digest.as_str(), s.to_owned());
+            }
+        }
+    }
+    for (parent, child) in inv.children() {
+        holders.entry(child).or_default().insert(parent);
+        dependents.entry(parent).or_default().push(child);
+    }
+    for m in &inv.manifests {
+        if let Some(s) = m
+            .subject
+            .as_deref()
+            .and_then(|s| manifests.get_key_value(s))
+            .map(|(k, _)| *k)
+        {
+            holders.entry(m.digest.as_str()).or_default().insert(s);
+            dependents.entry(s).or_default().push(m.digest.as_str());
+            subject_of.insert(m.digest.as_str(), s.to_owned());
+        }
+    }
+    let untagged_roots: Vec<&ManifestInfo> = inv
+        .manifests
+        .iter()
+        .filter(|m| {
+            !tags_of.contains_key(m.digest.as_str()) && !holders.contains_key(m.digest.as_str())
+        })
+        .collect();
+
+    // 1. Verdicts.
+    let mut tag_votes: BTreeMap<&str, Votes> = BTreeMap::new();
+    let mut root_votes: HashMap<&str, Votes> = HashMap::new();
+    for rule in policy.rules.iter().filter(|r| {
+        r.repositories.is_empty() || r.repositories.iter().any(|s| glob::scope_covers(s, repo))
+    }) {
+        let selected: Vec<Candidate<'_>> = match &rule.select {
+            Selector::Tags { include, exclude } => inv
+                .tags
+                .iter()
+                .filter(|t| !attached.contains(t.name.as_str()))
+                .filter(|t| include.iter().any(|p| glob::matches(p, &t.name)))
+                .filter(|t| !exclude.iter().any(|p| glob::matches(p, &t.name)))
+                .filter_map(|t| {
+                    let m = manifests.get(t.digest.as_str())?;
+                    types_match(rule, m).then_some(Candidate {
+                        tag: Some(t.name.as_str()),
+                        digest: t.digest.as_str(),
+                        pushed: t.updated_at,
+                        pulled: t.last_pulled_at.max(m.last_pulled_at),
+                    })
+                })
+                .collect(),
+            Selector::Untagged => untagged_roots
+                .iter()
+                .filter(|m| types_match(rule, m))
+                .map(|m| Candidate {
+                    tag: None,
+                    digest: m.digest.as_str(),
+                    pushed: m.pushed_at,
+                    pulled: m.last_pulled_at,
+                })
+                .collect(),
+        };
+        let r = ranks(&selected);
+        for c in &selected {
+            let keep = holds(&rule.condition, c, &r, now) == rule.keeps;
+            let votes = match c.tag {
+                Some(t) => tag_votes.entry(t).or_default(),
+                None => root_votes.entry(c.digest).or_default(),
+            };
+            if keep {
+                votes.kept = true;
+            } else if votes.deleted_by.is_none() {
+                let reason = if rule.keeps {
+                    format!("not kept by: {}", rule.condition)
+                } else {
+                    format!("{}", rule.condition)
+                };
+                votes.deleted_by = Some((rule.name.clone(), reason));
+            }
+        }
+    }
+    let deleted_tags: BTreeMap<&str, (String, String)> = tag_votes
+        .into_iter()
+        .filter(|(t, v)| !v.kept && !protected(t))
+        .filter_map(|(t, v)| v.deleted_by.map(|d| (t, d)))
+        .collect();
+    let deleted_roots: HashMap<&str, (String, String)> = root_votes
+        .into_iter()
+        .filter(|(_, v)| !v.kept)
+        .filter_map(|(d, v)| v.deleted_by.map(|x| (d, x)))
+        .collect();
+
+    // 2. What stays: everything reachable from the anchors.
+    let mut kept: HashSet<&str> = HashSet::new();
+    let mut stack: Vec<&str> = Vec::new();
+    for m in &inv.manifests {
+        let d = m.digest.as_str();
+        let tags = tags_of.get(d).map(Vec::as_slice).unwrap_or(&[]);
+        let anchored = tags.iter().any(|t| protected(t))
+            || tags
+                .iter()
+                .any(|t| !attached.contains(t) && !deleted_tags.contains_key(t))
+            || (tags.is_empty() && !holders.contains_key(d) && !deleted_roots.contains_key(d));
+        if anchored {
+            stack.push(d);
+        }
+    }
+    while let Some(d) = stack.pop() {
+        if kept.insert(d) {
+            stack.extend(dependents.get(d).into_iter().flatten().copied());
+        }
+    }
+
+    // 3. The items: tags first, then manifests, holders before dependents.
+    let mut items = Vec::new();
+    for (tag, (rule, reason)) in &deleted_tags {
+        let Some(t) = inv.tags.iter().find(|t| t.name == *tag) else {
+            continue;
+        };
+        items.push(PlanItem {
+            repository: repo.to_owned(),
+            kind: ItemKind::Tag,
+            tag: Some((*tag).to_owned()),
+            digest: t.digest.clone(),
+            rule: rule.clone(),
+            reason: reason.clone(),
+            pushed_at: t.updated_at,
+            age_ms: now - t.updated_at,
+            last_pulled_at: t.last_pulled_at,
+            bytes: 0,
+            tags: Vec::new(),
+            subject: None,
+        });
+    }
+    let kept_blobs: HashSet<&str> = inv
+        .blobs()
+        .filter(|(m, _, _)| kept.contains(m))
+        .map(|(_, b, _)| b)
+        .collect();
+    let mut counted: HashSet<&str> = HashSet::new();
+    let mut doomed: BTreeSet<&str> = inv
+        .manifests
+        .iter()
+        .map(|m| m.digest.as_str())
+        .filter(|d| !kept.contains(d))
+        .collect();
+    let mut cause: HashMap<&str, String> = HashMap::new();
+    while !doomed.is_empty() {
+        let ready: Vec<&str> = doomed
+            .iter()
+            .copied()
+            .filter(|d| {
+                holders
+                    .get(d)
+                    .is_none_or(|h| h.iter().all(|h| !doomed.contains(h)))
+            })
+            .collect();
+        // A cycle (impossible with content addressing) would stall: emit the rest.
+        let batch = if ready.is_empty() {
+            doomed.iter().copied().collect()
+        } else {
+            ready
+        };
+        for d in batch {
+            doomed.remove(d);
+            let Some(m) = manifests.get(d) else { continue };
+            let tags = tags_of.get(d).map(Vec::as_slice).unwrap_or(&[]);
+            let first_tag = tags.iter().filter_map(|t| deleted_tags.get(t)).next();
+            let (rule, reason) = if let Some((rule, _)) = first_tag {
+                (rule.clone(), "its last tag was deleted".to_owned())
+            } else if let Some((rule, reason)) = deleted_roots.get(d) {
+                (rule.clone(), format!("untagged: {reason}"))
+            } else {
+                let h = holders
+                    .get(d)
+                    .and_then(|h| h.iter().next())
+                    .copied()
+                    .unwrap_or("");
+                let how = if subject_of.contains_key(d) {
+                    "referrer of"
+                } else {
+                    "listed only in"
+                };
+                (
+                    cause.get(h).cloned().unwrap_or_default(),
+                    format!("{how} deleted {h}"),
+                )
+            };
+            cause.insert(d, rule.clone());
+            let mut bytes = m.size.max(0) as u64;
+            for (_, b, size) in inv.blobs().filter(|(p, _, _)| *p == d) {
+                if !kept_blobs.contains(b) && counted.insert(b) {
+                    bytes += size.max(0) as u64;
+                }
+            }
+            items.push(PlanItem {
+                repository: repo.to_owned(),
+                kind: ItemKind::Manifest,
+                tag: None,
+                digest: d.to_owned(),
+                rule,
+                reason,
+                pushed_at: m.pushed_at,
+                age_ms: now - m.pushed_at,
+                last_pulled_at: m.last_pulled_at,
+                bytes,
+                tags: tags
+                    .iter()
+                    .filter(|t| attached.contains(*t))
+                    .map(|t| (*t).to_owned())
+                    .collect(),
+                subject: subject_of.get(d).cloned(),
+            });
+        }
+    }
+    items
+}

@@ -1,0 +1,136 @@
+//! Retention policies on a schedule, with an injected clock.
+
+use berth_registry::retention::cron::Schedule;
+use berth_registry::{Caller, Registry, Settings};
+
+use super::gc::push_image;
+use super::registry;
+
+const DAY: i64 = 86_400_000;
+
+fn jobs(v: Vec<berth_registry::DueJob>) -> Vec<String> {
+    v.into_iter()
+        .map(|j| {
+            assert!(j.outcome.is_ok(), "{:?}", j.outcome);
+            j.job
+        })
+        .collect()
+}
+
+async fn no_gc(dir: &std::path::Path) -> Registry {
+    registry(
+        dir,
+        Settings {
+            gc_interval: None,
+            ..Default::default()
+        },
+    )
+    .await
+}
+
+#[tokio::test]
+async fn policies_run_when_their_schedule_fires() {
+    let dir = tempfile::tempdir().unwrap();
+    let reg = no_gc(dir.path()).await;
+    let admin = Caller::system("admin");
+    let now = berth_meta::now_ms();
+    let (d, _) = push_image(&reg, "acme/web", "pr-1", "a").await;
+    reg.meta()
+        .set_tag_times("acme/web", "pr-1", now - 10 * DAY, None)
+        .await
+        .unwrap();
+    reg.meta()
+        .set_manifest_times("acme/web", d.as_str(), now - 10 * DAY, None)
+        .await
+        .unwrap();
+    let policy = "schedule = \"0 3 * * *\"\n[[rule]]\ntags = [\"pr-*\"]\nkeep = { pushed_within = \"7d\" }\n";
+    let parsed = reg
+        .set_retention_policy("acme", policy, &admin)
+        .await
+        .unwrap();
+    assert_eq!(parsed.rules.len(), 1);
+    // A policy without a schedule in another namespace never runs by itself.
+    reg.set_retention_policy(
+        "other",
+        "[[rule]]\nuntagged = true\ndelete = { older_than = \"1d\" }\n",
+        &admin,
+    )
+    .await
+    .unwrap();
+
+    let fire = Schedule::parse("0 3 * * *")
+        .unwrap()
+        .next_after(now)
+        .unwrap();
+    assert!(jobs(reg.run_due_jobs(fire - 1).await.unwrap()).is_empty());
+    assert_eq!(
+        reg.tags("acme/web", None, None)
+            .await
+            .unwrap()
+            .items()
+            .len(),
+        1
+    );
+    assert_eq!(
+        jobs(reg.run_due_jobs(fire).await.unwrap()),
+        vec!["retention:acme"]
+    );
+    assert!(reg
+        .tags("acme/web", None, None)
+        .await
+        .unwrap()
+        .items()
+        .is_empty());
+    // Once per fire time.
+    assert!(jobs(reg.run_due_jobs(fire + 3_600_000).await.unwrap()).is_empty());
+    assert_eq!(
+        jobs(reg.run_due_jobs(fire + DAY).await.unwrap()),
+        vec!["retention:acme"]
+    );
+    let runs = reg.meta().job_runs("retention:acme", 10).await.unwrap();
+    assert_eq!(runs.len(), 2);
+    assert_eq!(runs[1].summary.as_ref().unwrap()["tags"], 1);
+    assert_eq!(runs[0].summary.as_ref().unwrap()["tags"], 0);
+    // The deletions are audited as the scheduler's.
+    let events = reg
+        .meta()
+        .audit_events(&berth_meta::audit::AuditFilter {
+            action: Some("retention.delete".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(events.len(), 2, "the tag and its manifest");
+    assert!(events.iter().all(|e| e.event.actor == "scheduler"));
+}
+
+#[tokio::test]
+async fn invalid_policies_are_refused_and_a_missing_one_is_not_found() {
+    let dir = tempfile::tempdir().unwrap();
+    let reg = no_gc(dir.path()).await;
+    let admin = Caller::system("admin");
+    let err = reg
+        .set_retention_policy(
+            "acme",
+            "[[rule]]\ntags = [\"*\"]\nkeep = { last = \"ten\" }\n",
+            &admin,
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.status(), 400);
+    assert!(
+        err.to_string()
+            .contains("line 3, column 8: last takes a count"),
+        "{err}"
+    );
+    assert!(reg.retention_policy("acme").await.unwrap().is_none());
+    let err = reg.retention_plan("acme", 0, None).await.unwrap_err();
+    assert_eq!(err.status(), 404);
+    assert_eq!(
+        reg.delete_retention_policy("acme", &admin)
+            .await
+            .unwrap_err()
+            .status(),
+        404
+    );
+}
