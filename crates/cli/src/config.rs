@@ -96,6 +96,9 @@ pub struct FileConfig {
     /// How long permission facts and verified logins are cached (e.g.
     /// `10s`; `0s` reads the database on every request).
     pub auth_cache_ttl: Option<String>,
+    /// How often pull statistics counted in memory are written to the
+    /// database (e.g. `30s`).
+    pub pull_stats_flush_interval: Option<String>,
 }
 
 /// Log output format.
@@ -123,6 +126,7 @@ pub struct ServeConfig {
     pub external_url: Option<String>,
     /// `BERTH_ADMIN_PASSWORD`: the bootstrapped admin's password.
     pub admin_password: Option<String>,
+    pub pull_stats_flush_interval: Duration,
 }
 
 /// Parses `30s`, `15m`, `24h`, `7d` (or a bare number of seconds).
@@ -165,6 +169,15 @@ pub fn parse_size(v: &toml::Value) -> anyhow::Result<u64> {
         }
         other => bail!("invalid size {other:?}"),
     }
+}
+
+/// A duration that must not be zero (intervals of background jobs).
+fn positive(s: &str, key: &str) -> anyhow::Result<Duration> {
+    let d = parse_duration(s).context(key.to_owned())?;
+    if d.is_zero() {
+        bail!("{key} must be greater than zero");
+    }
+    Ok(d)
 }
 
 fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
@@ -234,6 +247,10 @@ impl ServeConfig {
                 Some(v) => parse_size(v).context("chunk_min_length")?,
                 None => 0,
             },
+            pull_stats_flush_interval: positive(
+                file.pull_stats_flush_interval.as_deref().unwrap_or("30s"),
+                "pull_stats_flush_interval",
+            )?,
         })
     }
 }
@@ -365,6 +382,13 @@ mod tests {
             })
             .is_err());
         }
+        assert_eq!(c.pull_stats_flush_interval, Duration::from_secs(30));
+        std::fs::write(&f, "pull_stats_flush_interval = \"0s\"\n").unwrap();
+        assert!(ServeConfig::resolve(ServeArgs {
+            config: Some(f.clone()),
+            ..Default::default()
+        })
+        .is_err());
         std::fs::write(&f, "unknown_key = 1\n").unwrap();
         assert!(ServeConfig::resolve(ServeArgs {
             config: Some(f),

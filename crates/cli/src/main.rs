@@ -8,7 +8,9 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod config;
+mod manage;
 mod serve;
+mod tag_rule;
 
 /// berth: a self-hosted OCI container registry with image lifecycle management.
 #[derive(Debug, Parser)]
@@ -24,6 +26,18 @@ enum Command {
     Serve(config::ServeArgs),
     /// Benchmark berth against the reference registry, side by side.
     Bench(berth_bench::BenchArgs),
+    /// Manage user accounts of a running registry.
+    User(Box<manage::accounts::UserArgs>),
+    /// Manage organisations, members and robot accounts.
+    Org(Box<manage::accounts::OrgArgs>),
+    /// Create, list and revoke access tokens.
+    Token(Box<manage::tokens::TokenArgs>),
+    /// Repository and namespace settings (visibility).
+    Repo(Box<manage::repos::RepoArgs>),
+    /// Read or export the audit log of a running registry.
+    Audit(Box<manage::audit::Args>),
+    /// Protected and immutable tag rules of a namespace (management API).
+    TagRule(tag_rule::Args),
     #[command(flatten)]
     Tools(berth_tools::Command),
 }
@@ -44,6 +58,16 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Serve(args) => serve::run(args).await.map(|()| ExitCode::SUCCESS),
             Command::Bench(args) => berth_bench::run(args).await.map(|()| ExitCode::SUCCESS),
+            Command::User(args) => manage::accounts::run_user(&args)
+                .await
+                .map(|()| ExitCode::SUCCESS),
+            Command::Org(args) => manage::accounts::run_org(&args)
+                .await
+                .map(|()| ExitCode::SUCCESS),
+            Command::Token(args) => manage::tokens::run(&args).await.map(|()| ExitCode::SUCCESS),
+            Command::Repo(args) => manage::repos::run(&args).await.map(|()| ExitCode::SUCCESS),
+            Command::Audit(args) => manage::audit::run(&args).await.map(|()| ExitCode::SUCCESS),
+            Command::TagRule(args) => tag_rule::run(args).await.map(|()| ExitCode::SUCCESS),
             Command::Tools(cmd) => berth_tools::run(cmd).await.map_err(anyhow::Error::from),
         }
     });

@@ -134,6 +134,29 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         })
     };
 
+    // Pull statistics: flushed on an interval, then once more after the
+    // server drained (the loop is stopped between flushes, never inside
+    // one, so no taken counts are dropped).
+    let (stop_flush, mut stopped) = tokio::sync::watch::channel(false);
+    let flush = {
+        let registry = registry.clone();
+        let every = cfg.pull_stats_flush_interval;
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            tick.tick().await;
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {
+                        // Failures are logged by the registry; counts are kept.
+                        let _ = registry.flush_pulls().await;
+                    }
+                    _ = stopped.changed() => break,
+                }
+            }
+        })
+    };
+
     let app = Arc::new(App {
         registry: registry.clone(),
         auth: auth.clone(),
@@ -147,6 +170,13 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     touch.abort();
     if let Err(e) = auth.flush_token_uses().await {
         tracing::warn!(error = %e, "recording token use failed");
+    }
+    let _ = stop_flush.send(true);
+    let _ = flush.await;
+    // The last counts of the pull statistics, now that no request runs.
+    match registry.flush_pulls().await {
+        Ok(n) => tracing::info!(rows = n, "flushed pull statistics"),
+        Err(e) => tracing::warn!(error = %e, "flushing pull statistics at shutdown failed"),
     }
     registry.meta().close().await;
     Ok(())

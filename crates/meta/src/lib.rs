@@ -1,5 +1,6 @@
 //! Registry metadata: repositories, blob links, manifests, tags, referrers,
-//! accounts and tokens ([`accounts`], [`tokens`]), the audit log ([`audit`]).
+//! accounts and tokens ([`accounts`], [`tokens`]), the audit log ([`audit`]),
+//! retention policies, background jobs.
 //!
 //! One API over two engines: SQLite (the embedded default) and PostgreSQL
 //! (scale-out). Both go through sqlx's `Any` driver with portable SQL only
@@ -14,13 +15,25 @@ pub mod audit;
 mod commit;
 pub use commit::BoxFuture;
 mod db;
+mod gc;
+mod inventory;
+mod jobs;
 pub mod migrations;
 mod queries;
+mod retention;
+mod rules;
+mod stats;
 pub mod tokens;
 pub(crate) mod writes;
 
 pub use db::{Dialect, Meta};
+pub use gc::Unreferenced;
+pub use inventory::{Inventory, ManifestInfo, ManifestRef, TagInfo};
+pub use jobs::{JobRun, Lease};
 pub use queries::{ManifestRecord, NewManifest, RefKind, Referrer};
+pub use retention::{Deletion, StoredPolicy};
+pub use rules::{TagGuard, TagRule, TagRuleKind};
+pub use stats::{PullDelta, PullTarget};
 
 /// Errors of the metadata layer.
 #[derive(Debug, thiserror::Error)]
@@ -37,6 +50,21 @@ pub enum Error {
     /// A group commit failed (the message of the underlying error).
     #[error("metadata commit failed: {0}")]
     Commit(String),
+    /// A guarded write was refused (a tag rule, a quota); the message says
+    /// why and is meant for the client. Nothing was written.
+    #[error("{0}")]
+    Refused(String),
+    /// A manifest being stored references a blob or manifest that is not
+    /// (or no longer) in its repository.
+    #[error("{kind} {digest} referenced by the manifest is not in repository {repository}")]
+    MissingReference {
+        /// `blob` or `manifest`.
+        kind: &'static str,
+        /// The missing digest.
+        digest: String,
+        /// The repository.
+        repository: String,
+    },
 }
 
 /// Result alias of this crate.

@@ -20,6 +20,14 @@ impl RefKind {
             RefKind::Manifest => "manifest",
         }
     }
+
+    pub(crate) fn parse(s: &str) -> Result<RefKind> {
+        match s {
+            "blob" => Ok(RefKind::Blob),
+            "manifest" => Ok(RefKind::Manifest),
+            other => Err(Error::Corrupt(format!("unknown reference kind {other:?}"))),
+        }
+    }
 }
 
 /// A manifest to record, with everything that must commit together with it.
@@ -41,6 +49,13 @@ pub struct NewManifest {
     pub annotations: Option<String>,
     /// What it references.
     pub references: Vec<(String, RefKind)>,
+    /// The blob references (a subset of `references`) that must be linked
+    /// to the repository. They are checked again inside the transaction
+    /// that stores the manifest, as are its child manifests, so that
+    /// garbage collection or retention running between the registry's
+    /// checks and the commit makes the push fail instead of leaving a
+    /// manifest whose content is gone.
+    pub required_blobs: Vec<String>,
     /// Tags to point at it.
     pub tags: Vec<String>,
     /// Push time (Unix ms).

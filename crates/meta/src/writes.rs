@@ -6,8 +6,9 @@
 use sqlx::{AnyConnection, Row};
 
 use crate::audit::{self, action, Actor};
-use crate::queries::NewManifest;
-use crate::Result;
+use crate::queries::{NewManifest, RefKind};
+use crate::rules::TagGuard;
+use crate::{Error, Result};
 
 pub(crate) async fn ensure_repository(
     conn: &mut AnyConnection,
@@ -42,9 +43,13 @@ pub(crate) async fn link_blob(
     now: i64,
 ) -> Result<()> {
     let repo = ensure_repository(conn, repository, now).await?;
+    // The no-op update locks an existing row until commit, so that a
+    // garbage-collection sweep of this blob waits for the link below and
+    // then keeps the blob, instead of deleting the row under it (which on
+    // PostgreSQL would fail this insert on the foreign key).
     sqlx::query(
         "INSERT INTO blobs (digest, size, created_at) VALUES ($1, $2, $3)
-         ON CONFLICT (digest) DO NOTHING",
+         ON CONFLICT (digest) DO UPDATE SET size = blobs.size",
     )
     .bind(digest)
     .bind(size as i64)
@@ -89,10 +94,24 @@ pub(crate) async fn unlink_blob(
 }
 
 /// Stores a manifest with its references and tags, and records the push
-/// (and every tag it moved) in the audit log.
+/// (and every tag it moved) in the audit log. A tag the `guard` refuses is
+/// never moved: it is created if absent, left alone if it already points to
+/// this manifest, and otherwise the whole write fails with
+/// [`Error::Refused`]. The insert-or-nothing is what makes two concurrent
+/// pushes of such a tag serialise on the tag's row, on both engines.
 pub(crate) async fn put_manifest(
     conn: &mut AnyConnection,
     m: &NewManifest,
+    actor: &Actor,
+) -> Result<()> {
+    put_manifest_guarded(conn, m, None, actor).await
+}
+
+/// [`put_manifest`] with a [`TagGuard`] (see the module of tag rules).
+pub(crate) async fn put_manifest_guarded(
+    conn: &mut AnyConnection,
+    m: &NewManifest,
+    guard: Option<&TagGuard>,
     actor: &Actor,
 ) -> Result<()> {
     let repo = ensure_repository(conn, &m.repository, m.pushed_at).await?;
@@ -113,6 +132,12 @@ pub(crate) async fn put_manifest(
     .bind(m.pushed_at)
     .execute(&mut *conn)
     .await?;
+    // The registry checked the references before this transaction; check
+    // them again now that the repository row is locked (on PostgreSQL the
+    // upsert in `ensure_repository` holds it until commit, and GC and
+    // retention take the same lock), so that a concurrent sweep either
+    // sees this manifest's references or makes this push fail.
+    verify_references(conn, repo, m).await?;
     if inserted.rows_affected() > 0 {
         for (child, kind) in &m.references {
             sqlx::query(
@@ -128,6 +153,10 @@ pub(crate) async fn put_manifest(
         }
     }
     for tag in &m.tags {
+        if let Some(reason) = guard.and_then(|g| g(tag)) {
+            put_guarded_tag(conn, repo, tag, m, reason).await?;
+            continue;
+        }
         let previous: Option<String> =
             sqlx::query("SELECT digest FROM tags WHERE repository_id = $1 AND name = $2")
                 .bind(repo)
@@ -166,17 +195,105 @@ pub(crate) async fn put_manifest(
     Ok(())
 }
 
+/// Creates `tag` for `m` unless it exists; refuses with `reason` if it
+/// points to another manifest.
+async fn put_guarded_tag(
+    conn: &mut AnyConnection,
+    repo: i64,
+    tag: &str,
+    m: &NewManifest,
+    reason: String,
+) -> Result<()> {
+    let inserted = sqlx::query(
+        "INSERT INTO tags (repository_id, name, digest, updated_at) VALUES ($1, $2, $3, $4)
+         ON CONFLICT (repository_id, name) DO NOTHING",
+    )
+    .bind(repo)
+    .bind(tag)
+    .bind(&m.digest)
+    .bind(m.pushed_at)
+    .execute(&mut *conn)
+    .await?;
+    if inserted.rows_affected() > 0 {
+        return Ok(());
+    }
+    let current: Option<String> =
+        sqlx::query("SELECT digest FROM tags WHERE repository_id = $1 AND name = $2")
+            .bind(repo)
+            .bind(tag)
+            .fetch_optional(&mut *conn)
+            .await?
+            .map(|r| r.try_get::<String, _>(0))
+            .transpose()?;
+    match current {
+        Some(d) if d != m.digest => Err(Error::Refused(reason)),
+        _ => Ok(()),
+    }
+}
+
+/// Fails with [`Error::MissingReference`] if a required blob is not linked
+/// to the repository or a child manifest is not stored in it.
+async fn verify_references(conn: &mut AnyConnection, repo: i64, m: &NewManifest) -> Result<()> {
+    for digest in &m.required_blobs {
+        let linked =
+            sqlx::query("SELECT 1 FROM repository_blobs WHERE repository_id = $1 AND digest = $2")
+                .bind(repo)
+                .bind(digest)
+                .fetch_optional(&mut *conn)
+                .await?;
+        if linked.is_none() {
+            return Err(Error::MissingReference {
+                kind: "blob",
+                digest: digest.clone(),
+                repository: m.repository.clone(),
+            });
+        }
+    }
+    for (digest, kind) in &m.references {
+        if *kind != RefKind::Manifest {
+            continue;
+        }
+        let stored =
+            sqlx::query("SELECT 1 FROM manifests WHERE repository_id = $1 AND digest = $2")
+                .bind(repo)
+                .bind(digest)
+                .fetch_optional(&mut *conn)
+                .await?;
+        if stored.is_none() {
+            return Err(Error::MissingReference {
+                kind: "manifest",
+                digest: digest.clone(),
+                repository: m.repository.clone(),
+            });
+        }
+    }
+    Ok(())
+}
+
 pub(crate) async fn delete_manifest(
     conn: &mut AnyConnection,
     repository: &str,
     digest: &str,
     actor: &Actor,
 ) -> Result<Option<Vec<String>>> {
+    delete_manifest_guarded(conn, repository, digest, None, actor).await
+}
+
+/// Deletes a manifest and its tags; a tag the `guard` refuses fails the
+/// whole write with [`Error::Refused`] (the tags are deleted first and
+/// checked as returned, so no tag can slip onto the manifest in between).
+pub(crate) async fn delete_manifest_guarded(
+    conn: &mut AnyConnection,
+    repository: &str,
+    digest: &str,
+    guard: Option<&TagGuard>,
+    actor: &Actor,
+) -> Result<Option<Vec<String>>> {
     let Some(repo) = repository_id(conn, repository).await? else {
         return Ok(None);
     };
     let tags: Vec<String> =
-        sqlx::query("SELECT name FROM tags WHERE repository_id = $1 AND digest = $2")
+        sqlx::query("DELETE FROM tags WHERE repository_id = $1 AND digest = $2 RETURNING name")
             .bind(repo)
             .bind(digest)
             .fetch_all(&mut *conn)
@@ -184,11 +301,13 @@ pub(crate) async fn delete_manifest(
             .iter()
             .map(|r| r.try_get::<String, _>(0))
             .collect::<Result<_, _>>()?;
-    sqlx::query("DELETE FROM tags WHERE repository_id = $1 AND digest = $2")
-        .bind(repo)
-        .bind(digest)
-        .execute(&mut *conn)
-        .await?;
+    if let Some(g) = guard {
+        let mut sorted = tags.clone();
+        sorted.sort();
+        if let Some(reason) = sorted.iter().find_map(|t| g(t)) {
+            return Err(Error::Refused(reason));
+        }
+    }
     sqlx::query("DELETE FROM manifest_references WHERE repository_id = $1 AND parent = $2")
         .bind(repo)
         .bind(digest)
@@ -217,6 +336,17 @@ pub(crate) async fn delete_tag(
     tag: &str,
     actor: &Actor,
 ) -> Result<bool> {
+    delete_tag_guarded(conn, repository, tag, None, actor).await
+}
+
+/// Deletes a tag unless the `guard` refuses it ([`Error::Refused`]).
+pub(crate) async fn delete_tag_guarded(
+    conn: &mut AnyConnection,
+    repository: &str,
+    tag: &str,
+    guard: Option<&TagGuard>,
+    actor: &Actor,
+) -> Result<bool> {
     let row = sqlx::query(
         "DELETE FROM tags
          WHERE name = $2 AND repository_id = (SELECT id FROM repositories WHERE name = $1)
@@ -229,6 +359,9 @@ pub(crate) async fn delete_tag(
     let Some(row) = row else {
         return Ok(false);
     };
+    if let Some(reason) = guard.and_then(|g| g(tag)) {
+        return Err(Error::Refused(reason));
+    }
     let digest: String = row.try_get(0)?;
     let event = actor
         .event(action::TAG_DELETE)

@@ -75,9 +75,17 @@ pub enum Error {
     /// The operation is not supported.
     #[error("{0}")]
     Unsupported(String),
-    /// A malformed query parameter (400).
+    /// A malformed query parameter or management request (400).
     #[error("{0}")]
     InvalidParameter(String),
+    /// A management object (tag rule, quota, ...) that does not exist (404,
+    /// code UNSUPPORTED as for an unknown endpoint: the spec has no code
+    /// for it).
+    #[error("{0}")]
+    NotFound(String),
+    /// The name is taken (409), e.g. creating an account that exists.
+    #[error("{0}")]
+    Conflict(String),
     /// Authentication is required, or the credentials are not valid (401).
     /// The server adds the `WWW-Authenticate` challenge.
     #[error("{0}")]
@@ -124,7 +132,10 @@ impl Error {
             Error::NameUnknown(_) => ErrorCode::NameUnknown,
             Error::TagInvalid(_) => ErrorCode::TagInvalid,
             Error::RangeNotSatisfiable { .. } => ErrorCode::RangeInvalid,
-            Error::Unsupported(_) | Error::InvalidParameter(_) => ErrorCode::Unsupported,
+            Error::Unsupported(_)
+            | Error::InvalidParameter(_)
+            | Error::NotFound(_)
+            | Error::Conflict(_) => ErrorCode::Unsupported,
             Error::Unauthorized(_) => ErrorCode::Unauthorized,
             Error::Denied(_) => ErrorCode::Denied,
             Error::TooManyRequests { .. } => ErrorCode::TooManyRequests,
@@ -138,6 +149,8 @@ impl Error {
             Error::ChunkOutOfOrder { .. } | Error::RangeNotSatisfiable { .. } => 416,
             Error::ManifestTooLarge { .. } => 413,
             Error::InvalidParameter(_) => 400,
+            Error::NotFound(_) => 404,
+            Error::Conflict(_) => 409,
             Error::StorageFull => 507,
             Error::Internal(_) => 500,
             other => other.code().status(),
@@ -166,6 +179,14 @@ impl From<berth_store::Error> for Error {
 
 impl From<berth_meta::Error> for Error {
     fn from(e: berth_meta::Error) -> Self {
-        Error::Internal(format!("metadata: {e}"))
+        match e {
+            berth_meta::Error::Refused(why) => Error::Denied(why),
+            // Garbage collection or retention removed it between the
+            // registry's check and the commit: the client pushes it again.
+            berth_meta::Error::MissingReference { .. } => {
+                Error::ManifestBlobUnknown(format!("{e}; push it again"))
+            }
+            e => Error::Internal(format!("metadata: {e}")),
+        }
     }
 }

@@ -18,16 +18,26 @@ mod cache;
 mod caller;
 mod error;
 pub mod glob;
+mod inventory;
 mod listing;
 mod manifests;
+mod pulls;
+mod rules;
 mod uploads;
 
+/// The metadata layer, for the management API's reads and account writes.
+pub use berth_meta as meta;
+pub use berth_meta::audit;
+pub use berth_meta::{TagRule, TagRuleKind};
 pub use berth_store::{BlobBody, BlobRead, ByteStream, UploadInfo};
 pub use blobs::ByteRange;
 pub use caller::Caller;
 pub use error::Error;
+pub use inventory::{ManifestView, TagView};
 pub use listing::{Page, ReferrersIndex};
 pub use manifests::{accepts, ManifestEntry, PushedManifest};
+pub use pulls::{Count, PullStats};
+pub use rules::TagRules;
 
 /// Result alias of this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -61,6 +71,8 @@ pub struct Registry {
     meta: Meta,
     settings: Settings,
     cache: cache::Caches,
+    rules: rules::RuleCache,
+    pulls: pulls::PullStats,
 }
 
 impl Registry {
@@ -70,6 +82,8 @@ impl Registry {
         Registry {
             store,
             meta,
+            rules: rules::RuleCache::new(settings.cache_ttl),
+            pulls: pulls::PullStats::default(),
             settings,
             cache,
         }

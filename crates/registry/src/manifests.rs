@@ -49,7 +49,10 @@ pub fn accepts<'a>(mut accept: impl Iterator<Item = &'a str>, media_type: &str) 
 }
 
 impl Registry {
-    /// Stores a manifest pushed to `reference` (plus `extra_tags` from `?tag=`).
+    /// Stores a manifest pushed to `reference` (plus `extra_tags` from
+    /// `?tag=`). A tag that would move is refused (DENIED, naming the rule)
+    /// if it is immutable, or protected and the caller is no namespace
+    /// admin.
     pub async fn put_manifest(
         &self,
         repo: &str,
@@ -91,7 +94,7 @@ impl Registry {
             ManifestError::Schema1 => Error::ManifestInvalid(e.to_string()),
             ManifestError::Invalid(m) => Error::ManifestInvalid(m),
         })?;
-        let references = self.check_references(repo, &manifest).await?;
+        let (references, required_blobs) = self.check_references(repo, &manifest).await?;
         let record = NewManifest {
             repository: repo.to_owned(),
             digest: digest.to_string(),
@@ -104,11 +107,21 @@ impl Registry {
                 .as_ref()
                 .and_then(|a| serde_json::to_string(a).ok()),
             references,
+            required_blobs,
             tags: tags.clone(),
             pushed_at: berth_meta::now_ms(),
         };
+        // Tag rules are decided inside the write's transaction: two
+        // concurrent pushes of an immutable tag cannot both win.
+        let rules = Arc::new(self.tag_rules(repo).await?);
         let epoch = self.cache.epoch();
-        self.meta.put_manifest(&record, &caller.actor()).await?;
+        if rules.is_empty() || tags.is_empty() {
+            self.meta.put_manifest(&record, &caller.actor()).await?;
+        } else {
+            self.meta
+                .put_manifest_guarded(&record, rules.move_guard(caller), &caller.actor())
+                .await?;
+        }
         for t in &tags {
             self.cache.invalidate_tag(repo, t);
         }
@@ -128,9 +141,15 @@ impl Registry {
     }
 
     /// Checks that what the manifest references is in `repo`; returns the
-    /// references to record.
-    async fn check_references(&self, repo: &str, m: &Manifest) -> Result<Vec<(String, RefKind)>> {
+    /// references to record and the blobs that must be linked (checked again
+    /// in the transaction that stores the manifest).
+    async fn check_references(
+        &self,
+        repo: &str,
+        m: &Manifest,
+    ) -> Result<(Vec<(String, RefKind)>, Vec<String>)> {
         let mut refs = Vec::new();
+        let mut required = Vec::new();
         match m.kind {
             ManifestKind::Image => {
                 let mut needed = Vec::new();
@@ -156,6 +175,7 @@ impl Registry {
                         "blob {d} referenced by the manifest is not in repository {repo}; push it first"
                     )));
                 }
+                required = needed;
             }
             ManifestKind::Index => {
                 let children: Vec<String> =
@@ -171,7 +191,7 @@ impl Registry {
         }
         refs.sort();
         refs.dedup();
-        Ok(refs)
+        Ok((refs, required))
     }
 
     /// Resolves `reference` in `repo` to the stored manifest.
@@ -222,26 +242,39 @@ impl Registry {
     }
 
     /// Deletes a manifest (by digest: the manifest and its tags; by tag: the
-    /// tag only).
+    /// tag only). Protected and immutable tags are deleted only by
+    /// namespace admins ([`crate::TagRules::refuse_delete`]).
     pub async fn delete_manifest(
         &self,
         repo: &str,
         reference: &Reference,
         caller: &Caller,
     ) -> Result<()> {
+        // Protected and immutable tags are checked inside the delete's
+        // transaction, against the tags it actually removes.
+        let rules = Arc::new(self.tag_rules(repo).await?);
+        let guard = (!rules.is_empty()).then(|| rules.delete_guard(caller));
+        let actor = caller.actor();
         match reference {
             Reference::Tag(t) => {
-                let existed = self.meta.delete_tag(repo, t, &caller.actor()).await?;
+                let existed = match guard {
+                    Some(g) => self.meta.delete_tag_guarded(repo, t, g, &actor).await?,
+                    None => self.meta.delete_tag(repo, t, &actor).await?,
+                };
                 self.cache.invalidate_tag(repo, t);
                 if !existed {
                     return Err(Error::ManifestUnknown(t.clone()));
                 }
             }
             Reference::Digest(d) => {
-                let tags = self
-                    .meta
-                    .delete_manifest(repo, d.as_str(), &caller.actor())
-                    .await?;
+                let tags = match guard {
+                    Some(g) => {
+                        self.meta
+                            .delete_manifest_guarded(repo, d.as_str(), g, &actor)
+                            .await?
+                    }
+                    None => self.meta.delete_manifest(repo, d.as_str(), &actor).await?,
+                };
                 self.cache.invalidate_manifest(repo, d.as_str());
                 let tags = tags.ok_or_else(|| Error::ManifestUnknown(d.to_string()))?;
                 for t in tags {

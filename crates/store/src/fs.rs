@@ -8,6 +8,7 @@
 //!   uploads/<uuid>/data                             bytes received so far
 //!   uploads/<uuid>/info.json                        {"label": ..., "started_at_ms": ...}
 //!   tmp/<uuid>                                      single-request uploads in flight
+//!   gc/<algorithm>-<hex>                            blobs quarantined by a GC run
 //! ```
 //!
 //! A blob is published by `fsync(file)`, `rename(file, blobs/...)` and
@@ -21,6 +22,16 @@
 //! whose `info.json` was torn reads as unknown, so the client starts the
 //! upload again (the next purge removes what is left). Only what is acknowledged as stored (a published blob) is
 //! made durable before the answer.
+//!
+//! Garbage collection deletes a blob in two steps so that a concurrent
+//! re-push of the same digest can never lose it: the blob is first renamed
+//! into `gc/` ([`BlobStore::quarantine`]), the collector re-checks that
+//! nothing wants it, then deletes it or renames it back
+//! ([`BlobStore::release`]). Publishing a digest that already exists
+//! refreshes the file's modification time instead of replacing it; if the
+//! file is in quarantine at that moment the publication finds no file and
+//! renames its own copy into place. Quarantined files left by a crash are
+//! put back by [`FsStore::open`].
 
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
@@ -91,16 +102,38 @@ impl FsStore {
     /// leftovers of single-request uploads interrupted by a crash.
     pub fn open(root: impl Into<PathBuf>) -> Result<FsStore> {
         let root = root.into();
-        for d in ["blobs", "uploads", "tmp"] {
+        for d in ["blobs", "uploads", "tmp", "gc"] {
             fs::create_dir_all(root.join(d))?;
         }
         for entry in fs::read_dir(root.join("tmp"))? {
             let _ = fs::remove_file(entry?.path());
         }
-        Ok(FsStore {
+        let store = FsStore {
             root,
             hash_states: Mutex::new(HashMap::new()),
-        })
+        };
+        // A GC run interrupted between quarantine and release: put the
+        // blobs back (the next run decides again).
+        for entry in fs::read_dir(store.root.join("gc"))? {
+            let entry = entry?;
+            let name = entry.file_name();
+            let digest = name
+                .to_str()
+                .and_then(|n| n.split_once('-'))
+                .and_then(|(a, h)| Digest::parse(&format!("{a}:{h}")).ok());
+            match digest {
+                Some(d) => restore(&entry.path(), &store.blob_path(&d))?,
+                None => fs::remove_file(entry.path())?,
+            }
+        }
+        Ok(store)
+    }
+
+    /// Where a quarantined blob waits for its verdict.
+    fn quarantine_path(&self, digest: &Digest) -> PathBuf {
+        self.root
+            .join("gc")
+            .join(format!("{}-{}", digest.algorithm().as_str(), digest.hex()))
     }
 
     /// Where a blob lives.
@@ -130,6 +163,12 @@ impl FsStore {
 
 /// Makes `file` (at `from`) durable and moves it to `to` atomically.
 fn publish(file: &File, from: &Path, to: &Path) -> Result<()> {
+    // Same digest, same bytes: keep the published copy, but mark it as
+    // freshly written so that garbage collection leaves it alone.
+    if touch(to)? {
+        fs::remove_file(from)?;
+        return Ok(());
+    }
     file.sync_data()?;
     let parent = to
         .parent()
@@ -140,13 +179,37 @@ fn publish(file: &File, from: &Path, to: &Path) -> Result<()> {
             sync_dir(grand)?;
         }
     }
+    fs::rename(from, to)?;
+    sync_dir(parent)?;
+    Ok(())
+}
+
+/// Sets the modification time of `path` to now. Returns `false` if there is
+/// no such file.
+fn touch(path: &Path) -> Result<bool> {
+    match File::open(path) {
+        Ok(f) => {
+            f.set_modified(SystemTime::now())?;
+            Ok(true)
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Puts a quarantined blob back at `to`, unless a new copy was published
+/// there meanwhile.
+fn restore(from: &Path, to: &Path) -> Result<()> {
     if to.exists() {
-        // Same digest, same bytes: keep the published copy.
         fs::remove_file(from)?;
         return Ok(());
     }
+    if let Some(parent) = to.parent() {
+        fs::create_dir_all(parent)?;
+    }
+    // A publication racing with us renames an identical file over the
+    // same path: either order leaves one complete copy.
     fs::rename(from, to)?;
-    sync_dir(parent)?;
     Ok(())
 }
 
@@ -244,6 +307,36 @@ impl BlobStore for FsStore {
                 }
             }
             Ok(out)
+        })
+        .await
+    }
+
+    async fn quarantine(&self, digest: &Digest) -> Result<Option<StoredBlob>> {
+        let (from, to) = (self.blob_path(digest), self.quarantine_path(digest));
+        let digest = digest.clone();
+        blocking(move || {
+            if not_found_is_none(fs::rename(&from, &to))?.is_none() {
+                return Ok(None);
+            }
+            let meta = fs::metadata(&to)?;
+            Ok(Some(StoredBlob {
+                digest,
+                size: meta.len(),
+                modified: meta.modified()?,
+            }))
+        })
+        .await
+    }
+
+    async fn release(&self, digest: &Digest, delete: bool) -> Result<()> {
+        let (from, to) = (self.quarantine_path(digest), self.blob_path(digest));
+        blocking(move || {
+            if delete {
+                not_found_is_none(fs::remove_file(&from))?;
+                Ok(())
+            } else {
+                restore(&from, &to)
+            }
         })
         .await
     }

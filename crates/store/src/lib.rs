@@ -141,8 +141,27 @@ pub trait BlobStore: Send + Sync + 'static {
     /// Every stored blob (for garbage collection).
     async fn list(&self) -> Result<Vec<StoredBlob>>;
 
+    /// Takes a blob out of sight before garbage collection deletes it:
+    /// afterwards it reads as absent, and a new publication of the same
+    /// digest creates a fresh copy rather than refreshing this one. Returns
+    /// what was quarantined (its `modified` time is the last time it was
+    /// written or re-published), or `None` if the blob was not stored.
+    ///
+    /// Every quarantine must end with [`BlobStore::release`]; one left
+    /// behind by a crash is put back when the store is opened again.
+    async fn quarantine(&self, digest: &Digest) -> Result<Option<StoredBlob>>;
+
+    /// Ends a quarantine: deletes the blob for good (`delete`), or puts it
+    /// back, unless a new copy was published meanwhile (which is then kept).
+    async fn release(&self, digest: &Digest, delete: bool) -> Result<()>;
+
     /// Stores `body` under `expected` in one step, verifying the digest (and
     /// the length, when `len` is given) while streaming. Returns the size.
+    ///
+    /// Publishing a digest that is already stored keeps the stored copy and
+    /// refreshes its modification time (as [`BlobStore::upload_commit`]
+    /// does), so garbage collection sees it as recently written and leaves
+    /// it alone for its grace period.
     async fn put(&self, expected: &Digest, len: Option<u64>, body: ByteStream) -> Result<u64>;
 
     /// Starts an upload session labelled `label`.

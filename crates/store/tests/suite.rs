@@ -185,6 +185,64 @@ async fn run_suite(store: Arc<dyn BlobStore>) {
     assert!(store.delete(&small).await.unwrap());
     assert!(!store.delete(&small).await.unwrap());
     assert!(store.read(&small, None).await.unwrap().is_none());
+
+    quarantine_cases(&*store).await;
+}
+
+/// The two-step deletion garbage collection uses, and the re-publication
+/// that races with it.
+async fn quarantine_cases(store: &dyn BlobStore) {
+    let modified = |d: Digest| async move {
+        store
+            .list()
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|b| b.digest == d)
+            .map(|b| b.modified)
+    };
+    // Re-publishing an existing digest refreshes its modification time.
+    let q = Digest::sha256(b"quarantined");
+    store
+        .put(&q, None, stream(vec![b"quarantined"]))
+        .await
+        .unwrap();
+    let first = modified(q.clone()).await.unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    store
+        .put(&q, None, stream(vec![b"quarantined"]))
+        .await
+        .unwrap();
+    let second = modified(q.clone()).await.unwrap();
+    assert!(second > first, "re-publication refreshes mtime");
+
+    // Quarantine hides the blob; release(false) puts it back.
+    let held = store.quarantine(&q).await.unwrap().unwrap();
+    assert_eq!(held.size, 11);
+    assert_eq!(held.modified, second);
+    assert_eq!(store.stat(&q).await.unwrap(), None);
+    assert!(store.list().await.unwrap().iter().all(|b| b.digest != q));
+    store.release(&q, false).await.unwrap();
+    assert_eq!(read_all(store, &q, None).await, b"quarantined");
+
+    // A publication during quarantine makes a fresh copy, which survives
+    // both verdicts.
+    for delete in [true, false] {
+        store.quarantine(&q).await.unwrap().unwrap();
+        store
+            .put(&q, None, stream(vec![b"quarantined"]))
+            .await
+            .unwrap();
+        store.release(&q, delete).await.unwrap();
+        assert_eq!(read_all(store, &q, None).await, b"quarantined");
+    }
+
+    // release(true) deletes for good; quarantining nothing is None.
+    store.quarantine(&q).await.unwrap().unwrap();
+    store.release(&q, true).await.unwrap();
+    assert_eq!(store.stat(&q).await.unwrap(), None);
+    assert!(store.quarantine(&q).await.unwrap().is_none());
+    store.release(&q, true).await.unwrap();
 }
 
 #[tokio::test]
@@ -217,4 +275,23 @@ async fn filesystem_upload_resumes_after_restart() {
     std::fs::write(dir.path().join("tmp").join("leftover"), b"junk").unwrap();
     let _ = FsStore::open(dir.path()).unwrap();
     assert!(!dir.path().join("tmp").join("leftover").exists());
+}
+
+#[tokio::test]
+async fn filesystem_quarantine_is_undone_after_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = Digest::sha256(b"kept");
+    {
+        let s = FsStore::open(dir.path()).unwrap();
+        s.put(&d, None, stream(vec![b"kept"])).await.unwrap();
+        s.quarantine(&d).await.unwrap().unwrap();
+        assert_eq!(s.stat(&d).await.unwrap(), None);
+        // The process dies before release.
+    }
+    let s = FsStore::open(dir.path()).unwrap();
+    assert_eq!(read_all(&s, &d, None).await, b"kept");
+    assert!(std::fs::read_dir(dir.path().join("gc"))
+        .unwrap()
+        .next()
+        .is_none());
 }

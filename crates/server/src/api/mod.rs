@@ -17,7 +17,13 @@ use berth_registry::{Caller, Error};
 
 use crate::auth;
 use crate::error::ApiError;
+
+mod audit;
 use crate::App;
+
+mod body;
+mod repositories;
+mod tag_rules;
 
 /// What an operation needs on a namespace or repository.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -114,7 +120,11 @@ impl FromRequestParts<Arc<App>> for Principal {
 
 /// The `/api/v1` router.
 pub(crate) fn router() -> Router<Arc<App>> {
-    Router::new().route("/whoami", get(handle_whoami))
+    Router::new()
+        .route("/whoami", get(handle_whoami))
+        .merge(audit::routes())
+        .merge(tag_rules::routes())
+        .merge(repositories::routes())
 }
 
 async fn handle_whoami(

@@ -38,6 +38,11 @@ pub(super) async fn handle_get(
         }
         .into());
     }
+    if !head {
+        // A GET is a pull (also when answered 304: the client checked the
+        // tag); a HEAD is not. Counted in memory, flushed in batches.
+        app.registry.record_pull(name, &reference, &m.digest);
+    }
     let etag = format!("\"{}\"", m.digest);
     let b = Response::builder()
         .header(header::CONTENT_TYPE, m.media_type.as_str())

@@ -1,0 +1,392 @@
+//! The management commands (`berth user`, `berth token`, `berth audit`,
+//! `berth retention`, `berth gc`, ...): thin clients of a running registry's
+//! `/api/v1/` JSON API.
+//!
+//! [`ManageArgs`] are the flags every such command shares (which registry,
+//! which credentials, which output format); [`Api`] sends the requests and
+//! turns the registry's `{"errors":[...]}` answers into readable errors.
+//! Credentials come from `--token`, `--user`/`--password`, or the Docker
+//! config file the registry was logged into with `docker login`.
+
+use std::fmt;
+
+use anyhow::{anyhow, Context};
+use berth_client::{Credential, CredentialStore};
+use reqwest::{Method, StatusCode};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+pub mod accounts;
+pub mod audit;
+pub mod repos;
+pub mod tokens;
+
+/// Output format of management commands.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// Aligned columns for people.
+    #[default]
+    Table,
+    /// JSON for programs.
+    Json,
+    /// A Docker config JSON holding a new token (only `berth token create`).
+    Dockerconfigjson,
+}
+
+/// Flags shared by every management command.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ManageArgs {
+    /// The registry to manage: a URL, or HOST[:PORT] (plain HTTP for loopback, HTTPS otherwise).
+    #[arg(
+        long,
+        env = "BERTH_REGISTRY",
+        default_value = "http://127.0.0.1:5000",
+        global = true
+    )]
+    pub registry: String,
+    /// Access token (personal or robot), sent as a bearer credential.
+    #[arg(long, env = "BERTH_TOKEN", hide_env_values = true, global = true)]
+    pub token: Option<String>,
+    /// User name (with --password), instead of a token.
+    #[arg(long, env = "BERTH_USER", global = true)]
+    pub user: Option<String>,
+    /// Password for --user.
+    #[arg(long, env = "BERTH_PASSWORD", hide_env_values = true, global = true)]
+    pub password: Option<String>,
+    /// Output format.
+    #[arg(long, short = 'o', visible_alias = "output", value_enum, default_value_t = Format::Table, global = true)]
+    pub format: Format,
+}
+
+impl ManageArgs {
+    /// Connects to the registry's management API.
+    pub async fn api(&self) -> anyhow::Result<Api> {
+        Api::new(self).await
+    }
+
+    /// Prints `json` as is (`--format json`), or the table `render` makes
+    /// of it.
+    pub fn print(&self, json: &serde_json::Value, render: impl FnOnce() -> String) {
+        match self.format {
+            Format::Table => print!("{}", render()),
+            _ => println!(
+                "{}",
+                serde_json::to_string_pretty(json).unwrap_or_else(|_| json.to_string())
+            ),
+        }
+    }
+}
+
+/// An error answer of the management API.
+#[derive(Debug)]
+pub struct ApiFailure {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// First error code, e.g. `DENIED`.
+    pub code: String,
+    /// Its message.
+    pub message: String,
+}
+
+impl fmt::Display for ApiFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} ({}): {}",
+            self.code,
+            self.status.as_u16(),
+            self.message
+        )
+    }
+}
+
+impl std::error::Error for ApiFailure {}
+
+/// A connection to one registry's management API.
+pub struct Api {
+    http: reqwest::Client,
+    base: String,
+    auth: Option<String>,
+    /// The output format asked for.
+    pub format: Format,
+}
+
+/// `HOST[:PORT]` or URL → base URL without a trailing slash.
+fn base_url(registry: &str) -> String {
+    let r = registry.trim_end_matches('/');
+    if r.starts_with("http://") || r.starts_with("https://") {
+        return r.to_owned();
+    }
+    let host = r.rsplit_once(':').map_or(r, |(h, _)| h);
+    let loopback = host == "localhost"
+        || host == "[::1]"
+        || host
+            .parse::<std::net::Ipv4Addr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    format!("{}://{r}", if loopback { "http" } else { "https" })
+}
+
+impl Api {
+    /// Connects as the flags say.
+    pub async fn new(args: &ManageArgs) -> anyhow::Result<Api> {
+        let base = base_url(&args.registry);
+        let auth = match (&args.token, &args.user, &args.password) {
+            (Some(t), _, _) => Some(format!("Bearer {t}")),
+            (None, Some(u), Some(p)) => Some(
+                Credential {
+                    username: u.clone(),
+                    password: p.clone(),
+                }
+                .basic_header(),
+            ),
+            (None, Some(_), None) => {
+                return Err(anyhow!("--user needs --password (or BERTH_PASSWORD)"))
+            }
+            _ => {
+                // Whatever `docker login` stored for this registry.
+                let host = base.split_once("://").map_or(base.as_str(), |(_, h)| h);
+                match CredentialStore::default_path() {
+                    Some(p) if p.exists() => CredentialStore::load(&p)?
+                        .get(host)
+                        .await?
+                        .map(|c| c.basic_header()),
+                    _ => None,
+                }
+            }
+        };
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("berth/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        Ok(Api {
+            http,
+            base,
+            auth,
+            format: args.format,
+        })
+    }
+
+    /// The registry's `host[:port]`.
+    pub fn host(&self) -> &str {
+        self.base
+            .split_once("://")
+            .map_or(self.base.as_str(), |(_, h)| h)
+    }
+
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<Body>,
+    ) -> anyhow::Result<reqwest::Response> {
+        let url = format!("{}/api/v1{path}", self.base);
+        let mut req = self.http.request(method.clone(), &url).query(query);
+        if let Some(a) = &self.auth {
+            req = req.header(reqwest::header::AUTHORIZATION, a);
+        }
+        req = match body {
+            Some(Body::Json(v)) => req.json(&v),
+            Some(Body::Text(t, content_type)) => req
+                .header(reqwest::header::CONTENT_TYPE, content_type)
+                .body(t),
+            None => req,
+        };
+        let resp = req
+            .send()
+            .await
+            .with_context(|| format!("{method} {url}"))?;
+        if resp.status().is_success() {
+            return Ok(resp);
+        }
+        let status = resp.status();
+        let text = resp.text().await.unwrap_or_default();
+        let first = serde_json::from_str::<serde_json::Value>(&text)
+            .ok()
+            .and_then(|v| v["errors"].get(0).cloned());
+        let failure = match first {
+            Some(e) => ApiFailure {
+                status,
+                code: e["code"].as_str().unwrap_or("UNKNOWN").to_owned(),
+                message: e["message"].as_str().unwrap_or_default().to_owned(),
+            },
+            None => ApiFailure {
+                status,
+                code: "UNKNOWN".into(),
+                message: text.chars().take(300).collect(),
+            },
+        };
+        Err(failure.into())
+    }
+
+    /// `GET` with a query, answer parsed as JSON.
+    pub async fn get<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+    ) -> anyhow::Result<T> {
+        Ok(self
+            .send(Method::GET, path, query, None)
+            .await?
+            .json()
+            .await?)
+    }
+
+    /// `GET` answered as raw text (exports).
+    pub async fn get_text(&self, path: &str, query: &[(&str, String)]) -> anyhow::Result<String> {
+        Ok(self
+            .send(Method::GET, path, query, None)
+            .await?
+            .text()
+            .await?)
+    }
+
+    /// A request with a JSON body, answer parsed as JSON (`null` when empty).
+    pub async fn call<B: Serialize, T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: &B,
+    ) -> anyhow::Result<T> {
+        let body = Body::Json(serde_json::to_value(body)?);
+        let resp = self.send(method, path, &[], Some(body)).await?;
+        let bytes = resp.bytes().await?;
+        let bytes: &[u8] = if bytes.is_empty() { b"null" } else { &bytes };
+        Ok(serde_json::from_slice(bytes)?)
+    }
+
+    /// A request with a text body (e.g. a TOML policy), answer parsed as JSON.
+    #[allow(dead_code)] // for `berth retention set`, landing with retention
+    pub async fn call_text<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        text: String,
+        content_type: &'static str,
+    ) -> anyhow::Result<T> {
+        let resp = self
+            .send(method, path, &[], Some(Body::Text(text, content_type)))
+            .await?;
+        let bytes = resp.bytes().await?;
+        let bytes: &[u8] = if bytes.is_empty() { b"null" } else { &bytes };
+        Ok(serde_json::from_slice(bytes)?)
+    }
+
+    /// `DELETE`; the answer as JSON (`null` when empty).
+    pub async fn delete(&self, path: &str) -> anyhow::Result<serde_json::Value> {
+        let bytes = self
+            .send(Method::DELETE, path, &[], None)
+            .await?
+            .bytes()
+            .await?;
+        if bytes.is_empty() {
+            return Ok(serde_json::Value::Null);
+        }
+        Ok(serde_json::from_slice(&bytes)?)
+    }
+}
+
+enum Body {
+    Json(serde_json::Value),
+    #[allow(dead_code)] // see `call_text`
+    Text(String, &'static str),
+}
+
+/// Percent-encodes one path segment or query value (everything but
+/// unreserved characters, so `/`, `*` and `+` survive as data).
+pub fn segment(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Rows as aligned columns under `header`, one line each.
+pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let mut out = String::new();
+        for (i, (c, w)) in cells.iter().zip(&widths).enumerate() {
+            if i + 1 == cells.len() {
+                out.push_str(c);
+            } else {
+                out.push_str(&format!("{c:<w$}  "));
+            }
+        }
+        out.trim_end().to_owned() + "\n"
+    };
+    let mut out = line(header.to_vec());
+    for row in rows {
+        out.push_str(&line(row.iter().map(String::as_str).collect()));
+    }
+    out
+}
+
+/// Prints rows as aligned columns under `header`.
+pub fn print_table(header: &[&str], rows: &[Vec<String>]) {
+    print!("{}", table(header, rows));
+}
+
+/// A JSON field as display text (`-` when absent or null).
+pub fn cell(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::Null => "-".to_owned(),
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Prints a value as pretty JSON.
+pub fn print_json<T: Serialize>(value: &T) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+/// Formats Unix milliseconds as RFC 3339 UTC (`-` for none).
+pub fn time(ms: Option<i64>) -> String {
+    match ms {
+        Some(ms) => berth_tools::time::Timestamp(ms.div_euclid(1000)).to_string(),
+        None => "-".to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::base_url;
+
+    #[test]
+    fn formatting() {
+        use super::{segment, table, time};
+        assert_eq!(time(Some(0)), "1970-01-01T00:00:00Z");
+        assert_eq!(time(Some(1_700_000_000_000)), "2023-11-14T22:13:20Z");
+        assert_eq!(time(None), "-");
+        assert_eq!(
+            table(&["a", "bb"], &[vec!["xyz".into(), "1".into()]]),
+            "a    bb\nxyz  1\n"
+        );
+        assert_eq!(segment("v*"), "v%2A");
+        assert_eq!(segment("acme/web-*"), "acme%2Fweb-%2A");
+        assert_eq!(segment("acme+ci"), "acme%2Bci");
+    }
+
+    #[test]
+    fn registry_urls() {
+        assert_eq!(base_url("127.0.0.1:5000"), "http://127.0.0.1:5000");
+        assert_eq!(base_url("localhost:5000/"), "http://localhost:5000");
+        assert_eq!(base_url("[::1]:5000"), "http://[::1]:5000");
+        assert_eq!(
+            base_url("registry.example.com"),
+            "https://registry.example.com"
+        );
+        assert_eq!(base_url("https://r.example.com/"), "https://r.example.com");
+    }
+}

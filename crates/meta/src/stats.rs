@@ -1,0 +1,86 @@
+//! Pull statistics: `pull_count` and `last_pulled_at` of manifests and tags.
+//!
+//! Pulls are never written on the pull path: the registry counts them in
+//! memory and flushes them here in batches ([`Meta::add_pulls`]), each
+//! delta one `UPDATE` adding to the count and moving the last pull time
+//! forward (never back: batches of several replicas may arrive out of
+//! order). Deltas for manifests or tags deleted since are dropped.
+//!
+//! What the columns mean, for retention and the API:
+//! - `manifests.pull_count`, `manifests.last_pulled_at`: GETs of the
+//!   manifest, by tag or by digest (a multi-arch pull counts the index and
+//!   the platform's manifest).
+//! - `tags.pull_count`, `tags.last_pulled_at`: GETs through that tag name,
+//!   kept while the tag moves between manifests; gone with the tag.
+
+use sqlx::AnyConnection;
+
+use crate::{Meta, Result};
+
+/// Most deltas written per transaction.
+const BATCH: usize = 500;
+
+/// Pulls of one manifest or tag since the last flush.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PullDelta {
+    /// Repository name.
+    pub repository: String,
+    /// Manifest digest or tag name.
+    pub key: String,
+    /// Pulls to add.
+    pub pulls: u64,
+    /// Time of the latest of them (Unix ms).
+    pub last_pulled_at: i64,
+}
+
+/// Which rows a delta applies to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PullTarget {
+    /// `manifests` (key: digest).
+    Manifest,
+    /// `tags` (key: tag name).
+    Tag,
+}
+
+async fn apply(conn: &mut AnyConnection, target: PullTarget, d: &PullDelta) -> Result<()> {
+    let (table, key) = match target {
+        PullTarget::Manifest => ("manifests", "digest"),
+        PullTarget::Tag => ("tags", "name"),
+    };
+    sqlx::query(&format!(
+        "UPDATE {table} SET pull_count = pull_count + $1,
+             last_pulled_at = CASE WHEN last_pulled_at IS NULL OR last_pulled_at < $2
+                                   THEN $2 ELSE last_pulled_at END
+         WHERE {key} = $3 AND repository_id = (SELECT id FROM repositories WHERE name = $4)"
+    ))
+    .bind(d.pulls as i64)
+    .bind(d.last_pulled_at)
+    .bind(&d.key)
+    .bind(&d.repository)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+impl Meta {
+    /// Adds pull counts, [`BATCH`] deltas per transaction, removing from
+    /// `deltas` what was written: after an error, `deltas` holds exactly
+    /// what is still to write.
+    pub async fn add_pulls(&self, deltas: &mut Vec<(PullTarget, PullDelta)>) -> Result<()> {
+        while !deltas.is_empty() {
+            let n = deltas.len().min(BATCH);
+            let chunk: Vec<_> = deltas[..n].to_vec();
+            self.transact(move |c| {
+                Box::pin(async move {
+                    for (target, d) in &chunk {
+                        apply(c, *target, d).await?;
+                    }
+                    Ok(())
+                })
+            })
+            .await?;
+            deltas.drain(..n);
+        }
+        Ok(())
+    }
+}

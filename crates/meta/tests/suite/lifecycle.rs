@@ -1,0 +1,295 @@
+//! Lifecycle metadata (tag rules, guarded tag writes, pull statistics,
+//! usage and quotas) against both engines, each on a database of its own.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use berth_meta::audit::{action, AuditFilter};
+use berth_meta::{Dialect, Error, Meta, PullDelta, PullTarget, RefKind, TagGuard, TagRuleKind};
+
+use super::{actor, manifest, Postgres};
+
+/// Refuses every tag starting with `v`.
+fn guard() -> TagGuard {
+    Arc::new(|t: &str| t.starts_with('v').then(|| format!("{t} is frozen")))
+}
+
+async fn tag_rules(meta: &Meta) {
+    let (r1, new) = meta
+        .add_tag_rule("acme", "v*", TagRuleKind::Immutable, &actor())
+        .await
+        .unwrap();
+    assert!(new);
+    assert_eq!(r1.created_by.as_deref(), Some("tester"));
+    let (again, new) = meta
+        .add_tag_rule("acme", "v*", TagRuleKind::Immutable, &actor())
+        .await
+        .unwrap();
+    assert!(!new);
+    assert_eq!(again, r1);
+    let (r2, _) = meta
+        .add_tag_rule("acme/web-*", "latest", TagRuleKind::Protected, &actor())
+        .await
+        .unwrap();
+    let (r3, _) = meta
+        .add_tag_rule("acmecorp", "*", TagRuleKind::Protected, &actor())
+        .await
+        .unwrap();
+    let all = meta.tag_rules().await.unwrap();
+    assert_eq!(all, vec![r1.clone(), r2.clone(), r3.clone()]);
+    assert_eq!(all[1].kind, TagRuleKind::Protected);
+
+    // Deleting is scoped to the namespace: acmecorp's rule is not acme's.
+    assert!(meta
+        .delete_tag_rule("acme", r3.id, &actor())
+        .await
+        .unwrap()
+        .is_none());
+    assert_eq!(
+        meta.delete_tag_rule("acme", r2.id, &actor())
+            .await
+            .unwrap()
+            .map(|r| r.id),
+        Some(r2.id)
+    );
+    assert!(meta
+        .delete_tag_rule("acmecorp", r3.id, &actor())
+        .await
+        .unwrap()
+        .is_some());
+    assert_eq!(meta.tag_rules().await.unwrap(), vec![r1]);
+    let events = meta
+        .audit_events(&AuditFilter {
+            action: Some(action::POLICY_CHANGE.into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(events.len(), 5, "three adds and two removes: {events:?}");
+    let detail = events[3].event.detail.as_ref().unwrap();
+    assert_eq!(detail["tag_rule"], "remove");
+    assert_eq!(detail["pattern"], "latest");
+    assert_eq!(events[3].event.repository.as_deref(), Some("acme/web-*"));
+}
+
+async fn guarded_writes(meta: &Meta) {
+    let repo = "g/app";
+    meta.put_manifest_guarded(
+        &manifest(repo, "sha256:g1", None, None, &["v1", "dev"]),
+        guard(),
+        &actor(),
+    )
+    .await
+    .unwrap();
+    // The same manifest again is fine; a guarded tag cannot move.
+    meta.put_manifest_guarded(
+        &manifest(repo, "sha256:g1", None, None, &["v1"]),
+        guard(),
+        &actor(),
+    )
+    .await
+    .unwrap();
+    let err = meta
+        .put_manifest_guarded(
+            &manifest(repo, "sha256:g2", None, None, &["dev", "v1"]),
+            guard(),
+            &actor(),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::Refused(m) if m == "v1 is frozen"),
+        "{err}"
+    );
+    // Nothing of the refused push was written: no manifest, no tag move.
+    assert!(meta.manifest(repo, "sha256:g2").await.unwrap().is_none());
+    let dev = meta.manifest_by_tag(repo, "dev").await.unwrap().unwrap();
+    assert_eq!(dev.digest, "sha256:g1");
+    // Unguarded tags move as usual.
+    meta.put_manifest_guarded(
+        &manifest(repo, "sha256:g2", None, None, &["dev"]),
+        guard(),
+        &actor(),
+    )
+    .await
+    .unwrap();
+
+    // Deleting a manifest that carries a guarded tag is refused as a whole.
+    let err = meta
+        .delete_manifest_guarded(repo, "sha256:g1", guard(), &actor())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Refused(_)));
+    assert!(meta.manifest_by_tag(repo, "v1").await.unwrap().is_some());
+    let err = meta
+        .delete_tag_guarded(repo, "v1", guard(), &actor())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Refused(_)));
+    assert!(!meta
+        .delete_tag_guarded(repo, "v-none", guard(), &actor())
+        .await
+        .unwrap());
+    assert!(meta
+        .delete_tag_guarded(repo, "dev", guard(), &actor())
+        .await
+        .unwrap());
+    // Unguarded (an admin), it goes.
+    assert_eq!(
+        meta.delete_manifest(repo, "sha256:g1", &actor())
+            .await
+            .unwrap(),
+        Some(vec!["v1".to_owned()])
+    );
+
+    // Concurrent pushes of one guarded tag: exactly one wins.
+    let mut tasks = Vec::new();
+    for i in 0..12 {
+        let meta = meta.clone();
+        tasks.push(tokio::spawn(async move {
+            meta.put_manifest_guarded(
+                &manifest("g/race", &format!("sha256:r{i}"), None, None, &["v9"]),
+                guard(),
+                &actor(),
+            )
+            .await
+        }));
+    }
+    let mut won = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(()) => won += 1,
+            Err(Error::Refused(_)) => {}
+            Err(e) => panic!("unexpected error {e}"),
+        }
+    }
+    assert_eq!(
+        won, 1,
+        "exactly one concurrent push of an immutable tag wins"
+    );
+}
+
+fn delta(
+    target: PullTarget,
+    repo: &str,
+    key: &str,
+    pulls: u64,
+    at: i64,
+) -> (PullTarget, PullDelta) {
+    (
+        target,
+        PullDelta {
+            repository: repo.into(),
+            key: key.into(),
+            pulls,
+            last_pulled_at: at,
+        },
+    )
+}
+
+async fn pull_statistics(meta: &Meta) {
+    let repo = "s/app";
+    meta.link_blob(repo, "sha256:layer", 1000, 1).await.unwrap();
+    meta.link_blob(repo, "sha256:config", 10, 1).await.unwrap();
+    meta.put_manifest(
+        &manifest(repo, "sha256:s1", None, None, &["v1", "latest"]),
+        &actor(),
+    )
+    .await
+    .unwrap();
+    let mut deltas = vec![
+        delta(PullTarget::Manifest, repo, "sha256:s1", 3, 500),
+        delta(PullTarget::Tag, repo, "v1", 2, 500),
+        delta(PullTarget::Tag, repo, "latest", 1, 400),
+        // Gone or never there: dropped without error.
+        delta(PullTarget::Manifest, repo, "sha256:gone", 5, 1),
+        delta(PullTarget::Tag, "s/none", "v1", 5, 1),
+    ];
+    meta.add_pulls(&mut deltas).await.unwrap();
+    assert!(deltas.is_empty(), "written deltas are removed");
+    // A later batch adds; an older time never moves the last pull back.
+    let mut more = vec![
+        delta(PullTarget::Manifest, repo, "sha256:s1", 4, 300),
+        delta(PullTarget::Tag, repo, "latest", 1, 900),
+    ];
+    meta.add_pulls(&mut more).await.unwrap();
+    // Enough deltas for several transactions.
+    let mut many: Vec<_> = (0..1200)
+        .map(|_| delta(PullTarget::Tag, repo, "v1", 1, 600))
+        .collect();
+    meta.add_pulls(&mut many).await.unwrap();
+
+    let inv = meta.inventory(repo).await.unwrap().unwrap();
+    let m = &inv.manifests[0];
+    assert_eq!((m.pull_count, m.last_pulled_at), (7, Some(500)));
+    assert_eq!(m.size, "{\"d\":\"sha256:s1\"}".len() as i64);
+    assert_eq!(m.pushed_at, 1_000);
+    let tags: Vec<_> = inv
+        .tags
+        .iter()
+        .map(|t| (t.name.as_str(), t.pull_count, t.last_pulled_at))
+        .collect();
+    assert_eq!(
+        tags,
+        vec![("latest", 2, Some(900)), ("v1", 1202, Some(600))]
+    );
+    // A tag keeps its statistics when it moves.
+    meta.put_manifest(
+        &manifest(repo, "sha256:s2", None, None, &["latest"]),
+        &actor(),
+    )
+    .await
+    .unwrap();
+    let inv = meta.inventory(repo).await.unwrap().unwrap();
+    assert_eq!(inv.tags[0].digest, "sha256:s2");
+    assert_eq!(inv.tags[0].pull_count, 2);
+    assert_eq!(inv.manifests[1].pull_count, 0);
+    // References carry the sizes of stored blobs.
+    let refs: Vec<_> = inv
+        .references
+        .iter()
+        .filter(|r| r.parent == "sha256:s1")
+        .map(|r| (r.child.as_str(), r.kind, r.blob_size))
+        .collect();
+    assert_eq!(
+        refs,
+        vec![
+            ("sha256:config", RefKind::Blob, Some(10)),
+            ("sha256:layer", RefKind::Blob, Some(1000))
+        ]
+    );
+    assert!(meta.inventory("s/none").await.unwrap().is_none());
+}
+
+async fn run(meta: Meta) {
+    tag_rules(&meta).await;
+    guarded_writes(&meta).await;
+    pull_statistics(&meta).await;
+    meta.close().await;
+}
+
+#[tokio::test]
+async fn sqlite_lifecycle() {
+    let dir = tempfile::tempdir().unwrap();
+    let meta = Meta::open_sqlite(&dir.path().join("berth.db"))
+        .await
+        .unwrap();
+    run(meta).await;
+}
+
+#[tokio::test]
+async fn postgres_lifecycle() {
+    let pg = Postgres::start();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let meta = loop {
+        match Meta::connect(&pg.url()).await {
+            Ok(m) => break m,
+            Err(_) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("cannot connect to PostgreSQL: {e}"),
+        }
+    };
+    assert_eq!(meta.dialect(), Dialect::Postgres);
+    run(meta).await;
+}

@@ -1,0 +1,343 @@
+//! Tag rules: protected and immutable tags.
+//!
+//! Rules live in the metadata database ([`berth_meta::TagRule`]) and are
+//! cached here as one list (small: a handful per namespace), reloaded after
+//! every change made through this registry and, when other processes may
+//! change them (a shared PostgreSQL), after the cache TTL. [`TagRules`] is
+//! the pure matcher for one repository; enforcement builds a
+//! [`berth_meta::TagGuard`] from it so that the decision is taken inside
+//! the transaction that moves or deletes the tag.
+//!
+//! Semantics:
+//! - **protected**: moving or deleting the tag needs a namespace admin;
+//!   retention never deletes it ([`TagRules::is_protected`]).
+//! - **immutable**: once the tag exists, nobody may move it to another
+//!   manifest (pushing the same manifest again is fine); deleting it needs
+//!   a namespace admin.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use berth_meta::{TagGuard, TagRule, TagRuleKind};
+
+use crate::glob::{is_glob, namespace, scope_covers};
+use crate::{Caller, Error, Registry, Result};
+
+/// The tag rules that apply to one repository.
+#[derive(Debug, Clone, Default)]
+pub struct TagRules {
+    rules: Vec<TagRule>,
+}
+
+impl TagRules {
+    /// The rules of `all` whose scope covers `repository`.
+    pub fn for_repository(all: &[TagRule], repository: &str) -> TagRules {
+        TagRules {
+            rules: all
+                .iter()
+                .filter(|r| scope_covers(&r.scope, repository))
+                .cloned()
+                .collect(),
+        }
+    }
+
+    /// Whether no rule applies.
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty()
+    }
+
+    /// The rules that apply, by id.
+    pub fn rules(&self) -> &[TagRule] {
+        &self.rules
+    }
+
+    /// The first rule of `kind` matching `tag`.
+    pub fn matching(&self, tag: &str, kind: TagRuleKind) -> Option<&TagRule> {
+        self.rules
+            .iter()
+            .find(|r| r.kind == kind && crate::glob::matches(&r.pattern, tag))
+    }
+
+    /// Whether `tag` is protected (never deleted by retention, moved or
+    /// deleted only by a namespace admin).
+    pub fn is_protected(&self, tag: &str) -> bool {
+        self.matching(tag, TagRuleKind::Protected).is_some()
+    }
+
+    /// Whether `tag` is immutable (never moved once it exists).
+    pub fn is_immutable(&self, tag: &str) -> bool {
+        self.matching(tag, TagRuleKind::Immutable).is_some()
+    }
+
+    /// Why `caller` may not move `tag` to another manifest, if it may not:
+    /// immutable for everyone, protected for all but namespace admins.
+    pub fn refuse_move(&self, tag: &str, caller: &Caller) -> Option<String> {
+        if let Some(r) = self.matching(tag, TagRuleKind::Immutable) {
+            return Some(refusal(tag, r, "it cannot be overwritten"));
+        }
+        match self.matching(tag, TagRuleKind::Protected) {
+            Some(r) if !caller.namespace_admin => {
+                Some(refusal(tag, r, "only a namespace admin may move it"))
+            }
+            _ => None,
+        }
+    }
+
+    /// Why `caller` may not delete `tag`, if it may not: protected and
+    /// immutable tags are deleted only by namespace admins.
+    pub fn refuse_delete(&self, tag: &str, caller: &Caller) -> Option<String> {
+        if caller.namespace_admin {
+            return None;
+        }
+        self.matching(tag, TagRuleKind::Immutable)
+            .or_else(|| self.matching(tag, TagRuleKind::Protected))
+            .map(|r| refusal(tag, r, "only a namespace admin may delete it"))
+    }
+
+    /// A guard refusing moves `caller` may not make ([`Self::refuse_move`]).
+    pub(crate) fn move_guard(self: &Arc<Self>, caller: &Caller) -> TagGuard {
+        let (rules, caller) = (self.clone(), caller.clone());
+        Arc::new(move |tag: &str| rules.refuse_move(tag, &caller))
+    }
+
+    /// A guard refusing deletes `caller` may not make.
+    pub(crate) fn delete_guard(self: &Arc<Self>, caller: &Caller) -> TagGuard {
+        let (rules, caller) = (self.clone(), caller.clone());
+        Arc::new(move |tag: &str| rules.refuse_delete(tag, &caller))
+    }
+}
+
+/// `tag "v1.2.3" is immutable (rule "v*" on acme): it cannot be overwritten`
+fn refusal(tag: &str, r: &TagRule, what: &str) -> String {
+    format!(
+        "tag {tag:?} is {} (rule {:?} on {}): {what}",
+        r.kind, r.pattern, r.scope
+    )
+}
+
+/// The cached list of every rule.
+pub(crate) struct RuleCache {
+    state: RwLock<Option<(Arc<[TagRule]>, Instant)>>,
+    generation: AtomicU64,
+    ttl: Option<Duration>,
+}
+
+impl RuleCache {
+    pub(crate) fn new(ttl: Option<Duration>) -> RuleCache {
+        RuleCache {
+            state: RwLock::new(None),
+            generation: AtomicU64::new(0),
+            ttl,
+        }
+    }
+
+    fn get(&self) -> Option<Arc<[TagRule]>> {
+        let state = self.state.read().unwrap_or_else(|p| p.into_inner());
+        let (rules, at) = state.as_ref()?;
+        match self.ttl {
+            Some(ttl) if at.elapsed() > ttl => None,
+            _ => Some(rules.clone()),
+        }
+    }
+
+    fn fill(&self, rules: Arc<[TagRule]>, generation: u64) {
+        let mut state = self.state.write().unwrap_or_else(|p| p.into_inner());
+        if self.generation.load(Ordering::Acquire) == generation {
+            *state = Some((rules, Instant::now()));
+        }
+    }
+
+    pub(crate) fn invalidate(&self) {
+        let mut state = self.state.write().unwrap_or_else(|p| p.into_inner());
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        *state = None;
+    }
+}
+
+/// Checks that `scope` names `ns` or repositories below it and that
+/// `pattern` is a tag glob.
+fn validate(ns: &str, scope: &str, pattern: &str) -> Result<()> {
+    berth_oci::validate_repository(ns)
+        .map_err(|e| Error::NameInvalid(e.to_string()))
+        .and_then(|()| {
+            if ns.contains('/') {
+                Err(Error::NameInvalid(format!(
+                    "{ns:?} is not a namespace (no '/')"
+                )))
+            } else {
+                Ok(())
+            }
+        })?;
+    let inside = scope == ns
+        || scope
+            .strip_prefix(ns)
+            .is_some_and(|rest| rest.starts_with('/') && rest.len() > 1);
+    if !inside {
+        return Err(Error::InvalidParameter(format!(
+            "scope {scope:?} must be the namespace {ns:?} or a repository glob below it ({ns}/...)"
+        )));
+    }
+    if !is_glob(scope) {
+        berth_oci::validate_repository(scope).map_err(|e| Error::NameInvalid(e.to_string()))?;
+    }
+    let tag_chars = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-' | '*' | '?');
+    if pattern.is_empty() || pattern.len() > 128 || !pattern.chars().all(tag_chars) {
+        return Err(Error::InvalidParameter(format!(
+            "tag pattern {pattern:?} must be 1 to 128 characters of letters, digits, '_', '.', '-' and the globs '*', '?'"
+        )));
+    }
+    Ok(())
+}
+
+impl Registry {
+    /// Every rule (cached).
+    async fn all_tag_rules(&self) -> Result<Arc<[TagRule]>> {
+        if let Some(rules) = self.rules.get() {
+            return Ok(rules);
+        }
+        let generation = self.rules.generation.load(Ordering::Acquire);
+        let rules: Arc<[TagRule]> = self.meta.tag_rules().await?.into();
+        self.rules.fill(rules.clone(), generation);
+        Ok(rules)
+    }
+
+    /// The tag rules that apply to `repo`.
+    pub async fn tag_rules(&self, repo: &str) -> Result<TagRules> {
+        Ok(TagRules::for_repository(&self.all_tag_rules().await?, repo))
+    }
+
+    /// The rules of namespace `ns` (scope `ns` or below it), by id.
+    pub async fn namespace_tag_rules(&self, ns: &str) -> Result<Vec<TagRule>> {
+        Ok(self
+            .all_tag_rules()
+            .await?
+            .iter()
+            .filter(|r| namespace(&r.scope) == ns)
+            .cloned()
+            .collect())
+    }
+
+    /// Adds a rule to namespace `ns`; `scope` is `ns` or a repository glob
+    /// below it, `pattern` a tag glob. Returns the rule and whether it is
+    /// new.
+    pub async fn add_tag_rule(
+        &self,
+        ns: &str,
+        scope: &str,
+        pattern: &str,
+        kind: TagRuleKind,
+        caller: &Caller,
+    ) -> Result<(TagRule, bool)> {
+        validate(ns, scope, pattern)?;
+        let out = self
+            .meta
+            .add_tag_rule(scope, pattern, kind, &caller.actor())
+            .await;
+        self.rules.invalidate();
+        Ok(out?)
+    }
+
+    /// Removes rule `id` of namespace `ns`.
+    pub async fn remove_tag_rule(&self, ns: &str, id: i64, caller: &Caller) -> Result<TagRule> {
+        let out = self.meta.delete_tag_rule(ns, id, &caller.actor()).await;
+        self.rules.invalidate();
+        out?.ok_or_else(|| Error::NotFound(format!("no tag rule {id} in namespace {ns}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rule(id: i64, scope: &str, pattern: &str, kind: TagRuleKind) -> TagRule {
+        TagRule {
+            id,
+            scope: scope.into(),
+            pattern: pattern.into(),
+            kind,
+            created_at: 0,
+            created_by: None,
+        }
+    }
+
+    fn all() -> Vec<TagRule> {
+        vec![
+            rule(1, "acme", "v*", TagRuleKind::Immutable),
+            rule(2, "acme", "latest", TagRuleKind::Protected),
+            rule(3, "acme/web-*", "main", TagRuleKind::Protected),
+            rule(4, "other", "*", TagRuleKind::Protected),
+        ]
+    }
+
+    fn admin(yes: bool) -> Caller {
+        Caller {
+            namespace_admin: yes,
+            ..Caller::default()
+        }
+    }
+
+    #[test]
+    fn rules_apply_by_scope() {
+        let web = TagRules::for_repository(&all(), "acme/web-api");
+        assert_eq!(
+            web.rules().iter().map(|r| r.id).collect::<Vec<_>>(),
+            [1, 2, 3]
+        );
+        assert!(web.is_immutable("v1.2.3"));
+        assert!(!web.is_immutable("1.2.3"));
+        assert!(web.is_protected("latest") && web.is_protected("main"));
+        assert!(!web.is_protected("v1"), "immutable is not protected");
+        let tools = TagRules::for_repository(&all(), "acme/tools");
+        assert!(!tools.is_protected("main"));
+        assert!(TagRules::for_repository(&all(), "acmecorp/x").is_empty());
+        assert_eq!(
+            tools
+                .matching("latest", TagRuleKind::Protected)
+                .map(|r| r.id),
+            Some(2)
+        );
+    }
+
+    #[test]
+    fn moves_and_deletes() {
+        let r = TagRules::for_repository(&all(), "acme/web-api");
+        let msg = r.refuse_move("v1.2.3", &admin(true)).unwrap();
+        assert_eq!(
+            msg,
+            "tag \"v1.2.3\" is immutable (rule \"v*\" on acme): it cannot be overwritten"
+        );
+        assert!(r.refuse_move("latest", &admin(true)).is_none());
+        let msg = r.refuse_move("latest", &admin(false)).unwrap();
+        assert!(msg.contains("protected (rule \"latest\" on acme)"), "{msg}");
+        let msg = r.refuse_move("main", &admin(false)).unwrap();
+        assert!(msg.contains("rule \"main\" on acme/web-*"), "{msg}");
+        assert!(r.refuse_move("feature", &admin(false)).is_none());
+
+        assert!(r.refuse_delete("v1", &admin(true)).is_none());
+        assert!(r.refuse_delete("latest", &admin(true)).is_none());
+        assert!(r
+            .refuse_delete("v1", &admin(false))
+            .unwrap()
+            .contains("immutable"));
+        assert!(r
+            .refuse_delete("latest", &admin(false))
+            .unwrap()
+            .contains("only a namespace admin may delete it"));
+        assert!(r.refuse_delete("feature", &admin(false)).is_none());
+    }
+
+    #[test]
+    fn validation() {
+        assert!(validate("acme", "acme", "v*").is_ok());
+        assert!(validate("acme", "acme/web-*", "v?.*").is_ok());
+        assert!(validate("acme", "acme/web", "latest").is_ok());
+        assert!(validate("acme", "acmecorp", "v*").is_err());
+        assert!(validate("acme", "**/x", "v*").is_err());
+        assert!(validate("acme", "acme/", "v*").is_err());
+        assert!(validate("acme", "acme", "").is_err());
+        assert!(validate("acme", "acme", "v/1").is_err());
+        assert!(validate("acme/web", "acme/web", "v*").is_err());
+        assert!(validate("acme", "acme/Web", "v*").is_err());
+    }
+}

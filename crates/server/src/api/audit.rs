@@ -1,0 +1,132 @@
+//! `GET /api/v1/audit`: the audit log, filtered and paged, as JSON or as
+//! JSON lines (`format=jsonl`, every matching event, for export).
+//!
+//! Site admins read everything; a namespace admin reads the events of their
+//! namespace by filtering on it (`repository=acme/` or `repository=acme/web`).
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Query, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use berth_registry::audit::{AuditFilter, StoredEvent};
+use berth_registry::{glob, Error};
+use serde::Deserialize;
+
+use super::{Need, Principal};
+use crate::error::ApiError;
+use crate::App;
+
+/// Events per page when the caller does not say.
+const DEFAULT_LIMIT: i64 = 100;
+/// Largest page.
+const MAX_LIMIT: i64 = 1000;
+
+pub(crate) fn routes() -> Router<Arc<App>> {
+    Router::new().route("/audit", get(handle_list))
+}
+
+/// Query parameters (times are Unix milliseconds).
+#[derive(Debug, Deserialize)]
+struct Params {
+    actor: Option<String>,
+    action: Option<String>,
+    repository: Option<String>,
+    since: Option<i64>,
+    until: Option<i64>,
+    after: Option<i64>,
+    limit: Option<i64>,
+    format: Option<String>,
+}
+
+async fn handle_list(
+    State(app): State<Arc<App>>,
+    principal: Principal,
+    Query(p): Query<Params>,
+) -> Result<Response, ApiError> {
+    match p.repository.as_deref() {
+        Some(r) if !r.is_empty() => {
+            principal
+                .require(&app, glob::namespace(r.trim_end_matches('/')), Need::Admin)
+                .await?
+        }
+        _ => principal.require(&app, "", Need::SiteAdmin).await?,
+    };
+    let jsonl = match p.format.as_deref() {
+        None | Some("json") => false,
+        Some("jsonl") => true,
+        Some(other) => {
+            return Err(Error::InvalidParameter(format!(
+                "format {other:?}: expected json or jsonl"
+            ))
+            .into())
+        }
+    };
+    let limit = p.limit.unwrap_or(DEFAULT_LIMIT);
+    if !(1..=MAX_LIMIT).contains(&limit) {
+        return Err(Error::InvalidParameter(format!("limit must be 1..={MAX_LIMIT}")).into());
+    }
+    let filter = AuditFilter {
+        actor: p.actor,
+        action: p.action,
+        repository: p.repository.filter(|r| !r.is_empty()),
+        since: p.since,
+        until: p.until,
+        after_id: p.after,
+        limit: Some(if jsonl { MAX_LIMIT } else { limit }),
+    };
+    if jsonl {
+        return Ok(export(app, filter));
+    }
+    let events = app
+        .registry
+        .meta()
+        .audit_events(&filter)
+        .await
+        .map_err(Error::from)?;
+    let next = (events.len() as i64 == limit)
+        .then(|| events.last().map(|e| e.id))
+        .flatten();
+    Ok(Json(serde_json::json!({ "events": events, "next": next })).into_response())
+}
+
+/// Streams every matching event as JSON lines, a page at a time.
+fn export(app: Arc<App>, filter: AuditFilter) -> Response {
+    let pages = futures_util::stream::unfold(Some(filter), move |state| {
+        let app = app.clone();
+        async move {
+            let mut filter = state?;
+            match app.registry.meta().audit_events(&filter).await {
+                Ok(events) => {
+                    let full = events.len() as i64 == MAX_LIMIT;
+                    let mut out = Vec::new();
+                    for e in &events {
+                        if serde_json::to_writer(&mut out, e).is_ok() {
+                            out.push(b'\n');
+                        }
+                    }
+                    let next = match events.last() {
+                        Some(StoredEvent { id, .. }) if full => {
+                            filter.after_id = Some(*id);
+                            Some(filter)
+                        }
+                        _ => None,
+                    };
+                    Some((Ok::<_, std::io::Error>(out), next))
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "audit export failed");
+                    Some((Err(std::io::Error::other("audit export failed")), None))
+                }
+            }
+        }
+    });
+    (
+        [(header::CONTENT_TYPE, "application/x-ndjson")],
+        Body::from_stream(pages),
+    )
+        .into_response()
+}

@@ -1,0 +1,55 @@
+//! Per-repository views: `/api/v1/repositories/{name}/tags` and
+//! `/api/v1/repositories/{name}/manifests` (sizes, push times, pull
+//! statistics). Repository names contain slashes, so the path after
+//! `/repositories/` is parsed here: the last segment names the view.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::routing::get;
+use axum::{Json, Router};
+use berth_registry::Error;
+
+use super::{Need, Principal};
+use crate::error::ApiError;
+use crate::App;
+
+pub(crate) fn routes() -> Router<Arc<App>> {
+    Router::new().route("/repositories/{*path}", get(handle_get))
+}
+
+/// Splits `acme/web/tags` into (`acme/web`, `tags`), checking the name.
+fn split(path: &str) -> Result<(&str, &str), ApiError> {
+    let (name, view) = path
+        .trim_end_matches('/')
+        .rsplit_once('/')
+        .ok_or_else(|| Error::NotFound(format!("no such endpoint: /repositories/{path}")))?;
+    berth_oci::validate_repository(name).map_err(|e| Error::NameInvalid(e.to_string()))?;
+    Ok((name, view))
+}
+
+async fn handle_get(
+    State(app): State<Arc<App>>,
+    Path(path): Path<String>,
+    principal: Principal,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let (name, view) = split(&path)?;
+    principal.require(&app, name, Need::Read).await?;
+    let reg = &app.registry;
+    let body = match view {
+        "tags" => {
+            serde_json::json!({ "repository": name, "tags": reg.repository_tags(name).await? })
+        }
+        "manifests" => serde_json::json!({
+            "repository": name,
+            "manifests": reg.repository_manifests(name).await?,
+        }),
+        other => {
+            return Err(Error::NotFound(format!(
+                "no view {other:?} of a repository (tags, manifests, usage)"
+            ))
+            .into())
+        }
+    };
+    Ok(Json(body))
+}
