@@ -41,10 +41,10 @@ pub fn client_ip(app: &App, headers: &HeaderMap, extensions: &Extensions) -> Opt
         let forwarded = headers
             .get_all("x-forwarded-for")
             .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .filter_map(|a| a.trim().parse::<IpAddr>().ok())
-            .last();
+            .next_back()
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.rsplit(',').next())
+            .and_then(|a| a.trim().parse::<IpAddr>().ok());
         if forwarded.is_some() {
             return forwarded;
         }
