@@ -43,6 +43,11 @@ pub struct ServeArgs {
     /// used for the token realm [default: from each request's Host header].
     #[arg(long, env = "BERTH_EXTERNAL_URL")]
     pub external_url: Option<String>,
+    /// Take client addresses (for rate limits, login throttling and the
+    /// audit log) from the last X-Forwarded-For entry: set it only behind a
+    /// proxy that clients cannot bypass.
+    #[arg(long, env = "BERTH_TRUST_FORWARDED_FOR")]
+    pub trust_forwarded_for: Option<bool>,
     /// Service name in token challenges and the audience of registry tokens
     /// [default: berth].
     #[arg(long, env = "BERTH_TOKEN_SERVICE")]
@@ -84,6 +89,8 @@ pub struct FileConfig {
     pub auth: Option<String>,
     /// URL clients reach the registry at, for the token realm.
     pub external_url: Option<String>,
+    /// Trust the last `X-Forwarded-For` entry as the client address.
+    pub trust_forwarded_for: Option<bool>,
     /// Service name of the token flow.
     pub token_service: Option<String>,
     /// Lifetime of registry tokens (e.g. `5m`).
@@ -129,6 +136,7 @@ pub struct ServeConfig {
     pub pull_stats_flush_interval: Duration,
     pub auth: AuthSettings,
     pub external_url: Option<String>,
+    pub trust_forwarded_for: bool,
     /// `BERTH_ADMIN_PASSWORD`: the bootstrapped admin's password.
     pub admin_password: Option<String>,
     pub gc_interval: Option<Duration>,
@@ -228,6 +236,10 @@ impl ServeConfig {
         Ok(ServeConfig {
             auth,
             external_url,
+            trust_forwarded_for: args
+                .trust_forwarded_for
+                .or(file.trust_forwarded_for)
+                .unwrap_or(false),
             admin_password: std::env::var("BERTH_ADMIN_PASSWORD")
                 .ok()
                 .filter(|p| !p.is_empty()),

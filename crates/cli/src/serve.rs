@@ -193,6 +193,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         settings: ServerSettings {
             chunk_min_length: cfg.chunk_min_length,
             external_url: cfg.external_url.clone(),
+            trust_forwarded_for: cfg.trust_forwarded_for,
         },
     });
     berth_server::serve(listener, app, shutdown_signal()).await?;

@@ -32,8 +32,23 @@ pub fn credentials(headers: &HeaderMap) -> Credentials {
     )
 }
 
-/// The client's address, as seen on the connection.
-pub fn client_ip(extensions: &Extensions) -> Option<IpAddr> {
+/// The client's address: the connection's peer, or, when the server sits
+/// behind a proxy it trusts (`trust_forwarded_for`), the last address of
+/// `X-Forwarded-For` (the one that proxy appended; earlier entries are
+/// whatever the client claimed).
+pub fn client_ip(app: &App, headers: &HeaderMap, extensions: &Extensions) -> Option<IpAddr> {
+    if app.settings.trust_forwarded_for {
+        let forwarded = headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .next_back()
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.rsplit(',').next())
+            .and_then(|a| a.trim().parse::<IpAddr>().ok());
+        if forwarded.is_some() {
+            return forwarded;
+        }
+    }
     extensions
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip())

@@ -33,6 +33,9 @@ pub struct ServerSettings {
     /// The URL clients reach the registry at (`https://registry.example.com`),
     /// for the token realm; `None`: derived from each request's `Host`.
     pub external_url: Option<String>,
+    /// Take the client address from the last `X-Forwarded-For` entry (set
+    /// when a proxy the clients cannot bypass fronts the server).
+    pub trust_forwarded_for: bool,
 }
 
 /// Shared state of all handlers.

@@ -103,7 +103,7 @@ async fn login(
 pub(crate) async fn handle_get(State(app): State<Arc<App>>, req: Request) -> Response {
     let pairs: Pairs = crate::v2::query(&req);
     let creds = credentials(req.headers());
-    let ip = client_ip(req.extensions());
+    let ip = client_ip(&app, req.headers(), req.extensions());
     drop(req);
     let result = async {
         check_service(&app, &pairs)?;
@@ -123,7 +123,7 @@ pub(crate) async fn handle_get(State(app): State<Arc<App>>, req: Request) -> Res
 
 /// `POST /token`.
 pub(crate) async fn handle_post(State(app): State<Arc<App>>, req: Request) -> Response {
-    let ip = client_ip(req.extensions());
+    let ip = client_ip(&app, req.headers(), req.extensions());
     let result = async {
         let body = http_body_util::Limited::new(req.into_body(), MAX_FORM)
             .collect()

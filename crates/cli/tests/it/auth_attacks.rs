@@ -429,3 +429,34 @@ async fn failed_logins_are_slowed_down() {
         StatusCode::OK
     );
 }
+
+#[tokio::test]
+async fn forwarded_addresses_count_only_behind_a_trusted_proxy() {
+    let limit = "pull_rate_limit = 1\n";
+    for trusted in [false, true] {
+        let f = Fixture::start(&format!("{limit}trust_forwarded_for = {trusted}\n")).await;
+        f.org("pub", Visibility::Public).await;
+        assert_eq!(
+            f.push(&admin(), "pub/app", "v1", "p").await.0,
+            StatusCode::CREATED
+        );
+        let mut statuses = Vec::new();
+        for client in ["203.0.113.1", "203.0.113.2"] {
+            let r =
+                f.c.get(format!("{}/v2/pub/app/manifests/v1", f.url()))
+                    .header("accept", OCI_MANIFEST)
+                    // A client-supplied first entry is never trusted.
+                    .header("x-forwarded-for", format!("10.9.9.9, {client}"))
+                    .send()
+                    .await
+                    .unwrap();
+            statuses.push(r.status());
+        }
+        let second = if trusted {
+            StatusCode::OK
+        } else {
+            StatusCode::TOO_MANY_REQUESTS
+        };
+        assert_eq!(statuses, vec![StatusCode::OK, second], "trusted: {trusted}");
+    }
+}

@@ -294,6 +294,7 @@ impl Authority {
                 .await?
                 .filter(|r| r.usable(berth_meta::now_ms()))
                 .ok_or_else(|| unauthorized("the access token behind this token was revoked"))?;
+                self.record_token_use(&record.id);
                 Some(TokenLimits {
                     id: record.id.clone(),
                     scopes: match record.kind {

@@ -117,7 +117,7 @@ impl FromRequestParts<Arc<App>> for Principal {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, ApiError> {
-        let ip = auth::client_ip(&parts.extensions);
+        let ip = auth::client_ip(app, &parts.headers, &parts.extensions);
         let identity = auth::identify(app, &parts.headers, ip).await?;
         Ok(Principal {
             caller: identity.caller(ip, !app.auth.enforced()),

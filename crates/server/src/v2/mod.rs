@@ -77,7 +77,7 @@ pub(crate) async fn handle(State(app): State<Arc<App>>, req: Request) -> Respons
 }
 
 async fn dispatch(app: &App, endpoint: Endpoint, req: Request) -> Result<Response> {
-    let ip = client_ip(&req);
+    let ip = auth::client_ip(app, req.headers(), req.extensions());
     let identity = auth::identify(app, req.headers(), ip).await?;
     let method = req.method().clone();
     let caller = match access::need(&endpoint, &method) {
@@ -266,9 +266,4 @@ pub(crate) fn hv(s: &str) -> HeaderValue {
 /// Parses a digest from a path or query, as DIGEST_INVALID on failure.
 pub(crate) fn parse_digest(s: &str) -> Result<berth_oci::Digest> {
     berth_oci::Digest::parse(s).map_err(|e| Error::DigestInvalid(e.to_string()).into())
-}
-
-/// The client's address, as seen on the connection.
-pub(crate) fn client_ip(req: &Request) -> Option<std::net::IpAddr> {
-    auth::client_ip(req.extensions())
 }
