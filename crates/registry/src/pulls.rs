@@ -4,16 +4,21 @@
 //! check for updates without pulling) counts one pull of the manifest and,
 //! when it went through a tag, one of the tag. Counting must not slow the
 //! pull path, so [`PullStats::record`] only bumps a counter in one of
-//! [`SHARDS`] independently locked maps (chosen by a hash of repository and
-//! key, so concurrent pulls of one hot tag and of its manifest rarely meet
-//! on a lock) and never touches the database. [`Registry::flush_pulls`]
+//! [`SHARDS`] independently locked maps and never touches the database. The
+//! shard is the calling thread's (assigned round-robin on first use), not
+//! the key's: concurrent pulls of one hot tag then run on different locks,
+//! and a key is merged across shards when read or flushed. The maps use a
+//! small multiplicative hash (keys are names of stored tags and digests,
+//! not arbitrary input), and a key seen since the last flush costs no
+//! allocation. [`Registry::flush_pulls`]
 //! (the background job's `run_once`) swaps the maps out and writes the
 //! deltas in batched transactions; what fails to be written is put back
 //! for the next flush. `berth serve` flushes on an interval and on
 //! shutdown; a crash loses at most one interval of counts.
 
 use std::collections::HashMap;
-use std::hash::BuildHasher;
+use std::hash::{BuildHasher, Hasher};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use berth_meta::{PullDelta, PullTarget};
@@ -39,10 +44,48 @@ impl Count {
     }
 }
 
-/// `repository -> key -> count`, looked up without allocating.
-type Counts = HashMap<String, HashMap<String, Count>>;
+/// A fast non-cryptographic hash (the Fx multiply-rotate mix).
+#[derive(Default, Clone, Copy)]
+struct FxBuild;
 
+struct Fx(u64);
+
+impl BuildHasher for FxBuild {
+    type Hasher = Fx;
+    fn build_hasher(&self) -> Fx {
+        Fx(0)
+    }
+}
+
+impl Hasher for Fx {
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(word))
+                .wrapping_mul(0x517c_c1b7_2722_0a95);
+        }
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+/// `repository -> key -> count`, looked up without allocating.
+type Counts = HashMap<String, HashMap<String, Count, FxBuild>, FxBuild>;
+
+/// The next shard index handed to a thread.
+static NEXT_SHARD: AtomicUsize = AtomicUsize::new(0);
+
+thread_local! {
+    static THREAD_SHARD: usize = NEXT_SHARD.fetch_add(1, Ordering::Relaxed) % SHARDS;
+}
+
+/// One shard, on cache lines of its own (no false sharing between the
+/// locks of threads counting side by side).
 #[derive(Default)]
+#[repr(align(128))]
 struct Shard {
     manifests: Counts,
     tags: Counts,
@@ -73,26 +116,21 @@ fn bump(map: &mut Counts, repo: &str, key: &str, c: Count) {
 /// The in-memory accumulator.
 pub struct PullStats {
     shards: Box<[Mutex<Shard>]>,
-    hasher: std::collections::hash_map::RandomState,
 }
 
 impl Default for PullStats {
     fn default() -> Self {
         PullStats {
             shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
-            hasher: Default::default(),
         }
     }
 }
 
 impl PullStats {
-    fn shard(&self, repo: &str, key: &str) -> std::sync::MutexGuard<'_, Shard> {
-        let i = self.hasher.hash_one((repo, key)) as usize % SHARDS;
+    /// This thread's shard.
+    fn shard(&self) -> std::sync::MutexGuard<'_, Shard> {
+        let i = THREAD_SHARD.with(|i| *i);
         self.shards[i].lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn add(&self, target: PullTarget, repo: &str, key: &str, c: Count) {
-        bump(self.shard(repo, key).map(target), repo, key, c);
     }
 
     /// Counts one pull of `digest` in `repo` at `now` (Unix ms), through
@@ -102,15 +140,17 @@ impl PullStats {
             pulls: 1,
             last_at: now,
         };
-        self.add(PullTarget::Manifest, repo, digest, one);
+        let mut shard = self.shard();
+        bump(&mut shard.manifests, repo, digest, one);
         if let Some(t) = tag {
-            self.add(PullTarget::Tag, repo, t, one);
+            bump(&mut shard.tags, repo, t, one);
         }
     }
 
-    /// Takes everything counted so far, as deltas to write.
+    /// Takes everything counted so far, merged across shards, as deltas to
+    /// write.
     fn take(&self) -> Vec<(PullTarget, PullDelta)> {
-        let mut out = Vec::new();
+        let mut merged = Shard::default();
         for shard in self.shards.iter() {
             let taken = std::mem::take(&mut *shard.lock().unwrap_or_else(|p| p.into_inner()));
             for (target, map) in [
@@ -119,16 +159,27 @@ impl PullStats {
             ] {
                 for (repository, keys) in map {
                     for (key, c) in keys {
-                        out.push((
-                            target,
-                            PullDelta {
-                                repository: repository.clone(),
-                                key,
-                                pulls: c.pulls,
-                                last_pulled_at: c.last_at,
-                            },
-                        ));
+                        bump(merged.map(target), &repository, &key, c);
                     }
+                }
+            }
+        }
+        let mut out = Vec::new();
+        for (target, map) in [
+            (PullTarget::Manifest, merged.manifests),
+            (PullTarget::Tag, merged.tags),
+        ] {
+            for (repository, keys) in map {
+                for (key, c) in keys {
+                    out.push((
+                        target,
+                        PullDelta {
+                            repository: repository.clone(),
+                            key,
+                            pulls: c.pulls,
+                            last_pulled_at: c.last_at,
+                        },
+                    ));
                 }
             }
         }
@@ -137,12 +188,13 @@ impl PullStats {
 
     /// Puts back deltas that could not be written.
     fn restore(&self, deltas: Vec<(PullTarget, PullDelta)>) {
+        let mut shard = self.shard();
         for (target, d) in deltas {
             let c = Count {
                 pulls: d.pulls,
                 last_at: d.last_pulled_at,
             };
-            self.add(target, &d.repository, &d.key, c);
+            bump(shard.map(target), &d.repository, &d.key, c);
         }
     }
 
@@ -228,6 +280,7 @@ mod tests {
         let mut taken = s.take();
         taken.sort_by(|a, b| (&a.1.repository, &a.1.key).cmp(&(&b.1.repository, &b.1.key)));
         assert_eq!(taken.len(), 4);
+        assert_eq!(taken[0].1.pulls, 3, "one delta per key");
         assert!(s.pending("a/b").0.is_empty(), "take drains");
         s.restore(taken);
         s.record("a/b", None, "sha256:1", 1);

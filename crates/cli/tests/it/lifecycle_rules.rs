@@ -1,10 +1,8 @@
 //! Tag rules against a real `berth serve`: the management API, the CLI,
-//! and their enforcement on `/v2/` pushes and deletes.
-//!
-//! Until accounts land, berth runs in open mode where every caller is a
-//! namespace admin, so refusals for non-admins (protected tags) are tested
-//! at the service level (crates/registry/tests/services.rs); immutable tags
-//! refuse everyone and are tested here.
+//! and their enforcement on `/v2/` pushes and deletes. In open mode
+//! (`--auth none`) every caller is a namespace admin, so immutable tags
+//! (which refuse everyone) are tested there and protected tags with
+//! authentication on, against members and tokens without the admin role.
 
 use serde_json::{json, Value};
 
@@ -272,4 +270,125 @@ async fn tag_rule_cli_adds_lists_and_removes() {
     let (_, out, _) = cli(&b, &["tag-rule", "list", "acme", "-o", "json"]);
     let v: Value = serde_json::from_str(&out).unwrap();
     assert!(v["rules"].as_array().unwrap().is_empty());
+}
+
+/// With authentication on: a member with the write role may create a
+/// protected tag but not move it; a token without the admin scope may
+/// delete ordinary tags but not protected ones; the namespace admin may do
+/// both.
+#[tokio::test]
+async fn protected_tags_refuse_callers_who_are_not_namespace_admins() {
+    use berth_meta::accounts::{Role, Visibility};
+
+    use crate::auth::{admin, basic, req, Fixture};
+
+    let f = Fixture::start("").await;
+    f.org("acme", Visibility::Private).await;
+    let dev = f.user("dev").await;
+    f.member("acme", "dev", Role::Write).await;
+    let boss = f.user("boss").await;
+    f.member("acme", "boss", Role::Admin).await;
+    let (c, u) = (&f.c, f.url());
+    let rules = format!("{u}/api/v1/namespaces/acme/tag-rules");
+    let body = json!({"pattern": "latest", "kind": "protected"});
+    // Only namespace admins set rules.
+    let r = req(c, reqwest::Method::POST, &rules, &dev)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    expect_error(r, 403, "DENIED").await;
+    let r = req(c, reqwest::Method::POST, &rules, &boss)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let r = req(c, reqwest::Method::GET, &rules, &dev)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "members read the rules");
+
+    // A writer creates the protected tag but cannot move it.
+    let (s, first) = f.push(&dev, "acme/app", "latest", "a").await;
+    assert_eq!(s, 201);
+    let (s, _) = f.push(&dev, "acme/app", "latest", "b").await;
+    assert_eq!(s, 403);
+    let config = b"{\"seed\":\"b\"}".to_vec();
+    let m = image_manifest(&config, &[b"layer-b"]);
+    let r = req(
+        c,
+        reqwest::Method::PUT,
+        &format!("{u}/v2/acme/app/manifests/latest"),
+        &dev,
+    )
+    .header("content-type", OCI_MANIFEST)
+    .body(m)
+    .send()
+    .await
+    .unwrap();
+    let msg = expect_error(r, 403, "DENIED").await;
+    assert_eq!(
+        msg,
+        "tag \"latest\" is protected (rule \"latest\" on acme): only a namespace admin may move it"
+    );
+    let r = req(
+        c,
+        reqwest::Method::GET,
+        &format!("{u}/v2/acme/app/manifests/latest"),
+        &dev,
+    )
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(header(&r, "docker-content-digest"), Some(first.clone()));
+
+    // The admin's token limited to pull, push and delete is no namespace
+    // admin: it deletes an ordinary tag, not the protected one, nor the
+    // manifest carrying it.
+    let (_, token) = f.token("boss", &["pull", "push", "delete"], &[]).await;
+    let scoped = basic("boss", &token);
+    let (s, _) = f.push(&scoped, "acme/app", "feature", "c").await;
+    assert_eq!(s, 201);
+    let r = req(
+        c,
+        reqwest::Method::DELETE,
+        &format!("{u}/v2/acme/app/manifests/feature"),
+        &scoped,
+    )
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 202);
+    for reference in ["latest", first.as_str()] {
+        let r = req(
+            c,
+            reqwest::Method::DELETE,
+            &format!("{u}/v2/acme/app/manifests/{reference}"),
+            &scoped,
+        )
+        .send()
+        .await
+        .unwrap();
+        let msg = expect_error(r, 403, "DENIED").await;
+        assert!(
+            msg.contains("only a namespace admin may delete it"),
+            "{msg}"
+        );
+    }
+
+    // The namespace admin (and the site admin) may move and delete it.
+    let (s, _) = f.push(&boss, "acme/app", "latest", "b").await;
+    assert_eq!(s, 201);
+    let r = req(
+        c,
+        reqwest::Method::DELETE,
+        &format!("{u}/v2/acme/app/manifests/latest"),
+        &admin(),
+    )
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 202);
 }

@@ -242,3 +242,59 @@ async fn a_push_over_quota_is_refused_and_leaves_nothing_behind() {
     let (ok, _, err) = cli(&b, &["quota", "set", "acme", "1XB"]);
     assert!(!ok && err.contains("invalid quota"), "{err}");
 }
+
+/// With authentication on: members read usage and quotas, only site
+/// administrators set them (a namespace admin must not raise their own).
+#[tokio::test]
+async fn quotas_are_set_by_site_admins_only() {
+    use berth_meta::accounts::{Role, Visibility};
+    use reqwest::Method;
+
+    use crate::auth::{admin, req, Cred, Fixture};
+
+    let f = Fixture::start("").await;
+    f.org("acme", Visibility::Private).await;
+    let boss = f.user("boss").await;
+    f.member("acme", "boss", Role::Admin).await;
+    let (c, u) = (&f.c, f.url());
+    let quota = format!("{u}/api/v1/namespaces/acme/quota");
+    let body = serde_json::json!({"limit_bytes": 1_000_000});
+    let r = req(c, Method::PUT, &quota, &boss)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    expect_error(r, 403, "DENIED").await;
+    let r = req(c, Method::PUT, &quota, &admin())
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = req(c, Method::GET, &quota, &boss).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let q: Value = r.json().await.unwrap();
+    assert_eq!(q["limit_bytes"], 1_000_000);
+    let r = req(
+        c,
+        Method::GET,
+        &format!("{u}/api/v1/namespaces/acme/usage"),
+        &boss,
+    )
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = req(
+        c,
+        Method::GET,
+        &format!("{u}/api/v1/namespaces/acme/usage"),
+        &Cred::Anon,
+    )
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 401);
+    let r = req(c, Method::DELETE, &quota, &boss).send().await.unwrap();
+    expect_error(r, 403, "DENIED").await;
+}
