@@ -422,3 +422,30 @@ mod tests {
         .is_err());
     }
 }
+
+#[cfg(test)]
+mod gc_tests {
+    use super::*;
+
+    fn with(text: &str) -> anyhow::Result<ServeConfig> {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("berth.toml");
+        std::fs::write(&f, text).unwrap();
+        ServeConfig::resolve(ServeArgs {
+            config: Some(f),
+            ..Default::default()
+        })
+    }
+
+    #[test]
+    fn gc_settings() {
+        let c = with("").unwrap();
+        assert_eq!(c.gc_interval, Some(Duration::from_secs(86_400)));
+        assert_eq!(c.gc_grace_period, Duration::from_secs(3600));
+        let c = with("gc_interval = \"0\"\ngc_grace_period = \"10m\"\n").unwrap();
+        assert_eq!(c.gc_interval, None, "0 turns the schedule off");
+        assert_eq!(c.gc_grace_period, Duration::from_secs(600));
+        let e = with("gc_grace_period = \"soon\"\n").unwrap_err();
+        assert!(format!("{e:#}").contains("gc_grace_period"), "{e:#}");
+    }
+}
