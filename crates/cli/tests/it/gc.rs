@@ -406,10 +406,20 @@ async fn gc_runs_safely_while_clients_push_delete_and_pull() {
     // Manifests still stored but untagged (tags moved) reference blobs too:
     // count every blob of every manifest the registry still has.
     referenced.extend(stored_references(&c, &base).await);
+    // The database says which links were still within the grace period
+    // when the final run swept: their blobs stay even if the file is older
+    // (a push writes the file, then commits the link a moment later, and
+    // the cutoff may fall in between). Nothing old and unreferenced may be
+    // left in the database either.
+    let meta = berth_meta::Meta::open_sqlite(&berth.data_dir.join("berth.db"))
+        .await
+        .unwrap();
+    assert_eq!(meta.unreferenced_links(cutoff).await.unwrap(), vec![]);
+    assert_eq!(meta.unreferenced_blobs(cutoff).await.unwrap(), vec![]);
     let mut unreferenced_old = Vec::new();
     for f in files_under(&berth.data_dir.join("blobs")) {
         let digest = format!("sha256:{}", f.file_name().unwrap().to_str().unwrap());
-        if referenced.contains(&digest) {
+        if referenced.contains(&digest) || meta.blob(&digest).await.unwrap().is_some() {
             continue;
         }
         let mtime = std::fs::metadata(&f).unwrap().modified().unwrap();
