@@ -319,7 +319,12 @@ async fn handle_create_org(
             )
             .into());
         }
-        principal.caller.clone()
+        // Administering the name already (a site admin, for a namespace
+        // nobody owns) is what allows claiming a namespace with content.
+        match principal.require(&app, &body.name, Need::Admin).await {
+            Ok(caller) => caller,
+            Err(_) => principal.caller.clone(),
+        }
     } else {
         principal.caller.clone()
     };

@@ -1,0 +1,85 @@
+//! The management API's permission boundaries under attack, on a real
+//! `berth serve --auth token`: claiming namespaces nobody owns, registry
+//! tokens (JWTs) used as account credentials, namespace views that public
+//! visibility must not open, registry tokens of deleted accounts, and the
+//! shape of refusals.
+
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+use crate::auth::{admin, req, Cred, Fixture};
+use crate::oci::*;
+
+/// `method` on `/api/v1{path}` as `cred` with an optional JSON body.
+async fn api(
+    f: &Fixture,
+    method: Method,
+    path: &str,
+    cred: &Cred,
+    body: Option<Value>,
+) -> reqwest::Response {
+    let r = req(&f.c, method, &format!("{}/api/v1{path}", f.url()), cred);
+    let r = match body {
+        Some(b) => r.json(&b),
+        None => r,
+    };
+    r.send().await.unwrap()
+}
+
+#[tokio::test]
+async fn namespaces_with_content_are_claimed_only_by_site_admins() {
+    let f = Fixture::start("").await;
+    let mallory = f.user("mallory").await;
+    // Content under a namespace nobody owns (pushed in open mode, or by
+    // the site admin), and under a user who is then deleted.
+    assert_eq!(
+        f.push(&admin(), "ghost/app", "v1", "ghost").await.0,
+        StatusCode::CREATED
+    );
+    let alice = f.user("alice").await;
+    assert_eq!(
+        f.push(&alice, "alice/app", "v1", "alice").await.0,
+        StatusCode::CREATED
+    );
+    let r = api(&f, Method::DELETE, "/users/alice", &admin(), None).await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+
+    for ns in ["ghost", "alice"] {
+        // Founding an organisation of that name would hand its private
+        // content to whoever asks first.
+        let r = api(
+            &f,
+            Method::POST,
+            "/orgs",
+            &mallory,
+            Some(json!({"name": ns})),
+        )
+        .await;
+        expect_error(r, 403, "DENIED").await;
+        let path = format!("/v2/{ns}/app/manifests/v1");
+        assert_eq!(
+            f.status(Method::GET, &path, &mallory).await,
+            StatusCode::FORBIDDEN
+        );
+    }
+    // A namespace without content is anyone's to found.
+    let r = api(
+        &f,
+        Method::POST,
+        "/orgs",
+        &mallory,
+        Some(json!({"name": "fresh"})),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    // The site admin may hand an orphaned namespace to someone, knowingly.
+    let r = api(
+        &f,
+        Method::POST,
+        "/orgs",
+        &admin(),
+        Some(json!({"name": "ghost"})),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+}
