@@ -83,3 +83,50 @@ async fn namespaces_with_content_are_claimed_only_by_site_admins() {
     .await;
     assert_eq!(r.status(), StatusCode::CREATED);
 }
+
+#[tokio::test]
+async fn registry_tokens_do_not_manage_accounts() {
+    let f = Fixture::start("").await;
+    let alice = f.user("alice").await;
+    // A JWT limited to pulling one repository, obtained with the password.
+    let t = f.token_for(&alice, &["repository:alice/app:pull"]).await;
+    let jwt = Cred::Bearer(t["token"].as_str().unwrap().to_owned());
+
+    let r = api(
+        &f,
+        Method::POST,
+        "/tokens",
+        &jwt,
+        Some(json!({"name": "wide", "scopes": ["admin"]})),
+    )
+    .await;
+    expect_error(r, 403, "DENIED").await;
+    let r = api(
+        &f,
+        Method::PUT,
+        "/users/alice/password",
+        &jwt,
+        Some(json!({"password": "taken-over-password"})),
+    )
+    .await;
+    expect_error(r, 403, "DENIED").await;
+    let r = api(
+        &f,
+        Method::POST,
+        "/orgs",
+        &jwt,
+        Some(json!({"name": "jwtorg"})),
+    )
+    .await;
+    expect_error(r, 403, "DENIED").await;
+    // The password still works, and still may do all of it.
+    let r = api(
+        &f,
+        Method::POST,
+        "/tokens",
+        &alice,
+        Some(json!({"name": "ok", "scopes": ["pull"]})),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+}

@@ -86,14 +86,14 @@ fn generated_password() -> Result<String, ApiError> {
     Ok(secret::random_string(24)?)
 }
 
-/// Only the user themselves (with their password, not a limited token) or
-/// a site admin.
+/// Only the user themselves (with their password, not a token of any kind)
+/// or a site admin.
 async fn require_self_or_site_admin(
     app: &App,
     principal: &Principal,
     name: &str,
 ) -> Result<Caller, ApiError> {
-    if principal.account() == Some(name) && principal.identity.token.is_none() {
+    if principal.account() == Some(name) && principal.identity.by_password() {
         return Ok(principal.caller.clone());
     }
     principal.require(app, "", Need::SiteAdmin).await
@@ -313,7 +313,7 @@ async fn handle_create_org(
             .account()
             .ok_or_else(|| Error::Unauthorized("authentication required".into()))?;
         let user = find_user(&app, me).await?;
-        if user.org.is_some() || principal.identity.token.is_some() {
+        if user.org.is_some() || !principal.identity.by_password() {
             return Err(Error::Denied(
                 "organisations are created by users signed in with their password".into(),
             )

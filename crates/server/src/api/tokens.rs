@@ -3,8 +3,9 @@
 //! Who may manage the tokens of an account: the account itself, the admins
 //! of a robot's organisation, and site admins. Creating a token needs a
 //! password sign-in (or an unrestricted `admin` token): a limited token can
-//! never mint a wider one. Revoking is always allowed to the token's owner,
-//! even with the token being revoked.
+//! never mint a wider one, nor can a registry token from `/token`. Revoking
+//! is always allowed to the token's owner, even with the token being
+//! revoked.
 
 use std::sync::Arc;
 
@@ -12,7 +13,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::routing::{delete, get};
 use axum::{Json, Router};
-use berth_registry::auth::{Access, TokenRequest};
+use berth_registry::auth::TokenRequest;
 use berth_registry::{Caller, Error};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -80,13 +81,11 @@ async fn handle_create(
         if principal.identity.account.is_none() {
             return Err(Error::Unauthorized("authentication required".into()).into());
         }
-        if let Some(t) = &principal.identity.token {
-            if !(t.scopes == Access::ALL && t.patterns.is_empty()) {
-                return Err(Error::Denied(
-                    "a limited token cannot create tokens: sign in with a password".into(),
-                )
-                .into());
-            }
+        if !principal.identity.unrestricted() {
+            return Err(Error::Denied(
+                "a limited or registry token cannot create tokens: sign in with a password".into(),
+            )
+            .into());
         }
     }
     let owner = owner_of(&principal, body.owner.as_deref())?.to_owned();
