@@ -4,6 +4,7 @@
 //! visibility must not open, registry tokens of deleted accounts, and the
 //! shape of refusals.
 
+use berth_meta::accounts::{Role, Visibility};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
@@ -129,4 +130,92 @@ async fn registry_tokens_do_not_manage_accounts() {
     )
     .await;
     assert_eq!(r.status(), StatusCode::CREATED);
+}
+
+#[tokio::test]
+async fn namespace_views_are_for_members_not_the_public() {
+    let f = Fixture::start("").await;
+    let boss = f.user("boss").await;
+    let mallory = f.user("mallory").await;
+    f.org("acme", Visibility::Public).await;
+    f.member("acme", "boss", Role::Admin).await;
+    assert_eq!(
+        f.push(&boss, "acme/secret", "v1", "s").await.0,
+        StatusCode::CREATED
+    );
+    let r = api(
+        &f,
+        Method::PUT,
+        "/repositories/acme/secret/visibility",
+        &boss,
+        Some(json!({"visibility": "private"})),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let r = api(
+        &f,
+        Method::POST,
+        "/namespaces/acme/tag-rules",
+        &boss,
+        Some(json!({"pattern": "v*", "kind": "immutable"})),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let policy = "[[rule]]\ntags = [\"*\"]\nkeep = { last = 1 }\n";
+    let r = req(
+        &f.c,
+        Method::PUT,
+        &format!("{}/api/v1/namespaces/acme/retention", f.url()),
+        &boss,
+    )
+    .body(policy)
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+
+    // The private repository stays private on /v2/.
+    assert_eq!(
+        f.status(Method::GET, "/v2/acme/secret/tags/list", &mallory)
+            .await,
+        StatusCode::FORBIDDEN
+    );
+    for view in [
+        "/orgs/acme/members",
+        "/orgs/acme/robots",
+        "/namespaces/acme/usage",
+        "/namespaces/acme/tag-rules",
+        "/namespaces/acme/retention",
+        "/namespaces/acme/retention/plan",
+        "/namespaces/acme/retention/runs",
+    ] {
+        let r = api(&f, Method::GET, view, &Cred::Anon, None).await;
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "anonymous {view}");
+        let r = api(&f, Method::GET, view, &mallory, None).await;
+        assert_eq!(r.status(), StatusCode::FORBIDDEN, "outsider {view}");
+        let r = api(&f, Method::GET, view, &boss, None).await;
+        assert_eq!(r.status(), StatusCode::OK, "member {view}");
+    }
+    // Trying a policy is a plan too: it lists the namespace's tags.
+    let r = req(
+        &f.c,
+        Method::POST,
+        &format!("{}/api/v1/namespaces/acme/retention/plan", f.url()),
+        &mallory,
+    )
+    .body(policy)
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    // The namespace's visibility itself is public knowledge.
+    let r = api(
+        &f,
+        Method::GET,
+        "/namespaces/acme/visibility",
+        &Cred::Anon,
+        None,
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::OK);
 }

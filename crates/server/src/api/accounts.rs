@@ -363,7 +363,7 @@ async fn handle_get_org(
     principal: Principal,
     Path(org): Path<String>,
 ) -> Answer {
-    principal.require(&app, &org, Need::Read).await?;
+    principal.require(&app, &org, Need::Member).await?;
     Ok(Json(find_org(&app, &org).await?))
 }
 
@@ -387,7 +387,7 @@ async fn handle_list_members(
     principal: Principal,
     Path(org): Path<String>,
 ) -> Answer {
-    principal.require(&app, &org, Need::Read).await?;
+    principal.require(&app, &org, Need::Member).await?;
     find_org(&app, &org).await?;
     let members = app.auth.meta().members(&org).await.map_err(Error::from)?;
     Ok(Json(json!(members)))

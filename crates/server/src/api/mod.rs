@@ -36,6 +36,11 @@ mod visibility;
 pub enum Need {
     /// Read (pull, list, statistics).
     Read,
+    /// Read a namespace's own views (members, usage, quota, tag rules,
+    /// retention): its owner, members and site admins only; public
+    /// visibility does not count, since these views span the private
+    /// repositories of the namespace too.
+    Member,
     /// Write (push, tag).
     Write,
     /// Delete manifests, blobs and tags.
@@ -86,6 +91,18 @@ impl Principal {
             return Err(Error::Unauthorized("authentication required".into()).into());
         }
         let denied = || ApiError::from(Error::Denied("not allowed".into()));
+        if need == Need::Member {
+            let access = app.auth.namespace_access(&self.identity, target).await?;
+            return if access.contains(Action::Pull) {
+                Ok(self
+                    .identity
+                    .caller(self.caller.ip, access.contains(Action::Admin)))
+            } else if self.identity.account.is_none() {
+                Err(Error::Unauthorized("authentication required".into()).into())
+            } else {
+                Err(Error::Denied("only the namespace's members may see this".into()).into())
+            };
+        }
         let action = match need {
             Need::SiteAdmin => {
                 return if self.identity.is_site_admin() {
@@ -94,7 +111,7 @@ impl Principal {
                     Err(Error::Denied("this needs a site administrator".into()).into())
                 };
             }
-            Need::Read => Action::Pull,
+            Need::Read | Need::Member => Action::Pull,
             Need::Write => Action::Push,
             Need::Delete => Action::Delete,
             Need::Admin => Action::Admin,
