@@ -8,7 +8,7 @@ use berth_meta::accounts::{Role, Visibility};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
-use crate::auth::{admin, req, Cred, Fixture};
+use crate::auth::{admin, basic, challenge, req, Cred, Fixture};
 use crate::oci::*;
 
 /// `method` on `/api/v1{path}` as `cred` with an optional JSON body.
@@ -218,4 +218,64 @@ async fn namespace_views_are_for_members_not_the_public() {
     )
     .await;
     assert_eq!(r.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn registry_tokens_die_with_their_account() {
+    let f = Fixture::start("").await;
+    let alice = f.user("alice").await;
+    assert_eq!(
+        f.push(&alice, "alice/app", "v1", "a").await.0,
+        StatusCode::CREATED
+    );
+    let t = f.token_for(&alice, &["repository:alice/app:pull"]).await;
+    let jwt = Cred::Bearer(t["token"].as_str().unwrap().to_owned());
+    let tags = "/v2/alice/app/tags/list";
+    assert_eq!(f.status(Method::GET, tags, &jwt).await, StatusCode::OK);
+
+    // Disabled: refused, and fine again once re-enabled.
+    let root = admin();
+    let patch = |d: bool| {
+        api(
+            &f,
+            Method::PATCH,
+            "/users/alice",
+            &root,
+            Some(json!({"disabled": d})),
+        )
+    };
+    assert_eq!(patch(true).await.status(), StatusCode::OK);
+    assert_eq!(
+        f.status(Method::GET, tags, &jwt).await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(patch(false).await.status(), StatusCode::OK);
+    assert_eq!(f.status(Method::GET, tags, &jwt).await, StatusCode::OK);
+
+    // Deleted and created again under the same name: the new alice is
+    // someone else, and the old alice's token is not hers.
+    let r = api(&f, Method::DELETE, "/users/alice", &admin(), None).await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        f.status(Method::GET, tags, &jwt).await,
+        StatusCode::UNAUTHORIZED
+    );
+    let r = api(
+        &f,
+        Method::POST,
+        "/users",
+        &admin(),
+        Some(json!({"name": "alice", "password": "new-alice-password"})),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let r = req(&f.c, Method::GET, &format!("{}{tags}", f.url()), &jwt)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert!(challenge(&r).starts_with("Bearer "), "{}", challenge(&r));
+    // The new alice's own login works.
+    let new = basic("alice", "new-alice-password");
+    assert_eq!(f.status(Method::GET, tags, &new).await, StatusCode::OK);
 }

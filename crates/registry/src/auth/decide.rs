@@ -183,6 +183,10 @@ impl Authority {
                 }
             }
         }
+        let subject_created = match identity.name() {
+            Some(name) => self.account(name).await?.map(|u| u.created_at),
+            None => None,
+        };
         let now = berth_meta::now_ms() / 1000;
         let ttl = self.settings.token_ttl.as_secs().max(1);
         let claims = Claims {
@@ -195,6 +199,7 @@ impl Authority {
             jti: secret::random_string(16)?,
             access,
             tid: identity.token.as_ref().map(|t| t.id.clone()),
+            sct: subject_created,
         };
         Ok(Issued {
             token: jwt::sign(&self.key, &claims),
