@@ -9,6 +9,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
 use crate::auth::{admin, basic, challenge, req, Cred, Fixture};
+use crate::common::ADMIN_PASSWORD;
 use crate::oci::*;
 
 /// `method` on `/api/v1{path}` as `cred` with an optional JSON body.
@@ -278,4 +279,32 @@ async fn registry_tokens_die_with_their_account() {
     // The new alice's own login works.
     let new = basic("alice", "new-alice-password");
     assert_eq!(f.status(Method::GET, tags, &new).await, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn management_refusals_have_the_error_shape_and_a_challenge() {
+    let f = Fixture::start("").await;
+    let alice = f.user("alice").await;
+    for (method, path) in [
+        (Method::GET, "/users"),
+        (Method::GET, "/tokens"),
+        (Method::GET, "/orgs"),
+        (Method::POST, "/gc"),
+        (Method::GET, "/audit"),
+    ] {
+        let r = api(&f, method.clone(), path, &Cred::Anon, None).await;
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{method} {path}");
+        assert!(!challenge(&r).is_empty(), "{method} {path}: no challenge");
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["errors"][0]["code"], "UNAUTHORIZED", "{method} {path}");
+        let r = api(&f, method.clone(), path, &alice, None).await;
+        if path != "/tokens" && path != "/orgs" {
+            expect_error(r, 403, "DENIED").await;
+        }
+    }
+    // Wrong credentials: 401 with a challenge too.
+    let wrong = basic("admin", &format!("{ADMIN_PASSWORD}-not"));
+    let r = api(&f, Method::GET, "/users", &wrong, None).await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert!(!challenge(&r).is_empty());
 }

@@ -10,6 +10,8 @@ use std::sync::Arc;
 
 use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::Response;
 use axum::routing::get;
 use axum::{Json, Router};
 use berth_registry::auth::{Access, Action, Decision, Identity};
@@ -156,6 +158,22 @@ pub(crate) fn router() -> Router<Arc<App>> {
         .merge(usage::routes())
         .merge(gc::routes())
         .merge(retention::routes())
+        .layer(axum::middleware::map_response(challenge_unauthorized))
+}
+
+/// Gives every 401 of the API a challenge (HTTP requires one) unless it has
+/// one already (bad credentials get the registry's Bearer challenge):
+/// the API takes Basic credentials, a password or an access token.
+async fn challenge_unauthorized(mut resp: Response) -> Response {
+    if resp.status() == StatusCode::UNAUTHORIZED
+        && !resp.headers().contains_key(header::WWW_AUTHENTICATE)
+    {
+        resp.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Basic realm=\"berth\""),
+        );
+    }
+    resp
 }
 
 async fn handle_whoami(

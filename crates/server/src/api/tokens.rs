@@ -47,12 +47,19 @@ async fn require_owner_rights(
     principal.require(app, "", Need::SiteAdmin).await
 }
 
-fn owner_of<'a>(principal: &'a Principal, asked: Option<&'a str>) -> Result<&'a str, ApiError> {
+/// Whose tokens a request is about: `owner`, else the caller. Anonymous
+/// without `owner`: 401 when credentials are enforced (they would say
+/// whose), 400 in open mode.
+fn owner_of<'a>(
+    app: &App,
+    principal: &'a Principal,
+    asked: Option<&'a str>,
+) -> Result<&'a str, ApiError> {
     asked.or(principal.account()).ok_or_else(|| {
-        if principal.identity.account.is_none() && principal.caller.account.is_none() {
-            Error::InvalidParameter("say whose token: owner".into()).into()
-        } else {
+        if app.auth.enforced() {
             Error::Unauthorized("authentication required".into()).into()
+        } else {
+            Error::InvalidParameter("say whose token: owner".into()).into()
         }
     })
 }
@@ -88,7 +95,7 @@ async fn handle_create(
             .into());
         }
     }
-    let owner = owner_of(&principal, body.owner.as_deref())?.to_owned();
+    let owner = owner_of(&app, &principal, body.owner.as_deref())?.to_owned();
     let caller = require_owner_rights(&app, &principal, &owner).await?;
     let now = berth_registry::meta::now_ms();
     let expires_at = match (body.expires_in_ms, body.expires_at) {
@@ -134,7 +141,7 @@ async fn handle_list(
     principal: Principal,
     Query(p): Query<ListParams>,
 ) -> Result<Json<Value>, ApiError> {
-    let owner = owner_of(&principal, p.owner.as_deref())?.to_owned();
+    let owner = owner_of(&app, &principal, p.owner.as_deref())?.to_owned();
     require_owner_rights(&app, &principal, &owner).await?;
     let tokens = app.auth.meta().tokens(&owner).await.map_err(Error::from)?;
     // Refresh tokens are docker login sessions, listed with the rest so
