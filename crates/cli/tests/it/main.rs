@@ -11,6 +11,7 @@ mod api_process;
 mod audit;
 mod auth;
 mod auth_attacks;
+mod auth_manage;
 mod bench;
 mod common;
 mod gc;

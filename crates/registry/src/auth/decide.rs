@@ -4,6 +4,7 @@
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
+use berth_meta::accounts::Visibility;
 use berth_meta::tokens::{NewToken, TokenKind};
 
 use super::cache::through;
@@ -98,6 +99,29 @@ impl Authority {
         ))
     }
 
+    /// What `identity` may do in `namespace` as its owner, one of its
+    /// members or a site admin, held to its access token and registry
+    /// token: what [`Self::live_access`] gives without rule 1 (public
+    /// pull). Namespace-wide views (members, usage, tag rules, retention
+    /// plans) list every repository of the namespace, private overrides
+    /// included, so public visibility must not open them. Everything in
+    /// open mode.
+    pub async fn namespace_access(&self, identity: &Identity, namespace: &str) -> Result<Access> {
+        if !self.enforced() {
+            return Ok(Access::ALL);
+        }
+        let account = identity.account.as_ref();
+        let facts = Facts {
+            visibility: Visibility::Private,
+            ..self.facts(account, namespace).await?
+        };
+        let live = allowed(account, namespace, &facts, identity.token.as_ref());
+        Ok(match &identity.grants {
+            Some(g) => live.intersect(g.on(namespace)),
+            None => live,
+        })
+    }
+
     /// Whether `identity` may do everything in `need` on `repository`.
     pub async fn decide(
         &self,
@@ -159,6 +183,10 @@ impl Authority {
                 }
             }
         }
+        let subject_created = match identity.name() {
+            Some(name) => self.account(name).await?.map(|u| u.created_at),
+            None => None,
+        };
         let now = berth_meta::now_ms() / 1000;
         let ttl = self.settings.token_ttl.as_secs().max(1);
         let claims = Claims {
@@ -171,6 +199,7 @@ impl Authority {
             jti: secret::random_string(16)?,
             access,
             tid: identity.token.as_ref().map(|t| t.id.clone()),
+            sct: subject_created,
         };
         Ok(Issued {
             token: jwt::sign(&self.key, &claims),

@@ -110,20 +110,34 @@ impl Identity {
         self.account.as_ref().map(|a| a.name.as_str())
     }
 
-    /// Whether this identity administers the whole registry: a site admin
-    /// using a password, a refresh token or an unlimited token with the
-    /// `admin` scope (never through a registry token, which carries only
-    /// repository scopes).
-    pub fn is_site_admin(&self) -> bool {
+    /// Whether the credentials speak for the whole account: a password, a
+    /// refresh token (which stands for one), or an access token with the
+    /// `admin` scope and no patterns. Never a registry token: it grants
+    /// only the repository access it lists, so it must not manage the
+    /// account (mint access tokens, change the password).
+    pub fn unrestricted(&self) -> bool {
         self.grants.is_none()
-            && self.account.as_ref().is_some_and(|a| {
-                a.site_admin
-                    && a.kind == berth_meta::accounts::AccountKind::User
-                    && self
-                        .token
-                        .as_ref()
-                        .is_none_or(|t| t.scopes == Access::ALL && t.patterns.is_empty())
-            })
+            && self.account.is_some()
+            && self
+                .token
+                .as_ref()
+                .is_none_or(|t| t.scopes == Access::ALL && t.patterns.is_empty())
+    }
+
+    /// Whether the credentials are the account's password (not a token of
+    /// any kind).
+    pub fn by_password(&self) -> bool {
+        self.account.is_some() && self.token.is_none() && self.grants.is_none()
+    }
+
+    /// Whether this identity administers the whole registry: a site admin
+    /// with [unrestricted](Self::unrestricted) credentials.
+    pub fn is_site_admin(&self) -> bool {
+        self.unrestricted()
+            && self
+                .account
+                .as_ref()
+                .is_some_and(|a| a.site_admin && a.kind == berth_meta::accounts::AccountKind::User)
     }
 
     /// The [`Caller`] to hand the core services.

@@ -6,7 +6,9 @@
 //! `{"type":"repository","name":...,"actions":[...]}`. berth adds `tid`,
 //! the public id of the access token the client logged in with, so that
 //! the token's limits can be applied where the claims alone do not say
-//! enough (the catalog).
+//! enough (the catalog), and `sct`, the creation time of the account
+//! `sub`, so that a token dies with its account even if the name is
+//! reused.
 //!
 //! The key is 32 random bytes persisted in the database on first start
 //! (`server_keys`), so every replica sharing the database signs and
@@ -57,6 +59,11 @@ pub struct Claims {
     /// Public id of the access token the client authenticated with.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tid: Option<String>,
+    /// Creation time (Unix ms) of the account `sub` when the token was
+    /// issued: an account deleted and created again under the same name
+    /// is someone else, and must not inherit its predecessor's tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sct: Option<i64>,
 }
 
 /// Why a token was refused.
@@ -178,6 +185,7 @@ mod tests {
                 actions: vec!["pull".into()],
             }],
             tid: None,
+            sct: None,
         }
     }
 

@@ -279,6 +279,8 @@ impl Authority {
             let user = self
                 .account(&claims.sub)
                 .await?
+                // Same name, another account: deleted and created again.
+                .filter(|u| claims.sct.is_none_or(|at| at == u.created_at))
                 .ok_or_else(|| unauthorized("the token's account is disabled or gone"))?;
             Some(account_of(&user))
         };

@@ -96,6 +96,12 @@ impl Authority {
     }
 
     /// Creates an organisation. `Ok(false)` if the name is taken.
+    ///
+    /// A namespace nobody owns may still hold repositories (pushed in open
+    /// mode, or left behind by a deleted user or organisation); founding an
+    /// organisation of that name hands them to its founder, so only a
+    /// caller who already administers the namespace (`namespace_admin`:
+    /// a site admin) may do it; anyone else is `Denied`.
     pub async fn create_org(
         &self,
         name: &str,
@@ -103,6 +109,12 @@ impl Authority {
         caller: &Caller,
     ) -> Result<bool> {
         validate_name(name)?;
+        if !caller.namespace_admin && !self.meta.namespace_repositories(name).await?.is_empty() {
+            return Err(Error::Denied(format!(
+                "the namespace {name:?} already holds repositories; only a site administrator \
+                 may give it an owner"
+            )));
+        }
         let v = visibility.unwrap_or(self.settings.default_visibility);
         Ok(self.meta.create_org(name, v, &caller.actor()).await?)
     }

@@ -10,6 +10,8 @@ use std::sync::Arc;
 
 use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::Response;
 use axum::routing::get;
 use axum::{Json, Router};
 use berth_registry::auth::{Access, Action, Decision, Identity};
@@ -36,6 +38,11 @@ mod visibility;
 pub enum Need {
     /// Read (pull, list, statistics).
     Read,
+    /// Read a namespace's own views (members, usage, quota, tag rules,
+    /// retention): its owner, members and site admins only; public
+    /// visibility does not count, since these views span the private
+    /// repositories of the namespace too.
+    Member,
     /// Write (push, tag).
     Write,
     /// Delete manifests, blobs and tags.
@@ -86,6 +93,18 @@ impl Principal {
             return Err(Error::Unauthorized("authentication required".into()).into());
         }
         let denied = || ApiError::from(Error::Denied("not allowed".into()));
+        if need == Need::Member {
+            let access = app.auth.namespace_access(&self.identity, target).await?;
+            return if access.contains(Action::Pull) {
+                Ok(self
+                    .identity
+                    .caller(self.caller.ip, access.contains(Action::Admin)))
+            } else if self.identity.account.is_none() {
+                Err(Error::Unauthorized("authentication required".into()).into())
+            } else {
+                Err(Error::Denied("only the namespace's members may see this".into()).into())
+            };
+        }
         let action = match need {
             Need::SiteAdmin => {
                 return if self.identity.is_site_admin() {
@@ -94,7 +113,7 @@ impl Principal {
                     Err(Error::Denied("this needs a site administrator".into()).into())
                 };
             }
-            Need::Read => Action::Pull,
+            Need::Read | Need::Member => Action::Pull,
             Need::Write => Action::Push,
             Need::Delete => Action::Delete,
             Need::Admin => Action::Admin,
@@ -139,6 +158,22 @@ pub(crate) fn router() -> Router<Arc<App>> {
         .merge(usage::routes())
         .merge(gc::routes())
         .merge(retention::routes())
+        .layer(axum::middleware::map_response(challenge_unauthorized))
+}
+
+/// Gives every 401 of the API a challenge (HTTP requires one) unless it has
+/// one already (bad credentials get the registry's Bearer challenge):
+/// the API takes Basic credentials, a password or an access token.
+async fn challenge_unauthorized(mut resp: Response) -> Response {
+    if resp.status() == StatusCode::UNAUTHORIZED
+        && !resp.headers().contains_key(header::WWW_AUTHENTICATE)
+    {
+        resp.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Basic realm=\"berth\""),
+        );
+    }
+    resp
 }
 
 async fn handle_whoami(

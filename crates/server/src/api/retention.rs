@@ -73,7 +73,7 @@ async fn handle_get(
     Path(ns): Path<String>,
     principal: Principal,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    principal.require(&app, &ns, Need::Read).await?;
+    principal.require(&app, &ns, Need::Member).await?;
     let stored = app
         .registry
         .retention_policy(&ns)
@@ -127,7 +127,7 @@ async fn handle_plan(
     principal: Principal,
     Query(at): Query<At>,
 ) -> Result<Json<Plan>, ApiError> {
-    principal.require(&app, &ns, Need::Read).await?;
+    principal.require(&app, &ns, Need::Member).await?;
     Ok(Json(
         app.registry.retention_plan(&ns, at.now(), None).await?,
     ))
@@ -140,7 +140,7 @@ async fn handle_try(
     Query(at): Query<At>,
     body: Bytes,
 ) -> Result<Json<Plan>, ApiError> {
-    principal.require(&app, &ns, Need::Read).await?;
+    principal.require(&app, &ns, Need::Member).await?;
     let plan = app
         .registry
         .retention_plan(&ns, at.now(), Some(text(&body)?))
@@ -166,7 +166,7 @@ async fn handle_runs(
     principal: Principal,
     Query(at): Query<At>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    principal.require(&app, &ns, Need::Read).await?;
+    principal.require(&app, &ns, Need::Member).await?;
     let runs = app
         .registry
         .meta()

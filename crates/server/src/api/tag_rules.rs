@@ -1,6 +1,6 @@
 //! Tag rules of a namespace: `/api/v1/namespaces/{ns}/tag-rules`.
 //!
-//! - `GET` lists the namespace's rules (read access);
+//! - `GET` lists the namespace's rules (its members);
 //! - `POST {"pattern": "v*", "kind": "immutable", "scope": "acme/web-*"}`
 //!   adds one (`scope` defaults to the namespace; 201, or 200 when the same
 //!   rule already exists);
@@ -45,7 +45,7 @@ async fn handle_list(
     Path(ns): Path<String>,
     principal: Principal,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    principal.require(&app, &ns, Need::Read).await?;
+    principal.require(&app, &ns, Need::Member).await?;
     let rules = app.registry.namespace_tag_rules(&ns).await?;
     Ok(Json(serde_json::json!({ "namespace": ns, "rules": rules })))
 }

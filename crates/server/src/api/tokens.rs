@@ -3,8 +3,9 @@
 //! Who may manage the tokens of an account: the account itself, the admins
 //! of a robot's organisation, and site admins. Creating a token needs a
 //! password sign-in (or an unrestricted `admin` token): a limited token can
-//! never mint a wider one. Revoking is always allowed to the token's owner,
-//! even with the token being revoked.
+//! never mint a wider one, nor can a registry token from `/token`. Revoking
+//! is always allowed to the token's owner, even with the token being
+//! revoked.
 
 use std::sync::Arc;
 
@@ -12,7 +13,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::routing::{delete, get};
 use axum::{Json, Router};
-use berth_registry::auth::{Access, TokenRequest};
+use berth_registry::auth::TokenRequest;
 use berth_registry::{Caller, Error};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -46,12 +47,19 @@ async fn require_owner_rights(
     principal.require(app, "", Need::SiteAdmin).await
 }
 
-fn owner_of<'a>(principal: &'a Principal, asked: Option<&'a str>) -> Result<&'a str, ApiError> {
+/// Whose tokens a request is about: `owner`, else the caller. Anonymous
+/// without `owner`: 401 when credentials are enforced (they would say
+/// whose), 400 in open mode.
+fn owner_of<'a>(
+    app: &App,
+    principal: &'a Principal,
+    asked: Option<&'a str>,
+) -> Result<&'a str, ApiError> {
     asked.or(principal.account()).ok_or_else(|| {
-        if principal.identity.account.is_none() && principal.caller.account.is_none() {
-            Error::InvalidParameter("say whose token: owner".into()).into()
-        } else {
+        if app.auth.enforced() {
             Error::Unauthorized("authentication required".into()).into()
+        } else {
+            Error::InvalidParameter("say whose token: owner".into()).into()
         }
     })
 }
@@ -80,16 +88,14 @@ async fn handle_create(
         if principal.identity.account.is_none() {
             return Err(Error::Unauthorized("authentication required".into()).into());
         }
-        if let Some(t) = &principal.identity.token {
-            if !(t.scopes == Access::ALL && t.patterns.is_empty()) {
-                return Err(Error::Denied(
-                    "a limited token cannot create tokens: sign in with a password".into(),
-                )
-                .into());
-            }
+        if !principal.identity.unrestricted() {
+            return Err(Error::Denied(
+                "a limited or registry token cannot create tokens: sign in with a password".into(),
+            )
+            .into());
         }
     }
-    let owner = owner_of(&principal, body.owner.as_deref())?.to_owned();
+    let owner = owner_of(&app, &principal, body.owner.as_deref())?.to_owned();
     let caller = require_owner_rights(&app, &principal, &owner).await?;
     let now = berth_registry::meta::now_ms();
     let expires_at = match (body.expires_in_ms, body.expires_at) {
@@ -135,7 +141,7 @@ async fn handle_list(
     principal: Principal,
     Query(p): Query<ListParams>,
 ) -> Result<Json<Value>, ApiError> {
-    let owner = owner_of(&principal, p.owner.as_deref())?.to_owned();
+    let owner = owner_of(&app, &principal, p.owner.as_deref())?.to_owned();
     require_owner_rights(&app, &principal, &owner).await?;
     let tokens = app.auth.meta().tokens(&owner).await.map_err(Error::from)?;
     // Refresh tokens are docker login sessions, listed with the rest so

@@ -1,7 +1,8 @@
 //! Storage usage and quotas of a namespace:
 //!
 //! - `GET /api/v1/namespaces/{ns}/usage`: totals, each repository's unique
-//!   and shared bytes, and the quota (read access);
+//!   and shared bytes, and the quota (its members: public visibility does
+//!   not open a namespace's views);
 //! - `GET /api/v1/namespaces/{ns}/quota`: the quota and its use (404 when
 //!   none is set);
 //! - `PUT /api/v1/namespaces/{ns}/quota` with `{"limit_bytes": N}` and
@@ -37,7 +38,7 @@ async fn handle_usage(
     Path(ns): Path<String>,
     principal: Principal,
 ) -> Result<Json<NamespaceUsage>, ApiError> {
-    principal.require(&app, &ns, Need::Read).await?;
+    principal.require(&app, &ns, Need::Member).await?;
     Ok(Json(app.registry.namespace_usage(&ns).await?))
 }
 
@@ -46,7 +47,7 @@ async fn handle_get_quota(
     Path(ns): Path<String>,
     principal: Principal,
 ) -> Result<Json<QuotaView>, ApiError> {
-    principal.require(&app, &ns, Need::Read).await?;
+    principal.require(&app, &ns, Need::Member).await?;
     let quota = app.registry.quota(&ns).await?;
     Ok(Json(quota.ok_or_else(|| {
         Error::NotFound(format!("namespace {ns} has no quota"))
