@@ -302,6 +302,16 @@ async fn management_refusals_have_the_error_shape_and_a_challenge() {
             expect_error(r, 403, "DENIED").await;
         }
     }
+    // Namespace paths are one valid name: an encoded slash or a bad name is
+    // a 400 before any permission or storage is involved.
+    for path in [
+        "/namespaces/alice%2Fx/retention",
+        "/namespaces/Alice/usage",
+        "/namespaces/..%2Fx/tag-rules",
+    ] {
+        let r = api(&f, Method::GET, path, &admin(), None).await;
+        expect_error(r, 400, "UNSUPPORTED").await;
+    }
     // Wrong credentials: 401 with a challenge too.
     let wrong = basic("admin", &format!("{ADMIN_PASSWORD}-not"));
     let r = api(&f, Method::GET, "/users", &wrong, None).await;

@@ -40,7 +40,7 @@ pub mod throttle;
 
 pub use decide::{Decision, Issued};
 pub use identity::{Credentials, Grants, Identity};
-pub use manage::{CreatedToken, TokenRequest};
+pub use manage::{validate_name, CreatedToken, TokenRequest};
 pub use permission::{allowed, Access, Account, Action, Facts, TokenLimits};
 pub use ratelimit::{RateLimit, RateState};
 

@@ -145,6 +145,24 @@ impl FromRequestParts<Arc<App>> for Principal {
     }
 }
 
+/// A namespace named in a management path (`/namespaces/{ns}/...`),
+/// checked to be one valid name component before any handler sees it: a
+/// percent-encoded `/` or an invalid name is a 400, never a stray row.
+pub struct NamespacePath(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for NamespacePath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let axum::extract::Path(ns) =
+            axum::extract::Path::<String>::from_request_parts(parts, state)
+                .await
+                .map_err(|e| Error::InvalidParameter(format!("bad namespace in path: {e}")))?;
+        berth_registry::auth::validate_name(&ns)?;
+        Ok(NamespacePath(ns))
+    }
+}
+
 /// The `/api/v1` router.
 pub(crate) fn router() -> Router<Arc<App>> {
     Router::new()

@@ -16,7 +16,7 @@
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -25,7 +25,7 @@ use berth_registry::retention::{job_name, Applied, Plan};
 use berth_registry::Error;
 use serde::Deserialize;
 
-use super::{Need, Principal};
+use super::{NamespacePath, Need, Principal};
 use crate::error::ApiError;
 use crate::App;
 
@@ -70,7 +70,7 @@ fn schedule(policy: &berth_registry::retention::Policy, now: i64) -> serde_json:
 
 async fn handle_get(
     State(app): State<Arc<App>>,
-    Path(ns): Path<String>,
+    NamespacePath(ns): NamespacePath,
     principal: Principal,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     principal.require(&app, &ns, Need::Member).await?;
@@ -92,7 +92,7 @@ async fn handle_get(
 
 async fn handle_set(
     State(app): State<Arc<App>>,
-    Path(ns): Path<String>,
+    NamespacePath(ns): NamespacePath,
     principal: Principal,
     body: Bytes,
 ) -> Result<Json<serde_json::Value>, ApiError> {
@@ -113,7 +113,7 @@ async fn handle_set(
 
 async fn handle_delete(
     State(app): State<Arc<App>>,
-    Path(ns): Path<String>,
+    NamespacePath(ns): NamespacePath,
     principal: Principal,
 ) -> Result<Response, ApiError> {
     let caller = principal.require(&app, &ns, Need::Admin).await?;
@@ -123,7 +123,7 @@ async fn handle_delete(
 
 async fn handle_plan(
     State(app): State<Arc<App>>,
-    Path(ns): Path<String>,
+    NamespacePath(ns): NamespacePath,
     principal: Principal,
     Query(at): Query<At>,
 ) -> Result<Json<Plan>, ApiError> {
@@ -135,7 +135,7 @@ async fn handle_plan(
 
 async fn handle_try(
     State(app): State<Arc<App>>,
-    Path(ns): Path<String>,
+    NamespacePath(ns): NamespacePath,
     principal: Principal,
     Query(at): Query<At>,
     body: Bytes,
@@ -150,7 +150,7 @@ async fn handle_try(
 
 async fn handle_apply(
     State(app): State<Arc<App>>,
-    Path(ns): Path<String>,
+    NamespacePath(ns): NamespacePath,
     principal: Principal,
     Query(at): Query<At>,
 ) -> Result<Json<Applied>, ApiError> {
@@ -162,7 +162,7 @@ async fn handle_apply(
 
 async fn handle_runs(
     State(app): State<Arc<App>>,
-    Path(ns): Path<String>,
+    NamespacePath(ns): NamespacePath,
     principal: Principal,
     Query(at): Query<At>,
 ) -> Result<Json<serde_json::Value>, ApiError> {

@@ -19,7 +19,7 @@ use berth_registry::{Error, TagRuleKind};
 use serde::Deserialize;
 
 use super::body::JsonBody;
-use super::{Need, Principal};
+use super::{NamespacePath, Need, Principal};
 use crate::error::ApiError;
 use crate::App;
 
@@ -42,7 +42,7 @@ fn kind(s: &str) -> Result<TagRuleKind, ApiError> {
 
 async fn handle_list(
     State(app): State<Arc<App>>,
-    Path(ns): Path<String>,
+    NamespacePath(ns): NamespacePath,
     principal: Principal,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     principal.require(&app, &ns, Need::Member).await?;
@@ -60,7 +60,7 @@ struct NewRule {
 
 async fn handle_add(
     State(app): State<Arc<App>>,
-    Path(ns): Path<String>,
+    NamespacePath(ns): NamespacePath,
     principal: Principal,
     JsonBody(body): JsonBody<NewRule>,
 ) -> Result<Response, ApiError> {
@@ -100,7 +100,7 @@ struct Matching {
 
 async fn handle_remove_matching(
     State(app): State<Arc<App>>,
-    Path(ns): Path<String>,
+    NamespacePath(ns): NamespacePath,
     Query(q): Query<Matching>,
     principal: Principal,
 ) -> Result<Json<serde_json::Value>, ApiError> {

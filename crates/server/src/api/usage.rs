@@ -10,7 +10,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
@@ -18,7 +18,7 @@ use berth_registry::{Error, NamespaceUsage, QuotaView};
 use serde::Deserialize;
 
 use super::body::JsonBody;
-use super::{Need, Principal};
+use super::{NamespacePath, Need, Principal};
 use crate::error::ApiError;
 use crate::App;
 
@@ -35,7 +35,7 @@ pub(crate) fn routes() -> Router<Arc<App>> {
 
 async fn handle_usage(
     State(app): State<Arc<App>>,
-    Path(ns): Path<String>,
+    NamespacePath(ns): NamespacePath,
     principal: Principal,
 ) -> Result<Json<NamespaceUsage>, ApiError> {
     principal.require(&app, &ns, Need::Member).await?;
@@ -44,7 +44,7 @@ async fn handle_usage(
 
 async fn handle_get_quota(
     State(app): State<Arc<App>>,
-    Path(ns): Path<String>,
+    NamespacePath(ns): NamespacePath,
     principal: Principal,
 ) -> Result<Json<QuotaView>, ApiError> {
     principal.require(&app, &ns, Need::Member).await?;
@@ -62,7 +62,7 @@ struct SetQuota {
 
 async fn handle_set_quota(
     State(app): State<Arc<App>>,
-    Path(ns): Path<String>,
+    NamespacePath(ns): NamespacePath,
     principal: Principal,
     JsonBody(body): JsonBody<SetQuota>,
 ) -> Result<Json<QuotaView>, ApiError> {
@@ -76,7 +76,7 @@ async fn handle_set_quota(
 
 async fn handle_remove_quota(
     State(app): State<Arc<App>>,
-    Path(ns): Path<String>,
+    NamespacePath(ns): NamespacePath,
     principal: Principal,
 ) -> Result<StatusCode, ApiError> {
     let caller = principal.require(&app, &ns, Need::SiteAdmin).await?;

@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
 use berth_registry::meta::accounts::Visibility;
@@ -17,7 +17,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::body::JsonBody;
-use super::{Need, Principal};
+use super::{NamespacePath, Need, Principal};
 use crate::error::ApiError;
 use crate::App;
 
@@ -39,7 +39,7 @@ pub(crate) struct VisibilityBody {
 async fn handle_get_namespace(
     State(app): State<Arc<App>>,
     principal: Principal,
-    Path(ns): Path<String>,
+    NamespacePath(ns): NamespacePath,
 ) -> Result<Json<Value>, ApiError> {
     principal.require(&app, &ns, Need::Read).await?;
     let found = app.auth.meta().namespace(&ns).await.map_err(Error::from)?;
@@ -55,7 +55,7 @@ async fn handle_get_namespace(
 async fn handle_put_namespace(
     State(app): State<Arc<App>>,
     principal: Principal,
-    Path(ns): Path<String>,
+    NamespacePath(ns): NamespacePath,
     JsonBody(body): JsonBody<VisibilityBody>,
 ) -> Result<Json<Value>, ApiError> {
     let caller = principal.require(&app, &ns, Need::Admin).await?;
