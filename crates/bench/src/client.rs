@@ -76,6 +76,8 @@ impl Body for Payload {
 pub struct Conn {
     addr: SocketAddr,
     host: String,
+    /// `Authorization` value sent with every request, if any.
+    authorization: Option<String>,
     sender: Option<SendRequest<Payload>>,
 }
 
@@ -85,13 +87,21 @@ impl Conn {
         Conn {
             addr,
             host: addr.to_string(),
+            authorization: None,
             sender: None,
         }
     }
 
-    /// Another (not yet opened) connection to the same server.
+    /// Sends `value` as the `Authorization` header of every request.
+    pub fn with_authorization(mut self, value: Option<String>) -> Conn {
+        self.authorization = value;
+        self
+    }
+
+    /// Another (not yet opened) connection to the same server, with the
+    /// same credentials.
     pub fn fresh(&self) -> Conn {
-        Conn::new(self.addr)
+        Conn::new(self.addr).with_authorization(self.authorization.clone())
     }
 
     /// Opens the connection now (so connecting is not measured).
@@ -129,6 +139,9 @@ impl Conn {
             .method(method)
             .uri(path)
             .header(header::HOST, &self.host);
+        if let Some(a) = &self.authorization {
+            req = req.header(header::AUTHORIZATION, a.as_str());
+        }
         for (k, v) in headers {
             req = req.header(k, *v);
         }

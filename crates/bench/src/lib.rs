@@ -71,6 +71,11 @@ pub struct BenchArgs {
     /// A smoke run for CI: short runs, one round, smaller tag repository.
     #[arg(long)]
     pub quick: bool,
+    /// Run berth with authentication on (`--auth token`): every request to
+    /// berth carries the site admin's Basic credentials (the reference
+    /// registry stays open), measuring what access control costs.
+    #[arg(long)]
+    pub berth_auth: bool,
     /// Seconds each server is loaded per round of a scenario and concurrency
     /// [default: 2, quick: 0.2].
     #[arg(long)]
@@ -104,6 +109,7 @@ pub(crate) struct Settings {
     pub disk_test_mib: usize,
     pub idle_settle: Duration,
     pub quick: bool,
+    pub berth_auth: bool,
 }
 
 impl Settings {
@@ -160,6 +166,7 @@ impl Settings {
             disk_test_mib: if q { 64 } else { 256 },
             idle_settle: Duration::from_millis(if q { 300 } else { 1000 }),
             quick: q,
+            berth_auth: args.berth_auth,
         })
     }
 }

@@ -7,7 +7,6 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::Barrier;
 
-use crate::client::Conn;
 use crate::scenario::Fixture;
 use crate::server::Server;
 
@@ -79,7 +78,7 @@ pub async fn run(
     let start_at = Arc::new(std::sync::OnceLock::<Instant>::new());
     let mut tasks = Vec::with_capacity(concurrency);
     for w in 0..concurrency {
-        let mut conn = Conn::new(server.addr);
+        let mut conn = server.conn();
         let (ready, go) = (ready.clone(), go.clone());
         let (claimed, fixture, start_at) = (claimed.clone(), fixture.clone(), start_at.clone());
         tasks.push(tokio::spawn(async move {

@@ -132,6 +132,8 @@ pub struct Report {
     pub machine: Machine,
     /// Whether this was a `--quick` smoke run.
     pub quick: bool,
+    /// Whether berth ran with authentication on (`--berth-auth`).
+    pub berth_auth: bool,
     /// Seconds per server per round.
     pub duration_s: f64,
     /// Rounds per cell.
@@ -206,6 +208,7 @@ impl Report {
         Report {
             machine: Machine::probe(work),
             quick: settings.quick,
+            berth_auth: settings.berth_auth,
             duration_s: settings.duration.as_secs_f64(),
             rounds: settings.rounds,
             tags: settings.tags,
@@ -220,9 +223,14 @@ impl Report {
     fn header(&self) -> String {
         let m = &self.machine;
         format!(
-            "machine: {} x {} ({:.0} GiB RAM, Linux {}); data on {}\nrun: {} s x {} round(s) per server per cell, {} tags, {:.0} s wall{}\n",
+            "machine: {} x {} ({:.0} GiB RAM, Linux {}); data on {}\nrun: {} s x {} round(s) per server per cell, {} tags, {:.0} s wall{}\nberth: {}\n",
             m.cpus, m.cpu, m.memory_gib, m.kernel, m.filesystem, self.duration_s, self.rounds, self.tags, self.wall_s,
-            if self.quick { " (quick)" } else { "" }
+            if self.quick { " (quick)" } else { "" },
+            if self.berth_auth {
+                "--auth token, Basic credentials of the site admin on every request (distribution: open)"
+            } else {
+                "--auth none (like distribution)"
+            }
         )
     }
 

@@ -8,7 +8,6 @@ use std::time::Instant;
 
 use anyhow::Context;
 
-use crate::client::Conn;
 use crate::load::{self, Limits, Sample};
 use crate::payload::Payloads;
 use crate::report::{Cell, Report};
@@ -22,7 +21,7 @@ fn progress(msg: std::fmt::Arguments<'_>) {
 
 fn start(settings: &Settings, kind: Kind, data: &Path) -> anyhow::Result<Server> {
     match kind {
-        Kind::Berth => Server::berth(&settings.berth_bin, data),
+        Kind::Berth => Server::berth(&settings.berth_bin, data, settings.berth_auth),
         Kind::Distribution => Server::distribution(&settings.distribution_bin, data),
     }
 }
@@ -47,7 +46,7 @@ fn remove_pair(work: &Path, label: &str) {
 async fn idle_rss(settings: &Settings, work: &Path) -> anyhow::Result<[u64; 2]> {
     let servers = start_pair(settings, work, "idle")?;
     for s in &servers {
-        let mut c = Conn::new(s.addr);
+        let mut c = s.conn();
         let resp = c
             .send(http::Method::GET, "/v2/", &[], Default::default())
             .await?;
@@ -84,7 +83,7 @@ async fn run_scenario(
     let t = Instant::now();
     let mut fixtures = Vec::new();
     for s in &servers {
-        let mut conn = Conn::new(s.addr);
+        let mut conn = s.conn();
         let f = scenario::prepare(scenario, payloads.clone(), &mut conn, settings.tags)
             .await
             .with_context(|| format!("preparing {label} on {}", s.kind.name()))?;

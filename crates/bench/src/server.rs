@@ -35,24 +35,37 @@ pub struct Server {
     pub kind: Kind,
     /// Its bound loopback address.
     pub addr: SocketAddr,
+    /// `Authorization` value every request must carry (berth with auth on).
+    pub authorization: Option<String>,
     child: Child,
 }
+
+/// The site admin's password of a berth started with authentication.
+const BENCH_ADMIN_PASSWORD: &str = "berth-bench-admin-password";
 
 const START_TIMEOUT: Duration = Duration::from_secs(20);
 /// Linux reports utime/stime in USER_HZ, 100 on every mainstream platform.
 const TICKS_PER_SEC: f64 = 100.0;
 
 impl Server {
-    /// Starts `berth serve` on a fresh `data` directory.
-    pub fn berth(bin: &Path, data: &Path) -> anyhow::Result<Server> {
+    /// A (not yet opened) connection to this server, with its credentials.
+    pub fn conn(&self) -> crate::client::Conn {
+        crate::client::Conn::new(self.addr).with_authorization(self.authorization.clone())
+    }
+
+    /// Starts `berth serve` on a fresh `data` directory: open like the
+    /// reference registry it is compared with, or with authentication on
+    /// (`auth`), every request then carrying the site admin's Basic
+    /// credentials (the cached-login path of CI clients sending Basic).
+    pub fn berth(bin: &Path, data: &Path, auth: bool) -> anyhow::Result<Server> {
         std::fs::create_dir_all(data)?;
         let addr_file = data.with_extension("addr");
         let _ = std::fs::remove_file(&addr_file);
         let child = Command::new(bin)
             .arg("serve")
             .args(["--listen", "127.0.0.1:0", "--log-level", "warn"])
-            // Like the reference registry it is compared with: no auth.
-            .args(["--auth", "none"])
+            .args(["--auth", if auth { "token" } else { "none" }])
+            .env("BERTH_ADMIN_PASSWORD", BENCH_ADMIN_PASSWORD)
             .arg("--data-dir")
             .arg(data)
             .arg("--addr-file")
@@ -63,9 +76,18 @@ impl Server {
             .stderr(Stdio::inherit())
             .spawn()
             .with_context(|| format!("starting {}", bin.display()))?;
+        let authorization = auth.then(|| {
+            use base64::Engine as _;
+            let raw = format!("admin:{BENCH_ADMIN_PASSWORD}");
+            format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(raw)
+            )
+        });
         let mut server = Server {
             kind: Kind::Berth,
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            authorization,
             child,
         };
         let deadline = Instant::now() + START_TIMEOUT;
@@ -117,6 +139,7 @@ impl Server {
         let mut server = Server {
             kind: Kind::Distribution,
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            authorization: None,
             child,
         };
         let deadline = Instant::now() + START_TIMEOUT;

@@ -73,3 +73,30 @@ fn quick_bench_reports_a_ratio_for_every_scenario() {
     assert!(report["disk_write_mb_s"].as_f64().unwrap_or(0.0) > 0.0);
     assert!(report["berth_idle_rss_mib"].as_f64().unwrap_or(0.0) > 0.0);
 }
+
+#[test]
+fn bench_with_authentication_on_reports_without_errors() {
+    if !have(DISTRIBUTION_BIN) {
+        eprintln!("SKIPPED: {DISTRIBUTION_BIN} is not installed");
+        return;
+    }
+    let out = Command::new(berth_bin())
+        .args(["bench", "--quick", "--berth-auth", "--output", "json"])
+        .args(["--concurrency", "1", "--duration", "0.1", "--tags", "50"])
+        .args(["--scenarios", "push-mono-1k,manifest-get,tags-list,mix"])
+        .output()
+        .expect("run berth bench");
+    assert!(
+        out.status.success(),
+        "berth bench failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON report");
+    assert_eq!(report["berth_auth"], true);
+    let cells = report["cells"].as_array().expect("cells");
+    assert_eq!(cells.len(), 4);
+    for c in cells {
+        assert!(c["berth"]["ops"].as_u64().unwrap_or(0) > 0, "{c}");
+        assert_eq!(c["berth"]["errors"], 0, "{}", c["berth"]["first_error"]);
+    }
+}
