@@ -116,8 +116,9 @@ impl Authority {
         if let Some(u) = username {
             self.account_throttle.fail(u, now);
         }
+        let shown = recordable(username);
         let actor = Actor {
-            name: username.unwrap_or("anonymous").to_owned(),
+            name: shown.to_owned(),
             ip: ip.map(|i| i.to_string()),
             at: berth_meta::now_ms(),
         };
@@ -127,7 +128,7 @@ impl Authority {
         if let Err(e) = self.meta.record_event(event).await {
             tracing::warn!(error = %e, "recording a failed login failed");
         }
-        tracing::info!(user = username.unwrap_or(""), ip = ?ip, method, "login refused: {why}");
+        tracing::info!(user = shown, ip = ?ip, method, "login refused: {why}");
         unauthorized(REFUSED)
     }
 
@@ -322,5 +323,34 @@ impl Authority {
             token,
             grants: Some(grants),
         })
+    }
+}
+
+/// A refused user name as it may be written to the audit log and the log:
+/// something that looks like a secret (a token pasted into the user field,
+/// or longer than any account name) is never recorded.
+fn recordable(username: Option<&str>) -> &str {
+    match username {
+        None => "anonymous",
+        Some(u)
+            if super::secret::looks_like_token(u) || u.len() > 2 * super::manage::MAX_NAME + 1 =>
+        {
+            "(redacted)"
+        }
+        Some(u) => u,
+    }
+}
+
+#[cfg(test)]
+mod recordable_tests {
+    use super::recordable;
+
+    #[test]
+    fn secrets_in_the_user_field_are_not_recorded() {
+        assert_eq!(recordable(None), "anonymous");
+        assert_eq!(recordable(Some("alice")), "alice");
+        assert_eq!(recordable(Some("acme+ci")), "acme+ci");
+        assert_eq!(recordable(Some("berth_pat_abc_def")), "(redacted)");
+        assert_eq!(recordable(Some(&"x".repeat(200))), "(redacted)");
     }
 }
