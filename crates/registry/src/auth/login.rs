@@ -19,7 +19,7 @@ use sha2::Digest as _;
 use super::cache::through;
 use super::identity::{Credentials, Grants, Identity};
 use super::permission::{Access, Account, TokenLimits};
-use super::{jwt, scope, secret, verify_blocking, Authority};
+use super::{argon2_slot, jwt, scope, secret, verify_in_slot, Authority};
 use crate::{Error, Result};
 
 const REFUSED: &str = "invalid username or password";
@@ -148,6 +148,31 @@ impl Authority {
         }
     }
 
+    /// The identity of credentials verified recently (by their key), if
+    /// the account still exists.
+    async fn cached_login(
+        &self,
+        key: &[u8; 32],
+        epoch: u64,
+        ip: Option<IpAddr>,
+        login: bool,
+    ) -> Result<Option<Identity>> {
+        let Some(name) = self.cache.logins.get(key, epoch) else {
+            return Ok(None);
+        };
+        let Some(user) = self.account(&name).await? else {
+            return Ok(None);
+        };
+        if login {
+            self.succeeded(&name, ip, json!({"method": "password"}))
+                .await;
+        }
+        Ok(Some(Identity {
+            account: Some(account_of(&user)),
+            ..Identity::default()
+        }))
+    }
+
     async fn password_login(
         &self,
         username: &str,
@@ -162,17 +187,15 @@ impl Authority {
         h.update(password.as_bytes());
         let key: [u8; 32] = h.finalize().into();
         let epoch = self.meta.accounts_epoch();
-        if let Some(name) = self.cache.logins.get(&key, epoch) {
-            if let Some(user) = self.account(&name).await? {
-                if login {
-                    self.succeeded(&name, ip, json!({"method": "password"}))
-                        .await;
-                }
-                return Ok(Identity {
-                    account: Some(account_of(&user)),
-                    ..Identity::default()
-                });
-            }
+        if let Some(id) = self.cached_login(&key, epoch, ip, login).await? {
+            return Ok(id);
+        }
+        // Concurrent logins with the same credentials (a CI fleet
+        // starting) wait for one slot, and all but the first find the
+        // verified login in the cache.
+        let _slot = argon2_slot().await?;
+        if let Some(id) = self.cached_login(&key, epoch, ip, login).await? {
+            return Ok(id);
         }
         let user = self.account(username).await?;
         let stored = user
@@ -180,10 +203,11 @@ impl Authority {
             .filter(|u| u.kind == AccountKind::User)
             .and_then(|u| u.password_hash.clone());
         let ok = match stored {
-            Some(hash) => verify_blocking(password.to_owned(), hash).await?,
+            Some(hash) => verify_in_slot(password.to_owned(), hash).await?,
             None => {
                 // Same cost as a wrong password: no oracle for user names.
-                verify_blocking(password.to_owned(), self.decoy_hash.clone()).await?;
+                let decoy = self.decoy_hash().await?;
+                verify_in_slot(password.to_owned(), decoy).await?;
                 false
             }
         };

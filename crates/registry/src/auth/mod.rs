@@ -106,8 +106,9 @@ pub struct Authority {
     pulls: Option<ratelimit::RateLimiter>,
     token_uses: Mutex<HashMap<String, i64>>,
     /// A hash verified against unknown user names, so that they take as
-    /// long to refuse as wrong passwords.
-    decoy_hash: String,
+    /// long to refuse as wrong passwords (made on first need: hashing costs
+    /// memory a registry that never sees a bad login should not hold).
+    decoy_hash: tokio::sync::OnceCell<String>,
 }
 
 impl Authority {
@@ -120,10 +121,6 @@ impl Authority {
             .ok()
             .and_then(|k| k.try_into().ok())
             .ok_or_else(|| Error::Internal("the stored token signing key is corrupt".into()))?;
-        let decoy_hash =
-            tokio::task::spawn_blocking(|| password::hash("berth-decoy-password-never-matches"))
-                .await
-                .map_err(|e| Error::Internal(format!("hashing task: {e}")))??;
         Ok(Authority {
             cache: cache::Caches::new(settings.cache_ttl),
             pulls: settings.pull_limit.map(ratelimit::RateLimiter::new),
@@ -132,7 +129,7 @@ impl Authority {
             ip_throttle: throttle::Throttle::new(throttle::Policy::PER_IP),
             account_throttle: throttle::Throttle::new(throttle::Policy::PER_ACCOUNT),
             token_uses: Mutex::new(HashMap::new()),
-            decoy_hash,
+            decoy_hash: tokio::sync::OnceCell::new(),
             settings,
         })
     }
@@ -202,21 +199,55 @@ impl Authority {
         Ok(uses.len())
     }
 
+    /// The decoy hash (see the field).
+    pub(crate) async fn decoy_hash(&self) -> Result<String> {
+        self.decoy_hash
+            .get_or_try_init(|| async {
+                tokio::task::spawn_blocking(|| password::hash("berth-decoy-password-never-matches"))
+                    .await
+                    .map_err(|e| Error::Internal(format!("hashing task: {e}")))?
+            })
+            .await
+            .cloned()
+    }
+
     fn record_token_use(&self, id: &str) {
         let mut map = self.token_uses.lock().unwrap_or_else(|p| p.into_inner());
         map.insert(id.to_owned(), berth_meta::now_ms());
     }
 }
 
-/// Hashes a password on a blocking thread.
+/// Concurrent argon2 computations allowed. Each one holds its memory cost
+/// (19 MiB) for ~25 ms: unbounded, a burst of logins (a CI fleet starting,
+/// or an attacker trying passwords in parallel) would cost memory in
+/// proportion. Bounded by the cores, the extra logins wait their turn.
+fn argon2_slots() -> &'static tokio::sync::Semaphore {
+    static SLOTS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    SLOTS.get_or_init(|| {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        tokio::sync::Semaphore::new(cores.clamp(1, 8))
+    })
+}
+
+/// Waits for an argon2 slot; hold it while hashing or verifying.
+pub(crate) async fn argon2_slot() -> Result<tokio::sync::SemaphorePermit<'static>> {
+    argon2_slots()
+        .acquire()
+        .await
+        .map_err(|_| Error::Internal("password hashing is shut down".into()))
+}
+
+/// Hashes a password on a blocking thread, within an argon2 slot.
 pub(crate) async fn hash_blocking(password: String) -> Result<String> {
+    let _slot = argon2_slot().await?;
     tokio::task::spawn_blocking(move || password::hash(&password))
         .await
         .map_err(|e| Error::Internal(format!("hashing task: {e}")))?
 }
 
-/// Verifies a password on a blocking thread.
-pub(crate) async fn verify_blocking(password: String, stored: String) -> Result<bool> {
+/// Verifies a password on a blocking thread. The caller holds an argon2
+/// slot ([`argon2_slot`]).
+pub(crate) async fn verify_in_slot(password: String, stored: String) -> Result<bool> {
     tokio::task::spawn_blocking(move || password::verify(&password, &stored))
         .await
         .map_err(|e| Error::Internal(format!("hashing task: {e}")))
