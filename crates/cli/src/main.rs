@@ -10,8 +10,6 @@ use clap::{Parser, Subcommand};
 mod config;
 mod manage;
 mod serve;
-mod tag_rule;
-mod usage;
 
 /// berth: a self-hosted OCI container registry with image lifecycle management.
 #[derive(Debug, Parser)]
@@ -38,11 +36,11 @@ enum Command {
     /// Read or export the audit log of a running registry.
     Audit(Box<manage::audit::Args>),
     /// Protected and immutable tag rules of a namespace (management API).
-    TagRule(tag_rule::Args),
+    TagRule(manage::tag_rule::Args),
     /// Storage used by a namespace or repository (shared layers counted once).
-    Usage(usage::UsageArgs),
+    Usage(manage::usage::UsageArgs),
     /// Show, set or remove a namespace's storage quota.
-    Quota(usage::QuotaArgs),
+    Quota(manage::usage::QuotaArgs),
     /// Remove unreferenced blobs and abandoned uploads from a running registry.
     Gc(Box<manage::gc::Args>),
     /// Retention policies of a namespace: set, get, plan, apply.
@@ -76,9 +74,15 @@ fn main() -> ExitCode {
             Command::Token(args) => manage::tokens::run(&args).await.map(|()| ExitCode::SUCCESS),
             Command::Repo(args) => manage::repos::run(&args).await.map(|()| ExitCode::SUCCESS),
             Command::Audit(args) => manage::audit::run(&args).await.map(|()| ExitCode::SUCCESS),
-            Command::TagRule(args) => tag_rule::run(args).await.map(|()| ExitCode::SUCCESS),
-            Command::Usage(args) => usage::run_usage(args).await.map(|()| ExitCode::SUCCESS),
-            Command::Quota(args) => usage::run_quota(args).await.map(|()| ExitCode::SUCCESS),
+            Command::TagRule(args) => manage::tag_rule::run(args)
+                .await
+                .map(|()| ExitCode::SUCCESS),
+            Command::Usage(args) => manage::usage::run_usage(args)
+                .await
+                .map(|()| ExitCode::SUCCESS),
+            Command::Quota(args) => manage::usage::run_quota(args)
+                .await
+                .map(|()| ExitCode::SUCCESS),
             Command::Gc(args) => manage::gc::run(&args).await.map(|()| ExitCode::SUCCESS),
             Command::Retention(args) => manage::retention::run(&args)
                 .await

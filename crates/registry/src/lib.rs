@@ -32,8 +32,6 @@ mod uploads;
 
 /// The metadata layer, for the management API's reads and account writes.
 pub use berth_meta as meta;
-pub use berth_meta::audit;
-pub use berth_meta::now_ms;
 pub use berth_meta::{TagRule, TagRuleKind};
 pub use berth_store::{BlobBody, BlobRead, ByteStream, UploadInfo};
 pub use blobs::ByteRange;

@@ -21,7 +21,9 @@ pub mod audit;
 pub mod gc;
 pub mod repos;
 pub mod retention;
+pub mod tag_rule;
 pub mod tokens;
+pub mod usage;
 
 /// Output format of management commands.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]

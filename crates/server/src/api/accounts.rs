@@ -19,7 +19,7 @@ use axum::http::StatusCode;
 use axum::routing::{get, put};
 use axum::{Json, Router};
 use berth_registry::auth::secret;
-use berth_registry::meta::accounts::{Role, User, Visibility};
+use berth_registry::meta::accounts::{NamespaceKind, Role, User, Visibility};
 use berth_registry::{Caller, Error};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -353,7 +353,7 @@ async fn handle_create_org(
 
 async fn find_org(app: &App, org: &str) -> Result<Value, ApiError> {
     match app.auth.meta().namespace(org).await.map_err(Error::from)? {
-        Some(ns) if ns.kind.as_str() == "org" => Ok(json!(ns)),
+        Some(ns) if ns.kind == NamespaceKind::Org => Ok(json!(ns)),
         _ => Err(Error::NotFound(format!("no organisation named {org:?}")).into()),
     }
 }

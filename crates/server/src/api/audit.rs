@@ -12,7 +12,7 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use berth_registry::audit::{AuditFilter, StoredEvent};
+use berth_registry::meta::audit::{AuditFilter, StoredEvent};
 use berth_registry::{glob, Error};
 use serde::Deserialize;
 

@@ -42,7 +42,7 @@ async fn handle_run(
     };
     let report = app
         .registry
-        .run_gc(berth_registry::now_ms(), req.dry_run, &caller)
+        .run_gc(berth_registry::meta::now_ms(), req.dry_run, &caller)
         .await?;
     Ok(Json(report))
 }

@@ -5,7 +5,7 @@ use anyhow::bail;
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use crate::manage::{cell, segment as encode, table, time, ManageArgs};
+use super::{cell, segment as encode, table, time, ManageArgs};
 
 /// Manage protected and immutable tag rules of a namespace.
 #[derive(Debug, clap::Args)]

@@ -4,8 +4,8 @@
 use reqwest::Method;
 use serde_json::{json, Value};
 
+use super::{cell, segment as encode, table, ManageArgs};
 use crate::config::parse_size;
-use crate::manage::{cell, segment as encode, table, ManageArgs};
 
 /// Show the storage a namespace (or one repository) uses.
 #[derive(Debug, clap::Args)]
