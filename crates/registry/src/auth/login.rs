@@ -16,6 +16,7 @@ use berth_meta::tokens::TokenKind;
 use serde_json::json;
 use sha2::Digest as _;
 
+use super::burst::Seen;
 use super::cache::through;
 use super::identity::{Credentials, Grants, Identity};
 use super::permission::{Access, Account, TokenLimits};
@@ -128,10 +129,18 @@ impl Authority {
         if let Err(e) = self.meta.record_event(event).await {
             tracing::warn!(error = %e, "recording a failed login failed");
         }
-        tracing::info!(user = shown, ip = ?ip, method, "login refused: {why}");
+        let ip_text = ip.map(|i| i.to_string());
+        tracing::info!(
+            user = shown,
+            ip = ip_text.as_deref().unwrap_or("-"),
+            method,
+            "login refused: {why}"
+        );
         unauthorized(REFUSED)
     }
 
+    /// Records a successful login: the first of a burst by one client as
+    /// an event, the rest as a count on it (see `burst`).
     async fn succeeded(&self, name: &str, ip: Option<IpAddr>, detail: serde_json::Value) {
         self.account_throttle.succeed(name);
         let actor = Actor {
@@ -139,11 +148,22 @@ impl Authority {
             ip: ip.map(|i| i.to_string()),
             at: berth_meta::now_ms(),
         };
-        if let Err(e) = self
-            .meta
-            .record_event(actor.event(action::LOGIN).detail(detail))
-            .await
-        {
+        let key = format!(
+            "{name}|{}|{detail}",
+            actor.ip.as_deref().unwrap_or_default()
+        );
+        let recorded = match self.login_bursts.note(&key, Instant::now()) {
+            Seen::First => self
+                .meta
+                .record_event_id(actor.event(action::LOGIN).detail(detail))
+                .await
+                .map(|id| self.login_bursts.recorded(&key, id)),
+            Seen::Repeat { event_id, repeats } => {
+                self.meta.count_repeats(event_id, repeats, actor.at).await
+            }
+            Seen::Pending => Ok(()),
+        };
+        if let Err(e) = recorded {
             tracing::warn!(error = %e, "recording a login failed");
         }
     }

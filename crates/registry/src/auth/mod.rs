@@ -25,6 +25,7 @@ use berth_meta::Meta;
 
 use crate::{Error, Result};
 
+mod burst;
 mod cache;
 mod decide;
 mod identity;
@@ -105,6 +106,8 @@ pub struct Authority {
     account_throttle: throttle::Throttle,
     pulls: Option<ratelimit::RateLimiter>,
     token_uses: Mutex<HashMap<String, i64>>,
+    /// Logins in progress per client, so a burst is one audit event.
+    login_bursts: burst::Bursts,
     /// A hash verified against unknown user names, so that they take as
     /// long to refuse as wrong passwords (made on first need: hashing costs
     /// memory a registry that never sees a bad login should not hold).
@@ -129,6 +132,7 @@ impl Authority {
             ip_throttle: throttle::Throttle::new(throttle::Policy::PER_IP),
             account_throttle: throttle::Throttle::new(throttle::Policy::PER_ACCOUNT),
             token_uses: Mutex::new(HashMap::new()),
+            login_bursts: burst::Bursts::default(),
             decoy_hash: tokio::sync::OnceCell::new(),
             settings,
         })
