@@ -7,7 +7,10 @@
 //! Images are made here, offline: a `docker save`-format archive of random
 //! layers, `docker load`ed into the test's daemon ([`super::daemon`]).
 
+use std::io::Write;
+use std::net::{TcpListener, TcpStream};
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use berth_meta::accounts::{Role, Visibility};
@@ -144,6 +147,72 @@ impl Docker {
     }
 }
 
+/// A TCP proxy in front of a server that records the request lines
+/// (`POST /v2/... HTTP/1.1`) passing through it. Its threads end with the
+/// test process.
+struct Recorder {
+    addr: String,
+    requests: Arc<Mutex<Vec<String>>>,
+}
+
+impl Recorder {
+    fn start(upstream: &str) -> Recorder {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr").to_string();
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let (seen, upstream) = (requests.clone(), upstream.to_owned());
+        std::thread::spawn(move || {
+            for client in listener.incoming().map_while(Result::ok) {
+                let Ok(server) = TcpStream::connect(&upstream) else {
+                    continue;
+                };
+                let (Ok(mut to_client), Ok(mut from_server)) =
+                    (client.try_clone(), server.try_clone())
+                else {
+                    continue;
+                };
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut from_server, &mut to_client);
+                    let _ = to_client.shutdown(std::net::Shutdown::Both);
+                });
+                let seen = seen.clone();
+                std::thread::spawn(move || forward(client, server, &seen));
+            }
+        });
+        Recorder { addr, requests }
+    }
+
+    /// The request lines seen so far.
+    fn requests(&self) -> Vec<String> {
+        self.requests.lock().unwrap().clone()
+    }
+}
+
+/// Copies the client's bytes to the server, noting every request line.
+fn forward(mut client: TcpStream, mut server: TcpStream, seen: &Mutex<Vec<String>>) {
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = match client.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        let chunk = String::from_utf8_lossy(&buf[..n]);
+        for method in ["GET ", "HEAD ", "POST ", "PUT ", "PATCH ", "DELETE "] {
+            for (at, _) in chunk.match_indices(&format!("{method}/")) {
+                if let Some(line) = chunk[at..].split("\r\n").next() {
+                    if line.ends_with(" HTTP/1.1") {
+                        seen.lock().unwrap().push(line.to_owned());
+                    }
+                }
+            }
+        }
+        if server.write_all(&buf[..n]).is_err() {
+            break;
+        }
+    }
+    let _ = server.shutdown(std::net::Shutdown::Write);
+}
+
 fn output_text(out: &Output) -> String {
     format!(
         "{}{}",
@@ -257,7 +326,10 @@ fn docker_pushes_tags_mounts_shared_layers_and_pulls_by_tag_and_digest() {
         f.user("alice").await;
         f
     });
-    let addr = f.berth.addr.clone();
+    // Docker talks to berth through a proxy that records the requests, so
+    // that the test sees what the server was asked.
+    let proxy = Recorder::start(&f.berth.addr);
+    let addr = proxy.addr.clone();
     let base = layer("file-0", 200_000);
     let (a, b) = (local_name("a"), local_name("b"));
     let a_id = docker.load(&a, &[&base, &layer("file-1", 5000)]);
@@ -282,12 +354,38 @@ fn docker_pushes_tags_mounts_shared_layers_and_pulls_by_tag_and_digest() {
     }
 
     // An image sharing the base layer, pushed to another repository: the
-    // daemon mounts the layer from alice/app (berth answered the mount
-    // with 201) instead of uploading it again.
+    // daemon asks berth to mount the layer from alice/app, and berth does
+    // (the daemon reports "Mounted from" only on a 201) instead of the
+    // layer being uploaded again.
     let other = format!("{addr}/alice/other:v1");
     docker.ok(&["tag", &b, &other]);
     let out = docker.ok(&["push", &other]);
     assert!(out.contains("Mounted from alice/app"), "{out}");
+    let mounts: Vec<String> = proxy
+        .requests()
+        .into_iter()
+        .filter(|r| {
+            r.starts_with("POST /v2/alice/other/blobs/uploads/?") && r.contains("mount=sha256")
+        })
+        .collect();
+    assert_eq!(mounts.len(), 1, "{mounts:?}");
+    assert!(
+        mounts[0].contains("from=alice%2Fapp") || mounts[0].contains("from=alice/app"),
+        "{mounts:?}"
+    );
+    let mounted = mounts[0]
+        .split("mount=")
+        .nth(1)
+        .and_then(|m| m.split([' ', '&']).next())
+        .expect("mounted digest")
+        .to_owned();
+    assert!(
+        !proxy
+            .requests()
+            .iter()
+            .any(|r| r.starts_with("PUT /v2/alice/other/blobs/uploads/") && r.contains(&mounted)),
+        "the mounted layer {mounted} was uploaded again"
+    );
 
     // Pull into a daemon without those images: by tag, then by digest.
     docker.ok(&["rmi", &v1, &v2, &other, &a, &b]);
