@@ -421,12 +421,14 @@ fn docker_refusals_stop_at_once() {
     // about 50 seconds what it takes for a transient error).
     let (out, took) = docker.fails(&["push", &remote]);
     assert!(out.contains("denied"), "{out}");
+    eprintln!("refused in {took:?}");
     assert!(took < Duration::from_secs(2), "took {took:?}: {out}");
 
     // Logged in with a pull-only token: the same.
     docker.login(&addr, "alice", &pull_only);
     let (out, took) = docker.fails(&["push", &remote]);
     assert!(out.contains("denied"), "{out}");
+    eprintln!("refused in {took:?}");
     assert!(took < Duration::from_secs(2), "took {took:?}: {out}");
 
     // After logging out, a pull of the private repository says why.
@@ -436,6 +438,7 @@ fn docker_refusals_stop_at_once() {
         out.contains(&format!("pull access denied for {addr}/alice/app")),
         "{out}"
     );
+    eprintln!("refused in {took:?}");
     assert!(took < Duration::from_secs(2), "took {took:?}: {out}");
     docker.ok(&["rmi", &remote, &local]);
 }
