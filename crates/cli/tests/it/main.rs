@@ -12,6 +12,7 @@ mod audit;
 mod auth;
 mod auth_attacks;
 mod auth_manage;
+mod auth_refusals;
 mod bench;
 mod common;
 mod credentials;
