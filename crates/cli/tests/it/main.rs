@@ -13,6 +13,7 @@ mod auth;
 mod auth_attacks;
 mod auth_flood;
 mod auth_manage;
+mod auth_refusals;
 mod bench;
 mod common;
 mod gc;
