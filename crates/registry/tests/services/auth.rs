@@ -423,7 +423,9 @@ async fn catalog_lists_what_the_caller_may_pull() {
         .await
         .unwrap();
     for repo in ["alice/a", "alice/b", "bob/x", "pub/one", "pub/two", "zed/z"] {
-        meta.link_blob(repo, "sha256:00", 1, 1).await.unwrap();
+        meta.link_blob(&super::n(repo), "sha256:00", 1, 1)
+            .await
+            .unwrap();
     }
     let anon = auth
         .authenticate(&Credentials::None, None, false)

@@ -6,20 +6,22 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, Method};
 use axum::response::{IntoResponse, Response};
-use berth_oci::validate_repository;
+use berth_oci::RepositoryName;
 use berth_registry::auth::{scope, Access, Action, Credentials, Decision, Identity};
 use berth_registry::{ByteStream, Caller, Error};
-use futures_util::{FutureExt, TryStreamExt};
+use futures_util::TryStreamExt;
 
 use crate::auth;
 use crate::error::ApiError;
 use crate::route::{self, Endpoint, RouteError};
 use crate::{App, API_VERSION};
 
+pub(crate) use access::rate_headers;
 use access::Need;
 use uploads::Mount;
+pub(crate) use uploads::{range_value, upload_location};
 
 mod access;
 mod blobs;
@@ -38,31 +40,18 @@ pub(crate) async fn handle(State(app): State<Arc<App>>, req: Request) -> Respons
     let rest = path.strip_prefix("/v2").unwrap_or(path);
     let rest = rest.strip_prefix('/').unwrap_or(rest);
     let mut resp = match route::parse(rest) {
+        // A bug must never take the connection down without an answer: a
+        // panic becomes a 500 in the spec's error shape.
         Ok(endpoint) => {
-            // A bug must never take the connection down without an answer:
-            // a panic becomes a 500 in the spec's error shape.
-            match std::panic::AssertUnwindSafe(dispatch(&app, endpoint, req))
-                .catch_unwind()
-                .await
-            {
-                Ok(Ok(r)) => r,
-                Ok(Err(e)) => e.into_response(),
-                Err(_) => {
-                    tracing::error!("request handler panicked");
-                    ApiError::from(Error::Internal("handler panicked".into())).into_response()
-                }
-            }
+            crate::error::answer_panics(async {
+                dispatch(&app, endpoint, req)
+                    .await
+                    .unwrap_or_else(IntoResponse::into_response)
+            })
+            .await
         }
         Err(RouteError::BadName(msg)) => ApiError::from(Error::NameInvalid(msg)).into_response(),
-        Err(RouteError::NotFound) => {
-            let body = crate::error::error_body("UNSUPPORTED", "no such endpoint", None);
-            (
-                StatusCode::NOT_FOUND,
-                [(header::CONTENT_TYPE, "application/json")],
-                body,
-            )
-                .into_response()
-        }
+        Err(RouteError::NotFound) => ApiError::no_endpoint().into_response(),
     };
     resp.headers_mut()
         .insert(API_VERSION.0, HeaderValue::from_static(API_VERSION.1));
@@ -95,7 +84,7 @@ async fn dispatch(app: &App, endpoint: Endpoint, req: Request) -> Result<Respons
         }
         Need::Listing => identity.caller(ip, false),
         Need::Repository(name, need) => {
-            let decision = app.auth.decide(&identity, name, need).await?;
+            let decision = app.auth.decide(&identity, name.as_str(), need).await?;
             // A client that is not logged in is asked for pull and push on
             // reads too: the token endpoint grants only what is allowed,
             // and clients that keep one token per repository (oras-py)
@@ -105,7 +94,7 @@ async fn dispatch(app: &App, endpoint: Endpoint, req: Request) -> Result<Respons
             } else {
                 need
             };
-            let scope = scope::repository_scope(name, ask);
+            let scope = scope::repository_scope(name.as_str(), ask);
             auth::enforce(app, req.headers(), decision, &identity, ip, &scope)?
         }
     };
@@ -117,15 +106,7 @@ async fn dispatch(app: &App, endpoint: Endpoint, req: Request) -> Result<Respons
         None
     };
     if let Some(r) = rate.filter(|r| !r.allowed) {
-        let mut e = ApiError::from(Error::TooManyRequests {
-            retry_after: r.reset_secs,
-        });
-        let mut h = HeaderMap::new();
-        access::rate_headers(&mut h, &r);
-        for (k, v) in h.into_iter().filter_map(|(k, v)| k.map(|k| (k, v))) {
-            e = e.with_header(k, v);
-        }
-        return Err(e);
+        return Err(Error::PullRateLimited(r).into());
     }
     let mut resp = route(app, endpoint, method, req, &identity, &caller).await?;
     if let Some(r) = rate {
@@ -201,20 +182,24 @@ async fn mount_source(app: &App, q: Vec<(String, String)>, identity: &Identity) 
     if query_value(&q, "mount").is_none() {
         return Ok(Mount::Refused);
     }
-    let from = query_value(&q, "from");
-    if from.is_some_and(|f| validate_repository(f).is_err()) {
+    let from = match query_value(&q, "from").map(RepositoryName::parse) {
         // An invalid name cannot be a readable source.
-        return Ok(Mount::Refused);
-    }
+        Some(Err(_)) => return Ok(Mount::Refused),
+        Some(Ok(from)) => Some(from),
+        None => None,
+    };
     if !app.auth.enforced() {
-        return Ok(Mount::From(from.map(str::to_owned)));
+        return Ok(Mount::From(from));
     }
     let Some(from) = from else {
         return Ok(Mount::Refused);
     };
-    let decision = app.auth.decide(identity, from, Access::PULL).await?;
+    let decision = app
+        .auth
+        .decide(identity, from.as_str(), Access::PULL)
+        .await?;
     Ok(if matches!(decision, Decision::Allow(_)) {
-        Mount::From(Some(from.to_owned()))
+        Mount::From(Some(from))
     } else {
         Mount::Refused
     })
@@ -256,11 +241,6 @@ pub(crate) fn content_length(headers: &HeaderMap) -> Result<Option<u64>> {
 /// The request body as a byte stream for the store.
 pub(crate) fn body_stream(body: Body) -> ByteStream {
     Box::pin(body.into_data_stream().map_err(io::Error::other))
-}
-
-/// A header value from a string we built (always valid ASCII).
-pub(crate) fn hv(s: &str) -> HeaderValue {
-    HeaderValue::from_str(s).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
 /// Parses a digest from a path or query, as DIGEST_INVALID on failure.
