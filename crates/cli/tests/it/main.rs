@@ -13,6 +13,7 @@ mod audit;
 mod auth;
 mod auth_attacks;
 mod auth_manage;
+mod auth_refusals;
 mod bench;
 mod common;
 mod gc;
