@@ -276,6 +276,13 @@ pub async fn management_errors(mut resp: Response) -> Response {
         let body = error_body(code, &w.message, w.detail.as_ref());
         resp.headers_mut().remove(header::CONTENT_LENGTH);
         *resp.body_mut() = Body::from(body);
+    } else if (resp.status().is_client_error() || resp.status().is_server_error())
+        && resp
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .is_none_or(|t| t != "application/json")
+    {
+        resp = rejection_as_json(resp).await;
     }
     if resp.status() == StatusCode::UNAUTHORIZED
         && !resp.headers().contains_key(header::WWW_AUTHENTICATE)
@@ -286,6 +293,44 @@ pub async fn management_errors(mut resp: Response) -> Response {
         );
     }
     resp
+}
+
+/// An error answer that did not come from an [`ApiError`] (an extractor's
+/// rejection, such as axum's body limit, written as plain text): the same
+/// status, in the JSON shape, its text as the message.
+async fn rejection_as_json(resp: Response) -> Response {
+    let (mut parts, body) = resp.into_parts();
+    let text = axum::body::to_bytes(body, 4096)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_owned())
+        .unwrap_or_default();
+    let message = if text.is_empty() {
+        parts
+            .status
+            .canonical_reason()
+            .unwrap_or("request refused")
+            .to_owned()
+    } else {
+        text
+    };
+    let kind = match parts.status {
+        StatusCode::UNAUTHORIZED => Kind::Unauthenticated,
+        StatusCode::FORBIDDEN => Kind::PermissionDenied,
+        StatusCode::NOT_FOUND => Kind::NotFound,
+        StatusCode::METHOD_NOT_ALLOWED => Kind::MethodNotAllowed,
+        StatusCode::CONFLICT => Kind::Conflict,
+        StatusCode::PAYLOAD_TOO_LARGE => Kind::TooLarge,
+        StatusCode::TOO_MANY_REQUESTS => Kind::TooManyRequests,
+        s if s.is_server_error() => Kind::Internal,
+        _ => Kind::InvalidArgument,
+    };
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    let body = error_body(ManagementCode::of(kind).as_str(), &message, None);
+    Response::from_parts(parts, Body::from(body))
 }
 
 /// Runs a handler's future; a panic becomes a 500 in the JSON error shape
@@ -400,6 +445,20 @@ mod tests {
             assert_eq!(v["errors"][0]["code"], code);
             assert_eq!(v["errors"][0]["message"], message.as_str());
         }
+    }
+
+    #[tokio::test]
+    async fn plain_text_rejections_become_json() {
+        let plain = (StatusCode::PAYLOAD_TOO_LARGE, "length limit exceeded").into_response();
+        let r = management_errors(plain).await;
+        assert_eq!(r.status(), 413);
+        assert_eq!(r.headers()[header::CONTENT_TYPE], "application/json");
+        let v = body_json(r).await;
+        assert_eq!(v["errors"][0]["code"], "TOO_LARGE");
+        assert_eq!(v["errors"][0]["message"], "length limit exceeded");
+        let empty = StatusCode::METHOD_NOT_ALLOWED.into_response();
+        let v = body_json(management_errors(empty).await).await;
+        assert_eq!(v["errors"][0]["code"], "METHOD_NOT_ALLOWED");
     }
 
     #[tokio::test]
