@@ -32,6 +32,8 @@ pub enum Kind {
     TooManyRequests,
     /// The storage device is full.
     StorageFull,
+    /// The server is too busy to do this now; retry later.
+    Unavailable,
     /// A failure on the registry's side.
     Internal,
 }
@@ -156,6 +158,16 @@ pub enum Error {
         .0.limit, .0.window_secs, .0.reset_secs
     )]
     PullRateLimited(RateState),
+    /// The server is too busy to check this now (503): password
+    /// verification is at capacity.
+    #[error(
+        "the server is busy verifying other logins: retry in {retry_after} seconds (credentials \
+         that were verified recently are not affected)"
+    )]
+    Busy {
+        /// Seconds to wait before retrying (`Retry-After`).
+        retry_after: u64,
+    },
     /// The storage device is full (507).
     #[error("the registry's storage is full")]
     StorageFull,
@@ -201,6 +213,7 @@ impl Error {
             Error::Unauthorized(_) => ErrorCode::Unauthorized,
             Error::Denied(_) => ErrorCode::Denied,
             Error::TooManyRequests { .. } | Error::PullRateLimited(_) => ErrorCode::TooManyRequests,
+            Error::Busy { .. } => ErrorCode::Unavailable,
             Error::StorageFull | Error::Internal(_) | Error::Storage(_) | Error::Metadata(_) => {
                 ErrorCode::Unknown
             }
@@ -244,6 +257,7 @@ impl Error {
             Error::Denied(_) => Kind::PermissionDenied,
             Error::TooManyRequests { .. } | Error::PullRateLimited(_) => Kind::TooManyRequests,
             Error::StorageFull => Kind::StorageFull,
+            Error::Busy { .. } => Kind::Unavailable,
             Error::Internal(_) | Error::Storage(_) | Error::Metadata(_) => Kind::Internal,
         }
     }
@@ -265,7 +279,9 @@ impl Error {
     /// (`Retry-After`).
     pub fn retry_after(&self) -> Option<u64> {
         match self {
-            Error::TooManyRequests { retry_after } => Some(*retry_after),
+            Error::TooManyRequests { retry_after } | Error::Busy { retry_after } => {
+                Some(*retry_after)
+            }
             Error::PullRateLimited(state) => Some(state.reset_secs),
             _ => None,
         }

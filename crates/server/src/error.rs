@@ -84,6 +84,7 @@ pub fn status(kind: Kind) -> StatusCode {
         Kind::RangeNotSatisfiable => StatusCode::RANGE_NOT_SATISFIABLE,
         Kind::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
         Kind::StorageFull => StatusCode::INSUFFICIENT_STORAGE,
+        Kind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         Kind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
@@ -111,6 +112,8 @@ pub enum ManagementCode {
     TooManyRequests,
     /// 507: the storage is full.
     StorageFull,
+    /// 503: too busy now (see `Retry-After`).
+    Unavailable,
     /// 500: a failure on the server's side (details in its log).
     Internal,
 }
@@ -129,6 +132,7 @@ impl ManagementCode {
             Kind::RangeNotSatisfiable => ManagementCode::RangeNotSatisfiable,
             Kind::TooManyRequests => ManagementCode::TooManyRequests,
             Kind::StorageFull => ManagementCode::StorageFull,
+            Kind::Unavailable => ManagementCode::Unavailable,
             Kind::Internal => ManagementCode::Internal,
         }
     }
@@ -146,6 +150,7 @@ impl ManagementCode {
             ManagementCode::RangeNotSatisfiable => "RANGE_NOT_SATISFIABLE",
             ManagementCode::TooManyRequests => "TOO_MANY_REQUESTS",
             ManagementCode::StorageFull => "STORAGE_FULL",
+            ManagementCode::Unavailable => "UNAVAILABLE",
             ManagementCode::Internal => "INTERNAL",
         }
     }
@@ -238,7 +243,8 @@ impl IntoResponse for ApiError {
         let kind = error.kind();
         let status = status(kind);
         let code = error.code();
-        if status.is_server_error() {
+        // A busy server is expected under load, not a failure to look into.
+        if status.is_server_error() && kind != Kind::Unavailable {
             tracing::warn!(error = %chain(&error), code = code.as_str(), "request failed");
         } else {
             tracing::debug!(error = %error, code = code.as_str(), "request refused");
@@ -321,6 +327,7 @@ async fn rejection_as_json(resp: Response) -> Response {
         StatusCode::CONFLICT => Kind::Conflict,
         StatusCode::PAYLOAD_TOO_LARGE => Kind::TooLarge,
         StatusCode::TOO_MANY_REQUESTS => Kind::TooManyRequests,
+        StatusCode::SERVICE_UNAVAILABLE => Kind::Unavailable,
         s if s.is_server_error() => Kind::Internal,
         _ => Kind::InvalidArgument,
     };
