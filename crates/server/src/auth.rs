@@ -95,8 +95,7 @@ pub fn challenge(
         value.push_str(",error=\"insufficient_scope\"");
     }
     let hv = HeaderValue::from_str(&value).unwrap_or_else(|_| HeaderValue::from_static("Bearer"));
-    ApiError::from(Error::Unauthorized(message.to_owned()))
-        .with_header(header::WWW_AUTHENTICATE, hv)
+    ApiError::challenge(message, hv)
 }
 
 /// Authenticates a `/v2/` or `/api/` request: the identity, or the error
