@@ -31,7 +31,7 @@ pub enum Error {
     },
     /// The registry refused the request (403): what it needs and what the
     /// credentials sent were granted.
-    #[error("{method} {url}: 403 denied{}; it needs {needed}, and {granted}", if message.is_empty() { String::new() } else { format!(": {message}") })]
+    #[error("{method} {url}: denied{}; it needs {needed}, and {granted}", if message.is_empty() { String::new() } else { format!(": {message}") })]
     Denied {
         /// HTTP method.
         method: String,

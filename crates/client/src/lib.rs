@@ -179,8 +179,40 @@ impl Client {
             t.insert(key, value.clone());
         }
         let retry = self
-            .execute(registry, scopes, build().header(AUTHORIZATION, value))
+            .execute(
+                registry,
+                scopes,
+                build().header(AUTHORIZATION, value.clone()),
+            )
             .await?;
+        let insufficient = retry
+            .headers()
+            .get(WWW_AUTHENTICATE)
+            .and_then(|h| h.to_str().ok())
+            .and_then(auth::Challenge::parse)
+            .is_some_and(|c| {
+                c.params.get("error").map(String::as_str) == Some("insufficient_scope")
+            });
+        if retry.status() == StatusCode::UNAUTHORIZED && insufficient {
+            // The credentials were accepted, but the token they got does
+            // not grant what the request needs: a refusal, not a login
+            // failure.
+            let method = build()
+                .build()
+                .map(|r| r.method().to_string())
+                .unwrap_or_default();
+            let Error::Status { url, message, .. } = Error::from_response(&method, retry).await
+            else {
+                return Err(Error::Protocol("unexpected error shape".to_owned()));
+            };
+            return Err(Error::Denied {
+                method,
+                url,
+                message,
+                needed: auth::describe_scopes(scopes),
+                granted: auth::describe_grant(value.to_str().ok()),
+            });
+        }
         if retry.status() == StatusCode::UNAUTHORIZED {
             let detail = match &found {
                 Some(f) => format!(

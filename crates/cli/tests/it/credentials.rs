@@ -246,3 +246,31 @@ fn skopeo_and_podman_logins_are_read_in_the_containers_order() {
     let only_empty = [&list[..], &["--authfile", empty.to_str().unwrap()]].concat();
     assert!(failed(&home.berth(&only_empty, &[])).contains("no credentials were sent"));
 }
+
+#[tokio::test]
+async fn a_copy_with_a_pull_only_token_names_the_missing_push_and_the_token_scope() {
+    let f = crate::auth::Fixture::start("").await;
+    let (_, token) = f.token("admin", &["pull"], &[]).await;
+    let home = Home::new();
+    let layout = home.path("layout");
+    berth_tools::sample::write(&layout, "v1", &["linux/amd64"], "pull-only").unwrap();
+    let host = f.berth.addr.clone();
+    let out = home.berth(
+        &[
+            "copy",
+            "-q",
+            "--creds",
+            &format!("{host}=admin:{token}"),
+            &format!("oci:{}:v1", layout.display()),
+            &format!("{host}/admin/app:v1"),
+        ],
+        &[],
+    );
+    let err = failed(&out);
+    assert!(err.contains("it needs pull,push on admin/app"), "{err}");
+    assert!(
+        err.contains(r#"the registry token of "admin" grants only pull on admin/app"#),
+        "{err}"
+    );
+    assert!(!err.contains("refused the credentials"), "{err}");
+}
