@@ -27,6 +27,8 @@ use tokio::sync::{mpsc, oneshot};
 use crate::audit::Actor;
 use crate::queries::NewManifest;
 use crate::writes;
+use berth_oci::{RepositoryName, Tag};
+
 use crate::{Error, Meta, Result};
 
 /// Most writes committed together.
@@ -79,10 +81,11 @@ async fn run(mut conn: AnyConnection, mut rx: mpsc::Receiver<Job>) {
                 }
             }
             Err(e) => {
-                tracing::warn!(error = %e, writes = replies.len(), "metadata commit failed");
-                let msg = e.to_string();
+                // Each write's caller gets the batch's error as its source
+                // (and logs it, once, where it is answered).
+                let e = std::sync::Arc::new(e);
                 for reply in replies {
-                    let _ = reply.send(Err(Error::Commit(msg.clone())));
+                    let _ = reply.send(Err(Error::Commit(e.clone())));
                 }
             }
         }
@@ -152,7 +155,7 @@ impl Meta {
         let value = match &self.writer {
             Writer::Batched(tx) => {
                 let (reply, answer) = oneshot::channel();
-                let stopped = || Error::Commit("the metadata writer has stopped".into());
+                let stopped = || Error::WriterStopped;
                 tx.send(Job {
                     write: boxed,
                     reply,
@@ -178,24 +181,33 @@ impl Meta {
     /// `repository`, creating the repository if needed.
     pub async fn link_blob(
         &self,
-        repository: &str,
+        repository: &RepositoryName,
         digest: &str,
         size: u64,
         now: i64,
     ) -> Result<()> {
-        let (repository, digest) = (repository.to_owned(), digest.to_owned());
+        let (repository, digest) = (repository.clone(), digest.to_owned());
         self.transact(move |c| {
-            Box::pin(async move { writes::link_blob(c, &repository, &digest, size, now).await })
+            Box::pin(
+                async move { writes::link_blob(c, repository.as_str(), &digest, size, now).await },
+            )
         })
         .await
     }
 
     /// Removes the link between `repository` and `digest`. Returns whether
     /// it existed. The bytes stay until garbage collection.
-    pub async fn unlink_blob(&self, repository: &str, digest: &str, actor: &Actor) -> Result<bool> {
-        let (repository, digest, actor) = (repository.to_owned(), digest.to_owned(), actor.clone());
+    pub async fn unlink_blob(
+        &self,
+        repository: &RepositoryName,
+        digest: &str,
+        actor: &Actor,
+    ) -> Result<bool> {
+        let (repository, digest, actor) = (repository.clone(), digest.to_owned(), actor.clone());
         self.transact(move |c| {
-            Box::pin(async move { writes::unlink_blob(c, &repository, &digest, &actor).await })
+            Box::pin(
+                async move { writes::unlink_blob(c, repository.as_str(), &digest, &actor).await },
+            )
         })
         .await
     }
@@ -212,22 +224,31 @@ impl Meta {
     /// tags, or `None` if the manifest did not exist.
     pub async fn delete_manifest(
         &self,
-        repository: &str,
+        repository: &RepositoryName,
         digest: &str,
         actor: &Actor,
     ) -> Result<Option<Vec<String>>> {
-        let (repository, digest, actor) = (repository.to_owned(), digest.to_owned(), actor.clone());
+        let (repository, digest, actor) = (repository.clone(), digest.to_owned(), actor.clone());
         self.transact(move |c| {
-            Box::pin(async move { writes::delete_manifest(c, &repository, &digest, &actor).await })
+            Box::pin(async move {
+                writes::delete_manifest(c, repository.as_str(), &digest, &actor).await
+            })
         })
         .await
     }
 
     /// Deletes a tag. Returns whether it existed.
-    pub async fn delete_tag(&self, repository: &str, tag: &str, actor: &Actor) -> Result<bool> {
-        let (repository, tag, actor) = (repository.to_owned(), tag.to_owned(), actor.clone());
+    pub async fn delete_tag(
+        &self,
+        repository: &RepositoryName,
+        tag: &Tag,
+        actor: &Actor,
+    ) -> Result<bool> {
+        let (repository, tag, actor) = (repository.clone(), tag.clone(), actor.clone());
         self.transact(move |c| {
-            Box::pin(async move { writes::delete_tag(c, &repository, &tag, &actor).await })
+            Box::pin(async move {
+                writes::delete_tag(c, repository.as_str(), tag.as_str(), &actor).await
+            })
         })
         .await
     }

@@ -40,7 +40,7 @@ pub use usage::{Content, ContentKind, Quota};
 /// Errors of the metadata layer.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// The database failed.
+    /// The database failed (the driver's error is the source).
     #[error("metadata database error: {0}")]
     Db(#[from] sqlx::Error),
     /// The database URL names an engine berth does not support.
@@ -49,9 +49,13 @@ pub enum Error {
     /// Stored data that cannot be decoded.
     #[error("corrupt metadata: {0}")]
     Corrupt(String),
-    /// A group commit failed (the message of the underlying error).
+    /// A group commit failed; the source is the batch's error, shared by
+    /// every write of the batch.
     #[error("metadata commit failed: {0}")]
-    Commit(String),
+    Commit(#[source] std::sync::Arc<Error>),
+    /// The metadata writer task has stopped (the server is shutting down).
+    #[error("the metadata writer has stopped")]
+    WriterStopped,
     /// A guarded write was refused (a tag rule, a quota); the message says
     /// why and is meant for the client. Nothing was written.
     #[error("{0}")]

@@ -1,5 +1,6 @@
 //! The metadata operations the registry services use.
 
+use berth_oci::{RepositoryName, Tag};
 use sqlx::Row;
 
 use crate::{Error, Meta, Result};
@@ -34,7 +35,7 @@ impl RefKind {
 #[derive(Debug, Clone)]
 pub struct NewManifest {
     /// Repository name.
-    pub repository: String,
+    pub repository: RepositoryName,
     /// Digest of `content`.
     pub digest: String,
     /// Media type.
@@ -57,7 +58,7 @@ pub struct NewManifest {
     /// manifest whose content is gone.
     pub required_blobs: Vec<String>,
     /// Tags to point at it.
-    pub tags: Vec<String>,
+    pub tags: Vec<Tag>,
     /// Push time (Unix ms).
     pub pushed_at: i64,
 }
@@ -90,14 +91,18 @@ pub struct Referrer {
 
 impl Meta {
     /// Size of `digest` if it is linked to `repository`.
-    pub async fn repository_blob(&self, repository: &str, digest: &str) -> Result<Option<u64>> {
+    pub async fn repository_blob(
+        &self,
+        repository: &RepositoryName,
+        digest: &str,
+    ) -> Result<Option<u64>> {
         let row = sqlx::query(
             "SELECT b.size FROM repositories r
              JOIN repository_blobs rb ON rb.repository_id = r.id
              JOIN blobs b ON b.digest = rb.digest
              WHERE r.name = $1 AND rb.digest = $2",
         )
-        .bind(repository)
+        .bind(repository.as_str())
         .bind(digest)
         .fetch_optional(&self.read)
         .await?;
@@ -139,7 +144,11 @@ impl Meta {
     }
 
     /// Which of `digests` are not linked to `repository` as blobs.
-    pub async fn missing_blobs(&self, repository: &str, digests: &[String]) -> Result<Vec<String>> {
+    pub async fn missing_blobs(
+        &self,
+        repository: &RepositoryName,
+        digests: &[String],
+    ) -> Result<Vec<String>> {
         let mut missing = Vec::new();
         for d in digests {
             if self.repository_blob(repository, d).await?.is_none() {
@@ -152,7 +161,7 @@ impl Meta {
     /// Which of `digests` are not manifests of `repository`.
     pub async fn missing_manifests(
         &self,
-        repository: &str,
+        repository: &RepositoryName,
         digests: &[String],
     ) -> Result<Vec<String>> {
         let mut missing = Vec::new();
@@ -161,7 +170,7 @@ impl Meta {
                 "SELECT 1 FROM manifests m JOIN repositories r ON r.id = m.repository_id
                  WHERE r.name = $1 AND m.digest = $2",
             )
-            .bind(repository)
+            .bind(repository.as_str())
             .bind(d)
             .fetch_optional(&self.read)
             .await?;
@@ -175,8 +184,8 @@ impl Meta {
     /// The manifest `tag` points to in `repository`.
     pub async fn manifest_by_tag(
         &self,
-        repository: &str,
-        tag: &str,
+        repository: &RepositoryName,
+        tag: &Tag,
     ) -> Result<Option<ManifestRecord>> {
         let row = sqlx::query(
             "SELECT m.digest, m.media_type, m.content FROM repositories r
@@ -184,21 +193,25 @@ impl Meta {
              JOIN manifests m ON m.repository_id = r.id AND m.digest = t.digest
              WHERE r.name = $1 AND t.name = $2",
         )
-        .bind(repository)
-        .bind(tag)
+        .bind(repository.as_str())
+        .bind(tag.as_str())
         .fetch_optional(&self.read)
         .await?;
         row.map(|r| record(&r)).transpose()
     }
 
     /// The manifest `digest` of `repository`.
-    pub async fn manifest(&self, repository: &str, digest: &str) -> Result<Option<ManifestRecord>> {
+    pub async fn manifest(
+        &self,
+        repository: &RepositoryName,
+        digest: &str,
+    ) -> Result<Option<ManifestRecord>> {
         let row = sqlx::query(
             "SELECT m.digest, m.media_type, m.content FROM repositories r
              JOIN manifests m ON m.repository_id = r.id
              WHERE r.name = $1 AND m.digest = $2",
         )
-        .bind(repository)
+        .bind(repository.as_str())
         .bind(digest)
         .fetch_optional(&self.read)
         .await?;
@@ -209,13 +222,13 @@ impl Meta {
     /// repository does not exist.
     pub async fn tags(
         &self,
-        repository: &str,
+        repository: &RepositoryName,
         last: Option<&str>,
         limit: i64,
     ) -> Result<Option<Vec<String>>> {
         let mut conn = self.read.acquire().await?;
         let Some(row) = sqlx::query("SELECT id FROM repositories WHERE name = $1")
-            .bind(repository)
+            .bind(repository.as_str())
             .fetch_optional(&mut *conn)
             .await?
         else {
@@ -255,7 +268,7 @@ impl Meta {
     /// those of `artifact_type`, sorted by digest.
     pub async fn referrers(
         &self,
-        repository: &str,
+        repository: &RepositoryName,
         subject: &str,
         artifact_type: Option<&str>,
     ) -> Result<Vec<Referrer>> {
@@ -265,7 +278,7 @@ impl Meta {
              WHERE r.name = $1 AND m.subject = $2 AND ($3 IS NULL OR m.artifact_type = $3)
              ORDER BY m.digest",
         )
-        .bind(repository)
+        .bind(repository.as_str())
         .bind(subject)
         .bind(artifact_type)
         .fetch_all(&self.read)

@@ -228,17 +228,17 @@ impl Meta {
     /// pointing to the manifest is one `guard` gives a reason for.
     pub async fn delete_manifest_guarded(
         &self,
-        repository: &str,
+        repository: &berth_oci::RepositoryName,
         digest: &str,
         guard: TagGuard,
         actor: &Actor,
     ) -> Result<Option<Vec<String>>> {
-        let (repository, digest, actor) = (repository.to_owned(), digest.to_owned(), actor.clone());
+        let (repository, digest, actor) = (repository.clone(), digest.to_owned(), actor.clone());
         self.transact(move |c| {
             Box::pin(async move {
                 crate::writes::delete_manifest_guarded(
                     c,
-                    &repository,
+                    repository.as_str(),
                     &digest,
                     Some(&guard),
                     &actor,
@@ -253,15 +253,22 @@ impl Meta {
     /// a reason for the tag.
     pub async fn delete_tag_guarded(
         &self,
-        repository: &str,
-        tag: &str,
+        repository: &berth_oci::RepositoryName,
+        tag: &berth_oci::Tag,
         guard: TagGuard,
         actor: &Actor,
     ) -> Result<bool> {
-        let (repository, tag, actor) = (repository.to_owned(), tag.to_owned(), actor.clone());
+        let (repository, tag, actor) = (repository.clone(), tag.clone(), actor.clone());
         self.transact(move |c| {
             Box::pin(async move {
-                crate::writes::delete_tag_guarded(c, &repository, &tag, Some(&guard), &actor).await
+                crate::writes::delete_tag_guarded(
+                    c,
+                    repository.as_str(),
+                    tag.as_str(),
+                    Some(&guard),
+                    &actor,
+                )
+                .await
             })
         })
         .await

@@ -181,14 +181,18 @@ impl Meta {
     /// without the others).
     pub async fn link_blob_within_quota(
         &self,
-        repository: &str,
+        repository: &berth_oci::RepositoryName,
         digest: &str,
         size: u64,
         now: i64,
         ns: &str,
         limit: u64,
     ) -> Result<Option<u64>> {
-        let (repository, digest, ns) = (repository.to_owned(), digest.to_owned(), ns.to_owned());
+        let (repository, digest, ns) = (
+            repository.as_str().to_owned(),
+            digest.to_owned(),
+            ns.to_owned(),
+        );
         self.transact(move |c| {
             Box::pin(async move {
                 if !holds(c, &ns, &digest).await? {

@@ -117,7 +117,7 @@ pub(crate) async fn put_manifest_guarded(
     guard: Option<&TagGuard>,
     actor: &Actor,
 ) -> Result<()> {
-    let repo = ensure_repository(conn, &m.repository, m.pushed_at).await?;
+    let repo = ensure_repository(conn, m.repository.as_str(), m.pushed_at).await?;
     let inserted = sqlx::query(
         "INSERT INTO manifests (repository_id, digest, media_type, artifact_type, size, content,
                                 subject, annotations, pushed_at)
@@ -156,6 +156,7 @@ pub(crate) async fn put_manifest_guarded(
         }
     }
     for tag in &m.tags {
+        let tag = tag.as_str();
         if let Some(reason) = guard.and_then(|g| g(tag)) {
             put_guarded_tag(conn, repo, tag, m, reason).await?;
             continue;
@@ -171,7 +172,7 @@ pub(crate) async fn put_manifest_guarded(
         if let Some(previous) = previous.filter(|p| *p != m.digest) {
             let event = actor
                 .event(action::TAG_MOVE)
-                .repository(&m.repository)
+                .repository(m.repository.as_str())
                 .digest(&m.digest)
                 .tag(tag)
                 .detail(serde_json::json!({ "from": previous }));
@@ -191,7 +192,7 @@ pub(crate) async fn put_manifest_guarded(
     }
     let event = actor
         .event(action::PUSH)
-        .repository(&m.repository)
+        .repository(m.repository.as_str())
         .digest(&m.digest)
         .detail(serde_json::json!({ "tags": m.tags, "media_type": m.media_type }));
     audit::record(conn, &event).await?;
@@ -248,7 +249,7 @@ async fn verify_references(conn: &mut AnyConnection, repo: i64, m: &NewManifest)
             return Err(Error::MissingReference {
                 kind: "blob",
                 digest: digest.clone(),
-                repository: m.repository.clone(),
+                repository: m.repository.to_string(),
             });
         }
     }
@@ -266,7 +267,7 @@ async fn verify_references(conn: &mut AnyConnection, repo: i64, m: &NewManifest)
             return Err(Error::MissingReference {
                 kind: "manifest",
                 digest: digest.clone(),
-                repository: m.repository.clone(),
+                repository: m.repository.to_string(),
             });
         }
     }

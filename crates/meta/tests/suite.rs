@@ -20,6 +20,16 @@ mod lifecycle;
 #[path = "suite/retention.rs"]
 mod retention;
 
+/// A repository name, for the typed parameters.
+fn n(name: &str) -> berth_oci::RepositoryName {
+    berth_oci::RepositoryName::parse(name).unwrap()
+}
+
+/// A tag, for the typed parameters.
+fn t(tag: &str) -> berth_oci::Tag {
+    berth_oci::Tag::parse(tag).unwrap()
+}
+
 fn manifest(
     repo: &str,
     digest: &str,
@@ -28,7 +38,7 @@ fn manifest(
     tags: &[&str],
 ) -> NewManifest {
     NewManifest {
-        repository: repo.into(),
+        repository: n(repo),
         digest: digest.into(),
         media_type: "application/vnd.oci.image.manifest.v1+json".into(),
         artifact_type: artifact.map(Into::into),
@@ -40,27 +50,35 @@ fn manifest(
             ("sha256:config".into(), RefKind::Blob),
         ],
         required_blobs: Vec::new(),
-        tags: tags.iter().map(|t| t.to_string()).collect(),
+        tags: tags.iter().map(|x| t(x)).collect(),
         pushed_at: 1_000,
     }
 }
 
 async fn run_suite(meta: Meta) {
     // Blob links.
-    meta.link_blob("a/b", "sha256:layer", 10, 1).await.unwrap();
-    meta.link_blob("a/b", "sha256:layer", 10, 2).await.unwrap();
-    meta.link_blob("a/b", "sha256:config", 2, 1).await.unwrap();
+    meta.link_blob(&n("a/b"), "sha256:layer", 10, 1)
+        .await
+        .unwrap();
+    meta.link_blob(&n("a/b"), "sha256:layer", 10, 2)
+        .await
+        .unwrap();
+    meta.link_blob(&n("a/b"), "sha256:config", 2, 1)
+        .await
+        .unwrap();
     assert_eq!(
-        meta.repository_blob("a/b", "sha256:layer").await.unwrap(),
+        meta.repository_blob(&n("a/b"), "sha256:layer")
+            .await
+            .unwrap(),
         Some(10)
     );
     assert_eq!(
-        meta.repository_blob("c", "sha256:layer").await.unwrap(),
+        meta.repository_blob(&n("c"), "sha256:layer").await.unwrap(),
         None
     );
     assert_eq!(meta.blob("sha256:layer").await.unwrap(), Some(10));
     assert_eq!(
-        meta.missing_blobs("a/b", &["sha256:layer".into(), "sha256:nope".into()])
+        meta.missing_blobs(&n("a/b"), &["sha256:layer".into(), "sha256:nope".into()])
             .await
             .unwrap(),
         vec!["sha256:nope".to_owned()]
@@ -84,26 +102,30 @@ async fn run_suite(meta: Meta) {
         .await
         .unwrap();
     let rec = meta
-        .manifest_by_tag("a/b", "latest")
+        .manifest_by_tag(&n("a/b"), &t("latest"))
         .await
         .unwrap()
         .unwrap();
     assert_eq!(rec.digest, "sha256:m1");
     assert_eq!(rec.content, b"{\"d\":\"sha256:m1\"}");
-    assert!(meta.manifest("a/b", "sha256:m1").await.unwrap().is_some());
-    assert!(meta.manifest("c", "sha256:m1").await.unwrap().is_none());
+    assert!(meta
+        .manifest(&n("a/b"), "sha256:m1")
+        .await
+        .unwrap()
+        .is_some());
+    assert!(meta.manifest(&n("c"), "sha256:m1").await.unwrap().is_none());
     assert_eq!(
-        meta.tags("a/b", None, 100).await.unwrap().unwrap(),
+        meta.tags(&n("a/b"), None, 100).await.unwrap().unwrap(),
         vec!["V2", "_x", "latest", "v1"],
         "tags sort in byte order on every engine"
     );
     assert_eq!(
-        meta.tags("a/b", Some("_x"), 1).await.unwrap().unwrap(),
+        meta.tags(&n("a/b"), Some("_x"), 1).await.unwrap().unwrap(),
         vec!["latest"]
     );
-    assert_eq!(meta.tags("nope", None, 10).await.unwrap(), None);
+    assert_eq!(meta.tags(&n("nope"), None, 10).await.unwrap(), None);
     assert_eq!(
-        meta.missing_manifests("a/b", &["sha256:m1".into(), "sha256:m9".into()])
+        meta.missing_manifests(&n("a/b"), &["sha256:m1".into(), "sha256:m9".into()])
             .await
             .unwrap(),
         vec!["sha256:m9".to_owned()]
@@ -117,7 +139,7 @@ async fn run_suite(meta: Meta) {
     .await
     .unwrap();
     assert_eq!(
-        meta.manifest_by_tag("a/b", "latest")
+        meta.manifest_by_tag(&n("a/b"), &t("latest"))
             .await
             .unwrap()
             .unwrap()
@@ -150,14 +172,14 @@ async fn run_suite(meta: Meta) {
     )
     .await
     .unwrap();
-    let all = meta.referrers("a/b", "sha256:m1", None).await.unwrap();
+    let all = meta.referrers(&n("a/b"), "sha256:m1", None).await.unwrap();
     assert_eq!(
         all.iter().map(|r| r.digest.as_str()).collect::<Vec<_>>(),
         vec!["sha256:sbom", "sha256:sig"]
     );
     assert_eq!(all[0].annotations.as_deref(), Some("{\"k\":\"v\"}"));
     let sboms = meta
-        .referrers("a/b", "sha256:m1", Some("application/spdx+json"))
+        .referrers(&n("a/b"), "sha256:m1", Some("application/spdx+json"))
         .await
         .unwrap();
     assert_eq!(sboms.len(), 1);
@@ -166,33 +188,43 @@ async fn run_suite(meta: Meta) {
         Some("application/spdx+json")
     );
     assert!(meta
-        .referrers("zzz", "sha256:m1", None)
+        .referrers(&n("zzz"), "sha256:m1", None)
         .await
         .unwrap()
         .is_empty());
 
     // Deletes.
-    assert!(meta.delete_tag("a/b", "_x", &actor()).await.unwrap());
-    assert!(!meta.delete_tag("a/b", "_x", &actor()).await.unwrap());
+    assert!(meta
+        .delete_tag(&n("a/b"), &t("_x"), &actor())
+        .await
+        .unwrap());
+    assert!(!meta
+        .delete_tag(&n("a/b"), &t("_x"), &actor())
+        .await
+        .unwrap());
     let mut removed = meta
-        .delete_manifest("a/b", "sha256:m1", &actor())
+        .delete_manifest(&n("a/b"), "sha256:m1", &actor())
         .await
         .unwrap()
         .unwrap();
     removed.sort();
     assert_eq!(removed, vec!["V2", "v1"]);
     assert!(meta
-        .delete_manifest("a/b", "sha256:m1", &actor())
+        .delete_manifest(&n("a/b"), "sha256:m1", &actor())
         .await
         .unwrap()
         .is_none());
-    assert!(meta.manifest_by_tag("a/b", "v1").await.unwrap().is_none());
     assert!(meta
-        .unlink_blob("a/b", "sha256:layer", &actor())
+        .manifest_by_tag(&n("a/b"), &t("v1"))
+        .await
+        .unwrap()
+        .is_none());
+    assert!(meta
+        .unlink_blob(&n("a/b"), "sha256:layer", &actor())
         .await
         .unwrap());
     assert!(!meta
-        .unlink_blob("a/b", "sha256:layer", &actor())
+        .unlink_blob(&n("a/b"), "sha256:layer", &actor())
         .await
         .unwrap());
 
@@ -308,21 +340,21 @@ async fn run_suite(meta: Meta) {
     );
 
     // Catalog.
-    meta.link_blob("z", "sha256:layer", 10, 1).await.unwrap();
-    meta.link_blob(
-        "A-upper-is-never-valid-but-sorts-first",
-        "sha256:layer",
-        10,
-        1,
-    )
-    .await
-    .unwrap();
+    meta.link_blob(&n("z"), "sha256:layer", 10, 1)
+        .await
+        .unwrap();
+    // Byte order, not a locale's: '-' < '/' < '_' < letters.
+    for name in ["a_a", "a-z"] {
+        meta.link_blob(&n(name), "sha256:layer", 10, 1)
+            .await
+            .unwrap();
+    }
     let repos = meta.repositories(None, 10).await.unwrap();
+    assert_eq!(repos, vec!["a-z", "a/b", "a_a", "z"]);
     assert_eq!(
-        repos,
-        vec!["A-upper-is-never-valid-but-sorts-first", "a/b", "z"]
+        meta.repositories(Some("a/b"), 10).await.unwrap(),
+        vec!["a_a", "z"]
     );
-    assert_eq!(meta.repositories(Some("a/b"), 10).await.unwrap(), vec!["z"]);
 
     // Concurrent writers: every tag write lands.
     let mut tasks = Vec::new();
@@ -346,7 +378,11 @@ async fn run_suite(meta: Meta) {
         t.await.unwrap().unwrap();
     }
     assert_eq!(
-        meta.tags("conc", None, 100).await.unwrap().unwrap().len(),
+        meta.tags(&n("conc"), None, 100)
+            .await
+            .unwrap()
+            .unwrap()
+            .len(),
         20
     );
 
@@ -370,7 +406,7 @@ async fn sqlite_passes_the_suite() {
         .await
         .unwrap();
     assert_eq!(
-        meta.repository_blob("z", "sha256:layer").await.unwrap(),
+        meta.repository_blob(&n("z"), "sha256:layer").await.unwrap(),
         Some(10)
     );
 }

@@ -17,4 +17,6 @@ pub mod time;
 pub use digest::{Algorithm, Digest, DigestError, Hasher};
 pub use error::ErrorCode;
 pub use manifest::{Descriptor, Manifest, ManifestError, ManifestKind};
-pub use name::{validate_repository, validate_tag, NameError, Reference};
+pub use name::{
+    validate_repository, validate_tag, NameError, Namespace, Reference, RepositoryName, Tag,
+};

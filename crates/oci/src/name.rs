@@ -1,5 +1,7 @@
-//! Repository names, tags and manifest references as the distribution spec
-//! constrains them.
+//! Repository names, namespaces, tags and manifest references as the
+//! distribution spec constrains them, each validated once into its type
+//! ([`RepositoryName`], [`Namespace`], [`Tag`], [`Reference`]) at the edge
+//! and passed as such through the services and the metadata layer.
 //!
 //! Names follow `[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*(\/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)*`,
 //! at most [`MAX_NAME_LEN`] bytes; tags follow `[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}`.
@@ -15,6 +17,9 @@ pub const MAX_NAME_LEN: usize = 255;
 /// Longest accepted tag, in bytes.
 pub const MAX_TAG_LEN: usize = 128;
 
+/// Longest namespace (user or organisation name), in bytes.
+pub const MAX_NAMESPACE_LEN: usize = 64;
+
 /// Why a name or tag was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum NameError {
@@ -27,6 +32,9 @@ pub enum NameError {
     /// Tag does not match the grammar.
     #[error("invalid tag {0:?}: tags are up to 128 characters of [A-Za-z0-9_.-] and cannot start with '.' or '-'")]
     TagFormat(String),
+    /// Namespace is not one name component of at most 64 characters.
+    #[error("{0:?} is not a valid name: use at most {MAX_NAMESPACE_LEN} lowercase letters, digits and single . _ - between them")]
+    NamespaceFormat(String),
     /// A reference that is neither a tag nor a valid digest.
     #[error(transparent)]
     Digest(#[from] DigestError),
@@ -100,11 +108,138 @@ pub fn validate_tag(tag: &str) -> Result<(), NameError> {
     }
 }
 
+/// Implements the string-like traits of a validated name type.
+macro_rules! name_type {
+    ($t:ident) => {
+        impl $t {
+            /// The name as a string.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+
+            /// The name as an owned string.
+            pub fn into_string(self) -> String {
+                self.0
+            }
+        }
+
+        impl std::fmt::Display for $t {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl AsRef<str> for $t {
+            fn as_ref(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl std::borrow::Borrow<str> for $t {
+            fn borrow(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl PartialEq<str> for $t {
+            fn eq(&self, other: &str) -> bool {
+                self.0 == other
+            }
+        }
+
+        impl PartialEq<&str> for $t {
+            fn eq(&self, other: &&str) -> bool {
+                self.0 == *other
+            }
+        }
+
+        impl std::str::FromStr for $t {
+            type Err = NameError;
+            fn from_str(s: &str) -> Result<Self, NameError> {
+                $t::parse(s)
+            }
+        }
+
+        impl TryFrom<String> for $t {
+            type Error = NameError;
+            fn try_from(s: String) -> Result<Self, NameError> {
+                $t::parse(s)
+            }
+        }
+
+        impl serde::Serialize for $t {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(&self.0)
+            }
+        }
+
+        impl<'de> serde::Deserialize<'de> for $t {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = String::deserialize(d)?;
+                $t::parse(s).map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+
+/// A valid repository name (`acme/web`, `library/postgres`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RepositoryName(String);
+
+impl RepositoryName {
+    /// Validates `name` (without copying it when it is a `String`).
+    pub fn parse(name: impl AsRef<str> + Into<String>) -> Result<Self, NameError> {
+        validate_repository(name.as_ref())?;
+        Ok(RepositoryName(name.into()))
+    }
+
+    /// The namespace part: the first path component (`acme` of
+    /// `acme/web`), which owns the repository.
+    pub fn namespace(&self) -> &str {
+        self.0.split('/').next().unwrap_or(&self.0)
+    }
+}
+
+name_type!(RepositoryName);
+
+/// A valid namespace: a user's or an organisation's name, which is the
+/// first component of the repositories it owns. One path component of at
+/// most [`MAX_NAMESPACE_LEN`] bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Namespace(String);
+
+impl Namespace {
+    /// Validates `name` (without copying it when it is a `String`).
+    pub fn parse(name: impl AsRef<str> + Into<String>) -> Result<Self, NameError> {
+        let s = name.as_ref();
+        if s.len() > MAX_NAMESPACE_LEN || s.contains('/') || validate_repository(s).is_err() {
+            return Err(NameError::NamespaceFormat(s.chars().take(80).collect()));
+        }
+        Ok(Namespace(name.into()))
+    }
+}
+
+name_type!(Namespace);
+
+/// A valid tag (`latest`, `v1.2.3`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Tag(String);
+
+impl Tag {
+    /// Validates `tag` (without copying it when it is a `String`).
+    pub fn parse(tag: impl AsRef<str> + Into<String>) -> Result<Self, NameError> {
+        validate_tag(tag.as_ref())?;
+        Ok(Tag(tag.into()))
+    }
+}
+
+name_type!(Tag);
+
 /// The `<reference>` of a manifest URL: a tag or a digest.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Reference {
     /// A tag.
-    Tag(String),
+    Tag(Tag),
     /// A digest.
     Digest(Digest),
 }
@@ -115,18 +250,22 @@ impl Reference {
         if s.contains(':') {
             Ok(Reference::Digest(Digest::parse(s)?))
         } else {
-            validate_tag(s)?;
-            Ok(Reference::Tag(s.to_owned()))
+            Ok(Reference::Tag(Tag::parse(s)?))
+        }
+    }
+
+    /// The reference as it appears in a URL.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Reference::Tag(t) => t.as_str(),
+            Reference::Digest(d) => d.as_str(),
         }
     }
 }
 
 impl std::fmt::Display for Reference {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Reference::Tag(t) => f.write_str(t),
-            Reference::Digest(d) => f.write_str(d.as_str()),
-        }
+        f.write_str(self.as_str())
     }
 }
 
@@ -172,6 +311,26 @@ mod tests {
         assert!(validate_tag("a/b").is_err());
         assert!(validate_tag("").is_err());
         assert!(matches!(Reference::parse("v1"), Ok(Reference::Tag(_))));
+        assert_eq!(Tag::parse("v1").unwrap().as_str(), "v1");
+        assert!(Tag::parse("-v1").is_err());
+    }
+
+    #[test]
+    fn typed_names() {
+        let r = RepositoryName::parse("acme/web/api").unwrap();
+        assert_eq!(r.namespace(), "acme");
+        assert_eq!(r.to_string(), "acme/web/api");
+        assert_eq!(RepositoryName::parse("app").unwrap().namespace(), "app");
+        assert!(RepositoryName::parse(String::from("A/b")).is_err());
+        assert!(Namespace::parse("acme-corp.eu").is_ok());
+        for bad in ["Alice", "a/b", "..", "", "a_-b"] {
+            assert!(Namespace::parse(bad).is_err(), "{bad}");
+        }
+        assert!(Namespace::parse("a".repeat(MAX_NAMESPACE_LEN)).is_ok());
+        assert!(Namespace::parse("a".repeat(MAX_NAMESPACE_LEN + 1)).is_err());
+        let t: Tag = serde_json::from_str("\"v1\"").unwrap();
+        assert_eq!(t, "v1");
+        assert!(serde_json::from_str::<Tag>("\".x\"").is_err());
         assert!(matches!(
             Reference::parse("sha256:zz"),
             Err(NameError::Digest(_))

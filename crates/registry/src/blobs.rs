@@ -1,6 +1,6 @@
 //! Reading, checking and deleting blobs of a repository.
 
-use berth_oci::Digest;
+use berth_oci::{Digest, RepositoryName};
 use berth_store::BlobRead;
 
 use crate::Caller;
@@ -39,8 +39,8 @@ impl ByteRange {
 
 impl Registry {
     /// Size of `digest` if it is readable from `repo`.
-    pub async fn blob_size(&self, repo: &str, digest: &Digest) -> Result<u64> {
-        if let Some(size) = self.cache.link(repo, digest.as_str()) {
+    pub async fn blob_size(&self, repo: &RepositoryName, digest: &Digest) -> Result<u64> {
+        if let Some(size) = self.cache.link(repo.as_str(), digest.as_str()) {
             return Ok(size);
         }
         let epoch = self.cache.epoch();
@@ -53,10 +53,11 @@ impl Registry {
         // that says "present" makes clients skip the upload, so it must not
         // trust metadata alone (a file lost to an operator or a disk fault).
         if self.store.stat(digest).await?.is_none() {
-            tracing::warn!(%digest, repo, "blob linked in metadata is missing from storage");
+            tracing::warn!(%digest, %repo, "blob linked in metadata is missing from storage");
             return Err(Error::BlobUnknown(digest.to_string()));
         }
-        self.cache.fill_link(repo, digest.as_str(), size, &epoch);
+        self.cache
+            .fill_link(repo.as_str(), digest.as_str(), size, &epoch);
         Ok(size)
     }
 
@@ -65,7 +66,7 @@ impl Registry {
     /// the body.
     pub async fn read_blob(
         &self,
-        repo: &str,
+        repo: &RepositoryName,
         digest: &Digest,
         range: Option<ByteRange>,
     ) -> Result<(u64, Option<(u64, u64)>, BlobRead)> {
@@ -77,7 +78,7 @@ impl Registry {
         let read = self.store.read(digest, resolved).await?.ok_or_else(|| {
             // Linked in metadata but gone from storage: report it as unknown
             // rather than failing, and let GC reconcile.
-            tracing::warn!(%digest, repo, "blob linked in metadata is missing from storage");
+            tracing::warn!(%digest, %repo, "blob linked in metadata is missing from storage");
             Error::BlobUnknown(digest.to_string())
         })?;
         Ok((size, resolved, read))
@@ -85,12 +86,17 @@ impl Registry {
 
     /// Unlinks a blob from `repo` (the bytes go at the next garbage
     /// collection if nothing else references them).
-    pub async fn delete_blob(&self, repo: &str, digest: &Digest, caller: &Caller) -> Result<()> {
+    pub async fn delete_blob(
+        &self,
+        repo: &RepositoryName,
+        digest: &Digest,
+        caller: &Caller,
+    ) -> Result<()> {
         let existed = self
             .meta
             .unlink_blob(repo, digest.as_str(), &caller.actor())
             .await?;
-        self.cache.invalidate_link(repo, digest.as_str());
+        self.cache.invalidate_link(repo.as_str(), digest.as_str());
         if existed {
             Ok(())
         } else {
@@ -99,12 +105,18 @@ impl Registry {
     }
 
     /// Makes `digest` readable from `repo` after it was stored.
-    pub(crate) async fn link(&self, repo: &str, digest: &Digest, size: u64) -> Result<()> {
+    pub(crate) async fn link(
+        &self,
+        repo: &RepositoryName,
+        digest: &Digest,
+        size: u64,
+    ) -> Result<()> {
         let epoch = self.cache.epoch();
         self.meta
             .link_blob(repo, digest.as_str(), size, berth_meta::now_ms())
             .await?;
-        self.cache.fill_link(repo, digest.as_str(), size, &epoch);
+        self.cache
+            .fill_link(repo.as_str(), digest.as_str(), size, &epoch);
         Ok(())
     }
 }

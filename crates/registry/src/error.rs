@@ -1,6 +1,52 @@
-//! The core services' error type and its OCI error code.
+//! The core services' error type: what went wrong, with the data the
+//! answer needs (the size behind a `Content-Range`, the upload a refused
+//! chunk belongs to, the rate limit's state), its OCI error code
+//! ([`Error::code`]) and its [`Kind`], from which the server derives the
+//! HTTP status and the management API's code. Failures of storage and of
+//! the metadata database keep their source, for the log.
 
 use berth_oci::ErrorCode;
+
+use crate::auth::RateState;
+
+/// What kind of failure an [`Error`] is, independent of any protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    /// The request is malformed or names something invalid.
+    InvalidArgument,
+    /// No or bad credentials.
+    Unauthenticated,
+    /// Known caller, not allowed (permission, tag rule, quota).
+    PermissionDenied,
+    /// The thing asked for does not exist.
+    NotFound,
+    /// The method is not offered on this resource.
+    MethodNotAllowed,
+    /// The name is taken, or something conflicting is in progress.
+    Conflict,
+    /// The content is over a size limit.
+    TooLarge,
+    /// A byte range (of a blob, or of a chunk) cannot be satisfied.
+    RangeNotSatisfiable,
+    /// Over a rate limit; retry later.
+    TooManyRequests,
+    /// The storage device is full.
+    StorageFull,
+    /// The server is too busy to do this now; retry later.
+    Unavailable,
+    /// A failure on the registry's side.
+    Internal,
+}
+
+/// An upload session, named where an error must point the client back to
+/// it (`Location` and `Range` of a refused chunk).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadRef {
+    /// The repository the session belongs to.
+    pub repository: berth_oci::RepositoryName,
+    /// The session id.
+    pub id: String,
+}
 
 /// Why a registry operation failed. Each variant maps to one OCI error code
 /// ([`Error::code`]) and HTTP status ([`Error::status`]); the `Display` text
@@ -23,6 +69,8 @@ pub enum Error {
         start: u64,
         /// Bytes held.
         size: u64,
+        /// The session, for the answer's `Location` (set by the service).
+        upload: Option<UploadRef>,
     },
     /// A digest that is malformed or does not match the content.
     #[error("{0}")]
@@ -103,6 +151,13 @@ pub enum Error {
         /// Seconds until the window has room again (`Retry-After`).
         retry_after: u64,
     },
+    /// The caller is over the pull rate limit (429, with the limit's
+    /// `RateLimit-*` state).
+    #[error(
+        "pull rate limit of {} manifest requests per {} seconds reached: retry in {} seconds",
+        .0.limit, .0.window_secs, .0.reset_secs
+    )]
+    PullRateLimited(RateState),
     /// The server is too busy to check this now (503): password
     /// verification is at capacity.
     #[error(
@@ -119,9 +174,16 @@ pub enum Error {
     /// The client's request body could not be read.
     #[error("reading the request body failed")]
     BodyRead,
-    /// Anything the client cannot fix; details are logged, not returned.
-    #[error("internal error")]
+    /// Anything the client cannot fix; details are logged, not returned
+    /// (the answer says only "internal error", see [`Error::public_message`]).
+    #[error("internal error: {0}")]
     Internal(String),
+    /// The blob store failed; the source is logged, not returned.
+    #[error("storage failed: {0}")]
+    Storage(#[source] std::io::Error),
+    /// The metadata database failed; the source is logged, not returned.
+    #[error("{0}")]
+    Metadata(#[source] berth_meta::Error),
 }
 
 impl Error {
@@ -150,23 +212,93 @@ impl Error {
             | Error::Conflict(_) => ErrorCode::Unsupported,
             Error::Unauthorized(_) => ErrorCode::Unauthorized,
             Error::Denied(_) => ErrorCode::Denied,
-            Error::TooManyRequests { .. } => ErrorCode::TooManyRequests,
+            Error::TooManyRequests { .. } | Error::PullRateLimited(_) => ErrorCode::TooManyRequests,
             Error::Busy { .. } => ErrorCode::Unavailable,
-            Error::StorageFull | Error::Internal(_) => ErrorCode::Unknown,
+            Error::StorageFull | Error::Internal(_) | Error::Storage(_) | Error::Metadata(_) => {
+                ErrorCode::Unknown
+            }
         }
     }
 
-    /// The HTTP status.
-    pub fn status(&self) -> u16 {
+    /// The message for the client: the `Display` text, except for
+    /// failures on the registry's side, whose details stay in the log.
+    pub fn public_message(&self) -> String {
+        match self.kind() {
+            Kind::Internal => "internal error".to_owned(),
+            _ => self.to_string(),
+        }
+    }
+
+    /// What kind of failure this is.
+    pub fn kind(&self) -> Kind {
         match self {
-            Error::ChunkOutOfOrder { .. } | Error::RangeNotSatisfiable { .. } => 416,
-            Error::ManifestTooLarge { .. } => 413,
-            Error::InvalidParameter(_) => 400,
-            Error::NotFound(_) => 404,
-            Error::Conflict(_) => 409,
-            Error::StorageFull => 507,
-            Error::Internal(_) => 500,
-            other => other.code().status(),
+            Error::UploadInvalid(_)
+            | Error::BodyRead
+            | Error::DigestInvalid(_)
+            | Error::SizeInvalid(_)
+            | Error::ManifestBlobUnknown(_)
+            | Error::ManifestInvalid(_)
+            | Error::NameInvalid(_)
+            | Error::TagInvalid(_)
+            | Error::InvalidParameter(_) => Kind::InvalidArgument,
+            Error::BlobUnknown(_)
+            | Error::UploadUnknown
+            | Error::ManifestUnknown(_)
+            | Error::ManifestNotAcceptable { .. }
+            | Error::NameUnknown(_)
+            | Error::NotFound(_) => Kind::NotFound,
+            Error::ChunkOutOfOrder { .. } | Error::RangeNotSatisfiable { .. } => {
+                Kind::RangeNotSatisfiable
+            }
+            Error::ManifestTooLarge { .. } => Kind::TooLarge,
+            Error::Unsupported(_) => Kind::MethodNotAllowed,
+            Error::Conflict(_) => Kind::Conflict,
+            Error::Unauthorized(_) => Kind::Unauthenticated,
+            Error::Denied(_) => Kind::PermissionDenied,
+            Error::TooManyRequests { .. } | Error::PullRateLimited(_) => Kind::TooManyRequests,
+            Error::StorageFull => Kind::StorageFull,
+            Error::Busy { .. } => Kind::Unavailable,
+            Error::Internal(_) | Error::Storage(_) | Error::Metadata(_) => Kind::Internal,
+        }
+    }
+
+    /// What the client may read besides the message (the `detail` of the
+    /// error body): the blob or upload size behind a 416, the manifest
+    /// size limit behind a 413.
+    pub fn detail(&self) -> Option<serde_json::Value> {
+        match self {
+            Error::ChunkOutOfOrder { size, .. } | Error::RangeNotSatisfiable { size } => {
+                Some(serde_json::json!({ "size": size }))
+            }
+            Error::ManifestTooLarge { limit, .. } => Some(serde_json::json!({ "limit": limit })),
+            _ => None,
+        }
+    }
+
+    /// Seconds after which a refused request may be retried
+    /// (`Retry-After`).
+    pub fn retry_after(&self) -> Option<u64> {
+        match self {
+            Error::TooManyRequests { retry_after } | Error::Busy { retry_after } => {
+                Some(*retry_after)
+            }
+            Error::PullRateLimited(state) => Some(state.reset_secs),
+            _ => None,
+        }
+    }
+
+    /// Points a refused chunk at its upload session.
+    pub(crate) fn at_upload(self, repository: &berth_oci::RepositoryName, id: &str) -> Error {
+        match self {
+            Error::ChunkOutOfOrder { start, size, .. } => Error::ChunkOutOfOrder {
+                start,
+                size,
+                upload: Some(UploadRef {
+                    repository: repository.clone(),
+                    id: id.to_owned(),
+                }),
+            },
+            other => other,
         }
     }
 }
@@ -176,7 +308,11 @@ impl From<berth_store::Error> for Error {
         use berth_store::Error as S;
         match e {
             S::UploadUnknown => Error::UploadUnknown,
-            S::RangeMismatch { start, size } => Error::ChunkOutOfOrder { start, size },
+            S::RangeMismatch { start, size } => Error::ChunkOutOfOrder {
+                start,
+                size,
+                upload: None,
+            },
             S::DigestMismatch { expected, actual } => Error::DigestInvalid(format!(
                 "content digest {actual} does not match the digest parameter {expected}"
             )),
@@ -185,7 +321,7 @@ impl From<berth_store::Error> for Error {
             )),
             S::StorageFull => Error::StorageFull,
             S::Body(_) => Error::BodyRead,
-            S::Io(e) => Error::Internal(format!("storage: {e}")),
+            S::Io(e) => Error::Storage(e),
         }
     }
 }
@@ -199,7 +335,7 @@ impl From<berth_meta::Error> for Error {
             berth_meta::Error::MissingReference { .. } => {
                 Error::ManifestBlobUnknown(format!("{e}; push it again"))
             }
-            e => Error::Internal(format!("metadata: {e}")),
+            e => Error::Metadata(e),
         }
     }
 }

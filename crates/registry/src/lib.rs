@@ -36,7 +36,7 @@ pub use berth_meta::{TagRule, TagRuleKind};
 pub use berth_store::{BlobBody, BlobRead, ByteStream, UploadInfo};
 pub use blobs::ByteRange;
 pub use caller::Caller;
-pub use error::Error;
+pub use error::{Error, Kind, UploadRef};
 pub use gc::{GcItem, GcReport, GcUpload, GC_JOB};
 pub use inventory::{ManifestView, TagView};
 pub use jobs::DueJob;

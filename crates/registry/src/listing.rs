@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use berth_oci::{media, Digest};
+use berth_oci::{media, Digest, RepositoryName};
 use serde::Serialize;
 
 use crate::{Error, Registry, Result};
@@ -58,9 +58,14 @@ pub(crate) fn page(list: Arc<[String]>, last: Option<&str>, n: i64) -> Page {
 
 impl Registry {
     /// Tags of `repo`, sorted, `n` at most, after `last`.
-    pub async fn tags(&self, repo: &str, n: Option<i64>, last: Option<&str>) -> Result<Page> {
+    pub async fn tags(
+        &self,
+        repo: &RepositoryName,
+        n: Option<i64>,
+        last: Option<&str>,
+    ) -> Result<Page> {
         let n = n.unwrap_or(MAX_PAGE).clamp(0, MAX_PAGE);
-        let list = match self.cache.tag_list(repo) {
+        let list = match self.cache.tag_list(repo.as_str()) {
             Some(list) => list,
             None => {
                 let epoch = self.cache.epoch();
@@ -68,9 +73,10 @@ impl Registry {
                     .meta
                     .tags(repo, None, i64::MAX)
                     .await?
-                    .ok_or_else(|| Error::NameUnknown(repo.to_owned()))?;
+                    .ok_or_else(|| Error::NameUnknown(repo.to_string()))?;
                 let list: Arc<[String]> = all.into();
-                self.cache.fill_tag_list(repo, list.clone(), &epoch);
+                self.cache
+                    .fill_tag_list(repo.as_str(), list.clone(), &epoch);
                 list
             }
         };
@@ -88,7 +94,7 @@ impl Registry {
     /// artifact type.
     pub async fn referrers(
         &self,
-        repo: &str,
+        repo: &RepositoryName,
         subject: &Digest,
         artifact_type: Option<&str>,
     ) -> Result<ReferrersIndex> {

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use berth_meta::{NewManifest, RefKind};
 use berth_oci::manifest::ManifestError;
-use berth_oci::{media, validate_tag, Digest, Manifest, ManifestKind, Reference};
+use berth_oci::{media, Digest, Manifest, ManifestKind, Reference, RepositoryName, Tag};
 use bytes::Bytes;
 
 use crate::Caller;
@@ -28,6 +28,9 @@ pub struct PushedManifest {
     pub digest: Digest,
     /// The subject it refers to, if any (for the `OCI-Subject` header).
     pub subject: Option<Digest>,
+    /// The tags now pointing at it: the reference's and those of `?tag=`,
+    /// each once (one `OCI-Tag` header each).
+    pub tags: Vec<Tag>,
 }
 
 /// Whether a client whose `Accept` header lists `accept` takes `media_type`.
@@ -55,11 +58,11 @@ impl Registry {
     /// admin.
     pub async fn put_manifest(
         &self,
-        repo: &str,
+        repo: &RepositoryName,
         reference: &Reference,
         content_type: Option<&str>,
         body: Bytes,
-        extra_tags: &[String],
+        extra_tags: &[Tag],
         caller: &Caller,
     ) -> Result<PushedManifest> {
         if body.len() > self.settings.max_manifest_bytes {
@@ -85,7 +88,6 @@ impl Registry {
             tags.push(t.clone());
         }
         for t in extra_tags {
-            validate_tag(t).map_err(|e| Error::TagInvalid(e.to_string()))?;
             if !tags.contains(t) {
                 tags.push(t.clone());
             }
@@ -96,7 +98,7 @@ impl Registry {
         })?;
         let (references, required_blobs) = self.check_references(repo, &manifest).await?;
         let record = NewManifest {
-            repository: repo.to_owned(),
+            repository: repo.clone(),
             digest: digest.to_string(),
             media_type: manifest.media_type.clone(),
             artifact_type: manifest.effective_artifact_type().map(str::to_owned),
@@ -113,12 +115,12 @@ impl Registry {
         };
         // Manifest bytes count against the namespace quota, unless the
         // namespace holds this manifest already.
-        if let Some(g) = self.quota_gate(repo, Some(digest.as_str())).await? {
+        if let Some(g) = self.quota_gate(repo, Some(&digest)).await? {
             g.check(body.len() as u64)?;
         }
         // Tag rules are decided inside the write's transaction: two
         // concurrent pushes of an immutable tag cannot both win.
-        let rules = Arc::new(self.tag_rules(repo).await?);
+        let rules = Arc::new(self.tag_rules(repo.as_str()).await?);
         let epoch = self.cache.epoch();
         if rules.is_empty() || tags.is_empty() {
             self.meta.put_manifest(&record, &caller.actor()).await?;
@@ -128,10 +130,10 @@ impl Registry {
                 .await?;
         }
         for t in &tags {
-            self.cache.invalidate_tag(repo, t);
+            self.cache.invalidate_tag(repo.as_str(), t.as_str());
         }
         self.cache.fill_manifest(
-            repo,
+            repo.as_str(),
             Arc::new(ManifestEntry {
                 digest: digest.to_string(),
                 media_type: manifest.media_type,
@@ -142,6 +144,7 @@ impl Registry {
         Ok(PushedManifest {
             digest,
             subject: manifest.subject.map(|s| s.digest),
+            tags,
         })
     }
 
@@ -150,7 +153,7 @@ impl Registry {
     /// in the transaction that stores the manifest).
     async fn check_references(
         &self,
-        repo: &str,
+        repo: &RepositoryName,
         m: &Manifest,
     ) -> Result<(Vec<(String, RefKind)>, Vec<String>)> {
         let mut refs = Vec::new();
@@ -164,13 +167,13 @@ impl Registry {
                     }
                     refs.push((d.digest.to_string(), RefKind::Blob));
                     // Content embedded in `data` was verified by the parser.
-                    if d.data.is_none() && !needed.contains(&d.digest.to_string()) {
+                    if d.data.is_none() && !needed.iter().any(|n| n == d.digest.as_str()) {
                         needed.push(d.digest.to_string());
                     }
                 }
                 let mut missing = Vec::new();
                 for d in &needed {
-                    if self.cache.link(repo, d).is_none() {
+                    if self.cache.link(repo.as_str(), d).is_none() {
                         missing.push(d.clone());
                     }
                 }
@@ -199,51 +202,68 @@ impl Registry {
         Ok((refs, required))
     }
 
-    /// Resolves `reference` in `repo` to the stored manifest.
+    /// Resolves `reference` in `repo` to the stored manifest: the pull
+    /// path, answered from the cache when it can be.
     pub async fn get_manifest(
         &self,
-        repo: &str,
+        repo: &RepositoryName,
         reference: &Reference,
     ) -> Result<Arc<ManifestEntry>> {
-        let digest: Arc<str> = match reference {
-            Reference::Digest(d) => Arc::from(d.as_str()),
-            Reference::Tag(t) => match self.cache.tag(repo, t) {
-                Some(d) => d,
-                None => {
-                    let epoch = self.cache.epoch();
-                    let record = self
-                        .meta
-                        .manifest_by_tag(repo, t)
-                        .await?
-                        .ok_or_else(|| Error::ManifestUnknown(reference.to_string()))?;
-                    let digest: Arc<str> = Arc::from(record.digest.as_str());
-                    self.cache.fill_tag(repo, t, digest, &epoch);
-                    let entry = Arc::new(ManifestEntry {
-                        digest: record.digest,
-                        media_type: record.media_type,
-                        content: Bytes::from(record.content),
-                    });
-                    self.cache.fill_manifest(repo, entry.clone(), &epoch);
+        let unknown = || Error::ManifestUnknown(reference.to_string());
+        let tag = match reference {
+            Reference::Digest(d) => {
+                if let Some(entry) = self.cache.manifest(repo.as_str(), d.as_str()) {
                     return Ok(entry);
                 }
-            },
+                return self.load_manifest(repo, d).await?.ok_or_else(unknown);
+            }
+            Reference::Tag(t) => t,
         };
-        if let Some(entry) = self.cache.manifest(repo, &digest) {
-            return Ok(entry);
+        if let Some(digest) = self.cache.tag(repo.as_str(), tag.as_str()) {
+            if let Some(entry) = self.cache.manifest(repo.as_str(), &digest) {
+                return Ok(entry);
+            }
+            let digest = Digest::parse(&digest)
+                .map_err(|e| Error::Internal(format!("a cached tag holds {e}")))?;
+            return self.load_manifest(repo, &digest).await?.ok_or_else(unknown);
         }
         let epoch = self.cache.epoch();
         let record = self
             .meta
-            .manifest(repo, &digest)
+            .manifest_by_tag(repo, tag)
             .await?
-            .ok_or_else(|| Error::ManifestUnknown(reference.to_string()))?;
+            .ok_or_else(unknown)?;
+        let digest: Arc<str> = Arc::from(record.digest.as_str());
+        self.cache
+            .fill_tag(repo.as_str(), tag.as_str(), digest, &epoch);
         let entry = Arc::new(ManifestEntry {
             digest: record.digest,
             media_type: record.media_type,
             content: Bytes::from(record.content),
         });
-        self.cache.fill_manifest(repo, entry.clone(), &epoch);
+        self.cache
+            .fill_manifest(repo.as_str(), entry.clone(), &epoch);
         Ok(entry)
+    }
+
+    /// Reads a manifest of `repo` from the database into the cache.
+    async fn load_manifest(
+        &self,
+        repo: &RepositoryName,
+        digest: &Digest,
+    ) -> Result<Option<Arc<ManifestEntry>>> {
+        let epoch = self.cache.epoch();
+        let Some(record) = self.meta.manifest(repo, digest.as_str()).await? else {
+            return Ok(None);
+        };
+        let entry = Arc::new(ManifestEntry {
+            digest: record.digest,
+            media_type: record.media_type,
+            content: Bytes::from(record.content),
+        });
+        self.cache
+            .fill_manifest(repo.as_str(), entry.clone(), &epoch);
+        Ok(Some(entry))
     }
 
     /// Deletes a manifest (by digest: the manifest and its tags; by tag: the
@@ -251,13 +271,13 @@ impl Registry {
     /// namespace admins ([`crate::TagRules::refuse_delete`]).
     pub async fn delete_manifest(
         &self,
-        repo: &str,
+        repo: &RepositoryName,
         reference: &Reference,
         caller: &Caller,
     ) -> Result<()> {
         // Protected and immutable tags are checked inside the delete's
         // transaction, against the tags it actually removes.
-        let rules = Arc::new(self.tag_rules(repo).await?);
+        let rules = Arc::new(self.tag_rules(repo.as_str()).await?);
         let guard = (!rules.is_empty()).then(|| rules.delete_guard(caller));
         let actor = caller.actor();
         match reference {
@@ -266,9 +286,9 @@ impl Registry {
                     Some(g) => self.meta.delete_tag_guarded(repo, t, g, &actor).await?,
                     None => self.meta.delete_tag(repo, t, &actor).await?,
                 };
-                self.cache.invalidate_tag(repo, t);
+                self.cache.invalidate_tag(repo.as_str(), t.as_str());
                 if !existed {
-                    return Err(Error::ManifestUnknown(t.clone()));
+                    return Err(Error::ManifestUnknown(t.to_string()));
                 }
             }
             Reference::Digest(d) => {
@@ -280,10 +300,10 @@ impl Registry {
                     }
                     None => self.meta.delete_manifest(repo, d.as_str(), &actor).await?,
                 };
-                self.cache.invalidate_manifest(repo, d.as_str());
+                self.cache.invalidate_manifest(repo.as_str(), d.as_str());
                 let tags = tags.ok_or_else(|| Error::ManifestUnknown(d.to_string()))?;
                 for t in tags {
-                    self.cache.invalidate_tag(repo, &t);
+                    self.cache.invalidate_tag(repo.as_str(), &t);
                 }
             }
         }

@@ -218,12 +218,18 @@ impl PullStats {
 
 impl Registry {
     /// Counts a manifest GET (see the module documentation).
-    pub fn record_pull(&self, repo: &str, reference: &berth_oci::Reference, digest: &str) {
+    pub fn record_pull(
+        &self,
+        repo: &berth_oci::RepositoryName,
+        reference: &berth_oci::Reference,
+        digest: &str,
+    ) {
         let tag = match reference {
             berth_oci::Reference::Tag(t) => Some(t.as_str()),
             berth_oci::Reference::Digest(_) => None,
         };
-        self.pulls.record(repo, tag, digest, berth_meta::now_ms());
+        self.pulls
+            .record(repo.as_str(), tag, digest, berth_meta::now_ms());
     }
 
     /// Writes the pulls counted so far to the database (the flush job's

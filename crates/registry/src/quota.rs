@@ -269,15 +269,15 @@ impl Registry {
     /// one and `digest` (when known) is not already held there.
     pub(crate) async fn quota_gate(
         &self,
-        repo: &str,
-        digest: Option<&str>,
+        repo: &berth_oci::RepositoryName,
+        digest: Option<&berth_oci::Digest>,
     ) -> Result<Option<Gate>> {
-        let ns = namespace(repo);
+        let ns = repo.namespace();
         let Some(&limit) = self.quota_limits().await?.get(ns) else {
             return Ok(None);
         };
         if let Some(d) = digest {
-            if self.meta.namespace_holds(ns, d).await? {
+            if self.meta.namespace_holds(ns, d.as_str()).await? {
                 return Ok(None);
             }
         }
@@ -344,9 +344,7 @@ impl Registry {
         limit_bytes: u64,
         caller: &Caller,
     ) -> Result<QuotaView> {
-        if ns.is_empty() || ns.contains('/') || berth_oci::validate_repository(ns).is_err() {
-            return Err(Error::NameInvalid(format!("{ns:?} is not a namespace")));
-        }
+        berth_oci::Namespace::parse(ns).map_err(|e| Error::NameInvalid(e.to_string()))?;
         let out = self.meta.set_quota(ns, limit_bytes, &caller.actor()).await;
         self.quotas.invalidate();
         out?;

@@ -118,17 +118,7 @@ fn refusal(tag: &str, r: &TagRule, what: &str) -> String {
 /// Checks that `scope` names `ns` or repositories below it and that
 /// `pattern` is a tag glob.
 fn validate(ns: &str, scope: &str, pattern: &str) -> Result<()> {
-    berth_oci::validate_repository(ns)
-        .map_err(|e| Error::NameInvalid(e.to_string()))
-        .and_then(|()| {
-            if ns.contains('/') {
-                Err(Error::NameInvalid(format!(
-                    "{ns:?} is not a namespace (no '/')"
-                )))
-            } else {
-                Ok(())
-            }
-        })?;
+    berth_oci::Namespace::parse(ns).map_err(|e| Error::NameInvalid(e.to_string()))?;
     let inside = scope == ns
         || scope
             .strip_prefix(ns)

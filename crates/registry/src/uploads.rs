@@ -9,7 +9,7 @@
 use std::sync::atomic::Ordering;
 use std::time::SystemTime;
 
-use berth_oci::Digest;
+use berth_oci::{Digest, RepositoryName};
 use berth_store::{ByteStream, UploadInfo};
 
 use crate::quota::{capped, drain, Gate};
@@ -18,19 +18,19 @@ use crate::{Error, Registry, Result};
 impl Registry {
     /// Opens an upload session for `repo` (refused when the namespace has
     /// no room left at all).
-    pub async fn start_upload(&self, repo: &str) -> Result<UploadInfo> {
+    pub async fn start_upload(&self, repo: &RepositoryName) -> Result<UploadInfo> {
         if let Some(g) = self.quota_gate(repo, None).await? {
             if g.available() == 0 {
                 return Err(g.refusal(Some(1)));
             }
         }
-        Ok(self.store.upload_create(repo).await?)
+        Ok(self.store.upload_create(repo.as_str()).await?)
     }
 
     /// The session `id`, if it belongs to `repo`.
-    pub async fn upload(&self, repo: &str, id: &str) -> Result<UploadInfo> {
+    pub async fn upload(&self, repo: &RepositoryName, id: &str) -> Result<UploadInfo> {
         match self.store.upload_info(id).await? {
-            Some(info) if info.label == repo => Ok(info),
+            Some(info) if info.label == repo.as_str() => Ok(info),
             _ => Err(Error::UploadUnknown),
         }
     }
@@ -40,7 +40,7 @@ impl Registry {
     /// announced length. Returns the new upload size.
     pub async fn append_upload(
         &self,
-        repo: &str,
+        repo: &RepositoryName,
         id: &str,
         start: Option<u64>,
         len: Option<u64>,
@@ -50,6 +50,7 @@ impl Registry {
         let gate = self.quota_gate(repo, None).await?;
         self.append_within(id, info.size, start, len, body, gate.as_ref())
             .await
+            .map_err(|e| e.at_upload(repo, id))
     }
 
     /// Appends to upload `id` (holding `held` bytes) within `gate`'s room;
@@ -91,7 +92,7 @@ impl Registry {
     /// digest, publishes the blob and links it to `repo`.
     pub async fn finish_upload(
         &self,
-        repo: &str,
+        repo: &RepositoryName,
         id: &str,
         digest: &Digest,
         last_chunk: Option<(Option<u64>, Option<u64>, ByteStream)>,
@@ -99,12 +100,13 @@ impl Registry {
         let info = self.upload(repo, id).await?;
         // No gate when the namespace holds this digest already: linking it
         // costs nothing.
-        let gate = self.quota_gate(repo, Some(digest.as_str())).await?;
+        let gate = self.quota_gate(repo, Some(digest)).await?;
         let mut held = info.size;
         if let Some((start, len, body)) = last_chunk {
             held = self
                 .append_within(id, info.size, start, len, body, gate.as_ref())
-                .await?;
+                .await
+                .map_err(|e| e.at_upload(repo, id))?;
         }
         if let Some(g) = &gate {
             if let Err(e) = g.check(held) {
@@ -118,7 +120,7 @@ impl Registry {
     }
 
     /// Cancels an upload session of `repo`.
-    pub async fn cancel_upload(&self, repo: &str, id: &str) -> Result<()> {
+    pub async fn cancel_upload(&self, repo: &RepositoryName, id: &str) -> Result<()> {
         self.upload(repo, id).await?;
         if self.store.upload_cancel(id).await? {
             Ok(())
@@ -130,12 +132,12 @@ impl Registry {
     /// Stores a whole blob sent in one request and links it to `repo`.
     pub async fn push_blob(
         &self,
-        repo: &str,
+        repo: &RepositoryName,
         digest: &Digest,
         len: Option<u64>,
         body: ByteStream,
     ) -> Result<u64> {
-        let gate = self.quota_gate(repo, Some(digest.as_str())).await?;
+        let gate = self.quota_gate(repo, Some(digest)).await?;
         let (body, tripped) = match &gate {
             None => (body, None),
             Some(g) => {
@@ -171,9 +173,9 @@ impl Registry {
     /// it does not fit).
     pub async fn mount_blob(
         &self,
-        repo: &str,
+        repo: &RepositoryName,
         digest: &Digest,
-        from: Option<&str>,
+        from: Option<&RepositoryName>,
     ) -> Result<bool> {
         let size = match from {
             Some(from) => self.meta.repository_blob(from, digest.as_str()).await?,
@@ -185,7 +187,7 @@ impl Registry {
         if self.store.stat(digest).await?.is_none() {
             return Ok(false);
         }
-        let gate = self.quota_gate(repo, Some(digest.as_str())).await?;
+        let gate = self.quota_gate(repo, Some(digest)).await?;
         if let Some(g) = &gate {
             g.check(size)?;
         }
@@ -194,7 +196,7 @@ impl Registry {
         // the link (it was unreferenced everywhere): then answer "not
         // mounted" and let the client upload it, which heals the link.
         if self.store.stat(digest).await?.is_none() {
-            self.cache.invalidate_link(repo, digest.as_str());
+            self.cache.invalidate_link(repo.as_str(), digest.as_str());
             return Ok(false);
         }
         Ok(true)
@@ -206,7 +208,7 @@ impl Registry {
     /// for garbage collection rather than deleted here.
     async fn link_within(
         &self,
-        repo: &str,
+        repo: &RepositoryName,
         digest: &Digest,
         size: u64,
         gate: Option<&Gate>,
@@ -221,11 +223,12 @@ impl Registry {
             .link_blob_within_quota(repo, digest.as_str(), size, now, &g.namespace, g.limit)
             .await?
         {
-            tracing::info!(repo, %digest, size, used, "upload refused at link time: over quota");
+            tracing::info!(%repo, %digest, size, used, "upload refused at link time: over quota");
             let g = Gate { used, ..g.clone() };
             return Err(g.refusal(Some(size)));
         }
-        self.cache.fill_link(repo, digest.as_str(), size, &epoch);
+        self.cache
+            .fill_link(repo.as_str(), digest.as_str(), size, &epoch);
         Ok(())
     }
 

@@ -26,6 +26,11 @@ async fn registry(dir: &std::path::Path, settings: Settings) -> Registry {
     Registry::new(Arc::new(store), meta, settings)
 }
 
+/// A repository name, for the services' typed parameters.
+fn n(name: &str) -> berth_oci::RepositoryName {
+    berth_oci::RepositoryName::parse(name).unwrap()
+}
+
 fn body(data: &[u8]) -> berth_store::ByteStream {
     Box::pin(futures_util::stream::iter([Ok::<_, std::io::Error>(
         Bytes::copy_from_slice(data),
@@ -43,9 +48,9 @@ async fn purge_removes_only_idle_uploads() {
         },
     )
     .await;
-    let up = reg.start_upload("r").await.unwrap();
+    let up = reg.start_upload(&n("r")).await.unwrap();
     assert_eq!(reg.purge_uploads().await.unwrap(), 0);
-    assert!(reg.upload("r", &up.id).await.is_ok());
+    assert!(reg.upload(&n("r"), &up.id).await.is_ok());
 
     let reg = registry(
         dir.path(),
@@ -58,7 +63,7 @@ async fn purge_removes_only_idle_uploads() {
     tokio::time::sleep(Duration::from_millis(5)).await;
     assert_eq!(reg.purge_uploads().await.unwrap(), 1);
     assert!(matches!(
-        reg.upload("r", &up.id).await,
+        reg.upload(&n("r"), &up.id).await,
         Err(Error::UploadUnknown)
     ));
     assert!(reg.store().upload_list().await.unwrap().is_empty());
@@ -69,7 +74,7 @@ async fn manifest_and_tag_lifecycle_is_consistent_with_the_cache() {
     let dir = tempfile::tempdir().unwrap();
     let reg = registry(dir.path(), Settings::default()).await;
     let config = Digest::sha256(b"{}");
-    reg.push_blob("r", &config, None, body(b"{}"))
+    reg.push_blob(&n("r"), &config, None, body(b"{}"))
         .await
         .unwrap();
     let m1 = format!(
@@ -79,10 +84,10 @@ async fn manifest_and_tag_lifecycle_is_consistent_with_the_cache() {
         "\"layers\":[]",
         "\"layers\":[],\"annotations\":{\"v\":\"2\"}",
     );
-    let tag = Reference::Tag("latest".into());
+    let tag = Reference::Tag(berth_oci::Tag::parse("latest").unwrap());
     let p1 = reg
         .put_manifest(
-            "r",
+            &n("r"),
             &tag,
             None,
             Bytes::from(m1.clone()),
@@ -93,34 +98,42 @@ async fn manifest_and_tag_lifecycle_is_consistent_with_the_cache() {
         .unwrap();
     // Warm the cache, then move the tag and check the cache follows.
     assert_eq!(
-        reg.get_manifest("r", &tag).await.unwrap().digest,
+        reg.get_manifest(&n("r"), &tag).await.unwrap().digest,
         p1.digest.as_str()
     );
     let p2 = reg
-        .put_manifest("r", &tag, None, Bytes::from(m2), &[], &Caller::default())
+        .put_manifest(
+            &n("r"),
+            &tag,
+            None,
+            Bytes::from(m2),
+            &[],
+            &Caller::default(),
+        )
         .await
         .unwrap();
     assert_eq!(
-        reg.get_manifest("r", &tag).await.unwrap().digest,
+        reg.get_manifest(&n("r"), &tag).await.unwrap().digest,
         p2.digest.as_str()
     );
     reg.delete_manifest(
-        "r",
+        &n("r"),
         &Reference::Digest(p2.digest.clone()),
         &Caller::default(),
     )
     .await
     .unwrap();
     assert!(matches!(
-        reg.get_manifest("r", &tag).await,
+        reg.get_manifest(&n("r"), &tag).await,
         Err(Error::ManifestUnknown(_))
     ));
     assert!(matches!(
-        reg.get_manifest("r", &Reference::Digest(p2.digest)).await,
+        reg.get_manifest(&n("r"), &Reference::Digest(p2.digest))
+            .await,
         Err(Error::ManifestUnknown(_))
     ));
     assert_eq!(
-        reg.get_manifest("r", &Reference::Digest(p1.digest))
+        reg.get_manifest(&n("r"), &Reference::Digest(p1.digest))
             .await
             .unwrap()
             .content,
@@ -129,52 +142,65 @@ async fn manifest_and_tag_lifecycle_is_consistent_with_the_cache() {
     // The cached tag list follows tag writes and deletes.
     let list = |p: berth_registry::Page| p.items().to_vec();
     assert_eq!(
-        list(reg.tags("r", None, None).await.unwrap()),
+        list(reg.tags(&n("r"), None, None).await.unwrap()),
         Vec::<String>::new()
     );
-    let t = |s: &str| Reference::Tag(s.to_owned());
+    let t = |s: &str| Reference::Tag(berth_oci::Tag::parse(s).unwrap());
     let m3 = m1.replace(
         "\"layers\":[]",
         "\"layers\":[],\"annotations\":{\"v\":\"3\"}",
     );
     reg.put_manifest(
-        "r",
+        &n("r"),
         &t("b"),
         None,
         Bytes::from(m3.clone()),
-        &["a".to_owned()],
+        &[berth_oci::Tag::parse("a").unwrap()],
         &Caller::default(),
     )
     .await
     .unwrap();
-    assert_eq!(list(reg.tags("r", None, None).await.unwrap()), ["a", "b"]);
-    reg.put_manifest("r", &t("c"), None, Bytes::from(m3), &[], &Caller::default())
-        .await
-        .unwrap();
     assert_eq!(
-        list(reg.tags("r", None, None).await.unwrap()),
+        list(reg.tags(&n("r"), None, None).await.unwrap()),
+        ["a", "b"]
+    );
+    reg.put_manifest(
+        &n("r"),
+        &t("c"),
+        None,
+        Bytes::from(m3),
+        &[],
+        &Caller::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        list(reg.tags(&n("r"), None, None).await.unwrap()),
         ["a", "b", "c"]
     );
     assert_eq!(
-        list(reg.tags("r", Some(1), Some("a")).await.unwrap()),
+        list(reg.tags(&n("r"), Some(1), Some("a")).await.unwrap()),
         ["b"]
     );
-    reg.delete_manifest("r", &t("b"), &Caller::default())
+    reg.delete_manifest(&n("r"), &t("b"), &Caller::default())
         .await
         .unwrap();
-    assert_eq!(list(reg.tags("r", None, None).await.unwrap()), ["a", "c"]);
+    assert_eq!(
+        list(reg.tags(&n("r"), None, None).await.unwrap()),
+        ["a", "c"]
+    );
     assert!(matches!(
-        reg.tags("nope", None, None).await,
+        reg.tags(&n("nope"), None, None).await,
         Err(Error::NameUnknown(_))
     ));
 
     // Unlinking a blob is visible at once despite the link cache.
-    assert_eq!(reg.blob_size("r", &config).await.unwrap(), 2);
-    reg.delete_blob("r", &config, &Caller::default())
+    assert_eq!(reg.blob_size(&n("r"), &config).await.unwrap(), 2);
+    reg.delete_blob(&n("r"), &config, &Caller::default())
         .await
         .unwrap();
     assert!(matches!(
-        reg.blob_size("r", &config).await,
+        reg.blob_size(&n("r"), &config).await,
         Err(Error::BlobUnknown(_))
     ));
 }
@@ -185,13 +211,13 @@ async fn metadata_survives_reopen() {
     let d = Digest::sha256(b"persist");
     {
         let reg = registry(dir.path(), Settings::default()).await;
-        reg.push_blob("keep/me", &d, Some(7), body(b"persist"))
+        reg.push_blob(&n("keep/me"), &d, Some(7), body(b"persist"))
             .await
             .unwrap();
         reg.meta().close().await;
     }
     let reg = registry(dir.path(), Settings::default()).await;
-    assert_eq!(reg.blob_size("keep/me", &d).await.unwrap(), 7);
+    assert_eq!(reg.blob_size(&n("keep/me"), &d).await.unwrap(), 7);
     assert_eq!(
         reg.catalog(None, None).await.unwrap().items().to_vec(),
         vec!["keep/me".to_owned()]

@@ -95,8 +95,7 @@ pub fn challenge(
         value.push_str(",error=\"insufficient_scope\"");
     }
     let hv = HeaderValue::from_str(&value).unwrap_or_else(|_| HeaderValue::from_static("Bearer"));
-    ApiError::from(Error::Unauthorized(message.to_owned()))
-        .with_header(header::WWW_AUTHENTICATE, hv)
+    ApiError::challenge(message, hv)
 }
 
 /// Authenticates a `/v2/` or `/api/` request: the identity, or the error
@@ -166,10 +165,7 @@ pub fn enforce(
     let (verb, name) = (wanted.verb(), wanted.repository);
     let message = match (decision, identity.name()) {
         (Decision::Allow(access), _) => {
-            return Ok(identity.caller(
-                ip,
-                !app.auth.enforced() || access.contains(berth_registry::auth::Action::Admin),
-            ))
+            return Ok(identity.caller(ip, !app.auth.enforced() || access.contains(Action::Admin)))
         }
         (Decision::Login, _) | (_, None) => {
             format!("authentication required to {verb} repository {name}: log in first")

@@ -10,7 +10,7 @@
 
 use std::sync::Arc;
 
-use axum::http::{HeaderValue, StatusCode};
+use axum::http::HeaderValue;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use axum::Router;
@@ -59,11 +59,15 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v2", any(v2::handle))
         .route("/v2/", any(v2::handle))
         .route("/v2/{*rest}", any(v2::handle))
-        .route(
-            "/token",
-            get(token::handle_get)
-                .post(token::handle_post)
-                .fallback(token::handle_other),
+        .merge(
+            Router::new()
+                .route(
+                    "/token",
+                    get(token::handle_get)
+                        .post(token::handle_post)
+                        .fallback(token::handle_other),
+                )
+                .layer(axum::middleware::from_fn(error::catch_panics)),
         )
         .nest("/api/v1", api::router())
         .fallback(handle_not_found)
@@ -71,13 +75,7 @@ pub fn router(app: Arc<App>) -> Router {
 }
 
 async fn handle_not_found() -> Response {
-    let body = error::error_body("UNSUPPORTED", "no such endpoint", None);
-    let mut r = (
-        StatusCode::NOT_FOUND,
-        [(axum::http::header::CONTENT_TYPE, "application/json")],
-        body,
-    )
-        .into_response();
+    let mut r = error::ApiError::no_endpoint().into_response();
     r.headers_mut()
         .insert(API_VERSION.0, HeaderValue::from_static(API_VERSION.1));
     r

@@ -5,9 +5,13 @@
 //! before them is the name. This is done once here instead of by a router
 //! pattern per name depth.
 
-use berth_oci::validate_repository;
+use berth_oci::RepositoryName;
 
-/// A `/v2/` endpoint of the distribution API.
+/// A `/v2/` endpoint of the distribution API, in the reference registry's
+/// vocabulary: a repository's manifests, tags, blobs and uploads. The
+/// repository name is validated here; the reference, digest or upload id
+/// is checked by the endpoint's handler (a malformed digest is a
+/// `DIGEST_INVALID`, not a missing route).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Endpoint {
     /// `/v2/`
@@ -15,17 +19,17 @@ pub enum Endpoint {
     /// `/v2/_catalog`
     Catalog,
     /// `/v2/<name>/tags/list`
-    Tags(String),
+    Tags(RepositoryName),
     /// `/v2/<name>/manifests/<reference>`
-    Manifest(String, String),
+    Manifest(RepositoryName, String),
     /// `/v2/<name>/blobs/<digest>`
-    Blob(String, String),
+    Blob(RepositoryName, String),
     /// `/v2/<name>/blobs/uploads/`
-    UploadStart(String),
+    UploadStart(RepositoryName),
     /// `/v2/<name>/blobs/uploads/<id>`
-    Upload(String, String),
+    Upload(RepositoryName, String),
     /// `/v2/<name>/referrers/<digest>`
-    Referrers(String, String),
+    Referrers(RepositoryName, String),
 }
 
 /// Why a path is not an endpoint.
@@ -37,13 +41,11 @@ pub enum RouteError {
     BadName(String),
 }
 
-fn name(segments: &[&str]) -> Result<String, RouteError> {
+fn name(segments: &[&str]) -> Result<RepositoryName, RouteError> {
     if segments.is_empty() {
         return Err(RouteError::NotFound);
     }
-    let n = segments.join("/");
-    validate_repository(&n).map_err(|e| RouteError::BadName(e.to_string()))?;
-    Ok(n)
+    RepositoryName::parse(segments.join("/")).map_err(|e| RouteError::BadName(e.to_string()))
 }
 
 /// Parses the path after `/v2/` (without the leading slash).
@@ -83,39 +85,37 @@ pub fn parse(rest: &str) -> Result<Endpoint, RouteError> {
 mod tests {
     use super::*;
 
+    fn n(s: &str) -> RepositoryName {
+        RepositoryName::parse(s).unwrap()
+    }
+
     #[test]
     fn endpoints() {
         assert_eq!(parse(""), Ok(Endpoint::Base));
         assert_eq!(parse("_catalog"), Ok(Endpoint::Catalog));
-        assert_eq!(parse("a/b/tags/list"), Ok(Endpoint::Tags("a/b".into())));
+        assert_eq!(parse("a/b/tags/list"), Ok(Endpoint::Tags(n("a/b"))));
         assert_eq!(
             parse("a/manifests/latest"),
-            Ok(Endpoint::Manifest("a".into(), "latest".into()))
+            Ok(Endpoint::Manifest(n("a"), "latest".into()))
         );
         assert_eq!(
             parse("org/app/blobs/sha256:00"),
-            Ok(Endpoint::Blob("org/app".into(), "sha256:00".into()))
+            Ok(Endpoint::Blob(n("org/app"), "sha256:00".into()))
         );
-        assert_eq!(
-            parse("a/blobs/uploads/"),
-            Ok(Endpoint::UploadStart("a".into()))
-        );
-        assert_eq!(
-            parse("a/blobs/uploads"),
-            Ok(Endpoint::UploadStart("a".into()))
-        );
+        assert_eq!(parse("a/blobs/uploads/"), Ok(Endpoint::UploadStart(n("a"))));
+        assert_eq!(parse("a/blobs/uploads"), Ok(Endpoint::UploadStart(n("a"))));
         assert_eq!(
             parse("x/y/z/blobs/uploads/abc"),
-            Ok(Endpoint::Upload("x/y/z".into(), "abc".into()))
+            Ok(Endpoint::Upload(n("x/y/z"), "abc".into()))
         );
         // A repository may itself be named like an endpoint keyword.
         assert_eq!(
             parse("blobs/manifests/v1"),
-            Ok(Endpoint::Manifest("blobs".into(), "v1".into()))
+            Ok(Endpoint::Manifest(n("blobs"), "v1".into()))
         );
         assert_eq!(
             parse("a/referrers/sha256:1"),
-            Ok(Endpoint::Referrers("a".into(), "sha256:1".into()))
+            Ok(Endpoint::Referrers(n("a"), "sha256:1".into()))
         );
         assert_eq!(parse("a/manifests/"), Err(RouteError::NotFound));
         assert_eq!(parse("manifests/x"), Err(RouteError::NotFound));

@@ -83,7 +83,7 @@ fn answer(issued: Issued, refresh: Option<String>) -> Response {
 fn refused(e: Error) -> ApiError {
     let basic = header::HeaderValue::from_static("Basic realm=\"berth\"");
     match e {
-        Error::Unauthorized(_) => ApiError::from(e).with_header(header::WWW_AUTHENTICATE, basic),
+        Error::Unauthorized(message) => ApiError::challenge(message, basic),
         other => other.into(),
     }
 }

@@ -98,7 +98,7 @@ async fn users_orgs_robots_tokens_and_visibility_through_the_cli() {
     );
     // Only site admins manage users.
     refused(cli(&url, alice, &["user", "list"], None), "DENIED");
-    refused(cli(&url, None, &["user", "list"], None), "UNAUTHORIZED");
+    refused(cli(&url, None, &["user", "list"], None), "UNAUTHENTICATED");
 
     // Organisations: any user founds one and becomes its admin.
     ok(cli(&url, alice, &["org", "create", "acme"], None));
@@ -348,7 +348,7 @@ async fn users_orgs_robots_tokens_and_visibility_through_the_cli() {
     let alice2 = Some(("alice", "alice-secret-2"));
     refused(
         cli(&url, alice, &["org", "members", "acme"], None),
-        "UNAUTHORIZED",
+        "UNAUTHENTICATED",
     );
     ok(cli(&url, alice2, &["org", "members", "acme"], None));
     // Disabled accounts cannot sign in.
@@ -360,7 +360,7 @@ async fn users_orgs_robots_tokens_and_visibility_through_the_cli() {
     ));
     refused(
         cli(&url, bob, &["org", "members", "acme"], None),
-        "UNAUTHORIZED",
+        "UNAUTHENTICATED",
     );
     refused(
         cli(&url, admin, &["user", "delete", "admin"], None),

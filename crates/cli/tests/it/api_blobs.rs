@@ -98,6 +98,18 @@ async fn monolithic_push_get_head_and_ranges() {
         Some("bytes */100000")
     );
     expect_error(r, 416, "BLOB_UPLOAD_INVALID").await;
+    // A range whose first byte is past its last cannot be satisfied either.
+    let r = c
+        .get(format!("{u}/v2/app/web/blobs/{d}"))
+        .header("range", "bytes=500-0")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        header(&r, "content-range").as_deref(),
+        Some("bytes */100000")
+    );
+    expect_error(r, 416, "BLOB_UPLOAD_INVALID").await;
 
     // Large blob, streamed.
     let big: Vec<u8> = (0..3_000_000u32).map(|i| (i * 7 % 256) as u8).collect();

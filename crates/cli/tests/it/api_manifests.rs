@@ -196,7 +196,28 @@ async fn refuses_invalid_manifests() {
         "DIGEST_INVALID",
     )
     .await;
-    // Invalid tags.
+    // Invalid tags: a push is refused as TAG_INVALID, a read finds nothing.
+    for bad in [".bad", "-x", "a%2Fb"] {
+        let r = c
+            .get(format!("{u}/v2/r/manifests/{bad}"))
+            .send()
+            .await
+            .unwrap();
+        expect_error(r, 404, "MANIFEST_UNKNOWN").await;
+        let r = c
+            .head(format!("{u}/v2/r/manifests/{bad}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 404, "HEAD {bad}");
+    }
+    let long = "t".repeat(129);
+    let r = c
+        .get(format!("{u}/v2/r/manifests/{long}"))
+        .send()
+        .await
+        .unwrap();
+    expect_error(r, 404, "MANIFEST_UNKNOWN").await;
     expect_error(
         put_manifest(&c, &u, "r", ".bad", OCI_MANIFEST, &ok).await,
         400,
@@ -239,6 +260,14 @@ async fn push_by_digest_with_tag_parameters_and_deletes() {
         .unwrap();
     assert_eq!(r.status(), 201);
     assert_eq!(header(&r, "location"), Some(format!("/v2/r/manifests/{d}")));
+    // One OCI-Tag header per tag applied, each once.
+    let applied: Vec<&str> = r
+        .headers()
+        .get_all("oci-tag")
+        .iter()
+        .map(|v| v.to_str().unwrap())
+        .collect();
+    assert_eq!(applied, ["v1", "latest"]);
     let tags: Value = c
         .get(format!("{u}/v2/r/tags/list"))
         .send()

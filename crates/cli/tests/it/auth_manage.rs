@@ -57,7 +57,7 @@ async fn namespaces_with_content_are_claimed_only_by_site_admins() {
             Some(json!({"name": ns})),
         )
         .await;
-        expect_error(r, 403, "DENIED").await;
+        expect_error(r, 403, "PERMISSION_DENIED").await;
         let path = format!("/v2/{ns}/app/manifests/v1");
         assert_eq!(
             f.status(Method::GET, &path, &mallory).await,
@@ -102,7 +102,7 @@ async fn registry_tokens_do_not_manage_accounts() {
         Some(json!({"name": "wide", "scopes": ["admin"]})),
     )
     .await;
-    expect_error(r, 403, "DENIED").await;
+    expect_error(r, 403, "PERMISSION_DENIED").await;
     let r = api(
         &f,
         Method::PUT,
@@ -111,7 +111,7 @@ async fn registry_tokens_do_not_manage_accounts() {
         Some(json!({"password": "taken-over-password"})),
     )
     .await;
-    expect_error(r, 403, "DENIED").await;
+    expect_error(r, 403, "PERMISSION_DENIED").await;
     let r = api(
         &f,
         Method::POST,
@@ -120,7 +120,7 @@ async fn registry_tokens_do_not_manage_accounts() {
         Some(json!({"name": "jwtorg"})),
     )
     .await;
-    expect_error(r, 403, "DENIED").await;
+    expect_error(r, 403, "PERMISSION_DENIED").await;
     // The password still works, and still may do all of it.
     let r = api(
         &f,
@@ -296,10 +296,13 @@ async fn management_refusals_have_the_error_shape_and_a_challenge() {
         assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{method} {path}");
         assert!(!challenge(&r).is_empty(), "{method} {path}: no challenge");
         let body: Value = r.json().await.unwrap();
-        assert_eq!(body["errors"][0]["code"], "UNAUTHORIZED", "{method} {path}");
+        assert_eq!(
+            body["errors"][0]["code"], "UNAUTHENTICATED",
+            "{method} {path}"
+        );
         let r = api(&f, method.clone(), path, &alice, None).await;
         if path != "/tokens" && path != "/orgs" {
-            expect_error(r, 403, "DENIED").await;
+            expect_error(r, 403, "PERMISSION_DENIED").await;
         }
     }
     // Namespace paths are one valid name: an encoded slash or a bad name is
@@ -310,7 +313,7 @@ async fn management_refusals_have_the_error_shape_and_a_challenge() {
         "/namespaces/..%2Fx/tag-rules",
     ] {
         let r = api(&f, Method::GET, path, &admin(), None).await;
-        expect_error(r, 400, "UNSUPPORTED").await;
+        expect_error(r, 400, "INVALID_ARGUMENT").await;
     }
     // Wrong credentials: 401 with a challenge too.
     let wrong = basic("admin", &format!("{ADMIN_PASSWORD}-not"));

@@ -112,7 +112,7 @@ async fn gc_dry_run_reports_and_gc_reclaims() {
         .send()
         .await
         .unwrap();
-    crate::oci::expect_error(r, 400, "UNSUPPORTED").await;
+    crate::oci::expect_error(r, 400, "INVALID_ARGUMENT").await;
 }
 
 /// Pulls `repo:tag` completely, checking every digest; returns the

@@ -108,11 +108,11 @@ async fn pulls_are_counted_shown_and_survive_a_restart() {
         .send()
         .await
         .unwrap();
-    expect_error(r, 404, "NAME_UNKNOWN").await;
+    expect_error(r, 404, "NOT_FOUND").await;
     let r = c
         .get(format!("{u}/api/v1/repositories/acme/app/nope"))
         .send()
         .await
         .unwrap();
-    expect_error(r, 404, "UNSUPPORTED").await;
+    expect_error(r, 404, "NOT_FOUND").await;
 }

@@ -155,7 +155,7 @@ async fn immutable_and_protected_tags_via_api_and_v2() {
     assert_eq!(removed["removed"][0]["pattern"], "v*");
     let (s, err) = api(&c, reqwest::Method::DELETE, format!("{rules}/{id}"), None).await;
     assert_eq!(s, 404, "{err}");
-    assert_eq!(err["errors"][0]["code"], "UNSUPPORTED");
+    assert_eq!(err["errors"][0]["code"], "NOT_FOUND");
     let r = put_manifest(&c, &u, "acme/web-api", "v1.2.3", OCI_MANIFEST, &other).await;
     assert_eq!(r.status(), 201);
 }
@@ -297,7 +297,7 @@ async fn protected_tags_refuse_callers_who_are_not_namespace_admins() {
         .send()
         .await
         .unwrap();
-    expect_error(r, 403, "DENIED").await;
+    expect_error(r, 403, "PERMISSION_DENIED").await;
     let r = req(c, reqwest::Method::POST, &rules, &boss)
         .json(&body)
         .send()

@@ -273,7 +273,7 @@ async fn quotas_are_set_by_site_admins_only() {
         .send()
         .await
         .unwrap();
-    expect_error(r, 403, "DENIED").await;
+    expect_error(r, 403, "PERMISSION_DENIED").await;
     let r = req(c, Method::PUT, &quota, &admin())
         .json(&body)
         .send()
@@ -305,5 +305,5 @@ async fn quotas_are_set_by_site_admins_only() {
     .unwrap();
     assert_eq!(r.status(), 401);
     let r = req(c, Method::DELETE, &quota, &boss).send().await.unwrap();
-    expect_error(r, 403, "DENIED").await;
+    expect_error(r, 403, "PERMISSION_DENIED").await;
 }

@@ -5,6 +5,7 @@
 
 mod accounts;
 mod api_blobs;
+mod api_errors;
 mod api_faults;
 mod api_manifests;
 mod api_process;

@@ -3,7 +3,7 @@
 
 use berth_meta::{Meta, NewManifest, RefKind};
 
-use super::{actor, manifest};
+use super::{actor, manifest, n, t};
 
 pub(super) fn image(
     repo: &str,
@@ -50,13 +50,13 @@ pub(super) async fn gc_cases(meta: &Meta) {
             .map(|u| (u.repository, u.digest))
             .collect()
     };
-    meta.link_blob("gc/a", "sha256:g1", 5, 10_000)
+    meta.link_blob(&n("gc/a"), "sha256:g1", 5, 10_000)
         .await
         .unwrap();
-    meta.link_blob("gc/a", "sha256:g2", 7, 10_000)
+    meta.link_blob(&n("gc/a"), "sha256:g2", 7, 10_000)
         .await
         .unwrap();
-    meta.link_blob("gc/b", "sha256:g2", 7, 10_500)
+    meta.link_blob(&n("gc/b"), "sha256:g2", 7, 10_500)
         .await
         .unwrap();
     meta.put_manifest(
@@ -124,8 +124,16 @@ pub(super) async fn gc_cases(meta: &Meta) {
         matches!(&err, berth_meta::Error::MissingReference { kind: "blob", digest, .. } if digest == "sha256:g2"),
         "{err}"
     );
-    assert!(meta.manifest("gc/a", "sha256:gm2").await.unwrap().is_none());
-    assert!(meta.manifest_by_tag("gc/a", "u").await.unwrap().is_none());
+    assert!(meta
+        .manifest(&n("gc/a"), "sha256:gm2")
+        .await
+        .unwrap()
+        .is_none());
+    assert!(meta
+        .manifest_by_tag(&n("gc/a"), &t("u"))
+        .await
+        .unwrap()
+        .is_none());
     let err = meta
         .put_manifest(
             &index(
@@ -154,10 +162,10 @@ pub(super) async fn gc_cases(meta: &Meta) {
     .unwrap();
 
     // Uploading a blob again refreshes its link's grace period.
-    meta.link_blob("gc/again", "sha256:gagain", 1, 0)
+    meta.link_blob(&n("gc/again"), "sha256:gagain", 1, 0)
         .await
         .unwrap();
-    meta.link_blob("gc/again", "sha256:gagain", 1, 20_000)
+    meta.link_blob(&n("gc/again"), "sha256:gagain", 1, 20_000)
         .await
         .unwrap();
     assert!(!ours(meta.unreferenced_links(10_000).await.unwrap())
@@ -168,7 +176,7 @@ pub(super) async fn gc_cases(meta: &Meta) {
     // manifest always keeps its links.
     for i in 0..40 {
         let blob = format!("sha256:gr{i}");
-        meta.link_blob("gc/race", &blob, 1, 0).await.unwrap();
+        meta.link_blob(&n("gc/race"), &blob, 1, 0).await.unwrap();
         let m = image("gc/race", &format!("sha256:grm{i}"), &[&blob], &[], 1);
         let (pusher, sweeper) = (meta.clone(), meta.clone());
         let push = tokio::spawn(async move { pusher.put_manifest(&m, &actor()).await });
@@ -176,12 +184,12 @@ pub(super) async fn gc_cases(meta: &Meta) {
         let pushed = push.await.unwrap();
         let swept = sweep.await.unwrap().unwrap();
         let stored = meta
-            .manifest("gc/race", &format!("sha256:grm{i}"))
+            .manifest(&n("gc/race"), &format!("sha256:grm{i}"))
             .await
             .unwrap()
             .is_some();
         let linked = meta
-            .repository_blob("gc/race", &blob)
+            .repository_blob(&n("gc/race"), &blob)
             .await
             .unwrap()
             .is_some();
@@ -196,17 +204,20 @@ pub(super) async fn gc_cases(meta: &Meta) {
     // always has its blob row.
     for i in 0..40 {
         let blob = format!("sha256:gb{i}");
-        meta.link_blob("gc/b-race", &blob, 1, 0).await.unwrap();
+        meta.link_blob(&n("gc/b-race"), &blob, 1, 0).await.unwrap();
         meta.sweep_links("gc/b-race", i64::MAX).await.unwrap();
         let (linker, sweeper, b) = (meta.clone(), meta.clone(), blob.clone());
-        let link =
-            tokio::spawn(async move { linker.link_blob("gc/b-race2", &b, 1, i64::MAX - 1).await });
+        let link = tokio::spawn(async move {
+            linker
+                .link_blob(&n("gc/b-race2"), &b, 1, i64::MAX - 1)
+                .await
+        });
         let digests = vec![blob.clone()];
         let sweep = tokio::spawn(async move { sweeper.sweep_blobs(&digests, i64::MAX - 1).await });
         link.await.unwrap().unwrap();
         sweep.await.unwrap().unwrap();
         assert!(meta
-            .repository_blob("gc/b-race2", &blob)
+            .repository_blob(&n("gc/b-race2"), &blob)
             .await
             .unwrap()
             .is_some());

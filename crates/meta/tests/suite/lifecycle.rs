@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use berth_meta::audit::{action, AuditFilter};
 use berth_meta::{Dialect, Error, Meta, PullDelta, PullTarget, RefKind, TagGuard, TagRuleKind};
 
-use super::{actor, manifest, Postgres};
+use super::{actor, manifest, n, t, Postgres};
 
 /// Refuses every tag starting with `v`.
 fn guard() -> TagGuard {
@@ -102,8 +102,16 @@ async fn guarded_writes(meta: &Meta) {
         "{err}"
     );
     // Nothing of the refused push was written: no manifest, no tag move.
-    assert!(meta.manifest(repo, "sha256:g2").await.unwrap().is_none());
-    let dev = meta.manifest_by_tag(repo, "dev").await.unwrap().unwrap();
+    assert!(meta
+        .manifest(&n(repo), "sha256:g2")
+        .await
+        .unwrap()
+        .is_none());
+    let dev = meta
+        .manifest_by_tag(&n(repo), &t("dev"))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(dev.digest, "sha256:g1");
     // Unguarded tags move as usual.
     meta.put_manifest_guarded(
@@ -116,27 +124,31 @@ async fn guarded_writes(meta: &Meta) {
 
     // Deleting a manifest that carries a guarded tag is refused as a whole.
     let err = meta
-        .delete_manifest_guarded(repo, "sha256:g1", guard(), &actor())
+        .delete_manifest_guarded(&n(repo), "sha256:g1", guard(), &actor())
         .await
         .unwrap_err();
     assert!(matches!(err, Error::Refused(_)));
-    assert!(meta.manifest_by_tag(repo, "v1").await.unwrap().is_some());
+    assert!(meta
+        .manifest_by_tag(&n(repo), &t("v1"))
+        .await
+        .unwrap()
+        .is_some());
     let err = meta
-        .delete_tag_guarded(repo, "v1", guard(), &actor())
+        .delete_tag_guarded(&n(repo), &t("v1"), guard(), &actor())
         .await
         .unwrap_err();
     assert!(matches!(err, Error::Refused(_)));
     assert!(!meta
-        .delete_tag_guarded(repo, "v-none", guard(), &actor())
+        .delete_tag_guarded(&n(repo), &t("v-none"), guard(), &actor())
         .await
         .unwrap());
     assert!(meta
-        .delete_tag_guarded(repo, "dev", guard(), &actor())
+        .delete_tag_guarded(&n(repo), &t("dev"), guard(), &actor())
         .await
         .unwrap());
     // Unguarded (an admin), it goes.
     assert_eq!(
-        meta.delete_manifest(repo, "sha256:g1", &actor())
+        meta.delete_manifest(&n(repo), "sha256:g1", &actor())
             .await
             .unwrap(),
         Some(vec!["v1".to_owned()])
@@ -189,8 +201,12 @@ fn delta(
 
 async fn pull_statistics(meta: &Meta) {
     let repo = "s/app";
-    meta.link_blob(repo, "sha256:layer", 1000, 1).await.unwrap();
-    meta.link_blob(repo, "sha256:config", 10, 1).await.unwrap();
+    meta.link_blob(&n(repo), "sha256:layer", 1000, 1)
+        .await
+        .unwrap();
+    meta.link_blob(&n(repo), "sha256:config", 10, 1)
+        .await
+        .unwrap();
     meta.put_manifest(
         &manifest(repo, "sha256:s1", None, None, &["v1", "latest"]),
         &actor(),
@@ -265,14 +281,22 @@ async fn usage_and_quotas(meta: &Meta) {
     // Namespace "u": a layer shared by two repositories, one of them a
     // nested name; a namespace whose name is a prefix ("u2") and one that
     // sorts right after "u/" ("u0") must not count.
-    meta.link_blob("u/a", "sha256:base", 1000, 1).await.unwrap();
-    meta.link_blob("u/a", "sha256:cfg-a", 10, 1).await.unwrap();
-    meta.link_blob("u/b/c", "sha256:base", 1000, 1)
+    meta.link_blob(&n("u/a"), "sha256:base", 1000, 1)
         .await
         .unwrap();
-    meta.link_blob("u", "sha256:top", 3, 1).await.unwrap();
-    meta.link_blob("u2/x", "sha256:other", 50, 1).await.unwrap();
-    meta.link_blob("u0", "sha256:other0", 70, 1).await.unwrap();
+    meta.link_blob(&n("u/a"), "sha256:cfg-a", 10, 1)
+        .await
+        .unwrap();
+    meta.link_blob(&n("u/b/c"), "sha256:base", 1000, 1)
+        .await
+        .unwrap();
+    meta.link_blob(&n("u"), "sha256:top", 3, 1).await.unwrap();
+    meta.link_blob(&n("u2/x"), "sha256:other", 50, 1)
+        .await
+        .unwrap();
+    meta.link_blob(&n("u0"), "sha256:other0", 70, 1)
+        .await
+        .unwrap();
     let mut m = manifest("u/a", "sha256:ma", None, None, &["v1"]);
     m.references.clear();
     meta.put_manifest(&m, &actor()).await.unwrap();
@@ -302,7 +326,7 @@ async fn usage_and_quotas(meta: &Meta) {
         ]
     );
     // Unlinking (what GC and deletes do) shows at once: no counter drifts.
-    meta.unlink_blob("u/a", "sha256:cfg-a", &actor())
+    meta.unlink_blob(&n("u/a"), "sha256:cfg-a", &actor())
         .await
         .unwrap();
     assert_eq!(meta.namespace_usage("u").await.unwrap(), 1000 + 3 + msize);
@@ -313,7 +337,7 @@ async fn usage_and_quotas(meta: &Meta) {
     assert_eq!(q.limit_bytes, used + 100);
     assert_eq!(meta.quotas().await.unwrap(), vec![q.clone()]);
     assert_eq!(
-        meta.link_blob_within_quota("u/a", "sha256:big", 101, 2, "u", used + 100)
+        meta.link_blob_within_quota(&n("u/a"), "sha256:big", 101, 2, "u", used + 100)
             .await
             .unwrap(),
         Some(used),
@@ -321,20 +345,22 @@ async fn usage_and_quotas(meta: &Meta) {
     );
     assert!(!meta.namespace_holds("u", "sha256:big").await.unwrap());
     assert_eq!(
-        meta.link_blob_within_quota("u/a", "sha256:fits", 100, 2, "u", used + 100)
+        meta.link_blob_within_quota(&n("u/a"), "sha256:fits", 100, 2, "u", used + 100)
             .await
             .unwrap(),
         None
     );
     // Already in the namespace: free, even when full.
     assert_eq!(
-        meta.link_blob_within_quota("u/new", "sha256:base", 1000, 2, "u", used + 100)
+        meta.link_blob_within_quota(&n("u/new"), "sha256:base", 1000, 2, "u", used + 100)
             .await
             .unwrap(),
         None
     );
     assert_eq!(
-        meta.repository_blob("u/new", "sha256:base").await.unwrap(),
+        meta.repository_blob(&n("u/new"), "sha256:base")
+            .await
+            .unwrap(),
         Some(1000)
     );
     meta.set_quota("u", 5, &actor()).await.unwrap();

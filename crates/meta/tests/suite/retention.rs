@@ -4,7 +4,7 @@ use berth_meta::audit::{action, AuditFilter};
 use berth_meta::Meta;
 
 use super::gc::{image, index};
-use super::{actor, manifest};
+use super::{actor, manifest, n};
 
 /// Policies, the inventory, conditional deletions, time setters.
 pub(super) async fn retention_cases(meta: &Meta) {
@@ -44,7 +44,7 @@ pub(super) async fn retention_cases(meta: &Meta) {
         "acme0",
         "acmf",
     ] {
-        meta.link_blob(r, "sha256:layer", 10, 1).await.unwrap();
+        meta.link_blob(&n(r), "sha256:layer", 10, 1).await.unwrap();
     }
     assert_eq!(
         meta.namespace_repositories("acme").await.unwrap(),
@@ -53,8 +53,8 @@ pub(super) async fn retention_cases(meta: &Meta) {
 
     // An index with two children, a referrer of the index, tags.
     let r = "acme/web";
-    meta.link_blob(r, "sha256:l1", 100, 1).await.unwrap();
-    meta.link_blob(r, "sha256:l2", 200, 1).await.unwrap();
+    meta.link_blob(&n(r), "sha256:l1", 100, 1).await.unwrap();
+    meta.link_blob(&n(r), "sha256:l2", 200, 1).await.unwrap();
     meta.put_manifest(&image(r, "sha256:c1", &["sha256:l1"], &[], 5), &actor())
         .await
         .unwrap();

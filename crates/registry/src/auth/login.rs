@@ -230,14 +230,12 @@ impl Authority {
         if let Err(e) = self.meta.record_event(event).await {
             tracing::warn!(error = %e, "recording a failed login failed");
         }
-        let ip_text = ip.map(|i| i.to_string());
-        tracing::info!(
-            user = %shown,
-            ip = ip_text.as_deref().unwrap_or("-"),
-            method,
-            suppressed,
-            "login refused: {why}"
-        );
+        match ip {
+            Some(ip) => {
+                tracing::info!(user = %shown, %ip, method, suppressed, "login refused: {why}")
+            }
+            None => tracing::info!(user = %shown, method, suppressed, "login refused: {why}"),
+        }
         unauthorized(REFUSED)
     }
 

@@ -8,14 +8,14 @@
 
 use berth_meta::accounts::{AccountKind, NewUser, Role, Visibility};
 use berth_meta::tokens::{NewToken, TokenKind, TokenRecord};
-use berth_oci::validate_repository;
+use berth_oci::Namespace;
 
 use super::permission::Action;
 use super::{password, secret, Authority};
 use crate::{Caller, Error, Result};
 
 /// Longest account or organisation name.
-pub const MAX_NAME: usize = 64;
+pub const MAX_NAME: usize = berth_oci::name::MAX_NAMESPACE_LEN;
 
 /// A token to create.
 #[derive(Debug, Clone, Default)]
@@ -46,17 +46,12 @@ impl std::fmt::Debug for CreatedToken {
     }
 }
 
-/// Checks a user or organisation name: one repository path component
-/// (lowercase letters, digits, `.`, `_`, `-` between them), at most
-/// [`MAX_NAME`] characters.
+/// Checks a user or organisation name: a valid [`Namespace`] (one
+/// repository path component of at most [`MAX_NAME`] characters).
 pub fn validate_name(name: &str) -> Result<()> {
-    if name.len() > MAX_NAME || name.contains('/') || validate_repository(name).is_err() {
-        return Err(Error::InvalidParameter(format!(
-            "{name:?} is not a valid name: use at most {MAX_NAME} lowercase letters, digits and \
-             single . _ - between them"
-        )));
-    }
-    Ok(())
+    Namespace::parse(name)
+        .map(drop)
+        .map_err(|e| Error::InvalidParameter(e.to_string()))
 }
 
 impl Authority {

@@ -425,7 +425,9 @@ async fn catalog_lists_what_the_caller_may_pull() {
         .await
         .unwrap();
     for repo in ["alice/a", "alice/b", "bob/x", "pub/one", "pub/two", "zed/z"] {
-        meta.link_blob(repo, "sha256:00", 1, 1).await.unwrap();
+        meta.link_blob(&super::n(repo), "sha256:00", 1, 1)
+            .await
+            .unwrap();
     }
     let anon = auth
         .authenticate(&Credentials::None, None, false)
@@ -469,9 +471,15 @@ async fn a_mount_without_from_finds_a_holder_the_caller_may_read() {
         format!("sha256:{}", "a".repeat(64)),
         format!("sha256:{}", "b".repeat(64)),
     );
-    meta.link_blob("alice/base", &private, 10, 1).await.unwrap();
-    meta.link_blob("pub/base", &public, 10, 1).await.unwrap();
-    meta.link_blob("alice/base", &public, 10, 1).await.unwrap();
+    meta.link_blob(&super::n("alice/base"), &private, 10, 1)
+        .await
+        .unwrap();
+    meta.link_blob(&super::n("pub/base"), &public, 10, 1)
+        .await
+        .unwrap();
+    meta.link_blob(&super::n("alice/base"), &public, 10, 1)
+        .await
+        .unwrap();
     let alice = auth
         .authenticate(&basic("alice", "alice-password"), ip(), false)
         .await

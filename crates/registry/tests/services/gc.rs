@@ -7,7 +7,7 @@ use berth_oci::{Digest, Reference};
 use berth_registry::{Caller, Error, Registry, Settings};
 use bytes::Bytes;
 
-use super::{body, registry};
+use super::{body, n, registry};
 
 const HOUR: i64 = 3_600_000;
 
@@ -27,7 +27,7 @@ pub(crate) async fn push_image(
     let mut blobs = Vec::new();
     for data in [config.as_bytes(), layer.as_bytes()] {
         let d = Digest::sha256(data);
-        reg.push_blob(repo, &d, None, body(data)).await.unwrap();
+        reg.push_blob(&n(repo), &d, None, body(data)).await.unwrap();
         blobs.push(d);
     }
     let m = format!(
@@ -39,8 +39,8 @@ pub(crate) async fn push_image(
     );
     let p = reg
         .put_manifest(
-            repo,
-            &Reference::Tag(tag.into()),
+            &n(repo),
+            &Reference::Tag(berth_oci::Tag::parse(tag).unwrap()),
             None,
             Bytes::from(m),
             &[],
@@ -64,10 +64,10 @@ async fn unreferenced_content_goes_only_after_the_grace_period() {
     let admin = Caller::system("admin");
     let (manifest, kept) = push_image(&reg, "app", "v1", "a").await;
     let stray = Digest::sha256(b"stray");
-    reg.push_blob("app", &stray, None, body(b"stray"))
+    reg.push_blob(&n("app"), &stray, None, body(b"stray"))
         .await
         .unwrap();
-    let up = reg.start_upload("app").await.unwrap();
+    let up = reg.start_upload(&n("app")).await.unwrap();
 
     // Young: nothing goes.
     let r = reg.run_gc(now(), false, &admin).await.unwrap();
@@ -85,22 +85,25 @@ async fn unreferenced_content_goes_only_after_the_grace_period() {
     assert_eq!(digests(&dry.blobs), vec![stray.to_string()]);
     assert_eq!(dry.reclaimed_bytes, 5);
     assert!(dry.uploads.is_empty(), "the upload TTL is 24h");
-    assert_eq!(reg.blob_size("app", &stray).await.unwrap(), 5);
+    assert_eq!(reg.blob_size(&n("app"), &stray).await.unwrap(), 5);
 
     let done = reg.run_gc(later, false, &admin).await.unwrap();
     assert_eq!(digests(&done.links), digests(&dry.links));
     assert_eq!(digests(&done.blobs), digests(&dry.blobs));
     assert_eq!(done.links[0].repository.as_deref(), Some("app"));
     assert!(matches!(
-        reg.blob_size("app", &stray).await,
+        reg.blob_size(&n("app"), &stray).await,
         Err(Error::BlobUnknown(_))
     ));
     assert_eq!(reg.store().stat(&stray).await.unwrap(), None);
     for d in &kept {
-        assert!(reg.blob_size("app", d).await.is_ok(), "{d} is referenced");
+        assert!(
+            reg.blob_size(&n("app"), d).await.is_ok(),
+            "{d} is referenced"
+        );
     }
     assert!(reg
-        .get_manifest("app", &Reference::Digest(manifest.clone()))
+        .get_manifest(&n("app"), &Reference::Digest(manifest.clone()))
         .await
         .is_ok());
 
@@ -108,7 +111,7 @@ async fn unreferenced_content_goes_only_after_the_grace_period() {
     let r = reg.run_gc(now() + 25 * HOUR, false, &admin).await.unwrap();
     assert_eq!(r.uploads.len(), 1);
     assert_eq!(r.uploads[0].id, up.id);
-    assert!(reg.upload("app", &up.id).await.is_err());
+    assert!(reg.upload(&n("app"), &up.id).await.is_err());
 
     // The run history and the audit log have the runs (dry runs are not
     // recorded).
@@ -132,7 +135,7 @@ async fn unreferenced_content_goes_only_after_the_grace_period() {
     );
 
     // Deleting the manifest lets the next run reclaim its blobs.
-    reg.delete_manifest("app", &Reference::Digest(manifest), &admin)
+    reg.delete_manifest(&n("app"), &Reference::Digest(manifest), &admin)
         .await
         .unwrap();
     let r = reg.run_gc(now() + 2 * HOUR, false, &admin).await.unwrap();
@@ -144,10 +147,10 @@ async fn unreferenced_content_goes_only_after_the_grace_period() {
     }
 
     // A re-push of a collected blob heals.
-    reg.push_blob("app", &stray, None, body(b"stray"))
+    reg.push_blob(&n("app"), &stray, None, body(b"stray"))
         .await
         .unwrap();
-    assert_eq!(reg.blob_size("app", &stray).await.unwrap(), 5);
+    assert_eq!(reg.blob_size(&n("app"), &stray).await.unwrap(), 5);
 }
 
 #[tokio::test]
@@ -158,7 +161,7 @@ async fn shared_blobs_stay_while_any_repository_references_them() {
     let (_, blobs) = push_image(&reg, "one", "v1", "shared").await;
     // The same blobs mounted into a second repository with no manifest.
     for d in &blobs {
-        assert!(reg.mount_blob("two", d, Some("one")).await.unwrap());
+        assert!(reg.mount_blob(&n("two"), d, Some(&n("one"))).await.unwrap());
     }
     let r = reg.run_gc(now() + 2 * HOUR, false, &admin).await.unwrap();
     assert_eq!(r.links.len(), 2);
@@ -168,8 +171,8 @@ async fn shared_blobs_stay_while_any_repository_references_them() {
         .all(|l| l.repository.as_deref() == Some("two")));
     assert!(r.blobs.is_empty(), "still referenced from one");
     for d in &blobs {
-        assert!(reg.blob_size("one", d).await.is_ok());
-        assert!(reg.blob_size("two", d).await.is_err());
+        assert!(reg.blob_size(&n("one"), d).await.is_ok());
+        assert!(reg.blob_size(&n("two"), d).await.is_err());
     }
 }
 
@@ -208,7 +211,7 @@ async fn files_without_metadata_are_collected_and_runs_are_exclusive() {
         matches!(&err, Error::Conflict(m) if m.contains("other-replica")),
         "{err}"
     );
-    assert_eq!(err.status(), 409);
+    assert_eq!(err.kind(), berth_registry::Kind::Conflict);
     // A dry run needs no lease.
     assert!(reg.run_gc(now(), true, &admin).await.is_ok());
     reg.meta()

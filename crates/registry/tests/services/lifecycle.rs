@@ -8,7 +8,7 @@ use berth_oci::{Digest, Reference};
 use berth_registry::{Caller, Error, Registry, Settings};
 use bytes::Bytes;
 
-use super::{body, registry};
+use super::{body, n, registry};
 
 /// Pushes an image manifest (over the empty config) whose content differs by
 /// `seed`; returns its digest.
@@ -20,15 +20,15 @@ async fn push_tagged(
     caller: &Caller,
 ) -> Result<Digest, Error> {
     let config = Digest::sha256(b"{}");
-    if reg.blob_size(repo, &config).await.is_err() {
-        reg.push_blob(repo, &config, None, body(b"{}")).await?;
+    if reg.blob_size(&n(repo), &config).await.is_err() {
+        reg.push_blob(&n(repo), &config, None, body(b"{}")).await?;
     }
     let m = format!(
         r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{config}","size":2}},"layers":[],"annotations":{{"seed":"{seed}"}}}}"#
     );
     reg.put_manifest(
-        repo,
-        &Reference::Tag(tag.into()),
+        &n(repo),
+        &Reference::Tag(berth_oci::Tag::parse(tag).unwrap()),
         None,
         Bytes::from(m),
         &[],
@@ -93,10 +93,13 @@ async fn tag_rules_refuse_moves_and_deletes_naming_the_rule() {
         v1
     );
     assert_eq!(
-        reg.get_manifest("acme/web-api", &Reference::Tag("v1.2.3".into()))
-            .await
-            .unwrap()
-            .digest,
+        reg.get_manifest(
+            &n("acme/web-api"),
+            &Reference::Tag(berth_oci::Tag::parse("v1.2.3").unwrap())
+        )
+        .await
+        .unwrap()
+        .digest,
         v1.as_str()
     );
 
@@ -111,28 +114,28 @@ async fn tag_rules_refuse_moves_and_deletes_naming_the_rule() {
         matches!(&err, Error::Denied(m) if m.contains("is protected (rule \"latest\" on acme/web-*)")),
         "{err:?}"
     );
-    assert_eq!(err.status(), 403);
+    assert_eq!(err.kind(), berth_registry::Kind::PermissionDenied);
     let moved = push_tagged(&reg, "acme/web-api", "latest", "c", &admin)
         .await
         .unwrap();
 
     // Deletes: tag by name, or the manifest carrying it, only by admins.
-    let latest = Reference::Tag("latest".into());
+    let latest = Reference::Tag(berth_oci::Tag::parse("latest").unwrap());
     assert!(matches!(
-        reg.delete_manifest("acme/web-api", &latest, &dev).await,
+        reg.delete_manifest(&n("acme/web-api"), &latest, &dev).await,
         Err(Error::Denied(_))
     ));
     assert!(matches!(
-        reg.delete_manifest("acme/web-api", &Reference::Digest(moved.clone()), &dev)
+        reg.delete_manifest(&n("acme/web-api"), &Reference::Digest(moved.clone()), &dev)
             .await,
         Err(Error::Denied(_))
     ));
     assert!(matches!(
-        reg.delete_manifest("acme/web-api", &Reference::Tag("v1.2.3".into()), &dev).await,
+        reg.delete_manifest(&n("acme/web-api"), &Reference::Tag(berth_oci::Tag::parse("v1.2.3").unwrap()), &dev).await,
         Err(Error::Denied(m)) if m.contains("immutable")
     ));
     assert_eq!(
-        reg.get_manifest("acme/web-api", &latest)
+        reg.get_manifest(&n("acme/web-api"), &latest)
             .await
             .unwrap()
             .digest,
@@ -143,10 +146,14 @@ async fn tag_rules_refuse_moves_and_deletes_naming_the_rule() {
     push_tagged(&reg, "acme/web-api", "feature", "d", &dev)
         .await
         .unwrap();
-    reg.delete_manifest("acme/web-api", &Reference::Tag("feature".into()), &dev)
-        .await
-        .unwrap();
-    reg.delete_manifest("acme/web-api", &latest, &admin)
+    reg.delete_manifest(
+        &n("acme/web-api"),
+        &Reference::Tag(berth_oci::Tag::parse("feature").unwrap()),
+        &dev,
+    )
+    .await
+    .unwrap();
+    reg.delete_manifest(&n("acme/web-api"), &latest, &admin)
         .await
         .unwrap();
 
@@ -198,10 +205,13 @@ async fn concurrent_pushes_of_an_immutable_tag_have_one_winner() {
     }
     assert_eq!(winners.len(), 1);
     assert_eq!(
-        reg.get_manifest("acme/app", &Reference::Tag("v2".into()))
-            .await
-            .unwrap()
-            .digest,
+        reg.get_manifest(
+            &n("acme/app"),
+            &Reference::Tag(berth_oci::Tag::parse("v2").unwrap())
+        )
+        .await
+        .unwrap()
+        .digest,
         winners[0].as_str()
     );
 }
@@ -213,11 +223,11 @@ async fn pulls_are_counted_in_memory_and_flushed_in_batches() {
     let d = push_tagged(&reg, "p/app", "v1", "a", &Caller::default())
         .await
         .unwrap();
-    let by_tag = Reference::Tag("v1".into());
+    let by_tag = Reference::Tag(berth_oci::Tag::parse("v1").unwrap());
     for _ in 0..5 {
-        reg.record_pull("p/app", &by_tag, d.as_str());
+        reg.record_pull(&n("p/app"), &by_tag, d.as_str());
     }
-    reg.record_pull("p/app", &Reference::Digest(d.clone()), d.as_str());
+    reg.record_pull(&n("p/app"), &Reference::Digest(d.clone()), d.as_str());
     // The API view merges what is not flushed yet.
     let tags = reg.repository_tags("p/app").await.unwrap();
     assert_eq!(tags[0].pull_count, 5);
@@ -277,7 +287,7 @@ async fn quota_refuses_every_upload_path_and_leaves_nothing_behind() {
     let admin = Caller::system("admin");
     let fits = vec![1u8; 600];
     let d_fits = Digest::sha256(&fits);
-    reg.push_blob("q/a", &d_fits, Some(600), owned(fits.clone()))
+    reg.push_blob(&n("q/a"), &d_fits, Some(600), owned(fits.clone()))
         .await
         .unwrap();
     let q = reg.set_quota("q", 1000, &admin).await.unwrap();
@@ -287,42 +297,60 @@ async fn quota_refuses_every_upload_path_and_leaves_nothing_behind() {
     let d_big = Digest::sha256(&big);
     // Monolithic with a length: refused before writing.
     let m = denied(
-        reg.push_blob("q/a", &d_big, Some(500), owned(big.clone()))
+        reg.push_blob(&n("q/a"), &d_big, Some(500), owned(big.clone()))
             .await,
     );
     assert!(m.contains("namespace q is over its storage quota"), "{m}");
     // Streamed without a length: cut off.
-    let m = denied(reg.push_blob("q/a", &d_big, None, owned(big.clone())).await);
+    let m = denied(
+        reg.push_blob(&n("q/a"), &d_big, None, owned(big.clone()))
+            .await,
+    );
     assert!(m.contains("this upload is larger than the 400 B"), "{m}");
     // Chunked: a PATCH with a length, a streamed PATCH, a final PUT.
-    let up = reg.start_upload("q/b").await.unwrap();
+    let up = reg.start_upload(&n("q/b")).await.unwrap();
     denied(
-        reg.append_upload("q/b", &up.id, Some(0), Some(500), owned(big.clone()))
+        reg.append_upload(&n("q/b"), &up.id, Some(0), Some(500), owned(big.clone()))
             .await,
     );
     assert!(
-        matches!(reg.upload("q/b", &up.id).await, Err(Error::UploadUnknown)),
+        matches!(
+            reg.upload(&n("q/b"), &up.id).await,
+            Err(Error::UploadUnknown)
+        ),
         "a refused session is cancelled"
     );
-    let up = reg.start_upload("q/b").await.unwrap();
-    reg.append_upload("q/b", &up.id, None, Some(300), owned(big[..300].to_vec()))
-        .await
-        .unwrap();
+    let up = reg.start_upload(&n("q/b")).await.unwrap();
+    reg.append_upload(
+        &n("q/b"),
+        &up.id,
+        None,
+        Some(300),
+        owned(big[..300].to_vec()),
+    )
+    .await
+    .unwrap();
     denied(
-        reg.append_upload("q/b", &up.id, None, None, owned(big[300..].to_vec()))
+        reg.append_upload(&n("q/b"), &up.id, None, None, owned(big[300..].to_vec()))
             .await,
     );
     assert!(matches!(
-        reg.upload("q/b", &up.id).await,
+        reg.upload(&n("q/b"), &up.id).await,
         Err(Error::UploadUnknown)
     ));
-    let up = reg.start_upload("q/b").await.unwrap();
-    reg.append_upload("q/b", &up.id, None, Some(300), owned(big[..300].to_vec()))
-        .await
-        .unwrap();
+    let up = reg.start_upload(&n("q/b")).await.unwrap();
+    reg.append_upload(
+        &n("q/b"),
+        &up.id,
+        None,
+        Some(300),
+        owned(big[..300].to_vec()),
+    )
+    .await
+    .unwrap();
     denied(
         reg.finish_upload(
-            "q/b",
+            &n("q/b"),
             &up.id,
             &d_big,
             Some((None, Some(200), owned(big[300..].to_vec()))),
@@ -346,19 +374,19 @@ async fn quota_refuses_every_upload_path_and_leaves_nothing_behind() {
     let small = vec![3u8; 300];
     let d_small = Digest::sha256(&small);
     let other = vec![4u8; 300];
-    let up = reg.start_upload("q/b").await.unwrap();
-    let up2 = reg.start_upload("q/b").await.unwrap();
-    reg.append_upload("q/b", &up.id, None, None, owned(small.clone()))
+    let up = reg.start_upload(&n("q/b")).await.unwrap();
+    let up2 = reg.start_upload(&n("q/b")).await.unwrap();
+    reg.append_upload(&n("q/b"), &up.id, None, None, owned(small.clone()))
         .await
         .unwrap();
-    reg.append_upload("q/b", &up2.id, None, None, owned(other.clone()))
+    reg.append_upload(&n("q/b"), &up2.id, None, None, owned(other.clone()))
         .await
         .unwrap();
-    reg.finish_upload("q/b", &up.id, &d_small, None)
+    reg.finish_upload(&n("q/b"), &up.id, &d_small, None)
         .await
         .unwrap();
     let m = denied(
-        reg.finish_upload("q/b", &up2.id, &Digest::sha256(&other), None)
+        reg.finish_upload(&n("q/b"), &up2.id, &Digest::sha256(&other), None)
             .await,
     );
     assert!(
@@ -371,20 +399,26 @@ async fn quota_refuses_every_upload_path_and_leaves_nothing_behind() {
         None
     );
     assert_eq!(reg.quota("q").await.unwrap().unwrap().available_bytes, 100);
-    reg.push_blob("q/c", &d_fits, None, owned(fits.clone()))
+    reg.push_blob(&n("q/c"), &d_fits, None, owned(fits.clone()))
         .await
         .unwrap();
-    assert!(reg.mount_blob("q/d", &d_fits, Some("q/a")).await.unwrap());
+    assert!(reg
+        .mount_blob(&n("q/d"), &d_fits, Some(&n("q/a")))
+        .await
+        .unwrap());
     assert_eq!(reg.quota("q").await.unwrap().unwrap().used_bytes, 900);
 
     // Mounting from another namespace counts, and is refused over quota.
-    reg.push_blob("elsewhere/x", &d_big, Some(500), owned(big.clone()))
+    reg.push_blob(&n("elsewhere/x"), &d_big, Some(500), owned(big.clone()))
         .await
         .unwrap();
-    denied(reg.mount_blob("q/a", &d_big, Some("elsewhere/x")).await);
+    denied(
+        reg.mount_blob(&n("q/a"), &d_big, Some(&n("elsewhere/x")))
+            .await,
+    );
     // A manifest is content too: 100 bytes are free.
     let config = Digest::sha256(b"{}");
-    reg.push_blob("q/a", &config, None, body(b"{}"))
+    reg.push_blob(&n("q/a"), &config, None, body(b"{}"))
         .await
         .unwrap();
     let m = format!(
@@ -393,8 +427,8 @@ async fn quota_refuses_every_upload_path_and_leaves_nothing_behind() {
     assert!(m.len() > 98);
     denied(
         reg.put_manifest(
-            "q/a",
-            &Reference::Tag("v1".into()),
+            &n("q/a"),
+            &Reference::Tag(berth_oci::Tag::parse("v1").unwrap()),
             None,
             Bytes::from(m.clone()),
             &[],
@@ -404,7 +438,7 @@ async fn quota_refuses_every_upload_path_and_leaves_nothing_behind() {
     );
     // Full: even starting an upload is refused.
     reg.set_quota("q", 902, &admin).await.unwrap();
-    denied(reg.start_upload("q/a").await);
+    denied(reg.start_upload(&n("q/a")).await);
 
     // Usage: shared content once per namespace, unique vs shared bytes.
     let u = reg.namespace_usage("q").await.unwrap();
@@ -429,8 +463,8 @@ async fn quota_refuses_every_upload_path_and_leaves_nothing_behind() {
         Err(Error::NotFound(_))
     ));
     reg.put_manifest(
-        "q/a",
-        &Reference::Tag("v1".into()),
+        &n("q/a"),
+        &Reference::Tag(berth_oci::Tag::parse("v1").unwrap()),
         None,
         Bytes::from(m),
         &[],

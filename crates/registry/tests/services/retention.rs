@@ -4,7 +4,7 @@ use berth_registry::retention::cron::Schedule;
 use berth_registry::{Caller, Registry, Settings};
 
 use super::gc::push_image;
-use super::registry;
+use super::{n, registry};
 
 const DAY: i64 = 86_400_000;
 
@@ -64,7 +64,7 @@ async fn policies_run_when_their_schedule_fires() {
         .unwrap();
     assert!(jobs(reg.run_due_jobs(fire - 1).await.unwrap()).is_empty());
     assert_eq!(
-        reg.tags("acme/web", None, None)
+        reg.tags(&n("acme/web"), None, None)
             .await
             .unwrap()
             .items()
@@ -76,7 +76,7 @@ async fn policies_run_when_their_schedule_fires() {
         vec!["retention:acme"]
     );
     assert!(reg
-        .tags("acme/web", None, None)
+        .tags(&n("acme/web"), None, None)
         .await
         .unwrap()
         .items()
@@ -117,7 +117,7 @@ async fn invalid_policies_are_refused_and_a_missing_one_is_not_found() {
         )
         .await
         .unwrap_err();
-    assert_eq!(err.status(), 400);
+    assert_eq!(err.kind(), berth_registry::Kind::InvalidArgument);
     assert!(
         err.to_string()
             .contains("line 3, column 8: last takes a count"),
@@ -125,12 +125,12 @@ async fn invalid_policies_are_refused_and_a_missing_one_is_not_found() {
     );
     assert!(reg.retention_policy("acme").await.unwrap().is_none());
     let err = reg.retention_plan("acme", 0, None).await.unwrap_err();
-    assert_eq!(err.status(), 404);
+    assert_eq!(err.kind(), berth_registry::Kind::NotFound);
     assert_eq!(
         reg.delete_retention_policy("acme", &admin)
             .await
             .unwrap_err()
-            .status(),
-        404
+            .kind(),
+        berth_registry::Kind::NotFound
     );
 }

@@ -13,7 +13,7 @@
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -22,6 +22,7 @@ use berth_registry::meta::audit::{AuditFilter, StoredEvent};
 use berth_registry::{glob, Error};
 use serde::Deserialize;
 
+use super::extract::Query;
 use super::{Need, Principal};
 use crate::error::ApiError;
 use crate::App;

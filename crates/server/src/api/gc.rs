@@ -4,12 +4,13 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use berth_registry::{Error, GcReport, GC_JOB};
 use serde::Deserialize;
 
+use super::extract::Query;
 use super::{Need, Principal};
 use crate::error::ApiError;
 use crate::App;

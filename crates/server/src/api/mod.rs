@@ -10,8 +10,6 @@ use std::sync::Arc;
 
 use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
-use axum::http::{header, HeaderValue, StatusCode};
-use axum::response::Response;
 use axum::routing::get;
 use axum::{Json, Router};
 use berth_registry::auth::{Access, Action, Decision, Identity};
@@ -25,6 +23,7 @@ use crate::App;
 mod accounts;
 mod audit;
 mod body;
+mod extract;
 mod gc;
 mod repositories;
 mod retention;
@@ -154,16 +153,17 @@ impl<S: Send + Sync> FromRequestParts<S> for NamespacePath {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        let axum::extract::Path(ns) =
-            axum::extract::Path::<String>::from_request_parts(parts, state)
-                .await
-                .map_err(|e| Error::InvalidParameter(format!("bad namespace in path: {e}")))?;
-        berth_registry::auth::validate_name(&ns)?;
-        Ok(NamespacePath(ns))
+        let extract::Path(ns) = extract::Path::<String>::from_request_parts(parts, state).await?;
+        let ns =
+            berth_oci::Namespace::parse(ns).map_err(|e| Error::InvalidParameter(e.to_string()))?;
+        Ok(NamespacePath(ns.into_string()))
     }
 }
 
-/// The `/api/v1` router.
+/// The `/api/v1` router. Its layers answer panics as 500s and write every
+/// error with the management API's codes
+/// ([`crate::error::management_errors`]); unknown paths and methods are
+/// answered in the same JSON shape.
 pub(crate) fn router() -> Router<Arc<App>> {
     Router::new()
         .route("/whoami", get(handle_whoami))
@@ -176,22 +176,20 @@ pub(crate) fn router() -> Router<Arc<App>> {
         .merge(usage::routes())
         .merge(gc::routes())
         .merge(retention::routes())
-        .layer(axum::middleware::map_response(challenge_unauthorized))
+        .fallback(handle_no_endpoint)
+        .method_not_allowed_fallback(handle_method_not_allowed)
+        .layer(axum::middleware::from_fn(crate::error::catch_panics))
+        .layer(axum::middleware::map_response(
+            crate::error::management_errors,
+        ))
 }
 
-/// Gives every 401 of the API a challenge (HTTP requires one) unless it has
-/// one already (bad credentials get the registry's Bearer challenge):
-/// the API takes Basic credentials, a password or an access token.
-async fn challenge_unauthorized(mut resp: Response) -> Response {
-    if resp.status() == StatusCode::UNAUTHORIZED
-        && !resp.headers().contains_key(header::WWW_AUTHENTICATE)
-    {
-        resp.headers_mut().insert(
-            header::WWW_AUTHENTICATE,
-            HeaderValue::from_static("Basic realm=\"berth\""),
-        );
-    }
-    resp
+async fn handle_no_endpoint() -> ApiError {
+    ApiError::no_endpoint()
+}
+
+async fn handle_method_not_allowed(method: axum::http::Method) -> ApiError {
+    Error::Unsupported(format!("method {method} is not allowed on this path")).into()
 }
 
 async fn handle_whoami(

@@ -6,12 +6,13 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
 use berth_registry::Error;
 
 use super::body::JsonBody;
+use super::extract::Path;
 use super::visibility::{self, VisibilityBody};
 use super::{Need, Principal};
 use crate::error::ApiError;

@@ -16,7 +16,7 @@
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -25,6 +25,7 @@ use berth_registry::retention::{job_name, Applied, Plan};
 use berth_registry::Error;
 use serde::Deserialize;
 
+use super::extract::Query;
 use super::{NamespacePath, Need, Principal};
 use crate::error::ApiError;
 use crate::App;

@@ -10,7 +10,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get};
@@ -19,6 +19,7 @@ use berth_registry::{Error, TagRuleKind};
 use serde::Deserialize;
 
 use super::body::JsonBody;
+use super::extract::{Path, Query};
 use super::{NamespacePath, Need, Principal};
 use crate::error::ApiError;
 use crate::App;

@@ -7,10 +7,10 @@
 //! clients learn where to log in; the catalog needs nothing and lists what
 //! the caller may pull.
 
-use axum::http::{HeaderMap, Method};
+use axum::http::{HeaderMap, HeaderValue, Method};
+use berth_oci::RepositoryName;
 use berth_registry::auth::{Access, Action, RateState};
 
-use super::hv;
 use crate::route::Endpoint;
 
 /// What a request needs.
@@ -20,7 +20,7 @@ pub(super) enum Need<'a> {
     /// Nothing; the handler filters.
     Listing,
     /// These actions on this repository.
-    Repository(&'a str, Access),
+    Repository(&'a RepositoryName, Access),
 }
 
 fn push() -> Access {
@@ -48,13 +48,13 @@ pub(super) fn need<'a>(endpoint: &'a Endpoint, method: &Method) -> Need<'a> {
 }
 
 /// Adds `RateLimit-Limit: 100;w=21600` and `RateLimit-Remaining: 76;w=21600`.
-pub(super) fn rate_headers(headers: &mut HeaderMap, s: &RateState) {
-    headers.insert(
-        "ratelimit-limit",
-        hv(&format!("{};w={}", s.limit, s.window_secs)),
-    );
-    headers.insert(
-        "ratelimit-remaining",
-        hv(&format!("{};w={}", s.remaining, s.window_secs)),
-    );
+pub(crate) fn rate_headers(headers: &mut HeaderMap, s: &RateState) {
+    // Digits, `;` and `w=`: always a valid header value.
+    let value = |n: u32| HeaderValue::from_str(&format!("{n};w={}", s.window_secs)).ok();
+    if let Some(v) = value(s.limit) {
+        headers.insert("ratelimit-limit", v);
+    }
+    if let Some(v) = value(s.remaining) {
+        headers.insert("ratelimit-remaining", v);
+    }
 }

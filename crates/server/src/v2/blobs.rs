@@ -4,15 +4,17 @@ use axum::body::Body;
 use axum::extract::Request;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::Response;
-use berth_registry::{BlobBody, ByteRange, Caller, Error};
+use berth_oci::RepositoryName;
+use berth_registry::{BlobBody, ByteRange, Caller};
 
-use super::{hv, parse_digest, Result};
+use super::{parse_digest, Result};
 use crate::App;
 
 /// Parses `Range: bytes=a-b | a- | -n`. Several ranges, other units or a
-/// malformed value return `Ok(None)`: the whole blob is served, as HTTP
-/// allows. A syntactically valid range that can't be satisfied is handled by
-/// the caller.
+/// malformed value return `None`: the whole blob is served, as HTTP
+/// allows. A range that can't be satisfied (past the end, or whose first
+/// byte is after its last, `bytes=500-0`) is returned as it is and refused
+/// with 416 by the service.
 fn parse_range(headers: &HeaderMap) -> Option<ByteRange> {
     let v = headers.get(header::RANGE)?.to_str().ok()?.trim();
     let spec = v.strip_prefix("bytes=")?;
@@ -30,17 +32,12 @@ fn parse_range(headers: &HeaderMap) -> Option<ByteRange> {
     } else {
         Some(b.parse().ok()?)
     };
-    if let Some(e) = end {
-        if e < start {
-            return None;
-        }
-    }
     Some(ByteRange::From(start, end))
 }
 
 pub(super) async fn handle_get(
     app: &App,
-    name: &str,
+    name: &RepositoryName,
     digest: &str,
     req: Request,
     head: bool,
@@ -57,19 +54,10 @@ pub(super) async fn handle_get(
         return Ok(base
             .header(header::CONTENT_TYPE, "application/octet-stream")
             .header(header::CONTENT_LENGTH, size)
-            .body(Body::empty())
-            .unwrap_or_default());
+            .body(Body::empty())?);
     }
     let range = parse_range(req.headers());
-    let (size, served, read) = match reg.read_blob(name, &digest, range).await {
-        Err(Error::RangeNotSatisfiable { size }) => {
-            return Err(
-                crate::error::ApiError::from(Error::RangeNotSatisfiable { size })
-                    .with_header(header::CONTENT_RANGE, hv(&format!("bytes */{size}"))),
-            );
-        }
-        other => other?,
-    };
+    let (size, served, read) = reg.read_blob(name, &digest, range).await?;
     let body = match read.body {
         BlobBody::Bytes(b) => Body::from(b),
         BlobBody::Stream(s) => Body::from_stream(s),
@@ -83,12 +71,12 @@ pub(super) async fn handle_get(
             format!("bytes {}-{}/{}", offset, offset + len - 1, size),
         );
     }
-    Ok(b.body(body).unwrap_or_default())
+    Ok(b.body(body)?)
 }
 
 pub(super) async fn handle_delete(
     app: &App,
-    name: &str,
+    name: &RepositoryName,
     digest: &str,
     caller: &Caller,
 ) -> Result<Response> {
@@ -97,8 +85,7 @@ pub(super) async fn handle_delete(
     Ok(Response::builder()
         .status(StatusCode::ACCEPTED)
         .header(header::CONTENT_LENGTH, 0)
-        .body(Body::empty())
-        .unwrap_or_default())
+        .body(Body::empty())?)
 }
 
 #[cfg(test)]
@@ -118,7 +105,7 @@ mod tests {
         assert_eq!(r("bytes=-5"), Some(ByteRange::Suffix(5)));
         assert_eq!(r("bytes=0-1,3-4"), None);
         assert_eq!(r("items=0-1"), None);
-        assert_eq!(r("bytes=9-1"), None);
+        assert_eq!(r("bytes=9-1"), Some(ByteRange::From(9, Some(1))));
         assert_eq!(r("bytes=x-1"), None);
     }
 }

@@ -5,6 +5,7 @@ use axum::extract::Request;
 use axum::http::header;
 use axum::response::Response;
 use berth_oci::media;
+use berth_oci::RepositoryName;
 use berth_registry::auth::Identity;
 use berth_registry::{Error, Page};
 
@@ -27,7 +28,7 @@ fn json_page(
     page: &Page,
     link_base: &str,
     n: Option<i64>,
-) -> Response {
+) -> Result<Response> {
     // Written directly (not through a `serde_json::Value`): a 10,000-tag
     // list is serialized straight from the shared cached list.
     let items = page.items();
@@ -55,20 +56,24 @@ fn json_page(
             );
         }
     }
-    b.body(Body::from(bytes)).unwrap_or_default()
+    Ok(b.body(Body::from(bytes))?)
 }
 
-pub(super) async fn handle_tags(app: &App, name: &str, req: Request) -> Result<Response> {
+pub(super) async fn handle_tags(
+    app: &App,
+    name: &RepositoryName,
+    req: Request,
+) -> Result<Response> {
     let q = query(&req);
     let (n, last) = page_params(&q)?;
     let page = app.registry.tags(name, n, last.as_deref()).await?;
-    Ok(json_page(
+    json_page(
         "tags",
-        Some(name),
+        Some(name.as_str()),
         &page,
         &format!("/v2/{name}/tags/list"),
         n,
-    ))
+    )
 }
 
 pub(super) async fn handle_catalog(
@@ -85,12 +90,12 @@ pub(super) async fn handle_catalog(
     } else {
         app.registry.catalog(n, last.as_deref()).await?
     };
-    Ok(json_page("repositories", None, &page, "/v2/_catalog", n))
+    json_page("repositories", None, &page, "/v2/_catalog", n)
 }
 
 pub(super) async fn handle_referrers(
     app: &App,
-    name: &str,
+    name: &RepositoryName,
     digest: &str,
     req: Request,
 ) -> Result<Response> {
@@ -109,12 +114,13 @@ pub(super) async fn handle_referrers(
         .registry
         .referrers(name, &subject, artifact_type)
         .await?;
-    let bytes = serde_json::to_vec(&index).unwrap_or_default();
+    let bytes = serde_json::to_vec(&index)
+        .map_err(|e| Error::Internal(format!("encoding the referrers index: {e}")))?;
     let mut b = Response::builder()
         .header(header::CONTENT_TYPE, media::OCI_INDEX)
         .header(header::CONTENT_LENGTH, bytes.len());
     if artifact_type.is_some() {
         b = b.header("oci-filters-applied", "artifactType");
     }
-    Ok(b.body(Body::from(bytes)).unwrap_or_default())
+    Ok(b.body(Body::from(bytes))?)
 }

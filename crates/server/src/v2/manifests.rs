@@ -4,7 +4,8 @@ use axum::body::Body;
 use axum::extract::Request;
 use axum::http::{header, StatusCode};
 use axum::response::Response;
-use berth_oci::Reference;
+use berth_oci::RepositoryName;
+use berth_oci::{Reference, Tag};
 use berth_registry::{accepts, Caller, Error};
 use http_body_util::BodyExt;
 
@@ -23,12 +24,15 @@ fn parse_reference(r: &str) -> Result<Reference> {
 
 pub(super) async fn handle_get(
     app: &App,
-    name: &str,
+    name: &RepositoryName,
     reference: &str,
     req: Request,
     head: bool,
 ) -> Result<Response> {
-    let reference = parse_reference(reference)?;
+    // No manifest can have a reference that is neither a tag nor a digest:
+    // a read of one is a 404 like any unknown tag (a push, a 400).
+    let reference = Reference::parse(reference)
+        .map_err(|_| Error::ManifestUnknown(reference.chars().take(160).collect::<String>()))?;
     let m = app.registry.get_manifest(name, &reference).await?;
     let accept = req.headers().get_all(header::ACCEPT);
     if !accepts(accept.iter().filter_map(|v| v.to_str().ok()), &m.media_type) {
@@ -54,10 +58,7 @@ pub(super) async fn handle_get(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.split(',').any(|t| t.trim() == etag))
     {
-        return Ok(b
-            .status(StatusCode::NOT_MODIFIED)
-            .body(Body::empty())
-            .unwrap_or_default());
+        return Ok(b.status(StatusCode::NOT_MODIFIED).body(Body::empty())?);
     }
     let b = b.header(header::CONTENT_LENGTH, m.content.len());
     let body = if head {
@@ -65,7 +66,7 @@ pub(super) async fn handle_get(
     } else {
         Body::from(m.content.clone())
     };
-    Ok(b.body(body).unwrap_or_default())
+    Ok(b.body(body)?)
 }
 
 /// Bodies up to this size are read to the end even when refused, so the
@@ -112,19 +113,18 @@ async fn drain(mut body: Body, max: u64) -> u64 {
 
 pub(super) async fn handle_put(
     app: &App,
-    name: &str,
+    name: &RepositoryName,
     reference: &str,
     req: Request,
     caller: &Caller,
 ) -> Result<Response> {
     let reference = parse_reference(reference)?;
     let limit = app.registry.settings().max_manifest_bytes;
-    let q = query(&req);
-    let extra_tags: Vec<String> = q
-        .iter()
+    let extra_tags = query(&req)
+        .into_iter()
         .filter(|(k, _)| k == "tag")
-        .map(|(_, v)| v.clone())
-        .collect();
+        .map(|(_, v)| Tag::parse(v).map_err(|e| Error::TagInvalid(e.to_string())))
+        .collect::<Result<Vec<Tag>, Error>>()?;
     let content_type = req
         .headers()
         .get(header::CONTENT_TYPE)
@@ -154,12 +154,15 @@ pub(super) async fn handle_put(
     if let Some(s) = &pushed.subject {
         b = b.header("oci-subject", s.as_str());
     }
-    Ok(b.body(Body::empty()).unwrap_or_default())
+    for t in &pushed.tags {
+        b = b.header("oci-tag", t.as_str());
+    }
+    Ok(b.body(Body::empty())?)
 }
 
 pub(super) async fn handle_delete(
     app: &App,
-    name: &str,
+    name: &RepositoryName,
     reference: &str,
     caller: &Caller,
 ) -> Result<Response> {
@@ -170,6 +173,5 @@ pub(super) async fn handle_delete(
     Ok(Response::builder()
         .status(StatusCode::ACCEPTED)
         .header(header::CONTENT_LENGTH, 0)
-        .body(Body::empty())
-        .unwrap_or_default())
+        .body(Body::empty())?)
 }

@@ -6,20 +6,22 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, Method};
 use axum::response::{IntoResponse, Response};
-use berth_oci::validate_repository;
+use berth_oci::RepositoryName;
 use berth_registry::auth::{scope, Access, Action, Credentials, Decision, Identity};
 use berth_registry::{ByteStream, Caller, Error};
-use futures_util::{FutureExt, TryStreamExt};
+use futures_util::TryStreamExt;
 
 use crate::auth;
 use crate::error::ApiError;
 use crate::route::{self, Endpoint, RouteError};
 use crate::{App, API_VERSION};
 
+pub(crate) use access::rate_headers;
 use access::Need;
 use uploads::Mount;
+pub(crate) use uploads::{range_value, upload_location};
 
 mod access;
 mod blobs;
@@ -38,31 +40,18 @@ pub(crate) async fn handle(State(app): State<Arc<App>>, req: Request) -> Respons
     let rest = path.strip_prefix("/v2").unwrap_or(path);
     let rest = rest.strip_prefix('/').unwrap_or(rest);
     let mut resp = match route::parse(rest) {
+        // A bug must never take the connection down without an answer: a
+        // panic becomes a 500 in the spec's error shape.
         Ok(endpoint) => {
-            // A bug must never take the connection down without an answer:
-            // a panic becomes a 500 in the spec's error shape.
-            match std::panic::AssertUnwindSafe(dispatch(&app, endpoint, req))
-                .catch_unwind()
-                .await
-            {
-                Ok(Ok(r)) => r,
-                Ok(Err(e)) => e.into_response(),
-                Err(_) => {
-                    tracing::error!("request handler panicked");
-                    ApiError::from(Error::Internal("handler panicked".into())).into_response()
-                }
-            }
+            crate::error::answer_panics(async {
+                dispatch(&app, endpoint, req)
+                    .await
+                    .unwrap_or_else(IntoResponse::into_response)
+            })
+            .await
         }
         Err(RouteError::BadName(msg)) => ApiError::from(Error::NameInvalid(msg)).into_response(),
-        Err(RouteError::NotFound) => {
-            let body = crate::error::error_body("UNSUPPORTED", "no such endpoint", None);
-            (
-                StatusCode::NOT_FOUND,
-                [(header::CONTENT_TYPE, "application/json")],
-                body,
-            )
-                .into_response()
-        }
+        Err(RouteError::NotFound) => ApiError::no_endpoint().into_response(),
     };
     resp.headers_mut()
         .insert(API_VERSION.0, HeaderValue::from_static(API_VERSION.1));
@@ -95,7 +84,7 @@ async fn dispatch(app: &App, endpoint: Endpoint, req: Request) -> Result<Respons
         }
         Need::Listing => identity.caller(ip, false),
         Need::Repository(name, need) => {
-            let decision = app.auth.decide(&identity, name, need).await?;
+            let decision = app.auth.decide(&identity, name.as_str(), need).await?;
             // A client that is not logged in is asked for pull and push on
             // reads too: the token endpoint grants only what is allowed,
             // and clients that keep one token per repository (oras-py)
@@ -105,14 +94,17 @@ async fn dispatch(app: &App, endpoint: Endpoint, req: Request) -> Result<Respons
             } else {
                 need
             };
-            let mut scope = scope::repository_scope(name, ask);
+            let mut scope = scope::repository_scope(name.as_str(), ask);
             // A mount asks for its source too, as the reference registry
             // does, so that one token request gets everything it needs.
             if let Some(from) = mount_from(&endpoint, &req) {
-                scope = format!("{scope} {}", scope::repository_scope(&from, Access::PULL));
+                scope = format!(
+                    "{scope} {}",
+                    scope::repository_scope(from.as_str(), Access::PULL)
+                );
             }
             let wanted = auth::Wanted {
-                repository: name,
+                repository: name.as_str(),
                 need,
                 scope,
             };
@@ -127,15 +119,7 @@ async fn dispatch(app: &App, endpoint: Endpoint, req: Request) -> Result<Respons
         None
     };
     if let Some(r) = rate.filter(|r| !r.allowed) {
-        let mut e = ApiError::from(Error::TooManyRequests {
-            retry_after: r.reset_secs,
-        });
-        let mut h = HeaderMap::new();
-        access::rate_headers(&mut h, &r);
-        for (k, v) in h.into_iter().filter_map(|(k, v)| k.map(|k| (k, v))) {
-            e = e.with_header(k, v);
-        }
-        return Err(e);
+        return Err(Error::PullRateLimited(r).into());
     }
     let mut resp = route(app, endpoint, method, req, &identity, &caller).await?;
     if let Some(r) = rate {
@@ -206,15 +190,13 @@ async fn route(
 
 /// The `from` of a mount request (`POST .../blobs/uploads/?mount=D&from=R`)
 /// when it is a valid repository name.
-fn mount_from(endpoint: &Endpoint, req: &Request) -> Option<String> {
+fn mount_from(endpoint: &Endpoint, req: &Request) -> Option<RepositoryName> {
     if !matches!(endpoint, Endpoint::UploadStart(_)) {
         return None;
     }
     let q = query(req);
     query_value(&q, "mount")?;
-    query_value(&q, "from")
-        .filter(|f| validate_repository(f).is_ok())
-        .map(str::to_owned)
+    query_value(&q, "from").and_then(|f| RepositoryName::parse(f).ok())
 }
 
 /// Whether and from where a cross-repository mount into `target` may be
@@ -226,7 +208,7 @@ fn mount_from(endpoint: &Endpoint, req: &Request) -> Option<String> {
 /// (202), which tells the caller nothing about the source.
 async fn mount_source(
     app: &App,
-    target: &str,
+    target: &RepositoryName,
     q: &[(String, String)],
     headers: &HeaderMap,
     identity: &Identity,
@@ -234,33 +216,42 @@ async fn mount_source(
     let Some(digest) = query_value(q, "mount") else {
         return Ok(Mount::Refused);
     };
-    let from = query_value(q, "from");
-    if from.is_some_and(|f| validate_repository(f).is_err()) {
+    let from = match query_value(q, "from").map(RepositoryName::parse) {
         // An invalid name cannot be a readable source.
-        return Ok(Mount::Refused);
-    }
+        Some(Err(_)) => return Ok(Mount::Refused),
+        Some(Ok(from)) => Some(from),
+        None => None,
+    };
     if !app.auth.enforced() {
-        return Ok(Mount::From(from.map(str::to_owned)));
+        return Ok(Mount::From(from));
     }
     let Some(from) = from else {
         // An invalid digest is refused by the upload handler.
         return Ok(match berth_oci::Digest::parse(digest) {
             Ok(d) => match app.auth.readable_holder(identity, d.as_str()).await? {
-                Some(repo) => Mount::From(Some(repo)),
+                // Names come from the database, where they were stored valid.
+                Some(repo) => match RepositoryName::parse(repo) {
+                    Ok(repo) => Mount::From(Some(repo)),
+                    Err(_) => Mount::Refused,
+                },
                 None => Mount::Refused,
             },
             Err(_) => Mount::Refused,
         });
     };
-    match app.auth.decide(identity, from, Access::PULL).await? {
-        Decision::Allow(_) => Ok(Mount::From(Some(from.to_owned()))),
+    match app
+        .auth
+        .decide(identity, from.as_str(), Access::PULL)
+        .await?
+    {
+        Decision::Allow(_) => Ok(Mount::From(Some(from))),
         Decision::Scope => Err(auth::challenge(
             app,
             headers,
             Some(&format!(
                 "{} {}",
-                scope::repository_scope(target, Access::of(&[Action::Pull, Action::Push])),
-                scope::repository_scope(from, Access::PULL)
+                scope::repository_scope(target.as_str(), Access::of(&[Action::Pull, Action::Push])),
+                scope::repository_scope(from.as_str(), Access::PULL)
             )),
             true,
             &format!(
@@ -308,11 +299,6 @@ pub(crate) fn content_length(headers: &HeaderMap) -> Result<Option<u64>> {
 /// The request body as a byte stream for the store.
 pub(crate) fn body_stream(body: Body) -> ByteStream {
     Box::pin(body.into_data_stream().map_err(io::Error::other))
-}
-
-/// A header value from a string we built (always valid ASCII).
-pub(crate) fn hv(s: &str) -> HeaderValue {
-    HeaderValue::from_str(s).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
 /// Parses a digest from a path or query, as DIGEST_INVALID on failure.

@@ -5,43 +5,45 @@ use axum::body::Body;
 use axum::extract::Request;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::Response;
+use berth_oci::RepositoryName;
 use berth_registry::{Error, UploadInfo};
 
-use super::{body_stream, content_length, hv, parse_digest, query, query_value, Result};
+use super::{body_stream, content_length, parse_digest, query, query_value, Result};
 use crate::error::ApiError;
 use crate::App;
 
-fn upload_location(name: &str, id: &str) -> String {
+/// The URL of an upload session.
+pub(crate) fn upload_location(name: &str, id: &str) -> String {
     format!("/v2/{name}/blobs/uploads/{id}")
 }
 
-fn range_value(size: u64) -> String {
+/// The `Range` header of an upload holding `size` bytes.
+pub(crate) fn range_value(size: u64) -> String {
     // The spec's `Range: 0-<end>` is inclusive; an empty upload reports 0-0
     // as the reference registry does.
     format!("0-{}", size.saturating_sub(1))
 }
 
-fn accepted(app: &App, name: &str, id: &str, size: u64) -> Response {
+fn accepted(app: &App, name: &RepositoryName, id: &str, size: u64) -> Result<Response> {
     let mut b = Response::builder()
         .status(StatusCode::ACCEPTED)
-        .header(header::LOCATION, upload_location(name, id))
+        .header(header::LOCATION, upload_location(name.as_str(), id))
         .header(header::RANGE, range_value(size))
         .header("docker-upload-uuid", id)
         .header(header::CONTENT_LENGTH, 0);
     if app.settings.chunk_min_length > 0 {
         b = b.header("oci-chunk-min-length", app.settings.chunk_min_length);
     }
-    b.body(Body::empty()).unwrap_or_default()
+    Ok(b.body(Body::empty())?)
 }
 
-fn created(name: &str, digest: &berth_oci::Digest) -> Response {
-    Response::builder()
+fn created(name: &RepositoryName, digest: &berth_oci::Digest) -> Result<Response> {
+    Ok(Response::builder()
         .status(StatusCode::CREATED)
         .header(header::LOCATION, format!("/v2/{name}/blobs/{digest}"))
         .header("docker-content-digest", digest.as_str())
         .header(header::CONTENT_LENGTH, 0)
-        .body(Body::empty())
-        .unwrap_or_default()
+        .body(Body::empty())?)
 }
 
 /// Parses `Content-Range: <start>-<end>` (also with a `bytes ` / `bytes=`
@@ -90,21 +92,11 @@ fn chunk_bounds(headers: &HeaderMap) -> Result<(Option<u64>, Option<u64>)> {
     }
 }
 
-fn out_of_order(e: Error, name: &str, id: &str) -> ApiError {
-    if let Error::ChunkOutOfOrder { size, .. } = &e {
-        let size = *size;
-        return ApiError::from(e)
-            .with_header(header::LOCATION, hv(&upload_location(name, id)))
-            .with_header(header::RANGE, hv(&range_value(size)));
-    }
-    e.into()
-}
-
 /// Whether a requested cross-repository mount may be attempted.
 pub(super) enum Mount {
     /// Yes: from this repository, or (open mode, no `from`) from wherever
     /// the blob is stored.
-    From(Option<String>),
+    From(Option<RepositoryName>),
     /// No (the caller may not pull from the source, or gave none): fall
     /// back to a plain upload.
     Refused,
@@ -112,7 +104,7 @@ pub(super) enum Mount {
 
 pub(super) async fn handle_start(
     app: &App,
-    name: &str,
+    name: &RepositoryName,
     req: Request,
     mount: Mount,
 ) -> Result<Response> {
@@ -123,8 +115,8 @@ pub(super) async fn handle_start(
         // An invalid or unreadable `from` falls back to a plain upload, as
         // for any other failed mount.
         if let Mount::From(from) = mount {
-            if reg.mount_blob(name, &digest, from.as_deref()).await? {
-                return Ok(created(name, &digest));
+            if reg.mount_blob(name, &digest, from.as_ref()).await? {
+                return created(name, &digest);
             }
         }
     } else if let Some(d) = query_value(&q, "digest") {
@@ -132,27 +124,26 @@ pub(super) async fn handle_start(
         let len = content_length(req.headers())?;
         reg.push_blob(name, &digest, len, body_stream(req.into_body()))
             .await?;
-        return Ok(created(name, &digest));
+        return created(name, &digest);
     }
     let info: UploadInfo = reg.start_upload(name).await?;
-    Ok(accepted(app, name, &info.id, 0))
+    accepted(app, name, &info.id, 0)
 }
 
-pub(super) async fn handle_status(app: &App, name: &str, id: &str) -> Result<Response> {
+pub(super) async fn handle_status(app: &App, name: &RepositoryName, id: &str) -> Result<Response> {
     let info = app.registry.upload(name, id).await?;
     Ok(Response::builder()
         .status(StatusCode::NO_CONTENT)
-        .header(header::LOCATION, upload_location(name, id))
+        .header(header::LOCATION, upload_location(name.as_str(), id))
         .header(header::RANGE, range_value(info.size))
         .header("docker-upload-uuid", id)
         .header(header::CONTENT_LENGTH, 0)
-        .body(Body::empty())
-        .unwrap_or_default())
+        .body(Body::empty())?)
 }
 
 pub(super) async fn handle_patch(
     app: &App,
-    name: &str,
+    name: &RepositoryName,
     id: &str,
     req: Request,
 ) -> Result<Response> {
@@ -160,12 +151,16 @@ pub(super) async fn handle_patch(
     let size = app
         .registry
         .append_upload(name, id, start, len, body_stream(req.into_body()))
-        .await
-        .map_err(|e| out_of_order(e, name, id))?;
-    Ok(accepted(app, name, id, size))
+        .await?;
+    accepted(app, name, id, size)
 }
 
-pub(super) async fn handle_put(app: &App, name: &str, id: &str, req: Request) -> Result<Response> {
+pub(super) async fn handle_put(
+    app: &App,
+    name: &RepositoryName,
+    id: &str,
+    req: Request,
+) -> Result<Response> {
     let q = query(&req);
     let digest = query_value(&q, "digest").ok_or_else(|| {
         ApiError::from(Error::DigestInvalid(
@@ -177,20 +172,16 @@ pub(super) async fn handle_put(app: &App, name: &str, id: &str, req: Request) ->
     let has_body =
         len != Some(0) && (len.is_some() || req.headers().contains_key(header::TRANSFER_ENCODING));
     let chunk = has_body.then(|| (start, len, body_stream(req.into_body())));
-    app.registry
-        .finish_upload(name, id, &digest, chunk)
-        .await
-        .map_err(|e| out_of_order(e, name, id))?;
-    Ok(created(name, &digest))
+    app.registry.finish_upload(name, id, &digest, chunk).await?;
+    created(name, &digest)
 }
 
-pub(super) async fn handle_cancel(app: &App, name: &str, id: &str) -> Result<Response> {
+pub(super) async fn handle_cancel(app: &App, name: &RepositoryName, id: &str) -> Result<Response> {
     app.registry.cancel_upload(name, id).await?;
     Ok(Response::builder()
         .status(StatusCode::NO_CONTENT)
         .header(header::CONTENT_LENGTH, 0)
-        .body(Body::empty())
-        .unwrap_or_default())
+        .body(Body::empty())?)
 }
 
 #[cfg(test)]

@@ -20,7 +20,7 @@ mod engine;
 pub mod layout;
 pub mod location;
 pub mod progress;
-pub mod registry;
+pub mod remote;
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -192,7 +192,7 @@ pub async fn open_source(
     client: &Arc<berth_client::Client>,
 ) -> Result<Box<dyn Source>, ToolError> {
     Ok(match loc {
-        Location::Registry(r) => Box::new(registry::Registry::new(client.clone(), r)),
+        Location::Registry(r) => Box::new(remote::RemoteRepository::new(client.clone(), r)),
         Location::OciLayout { path, .. } => Box::new(layout::Layout::open(path)?),
         Location::OciArchive { path, .. } => Box::new(layout::Archive::open(path)?),
         Location::DockerArchive { path, .. } => Box::new(docker_archive::Reader::open(path)?),
@@ -205,7 +205,7 @@ pub async fn open_destination(
     client: &Arc<berth_client::Client>,
 ) -> Result<Box<dyn Destination>, ToolError> {
     Ok(match loc {
-        Location::Registry(r) => Box::new(registry::Registry::new(client.clone(), r)),
+        Location::Registry(r) => Box::new(remote::RemoteRepository::new(client.clone(), r)),
         Location::OciLayout { path, .. } => Box::new(layout::Layout::create(path)?),
         Location::OciArchive { path, .. } => Box::new(layout::Archive::create(path)?),
         Location::DockerArchive { path, name } => {

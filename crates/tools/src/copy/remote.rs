@@ -1,4 +1,6 @@
-//! A registry as a copy source and destination, over `berth-client`.
+//! A repository on a registry (reached over the network with
+//! `berth-client`) as a copy source and destination. Named apart from the
+//! server's core service type `berth_registry::Registry`.
 
 use std::sync::Arc;
 
@@ -13,17 +15,17 @@ use crate::ToolError;
 
 /// One repository on a registry.
 #[derive(Debug, Clone)]
-pub struct Registry {
+pub struct RemoteRepository {
     client: Arc<Client>,
     registry: String,
     repository: String,
     default_reference: String,
 }
 
-impl Registry {
+impl RemoteRepository {
     /// The repository named by `r`.
-    pub fn new(client: Arc<Client>, r: &ImageRef) -> Registry {
-        Registry {
+    pub fn new(client: Arc<Client>, r: &ImageRef) -> RemoteRepository {
+        RemoteRepository {
             client,
             registry: r.registry.clone(),
             repository: r.repository.clone(),
@@ -37,7 +39,7 @@ impl Registry {
 }
 
 #[async_trait]
-impl Source for Registry {
+impl Source for RemoteRepository {
     async fn manifest(&self, reference: Option<&str>) -> Result<RawManifest, ToolError> {
         let reference = reference.unwrap_or(&self.default_reference);
         let m = self.repo().get_manifest(reference).await?;
@@ -62,7 +64,7 @@ impl Source for Registry {
 }
 
 #[async_trait]
-impl Destination for Registry {
+impl Destination for RemoteRepository {
     async fn has_blob(&self, d: &Descriptor) -> Result<bool, ToolError> {
         Ok(self.repo().head_blob(&d.digest).await?.is_some())
     }
