@@ -19,6 +19,8 @@ mod gc;
 mod lifecycle;
 #[path = "suite/retention.rs"]
 mod retention;
+#[path = "suite/tenancy.rs"]
+mod tenancy;
 
 fn manifest(
     repo: &str,
@@ -298,6 +300,7 @@ async fn run_suite(meta: Meta) {
     gc::gc_cases(&meta).await;
     gc::job_cases(&meta).await;
     retention::retention_cases(&meta).await;
+    tenancy::run(&meta).await;
     meta.close().await;
 }
 

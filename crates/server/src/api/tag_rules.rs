@@ -10,7 +10,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get};
@@ -19,7 +19,7 @@ use berth_registry::{Error, TagRuleKind};
 use serde::Deserialize;
 
 use super::body::JsonBody;
-use super::{NamespacePath, Need, Principal};
+use super::{NamespacePath, Need, PathParams, Principal};
 use crate::error::ApiError;
 use crate::App;
 
@@ -80,10 +80,12 @@ async fn handle_add(
 
 async fn handle_remove(
     State(app): State<Arc<App>>,
-    Path((ns, id)): Path<(String, String)>,
+    NamespacePath(ns): NamespacePath,
+    params: PathParams,
     principal: Principal,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let caller = principal.require(&app, &ns, Need::Admin).await?;
+    let id = params.get("id")?;
     let id: i64 = id
         .parse()
         .map_err(|_| Error::InvalidParameter(format!("tag rule id {id:?} is not a number")))?;
