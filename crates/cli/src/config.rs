@@ -11,6 +11,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use berth_meta::accounts::Visibility;
 use berth_registry::auth::{AuthMode, AuthSettings, RateLimit};
+use berth_server::listener::ConnectionLimits;
 use serde::Deserialize;
 
 /// Flags of `berth serve`.
@@ -60,6 +61,25 @@ pub struct ServeArgs {
     /// `pull_rate_window`; 0: unlimited [default: 0].
     #[arg(long, env = "BERTH_PULL_RATE_LIMIT")]
     pub pull_rate_limit: Option<u32>,
+    /// Connections open at once, in total [default: 10000, lowered to fit
+    /// the open-files limit].
+    #[arg(long, env = "BERTH_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+    /// Connections open at once from one client address; 0: no cap (behind
+    /// a reverse proxy) [default: 256].
+    #[arg(long, env = "BERTH_MAX_CONNECTIONS_PER_CLIENT")]
+    pub max_connections_per_client: Option<usize>,
+    /// Time a client has to send a request's headers (e.g. 30s) [default: 30s].
+    #[arg(long, env = "BERTH_HEADER_READ_TIMEOUT")]
+    pub header_read_timeout: Option<String>,
+    /// A connection with no request in flight is closed after this long
+    /// without traffic [default: 120s].
+    #[arg(long, env = "BERTH_IDLE_TIMEOUT")]
+    pub idle_timeout: Option<String>,
+    /// A request whose body (or response) moves no byte for this long is
+    /// closed; progress is timed, not the total [default: 60s].
+    #[arg(long, env = "BERTH_BODY_TIMEOUT")]
+    pub body_timeout: Option<String>,
 }
 
 /// The TOML file. Every key is optional.
@@ -110,6 +130,16 @@ pub struct FileConfig {
     pub gc_interval: Option<String>,
     /// Unreferenced content younger than this is never collected.
     pub gc_grace_period: Option<String>,
+    /// Connections open at once, in total.
+    pub max_connections: Option<usize>,
+    /// Connections open at once from one client address (0: no cap).
+    pub max_connections_per_client: Option<usize>,
+    /// Time a client has to send a request's headers (e.g. `30s`).
+    pub header_read_timeout: Option<String>,
+    /// Idle connections are closed after this long (e.g. `120s`).
+    pub idle_timeout: Option<String>,
+    /// A request making no progress is closed after this long (e.g. `60s`).
+    pub body_timeout: Option<String>,
 }
 
 /// Log output format.
@@ -141,6 +171,7 @@ pub struct ServeConfig {
     pub admin_password: Option<String>,
     pub gc_interval: Option<Duration>,
     pub gc_grace_period: Duration,
+    pub limits: ConnectionLimits,
 }
 
 /// Parses `30s`, `15m`, `24h`, `7d` (or a bare number of seconds).
@@ -208,6 +239,7 @@ impl ServeConfig {
             None => FileConfig::default(),
         };
         let auth = resolve_auth(&args, &file)?;
+        let limits = resolve_limits(&args, &file)?;
         let listen = args
             .listen
             .or(file.listen)
@@ -235,6 +267,7 @@ impl ServeConfig {
         }
         Ok(ServeConfig {
             auth,
+            limits,
             external_url,
             trust_forwarded_for: args
                 .trust_forwarded_for
@@ -278,6 +311,50 @@ impl ServeConfig {
                 .context("gc_grace_period")?,
         })
     }
+}
+
+fn resolve_limits(args: &ServeArgs, file: &FileConfig) -> anyhow::Result<ConnectionLimits> {
+    let d = ConnectionLimits::default();
+    let timeout =
+        |arg: &Option<String>, key: &Option<String>, default: Duration, what: &str| match arg
+            .as_ref()
+            .or(key.as_ref())
+        {
+            Some(s) => positive(s, what),
+            None => Ok(default),
+        };
+    let max_connections = args
+        .max_connections
+        .or(file.max_connections)
+        .unwrap_or(d.max_connections);
+    if max_connections == 0 {
+        bail!("max_connections must be at least 1");
+    }
+    Ok(ConnectionLimits {
+        header_read_timeout: timeout(
+            &args.header_read_timeout,
+            &file.header_read_timeout,
+            d.header_read_timeout,
+            "header_read_timeout",
+        )?,
+        idle_timeout: timeout(
+            &args.idle_timeout,
+            &file.idle_timeout,
+            d.idle_timeout,
+            "idle_timeout",
+        )?,
+        body_timeout: timeout(
+            &args.body_timeout,
+            &file.body_timeout,
+            d.body_timeout,
+            "body_timeout",
+        )?,
+        max_connections,
+        max_connections_per_client: args
+            .max_connections_per_client
+            .or(file.max_connections_per_client)
+            .unwrap_or(d.max_connections_per_client),
+    })
 }
 
 fn resolve_auth(args: &ServeArgs, file: &FileConfig) -> anyhow::Result<AuthSettings> {
@@ -376,6 +453,7 @@ mod tests {
         assert_eq!(c.log_level, "warn");
         assert_eq!(c.max_manifest_bytes, 1 << 20);
         assert_eq!(c.pull_stats_flush_interval, Duration::from_secs(30));
+        assert_eq!(c.limits, ConnectionLimits::default());
         std::fs::write(&f, "pull_stats_flush_interval = \"0s\"\n").unwrap();
         assert!(ServeConfig::resolve(ServeArgs {
             config: Some(f.clone()),
@@ -447,5 +525,46 @@ mod gc_tests {
         assert_eq!(c.gc_grace_period, Duration::from_secs(600));
         let e = with("gc_grace_period = \"soon\"\n").unwrap_err();
         assert!(format!("{e:#}").contains("gc_grace_period"), "{e:#}");
+    }
+}
+
+#[cfg(test)]
+mod limit_tests {
+    use super::*;
+
+    #[test]
+    fn listener_limits_from_file_and_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("berth.toml");
+        std::fs::write(
+            &f,
+            "max_connections = 500\nmax_connections_per_client = 0\nheader_read_timeout = \"5s\"\nbody_timeout = \"2m\"\n",
+        )
+        .unwrap();
+        let c = ServeConfig::resolve(ServeArgs {
+            config: Some(f.clone()),
+            idle_timeout: Some("30s".into()),
+            max_connections: Some(600),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(
+            c.limits,
+            ConnectionLimits {
+                header_read_timeout: Duration::from_secs(5),
+                idle_timeout: Duration::from_secs(30),
+                body_timeout: Duration::from_secs(120),
+                max_connections: 600,
+                max_connections_per_client: 0,
+            }
+        );
+        for bad in ["body_timeout = \"0s\"\n", "max_connections = 0\n"] {
+            std::fs::write(&f, bad).unwrap();
+            assert!(ServeConfig::resolve(ServeArgs {
+                config: Some(f.clone()),
+                ..Default::default()
+            })
+            .is_err());
+        }
     }
 }

@@ -194,6 +194,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             chunk_min_length: cfg.chunk_min_length,
             external_url: cfg.external_url.clone(),
             trust_forwarded_for: cfg.trust_forwarded_for,
+            limits: cfg.limits.clone(),
         },
     });
     berth_server::serve(listener, app, shutdown_signal()).await?;

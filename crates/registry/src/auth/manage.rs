@@ -17,7 +17,7 @@ use berth_oci::validate_repository;
 
 use super::identity::Identity;
 use super::permission::Action;
-use super::{hash_blocking, password, secret, Authority};
+use super::{password, secret, Authority};
 use crate::{Caller, Error, Result};
 
 /// Longest account or organisation name.
@@ -114,7 +114,7 @@ impl Authority {
         let password_hash = match password {
             Some(p) => {
                 password::check_policy(p)?;
-                Some(hash_blocking(p.to_owned()).await?)
+                Some(self.hash_password(p.to_owned()).await?)
             }
             None => None,
         };
@@ -131,7 +131,7 @@ impl Authority {
     /// tokens). `NotFound` if there is no such user.
     pub async fn set_password(&self, name: &str, password: &str, caller: &Caller) -> Result<()> {
         password::check_policy(password)?;
-        let hash = hash_blocking(password.to_owned()).await?;
+        let hash = self.hash_password(password.to_owned()).await?;
         if self.meta.set_password(name, &hash, &caller.actor()).await? {
             Ok(())
         } else {
