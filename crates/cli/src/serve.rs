@@ -92,7 +92,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .with_context(|| format!("opening metadata database {}", db.display()))?;
     let registry = Arc::new(Registry::new(
         Arc::new(store),
-        meta,
+        meta.clone(),
         Settings {
             max_manifest_bytes: cfg.max_manifest_bytes,
             upload_ttl: cfg.upload_ttl,
@@ -102,7 +102,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         },
     ));
     let auth = Arc::new(
-        Authority::new(registry.meta().clone(), cfg.auth.clone())
+        Authority::new(meta, cfg.auth.clone())
             .await
             .context("starting authentication")?,
     );
@@ -211,6 +211,6 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     if let Err(e) = auth.flush_token_uses().await {
         tracing::warn!(error = %e, "recording token use failed");
     }
-    registry.meta().close().await;
+    registry.close().await;
     Ok(())
 }

@@ -95,6 +95,18 @@ pub struct Member {
     pub added_at: i64,
 }
 
+/// What deleting an organisation did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OrgDeletion {
+    /// Deleted, with these repositories (empty unless asked for).
+    Deleted(Vec<String>),
+    /// No such organisation.
+    NotFound,
+    /// Not deleted: it still holds these repositories and deleting them
+    /// was not asked for.
+    HoldsRepositories(Vec<String>),
+}
+
 fn user_row(r: &AnyRow) -> Result<User> {
     let kind: String = r.try_get(1)?;
     let site_admin: i64 = r.try_get(4)?;
@@ -165,17 +177,31 @@ impl Meta {
             .await
     }
 
-    /// Creates an organisation (a namespace without a login). `false` if
-    /// the name is taken.
+    /// Creates an organisation (a namespace without a login) and, with a
+    /// `founder`, makes that user its admin in the same transaction.
+    /// `false` if the name is taken; [`Error::Refused`] if the founder is
+    /// not a user.
     pub async fn create_org(
         &self,
         name: &str,
         visibility: Visibility,
+        founder: Option<&str>,
         actor: &Actor,
     ) -> Result<bool> {
         let (name, actor) = (name.to_owned(), actor.clone());
-        self.accounts_write(move |c| Box::pin(writes::create_org(c, name, visibility, actor)))
-            .await
+        let founder = founder.map(str::to_owned);
+        self.accounts_write(move |c| {
+            Box::pin(writes::create_org(c, name, visibility, founder, actor))
+        })
+        .await
+    }
+
+    /// Whether anything of namespace `ns` remains: a repository, or a
+    /// setting keyed by it (visibility override, tag rule, retention
+    /// policy, quota).
+    pub async fn namespace_remains(&self, ns: &str) -> Result<bool> {
+        let mut c = self.read.acquire().await?;
+        writes::namespace_remains(&mut c, ns).await
     }
 
     /// Creates the robot account `name` (conventionally `<org>+<short>`)
@@ -193,9 +219,11 @@ impl Meta {
             .await
     }
 
-    /// Deletes a user or robot with its tokens and memberships (a user's
-    /// namespace goes too; its repositories stay, readable by site
-    /// admins). `false` if there is no such account.
+    /// Deletes a user or robot with its tokens and memberships. A user's
+    /// namespace goes too, with every setting keyed by it (visibility
+    /// overrides, tag rules, retention policy and runs, quota); its
+    /// repositories stay, private, readable by site admins. `false` if
+    /// there is no such account.
     pub async fn delete_user(&self, name: &str, actor: &Actor) -> Result<bool> {
         let (name, actor) = (name.to_owned(), actor.clone());
         self.accounts_write(move |c| Box::pin(writes::delete_user(c, name, actor)))
@@ -203,14 +231,33 @@ impl Meta {
     }
 
     /// Deletes an organisation with its memberships, robots and their
-    /// tokens. `false` if there is no such organisation.
-    pub async fn delete_org(&self, name: &str, actor: &Actor) -> Result<bool> {
+    /// tokens, and every setting keyed by its namespace. An organisation
+    /// that still holds repositories is deleted only `with_repositories`
+    /// (their metadata goes in the same transaction; the blobs are left to
+    /// garbage collection).
+    pub async fn delete_org(
+        &self,
+        name: &str,
+        with_repositories: bool,
+        actor: &Actor,
+    ) -> Result<OrgDeletion> {
         let (name, actor) = (name.to_owned(), actor.clone());
-        self.accounts_write(move |c| Box::pin(writes::delete_org(c, name, actor)))
+        self.accounts_write(move |c| {
+            Box::pin(writes::delete_org(c, name, with_repositories, actor))
+        })
+        .await
+    }
+
+    /// Ends the login sessions (refresh tokens) of account `name`; how
+    /// many were open, `None` if there is no such account.
+    pub async fn revoke_sessions(&self, name: &str, actor: &Actor) -> Result<Option<u64>> {
+        let (name, actor) = (name.to_owned(), actor.clone());
+        self.accounts_write(move |c| Box::pin(writes::revoke_sessions(c, name, actor)))
             .await
     }
 
-    /// Replaces a user's password hash. `false` if there is no such user.
+    /// Replaces a user's password hash and ends the user's login sessions
+    /// (refresh tokens). `false` if there is no such user.
     pub async fn set_password(
         &self,
         name: &str,

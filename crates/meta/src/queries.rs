@@ -264,6 +264,66 @@ impl Meta {
             .collect::<Result<_, _>>()?)
     }
 
+    /// A page of the repositories readable by someone who may read every
+    /// repository of `namespaces` (their own, their organisations'),
+    /// after `last`: those, plus every public one (a public override, or
+    /// no override under a public namespace). Namespaces nobody owns are
+    /// private. The query is driven by the namespaces and overrides, so
+    /// its cost follows what is listed, not how many private repositories
+    /// exist.
+    pub async fn readable_repositories(
+        &self,
+        namespaces: &[String],
+        last: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<String>> {
+        let mut sql = String::from(
+            "SELECT p.name FROM (
+                 SELECT r.name AS name FROM namespaces n JOIN repositories r ON r.name = n.name
+                 WHERE n.visibility = 'public' AND r.name > $1
+                 UNION ALL
+                 SELECT r.name AS name FROM namespaces n JOIN repositories r
+                   ON r.name >= n.name || '/' AND r.name < n.name || '0'
+                 WHERE n.visibility = 'public' AND r.name > $1
+             ) p
+             WHERE NOT EXISTS (SELECT 1 FROM repository_visibility v
+                               WHERE v.repository = p.name AND v.visibility = 'private')
+             UNION
+             SELECT v.repository FROM repository_visibility v
+               JOIN repositories r ON r.name = v.repository
+             WHERE v.visibility = 'public' AND v.repository > $1",
+        );
+        let mut binds: Vec<String> = Vec::new();
+        if !namespaces.is_empty() {
+            let mut ors = Vec::new();
+            for ns in namespaces {
+                let i = binds.len() + 3;
+                ors.push(format!(
+                    "name = ${i} OR (name >= ${} AND name < ${})",
+                    i + 1,
+                    i + 2
+                ));
+                binds.push(ns.clone());
+                binds.push(format!("{ns}/"));
+                binds.push(format!("{ns}0"));
+            }
+            sql.push_str(&format!(
+                " UNION SELECT name FROM repositories WHERE name > $1 AND ({})",
+                ors.join(" OR ")
+            ));
+        }
+        sql.push_str(" ORDER BY 1 LIMIT $2");
+        let mut q = sqlx::query(&sql).bind(last.unwrap_or("")).bind(limit);
+        for b in &binds {
+            q = q.bind(b);
+        }
+        let rows = q.fetch_all(&self.read).await?;
+        Ok(rows
+            .iter()
+            .map(|r| r.try_get::<String, _>(0))
+            .collect::<Result<_, _>>()?)
+    }
+
     /// Manifests of `repository` whose subject is `subject`, optionally only
     /// those of `artifact_type`, sorted by digest.
     pub async fn referrers(

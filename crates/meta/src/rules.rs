@@ -249,6 +249,25 @@ impl Meta {
         .await
     }
 
+    /// [`Meta::unlink_blob`], refusing ([`Error::Refused`]) if an image
+    /// tagged with a tag `guard` gives a reason for uses the blob.
+    pub async fn unlink_blob_guarded(
+        &self,
+        repository: &str,
+        digest: &str,
+        guard: TagGuard,
+        actor: &Actor,
+    ) -> Result<bool> {
+        let (repository, digest, actor) = (repository.to_owned(), digest.to_owned(), actor.clone());
+        self.transact(move |c| {
+            Box::pin(async move {
+                crate::writes::unlink_blob_guarded(c, &repository, &digest, Some(&guard), &actor)
+                    .await
+            })
+        })
+        .await
+    }
+
     /// [`Meta::delete_tag`], refusing ([`Error::Refused`]) if `guard` gives
     /// a reason for the tag.
     pub async fn delete_tag_guarded(

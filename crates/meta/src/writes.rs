@@ -71,12 +71,80 @@ pub(crate) async fn link_blob(
     Ok(())
 }
 
+/// Why `digest` may not go from repository `repo`, if a tag that `guard`
+/// refuses to delete points to a manifest from which `digest` is reachable
+/// (an index's children, and their config and layer blobs): deleting it
+/// would break that image, and garbage collection would make it permanent.
+pub(crate) async fn guarded_reach(
+    conn: &mut AnyConnection,
+    repo: i64,
+    digest: &str,
+    guard: &TagGuard,
+) -> Result<Option<String>> {
+    let tags = sqlx::query("SELECT name, digest FROM tags WHERE repository_id = $1 ORDER BY name")
+        .bind(repo)
+        .fetch_all(&mut *conn)
+        .await?;
+    let mut checked: Vec<String> = Vec::new();
+    for row in &tags {
+        let name: String = row.try_get(0)?;
+        let root: String = row.try_get(1)?;
+        if checked.contains(&root) {
+            continue;
+        }
+        let Some(reason) = guard(&name) else {
+            continue;
+        };
+        checked.push(root.clone());
+        let reached = sqlx::query(
+            "WITH RECURSIVE reach(d) AS (
+                 SELECT CAST($2 AS TEXT)
+                 UNION
+                 SELECT r.child FROM manifest_references r JOIN reach ON r.parent = reach.d
+                 WHERE r.repository_id = $1
+             )
+             SELECT 1 FROM reach WHERE d = $3 LIMIT 1",
+        )
+        .bind(repo)
+        .bind(&root)
+        .bind(digest)
+        .fetch_optional(&mut *conn)
+        .await?
+        .is_some();
+        if reached {
+            return Ok(Some(format!(
+                "is part of the image tagged {name:?} ({root}), and {reason}"
+            )));
+        }
+    }
+    Ok(None)
+}
+
 pub(crate) async fn unlink_blob(
     conn: &mut AnyConnection,
     repository: &str,
     digest: &str,
     actor: &Actor,
 ) -> Result<bool> {
+    unlink_blob_guarded(conn, repository, digest, None, actor).await
+}
+
+/// Unlinks a blob from a repository, refusing ([`Error::Refused`]) when
+/// the `guard` protects an image that uses it ([`guarded_reach`]).
+pub(crate) async fn unlink_blob_guarded(
+    conn: &mut AnyConnection,
+    repository: &str,
+    digest: &str,
+    guard: Option<&TagGuard>,
+    actor: &Actor,
+) -> Result<bool> {
+    if let Some(g) = guard {
+        if let Some(repo) = repository_id(conn, repository).await? {
+            if let Some(reason) = guarded_reach(conn, repo, digest, g).await? {
+                return Err(Error::Refused(format!("blob {digest} {reason}")));
+            }
+        }
+    }
     let done = sqlx::query(
         "DELETE FROM repository_blobs
          WHERE digest = $2 AND repository_id = (SELECT id FROM repositories WHERE name = $1)",
@@ -310,6 +378,9 @@ pub(crate) async fn delete_manifest_guarded(
         sorted.sort();
         if let Some(reason) = sorted.iter().find_map(|t| g(t)) {
             return Err(Error::Refused(reason));
+        }
+        if let Some(reason) = guarded_reach(conn, repo, digest, g).await? {
+            return Err(Error::Refused(format!("manifest {digest} {reason}")));
         }
     }
     sqlx::query("DELETE FROM manifest_references WHERE repository_id = $1 AND parent = $2")

@@ -19,6 +19,8 @@ mod gc;
 mod lifecycle;
 #[path = "suite/retention.rs"]
 mod retention;
+#[path = "suite/tenancy.rs"]
+mod tenancy;
 
 /// A repository name, for the typed parameters.
 fn n(name: &str) -> berth_oci::RepositoryName {
@@ -390,6 +392,7 @@ async fn run_suite(meta: Meta) {
     gc::gc_cases(&meta).await;
     gc::job_cases(&meta).await;
     retention::retention_cases(&meta).await;
+    tenancy::run(&meta).await;
     meta.close().await;
 }
 

@@ -85,17 +85,30 @@ impl Registry {
     }
 
     /// Unlinks a blob from `repo` (the bytes go at the next garbage
-    /// collection if nothing else references them).
+    /// collection if nothing else references them). A blob used by an
+    /// image under a protected or immutable tag is unlinked only by a
+    /// namespace admin, decided in the unlink's transaction.
     pub async fn delete_blob(
         &self,
         repo: &RepositoryName,
         digest: &Digest,
         caller: &Caller,
     ) -> Result<()> {
-        let existed = self
-            .meta
-            .unlink_blob(repo, digest.as_str(), &caller.actor())
-            .await?;
+        let rules = std::sync::Arc::new(self.tag_rules(repo.as_str()).await?);
+        let existed = if rules.is_empty() || caller.namespace_admin {
+            self.meta
+                .unlink_blob(repo, digest.as_str(), &caller.actor())
+                .await?
+        } else {
+            self.meta
+                .unlink_blob_guarded(
+                    repo.as_str(),
+                    digest.as_str(),
+                    rules.delete_guard(caller),
+                    &caller.actor(),
+                )
+                .await?
+        };
         self.cache.invalidate_link(repo.as_str(), digest.as_str());
         if existed {
             Ok(())

@@ -86,6 +86,12 @@ impl<V: Clone> Nested<V> {
         );
     }
 
+    fn invalidate_repository(&self, repo: &str) {
+        let mut map = self.map.write().unwrap_or_else(|p| p.into_inner());
+        self.epoch.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        map.remove(repo);
+    }
+
     fn invalidate(&self, repo: &str, key: &str) {
         let mut map = self.map.write().unwrap_or_else(|p| p.into_inner());
         self.epoch.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
@@ -174,6 +180,14 @@ impl Caches {
 
     pub(crate) fn invalidate_link(&self, repo: &str, digest: &str) {
         self.links.invalidate(repo, digest)
+    }
+
+    /// Drops everything cached about `repo` (it was deleted).
+    pub(crate) fn invalidate_repository(&self, repo: &str) {
+        self.tags.invalidate_repository(repo);
+        self.tag_lists.invalidate_repository(repo);
+        self.manifests.invalidate_repository(repo);
+        self.links.invalidate_repository(repo);
     }
 }
 

@@ -254,7 +254,10 @@ impl Registry {
         }
         // 4. Abandoned uploads.
         for u in self.abandoned_uploads(system_time(report.now)).await? {
-            if self.store.upload_cancel(&u.id).await? {
+            let cancelled = self.store.upload_cancel(&u.id).await;
+            self.sessions
+                .release(crate::glob::namespace(&u.repository), &u.id);
+            if cancelled? {
                 tracing::info!(upload = %u.id, repo = %u.repository, "removed abandoned upload");
                 report.uploads.push(u);
             }

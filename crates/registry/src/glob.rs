@@ -13,40 +13,87 @@
 //! `acme/tools/cli`); anything else is a glob over the full repository name
 //! (`acme/web-*`, `**/cache`).
 
-/// Whether `text` matches the glob `pattern`.
-pub fn matches(pattern: &str, text: &str) -> bool {
-    let p = pattern.as_bytes();
-    let t = text.as_bytes();
-    // Iterative matcher with backtracking to the last star; `**` and `*`
-    // differ only in whether they may swallow a '/'.
-    let (mut pi, mut ti) = (0usize, 0usize);
-    // (pattern index after the star, text index the star matched up to, star crosses '/')
-    let mut star: Option<(usize, usize, bool)> = None;
-    while ti < t.len() {
-        if pi < p.len() && p[pi] == b'*' {
-            let double = pi + 1 < p.len() && p[pi + 1] == b'*';
-            pi += if double { 2 } else { 1 };
-            star = Some((pi, ti, double));
-            continue;
-        }
-        if pi < p.len() && (p[pi] == t[ti] || (p[pi] == b'?' && t[ti] != b'/')) {
-            pi += 1;
-            ti += 1;
-            continue;
-        }
-        match star {
-            Some((sp, st, double)) if double || t[st] != b'/' => {
-                pi = sp;
-                ti = st + 1;
-                star = Some((sp, st + 1, double));
+/// One element of a compiled glob.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Token {
+    /// A character that matches itself.
+    Literal(char),
+    /// `?`: one character except `/`.
+    One,
+    /// `*`: any run of characters except `/`.
+    Star,
+    /// `**`: any run of characters.
+    DoubleStar,
+}
+
+fn tokens(pattern: &str) -> Vec<Token> {
+    let mut out = Vec::with_capacity(pattern.len());
+    let mut chars = pattern.chars().peekable();
+    while let Some(c) = chars.next() {
+        out.push(match c {
+            '*' if chars.peek() == Some(&'*') => {
+                // `***` and longer runs are `**`.
+                while chars.peek() == Some(&'*') {
+                    chars.next();
+                }
+                Token::DoubleStar
             }
-            _ => return false,
+            '*' => Token::Star,
+            '?' => Token::One,
+            c => Token::Literal(c),
+        });
+    }
+    out
+}
+
+/// Whether `text` matches the glob `pattern`.
+///
+/// The pattern is run as a nondeterministic automaton whose states are the
+/// positions between its tokens: every state reachable after each
+/// character is kept, so no choice of how much a star swallows is ever
+/// dropped (a backtracking matcher that remembers only the last star
+/// misses `acme/**/web-*` against `acme/x/web-a/web-b`). Time is
+/// `O(pattern × text)`, memory `O(pattern)`.
+pub fn matches(pattern: &str, text: &str) -> bool {
+    let tokens = tokens(pattern);
+    let n = tokens.len();
+    let mut current = vec![false; n + 1];
+    let mut next = vec![false; n + 1];
+    current[0] = true;
+    close(&tokens, &mut current);
+    for c in text.chars() {
+        next.iter_mut().for_each(|s| *s = false);
+        let mut any = false;
+        for (i, token) in tokens.iter().enumerate() {
+            if !current[i] {
+                continue;
+            }
+            let (stay, advance) = match *token {
+                Token::Literal(l) => (false, l == c),
+                Token::One => (false, c != '/'),
+                Token::Star => (c != '/', false),
+                Token::DoubleStar => (true, false),
+            };
+            next[i] |= stay;
+            next[i + 1] |= advance;
+            any |= stay || advance;
+        }
+        if !any {
+            return false;
+        }
+        close(&tokens, &mut next);
+        std::mem::swap(&mut current, &mut next);
+    }
+    current[n]
+}
+
+/// Adds the states reachable without reading: a star may match nothing.
+fn close(tokens: &[Token], states: &mut [bool]) {
+    for (i, token) in tokens.iter().enumerate() {
+        if states[i] && matches!(token, Token::Star | Token::DoubleStar) {
+            states[i + 1] = true;
         }
     }
-    while pi < p.len() && p[pi] == b'*' {
-        pi += 1;
-    }
-    pi == p.len()
 }
 
 /// Whether `pattern` contains glob characters.
@@ -94,6 +141,87 @@ mod tests {
         assert!(matches("main", "main"));
         assert!(!matches("main", "main2"));
         assert!(matches("*-rc*", "1.0-rc1"));
+    }
+
+    #[test]
+    fn a_star_after_a_double_star_keeps_both() {
+        assert!(matches("acme/**/web-*", "acme/x/web-a/web-b"));
+        assert!(matches("**/web-*", "a/web-x/b/web-y"));
+        assert!(!matches("acme/**/web-*", "acme/x/web-a/api"));
+        assert!(matches("**a*", "x/y/za"));
+        assert!(matches("a**b*c", "a/x/bzc"));
+        assert!(!matches("a**b*c", "a/b/b/c"));
+    }
+
+    /// The reference: the glob as a regular expression.
+    fn reference(pattern: &str) -> regex::Regex {
+        let mut re = String::from("^");
+        for t in tokens(pattern) {
+            match t {
+                Token::Literal(c) => re.push_str(&regex::escape(&c.to_string())),
+                Token::One => re.push_str("[^/]"),
+                Token::Star => re.push_str("[^/]*"),
+                Token::DoubleStar => re.push_str("(?s:.*)"),
+            }
+        }
+        re.push('$');
+        regex::Regex::new(&re).expect("reference regex")
+    }
+
+    /// Every string of length at most `max` over `alphabet`.
+    fn all_strings(alphabet: &[char], max: usize) -> Vec<String> {
+        let mut out = vec![String::new()];
+        let mut last = vec![String::new()];
+        for _ in 0..max {
+            last = last
+                .iter()
+                .flat_map(|s| alphabet.iter().map(move |c| format!("{s}{c}")))
+                .collect();
+            out.extend(last.iter().cloned());
+        }
+        out
+    }
+
+    #[test]
+    fn agrees_with_a_regular_expression_on_every_small_case() {
+        // Exhaustive over small alphabets: every pattern of up to 5
+        // characters against every text of up to 5.
+        let patterns = all_strings(&['a', '/', '*', '?'], 5);
+        let texts = all_strings(&['a', 'b', '/'], 5);
+        for p in &patterns {
+            let re = reference(p);
+            for t in &texts {
+                assert_eq!(matches(p, t), re.is_match(t), "pattern {p:?} text {t:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn agrees_with_a_regular_expression_on_random_long_cases() {
+        // A fixed-seed xorshift drives longer patterns and texts, biased so
+        // that texts often match.
+        let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = move |n: usize| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % n as u64) as usize
+        };
+        let pattern_chars = ['a', 'b', '-', '/', '*', '*', '?', '.'];
+        let text_chars = ['a', 'b', '-', '/', '.'];
+        for _ in 0..20_000 {
+            let p: String = (0..next(12))
+                .map(|_| pattern_chars[next(pattern_chars.len())])
+                .collect();
+            let t: String = (0..next(16))
+                .map(|_| text_chars[next(text_chars.len())])
+                .collect();
+            assert_eq!(
+                matches(&p, &t),
+                reference(&p).is_match(&t),
+                "pattern {p:?} text {t:?}"
+            );
+        }
     }
 
     #[test]

@@ -30,9 +30,10 @@ mod rules;
 mod snapshot;
 mod uploads;
 
-/// The metadata layer, for the management API's reads and account writes.
-pub use berth_meta as meta;
-pub use berth_meta::{TagRule, TagRuleKind};
+pub use berth_meta::accounts::{Member, Namespace, NamespaceKind, Role, User, Visibility};
+pub use berth_meta::audit::{AuditFilter, StoredEvent};
+pub use berth_meta::tokens::{TokenKind, TokenRecord};
+pub use berth_meta::{now_ms, JobRun, TagRule, TagRuleKind};
 pub use berth_store::{BlobBody, BlobRead, ByteStream, UploadInfo};
 pub use blobs::ByteRange;
 pub use caller::Caller;
@@ -91,6 +92,7 @@ pub struct Registry {
     quotas: snapshot::Snapshot<std::collections::HashMap<String, u64>>,
     pulls: pulls::PullStats,
     jobs: jobs::Jobs,
+    sessions: Arc<quota::Sessions>,
 }
 
 impl Registry {
@@ -106,6 +108,7 @@ impl Registry {
             settings,
             cache,
             jobs: jobs::Jobs::new(),
+            sessions: Arc::default(),
         }
     }
 
@@ -114,9 +117,30 @@ impl Registry {
         &self.settings
     }
 
-    /// The metadata database.
-    pub fn meta(&self) -> &Meta {
-        &self.meta
+    /// Drops what this process holds in memory about a namespace whose
+    /// owner was deleted: its settings (tag rules, quota, reloaded from
+    /// the database) and the `repositories` deleted with it.
+    pub fn forget_namespace(&self, repositories: &[String]) {
+        self.rules.invalidate();
+        self.quotas.invalidate();
+        for r in repositories {
+            self.cache.invalidate_repository(r);
+        }
+    }
+
+    /// Closes the metadata database (at shutdown).
+    pub async fn close(&self) {
+        self.meta.close().await;
+    }
+
+    /// The events of the audit log matching `filter`.
+    pub async fn audit_events(&self, filter: &AuditFilter) -> Result<Vec<StoredEvent>> {
+        Ok(self.meta.audit_events(filter).await?)
+    }
+
+    /// The latest `limit` runs of background job `job`.
+    pub async fn job_runs(&self, job: &str, limit: i64) -> Result<Vec<JobRun>> {
+        Ok(self.meta.job_runs(job, limit).await?)
     }
 
     /// The blob store.

@@ -83,7 +83,16 @@ impl Registry {
         Ok(page(list, last, n))
     }
 
-    /// Repository names, sorted, `n` at most, after `last`.
+    /// Repository names, sorted, `limit` at most, after `last`.
+    pub(crate) async fn repository_names(
+        &self,
+        last: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<String>> {
+        Ok(self.meta.repositories(last, limit).await?)
+    }
+
+    /// The catalog: every repository, sorted, `n` at most, after `last`.
     pub async fn catalog(&self, n: Option<i64>, last: Option<&str>) -> Result<Page> {
         let n = n.unwrap_or(MAX_PAGE).clamp(0, MAX_PAGE);
         let list: Arc<[String]> = self.meta.repositories(last, n + 1).await?.into();

@@ -115,8 +115,11 @@ impl Registry {
         };
         // Manifest bytes count against the namespace quota, unless the
         // namespace holds this manifest already.
-        if let Some(g) = self.quota_gate(repo, Some(&digest)).await? {
-            g.check(body.len() as u64)?;
+        if let Some(g) = self.quota_gate(repo, Some(&digest), None).await? {
+            g.check(
+                &crate::quota::Pushed::Manifest(digest.as_str()),
+                body.len() as u64,
+            )?;
         }
         // Tag rules are decided inside the write's transaction: two
         // concurrent pushes of an immutable tag cannot both win.

@@ -6,23 +6,35 @@
 //! once. A repository's bytes are *unique* when no other repository of the
 //! namespace holds that digest, *shared* otherwise.
 //!
-//! A quota limits a namespace's usage. Uploads are refused (DENIED) before
-//! their data is written when their size is known (`Content-Length`,
+//! A quota limits a namespace's usage: its stored content *and* the bytes
+//! its open upload sessions hold. Uploads are refused (DENIED) before their
+//! data is written when their size is known (`Content-Length`,
 //! `Content-Range`), cut off as soon as a streamed body passes what is free,
 //! and checked again, exactly, in the transaction that links the finished
 //! blob; manifest pushes and mounts are checked too. Content the namespace
 //! already holds costs nothing.
 //!
-//! The bound on concurrent uploads: the early checks see only committed
-//! content, so N uploads running at once may each pass them. The final
-//! check runs inside the link's transaction: on SQLite (one writer) it is
-//! exact, the namespace never ends over its quota, and a refused upload's
-//! bytes are removed (or, if published already, left unreferenced for
-//! garbage collection). On PostgreSQL, concurrent links each see the
-//! committed usage without the others, so a namespace can end over its
-//! quota by at most the blobs whose links commit at the same moment.
-//! Manifests (at most `max_manifest_size` each) are checked before their
-//! transaction and may overshoot by the manifests pushed concurrently.
+//! Upload sessions: every byte written to a session of a namespace with a
+//! quota is first reserved in an in-process ledger ([`Sessions`]) that
+//! holds the size of each open session of the namespace, under one lock:
+//! stored content plus every session's bytes never pass the quota, however
+//! many sessions run at once (six sessions of a 2 MB quota hold 2 MB
+//! between them, not 12). A session's bytes are released when it is
+//! completed, cancelled or purged as abandoned. A namespace's ledger is
+//! filled from the store's open sessions the first time its quota is
+//! needed; with several replicas, each counts the sessions it serves plus
+//! those open when it first needed the quota, so the bound holds per
+//! replica.
+//!
+//! The bound on concurrent links: the final check runs inside the link's
+//! transaction. On SQLite (one writer) it is exact, the namespace never
+//! ends over its quota, and a refused upload's bytes are removed (or, if
+//! published already, left unreferenced for garbage collection). On
+//! PostgreSQL, concurrent links each see the committed usage without the
+//! others, so a namespace can end over its quota by at most the blobs whose
+//! links commit at the same moment. Manifests (at most `max_manifest_size`
+//! each) are checked before their transaction and may overshoot by the
+//! manifests pushed concurrently.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -181,22 +193,25 @@ pub(crate) async fn drain(mut body: ByteStream) {
     }
 }
 
-/// Fails a body stream once it passes `max` bytes (after draining what the
-/// client is still sending, see [`DRAIN_LIMIT`]), setting the returned
-/// flag so the caller can tell a quota cut-off from a client failure.
-pub(crate) fn capped(body: ByteStream, max: u64) -> (ByteStream, Arc<AtomicBool>) {
+/// Fails a body stream as soon as `admit` refuses a chunk's length (after
+/// draining what the client is still sending, see [`DRAIN_LIMIT`]),
+/// setting the returned flag so the caller can tell a quota cut-off from a
+/// client failure.
+pub(crate) fn capped<F>(body: ByteStream, admit: F) -> (ByteStream, Arc<AtomicBool>)
+where
+    F: FnMut(u64) -> bool + Send + 'static,
+{
     let tripped = Arc::new(AtomicBool::new(false));
     let flag = tripped.clone();
-    let stream = futures_util::stream::unfold(Some((body, 0u64)), move |state| {
+    let stream = futures_util::stream::unfold(Some((body, admit)), move |state| {
         let flag = flag.clone();
         async move {
-            let (mut body, seen) = state?;
+            let (mut body, mut admit) = state?;
             match body.next().await? {
                 Err(e) => Some((Err(e), None)),
                 Ok(chunk) => {
-                    let seen = seen.saturating_add(chunk.len() as u64);
-                    if seen <= max {
-                        return Some((Ok(chunk), Some((body, seen))));
+                    if admit(chunk.len() as u64) {
+                        return Some((Ok(chunk), Some((body, admit))));
                     }
                     flag.store(true, Ordering::Release);
                     drain(body).await;
@@ -208,44 +223,143 @@ pub(crate) fn capped(body: ByteStream, max: u64) -> (ByteStream, Arc<AtomicBool>
     (Box::pin(stream), tripped)
 }
 
+/// What a push that needs quota is, for refusals.
+#[derive(Debug, Clone)]
+pub(crate) enum Pushed<'a> {
+    /// A new upload session to `repository`.
+    Session(&'a str),
+    /// A chunk of an upload session to `repository`.
+    Upload(&'a str),
+    /// The blob `digest` (an upload completed, a monolithic push, a mount).
+    Blob(&'a str),
+    /// A manifest.
+    Manifest(&'a str),
+}
+
+impl std::fmt::Display for Pushed<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Pushed::Session(r) => write!(f, "a new upload to {r}"),
+            Pushed::Upload(r) => write!(f, "the upload to {r}"),
+            Pushed::Blob(d) => write!(f, "blob {d}"),
+            Pushed::Manifest(d) => write!(f, "manifest {d}"),
+        }
+    }
+}
+
 /// A namespace's quota as the upload paths need it.
 #[derive(Debug, Clone)]
 pub(crate) struct Gate {
     pub(crate) namespace: String,
     pub(crate) limit: u64,
+    /// Bytes of stored content.
     pub(crate) used: u64,
+    /// Bytes held by open upload sessions (those of the request's own
+    /// session excluded).
+    pub(crate) held: u64,
 }
 
 impl Gate {
     pub(crate) fn available(&self) -> u64 {
-        self.limit.saturating_sub(self.used)
+        self.limit
+            .saturating_sub(self.used)
+            .saturating_sub(self.held)
     }
 
-    /// The refusal for needing `more` bytes: `Some(n)` when known, `None`
-    /// for a streamed body that passed what is free.
-    pub(crate) fn refusal(&self, more: Option<u64>) -> Error {
-        let need = match more {
-            Some(n) => format!(
-                "this needs {} more but only {}",
-                human(n),
-                human(self.available())
-            ),
-            None => format!("this upload is larger than the {}", human(self.available())),
+    /// The refusal of `what`, which needs `need` bytes: `Some(n)` when
+    /// known, `None` for a streamed body that passed what is free.
+    pub(crate) fn refusal(&self, what: &Pushed<'_>, need: Option<u64>) -> Error {
+        let need = match need {
+            Some(n) => human(n),
+            None => format!("more than {}", human(self.available())),
+        };
+        let held = if self.held > 0 {
+            format!(", {} held by open uploads", human(self.held))
+        } else {
+            String::new()
         };
         Error::Denied(format!(
-            "namespace {} is over its storage quota: {need} of its {} are free ({} used); delete images or ask for a larger quota",
-            self.namespace,
-            human(self.limit),
-            human(self.used)
+            "storage quota of namespace {ns} exceeded: {what} needs {need}, but only {free} of \
+             its {limit} quota is free ({used} stored{held}); delete images, finish or cancel \
+             uploads, or ask for a larger quota",
+            ns = self.namespace,
+            free = human(self.available()),
+            limit = human(self.limit),
+            used = human(self.used),
         ))
     }
 
-    /// Refuses adding `more` bytes.
-    pub(crate) fn check(&self, more: u64) -> Result<()> {
-        if self.used.saturating_add(more) > self.limit {
-            Err(self.refusal(Some(more)))
+    /// Refuses `what`, adding `more` bytes, if it does not fit.
+    pub(crate) fn check(&self, what: &Pushed<'_>, more: u64) -> Result<()> {
+        if more > self.available() {
+            Err(self.refusal(what, Some(more)))
         } else {
             Ok(())
+        }
+    }
+}
+
+/// The bytes open upload sessions hold, per namespace with a quota (see
+/// the module's documentation). Monolithic pushes in flight are entries
+/// too, under a key of their own.
+#[derive(Default)]
+pub(crate) struct Sessions {
+    by_namespace: std::sync::Mutex<HashMap<String, HashMap<String, u64>>>,
+}
+
+impl Sessions {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, HashMap<String, u64>>> {
+        self.by_namespace.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether the ledger of `ns` is filled.
+    pub(crate) fn knows(&self, ns: &str) -> bool {
+        self.lock().contains_key(ns)
+    }
+
+    /// Fills the ledger of `ns` with `open` sessions, unless another
+    /// request did first.
+    pub(crate) fn fill(&self, ns: &str, open: impl IntoIterator<Item = (String, u64)>) {
+        self.lock()
+            .entry(ns.to_owned())
+            .or_insert_with(|| open.into_iter().collect());
+    }
+
+    /// Bytes held in `ns` by sessions other than `except`.
+    pub(crate) fn held(&self, ns: &str, except: Option<&str>) -> u64 {
+        self.lock().get(ns).map_or(0, |m| {
+            m.iter()
+                .filter(|(id, _)| Some(id.as_str()) != except)
+                .map(|(_, n)| *n)
+                .sum()
+        })
+    }
+
+    /// Reserves `n` more bytes for session `id` of `ns` if stored content
+    /// (`used`) plus every session's bytes stay within `limit`.
+    pub(crate) fn reserve(&self, ns: &str, id: &str, n: u64, used: u64, limit: u64) -> bool {
+        let mut map = self.lock();
+        let sessions = map.entry(ns.to_owned()).or_default();
+        let total: u64 = sessions.values().sum();
+        if used.saturating_add(total).saturating_add(n) > limit {
+            return false;
+        }
+        *sessions.entry(id.to_owned()).or_insert(0) += n;
+        true
+    }
+
+    /// Records that session `id` of `ns` holds `size` bytes (the store's
+    /// word after an append).
+    pub(crate) fn set(&self, ns: &str, id: &str, size: u64) {
+        if let Some(sessions) = self.lock().get_mut(ns) {
+            sessions.insert(id.to_owned(), size);
+        }
+    }
+
+    /// Forgets session `id` of `ns` (completed, cancelled, purged).
+    pub(crate) fn release(&self, ns: &str, id: &str) {
+        if let Some(sessions) = self.lock().get_mut(ns) {
+            sessions.remove(id);
         }
     }
 }
@@ -265,12 +379,14 @@ impl Registry {
             .await?)
     }
 
-    /// The quota of `repo`'s namespace with its current usage, if it has
+    /// The quota of `repo`'s namespace with its current usage (stored
+    /// content and open upload sessions other than `session`), if it has
     /// one and `digest` (when known) is not already held there.
     pub(crate) async fn quota_gate(
         &self,
         repo: &berth_oci::RepositoryName,
         digest: Option<&berth_oci::Digest>,
+        session: Option<&str>,
     ) -> Result<Option<Gate>> {
         let ns = repo.namespace();
         let Some(&limit) = self.quota_limits().await?.get(ns) else {
@@ -281,10 +397,22 @@ impl Registry {
                 return Ok(None);
             }
         }
+        if !self.sessions.knows(ns) {
+            let open: Vec<(String, u64)> = self
+                .store
+                .upload_list()
+                .await?
+                .into_iter()
+                .filter(|u| namespace(&u.label) == ns)
+                .map(|u| (u.id, u.size))
+                .collect();
+            self.sessions.fill(ns, open);
+        }
         Ok(Some(Gate {
             namespace: ns.to_owned(),
             limit,
             used: self.meta.namespace_usage(ns).await?,
+            held: self.sessions.held(ns, session),
         }))
     }
 
@@ -412,16 +540,50 @@ mod tests {
             namespace: "acme".into(),
             limit: 10 << 20,
             used: 9 << 20,
+            held: 0,
         };
-        assert!(g.check(1 << 20).is_ok());
-        let Err(Error::Denied(m)) = g.check((1 << 20) + 1) else {
+        let what = Pushed::Blob("sha256:abc");
+        assert!(g.check(&what, 1 << 20).is_ok());
+        let Err(Error::Denied(m)) = g.check(&what, (1 << 20) + 1) else {
+            panic!("expected a refusal");
+        };
+        assert_eq!(
+            m,
+            "storage quota of namespace acme exceeded: blob sha256:abc needs 1.0 MiB, but only \
+             1.0 MiB of its 10.0 MiB quota is free (9.0 MiB stored); delete images, finish or \
+             cancel uploads, or ask for a larger quota"
+        );
+        let held = Gate {
+            held: 512 << 10,
+            ..g
+        };
+        assert_eq!(held.available(), 512 << 10);
+        let Error::Denied(m) = held.refusal(&Pushed::Upload("acme/web"), None) else {
             panic!("expected a refusal");
         };
         assert!(
-            m.starts_with("namespace acme is over its storage quota"),
+            m.contains("the upload to acme/web needs more than 512.0 KiB")
+                && m.contains("(9.0 MiB stored, 512.0 KiB held by open uploads)"),
             "{m}"
         );
-        assert!(m.contains("only 1.0 MiB of its 10.0 MiB are free"), "{m}");
         assert_eq!(human(512), "512 B");
+    }
+
+    #[test]
+    fn sessions_share_one_budget() {
+        let s = Sessions::default();
+        s.fill("acme", [("old".to_owned(), 300)]);
+        // 1000 B quota, 200 B stored, 300 B in an old session: 500 B left
+        // for every session together.
+        assert!(s.reserve("acme", "a", 400, 200, 1000));
+        assert!(!s.reserve("acme", "b", 101, 200, 1000));
+        assert!(s.reserve("acme", "b", 100, 200, 1000));
+        assert_eq!(s.held("acme", Some("a")), 400);
+        s.release("acme", "a");
+        assert!(s.reserve("acme", "b", 400, 200, 1000));
+        s.set("acme", "b", 0);
+        assert_eq!(s.held("acme", None), 300);
+        // Other namespaces are not affected.
+        assert!(s.reserve("other", "x", 5000, 0, 5000));
     }
 }

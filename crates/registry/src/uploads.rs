@@ -3,8 +3,10 @@
 //! Every path that adds a blob to a repository passes the namespace quota
 //! (see the `quota` module): refused before writing when the size is
 //! known, cut off when a streamed body passes what is free, and checked
-//! exactly when the finished blob is linked. A refused upload session is
-//! cancelled, so its bytes are gone.
+//! exactly when the finished blob is linked. Open sessions count: every
+//! byte is reserved in the namespace's session ledger before it is written
+//! (see `quota::Sessions`). A refused upload session is cancelled, so its
+//! bytes are gone.
 
 use std::sync::atomic::Ordering;
 use std::time::SystemTime;
@@ -12,19 +14,25 @@ use std::time::SystemTime;
 use berth_oci::{Digest, RepositoryName};
 use berth_store::{ByteStream, UploadInfo};
 
-use crate::quota::{capped, drain, Gate};
+use crate::glob::namespace;
+use crate::quota::{capped, drain, Gate, Pushed};
 use crate::{Error, Registry, Result};
 
 impl Registry {
     /// Opens an upload session for `repo` (refused when the namespace has
-    /// no room left at all).
+    /// no room left at all, its open sessions counted).
     pub async fn start_upload(&self, repo: &RepositoryName) -> Result<UploadInfo> {
-        if let Some(g) = self.quota_gate(repo, None).await? {
+        let gate = self.quota_gate(repo, None, None).await?;
+        if let Some(g) = &gate {
             if g.available() == 0 {
-                return Err(g.refusal(Some(1)));
+                return Err(g.refusal(&Pushed::Session(repo.as_str()), Some(1)));
             }
         }
-        Ok(self.store.upload_create(repo.as_str()).await?)
+        let info = self.store.upload_create(repo.as_str()).await?;
+        if gate.is_some() {
+            self.sessions.set(repo.namespace(), &info.id, 0);
+        }
+        Ok(info)
     }
 
     /// The session `id`, if it belongs to `repo`.
@@ -47,16 +55,28 @@ impl Registry {
         body: ByteStream,
     ) -> Result<u64> {
         let info = self.upload(repo, id).await?;
-        let gate = self.quota_gate(repo, None).await?;
-        self.append_within(id, info.size, start, len, body, gate.as_ref())
-            .await
-            .map_err(|e| e.at_upload(repo, id))
+        let gate = self.quota_gate(repo, None, Some(id)).await?;
+        self.append_within(
+            repo.as_str(),
+            id,
+            info.size,
+            start,
+            len,
+            body,
+            gate.as_ref(),
+        )
+        .await
+        .map_err(|e| e.at_upload(repo, id))
     }
 
-    /// Appends to upload `id` (holding `held` bytes) within `gate`'s room;
-    /// over it, the session is cancelled and the append refused.
+    /// Appends to upload `id` of `repo` (holding `held` bytes) within
+    /// `gate`'s room, every byte reserved in the namespace's session
+    /// ledger before it is written; over it, the session is cancelled and
+    /// the append refused.
+    #[allow(clippy::too_many_arguments)]
     async fn append_within(
         &self,
+        repo: &str,
         id: &str,
         held: u64,
         start: Option<u64>,
@@ -67,25 +87,49 @@ impl Registry {
         let Some(g) = gate else {
             return Ok(self.store.upload_append(id, start, len, body).await?);
         };
+        let ns = g.namespace.clone();
+        let what = Pushed::Upload(repo);
+        // The session's own bytes, as the store knows them.
+        self.sessions.set(&ns, id, held);
         let free = g.available().saturating_sub(held);
         if let Some(l) = len {
             if l > free {
                 if l <= crate::quota::DRAIN_LIMIT {
                     drain(body).await;
                 }
-                self.store.upload_cancel(id).await?;
-                return Err(g.refusal(Some(held + l)));
+                self.cancel_session(&ns, id).await?;
+                return Err(g.refusal(&what, Some(held + l)));
             }
         }
-        let (body, tripped) = capped(body, free);
+        let ledger = self.sessions.clone();
+        let (session, used, limit) = (id.to_owned(), g.used, g.limit);
+        let (body, tripped) = capped(body, move |n| ledger.reserve(&ns, &session, n, used, limit));
         match self.store.upload_append(id, start, len, body).await {
-            Ok(size) => Ok(size),
-            Err(_) if tripped.load(Ordering::Acquire) => {
-                self.store.upload_cancel(id).await?;
-                Err(g.refusal(None))
+            Ok(size) => {
+                self.sessions.set(&g.namespace, id, size);
+                Ok(size)
             }
-            Err(e) => Err(e.into()),
+            Err(_) if tripped.load(Ordering::Acquire) => {
+                self.cancel_session(&g.namespace, id).await?;
+                Err(g.refusal(&what, None))
+            }
+            Err(e) => {
+                // The session keeps what the store kept.
+                match self.store.upload_info(id).await {
+                    Ok(Some(info)) => self.sessions.set(&g.namespace, id, info.size),
+                    _ => self.sessions.release(&g.namespace, id),
+                }
+                Err(e.into())
+            }
         }
+    }
+
+    /// Cancels session `id` and releases its bytes from the ledger of
+    /// `ns`.
+    async fn cancel_session(&self, ns: &str, id: &str) -> Result<bool> {
+        let cancelled = self.store.upload_cancel(id).await;
+        self.sessions.release(ns, id);
+        Ok(cancelled?)
     }
 
     /// Completes an upload: appends the optional last chunk, verifies the
@@ -100,21 +144,32 @@ impl Registry {
         let info = self.upload(repo, id).await?;
         // No gate when the namespace holds this digest already: linking it
         // costs nothing.
-        let gate = self.quota_gate(repo, Some(digest)).await?;
+        let gate = self.quota_gate(repo, Some(digest), Some(id)).await?;
         let mut held = info.size;
         if let Some((start, len, body)) = last_chunk {
             held = self
-                .append_within(id, info.size, start, len, body, gate.as_ref())
+                .append_within(
+                    repo.as_str(),
+                    id,
+                    info.size,
+                    start,
+                    len,
+                    body,
+                    gate.as_ref(),
+                )
                 .await
                 .map_err(|e| e.at_upload(repo, id))?;
         }
+        let ns = repo.namespace();
         if let Some(g) = &gate {
-            if let Err(e) = g.check(held) {
-                self.store.upload_cancel(id).await?;
+            if let Err(e) = g.check(&Pushed::Blob(digest.as_str()), held) {
+                self.cancel_session(ns, id).await?;
                 return Err(e);
             }
         }
-        let size = self.store.upload_commit(id, digest).await?;
+        let committed = self.store.upload_commit(id, digest).await;
+        self.sessions.release(ns, id);
+        let size = committed?;
         self.link_within(repo, digest, size, gate.as_ref()).await?;
         Ok(size)
     }
@@ -122,7 +177,7 @@ impl Registry {
     /// Cancels an upload session of `repo`.
     pub async fn cancel_upload(&self, repo: &RepositoryName, id: &str) -> Result<()> {
         self.upload(repo, id).await?;
-        if self.store.upload_cancel(id).await? {
+        if self.cancel_session(repo.namespace(), id).await? {
             Ok(())
         } else {
             Err(Error::UploadUnknown)
@@ -130,6 +185,8 @@ impl Registry {
     }
 
     /// Stores a whole blob sent in one request and links it to `repo`.
+    /// While it streams, its bytes are held in the namespace's session
+    /// ledger like an upload session's.
     pub async fn push_blob(
         &self,
         repo: &RepositoryName,
@@ -137,27 +194,34 @@ impl Registry {
         len: Option<u64>,
         body: ByteStream,
     ) -> Result<u64> {
-        let gate = self.quota_gate(repo, Some(digest)).await?;
+        let gate = self.quota_gate(repo, Some(digest), None).await?;
+        let what = Pushed::Blob(digest.as_str());
+        let key = format!("put:{}", uuid::Uuid::new_v4());
         let (body, tripped) = match &gate {
             None => (body, None),
             Some(g) => {
                 if let Some(l) = len {
-                    if let Err(e) = g.check(l) {
+                    if let Err(e) = g.check(&what, l) {
                         if l <= crate::quota::DRAIN_LIMIT {
                             drain(body).await;
                         }
                         return Err(e);
                     }
                 }
-                let (body, tripped) = capped(body, g.available());
+                let ledger = self.sessions.clone();
+                let (ns, k, used, limit) = (g.namespace.clone(), key.clone(), g.used, g.limit);
+                let (body, tripped) =
+                    capped(body, move |n| ledger.reserve(&ns, &k, n, used, limit));
                 (body, Some(tripped))
             }
         };
-        let size = match self.store.put(digest, len, body).await {
+        let stored = self.store.put(digest, len, body).await;
+        self.sessions.release(repo.namespace(), &key);
+        let size = match stored {
             Ok(size) => size,
             Err(e) => {
                 return match (&gate, tripped) {
-                    (Some(g), Some(t)) if t.load(Ordering::Acquire) => Err(g.refusal(None)),
+                    (Some(g), Some(t)) if t.load(Ordering::Acquire) => Err(g.refusal(&what, None)),
                     _ => Err(e.into()),
                 }
             }
@@ -187,9 +251,9 @@ impl Registry {
         if self.store.stat(digest).await?.is_none() {
             return Ok(false);
         }
-        let gate = self.quota_gate(repo, Some(digest)).await?;
+        let gate = self.quota_gate(repo, Some(digest), None).await?;
         if let Some(g) = &gate {
-            g.check(size)?;
+            g.check(&Pushed::Blob(digest.as_str()), size)?;
         }
         self.link_within(repo, digest, size, gate.as_ref()).await?;
         // Garbage collection may have taken the file between the check and
@@ -224,8 +288,12 @@ impl Registry {
             .await?
         {
             tracing::info!(%repo, %digest, size, used, "upload refused at link time: over quota");
-            let g = Gate { used, ..g.clone() };
-            return Err(g.refusal(Some(size)));
+            let g = Gate {
+                used,
+                held: 0,
+                ..g.clone()
+            };
+            return Err(g.refusal(&Pushed::Blob(digest.as_str()), Some(size)));
         }
         self.cache
             .fill_link(repo.as_str(), digest.as_str(), size, &epoch);
@@ -237,7 +305,7 @@ impl Registry {
     pub async fn purge_uploads(&self) -> Result<usize> {
         let mut removed = 0;
         for u in self.abandoned_uploads(SystemTime::now()).await? {
-            if self.store.upload_cancel(&u.id).await? {
+            if self.cancel_session(namespace(&u.repository), &u.id).await? {
                 tracing::info!(upload = %u.id, repo = %u.repository, "removed abandoned upload");
                 removed += 1;
             }

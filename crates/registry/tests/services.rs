@@ -11,6 +11,8 @@ use berth_registry::{Caller, Error, Registry, Settings};
 use berth_store::FsStore;
 use bytes::Bytes;
 
+#[path = "services/accounts.rs"]
+mod accounts;
 #[path = "services/auth.rs"]
 mod auth;
 #[path = "services/gc.rs"]
@@ -29,6 +31,12 @@ async fn registry(dir: &std::path::Path, settings: Settings) -> Registry {
 /// A repository name, for the services' typed parameters.
 fn n(name: &str) -> berth_oci::RepositoryName {
     berth_oci::RepositoryName::parse(name).unwrap()
+}
+
+/// A second handle on the registry's database, for what the services do
+/// not expose (times, leases, raw audit reads).
+async fn meta_of(dir: &std::path::Path) -> Meta {
+    Meta::open_sqlite(&dir.join("berth.db")).await.unwrap()
 }
 
 fn body(data: &[u8]) -> berth_store::ByteStream {
@@ -214,7 +222,7 @@ async fn metadata_survives_reopen() {
         reg.push_blob(&n("keep/me"), &d, Some(7), body(b"persist"))
             .await
             .unwrap();
-        reg.meta().close().await;
+        reg.close().await;
     }
     let reg = registry(dir.path(), Settings::default()).await;
     assert_eq!(reg.blob_size(&n("keep/me"), &d).await.unwrap(), 7);

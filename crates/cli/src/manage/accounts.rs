@@ -36,7 +36,7 @@ pub enum UserCommand {
         #[arg(long, value_parser = ["public", "private"])]
         visibility: Option<String>,
     },
-    /// Delete a user, its memberships and tokens (its repositories stay).
+    /// Delete a user, its memberships, tokens and namespace settings (its repositories stay, private).
     Delete {
         /// Login name.
         name: String,
@@ -84,10 +84,14 @@ pub enum OrgCommand {
         #[arg(long, value_parser = ["public", "private"])]
         visibility: Option<String>,
     },
-    /// Delete an organisation, its memberships and robots (its repositories stay).
+    /// Delete an organisation, its memberships, robots and settings; refused while it holds
+    /// repositories, unless --delete-repositories.
     Delete {
         /// Name.
         name: String,
+        /// Delete its repositories too (their blobs are reclaimed by garbage collection).
+        #[arg(long)]
+        delete_repositories: bool,
     },
     /// List members and their roles.
     Members {
@@ -268,8 +272,17 @@ pub async fn run_org(args: &OrgArgs) -> anyhow::Result<()> {
             }
             eprintln!("created organisation {name}");
         }
-        OrgCommand::Delete { name } => {
-            api.delete(&format!("/orgs/{}", segment(name))).await?;
+        OrgCommand::Delete {
+            name,
+            delete_repositories,
+        } => {
+            let query = if *delete_repositories {
+                "?delete_repositories=true"
+            } else {
+                ""
+            };
+            api.delete(&format!("/orgs/{}{query}", segment(name)))
+                .await?;
             eprintln!("deleted organisation {name}");
         }
         OrgCommand::Members { org } => {

@@ -91,8 +91,8 @@ impl Fixture {
 
     pub async fn org(&self, name: &str, visibility: Visibility) {
         assert!(self
-            .auth
-            .create_org(name, Some(visibility), &Caller::system("test"))
+            .meta
+            .create_org(name, visibility, None, &Caller::system("test").actor())
             .await
             .unwrap());
     }
@@ -554,7 +554,8 @@ async fn open_mode_and_default_visibility() {
     push_image(&c, &b.url(), "anyone/app", "v1", "x").await;
     assert!(b.log().contains("authentication is off"), "{}", b.log());
 
-    // default_visibility = "public": unowned namespaces are readable.
+    // default_visibility = "public": new namespaces are public, but a
+    // namespace nobody owns stays private.
     let f = Fixture::start("default_visibility = \"public\"\n").await;
     assert_eq!(
         f.push(&admin(), "shared/app", "v1", "s").await.0,
@@ -562,6 +563,26 @@ async fn open_mode_and_default_visibility() {
     );
     assert_eq!(
         f.status(Method::GET, "/v2/shared/app/manifests/v1", &Cred::Anon)
+            .await,
+        StatusCode::UNAUTHORIZED
+    );
+    let r = req(
+        &f.c,
+        Method::POST,
+        &format!("{}/api/v1/orgs", f.url()),
+        &admin(),
+    )
+    .json(&serde_json::json!({"name": "opened"}))
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    assert_eq!(
+        f.push(&admin(), "opened/app", "v1", "s").await.0,
+        StatusCode::CREATED
+    );
+    assert_eq!(
+        f.status(Method::GET, "/v2/opened/app/manifests/v1", &Cred::Anon)
             .await,
         StatusCode::OK
     );

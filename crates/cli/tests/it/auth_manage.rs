@@ -48,7 +48,8 @@ async fn namespaces_with_content_are_claimed_only_by_site_admins() {
 
     for ns in ["ghost", "alice"] {
         // Founding an organisation of that name would hand its private
-        // content to whoever asks first.
+        // content to whoever asks first; the answer is the one every
+        // unavailable name gets.
         let r = api(
             &f,
             Method::POST,
@@ -57,7 +58,7 @@ async fn namespaces_with_content_are_claimed_only_by_site_admins() {
             Some(json!({"name": ns})),
         )
         .await;
-        expect_error(r, 403, "PERMISSION_DENIED").await;
+        expect_error(r, 409, "CONFLICT").await;
         let path = format!("/v2/{ns}/app/manifests/v1");
         assert_eq!(
             f.status(Method::GET, &path, &mallory).await,

@@ -146,7 +146,8 @@ async fn a_push_over_quota_is_refused_and_leaves_nothing_behind() {
         .unwrap();
     let msg = expect_error(r, 403, "DENIED").await;
     assert!(
-        msg.contains("namespace acme is over its storage quota"),
+        msg.starts_with("storage quota of namespace acme exceeded: blob sha256:")
+            && msg.contains(" quota is free "),
         "{msg}"
     );
     // POST + PATCH with Content-Range.

@@ -29,6 +29,7 @@ mod oci;
 mod retention;
 mod retention_cli;
 mod shell;
+mod tenancy;
 mod tools;
 mod tools_client;
 mod tools_copy;

@@ -4,7 +4,7 @@
 use serde_json::json;
 use sqlx::{AnyConnection, Row};
 
-use super::{record, AccountKind, NewUser, Role, Visibility};
+use super::{record, AccountKind, NewUser, OrgDeletion, Role, Visibility};
 use crate::audit::Actor;
 use crate::Result;
 
@@ -61,14 +61,120 @@ pub(super) async fn create_org(
     c: &mut AnyConnection,
     name: String,
     visibility: Visibility,
+    founder: Option<String>,
     actor: Actor,
 ) -> Result<bool> {
     if !insert_namespace(c, &name, "org", visibility, actor.at).await? {
         return Ok(false);
     }
-    let detail = json!({"op": "org.create", "org": name, "visibility": visibility});
+    if let Some(founder) = &founder {
+        // The founder must be a user: a robot or a missing account would
+        // leave an organisation nobody administers.
+        let inserted = sqlx::query(
+            "INSERT INTO org_members (org, member, role, added_at)
+             SELECT $1, name, 'admin', $3 FROM users WHERE name = $2 AND kind = 'user'",
+        )
+        .bind(&name)
+        .bind(founder)
+        .bind(actor.at)
+        .execute(&mut *c)
+        .await?;
+        if inserted.rows_affected() == 0 {
+            return Err(crate::Error::Refused(format!(
+                "the founder {founder:?} of an organisation must be a user"
+            )));
+        }
+    }
+    let detail = json!({"op": "org.create", "org": name, "visibility": visibility,
+                        "admin": founder});
     record(c, &actor, detail).await?;
     Ok(true)
+}
+
+/// The bounds of the names under namespace `ns`: `ns/` inclusive to `ns0`
+/// exclusive (`0` is the byte after `/`), a range scan instead of an
+/// escaped `LIKE`.
+fn below(ns: &str) -> (String, String) {
+    (format!("{ns}/"), format!("{ns}0"))
+}
+
+/// Removes every setting keyed by namespace `ns` (repository visibility
+/// overrides, tag rules scoped to it, its retention policy and runs, its
+/// quota), so that whoever founds the name next starts clean.
+async fn forget_namespace(c: &mut AnyConnection, ns: &str) -> Result<()> {
+    let (lo, hi) = below(ns);
+    sqlx::query(
+        "DELETE FROM repository_visibility
+         WHERE repository = $1 OR (repository >= $2 AND repository < $3)",
+    )
+    .bind(ns)
+    .bind(&lo)
+    .bind(&hi)
+    .execute(&mut *c)
+    .await?;
+    sqlx::query("DELETE FROM tag_rules WHERE scope = $1 OR (scope >= $2 AND scope < $3)")
+        .bind(ns)
+        .bind(&lo)
+        .bind(&hi)
+        .execute(&mut *c)
+        .await?;
+    sqlx::query("DELETE FROM retention_policies WHERE namespace = $1")
+        .bind(ns)
+        .execute(&mut *c)
+        .await?;
+    sqlx::query("DELETE FROM quotas WHERE namespace = $1")
+        .bind(ns)
+        .execute(&mut *c)
+        .await?;
+    let job = format!("retention:{ns}");
+    sqlx::query("DELETE FROM job_runs WHERE job = $1")
+        .bind(&job)
+        .execute(&mut *c)
+        .await?;
+    sqlx::query("DELETE FROM job_leases WHERE name = $1")
+        .bind(&job)
+        .execute(&mut *c)
+        .await?;
+    Ok(())
+}
+
+/// The repositories of namespace `ns`, sorted.
+async fn repositories_of(c: &mut AnyConnection, ns: &str) -> Result<Vec<String>> {
+    let (lo, hi) = below(ns);
+    let rows = sqlx::query(
+        "SELECT name FROM repositories WHERE name = $1 OR (name >= $2 AND name < $3)
+         ORDER BY name",
+    )
+    .bind(ns)
+    .bind(&lo)
+    .bind(&hi)
+    .fetch_all(&mut *c)
+    .await?;
+    Ok(rows
+        .iter()
+        .map(|r| r.try_get::<String, _>(0))
+        .collect::<Result<_, _>>()?)
+}
+
+/// Whether anything of namespace `ns` remains: a repository or a setting
+/// keyed by it.
+pub(super) async fn namespace_remains(c: &mut AnyConnection, ns: &str) -> Result<bool> {
+    let (lo, hi) = below(ns);
+    let row = sqlx::query(
+        "SELECT 1 WHERE EXISTS (SELECT 1 FROM repositories
+                                WHERE name = $1 OR (name >= $2 AND name < $3))
+            OR EXISTS (SELECT 1 FROM repository_visibility
+                       WHERE repository = $1 OR (repository >= $2 AND repository < $3))
+            OR EXISTS (SELECT 1 FROM tag_rules WHERE scope = $1 OR (scope >= $2 AND scope < $3))
+            OR EXISTS (SELECT 1 FROM retention_policies WHERE namespace = $1)
+            OR EXISTS (SELECT 1 FROM quotas WHERE namespace = $1)",
+    )
+    .bind(ns)
+    .bind(&lo)
+    .bind(&hi)
+    .fetch_optional(&mut *c)
+    .await?;
+    Ok(row.is_some())
 }
 
 pub(super) async fn create_robot(
@@ -130,27 +236,54 @@ pub(super) async fn delete_user(c: &mut AnyConnection, name: String, actor: Acto
             .bind(&name)
             .execute(&mut *c)
             .await?;
+        forget_namespace(c, &name).await?;
     }
     let detail = json!({"op": format!("{kind}.delete"), "account": name});
     record(c, &actor, detail).await?;
     Ok(true)
 }
 
-pub(super) async fn delete_org(c: &mut AnyConnection, name: String, actor: Actor) -> Result<bool> {
+pub(super) async fn delete_org(
+    c: &mut AnyConnection,
+    name: String,
+    with_repositories: bool,
+    actor: Actor,
+) -> Result<OrgDeletion> {
+    let exists = sqlx::query("SELECT 1 FROM namespaces WHERE name = $1 AND kind = 'org'")
+        .bind(&name)
+        .fetch_optional(&mut *c)
+        .await?
+        .is_some();
+    if !exists {
+        return Ok(OrgDeletion::NotFound);
+    }
+    let repositories = repositories_of(c, &name).await?;
+    if !repositories.is_empty() && !with_repositories {
+        return Ok(OrgDeletion::HoldsRepositories(repositories));
+    }
+    // Manifests, tags, references and blob links go with their repository
+    // (ON DELETE CASCADE); the blobs themselves are left to garbage
+    // collection.
+    let (lo, hi) = below(&name);
+    sqlx::query("DELETE FROM repositories WHERE name = $1 OR (name >= $2 AND name < $3)")
+        .bind(&name)
+        .bind(&lo)
+        .bind(&hi)
+        .execute(&mut *c)
+        .await?;
     // Robots go with their organisation (and their tokens with them).
     sqlx::query("DELETE FROM users WHERE kind = 'robot' AND org = $1")
         .bind(&name)
         .execute(&mut *c)
         .await?;
-    let done = sqlx::query("DELETE FROM namespaces WHERE name = $1 AND kind = 'org'")
+    sqlx::query("DELETE FROM namespaces WHERE name = $1 AND kind = 'org'")
         .bind(&name)
         .execute(&mut *c)
         .await?;
-    if done.rows_affected() == 0 {
-        return Ok(false);
-    }
-    record(c, &actor, json!({"op": "org.delete", "org": name})).await?;
-    Ok(true)
+    forget_namespace(c, &name).await?;
+    let detail = json!({"op": "org.delete", "org": name, "repositories": repositories});
+    record(c, &actor, detail).await?;
+    Ok(OrgDeletion::Deleted(repositories))
 }
 
 pub(super) async fn set_password(
@@ -167,8 +300,45 @@ pub(super) async fn set_password(
     if done.rows_affected() == 0 {
         return Ok(false);
     }
-    record(c, &actor, json!({"op": "user.password", "account": name})).await?;
+    // The login sessions (refresh tokens) were opened with the old
+    // password: they end with it.
+    let ended = end_sessions(c, &name, actor.at).await?;
+    let detail = json!({"op": "user.password", "account": name, "sessions_ended": ended});
+    record(c, &actor, detail).await?;
     Ok(true)
+}
+
+/// Revokes the refresh tokens (login sessions) of `name`; returns how
+/// many were still usable.
+async fn end_sessions(c: &mut AnyConnection, name: &str, at: i64) -> Result<u64> {
+    let done = sqlx::query(
+        "UPDATE tokens SET revoked_at = $2
+         WHERE owner = $1 AND kind = 'refresh' AND revoked_at IS NULL",
+    )
+    .bind(name)
+    .bind(at)
+    .execute(&mut *c)
+    .await?;
+    Ok(done.rows_affected())
+}
+
+pub(super) async fn revoke_sessions(
+    c: &mut AnyConnection,
+    name: String,
+    actor: Actor,
+) -> Result<Option<u64>> {
+    let exists = sqlx::query("SELECT 1 FROM users WHERE name = $1")
+        .bind(&name)
+        .fetch_optional(&mut *c)
+        .await?
+        .is_some();
+    if !exists {
+        return Ok(None);
+    }
+    let ended = end_sessions(c, &name, actor.at).await?;
+    let detail = json!({"op": "user.sessions.revoke", "account": name, "sessions_ended": ended});
+    record(c, &actor, detail).await?;
+    Ok(Some(ended))
 }
 
 pub(super) async fn set_site_admin(

@@ -1,7 +1,7 @@
 //! Accounts, memberships, visibility, tokens and server keys, on both
 //! engines.
 
-use berth_meta::accounts::{AccountKind, NamespaceKind, NewUser, Role, Visibility};
+use berth_meta::accounts::{AccountKind, NamespaceKind, NewUser, OrgDeletion, Role, Visibility};
 use berth_meta::audit::{action, Actor, AuditFilter};
 use berth_meta::tokens::{NewToken, TokenKind};
 use berth_meta::Meta;
@@ -46,11 +46,11 @@ pub async fn run(meta: &Meta) {
     assert!(!meta.create_user(&user("alice"), &a).await.unwrap());
     assert!(meta.create_user(&user("bob"), &a).await.unwrap());
     assert!(meta
-        .create_org("acme", Visibility::Public, &a)
+        .create_org("acme", Visibility::Public, None, &a)
         .await
         .unwrap());
     assert!(!meta
-        .create_org("alice", Visibility::Public, &a)
+        .create_org("alice", Visibility::Public, None, &a)
         .await
         .unwrap());
     assert!(!meta.create_user(&user("acme"), &a).await.unwrap());
@@ -67,7 +67,7 @@ pub async fn run(meta: &Meta) {
         .await
         .unwrap());
     assert!(!meta
-        .create_org("acme+ci", Visibility::Public, &a)
+        .create_org("acme+ci", Visibility::Public, None, &a)
         .await
         .unwrap());
 
@@ -131,7 +131,7 @@ pub async fn run(meta: &Meta) {
         "not an org"
     );
     assert!(meta
-        .create_org("other", Visibility::Private, &a)
+        .create_org("other", Visibility::Private, None, &a)
         .await
         .unwrap());
     assert!(
@@ -272,16 +272,23 @@ pub async fn run(meta: &Meta) {
     assert!(!meta.delete_user("alice", &a).await.unwrap());
     assert!(meta.namespace("alice").await.unwrap().is_none());
     assert!(meta.token("t4").await.unwrap().is_none());
-    assert!(meta.delete_org("acme", &a).await.unwrap());
-    assert!(!meta.delete_org("acme", &a).await.unwrap());
+    assert_eq!(
+        meta.delete_org("acme", false, &a).await.unwrap(),
+        OrgDeletion::Deleted(Vec::new())
+    );
+    assert_eq!(
+        meta.delete_org("acme", false, &a).await.unwrap(),
+        OrgDeletion::NotFound
+    );
     assert!(
         meta.user("acme+ci").await.unwrap().is_none(),
         "robots go with their org"
     );
     assert!(meta.token("t3").await.unwrap().is_none());
     assert!(meta.members("acme").await.unwrap().is_empty());
-    assert!(
-        !meta.delete_org("bob", &a).await.unwrap(),
+    assert_eq!(
+        meta.delete_org("bob", true, &a).await.unwrap(),
+        OrgDeletion::NotFound,
         "a user is not an org"
     );
 

@@ -54,7 +54,6 @@ impl Authority {
     /// `account`, through the cache.
     pub async fn facts(&self, account: Option<&Account>, repository: &str) -> Result<Facts> {
         let ns = glob::namespace(repository);
-        let default = self.settings.default_visibility;
         let visibility = through(
             &self.meta,
             &self.cache.visibility,
@@ -63,11 +62,15 @@ impl Authority {
                 if let Some(v) = self.meta.repository_visibility(repository).await? {
                     return Ok(v);
                 }
+                // A namespace nobody owns is private whatever the
+                // default: its repositories were pushed in open mode or
+                // left by a deleted owner, and nobody chose to publish
+                // them.
                 Ok(self
                     .meta
                     .namespace(ns)
                     .await?
-                    .map_or(default, |n| n.visibility))
+                    .map_or(Visibility::Private, |n| n.visibility))
             },
         )
         .await?;
@@ -214,12 +217,18 @@ impl Authority {
             None => None,
         };
         let now = berth_meta::now_ms() / 1000;
-        let ttl = self.settings.token_ttl.as_secs().max(1);
+        let mut exp = now + self.settings.token_ttl.as_secs().max(1) as i64;
+        // A registry token exchanged for another never extends its own
+        // life: otherwise a 5-minute token would renew itself forever.
+        if let Some(limit) = identity.grants.as_ref().and_then(|g| g.expires_at) {
+            exp = exp.min(limit);
+        }
+        let ttl = (exp - now).max(0) as u64;
         let claims = Claims {
             iss: "berth".into(),
             sub: identity.name().unwrap_or("").to_owned(),
             aud: self.settings.service.clone(),
-            exp: now + ttl as i64,
+            exp,
             nbf: now,
             iat: now,
             jti: secret::random_string(16)?,
@@ -271,7 +280,10 @@ impl Authority {
     }
 
     /// A page of the catalog holding only repositories `identity` may
-    /// pull from.
+    /// pull from. The database lists what the account may read (its own
+    /// namespace, its organisations', public repositories; everything for
+    /// a site admin), so private repositories of others are never scanned;
+    /// an access token's patterns then narrow that list.
     pub async fn catalog(
         &self,
         registry: &Registry,
@@ -280,20 +292,47 @@ impl Authority {
         last: Option<&str>,
     ) -> Result<Page> {
         let n = n.unwrap_or(MAX_PAGE).clamp(0, MAX_PAGE) as usize;
+        let namespaces = match &identity.account {
+            None => Vec::new(),
+            Some(a) => {
+                let mut own: Vec<String> = self
+                    .meta
+                    .memberships(&a.name)
+                    .await?
+                    .into_iter()
+                    .map(|m| m.org)
+                    .collect();
+                if a.kind == berth_meta::accounts::AccountKind::User {
+                    own.push(a.name.clone());
+                }
+                own
+            }
+        };
+        let site_admin = identity.account.as_ref().is_some_and(|a| a.site_admin);
         let mut items: Vec<String> = Vec::new();
         let mut cursor = last.map(str::to_owned);
+        let batch = (n as i64 + 1).clamp(1, 500);
         loop {
-            let batch = registry.meta().repositories(cursor.as_deref(), 500).await?;
-            let exhausted = batch.len() < 500;
-            for name in batch {
+            let page = if site_admin {
+                registry.repository_names(cursor.as_deref(), batch).await?
+            } else {
+                self.meta
+                    .readable_repositories(&namespaces, cursor.as_deref(), batch)
+                    .await?
+            };
+            let exhausted = (page.len() as i64) < batch;
+            for name in page {
                 if items.len() > n {
                     break;
                 }
-                if self
-                    .live_access(identity, &name)
-                    .await?
-                    .contains(Action::Pull)
-                {
+                // Only a token's limits can take away what the query
+                // found readable; without one, no second look.
+                let keep = identity.token.is_none()
+                    || self
+                        .live_access(identity, &name)
+                        .await?
+                        .contains(Action::Pull);
+                if keep {
                     items.push(name.clone());
                 }
                 cursor = Some(name);

@@ -75,6 +75,9 @@ pub struct Grants {
     pub repositories: Vec<(String, Access)>,
     /// Whether listing the catalog was granted.
     pub catalog: bool,
+    /// When the registry token expires (Unix seconds): a token issued in
+    /// exchange for it never lives longer.
+    pub expires_at: Option<i64>,
 }
 
 impl Grants {
@@ -110,18 +113,20 @@ impl Identity {
         self.account.as_ref().map(|a| a.name.as_str())
     }
 
-    /// Whether the credentials speak for the whole account: a password, a
-    /// refresh token (which stands for one), or an access token with the
-    /// `admin` scope and no patterns. Never a registry token: it grants
-    /// only the repository access it lists, so it must not manage the
-    /// account (mint access tokens, change the password).
+    /// Whether the credentials speak for the whole account: a password or
+    /// an access token with the `admin` scope and no patterns. Never a
+    /// registry token (it grants only the repository access it lists) nor
+    /// a refresh token (a `docker login` session, which pulls and pushes
+    /// for the account but outlives no password change): neither may
+    /// manage the account (mint or list tokens, change the password,
+    /// administer the site).
     pub fn unrestricted(&self) -> bool {
         self.grants.is_none()
             && self.account.is_some()
             && self
                 .token
                 .as_ref()
-                .is_none_or(|t| t.scopes == Access::ALL && t.patterns.is_empty())
+                .is_none_or(|t| !t.session && t.scopes == Access::ALL && t.patterns.is_empty())
     }
 
     /// Whether the credentials are the account's password (not a token of

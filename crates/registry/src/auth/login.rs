@@ -434,11 +434,13 @@ impl Authority {
                 id: record.id.clone(),
                 scopes: Access::ALL,
                 patterns: Vec::new(),
+                session: true,
             },
             TokenKind::Pat | TokenKind::Robot => TokenLimits {
                 id: record.id.clone(),
                 scopes: Access::of_scopes(&record.scopes),
                 patterns: record.patterns.clone(),
+                session: false,
             },
         };
         Ok(Identity {
@@ -487,10 +489,14 @@ impl Authority {
                         _ => Access::of_scopes(&record.scopes),
                     },
                     patterns: record.patterns,
+                    session: record.kind == TokenKind::Refresh,
                 })
             }
         };
-        let mut grants = Grants::default();
+        let mut grants = Grants {
+            expires_at: Some(claims.exp),
+            ..Grants::default()
+        };
         for a in &claims.access {
             match a.kind.as_str() {
                 "repository" => grants

@@ -1,21 +1,60 @@
-//! Managing accounts and tokens where the registry layer has something to
-//! add to the plain metadata writes: validated names, hashed passwords,
-//! generated token secrets.
+//! Creating accounts and managing access tokens: validated names, hashed
+//! passwords, generated token secrets, and the rules of tokens:
 //!
-//! Everything else (listing users, organisations, members; setting roles
-//! and visibility; deleting) is a direct call on [`berth_meta::Meta`]
-//! (`authority.meta()`), whose writes are audited in the same transaction.
+//! - a token is created, listed or revoked for another account only by
+//!   who manages that account (itself, the admins of a robot's
+//!   organisation, site admins), and only with an *unrestricted*
+//!   credential ([`Identity::unrestricted`]: a password, or an `admin`
+//!   token without patterns): a limited token never mints a wider one,
+//!   and a pull-only secret never lists or revokes its siblings;
+//! - any token may revoke itself;
+//! - a token lives at most [`MAX_LIFETIME_MS`] (ten years) and expires in
+//!   the future, or never.
 
 use berth_meta::accounts::{AccountKind, NewUser, Role, Visibility};
 use berth_meta::tokens::{NewToken, TokenKind, TokenRecord};
 use berth_oci::Namespace;
 
+use super::identity::Identity;
 use super::permission::Action;
 use super::{password, secret, Authority};
 use crate::{Caller, Error, Result};
 
 /// Longest account or organisation name.
 pub const MAX_NAME: usize = berth_oci::name::MAX_NAMESPACE_LEN;
+
+/// Longest lifetime a token may be given at creation (10 years).
+pub const MAX_LIFETIME_MS: i64 = 10 * 366 * 86_400_000;
+
+/// When a token being created expires, as asked.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Lifetime {
+    /// Never.
+    #[default]
+    Forever,
+    /// This long from now (ms).
+    For(i64),
+    /// At this time (Unix ms).
+    Until(i64),
+}
+
+impl Lifetime {
+    /// The expiry time for a token created at `now`, if the lifetime is
+    /// within bounds (in the future, at most [`MAX_LIFETIME_MS`]).
+    pub fn expiry(self, now: i64) -> Result<Option<i64>> {
+        let at = match self {
+            Lifetime::Forever => return Ok(None),
+            Lifetime::For(ms) => now.saturating_add(ms),
+            Lifetime::Until(at) => at,
+        };
+        if at <= now || at - now > MAX_LIFETIME_MS {
+            return Err(Error::InvalidParameter(
+                "the expiry must be in the future and within 10 years".into(),
+            ));
+        }
+        Ok(Some(at))
+    }
+}
 
 /// A token to create.
 #[derive(Debug, Clone, Default)]
@@ -83,35 +122,16 @@ impl Authority {
         Ok(self.meta.create_user(&user, &caller.actor()).await?)
     }
 
-    /// Sets a user's password. `Ok(false)` if there is no such user.
-    pub async fn set_password(&self, name: &str, password: &str, caller: &Caller) -> Result<bool> {
+    /// Sets a user's password and ends the user's login sessions (refresh
+    /// tokens). `NotFound` if there is no such user.
+    pub async fn set_password(&self, name: &str, password: &str, caller: &Caller) -> Result<()> {
         password::check_policy(password)?;
         let hash = self.hash_password(password.to_owned()).await?;
-        Ok(self.meta.set_password(name, &hash, &caller.actor()).await?)
-    }
-
-    /// Creates an organisation. `Ok(false)` if the name is taken.
-    ///
-    /// A namespace nobody owns may still hold repositories (pushed in open
-    /// mode, or left behind by a deleted user or organisation); founding an
-    /// organisation of that name hands them to its founder, so only a
-    /// caller who already administers the namespace (`namespace_admin`:
-    /// a site admin) may do it; anyone else is `Denied`.
-    pub async fn create_org(
-        &self,
-        name: &str,
-        visibility: Option<Visibility>,
-        caller: &Caller,
-    ) -> Result<bool> {
-        validate_name(name)?;
-        if !caller.namespace_admin && !self.meta.namespace_repositories(name).await?.is_empty() {
-            return Err(Error::Denied(format!(
-                "the namespace {name:?} already holds repositories; only a site administrator \
-                 may give it an owner"
-            )));
+        if self.meta.set_password(name, &hash, &caller.actor()).await? {
+            Ok(())
+        } else {
+            Err(Error::NotFound(format!("no user named {name:?}")))
         }
-        let v = visibility.unwrap_or(self.settings.default_visibility);
-        Ok(self.meta.create_org(name, v, &caller.actor()).await?)
     }
 
     /// Creates the robot `<org>+<short>` with `role` in `org`; returns its
@@ -203,6 +223,96 @@ impl Authority {
         }))
     }
 
+    /// Checks that `identity` may list and manage the tokens of `owner`:
+    /// with an unrestricted credential, as the owner, an admin of a
+    /// robot's organisation, or a site admin.
+    pub async fn may_manage_tokens(&self, identity: &Identity, owner: &str) -> Result<()> {
+        if !self.enforced() {
+            return Ok(());
+        }
+        if identity.account.is_none() {
+            return Err(Error::Unauthorized("authentication required".into()));
+        }
+        if !identity.unrestricted() {
+            return Err(Error::Denied(
+                "managing tokens needs a password sign-in or an unrestricted token (admin scope, \
+                 no patterns); a limited token may only revoke itself"
+                    .into(),
+            ));
+        }
+        if identity.name() == Some(owner) || identity.is_site_admin() {
+            return Ok(());
+        }
+        if let Some((org, _)) = owner.split_once('+') {
+            if self
+                .namespace_access(identity, org)
+                .await?
+                .contains(Action::Admin)
+            {
+                return Ok(());
+            }
+        }
+        Err(Error::Denied(format!(
+            "you do not manage the tokens of {owner:?}"
+        )))
+    }
+
+    /// The tokens of `owner` (its docker login sessions included), for a
+    /// caller who manages them.
+    pub async fn tokens_of(&self, identity: &Identity, owner: &str) -> Result<Vec<TokenRecord>> {
+        self.may_manage_tokens(identity, owner).await?;
+        Ok(self.meta.tokens(owner).await?)
+    }
+
+    /// Creates a token for `owner` on behalf of `identity` (see the
+    /// module's rules). `NotFound` if there is no such account.
+    pub async fn issue_token(
+        &self,
+        identity: &Identity,
+        owner: &str,
+        request: &TokenRequest,
+        lifetime: Lifetime,
+        caller: &Caller,
+    ) -> Result<CreatedToken> {
+        self.may_manage_tokens(identity, owner).await?;
+        let request = TokenRequest {
+            expires_at: lifetime.expiry(berth_meta::now_ms())?,
+            ..request.clone()
+        };
+        self.create_token(owner, &request, caller)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("no account named {owner:?}")))
+    }
+
+    /// Revokes token `id` on behalf of `identity`: a token may revoke
+    /// itself; anything else needs [`Self::may_manage_tokens`] on its
+    /// owner. Credentials are checked before anything is looked up, and a
+    /// token the caller may not manage is `NotFound`, like a missing one.
+    pub async fn revoke_token_as(
+        &self,
+        identity: &Identity,
+        id: &str,
+        caller: &Caller,
+    ) -> Result<()> {
+        if self.enforced() && identity.account.is_none() {
+            return Err(Error::Unauthorized("authentication required".into()));
+        }
+        let unknown = || Error::NotFound(format!("no token with id {id:?}"));
+        let token = self.meta.token(id).await?.ok_or_else(unknown)?;
+        let itself = identity.token.as_ref().is_some_and(|t| t.id == id);
+        if !itself {
+            match self.may_manage_tokens(identity, &token.owner).await {
+                Ok(()) => {}
+                Err(Error::Denied(_)) => return Err(unknown()),
+                Err(e) => return Err(e),
+            }
+        }
+        if !self.revoke_token(id, caller).await? && token.revoked_at.is_none() {
+            return Err(unknown());
+        }
+        Ok(())
+    }
+
     /// Revokes a token. `Ok(false)` if there is no such token or it was
     /// already revoked.
     pub async fn revoke_token(&self, id: &str, caller: &Caller) -> Result<bool> {
@@ -213,6 +323,27 @@ impl Authority {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn token_lifetimes_are_bounded() {
+        let now = 1_000_000;
+        assert_eq!(Lifetime::Forever.expiry(now).unwrap(), None);
+        assert_eq!(Lifetime::For(5).expiry(now).unwrap(), Some(now + 5));
+        assert_eq!(Lifetime::Until(now + 7).expiry(now).unwrap(), Some(now + 7));
+        for bad in [
+            Lifetime::For(0),
+            Lifetime::For(-1),
+            Lifetime::For(MAX_LIFETIME_MS + 1),
+            Lifetime::Until(now),
+            Lifetime::Until(now + MAX_LIFETIME_MS + 1),
+            Lifetime::For(i64::MAX),
+        ] {
+            assert!(
+                matches!(bad.expiry(now), Err(Error::InvalidParameter(_))),
+                "{bad:?}"
+            );
+        }
+    }
 
     #[test]
     fn names() {

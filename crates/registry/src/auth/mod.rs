@@ -26,6 +26,7 @@ use berth_meta::Meta;
 
 use crate::{Error, Result};
 
+mod accounts;
 pub mod argon;
 mod burst;
 mod cache;
@@ -42,9 +43,10 @@ pub mod scope;
 pub mod secret;
 pub mod throttle;
 
+pub use accounts::{AccountChange, Robot, VisibilitySource};
 pub use decide::{Decision, Issued};
 pub use identity::{Credentials, Grants, Identity};
-pub use manage::{validate_name, CreatedToken, TokenRequest};
+pub use manage::{validate_name, CreatedToken, Lifetime, TokenRequest, MAX_LIFETIME_MS};
 pub use permission::{allowed, Access, Account, Action, Facts, TokenLimits};
 pub use ratelimit::{RateLimit, RateState};
 
@@ -75,8 +77,8 @@ pub struct AuthSettings {
     pub token_ttl: Duration,
     /// Lifetime of refresh tokens (`docker login`'s identity token).
     pub refresh_token_ttl: Duration,
-    /// Visibility of namespaces created without one, and of repositories
-    /// under namespaces nobody owns.
+    /// Visibility of namespaces created without one. Repositories under
+    /// namespaces nobody owns are private whatever this says.
     pub default_visibility: Visibility,
     /// Manifest GETs per account or anonymous address, if limited.
     pub pull_limit: Option<RateLimit>,
@@ -157,11 +159,6 @@ impl Authority {
     /// Whether credentials are enforced.
     pub fn enforced(&self) -> bool {
         self.settings.mode == AuthMode::Token
-    }
-
-    /// The metadata database.
-    pub fn meta(&self) -> &Meta {
-        &self.meta
     }
 
     /// Creates the site administrator `admin` if it does not exist yet,

@@ -175,6 +175,10 @@ pub struct TokenLimits {
     /// Repository scopes it is limited to ([`glob::scope_covers`]); empty:
     /// no limit.
     pub patterns: Vec<String>,
+    /// A refresh token (a `docker login` session): it acts for the
+    /// account on repositories but never counts as an unrestricted
+    /// credential (minting tokens, managing accounts, site administration).
+    pub session: bool,
 }
 
 impl TokenLimits {
@@ -252,6 +256,7 @@ mod tests {
             id: "t".into(),
             scopes: Access::of_scopes(scopes),
             patterns: patterns.iter().map(|p| p.to_string()).collect(),
+            session: false,
         }
     }
 

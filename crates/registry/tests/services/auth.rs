@@ -62,8 +62,8 @@ async fn logins_tokens_and_decisions() {
         .create_user("bob", Some("bob-password"), false, None, &root)
         .await
         .unwrap());
-    assert!(auth
-        .create_org("acme", Some(Visibility::Public), &root)
+    assert!(meta
+        .create_org("acme", Visibility::Public, None, &root.actor())
         .await
         .unwrap());
     assert!(meta
@@ -421,7 +421,7 @@ async fn catalog_lists_what_the_caller_may_pull() {
     auth.create_user("alice", Some("alice-password"), false, None, &root)
         .await
         .unwrap();
-    auth.create_org("pub", Some(Visibility::Public), &root)
+    meta.create_org("pub", Visibility::Public, None, &root.actor())
         .await
         .unwrap();
     for repo in ["alice/a", "alice/b", "bob/x", "pub/one", "pub/two", "zed/z"] {
@@ -463,8 +463,8 @@ async fn a_mount_without_from_finds_a_holder_the_caller_may_read() {
             .await
             .unwrap());
     }
-    assert!(auth
-        .create_org("pub", Some(Visibility::Public), &root)
+    assert!(meta
+        .create_org("pub", Visibility::Public, None, &root.actor())
         .await
         .unwrap());
     let (private, public) = (

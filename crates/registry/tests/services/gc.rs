@@ -115,12 +115,16 @@ async fn unreferenced_content_goes_only_after_the_grace_period() {
 
     // The run history and the audit log have the runs (dry runs are not
     // recorded).
-    let runs = reg.meta().job_runs("gc", 10).await.unwrap();
+    let runs = crate::meta_of(dir.path())
+        .await
+        .job_runs("gc", 10)
+        .await
+        .unwrap();
     assert_eq!(runs.len(), 3);
     assert!(runs.iter().all(|r| r.ok == Some(true)));
     assert_eq!(runs[1].summary.as_ref().unwrap()["blobs"], 1);
-    let events = reg
-        .meta()
+    let events = crate::meta_of(dir.path())
+        .await
         .audit_events(&berth_meta::audit::AuditFilter {
             action: Some("gc".into()),
             ..Default::default()
@@ -201,8 +205,8 @@ async fn files_without_metadata_are_collected_and_runs_are_exclusive() {
 
     // Another replica holds the lease: a run is refused with a conflict.
     let until = now() + 60_000;
-    assert!(reg
-        .meta()
+    assert!(crate::meta_of(dir.path())
+        .await
         .acquire_lease("gc", "other-replica", now(), until)
         .await
         .unwrap());
@@ -214,7 +218,8 @@ async fn files_without_metadata_are_collected_and_runs_are_exclusive() {
     assert_eq!(err.kind(), berth_registry::Kind::Conflict);
     // A dry run needs no lease.
     assert!(reg.run_gc(now(), true, &admin).await.is_ok());
-    reg.meta()
+    crate::meta_of(dir.path())
+        .await
         .release_lease("gc", "other-replica")
         .await
         .unwrap();

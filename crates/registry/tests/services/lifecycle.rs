@@ -242,7 +242,12 @@ async fn pulls_are_counted_in_memory_and_flushed_in_batches() {
     );
     assert_eq!(tags[0].size, manifests[0].total_size);
     // Nothing is in the database until the flush.
-    let inv = reg.meta().inventory("p/app").await.unwrap().unwrap();
+    let inv = crate::meta_of(dir.path())
+        .await
+        .inventory("p/app")
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(inv.manifests[0].pull_count, 0);
     assert_eq!(
         reg.flush_pulls().await.unwrap(),
@@ -250,7 +255,12 @@ async fn pulls_are_counted_in_memory_and_flushed_in_batches() {
         "one manifest row, one tag row"
     );
     assert_eq!(reg.flush_pulls().await.unwrap(), 0);
-    let inv = reg.meta().inventory("p/app").await.unwrap().unwrap();
+    let inv = crate::meta_of(dir.path())
+        .await
+        .inventory("p/app")
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(
         (inv.manifests[0].pull_count, inv.tags[0].pull_count),
         (6, 5)
@@ -300,13 +310,17 @@ async fn quota_refuses_every_upload_path_and_leaves_nothing_behind() {
         reg.push_blob(&n("q/a"), &d_big, Some(500), owned(big.clone()))
             .await,
     );
-    assert!(m.contains("namespace q is over its storage quota"), "{m}");
+    assert!(
+        m.starts_with("storage quota of namespace q exceeded: blob sha256:")
+            && m.contains("needs 500 B, but only 400 B of its 1000 B quota is free"),
+        "{m}"
+    );
     // Streamed without a length: cut off.
     let m = denied(
         reg.push_blob(&n("q/a"), &d_big, None, owned(big.clone()))
             .await,
     );
-    assert!(m.contains("this upload is larger than the 400 B"), "{m}");
+    assert!(m.contains("needs more than 400 B"), "{m}");
     // Chunked: a PATCH with a length, a streamed PATCH, a final PUT.
     let up = reg.start_upload(&n("q/b")).await.unwrap();
     denied(
@@ -368,9 +382,9 @@ async fn quota_refuses_every_upload_path_and_leaves_nothing_behind() {
     );
     assert_eq!(reg.quota("q").await.unwrap().unwrap().used_bytes, 600);
 
-    // Two sessions that each fit, but not together: the second to finish
-    // is refused at commit and removed. What fits goes through every path;
-    // content the namespace holds is free.
+    // Two sessions that each fit, but not together: open sessions count,
+    // so the second is refused as it is sent, and removed. What fits goes
+    // through every path; content the namespace holds is free.
     let small = vec![3u8; 300];
     let d_small = Digest::sha256(&small);
     let other = vec![4u8; 300];
@@ -379,20 +393,18 @@ async fn quota_refuses_every_upload_path_and_leaves_nothing_behind() {
     reg.append_upload(&n("q/b"), &up.id, None, None, owned(small.clone()))
         .await
         .unwrap();
-    reg.append_upload(&n("q/b"), &up2.id, None, None, owned(other.clone()))
-        .await
-        .unwrap();
-    reg.finish_upload(&n("q/b"), &up.id, &d_small, None)
-        .await
-        .unwrap();
     let m = denied(
-        reg.finish_upload(&n("q/b"), &up2.id, &Digest::sha256(&other), None)
+        reg.append_upload(&n("q/b"), &up2.id, None, None, owned(other.clone()))
             .await,
     );
     assert!(
-        m.contains("this needs 300 B more but only 100 B of its 1000 B are free (900 B used)"),
+        m.contains("the upload to q/b needs more than 100 B")
+            && m.contains("(600 B stored, 300 B held by open uploads)"),
         "{m}"
     );
+    reg.finish_upload(&n("q/b"), &up.id, &d_small, None)
+        .await
+        .unwrap();
     assert!(reg.store().upload_list().await.unwrap().is_empty());
     assert_eq!(
         reg.store().stat(&Digest::sha256(&other)).await.unwrap(),

@@ -35,11 +35,13 @@ async fn policies_run_when_their_schedule_fires() {
     let admin = Caller::system("admin");
     let now = berth_meta::now_ms();
     let (d, _) = push_image(&reg, "acme/web", "pr-1", "a").await;
-    reg.meta()
+    crate::meta_of(dir.path())
+        .await
         .set_tag_times("acme/web", "pr-1", now - 10 * DAY, None)
         .await
         .unwrap();
-    reg.meta()
+    crate::meta_of(dir.path())
+        .await
         .set_manifest_times("acme/web", d.as_str(), now - 10 * DAY, None)
         .await
         .unwrap();
@@ -87,13 +89,17 @@ async fn policies_run_when_their_schedule_fires() {
         jobs(reg.run_due_jobs(fire + DAY).await.unwrap()),
         vec!["retention:acme"]
     );
-    let runs = reg.meta().job_runs("retention:acme", 10).await.unwrap();
+    let runs = crate::meta_of(dir.path())
+        .await
+        .job_runs("retention:acme", 10)
+        .await
+        .unwrap();
     assert_eq!(runs.len(), 2);
     assert_eq!(runs[1].summary.as_ref().unwrap()["tags"], 1);
     assert_eq!(runs[0].summary.as_ref().unwrap()["tags"], 0);
     // The deletions are audited as the scheduler's.
-    let events = reg
-        .meta()
+    let events = crate::meta_of(dir.path())
+        .await
         .audit_events(&berth_meta::audit::AuditFilter {
             action: Some("retention.delete".into()),
             ..Default::default()

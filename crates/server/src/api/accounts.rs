@@ -5,10 +5,13 @@
 //! | `GET/POST /users`, `PATCH/DELETE /users/{name}` | site admins |
 //! | `GET /users/{name}`, `PUT /users/{name}/password` | the user, site admins |
 //! | `GET /orgs` | site admins: all; others: their organisations |
+//! | `DELETE /users/{name}/sessions` | the user, site admins |
 //! | `POST /orgs` | any signed-in user, who becomes its admin |
-//! | `DELETE /orgs/{org}`, members and robots | the organisation's admins |
+//! | `DELETE /orgs/{org}[?delete_repositories=true]`, members and robots | the organisation's admins |
 //! | `GET /orgs/{org}/members` | its members |
 //!
+//! Handlers check who may call (the [`Principal`]) and call one account
+//! service of the registry, where the rules of each operation live.
 //! Passwords and generated secrets are shown once, in the answer that
 //! creates them; the audit log records every change without them.
 
@@ -16,17 +19,16 @@ use std::sync::Arc;
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::{get, put};
+use axum::routing::{delete, get, put};
 use axum::{Json, Router};
-use berth_registry::auth::secret;
-use berth_registry::meta::accounts::{NamespaceKind, Role, User, Visibility};
-use berth_registry::{Caller, Error};
+use berth_registry::auth::{secret, AccountChange};
+use berth_registry::{Caller, Error, Role, User, Visibility};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::body::JsonBody;
-use super::extract::Path;
-use super::{Need, Principal};
+use super::extract::{Path, Query};
+use super::{NamespacePath, Need, PathParams, Principal};
 use crate::error::ApiError;
 use crate::App;
 
@@ -40,6 +42,7 @@ pub(crate) fn routes() -> Router<Arc<App>> {
                 .delete(handle_delete_user),
         )
         .route("/users/{name}/password", put(handle_set_password))
+        .route("/users/{name}/sessions", delete(handle_revoke_sessions))
         .route("/orgs", get(handle_list_orgs).post(handle_create_org))
         .route("/orgs/{org}", get(handle_get_org).delete(handle_delete_org))
         .route("/orgs/{org}/members", get(handle_list_members))
@@ -102,7 +105,7 @@ async fn require_self_or_site_admin(
 
 async fn handle_list_users(State(app): State<Arc<App>>, principal: Principal) -> Answer {
     principal.require(&app, "", Need::SiteAdmin).await?;
-    let users = app.auth.meta().users().await.map_err(Error::from)?;
+    let users = app.auth.users().await?;
     Ok(Json(Value::Array(users.iter().map(user_json).collect())))
 }
 
@@ -146,28 +149,14 @@ async fn handle_create_user(
     Ok((StatusCode::CREATED, Json(answer)))
 }
 
-async fn find_user(app: &App, name: &str) -> Result<User, ApiError> {
-    app.auth
-        .meta()
-        .user(name)
-        .await
-        .map_err(Error::from)?
-        .ok_or_else(|| Error::NotFound(format!("no account named {name:?}")).into())
-}
-
 async fn handle_get_user(
     State(app): State<Arc<App>>,
     principal: Principal,
     Path(name): Path<String>,
 ) -> Answer {
     require_self_or_site_admin(&app, &principal, &name).await?;
-    let user = find_user(&app, &name).await?;
-    let memberships = app
-        .auth
-        .meta()
-        .memberships(&name)
-        .await
-        .map_err(Error::from)?;
+    let user = app.auth.user(&name).await?;
+    let memberships = app.auth.memberships(&name).await?;
     let mut v = user_json(&user);
     v["memberships"] = json!(memberships);
     Ok(Json(v))
@@ -187,36 +176,12 @@ async fn handle_patch_user(
     JsonBody(body): JsonBody<PatchUserBody>,
 ) -> Answer {
     let caller = principal.require(&app, "", Need::SiteAdmin).await?;
-    let meta = app.auth.meta();
-    let actor = caller.actor();
-    let missing = || ApiError::from(Error::NotFound(format!("no account named {name:?}")));
-    if let Some(a) = body.site_admin {
-        if !a && principal.account() == Some(name.as_str()) {
-            return Err(
-                Error::Denied("you cannot withdraw your own site admin role".into()).into(),
-            );
-        }
-        if !meta
-            .set_site_admin(&name, a, &actor)
-            .await
-            .map_err(Error::from)?
-        {
-            return Err(missing());
-        }
-    }
-    if let Some(d) = body.disabled {
-        if d && principal.account() == Some(name.as_str()) {
-            return Err(Error::Denied("you cannot disable your own account".into()).into());
-        }
-        if !meta
-            .set_disabled(&name, d, &actor)
-            .await
-            .map_err(Error::from)?
-        {
-            return Err(missing());
-        }
-    }
-    Ok(Json(user_json(&find_user(&app, &name).await?)))
+    let change = AccountChange {
+        site_admin: body.site_admin,
+        disabled: body.disabled,
+    };
+    let user = app.auth.change_account(&name, change, &caller).await?;
+    Ok(Json(user_json(&user)))
 }
 
 async fn handle_delete_user(
@@ -225,18 +190,7 @@ async fn handle_delete_user(
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let caller = principal.require(&app, "", Need::SiteAdmin).await?;
-    if principal.account() == Some(name.as_str()) {
-        return Err(Error::Denied("you cannot delete your own account".into()).into());
-    }
-    if !app
-        .auth
-        .meta()
-        .delete_user(&name, &caller.actor())
-        .await
-        .map_err(Error::from)?
-    {
-        return Err(Error::NotFound(format!("no account named {name:?}")).into());
-    }
+    app.auth.delete_user(&app.registry, &name, &caller).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -262,36 +216,26 @@ async fn handle_set_password(
         .as_deref()
         .or(generated.as_deref())
         .unwrap_or_default();
-    if !app.auth.set_password(&name, password, &caller).await? {
-        return Err(Error::NotFound(format!("no user named {name:?}")).into());
-    }
+    app.auth.set_password(&name, password, &caller).await?;
     Ok(Json(match generated {
         Some(p) => json!({ "name": name, "password": p }),
         None => json!({ "name": name }),
     }))
 }
 
+async fn handle_revoke_sessions(
+    State(app): State<Arc<App>>,
+    principal: Principal,
+    Path(name): Path<String>,
+) -> Answer {
+    let caller = require_self_or_site_admin(&app, &principal, &name).await?;
+    let ended = app.auth.revoke_sessions(&name, &caller).await?;
+    Ok(Json(json!({ "name": name, "sessions_ended": ended })))
+}
+
 async fn handle_list_orgs(State(app): State<Arc<App>>, principal: Principal) -> Answer {
-    let meta = app.auth.meta();
-    let orgs = meta.orgs().await.map_err(Error::from)?;
-    if principal.require(&app, "", Need::SiteAdmin).await.is_ok() {
-        return Ok(Json(json!(orgs)));
-    }
-    let Some(me) = principal.account() else {
-        return Err(Error::Unauthorized("authentication required".into()).into());
-    };
-    let mine: Vec<String> = meta
-        .memberships(me)
-        .await
-        .map_err(Error::from)?
-        .into_iter()
-        .map(|m| m.org)
-        .collect();
-    let visible: Vec<_> = orgs
-        .into_iter()
-        .filter(|o| mine.contains(&o.name))
-        .collect();
-    Ok(Json(json!(visible)))
+    let orgs = app.auth.orgs_for(&principal.identity).await?;
+    Ok(Json(json!(orgs)))
 }
 
 #[derive(Deserialize)]
@@ -307,91 +251,56 @@ async fn handle_create_org(
     JsonBody(body): JsonBody<NewOrgBody>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let visibility = parse_visibility(body.visibility.as_deref())?;
-    let caller = if app.auth.enforced() {
-        // Any signed-in person may found an organisation (not a robot, not
-        // a limited token).
-        let me = principal
-            .account()
-            .ok_or_else(|| Error::Unauthorized("authentication required".into()))?;
-        let user = find_user(&app, me).await?;
-        if user.org.is_some() || !principal.identity.by_password() {
-            return Err(Error::Denied(
-                "organisations are created by users signed in with their password".into(),
-            )
-            .into());
-        }
-        // Administering the name already (a site admin, for a namespace
-        // nobody owns) is what allows claiming a namespace with content.
-        match principal.require(&app, &body.name, Need::Admin).await {
-            Ok(caller) => caller,
-            Err(_) => principal.caller.clone(),
-        }
-    } else {
-        principal.caller.clone()
-    };
-    if !app.auth.create_org(&body.name, visibility, &caller).await? {
-        return Err(Error::Conflict(format!(
-            "the name {:?} is taken by a user or organisation",
-            body.name
-        ))
-        .into());
-    }
-    if let Some(me) = caller.account.as_deref() {
-        app.auth
-            .meta()
-            .set_member(&body.name, me, Role::Admin, &caller.actor())
-            .await
-            .map_err(Error::from)?;
-    }
     let org = app
         .auth
-        .meta()
-        .namespace(&body.name)
-        .await
-        .map_err(Error::from)?;
+        .found_org(
+            &body.name,
+            visibility,
+            &principal.identity,
+            &principal.caller,
+        )
+        .await?;
     Ok((StatusCode::CREATED, Json(json!(org))))
-}
-
-async fn find_org(app: &App, org: &str) -> Result<Value, ApiError> {
-    match app.auth.meta().namespace(org).await.map_err(Error::from)? {
-        Some(ns) if ns.kind == NamespaceKind::Org => Ok(json!(ns)),
-        _ => Err(Error::NotFound(format!("no organisation named {org:?}")).into()),
-    }
 }
 
 async fn handle_get_org(
     State(app): State<Arc<App>>,
     principal: Principal,
-    Path(org): Path<String>,
+    NamespacePath(org): NamespacePath,
 ) -> Answer {
     principal.require(&app, &org, Need::Member).await?;
-    Ok(Json(find_org(&app, &org).await?))
+    Ok(Json(json!(app.auth.org(&org).await?)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeleteOrgParams {
+    /// Delete the organisation's repositories too (otherwise an
+    /// organisation holding repositories is not deleted).
+    #[serde(default)]
+    delete_repositories: bool,
 }
 
 async fn handle_delete_org(
     State(app): State<Arc<App>>,
     principal: Principal,
-    Path(org): Path<String>,
+    NamespacePath(org): NamespacePath,
+    Query(params): Query<DeleteOrgParams>,
 ) -> Result<StatusCode, ApiError> {
     let caller = principal.require(&app, &org, Need::Admin).await?;
-    find_org(&app, &org).await?;
     app.auth
-        .meta()
-        .delete_org(&org, &caller.actor())
-        .await
-        .map_err(Error::from)?;
+        .delete_org(&app.registry, &org, params.delete_repositories, &caller)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 async fn handle_list_members(
     State(app): State<Arc<App>>,
     principal: Principal,
-    Path(org): Path<String>,
+    NamespacePath(org): NamespacePath,
 ) -> Answer {
     principal.require(&app, &org, Need::Member).await?;
-    find_org(&app, &org).await?;
-    let members = app.auth.meta().members(&org).await.map_err(Error::from)?;
-    Ok(Json(json!(members)))
+    Ok(Json(json!(app.auth.members(&org).await?)))
 }
 
 #[derive(Deserialize)]
@@ -403,57 +312,44 @@ struct RoleBody {
 async fn handle_set_member(
     State(app): State<Arc<App>>,
     principal: Principal,
-    Path((org, member)): Path<(String, String)>,
+    NamespacePath(org): NamespacePath,
+    params: PathParams,
     JsonBody(body): JsonBody<RoleBody>,
 ) -> Answer {
     let caller = principal.require(&app, &org, Need::Admin).await?;
     let role = parse_role(&body.role)?;
-    find_org(&app, &org).await?;
-    let account = find_user(&app, &member).await?;
-    if account.org.as_deref().is_some_and(|o| o != org) {
-        return Err(Error::Denied(format!("{member} is a robot of another organisation")).into());
-    }
-    app.auth
-        .meta()
-        .set_member(&org, &member, role, &caller.actor())
-        .await
-        .map_err(Error::from)?;
+    let member = params.get("member")?;
+    app.auth.set_member(&org, member, role, &caller).await?;
     Ok(Json(json!({ "org": org, "member": member, "role": role })))
 }
 
 async fn handle_remove_member(
     State(app): State<Arc<App>>,
     principal: Principal,
-    Path((org, member)): Path<(String, String)>,
+    NamespacePath(org): NamespacePath,
+    params: PathParams,
 ) -> Result<StatusCode, ApiError> {
     let caller = principal.require(&app, &org, Need::Admin).await?;
-    if !app
-        .auth
-        .meta()
-        .remove_member(&org, &member, &caller.actor())
-        .await
-        .map_err(Error::from)?
-    {
-        return Err(Error::NotFound(format!("{member} is not a member of {org}")).into());
-    }
+    app.auth
+        .remove_member(&org, params.get("member")?, &caller)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 async fn handle_list_robots(
     State(app): State<Arc<App>>,
     principal: Principal,
-    Path(org): Path<String>,
+    NamespacePath(org): NamespacePath,
 ) -> Answer {
     principal.require(&app, &org, Need::Admin).await?;
-    find_org(&app, &org).await?;
-    let meta = app.auth.meta();
-    let robots = meta.robots(&org).await.map_err(Error::from)?;
-    let members = meta.members(&org).await.map_err(Error::from)?;
-    let list: Vec<Value> = robots
+    let list: Vec<Value> = app
+        .auth
+        .robots(&org)
+        .await?
         .iter()
         .map(|r| {
-            let mut v = user_json(r);
-            v["role"] = json!(members.iter().find(|m| m.member == r.name).map(|m| m.role));
+            let mut v = user_json(&r.account);
+            v["role"] = json!(r.role);
             v
         })
         .collect();
@@ -475,12 +371,12 @@ fn default_robot_role() -> String {
 async fn handle_create_robot(
     State(app): State<Arc<App>>,
     principal: Principal,
-    Path(org): Path<String>,
+    NamespacePath(org): NamespacePath,
     JsonBody(body): JsonBody<NewRobotBody>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let caller = principal.require(&app, &org, Need::Admin).await?;
     let role = parse_role(&body.role)?;
-    find_org(&app, &org).await?;
+    app.auth.org(&org).await?;
     let name = app
         .auth
         .create_robot(&org, &body.name, role, &caller)

@@ -18,8 +18,7 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use berth_registry::meta::audit::{AuditFilter, StoredEvent};
-use berth_registry::{glob, Error};
+use berth_registry::{glob, AuditFilter, Error, StoredEvent};
 use serde::Deserialize;
 
 use super::extract::Query;
@@ -56,13 +55,16 @@ async fn handle_list(
     principal: Principal,
     Query(p): Query<Params>,
 ) -> Result<Response, ApiError> {
-    match p.repository.as_deref() {
+    let namespace = match p.repository.as_deref() {
         Some(r) if !r.is_empty() => {
-            principal
-                .require(&app, glob::namespace(r.trim_end_matches('/')), Need::Admin)
-                .await?
+            let ns = glob::namespace(r.trim_end_matches('/')).to_owned();
+            principal.require(&app, &ns, Need::Admin).await?;
+            Some(ns)
         }
-        _ => principal.require(&app, "", Need::SiteAdmin).await?,
+        _ => {
+            principal.require(&app, "", Need::SiteAdmin).await?;
+            None
+        }
     };
     let jsonl = match p.format.as_deref() {
         None | Some("json") => false,
@@ -103,15 +105,18 @@ async fn handle_list(
         newest_first,
         limit: Some(if jsonl { MAX_LIMIT } else { limit }),
     };
+    let filter = match &namespace {
+        Some(ns) => {
+            app.auth
+                .scope_audit(&principal.identity, ns, filter)
+                .await?
+        }
+        None => filter,
+    };
     if jsonl {
         return Ok(export(app, filter));
     }
-    let events = app
-        .registry
-        .meta()
-        .audit_events(&filter)
-        .await
-        .map_err(Error::from)?;
+    let events = app.registry.audit_events(&filter).await?;
     let next = (events.len() as i64 == limit)
         .then(|| events.last().map(|e| e.id))
         .flatten();
@@ -124,7 +129,7 @@ fn export(app: Arc<App>, filter: AuditFilter) -> Response {
         let app = app.clone();
         async move {
             let mut filter = state?;
-            match app.registry.meta().audit_events(&filter).await {
+            match app.registry.audit_events(&filter).await {
                 Ok(events) => {
                     let full = events.len() as i64 == MAX_LIMIT;
                     let mut out = Vec::new();

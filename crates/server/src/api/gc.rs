@@ -43,7 +43,7 @@ async fn handle_run(
     };
     let report = app
         .registry
-        .run_gc(berth_registry::meta::now_ms(), req.dry_run, &caller)
+        .run_gc(berth_registry::now_ms(), req.dry_run, &caller)
         .await?;
     Ok(Json(report))
 }
@@ -59,11 +59,6 @@ async fn handle_runs(
     Query(q): Query<RunsQuery>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     principal.require(&app, "", Need::SiteAdmin).await?;
-    let runs = app
-        .registry
-        .meta()
-        .job_runs(GC_JOB, q.limit.unwrap_or(20))
-        .await
-        .map_err(Error::from)?;
+    let runs = app.registry.job_runs(GC_JOB, q.limit.unwrap_or(20)).await?;
     Ok(Json(serde_json::json!({ "runs": runs })))
 }

@@ -144,19 +144,48 @@ impl FromRequestParts<Arc<App>> for Principal {
     }
 }
 
-/// A namespace named in a management path (`/namespaces/{ns}/...`),
-/// checked to be one valid name component before any handler sees it: a
-/// percent-encoded `/` or an invalid name is a 400, never a stray row.
+/// A namespace named in a management path (`/namespaces/{ns}/...`,
+/// `/orgs/{org}/...`), checked to be one valid name component before any
+/// handler sees it: a percent-encoded `/`, `..` or an invalid name is a
+/// 400, never a stray row or another namespace's permission check.
 pub struct NamespacePath(pub String);
 
 impl<S: Send + Sync> FromRequestParts<S> for NamespacePath {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        let extract::Path(ns) = extract::Path::<String>::from_request_parts(parts, state).await?;
+        let params = PathParams::from_request_parts(parts, state).await?;
+        let ns = params.get("ns").or_else(|_| params.get("org"))?;
         let ns =
             berth_oci::Namespace::parse(ns).map_err(|e| Error::InvalidParameter(e.to_string()))?;
         Ok(NamespacePath(ns.into_string()))
+    }
+}
+
+/// The parameters of a management path, by name (`{id}`, `{member}`);
+/// the namespace among them is taken with [`NamespacePath`].
+pub struct PathParams(Vec<(String, String)>);
+
+impl PathParams {
+    /// The parameter `name`.
+    pub fn get(&self, name: &str) -> Result<&str, ApiError> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+            .ok_or_else(|| Error::Internal(format!("route has no {{{name}}}")).into())
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for PathParams {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let axum::extract::Path(params) =
+            axum::extract::Path::<Vec<(String, String)>>::from_request_parts(parts, state)
+                .await
+                .map_err(|e| Error::InvalidParameter(format!("bad path parameter: {e}")))?;
+        Ok(PathParams(params))
     }
 }
 

@@ -52,7 +52,7 @@ struct At {
 
 impl At {
     fn now(&self) -> i64 {
-        self.now.unwrap_or_else(berth_registry::meta::now_ms)
+        self.now.unwrap_or_else(berth_registry::now_ms)
     }
 }
 
@@ -82,10 +82,9 @@ async fn handle_get(
         .ok_or_else(|| Error::NotFound(format!("namespace {ns} has no retention policy")))?;
     let mut out = serde_json::to_value(&stored).map_err(|e| Error::Internal(e.to_string()))?;
     if let Ok(p) = berth_registry::retention::Policy::parse(&stored.policy, &ns) {
-        if let (Some(o), serde_json::Value::Object(s)) = (
-            out.as_object_mut(),
-            schedule(&p, berth_registry::meta::now_ms()),
-        ) {
+        if let (Some(o), serde_json::Value::Object(s)) =
+            (out.as_object_mut(), schedule(&p, berth_registry::now_ms()))
+        {
             o.extend(s);
         }
     }
@@ -106,7 +105,7 @@ async fn handle_set(
     let mut out = serde_json::json!({ "namespace": ns, "rules": policy.rules.len() });
     if let (Some(o), serde_json::Value::Object(s)) = (
         out.as_object_mut(),
-        schedule(&policy, berth_registry::meta::now_ms()),
+        schedule(&policy, berth_registry::now_ms()),
     ) {
         o.extend(s);
     }
@@ -171,9 +170,7 @@ async fn handle_runs(
     principal.require(&app, &ns, Need::Member).await?;
     let runs = app
         .registry
-        .meta()
         .job_runs(&job_name(&ns), at.limit.unwrap_or(20))
-        .await
-        .map_err(Error::from)?;
+        .await?;
     Ok(Json(serde_json::json!({ "namespace": ns, "runs": runs })))
 }

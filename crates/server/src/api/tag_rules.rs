@@ -19,8 +19,8 @@ use berth_registry::{Error, TagRuleKind};
 use serde::Deserialize;
 
 use super::body::JsonBody;
-use super::extract::{Path, Query};
-use super::{NamespacePath, Need, Principal};
+use super::extract::Query;
+use super::{NamespacePath, Need, PathParams, Principal};
 use crate::error::ApiError;
 use crate::App;
 
@@ -81,10 +81,12 @@ async fn handle_add(
 
 async fn handle_remove(
     State(app): State<Arc<App>>,
-    Path((ns, id)): Path<(String, String)>,
+    NamespacePath(ns): NamespacePath,
+    params: PathParams,
     principal: Principal,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let caller = principal.require(&app, &ns, Need::Admin).await?;
+    let id = params.get("id")?;
     let id: i64 = id
         .parse()
         .map_err(|_| Error::InvalidParameter(format!("tag rule id {id:?} is not a number")))?;

@@ -3,16 +3,16 @@
 //! [`super::repositories`]).
 //!
 //! A namespace is `public` (anonymous pull) or `private` (members only);
-//! a repository follows its namespace unless it overrides it. Reading needs
-//! pull access, changing needs the namespace's admin role.
+//! a repository follows its namespace unless it overrides it; a namespace
+//! nobody owns is private (`"source": "unowned"`). Reading needs pull
+//! access, changing needs the namespace's admin role.
 
 use std::sync::Arc;
 
 use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
-use berth_registry::meta::accounts::Visibility;
-use berth_registry::Error;
+use berth_registry::{Error, Visibility};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -42,11 +42,7 @@ async fn handle_get_namespace(
     NamespacePath(ns): NamespacePath,
 ) -> Result<Json<Value>, ApiError> {
     principal.require(&app, &ns, Need::Read).await?;
-    let found = app.auth.meta().namespace(&ns).await.map_err(Error::from)?;
-    let (visibility, source) = match found {
-        Some(n) => (n.visibility, "namespace"),
-        None => (app.auth.settings().default_visibility, "default"),
-    };
+    let (visibility, source) = app.auth.namespace_visibility(&ns).await?;
     Ok(Json(
         json!({ "namespace": ns, "visibility": visibility, "source": source }),
     ))
@@ -65,17 +61,7 @@ async fn handle_put_namespace(
             body.visibility
         ))
     })?;
-    let changed = app
-        .auth
-        .meta()
-        .set_namespace_visibility(&ns, v, &caller.actor())
-        .await
-        .map_err(Error::from)?;
-    if !changed {
-        return Err(
-            Error::NotFound(format!("no user or organisation owns the namespace {ns:?}")).into(),
-        );
-    }
+    app.auth.set_namespace_visibility(&ns, v, &caller).await?;
     Ok(Json(
         json!({ "namespace": ns, "visibility": v, "source": "namespace" }),
     ))
@@ -88,19 +74,7 @@ pub(crate) async fn get_repository(
     name: &str,
 ) -> Result<Value, ApiError> {
     principal.require(app, name, Need::Read).await?;
-    let meta = app.auth.meta();
-    let own = meta
-        .repository_visibility(name)
-        .await
-        .map_err(Error::from)?;
-    let ns = berth_registry::glob::namespace(name);
-    let (visibility, source) = match own {
-        Some(v) => (v, "repository"),
-        None => match meta.namespace(ns).await.map_err(Error::from)? {
-            Some(n) => (n.visibility, "namespace"),
-            None => (app.auth.settings().default_visibility, "default"),
-        },
-    };
+    let (visibility, source) = app.auth.repository_visibility(name).await?;
     Ok(json!({ "repository": name, "visibility": visibility, "source": source }))
 }
 
@@ -120,10 +94,6 @@ pub(crate) async fn put_repository(
             Error::InvalidParameter(format!("visibility {s:?}: use public, private or inherit"))
         })?),
     };
-    app.auth
-        .meta()
-        .set_repository_visibility(name, v, &caller.actor())
-        .await
-        .map_err(Error::from)?;
+    app.auth.set_repository_visibility(name, v, &caller).await?;
     get_repository(app, principal, name).await
 }

@@ -82,7 +82,21 @@ async fn dispatch(app: &App, endpoint: Endpoint, req: Request) -> Result<Respons
             }
             identity.caller(ip, false)
         }
-        Need::Listing => identity.caller(ip, false),
+        Need::Listing => {
+            // A registry token is held to what it grants: listing the
+            // catalog needs `registry:catalog:*`, as with the reference
+            // registry.
+            if app.auth.enforced() && identity.grants.as_ref().is_some_and(|g| !g.catalog) {
+                return Err(auth::challenge(
+                    app,
+                    req.headers(),
+                    Some("registry:catalog:*"),
+                    true,
+                    "listing the catalog needs a token with the scope registry:catalog:*",
+                ));
+            }
+            identity.caller(ip, false)
+        }
         Need::Repository(name, need) => {
             let decision = app.auth.decide(&identity, name.as_str(), need).await?;
             // A client that is not logged in is asked for pull and push on
