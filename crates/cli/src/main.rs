@@ -5,7 +5,7 @@
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 mod config;
 mod manage;
@@ -50,7 +50,10 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // The matches say which settings were given (flag or environment) and
+    // which are defaults, for `berth serve`'s configuration file.
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -63,7 +66,11 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async move {
         match cli.command {
-            Command::Serve(args) => serve::run(args).await.map(|()| ExitCode::SUCCESS),
+            Command::Serve(args) => {
+                let empty = clap::ArgMatches::default();
+                let serve = matches.subcommand_matches("serve").unwrap_or(&empty);
+                serve::run(args, serve).await.map(|()| ExitCode::SUCCESS)
+            }
             Command::Bench(args) => berth_bench::run(args).await.map(|()| ExitCode::SUCCESS),
             Command::User(args) => manage::accounts::run_user(&args)
                 .await

@@ -29,6 +29,7 @@ pub mod retention;
 mod rules;
 mod snapshot;
 mod uploads;
+pub mod worker;
 
 /// The metadata layer, for the management API's reads and account writes.
 pub use berth_meta as meta;
@@ -37,9 +38,9 @@ pub use berth_store::{BlobBody, BlobRead, ByteStream, UploadInfo};
 pub use blobs::ByteRange;
 pub use caller::Caller;
 pub use error::Error;
-pub use gc::{GcItem, GcReport, GcUpload, GC_JOB};
+pub use gc::{GcCounts, GcHeld, GcItem, GcReport, GcUpload, GC_JOB};
 pub use inventory::{ManifestView, TagView};
-pub use jobs::DueJob;
+pub use jobs::{DueJob, GcSchedule};
 pub use listing::{Page, ReferrersIndex};
 pub use manifests::{accepts, ManifestEntry, PushedManifest};
 pub use pulls::{Count, PullStats};
@@ -91,6 +92,7 @@ pub struct Registry {
     quotas: snapshot::Snapshot<std::collections::HashMap<String, u64>>,
     pulls: pulls::PullStats,
     jobs: jobs::Jobs,
+    stop: worker::Stop,
 }
 
 impl Registry {
@@ -106,7 +108,20 @@ impl Registry {
             settings,
             cache,
             jobs: jobs::Jobs::new(),
+            stop: worker::Stop::new(),
         }
+    }
+
+    /// Asks long-running jobs (garbage collection, retention) to end after
+    /// their current step: the server calls this when it starts shutting
+    /// down, before it waits for requests and workers to finish.
+    pub fn stop(&self) {
+        self.stop.cancel();
+    }
+
+    /// The signal [`Registry::stop`] sets, for the background workers.
+    pub fn stop_signal(&self) -> worker::Stop {
+        self.stop.clone()
     }
 
     /// The settings in force.

@@ -23,6 +23,7 @@ mod lifecycle_usage;
 mod oci;
 mod retention;
 mod retention_cli;
+mod serve_lifecycle;
 mod tools;
 mod tools_client;
 mod tools_copy;
