@@ -11,8 +11,11 @@
 #                     schema and rules (a self-contained .NET binary)
 #
 # Idempotent: when everything is present it only checks and exits, without
-# touching the network.
+# touching the network. apt waits for a lock another package manager holds
+# (scripts/apt.sh).
 set -euo pipefail
+# shellcheck source=scripts/apt.sh
+. "$(dirname "$0")/apt.sh"
 
 SARIF_MULTITOOL_VERSION=5.7.0
 APT_PACKAGES=(skopeo docker-registry nodejs npm ca-certificates)
@@ -49,8 +52,8 @@ fi
 
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "install-test-deps-tools: apt-get install ${missing[*]}"
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  apt_update
+  apt_install "${missing[@]}"
 fi
 
 if ! multitool_ok; then

@@ -11,15 +11,25 @@
 #   postgresql       server binaries for the metadata suite (the tests start
 #                    their own throwaway cluster; the Debian service is unused)
 #   oras (PyPI, pinned)     artifacts with a subject, the referrers API
+#   docker.io        the Docker daemon and CLI (the tests start their own
+#                    dockerd on a private socket, data root and exec root)
+#   containerd       ctr, driven against that dockerd's containerd
+#   helm-python-sdk (PyPI, pinned)  Helm v4's registry client (libhelm_c, the
+#                    Helm 4 Go SDK): charts pushed to and pulled from oci://.
+#                    No package of Debian, PyPI or npm ships a helm v4 binary.
 #
 # Idempotent: when everything is present it only checks and exits (no
 # apt-get update, no network). Client configuration (policy.json,
 # registries.conf, storage roots, the vfs driver) is passed by the tests
 # themselves through flags and environment variables; nothing is written
-# under /etc by this script.
+# under /etc by this script. apt waits for a lock another package manager
+# holds (scripts/apt.sh).
 set -euo pipefail
+# shellcheck source=scripts/apt.sh
+. "$(dirname "$0")/apt.sh"
 
 ORAS_VERSION=0.2.43
+HELM_SDK_VERSION=0.2.2
 APT_PACKAGES=(
   skopeo
   docker-registry
@@ -34,6 +44,9 @@ APT_PACKAGES=(
   ca-certificates
   tar
   gzip
+  docker.io
+  containerd
+  runc
 )
 
 installed() {
@@ -48,43 +61,57 @@ sys.exit(0 if oras.version.__version__ == sys.argv[1] else 1)
 EOF
 }
 
+helm_ok() {
+  python3 - "$HELM_SDK_VERSION" <<'EOF' >/dev/null 2>&1
+import sys
+import helm_python
+ok = helm_python.__version__ == sys.argv[1] and helm_python.helm_sdk_version().startswith("v4.")
+sys.exit(0 if ok else 1)
+EOF
+}
+
+# pip install into the python3 on PATH. Debian's own python3 is
+# "externally managed" (PEP 668); a pyenv or virtualenv python3 is not.
+# Try the polite way first.
+pip_install() {
+  local cmd=(python3 -m pip install --quiet --disable-pip-version-check "$@")
+  if [ "$(id -u)" -ne 0 ] && ! python3 -c 'import sys; sys.exit(sys.prefix == sys.base_prefix)' 2>/dev/null; then
+    cmd+=(--user)
+  fi
+  "${cmd[@]}" 2>/dev/null || "${cmd[@]}" --break-system-packages
+}
+
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   installed "$p" || missing+=("$p")
 done
 
-need_oras=0
-if ! command -v python3 >/dev/null 2>&1 || ! oras_ok; then
-  need_oras=1
+need_pip=0
+if ! command -v python3 >/dev/null 2>&1 || ! oras_ok || ! helm_ok; then
+  need_pip=1
 fi
 
-if [ "${#missing[@]}" -eq 0 ] && [ "$need_oras" -eq 0 ]; then
+if [ "${#missing[@]}" -eq 0 ] && [ "$need_pip" -eq 0 ]; then
   echo "install-test-deps: everything is present"
   exit 0
 fi
 
-SUDO=()
-if [ "$(id -u)" -ne 0 ]; then
-  SUDO=(sudo)
-fi
-
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "install-test-deps: installing ${missing[*]}"
-  "${SUDO[@]}" apt-get update
-  "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive \
-    apt-get install -y --no-install-recommends "${missing[@]}"
+  apt_update
+  apt_install "${missing[@]}"
 fi
 
 if ! oras_ok; then
   echo "install-test-deps: installing oras==${ORAS_VERSION} for $(command -v python3)"
-  pip_install=(python3 -m pip install --quiet --disable-pip-version-check "oras==${ORAS_VERSION}")
-  # Debian's own python3 is "externally managed" (PEP 668); a pyenv or
-  # virtualenv python3 is not. Try the polite way first.
-  if [ "$(id -u)" -ne 0 ] && ! python3 -c 'import sys; sys.exit(sys.prefix == sys.base_prefix)' 2>/dev/null; then
-    pip_install+=(--user)
-  fi
-  "${pip_install[@]}" 2>/dev/null || "${pip_install[@]}" --break-system-packages
+  pip_install "oras==${ORAS_VERSION}"
   oras_ok || { echo "install-test-deps: oras ${ORAS_VERSION} is still not importable" >&2; exit 1; }
+fi
+
+if ! helm_ok; then
+  echo "install-test-deps: installing helm-python-sdk==${HELM_SDK_VERSION} for $(command -v python3)"
+  pip_install "helm-python-sdk==${HELM_SDK_VERSION}"
+  helm_ok || { echo "install-test-deps: helm-python-sdk ${HELM_SDK_VERSION} (Helm v4) is not importable" >&2; exit 1; }
 fi
 
 echo "install-test-deps: done"

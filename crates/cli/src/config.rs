@@ -19,6 +19,7 @@ use anyhow::{bail, Context};
 use berth_meta::accounts::Visibility;
 use berth_oci::Span;
 use berth_registry::auth::{AuthMode, AuthSettings, RateLimit};
+use berth_server::listener::ConnectionLimits;
 use clap::parser::ValueSource;
 use clap::{ArgMatches, FromArgMatches};
 use serde::{Deserialize, Serialize};
@@ -232,6 +233,52 @@ pub struct Settings {
         value_name = "DURATION"
     )]
     pub gc_grace_period: Span,
+    /// Connections open at once, in total (lowered to fit the open-files
+    /// limit); more get 503 and are closed.
+    #[arg(
+        long,
+        env = "BERTH_MAX_CONNECTIONS",
+        default_value = "10000",
+        value_name = "N"
+    )]
+    pub max_connections: usize,
+    /// Connections open at once from one client address (the TCP peer); 0:
+    /// no cap (set it behind a reverse proxy).
+    #[arg(
+        long,
+        env = "BERTH_MAX_CONNECTIONS_PER_CLIENT",
+        default_value = "256",
+        value_name = "N"
+    )]
+    pub max_connections_per_client: usize,
+    /// Time a client has to send a request's headers (for HTTP/1.1 also the
+    /// longest wait for the next request on a kept-alive connection).
+    #[arg(
+        long,
+        env = "BERTH_HEADER_READ_TIMEOUT",
+        default_value = "30s",
+        value_name = "DURATION"
+    )]
+    pub header_read_timeout: Span,
+    /// A connection with no request in flight is closed after this long
+    /// without traffic.
+    #[arg(
+        long,
+        env = "BERTH_IDLE_TIMEOUT",
+        default_value = "120s",
+        value_name = "DURATION"
+    )]
+    pub idle_timeout: Span,
+    /// A request whose body makes no progress, or whose client stops
+    /// reading the response, for this long is closed; progress is timed,
+    /// not the total.
+    #[arg(
+        long,
+        env = "BERTH_BODY_TIMEOUT",
+        default_value = "60s",
+        value_name = "DURATION"
+    )]
+    pub body_timeout: Span,
 }
 
 impl Default for Settings {
@@ -293,10 +340,16 @@ impl Settings {
             ("upload_purge_interval", self.upload_purge_interval),
             ("pull_stats_flush_interval", self.pull_stats_flush_interval),
             ("token_ttl", self.token_ttl),
+            ("header_read_timeout", self.header_read_timeout),
+            ("idle_timeout", self.idle_timeout),
+            ("body_timeout", self.body_timeout),
         ] {
             if span.is_zero() {
                 bail!("{key} must be greater than zero");
             }
+        }
+        if self.max_connections == 0 {
+            bail!("max_connections must be at least 1");
         }
         if self.pull_rate_limit > 0 && self.pull_rate_window.is_zero() {
             bail!("pull_rate_window must be greater than zero when pull_rate_limit is set");
@@ -328,6 +381,17 @@ impl Settings {
                 window: self.pull_rate_window.get(),
             }),
             cache_ttl: self.auth_cache_ttl.get(),
+        }
+    }
+
+    /// The listener's timeouts and connection caps.
+    pub fn connection_limits(&self) -> ConnectionLimits {
+        ConnectionLimits {
+            header_read_timeout: self.header_read_timeout.get(),
+            idle_timeout: self.idle_timeout.get(),
+            body_timeout: self.body_timeout.get(),
+            max_connections: self.max_connections,
+            max_connections_per_client: self.max_connections_per_client,
         }
     }
 

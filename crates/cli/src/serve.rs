@@ -205,6 +205,7 @@ pub async fn run(args: ServeArgs, matches: &ArgMatches) -> anyhow::Result<()> {
             chunk_min_length: cfg.chunk_min_length.0,
             external_url: cfg.external_url.as_ref().map(|u| u.0.clone()),
             trust_forwarded_for: cfg.trust_forwarded_for,
+            limits: cfg.connection_limits(),
         },
     });
     let served = berth_server::serve(listener, app, shutdown_signal(registry.clone())).await;

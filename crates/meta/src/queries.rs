@@ -107,6 +107,25 @@ impl Meta {
             .map(|s| s as u64))
     }
 
+    /// Names of the repositories `digest` is linked to, in name order,
+    /// at most `limit`.
+    pub async fn repositories_with_blob(&self, digest: &str, limit: i64) -> Result<Vec<String>> {
+        let rows = sqlx::query(
+            "SELECT r.name FROM repository_blobs rb
+             JOIN repositories r ON r.id = rb.repository_id
+             WHERE rb.digest = $1
+             ORDER BY r.name
+             LIMIT $2",
+        )
+        .bind(digest)
+        .bind(limit)
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter()
+            .map(|r| r.try_get::<String, _>(0).map_err(Into::into))
+            .collect()
+    }
+
     /// Size of `digest` if the registry stores it for any repository.
     pub async fn blob(&self, digest: &str) -> Result<Option<u64>> {
         let row = sqlx::query("SELECT size FROM blobs WHERE digest = $1")

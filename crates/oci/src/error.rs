@@ -40,6 +40,9 @@ pub enum ErrorCode {
     TooManyRequests,
     /// The requested range cannot be satisfied (reported with status 416).
     RangeInvalid,
+    /// The service is temporarily unavailable (the reference registry's
+    /// code for 503).
+    Unavailable,
     /// A server-side failure the client cannot fix (the code the reference
     /// registry uses for it).
     Unknown,
@@ -67,6 +70,7 @@ impl ErrorCode {
             // Not a spec code: 416 responses reuse BLOB_UPLOAD_INVALID's
             // neighbour semantics; clients only look at the status.
             ErrorCode::RangeInvalid => "BLOB_UPLOAD_INVALID",
+            ErrorCode::Unavailable => "UNAVAILABLE",
             ErrorCode::Unknown => "UNKNOWN",
         }
     }
@@ -90,6 +94,7 @@ impl ErrorCode {
             ErrorCode::Unsupported => 405,
             ErrorCode::TooManyRequests => 429,
             ErrorCode::RangeInvalid => 416,
+            ErrorCode::Unavailable => 503,
             ErrorCode::Unknown => 500,
         }
     }
@@ -115,6 +120,7 @@ impl ErrorCode {
             ErrorCode::Unsupported => "the operation is unsupported",
             ErrorCode::TooManyRequests => "too many requests",
             ErrorCode::RangeInvalid => "requested range not satisfiable",
+            ErrorCode::Unavailable => "service unavailable",
             ErrorCode::Unknown => "unknown error",
         }
     }

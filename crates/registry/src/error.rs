@@ -103,6 +103,16 @@ pub enum Error {
         /// Seconds until the window has room again (`Retry-After`).
         retry_after: u64,
     },
+    /// The server is too busy to check this now (503): password
+    /// verification is at capacity.
+    #[error(
+        "the server is busy verifying other logins: retry in {retry_after} seconds (credentials \
+         that were verified recently are not affected)"
+    )]
+    Busy {
+        /// Seconds to wait before retrying (`Retry-After`).
+        retry_after: u64,
+    },
     /// The storage device is full (507).
     #[error("the registry's storage is full")]
     StorageFull,
@@ -141,6 +151,7 @@ impl Error {
             Error::Unauthorized(_) => ErrorCode::Unauthorized,
             Error::Denied(_) => ErrorCode::Denied,
             Error::TooManyRequests { .. } => ErrorCode::TooManyRequests,
+            Error::Busy { .. } => ErrorCode::Unavailable,
             Error::StorageFull | Error::Internal(_) => ErrorCode::Unknown,
         }
     }

@@ -17,7 +17,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use axum::extract::ConnectInfo;
 use axum::http::{header, Extensions, HeaderMap, HeaderValue};
-use berth_registry::auth::{Credentials, Decision, Identity};
+use berth_registry::auth::{Access, Action, Credentials, Decision, Identity};
 use berth_registry::{Caller, Error};
 
 use crate::error::ApiError;
@@ -117,38 +117,80 @@ pub async fn identify(
     }
 }
 
-/// Turns a decision into the [`Caller`] for the services, or the refusal:
-/// 401 with a challenge for `scope` when logging in (or a token with that
-/// scope) would help, 403 when it would not.
+/// What a `/v2/` request asked for on one repository: the repository, the
+/// actions it needs and the scope a challenge asks for (the needed actions,
+/// or more, and a mount's source as well).
+pub struct Wanted<'a> {
+    /// The repository.
+    pub repository: &'a str,
+    /// The actions the request needs.
+    pub need: Access,
+    /// The challenge's `scope`: one or more scopes separated by spaces.
+    pub scope: String,
+}
+
+impl Wanted<'_> {
+    /// The action a refusal names: the strongest one needed.
+    fn verb(&self) -> &'static str {
+        if self.need.contains(Action::Delete) {
+            "delete"
+        } else if self.need.contains(Action::Push) {
+            "push"
+        } else {
+            "pull"
+        }
+    }
+}
+
+/// Turns a decision into the [`Caller`] for the services, or the refusal,
+/// which names the repository and the action:
+///
+/// - a registry token that does not grant the access: 401 with
+///   `error="insufficient_scope"` (anonymous tokens too), as the reference
+///   registry answers. The Docker daemon then stops at once ("denied: ...",
+///   "pull access denied for ...") instead of retrying for 50 seconds.
+/// - no credentials: 401 with a challenge for the scope;
+/// - an account (password or access token) that may not: 403.
+///
+/// Every refusal's message differs from its code's default text: the
+/// daemon's error decoder reduces an error that carries only the default
+/// text to a bare code, and retries bare codes.
 pub fn enforce(
     app: &App,
     headers: &HeaderMap,
     decision: Decision,
     identity: &Identity,
     ip: Option<IpAddr>,
-    scope: &str,
+    wanted: &Wanted<'_>,
 ) -> Result<Caller, ApiError> {
-    match decision {
-        Decision::Allow(access) => Ok(identity.caller(
-            ip,
-            !app.auth.enforced() || access.contains(berth_registry::auth::Action::Admin),
-        )),
-        Decision::Login => Err(challenge(
-            app,
-            headers,
-            Some(scope),
-            false,
-            "authentication required",
-        )),
-        Decision::Scope => Err(challenge(
-            app,
-            headers,
-            Some(scope),
-            true,
-            "the token does not grant this access; request one with the scope in the challenge",
-        )),
-        Decision::Deny => {
-            Err(Error::Denied("requested access to the resource is denied".into()).into())
+    let (verb, name) = (wanted.verb(), wanted.repository);
+    let message = match (decision, identity.name()) {
+        (Decision::Allow(access), _) => {
+            return Ok(identity.caller(
+                ip,
+                !app.auth.enforced() || access.contains(berth_registry::auth::Action::Admin),
+            ))
         }
+        (Decision::Login, _) | (_, None) => {
+            format!("authentication required to {verb} repository {name}: log in first")
+        }
+        (Decision::Scope, Some(_)) => format!(
+            "the registry token does not grant {verb} access to repository {name}; \
+             request one with the scope in the challenge"
+        ),
+        (Decision::Deny, Some(who)) => {
+            format!("{verb} access to repository {name} is denied to {who}")
+        }
+    };
+    let token = identity.grants.is_some();
+    match decision {
+        Decision::Deny if !token => Err(Error::Denied(message).into()),
+        _ => Err(challenge(
+            app,
+            headers,
+            Some(&wanted.scope),
+            token || decision == Decision::Scope,
+            &message,
+        )),
     }
 }

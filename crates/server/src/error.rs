@@ -47,7 +47,7 @@ impl IntoResponse for ApiError {
         let status =
             StatusCode::from_u16(self.error.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let code = self.error.code();
-        if status.is_server_error() {
+        if status.is_server_error() && !matches!(self.error, Error::Busy { .. }) {
             tracing::warn!(error = ?self.error, "request failed");
         } else {
             tracing::debug!(error = %self.error, code = code.as_str(), "request refused");
@@ -66,7 +66,7 @@ impl IntoResponse for ApiError {
             body,
         )
             .into_response();
-        if let Error::TooManyRequests { retry_after } = &self.error {
+        if let Error::TooManyRequests { retry_after } | Error::Busy { retry_after } = &self.error {
             resp.headers_mut().insert(
                 axum::http::header::RETRY_AFTER,
                 HeaderValue::from(*retry_after),

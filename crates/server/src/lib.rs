@@ -8,7 +8,6 @@
 //! responses go through [`error::ApiError`], which renders the spec's JSON
 //! body. This crate knows no SQL and no file paths.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::http::{HeaderValue, StatusCode};
@@ -21,6 +20,7 @@ use berth_registry::Registry;
 pub mod api;
 pub mod auth;
 pub mod error;
+pub mod listener;
 pub mod route;
 mod token;
 mod v2;
@@ -36,6 +36,8 @@ pub struct ServerSettings {
     /// Take the client address from the last `X-Forwarded-For` entry (set
     /// when a proxy the clients cannot bypass fronts the server).
     pub trust_forwarded_for: bool,
+    /// Timeouts and connection caps of the listener.
+    pub limits: listener::ConnectionLimits,
 }
 
 /// Shared state of all handlers.
@@ -82,20 +84,13 @@ async fn handle_not_found() -> Response {
 }
 
 /// Serves `app` on `listener` until `shutdown` resolves, then drains
-/// in-flight requests.
+/// in-flight requests; the listener's limits are `app.settings.limits`
+/// (see [`listener`]).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     app: Arc<App>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    use axum::serve::ListenerExt;
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    axum::serve(
-        listener,
-        router(app).into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
+    let limits = app.settings.limits.clone();
+    listener::serve(listener, router(app), limits, shutdown).await
 }

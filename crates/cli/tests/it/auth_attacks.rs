@@ -295,13 +295,14 @@ async fn another_users_namespace_and_odd_names() {
     let bob = f.user("bob").await;
     f.user("alice").await;
     // Asking /token for push on alice's namespace grants nothing, and the
-    // token cannot be used to push there.
+    // token cannot be used to push there (401 insufficient_scope, as the
+    // reference registry answers a token without the access).
     let t = f.token_for(&bob, &["repository:alice/app:pull,push"]).await;
     let jwt = t["token"].as_str().unwrap().to_owned();
     assert_eq!(crate::auth::claims(&jwt)["access"], serde_json::json!([]));
     assert_eq!(
         f.push(&Cred::Bearer(jwt), "alice/app", "v1", "b").await.0,
-        StatusCode::FORBIDDEN
+        StatusCode::UNAUTHORIZED
     );
     assert_eq!(
         f.push(&bob, "alice/app", "v1", "b").await.0,

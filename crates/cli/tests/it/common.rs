@@ -27,9 +27,13 @@ pub struct Berth {
 /// The password of `admin` on servers started by [`Berth::start_auth`].
 pub const ADMIN_PASSWORD: &str = "admin-password-for-tests";
 
-/// Path of the `berth` binary under test.
+/// Path of the `berth` binary under test: cargo's build, or
+/// `BERTH_TEST_BIN` (to measure a release build with the same tests).
 pub fn berth_bin() -> &'static str {
-    env!("CARGO_BIN_EXE_berth")
+    static BIN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| {
+        std::env::var("BERTH_TEST_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_berth").to_owned())
+    })
 }
 
 impl Berth {

@@ -1,5 +1,6 @@
-//! Interoperability with real clients: skopeo, oras (oras-py), podman and
-//! buildah talk to a real `berth serve` on a loopback port.
+//! Interoperability with real clients: skopeo, oras (oras-py), podman,
+//! buildah, the Docker daemon, containerd's `ctr` and Helm 4 talk to a real
+//! `berth serve` on a loopback port.
 //!
 //! Test images come from [`crate::layout`] (OCI layouts written by the
 //! tests), so nothing is pulled from the internet. The clients get a
@@ -7,7 +8,8 @@
 //! a temp dir, the vfs driver) through flags and environment variables;
 //! nothing under /etc is read or written on purpose.
 //!
-//! A missing client fails the test when `CI` is set and skips it, loudly,
+//! A missing docker, dockerd, ctr or Helm SDK always fails its test; another
+//! missing client fails the test when `CI` is set and skips it, loudly,
 //! otherwise (`scripts/install-test-deps.sh` installs all of them). Podman
 //! and buildah additionally skip, with the reason, when they are installed
 //! but cannot run in the sandbox at hand.
@@ -25,8 +27,13 @@ use crate::layout;
 
 mod auth;
 mod buildah;
+mod ctr;
+mod daemon;
+mod docker;
+mod helm;
 mod oras;
 mod podman;
+mod quickstart;
 mod skopeo;
 
 /// Upper bound for one client invocation.

@@ -32,6 +32,10 @@ pub enum Decision {
     Deny,
 }
 
+/// How many repositories holding a blob a mount without `from` considers
+/// as its source.
+pub const MOUNT_CANDIDATES: i64 = 100;
+
 /// A registry token issued by the token endpoint.
 #[derive(Debug, Clone)]
 pub struct Issued {
@@ -146,6 +150,28 @@ impl Authority {
         } else {
             Decision::Deny
         })
+    }
+
+    /// A repository holding blob `digest` that `identity` may pull from
+    /// (with its registry token's grants): the source of a mount without
+    /// `from`. Looks at the first [`MOUNT_CANDIDATES`] holders by name, so
+    /// that a base layer shared by thousands of repositories costs a
+    /// bounded amount of work; past them the client uploads the blob.
+    pub async fn readable_holder(
+        &self,
+        identity: &Identity,
+        digest: &str,
+    ) -> Result<Option<String>> {
+        for repository in self
+            .meta
+            .repositories_with_blob(digest, MOUNT_CANDIDATES)
+            .await?
+        {
+            if let Decision::Allow(_) = self.decide(identity, &repository, Access::PULL).await? {
+                return Ok(Some(repository));
+            }
+        }
+        Ok(None)
     }
 
     /// Issues a registry token for `identity` granting, per requested

@@ -1,11 +1,21 @@
 //! Checking credentials: passwords, access tokens and registry tokens.
 //!
 //! Logins (a password or an access token checked against the database)
-//! are recorded in the audit log: failures always, with the name tried and
-//! the client address; successes when the caller says it is a login (the
-//! token endpoint) or when a password was verified rather than found in
-//! the login cache. Failed attempts feed the throttles; a throttled
-//! attempt is refused before its credentials are looked at.
+//! are recorded in the audit log: failures (at most a few a minute, see
+//! `failures`), with the client address and the name tried (only if it is
+//! an account's: anything else may be a password typed into the user
+//! field, and is recorded as a keyed hash); successes when the caller says
+//! it is a login (the token endpoint) or when a password was verified
+//! rather than found in the login cache.
+//!
+//! Throttling (see `throttle`): a password attempt is reserved, when it
+//! starts, against its client address and against its (account, address)
+//! pair, then counted as a failure or cleared by a success. Credentials
+//! verified recently (the login cache) and valid access tokens are never
+//! throttled: a valid credential is not refused because others failed
+//! under the same name. Names that cannot log in with a password (robots,
+//! names no account can have) are not kept in the account table; failed
+//! tokens count against their address only.
 
 use std::net::IpAddr;
 use std::time::Instant;
@@ -13,13 +23,18 @@ use std::time::Instant;
 use berth_meta::accounts::{AccountKind, User};
 use berth_meta::audit::{action, Actor};
 use berth_meta::tokens::TokenKind;
+use hmac::Mac as _;
 use serde_json::json;
 use sha2::Digest as _;
 
+use super::argon::{self, Class};
+use super::burst::Seen;
 use super::cache::through;
+use super::failures::Verdict;
 use super::identity::{Credentials, Grants, Identity};
 use super::permission::{Access, Account, TokenLimits};
-use super::{argon2_slot, jwt, scope, secret, verify_in_slot, Authority};
+use super::throttle::{Outcome, Throttle};
+use super::{jwt, scope, secret, Authority};
 use crate::{Error, Result};
 
 const REFUSED: &str = "invalid username or password";
@@ -37,12 +52,55 @@ fn unauthorized(msg: &str) -> Error {
     Error::Unauthorized(msg.to_owned())
 }
 
+/// A password attempt reserved in the throttles; ends as a failure, a
+/// success or (dropped unfinished) abandoned.
+struct Attempt<'a> {
+    /// Throttle, key, and whether a success clears the key.
+    keys: Vec<(&'a Throttle, String, bool)>,
+    done: bool,
+}
+
+impl Attempt<'_> {
+    fn end(mut self, outcome: Outcome) {
+        self.finish(outcome);
+    }
+
+    fn finish(&mut self, outcome: Outcome) {
+        if self.done {
+            return;
+        }
+        self.done = true;
+        let now = Instant::now();
+        for (throttle, key, cleared_by_success) in &self.keys {
+            // A success clears the (account, address) pair, never the
+            // address: one good account must not reset an address's count.
+            let o = match outcome {
+                Outcome::Succeeded if !cleared_by_success => Outcome::Abandoned,
+                o => o,
+            };
+            throttle.end(key, o, now);
+        }
+    }
+}
+
+impl Drop for Attempt<'_> {
+    fn drop(&mut self) {
+        self.finish(Outcome::Abandoned);
+    }
+}
+
+/// Whether an account of this name could log in with a password (robots
+/// are `org+name`, which no user name can be).
+fn password_name(name: &str) -> bool {
+    super::validate_name(name).is_ok()
+}
+
 impl Authority {
     /// Who `credentials` prove the caller to be. `login` marks a login
     /// proper (the token endpoint), which is audited even when served from
     /// the login cache. Wrong credentials are `Unauthorized`; too many
-    /// recent failures `TooManyRequests`. In open mode everyone is
-    /// anonymous.
+    /// recent failures `TooManyRequests`; password verification at capacity
+    /// `Busy`. In open mode everyone is anonymous.
     pub async fn authenticate(
         &self,
         credentials: &Credentials,
@@ -80,70 +138,133 @@ impl Authority {
         Ok(user.filter(|u| u.disabled_at.is_none()))
     }
 
-    fn throttled(&self, ip: Option<IpAddr>, username: Option<&str>) -> Result<()> {
+    /// Reserves a password attempt on `username` from `ip`, or refuses it
+    /// with the wait.
+    fn begin_attempt(&self, username: &str, ip: Option<IpAddr>) -> Result<Attempt<'_>> {
         let now = Instant::now();
-        let mut wait = std::time::Duration::ZERO;
+        let mut wanted: Vec<(&Throttle, String, bool)> = Vec::with_capacity(2);
         if let Some(ip) = ip {
-            if let Err(w) = self.ip_throttle.check(&ip.to_string(), now) {
-                wait = wait.max(w);
-            }
+            wanted.push((&self.ip_throttle, ip.to_string(), false));
         }
-        if let Some(u) = username {
-            if let Err(w) = self.account_throttle.check(u, now) {
-                wait = wait.max(w);
+        if password_name(username) {
+            let key = match ip {
+                Some(ip) => format!("{username}\0{ip}"),
+                None => username.to_owned(),
+            };
+            wanted.push((&self.login_throttle, key, true));
+        }
+        let mut attempt = Attempt {
+            keys: Vec::with_capacity(wanted.len()),
+            done: false,
+        };
+        let mut wait = std::time::Duration::ZERO;
+        for (throttle, key, clear) in wanted {
+            match throttle.begin(&key, now) {
+                Ok(()) => attempt.keys.push((throttle, key, clear)),
+                Err(w) => wait = wait.max(w),
             }
         }
         if wait.is_zero() {
-            Ok(())
+            Ok(attempt)
         } else {
+            // Dropping `attempt` releases what it reserved.
             Err(Error::TooManyRequests {
                 retry_after: wait.as_secs_f64().ceil().max(1.0) as u64,
             })
         }
     }
 
+    /// The name to record for a refused login: the account's if there is
+    /// one of that name, else a keyed hash (the "name" may be a password
+    /// typed into the user field).
+    async fn recordable(&self, username: Option<&str>, known: Option<&str>) -> String {
+        if let Some(k) = known {
+            return k.to_owned();
+        }
+        let Some(u) = username else {
+            return "anonymous".to_owned();
+        };
+        if password_name(u) || (u.contains('+') && u.len() <= 2 * super::manage::MAX_NAME + 1) {
+            if let Ok(Some(user)) = self.account(u).await {
+                return user.name;
+            }
+        }
+        unknown_name(&self.key, u)
+    }
+
+    /// Counts nothing (the caller did); records the failure in the audit
+    /// log and the log unless failures arrive too fast, and returns the
+    /// 401 to answer.
     async fn failed(
         &self,
         ip: Option<IpAddr>,
         username: Option<&str>,
+        known: Option<&str>,
         method: &str,
         why: &str,
     ) -> Error {
-        let now = Instant::now();
-        if let Some(ip) = ip {
-            self.ip_throttle.fail(&ip.to_string(), now);
-        }
-        if let Some(u) = username {
-            self.account_throttle.fail(u, now);
-        }
-        let shown = recordable(username);
+        let suppressed = match self.failure_log.admit(Instant::now()) {
+            Verdict::Record { suppressed } => suppressed,
+            Verdict::Suppress { first } => {
+                if first {
+                    tracing::warn!(
+                        per_minute = super::failures::PER_MINUTE,
+                        "failed logins arrive faster than the audit log records them; the \
+                         rest of this minute's are counted, not recorded"
+                    );
+                }
+                return unauthorized(REFUSED);
+            }
+        };
+        let shown = self.recordable(username, known).await;
         let actor = Actor {
-            name: shown.to_owned(),
+            name: shown.clone(),
             ip: ip.map(|i| i.to_string()),
             at: berth_meta::now_ms(),
         };
-        let event = actor
-            .event(action::LOGIN_FAILED)
-            .detail(json!({"method": method, "reason": why}));
+        let mut detail = json!({"method": method, "reason": why});
+        if suppressed > 0 {
+            detail["suppressed"] = json!(suppressed);
+        }
+        let event = actor.event(action::LOGIN_FAILED).detail(detail);
         if let Err(e) = self.meta.record_event(event).await {
             tracing::warn!(error = %e, "recording a failed login failed");
         }
-        tracing::info!(user = shown, ip = ?ip, method, "login refused: {why}");
+        let ip_text = ip.map(|i| i.to_string());
+        tracing::info!(
+            user = %shown,
+            ip = ip_text.as_deref().unwrap_or("-"),
+            method,
+            suppressed,
+            "login refused: {why}"
+        );
         unauthorized(REFUSED)
     }
 
+    /// Records a successful login: the first of a burst by one client as
+    /// an event, the rest as a count on it (see `burst`).
     async fn succeeded(&self, name: &str, ip: Option<IpAddr>, detail: serde_json::Value) {
-        self.account_throttle.succeed(name);
         let actor = Actor {
             name: name.to_owned(),
             ip: ip.map(|i| i.to_string()),
             at: berth_meta::now_ms(),
         };
-        if let Err(e) = self
-            .meta
-            .record_event(actor.event(action::LOGIN).detail(detail))
-            .await
-        {
+        let key = format!(
+            "{name}|{}|{detail}",
+            actor.ip.as_deref().unwrap_or_default()
+        );
+        let recorded = match self.login_bursts.note(&key, Instant::now()) {
+            Seen::First => self
+                .meta
+                .record_event_id(actor.event(action::LOGIN).detail(detail))
+                .await
+                .map(|id| self.login_bursts.recorded(&key, id)),
+            Seen::Repeat { event_id, repeats } => {
+                self.meta.count_repeats(event_id, repeats, actor.at).await
+            }
+            Seen::Pending => Ok(()),
+        };
+        if let Err(e) = recorded {
             tracing::warn!(error = %e, "recording a login failed");
         }
     }
@@ -180,39 +301,52 @@ impl Authority {
         ip: Option<IpAddr>,
         login: bool,
     ) -> Result<Identity> {
-        self.throttled(ip, Some(username))?;
         let mut h = sha2::Sha256::new();
         h.update(username.as_bytes());
         h.update([0]);
         h.update(password.as_bytes());
         let key: [u8; 32] = h.finalize().into();
         let epoch = self.meta.accounts_epoch();
+        // Verified recently: no argon2, no throttle (a cache hit needs the
+        // right password).
         if let Some(id) = self.cached_login(&key, epoch, ip, login).await? {
             return Ok(id);
         }
-        // Concurrent logins with the same credentials (a CI fleet
-        // starting) wait for one slot, and all but the first find the
-        // verified login in the cache.
-        let _slot = argon2_slot().await?;
-        if let Some(id) = self.cached_login(&key, epoch, ip, login).await? {
-            return Ok(id);
-        }
-        let user = self.account(username).await?;
+        let attempt = self.begin_attempt(username, ip)?;
+        let user = if password_name(username) {
+            self.account(username).await?
+        } else {
+            None
+        };
         let stored = user
             .as_ref()
             .filter(|u| u.kind == AccountKind::User)
             .and_then(|u| u.password_hash.clone());
+        let class = if stored.is_some() {
+            Class::Known
+        } else {
+            Class::Unknown
+        };
+        let pass = self.gate.enter(class).await?;
+        // Concurrent logins with the same credentials (a CI fleet
+        // starting) wait for a slot, and all but the first find the
+        // verified login in the cache.
+        if let Some(id) = self.cached_login(&key, epoch, ip, login).await? {
+            return Ok(id);
+        }
         let ok = match stored {
-            Some(hash) => verify_in_slot(password.to_owned(), hash).await?,
+            Some(hash) => argon::verify(&pass, password.to_owned(), hash).await?,
             None => {
                 // Same cost as a wrong password: no oracle for user names.
-                let decoy = self.decoy_hash().await?;
-                verify_in_slot(password.to_owned(), decoy).await?;
+                let decoy = self.decoy_hash(&pass).await?;
+                argon::verify(&pass, password.to_owned(), decoy).await?;
                 false
             }
         };
+        drop(pass);
         match user {
             Some(user) if ok => {
+                attempt.end(Outcome::Succeeded);
                 self.cache.logins.put(key, user.name.clone(), epoch);
                 self.succeeded(&user.name, ip, json!({"method": "password"}))
                     .await;
@@ -221,15 +355,36 @@ impl Authority {
                     ..Identity::default()
                 })
             }
-            _ => Err(self
-                .failed(
-                    ip,
-                    Some(username),
-                    "password",
-                    "wrong user name or password",
-                )
-                .await),
+            user => {
+                attempt.end(Outcome::Failed);
+                let known = user.as_ref().map(|u| u.name.as_str());
+                Err(self
+                    .failed(
+                        ip,
+                        Some(username),
+                        known,
+                        "password",
+                        "wrong user name or password",
+                    )
+                    .await)
+            }
         }
+    }
+
+    /// A failed token login: counted against the address only (a token
+    /// login names no account worth throttling: guessing a token is
+    /// hopeless, and the owner's other credentials must keep working).
+    async fn token_failed(
+        &self,
+        ip: Option<IpAddr>,
+        username: Option<&str>,
+        owner: Option<&str>,
+        why: &str,
+    ) -> Error {
+        if let Some(ip) = ip {
+            self.ip_throttle.fail(&ip.to_string(), Instant::now());
+        }
+        self.failed(ip, username, owner, "token", why).await
     }
 
     async fn token_login(
@@ -239,9 +394,10 @@ impl Authority {
         ip: Option<IpAddr>,
         login: bool,
     ) -> Result<Identity> {
-        self.throttled(ip, username)?;
         let Some((_, id, secret_part)) = secret::parse(token) else {
-            return Err(self.failed(ip, username, "token", "malformed token").await);
+            return Err(self
+                .token_failed(ip, username, None, "malformed token")
+                .await);
         };
         let record = through(
             &self.meta,
@@ -252,7 +408,7 @@ impl Authority {
         .await?;
         let Some(record) = record.filter(|r| secret::verify_secret(secret_part, &r.secret_hash))
         else {
-            return Err(self.failed(ip, username, "token", "unknown token").await);
+            return Err(self.token_failed(ip, username, None, "unknown token").await);
         };
         if !record.usable(berth_meta::now_ms()) {
             let why = if record.revoked_at.is_some() {
@@ -260,10 +416,14 @@ impl Authority {
             } else {
                 "expired token"
             };
-            return Err(self.failed(ip, username, "token", why).await);
+            return Err(self
+                .token_failed(ip, username, Some(&record.owner), why)
+                .await);
         }
         let Some(owner) = self.account(&record.owner).await? else {
-            return Err(self.failed(ip, username, "token", "disabled account").await);
+            return Err(self
+                .token_failed(ip, username, Some(&record.owner), "disabled account")
+                .await);
         };
         self.record_token_use(&record.id);
         if login {
@@ -350,31 +510,37 @@ impl Authority {
     }
 }
 
-/// A refused user name as it may be written to the audit log and the log:
-/// something that looks like a secret (a token pasted into the user field,
-/// or longer than any account name) is never recorded.
-fn recordable(username: Option<&str>) -> &str {
-    match username {
-        None => "anonymous",
-        Some(u)
-            if super::secret::looks_like_token(u) || u.len() > 2 * super::manage::MAX_NAME + 1 =>
-        {
-            "(redacted)"
-        }
-        Some(u) => u,
-    }
+/// How a name that is no account's is recorded: `unknown-` and the first
+/// 12 hex digits of its HMAC-SHA256 under the server's key. Repeated tries
+/// of one name can be told apart from others; the name itself (possibly a
+/// password) cannot be recovered, not even by guessing, without the key.
+fn unknown_name(key: &jwt::Key, name: &str) -> String {
+    // HMAC pads a short key with zeros to the block size: the same MAC as
+    // keying with `key` itself, without a fallible constructor.
+    let mut block = [0u8; 64];
+    block[..key.len()].copy_from_slice(key);
+    let mut mac = <hmac::Hmac<sha2::Sha256> as hmac::digest::KeyInit>::new(&block.into());
+    mac.update(b"berth-unknown-login-name\0");
+    mac.update(name.as_bytes());
+    let digest = mac.finalize().into_bytes();
+    format!("unknown-{}", &hex::encode(digest)[..12])
 }
 
 #[cfg(test)]
 mod recordable_tests {
-    use super::recordable;
+    use super::unknown_name;
 
     #[test]
-    fn secrets_in_the_user_field_are_not_recorded() {
-        assert_eq!(recordable(None), "anonymous");
-        assert_eq!(recordable(Some("alice")), "alice");
-        assert_eq!(recordable(Some("acme+ci")), "acme+ci");
-        assert_eq!(recordable(Some("berth_pat_abc_def")), "(redacted)");
-        assert_eq!(recordable(Some(&"x".repeat(200))), "(redacted)");
+    fn names_that_are_no_accounts_are_recorded_as_keyed_hashes() {
+        let key = [7u8; 32];
+        let a = unknown_name(&key, "hunter2-typed-in-the-user-field");
+        assert!(a.starts_with("unknown-") && a.len() == 20, "{a}");
+        assert!(!a.contains("hunter2"));
+        assert_eq!(a, unknown_name(&key, "hunter2-typed-in-the-user-field"));
+        assert_ne!(a, unknown_name(&key, "another"));
+        assert_ne!(
+            a,
+            unknown_name(&[8u8; 32], "hunter2-typed-in-the-user-field")
+        );
     }
 }

@@ -11,7 +11,7 @@ use berth_meta::tokens::{NewToken, TokenKind, TokenRecord};
 use berth_oci::validate_repository;
 
 use super::permission::Action;
-use super::{hash_blocking, password, secret, Authority};
+use super::{password, secret, Authority};
 use crate::{Caller, Error, Result};
 
 /// Longest account or organisation name.
@@ -75,7 +75,7 @@ impl Authority {
         let password_hash = match password {
             Some(p) => {
                 password::check_policy(p)?;
-                Some(hash_blocking(p.to_owned()).await?)
+                Some(self.hash_password(p.to_owned()).await?)
             }
             None => None,
         };
@@ -91,7 +91,7 @@ impl Authority {
     /// Sets a user's password. `Ok(false)` if there is no such user.
     pub async fn set_password(&self, name: &str, password: &str, caller: &Caller) -> Result<bool> {
         password::check_policy(password)?;
-        let hash = hash_blocking(password.to_owned()).await?;
+        let hash = self.hash_password(password.to_owned()).await?;
         Ok(self.meta.set_password(name, &hash, &caller.actor()).await?)
     }
 

@@ -7,7 +7,8 @@
 //!   and hashing.
 //! - [`jwt`] and [`scope`]: the registry tokens of the Docker token flow.
 //! - [`throttle`] and [`ratelimit`]: failed-login slow-down and pull rate
-//!   limits.
+//!   limits; `failures`: how many failed logins reach the audit log.
+//! - [`argon`]: the bounded queue and the reused memory argon2 runs in.
 //! - [`Authority`]: the service tying them to the database, with caches so
 //!   that the `/v2/` hot path costs microseconds (see `cache`).
 //!
@@ -25,8 +26,11 @@ use berth_meta::Meta;
 
 use crate::{Error, Result};
 
+pub mod argon;
+mod burst;
 mod cache;
 mod decide;
+mod failures;
 mod identity;
 pub mod jwt;
 mod login;
@@ -123,9 +127,17 @@ pub struct Authority {
     key: jwt::Key,
     cache: cache::Caches,
     ip_throttle: throttle::Throttle,
-    account_throttle: throttle::Throttle,
+    /// Keyed by `account NUL address`: failures of one account from one
+    /// address (names that cannot log in with a password are not kept).
+    login_throttle: throttle::Throttle,
+    /// The argon2 queue (shared by the process).
+    gate: std::sync::Arc<argon::Gate>,
+    /// How many failed logins reach the audit log.
+    failure_log: failures::FailureLog,
     pulls: Option<ratelimit::RateLimiter>,
     token_uses: Mutex<HashMap<String, i64>>,
+    /// Logins in progress per client, so a burst is one audit event.
+    login_bursts: burst::Bursts,
     /// A hash verified against unknown user names, so that they take as
     /// long to refuse as wrong passwords (made on first need: hashing costs
     /// memory a registry that never sees a bad login should not hold).
@@ -148,8 +160,11 @@ impl Authority {
             meta,
             key,
             ip_throttle: throttle::Throttle::new(throttle::Policy::PER_IP),
-            account_throttle: throttle::Throttle::new(throttle::Policy::PER_ACCOUNT),
+            login_throttle: throttle::Throttle::new(throttle::Policy::PER_ACCOUNT_IP),
+            gate: argon::Gate::shared(),
+            failure_log: failures::FailureLog::new(failures::PER_MINUTE),
             token_uses: Mutex::new(HashMap::new()),
+            login_bursts: burst::Bursts::default(),
             decoy_hash: tokio::sync::OnceCell::new(),
             settings,
         })
@@ -185,7 +200,7 @@ impl Authority {
             }
             None => (secret::random_string(24)?, true),
         };
-        let hash = hash_blocking(password.clone()).await?;
+        let hash = self.hash_password(password.clone()).await?;
         let actor = Actor {
             name: "berth".into(),
             ip: None,
@@ -225,56 +240,23 @@ impl Authority {
         Ok(uses.len())
     }
 
-    /// The decoy hash (see the field).
-    pub(crate) async fn decoy_hash(&self) -> Result<String> {
+    /// The decoy hash (see the field), made within `pass`.
+    pub(crate) async fn decoy_hash(&self, pass: &argon::Pass) -> Result<String> {
         self.decoy_hash
-            .get_or_try_init(|| async {
-                tokio::task::spawn_blocking(|| password::hash("berth-decoy-password-never-matches"))
-                    .await
-                    .map_err(|e| Error::Internal(format!("hashing task: {e}")))?
-            })
+            .get_or_try_init(|| argon::hash(pass, "berth-decoy-password-never-matches".into()))
             .await
             .cloned()
+    }
+
+    /// Hashes a new password (an administrator's or a user's own change)
+    /// in an argon2 slot.
+    pub(crate) async fn hash_password(&self, password: String) -> Result<String> {
+        let pass = self.gate.enter(argon::Class::Known).await?;
+        argon::hash(&pass, password).await
     }
 
     fn record_token_use(&self, id: &str) {
         let mut map = self.token_uses.lock().unwrap_or_else(|p| p.into_inner());
         map.insert(id.to_owned(), berth_meta::now_ms());
     }
-}
-
-/// Concurrent argon2 computations allowed. Each one holds its memory cost
-/// (19 MiB) for ~25 ms: unbounded, a burst of logins (a CI fleet starting,
-/// or an attacker trying passwords in parallel) would cost memory in
-/// proportion. Bounded by the cores, the extra logins wait their turn.
-fn argon2_slots() -> &'static tokio::sync::Semaphore {
-    static SLOTS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
-    SLOTS.get_or_init(|| {
-        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-        tokio::sync::Semaphore::new(cores.clamp(1, 8))
-    })
-}
-
-/// Waits for an argon2 slot; hold it while hashing or verifying.
-pub(crate) async fn argon2_slot() -> Result<tokio::sync::SemaphorePermit<'static>> {
-    argon2_slots()
-        .acquire()
-        .await
-        .map_err(|_| Error::Internal("password hashing is shut down".into()))
-}
-
-/// Hashes a password on a blocking thread, within an argon2 slot.
-pub(crate) async fn hash_blocking(password: String) -> Result<String> {
-    let _slot = argon2_slot().await?;
-    tokio::task::spawn_blocking(move || password::hash(&password))
-        .await
-        .map_err(|e| Error::Internal(format!("hashing task: {e}")))?
-}
-
-/// Verifies a password on a blocking thread. The caller holds an argon2
-/// slot ([`argon2_slot`]).
-pub(crate) async fn verify_in_slot(password: String, stored: String) -> Result<bool> {
-    tokio::task::spawn_blocking(move || password::verify(&password, &stored))
-        .await
-        .map_err(|e| Error::Internal(format!("hashing task: {e}")))
 }

@@ -5,14 +5,17 @@
 //! within it at most `limit` requests pass. The answer carries what the
 //! `RateLimit-Limit` / `RateLimit-Remaining` headers (`100;w=21600`, as
 //! Docker Hub sends them) and `Retry-After` need. State is in memory, per
-//! process; clocks are passed in.
+//! process; clocks are passed in. At most [`MAX_KEYS`] keys are kept; a new
+//! key evicts the least recently used one (never the whole table, which
+//! would hand every limited client a fresh window).
 
-use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// Most keys remembered; past that, expired windows are purged first.
-const MAX_KEYS: usize = 200_000;
+use hashlink::LruCache;
+
+/// Most keys remembered; past that, the least recently used is forgotten.
+pub const MAX_KEYS: usize = 200_000;
 
 /// A limit: `limit` requests per `window`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,15 +50,20 @@ struct Window {
 /// Counts per key under one [`RateLimit`].
 pub struct RateLimiter {
     limit: RateLimit,
-    keys: Mutex<HashMap<String, Window>>,
+    keys: Mutex<LruCache<String, Window>>,
 }
 
 impl RateLimiter {
     /// An empty limiter.
     pub fn new(limit: RateLimit) -> RateLimiter {
+        RateLimiter::with_capacity(limit, MAX_KEYS)
+    }
+
+    /// An empty limiter remembering at most `capacity` keys.
+    pub fn with_capacity(limit: RateLimit, capacity: usize) -> RateLimiter {
         RateLimiter {
             limit,
-            keys: Mutex::new(HashMap::new()),
+            keys: Mutex::new(LruCache::new(capacity.max(1))),
         }
     }
 
@@ -64,16 +72,24 @@ impl RateLimiter {
     pub fn hit(&self, key: &str, now: Instant, consume: bool) -> RateState {
         let RateLimit { limit, window } = self.limit;
         let mut keys = self.keys.lock().unwrap_or_else(|p| p.into_inner());
-        if keys.len() >= MAX_KEYS && !keys.contains_key(key) {
-            keys.retain(|_, w| now.saturating_duration_since(w.start) < window);
-            if keys.len() >= MAX_KEYS {
-                keys.clear();
-            }
+        if !keys.contains_key(key) {
+            keys.insert(
+                key.to_owned(),
+                Window {
+                    start: now,
+                    count: 0,
+                },
+            );
         }
-        let w = keys.entry(key.to_owned()).or_insert(Window {
-            start: now,
-            count: 0,
-        });
+        let Some(w) = keys.get_mut(key) else {
+            return RateState {
+                allowed: true,
+                limit,
+                remaining: limit,
+                window_secs: window.as_secs(),
+                reset_secs: window.as_secs().max(1),
+            };
+        };
         if now.saturating_duration_since(w.start) >= window {
             *w = Window {
                 start: now,
@@ -121,5 +137,25 @@ mod tests {
         let s = r.hit("alice", t0 + Duration::from_secs(60), true);
         assert!(s.allowed);
         assert_eq!(s.remaining, 2);
+    }
+
+    #[test]
+    fn a_flood_of_new_keys_does_not_reset_a_limited_one() {
+        let r = RateLimiter::with_capacity(
+            RateLimit {
+                limit: 1,
+                window: Duration::from_secs(60),
+            },
+            10,
+        );
+        let t0 = Instant::now();
+        assert!(r.hit("busy", t0, true).allowed);
+        for i in 0..100 {
+            r.hit(&format!("10.0.0.{i}"), t0, true);
+            if i % 5 == 0 {
+                assert!(!r.hit("busy", t0, true).allowed, "still limited");
+            }
+        }
+        assert!(!r.hit("busy", t0, true).allowed);
     }
 }

@@ -100,7 +100,9 @@ async fn logins_tokens_and_decisions() {
         .unwrap();
     assert_eq!(failed.len(), 2);
     assert_eq!(failed[0].event.client_ip.as_deref(), Some("192.0.2.7"));
-    assert_eq!(failed[1].event.actor, "nobody");
+    assert_eq!(failed[0].event.actor, "alice");
+    // Not an account's name (it may be a password): a keyed hash.
+    assert!(failed[1].event.actor.starts_with("unknown-"), "{failed:?}");
     assert!(!failed[0]
         .event
         .detail
@@ -447,4 +449,72 @@ async fn catalog_lists_what_the_caller_may_pull() {
     assert_eq!(page.items(), ["pub/one", "pub/two"]);
     assert!(!page.more);
     meta.close().await;
+}
+
+#[tokio::test]
+async fn a_mount_without_from_finds_a_holder_the_caller_may_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let (meta, auth) = setup(dir.path(), AuthSettings::default()).await;
+    let root = Caller::system("root");
+    for user in ["alice", "bob"] {
+        let password = format!("{user}-password");
+        assert!(auth
+            .create_user(user, Some(&password), false, None, &root)
+            .await
+            .unwrap());
+    }
+    assert!(auth
+        .create_org("pub", Some(Visibility::Public), &root)
+        .await
+        .unwrap());
+    let (private, public) = (
+        format!("sha256:{}", "a".repeat(64)),
+        format!("sha256:{}", "b".repeat(64)),
+    );
+    meta.link_blob("alice/base", &private, 10, 1).await.unwrap();
+    meta.link_blob("pub/base", &public, 10, 1).await.unwrap();
+    meta.link_blob("alice/base", &public, 10, 1).await.unwrap();
+    let alice = auth
+        .authenticate(&basic("alice", "alice-password"), ip(), false)
+        .await
+        .unwrap();
+    let bob = auth
+        .authenticate(&basic("bob", "bob-password"), ip(), false)
+        .await
+        .unwrap();
+    assert_eq!(
+        auth.readable_holder(&alice, &private)
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("alice/base")
+    );
+    assert_eq!(auth.readable_holder(&bob, &private).await.unwrap(), None);
+    // The first holder by name that bob may read: not alice's.
+    assert_eq!(
+        auth.readable_holder(&bob, &public)
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("pub/base")
+    );
+    // A registry token is held to its grants.
+    let issued = auth
+        .issue(
+            &alice,
+            &scope::parse_all(["repository:alice/app:pull,push"]),
+        )
+        .await
+        .unwrap();
+    let token = auth
+        .authenticate(&Credentials::Bearer(issued.token), ip(), false)
+        .await
+        .unwrap();
+    assert_eq!(auth.readable_holder(&token, &private).await.unwrap(), None);
+    assert_eq!(
+        auth.readable_holder(&alice, &format!("sha256:{}", "c".repeat(64)))
+            .await
+            .unwrap(),
+        None
+    );
 }

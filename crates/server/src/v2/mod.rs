@@ -105,8 +105,18 @@ async fn dispatch(app: &App, endpoint: Endpoint, req: Request) -> Result<Respons
             } else {
                 need
             };
-            let scope = scope::repository_scope(name, ask);
-            auth::enforce(app, req.headers(), decision, &identity, ip, &scope)?
+            let mut scope = scope::repository_scope(name, ask);
+            // A mount asks for its source too, as the reference registry
+            // does, so that one token request gets everything it needs.
+            if let Some(from) = mount_from(&endpoint, &req) {
+                scope = format!("{scope} {}", scope::repository_scope(&from, Access::PULL));
+            }
+            let wanted = auth::Wanted {
+                repository: name,
+                need,
+                scope,
+            };
+            auth::enforce(app, req.headers(), decision, &identity, ip, &wanted)?
         }
     };
     let is_manifest_read =
@@ -173,7 +183,8 @@ async fn route(
             blobs::handle_delete(app, &name, &d, caller).await
         }
         (Endpoint::UploadStart(name), Method::POST) => {
-            let mount = mount_source(app, query(&req), identity).await?;
+            let q = query(&req);
+            let mount = mount_source(app, &name, &q, req.headers(), identity).await?;
             uploads::handle_start(app, &name, req, mount).await
         }
         (Endpoint::Upload(name, id), Method::GET) => uploads::handle_status(app, &name, &id).await,
@@ -193,15 +204,37 @@ async fn route(
     }
 }
 
-/// Whether a cross-repository mount may be attempted: from the `from`
-/// repository if the caller may pull from it. With auth on, a mount
-/// without `from` is not attempted (it could link any blob of the
-/// registry); the client then uploads normally (202), and learns nothing.
-async fn mount_source(app: &App, q: Vec<(String, String)>, identity: &Identity) -> Result<Mount> {
-    if query_value(&q, "mount").is_none() {
-        return Ok(Mount::Refused);
+/// The `from` of a mount request (`POST .../blobs/uploads/?mount=D&from=R`)
+/// when it is a valid repository name.
+fn mount_from(endpoint: &Endpoint, req: &Request) -> Option<String> {
+    if !matches!(endpoint, Endpoint::UploadStart(_)) {
+        return None;
     }
-    let from = query_value(&q, "from");
+    let q = query(req);
+    query_value(&q, "mount")?;
+    query_value(&q, "from")
+        .filter(|f| validate_repository(f).is_ok())
+        .map(str::to_owned)
+}
+
+/// Whether and from where a cross-repository mount into `target` may be
+/// attempted: from `from` if the caller may pull from it; without `from`,
+/// from a repository holding the blob that the caller may pull from (with
+/// auth off: wherever the blob is stored). A registry token that lacks
+/// only the source's pull scope gets a 401 challenge for the target's and
+/// the source's scopes; any other refusal falls back to a plain upload
+/// (202), which tells the caller nothing about the source.
+async fn mount_source(
+    app: &App,
+    target: &str,
+    q: &[(String, String)],
+    headers: &HeaderMap,
+    identity: &Identity,
+) -> Result<Mount> {
+    let Some(digest) = query_value(q, "mount") else {
+        return Ok(Mount::Refused);
+    };
+    let from = query_value(q, "from");
     if from.is_some_and(|f| validate_repository(f).is_err()) {
         // An invalid name cannot be a readable source.
         return Ok(Mount::Refused);
@@ -210,14 +243,33 @@ async fn mount_source(app: &App, q: Vec<(String, String)>, identity: &Identity) 
         return Ok(Mount::From(from.map(str::to_owned)));
     }
     let Some(from) = from else {
-        return Ok(Mount::Refused);
+        // An invalid digest is refused by the upload handler.
+        return Ok(match berth_oci::Digest::parse(digest) {
+            Ok(d) => match app.auth.readable_holder(identity, d.as_str()).await? {
+                Some(repo) => Mount::From(Some(repo)),
+                None => Mount::Refused,
+            },
+            Err(_) => Mount::Refused,
+        });
     };
-    let decision = app.auth.decide(identity, from, Access::PULL).await?;
-    Ok(if matches!(decision, Decision::Allow(_)) {
-        Mount::From(Some(from.to_owned()))
-    } else {
-        Mount::Refused
-    })
+    match app.auth.decide(identity, from, Access::PULL).await? {
+        Decision::Allow(_) => Ok(Mount::From(Some(from.to_owned()))),
+        Decision::Scope => Err(auth::challenge(
+            app,
+            headers,
+            Some(&format!(
+                "{} {}",
+                scope::repository_scope(target, Access::of(&[Action::Pull, Action::Push])),
+                scope::repository_scope(from, Access::PULL)
+            )),
+            true,
+            &format!(
+                "the registry token does not grant pull access to repository {from}, \
+                 the mount's source; request one with the scope in the challenge"
+            ),
+        )),
+        Decision::Login | Decision::Deny => Ok(Mount::Refused),
+    }
 }
 
 /// The query string's pairs, percent-decoded.
