@@ -5,7 +5,7 @@
 
 use std::process::ExitCode;
 
-use clap::{CommandFactory as _, Parser, Subcommand};
+use clap::{CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
 
 mod config;
 mod manage;
@@ -55,7 +55,10 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // The matches say which settings were given (flag or environment) and
+    // which are defaults, for `berth serve`'s configuration file.
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     let generated = match &cli.command {
         Command::Completions(args) => Some(shell::completions(args, Cli::command())),
         Command::Man(args) => Some(shell::man(args, Cli::command())),
@@ -82,7 +85,11 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async move {
         match cli.command {
-            Command::Serve(args) => serve::run(args).await.map(|()| ExitCode::SUCCESS),
+            Command::Serve(args) => {
+                let empty = clap::ArgMatches::default();
+                let serve = matches.subcommand_matches("serve").unwrap_or(&empty);
+                serve::run(args, serve).await.map(|()| ExitCode::SUCCESS)
+            }
             Command::Bench(args) => berth_bench::run(args).await.map(|()| ExitCode::SUCCESS),
             Command::User(args) => manage::accounts::run_user(&args)
                 .await

@@ -1,21 +1,37 @@
-//! `berth serve`: wires storage, metadata, services and HTTP together.
+//! `berth serve`: wires storage, metadata, services, background workers
+//! and HTTP together.
+//!
+//! Start-up order: settings, logging, the listening socket (so a taken
+//! port fails before anything is created), storage and metadata, the
+//! administrator account, then requests and workers. Shutdown (SIGINT or
+//! SIGTERM): long jobs are told to stop after their current step, the
+//! server drains its requests, and the workers end with their last flush.
 
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use berth_meta::Meta;
-use berth_registry::auth::{Authority, ADMIN};
-use berth_registry::{Registry, Settings};
+use berth_registry::auth::{Authority, Bootstrap, ADMIN};
+use berth_registry::worker::{self, Runner};
+use berth_registry::Registry;
 use berth_server::{App, ServerSettings};
 use berth_store::FsStore;
+use clap::ArgMatches;
 use tracing_subscriber::EnvFilter;
 
-use crate::config::{LogFormat, ServeArgs, ServeConfig};
+use crate::config::{LogFormat, ServeArgs, Settings};
 
 /// How often the last-use times of access tokens are written.
-const TOKEN_USE_FLUSH: std::time::Duration = std::time::Duration::from_secs(30);
+const TOKEN_USE_FLUSH: Duration = Duration::from_secs(30);
 
-fn init_logging(cfg: &ServeConfig) -> anyhow::Result<()> {
+/// The file in the data directory that receives a generated administrator
+/// password (readable by its owner only).
+pub const ADMIN_PASSWORD_FILE: &str = "admin-password";
+
+fn init_logging(cfg: &Settings) -> anyhow::Result<()> {
     let filter = EnvFilter::try_new(&cfg.log_level)
         .with_context(|| format!("invalid log level {:?}", cfg.log_level))?;
     let builder = tracing_subscriber::fmt()
@@ -29,7 +45,7 @@ fn init_logging(cfg: &ServeConfig) -> anyhow::Result<()> {
     result.map_err(|e| anyhow::anyhow!("cannot initialise logging: {e}"))
 }
 
-async fn shutdown_signal() {
+async fn shutdown_signal(registry: Arc<Registry>) {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };
@@ -49,39 +65,72 @@ async fn shutdown_signal() {
         _ = term => {},
     }
     tracing::info!("shutting down");
+    // Jobs in progress (a GC run started by a request included) end after
+    // their current step, so that the requests running them can finish.
+    registry.stop();
 }
 
-/// How often the scheduler looks for due jobs (GC, retention policies).
-const JOB_TICK: std::time::Duration = std::time::Duration::from_secs(60);
+/// Writes `password` to `path`, readable and writable by its owner only.
+fn write_secret(path: &Path, password: &str) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut f = options.open(path)?;
+    #[cfg(unix)]
+    std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+    f.write_all(password.as_bytes())?;
+    f.write_all(b"\n")?;
+    f.sync_all()
+}
 
-/// The scheduler: every minute, runs whatever is due (each job takes its
-/// lease, so with several replicas one of them runs it).
-async fn run_jobs(registry: Arc<Registry>) {
-    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + JOB_TICK, JOB_TICK);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
-        match registry.run_due_jobs(berth_meta::now_ms()).await {
-            Ok(ran) => {
-                for j in ran {
-                    match j.outcome {
-                        Ok(summary) => tracing::info!(job = %j.job, %summary, "scheduled job done"),
-                        Err(berth_registry::Error::Conflict(why)) => {
-                            tracing::debug!(job = %j.job, %why, "scheduled job skipped")
-                        }
-                        Err(e) => tracing::warn!(job = %j.job, error = %e, "scheduled job failed"),
-                    }
-                }
-            }
-            Err(e) => tracing::warn!(error = %e, "looking for due jobs failed"),
+/// Creates `admin` on first start and says where its password is.
+async fn bootstrap_admin(auth: &Authority, cfg: &Settings) -> anyhow::Result<()> {
+    let given = cfg.admin_password.as_ref().map(|s| s.expose());
+    let file: PathBuf = cfg.data_dir.join(ADMIN_PASSWORD_FILE);
+    match auth
+        .bootstrap_admin(given)
+        .await
+        .context("creating the administrator account")?
+    {
+        Bootstrap::Generated(password) => {
+            write_secret(&file, &password)
+                .with_context(|| format!("writing the admin password to {}", file.display()))?;
+            tracing::warn!(
+                user = ADMIN,
+                password_file = %file.display(),
+                "created the site administrator with a generated password, written to \
+                 password_file (readable by its owner only): log in with it, change it, \
+                 then delete the file"
+            );
         }
+        Bootstrap::Created => tracing::info!(
+            user = ADMIN,
+            "created the site administrator with the password of BERTH_ADMIN_PASSWORD"
+        ),
+        Bootstrap::Existed if given.is_some() => tracing::warn!(
+            user = ADMIN,
+            "BERTH_ADMIN_PASSWORD (admin_password) is set but the site administrator already \
+             exists: its password was NOT changed (it applies only when the account is created \
+             on first start); log in with the current password (a generated one is in \
+             DATA_DIR/admin-password) and change it with `berth user passwd`, or start on an \
+             empty data directory"
+        ),
+        Bootstrap::Existed => tracing::debug!("site administrator present"),
     }
+    Ok(())
 }
 
 /// Runs the registry until SIGINT/SIGTERM.
-pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
-    let cfg = ServeConfig::resolve(args)?;
+pub async fn run(args: ServeArgs, matches: &ArgMatches) -> anyhow::Result<()> {
+    let cfg = Settings::resolve(args, matches)?;
     init_logging(&cfg)?;
+    // Listen first: a taken port must fail before anything is created.
+    let listener = tokio::net::TcpListener::bind(cfg.listen.as_str())
+        .await
+        .with_context(|| format!("cannot listen on {}", cfg.listen))?;
+    let addr = listener.local_addr()?;
+
     std::fs::create_dir_all(&cfg.data_dir)
         .with_context(|| format!("creating data directory {}", cfg.data_dir.display()))?;
     let store = FsStore::open(&cfg.data_dir)
@@ -93,124 +142,77 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let registry = Arc::new(Registry::new(
         Arc::new(store),
         meta.clone(),
-        Settings {
-            max_manifest_bytes: cfg.max_manifest_bytes,
-            upload_ttl: cfg.upload_ttl,
+        berth_registry::Settings {
+            max_manifest_bytes: usize::try_from(cfg.max_manifest_size.0).unwrap_or(usize::MAX),
+            upload_ttl: cfg.upload_ttl.get(),
             cache_ttl: None,
-            gc_grace_period: cfg.gc_grace_period,
-            gc_interval: cfg.gc_interval,
+            gc_grace_period: cfg.gc_grace_period.get(),
+            gc_interval: cfg.gc_schedule(),
         },
     ));
     let auth = Arc::new(
-        Authority::new(meta, cfg.auth.clone())
+        Authority::new(meta.clone(), cfg.auth_settings())
             .await
             .context("starting authentication")?,
     );
     if auth.enforced() {
-        match auth
-            .bootstrap_admin(cfg.admin_password.as_deref())
-            .await
-            .context("creating the administrator account")?
-        {
-            Some(generated) => tracing::warn!(
-                user = ADMIN,
-                password = %generated,
-                "created the site administrator with a generated password; it is shown only \
-                 this once: log in and change it, or set BERTH_ADMIN_PASSWORD before the first start"
-            ),
-            None => tracing::debug!("site administrator present"),
-        }
+        bootstrap_admin(&auth, &cfg).await?;
     } else {
         tracing::warn!(
             "authentication is off (--auth none): anyone who can reach this port may push, \
              pull and delete; use it for local development only"
         );
     }
-    let listener = tokio::net::TcpListener::bind(cfg.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", cfg.listen))?;
-    let addr = listener.local_addr()?;
     if let Some(f) = &cfg.addr_file {
         std::fs::write(f, addr.to_string())
             .with_context(|| format!("writing address file {}", f.display()))?;
     }
     tracing::info!(%addr, data_dir = %cfg.data_dir.display(), "berth is listening");
+    match cfg.gc_schedule() {
+        Some(every) => tracing::info!(
+            interval = %berth_oci::duration::format(every),
+            grace_period = %cfg.gc_grace_period,
+            "garbage collection runs on its own: first within a minute of the first start, \
+             then every interval after the last run (`berth gc --status` shows the next)"
+        ),
+        None => tracing::info!("garbage collection runs only on demand (gc_interval = 0)"),
+    }
 
-    let purge = {
-        let registry = registry.clone();
-        let every = cfg.upload_purge_interval;
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every);
-            loop {
-                tick.tick().await;
-                if let Err(e) = registry.purge_uploads().await {
-                    tracing::warn!(error = %e, "purging abandoned uploads failed");
-                }
-            }
-        })
-    };
-
-    let jobs = tokio::spawn(run_jobs(registry.clone()));
-    // Pull statistics: flushed on an interval, then once more after the
-    // server drained (the loop is stopped between flushes, never inside
-    // one, so no taken counts are dropped).
-    let (stop_flush, mut stopped) = tokio::sync::watch::channel(false);
-    let flush = {
-        let registry = registry.clone();
-        let every = cfg.pull_stats_flush_interval;
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            tick.tick().await;
-            loop {
-                tokio::select! {
-                    _ = tick.tick() => {
-                        // Failures are logged by the registry; counts are kept.
-                        let _ = registry.flush_pulls().await;
-                    }
-                    _ = stopped.changed() => break,
-                }
-            }
-        })
-    };
-
-    let touch = {
-        let auth = auth.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(TOKEN_USE_FLUSH);
-            loop {
-                tick.tick().await;
-                if let Err(e) = auth.flush_token_uses().await {
-                    tracing::warn!(error = %e, "recording token use failed");
-                }
-            }
-        })
-    };
+    let mut workers = Runner::new(registry.stop_signal());
+    workers.spawn(Arc::new(worker::UploadPurge {
+        registry: registry.clone(),
+        every: cfg.upload_purge_interval.get(),
+    }));
+    workers.spawn(Arc::new(worker::PullStatsFlush {
+        registry: registry.clone(),
+        every: cfg.pull_stats_flush_interval.get(),
+    }));
+    workers.spawn(Arc::new(worker::TokenUseFlush {
+        auth: auth.clone(),
+        every: TOKEN_USE_FLUSH,
+    }));
+    workers.spawn(Arc::new(worker::Gc {
+        registry: registry.clone(),
+    }));
+    workers.spawn(Arc::new(worker::Retention {
+        registry: registry.clone(),
+    }));
 
     let app = Arc::new(App {
         registry: registry.clone(),
         auth: auth.clone(),
         settings: ServerSettings {
-            chunk_min_length: cfg.chunk_min_length,
-            external_url: cfg.external_url.clone(),
+            chunk_min_length: cfg.chunk_min_length.0,
+            external_url: cfg.external_url.as_ref().map(|u| u.0.clone()),
             trust_forwarded_for: cfg.trust_forwarded_for,
-            limits: cfg.limits.clone(),
+            limits: cfg.connection_limits(),
         },
     });
-    berth_server::serve(listener, app, shutdown_signal()).await?;
-    purge.abort();
-    jobs.abort();
-    let _ = stop_flush.send(true);
-    let _ = flush.await;
-    // The last counts of the pull statistics, now that no request runs.
-    match registry.flush_pulls().await {
-        Ok(n) => tracing::info!(rows = n, "flushed pull statistics"),
-        Err(e) => tracing::warn!(error = %e, "flushing pull statistics at shutdown failed"),
-    }
-    touch.abort();
-    if let Err(e) = auth.flush_token_uses().await {
-        tracing::warn!(error = %e, "recording token use failed");
-    }
-    registry.close().await;
+    let served = berth_server::serve(listener, app, shutdown_signal(registry.clone())).await;
+    // Whatever ended the server, the workers end their rounds and flush.
+    registry.stop();
+    workers.shutdown().await;
+    meta.close().await;
+    served?;
     Ok(())
 }

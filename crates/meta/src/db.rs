@@ -130,12 +130,33 @@ impl Meta {
     }
 }
 
+/// The PostgreSQL advisory lock key held while migrating ("berth" in
+/// ASCII): replicas starting together migrate one after the other, and
+/// the later ones find nothing left to do.
+const MIGRATION_LOCK: i64 = 0x62_65_72_74_68;
+
 /// Applies the dialect's pending migrations, each in its own transaction.
+/// On PostgreSQL the whole pass holds a session advisory lock.
 async fn migrate(conn: &mut AnyConnection, dialect: Dialect) -> Result<()> {
-    let list: &[Migration] = match dialect {
-        Dialect::Sqlite => SQLITE,
-        Dialect::Postgres => POSTGRES,
-    };
+    if dialect == Dialect::Sqlite {
+        // SQLite's write lock serialises migrators already.
+        return apply(conn, SQLITE).await;
+    }
+    sqlx::query("SELECT 1 AS locked FROM pg_advisory_lock($1)")
+        .bind(MIGRATION_LOCK)
+        .execute(&mut *conn)
+        .await?;
+    let applied = apply(conn, POSTGRES).await;
+    let unlocked = sqlx::query("SELECT pg_advisory_unlock($1) AS unlocked")
+        .bind(MIGRATION_LOCK)
+        .execute(&mut *conn)
+        .await;
+    applied?;
+    unlocked?;
+    Ok(())
+}
+
+async fn apply(conn: &mut AnyConnection, list: &[Migration]) -> Result<()> {
     conn.execute(
         "CREATE TABLE IF NOT EXISTS schema_migrations (
             version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)",

@@ -22,7 +22,8 @@ use sqlx::{AnyConnection, Row};
 
 use crate::{Meta, Result};
 
-/// A blob link or a blob that garbage collection may remove.
+/// A blob link or a blob that garbage collection may remove (or that the
+/// grace period still holds).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Unreferenced {
     /// The repository of a link; `None` for a blob.
@@ -31,9 +32,25 @@ pub struct Unreferenced {
     pub digest: String,
     /// Its size in bytes.
     pub size: i64,
+    /// When the link or the blob row was made (Unix ms).
+    pub at: i64,
 }
 
-/// Links nobody references, linked before `cutoff`.
+/// Which unreferenced links to list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkAge {
+    /// Linked before the cutoff: collectable.
+    Old,
+    /// Linked at or after the cutoff: held by the grace period.
+    Young,
+}
+
+/// A link nobody references.
+const UNREFERENCED: &str = "NOT EXISTS (
+        SELECT 1 FROM manifest_references mr
+        WHERE mr.repository_id = rb.repository_id AND mr.child = rb.digest AND mr.kind = 'blob')";
+
+/// Links nobody references, linked before `$1`.
 const LINKS: &str = "rb.linked_at < $1 AND NOT EXISTS (
         SELECT 1 FROM manifest_references mr
         WHERE mr.repository_id = rb.repository_id AND mr.child = rb.digest AND mr.kind = 'blob')";
@@ -41,67 +58,156 @@ const LINKS: &str = "rb.linked_at < $1 AND NOT EXISTS (
 /// Most blob rows deleted in one transaction.
 const BLOB_BATCH: usize = 256;
 
+fn unreferenced(r: &sqlx::any::AnyRow, repository: bool) -> Result<Unreferenced> {
+    let off = usize::from(repository);
+    Ok(Unreferenced {
+        repository: if repository {
+            Some(r.try_get(0)?)
+        } else {
+            None
+        },
+        digest: r.try_get(off)?,
+        size: r.try_get(off + 1)?,
+        at: r.try_get(off + 2)?,
+    })
+}
+
+/// `$first, $first+1, ...` for `n` values.
+fn placeholders(first: usize, n: usize) -> String {
+    (first..first + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 impl Meta {
-    /// Blob links not referenced by any manifest of their repository and
-    /// created before `cutoff` (Unix ms), sorted by repository and digest.
-    pub async fn unreferenced_links(&self, cutoff: i64) -> Result<Vec<Unreferenced>> {
+    /// One page of the blob links that no manifest of their repository
+    /// references, linked before `cutoff` (Unix ms) or, with
+    /// [`LinkAge::Young`], at or after it; sorted by repository and digest,
+    /// starting after `after` (a repository and a digest).
+    pub async fn unreferenced_links(
+        &self,
+        age: LinkAge,
+        cutoff: i64,
+        after: Option<(&str, &str)>,
+        limit: i64,
+    ) -> Result<Vec<Unreferenced>> {
+        let when = match age {
+            LinkAge::Old => "rb.linked_at < $1",
+            LinkAge::Young => "rb.linked_at >= $1",
+        };
         let sql = format!(
-            "SELECT r.name, rb.digest, b.size FROM repository_blobs rb
+            "SELECT r.name, rb.digest, b.size, rb.linked_at FROM repository_blobs rb
              JOIN repositories r ON r.id = rb.repository_id
              JOIN blobs b ON b.digest = rb.digest
-             WHERE {LINKS} ORDER BY r.name, rb.digest"
+             WHERE {when} AND {UNREFERENCED}
+               AND (r.name > $2 OR (r.name = $2 AND rb.digest > $3))
+             ORDER BY r.name, rb.digest LIMIT $4"
         );
-        let rows = sqlx::query(&sql).bind(cutoff).fetch_all(&self.read).await?;
-        rows.iter()
-            .map(|r| {
-                Ok(Unreferenced {
-                    repository: Some(r.try_get(0)?),
-                    digest: r.try_get(1)?,
-                    size: r.try_get(2)?,
-                })
-            })
-            .collect()
+        let (repo, digest) = after.unwrap_or(("", ""));
+        let rows = sqlx::query(&sql)
+            .bind(cutoff)
+            .bind(repo)
+            .bind(digest)
+            .bind(limit)
+            .fetch_all(&self.read)
+            .await?;
+        rows.iter().map(|r| unreferenced(r, true)).collect()
     }
 
-    /// Blobs created before `cutoff` with no link that would survive a sweep
-    /// of the links at `cutoff` (none at all, or only unreferenced old ones).
-    pub async fn unreferenced_blobs(&self, cutoff: i64) -> Result<Vec<Unreferenced>> {
+    /// One page of the names of repositories that have collectable links
+    /// at `cutoff`, sorted, after `after`.
+    pub async fn repositories_with_unreferenced_links(
+        &self,
+        cutoff: i64,
+        after: &str,
+        limit: i64,
+    ) -> Result<Vec<String>> {
         let sql = format!(
-            "SELECT b.digest, b.size FROM blobs b
-             WHERE b.created_at < $1 AND NOT EXISTS (
-                 SELECT 1 FROM repository_blobs rb
-                 WHERE rb.digest = b.digest AND NOT ({LINKS}))
-             ORDER BY b.digest"
+            "SELECT r.name FROM repositories r WHERE r.name > $2 AND EXISTS (
+                 SELECT 1 FROM repository_blobs rb WHERE rb.repository_id = r.id AND {LINKS})
+             ORDER BY r.name LIMIT $3"
         );
-        let rows = sqlx::query(&sql).bind(cutoff).fetch_all(&self.read).await?;
-        rows.iter()
-            .map(|r| {
-                Ok(Unreferenced {
-                    repository: None,
-                    digest: r.try_get(0)?,
-                    size: r.try_get(1)?,
-                })
-            })
-            .collect()
-    }
-
-    /// Every digest in the `blobs` table with its size.
-    pub async fn blob_sizes(&self) -> Result<HashMap<String, i64>> {
-        let rows = sqlx::query("SELECT digest, size FROM blobs")
+        let rows = sqlx::query(&sql)
+            .bind(cutoff)
+            .bind(after)
+            .bind(limit)
             .fetch_all(&self.read)
             .await?;
         rows.iter()
-            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .map(|r| Ok(r.try_get::<String, _>(0)?))
             .collect()
     }
 
-    /// Deletes the unreferenced links of `repository` created before
-    /// `cutoff`, re-checking both conditions under the repository lock.
-    /// Returns the digests unlinked.
-    pub async fn sweep_links(&self, repository: &str, cutoff: i64) -> Result<Vec<String>> {
+    /// One page of the blobs created before `cutoff` with no link that
+    /// would survive a sweep of the links at `cutoff` (none at all, or only
+    /// unreferenced old ones), sorted by digest, after `after`.
+    pub async fn unreferenced_blobs(
+        &self,
+        cutoff: i64,
+        after: &str,
+        limit: i64,
+    ) -> Result<Vec<Unreferenced>> {
+        let sql = format!(
+            "SELECT b.digest, b.size, b.created_at FROM blobs b
+             WHERE b.created_at < $1 AND b.digest > $2 AND NOT EXISTS (
+                 SELECT 1 FROM repository_blobs rb
+                 WHERE rb.digest = b.digest AND NOT ({LINKS}))
+             ORDER BY b.digest LIMIT $3"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(cutoff)
+            .bind(after)
+            .bind(limit)
+            .fetch_all(&self.read)
+            .await?;
+        rows.iter().map(|r| unreferenced(r, false)).collect()
+    }
+
+    /// Which of `digests` have a `blobs` row, each with whether a sweep at
+    /// `cutoff` would delete that row (no link would survive the sweep of
+    /// links, and the row is older than `cutoff`).
+    pub async fn blob_rows(
+        &self,
+        digests: &[String],
+        cutoff: i64,
+    ) -> Result<HashMap<String, bool>> {
+        let mut out = HashMap::with_capacity(digests.len());
+        for batch in digests.chunks(BLOB_BATCH) {
+            let sql = format!(
+                "SELECT b.digest, CASE WHEN b.created_at < $1 AND NOT EXISTS (
+                     SELECT 1 FROM repository_blobs rb
+                     WHERE rb.digest = b.digest AND NOT ({LINKS})) THEN 1 ELSE 0 END
+                 FROM blobs b WHERE b.digest IN ({})",
+                placeholders(2, batch.len())
+            );
+            let mut q = sqlx::query(&sql).bind(cutoff);
+            for d in batch {
+                q = q.bind(d);
+            }
+            for r in q.fetch_all(&self.read).await? {
+                let collectable: i32 = r.try_get(1)?;
+                out.insert(r.try_get(0)?, collectable != 0);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Deletes up to `limit` unreferenced links of `repository` created
+    /// before `cutoff`, re-checking both conditions under the repository
+    /// lock. Returns the links deleted, with their blob sizes; fewer than
+    /// `limit` means none is left.
+    pub async fn sweep_links(
+        &self,
+        repository: &str,
+        cutoff: i64,
+        limit: i64,
+    ) -> Result<Vec<Unreferenced>> {
         let repository = repository.to_owned();
-        self.transact(move |c| Box::pin(async move { sweep_links(c, &repository, cutoff).await }))
-            .await
+        self.transact(move |c| {
+            Box::pin(async move { sweep_links(c, &repository, cutoff, limit).await })
+        })
+        .await
     }
 
     /// Deletes the `blobs` rows of `digests` that still have no link and
@@ -162,22 +268,58 @@ async fn sweep_links(
     conn: &mut AnyConnection,
     repository: &str,
     cutoff: i64,
-) -> Result<Vec<String>> {
+    limit: i64,
+) -> Result<Vec<Unreferenced>> {
     let Some(repo) = lock_repository(conn, repository).await? else {
         return Ok(Vec::new());
     };
     let sql = format!(
         "DELETE FROM repository_blobs AS rb WHERE rb.repository_id = $2 AND {LINKS}
-         RETURNING digest"
+           AND rb.digest IN (
+             SELECT x.digest FROM repository_blobs x
+             WHERE x.repository_id = $2 AND x.linked_at < $1 AND NOT EXISTS (
+                 SELECT 1 FROM manifest_references mr
+                 WHERE mr.repository_id = x.repository_id AND mr.child = x.digest
+                   AND mr.kind = 'blob')
+             ORDER BY x.digest LIMIT $3)
+         RETURNING digest, linked_at"
     );
     let rows = sqlx::query(&sql)
         .bind(cutoff)
         .bind(repo)
+        .bind(limit)
         .fetch_all(&mut *conn)
         .await?;
-    rows.iter()
-        .map(|r| Ok(r.try_get::<String, _>(0)?))
-        .collect()
+    let mut gone = Vec::with_capacity(rows.len());
+    for r in &rows {
+        gone.push(Unreferenced {
+            repository: Some(repository.to_owned()),
+            digest: r.try_get(0)?,
+            size: 0,
+            at: r.try_get(1)?,
+        });
+    }
+    // The sizes, for the report (the rows stay: links only were deleted).
+    for batch in gone.chunks_mut(BLOB_BATCH) {
+        let sql = format!(
+            "SELECT digest, size FROM blobs WHERE digest IN ({})",
+            placeholders(1, batch.len())
+        );
+        let mut q = sqlx::query(&sql);
+        for u in batch.iter() {
+            q = q.bind(u.digest.clone());
+        }
+        let sizes: HashMap<String, i64> = q
+            .fetch_all(&mut *conn)
+            .await?
+            .iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect::<Result<_>>()?;
+        for u in batch.iter_mut() {
+            u.size = sizes.get(&u.digest).copied().unwrap_or(0);
+        }
+    }
+    Ok(gone)
 }
 
 async fn sweep_blobs(

@@ -28,7 +28,7 @@ mod usage;
 pub(crate) mod writes;
 
 pub use db::{Dialect, Meta};
-pub use gc::Unreferenced;
+pub use gc::{LinkAge, Unreferenced};
 pub use inventory::{Inventory, ManifestInfo, ManifestRef, TagInfo};
 pub use jobs::{JobRun, Lease};
 pub use queries::{ManifestRecord, NewManifest, RefKind, Referrer};

@@ -19,6 +19,8 @@ mod gc;
 mod lifecycle;
 #[path = "suite/retention.rs"]
 mod retention;
+#[path = "suite/schema.rs"]
+mod schema;
 #[path = "suite/tenancy.rs"]
 mod tenancy;
 

@@ -2,11 +2,12 @@
 //!
 //! This crate owns digests ([`Digest`], [`Hasher`]), media types ([`media`]),
 //! repository names and tags ([`name`]), manifest parsing and validation
-//! ([`manifest`]) and the error codes of the OCI Distribution specification
-//! ([`ErrorCode`]). It knows nothing about HTTP, storage or SQL: it is pure data
+//! ([`manifest`]), durations ([`duration`]) and times ([`time`]), and the
+//! error codes of the OCI Distribution specification ([`ErrorCode`]). It knows nothing about HTTP, storage or SQL: it is pure data
 //! and pure functions, so every other layer can depend on it.
 
 pub mod digest;
+pub mod duration;
 pub mod error;
 pub mod manifest;
 pub mod media;
@@ -15,6 +16,7 @@ pub mod reference;
 pub mod time;
 
 pub use digest::{Algorithm, Digest, DigestError, Hasher};
+pub use duration::{DurationError, Span};
 pub use error::ErrorCode;
 pub use manifest::{Descriptor, Manifest, ManifestError, ManifestKind};
 pub use name::{

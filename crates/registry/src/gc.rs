@@ -29,10 +29,10 @@
 //! A run takes the `gc` job lease, so one replica runs it at a time; a dry
 //! run takes nothing and deletes nothing but reports the same lists.
 
-use std::collections::{BTreeMap, HashSet};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use berth_meta::audit::action;
+use berth_meta::{LinkAge, Unreferenced};
 use berth_oci::Digest;
 use serde::Serialize;
 
@@ -40,6 +40,12 @@ use crate::{Caller, Registry, Result};
 
 /// The job name of garbage collection (lease and run history).
 pub const GC_JOB: &str = "gc";
+
+/// Rows and files read per page: the most a run holds in memory at once.
+const PAGE: i64 = 1000;
+
+/// Items listed per kind in a report; the counts and bytes cover all.
+const LISTED: usize = 1000;
 
 /// A blob link or blob that a run removed (or would remove).
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -53,6 +59,21 @@ pub struct GcItem {
     pub size: u64,
 }
 
+/// Unreferenced content the grace period still keeps, and until when.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct GcHeld {
+    /// The repository of a blob link; `None` for a stored blob that no
+    /// repository links.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub repository: Option<String>,
+    /// The blob digest.
+    pub digest: String,
+    /// Its size in bytes.
+    pub size: u64,
+    /// When it becomes collectable (Unix ms).
+    pub until: i64,
+}
+
 /// An abandoned upload session that a run removed (or would remove).
 #[derive(Debug, Clone, Serialize)]
 pub struct GcUpload {
@@ -64,6 +85,19 @@ pub struct GcUpload {
     pub size: u64,
 }
 
+/// How many items of each kind a run saw (the lists stop at 1000).
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct GcCounts {
+    /// Blob links removed.
+    pub links: usize,
+    /// Blobs deleted from storage.
+    pub blobs: usize,
+    /// Abandoned uploads removed.
+    pub uploads: usize,
+    /// Unreferenced links and blobs the grace period holds.
+    pub held: usize,
+}
+
 /// What a garbage collection run did, or would do in a dry run.
 #[derive(Debug, Clone, Serialize)]
 pub struct GcReport {
@@ -73,17 +107,33 @@ pub struct GcReport {
     pub now: i64,
     /// Only content older than this was eligible (Unix ms).
     pub cutoff: i64,
-    /// Blob links removed from repositories.
+    /// The grace period (`1h`).
+    pub grace_period: String,
+    /// Blob links removed from repositories (the first 1000).
     pub links: Vec<GcItem>,
-    /// Blobs deleted from storage.
+    /// Blobs deleted from storage (the first 1000).
     pub blobs: Vec<GcItem>,
-    /// Abandoned uploads removed.
+    /// Abandoned uploads removed (the first 1000).
     pub uploads: Vec<GcUpload>,
+    /// Unreferenced content younger than the grace period, kept for now
+    /// (the first 1000).
+    pub held: Vec<GcHeld>,
+    /// How many of each there were.
+    pub counts: GcCounts,
     /// Storage reclaimed: deleted blobs plus removed uploads.
     pub reclaimed_bytes: u64,
+    /// Bytes of the blobs the grace period holds (a blob linked from two
+    /// repositories counts twice).
+    pub held_bytes: u64,
+    /// When the last of the held content becomes collectable (Unix ms).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub held_until: Option<i64>,
     /// Unreferenced blobs kept because they are younger than the grace
     /// period (or were re-published during the run).
     pub kept_recent: usize,
+    /// The server began shutting down: the run stopped after its current
+    /// step and did the rest of its work only in part.
+    pub interrupted: bool,
 }
 
 impl GcReport {
@@ -91,12 +141,55 @@ impl GcReport {
     pub fn summary(&self) -> serde_json::Value {
         serde_json::json!({
             "dry_run": self.dry_run,
-            "links": self.links.len(),
-            "blobs": self.blobs.len(),
-            "uploads": self.uploads.len(),
+            "links": self.counts.links,
+            "blobs": self.counts.blobs,
+            "uploads": self.counts.uploads,
             "reclaimed_bytes": self.reclaimed_bytes,
+            "held": self.counts.held,
+            "held_bytes": self.held_bytes,
             "kept_recent": self.kept_recent,
+            "interrupted": self.interrupted,
         })
+    }
+
+    fn add_link(&mut self, u: Unreferenced) {
+        self.counts.links += 1;
+        if self.links.len() < LISTED {
+            self.links.push(GcItem {
+                repository: u.repository,
+                digest: u.digest,
+                size: u.size.max(0) as u64,
+            });
+        }
+    }
+
+    fn add_blob(&mut self, digest: &Digest, size: u64) {
+        self.counts.blobs += 1;
+        self.reclaimed_bytes += size;
+        if self.blobs.len() < LISTED {
+            self.blobs.push(GcItem {
+                repository: None,
+                digest: digest.to_string(),
+                size,
+            });
+        }
+    }
+
+    fn add_upload(&mut self, u: GcUpload) {
+        self.counts.uploads += 1;
+        self.reclaimed_bytes += u.size;
+        if self.uploads.len() < LISTED {
+            self.uploads.push(u);
+        }
+    }
+
+    fn hold(&mut self, held: GcHeld) {
+        self.counts.held += 1;
+        self.held_bytes += held.size;
+        self.held_until = Some(self.held_until.unwrap_or(held.until).max(held.until));
+        if self.held.len() < LISTED {
+            self.held.push(held);
+        }
     }
 }
 
@@ -104,22 +197,37 @@ fn system_time(ms: i64) -> SystemTime {
     UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64)
 }
 
+fn unix_ms(t: SystemTime) -> i64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
 impl Registry {
     /// Runs garbage collection once with the clock at `now` (Unix ms).
-    /// With `dry_run`, reports what would go and changes nothing.
-    /// Otherwise records the run (job history and a `gc` audit event).
-    /// Fails with [`crate::Error::Conflict`] if a run is in progress.
+    /// With `dry_run`, reports what would go and what the grace period
+    /// holds, and changes nothing. Otherwise records the run (job history
+    /// and a `gc` audit event). Fails with [`crate::Error::Conflict`] if a
+    /// run is in progress. When the registry is stopping
+    /// ([`Registry::stop`]), a run ends after its current step, records
+    /// itself as interrupted and gives its lease up.
     pub async fn run_gc(&self, now: i64, dry_run: bool, caller: &Caller) -> Result<GcReport> {
-        let grace = self.settings.gc_grace_period.as_millis() as i64;
+        let grace = self.settings.gc_grace_period;
         let mut report = GcReport {
             dry_run,
             now,
-            cutoff: now - grace,
+            cutoff: now - grace.as_millis() as i64,
+            grace_period: berth_oci::duration::format(grace),
             links: Vec::new(),
             blobs: Vec::new(),
             uploads: Vec::new(),
+            held: Vec::new(),
+            counts: GcCounts::default(),
             reclaimed_bytes: 0,
+            held_bytes: 0,
+            held_until: None,
             kept_recent: 0,
+            interrupted: false,
         };
         if dry_run {
             self.gc_plan(&mut report).await?;
@@ -128,11 +236,21 @@ impl Registry {
         let held = self.hold_job(GC_JOB).await?;
         // The history is on the run's clock, so that scheduling follows it.
         let started = std::time::Instant::now();
-        let run = self.meta.start_run(GC_JOB, now).await?;
+        let run = match self.meta.start_run(GC_JOB, now).await {
+            Ok(run) => run,
+            Err(e) => {
+                held.release().await;
+                return Err(e.into());
+            }
+        };
         let outcome = self.gc_sweep(&mut report, &held).await;
         let (ok, summary) = match &outcome {
-            Ok(()) => (true, report.summary()),
-            Err(e) => (false, serde_json::json!({ "error": e.to_string() })),
+            Ok(()) => (!report.interrupted, report.summary()),
+            Err(e) => {
+                let mut summary = report.summary();
+                summary["error"] = e.to_string().into();
+                (false, summary)
+            }
         };
         let finished = now + started.elapsed().as_millis() as i64;
         let recorded = self.meta.finish_run(run, finished, ok, &summary).await;
@@ -142,127 +260,195 @@ impl Registry {
         let event = caller.actor().event(action::GC).detail(summary);
         self.meta.record_event(event).await?;
         tracing::info!(
-            links = report.links.len(),
-            blobs = report.blobs.len(),
-            uploads = report.uploads.len(),
+            links = report.counts.links,
+            blobs = report.counts.blobs,
+            uploads = report.counts.uploads,
             bytes = report.reclaimed_bytes,
+            interrupted = report.interrupted,
             "garbage collection finished"
         );
         Ok(report)
     }
 
-    /// Fills a dry-run report.
+    /// Whether the run must end now (the registry is stopping); marks the
+    /// report.
+    fn gc_stopping(&self, report: &mut GcReport) -> bool {
+        if self.stop.is_cancelled() {
+            if !report.interrupted {
+                tracing::info!("shutting down: garbage collection stops after its current step");
+            }
+            report.interrupted = true;
+        }
+        report.interrupted
+    }
+
+    /// Fills a dry-run report, one page at a time.
     async fn gc_plan(&self, report: &mut GcReport) -> Result<()> {
         let cutoff = report.cutoff;
-        report.links = self
-            .meta
-            .unreferenced_links(cutoff)
-            .await?
-            .into_iter()
-            .map(item)
-            .collect();
-        let doomed: HashSet<String> = self
-            .meta
-            .unreferenced_blobs(cutoff)
-            .await?
-            .into_iter()
-            .map(|b| b.digest)
-            .collect();
-        let rows = self.meta.blob_sizes().await?;
-        for b in self.store.list().await? {
-            let d = b.digest.to_string();
-            if rows.contains_key(&d) && !doomed.contains(&d) {
-                continue;
-            }
-            if b.modified < system_time(cutoff) {
-                report.blobs.push(GcItem {
-                    repository: None,
-                    digest: d,
-                    size: b.size,
-                });
-            } else {
-                report.kept_recent += 1;
+        let grace = self.settings.gc_grace_period.as_millis() as i64;
+        for age in [LinkAge::Old, LinkAge::Young] {
+            let mut after: Option<(String, String)> = None;
+            loop {
+                let page = self
+                    .meta
+                    .unreferenced_links(
+                        age,
+                        cutoff,
+                        after.as_ref().map(|(r, d)| (r.as_str(), d.as_str())),
+                        PAGE,
+                    )
+                    .await?;
+                let Some(last) = page.last() else { break };
+                after = Some((
+                    last.repository.clone().unwrap_or_default(),
+                    last.digest.clone(),
+                ));
+                let full = page.len() as i64 == PAGE;
+                for u in page {
+                    match age {
+                        LinkAge::Old => report.add_link(u),
+                        LinkAge::Young => report.hold(GcHeld {
+                            until: u.at + grace,
+                            repository: u.repository,
+                            digest: u.digest,
+                            size: u.size.max(0) as u64,
+                        }),
+                    }
+                }
+                if !full {
+                    break;
+                }
             }
         }
-        report.uploads = self.abandoned_uploads(system_time(report.now)).await?;
-        report.finish();
+        let old = system_time(cutoff);
+        let mut after: Option<Digest> = None;
+        loop {
+            let page = self.store.list(after.as_ref(), PAGE as usize).await?;
+            let Some(last) = page.last() else { break };
+            after = Some(last.digest.clone());
+            let digests: Vec<String> = page.iter().map(|b| b.digest.to_string()).collect();
+            let rows = self.meta.blob_rows(&digests, cutoff).await?;
+            for b in &page {
+                if rows.get(b.digest.as_str()) == Some(&false) {
+                    continue;
+                }
+                if b.modified < old {
+                    report.add_blob(&b.digest, b.size);
+                } else {
+                    report.kept_recent += 1;
+                    report.hold(GcHeld {
+                        repository: None,
+                        digest: b.digest.to_string(),
+                        size: b.size,
+                        until: unix_ms(b.modified) + grace,
+                    });
+                }
+            }
+        }
+        for u in self.abandoned_uploads(system_time(report.now)).await? {
+            report.add_upload(u);
+        }
         Ok(())
     }
 
-    /// Performs a run, filling `report` as it goes.
+    /// Performs a run, filling `report` as it goes. Every step is one page
+    /// of rows or one file; between steps the run looks whether the
+    /// registry is stopping and keeps its lease alive.
     async fn gc_sweep(&self, report: &mut GcReport, held: &crate::jobs::Held<'_>) -> Result<()> {
         let cutoff = report.cutoff;
         // 1. Links, one repository (and one lock) at a time.
-        let mut by_repo: BTreeMap<String, Vec<berth_meta::Unreferenced>> = BTreeMap::new();
-        for l in self.meta.unreferenced_links(cutoff).await? {
-            by_repo
-                .entry(l.repository.clone().unwrap_or_default())
-                .or_default()
-                .push(l);
-        }
-        for (n, (repo, seen)) in by_repo.into_iter().enumerate() {
-            if n % 100 == 99 {
-                held.renew().await?;
+        let mut after_repo = String::new();
+        loop {
+            if self.gc_stopping(report) {
+                return Ok(());
             }
-            for d in self.meta.sweep_links(&repo, cutoff).await? {
-                self.cache.invalidate_link(&repo, &d);
-                let size = match seen.iter().find(|l| l.digest == d) {
-                    Some(l) => l.size,
-                    None => self.meta.blob(&d).await?.unwrap_or(0) as i64,
-                };
-                report.links.push(GcItem {
-                    repository: Some(repo.clone()),
-                    digest: d,
-                    size: size.max(0) as u64,
-                });
+            let repos = self
+                .meta
+                .repositories_with_unreferenced_links(cutoff, &after_repo, PAGE)
+                .await?;
+            let Some(last) = repos.last() else { break };
+            after_repo = last.clone();
+            for repo in &repos {
+                loop {
+                    if self.gc_stopping(report) {
+                        return Ok(());
+                    }
+                    let gone = self.meta.sweep_links(repo, cutoff, PAGE).await?;
+                    let full = gone.len() as i64 == PAGE;
+                    for u in gone {
+                        self.cache.invalidate_link(repo, &u.digest);
+                        report.add_link(u);
+                    }
+                    held.keep().await?;
+                    if !full {
+                        break;
+                    }
+                }
             }
         }
-        held.renew().await?;
         // 2. Rows of blobs no repository links any more.
-        let unlinked: Vec<String> = self
-            .meta
-            .unreferenced_blobs(cutoff)
-            .await?
-            .into_iter()
-            .map(|b| b.digest)
-            .collect();
-        self.meta.sweep_blobs(&unlinked, cutoff).await?;
-        held.renew().await?;
+        let mut after = String::new();
+        loop {
+            if self.gc_stopping(report) {
+                return Ok(());
+            }
+            let page = self.meta.unreferenced_blobs(cutoff, &after, PAGE).await?;
+            let Some(last) = page.last() else { break };
+            after = last.digest.clone();
+            let digests: Vec<String> = page.into_iter().map(|b| b.digest).collect();
+            self.meta.sweep_blobs(&digests, cutoff).await?;
+            held.keep().await?;
+        }
         // 3. Files without a row.
-        let rows = self.meta.blob_sizes().await?;
+        let grace = self.settings.gc_grace_period.as_millis() as i64;
         let old = system_time(cutoff);
-        for (n, b) in self.store.list().await?.into_iter().enumerate() {
-            if rows.contains_key(b.digest.as_str()) {
-                continue;
+        let mut after: Option<Digest> = None;
+        loop {
+            if self.gc_stopping(report) {
+                return Ok(());
             }
-            if b.modified >= old {
-                report.kept_recent += 1;
-                continue;
+            let page = self.store.list(after.as_ref(), PAGE as usize).await?;
+            let Some(last) = page.last() else { break };
+            after = Some(last.digest.clone());
+            let digests: Vec<String> = page.iter().map(|b| b.digest.to_string()).collect();
+            let rows = self.meta.blob_rows(&digests, cutoff).await?;
+            for b in page {
+                if rows.contains_key(b.digest.as_str()) {
+                    continue;
+                }
+                if self.gc_stopping(report) {
+                    return Ok(());
+                }
+                if b.modified >= old {
+                    report.kept_recent += 1;
+                    report.hold(GcHeld {
+                        repository: None,
+                        digest: b.digest.to_string(),
+                        size: b.size,
+                        until: unix_ms(b.modified) + grace,
+                    });
+                    continue;
+                }
+                match self.collect_file(&b.digest, old).await? {
+                    Some(size) => report.add_blob(&b.digest, size),
+                    None => report.kept_recent += 1,
+                }
             }
-            if let Some(size) = self.collect_file(&b.digest, old).await? {
-                report.blobs.push(GcItem {
-                    repository: None,
-                    digest: b.digest.to_string(),
-                    size,
-                });
-            } else {
-                report.kept_recent += 1;
-            }
-            if n % 1000 == 999 {
-                held.renew().await?;
-            }
+            held.keep().await?;
         }
         // 4. Abandoned uploads.
         for u in self.abandoned_uploads(system_time(report.now)).await? {
+            if self.gc_stopping(report) {
+                return Ok(());
+            }
             let cancelled = self.store.upload_cancel(&u.id).await;
             self.sessions
                 .release(crate::glob::namespace(&u.repository), &u.id);
             if cancelled? {
                 tracing::info!(upload = %u.id, repo = %u.repository, "removed abandoned upload");
-                report.uploads.push(u);
+                report.add_upload(u);
             }
         }
-        report.finish();
         Ok(())
     }
 
@@ -300,20 +486,5 @@ impl Registry {
                 size: u.size,
             })
             .collect())
-    }
-}
-
-impl GcReport {
-    fn finish(&mut self) {
-        self.reclaimed_bytes = self.blobs.iter().map(|b| b.size).sum::<u64>()
-            + self.uploads.iter().map(|u| u.size).sum::<u64>();
-    }
-}
-
-fn item(u: berth_meta::Unreferenced) -> GcItem {
-    GcItem {
-        repository: u.repository,
-        digest: u.digest,
-        size: u.size.max(0) as u64,
     }
 }

@@ -5,7 +5,9 @@
 
 use std::collections::HashSet;
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
 
 use crate::{Error, Registry, Result};
 
@@ -34,13 +36,31 @@ impl Jobs {
     }
 }
 
+/// How often a running job renews its lease (well within [`LEASE`]).
+const RENEW_EVERY: Duration = Duration::from_secs(30);
+
 /// A held job: renews and finally releases its lease.
 pub(crate) struct Held<'a> {
     registry: &'a Registry,
     name: String,
+    renewed: Mutex<Instant>,
 }
 
 impl Held<'_> {
+    /// Renews the lease if the last renewal is older than a few seconds
+    /// (cheap to call after every step).
+    pub(crate) async fn keep(&self) -> Result<()> {
+        let due = {
+            let last = self.renewed.lock().unwrap_or_else(|p| p.into_inner());
+            last.elapsed() >= RENEW_EVERY
+        };
+        if due {
+            self.renew().await?;
+            *self.renewed.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
+        }
+        Ok(())
+    }
+
     /// Extends the lease; fails if another replica took it over (this run
     /// was too slow to renew), so that the run stops.
     pub(crate) async fn renew(&self) -> Result<()> {
@@ -101,6 +121,7 @@ impl Registry {
         let held = Held {
             registry: self,
             name: name.to_owned(),
+            renewed: Mutex::new(Instant::now()),
         };
         let now = berth_meta::now_ms();
         let until = now + LEASE.as_millis() as i64;
@@ -139,27 +160,84 @@ pub struct DueJob {
     pub outcome: Result<serde_json::Value>,
 }
 
+/// When garbage collection runs on its own.
+#[derive(Debug, Clone, Serialize)]
+pub struct GcSchedule {
+    /// Time between runs (`24h`); `None`: only on demand.
+    pub interval: Option<String>,
+    /// The grace period (`1h`).
+    pub grace_period: String,
+    /// The last run, if any.
+    pub last_run: Option<berth_meta::JobRun>,
+    /// When the next run is due (Unix ms): the last run's start plus the
+    /// interval, or the first scheduler tick when there was none. The
+    /// scheduler looks every minute, so a run starts within a minute of it.
+    pub next_run_at: Option<i64>,
+    /// Who holds the GC lease now (a run in progress), if anyone.
+    pub running_on: Option<String>,
+}
+
 impl Registry {
+    /// Runs garbage collection if `gc_interval` has passed since the last
+    /// run started (or there was none). `None`: not due.
+    pub async fn due_gc(
+        &self,
+        now: i64,
+        caller: &crate::Caller,
+    ) -> Result<Option<crate::GcReport>> {
+        let Some(every) = self.settings.gc_interval else {
+            return Ok(None);
+        };
+        let last = self.meta.last_run(crate::GC_JOB).await?;
+        let due = last.is_none_or(|r| r.started_at + every.as_millis() as i64 <= now);
+        if !due {
+            return Ok(None);
+        }
+        self.run_gc(now, false, caller).await.map(Some)
+    }
+
+    /// The GC schedule at `now` (Unix ms): interval, last run, next run.
+    pub async fn gc_schedule(&self, now: i64) -> Result<GcSchedule> {
+        let last = self.meta.last_run(crate::GC_JOB).await?;
+        let every = self.settings.gc_interval;
+        let next_run_at = every.map(|e| match &last {
+            Some(r) => r.started_at + e.as_millis() as i64,
+            None => now + crate::worker::SCHEDULER_TICK.as_millis() as i64,
+        });
+        let running_on = self
+            .meta
+            .lease(crate::GC_JOB)
+            .await?
+            .filter(|l| l.until > berth_meta::now_ms())
+            .map(|l| l.holder);
+        Ok(GcSchedule {
+            interval: every.map(berth_oci::duration::format),
+            grace_period: berth_oci::duration::format(self.settings.gc_grace_period),
+            last_run: last,
+            next_run_at,
+            running_on,
+        })
+    }
+
     /// Runs every job that is due at `now` (Unix ms): each retention policy
     /// whose schedule fired since its last run, then garbage collection
-    /// when `gc_interval` has passed since its last run. The server calls
-    /// this every minute; tests call it with any clock.
+    /// when `gc_interval` has passed since its last run. The scheduled
+    /// workers ([`crate::worker::Gc`], [`crate::worker::Retention`]) do the
+    /// same every minute; tests call this with any clock.
     pub async fn run_due_jobs(&self, now: i64) -> Result<Vec<DueJob>> {
         let scheduler = crate::Caller::system("scheduler");
-        let mut ran = self.due_retention(now).await?;
-        if let Some(every) = self.settings.gc_interval {
-            let last = self.meta.last_run(crate::GC_JOB).await?;
-            let due = last.is_none_or(|r| r.started_at + every.as_millis() as i64 <= now);
-            if due {
-                let outcome = self
-                    .run_gc(now, false, &scheduler)
-                    .await
-                    .map(|r| r.summary());
-                ran.push(DueJob {
-                    job: crate::GC_JOB.to_owned(),
-                    outcome,
-                });
-            }
+        let mut ran = self.due_retention(now, &self.stop).await?;
+        let outcome = self.due_gc(now, &scheduler).await;
+        match outcome {
+            Ok(None) => {}
+            Ok(Some(report)) => ran.push(DueJob {
+                job: crate::GC_JOB.to_owned(),
+                outcome: Ok(report.summary()),
+            }),
+            Err(e) => ran.push(DueJob {
+                job: crate::GC_JOB.to_owned(),
+                outcome: Err(e),
+            }),
         }
         Ok(ran)
     }

@@ -29,6 +29,7 @@ pub mod retention;
 mod rules;
 mod snapshot;
 mod uploads;
+pub mod worker;
 
 pub use berth_meta::accounts::{Member, Namespace, NamespaceKind, Role, User, Visibility};
 pub use berth_meta::audit::{AuditFilter, StoredEvent};
@@ -38,9 +39,9 @@ pub use berth_store::{BlobBody, BlobRead, ByteStream, UploadInfo};
 pub use blobs::ByteRange;
 pub use caller::Caller;
 pub use error::{Error, Kind, UploadRef};
-pub use gc::{GcItem, GcReport, GcUpload, GC_JOB};
+pub use gc::{GcCounts, GcHeld, GcItem, GcReport, GcUpload, GC_JOB};
 pub use inventory::{ManifestView, TagView};
-pub use jobs::DueJob;
+pub use jobs::{DueJob, GcSchedule};
 pub use listing::{Page, ReferrersIndex};
 pub use manifests::{accepts, ManifestEntry, PushedManifest};
 pub use pulls::{Count, PullStats};
@@ -93,6 +94,7 @@ pub struct Registry {
     pulls: pulls::PullStats,
     jobs: jobs::Jobs,
     sessions: Arc<quota::Sessions>,
+    stop: worker::Stop,
 }
 
 impl Registry {
@@ -109,7 +111,20 @@ impl Registry {
             cache,
             jobs: jobs::Jobs::new(),
             sessions: Arc::default(),
+            stop: worker::Stop::new(),
         }
+    }
+
+    /// Asks long-running jobs (garbage collection, retention) to end after
+    /// their current step: the server calls this when it starts shutting
+    /// down, before it waits for requests and workers to finish.
+    pub fn stop(&self) {
+        self.stop.cancel();
+    }
+
+    /// The signal [`Registry::stop`] sets, for the background workers.
+    pub fn stop_signal(&self) -> worker::Stop {
+        self.stop.clone()
     }
 
     /// The settings in force.

@@ -298,24 +298,49 @@ impl BlobStore for FsStore {
         Ok(not_found_is_none(tokio::fs::remove_file(path).await)?.is_some())
     }
 
-    async fn list(&self) -> Result<Vec<StoredBlob>> {
+    async fn list(&self, after: Option<&Digest>, limit: usize) -> Result<Vec<StoredBlob>> {
         let root = self.root.join("blobs");
+        let after = after.map(|d| d.as_str().to_owned()).unwrap_or_default();
         blocking(move || {
             let mut out = Vec::new();
+            // Digest order: algorithm, then the two-character prefix
+            // directory, then the name; one directory is read at a time.
             for algo in [Algorithm::Sha256, Algorithm::Sha512] {
-                let Some(prefixes) = not_found_is_none(fs::read_dir(root.join(algo.as_str())))?
-                else {
+                let a = algo.as_str();
+                if after.as_str() > format!("{a};").as_str() {
+                    continue;
+                }
+                let Some(dirs) = not_found_is_none(fs::read_dir(root.join(a)))? else {
                     continue;
                 };
+                let mut prefixes: Vec<String> = dirs
+                    .filter_map(|e| e.ok()?.file_name().into_string().ok())
+                    .collect();
+                prefixes.sort();
                 for prefix in prefixes {
-                    for entry in fs::read_dir(prefix?.path())? {
-                        let entry = entry?;
-                        let name = entry.file_name();
-                        let Some(name) = name.to_str() else { continue };
-                        let Ok(digest) = Digest::parse(&format!("{}:{name}", algo.as_str())) else {
+                    // Every digest in this directory sorts before `after`.
+                    if format!("{a}:{prefix};") <= after {
+                        continue;
+                    }
+                    let mut names: Vec<String> = fs::read_dir(root.join(a).join(&prefix))?
+                        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+                        .map(|n| format!("{a}:{n}"))
+                        .filter(|d| *d > after)
+                        .collect();
+                    names.sort();
+                    for name in names {
+                        if out.len() >= limit {
+                            return Ok(out);
+                        }
+                        let Ok(digest) = Digest::parse(&name) else {
                             continue;
                         };
-                        let meta = entry.metadata()?;
+                        let Some(meta) = not_found_is_none(fs::metadata(
+                            root.join(a).join(&prefix).join(digest.hex()),
+                        ))?
+                        else {
+                            continue;
+                        };
                         out.push(StoredBlob {
                             digest,
                             size: meta.len(),

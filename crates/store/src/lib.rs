@@ -138,8 +138,10 @@ pub trait BlobStore: Send + Sync + 'static {
     /// Removes a blob. Returns whether it existed.
     async fn delete(&self, digest: &Digest) -> Result<bool>;
 
-    /// Every stored blob (for garbage collection).
-    async fn list(&self) -> Result<Vec<StoredBlob>>;
+    /// Up to `limit` stored blobs in digest order, starting after `after`
+    /// (for garbage collection, which pages through the store and never
+    /// holds all of it).
+    async fn list(&self, after: Option<&Digest>, limit: usize) -> Result<Vec<StoredBlob>>;
 
     /// Takes a blob out of sight before garbage collection deletes it:
     /// afterwards it reads as absent, and a new publication of the same

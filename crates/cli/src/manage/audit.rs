@@ -51,17 +51,9 @@ struct Page {
 /// Parses `--since`/`--until` into Unix milliseconds.
 pub fn parse_time(s: &str, now_secs: i64) -> anyhow::Result<i64> {
     let s = s.trim();
-    let unit = s.chars().last().unwrap_or(' ');
-    let factor = match unit {
-        's' => Some(1),
-        'm' => Some(60),
-        'h' => Some(3600),
-        'd' => Some(86_400),
-        'w' => Some(7 * 86_400),
-        _ => None,
-    };
-    if let (Some(f), Ok(n)) = (factor, s[..s.len() - 1].parse::<i64>()) {
-        return Ok((now_secs - n * f) * 1000);
+    if s.ends_with(|c: char| c.is_ascii_alphabetic()) && !s.contains(':') {
+        let age = berth_oci::duration::parse(s)?;
+        return Ok((now_secs.saturating_sub(age.as_secs() as i64)).saturating_mul(1000));
     }
     let t = berth_tools::time::Timestamp::parse(s)
         .with_context(|| format!("{s:?}: expected RFC 3339, Unix seconds, or an age like 24h"))?;

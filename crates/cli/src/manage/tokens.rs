@@ -58,19 +58,10 @@ pub fn parse_lifetime(s: &str) -> anyhow::Result<Option<i64>> {
     if s == "never" {
         return Ok(None);
     }
-    let (n, unit) = s.split_at(s.len().saturating_sub(1));
-    let secs = match unit {
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        "w" => 7 * 86_400,
-        _ => anyhow::bail!("--expires {s:?}: expected a number with m, h, d or w, or never"),
-    };
-    let n: i64 = n
-        .parse()
-        .map_err(|_| anyhow::anyhow!("--expires {s:?}: expected a number with m, h, d or w"))?;
-    anyhow::ensure!(n > 0, "--expires must be positive");
-    Ok(Some(n * secs * 1000))
+    let d =
+        berth_oci::duration::parse(s).map_err(|e| anyhow::anyhow!("--expires: {e}, or never"))?;
+    anyhow::ensure!(!d.is_zero(), "--expires must be positive");
+    Ok(Some(d.as_millis() as i64))
 }
 
 /// The Docker config JSON holding `username`/`secret` for `server`.

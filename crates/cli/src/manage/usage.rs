@@ -143,7 +143,7 @@ pub async fn run_quota(args: QuotaArgs) -> anyhow::Result<()> {
     let path = |ns: &str| format!("/namespaces/{}/quota", encode(ns));
     match args.command {
         QuotaCmd::Set { namespace, limit } => {
-            let limit_bytes = parse_size(&toml::Value::String(limit.clone()))
+            let limit_bytes = parse_size(&limit)
                 .map_err(|e| anyhow::anyhow!("invalid quota {limit:?}: {e:#}"))?;
             let q: Value = api
                 .call(

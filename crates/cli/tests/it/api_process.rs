@@ -88,7 +88,7 @@ fn bad_settings_are_refused_with_a_clear_message() {
     assert!(refused(&["--listen", "nonsense"], None).contains("invalid listen address"));
     assert!(
         refused(&["--listen", "127.0.0.1:0", "--log-format", "xml"], None)
-            .contains("invalid log format")
+            .contains("invalid value 'xml' for '--log-format")
     );
     let e = refused(&["--listen", "127.0.0.1:0"], Some("listn = \"typo\"\n"));
     assert!(e.contains("unknown field") && e.contains("listn"), "{e}");

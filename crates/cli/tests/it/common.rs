@@ -60,7 +60,8 @@ impl Berth {
         Berth::launch(data_dir, extra, config, work, &[])
     }
 
-    fn launch(
+    /// Starts berth on `data_dir` with extra environment variables.
+    pub fn launch(
         data_dir: &Path,
         extra: &[&str],
         config: Option<&str>,

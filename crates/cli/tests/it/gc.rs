@@ -414,8 +414,16 @@ async fn gc_runs_safely_while_clients_push_delete_and_pull() {
     let meta = berth_meta::Meta::open_sqlite(&berth.data_dir.join("berth.db"))
         .await
         .unwrap();
-    assert_eq!(meta.unreferenced_links(cutoff).await.unwrap(), vec![]);
-    assert_eq!(meta.unreferenced_blobs(cutoff).await.unwrap(), vec![]);
+    assert_eq!(
+        meta.unreferenced_links(berth_meta::LinkAge::Old, cutoff, None, 1000)
+            .await
+            .unwrap(),
+        vec![]
+    );
+    assert_eq!(
+        meta.unreferenced_blobs(cutoff, "", 1000).await.unwrap(),
+        vec![]
+    );
     let mut unreferenced_old = Vec::new();
     for f in files_under(&berth.data_dir.join("blobs")) {
         let digest = format!("sha256:{}", f.file_name().unwrap().to_str().unwrap());

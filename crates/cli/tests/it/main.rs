@@ -28,6 +28,7 @@ mod listener;
 mod oci;
 mod retention;
 mod retention_cli;
+mod serve_lifecycle;
 mod shell;
 mod tenancy;
 mod tools;

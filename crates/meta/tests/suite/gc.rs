@@ -1,7 +1,7 @@
 //! Garbage collection's reads and conditional sweeps (including races with
 //! pushes, which PostgreSQL runs truly concurrently), job leases and runs.
 
-use berth_meta::{Meta, NewManifest, RefKind};
+use berth_meta::{LinkAge, Meta, NewManifest, RefKind, Unreferenced};
 
 use super::{actor, manifest, n, t};
 
@@ -42,6 +42,10 @@ pub(super) fn index(
     }
 }
 
+fn digests(v: Vec<Unreferenced>) -> Vec<String> {
+    v.into_iter().map(|u| u.digest).collect()
+}
+
 /// Garbage collection's reads and conditional deletes.
 pub(super) async fn gc_cases(meta: &Meta) {
     let ours = |v: Vec<berth_meta::Unreferenced>| -> Vec<(Option<String>, String)> {
@@ -66,24 +70,33 @@ pub(super) async fn gc_cases(meta: &Meta) {
     .await
     .unwrap();
     // Only old, unreferenced links count.
-    assert!(ours(meta.unreferenced_links(10_000).await.unwrap()).is_empty());
+    assert!(ours(
+        meta.unreferenced_links(LinkAge::Old, 10_000, None, 1000)
+            .await
+            .unwrap()
+    )
+    .is_empty());
     assert_eq!(
-        ours(meta.unreferenced_links(10_200).await.unwrap()),
+        ours(
+            meta.unreferenced_links(LinkAge::Old, 10_200, None, 1000)
+                .await
+                .unwrap()
+        ),
         vec![(Some("gc/a".into()), "sha256:g2".into())]
     );
     // g2 is still linked (young) in gc/b: not a blob candidate until that
     // link is old too.
-    assert!(ours(meta.unreferenced_blobs(10_200).await.unwrap()).is_empty());
+    assert!(ours(meta.unreferenced_blobs(10_200, "", 1000).await.unwrap()).is_empty());
     assert_eq!(
-        ours(meta.unreferenced_blobs(11_000).await.unwrap()),
+        ours(meta.unreferenced_blobs(11_000, "", 1000).await.unwrap()),
         vec![(None, "sha256:g2".into())]
     );
     assert_eq!(
-        meta.sweep_links("gc/a", 10_200).await.unwrap(),
+        digests(meta.sweep_links("gc/a", 10_200, 1000).await.unwrap()),
         vec!["sha256:g2".to_owned()]
     );
     assert_eq!(
-        meta.sweep_links("gc/a", 10_200).await.unwrap(),
+        digests(meta.sweep_links("gc/a", 10_200, 1000).await.unwrap()),
         Vec::<String>::new()
     );
     // The row stays while gc/b links it.
@@ -94,7 +107,7 @@ pub(super) async fn gc_cases(meta: &Meta) {
         .unwrap()
         .is_empty());
     assert_eq!(
-        meta.sweep_links("gc/b", 11_000).await.unwrap(),
+        digests(meta.sweep_links("gc/b", 11_000, 1000).await.unwrap()),
         vec!["sha256:g2".to_owned()]
     );
     assert_eq!(
@@ -103,7 +116,43 @@ pub(super) async fn gc_cases(meta: &Meta) {
     );
     assert!(!meta.blob_recorded("sha256:g2").await.unwrap());
     assert!(meta.blob_recorded("sha256:g1").await.unwrap());
-    assert!(meta.blob_sizes().await.unwrap().contains_key("sha256:g1"));
+    let rows = meta
+        .blob_rows(&["sha256:g1".into(), "sha256:g2".into()], 11_000)
+        .await
+        .unwrap();
+    assert_eq!(rows.get("sha256:g1"), Some(&false), "referenced: kept");
+    assert!(!rows.contains_key("sha256:g2"));
+
+    // Paging: a repository's links are swept a page at a time, and the
+    // pages of unreferenced links continue after the last one seen.
+    for i in 0..5 {
+        meta.link_blob(&n("gc/paged"), &format!("sha256:gp{i}"), 1, 0)
+            .await
+            .unwrap();
+    }
+    let first = meta
+        .unreferenced_links(LinkAge::Old, 1, Some(("gc/paged", "")), 2)
+        .await
+        .unwrap();
+    let next = meta
+        .unreferenced_links(LinkAge::Old, 1, Some(("gc/paged", &first[1].digest)), 2)
+        .await
+        .unwrap();
+    assert_eq!(
+        digests(first.into_iter().chain(next).collect()),
+        ["sha256:gp0", "sha256:gp1", "sha256:gp2", "sha256:gp3"]
+    );
+    assert!(meta
+        .unreferenced_links(LinkAge::Young, 1, Some(("gc/paged", "")), 10)
+        .await
+        .unwrap()
+        .iter()
+        .all(|u| u.repository.as_deref() != Some("gc/paged")));
+    assert_eq!(meta.sweep_links("gc/paged", 1, 2).await.unwrap().len(), 2);
+    assert_eq!(meta.sweep_links("gc/paged", 1, 2).await.unwrap().len(), 2);
+    let last = meta.sweep_links("gc/paged", 1, 2).await.unwrap();
+    assert_eq!(digests(last.clone()), ["sha256:gp4"]);
+    assert_eq!((last[0].size, last[0].at), (1, 0));
 
     // A manifest put after the sweep sees the link gone and fails, with
     // nothing stored.
@@ -168,9 +217,13 @@ pub(super) async fn gc_cases(meta: &Meta) {
     meta.link_blob(&n("gc/again"), "sha256:gagain", 1, 20_000)
         .await
         .unwrap();
-    assert!(!ours(meta.unreferenced_links(10_000).await.unwrap())
-        .iter()
-        .any(|(_, d)| d == "sha256:gagain"));
+    assert!(!ours(
+        meta.unreferenced_links(LinkAge::Old, 10_000, None, 1000)
+            .await
+            .unwrap()
+    )
+    .iter()
+    .any(|(_, d)| d == "sha256:gagain"));
 
     // Pushes racing with sweeps: whichever commits first wins, and a stored
     // manifest always keeps its links.
@@ -180,7 +233,8 @@ pub(super) async fn gc_cases(meta: &Meta) {
         let m = image("gc/race", &format!("sha256:grm{i}"), &[&blob], &[], 1);
         let (pusher, sweeper) = (meta.clone(), meta.clone());
         let push = tokio::spawn(async move { pusher.put_manifest(&m, &actor()).await });
-        let sweep = tokio::spawn(async move { sweeper.sweep_links("gc/race", i64::MAX).await });
+        let sweep =
+            tokio::spawn(async move { sweeper.sweep_links("gc/race", i64::MAX, 1000).await });
         let pushed = push.await.unwrap();
         let swept = sweep.await.unwrap().unwrap();
         let stored = meta
@@ -205,7 +259,7 @@ pub(super) async fn gc_cases(meta: &Meta) {
     for i in 0..40 {
         let blob = format!("sha256:gb{i}");
         meta.link_blob(&n("gc/b-race"), &blob, 1, 0).await.unwrap();
-        meta.sweep_links("gc/b-race", i64::MAX).await.unwrap();
+        meta.sweep_links("gc/b-race", i64::MAX, 1000).await.unwrap();
         let (linker, sweeper, b) = (meta.clone(), meta.clone(), blob.clone());
         let link = tokio::spawn(async move {
             linker

@@ -237,7 +237,7 @@ impl Authority {
             sct: subject_created,
         };
         Ok(Issued {
-            token: jwt::sign(&self.key, &claims),
+            token: jwt::sign(&self.key, &claims).map_err(|e| Error::Internal(e.to_string()))?,
             expires_in: ttl,
             issued_at: now,
             scope: granted_scopes.join(" "),

@@ -14,10 +14,20 @@
 //! (`server_keys`), so every replica sharing the database signs and
 //! verifies with the same key. Verification accepts only `HS256`, checks
 //! the signature in constant time, the audience and the validity window.
+//!
+//! Encoding, decoding and validation are the `jsonwebtoken` crate's. It
+//! needs a crypto backend; rather than its RustCrypto or aws-lc backends
+//! (RSA, elliptic curves, a C library: far more than berth uses), berth
+//! gives it a provider of the one algorithm it signs with, HMAC-SHA256 from
+//! the `hmac` and `sha2` crates already in the tree. The validity window
+//! is checked here against the caller's clock, so tests can move time.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use hmac::{Hmac, Mac};
+use jsonwebtoken::crypto::{CryptoProvider, JwkUtils, JwtSigner, JwtVerifier};
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
@@ -66,7 +76,7 @@ pub struct Claims {
     pub sct: Option<i64>,
 }
 
-/// Why a token was refused.
+/// Why a token was refused (or could not be made).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum JwtError {
     /// Not three base64url parts of JSON.
@@ -84,26 +94,75 @@ pub enum JwtError {
     /// Expired, or not valid yet.
     #[error("token expired")]
     Expired,
-}
-
-#[derive(Serialize, Deserialize)]
-struct Header {
-    alg: String,
-    #[serde(default)]
-    typ: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    kid: Option<String>,
+    /// Signing failed (the claims did not serialise).
+    #[error("cannot sign the token: {0}")]
+    Sign(String),
 }
 
 /// A signing key: 32 bytes.
 pub type Key = [u8; 32];
 
-fn mac(key: &Key) -> Hmac<Sha256> {
-    // HMAC pads keys shorter than the hash's 64-byte block with zeros;
-    // doing that here gives the fixed-size key `KeyInit::new` takes.
-    let mut block = [0u8; 64];
-    block[..32].copy_from_slice(key);
-    <Hmac<Sha256> as hmac::digest::KeyInit>::new(&block.into())
+/// HMAC-SHA256 for `jsonwebtoken`, signing and verifying alike.
+struct Hs256(Hmac<Sha256>);
+
+impl Hs256 {
+    fn new(secret: &[u8]) -> jsonwebtoken::errors::Result<Hs256> {
+        // HMAC pads keys shorter than the hash's 64-byte block with zeros.
+        <Hmac<Sha256> as Mac>::new_from_slice(secret)
+            .map(Hs256)
+            .map_err(|_| ErrorKind::InvalidKeyFormat.into())
+    }
+}
+
+impl signature::Signer<Vec<u8>> for Hs256 {
+    fn try_sign(&self, msg: &[u8]) -> Result<Vec<u8>, signature::Error> {
+        let mut m = self.0.clone();
+        m.update(msg);
+        Ok(m.finalize().into_bytes().to_vec())
+    }
+}
+
+impl signature::Verifier<Vec<u8>> for Hs256 {
+    fn verify(&self, msg: &[u8], sig: &Vec<u8>) -> Result<(), signature::Error> {
+        let mut m = self.0.clone();
+        m.update(msg);
+        // Constant-time comparison.
+        m.verify_slice(sig).map_err(|_| signature::Error::new())
+    }
+}
+
+impl JwtSigner for Hs256 {
+    fn algorithm(&self) -> Algorithm {
+        Algorithm::HS256
+    }
+}
+
+impl JwtVerifier for Hs256 {
+    fn algorithm(&self) -> Algorithm {
+        Algorithm::HS256
+    }
+}
+
+/// The provider: HS256 only; every other algorithm is refused.
+static PROVIDER: CryptoProvider = CryptoProvider {
+    signer_factory: |alg, key| match alg {
+        Algorithm::HS256 => Ok(Box::new(Hs256::new(key.try_get_hmac_secret()?)?)),
+        _ => Err(ErrorKind::InvalidAlgorithm.into()),
+    },
+    verifier_factory: |alg, key| match alg {
+        Algorithm::HS256 => Ok(Box::new(Hs256::new(key.try_get_hmac_secret()?)?)),
+        _ => Err(ErrorKind::InvalidAlgorithm.into()),
+    },
+    jwk_utils: JwkUtils::new_unimplemented(),
+};
+
+/// Installs [`PROVIDER`] as `jsonwebtoken`'s (once per process; a provider
+/// installed before is kept, and refuses what it does not know).
+fn provider() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let _ = PROVIDER.install_default();
+    });
 }
 
 /// The key id advertised in the header: the first 8 hex digits of the
@@ -114,52 +173,51 @@ pub fn key_id(key: &Key) -> String {
 }
 
 /// Signs `claims` with `key`.
-pub fn sign(key: &Key, claims: &Claims) -> String {
-    let header = Header {
-        alg: "HS256".into(),
-        typ: Some("JWT".into()),
-        kid: Some(key_id(key)),
-    };
-    let h = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&header).unwrap_or_default());
-    let p = URL_SAFE_NO_PAD.encode(serde_json::to_vec(claims).unwrap_or_default());
-    let mut m = mac(key);
-    m.update(h.as_bytes());
-    m.update(b".");
-    m.update(p.as_bytes());
-    let s = URL_SAFE_NO_PAD.encode(m.finalize().into_bytes());
-    format!("{h}.{p}.{s}")
+pub fn sign(key: &Key, claims: &Claims) -> Result<String, JwtError> {
+    provider();
+    let mut header = Header::new(Algorithm::HS256);
+    header.kid = Some(key_id(key));
+    jsonwebtoken::encode(&header, claims, &EncodingKey::from_secret(key))
+        .map_err(|e| JwtError::Sign(e.to_string()))
+}
+
+/// Whether the header of `token` names an algorithm other than HS256
+/// (`jsonwebtoken` refuses names it does not know, such as `none`, as
+/// malformed).
+fn foreign_algorithm(token: &str) -> bool {
+    #[derive(Deserialize)]
+    struct Alg {
+        alg: String,
+    }
+    token
+        .split('.')
+        .next()
+        .and_then(|h| URL_SAFE_NO_PAD.decode(h).ok())
+        .and_then(|b| serde_json::from_slice::<Alg>(&b).ok())
+        .is_some_and(|h| h.alg != "HS256")
 }
 
 /// Verifies `token` with `key` for `service` at `now` (Unix seconds).
 pub fn verify(key: &Key, token: &str, service: &str, now: i64) -> Result<Claims, JwtError> {
-    let mut parts = token.split('.');
-    let (Some(h), Some(p), Some(s), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
+    provider();
+    if token.split('.').count() != 3 {
         return Err(JwtError::Malformed);
-    };
-    let header: Header = URL_SAFE_NO_PAD
-        .decode(h)
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .ok_or(JwtError::Malformed)?;
-    if header.alg != "HS256" {
-        return Err(JwtError::Algorithm);
     }
-    let sig = URL_SAFE_NO_PAD.decode(s).map_err(|_| JwtError::Malformed)?;
-    let mut m = mac(key);
-    m.update(h.as_bytes());
-    m.update(b".");
-    m.update(p.as_bytes());
-    m.verify_slice(&sig).map_err(|_| JwtError::Signature)?;
-    let claims: Claims = URL_SAFE_NO_PAD
-        .decode(p)
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .ok_or(JwtError::Malformed)?;
-    if claims.aud != service {
-        return Err(JwtError::Audience);
-    }
+    let mut validation = Validation::new(Algorithm::HS256);
+    validation.set_audience(&[service]);
+    validation.set_required_spec_claims(&["aud"]);
+    // The window is checked below, on the caller's clock.
+    validation.validate_exp = false;
+    validation.validate_nbf = false;
+    let data = jsonwebtoken::decode::<Claims>(token, &DecodingKey::from_secret(key), &validation)
+        .map_err(|e| match e.kind() {
+        ErrorKind::InvalidSignature => JwtError::Signature,
+        ErrorKind::InvalidAlgorithm => JwtError::Algorithm,
+        ErrorKind::InvalidAudience => JwtError::Audience,
+        _ if foreign_algorithm(token) => JwtError::Algorithm,
+        _ => JwtError::Malformed,
+    })?;
+    let claims = data.claims;
     if now > claims.exp + LEEWAY_SECS || now + LEEWAY_SECS < claims.nbf {
         return Err(JwtError::Expired);
     }
@@ -191,24 +249,35 @@ mod tests {
 
     const KEY: &Key = b"0123456789abcdef0123456789abcdef";
 
+    /// A token signed by the hand-written signer berth used before
+    /// (header `{"alg":"HS256","typ":"JWT","kid":...}`, HMAC-SHA256 over
+    /// the key padded to 64 bytes) still verifies: tokens issued before an
+    /// upgrade stay valid.
     #[test]
-    fn the_padded_key_is_standard_hmac() {
-        let mut ours = mac(KEY);
-        ours.update(b"data");
-        let mut std = <Hmac<Sha256> as Mac>::new_from_slice(KEY).unwrap();
-        std.update(b"data");
-        assert_eq!(ours.finalize().into_bytes(), std.finalize().into_bytes());
+    fn tokens_of_the_former_signer_verify() {
+        let h = URL_SAFE_NO_PAD.encode(format!(
+            r#"{{"alg":"HS256","typ":"JWT","kid":"{}"}}"#,
+            key_id(KEY)
+        ));
+        let p = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&claims(1000)).unwrap());
+        let mut block = [0u8; 64];
+        block[..32].copy_from_slice(KEY);
+        let mut m = <Hmac<Sha256> as Mac>::new_from_slice(&block).unwrap();
+        m.update(format!("{h}.{p}").as_bytes());
+        let s = URL_SAFE_NO_PAD.encode(m.finalize().into_bytes());
+        let token = format!("{h}.{p}.{s}");
+        assert_eq!(verify(KEY, &token, "registry.test", 1100), Ok(claims(1000)));
     }
 
     #[test]
     fn signed_tokens_verify() {
-        let t = sign(KEY, &claims(1000));
+        let t = sign(KEY, &claims(1000)).unwrap();
         assert_eq!(verify(KEY, &t, "registry.test", 1100), Ok(claims(1000)));
     }
 
     #[test]
     fn tampering_is_detected() {
-        let t = sign(KEY, &claims(1000));
+        let t = sign(KEY, &claims(1000)).unwrap();
         // Widen the access in the payload, keep the signature.
         let mut wide = claims(1000);
         wide.access[0].actions = vec!["pull".into(), "push".into()];
@@ -220,7 +289,7 @@ mod tests {
             Err(JwtError::Signature)
         );
         // Signed with another key.
-        let other = sign(b"another key, also 32 bytes long!", &wide);
+        let other = sign(b"another key, also 32 bytes long!", &wide).unwrap();
         assert_eq!(
             verify(KEY, &other, "registry.test", 1100),
             Err(JwtError::Signature)
@@ -240,7 +309,7 @@ mod tests {
 
     #[test]
     fn audience_and_time_are_checked() {
-        let t = sign(KEY, &claims(1000));
+        let t = sign(KEY, &claims(1000)).unwrap();
         assert_eq!(
             verify(KEY, &t, "other.service", 1100),
             Err(JwtError::Audience)

@@ -65,6 +65,27 @@ pub enum AuthMode {
     None,
 }
 
+/// What [`Authority::bootstrap_admin`] did.
+#[derive(PartialEq, Eq)]
+pub enum Bootstrap {
+    /// `admin` existed already (its password was not touched).
+    Existed,
+    /// `admin` was created with the given password.
+    Created,
+    /// `admin` was created with this generated password.
+    Generated(String),
+}
+
+impl std::fmt::Debug for Bootstrap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Bootstrap::Existed => "Existed",
+            Bootstrap::Created => "Created",
+            Bootstrap::Generated(_) => "Generated(***)",
+        })
+    }
+}
+
 /// Settings of the [`Authority`].
 #[derive(Debug, Clone)]
 pub struct AuthSettings {
@@ -163,10 +184,11 @@ impl Authority {
 
     /// Creates the site administrator `admin` if it does not exist yet,
     /// with `password` or, without one, a generated password that is
-    /// returned (to be shown once). An existing `admin` is left alone.
-    pub async fn bootstrap_admin(&self, password: Option<&str>) -> Result<Option<String>> {
+    /// returned (to be handed to the operator once). An existing `admin`
+    /// is left alone, its password unchanged.
+    pub async fn bootstrap_admin(&self, password: Option<&str>) -> Result<Bootstrap> {
         if self.meta.user(ADMIN).await?.is_some() {
-            return Ok(None);
+            return Ok(Bootstrap::Existed);
         }
         let (password, generated) = match password {
             Some(p) => {
@@ -195,9 +217,13 @@ impl Authority {
             .await?;
         if !created {
             // Another replica, or an organisation named admin, won.
-            return Ok(None);
+            return Ok(Bootstrap::Existed);
         }
-        Ok(generated.then_some(password))
+        Ok(if generated {
+            Bootstrap::Generated(password)
+        } else {
+            Bootstrap::Created
+        })
     }
 
     /// Writes the batched last-use times of access tokens. Called

@@ -68,6 +68,10 @@ pub struct Applied {
     pub plan: Plan,
     /// Planned deletions that did not happen.
     pub skipped: Vec<Skipped>,
+    /// The server began shutting down and the run stopped after the
+    /// deletion in progress; the rest of the plan was not applied.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub interrupted: bool,
 }
 
 impl Applied {
@@ -78,6 +82,7 @@ impl Applied {
             "manifests": self.plan.manifests,
             "bytes": self.plan.bytes,
             "skipped": self.skipped.len(),
+            "interrupted": self.interrupted,
         })
     }
 }
@@ -195,7 +200,7 @@ impl Registry {
             .apply_plan(namespace, &policy, now, caller, &held)
             .await;
         let (ok, summary) = match &outcome {
-            Ok(a) => (true, a.summary()),
+            Ok(a) => (!a.interrupted, a.summary()),
             Err(e) => (false, serde_json::json!({ "error": e.to_string() })),
         };
         let finished = now + started.elapsed().as_millis() as i64;
@@ -219,7 +224,16 @@ impl Registry {
         let actor = caller.actor();
         let mut skipped = Vec::new();
         let mut guards: Option<(String, TagGuard)> = None;
-        for (n, item) in plan.items.iter().enumerate() {
+        let mut interrupted = false;
+        for item in plan.items.iter() {
+            if self.stop.is_cancelled() {
+                tracing::info!(
+                    namespace,
+                    "shutting down: retention stops after its current deletion"
+                );
+                interrupted = true;
+                break;
+            }
             if guards.as_ref().is_none_or(|(r, _)| *r != item.repository) {
                 let rules = self.tag_rules(&item.repository).await?;
                 let guard: TagGuard = std::sync::Arc::new(move |t: &str| {
@@ -273,19 +287,28 @@ impl Registry {
                     skipped: why,
                 });
             }
-            if n % 500 == 499 {
-                held.renew().await?;
-            }
+            held.keep().await?;
         }
-        Ok(Applied { plan, skipped })
+        Ok(Applied {
+            plan,
+            skipped,
+            interrupted,
+        })
     }
 
     /// Applies every stored policy whose schedule fired since its last run
     /// (or since it was set) and at or before `now`.
-    pub(crate) async fn due_retention(&self, now: i64) -> Result<Vec<crate::DueJob>> {
+    pub(crate) async fn due_retention(
+        &self,
+        now: i64,
+        stop: &crate::worker::Stop,
+    ) -> Result<Vec<crate::DueJob>> {
         let scheduler = Caller::system("scheduler");
         let mut ran = Vec::new();
         for stored in self.meta.retention_policies().await? {
+            if stop.is_cancelled() {
+                break;
+            }
             let Ok(policy) = Policy::parse(&stored.policy, &stored.namespace) else {
                 tracing::warn!(namespace = %stored.namespace, "stored retention policy does not parse");
                 continue;

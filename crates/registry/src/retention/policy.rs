@@ -111,39 +111,9 @@ impl fmt::Display for Condition {
     }
 }
 
-/// Formats milliseconds in the largest whole unit up to days (`7d`, `36h`,
-/// `90m`).
-pub fn duration(ms: i64) -> String {
-    for (unit, size) in [("d", 86_400_000), ("h", 3_600_000), ("m", 60_000)] {
-        if ms >= size && ms % size == 0 {
-            return format!("{}{unit}", ms / size);
-        }
-    }
-    format!("{}s", ms / 1000)
-}
-
-/// Parses `45s`, `90m`, `12h`, `30d`, `2w` into milliseconds.
-pub fn parse_duration(s: &str) -> Result<i64, String> {
-    let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let n: i64 = num.parse().map_err(|_| {
-        format!("invalid duration {s:?} (use a number and s, m, h, d or w: \"30d\")")
-    })?;
-    let size = match unit {
-        "s" => 1_000,
-        "m" => 60_000,
-        "h" => 3_600_000,
-        "d" => 86_400_000,
-        "w" => 7 * 86_400_000,
-        _ => {
-            return Err(format!(
-                "invalid duration unit in {s:?} (use s, m, h, d or w)"
-            ))
-        }
-    };
-    n.checked_mul(size)
-        .ok_or_else(|| format!("duration {s:?} is too long"))
+/// Formats milliseconds in the largest whole unit (`7d`, `36h`, `90m`).
+fn duration(ms: i64) -> String {
+    berth_oci::duration::format(std::time::Duration::from_millis(ms.max(0) as u64))
 }
 
 /// A policy that does not parse or validate: the message names the line
@@ -331,7 +301,9 @@ fn condition(text: &str, span: Range<usize>, v: &toml::Value) -> Result<Conditio
                 show(v)
             ))
         })?;
-        parse_duration(s).map_err(|m| err(format!("{key}: {m}")))
+        berth_oci::duration::parse(s)
+            .map(|d| d.as_millis() as i64)
+            .map_err(|m| err(format!("{key}: {m}")))
     };
     let list = |v: &toml::Value| -> Result<Vec<Condition>, PolicyError> {
         let items = v.as_array().ok_or_else(|| {

@@ -138,7 +138,7 @@ fn bad_policies_name_line_and_column() {
         ),
         (
             "[[rule]]\ntags = [\"*\"]\nkeep = { pushed_within = \"7 days\" }\n",
-            "invalid duration unit",
+            "invalid duration \"7 days\"",
         ),
         (
             "[[rule]]\ntags = [\"*\"]\nkeep = { newest = 3 }\n",

@@ -8,7 +8,8 @@ use berth_meta::audit::{action, AuditFilter};
 use berth_meta::Meta;
 use berth_registry::auth::scope::{self, Scope};
 use berth_registry::auth::{
-    Access, Action, AuthSettings, Authority, Credentials, Decision, RateLimit, TokenRequest,
+    Access, Action, AuthSettings, Authority, Bootstrap, Credentials, Decision, RateLimit,
+    TokenRequest,
 };
 use berth_registry::{Caller, Error, Registry, Settings};
 use berth_store::FsStore;
@@ -41,13 +42,14 @@ async fn logins_tokens_and_decisions() {
     let root = Caller::system("root");
 
     // Bootstrap: a generated password, once.
-    let generated = auth.bootstrap_admin(None).await.unwrap().unwrap();
+    let Bootstrap::Generated(generated) = auth.bootstrap_admin(None).await.unwrap() else {
+        panic!("a generated password")
+    };
     assert_eq!(generated.len(), 24);
-    assert!(auth
-        .bootstrap_admin(Some("ignored-now"))
-        .await
-        .unwrap()
-        .is_none());
+    assert_eq!(
+        auth.bootstrap_admin(Some("ignored-now")).await.unwrap(),
+        Bootstrap::Existed
+    );
     let admin = auth
         .authenticate(&basic("admin", &generated), ip(), true)
         .await

@@ -1,13 +1,15 @@
 //! Garbage collection on demand: `POST /api/v1/gc` runs it (or, with
-//! `dry_run`, reports what it would remove) and answers the report;
-//! `GET /api/v1/gc/runs` is the history of runs. Site admins only.
+//! `dry_run`, reports what it would remove and what the grace period
+//! holds) and answers the report; `GET /api/v1/gc` is the schedule (the
+//! interval, the last run and when the next is due); `GET /api/v1/gc/runs`
+//! is the history of runs. Site admins only.
 
 use std::sync::Arc;
 
 use axum::extract::State;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use berth_registry::{Error, GcReport, GC_JOB};
+use berth_registry::{Error, GcReport, GcSchedule, GC_JOB};
 use serde::Deserialize;
 
 use super::extract::Query;
@@ -17,7 +19,7 @@ use crate::App;
 
 pub(crate) fn routes() -> Router<Arc<App>> {
     Router::new()
-        .route("/gc", post(handle_run))
+        .route("/gc", post(handle_run).get(handle_schedule))
         .route("/gc/runs", get(handle_runs))
 }
 
@@ -46,6 +48,15 @@ async fn handle_run(
         .run_gc(berth_registry::now_ms(), req.dry_run, &caller)
         .await?;
     Ok(Json(report))
+}
+
+async fn handle_schedule(
+    State(app): State<Arc<App>>,
+    principal: Principal,
+) -> Result<Json<GcSchedule>, ApiError> {
+    principal.require(&app, "", Need::SiteAdmin).await?;
+    let schedule = app.registry.gc_schedule(berth_registry::now_ms()).await?;
+    Ok(Json(schedule))
 }
 
 #[derive(Debug, Deserialize)]

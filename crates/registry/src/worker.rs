@@ -1,0 +1,315 @@
+//! Background work in one shape: a [`Worker`] does one round of work in
+//! [`Worker::run_once`], every [`Worker::interval`]; a [`Runner`] runs
+//! workers, each in its own task, and stops them cooperatively.
+//!
+//! Stopping never cuts a round short from outside: the [`Stop`] signal is
+//! passed to `run_once`, long rounds (garbage collection, retention) look
+//! at it between their steps and end early, recording how far they got,
+//! and then [`Worker::on_shutdown`] runs once (the last flush of counters
+//! kept in memory). [`Runner::shutdown`] returns when every worker has.
+//!
+//! Jobs that only one replica may run at a time (GC, retention) take a
+//! lease in the database inside their round (see the `jobs` module); the
+//! workers of every replica tick, and the one holding the lease works.
+//! Tests call `run_once` (or the services it calls) directly instead of
+//! waiting for a tick.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+pub use tokio_util::sync::CancellationToken as Stop;
+
+use crate::auth::Authority;
+use crate::{Caller, Registry, Result};
+
+/// One kind of background work.
+#[async_trait]
+pub trait Worker: Send + Sync + 'static {
+    /// A short name for logs (`gc`, `upload-purge`, ...).
+    fn name(&self) -> &'static str;
+
+    /// Time between the end of one round and the start of the next.
+    fn interval(&self) -> Duration;
+
+    /// Time from the start of the runner to the first round (by default
+    /// one interval).
+    fn first_run(&self) -> Duration {
+        self.interval()
+    }
+
+    /// Does one round of work. A long round checks `stop` between steps
+    /// and returns early once it is set, leaving nothing half done.
+    /// Returns a one-line summary for the log, if there is anything to say.
+    async fn run_once(&self, stop: &Stop) -> Result<Option<String>>;
+
+    /// Runs once after the last round, when the runner stops.
+    async fn on_shutdown(&self) {}
+}
+
+/// Runs workers until told to stop.
+pub struct Runner {
+    stop: Stop,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Runner {
+    /// A runner whose workers stop when `stop` is cancelled (or at
+    /// [`Runner::shutdown`]).
+    pub fn new(stop: Stop) -> Runner {
+        Runner {
+            stop,
+            tasks: Vec::new(),
+        }
+    }
+
+    /// Starts `worker` in a task of its own.
+    pub fn spawn(&mut self, worker: Arc<dyn Worker>) {
+        let stop = self.stop.clone();
+        self.tasks.push(tokio::spawn(run(worker, stop)));
+    }
+
+    /// Asks every worker to stop and waits until each has finished its
+    /// current round and its shutdown step.
+    pub async fn shutdown(self) {
+        self.stop.cancel();
+        for t in self.tasks {
+            if let Err(e) = t.await {
+                tracing::warn!(error = %e, "a background worker ended abnormally");
+            }
+        }
+    }
+}
+
+async fn run(worker: Arc<dyn Worker>, stop: Stop) {
+    let mut wait = worker.first_run();
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = stop.cancelled() => break,
+        }
+        match worker.run_once(&stop).await {
+            Ok(Some(summary)) => {
+                tracing::info!(worker = worker.name(), %summary, "background work done")
+            }
+            Ok(None) => {}
+            Err(crate::Error::Conflict(why)) => {
+                tracing::debug!(worker = worker.name(), %why, "background work skipped")
+            }
+            Err(e) => tracing::warn!(worker = worker.name(), error = %e, "background work failed"),
+        }
+        if stop.is_cancelled() {
+            break;
+        }
+        wait = worker.interval();
+    }
+    worker.on_shutdown().await;
+}
+
+/// How often the scheduled jobs (GC, retention) look whether they are due.
+pub const SCHEDULER_TICK: Duration = Duration::from_secs(60);
+
+/// Removes upload sessions idle for longer than the upload TTL.
+pub struct UploadPurge {
+    /// The registry.
+    pub registry: Arc<Registry>,
+    /// Time between rounds.
+    pub every: Duration,
+}
+
+#[async_trait]
+impl Worker for UploadPurge {
+    fn name(&self) -> &'static str {
+        "upload-purge"
+    }
+    fn interval(&self) -> Duration {
+        self.every
+    }
+    fn first_run(&self) -> Duration {
+        Duration::ZERO
+    }
+    async fn run_once(&self, _stop: &Stop) -> Result<Option<String>> {
+        let n = self.registry.purge_uploads().await?;
+        Ok((n > 0).then(|| format!("removed {n} abandoned uploads")))
+    }
+}
+
+/// Writes the pull counts kept in memory to the database.
+pub struct PullStatsFlush {
+    /// The registry.
+    pub registry: Arc<Registry>,
+    /// Time between rounds.
+    pub every: Duration,
+}
+
+#[async_trait]
+impl Worker for PullStatsFlush {
+    fn name(&self) -> &'static str {
+        "pull-stats-flush"
+    }
+    fn interval(&self) -> Duration {
+        self.every
+    }
+    async fn run_once(&self, _stop: &Stop) -> Result<Option<String>> {
+        // A failed flush keeps its counts for the next one.
+        self.registry.flush_pulls().await?;
+        Ok(None)
+    }
+    async fn on_shutdown(&self) {
+        match self.registry.flush_pulls().await {
+            Ok(n) => tracing::info!(rows = n, "flushed pull statistics"),
+            Err(e) => tracing::warn!(error = %e, "flushing pull statistics at shutdown failed"),
+        }
+    }
+}
+
+/// Writes the batched last-use times of access tokens.
+pub struct TokenUseFlush {
+    /// Authentication.
+    pub auth: Arc<Authority>,
+    /// Time between rounds.
+    pub every: Duration,
+}
+
+#[async_trait]
+impl Worker for TokenUseFlush {
+    fn name(&self) -> &'static str {
+        "token-use-flush"
+    }
+    fn interval(&self) -> Duration {
+        self.every
+    }
+    async fn run_once(&self, _stop: &Stop) -> Result<Option<String>> {
+        self.auth.flush_token_uses().await?;
+        Ok(None)
+    }
+    async fn on_shutdown(&self) {
+        if let Err(e) = self.auth.flush_token_uses().await {
+            tracing::warn!(error = %e, "recording token use at shutdown failed");
+        }
+    }
+}
+
+/// Garbage collection when `gc_interval` has passed since the last run.
+pub struct Gc {
+    /// The registry.
+    pub registry: Arc<Registry>,
+}
+
+#[async_trait]
+impl Worker for Gc {
+    fn name(&self) -> &'static str {
+        "gc"
+    }
+    fn interval(&self) -> Duration {
+        SCHEDULER_TICK
+    }
+    async fn run_once(&self, _stop: &Stop) -> Result<Option<String>> {
+        let now = berth_meta::now_ms();
+        match self
+            .registry
+            .due_gc(now, &Caller::system("scheduler"))
+            .await?
+        {
+            Some(report) => Ok(Some(report.summary().to_string())),
+            None => Ok(None),
+        }
+    }
+}
+
+/// Every retention policy whose schedule fired since its last run.
+pub struct Retention {
+    /// The registry.
+    pub registry: Arc<Registry>,
+}
+
+#[async_trait]
+impl Worker for Retention {
+    fn name(&self) -> &'static str {
+        "retention"
+    }
+    fn interval(&self) -> Duration {
+        SCHEDULER_TICK
+    }
+    async fn run_once(&self, stop: &Stop) -> Result<Option<String>> {
+        let ran = self
+            .registry
+            .due_retention(berth_meta::now_ms(), stop)
+            .await?;
+        for j in &ran {
+            match &j.outcome {
+                Ok(summary) => tracing::info!(job = %j.job, %summary, "scheduled job done"),
+                Err(crate::Error::Conflict(why)) => {
+                    tracing::debug!(job = %j.job, %why, "scheduled job skipped")
+                }
+                Err(e) => tracing::warn!(job = %j.job, error = %e, "scheduled job failed"),
+            }
+        }
+        Ok(None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    struct Counting {
+        rounds: AtomicUsize,
+        shut: AtomicUsize,
+        saw_stop_inside: AtomicUsize,
+    }
+
+    #[async_trait]
+    impl Worker for Arc<Counting> {
+        fn name(&self) -> &'static str {
+            "counting"
+        }
+        fn interval(&self) -> Duration {
+            Duration::from_millis(5)
+        }
+        fn first_run(&self) -> Duration {
+            Duration::ZERO
+        }
+        async fn run_once(&self, stop: &Stop) -> Result<Option<String>> {
+            self.rounds.fetch_add(1, Ordering::SeqCst);
+            // A long round: works in steps until told to stop.
+            for _ in 0..200 {
+                if stop.is_cancelled() {
+                    self.saw_stop_inside.fetch_add(1, Ordering::SeqCst);
+                    return Ok(None);
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            Ok(None)
+        }
+        async fn on_shutdown(&self) {
+            self.shut.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    #[tokio::test]
+    async fn shutdown_lets_the_round_end_and_runs_the_last_step_once() {
+        let c = Arc::new(Counting {
+            rounds: AtomicUsize::new(0),
+            shut: AtomicUsize::new(0),
+            saw_stop_inside: AtomicUsize::new(0),
+        });
+        let mut runner = Runner::new(Stop::new());
+        runner.spawn(Arc::new(c.clone()));
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        let started = std::time::Instant::now();
+        runner.shutdown().await;
+        assert!(
+            started.elapsed() < Duration::from_millis(500),
+            "stopped between steps"
+        );
+        assert_eq!(
+            c.rounds.load(Ordering::SeqCst),
+            1,
+            "one long round was running"
+        );
+        assert_eq!(c.saw_stop_inside.load(Ordering::SeqCst), 1);
+        assert_eq!(c.shut.load(Ordering::SeqCst), 1);
+    }
+}
