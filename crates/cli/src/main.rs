@@ -5,11 +5,12 @@
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory as _, Parser, Subcommand};
 
 mod config;
 mod manage;
 mod serve;
+mod shell;
 
 /// berth: a self-hosted OCI container registry with image lifecycle management.
 #[derive(Debug, Parser)]
@@ -47,10 +48,28 @@ enum Command {
     Retention(Box<manage::retention::Args>),
     #[command(flatten)]
     Tools(berth_tools::Command),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions(shell::CompletionsArgs),
+    /// Print the man page, or write a page per command with --dir.
+    Man(shell::ManArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let generated = match &cli.command {
+        Command::Completions(args) => Some(shell::completions(args, Cli::command())),
+        Command::Man(args) => Some(shell::man(args, Cli::command())),
+        _ => None,
+    };
+    if let Some(result) = generated {
+        return match result {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("berth: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -88,6 +107,7 @@ fn main() -> ExitCode {
                 .await
                 .map(|()| ExitCode::SUCCESS),
             Command::Tools(cmd) => berth_tools::run(cmd).await.map_err(anyhow::Error::from),
+            Command::Completions(_) | Command::Man(_) => Ok(ExitCode::SUCCESS),
         }
     });
     match result {

@@ -1,11 +1,18 @@
 //! Credentials and the registry authentication handshake.
 //!
-//! Credentials come from flags or the Docker config file
-//! (`$DOCKER_CONFIG/config.json`, else `~/.docker/config.json`): `auths`
-//! entries with a base64 `auth` (`user:password`) or separate `username` /
-//! `password`, and `credHelpers` / `credsStore` helpers
-//! (`docker-credential-<name> get`). Keys are matched by host, so
-//! `https://index.docker.io/v1/` serves `docker.io`.
+//! Credentials come from flags or from the files that `docker login`,
+//! `podman login` and `skopeo login` write, read as the containers tools
+//! read them ([`CredentialStore::auth_file_paths`]): `REGISTRY_AUTH_FILE`
+//! alone when it is set; otherwise `$XDG_RUNTIME_DIR/containers/auth.json`,
+//! `$XDG_CONFIG_HOME/containers/auth.json` (`~/.config/...`), then the
+//! Docker config (`$DOCKER_CONFIG/config.json`, else
+//! `~/.docker/config.json`). The first file holding credentials for a
+//! registry wins. Each file has `auths` entries with a base64 `auth`
+//! (`user:password`) or separate `username` / `password`, and `credHelpers`
+//! / `credsStore` helpers (`docker-credential-<name> get`). Keys are
+//! matched by host, so `https://index.docker.io/v1/` serves `docker.io`,
+//! and the loopback spellings `localhost`, `127.0.0.1` and `[::1]` (with
+//! the same port) are one registry.
 //!
 //! A registry that answers 401 says how to authenticate in
 //! `WWW-Authenticate`: `Basic`, or `Bearer realm=..,service=..,scope=..`
@@ -45,10 +52,27 @@ impl Credential {
     }
 }
 
+/// A credential and where it came from (for messages).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Found {
+    /// The credential.
+    pub credential: Credential,
+    /// `the command line`, a file path, or `docker-credential-<helper>`.
+    pub source: String,
+}
+
 /// Where credentials for each registry come from.
 #[derive(Debug, Clone, Default)]
 pub struct CredentialStore {
     explicit: HashMap<String, Credential>,
+    files: Vec<AuthFile>,
+    searched: Vec<PathBuf>,
+}
+
+/// One parsed credentials file.
+#[derive(Debug, Clone, Default)]
+struct AuthFile {
+    path: Option<PathBuf>,
     auths: HashMap<String, Credential>,
     helpers: HashMap<String, String>,
     default_helper: Option<String>,
@@ -70,6 +94,30 @@ pub fn normalize_host(key: &str) -> String {
     }
 }
 
+/// The spellings of one registry a credentials file may use: the host
+/// itself, and for loopback hosts the other loopback names with the same
+/// port (`localhost:5000`, `127.0.0.1:5000`, `[::1]:5000`).
+pub fn host_aliases(host: &str) -> Vec<String> {
+    let host = normalize_host(host);
+    let (name, port) = match host.rsplit_once(':') {
+        Some((n, p)) if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) => {
+            (n.to_owned(), Some(p.to_owned()))
+        }
+        _ => (host.clone(), None),
+    };
+    const LOOPBACK: [&str; 3] = ["localhost", "127.0.0.1", "[::1]"];
+    let mut out = vec![host.clone()];
+    if LOOPBACK.contains(&name.as_str()) {
+        for alias in LOOPBACK.iter().filter(|a| **a != name) {
+            out.push(match &port {
+                Some(p) => format!("{alias}:{p}"),
+                None => (*alias).to_owned(),
+            });
+        }
+    }
+    out
+}
+
 #[derive(serde::Deserialize, Default)]
 struct ConfigFile {
     #[serde(default)]
@@ -87,6 +135,12 @@ struct AuthEntry {
     password: Option<String>,
 }
 
+fn env_path(var: &str) -> Option<PathBuf> {
+    std::env::var_os(var)
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+}
+
 impl CredentialStore {
     /// An empty store (anonymous access everywhere).
     pub fn new() -> CredentialStore {
@@ -96,79 +150,250 @@ impl CredentialStore {
     /// The default Docker config path: `$DOCKER_CONFIG/config.json`, else
     /// `$HOME/.docker/config.json`.
     pub fn default_path() -> Option<PathBuf> {
-        if let Some(dir) = std::env::var_os("DOCKER_CONFIG") {
-            return Some(PathBuf::from(dir).join("config.json"));
+        if let Some(dir) = env_path("DOCKER_CONFIG") {
+            return Some(dir.join("config.json"));
         }
-        std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".docker/config.json"))
+        env_path("HOME").map(|h| h.join(".docker/config.json"))
     }
 
-    /// Loads a Docker config file; a missing file is an empty store.
-    pub fn load(path: &Path) -> Result<CredentialStore, Error> {
-        let bytes = match std::fs::read(path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(CredentialStore::new()),
-            Err(e) => return Err(Error::Credentials(format!("{}: {e}", path.display()))),
+    /// The files credentials are read from, in the containers tools' order:
+    /// `REGISTRY_AUTH_FILE` alone when set; else
+    /// `$XDG_RUNTIME_DIR/containers/auth.json`,
+    /// `$XDG_CONFIG_HOME/containers/auth.json` (default
+    /// `~/.config/containers/auth.json`) and the Docker config.
+    pub fn auth_file_paths() -> Vec<PathBuf> {
+        if let Some(p) = env_path("REGISTRY_AUTH_FILE") {
+            return vec![p];
+        }
+        let mut paths = Vec::new();
+        if let Some(run) = env_path("XDG_RUNTIME_DIR") {
+            paths.push(run.join("containers/auth.json"));
+        }
+        let config_home =
+            env_path("XDG_CONFIG_HOME").or_else(|| env_path("HOME").map(|h| h.join(".config")));
+        if let Some(c) = config_home {
+            paths.push(c.join("containers/auth.json"));
+        }
+        paths.extend(CredentialStore::default_path());
+        paths
+    }
+
+    /// Loads `authfile` alone when given (`--authfile`), else every file of
+    /// [`CredentialStore::auth_file_paths`] that exists.
+    pub fn discover(authfile: Option<&Path>) -> Result<CredentialStore, Error> {
+        let paths = match authfile {
+            Some(p) => vec![p.to_path_buf()],
+            None => CredentialStore::auth_file_paths(),
         };
-        CredentialStore::parse(&bytes)
-            .map_err(|e| Error::Credentials(format!("{}: {e}", path.display())))
-    }
-
-    /// Parses the JSON of a Docker config file.
-    pub fn parse(json: &[u8]) -> Result<CredentialStore, String> {
-        let file: ConfigFile = serde_json::from_slice(json).map_err(|e| e.to_string())?;
         let mut store = CredentialStore::new();
-        for (key, entry) in file.auths {
-            let cred = match (
-                entry.auth.filter(|a| !a.is_empty()),
-                entry.username,
-                entry.password,
-            ) {
-                (Some(auth), _, _) => {
-                    let raw = base64::engine::general_purpose::STANDARD
-                        .decode(auth.trim())
-                        .map_err(|_| format!("auths.{key}.auth is not base64"))?;
-                    let raw = String::from_utf8(raw)
-                        .map_err(|_| format!("auths.{key}.auth is not UTF-8"))?;
-                    let (u, p) = raw
-                        .split_once(':')
-                        .ok_or_else(|| format!("auths.{key}.auth is not user:password"))?;
-                    Credential {
-                        username: u.to_owned(),
-                        password: p.to_owned(),
-                    }
-                }
-                (None, Some(u), Some(p)) => Credential {
-                    username: u,
-                    password: p,
-                },
-                _ => continue,
-            };
-            store.auths.insert(normalize_host(&key), cred);
+        for p in paths {
+            store.add_file(&p)?;
         }
-        store.helpers = file
-            .cred_helpers
-            .into_iter()
-            .map(|(k, v)| (normalize_host(&k), v))
-            .collect();
-        store.default_helper = file.creds_store.filter(|s| !s.is_empty());
         Ok(store)
     }
 
-    /// Sets credentials for `registry`, overriding the config file.
+    /// Loads one config file; a missing file is an empty store.
+    pub fn load(path: &Path) -> Result<CredentialStore, Error> {
+        let mut store = CredentialStore::new();
+        store.add_file(path)?;
+        Ok(store)
+    }
+
+    /// Adds a file to the lookup order (after those already added); a
+    /// missing file is only remembered as searched.
+    fn add_file(&mut self, path: &Path) -> Result<(), Error> {
+        self.searched.push(path.to_path_buf());
+        let bytes = match std::fs::read(path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(Error::Credentials(format!("{}: {e}", path.display()))),
+        };
+        let mut file = parse_file(&bytes)
+            .map_err(|e| Error::Credentials(format!("{}: {e}", path.display())))?;
+        file.path = Some(path.to_path_buf());
+        self.files.push(file);
+        Ok(())
+    }
+
+    /// Parses the JSON of a Docker config (or containers `auth.json`) file.
+    pub fn parse(json: &[u8]) -> Result<CredentialStore, String> {
+        Ok(CredentialStore {
+            files: vec![parse_file(json)?],
+            ..CredentialStore::default()
+        })
+    }
+
+    /// Sets credentials for `registry`, overriding the config files.
     pub fn insert(&mut self, registry: &str, cred: Credential) {
         self.explicit.insert(normalize_host(registry), cred);
     }
 
+    /// The files that were looked at (existing or not), in order.
+    pub fn searched(&self) -> &[PathBuf] {
+        &self.searched
+    }
+
     /// The credential for `registry`, if any.
     pub async fn get(&self, registry: &str) -> Result<Option<Credential>, Error> {
-        let host = normalize_host(registry);
-        if let Some(c) = self.explicit.get(&host).or_else(|| self.auths.get(&host)) {
-            return Ok(Some(c.clone()));
+        Ok(self.find(registry).await?.map(|f| f.credential))
+    }
+
+    /// The credential for `registry` and where it was found.
+    pub async fn find(&self, registry: &str) -> Result<Option<Found>, Error> {
+        let aliases = host_aliases(registry);
+        let found = |credential: &Credential, source: String| {
+            Some(Found {
+                credential: credential.clone(),
+                source,
+            })
+        };
+        if let Some(c) = aliases.iter().find_map(|h| self.explicit.get(h)) {
+            return Ok(found(c, "the command line".to_owned()));
         }
-        match self.helpers.get(&host).or(self.default_helper.as_ref()) {
-            Some(helper) => run_helper(helper, &host).await,
-            None => Ok(None),
+        for file in &self.files {
+            let source = || {
+                file.path
+                    .as_ref()
+                    .map_or_else(|| "the config".to_owned(), |p| p.display().to_string())
+            };
+            if let Some(c) = aliases.iter().find_map(|h| file.auths.get(h)) {
+                return Ok(found(c, source()));
+            }
+            let helper = aliases
+                .iter()
+                .find_map(|h| file.helpers.get(h).map(|helper| (h, helper)));
+            let helper = helper.or_else(|| file.default_helper.as_ref().map(|d| (&aliases[0], d)));
+            if let Some((host, helper)) = helper {
+                if let Some(c) = run_helper(helper, host).await? {
+                    return Ok(found(&c, format!("docker-credential-{helper}")));
+                }
+            }
         }
+        Ok(None)
+    }
+}
+
+fn parse_file(json: &[u8]) -> Result<AuthFile, String> {
+    let file: ConfigFile = serde_json::from_slice(json).map_err(|e| e.to_string())?;
+    let mut out = AuthFile::default();
+    for (key, entry) in file.auths {
+        let cred = match (
+            entry.auth.filter(|a| !a.is_empty()),
+            entry.username,
+            entry.password,
+        ) {
+            (Some(auth), _, _) => {
+                let raw = base64::engine::general_purpose::STANDARD
+                    .decode(auth.trim())
+                    .map_err(|_| format!("auths.{key}.auth is not base64"))?;
+                let raw =
+                    String::from_utf8(raw).map_err(|_| format!("auths.{key}.auth is not UTF-8"))?;
+                let (u, p) = raw
+                    .split_once(':')
+                    .ok_or_else(|| format!("auths.{key}.auth is not user:password"))?;
+                Credential {
+                    username: u.to_owned(),
+                    password: p.to_owned(),
+                }
+            }
+            (None, Some(u), Some(p)) => Credential {
+                username: u,
+                password: p,
+            },
+            _ => continue,
+        };
+        out.auths.insert(normalize_host(&key), cred);
+    }
+    out.helpers = file
+        .cred_helpers
+        .into_iter()
+        .map(|(k, v)| (normalize_host(&k), v))
+        .collect();
+    out.default_helper = file.creds_store.filter(|s| !s.is_empty());
+    Ok(out)
+}
+
+/// `repository:acme/app:pull,push` scopes as `pull,push on acme/app`.
+pub fn describe_scopes(scopes: &[String]) -> String {
+    let parts: Vec<String> = scopes
+        .iter()
+        .map(|s| {
+            let mut it = s.splitn(3, ':');
+            match (it.next(), it.next(), it.next()) {
+                (Some("repository"), Some(name), Some(actions)) => {
+                    format!("{actions} on {name}")
+                }
+                _ => s.clone(),
+            }
+        })
+        .collect();
+    if parts.is_empty() {
+        "access to the registry".to_owned()
+    } else {
+        parts.join(" and ")
+    }
+}
+
+/// What the credentials sent with a request were granted: the `access`
+/// claim of a registry token (read, not verified: it is only shown), the
+/// account of Basic credentials, or nothing for an anonymous request.
+pub fn describe_grant(authorization: Option<&str>) -> String {
+    let Some(value) = authorization else {
+        return "no credentials were sent (anonymous)".to_owned();
+    };
+    if let Some(b64) = value.strip_prefix("Basic ") {
+        let user = base64::engine::general_purpose::STANDARD
+            .decode(b64.trim())
+            .ok()
+            .and_then(|raw| String::from_utf8(raw).ok())
+            .and_then(|raw| raw.split_once(':').map(|(u, _)| u.to_owned()))
+            .unwrap_or_default();
+        return format!("the account {user:?} lacks that permission");
+    }
+    let claims = value
+        .strip_prefix("Bearer ")
+        .and_then(|t| t.split('.').nth(1))
+        .and_then(|p| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(p.trim_end_matches('='))
+                .ok()
+        })
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok());
+    let Some(claims) = claims else {
+        return "the token sent does not grant it".to_owned();
+    };
+    let granted: Vec<String> = claims
+        .get("access")
+        .and_then(|a| a.as_array())
+        .into_iter()
+        .flatten()
+        .filter_map(|a| {
+            let name = a.get("name")?.as_str()?;
+            let actions: Vec<&str> = a
+                .get("actions")?
+                .as_array()?
+                .iter()
+                .filter_map(|x| x.as_str())
+                .collect();
+            Some(if actions.is_empty() {
+                format!("nothing on {name}")
+            } else {
+                format!("{} on {name}", actions.join(","))
+            })
+        })
+        .collect();
+    let who = claims
+        .get("sub")
+        .and_then(|s| s.as_str())
+        .filter(|s| !s.is_empty())
+        .map_or_else(|| "an anonymous token".to_owned(), |s| format!("{s:?}"));
+    if granted.is_empty() {
+        format!("the registry token of {who} grants nothing (the credentials' scope or the account's permissions allow no more)")
+    } else {
+        format!(
+            "the registry token of {who} grants only {} (the credentials' scope or the account's permissions allow no more)",
+            granted.join(" and ")
+        )
     }
 }
 
@@ -326,5 +551,110 @@ mod tests {
         };
         assert_eq!(c.basic_header(), "Basic dTpw");
         assert!(!format!("{c:?}").contains('p'));
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod lookup_tests {
+    use super::*;
+
+    fn file(dir: &Path, name: &str, registry: &str, user: &str) -> PathBuf {
+        let auth = base64::engine::general_purpose::STANDARD.encode(format!("{user}:pw"));
+        let path = dir.join(name);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(
+            &path,
+            format!(r#"{{"auths": {{"{registry}": {{"auth": "{auth}"}}}}}}"#),
+        )
+        .unwrap();
+        path
+    }
+
+    #[test]
+    fn loopback_spellings_are_one_registry() {
+        assert_eq!(
+            host_aliases("127.0.0.1:5000"),
+            ["127.0.0.1:5000", "localhost:5000", "[::1]:5000"]
+        );
+        assert_eq!(
+            host_aliases("LOCALHOST"),
+            ["localhost", "127.0.0.1", "[::1]"]
+        );
+        assert_eq!(host_aliases("ghcr.io"), ["ghcr.io"]);
+        assert_eq!(
+            host_aliases("localhost.example:5000"),
+            ["localhost.example:5000"]
+        );
+    }
+
+    #[tokio::test]
+    async fn docker_login_localhost_serves_127_0_0_1_but_not_another_port() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = file(dir.path(), "config.json", "localhost:5000", "alice");
+        let store = CredentialStore::load(&p).unwrap();
+        let found = store.find("127.0.0.1:5000").await.unwrap().unwrap();
+        assert_eq!(found.credential.username, "alice");
+        assert_eq!(found.source, p.display().to_string());
+        assert_eq!(
+            store.get("[::1]:5000").await.unwrap().unwrap().username,
+            "alice"
+        );
+        assert_eq!(store.get("127.0.0.1:5001").await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn files_are_read_in_the_containers_order_and_the_first_holder_wins() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = file(
+            dir.path(),
+            "run/containers/auth.json",
+            "reg.example:443",
+            "podman-user",
+        );
+        let docker = file(
+            dir.path(),
+            "docker/config.json",
+            "reg.example:443",
+            "docker-user",
+        );
+        let other = file(
+            dir.path(),
+            "docker2/config.json",
+            "other.example",
+            "docker-user",
+        );
+        let mut store = CredentialStore::new();
+        for p in [&run, &docker, &other] {
+            store.add_file(p).unwrap();
+        }
+        store.add_file(&dir.path().join("missing.json")).unwrap();
+        assert_eq!(
+            store
+                .get("reg.example:443")
+                .await
+                .unwrap()
+                .unwrap()
+                .username,
+            "podman-user"
+        );
+        assert_eq!(
+            store.get("other.example").await.unwrap().unwrap().username,
+            "docker-user"
+        );
+        assert_eq!(store.searched().len(), 4);
+        // Explicit credentials win over every file.
+        store.insert(
+            "reg.example:443",
+            Credential {
+                username: "flag".into(),
+                password: "x".into(),
+            },
+        );
+        let f = store.find("reg.example:443").await.unwrap().unwrap();
+        assert_eq!(
+            (f.credential.username.as_str(), f.source.as_str()),
+            ("flag", "the command line")
+        );
     }
 }

@@ -4,10 +4,13 @@
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The connection failed or the response could not be read.
-    #[error("{context}: {source}")]
+    #[error("{context}: {}", hint.map_or_else(|| source.to_string(), str::to_owned))]
     Http {
         /// What was being done.
         context: String,
+        /// What the transport error most likely means, when it is a known
+        /// one ([`transport_hint`]).
+        hint: Option<&'static str>,
         /// The transport error.
         #[source]
         source: reqwest::Error,
@@ -25,6 +28,21 @@ pub enum Error {
         code: Option<String>,
         /// Its message.
         message: String,
+    },
+    /// The registry refused the request (403): what it needs and what the
+    /// credentials sent were granted.
+    #[error("{method} {url}: denied{}; it needs {needed}, and {granted}", if message.is_empty() { String::new() } else { format!(": {message}") })]
+    Denied {
+        /// HTTP method.
+        method: String,
+        /// URL (never with credentials).
+        url: String,
+        /// The registry's message, if any (a HEAD has none).
+        message: String,
+        /// The access asked for (`pull,push on acme/app`).
+        needed: String,
+        /// What the credentials were granted.
+        granted: String,
     },
     /// Credentials are missing or were refused.
     #[error("unauthorized at {registry}: {detail}")]
@@ -69,6 +87,7 @@ impl Error {
     pub fn status(&self) -> Option<u16> {
         match self {
             Error::Status { status, .. } => Some(*status),
+            Error::Denied { .. } => Some(403),
             _ => None,
         }
     }
@@ -81,6 +100,7 @@ impl Error {
     pub(crate) fn http(context: impl Into<String>, source: reqwest::Error) -> Error {
         Error::Http {
             context: context.into(),
+            hint: transport_hint(&source),
             source,
         }
     }
@@ -126,4 +146,28 @@ pub(crate) fn redact(url: &reqwest::Url) -> String {
     let _ = u.set_password(None);
     let _ = u.set_username("");
     u.to_string()
+}
+
+/// What a transport error most likely means, for the errors people meet
+/// (`None` for the rest, which are shown as they are): an HTTPS request
+/// answered in plain HTTP, an untrusted certificate, nothing listening.
+pub fn transport_hint(error: &(dyn std::error::Error + 'static)) -> Option<&'static str> {
+    let mut chain = String::new();
+    let mut e: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(cur) = e {
+        chain.push_str(&format!("{cur} | {cur:?} | "));
+        e = cur.source();
+    }
+    if chain.contains("InvalidContentType") || chain.contains("corrupt message") {
+        Some("the server speaks plain HTTP, not HTTPS: use an http:// URL (or --plain-http HOST)")
+    } else if chain.contains("UnknownIssuer")
+        || chain.contains("invalid peer certificate")
+        || chain.contains("certificate verify failed")
+    {
+        Some("the server's TLS certificate is not trusted (self-signed?): install its CA, or pass --insecure for a test registry")
+    } else if chain.contains("Connection refused") || chain.contains("ConnectionRefused") {
+        Some("connection refused: nothing listens there; is the registry running, and is the address right?")
+    } else {
+        None
+    }
 }

@@ -155,7 +155,13 @@ async fn bearer_token_flow_anonymous_and_authenticated() {
         .await
         .unwrap_err();
     assert_eq!(err.status(), Some(403));
-    assert!(err.to_string().contains("DENIED"), "{err}");
+    let text = err.to_string();
+    assert!(
+        text.contains("requested access to the resource is denied"),
+        "{text}"
+    );
+    assert!(text.contains("it needs pull on private/app"), "{text}");
+    assert!(text.contains("the token sent does not grant it"), "{text}");
 
     // With credentials from a docker config file: the token request carries
     // Basic auth, and pagination follows the Link header.
@@ -204,6 +210,134 @@ async fn bearer_token_flow_anonymous_and_authenticated() {
         .await
         .unwrap_err();
     assert!(matches!(err, crate::Error::Unauthorized { .. }), "{err}");
+    // The message says whose credentials were refused and where they came
+    // from, not only the status.
+    let text = err.to_string();
+    assert!(
+        text.contains(r#"refused the credentials of "alice" (from the command line)"#),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn refusals_say_whether_credentials_were_sent() {
+    // A registry whose token endpoint refuses anonymous requests.
+    let (addr, _) = serve(|addr, _, path, auth| {
+        if path.starts_with("/token") {
+            return (
+                401,
+                vec![],
+                r#"{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}"#
+                    .into(),
+            );
+        }
+        match auth {
+            "" => (
+                401,
+                vec![(
+                    "WWW-Authenticate".into(),
+                    format!(r#"Bearer realm="http://{addr}/token",service="x""#),
+                )],
+                String::new(),
+            ),
+            _ => (500, vec![], String::new()),
+        }
+    })
+    .await;
+    let anon = Client::new(ClientOptions::default()).unwrap();
+    let err = anon.ping(&addr).await.unwrap_err().to_string();
+    assert!(
+        err.contains("anonymous request with 401: authentication required"),
+        "{err}"
+    );
+    assert!(err.contains("no credentials were sent"), "{err}");
+    assert!(err.contains(&format!("docker login {addr}")), "{err}");
+    assert!(!err.contains("refused the credentials of"), "{err}");
+}
+
+#[tokio::test]
+async fn denials_name_the_needed_access_and_the_token_grant() {
+    let claims = base64::Engine::encode(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+        r#"{"sub":"ci","access":[{"type":"repository","name":"team/app","actions":["pull"]}]}"#,
+    );
+    let token = format!("eyJhbGciOiJIUzI1NiJ9.{claims}.sig");
+    let (addr, _) = serve(move |addr, method, path, auth| {
+        if path.starts_with("/token") {
+            return (200, vec![], format!(r#"{{"token":"{token}"}}"#));
+        }
+        match (method, auth) {
+            (_, "") => (
+                401,
+                vec![(
+                    "WWW-Authenticate".into(),
+                    format!(r#"Bearer realm="http://{addr}/token",service="x""#),
+                )],
+                String::new(),
+            ),
+            _ => (403, vec![], String::new()),
+        }
+    })
+    .await;
+    let c = Client::new(ClientOptions::default()).unwrap();
+    let err = c
+        .repository(&addr, "team/app")
+        .mount_blob(&berth_oci::Digest::sha256(b"x"), "team/base")
+        .await
+        .unwrap_err();
+    assert_eq!(err.status(), Some(403));
+    let text = err.to_string();
+    assert!(text.starts_with("POST http://"), "{text}");
+    assert!(
+        text.contains("it needs pull,push on team/app and pull on team/base"),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"the registry token of "ci" grants only pull on team/app"#),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn https_against_plain_http_says_so() {
+    // A plain HTTP server answers a TLS hello with an HTTP error, as
+    // hyper and nginx do.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            let mut buf = [0u8; 512];
+            let _ = sock.read(&mut buf).await;
+            let _ = sock
+                .write_all(
+                    b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                )
+                .await;
+        }
+    });
+    let http = reqwest::Client::new();
+    let err = http
+        .get(format!("https://{addr}/v2/"))
+        .send()
+        .await
+        .unwrap_err();
+    let hint = crate::transport_hint(&err).unwrap_or("none");
+    assert!(hint.contains("plain HTTP"), "{hint}: {err:?}");
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let err = http
+        .get(format!("http://{closed}/v2/"))
+        .send()
+        .await
+        .unwrap_err();
+    assert!(
+        crate::transport_hint(&err)
+            .unwrap_or("none")
+            .contains("refused"),
+        "{err:?}"
+    );
 }
 
 #[tokio::test]
@@ -228,7 +362,7 @@ async fn basic_auth_registry() {
     .await;
     let anon = Client::new(ClientOptions::default()).unwrap();
     let err = anon.ping(&addr).await.unwrap_err();
-    assert!(err.to_string().contains("username and password"), "{err}");
+    assert!(err.to_string().contains("user name and password"), "{err}");
     let mut store = CredentialStore::new();
     store.insert(
         &addr,

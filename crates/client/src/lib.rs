@@ -36,7 +36,7 @@ pub use auth::{Credential, CredentialStore};
 pub use blob::{BlobStream, MountResult};
 /// The byte buffer type of the API (re-exported for callers).
 pub use bytes::Bytes;
-pub use error::Error;
+pub use error::{transport_hint, Error};
 pub use manifest::FetchedManifest;
 
 /// The manifest media types a client accepts, in preference order.
@@ -148,6 +148,8 @@ impl Client {
     }
 
     /// Sends a replayable request, answering one authentication challenge.
+    /// A 401 after the answer and any 403 become errors saying what was
+    /// sent, what was needed and what the credentials were granted.
     pub(crate) async fn send(
         &self,
         registry: &str,
@@ -167,7 +169,7 @@ impl Client {
                 registry: registry.to_owned(),
                 detail: "401 without a WWW-Authenticate challenge".to_owned(),
             })?;
-        let value = self.answer(registry, scopes, &header).await?;
+        let (value, found) = self.answer(registry, scopes, &header).await?;
         let key = if header.scheme == "basic" {
             format!("{registry}|basic")
         } else {
@@ -176,15 +178,55 @@ impl Client {
         if let Ok(mut t) = self.tokens.lock() {
             t.insert(key, value.clone());
         }
-        let retry = build()
-            .header(AUTHORIZATION, value)
-            .send()
-            .await
-            .map_err(|e| Error::http(format!("request to {registry}"), e))?;
+        let retry = self
+            .execute(
+                registry,
+                scopes,
+                build().header(AUTHORIZATION, value.clone()),
+            )
+            .await?;
+        let insufficient = retry
+            .headers()
+            .get(WWW_AUTHENTICATE)
+            .and_then(|h| h.to_str().ok())
+            .and_then(auth::Challenge::parse)
+            .is_some_and(|c| {
+                c.params.get("error").map(String::as_str) == Some("insufficient_scope")
+            });
+        if retry.status() == StatusCode::UNAUTHORIZED && insufficient {
+            // The credentials were accepted, but the token they got does
+            // not grant what the request needs: a refusal, not a login
+            // failure.
+            let method = build()
+                .build()
+                .map(|r| r.method().to_string())
+                .unwrap_or_default();
+            let Error::Status { url, message, .. } = Error::from_response(&method, retry).await
+            else {
+                return Err(Error::Protocol("unexpected error shape".to_owned()));
+            };
+            return Err(Error::Denied {
+                method,
+                url,
+                message,
+                needed: auth::describe_scopes(scopes),
+                granted: auth::describe_grant(value.to_str().ok()),
+            });
+        }
         if retry.status() == StatusCode::UNAUTHORIZED {
+            let detail = match &found {
+                Some(f) => format!(
+                    "the registry refused the credentials of {:?} (from {})",
+                    f.credential.username, f.source
+                ),
+                None => format!(
+                    "the registry requires credentials and none were sent; {}",
+                    self.login_hint(registry)
+                ),
+            };
             return Err(Error::Unauthorized {
                 registry: registry.to_owned(),
-                detail: "credentials were refused".to_owned(),
+                detail,
             });
         }
         Ok(retry)
@@ -201,19 +243,73 @@ impl Client {
             Some(v) => req.header(AUTHORIZATION, v),
             None => req,
         };
-        req.send()
-            .await
-            .map_err(|e| Error::http(format!("request to {registry}"), e))
+        self.execute(registry, scopes, req).await
     }
 
-    /// The Authorization value answering `challenge`.
+    /// Sends `req` as built; a 403 becomes [`Error::Denied`].
+    async fn execute(
+        &self,
+        registry: &str,
+        scopes: &[String],
+        req: RequestBuilder,
+    ) -> Result<Response, Error> {
+        let request = req
+            .build()
+            .map_err(|e| Error::http(format!("request to {registry}"), e))?;
+        let method = request.method().to_string();
+        let sent = request
+            .headers()
+            .get(AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let resp = self
+            .http
+            .execute(request)
+            .await
+            .map_err(|e| Error::http(format!("request to {registry}"), e))?;
+        if resp.status() != StatusCode::FORBIDDEN {
+            return Ok(resp);
+        }
+        let Error::Status { url, message, .. } = Error::from_response(&method, resp).await else {
+            return Err(Error::Protocol("unexpected error shape".to_owned()));
+        };
+        Err(Error::Denied {
+            method,
+            url,
+            message,
+            needed: auth::describe_scopes(scopes),
+            granted: auth::describe_grant(sent.as_deref()),
+        })
+    }
+
+    /// How to give credentials for `registry`, and where none were found.
+    fn login_hint(&self, registry: &str) -> String {
+        let searched: Vec<String> = self
+            .options
+            .credentials
+            .searched()
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect();
+        let mut hint = format!(
+            "log in with `docker login {registry}` (or podman/skopeo login), or pass --creds USER:PASSWORD"
+        );
+        if !searched.is_empty() {
+            hint.push_str(&format!(" (looked in {})", searched.join(", ")));
+        }
+        hint
+    }
+
+    /// The Authorization value answering `challenge`, and the credential
+    /// it was made from.
     async fn answer(
         &self,
         registry: &str,
         scopes: &[String],
         challenge: &auth::Challenge,
-    ) -> Result<HeaderValue, Error> {
-        let cred = self.options.credentials.get(registry).await?;
+    ) -> Result<(HeaderValue, Option<auth::Found>), Error> {
+        let found = self.options.credentials.find(registry).await?;
+        let cred = found.as_ref().map(|f| &f.credential);
         let unauthorized = |detail: String| Error::Unauthorized {
             registry: registry.to_owned(),
             detail,
@@ -221,10 +317,10 @@ impl Client {
         let value = match challenge.scheme.as_str() {
             "basic" => cred
                 .ok_or_else(|| {
-                    unauthorized(
-                        "the registry wants a username and password (docker login, or --creds)"
-                            .to_owned(),
-                    )
+                    unauthorized(format!(
+                        "the registry asks for a user name and password and none were found; {}",
+                        self.login_hint(registry)
+                    ))
                 })?
                 .basic_header(),
             "bearer" => {
@@ -243,11 +339,11 @@ impl Client {
                 all.sort();
                 all.dedup();
                 query.extend(all.into_iter().map(|s| ("scope", s)));
-                if let Some(c) = &cred {
+                if let Some(c) = cred {
                     query.push(("account", c.username.clone()));
                 }
                 let mut req = self.http.get(realm).query(&query);
-                if let Some(c) = &cred {
+                if let Some(c) = cred {
                     req = req.header(AUTHORIZATION, c.basic_header());
                 }
                 let resp = req
@@ -255,10 +351,23 @@ impl Client {
                     .await
                     .map_err(|e| Error::http(format!("token request to {realm}"), e))?;
                 if !resp.status().is_success() {
-                    return Err(unauthorized(format!(
-                        "token endpoint answered {}",
-                        resp.status()
-                    )));
+                    let status = resp.status().as_u16();
+                    let said = match Error::from_response("GET", resp).await {
+                        Error::Status { message, .. } if !message.is_empty() => {
+                            format!(": {message}")
+                        }
+                        _ => String::new(),
+                    };
+                    return Err(unauthorized(match &found {
+                        Some(f) => format!(
+                            "the token endpoint refused the credentials of {:?} (from {}) with {status}{said}",
+                            f.credential.username, f.source
+                        ),
+                        None => format!(
+                            "the token endpoint refused an anonymous request with {status}{said}; no credentials were sent: {}",
+                            self.login_hint(registry)
+                        ),
+                    }));
                 }
                 let body: serde_json::Value = resp
                     .json()
@@ -273,8 +382,9 @@ impl Client {
             }
             other => return Err(unauthorized(format!("unsupported auth scheme {other:?}"))),
         };
-        HeaderValue::from_str(&value)
-            .map_err(|_| Error::Protocol("token is not a valid header value".to_owned()))
+        let value = HeaderValue::from_str(&value)
+            .map_err(|_| Error::Protocol("token is not a valid header value".to_owned()))?;
+        Ok((value, found))
     }
 }
 

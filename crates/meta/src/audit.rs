@@ -124,10 +124,15 @@ pub struct StoredEvent {
 
 /// Writes `event` on `conn`, inside the caller's transaction.
 pub async fn record(conn: &mut AnyConnection, event: &Event) -> Result<()> {
+    insert(conn, event).await.map(|_| ())
+}
+
+/// Writes `event` and returns its id.
+async fn insert(conn: &mut AnyConnection, event: &Event) -> Result<i64> {
     let detail = event.detail.as_ref().map(|d| d.to_string());
-    sqlx::query(
+    let row = sqlx::query(
         "INSERT INTO audit_events (at, actor, client_ip, action, repository, digest, tag, detail)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
     )
     .bind(event.at)
     .bind(&event.actor)
@@ -137,9 +142,9 @@ pub async fn record(conn: &mut AnyConnection, event: &Event) -> Result<()> {
     .bind(event.digest.as_deref())
     .bind(event.tag.as_deref())
     .bind(detail.as_deref())
-    .execute(&mut *conn)
+    .fetch_one(&mut *conn)
     .await?;
-    Ok(())
+    Ok(row.try_get::<i64, _>(0)?)
 }
 
 /// Which events to read. Empty fields match everything.
@@ -155,9 +160,13 @@ pub struct AuditFilter {
     pub since: Option<i64>,
     /// Events before this time (Unix ms).
     pub until: Option<i64>,
-    /// Only events with an id greater than this (paging forward).
+    /// Only events with an id greater than this (paging towards newer).
     pub after_id: Option<i64>,
-    /// At most this many (oldest first).
+    /// Only events with an id smaller than this (paging towards older).
+    pub before_id: Option<i64>,
+    /// Newest first instead of oldest first.
+    pub newest_first: bool,
+    /// At most this many, from the end the order starts at.
     pub limit: Option<i64>,
 }
 
@@ -184,7 +193,44 @@ impl Meta {
             .await
     }
 
-    /// Events matching `filter`, oldest first.
+    /// Records an event alone and returns its id (to count repeats of it
+    /// later with [`Meta::count_repeats`]).
+    pub async fn record_event_id(&self, event: Event) -> Result<i64> {
+        self.transact(move |c| Box::pin(async move { insert(c, &event).await }))
+            .await
+    }
+
+    /// Counts repeats of event `id` (the rest of a burst of logins by one
+    /// client): `detail.repeats` becomes `repeats` and `detail.last_at`
+    /// the time of the latest. The event's own fields do not change.
+    pub async fn count_repeats(&self, id: i64, repeats: u64, last_at: i64) -> Result<()> {
+        self.transact(move |c| {
+            Box::pin(async move {
+                let row = sqlx::query("SELECT detail FROM audit_events WHERE id = $1")
+                    .bind(id)
+                    .fetch_optional(&mut *c)
+                    .await?;
+                let Some(row) = row else { return Ok(()) };
+                let detail: Option<String> = row.try_get(0)?;
+                let mut detail = detail
+                    .and_then(|d| serde_json::from_str::<serde_json::Value>(&d).ok())
+                    .filter(serde_json::Value::is_object)
+                    .unwrap_or_else(|| serde_json::json!({}));
+                detail["repeats"] = repeats.into();
+                detail["last_at"] = last_at.into();
+                sqlx::query("UPDATE audit_events SET detail = $1 WHERE id = $2")
+                    .bind(detail.to_string())
+                    .bind(id)
+                    .execute(&mut *c)
+                    .await?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    /// Events matching `filter`, oldest first (newest first when the
+    /// filter says so).
     pub async fn audit_events(&self, filter: &AuditFilter) -> Result<Vec<StoredEvent>> {
         let mut clauses = Vec::new();
         let mut texts: Vec<(usize, String)> = Vec::new();
@@ -215,6 +261,7 @@ impl Meta {
             ("at", ">=", filter.since),
             ("at", "<", filter.until),
             ("id", ">", filter.after_id),
+            ("id", "<", filter.before_id),
         ] {
             if let Some(v) = v {
                 let i = next();
@@ -225,12 +272,13 @@ impl Meta {
         let limit = filter.limit.unwrap_or(1000).clamp(1, 100_000);
         let sql = format!(
             "SELECT id, at, actor, client_ip, action, repository, digest, tag, detail
-             FROM audit_events {} ORDER BY id LIMIT {limit}",
+             FROM audit_events {} ORDER BY id {} LIMIT {limit}",
             if clauses.is_empty() {
                 String::new()
             } else {
                 format!("WHERE {}", clauses.join(" AND "))
-            }
+            },
+            if filter.newest_first { "DESC" } else { "ASC" }
         );
         // Bind in placeholder order.
         let mut binds: Vec<(usize, Result<String, i64>)> = texts

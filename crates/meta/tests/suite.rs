@@ -282,6 +282,62 @@ async fn run_suite(meta: Meta) {
         .await
         .unwrap()
         .is_empty());
+    // Newest first, paged backwards with before_id.
+    let newest = meta
+        .audit_events(&AuditFilter {
+            newest_first: true,
+            limit: Some(2),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        newest.iter().map(|e| e.id).collect::<Vec<_>>(),
+        events
+            .iter()
+            .rev()
+            .take(2)
+            .map(|e| e.id)
+            .collect::<Vec<_>>()
+    );
+    let older = meta
+        .audit_events(&AuditFilter {
+            newest_first: true,
+            before_id: Some(newest[1].id),
+            limit: Some(1),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(older[0].id, events[events.len() - 3].id);
+    // A recorded event's repeats are counted on it.
+    let id = meta
+        .record_event_id(
+            actor()
+                .event(action::LOGIN)
+                .detail(serde_json::json!({"method": "password"})),
+        )
+        .await
+        .unwrap();
+    meta.count_repeats(id, 41, 1234).await.unwrap();
+    let login = meta
+        .audit_events(&AuditFilter {
+            after_id: Some(id - 1),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(login.len(), 1);
+    assert_eq!(login[0].id, id);
+    let detail = login[0].event.detail.clone().unwrap();
+    assert_eq!(
+        (
+            detail["method"].as_str(),
+            detail["repeats"].as_u64(),
+            detail["last_at"].as_i64()
+        ),
+        (Some("password"), Some(41), Some(1234))
+    );
 
     // Catalog.
     meta.link_blob(&n("z"), "sha256:layer", 10, 1)

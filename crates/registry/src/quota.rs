@@ -288,11 +288,22 @@ impl Registry {
         }))
     }
 
-    /// Usage of namespace `ns`, per repository, with its quota.
+    /// Usage of namespace `ns`, per repository, with its quota. A
+    /// namespace nobody owns, without repositories or a quota, is
+    /// `NotFound`, as an unknown repository is.
     pub async fn namespace_usage(&self, ns: &str) -> Result<NamespaceUsage> {
         let content = self.meta.namespace_content(ns).await?;
         let mut usage = summarise(ns, &content);
         usage.quota = self.quota(ns).await?;
+        if content.is_empty()
+            && usage.quota.is_none()
+            && self.meta.namespace(ns).await?.is_none()
+            && self.meta.namespace_repositories(ns).await?.is_empty()
+        {
+            return Err(Error::NotFound(format!(
+                "namespace {ns} is not known to this registry: no user or organisation owns it and it holds no repositories"
+            )));
+        }
         Ok(usage)
     }
 

@@ -165,10 +165,7 @@ pub fn enforce(
     let (verb, name) = (wanted.verb(), wanted.repository);
     let message = match (decision, identity.name()) {
         (Decision::Allow(access), _) => {
-            return Ok(identity.caller(
-                ip,
-                !app.auth.enforced() || access.contains(berth_registry::auth::Action::Admin),
-            ))
+            return Ok(identity.caller(ip, !app.auth.enforced() || access.contains(Action::Admin)))
         }
         (Decision::Login, _) | (_, None) => {
             format!("authentication required to {verb} repository {name}: log in first")

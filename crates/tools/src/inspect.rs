@@ -299,20 +299,11 @@ pub struct Args {
     /// The image: REF | oci:DIR[:TAG] | oci-archive:FILE[:TAG] | docker-archive:FILE[:NAME:TAG].
     pub image: String,
     /// Output format.
-    #[arg(long, short = 'o', value_enum, default_value = "text")]
-    pub output: Format,
+    #[arg(long, short = 'o', value_enum, default_value = "table")]
+    pub output: crate::Output,
     /// Registry access.
     #[command(flatten)]
     pub registry: RegistryArgs,
-}
-
-/// Output format of `berth inspect`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Format {
-    /// A table per platform.
-    Text,
-    /// JSON.
-    Json,
 }
 
 /// Runs `berth inspect`.
@@ -331,8 +322,8 @@ pub async fn run(args: &Args) -> Result<ExitCode, ToolError> {
     };
     let info = inspect(src.as_ref(), reference.as_deref(), &loc.to_string()).await?;
     match args.output {
-        Format::Text => print!("{}", text(&info)),
-        Format::Json => println!("{}", serde_json::to_string_pretty(&info)?),
+        crate::Output::Table => print!("{}", text(&info)),
+        crate::Output::Json => println!("{}", serde_json::to_string_pretty(&info)?),
     }
     Ok(ExitCode::SUCCESS)
 }

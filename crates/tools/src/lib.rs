@@ -48,6 +48,17 @@ pub enum ToolError {
     Registry(#[from] berth_client::Error),
 }
 
+/// The `-o/--output` values of the tools without formats of their own
+/// (`inspect`, `copy`), as in the management commands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Output {
+    /// For people (tables; progress lines on stderr).
+    #[value(alias = "text")]
+    Table,
+    /// JSON on stdout.
+    Json,
+}
+
 /// The tool subcommands, flattened into the `berth` command line.
 #[derive(Debug, Clone, clap::Subcommand)]
 pub enum Command {
@@ -65,7 +76,7 @@ pub enum Command {
 pub async fn run(cmd: Command) -> Result<ExitCode, ToolError> {
     match cmd {
         Command::Tags(args) => tags::cmd::run(&args).map(|()| ExitCode::SUCCESS),
-        Command::Lint(args) => lint::cmd::run(&args),
+        Command::Lint(args) => Ok(lint::cmd::run(&args)),
         Command::Copy(args) => copy::cmd::run(&args).await,
         Command::Inspect(args) => inspect::run(&args).await,
     }

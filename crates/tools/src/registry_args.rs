@@ -10,7 +10,9 @@ use crate::ToolError;
 /// How to reach registries.
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct RegistryArgs {
-    /// Docker config file with credentials (default: $DOCKER_CONFIG/config.json or ~/.docker/config.json).
+    /// Credentials file to read instead of the default search (REGISTRY_AUTH_FILE, else
+    /// $XDG_RUNTIME_DIR/containers/auth.json, ~/.config/containers/auth.json, then the Docker
+    /// config: what `podman login`, `skopeo login` and `docker login` write).
     #[arg(long, env = "BERTH_AUTHFILE")]
     pub authfile: Option<PathBuf>,
     /// Credentials as `[REGISTRY=]USER:PASSWORD` (repeatable; without REGISTRY they apply to every registry named on the command line).
@@ -28,11 +30,7 @@ impl RegistryArgs {
     /// Builds a client; `registries` are the registries named on the command
     /// line (for credentials given without a registry).
     pub fn client(&self, registries: &[&str]) -> Result<Arc<Client>, ToolError> {
-        let path = self.authfile.clone().or_else(CredentialStore::default_path);
-        let mut credentials = match path {
-            Some(p) => CredentialStore::load(&p)?,
-            None => CredentialStore::new(),
-        };
+        let mut credentials = CredentialStore::discover(self.authfile.as_deref())?;
         for c in &self.creds {
             // `REGISTRY=` is a host with an optional numeric port; anything
             // else before a `=` belongs to the user or password.

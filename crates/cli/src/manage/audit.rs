@@ -3,7 +3,7 @@
 use anyhow::Context;
 use serde::Deserialize;
 
-use super::{print_json, print_table, time, Api, Format, ManageArgs};
+use super::{pairs, print_json, print_table, time, Api, Format, ManageArgs};
 
 /// Read the audit log (pushes, tag moves, deletes, logins, tokens, permissions, policies).
 #[derive(Debug, Clone, clap::Args)]
@@ -23,9 +23,18 @@ pub struct Args {
     /// Only events before this time (same forms as --since).
     #[arg(long)]
     pub until: Option<String>,
-    /// At most this many events (the most recent page is not implied: events are oldest first).
+    /// At most this many events per page (newest first unless --oldest-first).
     #[arg(long, default_value_t = 100)]
     pub limit: i64,
+    /// Only events older than this id: the next page, as the previous page's footer says.
+    #[arg(long, value_name = "ID")]
+    pub before: Option<i64>,
+    /// Only events newer than this id.
+    #[arg(long, value_name = "ID")]
+    pub after: Option<i64>,
+    /// Oldest events first (then page on with --after).
+    #[arg(long)]
+    pub oldest_first: bool,
     /// Export every matching event as JSON lines on stdout.
     #[arg(long)]
     pub jsonl: bool,
@@ -78,12 +87,26 @@ pub async fn run(args: &Args) -> anyhow::Result<()> {
             query.push((k, parse_time(v, now)?.to_string()));
         }
     }
+    for (k, v) in [("before", args.before), ("after", args.after)] {
+        if let Some(v) = v {
+            query.push((k, v.to_string()));
+        }
+    }
     if args.jsonl {
         query.push(("format", "jsonl".into()));
         print!("{}", api.get_text("/audit", &query).await?);
         return Ok(());
     }
     query.push(("limit", args.limit.to_string()));
+    query.push((
+        "order",
+        if args.oldest_first {
+            "oldest"
+        } else {
+            "newest"
+        }
+        .into(),
+    ));
     let page: Page = api.get("/audit", &query).await?;
     if api.format == Format::Json {
         return print_json(&page);
@@ -93,10 +116,7 @@ pub async fn run(args: &Args) -> anyhow::Result<()> {
         .iter()
         .map(|e| {
             let s = |k: &str| e[k].as_str().unwrap_or("-").to_owned();
-            let detail = match &e["detail"] {
-                serde_json::Value::Null => String::new(),
-                d => d.to_string(),
-            };
+            let detail = pairs(&e["detail"]);
             vec![
                 time(e["at"].as_i64()),
                 s("actor"),
@@ -123,9 +143,12 @@ pub async fn run(args: &Args) -> anyhow::Result<()> {
         &rows,
     );
     if let Some(next) = page.next {
-        eprintln!(
-            "(more events: use --since/--until, a larger --limit, or --jsonl; next id {next})"
-        );
+        let (flag, which) = if args.oldest_first {
+            ("--after", "newer")
+        } else {
+            ("--before", "older")
+        };
+        eprintln!("(more {which} events: add {flag} {next}, or export every event with --jsonl)");
     }
     Ok(())
 }

@@ -5,12 +5,15 @@
 //! [`ManageArgs`] are the flags every such command shares (which registry,
 //! which credentials, which output format); [`Api`] sends the requests and
 //! turns the registry's `{"errors":[...]}` answers into readable errors.
-//! Credentials come from `--token`, `--user`/`--password`, or the Docker
-//! config file the registry was logged into with `docker login`.
+//! Credentials come from `--token`, `--user`/`--password`, or the files
+//! `docker login`, `podman login` and `skopeo login` write (searched as the
+//! containers tools do, or `--authfile`); `localhost`, `127.0.0.1` and
+//! `[::1]` with the same port are one registry there.
 
 use std::fmt;
+use std::path::PathBuf;
 
-use anyhow::{anyhow, Context};
+use anyhow::anyhow;
 use berth_client::{Credential, CredentialStore};
 use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
@@ -33,7 +36,9 @@ pub enum Format {
     Table,
     /// JSON for programs.
     Json,
-    /// A Docker config JSON holding a new token (only `berth token create`).
+    /// A Docker config JSON holding a new token (only `berth token
+    /// create`, whose help names it; hidden from the other commands).
+    #[value(hide = true)]
     Dockerconfigjson,
 }
 
@@ -57,8 +62,13 @@ pub struct ManageArgs {
     /// Password for --user.
     #[arg(long, env = "BERTH_PASSWORD", hide_env_values = true, global = true)]
     pub password: Option<String>,
+    /// Credentials file to read instead of the default search (REGISTRY_AUTH_FILE, else
+    /// $XDG_RUNTIME_DIR/containers/auth.json, ~/.config/containers/auth.json, then the Docker
+    /// config: what `podman login`, `skopeo login` and `docker login` write).
+    #[arg(long, env = "BERTH_AUTHFILE", global = true, value_name = "PATH")]
+    pub authfile: Option<PathBuf>,
     /// Output format.
-    #[arg(long, short = 'o', visible_alias = "output", value_enum, default_value_t = Format::Table, global = true)]
+    #[arg(long = "output", short = 'o', alias = "format", value_enum, default_value_t = Format::Table, global = true)]
     pub format: Format,
 }
 
@@ -73,7 +83,7 @@ impl ManageArgs {
     pub fn print(&self, json: &serde_json::Value, render: impl FnOnce() -> String) {
         match self.format {
             Format::Table => print!("{}", render()),
-            _ => println!(
+            Format::Json | Format::Dockerconfigjson => println!(
                 "{}",
                 serde_json::to_string_pretty(json).unwrap_or_else(|_| json.to_string())
             ),
@@ -111,6 +121,11 @@ pub struct Api {
     http: reqwest::Client,
     base: String,
     auth: Option<String>,
+    /// Where the credentials came from (`--token`, a file), for messages;
+    /// `None` when none were found.
+    auth_source: Option<String>,
+    /// The credential files searched.
+    searched: Vec<PathBuf>,
     /// The output format asked for.
     pub format: Format,
 }
@@ -131,30 +146,54 @@ fn base_url(registry: &str) -> String {
 }
 
 impl Api {
-    /// Connects as the flags say.
+    /// Connects as the flags say (`-o dockerconfigjson` is refused: only
+    /// `berth token create` makes one).
     pub async fn new(args: &ManageArgs) -> anyhow::Result<Api> {
+        if args.format == Format::Dockerconfigjson {
+            return Err(anyhow!(
+                "-o dockerconfigjson applies only to `berth token create`; use -o table or -o json"
+            ));
+        }
+        Api::connect(args).await
+    }
+
+    /// Connects as the flags say, whatever the output format.
+    pub async fn connect(args: &ManageArgs) -> anyhow::Result<Api> {
         let base = base_url(&args.registry);
-        let auth = match (&args.token, &args.user, &args.password) {
-            (Some(t), _, _) => Some(format!("Bearer {t}")),
-            (None, Some(u), Some(p)) => Some(
-                Credential {
-                    username: u.clone(),
-                    password: p.clone(),
-                }
-                .basic_header(),
+        let mut searched = Vec::new();
+        let (auth, auth_source) = match (&args.token, &args.user, &args.password) {
+            (Some(t), _, _) => (
+                Some(format!("Bearer {t}")),
+                Some("--token / BERTH_TOKEN".to_owned()),
+            ),
+            (None, Some(u), Some(p)) => (
+                Some(
+                    Credential {
+                        username: u.clone(),
+                        password: p.clone(),
+                    }
+                    .basic_header(),
+                ),
+                Some(format!("--user {u}")),
             ),
             (None, Some(_), None) => {
                 return Err(anyhow!("--user needs --password (or BERTH_PASSWORD)"))
             }
             _ => {
-                // Whatever `docker login` stored for this registry.
+                // Whatever `docker login` / `podman login` stored for this
+                // registry.
                 let host = base.split_once("://").map_or(base.as_str(), |(_, h)| h);
-                match CredentialStore::default_path() {
-                    Some(p) if p.exists() => CredentialStore::load(&p)?
-                        .get(host)
-                        .await?
-                        .map(|c| c.basic_header()),
-                    _ => None,
+                let store = CredentialStore::discover(args.authfile.as_deref())?;
+                searched = store.searched().to_vec();
+                match store.find(host).await? {
+                    Some(f) => (
+                        Some(f.credential.basic_header()),
+                        Some(format!(
+                            "the login of {:?} in {}",
+                            f.credential.username, f.source
+                        )),
+                    ),
+                    None => (None, None),
                 }
             }
         };
@@ -165,6 +204,8 @@ impl Api {
             http,
             base,
             auth,
+            auth_source,
+            searched,
             format: args.format,
         })
     }
@@ -174,6 +215,30 @@ impl Api {
         self.base
             .split_once("://")
             .map_or(self.base.as_str(), |(_, h)| h)
+    }
+
+    /// What to add to a 401: which credentials were refused, or how to
+    /// give some when none were sent.
+    fn unauthorized_hint(&self) -> String {
+        match &self.auth_source {
+            Some(source) => format!("the credentials from {source} were refused"),
+            None => {
+                let mut s = format!(
+                    "no credentials were sent: pass --user NAME (with --password or BERTH_PASSWORD), \
+                     --token or BERTH_TOKEN, or run `docker login {}` (podman and skopeo logins are read too)",
+                    self.host()
+                );
+                if !self.searched.is_empty() {
+                    let files: Vec<String> = self
+                        .searched
+                        .iter()
+                        .map(|p| p.display().to_string())
+                        .collect();
+                    s.push_str(&format!("; looked in {}", files.join(", ")));
+                }
+                s
+            }
+        }
     }
 
     async fn send(
@@ -195,10 +260,16 @@ impl Api {
                 .body(t),
             None => req,
         };
-        let resp = req
-            .send()
-            .await
-            .with_context(|| format!("{method} {url}"))?;
+        let resp = match req.send().await {
+            Ok(r) => r,
+            Err(e) => {
+                let context = match berth_client::transport_hint(&e) {
+                    Some(hint) => format!("{method} {url}: {hint}"),
+                    None => format!("{method} {url}"),
+                };
+                return Err(anyhow::Error::from(e).context(context));
+            }
+        };
         if resp.status().is_success() {
             return Ok(resp);
         }
@@ -207,7 +278,7 @@ impl Api {
         let first = serde_json::from_str::<serde_json::Value>(&text)
             .ok()
             .and_then(|v| v["errors"].get(0).cloned());
-        let failure = match first {
+        let mut failure = match first {
             Some(e) => ApiFailure {
                 status,
                 code: e["code"].as_str().unwrap_or("UNKNOWN").to_owned(),
@@ -219,6 +290,9 @@ impl Api {
                 message: text.chars().take(300).collect(),
             },
         };
+        if status == StatusCode::UNAUTHORIZED {
+            failure.message = format!("{}; {}", failure.message, self.unauthorized_hint());
+        }
         Err(failure.into())
     }
 
@@ -349,6 +423,20 @@ pub fn cell(v: &serde_json::Value) -> String {
     }
 }
 
+/// A JSON object as `key=value` pairs for a table cell (`method=token
+/// repeats=3`); other values as [`cell`] shows them.
+pub fn pairs(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::Object(map) => map
+            .iter()
+            .map(|(k, v)| format!("{k}={}", cell(v)))
+            .collect::<Vec<_>>()
+            .join(" "),
+        serde_json::Value::Null => String::new(),
+        other => cell(other),
+    }
+}
+
 /// Prints a value as pretty JSON.
 pub fn print_json<T: Serialize>(value: &T) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(value)?);
@@ -380,6 +468,11 @@ mod tests {
         assert_eq!(segment("v*"), "v%2A");
         assert_eq!(segment("acme/web-*"), "acme%2Fweb-%2A");
         assert_eq!(segment("acme+ci"), "acme%2Bci");
+        assert_eq!(
+            super::pairs(&serde_json::json!({"method": "token", "repeats": 3, "to": null})),
+            "method=token repeats=3 to=-"
+        );
+        assert_eq!(super::pairs(&serde_json::Value::Null), "");
     }
 
     #[test]

@@ -258,14 +258,36 @@ pub async fn run(args: &Args) -> anyhow::Result<()> {
                 .into_iter()
                 .flatten()
                 .map(|r| {
+                    let s = &r["summary"];
+                    let status = match r["ok"].as_bool() {
+                        Some(true) => "ok",
+                        Some(false) => "failed",
+                        None if r["finished_at"].is_null() => "running",
+                        None => "-",
+                    };
                     vec![
                         time(r["started_at"].as_i64()),
-                        cell(&r["ok"]),
-                        r["summary"].to_string(),
+                        status.to_owned(),
+                        cell(&s["tags"]),
+                        cell(&s["manifests"]),
+                        super::usage::bytes(&s["bytes"]),
+                        cell(&s["skipped"]),
+                        s["error"].as_str().unwrap_or_default().to_owned(),
                     ]
                 })
                 .collect();
-            print_table(&["STARTED", "OK", "SUMMARY"], &rows);
+            print_table(
+                &[
+                    "STARTED",
+                    "STATUS",
+                    "TAGS",
+                    "MANIFESTS",
+                    "FREED",
+                    "SKIPPED",
+                    "ERROR",
+                ],
+                &rows,
+            );
         }
     }
     Ok(())

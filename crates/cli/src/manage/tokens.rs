@@ -19,7 +19,7 @@ pub struct TokenArgs {
 /// `berth token` subcommands.
 #[derive(Debug, Clone, clap::Subcommand)]
 pub enum TokenCommand {
-    /// Create a token; its secret is printed once. With `--format dockerconfigjson`, print a Docker config for `kubectl create secret generic --type=kubernetes.io/dockerconfigjson --from-file=.dockerconfigjson=FILE`.
+    /// Create a token; its secret is printed once. With `-o dockerconfigjson`, print a Docker config for `kubectl create secret generic --type=kubernetes.io/dockerconfigjson --from-file=.dockerconfigjson=FILE`.
     Create {
         /// A label for the token (`ci`, `laptop`, `k8s-pull`).
         #[arg(long)]
@@ -81,7 +81,10 @@ pub fn dockerconfigjson(server: &str, username: &str, secret: &str) -> Value {
 
 /// Runs `berth token`.
 pub async fn run(args: &TokenArgs) -> anyhow::Result<()> {
-    let api = Api::new(&args.manage).await?;
+    let api = match args.command {
+        TokenCommand::Create { .. } => Api::connect(&args.manage).await?,
+        _ => Api::new(&args.manage).await?,
+    };
     match &args.command {
         TokenCommand::Create {
             name,

@@ -47,7 +47,7 @@ enum QuotaCmd {
 }
 
 /// Bytes in binary units (`1.5 GiB`), `-` when absent.
-fn bytes(v: &Value) -> String {
+pub fn bytes(v: &Value) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let Some(n) = v.as_u64() else {
         return cell(v);

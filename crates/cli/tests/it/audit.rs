@@ -24,7 +24,7 @@ async fn pushes_moves_and_deletes_are_audited() {
     assert_eq!(r.status(), 202);
 
     let events: Value = c
-        .get(format!("{base}/api/v1/audit?repository=acme/"))
+        .get(format!("{base}/api/v1/audit?repository=acme/&order=oldest"))
         .send()
         .await
         .unwrap()
@@ -48,7 +48,8 @@ async fn pushes_moves_and_deletes_are_audited() {
     assert!(events.iter().all(|e| e["client_ip"] == "127.0.0.1"));
     assert!(events.iter().all(|e| e["repository"] == "acme/web"));
 
-    // Paging: a page of 2, then the rest after its last id.
+    // Paging: newest first by default, a page of 2, then the older rest
+    // before its last id; oldest first pages on with `after`.
     let page: Value = c
         .get(format!("{base}/api/v1/audit?limit=2"))
         .send()
@@ -57,18 +58,54 @@ async fn pushes_moves_and_deletes_are_audited() {
         .json()
         .await
         .unwrap();
-    assert_eq!(page["events"].as_array().unwrap().len(), 2);
+    let ids = |v: &Value| -> Vec<i64> {
+        v["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["id"].as_i64().unwrap())
+            .collect()
+    };
+    let first = ids(&page);
+    assert_eq!(first.len(), 2);
+    assert!(first[0] > first[1], "newest first: {first:?}");
+    assert_eq!(page["events"][0]["action"], "tag.delete");
     let next = page["next"].as_i64().unwrap();
     let rest: Value = c
-        .get(format!("{base}/api/v1/audit?after={next}"))
+        .get(format!("{base}/api/v1/audit?before={next}"))
         .send()
         .await
         .unwrap()
         .json()
         .await
         .unwrap();
-    assert_eq!(rest["events"].as_array().unwrap().len(), 3);
+    let rest_ids = ids(&rest);
+    assert_eq!(rest_ids.len(), 3);
+    assert!(rest_ids.iter().all(|id| *id < first[1]));
     assert!(rest["next"].is_null());
+    let oldest: Value = c
+        .get(format!("{base}/api/v1/audit?limit=2&order=oldest"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let next = oldest["next"].as_i64().unwrap();
+    let newer: Value = c
+        .get(format!("{base}/api/v1/audit?order=oldest&after={next}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mut all = ids(&oldest);
+    all.extend(ids(&newer));
+    let mut expected = first.clone();
+    expected.extend(&rest_ids);
+    expected.reverse();
+    assert_eq!(all, expected);
 
     // Bad parameters are refused in the error shape.
     let r = c
@@ -96,6 +133,29 @@ async fn pushes_moves_and_deletes_are_audited() {
     );
     let moved: Value = serde_json::from_str(&moved).unwrap();
     assert_eq!(moved["events"].as_array().unwrap().len(), 2);
+    // The table pages newest first and says how to get the next page.
+    let out = crate::tools::berth(
+        dir.path(),
+        &[&["audit", "--limit", "2"][..], &reg[..]].concat(),
+    );
+    let (top, err) = (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    );
+    assert!(out.status.success(), "{err}");
+    assert!(top.lines().nth(1).unwrap().contains("tag.delete"), "{top}");
+    let before = err
+        .split("--before ")
+        .nth(1)
+        .and_then(|r| r.split(|c: char| !c.is_ascii_digit()).next())
+        .unwrap_or_else(|| panic!("no --before in {err:?}"))
+        .to_owned();
+    let older = berth_ok(
+        dir.path(),
+        &[&["audit", "--before", &before, "-o", "json"][..], &reg[..]].concat(),
+    );
+    let older: Value = serde_json::from_str(&older).unwrap();
+    assert_eq!(older["events"].as_array().unwrap().len(), 3);
     let table = berth_ok(
         dir.path(),
         &[&["audit", "--actor", "anonymous"][..], &reg[..]].concat(),
@@ -130,4 +190,39 @@ async fn pushes_moves_and_deletes_are_audited() {
         serde_json::from_str::<Value>(&future).unwrap()["events"],
         serde_json::json!([])
     );
+}
+
+#[tokio::test]
+async fn a_burst_of_token_fetches_is_one_login_event_with_a_count() {
+    let berth = Berth::start_auth(&[], None);
+    let base = berth.url();
+    let c = client();
+    for _ in 0..25 {
+        let r = c
+            .get(format!(
+                "{base}/token?service=berth&scope=repository:admin/app:pull"
+            ))
+            .basic_auth("admin", Some(crate::common::ADMIN_PASSWORD))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    let page: Value = c
+        .get(format!("{base}/api/v1/audit?action=login"))
+        .basic_auth("admin", Some(crate::common::ADMIN_PASSWORD))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let events = page["events"].as_array().unwrap();
+    assert_eq!(events.len(), 1, "{page:#}");
+    assert_eq!(events[0]["actor"], "admin");
+    assert_eq!(events[0]["detail"]["method"], "password");
+    // 25 fetches and the audit read's own login: the first is the event.
+    let repeats = events[0]["detail"]["repeats"].as_u64().unwrap();
+    assert!((24..=25).contains(&repeats), "{page:#}");
+    assert!(events[0]["detail"]["last_at"].as_i64().unwrap() >= events[0]["at"].as_i64().unwrap());
 }

@@ -271,8 +271,11 @@ async fn a_login_flood_leaves_room_for_a_legitimate_client() {
         "the argon2 queue is bounded: some attempts got 503"
     );
     assert_eq!(c[3], 0, "no errors or other statuses");
+    // The bound is loose on purpose: the test suite runs a debug build,
+    // in parallel with other tests, on a small shared machine. Unbounded,
+    // the same flood held a release build's logins for 16 s.
     assert!(
-        latencies[latencies.len() - 1] < Duration::from_secs(2),
+        latencies[latencies.len() - 1] < Duration::from_secs(5),
         "{latencies:?}"
     );
     assert!(peak_mib < 150.0, "peak RSS {peak_mib:.1} MiB");

@@ -105,6 +105,15 @@ async fn usage_counts_shared_layers_once_and_matches_the_disk() {
         "{out}"
     );
     assert!(usage["quota"].is_null());
+    // An unknown namespace is an error, as an unknown repository is, not
+    // an empty 0 B.
+    let (ok, out, err) = cli(&b, &["usage", "nosuch"]);
+    assert!(!ok, "{out}");
+    assert!(err.contains("(404)"), "{err}");
+    assert!(err.contains("namespace nosuch is not known"), "{err}");
+    let (ok, _, err) = cli(&b, &["usage", "nosuch/app"]);
+    assert!(!ok);
+    assert!(err.contains("(404)"), "{err}");
 }
 
 #[tokio::test]

@@ -101,7 +101,15 @@ async fn berth_retention_commands() {
     assert!(out.contains("1 tags and 1 manifests deleted"), "{out}");
     assert_eq!(lab.tags("acme/web").await, strings(&["v1"]));
     let out = run(&["retention", "runs", "acme"]);
-    assert!(out.contains("true") && out.contains("\"tags\":1"), "{out}");
+    // A table of columns, no raw JSON in a cell.
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(
+        lines[0].starts_with("STARTED") && lines[0].contains("FREED"),
+        "{out}"
+    );
+    let cols: Vec<&str> = lines[1].split_whitespace().collect();
+    assert_eq!(&cols[1..4], ["ok", "1", "1"], "{out}");
+    assert!(!out.contains('{') && !out.contains('"'), "{out}");
     let out = run(&["retention", "delete", "acme"]);
     assert!(out.contains("removed"));
     let out = crate::tools::berth(

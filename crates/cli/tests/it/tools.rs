@@ -156,10 +156,33 @@ fn lint_json_severity_and_fail_on() {
         "{text}"
     );
     assert!(!text.contains("latest-tag"), "{text}");
-    // Bad flags are usage errors.
-    assert!(!berth(&dir, &["lint", "--severity", "nope=error"])
-        .status
-        .success());
+    // Bad flags and unreadable paths are errors (2), told apart from
+    // findings (1).
+    for args in [
+        &["lint", "--severity", "nope=error"][..],
+        &["lint", "--severity", "latest-tag=loud", "compose"],
+        &["lint", "--fail-on", "loud", "compose"],
+        &["lint", "nonexistent.yml"],
+        &[
+            "lint",
+            "-o",
+            "json",
+            "--output-file",
+            "/nonexistent-dir/x.json",
+            "compose",
+        ],
+    ] {
+        let out = berth(&dir, args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(!err.trim().is_empty(), "{args:?}: no message");
+    }
+    let missing = berth(&dir, &["lint", "nonexistent.yml"]);
+    assert!(
+        String::from_utf8_lossy(&missing.stderr).contains("nonexistent.yml: no such file"),
+        "{}",
+        String::from_utf8_lossy(&missing.stderr)
+    );
 }
 
 #[test]
@@ -241,4 +264,70 @@ fn tags_for_github_actions() {
         serde_json::json!(["v0.3.0-rc.2", "0.3.0-rc.2", "sha-abcdef1", "abcdef1"])
     );
     assert_eq!(v["version"], "0.3.0-rc.2");
+}
+
+#[test]
+fn tags_without_context_fail_and_default_branch_is_main() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    // No CI environment and no flags: an error naming what is missing,
+    // not an empty list a shell loop would silently skip.
+    let out = berth(dir, &["tags"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("no git ref (--ref, --branch, --git-tag or --pr)"),
+        "{err}"
+    );
+    assert!(err.contains("no CI environment was detected"), "{err}");
+    assert!(out.stdout.is_empty());
+    // A branch push of `main` gets `latest` without --default-branch.
+    let main = berth_ok(
+        dir,
+        &[
+            "tags",
+            "--ci",
+            "none",
+            "--branch",
+            "main",
+            "--sha",
+            "abc1234def",
+        ],
+    );
+    assert!(main.lines().any(|l| l == "latest"), "{main}");
+    let dev = berth_ok(
+        dir,
+        &[
+            "tags",
+            "--ci",
+            "none",
+            "--branch",
+            "main",
+            "--default-branch",
+            "develop",
+        ],
+    );
+    assert!(!dev.lines().any(|l| l == "latest"), "{dev}");
+    // The JSON has the `images` key its help promises.
+    let json: serde_json::Value = serde_json::from_str(&berth_ok(
+        dir,
+        &[
+            "tags",
+            "--ci",
+            "none",
+            "--git-tag",
+            "v1.2.3",
+            "-i",
+            "ghcr.io/acme/shop",
+            "-o",
+            "json",
+        ],
+    ))
+    .unwrap();
+    assert_eq!(json["images"], serde_json::json!(["ghcr.io/acme/shop"]));
+    assert_eq!(json["tags"][0], "ghcr.io/acme/shop:latest");
+    // No rustdoc link syntax in the help.
+    let help = berth_ok(dir, &["tags", "--help"]);
+    assert!(!help.contains("[`"), "{help}");
+    assert!(help.contains("else main"), "{help}");
 }

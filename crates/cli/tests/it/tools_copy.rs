@@ -151,7 +151,6 @@ fn copy_chain_berth_distribution_layout_archive_berth() {
         w,
         &[
             "copy",
-            "-q",
             &format!("oci:{}:v1", layout.display()),
             &format!("docker-archive:{}:team/app:v1", archive.display()),
         ],
@@ -160,7 +159,11 @@ fn copy_chain_berth_distribution_layout_archive_berth() {
         !out.status.success(),
         "an index cannot go into a docker-archive"
     );
-    assert!(String::from_utf8_lossy(&out.stderr).contains("--platform"));
+    // Refused before any blob moves, naming the platforms to choose from.
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("choose one with --platform"), "{err}");
+    assert!(err.contains("linux/arm64/v8"), "{err}");
+    assert!(!err.contains("blob"), "blobs were transferred first: {err}");
     let r = copy(
         w,
         &[

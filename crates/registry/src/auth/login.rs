@@ -28,6 +28,7 @@ use serde_json::json;
 use sha2::Digest as _;
 
 use super::argon::{self, Class};
+use super::burst::Seen;
 use super::cache::through;
 use super::failures::Verdict;
 use super::identity::{Credentials, Grants, Identity};
@@ -238,17 +239,30 @@ impl Authority {
         unauthorized(REFUSED)
     }
 
+    /// Records a successful login: the first of a burst by one client as
+    /// an event, the rest as a count on it (see `burst`).
     async fn succeeded(&self, name: &str, ip: Option<IpAddr>, detail: serde_json::Value) {
         let actor = Actor {
             name: name.to_owned(),
             ip: ip.map(|i| i.to_string()),
             at: berth_meta::now_ms(),
         };
-        if let Err(e) = self
-            .meta
-            .record_event(actor.event(action::LOGIN).detail(detail))
-            .await
-        {
+        let key = format!(
+            "{name}|{}|{detail}",
+            actor.ip.as_deref().unwrap_or_default()
+        );
+        let recorded = match self.login_bursts.note(&key, Instant::now()) {
+            Seen::First => self
+                .meta
+                .record_event_id(actor.event(action::LOGIN).detail(detail))
+                .await
+                .map(|id| self.login_bursts.recorded(&key, id)),
+            Seen::Repeat { event_id, repeats } => {
+                self.meta.count_repeats(event_id, repeats, actor.at).await
+            }
+            Seen::Pending => Ok(()),
+        };
+        if let Err(e) = recorded {
             tracing::warn!(error = %e, "recording a login failed");
         }
     }

@@ -27,6 +27,7 @@ use berth_meta::Meta;
 use crate::{Error, Result};
 
 pub mod argon;
+mod burst;
 mod cache;
 mod decide;
 mod failures;
@@ -114,6 +115,8 @@ pub struct Authority {
     failure_log: failures::FailureLog,
     pulls: Option<ratelimit::RateLimiter>,
     token_uses: Mutex<HashMap<String, i64>>,
+    /// Logins in progress per client, so a burst is one audit event.
+    login_bursts: burst::Bursts,
     /// A hash verified against unknown user names, so that they take as
     /// long to refuse as wrong passwords (made on first need: hashing costs
     /// memory a registry that never sees a bad login should not hold).
@@ -140,6 +143,7 @@ impl Authority {
             gate: argon::Gate::shared(),
             failure_log: failures::FailureLog::new(failures::PER_MINUTE),
             token_uses: Mutex::new(HashMap::new()),
+            login_bursts: burst::Bursts::default(),
             decoy_hash: tokio::sync::OnceCell::new(),
             settings,
         })

@@ -1,5 +1,11 @@
 //! `GET /api/v1/audit`: the audit log, filtered and paged, as JSON or as
-//! JSON lines (`format=jsonl`, every matching event, for export).
+//! JSON lines (`format=jsonl`, every matching event, oldest first, for
+//! export).
+//!
+//! Pages are newest first (`order=oldest` for oldest first). `before=ID`
+//! and `after=ID` bound the ids; an answer's `next` is the id to pass as
+//! `before` (newest first) or `after` (oldest first) for the next page,
+//! `null` on the last.
 //!
 //! Site admins read everything; a namespace admin reads the events of their
 //! namespace by filtering on it (`repository=acme/` or `repository=acme/web`).
@@ -39,6 +45,8 @@ struct Params {
     since: Option<i64>,
     until: Option<i64>,
     after: Option<i64>,
+    before: Option<i64>,
+    order: Option<String>,
     limit: Option<i64>,
     format: Option<String>,
 }
@@ -66,6 +74,20 @@ async fn handle_list(
             .into())
         }
     };
+    let newest_first = match p.order.as_deref() {
+        None => !jsonl,
+        Some("newest") => true,
+        Some("oldest") => false,
+        Some(other) => {
+            return Err(Error::InvalidParameter(format!(
+                "order {other:?}: expected newest or oldest"
+            ))
+            .into())
+        }
+    };
+    if jsonl && newest_first {
+        return Err(Error::InvalidParameter("the jsonl export is oldest first".to_owned()).into());
+    }
     let limit = p.limit.unwrap_or(DEFAULT_LIMIT);
     if !(1..=MAX_LIMIT).contains(&limit) {
         return Err(Error::InvalidParameter(format!("limit must be 1..={MAX_LIMIT}")).into());
@@ -77,6 +99,8 @@ async fn handle_list(
         since: p.since,
         until: p.until,
         after_id: p.after,
+        before_id: p.before,
+        newest_first,
         limit: Some(if jsonl { MAX_LIMIT } else { limit }),
     };
     if jsonl {

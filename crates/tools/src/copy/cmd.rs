@@ -29,8 +29,11 @@ pub struct Args {
     /// No progress output.
     #[arg(long, short = 'q')]
     pub quiet: bool,
-    /// Print a JSON report on stdout.
-    #[arg(long)]
+    /// Output: `table` (progress on stderr only) or `json` (a report on stdout).
+    #[arg(long, short = 'o', value_enum, default_value = "table")]
+    pub output: crate::Output,
+    /// Same as `-o json` (kept for scripts written before `-o`).
+    #[arg(long, hide = true)]
     pub json: bool,
     /// Registry access.
     #[command(flatten)]
@@ -134,7 +137,7 @@ pub async fn run(args: &Args) -> Result<ExitCode, ToolError> {
         reports.push(serde_json::json!({"tag": dst_tag, "report": report}));
     }
     dst.finish().await?;
-    if args.json {
+    if args.json || args.output == crate::Output::Json {
         println!("{}", serde_json::to_string_pretty(&reports)?);
     }
     Ok(ExitCode::SUCCESS)

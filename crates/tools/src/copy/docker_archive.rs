@@ -281,6 +281,29 @@ impl Destination for Writer {
         self.layout.put_blob(d, data).await
     }
 
+    fn check_image(&self, m: &RawManifest) -> Result<(), ToolError> {
+        let parsed = m.parse()?;
+        if parsed.kind != ManifestKind::Index {
+            return Ok(());
+        }
+        let platforms: Vec<String> = parsed
+            .manifests
+            .iter()
+            .filter_map(super::Platform::of)
+            .map(|p| p.to_string())
+            .collect();
+        Err(ToolError::Usage(format!(
+            "a docker-archive holds one single-platform image, and this is a multi-platform index ({}): \
+             choose one with --platform, e.g. --platform {}",
+            if platforms.is_empty() {
+                "no platforms listed".to_owned()
+            } else {
+                platforms.join(", ")
+            },
+            platforms.first().map_or("linux/amd64", String::as_str)
+        )))
+    }
+
     async fn put_manifest(
         &self,
         m: &RawManifest,

@@ -103,6 +103,7 @@ pub async fn copy_image(
             ));
         }
     }
+    dst.check_image(&top)?;
     // Walk the manifest tree: children (depth first) before parents.
     let mut children: Vec<RawManifest> = Vec::new();
     let mut blobs: BTreeMap<Digest, Descriptor> = BTreeMap::new();

@@ -104,6 +104,12 @@ pub trait Destination: Send + Sync {
     ) -> Result<bool, ToolError> {
         Ok(false)
     }
+    /// Refuses, before anything is transferred, an image this destination
+    /// cannot hold; `manifest` is the top manifest to be written (after
+    /// the `--platform` filter).
+    fn check_image(&self, _manifest: &RawManifest) -> Result<(), ToolError> {
+        Ok(())
+    }
     /// Writes a blob, verifying its digest.
     async fn put_blob(&self, descriptor: &Descriptor, data: ByteStream) -> Result<(), ToolError>;
     /// Writes a manifest: `tag` for the top-level manifest of an image

@@ -7,12 +7,17 @@ use super::{compute, labels, BuildContext, Event, GitRef, Kind, LatestPolicy, Ta
 use crate::time::Timestamp;
 use crate::ToolError;
 
+/// The default branch when neither the CI nor `--default-branch` names one.
+pub const DEFAULT_BRANCH: &str = "main";
+
 /// Output format of `berth tags`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
     /// One tag (or image reference) per line.
+    #[value(alias = "table")]
     Lines,
-    /// A JSON object with tags, images, labels and annotations.
+    /// A JSON object: tags (as -o lines prints them), images (the --image names), version,
+    /// labels and annotations.
     Json,
     /// GitHub Actions step outputs (`tags`, `labels`, `json`, `version`),
     /// appended to `$GITHUB_OUTPUT` when set.
@@ -46,7 +51,8 @@ pub struct Args {
     /// Commit sha.
     #[arg(long)]
     pub sha: Option<String>,
-    /// The repository's default branch (where `latest` is published).
+    /// The repository's default branch, where `latest` is published [default: the CI's
+    /// default branch, else main].
     #[arg(long)]
     pub default_branch: Option<String>,
     /// Build time, RFC 3339 or Unix seconds (default: SOURCE_DATE_EPOCH or now).
@@ -119,7 +125,35 @@ impl Args {
         if let Some(t) = &self.time {
             ctx.time = Timestamp::parse(t).map_err(|e| ToolError::Usage(e.to_string()))?;
         }
+        if ctx.default_branch.is_none() {
+            ctx.default_branch = Some(DEFAULT_BRANCH.to_owned());
+        }
         Ok(ctx)
+    }
+
+    /// Why no tag came out: the parts of the context that are missing.
+    fn missing_context(&self, ctx: &BuildContext) -> String {
+        let mut missing = Vec::new();
+        if ctx.git_ref.is_none() {
+            missing.push("no git ref (--ref, --branch, --git-tag or --pr)");
+        }
+        if ctx.sha.is_none() {
+            missing.push("no commit (--sha)");
+        }
+        let ci = match self.ci {
+            Ci::Auto => "no CI environment was detected (neither GITHUB_ACTIONS nor GITLAB_CI is set)",
+            Ci::None => "--ci none reads no environment",
+            Ci::Github => "the GitHub Actions variables (GITHUB_REF, GITHUB_SHA) are not set",
+            Ci::Gitlab => "the GitLab CI variables (CI_COMMIT_BRANCH, CI_COMMIT_TAG, CI_COMMIT_SHA) are not set",
+        };
+        format!(
+            "no tags to print: the build context has {}, and {ci}; run inside GitHub Actions or GitLab CI, or pass the context as flags",
+            if missing.is_empty() {
+                "nothing the chosen --kinds use".to_owned()
+            } else {
+                missing.join(" and ")
+            }
+        )
     }
 
     /// The options from the flags.
@@ -143,6 +177,10 @@ impl Args {
 pub fn run(args: &Args) -> Result<(), ToolError> {
     let ctx = args.context()?;
     let tags = compute(&ctx, &args.options()).map_err(|e| ToolError::Usage(e.to_string()))?;
+    if tags.is_empty() {
+        // `for tag in $(berth tags)` must not silently push nothing.
+        return Err(ToolError::Usage(args.missing_context(&ctx)));
+    }
     let labels = labels(&ctx, &tags);
     let mut images = Vec::new();
     for name in &args.images {
@@ -153,6 +191,7 @@ pub fn run(args: &Args) -> Result<(), ToolError> {
     let refs = if images.is_empty() { &tags } else { &images };
     let json = serde_json::json!({
         "tags": refs,
+        "images": args.images,
         "version": super::version(&ctx, &tags),
         "labels": labels,
         "annotations": labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>(),

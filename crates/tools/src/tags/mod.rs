@@ -8,10 +8,10 @@
 //! | push to the default branch `main` at `abc1234…` | `latest`, `main`, `main-abc1234`, `sha-abc1234`, full sha |
 //! | push to `feature/Login` | `feature-Login`, `feature-Login-abc1234`, `sha-abc1234`, full sha |
 //! | pull request 42 | `pr-42`, `sha-abc1234`, full sha |
-//! | git tag `v1.2.3` | `v1.2.3`, `1.2.3`, `1.2`, `1`, `latest`, `sha-…`, full sha |
-//! | git tag `v0.4.1` | `v0.4.1`, `0.4.1`, `0.4`, `latest` (no `0`) |
-//! | git tag `v2.0.0-rc.1` | `v2.0.0-rc.1`, `2.0.0-rc.1` (no `latest`, no `2.0`, no `2`) |
-//! | git tag `release-7` | `release-7` |
+//! | git tag `v1.2.3` | `latest`, `v1.2.3`, `1.2.3`, `1.2`, `1`, `sha-…`, full sha |
+//! | git tag `v0.4.1` | `latest`, `v0.4.1`, `0.4.1`, `0.4`, `sha-…`, full sha (no `0`) |
+//! | git tag `v2.0.0-rc.1` | `v2.0.0-rc.1`, `2.0.0-rc.1`, `sha-…`, full sha (no `latest`, `2.0`, `2`) |
+//! | git tag `release/7` | `release-7`, `sha-…`, full sha |
 //! | `--with date,datetime` (or a scheduled build) | `YYYYMMDD`, `YYYYMMDD-HHMMSS` |
 //! | `--template 'nightly-{{date}}'` | `nightly-20240501` |
 //!
@@ -100,7 +100,7 @@ pub struct BuildContext {
 /// A family of tags.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, clap::ValueEnum)]
 pub enum Kind {
-    /// `latest`, as [`LatestPolicy`] allows.
+    /// `latest`, as --latest allows.
     Latest,
     /// The sanitised branch name.
     Branch,
