@@ -595,34 +595,3 @@ async fn open_mode_and_default_visibility() {
         "a given password is never logged"
     );
 }
-
-#[test]
-fn a_generated_admin_password_is_shown_once() {
-    let b = Berth::start_with(&["--auth", "token"], None);
-    let log = b.log();
-    let line = log
-        .lines()
-        .find(|l| l.contains("generated password"))
-        .unwrap_or_else(|| panic!("{log}"));
-    let password = line
-        .split("password=")
-        .nth(1)
-        .unwrap()
-        .split_whitespace()
-        .next()
-        .unwrap();
-    assert_eq!(password.len(), 24);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let r = client()
-            .get(format!("{}/v2/", b.url()))
-            .basic_auth("admin", Some(password))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), StatusCode::OK);
-    });
-}
