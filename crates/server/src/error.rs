@@ -12,7 +12,7 @@
 //!
 //! Two code tables share that shape: `/v2/` and `/token` speak the OCI
 //! Distribution codes ([`berth_oci::ErrorCode`]); the management API
-//! (`/api/v1/`) speaks its own ([`ManagementCode`], documented in
+//! (`/api/v1/`) speaks its own ([`management_code`], documented in
 //! `docs/api.md`). The body is first written with the OCI code; the
 //! management router's layer ([`management_errors`]) rewrites it with the
 //! management code, so handlers of both APIs just use `?`.
@@ -89,70 +89,23 @@ pub fn status(kind: Kind) -> StatusCode {
     }
 }
 
-/// The error codes of the management API, one per [`Kind`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ManagementCode {
-    /// 400: a malformed parameter, body, path or name.
-    InvalidArgument,
-    /// 401: no or bad credentials.
-    Unauthenticated,
-    /// 403: not allowed (the message names the rule).
-    PermissionDenied,
-    /// 404: no such object (namespace, policy, rule, token, endpoint...).
-    NotFound,
-    /// 405: the path exists, the method does not.
-    MethodNotAllowed,
-    /// 409: the name is taken, or a conflicting operation is running.
-    Conflict,
-    /// 413: over a size limit.
-    TooLarge,
-    /// 416: a range that cannot be satisfied.
-    RangeNotSatisfiable,
-    /// 429: over a rate limit (see `Retry-After`).
-    TooManyRequests,
-    /// 507: the storage is full.
-    StorageFull,
-    /// 503: too busy now (see `Retry-After`).
-    Unavailable,
-    /// 500: a failure on the server's side (details in its log).
-    Internal,
-}
-
-impl ManagementCode {
-    /// The code of an error kind.
-    pub fn of(kind: Kind) -> Self {
-        match kind {
-            Kind::InvalidArgument => ManagementCode::InvalidArgument,
-            Kind::Unauthenticated => ManagementCode::Unauthenticated,
-            Kind::PermissionDenied => ManagementCode::PermissionDenied,
-            Kind::NotFound => ManagementCode::NotFound,
-            Kind::MethodNotAllowed => ManagementCode::MethodNotAllowed,
-            Kind::Conflict => ManagementCode::Conflict,
-            Kind::TooLarge => ManagementCode::TooLarge,
-            Kind::RangeNotSatisfiable => ManagementCode::RangeNotSatisfiable,
-            Kind::TooManyRequests => ManagementCode::TooManyRequests,
-            Kind::StorageFull => ManagementCode::StorageFull,
-            Kind::Unavailable => ManagementCode::Unavailable,
-            Kind::Internal => ManagementCode::Internal,
-        }
-    }
-
-    /// The code string of the JSON body.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ManagementCode::InvalidArgument => "INVALID_ARGUMENT",
-            ManagementCode::Unauthenticated => "UNAUTHENTICATED",
-            ManagementCode::PermissionDenied => "PERMISSION_DENIED",
-            ManagementCode::NotFound => "NOT_FOUND",
-            ManagementCode::MethodNotAllowed => "METHOD_NOT_ALLOWED",
-            ManagementCode::Conflict => "CONFLICT",
-            ManagementCode::TooLarge => "TOO_LARGE",
-            ManagementCode::RangeNotSatisfiable => "RANGE_NOT_SATISFIABLE",
-            ManagementCode::TooManyRequests => "TOO_MANY_REQUESTS",
-            ManagementCode::StorageFull => "STORAGE_FULL",
-            ManagementCode::Unavailable => "UNAVAILABLE",
-            ManagementCode::Internal => "INTERNAL",
-        }
+/// The management API's code (`/api/v1/`) of an error kind, in the same JSON
+/// shape as the OCI codes: one string per [`Kind`], whose status the kind
+/// already gives (documented in `docs/api.md`).
+pub fn management_code(kind: Kind) -> &'static str {
+    match kind {
+        Kind::InvalidArgument => "INVALID_ARGUMENT",
+        Kind::Unauthenticated => "UNAUTHENTICATED",
+        Kind::PermissionDenied => "PERMISSION_DENIED",
+        Kind::NotFound => "NOT_FOUND",
+        Kind::MethodNotAllowed => "METHOD_NOT_ALLOWED",
+        Kind::Conflict => "CONFLICT",
+        Kind::TooLarge => "TOO_LARGE",
+        Kind::RangeNotSatisfiable => "RANGE_NOT_SATISFIABLE",
+        Kind::TooManyRequests => "TOO_MANY_REQUESTS",
+        Kind::StorageFull => "STORAGE_FULL",
+        Kind::Unavailable => "UNAVAILABLE",
+        Kind::Internal => "INTERNAL",
     }
 }
 
@@ -278,7 +231,7 @@ impl IntoResponse for ApiError {
 /// challenge on every 401).
 pub async fn management_errors(mut resp: Response) -> Response {
     if let Some(w) = resp.extensions_mut().remove::<Written>() {
-        let code = ManagementCode::of(w.kind).as_str();
+        let code = management_code(w.kind);
         let body = error_body(code, &w.message, w.detail.as_ref());
         resp.headers_mut().remove(header::CONTENT_LENGTH);
         *resp.body_mut() = Body::from(body);
@@ -336,7 +289,7 @@ async fn rejection_as_json(resp: Response) -> Response {
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
-    let body = error_body(ManagementCode::of(kind).as_str(), &message, None);
+    let body = error_body(management_code(kind), &message, None);
     Response::from_parts(parts, Body::from(body))
 }
 
