@@ -18,6 +18,7 @@ mod auth_refusals;
 mod bench;
 mod common;
 mod credentials;
+mod database;
 mod gc;
 mod interop;
 mod layout;
