@@ -9,6 +9,9 @@ use berth_oci::ErrorCode;
 
 use crate::auth::RateState;
 
+/// Seconds a client is asked to wait when the object store is down.
+const STORAGE_RETRY_AFTER: u64 = 5;
+
 /// What kind of failure an [`Error`] is, independent of any protocol.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Kind {
@@ -171,6 +174,13 @@ pub enum Error {
     /// The storage device is full (507).
     #[error("the registry's storage is full")]
     StorageFull,
+    /// The object store behind the registry is unreachable or failing
+    /// (503); nothing was stored or published. The source is logged.
+    #[error(
+        "the registry's object storage is unavailable ({0}); nothing was stored: retry in a \
+         few seconds"
+    )]
+    StorageUnavailable(#[source] berth_store::Error),
     /// The client's request body could not be read.
     #[error("reading the request body failed")]
     BodyRead,
@@ -213,7 +223,7 @@ impl Error {
             Error::Unauthorized(_) => ErrorCode::Unauthorized,
             Error::Denied(_) => ErrorCode::Denied,
             Error::TooManyRequests { .. } | Error::PullRateLimited(_) => ErrorCode::TooManyRequests,
-            Error::Busy { .. } => ErrorCode::Unavailable,
+            Error::Busy { .. } | Error::StorageUnavailable(_) => ErrorCode::Unavailable,
             Error::StorageFull | Error::Internal(_) | Error::Storage(_) | Error::Metadata(_) => {
                 ErrorCode::Unknown
             }
@@ -257,7 +267,7 @@ impl Error {
             Error::Denied(_) => Kind::PermissionDenied,
             Error::TooManyRequests { .. } | Error::PullRateLimited(_) => Kind::TooManyRequests,
             Error::StorageFull => Kind::StorageFull,
-            Error::Busy { .. } => Kind::Unavailable,
+            Error::Busy { .. } | Error::StorageUnavailable(_) => Kind::Unavailable,
             Error::Internal(_) | Error::Storage(_) | Error::Metadata(_) => Kind::Internal,
         }
     }
@@ -282,6 +292,7 @@ impl Error {
             Error::TooManyRequests { retry_after } | Error::Busy { retry_after } => {
                 Some(*retry_after)
             }
+            Error::StorageUnavailable(_) => Some(STORAGE_RETRY_AFTER),
             Error::PullRateLimited(state) => Some(state.reset_secs),
             _ => None,
         }
@@ -322,6 +333,7 @@ impl From<berth_store::Error> for Error {
             S::StorageFull => Error::StorageFull,
             S::Body(_) => Error::BodyRead,
             S::Io(e) => Error::Storage(e),
+            e @ S::Unavailable { .. } => Error::StorageUnavailable(e),
         }
     }
 }
