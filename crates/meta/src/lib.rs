@@ -31,7 +31,7 @@ pub use db::{Dialect, Meta};
 pub use gc::{LinkAge, Unreferenced};
 pub use inventory::{Inventory, ManifestInfo, ManifestRef, TagInfo};
 pub use jobs::{JobRun, Lease};
-pub use queries::{ManifestRecord, NewManifest, RefKind, Referrer};
+pub use queries::{AttestationRef, ManifestRecord, NewManifest, RefKind, Referrer};
 pub use retention::{Deletion, ManifestTarget, StoredPolicy};
 pub use rules::{TagGuard, TagRule, TagRuleKind};
 pub use stats::{PullDelta, PullTarget};

@@ -15,6 +15,7 @@ pub const SQLITE: &[Migration] = &[
     (2, SQLITE_ACCOUNTS),
     (3, SQLITE_AUDIT),
     (4, SQLITE_LIFECYCLE),
+    (5, REFERENCE_ROLES),
 ];
 
 /// PostgreSQL schema.
@@ -23,6 +24,7 @@ pub const POSTGRES: &[Migration] = &[
     (2, POSTGRES_ACCOUNTS),
     (3, POSTGRES_AUDIT),
     (4, POSTGRES_LIFECYCLE),
+    (5, REFERENCE_ROLES),
 ];
 
 /// Repositories, blobs, manifests, references, tags.
@@ -339,4 +341,17 @@ const POSTGRES_LIFECYCLE: &[&str] = &[
         ok BOOLEAN,
         summary TEXT)",
     "CREATE INDEX job_runs_job ON job_runs (job, started_at)",
+];
+
+/// What a reference is beyond its kind (both dialects).
+///
+/// - `manifest_references.role` is `attestation` for an index's docker
+///   buildx attestation manifest (provenance, SBOM), NULL otherwise;
+///   `describes` is then the image it describes (the entry's
+///   `vnd.docker.reference.digest`), when the index names one.
+/// - An index's entries that are not manifests (BuildKit's cache layers and
+///   config) are references of kind `blob`, like an image's layers.
+const REFERENCE_ROLES: &[&str] = &[
+    "ALTER TABLE manifest_references ADD COLUMN role TEXT",
+    "ALTER TABLE manifest_references ADD COLUMN describes TEXT",
 ];
