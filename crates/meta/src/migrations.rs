@@ -15,7 +15,8 @@ pub const SQLITE: &[Migration] = &[
     (2, SQLITE_ACCOUNTS),
     (3, SQLITE_AUDIT),
     (4, SQLITE_LIFECYCLE),
-    (5, REFERENCE_ROLES),
+    (5, SHARED_STATE),
+    (6, REFERENCE_ROLES),
 ];
 
 /// PostgreSQL schema.
@@ -24,7 +25,8 @@ pub const POSTGRES: &[Migration] = &[
     (2, POSTGRES_ACCOUNTS),
     (3, POSTGRES_AUDIT),
     (4, POSTGRES_LIFECYCLE),
-    (5, REFERENCE_ROLES),
+    (5, SHARED_STATE),
+    (6, REFERENCE_ROLES),
 ];
 
 /// Repositories, blobs, manifests, references, tags.
@@ -341,6 +343,32 @@ const POSTGRES_LIFECYCLE: &[&str] = &[
         ok BOOLEAN,
         summary TEXT)",
     "CREATE INDEX job_runs_job ON job_runs (job, started_at)",
+];
+
+/// State the replicas of a cluster share (used on PostgreSQL; the tables
+/// exist on SQLite too, so both schemas stay one description):
+///
+/// - `upload_reservations`: the bytes each open upload session (or
+///   monolithic push, `put:...`) holds against its namespace's quota.
+/// - `rate_windows`: pull rate limit windows per key (`account:NAME`,
+///   `ip:ADDR`), `count` including refused requests.
+/// - `login_failures`: failed logins per throttle key and when the last
+///   one was.
+const SHARED_STATE: &[&str] = &[
+    "CREATE TABLE upload_reservations (
+        session TEXT PRIMARY KEY,
+        namespace TEXT NOT NULL,
+        bytes BIGINT NOT NULL,
+        updated_at BIGINT NOT NULL)",
+    "CREATE INDEX upload_reservations_namespace ON upload_reservations (namespace)",
+    "CREATE TABLE rate_windows (
+        key TEXT PRIMARY KEY,
+        started_at BIGINT NOT NULL,
+        count BIGINT NOT NULL)",
+    "CREATE TABLE login_failures (
+        key TEXT PRIMARY KEY,
+        count BIGINT NOT NULL,
+        last_at BIGINT NOT NULL)",
 ];
 
 /// What a reference is beyond its kind (both dialects).

@@ -188,9 +188,10 @@ impl Meta {
     /// Links `digest` to `repository` like [`Meta::link_blob`], unless that
     /// would take namespace `ns` over `limit` bytes: then nothing is
     /// written and the namespace's current usage is returned. The check and
-    /// the link are one transaction (exact on SQLite, whose writes are
-    /// serialised; on PostgreSQL concurrent links may each see the usage
-    /// without the others).
+    /// the link are one transaction, exact on both engines: SQLite
+    /// serialises writes, and on PostgreSQL the transaction holds the
+    /// namespace's advisory lock, so concurrent links on any replica see
+    /// each other's bytes.
     pub async fn link_blob_within_quota(
         &self,
         repository: &berth_oci::RepositoryName,
@@ -205,8 +206,12 @@ impl Meta {
             digest.to_owned(),
             ns.to_owned(),
         );
+        let dialect = self.dialect();
         self.transact(move |c| {
             Box::pin(async move {
+                // Concurrent links on other replicas wait here, then see
+                // this one's bytes.
+                crate::shared::lock_namespace(c, dialect, &ns).await?;
                 if !holds(c, &ns, &digest).await? {
                     let used = usage(c, &ns).await?;
                     if used.saturating_add(size) > limit {

@@ -38,6 +38,10 @@ pub enum Kind {
     Internal,
 }
 
+/// `Retry-After` of a request refused while the metadata database is
+/// unavailable.
+const DATABASE_RETRY_SECS: u64 = 5;
+
 /// An upload session, named where an error must point the client back to
 /// it (`Location` and `Range` of a refused chunk).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -184,6 +188,14 @@ pub enum Error {
     /// The metadata database failed; the source is logged, not returned.
     #[error("{0}")]
     Metadata(#[source] berth_meta::Error),
+    /// The metadata database cannot be reached right now (restarting,
+    /// unreachable, every connection busy past the pool's timeout): 503,
+    /// retry later. The source is logged, not returned.
+    #[error(
+        "the registry's metadata database is unavailable: retry in a few seconds (nothing was \
+         changed by this request)"
+    )]
+    DatabaseUnavailable(#[source] berth_meta::Error),
 }
 
 impl Error {
@@ -213,7 +225,7 @@ impl Error {
             Error::Unauthorized(_) => ErrorCode::Unauthorized,
             Error::Denied(_) => ErrorCode::Denied,
             Error::TooManyRequests { .. } | Error::PullRateLimited(_) => ErrorCode::TooManyRequests,
-            Error::Busy { .. } => ErrorCode::Unavailable,
+            Error::Busy { .. } | Error::DatabaseUnavailable(_) => ErrorCode::Unavailable,
             Error::StorageFull | Error::Internal(_) | Error::Storage(_) | Error::Metadata(_) => {
                 ErrorCode::Unknown
             }
@@ -257,7 +269,7 @@ impl Error {
             Error::Denied(_) => Kind::PermissionDenied,
             Error::TooManyRequests { .. } | Error::PullRateLimited(_) => Kind::TooManyRequests,
             Error::StorageFull => Kind::StorageFull,
-            Error::Busy { .. } => Kind::Unavailable,
+            Error::Busy { .. } | Error::DatabaseUnavailable(_) => Kind::Unavailable,
             Error::Internal(_) | Error::Storage(_) | Error::Metadata(_) => Kind::Internal,
         }
     }
@@ -283,6 +295,7 @@ impl Error {
                 Some(*retry_after)
             }
             Error::PullRateLimited(state) => Some(state.reset_secs),
+            Error::DatabaseUnavailable(_) => Some(DATABASE_RETRY_SECS),
             _ => None,
         }
     }
@@ -335,6 +348,7 @@ impl From<berth_meta::Error> for Error {
             berth_meta::Error::MissingReference { .. } => {
                 Error::ManifestBlobUnknown(format!("{e}; push it again"))
             }
+            e if e.is_unavailable() => Error::DatabaseUnavailable(e),
             e => Error::Metadata(e),
         }
     }

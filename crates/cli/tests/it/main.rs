@@ -20,6 +20,7 @@ mod buildkit;
 mod common;
 mod content_kinds;
 mod credentials;
+mod database;
 mod gc;
 mod interop;
 mod layout;

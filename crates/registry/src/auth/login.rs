@@ -276,12 +276,16 @@ impl Authority {
         ip: Option<IpAddr>,
         login: bool,
     ) -> Result<Option<Identity>> {
-        let Some(name) = self.cache.logins.get(key, epoch) else {
+        let Some((name, hash)) = self.cache.logins.get(key, epoch) else {
             return Ok(None);
         };
         let Some(user) = self.account(&name).await? else {
             return Ok(None);
         };
+        // Changed since (through another replica): verify again.
+        if user.password_hash.as_deref() != Some(hash.as_str()) {
+            return Ok(None);
+        }
         if login {
             self.succeeded(&name, ip, json!({"method": "password"}))
                 .await;
@@ -320,6 +324,7 @@ impl Authority {
             .as_ref()
             .filter(|u| u.kind == AccountKind::User)
             .and_then(|u| u.password_hash.clone());
+        let verified_hash = stored.clone();
         let class = if stored.is_some() {
             Class::Known
         } else {
@@ -345,7 +350,9 @@ impl Authority {
         match user {
             Some(user) if ok => {
                 attempt.end(Outcome::Succeeded);
-                self.cache.logins.put(key, user.name.clone(), epoch);
+                if let Some(hash) = verified_hash {
+                    self.cache.logins.put(key, (user.name.clone(), hash), epoch);
+                }
                 self.succeeded(&user.name, ip, json!({"method": "password"}))
                     .await;
                 Ok(Identity {
