@@ -33,7 +33,7 @@ pub use db::{is_postgres_url, redact_url, Dialect, Meta, PoolOptions};
 pub use gc::{LinkAge, Unreferenced};
 pub use inventory::{Inventory, ManifestInfo, ManifestRef, TagInfo};
 pub use jobs::{JobRun, Lease};
-pub use queries::{ManifestRecord, NewManifest, RefKind, Referrer};
+pub use queries::{AttestationRef, ManifestRecord, NewManifest, RefKind, Referrer};
 pub use retention::{Deletion, ManifestTarget, StoredPolicy};
 pub use rules::{TagGuard, TagRule, TagRuleKind};
 pub use stats::{PullDelta, PullTarget};

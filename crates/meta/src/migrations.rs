@@ -16,6 +16,7 @@ pub const SQLITE: &[Migration] = &[
     (3, SQLITE_AUDIT),
     (4, SQLITE_LIFECYCLE),
     (5, SHARED_STATE),
+    (6, REFERENCE_ROLES),
 ];
 
 /// PostgreSQL schema.
@@ -25,6 +26,7 @@ pub const POSTGRES: &[Migration] = &[
     (3, POSTGRES_AUDIT),
     (4, POSTGRES_LIFECYCLE),
     (5, SHARED_STATE),
+    (6, REFERENCE_ROLES),
 ];
 
 /// Repositories, blobs, manifests, references, tags.
@@ -367,4 +369,17 @@ const SHARED_STATE: &[&str] = &[
         key TEXT PRIMARY KEY,
         count BIGINT NOT NULL,
         last_at BIGINT NOT NULL)",
+];
+
+/// What a reference is beyond its kind (both dialects).
+///
+/// - `manifest_references.role` is `attestation` for an index's docker
+///   buildx attestation manifest (provenance, SBOM), NULL otherwise;
+///   `describes` is then the image it describes (the entry's
+///   `vnd.docker.reference.digest`), when the index names one.
+/// - An index's entries that are not manifests (BuildKit's cache layers and
+///   config) are references of kind `blob`, like an image's layers.
+const REFERENCE_ROLES: &[&str] = &[
+    "ALTER TABLE manifest_references ADD COLUMN role TEXT",
+    "ALTER TABLE manifest_references ADD COLUMN describes TEXT",
 ];

@@ -53,6 +53,11 @@ pub struct Content {
     pub size: u64,
     /// Blob or manifest.
     pub kind: ContentKind,
+    /// Whether the repository uses it: a manifest always, a blob while a
+    /// manifest of the repository references it. An unreferenced blob link
+    /// (an upload no manifest uses yet, or what a deleted image left) stays
+    /// stored until garbage collection removes it.
+    pub in_use: bool,
 }
 
 /// A namespace's quota.
@@ -131,15 +136,20 @@ impl Meta {
     }
 
     /// Every blob link and manifest of the repositories of `ns`, with
-    /// sizes, by repository.
+    /// sizes and whether each is in use, by repository and digest.
     pub async fn namespace_content(&self, ns: &str) -> Result<Vec<Content>> {
         let sql = format!(
-            "SELECT r.name, b.digest, b.size, 'blob' FROM repository_blobs rb
+            "SELECT r.name, b.digest, b.size, 'blob',
+                    CASE WHEN EXISTS (
+                        SELECT 1 FROM manifest_references mr
+                        WHERE mr.repository_id = rb.repository_id AND mr.child = rb.digest
+                          AND mr.kind = 'blob') THEN 1 ELSE 0 END
+               FROM repository_blobs rb
                JOIN repositories r ON r.id = rb.repository_id
                JOIN blobs b ON b.digest = rb.digest
                WHERE {}
              UNION ALL
-             SELECT r.name, m.digest, m.size, 'manifest' FROM manifests m
+             SELECT r.name, m.digest, m.size, 'manifest', 1 FROM manifests m
                JOIN repositories r ON r.id = m.repository_id
                WHERE {}
              ORDER BY 1, 2",
@@ -159,7 +169,9 @@ impl Meta {
         rows.iter()
             .map(|r| {
                 let kind: String = r.try_get(3)?;
+                let in_use: i32 = r.try_get(4)?;
                 Ok(Content {
+                    in_use: in_use != 0,
                     repository: r.try_get(0)?,
                     digest: r.try_get(1)?,
                     size: r.try_get::<i64, _>(2)?.max(0) as u64,

@@ -53,6 +53,7 @@ fn manifest(
             ("sha256:layer".into(), RefKind::Blob),
             ("sha256:config".into(), RefKind::Blob),
         ],
+        attestations: Vec::new(),
         required_blobs: Vec::new(),
         tags: tags.iter().map(|x| t(x)).collect(),
         pushed_at: 1_000,
@@ -392,6 +393,7 @@ async fn run_suite(meta: Meta) {
 
     accounts::run(&meta).await;
     gc::gc_cases(&meta).await;
+    gc::index_reference_cases(&meta).await;
     gc::job_cases(&meta).await;
     retention::retention_cases(&meta).await;
     tenancy::run(&meta).await;

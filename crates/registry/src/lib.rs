@@ -40,7 +40,7 @@ pub use blobs::ByteRange;
 pub use caller::Caller;
 pub use error::{Error, Kind, UploadRef};
 pub use gc::{GcCounts, GcHeld, GcItem, GcReport, GcUpload, GC_JOB};
-pub use inventory::{ManifestView, TagView};
+pub use inventory::{AttestationView, ManifestView, TagView};
 pub use jobs::{DueJob, GcSchedule};
 pub use listing::{Page, ReferrersIndex};
 pub use manifests::{accepts, ManifestEntry, PushedManifest};

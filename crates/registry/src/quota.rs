@@ -56,20 +56,33 @@ use crate::glob::namespace;
 use crate::{Caller, Error, Registry, Result};
 
 /// A repository's share of its namespace's storage.
+///
+/// The byte counts are of the content the repository *uses*: its manifests
+/// and the blobs they reference. Blobs linked to it that no manifest of it
+/// references (uploads no manifest uses yet, what deleted images left) are
+/// counted apart, in `unreferenced_bytes`: they are not used by the
+/// repository, but stay stored, and count toward the namespace's quota,
+/// until garbage collection removes them after its grace period. A
+/// repository whose images were all deleted uses 0 bytes.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct RepositoryUsage {
     /// Repository name.
     pub name: String,
-    /// Bytes it holds: `unique_bytes + shared_bytes`.
+    /// Bytes it uses: `unique_bytes + shared_bytes`.
     pub total_bytes: u64,
-    /// Bytes no other repository of the namespace holds.
+    /// Bytes it uses that no other repository of the namespace uses.
     pub unique_bytes: u64,
-    /// Bytes other repositories of the namespace hold too.
+    /// Bytes it uses that other repositories of the namespace use too.
     pub shared_bytes: u64,
-    /// Blobs linked to it.
+    /// Blobs its manifests reference.
     pub blobs: u64,
     /// Manifests stored in it.
     pub manifests: u64,
+    /// Bytes of blobs linked to it that none of its manifests references,
+    /// held until garbage collection.
+    pub unreferenced_bytes: u64,
+    /// Those blobs.
+    pub unreferenced_blobs: u64,
 }
 
 /// A namespace's quota and how much of it is used.
@@ -90,8 +103,13 @@ pub struct QuotaView {
 pub struct NamespaceUsage {
     /// Namespace.
     pub namespace: String,
-    /// Bytes used, each distinct digest once.
+    /// Bytes stored, each distinct digest once: what the quota counts.
     pub total_bytes: u64,
+    /// Of which blobs no manifest of the namespace uses (uploads no
+    /// manifest uses yet, what deleted images and repositories left),
+    /// stored until garbage collection removes them after its grace
+    /// period.
+    pub unreferenced_bytes: u64,
     /// Of which blobs (layers, configs, artifacts).
     pub blob_bytes: u64,
     /// Of which manifests.
@@ -121,16 +139,17 @@ pub(crate) fn human(n: u64) -> String {
     }
 }
 
-/// Splits `content` into the namespace's totals and each repository's.
+/// Splits `content` (sorted by repository, then digest) into the
+/// namespace's totals and each repository's.
 fn summarise(ns: &str, content: &[Content]) -> NamespaceUsage {
-    // digest -> (size, is a blob somewhere, repositories holding it)
+    // digest -> (size, is a blob somewhere, repositories using it)
     let mut digests: HashMap<&str, (u64, bool, Vec<&str>)> = HashMap::new();
     for c in content {
         let e = digests
             .entry(c.digest.as_str())
             .or_insert((c.size, false, Vec::new()));
         e.1 |= c.kind == ContentKind::Blob;
-        if e.2.last() != Some(&c.repository.as_str()) {
+        if c.in_use && e.2.last() != Some(&c.repository.as_str()) {
             e.2.push(&c.repository);
         }
     }
@@ -144,18 +163,22 @@ fn summarise(ns: &str, content: &[Content]) -> NamespaceUsage {
             });
         }
         let Some(r) = repos.last_mut() else { continue };
+        if !c.in_use {
+            r.unreferenced_blobs += 1;
+            r.unreferenced_bytes += c.size;
+            continue;
+        }
         match c.kind {
             ContentKind::Blob => r.blobs += 1,
             ContentKind::Manifest => r.manifests += 1,
         }
-        // The same digest as blob and manifest of one repository counts once
-        // (content is sorted by repository, then digest).
+        // The same digest as blob and manifest of one repository counts once.
         if counted == Some((c.repository.as_str(), c.digest.as_str())) {
             continue;
         }
         counted = Some((&c.repository, &c.digest));
-        let holders = digests.get(c.digest.as_str()).map_or(1, |e| e.2.len());
-        if holders > 1 {
+        let users = digests.get(c.digest.as_str()).map_or(1, |e| e.2.len());
+        if users > 1 {
             r.shared_bytes += c.size;
         } else {
             r.unique_bytes += c.size;
@@ -165,6 +188,7 @@ fn summarise(ns: &str, content: &[Content]) -> NamespaceUsage {
     let mut u = NamespaceUsage {
         namespace: ns.to_owned(),
         total_bytes: 0,
+        unreferenced_bytes: 0,
         blob_bytes: 0,
         manifest_bytes: 0,
         blobs: 0,
@@ -172,8 +196,11 @@ fn summarise(ns: &str, content: &[Content]) -> NamespaceUsage {
         quota: None,
         repositories: repos,
     };
-    for (size, blob, _) in digests.values() {
+    for (size, blob, users) in digests.values() {
         u.total_bytes += size;
+        if users.is_empty() {
+            u.unreferenced_bytes += size;
+        }
         if *blob {
             u.blob_bytes += size;
             u.blobs += 1;
@@ -618,7 +645,53 @@ mod tests {
             digest: digest.into(),
             size,
             kind,
+            in_use: true,
         }
+    }
+
+    fn unused(repo: &str, digest: &str, size: u64) -> Content {
+        Content {
+            in_use: false,
+            ..c(repo, digest, size, ContentKind::Blob)
+        }
+    }
+
+    #[test]
+    fn unreferenced_blobs_are_stored_but_not_used() {
+        use ContentKind::{Blob, Manifest};
+        // acme/gone: every image deleted, its blobs wait for GC; one of
+        // them is used by acme/live too.
+        let content = vec![
+            unused("acme/gone", "base", 1000),
+            unused("acme/gone", "own", 300),
+            c("acme/live", "base", 1000, Blob),
+            c("acme/live", "m", 5, Manifest),
+            unused("acme/live", "upload", 40),
+        ];
+        let u = summarise("acme", &content);
+        assert_eq!(
+            u.total_bytes,
+            1000 + 300 + 5 + 40,
+            "stored: what the quota counts"
+        );
+        assert_eq!(u.unreferenced_bytes, 340, "the base is used by acme/live");
+        let gone = &u.repositories[0];
+        assert_eq!(
+            (gone.total_bytes, gone.blobs, gone.manifests),
+            (0, 0, 0),
+            "a deleted repository uses nothing"
+        );
+        assert_eq!(
+            (gone.unreferenced_bytes, gone.unreferenced_blobs),
+            (1300, 2)
+        );
+        let live = &u.repositories[1];
+        assert_eq!(
+            (live.total_bytes, live.unique_bytes, live.shared_bytes),
+            (1005, 1005, 0),
+            "the base is not shared with a repository that does not use it"
+        );
+        assert_eq!((live.unreferenced_bytes, live.unreferenced_blobs), (40, 1));
     }
 
     #[test]
