@@ -92,6 +92,12 @@ async fn a_single_node_registry_moves_into_the_cluster_whole() {
             for (repo, tag, _) in &tags {
                 manifest_digest(&base, repo, tag);
             }
+            // A GC run: a job run (with a boolean column) and a lease.
+            let r = admin(http.post(format!("{base}/api/v1/gc")))
+                .json(&serde_json::json!({}))
+                .send()
+                .unwrap();
+            assert!(r.status().is_success(), "{:?}", r.text());
             node.terminate();
             (tags, token["token"].as_str().unwrap().to_owned())
         }
@@ -150,6 +156,7 @@ async fn a_single_node_registry_moves_into_the_cluster_whole() {
         assert_eq!(a, b, "rows of table {}", t.name);
     }
     assert!(from.count_rows("audit_events").await.unwrap() > 5);
+    assert!(from.count_rows("job_runs").await.unwrap() > 0);
     from.close().await;
     to.close().await;
     // Every blob, byte for byte.
