@@ -11,6 +11,7 @@ mod config;
 mod manage;
 mod serve;
 mod shell;
+mod storage;
 
 /// berth: a self-hosted OCI container registry with image lifecycle management.
 #[derive(Debug, Parser)]
@@ -23,7 +24,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the registry (OCI Distribution API on /v2/).
-    Serve(config::ServeArgs),
+    Serve(Box<config::ServeArgs>),
     /// Benchmark berth against the reference registry, side by side.
     Bench(berth_bench::BenchArgs),
     /// Manage user accounts of a running registry.
@@ -88,7 +89,7 @@ fn main() -> ExitCode {
             Command::Serve(args) => {
                 let empty = clap::ArgMatches::default();
                 let serve = matches.subcommand_matches("serve").unwrap_or(&empty);
-                serve::run(args, serve).await.map(|()| ExitCode::SUCCESS)
+                serve::run(*args, serve).await.map(|()| ExitCode::SUCCESS)
             }
             Command::Bench(args) => berth_bench::run(args).await.map(|()| ExitCode::SUCCESS),
             Command::User(args) => manage::accounts::run_user(&args)

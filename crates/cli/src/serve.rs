@@ -18,7 +18,6 @@ use berth_registry::auth::{Authority, Bootstrap, ADMIN};
 use berth_registry::worker::{self, Runner};
 use berth_registry::Registry;
 use berth_server::{App, ServerSettings};
-use berth_store::FsStore;
 use clap::ArgMatches;
 use tracing_subscriber::EnvFilter;
 
@@ -133,14 +132,13 @@ pub async fn run(args: ServeArgs, matches: &ArgMatches) -> anyhow::Result<()> {
 
     std::fs::create_dir_all(&cfg.data_dir)
         .with_context(|| format!("creating data directory {}", cfg.data_dir.display()))?;
-    let store = FsStore::open(&cfg.data_dir)
-        .with_context(|| format!("opening blob storage in {}", cfg.data_dir.display()))?;
+    let store = crate::storage::open(&cfg.storage, &cfg.s3_options(), &cfg.data_dir).await?;
     let db = cfg.data_dir.join("berth.db");
     let meta = Meta::open_sqlite(&db)
         .await
         .with_context(|| format!("opening metadata database {}", db.display()))?;
     let registry = Arc::new(Registry::new(
-        Arc::new(store),
+        store,
         meta.clone(),
         berth_registry::Settings {
             max_manifest_bytes: usize::try_from(cfg.max_manifest_size.0).unwrap_or(usize::MAX),
@@ -167,7 +165,12 @@ pub async fn run(args: ServeArgs, matches: &ArgMatches) -> anyhow::Result<()> {
         std::fs::write(f, addr.to_string())
             .with_context(|| format!("writing address file {}", f.display()))?;
     }
-    tracing::info!(%addr, data_dir = %cfg.data_dir.display(), "berth is listening");
+    tracing::info!(
+        %addr,
+        data_dir = %cfg.data_dir.display(),
+        storage = %cfg.storage,
+        "berth is listening"
+    );
     match cfg.gc_schedule() {
         Some(every) => tracing::info!(
             interval = %berth_oci::duration::format(every),
