@@ -25,6 +25,7 @@ mod rules;
 mod shared;
 mod stats;
 pub mod tokens;
+pub mod transfer;
 mod usage;
 pub(crate) mod writes;
 

@@ -33,7 +33,7 @@ pub(crate) async fn lock_namespace(
 /// Bytes held by the open uploads of `ns` (other than `except`).
 async fn held(c: &mut AnyConnection, ns: &str, except: &str) -> Result<u64> {
     let row = sqlx::query(
-        "SELECT COALESCE(SUM(bytes), 0) FROM upload_reservations
+        "SELECT CAST(COALESCE(SUM(bytes), 0) AS BIGINT) FROM upload_reservations
          WHERE namespace = $1 AND session <> $2",
     )
     .bind(ns)

@@ -38,9 +38,9 @@ pub enum Kind {
     Internal,
 }
 
-/// `Retry-After` of a request refused while the metadata database is
-/// unavailable.
-const DATABASE_RETRY_SECS: u64 = 5;
+/// `Retry-After` (seconds) of a request refused while the metadata
+/// database or the object store is unreachable.
+const UNAVAILABLE_RETRY_SECS: u64 = 5;
 
 /// An upload session, named where an error must point the client back to
 /// it (`Location` and `Range` of a refused chunk).
@@ -175,6 +175,13 @@ pub enum Error {
     /// The storage device is full (507).
     #[error("the registry's storage is full")]
     StorageFull,
+    /// The object store behind the registry is unreachable or failing
+    /// (503); nothing was stored or published. The source is logged.
+    #[error(
+        "the registry's object storage is unavailable ({0}); nothing was stored: retry in a \
+         few seconds"
+    )]
+    StorageUnavailable(#[source] berth_store::Error),
     /// The client's request body could not be read.
     #[error("reading the request body failed")]
     BodyRead,
@@ -225,7 +232,9 @@ impl Error {
             Error::Unauthorized(_) => ErrorCode::Unauthorized,
             Error::Denied(_) => ErrorCode::Denied,
             Error::TooManyRequests { .. } | Error::PullRateLimited(_) => ErrorCode::TooManyRequests,
-            Error::Busy { .. } | Error::DatabaseUnavailable(_) => ErrorCode::Unavailable,
+            Error::Busy { .. } | Error::DatabaseUnavailable(_) | Error::StorageUnavailable(_) => {
+                ErrorCode::Unavailable
+            }
             Error::StorageFull | Error::Internal(_) | Error::Storage(_) | Error::Metadata(_) => {
                 ErrorCode::Unknown
             }
@@ -269,7 +278,9 @@ impl Error {
             Error::Denied(_) => Kind::PermissionDenied,
             Error::TooManyRequests { .. } | Error::PullRateLimited(_) => Kind::TooManyRequests,
             Error::StorageFull => Kind::StorageFull,
-            Error::Busy { .. } | Error::DatabaseUnavailable(_) => Kind::Unavailable,
+            Error::Busy { .. } | Error::DatabaseUnavailable(_) | Error::StorageUnavailable(_) => {
+                Kind::Unavailable
+            }
             Error::Internal(_) | Error::Storage(_) | Error::Metadata(_) => Kind::Internal,
         }
     }
@@ -295,7 +306,9 @@ impl Error {
                 Some(*retry_after)
             }
             Error::PullRateLimited(state) => Some(state.reset_secs),
-            Error::DatabaseUnavailable(_) => Some(DATABASE_RETRY_SECS),
+            Error::DatabaseUnavailable(_) | Error::StorageUnavailable(_) => {
+                Some(UNAVAILABLE_RETRY_SECS)
+            }
             _ => None,
         }
     }
@@ -335,6 +348,7 @@ impl From<berth_store::Error> for Error {
             S::StorageFull => Error::StorageFull,
             S::Body(_) => Error::BodyRead,
             S::Io(e) => Error::Storage(e),
+            e @ S::Unavailable { .. } => Error::StorageUnavailable(e),
         }
     }
 }

@@ -47,6 +47,7 @@ pub use manifests::{accepts, ManifestEntry, PushedManifest};
 pub use pulls::{Count, PullStats};
 pub use quota::{NamespaceUsage, QuotaView, RepositoryUsage};
 pub use rules::TagRules;
+pub use uploads::UPLOAD_PURGE_JOB;
 
 /// Result alias of this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

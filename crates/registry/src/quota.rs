@@ -15,32 +15,39 @@
 //! already holds costs nothing.
 //!
 //! Upload sessions: every byte written to a session of a namespace with a
-//! quota is first reserved in an in-process ledger ([`Sessions`]) that
-//! holds the size of each open session of the namespace, under one lock:
-//! stored content plus every session's bytes never pass the quota, however
-//! many sessions run at once (six sessions of a 2 MB quota hold 2 MB
-//! between them, not 12). A session's bytes are released when it is
-//! completed, cancelled or purged as abandoned. A namespace's ledger is
-//! filled from the store's open sessions the first time its quota is
-//! needed; with several replicas, each counts the sessions it serves plus
-//! those open when it first needed the quota, so the bound holds per
-//! replica.
+//! quota is first reserved in a ledger that holds the size of each open
+//! session of the namespace: stored content plus every session's bytes
+//! never pass the quota, however many sessions run at once (six sessions
+//! of a 2 MB quota hold 2 MB between them, not 12). A session's bytes are
+//! released when it is completed, cancelled or purged as abandoned.
+//!
+//! - One process (SQLite): the ledger is in memory ([`Sessions`]), under
+//!   one lock, filled from the store's open sessions the first time a
+//!   namespace's quota is needed.
+//! - Replicas sharing a PostgreSQL: the ledger is the `upload_reservations`
+//!   table, and every reservation is a transaction holding the namespace's
+//!   lock that compares stored content plus all sessions' bytes with the
+//!   quota, so concurrent pushes on different replicas cannot overshoot it
+//!   together. To keep that off the per-chunk path, a session reserves in
+//!   slabs of up to [`SLAB`] (never more than is free) and writes chunks
+//!   against its slab; after each request its reservation is set to the
+//!   bytes it really holds. A replica that dies mid-upload leaves its
+//!   reservation until the session is purged as abandoned.
 //!
 //! The bound on concurrent links: the final check runs inside the link's
-//! transaction. On SQLite (one writer) it is exact, the namespace never
-//! ends over its quota, and a refused upload's bytes are removed (or, if
-//! published already, left unreferenced for garbage collection). On
-//! PostgreSQL, concurrent links each see the committed usage without the
-//! others, so a namespace can end over its quota by at most the blobs whose
-//! links commit at the same moment. Manifests (at most `max_manifest_size`
-//! each) are checked before their transaction and may overshoot by the
-//! manifests pushed concurrently.
+//! transaction, which on PostgreSQL holds the namespace's lock, so it is
+//! exact on both engines: the namespace never ends over its quota, and a
+//! refused upload's bytes are removed (or, if published already, left
+//! unreferenced for garbage collection). Manifests (at most
+//! `max_manifest_size` each) are checked before their transaction and may
+//! overshoot by the manifests pushed concurrently.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use berth_meta::{Content, ContentKind};
+use async_trait::async_trait;
+use berth_meta::{Content, ContentKind, Meta};
 use berth_store::ByteStream;
 use futures_util::StreamExt;
 use serde::Serialize;
@@ -220,14 +227,18 @@ pub(crate) async fn drain(mut body: ByteStream) {
     }
 }
 
+/// Decides, chunk by chunk, whether a body may write `n` more bytes.
+#[async_trait]
+pub(crate) trait Admit: Send {
+    /// Reserves `n` bytes, or refuses.
+    async fn admit(&mut self, n: u64) -> bool;
+}
+
 /// Fails a body stream as soon as `admit` refuses a chunk's length (after
 /// draining what the client is still sending, see [`DRAIN_LIMIT`]),
 /// setting the returned flag so the caller can tell a quota cut-off from a
 /// client failure.
-pub(crate) fn capped<F>(body: ByteStream, admit: F) -> (ByteStream, Arc<AtomicBool>)
-where
-    F: FnMut(u64) -> bool + Send + 'static,
-{
+pub(crate) fn capped(body: ByteStream, admit: Box<dyn Admit>) -> (ByteStream, Arc<AtomicBool>) {
     let tripped = Arc::new(AtomicBool::new(false));
     let flag = tripped.clone();
     let stream = futures_util::stream::unfold(Some((body, admit)), move |state| {
@@ -237,7 +248,7 @@ where
             match body.next().await? {
                 Err(e) => Some((Err(e), None)),
                 Ok(chunk) => {
-                    if admit(chunk.len() as u64) {
+                    if admit.admit(chunk.len() as u64).await {
                         return Some((Ok(chunk), Some((body, admit))));
                     }
                     flag.store(true, Ordering::Release);
@@ -248,6 +259,59 @@ where
         }
     });
     (Box::pin(stream), tripped)
+}
+
+/// Most bytes a session reserves in the shared ledger at once.
+pub(crate) const SLAB: u64 = 8 << 20;
+
+/// Reserves in the in-memory ledger.
+struct LocalAdmit {
+    ledger: Arc<Sessions>,
+    namespace: String,
+    session: String,
+    used: u64,
+    limit: u64,
+}
+
+#[async_trait]
+impl Admit for LocalAdmit {
+    async fn admit(&mut self, n: u64) -> bool {
+        self.ledger
+            .reserve(&self.namespace, &self.session, n, self.used, self.limit)
+    }
+}
+
+/// Reserves in the database's ledger, a slab at a time.
+struct SharedAdmit {
+    meta: Meta,
+    namespace: String,
+    session: String,
+    limit: u64,
+    /// Reserved and not yet written.
+    granted: u64,
+}
+
+#[async_trait]
+impl Admit for SharedAdmit {
+    async fn admit(&mut self, n: u64) -> bool {
+        if n > self.granted {
+            let need = n - self.granted;
+            match self
+                .meta
+                .reserve_upload(&self.namespace, &self.session, need, SLAB, self.limit)
+                .await
+            {
+                Ok(Some(granted)) => self.granted += granted,
+                Ok(None) => return false,
+                Err(e) => {
+                    tracing::warn!(error = %e, "reserving upload bytes failed");
+                    return false;
+                }
+            }
+        }
+        self.granted -= n;
+        true
+    }
 }
 
 /// What a push that needs quota is, for refusals.
@@ -424,7 +488,7 @@ impl Registry {
                 return Ok(None);
             }
         }
-        if !self.sessions.knows(ns) {
+        if !self.settings.shared_database && !self.sessions.knows(ns) {
             let open: Vec<(String, u64)> = self
                 .store
                 .upload_list()
@@ -439,8 +503,59 @@ impl Registry {
             namespace: ns.to_owned(),
             limit,
             used: self.meta.namespace_usage(ns).await?,
-            held: self.sessions.held(ns, session),
+            held: self.ledger_held(ns, session).await?,
         }))
+    }
+
+    /// Bytes the open uploads of `ns` hold, `except`'s excluded.
+    async fn ledger_held(&self, ns: &str, except: Option<&str>) -> Result<u64> {
+        if self.settings.shared_database {
+            return Ok(self.meta.upload_reservations(ns, except).await?);
+        }
+        Ok(self.sessions.held(ns, except))
+    }
+
+    /// Records that upload `id` of `ns` holds `size` bytes.
+    pub(crate) async fn ledger_set(&self, ns: &str, id: &str, size: u64) -> Result<()> {
+        if self.settings.shared_database {
+            return Ok(self.meta.set_upload_reservation(ns, id, size).await?);
+        }
+        self.sessions.set(ns, id, size);
+        Ok(())
+    }
+
+    /// Forgets upload `id` of `ns`. A failure on the shared ledger is
+    /// logged: the reservation then waits for the purge of abandoned
+    /// uploads.
+    pub(crate) async fn ledger_release(&self, ns: &str, id: &str) {
+        if self.settings.shared_database {
+            if let Err(e) = self.meta.release_upload(id).await {
+                tracing::warn!(upload = id, error = %e, "releasing an upload's quota reservation failed");
+            }
+            return;
+        }
+        self.sessions.release(ns, id);
+    }
+
+    /// What reserves the bytes of upload (or push) `id` within `g`.
+    pub(crate) fn admit(&self, g: &Gate, id: &str) -> Box<dyn Admit> {
+        if self.settings.shared_database {
+            Box::new(SharedAdmit {
+                meta: self.meta.clone(),
+                namespace: g.namespace.clone(),
+                session: id.to_owned(),
+                limit: g.limit,
+                granted: 0,
+            })
+        } else {
+            Box::new(LocalAdmit {
+                ledger: self.sessions.clone(),
+                namespace: g.namespace.clone(),
+                session: id.to_owned(),
+                used: g.used,
+                limit: g.limit,
+            })
+        }
     }
 
     /// Usage of namespace `ns`, per repository, with its quota. A

@@ -314,6 +314,8 @@ impl Authority {
         if let Some(id) = self.cached_login(&key, epoch, ip, login).await? {
             return Ok(id);
         }
+        let shared_name = password_name(username).then_some(username);
+        self.shared_wait(shared_name, ip).await?;
         let attempt = self.begin_attempt(username, ip)?;
         let user = if password_name(username) {
             self.account(username).await?
@@ -350,6 +352,8 @@ impl Authority {
         match user {
             Some(user) if ok => {
                 attempt.end(Outcome::Succeeded);
+                self.shared_outcome(shared_name, ip, Outcome::Succeeded)
+                    .await;
                 if let Some(hash) = verified_hash {
                     self.cache.logins.put(key, (user.name.clone(), hash), epoch);
                 }
@@ -362,6 +366,7 @@ impl Authority {
             }
             user => {
                 attempt.end(Outcome::Failed);
+                self.shared_outcome(shared_name, ip, Outcome::Failed).await;
                 let known = user.as_ref().map(|u| u.name.as_str());
                 Err(self
                     .failed(
@@ -389,6 +394,7 @@ impl Authority {
         if let Some(ip) = ip {
             self.ip_throttle.fail(&ip.to_string(), Instant::now());
         }
+        self.shared_outcome(None, ip, Outcome::Failed).await;
         self.failed(ip, username, owner, "token", why).await
     }
 

@@ -41,6 +41,7 @@ pub mod permission;
 pub mod ratelimit;
 pub mod scope;
 pub mod secret;
+mod shared;
 pub mod throttle;
 
 pub use accounts::{AccountChange, Robot, VisibilitySource};
