@@ -9,9 +9,6 @@ use berth_oci::ErrorCode;
 
 use crate::auth::RateState;
 
-/// Seconds a client is asked to wait when the object store is down.
-const STORAGE_RETRY_AFTER: u64 = 5;
-
 /// What kind of failure an [`Error`] is, independent of any protocol.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Kind {
@@ -40,6 +37,10 @@ pub enum Kind {
     /// A failure on the registry's side.
     Internal,
 }
+
+/// `Retry-After` (seconds) of a request refused while the metadata
+/// database or the object store is unreachable.
+const UNAVAILABLE_RETRY_SECS: u64 = 5;
 
 /// An upload session, named where an error must point the client back to
 /// it (`Location` and `Range` of a refused chunk).
@@ -194,6 +195,14 @@ pub enum Error {
     /// The metadata database failed; the source is logged, not returned.
     #[error("{0}")]
     Metadata(#[source] berth_meta::Error),
+    /// The metadata database cannot be reached right now (restarting,
+    /// unreachable, every connection busy past the pool's timeout): 503,
+    /// retry later. The source is logged, not returned.
+    #[error(
+        "the registry's metadata database is unavailable: retry in a few seconds (nothing was \
+         changed by this request)"
+    )]
+    DatabaseUnavailable(#[source] berth_meta::Error),
 }
 
 impl Error {
@@ -223,7 +232,9 @@ impl Error {
             Error::Unauthorized(_) => ErrorCode::Unauthorized,
             Error::Denied(_) => ErrorCode::Denied,
             Error::TooManyRequests { .. } | Error::PullRateLimited(_) => ErrorCode::TooManyRequests,
-            Error::Busy { .. } | Error::StorageUnavailable(_) => ErrorCode::Unavailable,
+            Error::Busy { .. } | Error::DatabaseUnavailable(_) | Error::StorageUnavailable(_) => {
+                ErrorCode::Unavailable
+            }
             Error::StorageFull | Error::Internal(_) | Error::Storage(_) | Error::Metadata(_) => {
                 ErrorCode::Unknown
             }
@@ -267,7 +278,9 @@ impl Error {
             Error::Denied(_) => Kind::PermissionDenied,
             Error::TooManyRequests { .. } | Error::PullRateLimited(_) => Kind::TooManyRequests,
             Error::StorageFull => Kind::StorageFull,
-            Error::Busy { .. } | Error::StorageUnavailable(_) => Kind::Unavailable,
+            Error::Busy { .. } | Error::DatabaseUnavailable(_) | Error::StorageUnavailable(_) => {
+                Kind::Unavailable
+            }
             Error::Internal(_) | Error::Storage(_) | Error::Metadata(_) => Kind::Internal,
         }
     }
@@ -292,8 +305,10 @@ impl Error {
             Error::TooManyRequests { retry_after } | Error::Busy { retry_after } => {
                 Some(*retry_after)
             }
-            Error::StorageUnavailable(_) => Some(STORAGE_RETRY_AFTER),
             Error::PullRateLimited(state) => Some(state.reset_secs),
+            Error::DatabaseUnavailable(_) | Error::StorageUnavailable(_) => {
+                Some(UNAVAILABLE_RETRY_SECS)
+            }
             _ => None,
         }
     }
@@ -347,6 +362,7 @@ impl From<berth_meta::Error> for Error {
             berth_meta::Error::MissingReference { .. } => {
                 Error::ManifestBlobUnknown(format!("{e}; push it again"))
             }
+            e if e.is_unavailable() => Error::DatabaseUnavailable(e),
             e => Error::Metadata(e),
         }
     }
