@@ -59,34 +59,6 @@ pub struct Settings {
         value_name = "DIR"
     )]
     pub data_dir: PathBuf,
-    /// Metadata database: `postgres://USER:PASSWORD@HOST:PORT/DB` (or
-    /// `postgresql://`) for several replicas sharing one PostgreSQL, or
-    /// `sqlite://PATH` [default: SQLite in DATA_DIR/berth.db]. The password
-    /// is never logged; prefer the environment or the file to the flag.
-    #[arg(
-        long,
-        env = "BERTH_DATABASE_URL",
-        hide_env_values = true,
-        value_name = "URL"
-    )]
-    pub database_url: Option<DatabaseUrl>,
-    /// PostgreSQL connections per replica, at most (ignored on SQLite).
-    #[arg(
-        long,
-        env = "BERTH_DATABASE_POOL_SIZE",
-        default_value = "16",
-        value_name = "N"
-    )]
-    pub database_pool_size: u32,
-    /// PostgreSQL statements running longer than this are cancelled and the
-    /// request fails with 503 (0: no limit; ignored on SQLite).
-    #[arg(
-        long,
-        env = "BERTH_DATABASE_STATEMENT_TIMEOUT",
-        default_value = "30s",
-        value_name = "DURATION"
-    )]
-    pub database_statement_timeout: Span,
     /// Where blobs are kept: `fs` (the `blobs/` and `uploads/` directories
     /// of the data directory) or `s3://BUCKET[/PREFIX]`, an S3-compatible
     /// bucket shared by replicas (credentials from the standard AWS
@@ -135,6 +107,34 @@ pub struct Settings {
     /// [default: s3_endpoint].
     #[arg(long, env = "BERTH_S3_PUBLIC_ENDPOINT", value_name = "URL")]
     pub s3_public_endpoint: Option<String>,
+    /// Metadata database: `postgres://USER:PASSWORD@HOST:PORT/DB` (or
+    /// `postgresql://`) for several replicas sharing one PostgreSQL, or
+    /// `sqlite://PATH` [default: SQLite in DATA_DIR/berth.db]. The password
+    /// is never logged; prefer the environment or the file to the flag.
+    #[arg(
+        long,
+        env = "BERTH_DATABASE_URL",
+        hide_env_values = true,
+        value_name = "URL"
+    )]
+    pub database_url: Option<DatabaseUrl>,
+    /// PostgreSQL connections per replica, at most (ignored on SQLite).
+    #[arg(
+        long,
+        env = "BERTH_DATABASE_POOL_SIZE",
+        default_value = "16",
+        value_name = "N"
+    )]
+    pub database_pool_size: u32,
+    /// PostgreSQL statements running longer than this are cancelled and the
+    /// request fails with 503 (0: no limit; ignored on SQLite).
+    #[arg(
+        long,
+        env = "BERTH_DATABASE_STATEMENT_TIMEOUT",
+        default_value = "30s",
+        value_name = "DURATION"
+    )]
+    pub database_statement_timeout: Span,
     /// Log level or tracing filter: error, warn, info, debug, trace, or a
     /// filter such as `berth=debug,sqlx=warn`.
     #[arg(

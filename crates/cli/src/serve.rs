@@ -183,8 +183,8 @@ pub async fn run(args: ServeArgs, matches: &ArgMatches) -> anyhow::Result<()> {
     tracing::info!(
         %addr,
         data_dir = %cfg.data_dir.display(),
-        database = %database,
         storage = %cfg.storage,
+        database = %database,
         "berth is listening"
     );
     match cfg.gc_schedule() {
