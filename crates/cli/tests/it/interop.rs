@@ -34,6 +34,7 @@ mod helm;
 mod oras;
 mod podman;
 mod quickstart;
+mod s3;
 mod skopeo;
 
 /// Upper bound for one client invocation.

@@ -33,9 +33,12 @@ mod migrate;
 mod oci;
 mod retention;
 mod retention_cli;
+mod s3;
 mod serve_lifecycle;
 mod shell;
 mod tenancy;
 mod tools;
 mod tools_client;
 mod tools_copy;
+#[path = "../../../store/tests/support/weed.rs"]
+mod weed;
