@@ -239,7 +239,10 @@ impl Registry {
                 .filter(|d| d.entry_kind() == EntryKind::Attestation)
                 .map(|d| AttestationRef {
                     manifest: d.digest.to_string(),
-                    describes: d.attested().map(str::to_owned),
+                    describes: d
+                        .attested()
+                        .and_then(|a| Digest::parse(a).ok())
+                        .map(|a| a.to_string()),
                 })
                 .collect();
         }

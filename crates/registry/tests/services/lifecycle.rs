@@ -452,16 +452,19 @@ async fn quota_refuses_every_upload_path_and_leaves_nothing_behind() {
     reg.set_quota("q", 902, &admin).await.unwrap();
     denied(reg.start_upload(&n("q/a")).await);
 
-    // Usage: shared content once per namespace, unique vs shared bytes.
+    // Usage: every blob is stored once per namespace and counts toward the
+    // quota, but no manifest references these, so no repository uses them:
+    // they await garbage collection.
     let u = reg.namespace_usage("q").await.unwrap();
     assert_eq!(u.total_bytes, 902);
+    assert_eq!(u.unreferenced_bytes, 902);
     assert_eq!(u.quota.as_ref().unwrap().available_bytes, 0);
     let a = u.repositories.iter().find(|r| r.name == "q/a").unwrap();
-    assert_eq!((a.unique_bytes, a.shared_bytes), (2, 600));
+    assert_eq!((a.total_bytes, a.unreferenced_bytes), (0, 602));
     let b = reg.repository_usage("q/b").await.unwrap();
     assert_eq!(
-        (b.unique_bytes, b.shared_bytes, b.total_bytes),
-        (300, 0, 300)
+        (b.total_bytes, b.unreferenced_bytes, b.unreferenced_blobs),
+        (0, 300, 1)
     );
     assert!(matches!(
         reg.repository_usage("q/none").await,
