@@ -11,6 +11,7 @@ mod config;
 mod manage;
 mod serve;
 mod shell;
+mod tls;
 
 /// berth: a self-hosted OCI container registry with image lifecycle management.
 #[derive(Debug, Parser)]
@@ -23,7 +24,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the registry (OCI Distribution API on /v2/).
-    Serve(config::ServeArgs),
+    Serve(Box<config::ServeArgs>),
     /// Benchmark berth against the reference registry, side by side.
     Bench(berth_bench::BenchArgs),
     /// Manage user accounts of a running registry.
@@ -46,6 +47,8 @@ enum Command {
     Gc(Box<manage::gc::Args>),
     /// Retention policies of a namespace: set, get, plan, apply.
     Retention(Box<manage::retention::Args>),
+    /// TLS helpers: a private CA and server certificate for HTTPS.
+    Tls(tls::TlsArgs),
     #[command(flatten)]
     Tools(berth_tools::Command),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
@@ -88,7 +91,7 @@ fn main() -> ExitCode {
             Command::Serve(args) => {
                 let empty = clap::ArgMatches::default();
                 let serve = matches.subcommand_matches("serve").unwrap_or(&empty);
-                serve::run(args, serve).await.map(|()| ExitCode::SUCCESS)
+                serve::run(*args, serve).await.map(|()| ExitCode::SUCCESS)
             }
             Command::Bench(args) => berth_bench::run(args).await.map(|()| ExitCode::SUCCESS),
             Command::User(args) => manage::accounts::run_user(&args)
@@ -113,6 +116,7 @@ fn main() -> ExitCode {
             Command::Retention(args) => manage::retention::run(&args)
                 .await
                 .map(|()| ExitCode::SUCCESS),
+            Command::Tls(args) => tls::run(&args).map(|()| ExitCode::SUCCESS),
             Command::Tools(cmd) => berth_tools::run(cmd).await.map_err(anyhow::Error::from),
             Command::Completions(_) | Command::Man(_) => Ok(ExitCode::SUCCESS),
         }

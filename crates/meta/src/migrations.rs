@@ -15,6 +15,7 @@ pub const SQLITE: &[Migration] = &[
     (2, SQLITE_ACCOUNTS),
     (3, SQLITE_AUDIT),
     (4, SQLITE_LIFECYCLE),
+    (5, SQLITE_CERTIFICATES),
 ];
 
 /// PostgreSQL schema.
@@ -23,6 +24,7 @@ pub const POSTGRES: &[Migration] = &[
     (2, POSTGRES_ACCOUNTS),
     (3, POSTGRES_AUDIT),
     (4, POSTGRES_LIFECYCLE),
+    (5, POSTGRES_CERTIFICATES),
 ];
 
 /// Repositories, blobs, manifests, references, tags.
@@ -339,4 +341,23 @@ const POSTGRES_LIFECYCLE: &[&str] = &[
         ok BOOLEAN,
         summary TEXT)",
     "CREATE INDEX job_runs_job ON job_runs (job, started_at)",
+];
+
+/// Client certificate subjects mapped to accounts (mutual TLS).
+const SQLITE_CERTIFICATES: &[&str] = &[
+    "CREATE TABLE certificate_identities (
+        subject TEXT PRIMARY KEY,
+        account TEXT NOT NULL REFERENCES users(name) ON DELETE CASCADE,
+        created_at BIGINT NOT NULL,
+        created_by TEXT)",
+    "CREATE INDEX certificate_identities_account ON certificate_identities (account)",
+];
+
+const POSTGRES_CERTIFICATES: &[&str] = &[
+    "CREATE TABLE certificate_identities (
+        subject TEXT COLLATE \"C\" PRIMARY KEY,
+        account TEXT NOT NULL REFERENCES users(name) ON DELETE CASCADE,
+        created_at BIGINT NOT NULL,
+        created_by TEXT)",
+    "CREATE INDEX certificate_identities_account ON certificate_identities (account)",
 ];

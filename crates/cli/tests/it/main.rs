@@ -31,6 +31,7 @@ mod retention_cli;
 mod serve_lifecycle;
 mod shell;
 mod tenancy;
+mod tls;
 mod tools;
 mod tools_client;
 mod tools_copy;

@@ -83,6 +83,8 @@ pub(crate) struct Caches {
     pub(crate) roles: Cached<String, Option<Role>>,
     /// SHA-256 of `username NUL password` -> the account it verified.
     pub(crate) logins: Cached<[u8; 32], String>,
+    /// Client certificate subject -> the account it is mapped to.
+    pub(crate) certificates: Cached<String, Option<String>>,
 }
 
 impl Caches {
@@ -93,6 +95,7 @@ impl Caches {
             visibility: Cached::new(ttl),
             roles: Cached::new(ttl),
             logins: Cached::new(ttl),
+            certificates: Cached::new(ttl),
         }
     }
 }
