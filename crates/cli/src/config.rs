@@ -58,6 +58,34 @@ pub struct Settings {
         value_name = "DIR"
     )]
     pub data_dir: PathBuf,
+    /// Metadata database: `postgres://USER:PASSWORD@HOST:PORT/DB` (or
+    /// `postgresql://`) for several replicas sharing one PostgreSQL, or
+    /// `sqlite://PATH` [default: SQLite in DATA_DIR/berth.db]. The password
+    /// is never logged; prefer the environment or the file to the flag.
+    #[arg(
+        long,
+        env = "BERTH_DATABASE_URL",
+        hide_env_values = true,
+        value_name = "URL"
+    )]
+    pub database_url: Option<DatabaseUrl>,
+    /// PostgreSQL connections per replica, at most (ignored on SQLite).
+    #[arg(
+        long,
+        env = "BERTH_DATABASE_POOL_SIZE",
+        default_value = "16",
+        value_name = "N"
+    )]
+    pub database_pool_size: u32,
+    /// PostgreSQL statements running longer than this are cancelled and the
+    /// request fails with 503 (0: no limit; ignored on SQLite).
+    #[arg(
+        long,
+        env = "BERTH_DATABASE_STATEMENT_TIMEOUT",
+        default_value = "30s",
+        value_name = "DURATION"
+    )]
+    pub database_statement_timeout: Span,
     /// Log level or tracing filter: error, warn, info, debug, trace, or a
     /// filter such as `berth=debug,sqlx=warn`.
     #[arg(
@@ -205,9 +233,10 @@ pub struct Settings {
         value_name = "DURATION"
     )]
     pub pull_rate_window: Span,
-    /// How long permission facts and verified passwords are cached: changes
-    /// through this server apply at once, through other replicas within
-    /// this time (0s: read the database on every request).
+    /// How long verified passwords (and, on SQLite, permission facts) are
+    /// cached: changes through this server apply at once (0s: verify on
+    /// every request). On PostgreSQL permission facts are never cached and
+    /// a password changed anywhere ends its cached logins at once.
     #[arg(
         long,
         env = "BERTH_AUTH_CACHE_TTL",
@@ -398,6 +427,12 @@ impl Settings {
                 bail!("{key} must be greater than zero");
             }
         }
+        if let Some(url) = &self.database_url {
+            url.check()?;
+        }
+        if self.database_pool_size == 0 {
+            bail!("database_pool_size must be at least 1");
+        }
         if self.max_connections == 0 {
             bail!("max_connections must be at least 1");
         }
@@ -455,6 +490,7 @@ impl Settings {
                 window: self.pull_rate_window.get(),
             }),
             cache_ttl: self.auth_cache_ttl.get(),
+            shared_database: self.database().is_postgres(),
         }
     }
 
@@ -466,6 +502,26 @@ impl Settings {
             body_timeout: self.body_timeout.get(),
             max_connections: self.max_connections,
             max_connections_per_client: self.max_connections_per_client,
+        }
+    }
+
+    /// The metadata database's URL: the one given, or SQLite in the data
+    /// directory.
+    pub fn database(&self) -> DatabaseUrl {
+        self.database_url.clone().unwrap_or_else(|| {
+            DatabaseUrl(format!(
+                "sqlite://{}?mode=rwc",
+                self.data_dir.join("berth.db").display()
+            ))
+        })
+    }
+
+    /// The PostgreSQL pool's options.
+    pub fn pool_options(&self) -> berth_meta::PoolOptions {
+        berth_meta::PoolOptions {
+            max_connections: self.database_pool_size,
+            statement_timeout: Some(self.database_statement_timeout.get()).filter(|d| !d.is_zero()),
+            ..Default::default()
         }
     }
 
@@ -668,6 +724,74 @@ impl Serialize for Secret {
 impl<'de> Deserialize<'de> for Secret {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Secret, D::Error> {
         String::deserialize(d).map(Secret)
+    }
+}
+
+/// A metadata database URL: `postgres://...`, `postgresql://...` or
+/// `sqlite://PATH`. `Debug` and `Display` hide the password.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DatabaseUrl(String);
+
+impl DatabaseUrl {
+    /// The URL itself, password included (to connect with).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// Whether it names PostgreSQL.
+    pub fn is_postgres(&self) -> bool {
+        berth_meta::is_postgres_url(&self.0)
+    }
+}
+
+impl fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&berth_meta::redact_url(&self.0))
+    }
+}
+
+impl fmt::Display for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&berth_meta::redact_url(&self.0))
+    }
+}
+
+impl DatabaseUrl {
+    /// Checks the engine. Done by [`Settings::check`] rather than while
+    /// parsing, because a parse error would echo the value, password
+    /// included.
+    fn check(&self) -> anyhow::Result<()> {
+        let u = &self.0;
+        let ok = berth_meta::is_postgres_url(u)
+            || u.strip_prefix("sqlite://").is_some_and(|p| !p.is_empty());
+        if !ok {
+            bail!(
+                "invalid database_url {:?} (expected postgres://USER:PASSWORD@HOST/DB, \
+                 postgresql://... or sqlite://PATH)",
+                berth_meta::redact_url(u)
+            );
+        }
+        Ok(())
+    }
+}
+
+impl FromStr for DatabaseUrl {
+    type Err = String;
+
+    fn from_str(u: &str) -> Result<DatabaseUrl, String> {
+        Ok(DatabaseUrl(u.to_owned()))
+    }
+}
+
+impl Serialize for DatabaseUrl {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for DatabaseUrl {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<DatabaseUrl, D::Error> {
+        String::deserialize(d).map(DatabaseUrl)
     }
 }
 

@@ -9,6 +9,7 @@ use clap::{CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
 
 mod config;
 mod manage;
+mod migrate;
 mod serve;
 mod shell;
 mod tls;
@@ -47,6 +48,9 @@ enum Command {
     Gc(Box<manage::gc::Args>),
     /// Retention policies of a namespace: set, get, plan, apply.
     Retention(Box<manage::retention::Args>),
+    /// Move a stopped single-node registry (SQLite + files) to PostgreSQL
+    /// and other blob storage, for replicas (resumable).
+    Migrate(Box<migrate::Args>),
     /// TLS helpers: a private CA and server certificate for HTTPS.
     Tls(tls::TlsArgs),
     #[command(flatten)]
@@ -116,6 +120,7 @@ fn main() -> ExitCode {
             Command::Retention(args) => manage::retention::run(&args)
                 .await
                 .map(|()| ExitCode::SUCCESS),
+            Command::Migrate(args) => migrate::run(&args).await.map(|()| ExitCode::SUCCESS),
             Command::Tls(args) => tls::run(&args).map(|()| ExitCode::SUCCESS),
             Command::Tools(cmd) => berth_tools::run(cmd).await.map_err(anyhow::Error::from),
             Command::Completions(_) | Command::Man(_) => Ok(ExitCode::SUCCESS),

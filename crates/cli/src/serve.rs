@@ -122,6 +122,23 @@ async fn bootstrap_admin(auth: &Authority, cfg: &Settings) -> anyhow::Result<()>
     Ok(())
 }
 
+/// Connects to the metadata database and migrates it. The error names the
+/// database (password hidden) and what to check.
+pub async fn open_database(cfg: &Settings) -> anyhow::Result<Meta> {
+    let url = cfg.database();
+    match Meta::connect_with(url.expose(), &cfg.pool_options()).await {
+        Ok(meta) => Ok(meta),
+        Err(e) if url.is_postgres() && e.is_unavailable() => {
+            Err(anyhow::Error::new(e).context(format!(
+                "cannot reach the metadata database {url}: check that PostgreSQL is running and \
+                 accepts connections from this host, and the host, port and credentials of \
+                 database_url (BERTH_DATABASE_URL)"
+            )))
+        }
+        Err(e) => Err(anyhow::Error::new(e).context(format!("opening metadata database {url}"))),
+    }
+}
+
 /// Resolves once shutdown was signalled.
 async fn stopped(mut stopping: tokio::sync::watch::Receiver<bool>) {
     let _ = stopping.wait_for(|s| *s).await;
@@ -191,17 +208,15 @@ pub async fn run(args: ServeArgs, matches: &ArgMatches) -> anyhow::Result<()> {
         .with_context(|| format!("creating data directory {}", cfg.data_dir.display()))?;
     let store = FsStore::open(&cfg.data_dir)
         .with_context(|| format!("opening blob storage in {}", cfg.data_dir.display()))?;
-    let db = cfg.data_dir.join("berth.db");
-    let meta = Meta::open_sqlite(&db)
-        .await
-        .with_context(|| format!("opening metadata database {}", db.display()))?;
+    let database = cfg.database();
+    let meta = open_database(&cfg).await?;
     let registry = Arc::new(Registry::new(
         Arc::new(store),
         meta.clone(),
         berth_registry::Settings {
             max_manifest_bytes: usize::try_from(cfg.max_manifest_size.0).unwrap_or(usize::MAX),
             upload_ttl: cfg.upload_ttl.get(),
-            cache_ttl: None,
+            shared_database: database.is_postgres(),
             gc_grace_period: cfg.gc_grace_period.get(),
             gc_interval: cfg.gc_schedule(),
         },
@@ -224,7 +239,13 @@ pub async fn run(args: ServeArgs, matches: &ArgMatches) -> anyhow::Result<()> {
             .with_context(|| format!("writing address file {}", f.display()))?;
     }
     let scheme = if tls.is_some() { "https" } else { "http" };
-    tracing::info!(%addr, scheme, data_dir = %cfg.data_dir.display(), "berth is listening");
+    tracing::info!(
+        %addr,
+        scheme,
+        data_dir = %cfg.data_dir.display(),
+        database = %database,
+        "berth is listening"
+    );
     match cfg.gc_schedule() {
         Some(every) => tracing::info!(
             interval = %berth_oci::duration::format(every),

@@ -52,6 +52,65 @@ fn sqlite_setup(
     })
 }
 
+/// How to connect to PostgreSQL (SQLite ignores these: one write
+/// connection and a small read pool suit an embedded file).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolOptions {
+    /// Connections per process, at most.
+    pub max_connections: u32,
+    /// Statements running longer than this are cancelled by the server
+    /// (PostgreSQL's `statement_timeout`); `None`: no limit.
+    pub statement_timeout: Option<Duration>,
+    /// Longest wait for a free connection (or a new one) before a request
+    /// fails as unavailable.
+    pub acquire_timeout: Duration,
+}
+
+impl Default for PoolOptions {
+    fn default() -> Self {
+        PoolOptions {
+            max_connections: 16,
+            statement_timeout: Some(Duration::from_secs(30)),
+            acquire_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Whether `url` names a PostgreSQL database.
+pub fn is_postgres_url(url: &str) -> bool {
+    url.starts_with("postgres://") || url.starts_with("postgresql://")
+}
+
+/// `url` with its password (user-info or `password=` parameter) replaced
+/// by `***`, for logs and error messages.
+pub fn redact_url(url: &str) -> String {
+    let mut out = url.to_owned();
+    if let Some(scheme_end) = out.find("://") {
+        let rest = scheme_end + 3;
+        let authority_end = out[rest..]
+            .find(['/', '?', '#'])
+            .map_or(out.len(), |i| rest + i);
+        if let Some(at) = out[rest..authority_end].rfind('@') {
+            let userinfo = &out[rest..rest + at];
+            if let Some(colon) = userinfo.find(':') {
+                out.replace_range(rest + colon + 1..rest + at, "***");
+            }
+        }
+    }
+    if let Some(q) = out.find('?') {
+        let (head, query) = out.split_at(q + 1);
+        let query: Vec<String> = query
+            .split('&')
+            .map(|kv| match kv.split_once('=') {
+                Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
+                _ => kv.to_owned(),
+            })
+            .collect();
+        out = format!("{head}{}", query.join("&"));
+    }
+    out
+}
+
 impl Meta {
     /// Opens (creating if needed) the SQLite database at `path`.
     pub async fn open_sqlite(path: &Path) -> Result<Meta> {
@@ -61,6 +120,12 @@ impl Meta {
 
     /// Connects to `sqlite://PATH` or `postgres://...` and migrates the schema.
     pub async fn connect(url: &str) -> Result<Meta> {
+        Meta::connect_with(url, &PoolOptions::default()).await
+    }
+
+    /// Connects with `options` (see [`PoolOptions`]) and migrates the
+    /// schema. Errors never contain the URL's password.
+    pub async fn connect_with(url: &str, options: &PoolOptions) -> Result<Meta> {
         sqlx::any::install_default_drivers();
         if url.starts_with("sqlite:") {
             let mut conn = AnyConnection::connect(url).await?;
@@ -82,10 +147,21 @@ impl Meta {
                 dialect: Dialect::Sqlite,
                 accounts_epoch: Default::default(),
             })
-        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+        } else if is_postgres_url(url) {
+            let timeout_ms = options
+                .statement_timeout
+                .map_or(0, |t| t.as_millis().clamp(1, i32::MAX as u128) as i64);
             let pool = AnyPoolOptions::new()
-                .max_connections(16)
-                .acquire_timeout(Duration::from_secs(10))
+                .max_connections(options.max_connections.max(1))
+                .acquire_timeout(options.acquire_timeout)
+                .after_connect(move |c, _| {
+                    Box::pin(async move {
+                        // Statement parameters cannot be bound in SET.
+                        c.execute(format!("SET statement_timeout = {timeout_ms}").as_str())
+                            .await?;
+                        Ok(())
+                    })
+                })
                 .connect(url)
                 .await?;
             migrate(&mut *pool.acquire().await?, Dialect::Postgres).await?;
@@ -96,7 +172,7 @@ impl Meta {
                 accounts_epoch: Default::default(),
             })
         } else {
-            Err(Error::UnsupportedUrl(url.to_owned()))
+            Err(Error::UnsupportedUrl(redact_url(url)))
         }
     }
 
@@ -184,4 +260,26 @@ async fn apply(conn: &mut AnyConnection, list: &[Migration]) -> Result<()> {
         tracing::info!(version, "applied metadata migration");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_url;
+
+    #[test]
+    fn passwords_never_leave_a_url() {
+        assert_eq!(
+            redact_url("postgres://berth:s3cret@db.example:5432/berth?sslmode=require"),
+            "postgres://berth:***@db.example:5432/berth?sslmode=require"
+        );
+        assert_eq!(
+            redact_url("postgresql://u:p%40ss@h/db?password=other&x=1"),
+            "postgresql://u:***@h/db?password=***&x=1"
+        );
+        assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(
+            redact_url("sqlite:///var/lib/berth.db"),
+            "sqlite:///var/lib/berth.db"
+        );
+    }
 }

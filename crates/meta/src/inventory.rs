@@ -5,6 +5,7 @@
 use serde::Serialize;
 use sqlx::Row;
 
+use crate::writes::ROLE_ATTESTATION;
 use crate::{Meta, RefKind, Result};
 
 /// A tag with its pull statistics.
@@ -54,6 +55,11 @@ pub struct ManifestRef {
     pub kind: RefKind,
     /// For blobs the registry stores: their size.
     pub blob_size: Option<i64>,
+    /// Whether the child is the parent index's attestation manifest
+    /// (docker buildx provenance or SBOM).
+    pub attestation: bool,
+    /// For an attestation: the image it describes, when the index names it.
+    pub describes: Option<String>,
 }
 
 /// Tags, manifests and references of one repository.
@@ -74,6 +80,14 @@ impl Inventory {
             .iter()
             .filter(|r| r.kind == RefKind::Manifest)
             .map(|r| (r.parent.as_str(), r.child.as_str()))
+    }
+
+    /// `(index, attestation manifest, image it describes)` triples.
+    pub fn attestations(&self) -> impl Iterator<Item = (&str, &str, Option<&str>)> {
+        self.references
+            .iter()
+            .filter(|r| r.attestation)
+            .map(|r| (r.parent.as_str(), r.child.as_str(), r.describes.as_deref()))
     }
 
     /// `(manifest, blob, blob size)` triples (size 0 when unknown).
@@ -144,7 +158,8 @@ impl Meta {
         })
         .collect::<Result<Vec<_>>>()?;
         let references = sqlx::query(
-            "SELECT mr.parent, mr.child, mr.kind, b.size FROM manifest_references mr
+            "SELECT mr.parent, mr.child, mr.kind, b.size, mr.role, mr.describes
+             FROM manifest_references mr
              LEFT JOIN blobs b ON mr.kind = 'blob' AND b.digest = mr.child
              WHERE mr.repository_id = $1 ORDER BY mr.parent, mr.child",
         )
@@ -154,11 +169,14 @@ impl Meta {
         .iter()
         .map(|r| {
             let kind: String = r.try_get(2)?;
+            let role: Option<String> = r.try_get(4)?;
             Ok(ManifestRef {
                 parent: r.try_get(0)?,
                 child: r.try_get(1)?,
                 kind: RefKind::parse(&kind)?,
                 blob_size: r.try_get(3)?,
+                attestation: role.as_deref() == Some(ROLE_ATTESTATION),
+                describes: r.try_get(5)?,
             })
         })
         .collect::<Result<Vec<_>>>()?;

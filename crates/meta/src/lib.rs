@@ -23,16 +23,18 @@ pub mod migrations;
 mod queries;
 mod retention;
 mod rules;
+mod shared;
 mod stats;
 pub mod tokens;
+pub mod transfer;
 mod usage;
 pub(crate) mod writes;
 
-pub use db::{Dialect, Meta};
+pub use db::{is_postgres_url, redact_url, Dialect, Meta, PoolOptions};
 pub use gc::{LinkAge, Unreferenced};
 pub use inventory::{Inventory, ManifestInfo, ManifestRef, TagInfo};
 pub use jobs::{JobRun, Lease};
-pub use queries::{ManifestRecord, NewManifest, RefKind, Referrer};
+pub use queries::{AttestationRef, ManifestRecord, NewManifest, RefKind, Referrer};
 pub use retention::{Deletion, ManifestTarget, StoredPolicy};
 pub use rules::{TagGuard, TagRule, TagRuleKind};
 pub use stats::{PullDelta, PullTarget};
@@ -72,6 +74,34 @@ pub enum Error {
         /// The repository.
         repository: String,
     },
+}
+
+impl Error {
+    /// Whether the database could not be reached or is restarting (the
+    /// connection failed, the pool timed out, the server is shutting down
+    /// or cancelled the statement): a failure to retry later, not a bug.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            Error::Db(e) => match e {
+                sqlx::Error::Io(_)
+                | sqlx::Error::Tls(_)
+                | sqlx::Error::PoolTimedOut
+                | sqlx::Error::PoolClosed
+                | sqlx::Error::WorkerCrashed
+                | sqlx::Error::Protocol(_) => true,
+                sqlx::Error::Database(d) => d.code().is_some_and(|c| {
+                    // 08: connection exception; 57P0x: shutting down or
+                    // starting; 57014: statement timeout; 53300: too
+                    // many connections.
+                    c.starts_with("08") || c.starts_with("57P") || c == "57014" || c == "53300"
+                }),
+                _ => false,
+            },
+            Error::Commit(e) => e.is_unavailable(),
+            Error::WriterStopped => false,
+            _ => false,
+        }
+    }
 }
 
 /// Result alias of this crate.

@@ -15,7 +15,9 @@ pub const SQLITE: &[Migration] = &[
     (2, SQLITE_ACCOUNTS),
     (3, SQLITE_AUDIT),
     (4, SQLITE_LIFECYCLE),
-    (5, SQLITE_CERTIFICATES),
+    (5, SHARED_STATE),
+    (6, REFERENCE_ROLES),
+    (7, SQLITE_CERTIFICATES),
 ];
 
 /// PostgreSQL schema.
@@ -24,7 +26,9 @@ pub const POSTGRES: &[Migration] = &[
     (2, POSTGRES_ACCOUNTS),
     (3, POSTGRES_AUDIT),
     (4, POSTGRES_LIFECYCLE),
-    (5, POSTGRES_CERTIFICATES),
+    (5, SHARED_STATE),
+    (6, REFERENCE_ROLES),
+    (7, POSTGRES_CERTIFICATES),
 ];
 
 /// Repositories, blobs, manifests, references, tags.
@@ -341,6 +345,45 @@ const POSTGRES_LIFECYCLE: &[&str] = &[
         ok BOOLEAN,
         summary TEXT)",
     "CREATE INDEX job_runs_job ON job_runs (job, started_at)",
+];
+
+/// State the replicas of a cluster share (used on PostgreSQL; the tables
+/// exist on SQLite too, so both schemas stay one description):
+///
+/// - `upload_reservations`: the bytes each open upload session (or
+///   monolithic push, `put:...`) holds against its namespace's quota.
+/// - `rate_windows`: pull rate limit windows per key (`account:NAME`,
+///   `ip:ADDR`), `count` including refused requests.
+/// - `login_failures`: failed logins per throttle key and when the last
+///   one was.
+const SHARED_STATE: &[&str] = &[
+    "CREATE TABLE upload_reservations (
+        session TEXT PRIMARY KEY,
+        namespace TEXT NOT NULL,
+        bytes BIGINT NOT NULL,
+        updated_at BIGINT NOT NULL)",
+    "CREATE INDEX upload_reservations_namespace ON upload_reservations (namespace)",
+    "CREATE TABLE rate_windows (
+        key TEXT PRIMARY KEY,
+        started_at BIGINT NOT NULL,
+        count BIGINT NOT NULL)",
+    "CREATE TABLE login_failures (
+        key TEXT PRIMARY KEY,
+        count BIGINT NOT NULL,
+        last_at BIGINT NOT NULL)",
+];
+
+/// What a reference is beyond its kind (both dialects).
+///
+/// - `manifest_references.role` is `attestation` for an index's docker
+///   buildx attestation manifest (provenance, SBOM), NULL otherwise;
+///   `describes` is then the image it describes (the entry's
+///   `vnd.docker.reference.digest`), when the index names one.
+/// - An index's entries that are not manifests (BuildKit's cache layers and
+///   config) are references of kind `blob`, like an image's layers.
+const REFERENCE_ROLES: &[&str] = &[
+    "ALTER TABLE manifest_references ADD COLUMN role TEXT",
+    "ALTER TABLE manifest_references ADD COLUMN describes TEXT",
 ];
 
 /// Client certificate subjects mapped to accounts (mutual TLS).

@@ -31,6 +31,17 @@ impl RefKind {
     }
 }
 
+/// An index entry docker buildx marks as an attestation manifest
+/// (provenance, SBOM), recorded on the index's reference to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttestationRef {
+    /// The attestation manifest (a child of the index).
+    pub manifest: String,
+    /// The image it describes (`vnd.docker.reference.digest`), when the
+    /// index names one.
+    pub describes: Option<String>,
+}
+
 /// A manifest to record, with everything that must commit together with it.
 #[derive(Debug, Clone)]
 pub struct NewManifest {
@@ -48,8 +59,12 @@ pub struct NewManifest {
     pub subject: Option<String>,
     /// Top-level annotations as a JSON object, for referrers.
     pub annotations: Option<String>,
-    /// What it references.
+    /// What it references: config and layer blobs, child manifests, and an
+    /// index's blob entries (BuildKit's cache layers and config).
     pub references: Vec<(String, RefKind)>,
+    /// Which of the child manifests are attestations (a subset of
+    /// `references`; empty for images and most indexes).
+    pub attestations: Vec<AttestationRef>,
     /// The blob references (a subset of `references`) that must be linked
     /// to the repository. They are checked again inside the transaction
     /// that stores the manifest, as are its child manifests, so that

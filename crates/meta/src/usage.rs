@@ -53,6 +53,11 @@ pub struct Content {
     pub size: u64,
     /// Blob or manifest.
     pub kind: ContentKind,
+    /// Whether the repository uses it: a manifest always, a blob while a
+    /// manifest of the repository references it. An unreferenced blob link
+    /// (an upload no manifest uses yet, or what a deleted image left) stays
+    /// stored until garbage collection removes it.
+    pub in_use: bool,
 }
 
 /// A namespace's quota.
@@ -131,15 +136,20 @@ impl Meta {
     }
 
     /// Every blob link and manifest of the repositories of `ns`, with
-    /// sizes, by repository.
+    /// sizes and whether each is in use, by repository and digest.
     pub async fn namespace_content(&self, ns: &str) -> Result<Vec<Content>> {
         let sql = format!(
-            "SELECT r.name, b.digest, b.size, 'blob' FROM repository_blobs rb
+            "SELECT r.name, b.digest, b.size, 'blob',
+                    CASE WHEN EXISTS (
+                        SELECT 1 FROM manifest_references mr
+                        WHERE mr.repository_id = rb.repository_id AND mr.child = rb.digest
+                          AND mr.kind = 'blob') THEN 1 ELSE 0 END
+               FROM repository_blobs rb
                JOIN repositories r ON r.id = rb.repository_id
                JOIN blobs b ON b.digest = rb.digest
                WHERE {}
              UNION ALL
-             SELECT r.name, m.digest, m.size, 'manifest' FROM manifests m
+             SELECT r.name, m.digest, m.size, 'manifest', 1 FROM manifests m
                JOIN repositories r ON r.id = m.repository_id
                WHERE {}
              ORDER BY 1, 2",
@@ -159,7 +169,9 @@ impl Meta {
         rows.iter()
             .map(|r| {
                 let kind: String = r.try_get(3)?;
+                let in_use: i32 = r.try_get(4)?;
                 Ok(Content {
+                    in_use: in_use != 0,
                     repository: r.try_get(0)?,
                     digest: r.try_get(1)?,
                     size: r.try_get::<i64, _>(2)?.max(0) as u64,
@@ -176,9 +188,10 @@ impl Meta {
     /// Links `digest` to `repository` like [`Meta::link_blob`], unless that
     /// would take namespace `ns` over `limit` bytes: then nothing is
     /// written and the namespace's current usage is returned. The check and
-    /// the link are one transaction (exact on SQLite, whose writes are
-    /// serialised; on PostgreSQL concurrent links may each see the usage
-    /// without the others).
+    /// the link are one transaction, exact on both engines: SQLite
+    /// serialises writes, and on PostgreSQL the transaction holds the
+    /// namespace's advisory lock, so concurrent links on any replica see
+    /// each other's bytes.
     pub async fn link_blob_within_quota(
         &self,
         repository: &berth_oci::RepositoryName,
@@ -193,8 +206,12 @@ impl Meta {
             digest.to_owned(),
             ns.to_owned(),
         );
+        let dialect = self.dialect();
         self.transact(move |c| {
             Box::pin(async move {
+                // Concurrent links on other replicas wait here, then see
+                // this one's bytes.
+                crate::shared::lock_namespace(c, dialect, &ns).await?;
                 if !holds(c, &ns, &digest).await? {
                     let used = usage(c, &ns).await?;
                     if used.saturating_add(size) > limit {

@@ -10,6 +10,9 @@ use crate::queries::{NewManifest, RefKind};
 use crate::rules::TagGuard;
 use crate::{Error, Result};
 
+/// `manifest_references.role` of an index's attestation manifest.
+pub(crate) const ROLE_ATTESTATION: &str = "attestation";
+
 pub(crate) async fn ensure_repository(
     conn: &mut AnyConnection,
     name: &str,
@@ -211,14 +214,20 @@ pub(crate) async fn put_manifest_guarded(
     verify_references(conn, repo, m).await?;
     if inserted.rows_affected() > 0 {
         for (child, kind) in &m.references {
+            let attestation = match kind {
+                RefKind::Manifest => m.attestations.iter().find(|a| a.manifest == *child),
+                RefKind::Blob => None,
+            };
             sqlx::query(
-                "INSERT INTO manifest_references (repository_id, parent, child, kind)
-                 VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+                "INSERT INTO manifest_references (repository_id, parent, child, kind, role, describes)
+                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
             )
             .bind(repo)
             .bind(&m.digest)
             .bind(child)
             .bind(kind.as_str())
+            .bind(attestation.map(|_| ROLE_ATTESTATION))
+            .bind(attestation.and_then(|a| a.describes.as_deref()))
             .execute(&mut *conn)
             .await?;
         }

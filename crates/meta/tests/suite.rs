@@ -1,12 +1,12 @@
 //! The metadata test suite, run against a real SQLite file and a real
-//! PostgreSQL server (a throwaway cluster started by the test on a Unix
+//! PostgreSQL server (a throwaway cluster from `berth_testkit`, on a Unix
 //! socket in a temporary directory: no TCP port, no race).
 
 #![allow(clippy::unwrap_used)]
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+use berth_testkit::Postgres;
 
 use berth_meta::audit::{action, Actor, AuditFilter};
 use berth_meta::{Dialect, Meta, NewManifest, RefKind};
@@ -55,6 +55,7 @@ fn manifest(
             ("sha256:layer".into(), RefKind::Blob),
             ("sha256:config".into(), RefKind::Blob),
         ],
+        attestations: Vec::new(),
         required_blobs: Vec::new(),
         tags: tags.iter().map(|x| t(x)).collect(),
         pushed_at: 1_000,
@@ -395,6 +396,7 @@ async fn run_suite(meta: Meta) {
     accounts::run(&meta).await;
     certificates::run(&meta).await;
     gc::gc_cases(&meta).await;
+    gc::index_reference_cases(&meta).await;
     gc::job_cases(&meta).await;
     retention::retention_cases(&meta).await;
     tenancy::run(&meta).await;
@@ -417,97 +419,6 @@ async fn sqlite_passes_the_suite() {
         meta.repository_blob(&n("z"), "sha256:layer").await.unwrap(),
         Some(10)
     );
-}
-
-/// A throwaway PostgreSQL cluster.
-struct Postgres {
-    child: Child,
-    dir: tempfile::TempDir,
-}
-
-fn pg_bin(name: &str) -> Option<PathBuf> {
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
-        .ok()?
-        .flatten()
-        .map(|e| e.path().join("bin"))
-        .collect();
-    dirs.sort();
-    dirs.into_iter()
-        .rev()
-        .map(|d| d.join(name))
-        .find(|p| p.exists())
-}
-
-fn as_postgres_user(cmd: &Path) -> Command {
-    // PostgreSQL refuses to run as root; CI runs as root.
-    let root = Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| o.stdout == b"0\n")
-        .unwrap_or(false);
-    if root {
-        let mut c = Command::new("runuser");
-        c.args(["-u", "postgres", "--"]).arg(cmd);
-        c
-    } else {
-        Command::new(cmd)
-    }
-}
-
-impl Postgres {
-    fn start() -> Postgres {
-        let initdb =
-            pg_bin("initdb").expect("PostgreSQL server binaries (apt-get install postgresql)");
-        let postgres = pg_bin("postgres").expect("postgres binary");
-        let dir = tempfile::tempdir().unwrap();
-        let _ = Command::new("chown")
-            .args(["-R", "postgres"])
-            .arg(dir.path())
-            .status();
-        let data = dir.path().join("pgdata");
-        let out = as_postgres_user(&initdb)
-            .arg("-D")
-            .arg(&data)
-            .args(["-A", "trust", "-U", "berth", "--no-sync"])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "initdb: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let child = as_postgres_user(&postgres)
-            .arg("-D")
-            .arg(&data)
-            .arg("-k")
-            .arg(dir.path())
-            .args(["-c", "listen_addresses=", "-c", "fsync=off", "-p", "5432"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let sock = dir.path().join(".s.PGSQL.5432");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !sock.exists() {
-            assert!(Instant::now() < deadline, "PostgreSQL did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Postgres { child, dir }
-    }
-
-    fn url(&self) -> String {
-        format!(
-            "postgres://berth@localhost/postgres?host={}&port=5432",
-            self.dir.path().display()
-        )
-    }
-}
-
-impl Drop for Postgres {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 #[tokio::test]

@@ -18,7 +18,7 @@ pub mod time;
 pub use digest::{Algorithm, Digest, DigestError, Hasher};
 pub use duration::{DurationError, Span};
 pub use error::ErrorCode;
-pub use manifest::{Descriptor, Manifest, ManifestError, ManifestKind};
+pub use manifest::{Descriptor, EntryKind, Manifest, ManifestError, ManifestKind};
 pub use name::{
     validate_repository, validate_tag, NameError, Namespace, Reference, RepositoryName, Tag,
 };

@@ -44,6 +44,56 @@ pub struct Descriptor {
     pub platform: Option<serde_json::Value>,
 }
 
+/// The annotation docker buildx puts on an index entry to say what it is
+/// (`attestation-manifest`).
+pub const REFERENCE_TYPE: &str = "vnd.docker.reference.type";
+/// The annotation naming the image an attestation manifest describes.
+pub const REFERENCE_DIGEST: &str = "vnd.docker.reference.digest";
+/// [`REFERENCE_TYPE`]'s value for an attestation manifest.
+pub const ATTESTATION_MANIFEST: &str = "attestation-manifest";
+
+/// What an entry of an index's `manifests` array is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EntryKind {
+    /// A manifest or an index (a platform's image, an artifact).
+    Manifest,
+    /// A docker buildx attestation manifest (provenance, SBOM): an image
+    /// manifest of in-toto layers, listed with the platform
+    /// `unknown/unknown` and the annotations [`REFERENCE_TYPE`]
+    /// `attestation-manifest` and [`REFERENCE_DIGEST`]. Not a platform.
+    Attestation,
+    /// Any other media type: a blob reference (BuildKit's registry cache
+    /// lists its layers and its cache config this way).
+    Blob,
+}
+
+impl Descriptor {
+    /// What this descriptor is as an entry of an index.
+    pub fn entry_kind(&self) -> EntryKind {
+        if !media::is_manifest(&self.media_type) {
+            EntryKind::Blob
+        } else if self.annotation(REFERENCE_TYPE) == Some(ATTESTATION_MANIFEST) {
+            EntryKind::Attestation
+        } else {
+            EntryKind::Manifest
+        }
+    }
+
+    /// For an attestation entry: the digest of the image it describes, if
+    /// the index names one.
+    pub fn attested(&self) -> Option<&str> {
+        match self.entry_kind() {
+            EntryKind::Attestation => self.annotation(REFERENCE_DIGEST),
+            _ => None,
+        }
+    }
+
+    /// The value of annotation `key`.
+    pub fn annotation(&self, key: &str) -> Option<&str> {
+        self.annotations.as_ref()?.get(key).map(String::as_str)
+    }
+}
+
 /// Whether a manifest is a single image/artifact or a list of manifests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ManifestKind {
@@ -228,6 +278,21 @@ impl Manifest {
             .chain(self.manifests.iter())
     }
 
+    /// The index entries that are manifests (attestations included), in
+    /// order.
+    pub fn child_manifests(&self) -> impl Iterator<Item = &Descriptor> {
+        self.manifests
+            .iter()
+            .filter(|d| d.entry_kind() != EntryKind::Blob)
+    }
+
+    /// The index entries that are blobs ([`EntryKind::Blob`]), in order.
+    pub fn blob_entries(&self) -> impl Iterator<Item = &Descriptor> {
+        self.manifests
+            .iter()
+            .filter(|d| d.entry_kind() == EntryKind::Blob)
+    }
+
     /// The artifact type a referrers response reports for this manifest:
     /// `artifactType`, else the config's media type.
     pub fn effective_artifact_type(&self) -> Option<&str> {
@@ -309,6 +374,41 @@ mod tests {
         let p = Manifest::parse(&serde_json::to_vec(&i).unwrap(), Some(media::OCI_INDEX)).unwrap();
         assert_eq!(p.kind, ManifestKind::Index);
         assert_eq!(p.media_type, media::OCI_INDEX);
+    }
+
+    #[test]
+    fn index_entries_are_manifests_attestations_or_blobs() {
+        let image = Digest::sha256(b"image");
+        let i = serde_json::json!({"schemaVersion": 2, "mediaType": media::OCI_INDEX, "manifests": [
+            d(media::OCI_MANIFEST, b"image"),
+            {"mediaType": media::OCI_MANIFEST, "digest": Digest::sha256(b"att").as_str(), "size": 3,
+             "platform": {"os": "unknown", "architecture": "unknown"},
+             "annotations": {REFERENCE_TYPE: ATTESTATION_MANIFEST, REFERENCE_DIGEST: image.as_str()}},
+            d("application/vnd.oci.image.layer.v1.tar+gzip", b"layer"),
+            d(media::BUILDKIT_CACHE_CONFIG, b"cache config"),
+        ]});
+        let p = Manifest::parse(&serde_json::to_vec(&i).unwrap(), None).unwrap();
+        let kinds: Vec<EntryKind> = p.manifests.iter().map(Descriptor::entry_kind).collect();
+        assert_eq!(
+            kinds,
+            [
+                EntryKind::Manifest,
+                EntryKind::Attestation,
+                EntryKind::Blob,
+                EntryKind::Blob
+            ]
+        );
+        assert_eq!(p.manifests[1].attested(), Some(image.as_str()));
+        assert_eq!(p.manifests[0].attested(), None);
+        assert_eq!(p.child_manifests().count(), 2);
+        let blobs: Vec<&str> = p.blob_entries().map(|d| d.media_type.as_str()).collect();
+        assert_eq!(
+            blobs,
+            [
+                "application/vnd.oci.image.layer.v1.tar+gzip",
+                media::BUILDKIT_CACHE_CONFIG
+            ]
+        );
     }
 
     #[test]

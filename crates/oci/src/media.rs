@@ -16,6 +16,13 @@ pub const DOCKER_MANIFEST_LIST: &str = "application/vnd.docker.distribution.mani
 pub const DOCKER_SCHEMA1: &str = "application/vnd.docker.distribution.manifest.v1+json";
 /// Docker schema1 signed manifest (refused).
 pub const DOCKER_SCHEMA1_SIGNED: &str = "application/vnd.docker.distribution.manifest.v1+prettyjws";
+/// BuildKit's registry cache config (`cache-to: type=registry`), listed in
+/// the cache's index beside its layer blobs, or the config of its
+/// `image-manifest=true` form.
+pub const BUILDKIT_CACHE_CONFIG: &str = "application/vnd.buildkit.cacheconfig.v0";
+/// An in-toto statement (the layers of a docker buildx attestation
+/// manifest).
+pub const IN_TOTO: &str = "application/vnd.in-toto+json";
 /// Docker foreign layer: never pushed to the registry.
 pub const DOCKER_FOREIGN_LAYER: &str = "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip";
 /// Prefix of OCI non-distributable layer types: never pushed to the registry.

@@ -4,13 +4,16 @@
 //! once seen. Writers invalidate after their transaction commits; readers
 //! fill the cache only if no invalidation happened since they started
 //! reading the database (an epoch checked under the map's lock), so a slow
-//! reader can never put back a value a writer just replaced. When other
-//! processes may write too (a shared PostgreSQL), entries also expire after
-//! `ttl`. Each map is bounded: past its budget it is simply cleared.
+//! reader can never put back a value a writer just replaced. Each map is
+//! bounded: past its budget it is simply cleared.
+//!
+//! When other processes write the same database (replicas sharing a
+//! PostgreSQL), these caches are off: any replica may move a tag or delete
+//! a manifest, and the next request on every other replica must see it,
+//! so each lookup is one indexed query (see `docs/scale-out.md`).
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant};
 
 use crate::manifests::ManifestEntry;
 
@@ -19,16 +22,11 @@ const MAX_LISTED_TAGS: usize = 2_000_000;
 const MAX_LINKS: usize = 500_000;
 const MAX_MANIFEST_BYTES: usize = 64 * 1024 * 1024;
 
-struct Entry<V> {
-    value: V,
-    at: Instant,
-}
-
 /// A two-level map `repository -> key -> value`, looked up without
 /// allocating.
 struct Nested<V> {
-    map: RwLock<HashMap<String, HashMap<String, Entry<V>>>>,
-    ttl: Option<Duration>,
+    map: RwLock<HashMap<String, HashMap<String, V>>>,
+    off: bool,
     max: usize,
     weight: fn(&V) -> usize,
     used: std::sync::atomic::AtomicUsize,
@@ -36,10 +34,10 @@ struct Nested<V> {
 }
 
 impl<V: Clone> Nested<V> {
-    fn new(ttl: Option<Duration>, max: usize, weight: fn(&V) -> usize) -> Self {
+    fn new(off: bool, max: usize, weight: fn(&V) -> usize) -> Self {
         Nested {
             map: RwLock::new(HashMap::new()),
-            ttl,
+            off,
             max,
             weight,
             used: 0.into(),
@@ -54,19 +52,19 @@ impl<V: Clone> Nested<V> {
     }
 
     fn get(&self, repo: &str, key: &str) -> Option<V> {
-        let map = self.map.read().unwrap_or_else(|p| p.into_inner());
-        let e = map.get(repo)?.get(key)?;
-        if let Some(ttl) = self.ttl {
-            if e.at.elapsed() > ttl {
-                return None;
-            }
+        if self.off {
+            return None;
         }
-        Some(e.value.clone())
+        let map = self.map.read().unwrap_or_else(|p| p.into_inner());
+        map.get(repo)?.get(key).cloned()
     }
 
     /// Caches `value` unless an invalidation happened since `epoch`.
     fn fill(&self, repo: &str, key: &str, value: V, epoch: u64) {
         use std::sync::atomic::Ordering::Relaxed;
+        if self.off {
+            return;
+        }
         let w = (self.weight)(&value);
         let mut map = self.map.write().unwrap_or_else(|p| p.into_inner());
         if self.epoch.load(std::sync::atomic::Ordering::Acquire) != epoch {
@@ -77,13 +75,9 @@ impl<V: Clone> Nested<V> {
             self.used.store(0, Relaxed);
         }
         self.used.fetch_add(w, Relaxed);
-        map.entry(repo.to_owned()).or_default().insert(
-            key.to_owned(),
-            Entry {
-                value,
-                at: Instant::now(),
-            },
-        );
+        map.entry(repo.to_owned())
+            .or_default()
+            .insert(key.to_owned(), value);
     }
 
     fn invalidate_repository(&self, repo: &str) {
@@ -115,14 +109,15 @@ pub(crate) struct Caches {
 }
 
 impl Caches {
-    pub(crate) fn new(ttl: Option<Duration>) -> Caches {
+    /// The caches; all off when `shared` (other processes write too).
+    pub(crate) fn new(shared: bool) -> Caches {
         Caches {
-            tags: Nested::new(ttl, MAX_TAGS, one),
-            tag_lists: Nested::new(ttl, MAX_LISTED_TAGS, |l: &Arc<[String]>| l.len() + 1),
-            manifests: Nested::new(ttl, MAX_MANIFEST_BYTES, |m: &Arc<ManifestEntry>| {
+            tags: Nested::new(shared, MAX_TAGS, one),
+            tag_lists: Nested::new(shared, MAX_LISTED_TAGS, |l: &Arc<[String]>| l.len() + 1),
+            manifests: Nested::new(shared, MAX_MANIFEST_BYTES, |m: &Arc<ManifestEntry>| {
                 m.content.len() + 256
             }),
-            links: Nested::new(ttl, MAX_LINKS, one),
+            links: Nested::new(shared, MAX_LINKS, one),
         }
     }
 

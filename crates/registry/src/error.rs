@@ -38,6 +38,10 @@ pub enum Kind {
     Internal,
 }
 
+/// `Retry-After` (seconds) of a request refused while the metadata
+/// database or the object store is unreachable.
+const UNAVAILABLE_RETRY_SECS: u64 = 5;
+
 /// An upload session, named where an error must point the client back to
 /// it (`Location` and `Range` of a refused chunk).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -171,6 +175,13 @@ pub enum Error {
     /// The storage device is full (507).
     #[error("the registry's storage is full")]
     StorageFull,
+    /// The object store behind the registry is unreachable or failing
+    /// (503); nothing was stored or published. The source is logged.
+    #[error(
+        "the registry's object storage is unavailable ({0}); nothing was stored: retry in a \
+         few seconds"
+    )]
+    StorageUnavailable(#[source] berth_store::Error),
     /// The client's request body could not be read.
     #[error("reading the request body failed")]
     BodyRead,
@@ -184,6 +195,14 @@ pub enum Error {
     /// The metadata database failed; the source is logged, not returned.
     #[error("{0}")]
     Metadata(#[source] berth_meta::Error),
+    /// The metadata database cannot be reached right now (restarting,
+    /// unreachable, every connection busy past the pool's timeout): 503,
+    /// retry later. The source is logged, not returned.
+    #[error(
+        "the registry's metadata database is unavailable: retry in a few seconds (nothing was \
+         changed by this request)"
+    )]
+    DatabaseUnavailable(#[source] berth_meta::Error),
 }
 
 impl Error {
@@ -213,7 +232,9 @@ impl Error {
             Error::Unauthorized(_) => ErrorCode::Unauthorized,
             Error::Denied(_) => ErrorCode::Denied,
             Error::TooManyRequests { .. } | Error::PullRateLimited(_) => ErrorCode::TooManyRequests,
-            Error::Busy { .. } => ErrorCode::Unavailable,
+            Error::Busy { .. } | Error::DatabaseUnavailable(_) | Error::StorageUnavailable(_) => {
+                ErrorCode::Unavailable
+            }
             Error::StorageFull | Error::Internal(_) | Error::Storage(_) | Error::Metadata(_) => {
                 ErrorCode::Unknown
             }
@@ -257,7 +278,9 @@ impl Error {
             Error::Denied(_) => Kind::PermissionDenied,
             Error::TooManyRequests { .. } | Error::PullRateLimited(_) => Kind::TooManyRequests,
             Error::StorageFull => Kind::StorageFull,
-            Error::Busy { .. } => Kind::Unavailable,
+            Error::Busy { .. } | Error::DatabaseUnavailable(_) | Error::StorageUnavailable(_) => {
+                Kind::Unavailable
+            }
             Error::Internal(_) | Error::Storage(_) | Error::Metadata(_) => Kind::Internal,
         }
     }
@@ -283,6 +306,9 @@ impl Error {
                 Some(*retry_after)
             }
             Error::PullRateLimited(state) => Some(state.reset_secs),
+            Error::DatabaseUnavailable(_) | Error::StorageUnavailable(_) => {
+                Some(UNAVAILABLE_RETRY_SECS)
+            }
             _ => None,
         }
     }
@@ -322,6 +348,7 @@ impl From<berth_store::Error> for Error {
             S::StorageFull => Error::StorageFull,
             S::Body(_) => Error::BodyRead,
             S::Io(e) => Error::Storage(e),
+            e @ S::Unavailable { .. } => Error::StorageUnavailable(e),
         }
     }
 }
@@ -335,6 +362,7 @@ impl From<berth_meta::Error> for Error {
             berth_meta::Error::MissingReference { .. } => {
                 Error::ManifestBlobUnknown(format!("{e}; push it again"))
             }
+            e if e.is_unavailable() => Error::DatabaseUnavailable(e),
             e => Error::Metadata(e),
         }
     }

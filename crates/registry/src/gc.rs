@@ -442,8 +442,8 @@ impl Registry {
                 return Ok(());
             }
             let cancelled = self.store.upload_cancel(&u.id).await;
-            self.sessions
-                .release(crate::glob::namespace(&u.repository), &u.id);
+            self.ledger_release(crate::glob::namespace(&u.repository), &u.id)
+                .await;
             if cancelled? {
                 tracing::info!(upload = %u.id, repo = %u.repository, "removed abandoned upload");
                 report.add_upload(u);

@@ -56,6 +56,36 @@ pub struct ManifestView {
     pub last_pulled_at: Option<i64>,
     /// Tags pointing to it.
     pub tags: Vec<String>,
+    /// Set when an index lists this manifest as a docker buildx
+    /// attestation (provenance, SBOM): it is kept with that index and is
+    /// not a platform of it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attestation: Option<AttestationView>,
+}
+
+/// What an attestation manifest is about.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct AttestationView {
+    /// The images it describes (the index entry's
+    /// `vnd.docker.reference.digest`), by digest.
+    pub describes: Vec<String>,
+    /// The indexes that list it.
+    pub indexes: Vec<String>,
+}
+
+/// The attestation manifests of `inv`, with what each describes.
+fn attestations(inv: &Inventory) -> HashMap<&str, AttestationView> {
+    let mut out: HashMap<&str, AttestationView> = HashMap::new();
+    for (index, child, describes) in inv.attestations() {
+        let v = out.entry(child).or_default();
+        v.indexes.push(index.to_owned());
+        if let Some(d) = describes {
+            if !v.describes.iter().any(|x| x == d) {
+                v.describes.push(d.to_owned());
+            }
+        }
+    }
+    out
 }
 
 /// Total bytes of each manifest: itself plus everything reachable from it.
@@ -144,6 +174,21 @@ impl Registry {
             .collect())
     }
 
+    /// The attestation manifests of `repo` that describe the image
+    /// `digest` (docker buildx provenance and SBOMs listed beside it in an
+    /// index), by digest.
+    pub async fn attestations_of(&self, repo: &str, digest: &str) -> Result<Vec<String>> {
+        let inv = self.inventory(repo).await?;
+        let mut out: Vec<String> = inv
+            .attestations()
+            .filter(|(_, _, d)| *d == Some(digest))
+            .map(|(_, child, _)| child.to_owned())
+            .collect();
+        out.sort();
+        out.dedup();
+        Ok(out)
+    }
+
     /// The manifests of `repo` with sizes, tags and pull statistics, by
     /// digest.
     pub async fn repository_manifests(&self, repo: &str) -> Result<Vec<ManifestView>> {
@@ -156,6 +201,7 @@ impl Registry {
                 .push(t.name.clone());
         }
         let (pending, _) = self.pulls.pending(repo);
+        let mut attestations = attestations(&inv);
         Ok(inv
             .manifests
             .iter()
@@ -173,6 +219,7 @@ impl Registry {
                     pull_count,
                     last_pulled_at,
                     tags: tags.remove(m.digest.as_str()).unwrap_or_default(),
+                    attestation: attestations.remove(m.digest.as_str()),
                 }
             })
             .collect())
@@ -203,6 +250,8 @@ mod tests {
             child: c.into(),
             kind,
             blob_size: size,
+            attestation: false,
+            describes: None,
         }
     }
 

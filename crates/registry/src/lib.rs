@@ -40,13 +40,14 @@ pub use blobs::ByteRange;
 pub use caller::Caller;
 pub use error::{Error, Kind, UploadRef};
 pub use gc::{GcCounts, GcHeld, GcItem, GcReport, GcUpload, GC_JOB};
-pub use inventory::{ManifestView, TagView};
+pub use inventory::{AttestationView, ManifestView, TagView};
 pub use jobs::{DueJob, GcSchedule};
 pub use listing::{Page, ReferrersIndex};
 pub use manifests::{accepts, ManifestEntry, PushedManifest};
 pub use pulls::{Count, PullStats};
 pub use quota::{NamespaceUsage, QuotaView, RepositoryUsage};
 pub use rules::TagRules;
+pub use uploads::UPLOAD_PURGE_JOB;
 
 /// Result alias of this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -58,10 +59,14 @@ pub struct Settings {
     pub max_manifest_bytes: usize,
     /// Upload sessions untouched for longer than this are removed.
     pub upload_ttl: Duration,
-    /// How long cached tag resolutions may be served without asking the
-    /// database; `None` when this process is the only writer (SQLite), so
-    /// the cache is exact.
-    pub cache_ttl: Option<Duration>,
+    /// Whether other processes write the same database (replicas sharing
+    /// a PostgreSQL). Then nothing another replica can change is kept in
+    /// memory (tag resolutions, manifests, blob links, tag rules, quotas),
+    /// quota reservations of open uploads live in the database, and a
+    /// change through any replica is seen by all on the next request.
+    /// `false` (one process, SQLite): those are cached, exactly, because
+    /// every change passes through this process.
+    pub shared_database: bool,
     /// Garbage collection removes only unreferenced content older than
     /// this: the longest a push may take from its first blob to its
     /// manifest.
@@ -76,7 +81,7 @@ impl Default for Settings {
         Settings {
             max_manifest_bytes: 4 * 1024 * 1024,
             upload_ttl: Duration::from_secs(24 * 3600),
-            cache_ttl: None,
+            shared_database: false,
             gc_grace_period: Duration::from_secs(3600),
             gc_interval: Some(Duration::from_secs(24 * 3600)),
         }
@@ -100,12 +105,12 @@ pub struct Registry {
 impl Registry {
     /// Builds the services over a store and a metadata database.
     pub fn new(store: Arc<dyn BlobStore>, meta: Meta, settings: Settings) -> Registry {
-        let cache = cache::Caches::new(settings.cache_ttl);
+        let cache = cache::Caches::new(settings.shared_database);
         Registry {
             store,
             meta,
-            rules: snapshot::Snapshot::new(settings.cache_ttl),
-            quotas: snapshot::Snapshot::new(settings.cache_ttl),
+            rules: snapshot::Snapshot::new(settings.shared_database),
+            quotas: snapshot::Snapshot::new(settings.shared_database),
             pulls: pulls::PullStats::default(),
             settings,
             cache,

@@ -2,9 +2,11 @@
 
 use std::sync::Arc;
 
-use berth_meta::{NewManifest, RefKind};
+use berth_meta::{AttestationRef, NewManifest, RefKind};
 use berth_oci::manifest::ManifestError;
-use berth_oci::{media, Digest, Manifest, ManifestKind, Reference, RepositoryName, Tag};
+use berth_oci::{
+    media, Descriptor, Digest, EntryKind, Manifest, ManifestKind, Reference, RepositoryName, Tag,
+};
 use bytes::Bytes;
 
 use crate::Caller;
@@ -31,6 +33,14 @@ pub struct PushedManifest {
     /// The tags now pointing at it: the reference's and those of `?tag=`,
     /// each once (one `OCI-Tag` header each).
     pub tags: Vec<Tag>,
+}
+
+/// What a manifest references, as [`Registry::check_references`] found it.
+#[derive(Debug, Default)]
+struct References {
+    refs: Vec<(String, RefKind)>,
+    required: Vec<String>,
+    attestations: Vec<AttestationRef>,
 }
 
 /// Whether a client whose `Accept` header lists `accept` takes `media_type`.
@@ -96,7 +106,11 @@ impl Registry {
             ManifestError::Schema1 => Error::ManifestInvalid(e.to_string()),
             ManifestError::Invalid(m) => Error::ManifestInvalid(m),
         })?;
-        let (references, required_blobs) = self.check_references(repo, &manifest).await?;
+        let References {
+            refs: references,
+            required: required_blobs,
+            attestations,
+        } = self.check_references(repo, &manifest).await?;
         let record = NewManifest {
             repository: repo.clone(),
             digest: digest.to_string(),
@@ -109,6 +123,7 @@ impl Registry {
                 .as_ref()
                 .and_then(|a| serde_json::to_string(a).ok()),
             references,
+            attestations,
             required_blobs,
             tags: tags.clone(),
             pushed_at: berth_meta::now_ms(),
@@ -152,57 +167,85 @@ impl Registry {
     }
 
     /// Checks that what the manifest references is in `repo`; returns the
-    /// references to record and the blobs that must be linked (checked again
-    /// in the transaction that stores the manifest).
-    async fn check_references(
-        &self,
-        repo: &RepositoryName,
-        m: &Manifest,
-    ) -> Result<(Vec<(String, RefKind)>, Vec<String>)> {
-        let mut refs = Vec::new();
-        let mut required = Vec::new();
-        match m.kind {
-            ManifestKind::Image => {
-                let mut needed = Vec::new();
-                for d in m.config.iter().chain(m.layers.iter()) {
-                    if media::is_non_distributable(&d.media_type) {
-                        continue;
-                    }
-                    refs.push((d.digest.to_string(), RefKind::Blob));
-                    // Content embedded in `data` was verified by the parser.
-                    if d.data.is_none() && !needed.iter().any(|n| n == d.digest.as_str()) {
-                        needed.push(d.digest.to_string());
-                    }
-                }
-                let mut missing = Vec::new();
-                for d in &needed {
-                    if self.cache.link(repo.as_str(), d).is_none() {
-                        missing.push(d.clone());
-                    }
-                }
-                let missing = self.meta.missing_blobs(repo, &missing).await?;
-                if let Some(d) = missing.first() {
-                    return Err(Error::ManifestBlobUnknown(format!(
-                        "blob {d} referenced by the manifest is not in repository {repo}; push it first"
-                    )));
-                }
-                required = needed;
+    /// references to record (with an index's attestation manifests) and
+    /// the blobs that must be linked (checked again in the transaction
+    /// that stores the manifest).
+    ///
+    /// An index's entries whose media type is not a manifest's are blob
+    /// references (BuildKit's registry cache lists its layers and its
+    /// cache config so): each must be linked in `repo`, as an image's
+    /// layers must, and is recorded as a blob reference so that garbage
+    /// collection keeps it while the index is kept. An ordinary image or
+    /// index costs what it did before: no query for what it does not list.
+    async fn check_references(&self, repo: &RepositoryName, m: &Manifest) -> Result<References> {
+        let mut out = References::default();
+        let (blobs, listed_in): (Vec<&Descriptor>, &str) = match m.kind {
+            ManifestKind::Image => (
+                m.config.iter().chain(m.layers.iter()).collect(),
+                "referenced by the manifest",
+            ),
+            ManifestKind::Index => (m.blob_entries().collect(), "listed in the index"),
+        };
+        // Foreign (non-distributable) layers are downloaded from their
+        // `urls` and usually not pushed: not required, but referenced when
+        // they were pushed anyway, so that GC keeps them with the image.
+        let mut optional: Vec<String> = Vec::new();
+        for d in blobs {
+            if media::is_non_distributable(&d.media_type) {
+                optional.push(d.digest.to_string());
+                continue;
             }
-            ManifestKind::Index => {
-                let children: Vec<String> =
-                    m.manifests.iter().map(|d| d.digest.to_string()).collect();
-                let missing = self.meta.missing_manifests(repo, &children).await?;
-                if let Some(d) = missing.first() {
-                    return Err(Error::ManifestBlobUnknown(format!(
-                        "manifest {d} listed in the index is not in repository {repo}; push it first"
-                    )));
-                }
-                refs.extend(children.into_iter().map(|d| (d, RefKind::Manifest)));
+            out.refs.push((d.digest.to_string(), RefKind::Blob));
+            // Content embedded in `data` was verified by the parser.
+            if d.data.is_none() && !out.required.iter().any(|n| n == d.digest.as_str()) {
+                out.required.push(d.digest.to_string());
             }
         }
-        refs.sort();
-        refs.dedup();
-        Ok((refs, required))
+        if !out.required.is_empty() {
+            let mut missing = Vec::new();
+            for d in &out.required {
+                if self.cache.link(repo.as_str(), d).is_none() {
+                    missing.push(d.clone());
+                }
+            }
+            let missing = self.meta.missing_blobs(repo, &missing).await?;
+            if let Some(d) = missing.first() {
+                return Err(Error::ManifestBlobUnknown(format!(
+                    "blob {d} {listed_in} is not in repository {repo}; push it first"
+                )));
+            }
+        }
+        if !optional.is_empty() {
+            let absent = self.meta.missing_blobs(repo, &optional).await?;
+            out.refs.extend(
+                optional
+                    .into_iter()
+                    .filter(|d| !absent.contains(d))
+                    .map(|d| (d, RefKind::Blob)),
+            );
+        }
+        if m.kind == ManifestKind::Index {
+            let children: Vec<String> = m.child_manifests().map(|d| d.digest.to_string()).collect();
+            let missing = self.meta.missing_manifests(repo, &children).await?;
+            if let Some(d) = missing.first() {
+                return Err(Error::ManifestBlobUnknown(format!(
+                    "manifest {d} listed in the index is not in repository {repo}; push it first"
+                )));
+            }
+            out.refs
+                .extend(children.into_iter().map(|d| (d, RefKind::Manifest)));
+            out.attestations = m
+                .child_manifests()
+                .filter(|d| d.entry_kind() == EntryKind::Attestation)
+                .map(|d| AttestationRef {
+                    manifest: d.digest.to_string(),
+                    describes: d.attested().map(str::to_owned),
+                })
+                .collect();
+        }
+        out.refs.sort();
+        out.refs.dedup();
+        Ok(out)
     }
 
     /// Resolves `reference` in `repo` to the stored manifest: the pull

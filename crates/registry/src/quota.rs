@@ -15,32 +15,39 @@
 //! already holds costs nothing.
 //!
 //! Upload sessions: every byte written to a session of a namespace with a
-//! quota is first reserved in an in-process ledger ([`Sessions`]) that
-//! holds the size of each open session of the namespace, under one lock:
-//! stored content plus every session's bytes never pass the quota, however
-//! many sessions run at once (six sessions of a 2 MB quota hold 2 MB
-//! between them, not 12). A session's bytes are released when it is
-//! completed, cancelled or purged as abandoned. A namespace's ledger is
-//! filled from the store's open sessions the first time its quota is
-//! needed; with several replicas, each counts the sessions it serves plus
-//! those open when it first needed the quota, so the bound holds per
-//! replica.
+//! quota is first reserved in a ledger that holds the size of each open
+//! session of the namespace: stored content plus every session's bytes
+//! never pass the quota, however many sessions run at once (six sessions
+//! of a 2 MB quota hold 2 MB between them, not 12). A session's bytes are
+//! released when it is completed, cancelled or purged as abandoned.
+//!
+//! - One process (SQLite): the ledger is in memory ([`Sessions`]), under
+//!   one lock, filled from the store's open sessions the first time a
+//!   namespace's quota is needed.
+//! - Replicas sharing a PostgreSQL: the ledger is the `upload_reservations`
+//!   table, and every reservation is a transaction holding the namespace's
+//!   lock that compares stored content plus all sessions' bytes with the
+//!   quota, so concurrent pushes on different replicas cannot overshoot it
+//!   together. To keep that off the per-chunk path, a session reserves in
+//!   slabs of up to [`SLAB`] (never more than is free) and writes chunks
+//!   against its slab; after each request its reservation is set to the
+//!   bytes it really holds. A replica that dies mid-upload leaves its
+//!   reservation until the session is purged as abandoned.
 //!
 //! The bound on concurrent links: the final check runs inside the link's
-//! transaction. On SQLite (one writer) it is exact, the namespace never
-//! ends over its quota, and a refused upload's bytes are removed (or, if
-//! published already, left unreferenced for garbage collection). On
-//! PostgreSQL, concurrent links each see the committed usage without the
-//! others, so a namespace can end over its quota by at most the blobs whose
-//! links commit at the same moment. Manifests (at most `max_manifest_size`
-//! each) are checked before their transaction and may overshoot by the
-//! manifests pushed concurrently.
+//! transaction, which on PostgreSQL holds the namespace's lock, so it is
+//! exact on both engines: the namespace never ends over its quota, and a
+//! refused upload's bytes are removed (or, if published already, left
+//! unreferenced for garbage collection). Manifests (at most
+//! `max_manifest_size` each) are checked before their transaction and may
+//! overshoot by the manifests pushed concurrently.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use berth_meta::{Content, ContentKind};
+use async_trait::async_trait;
+use berth_meta::{Content, ContentKind, Meta};
 use berth_store::ByteStream;
 use futures_util::StreamExt;
 use serde::Serialize;
@@ -49,20 +56,33 @@ use crate::glob::namespace;
 use crate::{Caller, Error, Registry, Result};
 
 /// A repository's share of its namespace's storage.
+///
+/// The byte counts are of the content the repository *uses*: its manifests
+/// and the blobs they reference. Blobs linked to it that no manifest of it
+/// references (uploads no manifest uses yet, what deleted images left) are
+/// counted apart, in `unreferenced_bytes`: they are not used by the
+/// repository, but stay stored, and count toward the namespace's quota,
+/// until garbage collection removes them after its grace period. A
+/// repository whose images were all deleted uses 0 bytes.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct RepositoryUsage {
     /// Repository name.
     pub name: String,
-    /// Bytes it holds: `unique_bytes + shared_bytes`.
+    /// Bytes it uses: `unique_bytes + shared_bytes`.
     pub total_bytes: u64,
-    /// Bytes no other repository of the namespace holds.
+    /// Bytes it uses that no other repository of the namespace uses.
     pub unique_bytes: u64,
-    /// Bytes other repositories of the namespace hold too.
+    /// Bytes it uses that other repositories of the namespace use too.
     pub shared_bytes: u64,
-    /// Blobs linked to it.
+    /// Blobs its manifests reference.
     pub blobs: u64,
     /// Manifests stored in it.
     pub manifests: u64,
+    /// Bytes of blobs linked to it that none of its manifests references,
+    /// held until garbage collection.
+    pub unreferenced_bytes: u64,
+    /// Those blobs.
+    pub unreferenced_blobs: u64,
 }
 
 /// A namespace's quota and how much of it is used.
@@ -83,8 +103,13 @@ pub struct QuotaView {
 pub struct NamespaceUsage {
     /// Namespace.
     pub namespace: String,
-    /// Bytes used, each distinct digest once.
+    /// Bytes stored, each distinct digest once: what the quota counts.
     pub total_bytes: u64,
+    /// Of which blobs no manifest of the namespace uses (uploads no
+    /// manifest uses yet, what deleted images and repositories left),
+    /// stored until garbage collection removes them after its grace
+    /// period.
+    pub unreferenced_bytes: u64,
     /// Of which blobs (layers, configs, artifacts).
     pub blob_bytes: u64,
     /// Of which manifests.
@@ -114,16 +139,17 @@ pub(crate) fn human(n: u64) -> String {
     }
 }
 
-/// Splits `content` into the namespace's totals and each repository's.
+/// Splits `content` (sorted by repository, then digest) into the
+/// namespace's totals and each repository's.
 fn summarise(ns: &str, content: &[Content]) -> NamespaceUsage {
-    // digest -> (size, is a blob somewhere, repositories holding it)
+    // digest -> (size, is a blob somewhere, repositories using it)
     let mut digests: HashMap<&str, (u64, bool, Vec<&str>)> = HashMap::new();
     for c in content {
         let e = digests
             .entry(c.digest.as_str())
             .or_insert((c.size, false, Vec::new()));
         e.1 |= c.kind == ContentKind::Blob;
-        if e.2.last() != Some(&c.repository.as_str()) {
+        if c.in_use && e.2.last() != Some(&c.repository.as_str()) {
             e.2.push(&c.repository);
         }
     }
@@ -137,18 +163,22 @@ fn summarise(ns: &str, content: &[Content]) -> NamespaceUsage {
             });
         }
         let Some(r) = repos.last_mut() else { continue };
+        if !c.in_use {
+            r.unreferenced_blobs += 1;
+            r.unreferenced_bytes += c.size;
+            continue;
+        }
         match c.kind {
             ContentKind::Blob => r.blobs += 1,
             ContentKind::Manifest => r.manifests += 1,
         }
-        // The same digest as blob and manifest of one repository counts once
-        // (content is sorted by repository, then digest).
+        // The same digest as blob and manifest of one repository counts once.
         if counted == Some((c.repository.as_str(), c.digest.as_str())) {
             continue;
         }
         counted = Some((&c.repository, &c.digest));
-        let holders = digests.get(c.digest.as_str()).map_or(1, |e| e.2.len());
-        if holders > 1 {
+        let users = digests.get(c.digest.as_str()).map_or(1, |e| e.2.len());
+        if users > 1 {
             r.shared_bytes += c.size;
         } else {
             r.unique_bytes += c.size;
@@ -158,6 +188,7 @@ fn summarise(ns: &str, content: &[Content]) -> NamespaceUsage {
     let mut u = NamespaceUsage {
         namespace: ns.to_owned(),
         total_bytes: 0,
+        unreferenced_bytes: 0,
         blob_bytes: 0,
         manifest_bytes: 0,
         blobs: 0,
@@ -165,8 +196,11 @@ fn summarise(ns: &str, content: &[Content]) -> NamespaceUsage {
         quota: None,
         repositories: repos,
     };
-    for (size, blob, _) in digests.values() {
+    for (size, blob, users) in digests.values() {
         u.total_bytes += size;
+        if users.is_empty() {
+            u.unreferenced_bytes += size;
+        }
         if *blob {
             u.blob_bytes += size;
             u.blobs += 1;
@@ -193,14 +227,18 @@ pub(crate) async fn drain(mut body: ByteStream) {
     }
 }
 
+/// Decides, chunk by chunk, whether a body may write `n` more bytes.
+#[async_trait]
+pub(crate) trait Admit: Send {
+    /// Reserves `n` bytes, or refuses.
+    async fn admit(&mut self, n: u64) -> bool;
+}
+
 /// Fails a body stream as soon as `admit` refuses a chunk's length (after
 /// draining what the client is still sending, see [`DRAIN_LIMIT`]),
 /// setting the returned flag so the caller can tell a quota cut-off from a
 /// client failure.
-pub(crate) fn capped<F>(body: ByteStream, admit: F) -> (ByteStream, Arc<AtomicBool>)
-where
-    F: FnMut(u64) -> bool + Send + 'static,
-{
+pub(crate) fn capped(body: ByteStream, admit: Box<dyn Admit>) -> (ByteStream, Arc<AtomicBool>) {
     let tripped = Arc::new(AtomicBool::new(false));
     let flag = tripped.clone();
     let stream = futures_util::stream::unfold(Some((body, admit)), move |state| {
@@ -210,7 +248,7 @@ where
             match body.next().await? {
                 Err(e) => Some((Err(e), None)),
                 Ok(chunk) => {
-                    if admit(chunk.len() as u64) {
+                    if admit.admit(chunk.len() as u64).await {
                         return Some((Ok(chunk), Some((body, admit))));
                     }
                     flag.store(true, Ordering::Release);
@@ -221,6 +259,59 @@ where
         }
     });
     (Box::pin(stream), tripped)
+}
+
+/// Most bytes a session reserves in the shared ledger at once.
+pub(crate) const SLAB: u64 = 8 << 20;
+
+/// Reserves in the in-memory ledger.
+struct LocalAdmit {
+    ledger: Arc<Sessions>,
+    namespace: String,
+    session: String,
+    used: u64,
+    limit: u64,
+}
+
+#[async_trait]
+impl Admit for LocalAdmit {
+    async fn admit(&mut self, n: u64) -> bool {
+        self.ledger
+            .reserve(&self.namespace, &self.session, n, self.used, self.limit)
+    }
+}
+
+/// Reserves in the database's ledger, a slab at a time.
+struct SharedAdmit {
+    meta: Meta,
+    namespace: String,
+    session: String,
+    limit: u64,
+    /// Reserved and not yet written.
+    granted: u64,
+}
+
+#[async_trait]
+impl Admit for SharedAdmit {
+    async fn admit(&mut self, n: u64) -> bool {
+        if n > self.granted {
+            let need = n - self.granted;
+            match self
+                .meta
+                .reserve_upload(&self.namespace, &self.session, need, SLAB, self.limit)
+                .await
+            {
+                Ok(Some(granted)) => self.granted += granted,
+                Ok(None) => return false,
+                Err(e) => {
+                    tracing::warn!(error = %e, "reserving upload bytes failed");
+                    return false;
+                }
+            }
+        }
+        self.granted -= n;
+        true
+    }
 }
 
 /// What a push that needs quota is, for refusals.
@@ -397,7 +488,7 @@ impl Registry {
                 return Ok(None);
             }
         }
-        if !self.sessions.knows(ns) {
+        if !self.settings.shared_database && !self.sessions.knows(ns) {
             let open: Vec<(String, u64)> = self
                 .store
                 .upload_list()
@@ -412,8 +503,59 @@ impl Registry {
             namespace: ns.to_owned(),
             limit,
             used: self.meta.namespace_usage(ns).await?,
-            held: self.sessions.held(ns, session),
+            held: self.ledger_held(ns, session).await?,
         }))
+    }
+
+    /// Bytes the open uploads of `ns` hold, `except`'s excluded.
+    async fn ledger_held(&self, ns: &str, except: Option<&str>) -> Result<u64> {
+        if self.settings.shared_database {
+            return Ok(self.meta.upload_reservations(ns, except).await?);
+        }
+        Ok(self.sessions.held(ns, except))
+    }
+
+    /// Records that upload `id` of `ns` holds `size` bytes.
+    pub(crate) async fn ledger_set(&self, ns: &str, id: &str, size: u64) -> Result<()> {
+        if self.settings.shared_database {
+            return Ok(self.meta.set_upload_reservation(ns, id, size).await?);
+        }
+        self.sessions.set(ns, id, size);
+        Ok(())
+    }
+
+    /// Forgets upload `id` of `ns`. A failure on the shared ledger is
+    /// logged: the reservation then waits for the purge of abandoned
+    /// uploads.
+    pub(crate) async fn ledger_release(&self, ns: &str, id: &str) {
+        if self.settings.shared_database {
+            if let Err(e) = self.meta.release_upload(id).await {
+                tracing::warn!(upload = id, error = %e, "releasing an upload's quota reservation failed");
+            }
+            return;
+        }
+        self.sessions.release(ns, id);
+    }
+
+    /// What reserves the bytes of upload (or push) `id` within `g`.
+    pub(crate) fn admit(&self, g: &Gate, id: &str) -> Box<dyn Admit> {
+        if self.settings.shared_database {
+            Box::new(SharedAdmit {
+                meta: self.meta.clone(),
+                namespace: g.namespace.clone(),
+                session: id.to_owned(),
+                limit: g.limit,
+                granted: 0,
+            })
+        } else {
+            Box::new(LocalAdmit {
+                ledger: self.sessions.clone(),
+                namespace: g.namespace.clone(),
+                session: id.to_owned(),
+                used: g.used,
+                limit: g.limit,
+            })
+        }
     }
 
     /// Usage of namespace `ns`, per repository, with its quota. A
@@ -503,7 +645,53 @@ mod tests {
             digest: digest.into(),
             size,
             kind,
+            in_use: true,
         }
+    }
+
+    fn unused(repo: &str, digest: &str, size: u64) -> Content {
+        Content {
+            in_use: false,
+            ..c(repo, digest, size, ContentKind::Blob)
+        }
+    }
+
+    #[test]
+    fn unreferenced_blobs_are_stored_but_not_used() {
+        use ContentKind::{Blob, Manifest};
+        // acme/gone: every image deleted, its blobs wait for GC; one of
+        // them is used by acme/live too.
+        let content = vec![
+            unused("acme/gone", "base", 1000),
+            unused("acme/gone", "own", 300),
+            c("acme/live", "base", 1000, Blob),
+            c("acme/live", "m", 5, Manifest),
+            unused("acme/live", "upload", 40),
+        ];
+        let u = summarise("acme", &content);
+        assert_eq!(
+            u.total_bytes,
+            1000 + 300 + 5 + 40,
+            "stored: what the quota counts"
+        );
+        assert_eq!(u.unreferenced_bytes, 340, "the base is used by acme/live");
+        let gone = &u.repositories[0];
+        assert_eq!(
+            (gone.total_bytes, gone.blobs, gone.manifests),
+            (0, 0, 0),
+            "a deleted repository uses nothing"
+        );
+        assert_eq!(
+            (gone.unreferenced_bytes, gone.unreferenced_blobs),
+            (1300, 2)
+        );
+        let live = &u.repositories[1];
+        assert_eq!(
+            (live.total_bytes, live.unique_bytes, live.shared_bytes),
+            (1005, 1005, 0),
+            "the base is not shared with a repository that does not use it"
+        );
+        assert_eq!((live.unreferenced_bytes, live.unreferenced_blobs), (40, 1));
     }
 
     #[test]

@@ -3,37 +3,34 @@
 //! Writers through this registry invalidate it after their change; a
 //! reader fills it only if no invalidation happened since it started
 //! reading (a generation checked under the lock), so a slow reader never
-//! puts back a stale copy. With other writers (a shared PostgreSQL), the
-//! copy also expires after the cache TTL.
+//! puts back a stale copy. With other writers (replicas sharing a
+//! PostgreSQL) there is no copy: every read loads the table, so a rule or
+//! quota changed through any replica applies on the next request.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant};
 
 /// The cached copy of one table.
 pub(crate) struct Snapshot<T> {
-    state: RwLock<Option<(Arc<T>, Instant)>>,
+    state: RwLock<Option<Arc<T>>>,
     generation: AtomicU64,
-    ttl: Option<Duration>,
+    off: bool,
 }
 
 impl<T> Snapshot<T> {
-    pub(crate) fn new(ttl: Option<Duration>) -> Snapshot<T> {
+    /// An empty copy; never filled when `shared` (other writers).
+    pub(crate) fn new(shared: bool) -> Snapshot<T> {
         Snapshot {
             state: RwLock::new(None),
             generation: AtomicU64::new(0),
-            ttl,
+            off: shared,
         }
     }
 
     fn get(&self) -> Option<Arc<T>> {
         let state = self.state.read().unwrap_or_else(|p| p.into_inner());
-        let (value, at) = state.as_ref()?;
-        match self.ttl {
-            Some(ttl) if at.elapsed() > ttl => None,
-            _ => Some(value.clone()),
-        }
+        state.clone()
     }
 
     /// The cached copy, or a fresh one from `load`.
@@ -46,9 +43,12 @@ impl<T> Snapshot<T> {
         }
         let generation = self.generation.load(Ordering::Acquire);
         let value = Arc::new(load().await?);
+        if self.off {
+            return Ok(value);
+        }
         let mut state = self.state.write().unwrap_or_else(|p| p.into_inner());
         if self.generation.load(Ordering::Acquire) == generation {
-            *state = Some((value.clone(), Instant::now()));
+            *state = Some(value.clone());
         }
         Ok(value)
     }

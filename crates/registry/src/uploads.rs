@@ -18,6 +18,9 @@ use crate::glob::namespace;
 use crate::quota::{capped, drain, Gate, Pushed};
 use crate::{Error, Registry, Result};
 
+/// The job name (lease) of the purge of abandoned uploads.
+pub const UPLOAD_PURGE_JOB: &str = "upload-purge";
+
 impl Registry {
     /// Opens an upload session for `repo` (refused when the namespace has
     /// no room left at all, its open sessions counted).
@@ -30,7 +33,7 @@ impl Registry {
         }
         let info = self.store.upload_create(repo.as_str()).await?;
         if gate.is_some() {
-            self.sessions.set(repo.namespace(), &info.id, 0);
+            self.ledger_set(repo.namespace(), &info.id, 0).await?;
         }
         Ok(info)
     }
@@ -87,37 +90,35 @@ impl Registry {
         let Some(g) = gate else {
             return Ok(self.store.upload_append(id, start, len, body).await?);
         };
-        let ns = g.namespace.clone();
+        let ns = g.namespace.as_str();
         let what = Pushed::Upload(repo);
         // The session's own bytes, as the store knows them.
-        self.sessions.set(&ns, id, held);
+        self.ledger_set(ns, id, held).await?;
         let free = g.available().saturating_sub(held);
         if let Some(l) = len {
             if l > free {
                 if l <= crate::quota::DRAIN_LIMIT {
                     drain(body).await;
                 }
-                self.cancel_session(&ns, id).await?;
+                self.cancel_session(ns, id).await?;
                 return Err(g.refusal(&what, Some(held + l)));
             }
         }
-        let ledger = self.sessions.clone();
-        let (session, used, limit) = (id.to_owned(), g.used, g.limit);
-        let (body, tripped) = capped(body, move |n| ledger.reserve(&ns, &session, n, used, limit));
+        let (body, tripped) = capped(body, self.admit(g, id));
         match self.store.upload_append(id, start, len, body).await {
             Ok(size) => {
-                self.sessions.set(&g.namespace, id, size);
+                self.ledger_set(ns, id, size).await?;
                 Ok(size)
             }
             Err(_) if tripped.load(Ordering::Acquire) => {
-                self.cancel_session(&g.namespace, id).await?;
+                self.cancel_session(ns, id).await?;
                 Err(g.refusal(&what, None))
             }
             Err(e) => {
                 // The session keeps what the store kept.
                 match self.store.upload_info(id).await {
-                    Ok(Some(info)) => self.sessions.set(&g.namespace, id, info.size),
-                    _ => self.sessions.release(&g.namespace, id),
+                    Ok(Some(info)) => self.ledger_set(ns, id, info.size).await?,
+                    _ => self.ledger_release(ns, id).await,
                 }
                 Err(e.into())
             }
@@ -128,7 +129,7 @@ impl Registry {
     /// `ns`.
     async fn cancel_session(&self, ns: &str, id: &str) -> Result<bool> {
         let cancelled = self.store.upload_cancel(id).await;
-        self.sessions.release(ns, id);
+        self.ledger_release(ns, id).await;
         Ok(cancelled?)
     }
 
@@ -168,7 +169,9 @@ impl Registry {
             }
         }
         let committed = self.store.upload_commit(id, digest).await;
-        self.sessions.release(ns, id);
+        // Also without a gate now: the session may have reserved bytes
+        // before its digest turned out to be held already.
+        self.ledger_release(ns, id).await;
         let size = committed?;
         self.link_within(repo, digest, size, gate.as_ref()).await?;
         Ok(size)
@@ -208,15 +211,14 @@ impl Registry {
                         return Err(e);
                     }
                 }
-                let ledger = self.sessions.clone();
-                let (ns, k, used, limit) = (g.namespace.clone(), key.clone(), g.used, g.limit);
-                let (body, tripped) =
-                    capped(body, move |n| ledger.reserve(&ns, &k, n, used, limit));
+                let (body, tripped) = capped(body, self.admit(g, &key));
                 (body, Some(tripped))
             }
         };
         let stored = self.store.put(digest, len, body).await;
-        self.sessions.release(repo.namespace(), &key);
+        if gate.is_some() {
+            self.ledger_release(repo.namespace(), &key).await;
+        }
         let size = match stored {
             Ok(size) => size,
             Err(e) => {
@@ -301,8 +303,17 @@ impl Registry {
     }
 
     /// Removes upload sessions that received nothing for longer than the
-    /// configured TTL. Returns how many were removed.
+    /// configured TTL. Returns how many were removed. Takes the
+    /// `upload-purge` job lease: with several replicas one of them purges
+    /// at a time (the others get `Conflict` and skip their round).
     pub async fn purge_uploads(&self) -> Result<usize> {
+        let held = self.hold_job(UPLOAD_PURGE_JOB).await?;
+        let removed = self.purge_abandoned().await;
+        held.release().await;
+        removed
+    }
+
+    async fn purge_abandoned(&self) -> Result<usize> {
         let mut removed = 0;
         for u in self.abandoned_uploads(SystemTime::now()).await? {
             if self.cancel_session(namespace(&u.repository), &u.id).await? {

@@ -8,9 +8,13 @@
 //! and then [`Worker::on_shutdown`] runs once (the last flush of counters
 //! kept in memory). [`Runner::shutdown`] returns when every worker has.
 //!
-//! Jobs that only one replica may run at a time (GC, retention) take a
-//! lease in the database inside their round (see the `jobs` module); the
-//! workers of every replica tick, and the one holding the lease works.
+//! Jobs that only one replica may run at a time (GC, retention, the purge
+//! of abandoned uploads) take a lease in the database inside their round
+//! (see the `jobs` module); the workers of every replica tick, and the one
+//! holding the lease works (the others' rounds end in `Conflict`, logged at
+//! debug). The flushes (pull counts, token last-use times) run on every
+//! replica: each writes the counts it gathered in its own memory, as
+//! increments, so nothing is counted twice.
 //! Tests call `run_once` (or the services it calls) directly instead of
 //! waiting for a tick.
 

@@ -1,4 +1,5 @@
-//! Core services over a real filesystem store and a real SQLite file.
+//! Core services over a real filesystem store and a real SQLite file (and,
+//! for replicas, a throwaway PostgreSQL).
 
 #![allow(clippy::unwrap_used)]
 
@@ -19,6 +20,8 @@ mod auth;
 mod gc;
 #[path = "services/lifecycle.rs"]
 mod lifecycle;
+#[path = "services/replicas.rs"]
+mod replicas;
 #[path = "services/retention.rs"]
 mod retention;
 

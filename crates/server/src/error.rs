@@ -196,8 +196,10 @@ impl IntoResponse for ApiError {
         let kind = error.kind();
         let status = status(kind);
         let code = error.code();
-        // A busy server is expected under load, not a failure to look into.
-        if status.is_server_error() && kind != Kind::Unavailable {
+        // A busy server is expected under load, not a failure to look into;
+        // an unreachable database is.
+        let outage = matches!(error, Error::DatabaseUnavailable(_));
+        if status.is_server_error() && (kind != Kind::Unavailable || outage) {
             tracing::warn!(error = %chain(&error), code = code.as_str(), "request failed");
         } else {
             tracing::debug!(error = %error, code = code.as_str(), "request refused");

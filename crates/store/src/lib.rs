@@ -19,9 +19,11 @@ use bytes::Bytes;
 use futures_util::Stream;
 
 pub mod fs;
+pub mod object;
 mod pipeline;
 
 pub use fs::FsStore;
+pub use object::BucketStore;
 
 /// A stream of request or response body bytes.
 pub type ByteStream = Pin<Box<dyn Stream<Item = io::Result<Bytes>> + Send>>;
@@ -65,6 +67,16 @@ pub enum Error {
     /// Any other I/O failure.
     #[error("storage I/O error: {0}")]
     Io(io::Error),
+    /// The object store could not be reached, or failed after retries
+    /// (the server answers 503: nothing was stored, try again later).
+    #[error("object storage is unavailable: {what} failed")]
+    Unavailable {
+        /// What berth was doing.
+        what: &'static str,
+        /// The object store's error (never contains credentials).
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
 }
 
 impl From<io::Error> for Error {

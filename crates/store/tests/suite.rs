@@ -1,11 +1,18 @@
 //! The storage test suite. Every `BlobStore` implementation must pass it;
 //! `run_suite` is written against the trait only, so a new driver just adds
-//! one `#[tokio::test]` that calls it.
+//! one `#[tokio::test]` that calls it. The filesystem store runs it on a
+//! temporary directory, the object store on a SeaweedFS server started for
+//! this test binary (`s3.rs`).
 
 #![allow(clippy::unwrap_used)]
 
+mod s3;
+#[path = "support/weed.rs"]
+mod weed;
+
 use std::io;
 use std::sync::Arc;
+use std::time::Duration;
 
 use berth_oci::{Algorithm, Digest};
 use berth_store::{BlobBody, BlobStore, ByteStream, Error, FsStore};
@@ -44,7 +51,9 @@ async fn read_all(store: &dyn BlobStore, d: &Digest, range: Option<(u64, u64)>) 
     out
 }
 
-async fn run_suite(store: Arc<dyn BlobStore>) {
+/// Runs every case against `store`. `clock` is the resolution of the
+/// store's modification times (S3 reports whole seconds).
+async fn run_suite(store: Arc<dyn BlobStore>, clock: Duration) {
     // put + stat + read, small and large.
     let small = Digest::sha256(b"hello world");
     assert_eq!(store.stat(&small).await.unwrap(), None);
@@ -187,7 +196,7 @@ async fn run_suite(store: Arc<dyn BlobStore>) {
     assert!(!store.delete(&small).await.unwrap());
     assert!(store.read(&small, None).await.unwrap().is_none());
 
-    quarantine_cases(&*store).await;
+    quarantine_cases(&*store, clock).await;
 }
 
 /// Every stored blob, listed one small page at a time.
@@ -205,7 +214,7 @@ async fn list_all(store: &dyn BlobStore) -> Vec<berth_store::StoredBlob> {
 
 /// The two-step deletion garbage collection uses, and the re-publication
 /// that races with it.
-async fn quarantine_cases(store: &dyn BlobStore) {
+async fn quarantine_cases(store: &dyn BlobStore, clock: Duration) {
     let modified = |d: Digest| async move {
         list_all(store)
             .await
@@ -220,7 +229,7 @@ async fn quarantine_cases(store: &dyn BlobStore) {
         .await
         .unwrap();
     let first = modified(q.clone()).await.unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(20));
+    tokio::time::sleep(clock).await;
     store
         .put(&q, None, stream(vec![b"quarantined"]))
         .await
@@ -260,7 +269,11 @@ async fn quarantine_cases(store: &dyn BlobStore) {
 #[tokio::test]
 async fn filesystem_store_passes_the_suite() {
     let dir = tempfile::tempdir().unwrap();
-    run_suite(Arc::new(FsStore::open(dir.path()).unwrap())).await;
+    run_suite(
+        Arc::new(FsStore::open(dir.path()).unwrap()),
+        Duration::from_millis(20),
+    )
+    .await;
 }
 
 #[tokio::test]

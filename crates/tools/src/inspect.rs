@@ -3,14 +3,16 @@
 //! For each platform: the layers with their compressed sizes, the config's
 //! `history` aligned with them (entries marked `empty_layer` own no layer,
 //! as `docker history` shows), labels, and totals; across platforms, the
-//! unique size and how many layers are shared. Works on any copy source
+//! unique size and how many layers are shared. An index's docker buildx
+//! attestation manifests are listed apart (they are no platform), and so are
+//! entries that are blobs (a BuildKit registry cache). Works on any copy source
 //! (registry, OCI layout, archives).
 
 use std::collections::{BTreeMap, HashMap};
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use berth_oci::{Descriptor, Digest, ManifestKind};
+use berth_oci::{Descriptor, Digest, EntryKind, ManifestKind};
 use futures_util::StreamExt as _;
 
 use crate::copy::progress::human;
@@ -63,6 +65,22 @@ pub struct PlatformImage {
     pub history: Vec<Step>,
 }
 
+/// A docker buildx attestation manifest listed in the index (provenance,
+/// SBOM): not a platform.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Attestation {
+    /// Its manifest digest.
+    pub digest: Digest,
+    /// The image it describes (`vnd.docker.reference.digest`).
+    pub describes: Option<String>,
+    /// That image's platform, when the index lists it.
+    pub platform: Option<String>,
+    /// The in-toto predicate types of its layers (`in-toto.io/predicate-type`).
+    pub predicate_types: Vec<String>,
+    /// Its layers plus config, compressed.
+    pub size: i64,
+}
+
 /// The whole image.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct ImageInfo {
@@ -80,7 +98,17 @@ pub struct ImageInfo {
     pub unique_layers: usize,
     /// Layers used by more than one platform.
     pub shared_layers: usize,
+    /// The index's attestation manifests.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub attestations: Vec<Attestation>,
+    /// The index's entries that are blobs, not manifests (BuildKit's
+    /// registry cache lists its layers and its cache config so).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub blobs: Vec<Layer>,
 }
+
+/// The in-toto predicate type annotation of an attestation layer.
+const PREDICATE_TYPE: &str = "in-toto.io/predicate-type";
 
 async fn small_blob(src: &dyn Source, d: &Descriptor) -> Result<Vec<u8>, ToolError> {
     const LIMIT: usize = 16 * 1024 * 1024;
@@ -203,12 +231,51 @@ pub async fn inspect(
     let mut blob_sizes: HashMap<Digest, i64> = HashMap::new();
     let mut layer_users: HashMap<Digest, usize> = HashMap::new();
     let mut manifests = Vec::new();
+    let mut attestations = Vec::new();
+    let mut blobs = Vec::new();
     match parsed.kind {
         ManifestKind::Index => {
             for c in &parsed.manifests {
-                let raw = src.manifest(Some(c.digest.as_str())).await?;
-                if raw.parse()?.kind == ManifestKind::Image {
-                    manifests.push((raw, Platform::of(c).map(|p| p.to_string())));
+                match c.entry_kind() {
+                    EntryKind::Blob => {
+                        blob_sizes.insert(c.digest.clone(), c.size);
+                        blobs.push(Layer {
+                            digest: c.digest.clone(),
+                            size: c.size,
+                            media_type: c.media_type.clone(),
+                        });
+                    }
+                    EntryKind::Attestation => {
+                        let raw = src.manifest(Some(c.digest.as_str())).await?;
+                        let m = raw.parse()?;
+                        for d in m.config.iter().chain(m.layers.iter()) {
+                            blob_sizes.insert(d.digest.clone(), d.size);
+                        }
+                        let describes = c.attested().map(str::to_owned);
+                        let platform = parsed
+                            .manifests
+                            .iter()
+                            .find(|d| Some(d.digest.as_str()) == describes.as_deref())
+                            .and_then(Platform::of)
+                            .map(|p| p.to_string());
+                        attestations.push(Attestation {
+                            digest: c.digest.clone(),
+                            describes,
+                            platform,
+                            predicate_types: m
+                                .layers
+                                .iter()
+                                .filter_map(|l| l.annotation(PREDICATE_TYPE).map(str::to_owned))
+                                .collect(),
+                            size: m.layers.iter().chain(m.config.iter()).map(|d| d.size).sum(),
+                        });
+                    }
+                    EntryKind::Manifest => {
+                        let raw = src.manifest(Some(c.digest.as_str())).await?;
+                        if raw.parse()?.kind == ManifestKind::Image {
+                            manifests.push((raw, Platform::of(c).map(|p| p.to_string())));
+                        }
+                    }
                 }
             }
         }
@@ -232,6 +299,8 @@ pub async fn inspect(
         unique_layers: layer_users.len(),
         shared_layers: layer_users.values().filter(|n| **n > 1).count(),
         platforms,
+        attestations,
+        blobs,
     })
 }
 
@@ -247,13 +316,57 @@ pub fn text(info: &ImageInfo) -> String {
         "Image:      {}\nDigest:     {}\nMedia type: {}\n",
         info.reference, info.digest, info.media_type
     ));
-    s.push_str(&format!("Platforms:  {}\n", plats.join(", ")));
+    s.push_str(&format!(
+        "Platforms:  {}\n",
+        if plats.is_empty() {
+            "none".to_owned()
+        } else {
+            plats.join(", ")
+        }
+    ));
     s.push_str(&format!(
         "Total size: {} in {} unique layer(s), {} shared between platforms\n",
         human(info.total_size.max(0) as u64),
         info.unique_layers,
         info.shared_layers
     ));
+    if !info.attestations.is_empty() {
+        s.push_str(&format!(
+            "Attestations: {} (docker buildx provenance/SBOM; not platforms)\n",
+            info.attestations.len()
+        ));
+        for a in &info.attestations {
+            let what = if a.predicate_types.is_empty() {
+                "no predicate type".to_owned()
+            } else {
+                a.predicate_types.join(", ")
+            };
+            s.push_str(&format!(
+                "  {}  {}  for {}: {}\n",
+                a.digest,
+                human(a.size.max(0) as u64),
+                a.platform
+                    .as_deref()
+                    .or(a.describes.as_deref())
+                    .unwrap_or("an image the index does not name"),
+                what
+            ));
+        }
+    }
+    if !info.blobs.is_empty() {
+        s.push_str(&format!(
+            "Blobs:      {} listed in the index, not manifests (e.g. a BuildKit registry cache)\n",
+            info.blobs.len()
+        ));
+        for b in &info.blobs {
+            s.push_str(&format!(
+                "  {:>10}  {}  {}\n",
+                human(b.size.max(0) as u64),
+                b.digest,
+                b.media_type
+            ));
+        }
+    }
     for p in &info.platforms {
         s.push_str(&format!(
             "\n{}  {}  {}\n",

@@ -269,3 +269,32 @@ fn the_readme_lists_every_setting() {
         );
     }
 }
+
+#[test]
+fn the_database_password_is_never_printed() {
+    let url = "postgres://berth:pg-hunter2@db.internal:5432/berth";
+    let s = resolve(&["--database-url", url], None).unwrap();
+    assert_eq!(s.database().expose(), url);
+    assert!(s.database().is_postgres());
+    let shown = format!("{s:?} {}", s.database());
+    assert!(!shown.contains("pg-hunter2"), "{shown}");
+    assert!(shown.contains("postgres://berth:***@db.internal:5432/berth"));
+    // Refused engines are named without the password.
+    let e = resolve(&["--database-url", "mysql://root:pg-hunter2@h/db"], None).unwrap_err();
+    let e = format!("{e:#}");
+    assert!(
+        e.contains("invalid database_url") && !e.contains("pg-hunter2"),
+        "{e}"
+    );
+    // The default is SQLite in the data directory.
+    let s = resolve(&["--data-dir", "/srv/berth"], None).unwrap();
+    assert_eq!(
+        s.database().expose(),
+        "sqlite:///srv/berth/berth.db?mode=rwc"
+    );
+    assert!(!s.database().is_postgres());
+    assert!(s.auth_settings().shared_database == s.database().is_postgres());
+    let s = resolve(&[], Some("database_url = \"sqlite:///tmp/x.db\"\ndatabase_pool_size = 4\ndatabase_statement_timeout = \"0\"")).unwrap();
+    assert_eq!(s.pool_options().max_connections, 4);
+    assert_eq!(s.pool_options().statement_timeout, None);
+}

@@ -75,18 +75,20 @@ fn repo_rows(repos: &[Value]) -> Vec<Vec<String>> {
                 bytes(&r["shared_bytes"]),
                 cell(&r["blobs"]),
                 cell(&r["manifests"]),
+                bytes(&r["unreferenced_bytes"]),
             ]
         })
         .collect()
 }
 
-const REPO_HEADERS: [&str; 6] = [
+const REPO_HEADERS: [&str; 7] = [
     "REPOSITORY",
     "TOTAL",
     "UNIQUE",
     "SHARED",
     "BLOBS",
     "MANIFESTS",
+    "AWAITING GC",
 ];
 
 fn quota_line(q: &Value) -> String {
@@ -126,6 +128,13 @@ pub async fn run_usage(args: UsageArgs) -> anyhow::Result<()> {
             bytes(&u["manifest_bytes"]),
             cell(&u["manifests"]),
         );
+        if u["unreferenced_bytes"].as_u64().is_some_and(|n| n > 0) {
+            out.push_str(&format!(
+                "{} of it no manifest uses (deleted images, unused uploads): it counts toward \
+                 the quota until garbage collection removes it after the grace period\n",
+                bytes(&u["unreferenced_bytes"])
+            ));
+        }
         if !u["quota"].is_null() {
             out.push_str(&quota_line(&u["quota"]));
         }

@@ -35,6 +35,7 @@ mod oras;
 mod podman;
 mod quickstart;
 mod skopeo;
+mod tls;
 
 /// Upper bound for one client invocation.
 const TOOL_TIMEOUT: Duration = Duration::from_secs(40);
@@ -54,7 +55,7 @@ fn in_ci() -> bool {
 }
 
 /// Whether `tool` is available; in CI a missing tool is a failure.
-fn require(tool: &str, test: &str) -> bool {
+pub(crate) fn require(tool: &str, test: &str) -> bool {
     if common::have(tool) {
         return true;
     }
@@ -84,7 +85,7 @@ fn require_oras(test: &str) -> bool {
 }
 
 /// Runs `cmd` to completion within [`TOOL_TIMEOUT`], capturing its output.
-fn run(cmd: &mut Command) -> Output {
+pub(crate) fn run(cmd: &mut Command) -> Output {
     let what = format!("{cmd:?}");
     let mut child = cmd
         .stdin(Stdio::null())
@@ -128,7 +129,7 @@ fn run(cmd: &mut Command) -> Output {
 }
 
 /// Runs `cmd`, asserting success; returns stdout.
-fn ok(cmd: &mut Command) -> Vec<u8> {
+pub(crate) fn ok(cmd: &mut Command) -> Vec<u8> {
     let what = format!("{cmd:?}");
     let out = run(cmd);
     assert!(
@@ -145,7 +146,7 @@ fn text(bytes: Vec<u8>) -> String {
     String::from_utf8(bytes).expect("UTF-8 output")
 }
 
-fn parse(bytes: &[u8]) -> Value {
+pub(crate) fn parse(bytes: &[u8]) -> Value {
     serde_json::from_slice(bytes)
         .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(bytes)))
 }
@@ -153,12 +154,12 @@ fn parse(bytes: &[u8]) -> Value {
 /// A private configuration for the containers/image tools (skopeo, podman,
 /// buildah): signature policy, registries.conf, auth file and scratch
 /// directories, all in one temp dir.
-struct Clients {
+pub(crate) struct Clients {
     tmp: tempfile::TempDir,
 }
 
 impl Clients {
-    fn new() -> Clients {
+    pub(crate) fn new() -> Clients {
         // Short and lowercase: podman names an image loaded from `oci:DIR`
         // after DIR (names must be lowercase) and refuses a runroot longer
         // than 50 characters.
@@ -199,7 +200,7 @@ impl Clients {
     }
 
     /// A fresh directory under the temp dir.
-    fn dir(&self, name: &str) -> PathBuf {
+    pub(crate) fn dir(&self, name: &str) -> PathBuf {
         let d = self.tmp.path().join(name);
         std::fs::create_dir_all(&d).expect("mkdir");
         d
@@ -214,7 +215,7 @@ impl Clients {
             .env("TMPDIR", p.join("tmp"));
     }
 
-    fn skopeo_cmd(&self, args: &[&str]) -> Command {
+    pub(crate) fn skopeo_cmd(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new("skopeo");
         self.env(&mut cmd);
         cmd.arg("--policy")
@@ -224,7 +225,7 @@ impl Clients {
     }
 
     /// Runs skopeo, asserting success; returns stdout.
-    fn skopeo(&self, args: &[&str]) -> Vec<u8> {
+    pub(crate) fn skopeo(&self, args: &[&str]) -> Vec<u8> {
         ok(&mut self.skopeo_cmd(args))
     }
 
@@ -259,7 +260,7 @@ impl Clients {
 
     /// Pushes the layout image `dir:tag` to `dest` (a `docker://` reference)
     /// with skopeo, keeping digests.
-    fn push_layout(&self, dir: &Path, tag: &str, dest: &str, all: bool) {
+    pub(crate) fn push_layout(&self, dir: &Path, tag: &str, dest: &str, all: bool) {
         let src = format!("oci:{}:{tag}", dir.display());
         let mut args = vec!["copy", "--preserve-digests", "--dest-tls-verify=false"];
         if all {
@@ -302,28 +303,28 @@ fn short_tmp() -> PathBuf {
 }
 
 /// An HTTP response, fully read.
-struct Resp {
-    status: u16,
-    headers: reqwest::header::HeaderMap,
-    body: Vec<u8>,
+pub(crate) struct Resp {
+    pub(crate) status: u16,
+    pub(crate) headers: reqwest::header::HeaderMap,
+    pub(crate) body: Vec<u8>,
 }
 
 impl Resp {
-    fn header(&self, name: &str) -> Option<String> {
+    pub(crate) fn header(&self, name: &str) -> Option<String> {
         self.headers
             .get(name)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned)
     }
 
-    fn json(&self) -> Value {
+    pub(crate) fn json(&self) -> Value {
         parse(&self.body)
     }
 }
 
 /// One HTTP request with reqwest on a private runtime (the tests are plain
 /// `#[test]`s that mostly wait for client processes).
-fn http(method: &str, url: &str, accept: &[&str]) -> Resp {
+pub(crate) fn http(method: &str, url: &str, accept: &[&str]) -> Resp {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -348,7 +349,7 @@ fn http(method: &str, url: &str, accept: &[&str]) -> Resp {
     })
 }
 
-fn sha256(data: &[u8]) -> String {
+pub(crate) fn sha256(data: &[u8]) -> String {
     Digest::sha256(data).as_str().to_owned()
 }
 

@@ -308,3 +308,79 @@ async fn quotas_are_set_by_site_admins_only() {
     let r = req(c, Method::DELETE, &quota, &boss).send().await.unwrap();
     expect_error(r, 403, "PERMISSION_DENIED").await;
 }
+
+#[tokio::test]
+async fn a_deleted_repository_uses_nothing_and_its_bytes_await_gc() {
+    let b = Berth::start_with(&[], Some("gc_grace_period = \"0s\"\ngc_interval = \"0\"\n"));
+    let (c, u) = (client(), b.url());
+    let base = vec![3u8; 20_000];
+    let mut digests = Vec::new();
+    for repo in ["acme/gone", "acme/live"] {
+        let config = format!("{{\"repo\":\"{repo}\"}}").into_bytes();
+        let own = format!("own layer of {repo}").into_bytes();
+        for blob in [&config, &base, &own] {
+            push_blob(&c, &u, repo, blob).await;
+        }
+        let m = image_manifest(&config, &[&base, &own]);
+        let r = put_manifest(&c, &u, repo, "v1", OCI_MANIFEST, &m).await;
+        assert_eq!(r.status(), 201);
+        digests.push((sha256(&m), (config.len() + own.len()) as u64));
+    }
+    let r = c
+        .delete(format!("{u}/v2/acme/gone/manifests/{}", digests[0].0))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+
+    let usage = json_of(&b, &["usage", "acme"]);
+    let repos = usage["repositories"].as_array().unwrap();
+    let gone = &repos[0];
+    assert_eq!(gone["name"], "acme/gone");
+    assert_eq!(
+        (&gone["total_bytes"], &gone["blobs"], &gone["manifests"]),
+        (&Value::from(0), &Value::from(0), &Value::from(0)),
+        "a deleted repository uses nothing: {usage:#}"
+    );
+    assert_eq!(gone["unreferenced_bytes"], 20_000 + digests[0].1);
+    assert_eq!(gone["unreferenced_blobs"], 3);
+    let live = &repos[1];
+    assert_eq!(live["shared_bytes"], 0, "the base is no longer shared");
+    assert_eq!(live["unreferenced_bytes"], 0);
+    // The namespace still stores the leftovers, and its quota counts them.
+    assert_eq!(
+        usage["unreferenced_bytes"], digests[0].1,
+        "the base is used by acme/live"
+    );
+    assert_eq!(
+        usage["total_bytes"].as_u64().unwrap(),
+        live["total_bytes"].as_u64().unwrap() + digests[0].1
+    );
+    let (ok, _, err) = cli(&b, &["quota", "set", "acme", "1GiB"]);
+    assert!(ok, "{err}");
+    let q = json_of(&b, &["quota", "get", "acme"]);
+    assert_eq!(q["used_bytes"], usage["total_bytes"]);
+    let (ok, out, _) = cli(&b, &["usage", "acme"]);
+    assert!(ok);
+    assert!(out.contains("AWAITING GC"), "{out}");
+    assert!(out.contains("no manifest uses"), "{out}");
+    assert_eq!(json_of(&b, &["usage", "acme/gone"])["total_bytes"], 0);
+
+    // GC removes the leftovers: nothing awaits it any more.
+    let r = client()
+        .post(format!("{}/api/v1/gc", b.url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let usage = json_of(&b, &["usage", "acme"]);
+    assert_eq!(usage["unreferenced_bytes"], 0, "{usage:#}");
+    assert_eq!(
+        json_of(&b, &["usage", "acme/gone"])["unreferenced_bytes"],
+        0
+    );
+    assert_eq!(
+        json_of(&b, &["quota", "get", "acme"])["used_bytes"],
+        usage["total_bytes"]
+    );
+}

@@ -1,7 +1,7 @@
 //! Garbage collection's reads and conditional sweeps (including races with
 //! pushes, which PostgreSQL runs truly concurrently), job leases and runs.
 
-use berth_meta::{LinkAge, Meta, NewManifest, RefKind, Unreferenced};
+use berth_meta::{AttestationRef, LinkAge, Meta, NewManifest, RefKind, Unreferenced};
 
 use super::{actor, manifest, n, t};
 
@@ -17,6 +17,7 @@ pub(super) fn image(
             .iter()
             .map(|b| (b.to_string(), RefKind::Blob))
             .collect(),
+        attestations: Vec::new(),
         required_blobs: blobs.iter().map(|b| b.to_string()).collect(),
         pushed_at: at,
         ..manifest(repo, digest, None, None, tags)
@@ -36,6 +37,7 @@ pub(super) fn index(
             .iter()
             .map(|c| (c.to_string(), RefKind::Manifest))
             .collect(),
+        attestations: Vec::new(),
         required_blobs: Vec::new(),
         pushed_at: at,
         ..manifest(repo, digest, None, None, tags)
@@ -313,4 +315,124 @@ pub(super) async fn job_cases(meta: &Meta) {
         vec![("retention:beta", None), ("retention:acme", Some(false))]
     );
     assert!(meta.last_run("nothing").await.unwrap().is_none());
+}
+
+/// An index whose entries are blobs (BuildKit's registry cache: layers and
+/// its cache config) and attestation manifests (docker buildx): the blob
+/// entries are references that keep their links from garbage collection
+/// while the index is kept, a missing one fails the push, and the
+/// attestations are recorded with the image each describes.
+pub(super) async fn index_reference_cases(meta: &Meta) {
+    let repo = "cache/app";
+    for (d, size) in [
+        ("sha256:ck1", 100),
+        ("sha256:ck2", 200),
+        ("sha256:ckc", 30),
+        ("sha256:cil", 40),
+        ("sha256:cal", 50),
+    ] {
+        meta.link_blob(&n(repo), d, size, 20_000).await.unwrap();
+    }
+    meta.put_manifest(
+        &image(repo, "sha256:cimg", &["sha256:cil"], &[], 20_000),
+        &actor(),
+    )
+    .await
+    .unwrap();
+    meta.put_manifest(
+        &image(repo, "sha256:catt", &["sha256:cal"], &[], 20_000),
+        &actor(),
+    )
+    .await
+    .unwrap();
+    let cache_entries = ["sha256:ck1", "sha256:ck2", "sha256:ckc"];
+    let mut idx = index(
+        repo,
+        "sha256:cidx",
+        &["sha256:cimg", "sha256:catt"],
+        &["buildcache"],
+        20_000,
+    );
+    idx.references
+        .extend(cache_entries.iter().map(|b| (b.to_string(), RefKind::Blob)));
+    idx.required_blobs = cache_entries.iter().map(|b| b.to_string()).collect();
+    idx.attestations = vec![AttestationRef {
+        manifest: "sha256:catt".into(),
+        describes: Some("sha256:cimg".into()),
+    }];
+    // A blob entry that is not linked fails the push, as a layer would.
+    let mut broken = idx.clone();
+    broken.digest = "sha256:cbroken".into();
+    broken.tags = Vec::new();
+    broken.required_blobs.push("sha256:cmissing".into());
+    let err = meta.put_manifest(&broken, &actor()).await.unwrap_err();
+    assert!(
+        matches!(&err, berth_meta::Error::MissingReference { kind: "blob", digest, .. } if digest == "sha256:cmissing"),
+        "{err}"
+    );
+    meta.put_manifest(&idx, &actor()).await.unwrap();
+
+    let in_repo = |v: Vec<Unreferenced>| -> Vec<String> {
+        v.into_iter()
+            .filter(|u| u.repository.as_deref() == Some(repo))
+            .map(|u| u.digest)
+            .collect()
+    };
+    // Long past every grace period, nothing of the index is collectable.
+    assert!(in_repo(
+        meta.unreferenced_links(LinkAge::Old, 90_000, None, 1000)
+            .await
+            .unwrap()
+    )
+    .is_empty());
+    assert!(meta
+        .sweep_links(repo, 90_000, 1000)
+        .await
+        .unwrap()
+        .is_empty());
+
+    let inv = meta.inventory(repo).await.unwrap().unwrap();
+    let atts: Vec<_> = inv.attestations().collect();
+    assert_eq!(
+        atts,
+        vec![("sha256:cidx", "sha256:catt", Some("sha256:cimg"))]
+    );
+    let mut blobs: Vec<_> = inv
+        .blobs()
+        .filter(|(p, _, _)| *p == "sha256:cidx")
+        .map(|(_, b, size)| (b, size))
+        .collect();
+    blobs.sort();
+    assert_eq!(
+        blobs,
+        vec![("sha256:ck1", 100), ("sha256:ck2", 200), ("sha256:ckc", 30)]
+    );
+    let children: Vec<_> = inv
+        .children()
+        .filter(|(p, _)| *p == "sha256:cidx")
+        .map(|(_, c)| c)
+        .collect();
+    assert_eq!(children, vec!["sha256:catt", "sha256:cimg"]);
+
+    // Deleting the index releases its blob entries (the children remain
+    // manifests of their own, with their blobs).
+    meta.delete_manifest(&n(repo), "sha256:cidx", &actor())
+        .await
+        .unwrap()
+        .unwrap();
+    let mut gone = in_repo(
+        meta.unreferenced_links(LinkAge::Old, 90_000, None, 1000)
+            .await
+            .unwrap(),
+    );
+    gone.sort();
+    assert_eq!(gone, cache_entries);
+    assert!(meta
+        .inventory(repo)
+        .await
+        .unwrap()
+        .unwrap()
+        .attestations()
+        .next()
+        .is_none());
 }

@@ -298,7 +298,7 @@ async fn usage_and_quotas(meta: &Meta) {
         .await
         .unwrap();
     let mut m = manifest("u/a", "sha256:ma", None, None, &["v1"]);
-    m.references.clear();
+    m.references = vec![("sha256:base".into(), RefKind::Blob)];
     meta.put_manifest(&m, &actor()).await.unwrap();
     let msize = m.content.len() as u64;
     assert_eq!(
@@ -313,16 +313,18 @@ async fn usage_and_quotas(meta: &Meta) {
     let content = meta.namespace_content("u").await.unwrap();
     let listed: Vec<_> = content
         .iter()
-        .map(|c| (c.repository.as_str(), c.digest.as_str(), c.size))
+        .map(|c| (c.repository.as_str(), c.digest.as_str(), c.size, c.in_use))
         .collect();
+    // In use: manifests, and the blobs a manifest of the same repository
+    // references; the other links wait for GC.
     assert_eq!(
         listed,
         vec![
-            ("u", "sha256:top", 3),
-            ("u/a", "sha256:base", 1000),
-            ("u/a", "sha256:cfg-a", 10),
-            ("u/a", "sha256:ma", msize),
-            ("u/b/c", "sha256:base", 1000),
+            ("u", "sha256:top", 3, false),
+            ("u/a", "sha256:base", 1000, true),
+            ("u/a", "sha256:cfg-a", 10, false),
+            ("u/a", "sha256:ma", msize, true),
+            ("u/b/c", "sha256:base", 1000, false),
         ]
     );
     // Unlinking (what GC and deletes do) shows at once: no counter drifts.

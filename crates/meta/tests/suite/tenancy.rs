@@ -27,6 +27,7 @@ fn image(repo: &str, digest: &str, refs: &[(&str, RefKind)], tags: &[&str]) -> N
         subject: None,
         annotations: None,
         references: refs.iter().map(|(d, k)| (d.to_string(), *k)).collect(),
+        attestations: Vec::new(),
         required_blobs: Vec::new(),
         tags: tags.iter().map(|t| super::t(t)).collect(),
         pushed_at: 1_000,

@@ -6,12 +6,19 @@
 //! accounts epoch of the database handle ([`Meta::accounts_epoch`]) it was
 //! filled at, and is dropped once any account, membership, visibility or
 //! token change committed through this process; changes made by other
-//! replicas are seen when entries expire (`ttl`).
+//! processes are seen when entries expire (`ttl`).
+//!
+//! When replicas share the database ([`super::AuthSettings::shared_database`])
+//! the facts (accounts, tokens, visibility, roles) are not cached at all:
+//! a token revoked, a member removed or an account disabled through any
+//! replica is refused by every replica on the next request.
 //!
 //! The login cache maps a SHA-256 of `username NUL password` to the account
-//! it verified, so a client sending Basic credentials on every request
-//! pays argon2 once per `ttl`, not on each request. Failures are never
-//! cached.
+//! it verified and the password hash it was verified against, so a client
+//! sending Basic credentials on every request pays argon2 once per `ttl`,
+//! not on each request. A hit counts only while the account's current
+//! hash is still that one (read through the facts), so a password changed
+//! anywhere ends it at once. Failures are never cached.
 
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -45,6 +52,12 @@ impl<K: Eq + Hash, V: Clone> Cached<K, V> {
         }
     }
 
+    /// A map that never holds anything.
+    #[cfg(test)]
+    fn off() -> Self {
+        Cached::new(Duration::ZERO)
+    }
+
     /// The value for `key` if it was filled at `epoch` and is fresh.
     pub(crate) fn get<Q>(&self, key: &Q, epoch: u64) -> Option<V>
     where
@@ -58,6 +71,9 @@ impl<K: Eq + Hash, V: Clone> Cached<K, V> {
 
     /// Remembers `value`, read from the database at `epoch`.
     pub(crate) fn put(&self, key: K, value: V, epoch: u64) {
+        if self.ttl.is_zero() {
+            return;
+        }
         let mut map = self.map.write().unwrap_or_else(|p| p.into_inner());
         if map.len() >= MAX_ENTRIES {
             map.clear();
@@ -81,21 +97,25 @@ pub(crate) struct Caches {
     pub(crate) visibility: Cached<String, Visibility>,
     /// `org NUL member` -> role.
     pub(crate) roles: Cached<String, Option<Role>>,
-    /// SHA-256 of `username NUL password` -> the account it verified.
-    pub(crate) logins: Cached<[u8; 32], String>,
+    /// SHA-256 of `username NUL password` -> the account it verified and
+    /// the password hash it matched.
+    pub(crate) logins: Cached<[u8; 32], (String, String)>,
     /// Client certificate subject -> the account it is mapped to.
     pub(crate) certificates: Cached<String, Option<String>>,
 }
 
 impl Caches {
-    pub(crate) fn new(ttl: Duration) -> Caches {
+    /// The caches, entries living `ttl`; the facts not cached at all when
+    /// `shared` (replicas write the same database).
+    pub(crate) fn new(ttl: Duration, shared: bool) -> Caches {
+        let facts = if shared { Duration::ZERO } else { ttl };
         Caches {
-            users: Cached::new(ttl),
-            tokens: Cached::new(ttl),
-            visibility: Cached::new(ttl),
-            roles: Cached::new(ttl),
+            users: Cached::new(facts),
+            tokens: Cached::new(facts),
+            visibility: Cached::new(facts),
+            roles: Cached::new(facts),
             logins: Cached::new(ttl),
-            certificates: Cached::new(ttl),
+            certificates: Cached::new(facts),
         }
     }
 }
@@ -132,8 +152,13 @@ mod tests {
         c.put("a".into(), 1, 7);
         assert_eq!(c.get("a", 7), Some(1));
         assert_eq!(c.get("a", 8), None, "a later change invalidates");
-        let short: Cached<String, u32> = Cached::new(Duration::ZERO);
+        let short: Cached<String, u32> = Cached::new(Duration::from_nanos(1));
         short.put("a".into(), 1, 7);
+        std::thread::sleep(Duration::from_millis(1));
         assert_eq!(short.get("a", 7), None, "expired");
+        let off: Cached<String, u32> = Cached::off();
+        off.put("a".into(), 1, 7);
+        assert_eq!(off.get("a", 7), None, "a shared database caches nothing");
+        assert!(off.map.read().unwrap().is_empty());
     }
 }

@@ -346,20 +346,26 @@ impl Authority {
 
     /// Counts a manifest request against the pull limit of `identity` (or
     /// of `ip` when anonymous); `consume` for GETs, not HEADs. `None` when
-    /// pulls are not limited.
-    pub fn pull_rate(
+    /// pulls are not limited. On a shared database the window is the
+    /// cluster's (see `shared`).
+    pub async fn pull_rate(
         &self,
         identity: &Identity,
         ip: Option<IpAddr>,
         consume: bool,
-    ) -> Option<RateState> {
-        let limiter = self.pulls.as_ref()?;
+    ) -> Result<Option<RateState>> {
+        let Some(limiter) = self.pulls.as_ref() else {
+            return Ok(None);
+        };
         let key = match (identity.name(), ip) {
             (Some(name), _) => format!("account:{name}"),
             (None, Some(ip)) => format!("ip:{ip}"),
             (None, None) => "ip:unknown".to_owned(),
         };
-        Some(limiter.hit(&key, Instant::now(), consume))
+        if self.settings.shared_database {
+            return self.shared_pull_rate(&key, consume).await;
+        }
+        Ok(Some(limiter.hit(&key, Instant::now(), consume)))
     }
 
     /// The lifetime of registry tokens.

@@ -281,12 +281,16 @@ impl Authority {
         ip: Option<IpAddr>,
         login: bool,
     ) -> Result<Option<Identity>> {
-        let Some(name) = self.cache.logins.get(key, epoch) else {
+        let Some((name, hash)) = self.cache.logins.get(key, epoch) else {
             return Ok(None);
         };
         let Some(user) = self.account(&name).await? else {
             return Ok(None);
         };
+        // Changed since (through another replica): verify again.
+        if user.password_hash.as_deref() != Some(hash.as_str()) {
+            return Ok(None);
+        }
         if login {
             self.succeeded(&name, ip, json!({"method": "password"}))
                 .await;
@@ -315,6 +319,8 @@ impl Authority {
         if let Some(id) = self.cached_login(&key, epoch, ip, login).await? {
             return Ok(id);
         }
+        let shared_name = password_name(username).then_some(username);
+        self.shared_wait(shared_name, ip).await?;
         let attempt = self.begin_attempt(username, ip)?;
         let user = if password_name(username) {
             self.account(username).await?
@@ -325,6 +331,7 @@ impl Authority {
             .as_ref()
             .filter(|u| u.kind == AccountKind::User)
             .and_then(|u| u.password_hash.clone());
+        let verified_hash = stored.clone();
         let class = if stored.is_some() {
             Class::Known
         } else {
@@ -350,7 +357,11 @@ impl Authority {
         match user {
             Some(user) if ok => {
                 attempt.end(Outcome::Succeeded);
-                self.cache.logins.put(key, user.name.clone(), epoch);
+                self.shared_outcome(shared_name, ip, Outcome::Succeeded)
+                    .await;
+                if let Some(hash) = verified_hash {
+                    self.cache.logins.put(key, (user.name.clone(), hash), epoch);
+                }
                 self.succeeded(&user.name, ip, json!({"method": "password"}))
                     .await;
                 Ok(Identity {
@@ -360,6 +371,7 @@ impl Authority {
             }
             user => {
                 attempt.end(Outcome::Failed);
+                self.shared_outcome(shared_name, ip, Outcome::Failed).await;
                 let known = user.as_ref().map(|u| u.name.as_str());
                 Err(self
                     .failed(
@@ -387,6 +399,7 @@ impl Authority {
         if let Some(ip) = ip {
             self.ip_throttle.fail(&ip.to_string(), Instant::now());
         }
+        self.shared_outcome(None, ip, Outcome::Failed).await;
         self.failed(ip, username, owner, "token", why).await
     }
 

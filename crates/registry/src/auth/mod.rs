@@ -44,6 +44,7 @@ pub mod permission;
 pub mod ratelimit;
 pub mod scope;
 pub mod secret;
+mod shared;
 pub mod throttle;
 
 pub use accounts::{AccountChange, Robot, VisibilitySource};
@@ -110,6 +111,10 @@ pub struct AuthSettings {
     /// How long permission facts and verified logins are served from
     /// memory (changes made through this process apply at once).
     pub cache_ttl: Duration,
+    /// Whether replicas share the database: then permission facts are
+    /// never cached, and pull rate limits and failed-login counts are kept
+    /// in the database, so every replica enforces the same ones.
+    pub shared_database: bool,
 }
 
 impl Default for AuthSettings {
@@ -122,6 +127,7 @@ impl Default for AuthSettings {
             default_visibility: Visibility::Private,
             pull_limit: None,
             cache_ttl: Duration::from_secs(10),
+            shared_database: false,
         }
     }
 }
@@ -161,7 +167,7 @@ impl Authority {
             .and_then(|k| k.try_into().ok())
             .ok_or_else(|| Error::Internal("the stored token signing key is corrupt".into()))?;
         Ok(Authority {
-            cache: cache::Caches::new(settings.cache_ttl),
+            cache: cache::Caches::new(settings.cache_ttl, settings.shared_database),
             pulls: settings.pull_limit.map(ratelimit::RateLimiter::new),
             meta,
             key,

@@ -63,7 +63,8 @@ impl Policy {
         forget_after: Duration::from_secs(15 * 60),
     };
 
-    fn delay(&self, failures: u32) -> Duration {
+    /// The wait imposed after `failures` failures.
+    pub(crate) fn delay(&self, failures: u32) -> Duration {
         if failures < self.free {
             return Duration::ZERO;
         }

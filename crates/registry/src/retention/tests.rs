@@ -55,6 +55,8 @@ impl Repo {
             child: child.into(),
             kind: RefKind::Manifest,
             blob_size: None,
+            attestation: false,
+            describes: None,
         });
         self
     }
@@ -64,6 +66,8 @@ impl Repo {
             child: b.into(),
             kind: RefKind::Blob,
             blob_size: Some(size),
+            attestation: false,
+            describes: None,
         });
         self
     }

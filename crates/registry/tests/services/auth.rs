@@ -392,17 +392,29 @@ async fn throttles_failed_logins_and_limits_pulls() {
         .authenticate(&Credentials::None, None, false)
         .await
         .unwrap();
-    let s = auth.pull_rate(&anon, ip(), true).unwrap();
+    let s = auth.pull_rate(&anon, ip(), true).await.unwrap().unwrap();
     assert!(s.allowed && s.remaining == 1 && s.limit == 2 && s.window_secs == 3600);
-    assert!(auth.pull_rate(&anon, ip(), true).unwrap().allowed);
-    let s = auth.pull_rate(&anon, ip(), true).unwrap();
+    assert!(
+        auth.pull_rate(&anon, ip(), true)
+            .await
+            .unwrap()
+            .unwrap()
+            .allowed
+    );
+    let s = auth.pull_rate(&anon, ip(), true).await.unwrap().unwrap();
     assert!(!s.allowed && s.remaining == 0);
     assert!(
-        auth.pull_rate(&anon, ip(), false).unwrap().allowed,
+        auth.pull_rate(&anon, ip(), false)
+            .await
+            .unwrap()
+            .unwrap()
+            .allowed,
         "HEAD is not counted"
     );
     assert!(
         auth.pull_rate(&anon, Some("192.0.2.8".parse().unwrap()), true)
+            .await
+            .unwrap()
             .unwrap()
             .allowed
     );

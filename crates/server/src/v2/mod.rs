@@ -131,7 +131,9 @@ async fn dispatch(app: &App, endpoint: Endpoint, req: Request) -> Result<Respons
     let is_manifest_read =
         matches!(endpoint, Endpoint::Manifest(..)) && matches!(method, Method::GET | Method::HEAD);
     let rate = if is_manifest_read {
-        app.auth.pull_rate(&identity, ip, method == Method::GET)
+        app.auth
+            .pull_rate(&identity, ip, method == Method::GET)
+            .await?
     } else {
         None
     };

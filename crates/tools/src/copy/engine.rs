@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use berth_oci::{media, Descriptor, Digest, ManifestKind};
+use berth_oci::{media, Descriptor, Digest, EntryKind, ManifestKind};
 use futures_util::{StreamExt as _, TryStreamExt as _};
 
 use super::progress::Progress;
@@ -63,32 +63,56 @@ pub async fn copy_image(
     report.source_digest = Some(top.digest());
     let mut parsed = top.parse()?;
     if parsed.kind == ManifestKind::Index && !opts.platforms.is_empty() {
-        let total = parsed.manifests.len();
+        let images: Vec<(Digest, Platform)> = parsed
+            .manifests
+            .iter()
+            .filter_map(|d| Some((d.digest.clone(), Platform::of(d)?)))
+            .collect();
+        let selected: Vec<&Digest> = images
+            .iter()
+            .filter(|(_, p)| opts.platforms.iter().any(|f| f.matches(p)))
+            .map(|(d, _)| d)
+            .collect();
+        if selected.is_empty() {
+            let have: Vec<String> = images.iter().map(|(_, p)| p.to_string()).collect();
+            return Err(ToolError::Usage(format!(
+                "no manifest for the requested platform(s); the image has: {}",
+                if have.is_empty() {
+                    "no platform images".to_owned()
+                } else {
+                    have.join(", ")
+                }
+            )));
+        }
+        // The entries to keep: the selected images, their attestations, and
+        // the entries that are no platform's (blobs), in the index's order.
         let kept: Vec<Descriptor> = parsed
             .manifests
             .iter()
-            .filter(|d| {
-                Platform::of(d).is_some_and(|p| opts.platforms.iter().any(|f| f.matches(&p)))
+            .filter(|d| match d.entry_kind() {
+                EntryKind::Manifest => selected.contains(&&d.digest),
+                EntryKind::Attestation => d
+                    .attested()
+                    .is_some_and(|a| selected.iter().any(|s| s.as_str() == a)),
+                EntryKind::Blob => true,
             })
             .cloned()
             .collect();
-        if kept.is_empty() {
-            let have: Vec<String> = parsed
-                .manifests
-                .iter()
-                .filter_map(Platform::of)
-                .map(|p| p.to_string())
-                .collect();
-            return Err(ToolError::Usage(format!(
-                "no manifest for the requested platform(s); the image has: {}",
-                have.join(", ")
-            )));
-        }
-        if kept.len() == 1 {
-            top = src.manifest(Some(kept[0].digest.as_str())).await?;
+        let attestations = kept
+            .iter()
+            .filter(|d| d.entry_kind() == EntryKind::Attestation)
+            .count();
+        if selected.len() == 1 {
+            top = src.manifest(Some(selected[0].as_str())).await?;
             parsed = top.parse()?;
             progress.message(&format!("selected platform manifest {}", top.digest()));
-        } else if kept.len() < total {
+            if attestations > 0 {
+                progress.message(&format!(
+                    "left out {attestations} attestation manifest(s) of the index: a single \
+                     platform manifest cannot carry them (select no platform to keep them)"
+                ));
+            }
+        } else if selected.len() < images.len() {
             let mut value: serde_json::Value = serde_json::from_slice(&top.bytes)?;
             value["manifests"] = serde_json::to_value(&kept)?;
             top = RawManifest {
@@ -98,8 +122,9 @@ pub async fn copy_image(
             parsed = top.parse()?;
             report.rewritten = true;
             progress.message(&format!(
-                "kept {} of {total} platforms: the index is rewritten and gets a new digest",
-                kept.len()
+                "kept {} of {} platforms: the index is rewritten and gets a new digest",
+                selected.len(),
+                images.len()
             ));
         }
     }
@@ -114,7 +139,12 @@ pub async fn copy_image(
                 blobs.entry(b.digest.clone()).or_insert_with(|| b.clone());
             }
         }
-        for c in &m.manifests {
+        for b in m.blob_entries() {
+            if !media::is_non_distributable(&b.media_type) {
+                blobs.entry(b.digest.clone()).or_insert_with(|| b.clone());
+            }
+        }
+        for c in m.child_manifests() {
             let raw = src.manifest(Some(c.digest.as_str())).await?;
             let p = raw.parse()?;
             children.push(raw);

@@ -7,9 +7,16 @@
 //! under its tag. Manifests are moved as bytes, never re-serialised, so the
 //! copy has the same digest as the original. The exceptions are stated:
 //! a `--platform` filter that keeps some but not all platforms of an index
-//! writes a new, smaller index; a legacy `docker save` archive (which holds
+//! writes a new, smaller index (with the attestation manifests of the
+//! platforms it keeps); a legacy `docker save` archive (which holds
 //! no manifest) gets a Docker schema2 manifest synthesised from its config
 //! and layers.
+//!
+//! An index's entries that are not manifests (BuildKit's registry cache
+//! lists its layers and cache config so) are copied as blobs; docker buildx
+//! attestation manifests are copied with their index and are never a
+//! platform: a `--platform` filter selects platform images, and keeps the
+//! attestations of those it keeps when it writes an index.
 //!
 //! Sources and destinations implement [`Source`] and [`Destination`]
 //! ([`registry`], [`layout`], [`docker_archive`]).
@@ -26,7 +33,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use berth_oci::{Descriptor, Digest};
+use berth_oci::{Descriptor, Digest, EntryKind};
 use bytes::Bytes;
 use futures_util::Stream;
 
@@ -157,9 +164,17 @@ impl Platform {
         }
     }
 
-    /// The platform of an index entry.
+    /// The platform of an index entry; `None` for entries that are no
+    /// platform's image: blobs (BuildKit's cache), docker buildx
+    /// attestation manifests, and anything listed as `unknown/unknown`.
     pub fn of(d: &Descriptor) -> Option<Platform> {
+        if d.entry_kind() != EntryKind::Manifest {
+            return None;
+        }
         let p = d.platform.as_ref()?;
+        if p.get("os")?.as_str()? == "unknown" && p.get("architecture")?.as_str()? == "unknown" {
+            return None;
+        }
         Some(Platform {
             os: p.get("os")?.as_str()?.to_owned(),
             architecture: p.get("architecture")?.as_str()?.to_owned(),

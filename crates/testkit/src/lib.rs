@@ -1,0 +1,217 @@
+//! Fixtures shared by berth's test suites: a throwaway PostgreSQL server
+//! ([`Postgres`]) for the metadata suite and the `berth` integration
+//! tests. Only test code depends on this crate.
+//!
+//! The server runs the Debian PostgreSQL binaries (`apt-get install
+//! postgresql`; `scripts/install-test-deps.sh` installs them) on a Unix
+//! socket in a temporary directory: no TCP port, so no port race, and
+//! nothing outside the directory is touched. As root (CI), the server runs
+//! as the `postgres` user through `setpriv`, which execs rather than forks,
+//! so the process the fixture holds is the server itself and can be
+//! stopped and restarted by the tests.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The port number in the socket's name (`.s.PGSQL.5432`); no TCP port
+/// is opened.
+const PORT: &str = "5432";
+
+/// A running throwaway PostgreSQL cluster; stopped (fast) when dropped.
+pub struct Postgres {
+    child: Option<Child>,
+    dir: tempfile::TempDir,
+}
+
+/// The newest installed PostgreSQL server binary `name`.
+fn pg_bin(name: &str) -> Option<PathBuf> {
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .ok()?
+        .flatten()
+        .map(|e| e.path().join("bin"))
+        .collect();
+    dirs.sort();
+    dirs.into_iter()
+        .rev()
+        .map(|d| d.join(name))
+        .find(|p| p.exists())
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| o.stdout == b"0\n")
+        .unwrap_or(false)
+}
+
+/// `cmd` run as the `postgres` user when we are root (PostgreSQL refuses
+/// to run as root), exec'd in place so the child is the program itself.
+fn as_postgres_user(cmd: &Path) -> Command {
+    if is_root() {
+        let mut c = Command::new("setpriv");
+        c.args([
+            "--reuid=postgres",
+            "--regid=postgres",
+            "--clear-groups",
+            "--",
+        ])
+        .arg(cmd);
+        c
+    } else {
+        Command::new(cmd)
+    }
+}
+
+fn bin(name: &str) -> PathBuf {
+    pg_bin(name).unwrap_or_else(|| {
+        panic!("PostgreSQL server binary {name} not found (apt-get install postgresql)")
+    })
+}
+
+impl Postgres {
+    /// Initialises a cluster (user `berth`, trust authentication) and
+    /// starts it; returns once it accepts connections.
+    pub fn start() -> Postgres {
+        let dir = tempfile::tempdir().expect("tempdir");
+        if is_root() {
+            let _ = Command::new("chown")
+                .args(["-R", "postgres"])
+                .arg(dir.path())
+                .status();
+        }
+        let out = as_postgres_user(&bin("initdb"))
+            .arg("-D")
+            .arg(dir.path().join("pgdata"))
+            .args(["-A", "trust", "-U", "berth", "--no-sync"])
+            .output()
+            .expect("run initdb");
+        assert!(
+            out.status.success(),
+            "initdb: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mut pg = Postgres { child: None, dir };
+        pg.resume();
+        pg
+    }
+
+    /// The socket directory.
+    pub fn socket_dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The URL of database `db` (as user `berth`, over the socket).
+    pub fn url_of(&self, db: &str) -> String {
+        format!(
+            "postgres://berth@localhost/{db}?host={}&port={PORT}",
+            self.dir.path().display()
+        )
+    }
+
+    /// The URL of the default database `postgres`.
+    pub fn url(&self) -> String {
+        self.url_of("postgres")
+    }
+
+    /// Creates database `name` and returns its URL.
+    pub fn create_database(&self, name: &str) -> String {
+        let out = Command::new(bin("createdb"))
+            .arg("-h")
+            .arg(self.dir.path())
+            .args(["-p", PORT, "-U", "berth", name])
+            .output()
+            .expect("run createdb");
+        assert!(
+            out.status.success(),
+            "createdb {name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        self.url_of(name)
+    }
+
+    /// Runs `sql` in database `db` with psql; returns its unaligned,
+    /// tuples-only output.
+    pub fn psql(&self, db: &str, sql: &str) -> String {
+        let out = Command::new(bin("psql"))
+            .arg("-h")
+            .arg(self.dir.path())
+            .args(["-p", PORT, "-U", "berth", "-d", db, "-XAtq", "-v"])
+            .arg("ON_ERROR_STOP=1")
+            .arg("-c")
+            .arg(sql)
+            .output()
+            .expect("run psql");
+        assert!(
+            out.status.success(),
+            "psql {sql:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+
+    /// Whether the server accepts connections now.
+    pub fn ready(&self) -> bool {
+        Command::new(bin("pg_isready"))
+            .arg("-h")
+            .arg(self.dir.path())
+            .args(["-p", PORT, "-U", "berth", "-d", "postgres"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false)
+    }
+
+    /// Stops the server (fast shutdown: open sessions are cut, nothing
+    /// committed is lost) and waits until it has exited.
+    pub fn stop(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        let _ = Command::new("kill")
+            .args(["-INT", &child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while child.try_wait().ok().flatten().is_none() {
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.wait();
+    }
+
+    /// Starts the server again on the same data (after [`Postgres::stop`]);
+    /// returns once it accepts connections.
+    pub fn resume(&mut self) {
+        assert!(self.child.is_none(), "PostgreSQL is running already");
+        let child = as_postgres_user(&bin("postgres"))
+            .arg("-D")
+            .arg(self.dir.path().join("pgdata"))
+            .arg("-k")
+            .arg(self.dir.path())
+            .args(["-c", "listen_addresses=", "-c", "fsync=off", "-p", PORT])
+            .args(["-c", "max_connections=200"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn postgres");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !self.ready() {
+            assert!(Instant::now() < deadline, "PostgreSQL did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
