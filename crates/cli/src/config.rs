@@ -21,6 +21,8 @@ use berth_oci::Span;
 use berth_registry::auth::{AuthMode, AuthSettings, RateLimit};
 use berth_server::listener::ConnectionLimits;
 use berth_server::tls::{ClientAuth, TlsFiles};
+
+pub use crate::storage::Storage;
 use clap::parser::ValueSource;
 use clap::{ArgMatches, FromArgMatches};
 use serde::{Deserialize, Serialize};
@@ -58,6 +60,54 @@ pub struct Settings {
         value_name = "DIR"
     )]
     pub data_dir: PathBuf,
+    /// Where blobs are kept: `fs` (the `blobs/` and `uploads/` directories
+    /// of the data directory) or `s3://BUCKET[/PREFIX]`, an S3-compatible
+    /// bucket shared by replicas (credentials from the standard AWS
+    /// environment variables; see docs/scale-out.md).
+    #[arg(
+        long,
+        env = "BERTH_STORAGE",
+        default_value = "fs",
+        value_name = "fs|s3://BUCKET[/PREFIX]"
+    )]
+    pub storage: Storage,
+    /// The S3 API endpoint (`http(s)://HOST[:PORT]`) for `s3://` storage
+    /// [default: AWS's regional endpoint].
+    #[arg(long, env = "BERTH_S3_ENDPOINT", value_name = "URL")]
+    pub s3_endpoint: Option<String>,
+    /// The region S3 requests are signed for [default: `AWS_REGION`, else
+    /// us-east-1].
+    #[arg(long, env = "BERTH_S3_REGION", value_name = "REGION")]
+    pub s3_region: Option<String>,
+    /// Path-style S3 addressing (`ENDPOINT/BUCKET/KEY`, as MinIO and
+    /// SeaweedFS expect) instead of virtual-hosted (`BUCKET.ENDPOINT/KEY`).
+    #[arg(
+        long,
+        env = "BERTH_S3_PATH_STYLE",
+        default_value = "false",
+        num_args = 0..=1,
+        default_missing_value = "true",
+        action = clap::ArgAction::Set,
+        value_name = "BOOL"
+    )]
+    pub s3_path_style: bool,
+    /// Answer blob GETs with a 307 redirect to a presigned object-store URL
+    /// (valid 10 minutes), issued after berth's own authorization; clients
+    /// must reach the object store (see s3_public_endpoint).
+    #[arg(
+        long,
+        env = "BERTH_S3_REDIRECT",
+        default_value = "false",
+        num_args = 0..=1,
+        default_missing_value = "true",
+        action = clap::ArgAction::Set,
+        value_name = "BOOL"
+    )]
+    pub s3_redirect: bool,
+    /// The object-store endpoint clients reach, for redirect URLs
+    /// [default: s3_endpoint].
+    #[arg(long, env = "BERTH_S3_PUBLIC_ENDPOINT", value_name = "URL")]
+    pub s3_public_endpoint: Option<String>,
     /// Metadata database: `postgres://USER:PASSWORD@HOST:PORT/DB` (or
     /// `postgresql://`) for several replicas sharing one PostgreSQL, or
     /// `sqlite://PATH` [default: SQLite in DATA_DIR/berth.db]. The password
@@ -455,6 +505,7 @@ impl Settings {
             }
             _ => {}
         }
+        crate::storage::check(self)?;
         Ok(())
     }
 

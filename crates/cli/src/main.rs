@@ -12,6 +12,7 @@ mod manage;
 mod migrate;
 mod serve;
 mod shell;
+mod storage;
 mod tls;
 
 /// berth: a self-hosted OCI container registry with image lifecycle management.

@@ -274,29 +274,42 @@ async fn copy_blobs(
         after = Some(last.digest.clone());
         for blob in page {
             seen += 1;
-            if target.stat(&blob.digest).await? == Some(blob.size) {
-                skipped += 1;
-                progress.at(seen);
-                continue;
-            }
-            let Some(read) = source.read(&blob.digest, None).await? else {
-                continue;
-            };
-            let body: berth_store::ByteStream = match read.body {
-                BlobBody::Stream(s) => s,
-                BlobBody::Bytes(b) => futures_util::stream::once(async move { Ok(b) }).boxed(),
-            };
-            target
-                .put(&blob.digest, Some(read.len), body)
+            let copied_now = copy_blob(source, target, &blob)
                 .await
                 .with_context(|| format!("copying blob {}", blob.digest))?;
-            copied += 1;
+            if copied_now {
+                copied += 1;
+            } else {
+                skipped += 1;
+            }
             progress.at(seen);
-            if progress.bar.is_none() && copied % 1000 == 0 {
+            if progress.bar.is_none() && seen % 1000 == 0 {
                 eprintln!("berth migrate: blobs: {seen}/{total}");
             }
         }
     }
     progress.done("blobs", copied, skipped);
     Ok(())
+}
+
+/// Copies one blob unless `target` has it with the right size; returns
+/// whether it copied. The target verifies the digest as the bytes stream.
+async fn copy_blob(
+    source: &dyn BlobStore,
+    target: &dyn BlobStore,
+    blob: &berth_store::StoredBlob,
+) -> anyhow::Result<bool> {
+    if target.stat(&blob.digest).await? == Some(blob.size) {
+        return Ok(false);
+    }
+    let Some(read) = source.read(&blob.digest, None).await? else {
+        // Gone from the source since it was listed.
+        return Ok(false);
+    };
+    let body: berth_store::ByteStream = match read.body {
+        BlobBody::Stream(s) => s,
+        BlobBody::Bytes(b) => futures_util::stream::once(async move { Ok(b) }).boxed(),
+    };
+    target.put(&blob.digest, Some(read.len), body).await?;
+    Ok(true)
 }

@@ -19,7 +19,6 @@ use berth_registry::worker::{self, Runner};
 use berth_registry::Registry;
 use berth_server::tls::Tls;
 use berth_server::{redirect, App, ServerSettings};
-use berth_store::FsStore;
 use clap::ArgMatches;
 use tracing_subscriber::EnvFilter;
 
@@ -206,12 +205,11 @@ pub async fn run(args: ServeArgs, matches: &ArgMatches) -> anyhow::Result<()> {
 
     std::fs::create_dir_all(&cfg.data_dir)
         .with_context(|| format!("creating data directory {}", cfg.data_dir.display()))?;
-    let store = FsStore::open(&cfg.data_dir)
-        .with_context(|| format!("opening blob storage in {}", cfg.data_dir.display()))?;
+    let store = crate::storage::open(&cfg.storage, &cfg.s3_options(), &cfg.data_dir).await?;
     let database = cfg.database();
     let meta = open_database(&cfg).await?;
     let registry = Arc::new(Registry::new(
-        Arc::new(store),
+        store,
         meta.clone(),
         berth_registry::Settings {
             max_manifest_bytes: usize::try_from(cfg.max_manifest_size.0).unwrap_or(usize::MAX),
@@ -243,6 +241,7 @@ pub async fn run(args: ServeArgs, matches: &ArgMatches) -> anyhow::Result<()> {
         %addr,
         scheme,
         data_dir = %cfg.data_dir.display(),
+        storage = %cfg.storage,
         database = %database,
         "berth is listening"
     );

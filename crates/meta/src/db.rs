@@ -71,7 +71,7 @@ impl Default for PoolOptions {
         PoolOptions {
             max_connections: 16,
             statement_timeout: Some(Duration::from_secs(30)),
-            acquire_timeout: Duration::from_secs(10),
+            acquire_timeout: Duration::from_secs(5),
         }
     }
 }

@@ -147,9 +147,19 @@ impl Meta {
             .iter()
             .map(|(n, _)| format!("\"{n}\""))
             .collect();
+        // Booleans are read as integers (the Any driver has no SQLite
+        // boolean; SQLite stores them as integers anyway).
+        let selected: Vec<String> = table
+            .columns
+            .iter()
+            .map(|(n, k)| match k {
+                Kind::Bool => format!("CAST(\"{n}\" AS INTEGER)"),
+                _ => format!("\"{n}\""),
+            })
+            .collect();
         let select = format!(
             "SELECT rowid, {} FROM \"{}\" WHERE rowid > $1 ORDER BY rowid LIMIT $2",
-            names.join(", "),
+            selected.join(", "),
             table.name
         );
         let placeholders: Vec<String> = (1..=names.len()).map(|i| format!("${i}")).collect();
@@ -180,7 +190,6 @@ impl Meta {
                         Kind::Int => Value::Int(r.try_get(at)?),
                         Kind::Text => Value::Text(r.try_get(at)?),
                         Kind::Bytes => Value::Bytes(r.try_get(at)?),
-                        // SQLite keeps booleans as integers.
                         Kind::Bool => Value::Bool(r.try_get::<Option<i64>, _>(at)?.map(|v| v != 0)),
                     });
                 }

@@ -84,6 +84,22 @@ impl Registry {
         Ok((size, resolved, read))
     }
 
+    /// Where the caller may fetch `digest` of `repo` directly (a presigned
+    /// object-store URL), when the store redirects reads; `None` to serve
+    /// it. The caller's right to read `repo` was checked by the caller of
+    /// this method; the blob must be linked to `repo` and stored.
+    pub async fn blob_redirect(
+        &self,
+        repo: &RepositoryName,
+        digest: &Digest,
+    ) -> Result<Option<String>> {
+        if !self.store.redirects() {
+            return Ok(None);
+        }
+        self.blob_size(repo, digest).await?;
+        Ok(self.store.redirect_url(digest).await?)
+    }
+
     /// Unlinks a blob from `repo` (the bytes go at the next garbage
     /// collection if nothing else references them). A blob used by an
     /// image under a protected or immutable tag is unlinked only by a

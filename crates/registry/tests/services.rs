@@ -234,3 +234,87 @@ async fn metadata_survives_reopen() {
         vec!["keep/me".to_owned()]
     );
 }
+
+/// An index's blob entries (a BuildKit cache) must be linked, and its
+/// buildx attestation manifests are recorded as attestations of the image
+/// each describes.
+#[tokio::test]
+async fn index_blob_entries_and_attestations() {
+    let dir = tempfile::tempdir().unwrap();
+    let reg = registry(dir.path(), Settings::default()).await;
+    let repo = n("acme/app");
+    let put = |reference: &str, bytes: String| {
+        let reg = &reg;
+        let repo = repo.clone();
+        let reference = Reference::parse(reference).unwrap();
+        async move {
+            reg.put_manifest(
+                &repo,
+                &reference,
+                None,
+                Bytes::from(bytes),
+                &[],
+                &Caller::default(),
+            )
+            .await
+        }
+    };
+    let config = Digest::sha256(b"{}");
+    reg.push_blob(&repo, &config, None, body(b"{}"))
+        .await
+        .unwrap();
+    let image = |note: &str| {
+        format!(
+            r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{config}","size":2}},"layers":[],"annotations":{{"n":"{note}"}}}}"#
+        )
+    };
+    let (img, att) = (image("image"), image("attestation"));
+    let (img_d, att_d) = (
+        Digest::sha256(img.as_bytes()),
+        Digest::sha256(att.as_bytes()),
+    );
+    put(img_d.as_str(), img).await.unwrap();
+    put(att_d.as_str(), att).await.unwrap();
+    let layer = Digest::sha256(b"cache layer");
+    let index = format!(
+        r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[
+            {{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"{img_d}","size":1,"platform":{{"os":"linux","architecture":"amd64"}}}},
+            {{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"{att_d}","size":1,"platform":{{"os":"unknown","architecture":"unknown"}},
+              "annotations":{{"vnd.docker.reference.type":"attestation-manifest","vnd.docker.reference.digest":"{img_d}"}}}},
+            {{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":"{layer}","size":11}}]}}"#
+    );
+    // The layer entry is not in the repository yet.
+    let err = put("v1", index.clone()).await.unwrap_err();
+    assert!(
+        matches!(&err, Error::ManifestBlobUnknown(m) if m.contains(layer.as_str()) && m.contains("listed in the index")),
+        "{err}"
+    );
+    reg.push_blob(&repo, &layer, None, body(b"cache layer"))
+        .await
+        .unwrap();
+    let pushed = put("v1", index).await.unwrap();
+
+    assert_eq!(
+        reg.attestations_of("acme/app", img_d.as_str())
+            .await
+            .unwrap(),
+        [att_d.to_string()]
+    );
+    assert!(reg
+        .attestations_of("acme/app", att_d.as_str())
+        .await
+        .unwrap()
+        .is_empty());
+    let views = reg.repository_manifests("acme/app").await.unwrap();
+    let view = |d: &Digest| views.iter().find(|v| v.digest == d.as_str()).unwrap();
+    let a = view(&att_d).attestation.clone().unwrap();
+    assert_eq!(a.describes, [img_d.to_string()]);
+    assert_eq!(a.indexes, [pushed.digest.to_string()]);
+    assert!(view(&img_d).attestation.is_none());
+    // The index's size includes its blob entry.
+    let idx = view(&pushed.digest);
+    assert_eq!(
+        idx.total_size,
+        idx.size + view(&img_d).size + view(&att_d).size + 2 + 11
+    );
+}

@@ -206,6 +206,20 @@ pub trait BlobStore: Send + Sync + 'static {
 
     /// Every open upload session (for cleaning up abandoned ones).
     async fn upload_list(&self) -> Result<Vec<UploadInfo>>;
+
+    /// Whether reads are answered by [`BlobStore::redirect_url`] (known at
+    /// construction, so stores that never redirect cost nothing per read).
+    fn redirects(&self) -> bool {
+        false
+    }
+
+    /// A URL the client may fetch the blob from directly (a presigned
+    /// object-store URL, when the deployment asks for redirects), or `None`
+    /// to serve it through berth, the default. Called only after the
+    /// caller was authorised to read the blob and it is known to exist.
+    async fn redirect_url(&self, _digest: &Digest) -> Result<Option<String>> {
+        Ok(None)
+    }
 }
 
 /// Hashes everything `data` yields with `algorithm` (used to re-derive the

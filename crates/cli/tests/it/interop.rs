@@ -34,6 +34,7 @@ mod helm;
 mod oras;
 mod podman;
 mod quickstart;
+mod s3;
 mod skopeo;
 mod tls;
 

@@ -56,6 +56,14 @@ pub(super) async fn handle_get(
             .header(header::CONTENT_LENGTH, size)
             .body(Body::empty())?);
     }
+    if let Some(url) = reg.blob_redirect(name, &digest).await? {
+        return Ok(Response::builder()
+            .status(StatusCode::TEMPORARY_REDIRECT)
+            .header("docker-content-digest", digest.as_str())
+            .header(header::LOCATION, url)
+            .header(header::CONTENT_LENGTH, 0)
+            .body(Body::empty())?);
+    }
     let range = parse_range(req.headers());
     let (size, served, read) = reg.read_blob(name, &digest, range).await?;
     let body = match read.body {

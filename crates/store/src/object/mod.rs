@@ -329,4 +329,19 @@ impl BlobStore for BucketStore {
     async fn upload_list(&self) -> Result<Vec<UploadInfo>> {
         session::list(self).await
     }
+
+    fn redirects(&self) -> bool {
+        self.redirect.is_some()
+    }
+
+    async fn redirect_url(&self, digest: &Digest) -> Result<Option<String>> {
+        let Some((signer, ttl)) = &self.redirect else {
+            return Ok(None);
+        };
+        let url = signer
+            .signed_url(http::Method::GET, &self.blob_key(digest), *ttl)
+            .await
+            .map_err(unavailable("sign a download URL"))?;
+        Ok(Some(url.to_string()))
+    }
 }
