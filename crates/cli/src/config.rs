@@ -20,6 +20,7 @@ use berth_meta::accounts::Visibility;
 use berth_oci::Span;
 use berth_registry::auth::{AuthMode, AuthSettings, RateLimit};
 use berth_server::listener::ConnectionLimits;
+use berth_server::tls::{ClientAuth, TlsFiles};
 
 pub use crate::storage::Storage;
 use clap::parser::ValueSource;
@@ -358,6 +359,54 @@ pub struct Settings {
         value_name = "DURATION"
     )]
     pub body_timeout: Span,
+    /// Serve HTTPS with this PEM certificate chain (the server's
+    /// certificate first); needs --tls-key. Reloaded when the file changes
+    /// and on SIGHUP. See docs/tls.md.
+    #[arg(long, env = "BERTH_TLS_CERT", value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key (RSA, ECDSA or Ed25519) of the --tls-cert
+    /// certificate.
+    #[arg(long, env = "BERTH_TLS_KEY", value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
+    /// PEM certificates of the CAs that sign client certificates (mutual
+    /// TLS); a certificate's subject maps to an account with `berth user
+    /// cert-map`.
+    #[arg(long, env = "BERTH_TLS_CLIENT_CA", value_name = "FILE")]
+    pub tls_client_ca: Option<PathBuf>,
+    /// With --tls-client-ca: required (connections without a client
+    /// certificate are refused) or optional.
+    #[arg(
+        long,
+        env = "BERTH_TLS_CLIENT_AUTH",
+        default_value = "required",
+        value_name = "MODE"
+    )]
+    pub tls_client_auth: ClientAuthChoice,
+    /// How often the TLS files are checked for changes (they are reloaded
+    /// when their size or modification time changes).
+    #[arg(
+        long,
+        env = "BERTH_TLS_RELOAD_INTERVAL",
+        default_value = "10s",
+        value_name = "DURATION"
+    )]
+    pub tls_reload_interval: Span,
+    /// With TLS: also listen on this address for plain HTTP, answering 308
+    /// redirects to HTTPS (the registry API is not served there).
+    #[arg(long, env = "BERTH_TLS_REDIRECT_LISTEN", value_name = "HOST:PORT")]
+    pub tls_redirect_listen: Option<Listen>,
+    /// Serve the registry API, not a redirect, to loopback clients of the
+    /// redirect listener (local tools and health checks on this host).
+    #[arg(
+        long,
+        env = "BERTH_TLS_REDIRECT_LOOPBACK_API",
+        default_value = "false",
+        num_args = 0..=1,
+        default_missing_value = "true",
+        action = clap::ArgAction::Set,
+        value_name = "BOOL"
+    )]
+    pub tls_redirect_loopback_api: bool,
 }
 
 impl Default for Settings {
@@ -422,6 +471,7 @@ impl Settings {
             ("header_read_timeout", self.header_read_timeout),
             ("idle_timeout", self.idle_timeout),
             ("body_timeout", self.body_timeout),
+            ("tls_reload_interval", self.tls_reload_interval),
         ] {
             if span.is_zero() {
                 bail!("{key} must be greater than zero");
@@ -444,8 +494,32 @@ impl Settings {
             bail!("invalid token_service {service:?} (no quotes, backslashes or commas)");
         }
         EnvFilterCheck::check(&self.log_level)?;
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(_), None) => bail!("tls_cert is set but tls_key is not: give both, or neither"),
+            (None, Some(_)) => bail!("tls_key is set but tls_cert is not: give both, or neither"),
+            (None, None) if self.tls_client_ca.is_some() => {
+                bail!("tls_client_ca needs TLS: set tls_cert and tls_key as well")
+            }
+            (None, None) if self.tls_redirect_listen.is_some() => {
+                bail!("tls_redirect_listen needs TLS: set tls_cert and tls_key as well")
+            }
+            _ => {}
+        }
         crate::storage::check(self)?;
         Ok(())
+    }
+
+    /// The TLS files, when HTTPS is configured.
+    pub fn tls_files(&self) -> Option<TlsFiles> {
+        Some(TlsFiles {
+            cert: self.tls_cert.clone()?,
+            key: self.tls_key.clone()?,
+            client_ca: self.tls_client_ca.clone(),
+            client_auth: match self.tls_client_auth {
+                ClientAuthChoice::Required => ClientAuth::Required,
+                ClientAuthChoice::Optional => ClientAuth::Optional,
+            },
+        })
     }
 
     /// The authentication settings.
@@ -552,6 +626,16 @@ pub enum AuthChoice {
     Token,
     /// Open to everyone (local development only).
     None,
+}
+
+/// `tls_client_auth`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientAuthChoice {
+    /// Connections without a client certificate are refused.
+    Required,
+    /// A client certificate is asked for, not required.
+    Optional,
 }
 
 /// `default_visibility`.

@@ -13,6 +13,7 @@ mod migrate;
 mod serve;
 mod shell;
 mod storage;
+mod tls;
 
 /// berth: a self-hosted OCI container registry with image lifecycle management.
 #[derive(Debug, Parser)]
@@ -51,6 +52,8 @@ enum Command {
     /// Move a stopped single-node registry (SQLite + files) to PostgreSQL
     /// and other blob storage, for replicas (resumable).
     Migrate(Box<migrate::Args>),
+    /// TLS helpers: a private CA and server certificate for HTTPS.
+    Tls(tls::TlsArgs),
     #[command(flatten)]
     Tools(berth_tools::Command),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
@@ -119,6 +122,7 @@ fn main() -> ExitCode {
                 .await
                 .map(|()| ExitCode::SUCCESS),
             Command::Migrate(args) => migrate::run(&args).await.map(|()| ExitCode::SUCCESS),
+            Command::Tls(args) => tls::run(&args).map(|()| ExitCode::SUCCESS),
             Command::Tools(cmd) => berth_tools::run(cmd).await.map_err(anyhow::Error::from),
             Command::Completions(_) | Command::Man(_) => Ok(ExitCode::SUCCESS),
         }

@@ -17,7 +17,8 @@ use berth_meta::Meta;
 use berth_registry::auth::{Authority, Bootstrap, ADMIN};
 use berth_registry::worker::{self, Runner};
 use berth_registry::Registry;
-use berth_server::{App, ServerSettings};
+use berth_server::tls::Tls;
+use berth_server::{redirect, App, ServerSettings};
 use clap::ArgMatches;
 use tracing_subscriber::EnvFilter;
 
@@ -137,6 +138,46 @@ pub async fn open_database(cfg: &Settings) -> anyhow::Result<Meta> {
     }
 }
 
+/// Resolves once shutdown was signalled.
+async fn stopped(mut stopping: tokio::sync::watch::Receiver<bool>) {
+    let _ = stopping.wait_for(|s| *s).await;
+}
+
+/// The plain-HTTP redirect listener's server (see
+/// [`berth_server::redirect`]): 308 to HTTPS, or the registry itself for
+/// loopback clients when `loopback_api`.
+fn serve_redirects(
+    plain: tokio::net::TcpListener,
+    app: &Arc<App>,
+    https_port: u16,
+    loopback_api: bool,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<impl std::future::Future<Output = ()> + Send + 'static> {
+    let at = plain.local_addr()?;
+    let target = redirect::Target {
+        https_port,
+        external_url: app.settings.external_url.clone(),
+    };
+    let api = loopback_api.then(|| {
+        // Loopback clients here speak plain HTTP: their token realm too.
+        let mut settings = app.settings.clone();
+        settings.https = false;
+        berth_server::router(Arc::new(App {
+            registry: app.registry.clone(),
+            auth: app.auth.clone(),
+            settings,
+        }))
+    });
+    let limits = app.settings.limits.clone();
+    tracing::info!(addr = %at, loopback_api, "plain HTTP redirects to HTTPS are served here");
+    Ok(async move {
+        let router = redirect::router(target, api);
+        if let Err(e) = berth_server::listener::serve(plain, router, limits, shutdown).await {
+            tracing::warn!(error = %e, "the redirect listener stopped");
+        }
+    })
+}
+
 /// Runs the registry until SIGINT/SIGTERM.
 pub async fn run(args: ServeArgs, matches: &ArgMatches) -> anyhow::Result<()> {
     let cfg = Settings::resolve(args, matches)?;
@@ -146,6 +187,21 @@ pub async fn run(args: ServeArgs, matches: &ArgMatches) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", cfg.listen))?;
     let addr = listener.local_addr()?;
+    // TLS files next: a certificate that cannot be used fails here, named.
+    let tls = match cfg.tls_files() {
+        Some(files) => Some(Arc::new(
+            Tls::load(files).context("cannot serve HTTPS with the configured files")?,
+        )),
+        None => None,
+    };
+    let redirect_listener = match &cfg.tls_redirect_listen {
+        Some(at) => Some(
+            tokio::net::TcpListener::bind(at.as_str())
+                .await
+                .with_context(|| format!("cannot listen on {at} (tls_redirect_listen)"))?,
+        ),
+        None => None,
+    };
 
     std::fs::create_dir_all(&cfg.data_dir)
         .with_context(|| format!("creating data directory {}", cfg.data_dir.display()))?;
@@ -180,8 +236,10 @@ pub async fn run(args: ServeArgs, matches: &ArgMatches) -> anyhow::Result<()> {
         std::fs::write(f, addr.to_string())
             .with_context(|| format!("writing address file {}", f.display()))?;
     }
+    let scheme = if tls.is_some() { "https" } else { "http" };
     tracing::info!(
         %addr,
+        scheme,
         data_dir = %cfg.data_dir.display(),
         storage = %cfg.storage,
         database = %database,
@@ -225,9 +283,37 @@ pub async fn run(args: ServeArgs, matches: &ArgMatches) -> anyhow::Result<()> {
             external_url: cfg.external_url.as_ref().map(|u| u.0.clone()),
             trust_forwarded_for: cfg.trust_forwarded_for,
             limits: cfg.connection_limits(),
+            https: tls.is_some(),
         },
     });
-    let served = berth_server::serve(listener, app, shutdown_signal(registry.clone())).await;
+    let (stop, stopping) = tokio::sync::watch::channel(false);
+    tokio::spawn({
+        let registry = registry.clone();
+        async move {
+            shutdown_signal(registry).await;
+            let _ = stop.send(true);
+        }
+    });
+    if let Some(tls) = &tls {
+        tokio::spawn(
+            tls.clone()
+                .watch(cfg.tls_reload_interval.get(), stopped(stopping.clone())),
+        );
+    }
+    let redirecting = match redirect_listener {
+        Some(plain) => Some(tokio::spawn(serve_redirects(
+            plain,
+            &app,
+            addr.port(),
+            cfg.tls_redirect_loopback_api,
+            stopped(stopping.clone()),
+        )?)),
+        None => None,
+    };
+    let served = berth_server::serve_with(listener, app, tls, stopped(stopping)).await;
+    if let Some(task) = redirecting {
+        let _ = task.await;
+    }
     // Whatever ended the server, the workers end their rounds and flush.
     registry.stop();
     workers.shutdown().await;

@@ -12,6 +12,7 @@
 
 pub mod accounts;
 pub mod audit;
+pub mod certificates;
 mod commit;
 pub use commit::BoxFuture;
 mod db;

@@ -17,6 +17,7 @@ pub const SQLITE: &[Migration] = &[
     (4, SQLITE_LIFECYCLE),
     (5, SHARED_STATE),
     (6, REFERENCE_ROLES),
+    (7, SQLITE_CERTIFICATES),
 ];
 
 /// PostgreSQL schema.
@@ -27,6 +28,7 @@ pub const POSTGRES: &[Migration] = &[
     (4, POSTGRES_LIFECYCLE),
     (5, SHARED_STATE),
     (6, REFERENCE_ROLES),
+    (7, POSTGRES_CERTIFICATES),
 ];
 
 /// Repositories, blobs, manifests, references, tags.
@@ -382,4 +384,23 @@ const SHARED_STATE: &[&str] = &[
 const REFERENCE_ROLES: &[&str] = &[
     "ALTER TABLE manifest_references ADD COLUMN role TEXT",
     "ALTER TABLE manifest_references ADD COLUMN describes TEXT",
+];
+
+/// Client certificate subjects mapped to accounts (mutual TLS).
+const SQLITE_CERTIFICATES: &[&str] = &[
+    "CREATE TABLE certificate_identities (
+        subject TEXT PRIMARY KEY,
+        account TEXT NOT NULL REFERENCES users(name) ON DELETE CASCADE,
+        created_at BIGINT NOT NULL,
+        created_by TEXT)",
+    "CREATE INDEX certificate_identities_account ON certificate_identities (account)",
+];
+
+const POSTGRES_CERTIFICATES: &[&str] = &[
+    "CREATE TABLE certificate_identities (
+        subject TEXT COLLATE \"C\" PRIMARY KEY,
+        account TEXT NOT NULL REFERENCES users(name) ON DELETE CASCADE,
+        created_at BIGINT NOT NULL,
+        created_by TEXT)",
+    "CREATE INDEX certificate_identities_account ON certificate_identities (account)",
 ];

@@ -13,6 +13,8 @@ use berth_meta::{Dialect, Meta, NewManifest, RefKind};
 
 #[path = "suite/accounts.rs"]
 mod accounts;
+#[path = "suite/certificates.rs"]
+mod certificates;
 #[path = "suite/gc.rs"]
 mod gc;
 #[path = "suite/lifecycle.rs"]
@@ -392,6 +394,7 @@ async fn run_suite(meta: Meta) {
     );
 
     accounts::run(&meta).await;
+    certificates::run(&meta).await;
     gc::gc_cases(&meta).await;
     gc::index_reference_cases(&meta).await;
     gc::job_cases(&meta).await;

@@ -10,8 +10,8 @@
 //! ```
 //!
 //! The realm is the configured external URL plus `/token`, or, without
-//! one, the request's own scheme (`X-Forwarded-Proto`, else `http`) and
-//! `Host`.
+//! one, the request's own scheme (`https` when berth serves TLS or
+//! `X-Forwarded-Proto` says so, else `http`) and `Host`.
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -21,6 +21,7 @@ use berth_registry::auth::{Access, Action, Credentials, Decision, Identity};
 use berth_registry::{Caller, Error};
 
 use crate::error::ApiError;
+use crate::tls::ClientCertificate;
 use crate::App;
 
 /// The credentials of a request.
@@ -67,6 +68,7 @@ pub fn realm(app: &App, headers: &HeaderMap) -> String {
             .filter(|s| !s.is_empty() && !s.contains(['"', '\\', ',']))
     };
     let scheme = match text("x-forwarded-proto") {
+        _ if app.settings.https => "https",
         Some("https") => "https",
         _ => "http",
     };
@@ -100,20 +102,41 @@ pub fn challenge(
 
 /// Authenticates a `/v2/` or `/api/` request: the identity, or the error
 /// response (a 401 challenge for bad credentials, a 429 when throttled).
+/// Without an `Authorization` header, a client certificate (mutual TLS)
+/// speaks for its mapped account.
 pub async fn identify(
     app: &App,
     headers: &HeaderMap,
+    extensions: &Extensions,
     ip: Option<IpAddr>,
 ) -> Result<Identity, ApiError> {
-    match app
-        .auth
-        .authenticate(&credentials(headers), ip, false)
-        .await
-    {
+    let creds = credentials(headers);
+    let result = match certificate(app, &creds, extensions) {
+        Some(cert) => {
+            app.auth
+                .authenticate_certificate(&cert.subject, ip, false)
+                .await
+        }
+        None => app.auth.authenticate(&creds, ip, false).await,
+    };
+    match result {
         Ok(identity) => Ok(identity),
         Err(Error::Unauthorized(msg)) => Err(challenge(app, headers, None, false, &msg)),
         Err(e) => Err(e.into()),
     }
+}
+
+/// The client certificate that authenticates a request: one was presented
+/// and the request carries no other credentials (only ever over TLS).
+pub fn certificate<'a>(
+    app: &App,
+    creds: &Credentials,
+    extensions: &'a Extensions,
+) -> Option<&'a ClientCertificate> {
+    if !app.settings.https || *creds != Credentials::None {
+        return None;
+    }
+    extensions.get::<ClientCertificate>()
 }
 
 /// What a `/v2/` request asked for on one repository: the repository, the

@@ -21,7 +21,9 @@ pub mod api;
 pub mod auth;
 pub mod error;
 pub mod listener;
+pub mod redirect;
 pub mod route;
+pub mod tls;
 mod token;
 mod v2;
 
@@ -38,6 +40,9 @@ pub struct ServerSettings {
     pub trust_forwarded_for: bool,
     /// Timeouts and connection caps of the listener.
     pub limits: listener::ConnectionLimits,
+    /// Whether clients reach this server over HTTPS (it serves TLS): the
+    /// scheme of the token realm when there is no external URL.
+    pub https: bool,
 }
 
 /// Shared state of all handlers.
@@ -89,6 +94,16 @@ pub async fn serve(
     app: Arc<App>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    serve_with(listener, app, None, shutdown).await
+}
+
+/// [`serve`], over HTTPS when `tls` is given (see [`tls`]).
+pub async fn serve_with(
+    listener: tokio::net::TcpListener,
+    app: Arc<App>,
+    tls: Option<Arc<tls::Tls>>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     let limits = app.settings.limits.clone();
-    listener::serve(listener, router(app), limits, shutdown).await
+    listener::serve_on(listener, router(app), limits, tls, shutdown).await
 }

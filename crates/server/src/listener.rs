@@ -19,6 +19,10 @@
 //!   long time without reading or writing (a garbage collection run) is
 //!   not cut off.
 //!
+//! - **TLS.** With a [`Tls`] configuration, each connection's handshake
+//!   runs in the connection's own task, never in the accept loop, and must
+//!   finish within `header_read_timeout`; the caps count it from accept.
+//!
 //! The activity of a connection is tracked by wrapping its socket (bytes
 //! read and written, writes blocked on the client), its request bodies
 //! (waiting for the client's bytes) and its responses (a request is in
@@ -26,7 +30,7 @@
 //! compares that with the limits.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -44,6 +48,8 @@ use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tower_service::Service;
+
+use crate::tls::{self, ClientCertificate, Tls};
 
 /// The listener's limits.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -346,7 +352,20 @@ fn open_files_limit() -> Option<usize> {
 pub async fn serve(
     listener: tokio::net::TcpListener,
     router: Router,
+    limits: ConnectionLimits,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    serve_on(listener, router, limits, None, shutdown).await
+}
+
+/// [`serve`], over TLS when `tls` is given: each connection's handshake
+/// runs in its own task (never in the accept loop) and must complete
+/// within the header-read timeout; the connection caps apply before it.
+pub async fn serve_on(
+    listener: tokio::net::TcpListener,
+    router: Router,
     mut limits: ConnectionLimits,
+    tls: Option<Arc<Tls>>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     if let Some(files) = open_files_limit() {
@@ -369,6 +388,7 @@ pub async fn serve(
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout);
     builder.http2().timer(TokioTimer::new());
+    let builder = Arc::new(builder);
     let table = Arc::new(Mutex::new(Table {
         total: 0,
         per_client: HashMap::new(),
@@ -397,52 +417,134 @@ pub async fn serve(
         };
         let _ = tcp.set_nodelay(true);
         let activity = Arc::new(Activity::new());
-        let io = TokioIo::new(Tracked {
+        let tracked = Tracked {
             tcp,
             activity: activity.clone(),
-        });
-        let service = {
-            let router = router.clone();
-            let activity = activity.clone();
-            hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
-                let mut router = router.clone();
-                let in_flight = InFlight::new(activity.clone());
-                let activity = activity.clone();
-                async move {
-                    let mut req = req.map(|inner| Body::new(RequestBody { inner, activity }));
-                    req.extensions_mut().insert(ConnectInfo(peer));
-                    let resp = router.call(req).await?;
-                    Ok::<_, std::convert::Infallible>(resp.map(|inner| {
-                        Body::new(ResponseBody {
-                            inner,
-                            _in_flight: in_flight,
-                        })
-                    }))
-                }
-            })
         };
-        let conn = builder
-            .serve_connection_with_upgrades(io, service)
-            .into_owned();
-        let conn = graceful.watch(conn);
         let limits = limits.clone();
+        let Some(tls) = &tls else {
+            let service = service(&router, &activity, peer, false, None);
+            let conn = builder
+                .serve_connection_with_upgrades(TokioIo::new(tracked), service)
+                .into_owned();
+            let conn = graceful.watch(conn);
+            tokio::spawn(async move {
+                let _place = place;
+                run(conn, &activity, &limits, peer).await;
+            });
+            continue;
+        };
+        let acceptor = tokio_rustls::TlsAcceptor::from(tls.config());
+        let (router, builder, watcher) = (router.clone(), builder.clone(), graceful.watcher());
         tokio::spawn(async move {
             let _place = place;
-            tokio::select! {
-                done = conn => {
-                    if let Err(e) = done {
-                        tracing::debug!(%peer, error = %e, "connection ended with an error");
-                    }
+            let handshake =
+                tokio::time::timeout(limits.header_read_timeout, acceptor.accept(tracked));
+            let stream = match handshake.await {
+                Ok(Ok(stream)) => stream,
+                Ok(Err(e)) => {
+                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                    return;
                 }
-                why = watchdog(&activity, &limits) => {
-                    tracing::debug!(%peer, "closing the connection: {why}");
+                Err(_) => {
+                    tracing::debug!(%peer, "TLS handshake timed out");
+                    return;
                 }
-            }
+            };
+            let certificate = stream
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|chain| chain.first())
+                .and_then(|leaf| tls::subject_of(leaf))
+                .map(|subject| ClientCertificate {
+                    subject: subject.into(),
+                });
+            let service = service(&router, &activity, peer, true, certificate);
+            let conn = builder
+                .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                .into_owned();
+            run(watcher.watch(conn), &activity, &limits, peer).await;
         });
     }
     drop(listener);
     graceful.shutdown().await;
     Ok(())
+}
+
+/// The service of one connection: `router`, with the client's address
+/// (and certificate, if it presented one) on each request, its body and
+/// response tracked. Over TLS (`tls`), an HTTP/2 request's authority
+/// becomes its `Host` header, where handlers look for it.
+fn service(
+    router: &Router,
+    activity: &Arc<Activity>,
+    peer: SocketAddr,
+    tls: bool,
+    certificate: Option<ClientCertificate>,
+) -> impl hyper::service::Service<
+    hyper::Request<Incoming>,
+    Response = hyper::Response<Body>,
+    Error = std::convert::Infallible,
+    Future = impl std::future::Future<
+        Output = Result<hyper::Response<Body>, std::convert::Infallible>,
+    > + Send
+                 + 'static,
+> + Clone
+       + Send
+       + 'static {
+    let router = router.clone();
+    let activity = activity.clone();
+    hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
+        let mut router = router.clone();
+        let in_flight = InFlight::new(activity.clone());
+        let activity = activity.clone();
+        let certificate = certificate.clone();
+        async move {
+            let mut req = req.map(|inner| Body::new(RequestBody { inner, activity }));
+            req.extensions_mut().insert(ConnectInfo(peer));
+            if tls {
+                if let Some(c) = certificate {
+                    req.extensions_mut().insert(c);
+                }
+                if !req.headers().contains_key(http::header::HOST) {
+                    let host = req
+                        .uri()
+                        .authority()
+                        .and_then(|a| http::HeaderValue::from_str(a.as_str()).ok());
+                    if let Some(host) = host {
+                        req.headers_mut().insert(http::header::HOST, host);
+                    }
+                }
+            }
+            let resp = router.call(req).await?;
+            Ok::<_, std::convert::Infallible>(resp.map(|inner| {
+                Body::new(ResponseBody {
+                    inner,
+                    _in_flight: in_flight,
+                })
+            }))
+        }
+    })
+}
+
+/// Drives a connection until it ends or its watchdog closes it.
+async fn run<E: std::fmt::Display>(
+    conn: impl std::future::Future<Output = Result<(), E>>,
+    activity: &Activity,
+    limits: &ConnectionLimits,
+    peer: SocketAddr,
+) {
+    tokio::select! {
+        done = conn => {
+            if let Err(e) = done {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+        }
+        why = watchdog(activity, limits) => {
+            tracing::debug!(%peer, "closing the connection: {why}");
+        }
+    }
 }
 
 /// Resolves with the reason once the connection breaks a limit.

@@ -8,6 +8,9 @@
 //!   `grant_type=refresh_token` (`refresh_token`), with `service`, `scope`
 //!   (space-separated) and `access_type=offline` for a refresh token.
 //!
+//! Without credentials, a client certificate mapped to an account (mutual
+//! TLS) logs in as that account.
+//!
 //! The answer is `{"token","access_token","expires_in","issued_at"}` plus
 //! `refresh_token` when one was asked for and the login was a password
 //! (a refresh token grant gets its own token back). Wrong credentials are
@@ -23,7 +26,7 @@ use berth_registry::auth::{scope, secret, Credentials, Identity, Issued};
 use berth_registry::Error;
 use http_body_util::BodyExt;
 
-use crate::auth::{client_ip, credentials};
+use crate::auth::{certificate, client_ip, credentials};
 use crate::error::ApiError;
 use crate::App;
 
@@ -104,10 +107,18 @@ pub(crate) async fn handle_get(State(app): State<Arc<App>>, req: Request) -> Res
     let pairs: Pairs = crate::v2::query(&req);
     let creds = credentials(req.headers());
     let ip = client_ip(&app, req.headers(), req.extensions());
+    let cert = certificate(&app, &creds, req.extensions()).map(|c| c.subject.clone());
     drop(req);
     let result = async {
         check_service(&app, &pairs)?;
-        let identity = login(&app, &creds, ip).await?;
+        let identity = match &cert {
+            Some(subject) => app
+                .auth
+                .authenticate_certificate(subject, ip, true)
+                .await
+                .map_err(refused)?,
+            None => login(&app, &creds, ip).await?,
+        };
         let scopes = scope::parse_all(values(&pairs, "scope"));
         let issued = app.auth.issue(&identity, &scopes).await?;
         let refresh = if value(&pairs, "offline_token") == Some("true") {

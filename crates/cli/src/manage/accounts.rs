@@ -60,6 +60,72 @@ pub enum UserCommand {
         #[arg(long)]
         disabled: Option<bool>,
     },
+    /// Client certificate subjects (mutual TLS) that authenticate as an account without a
+    /// password (site admins).
+    CertMap {
+        #[command(subcommand)]
+        command: CertMapCommand,
+    },
+}
+
+/// `berth user cert-map` subcommands.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum CertMapCommand {
+    /// List the mapped subjects.
+    List,
+    /// Map a certificate subject to a user or robot account (replacing its earlier mapping).
+    Add {
+        #[command(flatten)]
+        subject: SubjectArg,
+        /// The account the certificate authenticates as.
+        #[arg(long)]
+        account: String,
+    },
+    /// Remove a subject's mapping.
+    Remove {
+        #[command(flatten)]
+        subject: SubjectArg,
+    },
+}
+
+/// A certificate subject, given or read from a certificate.
+#[derive(Debug, Clone, clap::Args)]
+#[group(required = true, multiple = false)]
+pub struct SubjectArg {
+    /// The subject as an RFC 4514 name (`CN=ci,O=acme`; what `openssl x509 -noout -subject
+    /// -nameopt RFC2253` prints).
+    #[arg(long)]
+    subject: Option<String>,
+    /// Read the subject from this PEM certificate (its first one).
+    #[arg(long, value_name = "FILE")]
+    cert: Option<std::path::PathBuf>,
+}
+
+impl SubjectArg {
+    fn resolve(&self) -> anyhow::Result<String> {
+        if let Some(s) = &self.subject {
+            return Ok(s.clone());
+        }
+        let path = self
+            .cert
+            .as_ref()
+            .ok_or_else(|| anyhow::anyhow!("give --subject or --cert"))?;
+        let pem = std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
+        let der = pem_block(&pem)
+            .ok_or_else(|| anyhow::anyhow!("{} holds no PEM certificate", path.display()))?;
+        berth_server::tls::subject_of(&der)
+            .ok_or_else(|| anyhow::anyhow!("{} is not a valid X.509 certificate", path.display()))
+    }
+}
+
+/// The bytes of the first `CERTIFICATE` PEM block.
+fn pem_block(pem: &str) -> Option<Vec<u8>> {
+    use base64::Engine as _;
+    let start = pem.find("-----BEGIN CERTIFICATE-----")? + "-----BEGIN CERTIFICATE-----".len();
+    let end = start + pem[start..].find("-----END CERTIFICATE-----")?;
+    let b64: String = pem[start..end].split_whitespace().collect();
+    base64::engine::general_purpose::STANDARD.decode(b64).ok()
 }
 
 /// Manage organisations, their members and robot accounts.
@@ -154,6 +220,44 @@ fn show_generated(v: &Value, format: Format) -> anyhow::Result<()> {
 }
 
 /// Runs `berth user`.
+async fn run_cert_map(api: &Api, command: &CertMapCommand) -> anyhow::Result<()> {
+    match command {
+        CertMapCommand::List => {
+            let all: Vec<Value> = api.get("/certificates", &[]).await?;
+            if api.format == Format::Json {
+                return print_json(&all);
+            }
+            let rows = all
+                .iter()
+                .map(|m| {
+                    vec![
+                        m["subject"].as_str().unwrap_or("").to_owned(),
+                        m["account"].as_str().unwrap_or("").to_owned(),
+                        time(m["created_at"].as_i64()),
+                    ]
+                })
+                .collect::<Vec<_>>();
+            print_table(&["SUBJECT", "ACCOUNT", "MAPPED"], &rows);
+        }
+        CertMapCommand::Add { subject, account } => {
+            let subject = subject.resolve()?;
+            let body = json!({ "subject": subject, "account": account });
+            let mapped: Value = api.call(Method::PUT, "/certificates", &body).await?;
+            if api.format == Format::Json {
+                print_json(&mapped)?;
+            }
+            eprintln!("client certificates with subject {subject} now authenticate as {account}");
+        }
+        CertMapCommand::Remove { subject } => {
+            let subject = subject.resolve()?;
+            api.delete(&format!("/certificates?subject={}", segment(&subject)))
+                .await?;
+            eprintln!("removed the mapping of {subject}");
+        }
+    }
+    Ok(())
+}
+
 pub async fn run_user(args: &UserArgs) -> anyhow::Result<()> {
     let api = Api::new(&args.manage).await?;
     match &args.command {
@@ -236,6 +340,7 @@ pub async fn run_user(args: &UserArgs) -> anyhow::Result<()> {
                 print_json(&user)?;
             }
         }
+        UserCommand::CertMap { command } => run_cert_map(&api, command).await?,
     }
     Ok(())
 }

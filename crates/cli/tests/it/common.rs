@@ -22,6 +22,8 @@ pub struct Berth {
     child: Child,
     _tmp: Option<tempfile::TempDir>,
     log: PathBuf,
+    /// Whether it serves HTTPS (`--tls-cert` or `tls_cert` given).
+    pub tls: bool,
 }
 
 /// The password of `admin` on servers started by [`Berth::start_auth`].
@@ -114,12 +116,15 @@ impl Berth {
             );
             std::thread::sleep(Duration::from_millis(20));
         };
+        let tls = extra.iter().any(|a| a.starts_with("--tls-cert"))
+            || config.is_some_and(|c| c.lines().any(|l| l.trim_start().starts_with("tls_cert")));
         Berth {
             addr,
             data_dir: data_dir.to_path_buf(),
             child,
             _tmp: None,
             log,
+            tls,
         }
     }
 
@@ -137,9 +142,10 @@ impl Berth {
         b
     }
 
-    /// `http://127.0.0.1:PORT`
+    /// `http://127.0.0.1:PORT` (`https://` when it serves TLS)
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
     }
 
     /// The server's log so far.

@@ -36,6 +36,7 @@ mod podman;
 mod quickstart;
 mod s3;
 mod skopeo;
+mod tls;
 
 /// Upper bound for one client invocation.
 const TOOL_TIMEOUT: Duration = Duration::from_secs(40);

@@ -37,6 +37,7 @@ mod s3;
 mod serve_lifecycle;
 mod shell;
 mod tenancy;
+mod tls;
 mod tools;
 mod tools_client;
 mod tools_copy;

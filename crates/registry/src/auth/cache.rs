@@ -100,6 +100,8 @@ pub(crate) struct Caches {
     /// SHA-256 of `username NUL password` -> the account it verified and
     /// the password hash it matched.
     pub(crate) logins: Cached<[u8; 32], (String, String)>,
+    /// Client certificate subject -> the account it is mapped to.
+    pub(crate) certificates: Cached<String, Option<String>>,
 }
 
 impl Caches {
@@ -113,6 +115,7 @@ impl Caches {
             visibility: Cached::new(facts),
             roles: Cached::new(facts),
             logins: Cached::new(ttl),
+            certificates: Cached::new(facts),
         }
     }
 }

@@ -252,7 +252,7 @@ impl Authority {
         let Some(account) = &identity.account else {
             return Ok(None);
         };
-        if identity.token.is_some() || identity.grants.is_some() {
+        if !identity.by_password() {
             return Ok(None);
         }
         let g = secret::generate(TokenKind::Refresh)?;

@@ -100,6 +100,10 @@ pub struct Identity {
     pub token: Option<TokenLimits>,
     /// With a registry token: what it grants (requests are held to it).
     pub grants: Option<Grants>,
+    /// The client certificate subject the account was proved by (mutual
+    /// TLS), when that was the credential: it pulls and pushes for the
+    /// account, but, like a login session, never manages it.
+    pub certificate: Option<String>,
 }
 
 impl Identity {
@@ -122,6 +126,7 @@ impl Identity {
     /// administer the site).
     pub fn unrestricted(&self) -> bool {
         self.grants.is_none()
+            && self.certificate.is_none()
             && self.account.is_some()
             && self
                 .token
@@ -132,7 +137,10 @@ impl Identity {
     /// Whether the credentials are the account's password (not a token of
     /// any kind).
     pub fn by_password(&self) -> bool {
-        self.account.is_some() && self.token.is_none() && self.grants.is_none()
+        self.account.is_some()
+            && self.token.is_none()
+            && self.grants.is_none()
+            && self.certificate.is_none()
     }
 
     /// Whether this identity administers the whole registry: a site admin

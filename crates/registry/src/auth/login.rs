@@ -39,7 +39,7 @@ use crate::{Error, Result};
 
 const REFUSED: &str = "invalid username or password";
 
-fn account_of(user: &User) -> Account {
+pub(super) fn account_of(user: &User) -> Account {
     Account {
         name: user.name.clone(),
         kind: user.kind,
@@ -241,7 +241,12 @@ impl Authority {
 
     /// Records a successful login: the first of a burst by one client as
     /// an event, the rest as a count on it (see `burst`).
-    async fn succeeded(&self, name: &str, ip: Option<IpAddr>, detail: serde_json::Value) {
+    pub(super) async fn succeeded(
+        &self,
+        name: &str,
+        ip: Option<IpAddr>,
+        detail: serde_json::Value,
+    ) {
         let actor = Actor {
             name: name.to_owned(),
             ip: ip.map(|i| i.to_string()),
@@ -460,6 +465,7 @@ impl Authority {
             account: Some(account_of(&owner)),
             token: Some(limits),
             grants: None,
+            certificate: None,
         })
     }
 
@@ -523,6 +529,7 @@ impl Authority {
             account,
             token,
             grants: Some(grants),
+            certificate: None,
         })
     }
 }

@@ -9,6 +9,8 @@
 //! - [`throttle`] and [`ratelimit`]: failed-login slow-down and pull rate
 //!   limits; `failures`: how many failed logins reach the audit log.
 //! - [`argon`]: the bounded queue and the reused memory argon2 runs in.
+//! - `certificates`: client certificate subjects (mutual TLS) mapped to
+//!   accounts, a credential without a password.
 //! - [`Authority`]: the service tying them to the database, with caches so
 //!   that the `/v2/` hot path costs microseconds (see `cache`).
 //!
@@ -30,6 +32,7 @@ mod accounts;
 pub mod argon;
 mod burst;
 mod cache;
+mod certificates;
 mod decide;
 mod failures;
 mod identity;
@@ -45,6 +48,7 @@ mod shared;
 pub mod throttle;
 
 pub use accounts::{AccountChange, Robot, VisibilitySource};
+pub use certificates::MAX_SUBJECT;
 pub use decide::{Decision, Issued};
 pub use identity::{Credentials, Grants, Identity};
 pub use manage::{validate_name, CreatedToken, Lifetime, TokenRequest, MAX_LIFETIME_MS};

@@ -23,6 +23,7 @@ use crate::App;
 mod accounts;
 mod audit;
 mod body;
+mod certificates;
 mod extract;
 mod gc;
 mod repositories;
@@ -136,7 +137,7 @@ impl FromRequestParts<Arc<App>> for Principal {
 
     async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, ApiError> {
         let ip = auth::client_ip(app, &parts.headers, &parts.extensions);
-        let identity = auth::identify(app, &parts.headers, ip).await?;
+        let identity = auth::identify(app, &parts.headers, &parts.extensions, ip).await?;
         Ok(Principal {
             caller: identity.caller(ip, !app.auth.enforced()),
             identity,
@@ -198,6 +199,7 @@ pub(crate) fn router() -> Router<Arc<App>> {
         .route("/whoami", get(handle_whoami))
         .merge(accounts::routes())
         .merge(tokens::routes())
+        .merge(certificates::routes())
         .merge(visibility::routes())
         .merge(audit::routes())
         .merge(tag_rules::routes())

@@ -67,11 +67,14 @@ pub(crate) async fn handle(State(app): State<Arc<App>>, req: Request) -> Respons
 
 async fn dispatch(app: &App, endpoint: Endpoint, req: Request) -> Result<Response> {
     let ip = auth::client_ip(app, req.headers(), req.extensions());
-    let identity = auth::identify(app, req.headers(), ip).await?;
+    let identity = auth::identify(app, req.headers(), req.extensions(), ip).await?;
     let method = req.method().clone();
     let caller = match access::need(&endpoint, &method) {
         Need::Credentials => {
-            if app.auth.enforced() && auth::credentials(req.headers()) == Credentials::None {
+            if app.auth.enforced()
+                && identity.account.is_none()
+                && auth::credentials(req.headers()) == Credentials::None
+            {
                 return Err(auth::challenge(
                     app,
                     req.headers(),

@@ -7,6 +7,13 @@
 //! and no bridge. Loopback registries are insecure (plain HTTP) for it, as
 //! they are by default.
 //!
+//! It is started with `HTTPS_PROXY` pointing at a CONNECT proxy of this
+//! test process that sends `NAME.test:PORT` to `127.0.0.1:PORT` and refuses
+//! anything else: a registry name that does not resolve is secure for the
+//! daemon, which then verifies its certificate against `certs.d` (the TLS
+//! tests). Loopback addresses are never proxied (Go's proxy rules), so the
+//! other tests are unaffected.
+//!
 //! ```text
 //! /tmp/berth-dockerd-XXXXXX/
 //!   daemon.json     {"deprecated-key-path": ".../key.json"}
@@ -82,6 +89,7 @@ impl Daemon {
         )
         .expect("daemon.json");
         let log = std::fs::File::create(dir.join("dockerd.log")).expect("log");
+        let proxy = connect_proxy();
         let socket = dir.join("docker.sock");
         let child = Command::new("dockerd")
             .arg("--config-file")
@@ -105,6 +113,9 @@ impl Daemon {
                 "--insecure-registry",
                 "127.0.0.0/8",
             ])
+            .env("HTTPS_PROXY", format!("http://{proxy}"))
+            .env_remove("NO_PROXY")
+            .env_remove("no_proxy")
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
             .stderr(log)
@@ -172,4 +183,73 @@ impl Daemon {
             .args(args);
         cmd
     }
+}
+
+/// Starts the CONNECT proxy (threads that end with the test process) and
+/// returns its address: `CONNECT NAME.test:PORT` is tunnelled to
+/// `127.0.0.1:PORT`; any other target gets a 403.
+fn connect_proxy() -> String {
+    use std::io::{BufRead, BufReader, Write};
+    use std::net::{TcpListener, TcpStream};
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind the proxy");
+    let addr = listener.local_addr().expect("proxy address").to_string();
+    std::thread::spawn(move || {
+        for client in listener.incoming().map_while(Result::ok) {
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(client.try_clone().expect("clone"));
+                let mut line = String::new();
+                if reader.read_line(&mut line).is_err() {
+                    return;
+                }
+                loop {
+                    let mut header = String::new();
+                    match reader.read_line(&mut header) {
+                        Ok(0) | Err(_) => return,
+                        Ok(_) if header == "\r\n" => break,
+                        Ok(_) => {}
+                    }
+                }
+                let target = line.split_whitespace().nth(1).unwrap_or("");
+                let port = target
+                    .rsplit_once(':')
+                    .filter(|(host, _)| host.ends_with(".test"))
+                    .and_then(|(_, p)| p.parse::<u16>().ok());
+                let mut client = client;
+                let Some(port) = port else {
+                    let _ =
+                        client.write_all(b"HTTP/1.1 403 Forbidden\r\ncontent-length: 0\r\n\r\n");
+                    return;
+                };
+                let Ok(server) = TcpStream::connect(("127.0.0.1", port)) else {
+                    let _ =
+                        client.write_all(b"HTTP/1.1 502 Bad Gateway\r\ncontent-length: 0\r\n\r\n");
+                    return;
+                };
+                if client
+                    .write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                    .is_err()
+                {
+                    return;
+                }
+                let (mut c2, mut s2) = (
+                    client.try_clone().expect("clone"),
+                    server.try_clone().expect("clone"),
+                );
+                let mut server = server;
+                // Bytes the reader buffered past the request head go first.
+                let buffered = reader.buffer().to_vec();
+                if !buffered.is_empty() && server.write_all(&buffered).is_err() {
+                    return;
+                }
+                let up = std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut c2, &mut server);
+                    let _ = server.shutdown(std::net::Shutdown::Write);
+                });
+                let _ = std::io::copy(&mut s2, &mut client);
+                let _ = client.shutdown(std::net::Shutdown::Write);
+                let _ = up.join();
+            });
+        }
+    });
+    addr
 }

@@ -77,13 +77,13 @@ pub(super) fn docker_archive(path: &Path, repo_tag: &str, layers: &[&[u8]]) -> S
 
 /// One test's view of the daemon: its own client configuration (logins)
 /// and scratch directory.
-struct Docker {
+pub(super) struct Docker {
     d: &'static Daemon,
     tmp: tempfile::TempDir,
 }
 
 impl Docker {
-    fn new() -> Docker {
+    pub(super) fn new() -> Docker {
         Docker {
             d: daemon(),
             tmp: tempfile::tempdir().expect("tempdir"),
@@ -95,7 +95,7 @@ impl Docker {
     }
 
     /// Runs docker, asserting success; returns stdout and stderr together.
-    fn ok(&self, args: &[&str]) -> String {
+    pub(super) fn ok(&self, args: &[&str]) -> String {
         let out = run(&mut self.cmd(args));
         let text = output_text(&out);
         assert!(
@@ -109,7 +109,7 @@ impl Docker {
 
     /// Runs docker, asserting failure; returns its output and how long it
     /// took.
-    fn fails(&self, args: &[&str]) -> (String, Duration) {
+    pub(super) fn fails(&self, args: &[&str]) -> (String, Duration) {
         let started = Instant::now();
         let out = run(&mut self.cmd(args));
         let took = started.elapsed();
@@ -123,7 +123,7 @@ impl Docker {
     }
 
     /// Loads an image of `layers` as `name`; returns its id.
-    fn load(&self, name: &str, layers: &[&[u8]]) -> String {
+    pub(super) fn load(&self, name: &str, layers: &[&[u8]]) -> String {
         let path = self
             .tmp
             .path()
@@ -134,7 +134,7 @@ impl Docker {
         id
     }
 
-    fn login(&self, addr: &str, user: &str, secret: &str) {
+    pub(super) fn login(&self, addr: &str, user: &str, secret: &str) {
         let out = self.ok(&["login", "--username", user, "--password", secret, addr]);
         assert!(out.contains("Login Succeeded"), "{out}");
     }
