@@ -122,12 +122,18 @@ impl Weed {
             ];
             let quoted: Vec<String> = args.iter().map(|a| format!("'{a}'")).collect();
             let log = self.dir.join("weed.log");
-            // The shell kills weed when our end of its stdin closes.
+            // The shell kills weed when our end of its stdin closes, and
+            // removes its files (a server held in a `static` is never
+            // dropped, so its temporary directory would stay behind).
             let script = format!(
-                "'{bin}' {} >>'{}' 2>&1 & w=$!; read _ignored; kill $w; wait $w",
+                "'{bin}' {} >>'{}' 2>&1 & w=$!; read _ignored; kill $w; wait $w; \
+                 [ -e '{}' ] || rm -rf '{}'",
                 quoted.join(" "),
-                log.display()
+                log.display(),
+                self.dir.join("keep").display(),
+                self.dir.display()
             );
+            let _ = std::fs::remove_file(self.dir.join("keep"));
             let mut child = Command::new("sh")
                 .arg("-c")
                 .arg(script)
@@ -199,6 +205,17 @@ impl Weed {
 
     /// Stops the server (its data stays, for [`Weed::restart`]).
     pub fn stop(&mut self) {
+        self.stop_keeping(true);
+    }
+
+    /// Stops the server; unless `keep`, its files go too.
+    fn stop_keeping(&mut self, keep: bool) {
+        let marker = self.dir.join("keep");
+        if keep {
+            let _ = std::fs::write(&marker, b"");
+        } else {
+            let _ = std::fs::remove_file(&marker);
+        }
         if let Some((mut child, stdin)) = self.child.take() {
             drop(stdin);
             let deadline = Instant::now() + Duration::from_secs(20);
@@ -242,7 +259,7 @@ impl Weed {
 
 impl Drop for Weed {
     fn drop(&mut self) {
-        self.stop();
+        self.stop_keeping(false);
     }
 }
 
