@@ -176,7 +176,7 @@ impl std::io::Read for StallingBody {
 
 /// Fetches `repo:tag` and everything it references through `base`,
 /// checking each digest (an index's children recursively).
-fn verify_image(base: &str, repo: &str, reference: &str) {
+pub(crate) fn verify_image(base: &str, repo: &str, reference: &str) {
     let r = admin(client().get(format!("{base}/v2/{repo}/manifests/{reference}")))
         .header("accept", layout::MANIFEST)
         .header("accept", layout::INDEX)
