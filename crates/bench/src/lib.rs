@@ -35,6 +35,7 @@ mod report;
 mod runner;
 mod scenario;
 mod server;
+mod tls;
 
 pub use report::Report;
 
@@ -76,6 +77,11 @@ pub struct BenchArgs {
     /// registry stays open), measuring what access control costs.
     #[arg(long)]
     pub berth_auth: bool,
+    /// Both servers serve HTTPS (berth `--tls-cert`/`--tls-key`, the
+    /// reference registry `http.tls`) with one certificate made by `berth
+    /// tls self-signed`; the client speaks HTTP/1.1 over TLS 1.3.
+    #[arg(long)]
+    pub tls: bool,
     /// Seconds each server is loaded per round of a scenario and concurrency
     /// [default: 2, quick: 0.2].
     #[arg(long)]
@@ -110,6 +116,8 @@ pub(crate) struct Settings {
     pub idle_settle: Duration,
     pub quick: bool,
     pub berth_auth: bool,
+    /// HTTPS for both servers (certificate files and the client side).
+    pub tls: Option<tls::Tls>,
 }
 
 impl Settings {
@@ -167,18 +175,25 @@ impl Settings {
             idle_settle: Duration::from_millis(if q { 300 } else { 1000 }),
             quick: q,
             berth_auth: args.berth_auth,
+            tls: None,
         })
     }
 }
 
 /// Runs the benchmark and prints the report to stdout (progress to stderr).
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
-    let settings = Settings::resolve(&args)?;
+    let mut settings = Settings::resolve(&args)?;
     let parent = args.work_dir.clone().unwrap_or_else(std::env::temp_dir);
     let work = tempfile::Builder::new()
         .prefix("berth-bench-")
         .tempdir_in(&parent)
         .with_context(|| format!("creating a work directory in {}", parent.display()))?;
+    if args.tls {
+        settings.tls = Some(tls::Tls::prepare(
+            &settings.berth_bin,
+            &work.path().join("tls"),
+        )?);
+    }
     let report = runner::run(
         &settings,
         work.path(),

@@ -134,6 +134,8 @@ pub struct Report {
     pub quick: bool,
     /// Whether berth ran with authentication on (`--berth-auth`).
     pub berth_auth: bool,
+    /// Whether both servers served HTTPS (`--tls`).
+    pub tls: bool,
     /// Seconds per server per round.
     pub duration_s: f64,
     /// Rounds per cell.
@@ -209,6 +211,7 @@ impl Report {
             machine: Machine::probe(work),
             quick: settings.quick,
             berth_auth: settings.berth_auth,
+            tls: settings.tls.is_some(),
             duration_s: settings.duration.as_secs_f64(),
             rounds: settings.rounds,
             tags: settings.tags,
@@ -223,13 +226,18 @@ impl Report {
     fn header(&self) -> String {
         let m = &self.machine;
         format!(
-            "machine: {} x {} ({:.0} GiB RAM, Linux {}); data on {}\nrun: {} s x {} round(s) per server per cell, {} tags, {:.0} s wall{}\nberth: {}\n",
+            "machine: {} x {} ({:.0} GiB RAM, Linux {}); data on {}\nrun: {} s x {} round(s) per server per cell, {} tags, {:.0} s wall{}\nberth: {}\ntransport: {}\n",
             m.cpus, m.cpu, m.memory_gib, m.kernel, m.filesystem, self.duration_s, self.rounds, self.tags, self.wall_s,
             if self.quick { " (quick)" } else { "" },
             if self.berth_auth {
                 "--auth token, Basic credentials of the site admin on every request (distribution: open)"
             } else {
                 "--auth none (like distribution)"
+            },
+            if self.tls {
+                "HTTPS for both (one certificate from `berth tls self-signed`; client: rustls, HTTP/1.1 over TLS 1.3)"
+            } else {
+                "plain HTTP/1.1 for both"
             }
         )
     }

@@ -21,8 +21,15 @@ fn progress(msg: std::fmt::Arguments<'_>) {
 
 fn start(settings: &Settings, kind: Kind, data: &Path) -> anyhow::Result<Server> {
     match kind {
-        Kind::Berth => Server::berth(&settings.berth_bin, data, settings.berth_auth),
-        Kind::Distribution => Server::distribution(&settings.distribution_bin, data),
+        Kind::Berth => Server::berth(
+            &settings.berth_bin,
+            data,
+            settings.berth_auth,
+            settings.tls.as_ref(),
+        ),
+        Kind::Distribution => {
+            Server::distribution(&settings.distribution_bin, data, settings.tls.as_ref())
+        }
     }
 }
 
