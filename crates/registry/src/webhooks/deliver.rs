@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use berth_meta::events::EventKind;
 use berth_meta::webhooks::{Attempt, DueDelivery, Outcome};
+use berth_metrics::DeliveryOutcome;
 use futures_util::StreamExt;
 use serde::Serialize;
 
@@ -33,6 +34,8 @@ const LEASE: Duration = Duration::from_secs(30);
 /// Passes (fan out, attempt) per round at most.
 const MAX_PASSES: usize = 50;
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+/// How often the backlog gauges are read.
+const GAUGE_EVERY: Duration = Duration::from_secs(10);
 
 /// What a round did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -59,6 +62,34 @@ impl Round {
             )
         })
     }
+}
+
+/// Why an attempt got no answer.
+struct Failure {
+    /// The address was refused by the guard (nothing was sent).
+    refused: bool,
+    message: String,
+}
+
+impl From<String> for Failure {
+    fn from(message: String) -> Failure {
+        Failure {
+            refused: false,
+            message,
+        }
+    }
+}
+
+/// Whether the guard refused the address somewhere in `e`'s chain.
+fn is_refusal(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = next {
+        if err.downcast_ref::<guard::Refused>().is_some() {
+            return true;
+        }
+        next = err.source();
+    }
+    false
 }
 
 /// The error and its sources on one line.
@@ -127,8 +158,32 @@ impl Registry {
         }
     }
 
+    /// Sets the backlog gauges of `/metrics` (every replica, at most every
+    /// [`GAUGE_EVERY`]).
+    async fn refresh_backlog_gauges(&self) {
+        {
+            let mut last = self
+                .webhooks
+                .last_gauges
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            if last.is_some_and(|t| t.elapsed() < GAUGE_EVERY) {
+                return;
+            }
+            *last = Some(Instant::now());
+        }
+        match self.meta.webhook_backlog().await {
+            Ok(b) => {
+                let age = b.oldest_at.map_or(0, |t| (berth_meta::now_ms() - t).max(0));
+                berth_metrics::get().webhook_backlog(b.pending, Duration::from_millis(age as u64));
+            }
+            Err(e) => tracing::debug!(error = %e, "reading the webhook backlog failed"),
+        }
+    }
+
     /// One round of webhook delivery (see the module's documentation).
     pub async fn deliver_webhooks(&self, stop: &Stop) -> Result<Round> {
+        self.refresh_backlog_gauges().await;
         self.hold_delivery_lease().await?;
         let mut round = Round::default();
         let wants = self.meta.webhooks_want(EventKind::Pulled).await?;
@@ -222,10 +277,14 @@ impl Registry {
         let result = self.post(d).await;
         let latency_ms = started.elapsed().as_millis() as i64;
         let at = berth_meta::now_ms();
+        let mut refused = false;
         let (status_code, error) = match result {
             Ok(s) if (200..300).contains(&s) => (Some(s), None),
             Ok(s) => (Some(s), Some(format!("the receiver answered HTTP {s}"))),
-            Err(e) => (None, Some(e)),
+            Err(f) => {
+                refused = f.refused;
+                (None, Some(f.message))
+            }
         };
         let made = u32::try_from(d.attempts)
             .unwrap_or(u32::MAX)
@@ -243,6 +302,12 @@ impl Registry {
             );
             Outcome::Retry(at + wait.as_millis() as i64)
         };
+        berth_metrics::get().webhook_delivery(match outcome {
+            Outcome::Delivered => DeliveryOutcome::Delivered,
+            _ if refused => DeliveryOutcome::Refused,
+            Outcome::Retry(_) => DeliveryOutcome::Failed,
+            Outcome::GiveUp => DeliveryOutcome::Abandoned,
+        });
         if let Some(e) = &error {
             tracing::info!(
                 webhook = d.webhook.id,
@@ -264,15 +329,18 @@ impl Registry {
     }
 
     /// POSTs `d`; the status of the answer, or why there was none.
-    async fn post(&self, d: &DueDelivery) -> std::result::Result<u16, String> {
+    async fn post(&self, d: &DueDelivery) -> std::result::Result<u16, Failure> {
         let hub = &self.webhooks;
-        let client = hub.client.as_ref().map_err(Clone::clone)?;
-        let host = url_host(&d.webhook.url).map_err(|e| e.to_string())?;
+        let client = hub.client.as_ref().map_err(|e| Failure::from(e.clone()))?;
+        let host = url_host(&d.webhook.url).map_err(|e| Failure::from(e.to_string()))?;
         // IP literals never reach the resolver: check them here.
         let bare = host.trim_start_matches('[').trim_end_matches(']');
         if let Ok(ip) = bare.parse::<std::net::IpAddr>() {
             if let Some(why) = guard::refusal(ip, &hub.settings.allow_networks) {
-                return Err(guard::message(bare, ip, why));
+                return Err(Failure {
+                    refused: true,
+                    message: guard::message(bare, ip, why),
+                });
             }
         }
         let format = Format::parse(&d.webhook.format).unwrap_or(Format::CloudEvents);
@@ -287,7 +355,10 @@ impl Registry {
             .body(body)
             .send()
             .await
-            .map_err(|e| chain(&e))?;
+            .map_err(|e| Failure {
+                refused: is_refusal(&e),
+                message: chain(&e),
+            })?;
         let status = response.status().as_u16();
         // Read a little of the answer (keeps the connection reusable),
         // never all of it.
@@ -300,5 +371,34 @@ impl Registry {
             }
         }
         Ok(status)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("connect failed")]
+    struct Outer(#[source] guard::Refused);
+
+    #[test]
+    fn refusals_are_found_in_the_error_chain() {
+        let e = Outer(guard::Refused("loopback".into()));
+        assert!(is_refusal(&e));
+        assert_eq!(chain(&e), "connect failed: loopback");
+        let other = std::io::Error::other("reset");
+        assert!(!is_refusal(&other));
+    }
+
+    #[test]
+    fn summaries_only_when_something_was_attempted() {
+        assert_eq!(Round::default().summary(), None);
+        let r = Round {
+            delivered: 2,
+            failed: 1,
+            ..Default::default()
+        };
+        assert!(r.summary().unwrap().contains("2 delivered, 1 failed"));
     }
 }

@@ -99,6 +99,12 @@ pub fn message(host: &str, ip: IpAddr, why: &str) -> String {
     )
 }
 
+/// An address refused by the guard (the resolver's error, recognisable in
+/// the HTTP client's error chain).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Refused(pub String);
+
 /// Resolves names for the delivery client and drops the addresses
 /// [`refusal`] refuses; fails when none is left.
 pub(crate) struct Resolver {
@@ -124,8 +130,10 @@ impl reqwest::dns::Resolve for Resolver {
                 })
                 .collect();
             if allowed.is_empty() {
-                let why = refused.unwrap_or_else(|| format!("{host} has no address"));
-                return Err(why.into());
+                return Err(match refused {
+                    Some(why) => Box::new(Refused(why)) as Box<dyn std::error::Error + Send + Sync>,
+                    None => format!("{host} has no address").into(),
+                });
             }
             let addrs: reqwest::dns::Addrs = Box::new(allowed.into_iter());
             Ok(addrs)

@@ -87,6 +87,7 @@ pub(crate) struct Hub {
     /// delivery worker; pulls publish nothing otherwise).
     wants_pulls: AtomicBool,
     last_prune: Mutex<Option<Instant>>,
+    last_gauges: Mutex<Option<Instant>>,
     /// The delivery lease's expiry (Unix ms), while this process holds it.
     lease_until: AtomicI64,
     /// Quota alerts waiting to be published.
@@ -112,6 +113,7 @@ impl Hub {
             client,
             wants_pulls: AtomicBool::new(false),
             last_prune: Mutex::new(None),
+            last_gauges: Mutex::new(None),
             lease_until: AtomicI64::new(0),
             alerts: Arc::default(),
         }
