@@ -633,3 +633,197 @@ async fn a_failing_webhook_is_disabled_then_enabled_and_redelivered_by_the_cli()
         .unwrap();
     assert_eq!(r.status(), 404);
 }
+
+#[tokio::test]
+async fn pulls_quota_alerts_and_gc_runs_reach_a_site_webhook() {
+    let berth = Berth::start_with(
+        &[
+            "--webhook-allow-networks",
+            "127.0.0.0/8",
+            "--pull-stats-flush-interval",
+            "1s",
+        ],
+        None,
+    );
+    let base = berth.url();
+    let c = client();
+    let rx = Receiver::start(&[], 204, false).await;
+    add_hook(
+        &base,
+        "/webhooks",
+        json!({ "url": rx.url, "secret": SECRET, "events": ["all", "pulled"] }),
+    )
+    .await;
+    let (digest, _) = push_image(&c, &base, "q/app", "v1", "quota").await;
+    // A quota just above what is stored: past 80%, and too small for more.
+    let usage: Value = c
+        .get(format!("{base}/api/v1/namespaces/q/usage"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let used = usage["total_bytes"].as_u64().unwrap();
+    let r = c
+        .put(format!("{base}/api/v1/namespaces/q/quota"))
+        .json(&json!({ "limit_bytes": used + 10 }))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{:?}", r.text().await);
+    let big = vec![7u8; 4096];
+    let r = c
+        .post(format!(
+            "{base}/v2/q/app/blobs/uploads/?digest={}",
+            crate::oci::sha256(&big)
+        ))
+        .body(big)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403, "refused by the quota");
+    // A pull, counted and flushed within a second or so.
+    let r = c
+        .get(format!("{base}/v2/q/app/manifests/v1"))
+        .header("accept", "application/vnd.oci.image.manifest.v1+json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = c.post(format!("{base}/api/v1/gc")).send().await.unwrap();
+    assert!(r.status().is_success(), "{:?}", r.text().await);
+
+    let kinds = [
+        "manifest.pushed",
+        "quota.warning",
+        "quota.exceeded",
+        "pulled",
+        "gc.finished",
+    ];
+    let got = rx
+        .wait_for(30, |g| {
+            kinds
+                .iter()
+                .all(|k| g.iter().any(|r| r.header("berth-event") == *k))
+        })
+        .await;
+    let find = |k: &str| {
+        got.iter()
+            .find(|r| r.header("berth-event") == k)
+            .unwrap()
+            .json()
+    };
+    let warning = find("quota.warning");
+    assert_eq!(warning["data"]["namespace"], "q");
+    assert_eq!(warning["data"]["limit_bytes"], used + 10);
+    assert_eq!(find("quota.exceeded")["type"], "io.berth.quota.exceeded");
+    let pulled = find("pulled");
+    assert_eq!(pulled["data"]["repository"], "q/app");
+    assert_eq!(pulled["data"]["manifests"][0]["digest"], digest.as_str());
+    assert_eq!(pulled["data"]["manifests"][0]["pulls"], 1);
+    assert_eq!(pulled["data"]["tags"][0]["tag"], "v1");
+    let gc = find("gc.finished");
+    assert_eq!(gc["data"]["ok"], true);
+    assert!(gc["data"]["summary"].is_object(), "{gc}");
+    assert!(got.iter().all(|g| verify(SECRET, g)));
+    // Each alert once per crossing.
+    assert_eq!(
+        got.iter()
+            .filter(|r| r.header("berth-event") == "quota.warning")
+            .count(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn only_admins_manage_webhooks() {
+    use crate::auth::{admin, req, Cred, Fixture};
+    use berth_meta::accounts::{Role, Visibility};
+    use reqwest::Method;
+
+    let f = Fixture::start("webhook_allow_networks = [\"127.0.0.0/8\"]\n").await;
+    let alice = f.user("alice").await;
+    let bob = f.user("bob").await;
+    f.org("acme", Visibility::Private).await;
+    f.member("acme", "alice", Role::Admin).await;
+    f.member("acme", "bob", Role::Write).await;
+    let rx = Receiver::start(&[], 204, false).await;
+    let base = f.url();
+    let body = json!({ "url": rx.url });
+    let post = |path: &str, cred: &Cred| {
+        req(&f.c, Method::POST, &format!("{base}/api/v1{path}"), cred).json(&body)
+    };
+
+    let r = post("/namespaces/acme/webhooks", &Cred::Anon)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let r = post("/namespaces/acme/webhooks", &bob)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403, "a writer is no admin");
+    let r = post("/namespaces/acme/webhooks", &alice)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let hook: Value = r.json().await.unwrap();
+    let id = hook["id"].as_i64().unwrap();
+    let r = post("/webhooks", &alice).send().await.unwrap();
+    assert_eq!(r.status(), 403, "site-wide webhooks are for site admins");
+    let r = post("/webhooks", &admin()).send().await.unwrap();
+    assert_eq!(r.status(), 201);
+    let site: Value = r.json().await.unwrap();
+
+    let get = |id: i64, cred: &Cred| {
+        req(
+            &f.c,
+            Method::GET,
+            &format!("{base}/api/v1/webhooks/{id}"),
+            cred,
+        )
+    };
+    assert_eq!(get(id, &alice).send().await.unwrap().status(), 200);
+    assert_eq!(get(id, &bob).send().await.unwrap().status(), 403);
+    assert_eq!(get(id, &admin()).send().await.unwrap().status(), 200);
+    let site_id = site["id"].as_i64().unwrap();
+    assert_eq!(get(site_id, &alice).send().await.unwrap().status(), 403);
+    let r = req(
+        &f.c,
+        Method::DELETE,
+        &format!("{base}/api/v1/webhooks/{id}"),
+        &bob,
+    )
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 403);
+    let r = req(
+        &f.c,
+        Method::GET,
+        &format!("{base}/api/v1/webhooks/{id}/deliveries"),
+        &alice,
+    )
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 200);
+    // The change is audited, without the secret.
+    let audit: Value = req(
+        &f.c,
+        Method::GET,
+        &format!("{base}/api/v1/audit?action=webhook.change"),
+        &admin(),
+    )
+    .send()
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(audit["events"].as_array().unwrap().len(), 2, "{audit}");
+    assert!(!audit.to_string().contains(hook["secret"].as_str().unwrap()));
+}

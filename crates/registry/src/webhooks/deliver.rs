@@ -1,12 +1,14 @@
 //! One round of the delivery worker.
 //!
 //! A round, on the replica holding the `webhooks` lease: publish queued
-//! quota alerts; then, until nothing is due (or the round is told to stop),
-//! fan the outbox's new events out into deliveries and attempt the due
-//! ones, at most `concurrency` at once, each the oldest pending of its
-//! webhook and repository (so a repository's events arrive in order, and a
-//! failing delivery holds back only its own chain). Then, hourly, prune
-//! old history.
+//! quota alerts; then keep up to `concurrency` attempts in flight, each the
+//! oldest pending delivery of its webhook and repository (so a
+//! repository's events arrive in order, and a failing delivery holds back
+//! only its own chain), filling free slots with newly fanned-out and due
+//! deliveries as attempts finish and at least every second, so a receiver
+//! that never answers holds one slot, not the round. The round ends when
+//! nothing is in flight or due, or when told to stop (attempts cut short
+//! are attempted again later). Then, hourly, old history is pruned.
 //!
 //! An attempt is one POST with a timeout on the whole exchange; the answer
 //! is read up to [`super::MAX_RESPONSE_BYTES`] and dropped. A 2xx is
@@ -14,6 +16,7 @@
 //! timeout, a reset) is a failure, retried after [`super::sign::backoff`]
 //! until `max_attempts`, and counted in the webhook's run of failures.
 
+use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use berth_meta::events::EventKind;
@@ -31,8 +34,11 @@ pub const LEASE_NAME: &str = "webhooks";
 /// A replica that dies holding the lease delays deliveries this long at
 /// most.
 const LEASE: Duration = Duration::from_secs(30);
-/// Passes (fan out, attempt) per round at most.
-const MAX_PASSES: usize = 50;
+/// How often a round looks for new work while attempts are in flight.
+const REFILL_EVERY: Duration = Duration::from_secs(1);
+/// A round that only waited on slow receivers this many times in a row
+/// ends (and the next round starts over): the round's summary gets logged.
+const MAX_IDLE_PASSES: u32 = 120;
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 /// How often the backlog gauges are read.
 const GAUGE_EVERY: Duration = Duration::from_secs(10);
@@ -198,52 +204,80 @@ impl Registry {
             }
         }
         let settings = &self.webhooks.settings;
-        for _ in 0..MAX_PASSES {
+        let slots = settings.concurrency.max(1);
+        let mut in_flight = futures_util::stream::FuturesUnordered::new();
+        let mut busy: HashSet<i64> = HashSet::new();
+        let mut idle_passes = 0;
+        loop {
             if stop.is_cancelled() {
+                // Attempts cut short are retried by the next process.
                 break;
             }
-            let now = berth_meta::now_ms();
-            let fanned = self.meta.dispatch_events(now, 500).await?;
-            round.dispatched += fanned;
-            let due = self
-                .meta
-                .due_deliveries(now, settings.concurrency.max(1) as i64)
-                .await?;
-            if due.is_empty() {
-                if fanned == 0 {
-                    break;
-                }
-                continue;
-            }
-            let attempts: Vec<Attempt> = futures_util::stream::iter(due)
-                .map(|d| async move { self.attempt(&d).await })
-                .buffer_unordered(settings.concurrency.max(1))
-                .collect()
-                .await;
-            for a in &attempts {
-                match a.outcome {
-                    Outcome::Delivered => round.delivered += 1,
-                    Outcome::Retry(_) => round.failed += 1,
-                    Outcome::GiveUp => {
-                        round.failed += 1;
-                        round.given_up += 1;
+            // Fill the free slots with what is due now.
+            if in_flight.len() < slots {
+                let now = berth_meta::now_ms();
+                round.dispatched += self.meta.dispatch_events(now, 500).await?;
+                let due = self
+                    .meta
+                    .due_deliveries(now, (slots + busy.len()) as i64)
+                    .await?;
+                for d in due {
+                    if in_flight.len() >= slots {
+                        break;
+                    }
+                    if busy.insert(d.id) {
+                        in_flight.push(async move { self.attempt(&d).await });
                     }
                 }
-                if self.meta.record_attempt(a, settings.disable_after).await? {
-                    round.disabled += 1;
-                    tracing::warn!(
-                        webhook = a.webhook,
-                        failures = settings.disable_after,
-                        error = a.error.as_deref().unwrap_or(""),
-                        "disabled a webhook after a run of failed deliveries; \
-                         `berth webhook enable` turns it back on"
-                    );
+            }
+            if in_flight.is_empty() {
+                break;
+            }
+            // Record what finishes; look for new work every second even
+            // while slow receivers hold slots.
+            tokio::select! {
+                done = in_flight.next() => {
+                    let Some(a) = done else { continue };
+                    busy.remove(&a.delivery);
+                    self.record(&a, &mut round).await?;
+                    idle_passes = 0;
                 }
+                _ = tokio::time::sleep(REFILL_EVERY) => {
+                    idle_passes += 1;
+                }
+                _ = stop.cancelled() => {}
+            }
+            if idle_passes > MAX_IDLE_PASSES {
+                break;
             }
             self.hold_delivery_lease().await?;
         }
         self.prune_webhooks_if_due().await;
         Ok(round)
+    }
+
+    /// Records attempt `a` and counts it in `round`.
+    async fn record(&self, a: &Attempt, round: &mut Round) -> Result<()> {
+        let settings = &self.webhooks.settings;
+        match a.outcome {
+            Outcome::Delivered => round.delivered += 1,
+            Outcome::Retry(_) => round.failed += 1,
+            Outcome::GiveUp => {
+                round.failed += 1;
+                round.given_up += 1;
+            }
+        }
+        if self.meta.record_attempt(a, settings.disable_after).await? {
+            round.disabled += 1;
+            tracing::warn!(
+                webhook = a.webhook,
+                failures = settings.disable_after,
+                error = a.error.as_deref().unwrap_or(""),
+                "disabled a webhook after a run of failed deliveries; \
+                 `berth webhook enable` turns it back on"
+            );
+        }
+        Ok(())
     }
 
     async fn prune_webhooks_if_due(&self) {
