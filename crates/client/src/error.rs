@@ -65,6 +65,9 @@ pub enum Error {
     /// The registry broke the protocol (missing header, bad JSON, ...).
     #[error("protocol error: {0}")]
     Protocol(String),
+    /// A certificate file (`--cert-dir`, `--ca-cert`) could not be used.
+    #[error("TLS: {0}")]
+    Tls(String),
     /// The docker config file could not be read.
     #[error("credentials: {0}")]
     Credentials(String),

@@ -18,13 +18,18 @@
 //!
 //! Plain HTTP is used for loopback registries (`localhost`, `127.0.0.0/8`,
 //! `[::1]`) and for hosts listed in [`ClientOptions::plain_http`]; everything
-//! else is HTTPS (rustls with the system and webpki roots).
+//! else is HTTPS (rustls with the system and webpki roots, plus the CA
+//! certificates and client certificate of [`ClientOptions::tls`]). With a
+//! [`TlsTrust`] configured, loopback registries are reached over HTTPS too
+//! (unless listed in `plain_http`): a private CA is given for a registry
+//! that speaks TLS.
 
 pub mod auth;
 mod blob;
 mod error;
 mod manifest;
 mod tags;
+mod tls;
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -38,6 +43,7 @@ pub use blob::{BlobStream, MountResult};
 pub use bytes::Bytes;
 pub use error::{transport_hint, Error};
 pub use manifest::FetchedManifest;
+pub use tls::TlsTrust;
 
 /// The manifest media types a client accepts, in preference order.
 pub const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.docker.distribution.manifest.v2+json";
@@ -53,6 +59,9 @@ pub struct ClientOptions {
     pub insecure_tls: bool,
     /// User agent; defaults to `berth/<version>`.
     pub user_agent: Option<String>,
+    /// CA certificates to trust and a client certificate to present
+    /// (`--cert-dir`, `--ca-cert`).
+    pub tls: TlsTrust,
 }
 
 /// An OCI Distribution API client.
@@ -79,7 +88,9 @@ impl Client {
             .user_agent
             .clone()
             .unwrap_or_else(|| format!("berth/{}", env!("CARGO_PKG_VERSION")));
-        let http = reqwest::Client::builder()
+        let http = options
+            .tls
+            .apply(reqwest::Client::builder())
             .user_agent(ua)
             .danger_accept_invalid_certs(options.insecure_tls)
             .connect_timeout(std::time::Duration::from_secs(30))
@@ -110,7 +121,8 @@ impl Client {
             || hostname.starts_with("127.")
             || hostname == "[::1]"
             || hostname.ends_with(".localhost");
-        let plain = loopback || self.options.plain_http.iter().any(|p| p == registry);
+        let plain = (loopback && !self.options.tls.is_configured())
+            || self.options.plain_http.iter().any(|p| p == registry);
         format!("{}://{host}", if plain { "http" } else { "https" })
     }
 

@@ -311,11 +311,11 @@ impl Meta {
     /// namespace.
     pub async fn set_namespace_visibility(
         &self,
-        namespace: &str,
+        namespace: &berth_oci::Namespace,
         visibility: Visibility,
         actor: &Actor,
     ) -> Result<bool> {
-        let (ns, actor) = (namespace.to_owned(), actor.clone());
+        let (ns, actor) = (namespace.to_string(), actor.clone());
         self.accounts_write(move |c| {
             Box::pin(writes::set_namespace_visibility(c, ns, visibility, actor))
         })
@@ -326,11 +326,11 @@ impl Meta {
     /// namespace's again). The repository need not exist yet.
     pub async fn set_repository_visibility(
         &self,
-        repository: &str,
+        repository: &berth_oci::RepositoryName,
         visibility: Option<Visibility>,
         actor: &Actor,
     ) -> Result<()> {
-        let (repo, actor) = (repository.to_owned(), actor.clone());
+        let (repo, actor) = (repository.to_string(), actor.clone());
         self.accounts_write(move |c| {
             Box::pin(writes::set_repository_visibility(
                 c, repo, visibility, actor,
@@ -428,6 +428,9 @@ impl Meta {
     }
 
     /// The visibility override of `repository`, if one is set.
+    ///
+    /// Takes the name as a string: the authorisation layer asks it for
+    /// repository names and namespaces alike (a namespace has no override).
     pub async fn repository_visibility(&self, repository: &str) -> Result<Option<Visibility>> {
         let row = sqlx::query("SELECT visibility FROM repository_visibility WHERE repository = $1")
             .bind(repository)

@@ -27,7 +27,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::audit::Actor;
 use crate::queries::NewManifest;
 use crate::writes;
-use berth_oci::{RepositoryName, Tag};
+use berth_oci::{Digest, RepositoryName, Tag};
 
 use crate::{Error, Meta, Result};
 
@@ -182,15 +182,15 @@ impl Meta {
     pub async fn link_blob(
         &self,
         repository: &RepositoryName,
-        digest: &str,
+        digest: &Digest,
         size: u64,
         now: i64,
     ) -> Result<()> {
-        let (repository, digest) = (repository.clone(), digest.to_owned());
+        let (repository, digest) = (repository.clone(), digest.clone());
         self.transact(move |c| {
-            Box::pin(
-                async move { writes::link_blob(c, repository.as_str(), &digest, size, now).await },
-            )
+            Box::pin(async move {
+                writes::link_blob(c, repository.as_str(), digest.as_str(), size, now).await
+            })
         })
         .await
     }
@@ -200,14 +200,14 @@ impl Meta {
     pub async fn unlink_blob(
         &self,
         repository: &RepositoryName,
-        digest: &str,
+        digest: &Digest,
         actor: &Actor,
     ) -> Result<bool> {
-        let (repository, digest, actor) = (repository.clone(), digest.to_owned(), actor.clone());
+        let (repository, digest, actor) = (repository.clone(), digest.clone(), actor.clone());
         self.transact(move |c| {
-            Box::pin(
-                async move { writes::unlink_blob(c, repository.as_str(), &digest, &actor).await },
-            )
+            Box::pin(async move {
+                writes::unlink_blob(c, repository.as_str(), digest.as_str(), &actor).await
+            })
         })
         .await
     }
@@ -225,13 +225,13 @@ impl Meta {
     pub async fn delete_manifest(
         &self,
         repository: &RepositoryName,
-        digest: &str,
+        digest: &Digest,
         actor: &Actor,
-    ) -> Result<Option<Vec<String>>> {
-        let (repository, digest, actor) = (repository.clone(), digest.to_owned(), actor.clone());
+    ) -> Result<Option<Vec<Tag>>> {
+        let (repository, digest, actor) = (repository.clone(), digest.clone(), actor.clone());
         self.transact(move |c| {
             Box::pin(async move {
-                writes::delete_manifest(c, repository.as_str(), &digest, &actor).await
+                writes::delete_manifest(c, repository.as_str(), digest.as_str(), &actor).await
             })
         })
         .await

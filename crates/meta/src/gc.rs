@@ -18,18 +18,19 @@
 
 use std::collections::HashMap;
 
+use berth_oci::{Digest, RepositoryName};
 use sqlx::{AnyConnection, Row};
 
-use crate::{Meta, Result};
+use crate::{digest_at, repository_at, Meta, Result};
 
 /// A blob link or a blob that garbage collection may remove (or that the
 /// grace period still holds).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Unreferenced {
     /// The repository of a link; `None` for a blob.
-    pub repository: Option<String>,
+    pub repository: Option<RepositoryName>,
     /// The blob.
-    pub digest: String,
+    pub digest: Digest,
     /// Its size in bytes.
     pub size: i64,
     /// When the link or the blob row was made (Unix ms).
@@ -62,11 +63,11 @@ fn unreferenced(r: &sqlx::any::AnyRow, repository: bool) -> Result<Unreferenced>
     let off = usize::from(repository);
     Ok(Unreferenced {
         repository: if repository {
-            Some(r.try_get(0)?)
+            Some(repository_at(r, 0)?)
         } else {
             None
         },
-        digest: r.try_get(off)?,
+        digest: digest_at(r, off)?,
         size: r.try_get(off + 1)?,
         at: r.try_get(off + 2)?,
     })
@@ -89,7 +90,7 @@ impl Meta {
         &self,
         age: LinkAge,
         cutoff: i64,
-        after: Option<(&str, &str)>,
+        after: Option<(&RepositoryName, &Digest)>,
         limit: i64,
     ) -> Result<Vec<Unreferenced>> {
         let when = match age {
@@ -104,7 +105,7 @@ impl Meta {
                AND (r.name > $2 OR (r.name = $2 AND rb.digest > $3))
              ORDER BY r.name, rb.digest LIMIT $4"
         );
-        let (repo, digest) = after.unwrap_or(("", ""));
+        let (repo, digest) = after.map_or(("", ""), |(r, d)| (r.as_str(), d.as_str()));
         let rows = sqlx::query(&sql)
             .bind(cutoff)
             .bind(repo)
@@ -116,13 +117,13 @@ impl Meta {
     }
 
     /// One page of the names of repositories that have collectable links
-    /// at `cutoff`, sorted, after `after`.
+    /// at `cutoff`, sorted, after `after` (from the first with `None`).
     pub async fn repositories_with_unreferenced_links(
         &self,
         cutoff: i64,
-        after: &str,
+        after: Option<&RepositoryName>,
         limit: i64,
-    ) -> Result<Vec<String>> {
+    ) -> Result<Vec<RepositoryName>> {
         let sql = format!(
             "SELECT r.name FROM repositories r WHERE r.name > $2 AND EXISTS (
                  SELECT 1 FROM repository_blobs rb WHERE rb.repository_id = r.id AND {LINKS})
@@ -130,22 +131,21 @@ impl Meta {
         );
         let rows = sqlx::query(&sql)
             .bind(cutoff)
-            .bind(after)
+            .bind(after.map_or("", RepositoryName::as_str))
             .bind(limit)
             .fetch_all(&self.read)
             .await?;
-        rows.iter()
-            .map(|r| Ok(r.try_get::<String, _>(0)?))
-            .collect()
+        rows.iter().map(|r| repository_at(r, 0)).collect()
     }
 
     /// One page of the blobs created before `cutoff` with no link that
     /// would survive a sweep of the links at `cutoff` (none at all, or only
-    /// unreferenced old ones), sorted by digest, after `after`.
+    /// unreferenced old ones), sorted by digest, after `after` (from the
+    /// first with `None`).
     pub async fn unreferenced_blobs(
         &self,
         cutoff: i64,
-        after: &str,
+        after: Option<&Digest>,
         limit: i64,
     ) -> Result<Vec<Unreferenced>> {
         let sql = format!(
@@ -157,7 +157,7 @@ impl Meta {
         );
         let rows = sqlx::query(&sql)
             .bind(cutoff)
-            .bind(after)
+            .bind(after.map_or("", Digest::as_str))
             .bind(limit)
             .fetch_all(&self.read)
             .await?;
@@ -169,9 +169,9 @@ impl Meta {
     /// links, and the row is older than `cutoff`).
     pub async fn blob_rows(
         &self,
-        digests: &[String],
+        digests: &[Digest],
         cutoff: i64,
-    ) -> Result<HashMap<String, bool>> {
+    ) -> Result<HashMap<Digest, bool>> {
         let mut out = HashMap::with_capacity(digests.len());
         for batch in digests.chunks(BLOB_BATCH) {
             let sql = format!(
@@ -183,11 +183,11 @@ impl Meta {
             );
             let mut q = sqlx::query(&sql).bind(cutoff);
             for d in batch {
-                q = q.bind(d);
+                q = q.bind(d.as_str());
             }
             for r in q.fetch_all(&self.read).await? {
                 let collectable: i32 = r.try_get(1)?;
-                out.insert(r.try_get(0)?, collectable != 0);
+                out.insert(digest_at(&r, 0)?, collectable != 0);
             }
         }
         Ok(out)
@@ -199,11 +199,11 @@ impl Meta {
     /// `limit` means none is left.
     pub async fn sweep_links(
         &self,
-        repository: &str,
+        repository: &RepositoryName,
         cutoff: i64,
         limit: i64,
     ) -> Result<Vec<Unreferenced>> {
-        let repository = repository.to_owned();
+        let repository = repository.clone();
         self.transact(move |c| {
             Box::pin(async move { sweep_links(c, &repository, cutoff, limit).await })
         })
@@ -213,7 +213,7 @@ impl Meta {
     /// Deletes the `blobs` rows of `digests` that still have no link and
     /// were created before `cutoff`. Returns those deleted; a blob linked
     /// meanwhile is kept.
-    pub async fn sweep_blobs(&self, digests: &[String], cutoff: i64) -> Result<Vec<String>> {
+    pub async fn sweep_blobs(&self, digests: &[Digest], cutoff: i64) -> Result<Vec<Digest>> {
         let mut gone = Vec::new();
         for batch in digests.chunks(BLOB_BATCH) {
             let owned = batch.to_vec();
@@ -249,7 +249,7 @@ impl Meta {
 
     /// Whether the `blobs` table has a row for `digest` (the last check
     /// before a quarantined file is deleted).
-    pub async fn blob_recorded(&self, digest: &str) -> Result<bool> {
+    pub async fn blob_recorded(&self, digest: &Digest) -> Result<bool> {
         Ok(self.blob(digest).await?.is_some())
     }
 }
@@ -266,11 +266,11 @@ pub(crate) async fn lock_repository(conn: &mut AnyConnection, name: &str) -> Res
 
 async fn sweep_links(
     conn: &mut AnyConnection,
-    repository: &str,
+    repository: &RepositoryName,
     cutoff: i64,
     limit: i64,
 ) -> Result<Vec<Unreferenced>> {
-    let Some(repo) = lock_repository(conn, repository).await? else {
+    let Some(repo) = lock_repository(conn, repository.as_str()).await? else {
         return Ok(Vec::new());
     };
     let sql = format!(
@@ -293,8 +293,8 @@ async fn sweep_links(
     let mut gone = Vec::with_capacity(rows.len());
     for r in &rows {
         gone.push(Unreferenced {
-            repository: Some(repository.to_owned()),
-            digest: r.try_get(0)?,
+            repository: Some(repository.clone()),
+            digest: digest_at(r, 0)?,
             size: 0,
             at: r.try_get(1)?,
         });
@@ -307,7 +307,7 @@ async fn sweep_links(
         );
         let mut q = sqlx::query(&sql);
         for u in batch.iter() {
-            q = q.bind(u.digest.clone());
+            q = q.bind(u.digest.as_str());
         }
         let sizes: HashMap<String, i64> = q
             .fetch_all(&mut *conn)
@@ -316,7 +316,7 @@ async fn sweep_links(
             .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
             .collect::<Result<_>>()?;
         for u in batch.iter_mut() {
-            u.size = sizes.get(&u.digest).copied().unwrap_or(0);
+            u.size = sizes.get(u.digest.as_str()).copied().unwrap_or(0);
         }
     }
     Ok(gone)
@@ -324,16 +324,16 @@ async fn sweep_links(
 
 async fn sweep_blobs(
     conn: &mut AnyConnection,
-    digests: &[String],
+    digests: &[Digest],
     cutoff: i64,
-) -> Result<Vec<String>> {
+) -> Result<Vec<Digest>> {
     let mut gone = Vec::new();
     for d in digests {
         let done = sqlx::query(
             "DELETE FROM blobs WHERE digest = $1 AND created_at < $2
              AND NOT EXISTS (SELECT 1 FROM repository_blobs rb WHERE rb.digest = $1)",
         )
-        .bind(d)
+        .bind(d.as_str())
         .bind(cutoff)
         .execute(&mut *conn)
         .await?;

@@ -5,16 +5,18 @@
 use serde::Serialize;
 use sqlx::Row;
 
+use berth_oci::{Digest, Tag};
+
 use crate::writes::ROLE_ATTESTATION;
-use crate::{Meta, RefKind, Result};
+use crate::{digest_at, optional_digest_at, tag_at, Meta, RefKind, Result};
 
 /// A tag with its pull statistics.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct TagInfo {
     /// Tag name.
-    pub name: String,
+    pub name: Tag,
     /// Manifest it points to.
-    pub digest: String,
+    pub digest: Digest,
     /// When it was last set (Unix ms).
     pub updated_at: i64,
     /// GETs through this tag.
@@ -27,13 +29,13 @@ pub struct TagInfo {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ManifestInfo {
     /// Digest.
-    pub digest: String,
+    pub digest: Digest,
     /// Media type.
     pub media_type: String,
     /// Artifact type, if any.
     pub artifact_type: Option<String>,
     /// Subject digest (signatures, SBOMs, ...).
-    pub subject: Option<String>,
+    pub subject: Option<Digest>,
     /// Bytes of the manifest itself.
     pub size: i64,
     /// Push time (Unix ms).
@@ -48,9 +50,9 @@ pub struct ManifestInfo {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ManifestRef {
     /// The referring manifest.
-    pub parent: String,
+    pub parent: Digest,
     /// What it references.
-    pub child: String,
+    pub child: Digest,
     /// Blob or manifest.
     pub kind: RefKind,
     /// For blobs the registry stores: their size.
@@ -59,7 +61,7 @@ pub struct ManifestRef {
     /// (docker buildx provenance or SBOM).
     pub attestation: bool,
     /// For an attestation: the image it describes, when the index names it.
-    pub describes: Option<String>,
+    pub describes: Option<Digest>,
 }
 
 /// Tags, manifests and references of one repository.
@@ -75,42 +77,39 @@ pub struct Inventory {
 
 impl Inventory {
     /// `(index, child manifest)` pairs.
-    pub fn children(&self) -> impl Iterator<Item = (&str, &str)> {
+    pub fn children(&self) -> impl Iterator<Item = (&Digest, &Digest)> {
         self.references
             .iter()
             .filter(|r| r.kind == RefKind::Manifest)
-            .map(|r| (r.parent.as_str(), r.child.as_str()))
+            .map(|r| (&r.parent, &r.child))
     }
 
     /// `(index, attestation manifest, image it describes)` triples.
-    pub fn attestations(&self) -> impl Iterator<Item = (&str, &str, Option<&str>)> {
+    pub fn attestations(&self) -> impl Iterator<Item = (&Digest, &Digest, Option<&Digest>)> {
         self.references
             .iter()
             .filter(|r| r.attestation)
-            .map(|r| (r.parent.as_str(), r.child.as_str(), r.describes.as_deref()))
+            .map(|r| (&r.parent, &r.child, r.describes.as_ref()))
     }
 
     /// `(manifest, blob, blob size)` triples (size 0 when unknown).
-    pub fn blobs(&self) -> impl Iterator<Item = (&str, &str, i64)> {
+    pub fn blobs(&self) -> impl Iterator<Item = (&Digest, &Digest, i64)> {
         self.references
             .iter()
             .filter(|r| r.kind == RefKind::Blob)
-            .map(|r| {
-                (
-                    r.parent.as_str(),
-                    r.child.as_str(),
-                    r.blob_size.unwrap_or(0),
-                )
-            })
+            .map(|r| (&r.parent, &r.child, r.blob_size.unwrap_or(0)))
     }
 }
 
 impl Meta {
     /// What `repository` holds; `None` if it does not exist.
-    pub async fn inventory(&self, repository: &str) -> Result<Option<Inventory>> {
+    pub async fn inventory(
+        &self,
+        repository: &berth_oci::RepositoryName,
+    ) -> Result<Option<Inventory>> {
         let mut conn = self.read.acquire().await?;
         let Some(row) = sqlx::query("SELECT id FROM repositories WHERE name = $1")
-            .bind(repository)
+            .bind(repository.as_str())
             .fetch_optional(&mut *conn)
             .await?
         else {
@@ -127,8 +126,8 @@ impl Meta {
         .iter()
         .map(|r| {
             Ok(TagInfo {
-                name: r.try_get(0)?,
-                digest: r.try_get(1)?,
+                name: tag_at(r, 0)?,
+                digest: digest_at(r, 1)?,
                 updated_at: r.try_get(2)?,
                 pull_count: r.try_get(3)?,
                 last_pulled_at: r.try_get(4)?,
@@ -146,10 +145,10 @@ impl Meta {
         .iter()
         .map(|r| {
             Ok(ManifestInfo {
-                digest: r.try_get(0)?,
+                digest: digest_at(r, 0)?,
                 media_type: r.try_get(1)?,
                 artifact_type: r.try_get(2)?,
-                subject: r.try_get(3)?,
+                subject: optional_digest_at(r, 3)?,
                 size: r.try_get(4)?,
                 pushed_at: r.try_get(5)?,
                 pull_count: r.try_get(6)?,
@@ -171,12 +170,12 @@ impl Meta {
             let kind: String = r.try_get(2)?;
             let role: Option<String> = r.try_get(4)?;
             Ok(ManifestRef {
-                parent: r.try_get(0)?,
-                child: r.try_get(1)?,
+                parent: digest_at(r, 0)?,
+                child: digest_at(r, 1)?,
                 kind: RefKind::parse(&kind)?,
                 blob_size: r.try_get(3)?,
                 attestation: role.as_deref() == Some(ROLE_ATTESTATION),
-                describes: r.try_get(5)?,
+                describes: optional_digest_at(r, 5)?,
             })
         })
         .collect::<Result<Vec<_>>>()?;

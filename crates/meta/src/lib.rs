@@ -9,7 +9,13 @@
 //! where the engines' types differ, in one migration list per dialect
 //! ([`migrations`]). This layer knows nothing about HTTP or blob bytes.
 //!
-//! Times are Unix milliseconds (`i64`); digests are their canonical strings.
+//! Times are Unix milliseconds (`i64`). Digests, repository names,
+//! namespaces and tags cross this API as the validated types of
+//! `berth_oci` ([`Digest`], [`RepositoryName`], [`berth_oci::Namespace`],
+//! [`Tag`]) and are stored as their canonical strings; a stored value that
+//! no longer parses is [`Error::Corrupt`].
+
+use berth_oci::{Digest, RepositoryName, Tag};
 
 pub mod accounts;
 pub mod audit;
@@ -73,9 +79,9 @@ pub enum Error {
         /// `blob` or `manifest`.
         kind: &'static str,
         /// The missing digest.
-        digest: String,
+        digest: Digest,
         /// The repository.
-        repository: String,
+        repository: RepositoryName,
     },
 }
 
@@ -105,6 +111,35 @@ impl Error {
             _ => false,
         }
     }
+}
+
+/// Column `i` of `row` as a digest.
+pub(crate) fn digest_at(row: &sqlx::any::AnyRow, i: usize) -> Result<Digest> {
+    use sqlx::Row as _;
+    let s: String = row.try_get(i)?;
+    Digest::parse(&s).map_err(|e| Error::Corrupt(format!("stored digest: {e}")))
+}
+
+/// Column `i` of `row` as a digest, if not NULL.
+pub(crate) fn optional_digest_at(row: &sqlx::any::AnyRow, i: usize) -> Result<Option<Digest>> {
+    use sqlx::Row as _;
+    let s: Option<String> = row.try_get(i)?;
+    s.map(|s| Digest::parse(&s).map_err(|e| Error::Corrupt(format!("stored digest: {e}"))))
+        .transpose()
+}
+
+/// Column `i` of `row` as a repository name.
+pub(crate) fn repository_at(row: &sqlx::any::AnyRow, i: usize) -> Result<RepositoryName> {
+    use sqlx::Row as _;
+    let s: String = row.try_get(i)?;
+    RepositoryName::parse(s).map_err(|e| Error::Corrupt(format!("stored repository name: {e}")))
+}
+
+/// Column `i` of `row` as a tag.
+pub(crate) fn tag_at(row: &sqlx::any::AnyRow, i: usize) -> Result<Tag> {
+    use sqlx::Row as _;
+    let s: String = row.try_get(i)?;
+    Tag::parse(s).map_err(|e| Error::Corrupt(format!("stored tag: {e}")))
 }
 
 /// Result alias of this crate.

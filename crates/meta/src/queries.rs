@@ -1,9 +1,9 @@
 //! The metadata operations the registry services use.
 
-use berth_oci::{RepositoryName, Tag};
+use berth_oci::{Digest, RepositoryName, Tag};
 use sqlx::Row;
 
-use crate::{Error, Meta, Result};
+use crate::{digest_at, repository_at, tag_at, Error, Meta, Result};
 
 /// How a manifest references another piece of content.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -36,10 +36,10 @@ impl RefKind {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AttestationRef {
     /// The attestation manifest (a child of the index).
-    pub manifest: String,
+    pub manifest: Digest,
     /// The image it describes (`vnd.docker.reference.digest`), when the
     /// index names one.
-    pub describes: Option<String>,
+    pub describes: Option<Digest>,
 }
 
 /// A manifest to record, with everything that must commit together with it.
@@ -48,7 +48,7 @@ pub struct NewManifest {
     /// Repository name.
     pub repository: RepositoryName,
     /// Digest of `content`.
-    pub digest: String,
+    pub digest: Digest,
     /// Media type.
     pub media_type: String,
     /// Artifact type reported by the referrers API.
@@ -56,12 +56,12 @@ pub struct NewManifest {
     /// The bytes as pushed.
     pub content: Vec<u8>,
     /// Subject digest, for referrers.
-    pub subject: Option<String>,
+    pub subject: Option<Digest>,
     /// Top-level annotations as a JSON object, for referrers.
     pub annotations: Option<String>,
     /// What it references: config and layer blobs, child manifests, and an
     /// index's blob entries (BuildKit's cache layers and config).
-    pub references: Vec<(String, RefKind)>,
+    pub references: Vec<(Digest, RefKind)>,
     /// Which of the child manifests are attestations (a subset of
     /// `references`; empty for images and most indexes).
     pub attestations: Vec<AttestationRef>,
@@ -71,7 +71,7 @@ pub struct NewManifest {
     /// garbage collection or retention running between the registry's
     /// checks and the commit makes the push fail instead of leaving a
     /// manifest whose content is gone.
-    pub required_blobs: Vec<String>,
+    pub required_blobs: Vec<Digest>,
     /// Tags to point at it.
     pub tags: Vec<Tag>,
     /// Push time (Unix ms).
@@ -82,7 +82,7 @@ pub struct NewManifest {
 #[derive(Debug, Clone)]
 pub struct ManifestRecord {
     /// Digest.
-    pub digest: String,
+    pub digest: Digest,
     /// Media type.
     pub media_type: String,
     /// The bytes as pushed.
@@ -93,7 +93,7 @@ pub struct ManifestRecord {
 #[derive(Debug, Clone)]
 pub struct Referrer {
     /// Its digest.
-    pub digest: String,
+    pub digest: Digest,
     /// Its media type.
     pub media_type: String,
     /// Its size.
@@ -109,7 +109,7 @@ impl Meta {
     pub async fn repository_blob(
         &self,
         repository: &RepositoryName,
-        digest: &str,
+        digest: &Digest,
     ) -> Result<Option<u64>> {
         let row = sqlx::query(
             "SELECT b.size FROM repositories r
@@ -118,7 +118,7 @@ impl Meta {
              WHERE r.name = $1 AND rb.digest = $2",
         )
         .bind(repository.as_str())
-        .bind(digest)
+        .bind(digest.as_str())
         .fetch_optional(&self.read)
         .await?;
         Ok(row
@@ -129,7 +129,11 @@ impl Meta {
 
     /// Names of the repositories `digest` is linked to, in name order,
     /// at most `limit`.
-    pub async fn repositories_with_blob(&self, digest: &str, limit: i64) -> Result<Vec<String>> {
+    pub async fn repositories_with_blob(
+        &self,
+        digest: &Digest,
+        limit: i64,
+    ) -> Result<Vec<RepositoryName>> {
         let rows = sqlx::query(
             "SELECT r.name FROM repository_blobs rb
              JOIN repositories r ON r.id = rb.repository_id
@@ -137,19 +141,17 @@ impl Meta {
              ORDER BY r.name
              LIMIT $2",
         )
-        .bind(digest)
+        .bind(digest.as_str())
         .bind(limit)
         .fetch_all(&self.read)
         .await?;
-        rows.iter()
-            .map(|r| r.try_get::<String, _>(0).map_err(Into::into))
-            .collect()
+        rows.iter().map(|r| repository_at(r, 0)).collect()
     }
 
     /// Size of `digest` if the registry stores it for any repository.
-    pub async fn blob(&self, digest: &str) -> Result<Option<u64>> {
+    pub async fn blob(&self, digest: &Digest) -> Result<Option<u64>> {
         let row = sqlx::query("SELECT size FROM blobs WHERE digest = $1")
-            .bind(digest)
+            .bind(digest.as_str())
             .fetch_optional(&self.read)
             .await?;
         Ok(row
@@ -162,8 +164,8 @@ impl Meta {
     pub async fn missing_blobs(
         &self,
         repository: &RepositoryName,
-        digests: &[String],
-    ) -> Result<Vec<String>> {
+        digests: &[Digest],
+    ) -> Result<Vec<Digest>> {
         let mut missing = Vec::new();
         for d in digests {
             if self.repository_blob(repository, d).await?.is_none() {
@@ -177,8 +179,8 @@ impl Meta {
     pub async fn missing_manifests(
         &self,
         repository: &RepositoryName,
-        digests: &[String],
-    ) -> Result<Vec<String>> {
+        digests: &[Digest],
+    ) -> Result<Vec<Digest>> {
         let mut missing = Vec::new();
         for d in digests {
             let row = sqlx::query(
@@ -186,7 +188,7 @@ impl Meta {
                  WHERE r.name = $1 AND m.digest = $2",
             )
             .bind(repository.as_str())
-            .bind(d)
+            .bind(d.as_str())
             .fetch_optional(&self.read)
             .await?;
             if row.is_none() {
@@ -219,7 +221,7 @@ impl Meta {
     pub async fn manifest(
         &self,
         repository: &RepositoryName,
-        digest: &str,
+        digest: &Digest,
     ) -> Result<Option<ManifestRecord>> {
         let row = sqlx::query(
             "SELECT m.digest, m.media_type, m.content FROM repositories r
@@ -227,7 +229,7 @@ impl Meta {
              WHERE r.name = $1 AND m.digest = $2",
         )
         .bind(repository.as_str())
-        .bind(digest)
+        .bind(digest.as_str())
         .fetch_optional(&self.read)
         .await?;
         row.map(|r| record(&r)).transpose()
@@ -240,7 +242,7 @@ impl Meta {
         repository: &RepositoryName,
         last: Option<&str>,
         limit: i64,
-    ) -> Result<Option<Vec<String>>> {
+    ) -> Result<Option<Vec<Tag>>> {
         let mut conn = self.read.acquire().await?;
         let Some(row) = sqlx::query("SELECT id FROM repositories WHERE name = $1")
             .bind(repository.as_str())
@@ -259,24 +261,23 @@ impl Meta {
         .fetch_all(&mut *conn)
         .await?;
         Ok(Some(
-            rows.iter()
-                .map(|r| r.try_get::<String, _>(0))
-                .collect::<Result<_, _>>()?,
+            rows.iter().map(|r| tag_at(r, 0)).collect::<Result<_>>()?,
         ))
     }
 
     /// Up to `limit` repository names sorted after `last`.
-    pub async fn repositories(&self, last: Option<&str>, limit: i64) -> Result<Vec<String>> {
+    pub async fn repositories(
+        &self,
+        last: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<RepositoryName>> {
         let rows =
             sqlx::query("SELECT name FROM repositories WHERE name > $1 ORDER BY name LIMIT $2")
                 .bind(last.unwrap_or(""))
                 .bind(limit)
                 .fetch_all(&self.read)
                 .await?;
-        Ok(rows
-            .iter()
-            .map(|r| r.try_get::<String, _>(0))
-            .collect::<Result<_, _>>()?)
+        rows.iter().map(|r| repository_at(r, 0)).collect()
     }
 
     /// A page of the repositories readable by someone who may read every
@@ -291,7 +292,7 @@ impl Meta {
         namespaces: &[String],
         last: Option<&str>,
         limit: i64,
-    ) -> Result<Vec<String>> {
+    ) -> Result<Vec<RepositoryName>> {
         let mut sql = String::from(
             "SELECT p.name FROM (
                  SELECT r.name AS name FROM namespaces n JOIN repositories r ON r.name = n.name
@@ -333,10 +334,7 @@ impl Meta {
             q = q.bind(b);
         }
         let rows = q.fetch_all(&self.read).await?;
-        Ok(rows
-            .iter()
-            .map(|r| r.try_get::<String, _>(0))
-            .collect::<Result<_, _>>()?)
+        rows.iter().map(|r| repository_at(r, 0)).collect()
     }
 
     /// Manifests of `repository` whose subject is `subject`, optionally only
@@ -344,7 +342,7 @@ impl Meta {
     pub async fn referrers(
         &self,
         repository: &RepositoryName,
-        subject: &str,
+        subject: &Digest,
         artifact_type: Option<&str>,
     ) -> Result<Vec<Referrer>> {
         let rows = sqlx::query(
@@ -354,14 +352,14 @@ impl Meta {
              ORDER BY m.digest",
         )
         .bind(repository.as_str())
-        .bind(subject)
+        .bind(subject.as_str())
         .bind(artifact_type)
         .fetch_all(&self.read)
         .await?;
         rows.iter()
             .map(|r| {
                 Ok(Referrer {
-                    digest: r.try_get(0)?,
+                    digest: digest_at(r, 0)?,
                     media_type: r.try_get(1)?,
                     size: r.try_get(2)?,
                     artifact_type: r.try_get(3)?,
@@ -377,7 +375,7 @@ fn record(r: &sqlx::any::AnyRow) -> Result<ManifestRecord> {
         .try_get(2)
         .map_err(|e| Error::Corrupt(format!("manifest content: {e}")))?;
     Ok(ManifestRecord {
-        digest: r.try_get(0)?,
+        digest: digest_at(r, 0)?,
         media_type: r.try_get(1)?,
         content,
     })

@@ -9,13 +9,14 @@ use sqlx::{AnyConnection, Row};
 use crate::audit::{self, action, Actor};
 use crate::gc::lock_repository;
 use crate::rules::TagGuard;
-use crate::{Meta, Result};
+use crate::{repository_at, Error, Meta, Result};
+use berth_oci::{Digest, Namespace, RepositoryName, Tag};
 
 /// A namespace's retention policy as stored.
 #[derive(Debug, Clone, Serialize)]
 pub struct StoredPolicy {
     /// The namespace.
-    pub namespace: String,
+    pub namespace: Namespace,
     /// The policy's TOML text, as set.
     pub policy: String,
     /// Last change (Unix ms).
@@ -28,11 +29,11 @@ pub struct StoredPolicy {
 #[derive(Debug, Clone)]
 pub struct ManifestTarget {
     /// The manifest.
-    pub digest: String,
+    pub digest: Digest,
     /// The only tags that may still point to it (deleted with it).
-    pub with_tags: Vec<String>,
+    pub with_tags: Vec<Tag>,
     /// Its subject, which must be gone already.
-    pub subject: Option<String>,
+    pub subject: Option<Digest>,
 }
 
 /// The outcome of a conditional deletion.
@@ -46,12 +47,12 @@ pub enum Deletion {
 
 impl Meta {
     /// The retention policy of `namespace`.
-    pub async fn retention_policy(&self, namespace: &str) -> Result<Option<StoredPolicy>> {
+    pub async fn retention_policy(&self, namespace: &Namespace) -> Result<Option<StoredPolicy>> {
         let row = sqlx::query(
             "SELECT namespace, policy, updated_at, updated_by FROM retention_policies
              WHERE namespace = $1",
         )
-        .bind(namespace)
+        .bind(namespace.as_str())
         .fetch_optional(&self.read)
         .await?;
         row.map(|r| policy(&r)).transpose()
@@ -73,11 +74,15 @@ impl Meta {
     /// before.
     pub async fn set_retention_policy(
         &self,
-        namespace: &str,
+        namespace: &Namespace,
         text: Option<&str>,
         actor: &Actor,
     ) -> Result<bool> {
-        let (ns, text, actor) = (namespace.to_owned(), text.map(str::to_owned), actor.clone());
+        let (ns, text, actor) = (
+            namespace.to_string(),
+            text.map(str::to_owned),
+            actor.clone(),
+        );
         self.transact(move |c| {
             Box::pin(async move {
                 let existed = sqlx::query("SELECT 1 FROM retention_policies WHERE namespace = $1")
@@ -122,21 +127,21 @@ impl Meta {
 
     /// The repositories of `namespace` (the namespace itself and everything
     /// below `namespace/`), sorted.
-    pub async fn namespace_repositories(&self, namespace: &str) -> Result<Vec<String>> {
+    pub async fn namespace_repositories(
+        &self,
+        namespace: &Namespace,
+    ) -> Result<Vec<RepositoryName>> {
         // '0' is the byte after '/': a range scan instead of an escaped LIKE.
         let rows = sqlx::query(
             "SELECT name FROM repositories WHERE name = $1 OR (name >= $2 AND name < $3)
              ORDER BY name",
         )
-        .bind(namespace)
+        .bind(namespace.as_str())
         .bind(format!("{namespace}/"))
         .bind(format!("{namespace}0"))
         .fetch_all(&self.read)
         .await?;
-        Ok(rows
-            .iter()
-            .map(|r| r.try_get::<String, _>(0))
-            .collect::<Result<_, _>>()?)
+        rows.iter().map(|r| repository_at(r, 0)).collect()
     }
 
     /// Deletes `tag` of `repository` if it still points to `digest` and
@@ -144,17 +149,17 @@ impl Meta {
     /// event carrying `detail`.
     pub async fn retention_delete_tag(
         &self,
-        repository: &str,
-        tag: &str,
-        digest: &str,
+        repository: &RepositoryName,
+        tag: &Tag,
+        digest: &Digest,
         guard: TagGuard,
         actor: &Actor,
         detail: serde_json::Value,
     ) -> Result<Deletion> {
         let (repo, tag, digest, actor) = (
-            repository.to_owned(),
-            tag.to_owned(),
-            digest.to_owned(),
+            repository.to_string(),
+            tag.to_string(),
+            digest.to_string(),
             actor.clone(),
         );
         self.transact(move |c| {
@@ -195,13 +200,13 @@ impl Meta {
     /// none of its tags.
     pub async fn retention_delete_manifest(
         &self,
-        repository: &str,
+        repository: &RepositoryName,
         target: ManifestTarget,
         guard: TagGuard,
         actor: &Actor,
         detail: serde_json::Value,
     ) -> Result<Deletion> {
-        let (repo, actor) = (repository.to_owned(), actor.clone());
+        let (repo, actor) = (repository.to_string(), actor.clone());
         self.transact(move |c| {
             Box::pin(
                 async move { delete_manifest(c, &repo, &target, &guard, &actor, detail).await },
@@ -214,16 +219,16 @@ impl Meta {
     /// with a controlled clock).
     pub async fn set_manifest_times(
         &self,
-        repository: &str,
-        digest: &str,
+        repository: &RepositoryName,
+        digest: &Digest,
         pushed_at: i64,
         last_pulled_at: Option<i64>,
     ) -> Result<()> {
         self.set_times(
             "UPDATE manifests SET pushed_at = $3, last_pulled_at = $4
              WHERE digest = $2 AND repository_id = (SELECT id FROM repositories WHERE name = $1)",
-            repository,
-            digest,
+            repository.as_str(),
+            digest.as_str(),
             pushed_at,
             last_pulled_at,
         )
@@ -233,16 +238,16 @@ impl Meta {
     /// Sets when a tag was pushed and last pulled (imports, tests).
     pub async fn set_tag_times(
         &self,
-        repository: &str,
-        tag: &str,
+        repository: &RepositoryName,
+        tag: &Tag,
         updated_at: i64,
         last_pulled_at: Option<i64>,
     ) -> Result<()> {
         self.set_times(
             "UPDATE tags SET updated_at = $3, last_pulled_at = $4
              WHERE name = $2 AND repository_id = (SELECT id FROM repositories WHERE name = $1)",
-            repository,
-            tag,
+            repository.as_str(),
+            tag.as_str(),
             updated_at,
             last_pulled_at,
         )
@@ -275,8 +280,10 @@ impl Meta {
 }
 
 fn policy(r: &sqlx::any::AnyRow) -> Result<StoredPolicy> {
+    let namespace: String = r.try_get(0)?;
     Ok(StoredPolicy {
-        namespace: r.try_get(0)?,
+        namespace: Namespace::parse(namespace)
+            .map_err(|e| Error::Corrupt(format!("retention policy: {e}")))?,
         policy: r.try_get(1)?,
         updated_at: r.try_get(2)?,
         updated_by: r.try_get(3)?,
@@ -294,7 +301,7 @@ async fn delete_manifest(
     let (digest, with_tags, subject) = (
         target.digest.as_str(),
         &target.with_tags,
-        target.subject.as_deref(),
+        target.subject.as_ref().map(Digest::as_str),
     );
     let Some(id) = lock_repository(c, repo).await? else {
         return Ok(Deletion::Skipped("the repository is gone".into()));
@@ -316,7 +323,10 @@ async fn delete_manifest(
             .iter()
             .map(|r| r.try_get::<String, _>(0))
             .collect::<Result<_, _>>()?;
-    if let Some(t) = tags.iter().find(|t| !with_tags.contains(t)) {
+    if let Some(t) = tags
+        .iter()
+        .find(|t| !with_tags.iter().any(|w| w == t.as_str()))
+    {
         return Ok(Deletion::Skipped(format!("it is tagged {t}")));
     }
     if let Some(why) = tags.iter().find_map(|t| guard(t)) {

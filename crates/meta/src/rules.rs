@@ -188,11 +188,11 @@ impl Meta {
     /// Returns the deleted rule, `None` if there is no such rule there.
     pub async fn delete_tag_rule(
         &self,
-        namespace: &str,
+        namespace: &berth_oci::Namespace,
         id: i64,
         actor: &Actor,
     ) -> Result<Option<TagRule>> {
-        let (namespace, actor) = (namespace.to_owned(), actor.clone());
+        let (namespace, actor) = (namespace.to_string(), actor.clone());
         self.transact(move |c| Box::pin(async move { delete(c, &namespace, id, &actor).await }))
             .await
     }
@@ -229,17 +229,17 @@ impl Meta {
     pub async fn delete_manifest_guarded(
         &self,
         repository: &berth_oci::RepositoryName,
-        digest: &str,
+        digest: &berth_oci::Digest,
         guard: TagGuard,
         actor: &Actor,
-    ) -> Result<Option<Vec<String>>> {
-        let (repository, digest, actor) = (repository.clone(), digest.to_owned(), actor.clone());
+    ) -> Result<Option<Vec<berth_oci::Tag>>> {
+        let (repository, digest, actor) = (repository.clone(), digest.clone(), actor.clone());
         self.transact(move |c| {
             Box::pin(async move {
                 crate::writes::delete_manifest_guarded(
                     c,
                     repository.as_str(),
-                    &digest,
+                    digest.as_str(),
                     Some(&guard),
                     &actor,
                 )
@@ -253,16 +253,22 @@ impl Meta {
     /// tagged with a tag `guard` gives a reason for uses the blob.
     pub async fn unlink_blob_guarded(
         &self,
-        repository: &str,
-        digest: &str,
+        repository: &berth_oci::RepositoryName,
+        digest: &berth_oci::Digest,
         guard: TagGuard,
         actor: &Actor,
     ) -> Result<bool> {
-        let (repository, digest, actor) = (repository.to_owned(), digest.to_owned(), actor.clone());
+        let (repository, digest, actor) = (repository.clone(), digest.clone(), actor.clone());
         self.transact(move |c| {
             Box::pin(async move {
-                crate::writes::unlink_blob_guarded(c, &repository, &digest, Some(&guard), &actor)
-                    .await
+                crate::writes::unlink_blob_guarded(
+                    c,
+                    repository.as_str(),
+                    digest.as_str(),
+                    Some(&guard),
+                    &actor,
+                )
+                .await
             })
         })
         .await

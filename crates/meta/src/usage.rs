@@ -16,7 +16,8 @@ use serde::Serialize;
 use sqlx::{AnyConnection, Row};
 
 use crate::audit::{self, action, Actor};
-use crate::{writes, Meta, Result};
+use crate::{digest_at, repository_at, writes, Meta, Result};
+use berth_oci::{Digest, RepositoryName};
 
 /// The repositories of a namespace, as a condition on `r.name` with
 /// placeholders `$a`, `$b`, `$c` (bound by [`ns_binds`]).
@@ -46,9 +47,9 @@ pub enum ContentKind {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Content {
     /// Repository name.
-    pub repository: String,
+    pub repository: RepositoryName,
     /// Digest.
-    pub digest: String,
+    pub digest: Digest,
     /// Bytes.
     pub size: u64,
     /// Blob or manifest.
@@ -131,8 +132,8 @@ impl Meta {
     }
 
     /// Whether `digest` is content of namespace `ns` already.
-    pub async fn namespace_holds(&self, ns: &str, digest: &str) -> Result<bool> {
-        holds(&mut *self.read.acquire().await?, ns, digest).await
+    pub async fn namespace_holds(&self, ns: &str, digest: &Digest) -> Result<bool> {
+        holds(&mut *self.read.acquire().await?, ns, digest.as_str()).await
     }
 
     /// Every blob link and manifest of the repositories of `ns`, with
@@ -172,8 +173,8 @@ impl Meta {
                 let in_use: i32 = r.try_get(4)?;
                 Ok(Content {
                     in_use: in_use != 0,
-                    repository: r.try_get(0)?,
-                    digest: r.try_get(1)?,
+                    repository: repository_at(r, 0)?,
+                    digest: digest_at(r, 1)?,
                     size: r.try_get::<i64, _>(2)?.max(0) as u64,
                     kind: if kind == "blob" {
                         ContentKind::Blob
@@ -194,8 +195,8 @@ impl Meta {
     /// each other's bytes.
     pub async fn link_blob_within_quota(
         &self,
-        repository: &berth_oci::RepositoryName,
-        digest: &str,
+        repository: &RepositoryName,
+        digest: &Digest,
         size: u64,
         now: i64,
         ns: &str,
@@ -203,7 +204,7 @@ impl Meta {
     ) -> Result<Option<u64>> {
         let (repository, digest, ns) = (
             repository.as_str().to_owned(),
-            digest.to_owned(),
+            digest.as_str().to_owned(),
             ns.to_owned(),
         );
         let dialect = self.dialect();
@@ -226,8 +227,13 @@ impl Meta {
     }
 
     /// Sets the quota of `ns`.
-    pub async fn set_quota(&self, ns: &str, limit_bytes: u64, actor: &Actor) -> Result<Quota> {
-        let (ns, actor) = (ns.to_owned(), actor.clone());
+    pub async fn set_quota(
+        &self,
+        ns: &berth_oci::Namespace,
+        limit_bytes: u64,
+        actor: &Actor,
+    ) -> Result<Quota> {
+        let (ns, actor) = (ns.to_string(), actor.clone());
         self.transact(move |c| {
             Box::pin(async move {
                 sqlx::query(
@@ -256,8 +262,8 @@ impl Meta {
     }
 
     /// Removes the quota of `ns`; returns whether there was one.
-    pub async fn delete_quota(&self, ns: &str, actor: &Actor) -> Result<bool> {
-        let (ns, actor) = (ns.to_owned(), actor.clone());
+    pub async fn delete_quota(&self, ns: &berth_oci::Namespace, actor: &Actor) -> Result<bool> {
+        let (ns, actor) = (ns.to_string(), actor.clone());
         self.transact(move |c| {
             Box::pin(async move {
                 let done = sqlx::query("DELETE FROM quotas WHERE namespace = $1")

@@ -8,7 +8,8 @@ use sqlx::{AnyConnection, Row};
 use crate::audit::{self, action, Actor};
 use crate::queries::{NewManifest, RefKind};
 use crate::rules::TagGuard;
-use crate::{Error, Result};
+use crate::{tag_at, Error, Result};
+use berth_oci::Tag;
 
 /// `manifest_references.role` of an index's attestation manifest.
 pub(crate) const ROLE_ATTESTATION: &str = "attestation";
@@ -196,12 +197,12 @@ pub(crate) async fn put_manifest_guarded(
          ON CONFLICT (repository_id, digest) DO NOTHING",
     )
     .bind(repo)
-    .bind(&m.digest)
+    .bind(m.digest.as_str())
     .bind(&m.media_type)
     .bind(m.artifact_type.as_deref())
     .bind(m.content.len() as i64)
     .bind(m.content.as_slice())
-    .bind(m.subject.as_deref())
+    .bind(m.subject.as_ref().map(|d| d.as_str()))
     .bind(m.annotations.as_deref())
     .bind(m.pushed_at)
     .execute(&mut *conn)
@@ -223,11 +224,11 @@ pub(crate) async fn put_manifest_guarded(
                  VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
             )
             .bind(repo)
-            .bind(&m.digest)
-            .bind(child)
+            .bind(m.digest.as_str())
+            .bind(child.as_str())
             .bind(kind.as_str())
             .bind(attestation.map(|_| ROLE_ATTESTATION))
-            .bind(attestation.and_then(|a| a.describes.as_deref()))
+            .bind(attestation.and_then(|a| a.describes.as_ref().map(|d| d.as_str())))
             .execute(&mut *conn)
             .await?;
         }
@@ -246,11 +247,11 @@ pub(crate) async fn put_manifest_guarded(
                 .await?
                 .map(|r| r.try_get::<String, _>(0))
                 .transpose()?;
-        if let Some(previous) = previous.filter(|p| *p != m.digest) {
+        if let Some(previous) = previous.filter(|p| p != m.digest.as_str()) {
             let event = actor
                 .event(action::TAG_MOVE)
                 .repository(m.repository.as_str())
-                .digest(&m.digest)
+                .digest(m.digest.as_str())
                 .tag(tag)
                 .detail(serde_json::json!({ "from": previous }));
             audit::record(conn, &event).await?;
@@ -262,7 +263,7 @@ pub(crate) async fn put_manifest_guarded(
         )
         .bind(repo)
         .bind(tag)
-        .bind(&m.digest)
+        .bind(m.digest.as_str())
         .bind(m.pushed_at)
         .execute(&mut *conn)
         .await?;
@@ -270,7 +271,7 @@ pub(crate) async fn put_manifest_guarded(
     let event = actor
         .event(action::PUSH)
         .repository(m.repository.as_str())
-        .digest(&m.digest)
+        .digest(m.digest.as_str())
         .detail(serde_json::json!({
             "tags": m.tags, "media_type": m.media_type, "size": m.content.len(),
         }));
@@ -293,7 +294,7 @@ async fn put_guarded_tag(
     )
     .bind(repo)
     .bind(tag)
-    .bind(&m.digest)
+    .bind(m.digest.as_str())
     .bind(m.pushed_at)
     .execute(&mut *conn)
     .await?;
@@ -309,7 +310,7 @@ async fn put_guarded_tag(
             .map(|r| r.try_get::<String, _>(0))
             .transpose()?;
     match current {
-        Some(d) if d != m.digest => Err(Error::Refused(reason)),
+        Some(d) if d != m.digest.as_str() => Err(Error::Refused(reason)),
         _ => Ok(()),
     }
 }
@@ -321,14 +322,14 @@ async fn verify_references(conn: &mut AnyConnection, repo: i64, m: &NewManifest)
         let linked =
             sqlx::query("SELECT 1 FROM repository_blobs WHERE repository_id = $1 AND digest = $2")
                 .bind(repo)
-                .bind(digest)
+                .bind(digest.as_str())
                 .fetch_optional(&mut *conn)
                 .await?;
         if linked.is_none() {
             return Err(Error::MissingReference {
                 kind: "blob",
                 digest: digest.clone(),
-                repository: m.repository.to_string(),
+                repository: m.repository.clone(),
             });
         }
     }
@@ -339,14 +340,14 @@ async fn verify_references(conn: &mut AnyConnection, repo: i64, m: &NewManifest)
         let stored =
             sqlx::query("SELECT 1 FROM manifests WHERE repository_id = $1 AND digest = $2")
                 .bind(repo)
-                .bind(digest)
+                .bind(digest.as_str())
                 .fetch_optional(&mut *conn)
                 .await?;
         if stored.is_none() {
             return Err(Error::MissingReference {
                 kind: "manifest",
                 digest: digest.clone(),
-                repository: m.repository.to_string(),
+                repository: m.repository.clone(),
             });
         }
     }
@@ -358,7 +359,7 @@ pub(crate) async fn delete_manifest(
     repository: &str,
     digest: &str,
     actor: &Actor,
-) -> Result<Option<Vec<String>>> {
+) -> Result<Option<Vec<Tag>>> {
     delete_manifest_guarded(conn, repository, digest, None, actor).await
 }
 
@@ -371,23 +372,23 @@ pub(crate) async fn delete_manifest_guarded(
     digest: &str,
     guard: Option<&TagGuard>,
     actor: &Actor,
-) -> Result<Option<Vec<String>>> {
+) -> Result<Option<Vec<Tag>>> {
     let Some(repo) = repository_id(conn, repository).await? else {
         return Ok(None);
     };
-    let tags: Vec<String> =
+    let tags: Vec<Tag> =
         sqlx::query("DELETE FROM tags WHERE repository_id = $1 AND digest = $2 RETURNING name")
             .bind(repo)
             .bind(digest)
             .fetch_all(&mut *conn)
             .await?
             .iter()
-            .map(|r| r.try_get::<String, _>(0))
-            .collect::<Result<_, _>>()?;
+            .map(|r| tag_at(r, 0))
+            .collect::<Result<_>>()?;
     if let Some(g) = guard {
         let mut sorted = tags.clone();
         sorted.sort();
-        if let Some(reason) = sorted.iter().find_map(|t| g(t)) {
+        if let Some(reason) = sorted.iter().find_map(|t| g(t.as_str())) {
             return Err(Error::Refused(reason));
         }
         if let Some(reason) = guarded_reach(conn, repo, digest, g).await? {

@@ -33,6 +33,17 @@ fn n(name: &str) -> berth_oci::RepositoryName {
     berth_oci::RepositoryName::parse(name).unwrap()
 }
 
+/// A valid digest made from a readable seed (`"sha256:layer"`): see
+/// `berth_testkit::digests`.
+fn d(seed: &str) -> berth_oci::Digest {
+    berth_testkit::digests::digest(seed)
+}
+
+/// A namespace, for the typed parameters.
+fn ns(name: &str) -> berth_oci::Namespace {
+    berth_oci::Namespace::parse(name).unwrap()
+}
+
 /// A tag, for the typed parameters.
 fn t(tag: &str) -> berth_oci::Tag {
     berth_oci::Tag::parse(tag).unwrap()
@@ -40,22 +51,22 @@ fn t(tag: &str) -> berth_oci::Tag {
 
 fn manifest(
     repo: &str,
-    digest: &str,
-    subject: Option<&str>,
+    digest: &berth_oci::Digest,
+    subject: Option<&berth_oci::Digest>,
     artifact: Option<&str>,
     tags: &[&str],
 ) -> NewManifest {
     NewManifest {
         repository: n(repo),
-        digest: digest.into(),
+        digest: digest.clone(),
         media_type: "application/vnd.oci.image.manifest.v1+json".into(),
         artifact_type: artifact.map(Into::into),
         content: format!("{{\"d\":\"{digest}\"}}").into_bytes(),
-        subject: subject.map(Into::into),
+        subject: subject.cloned(),
         annotations: Some("{\"k\":\"v\"}".into()),
         references: vec![
-            ("sha256:layer".into(), RefKind::Blob),
-            ("sha256:config".into(), RefKind::Blob),
+            (d("sha256:layer"), RefKind::Blob),
+            (d("sha256:config"), RefKind::Blob),
         ],
         attestations: Vec::new(),
         required_blobs: Vec::new(),
@@ -66,38 +77,40 @@ fn manifest(
 
 async fn run_suite(meta: Meta) {
     // Blob links.
-    meta.link_blob(&n("a/b"), "sha256:layer", 10, 1)
+    meta.link_blob(&n("a/b"), &d("sha256:layer"), 10, 1)
         .await
         .unwrap();
-    meta.link_blob(&n("a/b"), "sha256:layer", 10, 2)
+    meta.link_blob(&n("a/b"), &d("sha256:layer"), 10, 2)
         .await
         .unwrap();
-    meta.link_blob(&n("a/b"), "sha256:config", 2, 1)
+    meta.link_blob(&n("a/b"), &d("sha256:config"), 2, 1)
         .await
         .unwrap();
     assert_eq!(
-        meta.repository_blob(&n("a/b"), "sha256:layer")
+        meta.repository_blob(&n("a/b"), &d("sha256:layer"))
             .await
             .unwrap(),
         Some(10)
     );
     assert_eq!(
-        meta.repository_blob(&n("c"), "sha256:layer").await.unwrap(),
-        None
-    );
-    assert_eq!(meta.blob("sha256:layer").await.unwrap(), Some(10));
-    assert_eq!(
-        meta.missing_blobs(&n("a/b"), &["sha256:layer".into(), "sha256:nope".into()])
+        meta.repository_blob(&n("c"), &d("sha256:layer"))
             .await
             .unwrap(),
-        vec!["sha256:nope".to_owned()]
+        None
+    );
+    assert_eq!(meta.blob(&d("sha256:layer")).await.unwrap(), Some(10));
+    assert_eq!(
+        meta.missing_blobs(&n("a/b"), &[d("sha256:layer"), d("sha256:nope")])
+            .await
+            .unwrap(),
+        vec![d("sha256:nope")]
     );
 
     // Manifests, tags, byte-order sorting.
     meta.put_manifest(
         &manifest(
             "a/b",
-            "sha256:m1",
+            &d("sha256:m1"),
             None,
             None,
             &["v1", "V2", "latest", "_x"],
@@ -107,22 +120,32 @@ async fn run_suite(meta: Meta) {
     .await
     .unwrap();
     // Pushing the same manifest again is idempotent.
-    meta.put_manifest(&manifest("a/b", "sha256:m1", None, None, &["v1"]), &actor())
-        .await
-        .unwrap();
+    meta.put_manifest(
+        &manifest("a/b", &d("sha256:m1"), None, None, &["v1"]),
+        &actor(),
+    )
+    .await
+    .unwrap();
     let rec = meta
         .manifest_by_tag(&n("a/b"), &t("latest"))
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(rec.digest, "sha256:m1");
-    assert_eq!(rec.content, b"{\"d\":\"sha256:m1\"}");
+    assert_eq!(rec.digest, d("sha256:m1"));
+    assert_eq!(
+        rec.content,
+        format!("{{\"d\":\"{}\"}}", d("sha256:m1")).into_bytes()
+    );
     assert!(meta
-        .manifest(&n("a/b"), "sha256:m1")
+        .manifest(&n("a/b"), &d("sha256:m1"))
         .await
         .unwrap()
         .is_some());
-    assert!(meta.manifest(&n("c"), "sha256:m1").await.unwrap().is_none());
+    assert!(meta
+        .manifest(&n("c"), &d("sha256:m1"))
+        .await
+        .unwrap()
+        .is_none());
     assert_eq!(
         meta.tags(&n("a/b"), None, 100).await.unwrap().unwrap(),
         vec!["V2", "_x", "latest", "v1"],
@@ -134,15 +157,15 @@ async fn run_suite(meta: Meta) {
     );
     assert_eq!(meta.tags(&n("nope"), None, 10).await.unwrap(), None);
     assert_eq!(
-        meta.missing_manifests(&n("a/b"), &["sha256:m1".into(), "sha256:m9".into()])
+        meta.missing_manifests(&n("a/b"), &[d("sha256:m1"), d("sha256:m9")])
             .await
             .unwrap(),
-        vec!["sha256:m9".to_owned()]
+        vec![d("sha256:m9")]
     );
 
     // Tag move.
     meta.put_manifest(
-        &manifest("a/b", "sha256:m2", None, None, &["latest"]),
+        &manifest("a/b", &d("sha256:m2"), None, None, &["latest"]),
         &actor(),
     )
     .await
@@ -153,15 +176,15 @@ async fn run_suite(meta: Meta) {
             .unwrap()
             .unwrap()
             .digest,
-        "sha256:m2"
+        d("sha256:m2")
     );
 
     // Referrers with and without filter.
     meta.put_manifest(
         &manifest(
             "a/b",
-            "sha256:sig",
-            Some("sha256:m1"),
+            &d("sha256:sig"),
+            Some(&d("sha256:m1")),
             Some("application/sig"),
             &[],
         ),
@@ -172,8 +195,8 @@ async fn run_suite(meta: Meta) {
     meta.put_manifest(
         &manifest(
             "a/b",
-            "sha256:sbom",
-            Some("sha256:m1"),
+            &d("sha256:sbom"),
+            Some(&d("sha256:m1")),
             Some("application/spdx+json"),
             &[],
         ),
@@ -181,14 +204,17 @@ async fn run_suite(meta: Meta) {
     )
     .await
     .unwrap();
-    let all = meta.referrers(&n("a/b"), "sha256:m1", None).await.unwrap();
+    let all = meta
+        .referrers(&n("a/b"), &d("sha256:m1"), None)
+        .await
+        .unwrap();
     assert_eq!(
-        all.iter().map(|r| r.digest.as_str()).collect::<Vec<_>>(),
-        vec!["sha256:sbom", "sha256:sig"]
+        all.iter().map(|r| r.digest.clone()).collect::<Vec<_>>(),
+        vec![d("sha256:sbom"), d("sha256:sig")]
     );
     assert_eq!(all[0].annotations.as_deref(), Some("{\"k\":\"v\"}"));
     let sboms = meta
-        .referrers(&n("a/b"), "sha256:m1", Some("application/spdx+json"))
+        .referrers(&n("a/b"), &d("sha256:m1"), Some("application/spdx+json"))
         .await
         .unwrap();
     assert_eq!(sboms.len(), 1);
@@ -197,7 +223,7 @@ async fn run_suite(meta: Meta) {
         Some("application/spdx+json")
     );
     assert!(meta
-        .referrers(&n("zzz"), "sha256:m1", None)
+        .referrers(&n("zzz"), &d("sha256:m1"), None)
         .await
         .unwrap()
         .is_empty());
@@ -212,14 +238,14 @@ async fn run_suite(meta: Meta) {
         .await
         .unwrap());
     let mut removed = meta
-        .delete_manifest(&n("a/b"), "sha256:m1", &actor())
+        .delete_manifest(&n("a/b"), &d("sha256:m1"), &actor())
         .await
         .unwrap()
         .unwrap();
     removed.sort();
     assert_eq!(removed, vec!["V2", "v1"]);
     assert!(meta
-        .delete_manifest(&n("a/b"), "sha256:m1", &actor())
+        .delete_manifest(&n("a/b"), &d("sha256:m1"), &actor())
         .await
         .unwrap()
         .is_none());
@@ -229,11 +255,11 @@ async fn run_suite(meta: Meta) {
         .unwrap()
         .is_none());
     assert!(meta
-        .unlink_blob(&n("a/b"), "sha256:layer", &actor())
+        .unlink_blob(&n("a/b"), &d("sha256:layer"), &actor())
         .await
         .unwrap());
     assert!(!meta
-        .unlink_blob(&n("a/b"), "sha256:layer", &actor())
+        .unlink_blob(&n("a/b"), &d("sha256:layer"), &actor())
         .await
         .unwrap());
 
@@ -270,8 +296,14 @@ async fn run_suite(meta: Meta) {
         .unwrap();
     assert_eq!(moved.len(), 1, "{moved:?}");
     assert_eq!(moved[0].event.tag.as_deref(), Some("latest"));
-    assert_eq!(moved[0].event.digest.as_deref(), Some("sha256:m2"));
-    assert_eq!(moved[0].event.detail.as_ref().unwrap()["from"], "sha256:m1");
+    assert_eq!(
+        moved[0].event.digest.as_deref(),
+        Some(d("sha256:m2").as_str())
+    );
+    assert_eq!(
+        moved[0].event.detail.as_ref().unwrap()["from"],
+        d("sha256:m1").as_str()
+    );
     assert_eq!(moved[0].event.actor, "tester");
     let tag_events = meta
         .audit_events(&AuditFilter {
@@ -349,12 +381,12 @@ async fn run_suite(meta: Meta) {
     );
 
     // Catalog.
-    meta.link_blob(&n("z"), "sha256:layer", 10, 1)
+    meta.link_blob(&n("z"), &d("sha256:layer"), 10, 1)
         .await
         .unwrap();
     // Byte order, not a locale's: '-' < '/' < '_' < letters.
     for name in ["a_a", "a-z"] {
-        meta.link_blob(&n(name), "sha256:layer", 10, 1)
+        meta.link_blob(&n(name), &d("sha256:layer"), 10, 1)
             .await
             .unwrap();
     }
@@ -373,7 +405,7 @@ async fn run_suite(meta: Meta) {
             meta.put_manifest(
                 &manifest(
                     "conc",
-                    &format!("sha256:c{i}"),
+                    &d(&format!("sha256:c{i}")),
                     None,
                     None,
                     &[&format!("t{i:02}")],
@@ -419,7 +451,9 @@ async fn sqlite_passes_the_suite() {
         .await
         .unwrap();
     assert_eq!(
-        meta.repository_blob(&n("z"), "sha256:layer").await.unwrap(),
+        meta.repository_blob(&n("z"), &d("sha256:layer"))
+            .await
+            .unwrap(),
         Some(10)
     );
 }

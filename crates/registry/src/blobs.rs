@@ -46,7 +46,7 @@ impl Registry {
         let epoch = self.cache.epoch();
         let size = self
             .meta
-            .repository_blob(repo, digest.as_str())
+            .repository_blob(repo, digest)
             .await?
             .ok_or_else(|| Error::BlobUnknown(digest.to_string()))?;
         // Before a link is cached, check the bytes are really there: a HEAD
@@ -110,19 +110,12 @@ impl Registry {
         digest: &Digest,
         caller: &Caller,
     ) -> Result<()> {
-        let rules = std::sync::Arc::new(self.tag_rules(repo.as_str()).await?);
+        let rules = std::sync::Arc::new(self.tag_rules(repo).await?);
         let existed = if rules.is_empty() || caller.namespace_admin {
-            self.meta
-                .unlink_blob(repo, digest.as_str(), &caller.actor())
-                .await?
+            self.meta.unlink_blob(repo, digest, &caller.actor()).await?
         } else {
             self.meta
-                .unlink_blob_guarded(
-                    repo.as_str(),
-                    digest.as_str(),
-                    rules.delete_guard(caller),
-                    &caller.actor(),
-                )
+                .unlink_blob_guarded(repo, digest, rules.delete_guard(caller), &caller.actor())
                 .await?
         };
         self.cache.invalidate_link(repo.as_str(), digest.as_str());
@@ -142,7 +135,7 @@ impl Registry {
     ) -> Result<()> {
         let epoch = self.cache.epoch();
         self.meta
-            .link_blob(repo, digest.as_str(), size, berth_meta::now_ms())
+            .link_blob(repo, digest, size, berth_meta::now_ms())
             .await?;
         self.cache
             .fill_link(repo.as_str(), digest.as_str(), size, &epoch);

@@ -158,7 +158,7 @@ impl Caches {
 
     pub(crate) fn fill_manifest(&self, repo: &str, entry: Arc<ManifestEntry>, e: &Epoch) {
         let key = entry.digest.clone();
-        self.manifests.fill(repo, &key, entry, e.manifests)
+        self.manifests.fill(repo, key.as_str(), entry, e.manifests)
     }
 
     pub(crate) fn invalidate_manifest(&self, repo: &str, digest: &str) {

@@ -33,7 +33,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use berth_meta::audit::action;
 use berth_meta::{LinkAge, Unreferenced};
-use berth_oci::Digest;
+use berth_oci::{Digest, RepositoryName};
 use serde::Serialize;
 
 use crate::{Caller, Registry, Result};
@@ -52,9 +52,9 @@ const LISTED: usize = 1000;
 pub struct GcItem {
     /// The repository, for a link.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub repository: Option<String>,
+    pub repository: Option<RepositoryName>,
     /// The blob digest.
-    pub digest: String,
+    pub digest: Digest,
     /// Its size in bytes.
     pub size: u64,
 }
@@ -65,9 +65,9 @@ pub struct GcHeld {
     /// The repository of a blob link; `None` for a stored blob that no
     /// repository links.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub repository: Option<String>,
+    pub repository: Option<RepositoryName>,
     /// The blob digest.
-    pub digest: String,
+    pub digest: Digest,
     /// Its size in bytes.
     pub size: u64,
     /// When it becomes collectable (Unix ms).
@@ -169,7 +169,7 @@ impl GcReport {
         if self.blobs.len() < LISTED {
             self.blobs.push(GcItem {
                 repository: None,
-                digest: digest.to_string(),
+                digest: digest.clone(),
                 size,
             });
         }
@@ -287,22 +287,18 @@ impl Registry {
         let cutoff = report.cutoff;
         let grace = self.settings.gc_grace_period.as_millis() as i64;
         for age in [LinkAge::Old, LinkAge::Young] {
-            let mut after: Option<(String, String)> = None;
+            let mut after: Option<(RepositoryName, Digest)> = None;
             loop {
                 let page = self
                     .meta
-                    .unreferenced_links(
-                        age,
-                        cutoff,
-                        after.as_ref().map(|(r, d)| (r.as_str(), d.as_str())),
-                        PAGE,
-                    )
+                    .unreferenced_links(age, cutoff, after.as_ref().map(|(r, d)| (r, d)), PAGE)
                     .await?;
                 let Some(last) = page.last() else { break };
-                after = Some((
-                    last.repository.clone().unwrap_or_default(),
-                    last.digest.clone(),
-                ));
+                // Links always name their repository.
+                let Some(repo) = last.repository.clone() else {
+                    break;
+                };
+                after = Some((repo, last.digest.clone()));
                 let full = page.len() as i64 == PAGE;
                 for u in page {
                     match age {
@@ -326,10 +322,10 @@ impl Registry {
             let page = self.store.list(after.as_ref(), PAGE as usize).await?;
             let Some(last) = page.last() else { break };
             after = Some(last.digest.clone());
-            let digests: Vec<String> = page.iter().map(|b| b.digest.to_string()).collect();
+            let digests: Vec<Digest> = page.iter().map(|b| b.digest.clone()).collect();
             let rows = self.meta.blob_rows(&digests, cutoff).await?;
             for b in &page {
-                if rows.get(b.digest.as_str()) == Some(&false) {
+                if rows.get(&b.digest) == Some(&false) {
                     continue;
                 }
                 if b.modified < old {
@@ -338,7 +334,7 @@ impl Registry {
                     report.kept_recent += 1;
                     report.hold(GcHeld {
                         repository: None,
-                        digest: b.digest.to_string(),
+                        digest: b.digest.clone(),
                         size: b.size,
                         until: unix_ms(b.modified) + grace,
                     });
@@ -357,17 +353,17 @@ impl Registry {
     async fn gc_sweep(&self, report: &mut GcReport, held: &crate::jobs::Held<'_>) -> Result<()> {
         let cutoff = report.cutoff;
         // 1. Links, one repository (and one lock) at a time.
-        let mut after_repo = String::new();
+        let mut after_repo: Option<RepositoryName> = None;
         loop {
             if self.gc_stopping(report) {
                 return Ok(());
             }
             let repos = self
                 .meta
-                .repositories_with_unreferenced_links(cutoff, &after_repo, PAGE)
+                .repositories_with_unreferenced_links(cutoff, after_repo.as_ref(), PAGE)
                 .await?;
             let Some(last) = repos.last() else { break };
-            after_repo = last.clone();
+            after_repo = Some(last.clone());
             for repo in &repos {
                 loop {
                     if self.gc_stopping(report) {
@@ -376,7 +372,7 @@ impl Registry {
                     let gone = self.meta.sweep_links(repo, cutoff, PAGE).await?;
                     let full = gone.len() as i64 == PAGE;
                     for u in gone {
-                        self.cache.invalidate_link(repo, &u.digest);
+                        self.cache.invalidate_link(repo.as_str(), u.digest.as_str());
                         report.add_link(u);
                     }
                     held.keep().await?;
@@ -387,15 +383,18 @@ impl Registry {
             }
         }
         // 2. Rows of blobs no repository links any more.
-        let mut after = String::new();
+        let mut after: Option<Digest> = None;
         loop {
             if self.gc_stopping(report) {
                 return Ok(());
             }
-            let page = self.meta.unreferenced_blobs(cutoff, &after, PAGE).await?;
+            let page = self
+                .meta
+                .unreferenced_blobs(cutoff, after.as_ref(), PAGE)
+                .await?;
             let Some(last) = page.last() else { break };
-            after = last.digest.clone();
-            let digests: Vec<String> = page.into_iter().map(|b| b.digest).collect();
+            after = Some(last.digest.clone());
+            let digests: Vec<Digest> = page.into_iter().map(|b| b.digest).collect();
             self.meta.sweep_blobs(&digests, cutoff).await?;
             held.keep().await?;
         }
@@ -410,10 +409,10 @@ impl Registry {
             let page = self.store.list(after.as_ref(), PAGE as usize).await?;
             let Some(last) = page.last() else { break };
             after = Some(last.digest.clone());
-            let digests: Vec<String> = page.iter().map(|b| b.digest.to_string()).collect();
+            let digests: Vec<Digest> = page.iter().map(|b| b.digest.clone()).collect();
             let rows = self.meta.blob_rows(&digests, cutoff).await?;
             for b in page {
-                if rows.contains_key(b.digest.as_str()) {
+                if rows.contains_key(&b.digest) {
                     continue;
                 }
                 if self.gc_stopping(report) {
@@ -423,7 +422,7 @@ impl Registry {
                     report.kept_recent += 1;
                     report.hold(GcHeld {
                         repository: None,
-                        digest: b.digest.to_string(),
+                        digest: b.digest.clone(),
                         size: b.size,
                         until: unix_ms(b.modified) + grace,
                     });
@@ -458,7 +457,7 @@ impl Registry {
         let Some(q) = self.store.quarantine(digest).await? else {
             return Ok(None);
         };
-        let recorded = match self.meta.blob_recorded(digest.as_str()).await {
+        let recorded = match self.meta.blob_recorded(digest).await {
             Ok(r) => r,
             Err(e) => {
                 self.store.release(digest, false).await?;

@@ -6,6 +6,7 @@
 use std::collections::{HashMap, HashSet};
 
 use berth_meta::{Inventory, RefKind};
+use berth_oci::{Digest, RepositoryName, Tag};
 use serde::Serialize;
 
 use crate::pulls::Count;
@@ -15,9 +16,9 @@ use crate::{Error, Registry, Result};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct TagView {
     /// Tag name.
-    pub name: String,
+    pub name: Tag,
     /// Manifest it points to.
-    pub digest: String,
+    pub digest: Digest,
     /// That manifest's media type.
     pub media_type: String,
     /// When that manifest was pushed (Unix ms).
@@ -37,13 +38,13 @@ pub struct TagView {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ManifestView {
     /// Digest.
-    pub digest: String,
+    pub digest: Digest,
     /// Media type.
     pub media_type: String,
     /// Artifact type, if any.
     pub artifact_type: Option<String>,
     /// Subject, for referrers.
-    pub subject: Option<String>,
+    pub subject: Option<Digest>,
     /// Bytes of the manifest itself.
     pub size: u64,
     /// Bytes of the whole image (see [`TagView::size`]).
@@ -55,7 +56,7 @@ pub struct ManifestView {
     /// Last GET (Unix ms).
     pub last_pulled_at: Option<i64>,
     /// Tags pointing to it.
-    pub tags: Vec<String>,
+    pub tags: Vec<Tag>,
     /// Set when an index lists this manifest as a docker buildx
     /// attestation (provenance, SBOM): it is kept with that index and is
     /// not a platform of it.
@@ -68,20 +69,20 @@ pub struct ManifestView {
 pub struct AttestationView {
     /// The images it describes (the index entry's
     /// `vnd.docker.reference.digest`), by digest.
-    pub describes: Vec<String>,
+    pub describes: Vec<Digest>,
     /// The indexes that list it.
-    pub indexes: Vec<String>,
+    pub indexes: Vec<Digest>,
 }
 
 /// The attestation manifests of `inv`, with what each describes.
 fn attestations(inv: &Inventory) -> HashMap<&str, AttestationView> {
     let mut out: HashMap<&str, AttestationView> = HashMap::new();
     for (index, child, describes) in inv.attestations() {
-        let v = out.entry(child).or_default();
-        v.indexes.push(index.to_owned());
+        let v = out.entry(child.as_str()).or_default();
+        v.indexes.push(index.clone());
         if let Some(d) = describes {
-            if !v.describes.iter().any(|x| x == d) {
-                v.describes.push(d.to_owned());
+            if !v.describes.contains(d) {
+                v.describes.push(d.clone());
             }
         }
     }
@@ -111,9 +112,9 @@ fn total_sizes(inv: &Inventory) -> HashMap<&str, u64> {
             total += own.get(d).copied().unwrap_or(0);
             for r in children.get(d).into_iter().flatten() {
                 match r.kind {
-                    RefKind::Manifest => stack.push(&r.child),
+                    RefKind::Manifest => stack.push(r.child.as_str()),
                     RefKind::Blob => {
-                        if seen.insert(&r.child) {
+                        if seen.insert(r.child.as_str()) {
                             total += r.blob_size.unwrap_or(0).max(0) as u64;
                         }
                     }
@@ -136,15 +137,15 @@ fn merged(count: i64, last: Option<i64>, pending: Option<&Count>) -> (i64, Optio
 }
 
 impl Registry {
-    async fn inventory(&self, repo: &str) -> Result<Inventory> {
+    async fn inventory(&self, repo: &RepositoryName) -> Result<Inventory> {
         self.meta
             .inventory(repo)
             .await?
-            .ok_or_else(|| Error::NameUnknown(repo.to_owned()))
+            .ok_or_else(|| Error::NameUnknown(repo.to_string()))
     }
 
     /// The tags of `repo` with sizes and pull statistics, by name.
-    pub async fn repository_tags(&self, repo: &str) -> Result<Vec<TagView>> {
+    pub async fn repository_tags(&self, repo: &RepositoryName) -> Result<Vec<TagView>> {
         let inv = self.inventory(repo).await?;
         let totals = total_sizes(&inv);
         let manifests: HashMap<&str, &berth_meta::ManifestInfo> = inv
@@ -152,14 +153,14 @@ impl Registry {
             .iter()
             .map(|m| (m.digest.as_str(), m))
             .collect();
-        let (_, pending) = self.pulls.pending(repo);
+        let (_, pending) = self.pulls.pending(repo.as_str());
         Ok(inv
             .tags
             .iter()
             .map(|t| {
                 let m = manifests.get(t.digest.as_str());
                 let (pull_count, last_pulled_at) =
-                    merged(t.pull_count, t.last_pulled_at, pending.get(&t.name));
+                    merged(t.pull_count, t.last_pulled_at, pending.get(t.name.as_str()));
                 TagView {
                     name: t.name.clone(),
                     digest: t.digest.clone(),
@@ -177,12 +178,16 @@ impl Registry {
     /// The attestation manifests of `repo` that describe the image
     /// `digest` (docker buildx provenance and SBOMs listed beside it in an
     /// index), by digest.
-    pub async fn attestations_of(&self, repo: &str, digest: &str) -> Result<Vec<String>> {
+    pub async fn attestations_of(
+        &self,
+        repo: &RepositoryName,
+        digest: &Digest,
+    ) -> Result<Vec<Digest>> {
         let inv = self.inventory(repo).await?;
-        let mut out: Vec<String> = inv
+        let mut out: Vec<Digest> = inv
             .attestations()
             .filter(|(_, _, d)| *d == Some(digest))
-            .map(|(_, child, _)| child.to_owned())
+            .map(|(_, child, _)| child.clone())
             .collect();
         out.sort();
         out.dedup();
@@ -191,23 +196,26 @@ impl Registry {
 
     /// The manifests of `repo` with sizes, tags and pull statistics, by
     /// digest.
-    pub async fn repository_manifests(&self, repo: &str) -> Result<Vec<ManifestView>> {
+    pub async fn repository_manifests(&self, repo: &RepositoryName) -> Result<Vec<ManifestView>> {
         let inv = self.inventory(repo).await?;
         let totals = total_sizes(&inv);
-        let mut tags: HashMap<&str, Vec<String>> = HashMap::new();
+        let mut tags: HashMap<&str, Vec<Tag>> = HashMap::new();
         for t in &inv.tags {
             tags.entry(t.digest.as_str())
                 .or_default()
                 .push(t.name.clone());
         }
-        let (pending, _) = self.pulls.pending(repo);
+        let (pending, _) = self.pulls.pending(repo.as_str());
         let mut attestations = attestations(&inv);
         Ok(inv
             .manifests
             .iter()
             .map(|m| {
-                let (pull_count, last_pulled_at) =
-                    merged(m.pull_count, m.last_pulled_at, pending.get(&m.digest));
+                let (pull_count, last_pulled_at) = merged(
+                    m.pull_count,
+                    m.last_pulled_at,
+                    pending.get(m.digest.as_str()),
+                );
                 ManifestView {
                     digest: m.digest.clone(),
                     media_type: m.media_type.clone(),
@@ -230,10 +238,11 @@ impl Registry {
 mod tests {
     use super::*;
     use berth_meta::{ManifestInfo, ManifestRef};
+    use berth_testkit::digests::digest;
 
     fn m(d: &str, size: i64) -> ManifestInfo {
         ManifestInfo {
-            digest: d.into(),
+            digest: digest(d),
             media_type: String::new(),
             artifact_type: None,
             subject: None,
@@ -246,8 +255,8 @@ mod tests {
 
     fn r(p: &str, c: &str, kind: RefKind, size: Option<i64>) -> ManifestRef {
         ManifestRef {
-            parent: p.into(),
-            child: c.into(),
+            parent: digest(p),
+            child: digest(c),
             kind,
             blob_size: size,
             attestation: false,
@@ -270,8 +279,8 @@ mod tests {
             ],
         };
         let t = total_sizes(&inv);
-        assert_eq!(t["amd"], 10 + 1 + 1000);
-        assert_eq!(t["arm"], 20 + 2 + 1000);
-        assert_eq!(t["idx"], 100 + 10 + 20 + 1 + 2 + 1000);
+        assert_eq!(t[digest("amd").as_str()], 10 + 1 + 1000);
+        assert_eq!(t[digest("arm").as_str()], 20 + 2 + 1000);
+        assert_eq!(t[digest("idx").as_str()], 100 + 10 + 20 + 1 + 2 + 1000);
     }
 }

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use berth_oci::{media, Digest, RepositoryName};
+use berth_oci::{media, Digest, RepositoryName, Tag};
 use serde::Serialize;
 
 use crate::{Error, Registry, Result};
@@ -74,7 +74,7 @@ impl Registry {
                     .tags(repo, None, i64::MAX)
                     .await?
                     .ok_or_else(|| Error::NameUnknown(repo.to_string()))?;
-                let list: Arc<[String]> = all.into();
+                let list: Arc<[String]> = all.into_iter().map(Tag::into_string).collect();
                 self.cache
                     .fill_tag_list(repo.as_str(), list.clone(), &epoch);
                 list
@@ -89,13 +89,25 @@ impl Registry {
         last: Option<&str>,
         limit: i64,
     ) -> Result<Vec<String>> {
-        Ok(self.meta.repositories(last, limit).await?)
+        Ok(self
+            .meta
+            .repositories(last, limit)
+            .await?
+            .into_iter()
+            .map(RepositoryName::into_string)
+            .collect())
     }
 
     /// The catalog: every repository, sorted, `n` at most, after `last`.
     pub async fn catalog(&self, n: Option<i64>, last: Option<&str>) -> Result<Page> {
         let n = n.unwrap_or(MAX_PAGE).clamp(0, MAX_PAGE);
-        let list: Arc<[String]> = self.meta.repositories(last, n + 1).await?.into();
+        let list: Arc<[String]> = self
+            .meta
+            .repositories(last, n + 1)
+            .await?
+            .into_iter()
+            .map(RepositoryName::into_string)
+            .collect();
         Ok(page(list, None, n))
     }
 
@@ -107,10 +119,7 @@ impl Registry {
         subject: &Digest,
         artifact_type: Option<&str>,
     ) -> Result<ReferrersIndex> {
-        let rows = self
-            .meta
-            .referrers(repo, subject.as_str(), artifact_type)
-            .await?;
+        let rows = self.meta.referrers(repo, subject, artifact_type).await?;
         let manifests = rows
             .into_iter()
             .map(|r| {

@@ -16,7 +16,7 @@ use crate::{Error, Registry, Result};
 #[derive(Debug)]
 pub struct ManifestEntry {
     /// Its digest.
-    pub digest: String,
+    pub digest: Digest,
     /// Its media type.
     pub media_type: String,
     /// The bytes as pushed.
@@ -38,8 +38,8 @@ pub struct PushedManifest {
 /// What a manifest references, as [`Registry::check_references`] found it.
 #[derive(Debug, Default)]
 struct References {
-    refs: Vec<(String, RefKind)>,
-    required: Vec<String>,
+    refs: Vec<(Digest, RefKind)>,
+    required: Vec<Digest>,
     attestations: Vec<AttestationRef>,
 }
 
@@ -113,11 +113,11 @@ impl Registry {
         } = self.check_references(repo, &manifest).await?;
         let record = NewManifest {
             repository: repo.clone(),
-            digest: digest.to_string(),
+            digest: digest.clone(),
             media_type: manifest.media_type.clone(),
             artifact_type: manifest.effective_artifact_type().map(str::to_owned),
             content: body.to_vec(),
-            subject: manifest.subject.as_ref().map(|s| s.digest.to_string()),
+            subject: manifest.subject.as_ref().map(|s| s.digest.clone()),
             annotations: manifest
                 .annotations
                 .as_ref()
@@ -138,7 +138,7 @@ impl Registry {
         }
         // Tag rules are decided inside the write's transaction: two
         // concurrent pushes of an immutable tag cannot both win.
-        let rules = Arc::new(self.tag_rules(repo.as_str()).await?);
+        let rules = Arc::new(self.tag_rules(repo).await?);
         let epoch = self.cache.epoch();
         if rules.is_empty() || tags.is_empty() {
             self.meta.put_manifest(&record, &caller.actor()).await?;
@@ -153,7 +153,7 @@ impl Registry {
         self.cache.fill_manifest(
             repo.as_str(),
             Arc::new(ManifestEntry {
-                digest: digest.to_string(),
+                digest: digest.clone(),
                 media_type: manifest.media_type,
                 content: body,
             }),
@@ -189,22 +189,22 @@ impl Registry {
         // Foreign (non-distributable) layers are downloaded from their
         // `urls` and usually not pushed: not required, but referenced when
         // they were pushed anyway, so that GC keeps them with the image.
-        let mut optional: Vec<String> = Vec::new();
+        let mut optional: Vec<Digest> = Vec::new();
         for d in blobs {
             if media::is_non_distributable(&d.media_type) {
-                optional.push(d.digest.to_string());
+                optional.push(d.digest.clone());
                 continue;
             }
-            out.refs.push((d.digest.to_string(), RefKind::Blob));
+            out.refs.push((d.digest.clone(), RefKind::Blob));
             // Content embedded in `data` was verified by the parser.
-            if d.data.is_none() && !out.required.iter().any(|n| n == d.digest.as_str()) {
-                out.required.push(d.digest.to_string());
+            if d.data.is_none() && !out.required.contains(&d.digest) {
+                out.required.push(d.digest.clone());
             }
         }
         if !out.required.is_empty() {
             let mut missing = Vec::new();
             for d in &out.required {
-                if self.cache.link(repo.as_str(), d).is_none() {
+                if self.cache.link(repo.as_str(), d.as_str()).is_none() {
                     missing.push(d.clone());
                 }
             }
@@ -225,7 +225,7 @@ impl Registry {
             );
         }
         if m.kind == ManifestKind::Index {
-            let children: Vec<String> = m.child_manifests().map(|d| d.digest.to_string()).collect();
+            let children: Vec<Digest> = m.child_manifests().map(|d| d.digest.clone()).collect();
             let missing = self.meta.missing_manifests(repo, &children).await?;
             if let Some(d) = missing.first() {
                 return Err(Error::ManifestBlobUnknown(format!(
@@ -238,11 +238,8 @@ impl Registry {
                 .child_manifests()
                 .filter(|d| d.entry_kind() == EntryKind::Attestation)
                 .map(|d| AttestationRef {
-                    manifest: d.digest.to_string(),
-                    describes: d
-                        .attested()
-                        .and_then(|a| Digest::parse(a).ok())
-                        .map(|a| a.to_string()),
+                    manifest: d.digest.clone(),
+                    describes: d.attested().and_then(|a| Digest::parse(a).ok()),
                 })
                 .collect();
         }
@@ -302,7 +299,7 @@ impl Registry {
         digest: &Digest,
     ) -> Result<Option<Arc<ManifestEntry>>> {
         let epoch = self.cache.epoch();
-        let Some(record) = self.meta.manifest(repo, digest.as_str()).await? else {
+        let Some(record) = self.meta.manifest(repo, digest).await? else {
             return Ok(None);
         };
         let entry = Arc::new(ManifestEntry {
@@ -326,7 +323,7 @@ impl Registry {
     ) -> Result<()> {
         // Protected and immutable tags are checked inside the delete's
         // transaction, against the tags it actually removes.
-        let rules = Arc::new(self.tag_rules(repo.as_str()).await?);
+        let rules = Arc::new(self.tag_rules(repo).await?);
         let guard = (!rules.is_empty()).then(|| rules.delete_guard(caller));
         let actor = caller.actor();
         match reference {
@@ -344,15 +341,15 @@ impl Registry {
                 let tags = match guard {
                     Some(g) => {
                         self.meta
-                            .delete_manifest_guarded(repo, d.as_str(), g, &actor)
+                            .delete_manifest_guarded(repo, d, g, &actor)
                             .await?
                     }
-                    None => self.meta.delete_manifest(repo, d.as_str(), &actor).await?,
+                    None => self.meta.delete_manifest(repo, d, &actor).await?,
                 };
                 self.cache.invalidate_manifest(repo.as_str(), d.as_str());
                 let tags = tags.ok_or_else(|| Error::ManifestUnknown(d.to_string()))?;
                 for t in tags {
-                    self.cache.invalidate_tag(repo.as_str(), &t);
+                    self.cache.invalidate_tag(repo.as_str(), t.as_str());
                 }
             }
         }

@@ -48,6 +48,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use berth_meta::{Content, ContentKind, Meta};
+use berth_oci::{Namespace, RepositoryName};
 use berth_store::ByteStream;
 use futures_util::StreamExt;
 use serde::Serialize;
@@ -150,15 +151,15 @@ fn summarise(ns: &str, content: &[Content]) -> NamespaceUsage {
             .or_insert((c.size, false, Vec::new()));
         e.1 |= c.kind == ContentKind::Blob;
         if c.in_use && e.2.last() != Some(&c.repository.as_str()) {
-            e.2.push(&c.repository);
+            e.2.push(c.repository.as_str());
         }
     }
     let mut repos: Vec<RepositoryUsage> = Vec::new();
     let mut counted: Option<(&str, &str)> = None;
     for c in content {
-        if repos.last().is_none_or(|r| r.name != c.repository) {
+        if repos.last().is_none_or(|r| r.name != c.repository.as_str()) {
             repos.push(RepositoryUsage {
-                name: c.repository.clone(),
+                name: c.repository.to_string(),
                 ..Default::default()
             });
         }
@@ -176,7 +177,7 @@ fn summarise(ns: &str, content: &[Content]) -> NamespaceUsage {
         if counted == Some((c.repository.as_str(), c.digest.as_str())) {
             continue;
         }
-        counted = Some((&c.repository, &c.digest));
+        counted = Some((c.repository.as_str(), c.digest.as_str()));
         let users = digests.get(c.digest.as_str()).map_or(1, |e| e.2.len());
         if users > 1 {
             r.shared_bytes += c.size;
@@ -488,7 +489,7 @@ impl Registry {
             return Ok(None);
         };
         if let Some(d) = digest {
-            if self.meta.namespace_holds(ns, d.as_str()).await? {
+            if self.meta.namespace_holds(ns, d).await? {
                 return Ok(None);
             }
         }
@@ -570,13 +571,13 @@ impl Registry {
     /// Usage of namespace `ns`, per repository, with its quota. A
     /// namespace nobody owns, without repositories or a quota, is
     /// `NotFound`, as an unknown repository is.
-    pub async fn namespace_usage(&self, ns: &str) -> Result<NamespaceUsage> {
-        let content = self.meta.namespace_content(ns).await?;
-        let mut usage = summarise(ns, &content);
+    pub async fn namespace_usage(&self, ns: &Namespace) -> Result<NamespaceUsage> {
+        let content = self.meta.namespace_content(ns.as_str()).await?;
+        let mut usage = summarise(ns.as_str(), &content);
         usage.quota = self.quota(ns).await?;
         if content.is_empty()
             && usage.quota.is_none()
-            && self.meta.namespace(ns).await?.is_none()
+            && self.meta.namespace(ns.as_str()).await?.is_none()
             && self.meta.namespace_repositories(ns).await?.is_empty()
         {
             return Err(Error::NotFound(format!(
@@ -587,28 +588,32 @@ impl Registry {
     }
 
     /// Usage of repository `repo` within its namespace.
-    pub async fn repository_usage(&self, repo: &str) -> Result<RepositoryUsage> {
-        let ns = namespace(repo);
+    pub async fn repository_usage(&self, repo: &RepositoryName) -> Result<RepositoryUsage> {
+        let ns = repo.namespace();
         let content = self.meta.namespace_content(ns).await?;
         let usage = summarise(ns, &content);
-        match usage.repositories.into_iter().find(|r| r.name == repo) {
+        match usage
+            .repositories
+            .into_iter()
+            .find(|r| r.name == repo.as_str())
+        {
             Some(r) => Ok(r),
             None if self.meta.inventory(repo).await?.is_some() => Ok(RepositoryUsage {
-                name: repo.to_owned(),
+                name: repo.to_string(),
                 ..Default::default()
             }),
-            None => Err(Error::NameUnknown(repo.to_owned())),
+            None => Err(Error::NameUnknown(repo.to_string())),
         }
     }
 
     /// The quota of `ns` and its use, if one is set.
-    pub async fn quota(&self, ns: &str) -> Result<Option<QuotaView>> {
-        let Some(&limit) = self.quota_limits().await?.get(ns) else {
+    pub async fn quota(&self, ns: &Namespace) -> Result<Option<QuotaView>> {
+        let Some(&limit) = self.quota_limits().await?.get(ns.as_str()) else {
             return Ok(None);
         };
-        let used = self.meta.namespace_usage(ns).await?;
+        let used = self.meta.namespace_usage(ns.as_str()).await?;
         Ok(Some(QuotaView {
-            namespace: ns.to_owned(),
+            namespace: ns.to_string(),
             limit_bytes: limit,
             used_bytes: used,
             available_bytes: limit.saturating_sub(used),
@@ -619,11 +624,10 @@ impl Registry {
     /// is allowed: it refuses new content until enough is deleted.
     pub async fn set_quota(
         &self,
-        ns: &str,
+        ns: &Namespace,
         limit_bytes: u64,
         caller: &Caller,
     ) -> Result<QuotaView> {
-        berth_oci::Namespace::parse(ns).map_err(|e| Error::NameInvalid(e.to_string()))?;
         let out = self.meta.set_quota(ns, limit_bytes, &caller.actor()).await;
         self.quotas.invalidate();
         out?;
@@ -633,7 +637,7 @@ impl Registry {
     }
 
     /// Removes the quota of namespace `ns`.
-    pub async fn remove_quota(&self, ns: &str, caller: &Caller) -> Result<()> {
+    pub async fn remove_quota(&self, ns: &Namespace, caller: &Caller) -> Result<()> {
         let out = self.meta.delete_quota(ns, &caller.actor()).await;
         self.quotas.invalidate();
         if out? {
@@ -650,8 +654,8 @@ mod tests {
 
     fn c(repo: &str, digest: &str, size: u64, kind: ContentKind) -> Content {
         Content {
-            repository: repo.into(),
-            digest: digest.into(),
+            repository: RepositoryName::parse(repo).unwrap(),
+            digest: berth_testkit::digests::digest(digest),
             size,
             kind,
             in_use: true,

@@ -19,6 +19,7 @@
 use std::sync::Arc;
 
 use berth_meta::{TagGuard, TagRule, TagRuleKind};
+use berth_oci::{Namespace, RepositoryName};
 
 use crate::glob::{is_glob, namespace, scope_covers};
 use crate::{Caller, Error, Registry, Result};
@@ -117,8 +118,8 @@ fn refusal(tag: &str, r: &TagRule, what: &str) -> String {
 
 /// Checks that `scope` names `ns` or repositories below it and that
 /// `pattern` is a tag glob.
-fn validate(ns: &str, scope: &str, pattern: &str) -> Result<()> {
-    berth_oci::Namespace::parse(ns).map_err(|e| Error::NameInvalid(e.to_string()))?;
+fn validate(ns: &Namespace, scope: &str, pattern: &str) -> Result<()> {
+    let ns = ns.as_str();
     let inside = scope == ns
         || scope
             .strip_prefix(ns)
@@ -147,17 +148,20 @@ impl Registry {
     }
 
     /// The tag rules that apply to `repo`.
-    pub async fn tag_rules(&self, repo: &str) -> Result<TagRules> {
-        Ok(TagRules::for_repository(&self.all_tag_rules().await?, repo))
+    pub async fn tag_rules(&self, repo: &RepositoryName) -> Result<TagRules> {
+        Ok(TagRules::for_repository(
+            &self.all_tag_rules().await?,
+            repo.as_str(),
+        ))
     }
 
     /// The rules of namespace `ns` (scope `ns` or below it), by id.
-    pub async fn namespace_tag_rules(&self, ns: &str) -> Result<Vec<TagRule>> {
+    pub async fn namespace_tag_rules(&self, ns: &Namespace) -> Result<Vec<TagRule>> {
         Ok(self
             .all_tag_rules()
             .await?
             .iter()
-            .filter(|r| namespace(&r.scope) == ns)
+            .filter(|r| namespace(&r.scope) == ns.as_str())
             .cloned()
             .collect())
     }
@@ -167,7 +171,7 @@ impl Registry {
     /// new.
     pub async fn add_tag_rule(
         &self,
-        ns: &str,
+        ns: &Namespace,
         scope: &str,
         pattern: &str,
         kind: TagRuleKind,
@@ -183,7 +187,12 @@ impl Registry {
     }
 
     /// Removes rule `id` of namespace `ns`.
-    pub async fn remove_tag_rule(&self, ns: &str, id: i64, caller: &Caller) -> Result<TagRule> {
+    pub async fn remove_tag_rule(
+        &self,
+        ns: &Namespace,
+        id: i64,
+        caller: &Caller,
+    ) -> Result<TagRule> {
         let out = self.meta.delete_tag_rule(ns, id, &caller.actor()).await;
         self.rules.invalidate();
         out?.ok_or_else(|| Error::NotFound(format!("no tag rule {id} in namespace {ns}")))
@@ -273,15 +282,18 @@ mod tests {
 
     #[test]
     fn validation() {
-        assert!(validate("acme", "acme", "v*").is_ok());
-        assert!(validate("acme", "acme/web-*", "v?.*").is_ok());
-        assert!(validate("acme", "acme/web", "latest").is_ok());
-        assert!(validate("acme", "acmecorp", "v*").is_err());
-        assert!(validate("acme", "**/x", "v*").is_err());
-        assert!(validate("acme", "acme/", "v*").is_err());
-        assert!(validate("acme", "acme", "").is_err());
-        assert!(validate("acme", "acme", "v/1").is_err());
-        assert!(validate("acme/web", "acme/web", "v*").is_err());
-        assert!(validate("acme", "acme/Web", "v*").is_err());
+        let acme = Namespace::parse("acme").unwrap();
+        assert!(validate(&acme, "acme", "v*").is_ok());
+        assert!(validate(&acme, "acme/web-*", "v?.*").is_ok());
+        assert!(validate(&acme, "acme/web", "latest").is_ok());
+        assert!(validate(&acme, "acmecorp", "v*").is_err());
+        assert!(validate(&acme, "**/x", "v*").is_err());
+        assert!(validate(&acme, "acme/", "v*").is_err());
+        assert!(validate(&acme, "acme", "").is_err());
+        assert!(validate(&acme, "acme", "v/1").is_err());
+        assert!(validate(&acme, "acme/Web", "v*").is_err());
+        // A namespace is one name component: "acme/web" is not one, so no
+        // rule can be asked for it (the type says so).
+        assert!(Namespace::parse("acme/web").is_err());
     }
 }

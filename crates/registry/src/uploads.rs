@@ -270,8 +270,8 @@ impl Registry {
         from: Option<&RepositoryName>,
     ) -> Result<bool> {
         let size = match from {
-            Some(from) => self.meta.repository_blob(from, digest.as_str()).await?,
-            None => self.meta.blob(digest.as_str()).await?,
+            Some(from) => self.meta.repository_blob(from, digest).await?,
+            None => self.meta.blob(digest).await?,
         };
         let Some(size) = size else {
             return Ok(false);
@@ -312,7 +312,7 @@ impl Registry {
         let now = berth_meta::now_ms();
         if let Some(used) = self
             .meta
-            .link_blob_within_quota(repo, digest.as_str(), size, now, &g.namespace, g.limit)
+            .link_blob_within_quota(repo, digest, size, now, &g.namespace, g.limit)
             .await?
         {
             tracing::info!(%repo, %digest, size, used, "upload refused at link time: over quota");

@@ -36,6 +36,16 @@ fn n(name: &str) -> berth_oci::RepositoryName {
     berth_oci::RepositoryName::parse(name).unwrap()
 }
 
+/// A namespace, for the services' typed parameters.
+fn ns(name: &str) -> berth_oci::Namespace {
+    berth_oci::Namespace::parse(name).unwrap()
+}
+
+/// A valid digest made from a readable seed (see `berth_testkit::digests`).
+fn dg(seed: &str) -> Digest {
+    berth_testkit::digests::digest(seed)
+}
+
 /// A second handle on the registry's database, for what the services do
 /// not expose (times, leases, raw audit reads).
 async fn meta_of(dir: &std::path::Path) -> Meta {
@@ -110,7 +120,7 @@ async fn manifest_and_tag_lifecycle_is_consistent_with_the_cache() {
     // Warm the cache, then move the tag and check the cache follows.
     assert_eq!(
         reg.get_manifest(&n("r"), &tag).await.unwrap().digest,
-        p1.digest.as_str()
+        p1.digest
     );
     let p2 = reg
         .put_manifest(
@@ -125,7 +135,7 @@ async fn manifest_and_tag_lifecycle_is_consistent_with_the_cache() {
         .unwrap();
     assert_eq!(
         reg.get_manifest(&n("r"), &tag).await.unwrap().digest,
-        p2.digest.as_str()
+        p2.digest
     );
     reg.delete_manifest(
         &n("r"),
@@ -295,21 +305,19 @@ async fn index_blob_entries_and_attestations() {
     let pushed = put("v1", index).await.unwrap();
 
     assert_eq!(
-        reg.attestations_of("acme/app", img_d.as_str())
-            .await
-            .unwrap(),
-        [att_d.to_string()]
+        reg.attestations_of(&n("acme/app"), &img_d).await.unwrap(),
+        vec![att_d.clone()]
     );
     assert!(reg
-        .attestations_of("acme/app", att_d.as_str())
+        .attestations_of(&n("acme/app"), &att_d)
         .await
         .unwrap()
         .is_empty());
-    let views = reg.repository_manifests("acme/app").await.unwrap();
-    let view = |d: &Digest| views.iter().find(|v| v.digest == d.as_str()).unwrap();
+    let views = reg.repository_manifests(&n("acme/app")).await.unwrap();
+    let view = |d: &Digest| views.iter().find(|v| v.digest == *d).unwrap();
     let a = view(&att_d).attestation.clone().unwrap();
-    assert_eq!(a.describes, [img_d.to_string()]);
-    assert_eq!(a.indexes, [pushed.digest.to_string()]);
+    assert_eq!(a.describes, vec![img_d.clone()]);
+    assert_eq!(a.indexes, vec![pushed.digest.clone()]);
     assert!(view(&img_d).attestation.is_none());
     // The index's size includes its blob entry.
     let idx = view(&pushed.digest);

@@ -318,8 +318,12 @@ impl BlobStore for FsStore {
                     .collect();
                 prefixes.sort();
                 for prefix in prefixes {
-                    // Every digest in this directory sorts before `after`.
-                    if format!("{a}:{prefix};") <= after {
+                    // Every digest in this directory sorts before `after`
+                    // when `after` starts with a greater prefix. (Comparing
+                    // with a sentinel such as "ab;" would be wrong: ';'
+                    // sorts between the digits and the letters.)
+                    let dir = format!("{a}:{prefix}");
+                    if after.get(..dir.len()).is_some_and(|p| p > dir.as_str()) {
                         continue;
                     }
                     let mut names: Vec<String> = fs::read_dir(root.join(a).join(&prefix))?

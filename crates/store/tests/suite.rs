@@ -197,18 +197,74 @@ async fn run_suite(store: Arc<dyn BlobStore>, clock: Duration) {
     assert!(store.read(&small, None).await.unwrap().is_none());
 
     quarantine_cases(&*store, clock).await;
+    paging_inside_a_prefix(&*store).await;
 }
 
 /// Every stored blob, listed one small page at a time.
 async fn list_all(store: &dyn BlobStore) -> Vec<berth_store::StoredBlob> {
+    list_paged(store, 2).await
+}
+
+/// Every stored blob, listed `limit` at a time.
+async fn list_paged(store: &dyn BlobStore, limit: usize) -> Vec<berth_store::StoredBlob> {
     let mut all: Vec<berth_store::StoredBlob> = Vec::new();
     loop {
-        let page = store.list(all.last().map(|b| &b.digest), 2).await.unwrap();
-        assert!(page.len() <= 2);
+        let page = store
+            .list(all.last().map(|b| &b.digest), limit)
+            .await
+            .unwrap();
+        assert!(page.len() <= limit);
         if page.is_empty() {
             return all;
         }
         all.extend(page);
+    }
+}
+
+/// A page that ends on a digest whose third hex digit is a letter
+/// (`sha256:3fd2...`) continues with the rest of its two-digit prefix
+/// (`sha256:3fe0...`): garbage collection lists every stored blob this way
+/// and must see them all.
+async fn paging_inside_a_prefix(store: &dyn BlobStore) {
+    // Two contents whose digests share their first two hex digits, the
+    // smaller with a letter third.
+    let mut seen: std::collections::HashMap<String, Vec<u8>> = std::collections::HashMap::new();
+    let (a, b) = (0u32..)
+        .find_map(|i| {
+            let body = format!("prefix-{i}").into_bytes();
+            let d = Digest::sha256(&body);
+            let key = d.hex()[..2].to_owned();
+            match seen.get(&key) {
+                Some(other) => {
+                    let o = Digest::sha256(other);
+                    let (lo, hi) = if o.as_str() < d.as_str() {
+                        (other.clone(), body)
+                    } else {
+                        (body, other.clone())
+                    };
+                    let third = Digest::sha256(&lo).hex().as_bytes()[2];
+                    third.is_ascii_alphabetic().then_some((lo, hi))
+                }
+                None => {
+                    seen.insert(key, body);
+                    None
+                }
+            }
+        })
+        .unwrap();
+    let (da, db) = (Digest::sha256(&a), Digest::sha256(&b));
+    for (d, body) in [(&da, &a), (&db, &b)] {
+        store.put(d, None, owned(body.clone())).await.unwrap();
+    }
+    let listed: Vec<Digest> = list_paged(store, 1)
+        .await
+        .into_iter()
+        .map(|b| b.digest)
+        .collect();
+    assert!(listed.contains(&da), "{da} listed");
+    assert!(listed.contains(&db), "{db} listed after {da}");
+    for d in [&da, &db] {
+        store.delete(d).await.unwrap();
     }
 }
 

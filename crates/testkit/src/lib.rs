@@ -218,3 +218,71 @@ impl Drop for Postgres {
         self.stop();
     }
 }
+
+/// Valid digests made from short readable seeds, for tests that name
+/// content `"a"`, `"layer-a"` or `"idx"` rather than by a hash.
+///
+/// [`digest`] turns a seed into a SHA-256 digest whose hex spells it
+/// (`feed` + the seed's bytes in hex, padded with zeros), and [`seed`]
+/// reads it back, so assertions can still speak of `"a"`. A seed that is
+/// already a digest is taken as is.
+pub mod digests {
+    use berth_oci::Digest;
+
+    const MARK: &str = "feed";
+
+    /// The digest of `seed` (at most 30 bytes), or `seed` itself if it is
+    /// a valid digest.
+    pub fn digest(seed: &str) -> Digest {
+        if let Ok(d) = Digest::parse(seed) {
+            return d;
+        }
+        assert!(seed.len() <= 30, "seed {seed:?} is longer than 30 bytes");
+        let mut hex = String::from(MARK);
+        for b in seed.bytes() {
+            hex.push_str(&format!("{b:02x}"));
+        }
+        while hex.len() < 64 {
+            hex.push('0');
+        }
+        Digest::parse(&format!("sha256:{hex}")).expect("a valid digest")
+    }
+
+    /// The seed [`digest`] made `d` from; the digest itself for any other.
+    pub fn seed(d: &Digest) -> String {
+        let Some(rest) = d.hex().strip_prefix(MARK) else {
+            return d.to_string();
+        };
+        let mut out = Vec::new();
+        for pair in rest.as_bytes().chunks(2) {
+            let Ok(b) = u8::from_str_radix(std::str::from_utf8(pair).unwrap_or("00"), 16) else {
+                return d.to_string();
+            };
+            if b == 0 {
+                break;
+            }
+            out.push(b);
+        }
+        String::from_utf8(out).unwrap_or_else(|_| d.to_string())
+    }
+
+    #[cfg(test)]
+    mod tests {
+        #[test]
+        fn seeds_round_trip() {
+            for s in [
+                "a",
+                "layer-a",
+                "sha256-x.sig",
+                "123456789012345678901234567890",
+            ] {
+                let d = super::digest(s);
+                assert_eq!(super::seed(&d), s);
+            }
+            let real = format!("sha256:{}", "1".repeat(64));
+            assert_eq!(super::digest(&real).as_str(), real);
+            assert_eq!(super::seed(&super::digest(&real)), real);
+            assert_ne!(super::digest("a"), super::digest("b"));
+        }
+    }
+}

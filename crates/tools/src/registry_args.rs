@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use berth_client::{Client, ClientOptions, Credential, CredentialStore};
+use berth_client::{Client, ClientOptions, Credential, CredentialStore, TlsTrust};
 
 use crate::ToolError;
 
@@ -24,6 +24,15 @@ pub struct RegistryArgs {
     /// Accept invalid TLS certificates.
     #[arg(long)]
     pub insecure: bool,
+    /// Directory of certificates, as skopeo's --cert-dir reads it: `*.crt` CA certificates to
+    /// trust, `NAME.cert` + `NAME.key` a client certificate (mutual TLS). Loopback registries are
+    /// then reached over HTTPS.
+    #[arg(long, env = "BERTH_CERT_DIR", value_name = "DIR")]
+    pub cert_dir: Option<PathBuf>,
+    /// A PEM file of CA certificates to trust besides the system's. Loopback registries are then
+    /// reached over HTTPS.
+    #[arg(long, env = "BERTH_CA_CERT", value_name = "FILE")]
+    pub ca_cert: Option<PathBuf>,
 }
 
 impl RegistryArgs {
@@ -56,11 +65,13 @@ impl RegistryArgs {
                     .for_each(|r| credentials.insert(r, cred.clone())),
             }
         }
+        let tls = TlsTrust::load(self.cert_dir.as_deref(), self.ca_cert.as_deref())?;
         Ok(Arc::new(Client::new(ClientOptions {
             credentials,
             plain_http: self.plain_http.clone(),
             insecure_tls: self.insecure,
             user_agent: None,
+            tls,
         })?))
     }
 }

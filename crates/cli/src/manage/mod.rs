@@ -14,7 +14,7 @@ use std::fmt;
 use std::path::PathBuf;
 
 use anyhow::anyhow;
-use berth_client::{Credential, CredentialStore};
+use berth_client::{Credential, CredentialStore, TlsTrust};
 use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -68,6 +68,15 @@ pub struct ManageArgs {
     /// config: what `podman login`, `skopeo login` and `docker login` write).
     #[arg(long, env = "BERTH_AUTHFILE", global = true, value_name = "PATH")]
     pub authfile: Option<PathBuf>,
+    /// Directory of certificates, as skopeo's --cert-dir reads it: `*.crt` CA certificates to
+    /// trust, `NAME.cert` + `NAME.key` a client certificate (mutual TLS). A --registry without a
+    /// scheme is then reached over HTTPS, loopback included.
+    #[arg(long, env = "BERTH_CERT_DIR", global = true, value_name = "DIR")]
+    pub cert_dir: Option<PathBuf>,
+    /// A PEM file of CA certificates to trust besides the system's. A --registry without a scheme
+    /// is then reached over HTTPS, loopback included.
+    #[arg(long, env = "BERTH_CA_CERT", global = true, value_name = "FILE")]
+    pub ca_cert: Option<PathBuf>,
     /// Output format.
     #[arg(long = "output", short = 'o', alias = "format", value_enum, default_value_t = Format::Table, global = true)]
     pub format: Format,
@@ -131,11 +140,15 @@ pub struct Api {
     pub format: Format,
 }
 
-/// `HOST[:PORT]` or URL → base URL without a trailing slash.
-fn base_url(registry: &str) -> String {
+/// `HOST[:PORT]` or URL → base URL without a trailing slash; `tls`: a CA
+/// or client certificate was given, so even a loopback host speaks HTTPS.
+fn base_url(registry: &str, tls: bool) -> String {
     let r = registry.trim_end_matches('/');
     if r.starts_with("http://") || r.starts_with("https://") {
         return r.to_owned();
+    }
+    if tls {
+        return format!("https://{r}");
     }
     let host = r.rsplit_once(':').map_or(r, |(h, _)| h);
     let loopback = host == "localhost"
@@ -160,7 +173,8 @@ impl Api {
 
     /// Connects as the flags say, whatever the output format.
     pub async fn connect(args: &ManageArgs) -> anyhow::Result<Api> {
-        let base = base_url(&args.registry);
+        let tls = TlsTrust::load(args.cert_dir.as_deref(), args.ca_cert.as_deref())?;
+        let base = base_url(&args.registry, tls.is_configured());
         let mut searched = Vec::new();
         let (auth, auth_source) = match (&args.token, &args.user, &args.password) {
             (Some(t), _, _) => (
@@ -198,7 +212,8 @@ impl Api {
                 }
             }
         };
-        let http = reqwest::Client::builder()
+        let http = tls
+            .apply(reqwest::Client::builder())
             .user_agent(concat!("berth/", env!("CARGO_PKG_VERSION")))
             .build()?;
         Ok(Api {
@@ -478,13 +493,23 @@ mod tests {
 
     #[test]
     fn registry_urls() {
-        assert_eq!(base_url("127.0.0.1:5000"), "http://127.0.0.1:5000");
-        assert_eq!(base_url("localhost:5000/"), "http://localhost:5000");
-        assert_eq!(base_url("[::1]:5000"), "http://[::1]:5000");
+        assert_eq!(base_url("127.0.0.1:5000", false), "http://127.0.0.1:5000");
+        assert_eq!(base_url("localhost:5000/", false), "http://localhost:5000");
+        assert_eq!(base_url("[::1]:5000", false), "http://[::1]:5000");
         assert_eq!(
-            base_url("registry.example.com"),
+            base_url("registry.example.com", false),
             "https://registry.example.com"
         );
-        assert_eq!(base_url("https://r.example.com/"), "https://r.example.com");
+        assert_eq!(
+            base_url("https://r.example.com/", false),
+            "https://r.example.com"
+        );
+        // A CA or client certificate given: loopback speaks HTTPS too, an
+        // explicit scheme still wins.
+        assert_eq!(base_url("127.0.0.1:5000", true), "https://127.0.0.1:5000");
+        assert_eq!(
+            base_url("http://127.0.0.1:5000", true),
+            "http://127.0.0.1:5000"
+        );
     }
 }

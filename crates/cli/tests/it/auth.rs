@@ -428,7 +428,11 @@ async fn each_permission_rule() {
     // override keeps one repository private.
     let root = Caller::system("test").actor();
     f.meta
-        .set_namespace_visibility("alice", Visibility::Public, &root)
+        .set_namespace_visibility(
+            &berth_oci::Namespace::parse("alice").unwrap(),
+            Visibility::Public,
+            &root,
+        )
         .await
         .unwrap();
     assert_eq!(
@@ -446,7 +450,11 @@ async fn each_permission_rule() {
         StatusCode::CREATED
     );
     f.meta
-        .set_repository_visibility("alice/secret", Some(Visibility::Private), &root)
+        .set_repository_visibility(
+            &berth_oci::RepositoryName::parse("alice/secret").unwrap(),
+            Some(Visibility::Private),
+            &root,
+        )
         .await
         .unwrap();
     assert_eq!(

@@ -421,13 +421,14 @@ async fn gc_runs_safely_while_clients_push_delete_and_pull() {
         vec![]
     );
     assert_eq!(
-        meta.unreferenced_blobs(cutoff, "", 1000).await.unwrap(),
+        meta.unreferenced_blobs(cutoff, None, 1000).await.unwrap(),
         vec![]
     );
     let mut unreferenced_old = Vec::new();
     for f in files_under(&berth.data_dir.join("blobs")) {
         let digest = format!("sha256:{}", f.file_name().unwrap().to_str().unwrap());
-        if referenced.contains(&digest) || meta.blob(&digest).await.unwrap().is_some() {
+        let typed = berth_oci::Digest::parse(&digest).unwrap();
+        if referenced.contains(&digest) || meta.blob(&typed).await.unwrap().is_some() {
             continue;
         }
         let mtime = std::fs::metadata(&f).unwrap().modified().unwrap();

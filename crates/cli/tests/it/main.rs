@@ -38,6 +38,7 @@ mod serve_lifecycle;
 mod shell;
 mod tenancy;
 mod tls;
+mod tls_clients;
 mod tools;
 mod tools_client;
 mod tools_copy;

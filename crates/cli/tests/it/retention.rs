@@ -64,9 +64,17 @@ impl Lab {
     /// Moves the push time of `tag` and its manifest `days` into the past.
     async fn age(&self, repo: &str, tag: &str, digest: &str, days: i64) {
         let at = self.now - days * DAY;
-        self.meta.set_tag_times(repo, tag, at, None).await.unwrap();
+        let (repo, tag, digest) = (
+            berth_oci::RepositoryName::parse(repo).unwrap(),
+            berth_oci::Tag::parse(tag).unwrap(),
+            berth_oci::Digest::parse(digest).unwrap(),
+        );
         self.meta
-            .set_manifest_times(repo, digest, at, None)
+            .set_tag_times(&repo, &tag, at, None)
+            .await
+            .unwrap();
+        self.meta
+            .set_manifest_times(&repo, &digest, at, None)
             .await
             .unwrap();
     }
@@ -82,7 +90,12 @@ impl Lab {
         let r = put_manifest(&self.c, &self.base, repo, &d, OCI_MANIFEST, &m).await;
         assert_eq!(r.status(), StatusCode::CREATED);
         self.meta
-            .set_manifest_times(repo, &d, self.now - days * DAY, None)
+            .set_manifest_times(
+                &berth_oci::RepositoryName::parse(repo).unwrap(),
+                &berth_oci::Digest::parse(&d).unwrap(),
+                self.now - days * DAY,
+                None,
+            )
             .await
             .unwrap();
         (d, m)

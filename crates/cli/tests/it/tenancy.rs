@@ -716,7 +716,7 @@ async fn the_anonymous_catalog_does_not_scan_private_repositories() {
             let repo = format!("private-{:02}/repo-{i}", i % 50);
             meta.link_blob(
                 &berth_oci::RepositoryName::parse(repo.as_str()).unwrap(),
-                "sha256:x",
+                &berth_testkit::digests::digest("x"),
                 1,
                 1,
             )

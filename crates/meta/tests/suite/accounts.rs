@@ -184,11 +184,11 @@ pub async fn run(meta: &Meta) {
 
     // Visibility of namespaces and repositories.
     assert!(meta
-        .set_namespace_visibility("alice", Visibility::Public, &a)
+        .set_namespace_visibility(&crate::ns("alice"), Visibility::Public, &a)
         .await
         .unwrap());
     assert!(!meta
-        .set_namespace_visibility("ghost", Visibility::Public, &a)
+        .set_namespace_visibility(&crate::ns("ghost"), Visibility::Public, &a)
         .await
         .unwrap());
     assert_eq!(
@@ -196,17 +196,17 @@ pub async fn run(meta: &Meta) {
         Visibility::Public
     );
     assert_eq!(meta.repository_visibility("alice/app").await.unwrap(), None);
-    meta.set_repository_visibility("alice/app", Some(Visibility::Private), &a)
+    meta.set_repository_visibility(&crate::n("alice/app"), Some(Visibility::Private), &a)
         .await
         .unwrap();
-    meta.set_repository_visibility("alice/app", Some(Visibility::Public), &a)
+    meta.set_repository_visibility(&crate::n("alice/app"), Some(Visibility::Public), &a)
         .await
         .unwrap();
     assert_eq!(
         meta.repository_visibility("alice/app").await.unwrap(),
         Some(Visibility::Public)
     );
-    meta.set_repository_visibility("alice/app", None, &a)
+    meta.set_repository_visibility(&crate::n("alice/app"), None, &a)
         .await
         .unwrap();
     assert_eq!(meta.repository_visibility("alice/app").await.unwrap(), None);

@@ -3,22 +3,25 @@
 
 use berth_meta::{AttestationRef, LinkAge, Meta, NewManifest, RefKind, Unreferenced};
 
-use super::{actor, manifest, n, t};
+use berth_oci::{Digest, RepositoryName};
+use berth_testkit::digests::seed;
+
+use super::{actor, d, manifest, n, t};
 
 pub(super) fn image(
     repo: &str,
-    digest: &str,
-    blobs: &[&str],
+    digest: &Digest,
+    blobs: &[&Digest],
     tags: &[&str],
     at: i64,
 ) -> NewManifest {
     NewManifest {
         references: blobs
             .iter()
-            .map(|b| (b.to_string(), RefKind::Blob))
+            .map(|b| ((*b).clone(), RefKind::Blob))
             .collect(),
         attestations: Vec::new(),
-        required_blobs: blobs.iter().map(|b| b.to_string()).collect(),
+        required_blobs: blobs.iter().map(|b| (*b).clone()).collect(),
         pushed_at: at,
         ..manifest(repo, digest, None, None, tags)
     }
@@ -26,8 +29,8 @@ pub(super) fn image(
 
 pub(super) fn index(
     repo: &str,
-    digest: &str,
-    children: &[&str],
+    digest: &Digest,
+    children: &[&Digest],
     tags: &[&str],
     at: i64,
 ) -> NewManifest {
@@ -35,7 +38,7 @@ pub(super) fn index(
         media_type: "application/vnd.oci.image.index.v1+json".into(),
         references: children
             .iter()
-            .map(|c| (c.to_string(), RefKind::Manifest))
+            .map(|c| ((*c).clone(), RefKind::Manifest))
             .collect(),
         attestations: Vec::new(),
         required_blobs: Vec::new(),
@@ -44,29 +47,29 @@ pub(super) fn index(
     }
 }
 
-fn digests(v: Vec<Unreferenced>) -> Vec<String> {
+fn digests(v: Vec<Unreferenced>) -> Vec<Digest> {
     v.into_iter().map(|u| u.digest).collect()
 }
 
 /// Garbage collection's reads and conditional deletes.
 pub(super) async fn gc_cases(meta: &Meta) {
-    let ours = |v: Vec<berth_meta::Unreferenced>| -> Vec<(Option<String>, String)> {
+    let ours = |v: Vec<berth_meta::Unreferenced>| -> Vec<(Option<RepositoryName>, Digest)> {
         v.into_iter()
-            .filter(|u| u.digest.starts_with("sha256:g"))
+            .filter(|u| seed(&u.digest).starts_with("sha256:g"))
             .map(|u| (u.repository, u.digest))
             .collect()
     };
-    meta.link_blob(&n("gc/a"), "sha256:g1", 5, 10_000)
+    meta.link_blob(&n("gc/a"), &d("sha256:g1"), 5, 10_000)
         .await
         .unwrap();
-    meta.link_blob(&n("gc/a"), "sha256:g2", 7, 10_000)
+    meta.link_blob(&n("gc/a"), &d("sha256:g2"), 7, 10_000)
         .await
         .unwrap();
-    meta.link_blob(&n("gc/b"), "sha256:g2", 7, 10_500)
+    meta.link_blob(&n("gc/b"), &d("sha256:g2"), 7, 10_500)
         .await
         .unwrap();
     meta.put_manifest(
-        &image("gc/a", "sha256:gm", &["sha256:g1"], &["t"], 10_000),
+        &image("gc/a", &d("sha256:gm"), &[&d("sha256:g1")], &["t"], 10_000),
         &actor(),
     )
     .await
@@ -84,76 +87,112 @@ pub(super) async fn gc_cases(meta: &Meta) {
                 .await
                 .unwrap()
         ),
-        vec![(Some("gc/a".into()), "sha256:g2".into())]
+        vec![(Some(n("gc/a")), d("sha256:g2"))]
     );
     // g2 is still linked (young) in gc/b: not a blob candidate until that
     // link is old too.
-    assert!(ours(meta.unreferenced_blobs(10_200, "", 1000).await.unwrap()).is_empty());
+    assert!(ours(meta.unreferenced_blobs(10_200, None, 1000).await.unwrap()).is_empty());
     assert_eq!(
-        ours(meta.unreferenced_blobs(11_000, "", 1000).await.unwrap()),
-        vec![(None, "sha256:g2".into())]
+        ours(meta.unreferenced_blobs(11_000, None, 1000).await.unwrap()),
+        vec![(None, d("sha256:g2"))]
     );
     assert_eq!(
-        digests(meta.sweep_links("gc/a", 10_200, 1000).await.unwrap()),
-        vec!["sha256:g2".to_owned()]
+        digests(
+            meta.sweep_links(&crate::n("gc/a"), 10_200, 1000)
+                .await
+                .unwrap()
+        ),
+        vec![d("sha256:g2")]
     );
     assert_eq!(
-        digests(meta.sweep_links("gc/a", 10_200, 1000).await.unwrap()),
-        Vec::<String>::new()
+        digests(
+            meta.sweep_links(&crate::n("gc/a"), 10_200, 1000)
+                .await
+                .unwrap()
+        ),
+        Vec::<Digest>::new()
     );
     // The row stays while gc/b links it.
-    let candidates = vec!["sha256:g1".to_owned(), "sha256:g2".to_owned()];
+    let candidates = vec![d("sha256:g1"), d("sha256:g2")];
     assert!(meta
         .sweep_blobs(&candidates, 11_000)
         .await
         .unwrap()
         .is_empty());
     assert_eq!(
-        digests(meta.sweep_links("gc/b", 11_000, 1000).await.unwrap()),
-        vec!["sha256:g2".to_owned()]
+        digests(
+            meta.sweep_links(&crate::n("gc/b"), 11_000, 1000)
+                .await
+                .unwrap()
+        ),
+        vec![d("sha256:g2")]
     );
     assert_eq!(
         meta.sweep_blobs(&candidates, 11_000).await.unwrap(),
-        vec!["sha256:g2".to_owned()]
+        vec![d("sha256:g2")]
     );
-    assert!(!meta.blob_recorded("sha256:g2").await.unwrap());
-    assert!(meta.blob_recorded("sha256:g1").await.unwrap());
+    assert!(!meta.blob_recorded(&d("sha256:g2")).await.unwrap());
+    assert!(meta.blob_recorded(&d("sha256:g1")).await.unwrap());
     let rows = meta
-        .blob_rows(&["sha256:g1".into(), "sha256:g2".into()], 11_000)
+        .blob_rows(&[d("sha256:g1"), d("sha256:g2")], 11_000)
         .await
         .unwrap();
-    assert_eq!(rows.get("sha256:g1"), Some(&false), "referenced: kept");
-    assert!(!rows.contains_key("sha256:g2"));
+    assert_eq!(rows.get(&d("sha256:g1")), Some(&false), "referenced: kept");
+    assert!(!rows.contains_key(&d("sha256:g2")));
 
     // Paging: a repository's links are swept a page at a time, and the
     // pages of unreferenced links continue after the last one seen.
     for i in 0..5 {
-        meta.link_blob(&n("gc/paged"), &format!("sha256:gp{i}"), 1, 0)
+        meta.link_blob(&n("gc/paged"), &d(&format!("sha256:gp{i}")), 1, 0)
             .await
             .unwrap();
     }
+    // The least digest: paging from the start of a repository.
+    let lowest = d(&format!("sha256:{}", "0".repeat(64)));
     let first = meta
-        .unreferenced_links(LinkAge::Old, 1, Some(("gc/paged", "")), 2)
+        .unreferenced_links(LinkAge::Old, 1, Some((&n("gc/paged"), &lowest)), 2)
         .await
         .unwrap();
     let next = meta
-        .unreferenced_links(LinkAge::Old, 1, Some(("gc/paged", &first[1].digest)), 2)
+        .unreferenced_links(
+            LinkAge::Old,
+            1,
+            Some((&crate::n("gc/paged"), &first[1].digest)),
+            2,
+        )
         .await
         .unwrap();
     assert_eq!(
         digests(first.into_iter().chain(next).collect()),
-        ["sha256:gp0", "sha256:gp1", "sha256:gp2", "sha256:gp3"]
+        [
+            d("sha256:gp0"),
+            d("sha256:gp1"),
+            d("sha256:gp2"),
+            d("sha256:gp3")
+        ]
     );
     assert!(meta
-        .unreferenced_links(LinkAge::Young, 1, Some(("gc/paged", "")), 10)
+        .unreferenced_links(LinkAge::Young, 1, Some((&n("gc/paged"), &lowest)), 10)
         .await
         .unwrap()
         .iter()
-        .all(|u| u.repository.as_deref() != Some("gc/paged")));
-    assert_eq!(meta.sweep_links("gc/paged", 1, 2).await.unwrap().len(), 2);
-    assert_eq!(meta.sweep_links("gc/paged", 1, 2).await.unwrap().len(), 2);
-    let last = meta.sweep_links("gc/paged", 1, 2).await.unwrap();
-    assert_eq!(digests(last.clone()), ["sha256:gp4"]);
+        .all(|u| u.repository != Some(n("gc/paged"))));
+    assert_eq!(
+        meta.sweep_links(&crate::n("gc/paged"), 1, 2)
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+    assert_eq!(
+        meta.sweep_links(&crate::n("gc/paged"), 1, 2)
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+    let last = meta.sweep_links(&crate::n("gc/paged"), 1, 2).await.unwrap();
+    assert_eq!(digests(last.clone()), [d("sha256:gp4")]);
     assert_eq!((last[0].size, last[0].at), (1, 0));
 
     // A manifest put after the sweep sees the link gone and fails, with
@@ -162,8 +201,8 @@ pub(super) async fn gc_cases(meta: &Meta) {
         .put_manifest(
             &image(
                 "gc/a",
-                "sha256:gm2",
-                &["sha256:g1", "sha256:g2"],
+                &d("sha256:gm2"),
+                &[&d("sha256:g1"), &d("sha256:g2")],
                 &["u"],
                 12_000,
             ),
@@ -172,11 +211,11 @@ pub(super) async fn gc_cases(meta: &Meta) {
         .await
         .unwrap_err();
     assert!(
-        matches!(&err, berth_meta::Error::MissingReference { kind: "blob", digest, .. } if digest == "sha256:g2"),
+        matches!(&err, berth_meta::Error::MissingReference { kind: "blob", digest, .. } if digest == &d("sha256:g2")),
         "{err}"
     );
     assert!(meta
-        .manifest(&n("gc/a"), "sha256:gm2")
+        .manifest(&n("gc/a"), &d("sha256:gm2"))
         .await
         .unwrap()
         .is_none());
@@ -189,8 +228,8 @@ pub(super) async fn gc_cases(meta: &Meta) {
         .put_manifest(
             &index(
                 "gc/a",
-                "sha256:gi",
-                &["sha256:gm", "sha256:nope"],
+                &d("sha256:gi"),
+                &[&d("sha256:gm"), &d("sha256:nope")],
                 &[],
                 12_000,
             ),
@@ -206,17 +245,17 @@ pub(super) async fn gc_cases(meta: &Meta) {
         }
     ));
     meta.put_manifest(
-        &index("gc/a", "sha256:gi", &["sha256:gm"], &[], 12_000),
+        &index("gc/a", &d("sha256:gi"), &[&d("sha256:gm")], &[], 12_000),
         &actor(),
     )
     .await
     .unwrap();
 
     // Uploading a blob again refreshes its link's grace period.
-    meta.link_blob(&n("gc/again"), "sha256:gagain", 1, 0)
+    meta.link_blob(&n("gc/again"), &d("sha256:gagain"), 1, 0)
         .await
         .unwrap();
-    meta.link_blob(&n("gc/again"), "sha256:gagain", 1, 20_000)
+    meta.link_blob(&n("gc/again"), &d("sha256:gagain"), 1, 20_000)
         .await
         .unwrap();
     assert!(!ours(
@@ -225,22 +264,25 @@ pub(super) async fn gc_cases(meta: &Meta) {
             .unwrap()
     )
     .iter()
-    .any(|(_, d)| d == "sha256:gagain"));
+    .any(|(_, x)| *x == d("sha256:gagain")));
 
     // Pushes racing with sweeps: whichever commits first wins, and a stored
     // manifest always keeps its links.
     for i in 0..40 {
-        let blob = format!("sha256:gr{i}");
+        let blob = d(&format!("sha256:gr{i}"));
         meta.link_blob(&n("gc/race"), &blob, 1, 0).await.unwrap();
-        let m = image("gc/race", &format!("sha256:grm{i}"), &[&blob], &[], 1);
+        let m = image("gc/race", &d(&format!("sha256:grm{i}")), &[&blob], &[], 1);
         let (pusher, sweeper) = (meta.clone(), meta.clone());
         let push = tokio::spawn(async move { pusher.put_manifest(&m, &actor()).await });
-        let sweep =
-            tokio::spawn(async move { sweeper.sweep_links("gc/race", i64::MAX, 1000).await });
+        let sweep = tokio::spawn(async move {
+            sweeper
+                .sweep_links(&crate::n("gc/race"), i64::MAX, 1000)
+                .await
+        });
         let pushed = push.await.unwrap();
         let swept = sweep.await.unwrap().unwrap();
         let stored = meta
-            .manifest(&n("gc/race"), &format!("sha256:grm{i}"))
+            .manifest(&n("gc/race"), &d(&format!("sha256:grm{i}")))
             .await
             .unwrap()
             .is_some();
@@ -259,9 +301,11 @@ pub(super) async fn gc_cases(meta: &Meta) {
     // Links racing with blob sweeps: the link always succeeds, and a link
     // always has its blob row.
     for i in 0..40 {
-        let blob = format!("sha256:gb{i}");
+        let blob = d(&format!("sha256:gb{i}"));
         meta.link_blob(&n("gc/b-race"), &blob, 1, 0).await.unwrap();
-        meta.sweep_links("gc/b-race", i64::MAX, 1000).await.unwrap();
+        meta.sweep_links(&crate::n("gc/b-race"), i64::MAX, 1000)
+            .await
+            .unwrap();
         let (linker, sweeper, b) = (meta.clone(), meta.clone(), blob.clone());
         let link = tokio::spawn(async move {
             linker
@@ -331,50 +375,52 @@ pub(super) async fn index_reference_cases(meta: &Meta) {
         ("sha256:cil", 40),
         ("sha256:cal", 50),
     ] {
-        meta.link_blob(&n(repo), d, size, 20_000).await.unwrap();
+        meta.link_blob(&n(repo), &crate::d(d), size, 20_000)
+            .await
+            .unwrap();
     }
     meta.put_manifest(
-        &image(repo, "sha256:cimg", &["sha256:cil"], &[], 20_000),
+        &image(repo, &d("sha256:cimg"), &[&d("sha256:cil")], &[], 20_000),
         &actor(),
     )
     .await
     .unwrap();
     meta.put_manifest(
-        &image(repo, "sha256:catt", &["sha256:cal"], &[], 20_000),
+        &image(repo, &d("sha256:catt"), &[&d("sha256:cal")], &[], 20_000),
         &actor(),
     )
     .await
     .unwrap();
-    let cache_entries = ["sha256:ck1", "sha256:ck2", "sha256:ckc"];
+    let cache_entries = vec![d("sha256:ck1"), d("sha256:ck2"), d("sha256:ckc")];
     let mut idx = index(
         repo,
-        "sha256:cidx",
-        &["sha256:cimg", "sha256:catt"],
+        &d("sha256:cidx"),
+        &[&d("sha256:cimg"), &d("sha256:catt")],
         &["buildcache"],
         20_000,
     );
     idx.references
-        .extend(cache_entries.iter().map(|b| (b.to_string(), RefKind::Blob)));
-    idx.required_blobs = cache_entries.iter().map(|b| b.to_string()).collect();
+        .extend(cache_entries.iter().map(|b| (b.clone(), RefKind::Blob)));
+    idx.required_blobs = cache_entries.clone();
     idx.attestations = vec![AttestationRef {
-        manifest: "sha256:catt".into(),
-        describes: Some("sha256:cimg".into()),
+        manifest: d("sha256:catt"),
+        describes: Some(d("sha256:cimg")),
     }];
     // A blob entry that is not linked fails the push, as a layer would.
     let mut broken = idx.clone();
-    broken.digest = "sha256:cbroken".into();
+    broken.digest = d("sha256:cbroken");
     broken.tags = Vec::new();
-    broken.required_blobs.push("sha256:cmissing".into());
+    broken.required_blobs.push(d("sha256:cmissing"));
     let err = meta.put_manifest(&broken, &actor()).await.unwrap_err();
     assert!(
-        matches!(&err, berth_meta::Error::MissingReference { kind: "blob", digest, .. } if digest == "sha256:cmissing"),
+        matches!(&err, berth_meta::Error::MissingReference { kind: "blob", digest, .. } if digest == &d("sha256:cmissing")),
         "{err}"
     );
     meta.put_manifest(&idx, &actor()).await.unwrap();
 
-    let in_repo = |v: Vec<Unreferenced>| -> Vec<String> {
+    let in_repo = |v: Vec<Unreferenced>| -> Vec<Digest> {
         v.into_iter()
-            .filter(|u| u.repository.as_deref() == Some(repo))
+            .filter(|u| u.repository.as_ref().is_some_and(|r| r == repo))
             .map(|u| u.digest)
             .collect()
     };
@@ -386,37 +432,45 @@ pub(super) async fn index_reference_cases(meta: &Meta) {
     )
     .is_empty());
     assert!(meta
-        .sweep_links(repo, 90_000, 1000)
+        .sweep_links(&crate::n(repo), 90_000, 1000)
         .await
         .unwrap()
         .is_empty());
 
-    let inv = meta.inventory(repo).await.unwrap().unwrap();
+    let inv = meta.inventory(&crate::n(repo)).await.unwrap().unwrap();
     let atts: Vec<_> = inv.attestations().collect();
     assert_eq!(
         atts,
-        vec![("sha256:cidx", "sha256:catt", Some("sha256:cimg"))]
+        vec![(
+            &d("sha256:cidx"),
+            &d("sha256:catt"),
+            Some(&d("sha256:cimg"))
+        )]
     );
     let mut blobs: Vec<_> = inv
         .blobs()
-        .filter(|(p, _, _)| *p == "sha256:cidx")
+        .filter(|(p, _, _)| *p == &d("sha256:cidx"))
         .map(|(_, b, size)| (b, size))
         .collect();
     blobs.sort();
     assert_eq!(
         blobs,
-        vec![("sha256:ck1", 100), ("sha256:ck2", 200), ("sha256:ckc", 30)]
+        vec![
+            (&d("sha256:ck1"), 100),
+            (&d("sha256:ck2"), 200),
+            (&d("sha256:ckc"), 30)
+        ]
     );
     let children: Vec<_> = inv
         .children()
-        .filter(|(p, _)| *p == "sha256:cidx")
+        .filter(|(p, _)| *p == &d("sha256:cidx"))
         .map(|(_, c)| c)
         .collect();
-    assert_eq!(children, vec!["sha256:catt", "sha256:cimg"]);
+    assert_eq!(children, vec![&d("sha256:catt"), &d("sha256:cimg")]);
 
     // Deleting the index releases its blob entries (the children remain
     // manifests of their own, with their blobs).
-    meta.delete_manifest(&n(repo), "sha256:cidx", &actor())
+    meta.delete_manifest(&n(repo), &d("sha256:cidx"), &actor())
         .await
         .unwrap()
         .unwrap();
@@ -428,7 +482,7 @@ pub(super) async fn index_reference_cases(meta: &Meta) {
     gone.sort();
     assert_eq!(gone, cache_entries);
     assert!(meta
-        .inventory(repo)
+        .inventory(&crate::n(repo))
         .await
         .unwrap()
         .unwrap()

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use berth_meta::audit::{action, AuditFilter};
 use berth_meta::{Dialect, Error, Meta, PullDelta, PullTarget, RefKind, TagGuard, TagRuleKind};
 
-use super::{actor, manifest, n, t, Postgres};
+use super::{actor, d, manifest, n, t, Postgres};
 
 /// Refuses every tag starting with `v`.
 fn guard() -> TagGuard {
@@ -41,19 +41,19 @@ async fn tag_rules(meta: &Meta) {
 
     // Deleting is scoped to the namespace: acmecorp's rule is not acme's.
     assert!(meta
-        .delete_tag_rule("acme", r3.id, &actor())
+        .delete_tag_rule(&crate::ns("acme"), r3.id, &actor())
         .await
         .unwrap()
         .is_none());
     assert_eq!(
-        meta.delete_tag_rule("acme", r2.id, &actor())
+        meta.delete_tag_rule(&crate::ns("acme"), r2.id, &actor())
             .await
             .unwrap()
             .map(|r| r.id),
         Some(r2.id)
     );
     assert!(meta
-        .delete_tag_rule("acmecorp", r3.id, &actor())
+        .delete_tag_rule(&crate::ns("acmecorp"), r3.id, &actor())
         .await
         .unwrap()
         .is_some());
@@ -75,7 +75,7 @@ async fn tag_rules(meta: &Meta) {
 async fn guarded_writes(meta: &Meta) {
     let repo = "g/app";
     meta.put_manifest_guarded(
-        &manifest(repo, "sha256:g1", None, None, &["v1", "dev"]),
+        &manifest(repo, &d("sha256:g1"), None, None, &["v1", "dev"]),
         guard(),
         &actor(),
     )
@@ -83,7 +83,7 @@ async fn guarded_writes(meta: &Meta) {
     .unwrap();
     // The same manifest again is fine; a guarded tag cannot move.
     meta.put_manifest_guarded(
-        &manifest(repo, "sha256:g1", None, None, &["v1"]),
+        &manifest(repo, &d("sha256:g1"), None, None, &["v1"]),
         guard(),
         &actor(),
     )
@@ -91,7 +91,7 @@ async fn guarded_writes(meta: &Meta) {
     .unwrap();
     let err = meta
         .put_manifest_guarded(
-            &manifest(repo, "sha256:g2", None, None, &["dev", "v1"]),
+            &manifest(repo, &d("sha256:g2"), None, None, &["dev", "v1"]),
             guard(),
             &actor(),
         )
@@ -103,7 +103,7 @@ async fn guarded_writes(meta: &Meta) {
     );
     // Nothing of the refused push was written: no manifest, no tag move.
     assert!(meta
-        .manifest(&n(repo), "sha256:g2")
+        .manifest(&n(repo), &d("sha256:g2"))
         .await
         .unwrap()
         .is_none());
@@ -112,10 +112,10 @@ async fn guarded_writes(meta: &Meta) {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(dev.digest, "sha256:g1");
+    assert_eq!(dev.digest, d("sha256:g1"));
     // Unguarded tags move as usual.
     meta.put_manifest_guarded(
-        &manifest(repo, "sha256:g2", None, None, &["dev"]),
+        &manifest(repo, &d("sha256:g2"), None, None, &["dev"]),
         guard(),
         &actor(),
     )
@@ -124,7 +124,7 @@ async fn guarded_writes(meta: &Meta) {
 
     // Deleting a manifest that carries a guarded tag is refused as a whole.
     let err = meta
-        .delete_manifest_guarded(&n(repo), "sha256:g1", guard(), &actor())
+        .delete_manifest_guarded(&n(repo), &d("sha256:g1"), guard(), &actor())
         .await
         .unwrap_err();
     assert!(matches!(err, Error::Refused(_)));
@@ -148,10 +148,10 @@ async fn guarded_writes(meta: &Meta) {
         .unwrap());
     // Unguarded (an admin), it goes.
     assert_eq!(
-        meta.delete_manifest(&n(repo), "sha256:g1", &actor())
+        meta.delete_manifest(&n(repo), &d("sha256:g1"), &actor())
             .await
             .unwrap(),
-        Some(vec!["v1".to_owned()])
+        Some(vec![t("v1")])
     );
 
     // Concurrent pushes of one guarded tag: exactly one wins.
@@ -160,7 +160,7 @@ async fn guarded_writes(meta: &Meta) {
         let meta = meta.clone();
         tasks.push(tokio::spawn(async move {
             meta.put_manifest_guarded(
-                &manifest("g/race", &format!("sha256:r{i}"), None, None, &["v9"]),
+                &manifest("g/race", &d(&format!("sha256:r{i}")), None, None, &["v9"]),
                 guard(),
                 &actor(),
             )
@@ -201,31 +201,31 @@ fn delta(
 
 async fn pull_statistics(meta: &Meta) {
     let repo = "s/app";
-    meta.link_blob(&n(repo), "sha256:layer", 1000, 1)
+    meta.link_blob(&n(repo), &d("sha256:layer"), 1000, 1)
         .await
         .unwrap();
-    meta.link_blob(&n(repo), "sha256:config", 10, 1)
+    meta.link_blob(&n(repo), &d("sha256:config"), 10, 1)
         .await
         .unwrap();
     meta.put_manifest(
-        &manifest(repo, "sha256:s1", None, None, &["v1", "latest"]),
+        &manifest(repo, &d("sha256:s1"), None, None, &["v1", "latest"]),
         &actor(),
     )
     .await
     .unwrap();
     let mut deltas = vec![
-        delta(PullTarget::Manifest, repo, "sha256:s1", 3, 500),
+        delta(PullTarget::Manifest, repo, d("sha256:s1").as_str(), 3, 500),
         delta(PullTarget::Tag, repo, "v1", 2, 500),
         delta(PullTarget::Tag, repo, "latest", 1, 400),
         // Gone or never there: dropped without error.
-        delta(PullTarget::Manifest, repo, "sha256:gone", 5, 1),
+        delta(PullTarget::Manifest, repo, d("sha256:gone").as_str(), 5, 1),
         delta(PullTarget::Tag, "s/none", "v1", 5, 1),
     ];
     meta.add_pulls(&mut deltas).await.unwrap();
     assert!(deltas.is_empty(), "written deltas are removed");
     // A later batch adds; an older time never moves the last pull back.
     let mut more = vec![
-        delta(PullTarget::Manifest, repo, "sha256:s1", 4, 300),
+        delta(PullTarget::Manifest, repo, d("sha256:s1").as_str(), 4, 300),
         delta(PullTarget::Tag, repo, "latest", 1, 900),
     ];
     meta.add_pulls(&mut more).await.unwrap();
@@ -235,10 +235,13 @@ async fn pull_statistics(meta: &Meta) {
         .collect();
     meta.add_pulls(&mut many).await.unwrap();
 
-    let inv = meta.inventory(repo).await.unwrap().unwrap();
+    let inv = meta.inventory(&crate::n(repo)).await.unwrap().unwrap();
     let m = &inv.manifests[0];
     assert_eq!((m.pull_count, m.last_pulled_at), (7, Some(500)));
-    assert_eq!(m.size, "{\"d\":\"sha256:s1\"}".len() as i64);
+    assert_eq!(
+        m.size,
+        format!("{{\"d\":\"{}\"}}", d("sha256:s1")).len() as i64
+    );
     assert_eq!(m.pushed_at, 1_000);
     let tags: Vec<_> = inv
         .tags
@@ -251,54 +254,56 @@ async fn pull_statistics(meta: &Meta) {
     );
     // A tag keeps its statistics when it moves.
     meta.put_manifest(
-        &manifest(repo, "sha256:s2", None, None, &["latest"]),
+        &manifest(repo, &d("sha256:s2"), None, None, &["latest"]),
         &actor(),
     )
     .await
     .unwrap();
-    let inv = meta.inventory(repo).await.unwrap().unwrap();
-    assert_eq!(inv.tags[0].digest, "sha256:s2");
+    let inv = meta.inventory(&crate::n(repo)).await.unwrap().unwrap();
+    assert_eq!(inv.tags[0].digest, d("sha256:s2"));
     assert_eq!(inv.tags[0].pull_count, 2);
     assert_eq!(inv.manifests[1].pull_count, 0);
     // References carry the sizes of stored blobs.
     let refs: Vec<_> = inv
         .references
         .iter()
-        .filter(|r| r.parent == "sha256:s1")
-        .map(|r| (r.child.as_str(), r.kind, r.blob_size))
+        .filter(|r| r.parent == d("sha256:s1"))
+        .map(|r| (&r.child, r.kind, r.blob_size))
         .collect();
     assert_eq!(
         refs,
         vec![
-            ("sha256:config", RefKind::Blob, Some(10)),
-            ("sha256:layer", RefKind::Blob, Some(1000))
+            (&d("sha256:config"), RefKind::Blob, Some(10)),
+            (&d("sha256:layer"), RefKind::Blob, Some(1000))
         ]
     );
-    assert!(meta.inventory("s/none").await.unwrap().is_none());
+    assert!(meta.inventory(&crate::n("s/none")).await.unwrap().is_none());
 }
 
 async fn usage_and_quotas(meta: &Meta) {
     // Namespace "u": a layer shared by two repositories, one of them a
     // nested name; a namespace whose name is a prefix ("u2") and one that
     // sorts right after "u/" ("u0") must not count.
-    meta.link_blob(&n("u/a"), "sha256:base", 1000, 1)
+    meta.link_blob(&n("u/a"), &d("sha256:base"), 1000, 1)
         .await
         .unwrap();
-    meta.link_blob(&n("u/a"), "sha256:cfg-a", 10, 1)
+    meta.link_blob(&n("u/a"), &d("sha256:cfg-a"), 10, 1)
         .await
         .unwrap();
-    meta.link_blob(&n("u/b/c"), "sha256:base", 1000, 1)
+    meta.link_blob(&n("u/b/c"), &d("sha256:base"), 1000, 1)
         .await
         .unwrap();
-    meta.link_blob(&n("u"), "sha256:top", 3, 1).await.unwrap();
-    meta.link_blob(&n("u2/x"), "sha256:other", 50, 1)
+    meta.link_blob(&n("u"), &d("sha256:top"), 3, 1)
         .await
         .unwrap();
-    meta.link_blob(&n("u0"), "sha256:other0", 70, 1)
+    meta.link_blob(&n("u2/x"), &d("sha256:other"), 50, 1)
         .await
         .unwrap();
-    let mut m = manifest("u/a", "sha256:ma", None, None, &["v1"]);
-    m.references = vec![("sha256:base".into(), RefKind::Blob)];
+    meta.link_blob(&n("u0"), &d("sha256:other0"), 70, 1)
+        .await
+        .unwrap();
+    let mut m = manifest("u/a", &d("sha256:ma"), None, None, &["v1"]);
+    m.references = vec![(d("sha256:base"), RefKind::Blob)];
     meta.put_manifest(&m, &actor()).await.unwrap();
     let msize = m.content.len() as u64;
     assert_eq!(
@@ -307,68 +312,71 @@ async fn usage_and_quotas(meta: &Meta) {
     );
     assert_eq!(meta.namespace_usage("u2").await.unwrap(), 50);
     assert_eq!(meta.namespace_usage("nobody").await.unwrap(), 0);
-    assert!(meta.namespace_holds("u", "sha256:base").await.unwrap());
-    assert!(meta.namespace_holds("u", "sha256:ma").await.unwrap());
-    assert!(!meta.namespace_holds("u", "sha256:other").await.unwrap());
+    assert!(meta.namespace_holds("u", &d("sha256:base")).await.unwrap());
+    assert!(meta.namespace_holds("u", &d("sha256:ma")).await.unwrap());
+    assert!(!meta.namespace_holds("u", &d("sha256:other")).await.unwrap());
     let content = meta.namespace_content("u").await.unwrap();
     let listed: Vec<_> = content
         .iter()
-        .map(|c| (c.repository.as_str(), c.digest.as_str(), c.size, c.in_use))
+        .map(|c| (c.repository.as_str(), &c.digest, c.size, c.in_use))
         .collect();
     // In use: manifests, and the blobs a manifest of the same repository
     // references; the other links wait for GC.
     assert_eq!(
         listed,
         vec![
-            ("u", "sha256:top", 3, false),
-            ("u/a", "sha256:base", 1000, true),
-            ("u/a", "sha256:cfg-a", 10, false),
-            ("u/a", "sha256:ma", msize, true),
-            ("u/b/c", "sha256:base", 1000, false),
+            ("u", &d("sha256:top"), 3, false),
+            ("u/a", &d("sha256:base"), 1000, true),
+            ("u/a", &d("sha256:cfg-a"), 10, false),
+            ("u/a", &d("sha256:ma"), msize, true),
+            ("u/b/c", &d("sha256:base"), 1000, false),
         ]
     );
     // Unlinking (what GC and deletes do) shows at once: no counter drifts.
-    meta.unlink_blob(&n("u/a"), "sha256:cfg-a", &actor())
+    meta.unlink_blob(&n("u/a"), &d("sha256:cfg-a"), &actor())
         .await
         .unwrap();
     assert_eq!(meta.namespace_usage("u").await.unwrap(), 1000 + 3 + msize);
 
     // Quotas and the guarded link.
     let used = 1000 + 3 + msize;
-    let q = meta.set_quota("u", used + 100, &actor()).await.unwrap();
+    let q = meta
+        .set_quota(&crate::ns("u"), used + 100, &actor())
+        .await
+        .unwrap();
     assert_eq!(q.limit_bytes, used + 100);
     assert_eq!(meta.quotas().await.unwrap(), vec![q.clone()]);
     assert_eq!(
-        meta.link_blob_within_quota(&n("u/a"), "sha256:big", 101, 2, "u", used + 100)
+        meta.link_blob_within_quota(&n("u/a"), &d("sha256:big"), 101, 2, "u", used + 100)
             .await
             .unwrap(),
         Some(used),
         "refused, with the usage it saw"
     );
-    assert!(!meta.namespace_holds("u", "sha256:big").await.unwrap());
+    assert!(!meta.namespace_holds("u", &d("sha256:big")).await.unwrap());
     assert_eq!(
-        meta.link_blob_within_quota(&n("u/a"), "sha256:fits", 100, 2, "u", used + 100)
+        meta.link_blob_within_quota(&n("u/a"), &d("sha256:fits"), 100, 2, "u", used + 100)
             .await
             .unwrap(),
         None
     );
     // Already in the namespace: free, even when full.
     assert_eq!(
-        meta.link_blob_within_quota(&n("u/new"), "sha256:base", 1000, 2, "u", used + 100)
+        meta.link_blob_within_quota(&n("u/new"), &d("sha256:base"), 1000, 2, "u", used + 100)
             .await
             .unwrap(),
         None
     );
     assert_eq!(
-        meta.repository_blob(&n("u/new"), "sha256:base")
+        meta.repository_blob(&n("u/new"), &d("sha256:base"))
             .await
             .unwrap(),
         Some(1000)
     );
-    meta.set_quota("u", 5, &actor()).await.unwrap();
+    meta.set_quota(&crate::ns("u"), 5, &actor()).await.unwrap();
     assert_eq!(meta.quotas().await.unwrap()[0].limit_bytes, 5);
-    assert!(meta.delete_quota("u", &actor()).await.unwrap());
-    assert!(!meta.delete_quota("u", &actor()).await.unwrap());
+    assert!(meta.delete_quota(&crate::ns("u"), &actor()).await.unwrap());
+    assert!(!meta.delete_quota(&crate::ns("u"), &actor()).await.unwrap());
     assert!(meta.quotas().await.unwrap().is_empty());
     let events = meta
         .audit_events(&AuditFilter {

@@ -17,16 +17,21 @@ fn actor() -> Actor {
     }
 }
 
-fn image(repo: &str, digest: &str, refs: &[(&str, RefKind)], tags: &[&str]) -> NewManifest {
+fn image(
+    repo: &str,
+    digest: &berth_oci::Digest,
+    refs: &[(&berth_oci::Digest, RefKind)],
+    tags: &[&str],
+) -> NewManifest {
     NewManifest {
         repository: super::n(repo),
-        digest: digest.into(),
+        digest: digest.clone(),
         media_type: "application/vnd.oci.image.index.v1+json".into(),
         artifact_type: None,
         content: format!("{{\"d\":\"{digest}\"}}").into_bytes(),
         subject: None,
         annotations: None,
-        references: refs.iter().map(|(d, k)| (d.to_string(), *k)).collect(),
+        references: refs.iter().map(|(d, k)| ((*d).clone(), *k)).collect(),
         attestations: Vec::new(),
         required_blobs: Vec::new(),
         tags: tags.iter().map(|t| super::t(t)).collect(),
@@ -66,10 +71,10 @@ pub async fn run(meta: &Meta) {
 
     // Settings and content keyed by the namespace.
     assert!(!meta.namespace_remains("tacme").await.unwrap());
-    meta.link_blob(&super::n("tacme/app"), "sha256:tl", 5, 1)
+    meta.link_blob(&super::n("tacme/app"), &super::d("sha256:tl"), 5, 1)
         .await
         .unwrap();
-    meta.set_repository_visibility("tacme/app", Some(Visibility::Public), &a)
+    meta.set_repository_visibility(&crate::n("tacme/app"), Some(Visibility::Public), &a)
         .await
         .unwrap();
     meta.add_tag_rule("tacme", "v*", TagRuleKind::Protected, &a)
@@ -81,10 +86,10 @@ pub async fn run(meta: &Meta) {
     meta.add_tag_rule("tacmecorp", "v*", TagRuleKind::Protected, &a)
         .await
         .unwrap();
-    meta.set_retention_policy("tacme", Some("keep = 1"), &a)
+    meta.set_retention_policy(&crate::ns("tacme"), Some("keep = 1"), &a)
         .await
         .unwrap();
-    meta.set_quota("tacme", 1000, &a).await.unwrap();
+    meta.set_quota(&crate::ns("tacme"), 1000, &a).await.unwrap();
     assert!(meta.namespace_remains("tacme").await.unwrap());
 
     // Repositories stop a deletion unless they go too.
@@ -102,7 +107,11 @@ pub async fn run(meta: &Meta) {
         "nothing of tacme remains"
     );
     assert_eq!(meta.repository_visibility("tacme/app").await.unwrap(), None);
-    assert!(meta.retention_policy("tacme").await.unwrap().is_none());
+    assert!(meta
+        .retention_policy(&crate::ns("tacme"))
+        .await
+        .unwrap()
+        .is_none());
     assert!(meta
         .quotas()
         .await
@@ -123,10 +132,12 @@ pub async fn run(meta: &Meta) {
     );
 
     // A user's namespace settings go with the user; the repositories stay.
-    meta.link_blob(&super::n("tfounder/app"), "sha256:tl", 5, 1)
+    meta.link_blob(&super::n("tfounder/app"), &super::d("sha256:tl"), 5, 1)
         .await
         .unwrap();
-    meta.set_quota("tfounder", 10, &a).await.unwrap();
+    meta.set_quota(&crate::ns("tfounder"), 10, &a)
+        .await
+        .unwrap();
     assert!(meta.delete_user("tfounder", &a).await.unwrap());
     assert!(meta
         .quotas()
@@ -161,14 +172,14 @@ async fn catalog(meta: &Meta) {
         "corphan/c",
         "cpubx/d",
     ] {
-        meta.link_blob(&super::n(repo), "sha256:tl", 5, 1)
+        meta.link_blob(&super::n(repo), &super::d("sha256:tl"), 5, 1)
             .await
             .unwrap();
     }
-    meta.set_repository_visibility("cpub/hidden", Some(Visibility::Private), &a)
+    meta.set_repository_visibility(&crate::n("cpub/hidden"), Some(Visibility::Private), &a)
         .await
         .unwrap();
-    meta.set_repository_visibility("cpriv/shown", Some(Visibility::Public), &a)
+    meta.set_repository_visibility(&crate::n("cpriv/shown"), Some(Visibility::Public), &a)
         .await
         .unwrap();
     let list = |ns: Vec<String>, last: Option<&'static str>, n: i64| {
@@ -178,7 +189,7 @@ async fn catalog(meta: &Meta) {
                 .await
                 .unwrap()
                 .into_iter()
-                .filter(|r| r.starts_with('c'))
+                .filter(|r| r.as_str().starts_with('c'))
                 .collect::<Vec<_>>()
         }
     };
@@ -204,14 +215,17 @@ async fn catalog(meta: &Meta) {
 /// An image under a protected tag keeps its children and blobs.
 async fn guarded_unlink(meta: &Meta) {
     let a = actor();
-    for d in ["sha256:gl", "sha256:gc"] {
+    for d in [&super::d("sha256:gl"), &super::d("sha256:gc")] {
         meta.link_blob(&super::n("g/app"), d, 5, 1).await.unwrap();
     }
     meta.put_manifest(
         &image(
             "g/app",
-            "sha256:child",
-            &[("sha256:gl", RefKind::Blob), ("sha256:gc", RefKind::Blob)],
+            &super::d("sha256:child"),
+            &[
+                (&super::d("sha256:gl"), RefKind::Blob),
+                (&super::d("sha256:gc"), RefKind::Blob),
+            ],
             &[],
         ),
         &a,
@@ -221,8 +235,8 @@ async fn guarded_unlink(meta: &Meta) {
     meta.put_manifest(
         &image(
             "g/app",
-            "sha256:index",
-            &[("sha256:child", RefKind::Manifest)],
+            &super::d("sha256:index"),
+            &[(&super::d("sha256:child"), RefKind::Manifest)],
             &["v1"],
         ),
         &a,
@@ -231,24 +245,34 @@ async fn guarded_unlink(meta: &Meta) {
     .unwrap();
     let guard: TagGuard = Arc::new(|t: &str| (t == "v1").then(|| "v1 is protected".to_owned()));
     let err = meta
-        .unlink_blob_guarded("g/app", "sha256:gl", guard.clone(), &a)
+        .unlink_blob_guarded(
+            &crate::n("g/app"),
+            &super::d("sha256:gl"),
+            guard.clone(),
+            &a,
+        )
         .await
         .unwrap_err();
     assert!(err.to_string().contains("\"v1\""), "{err}");
     let err = meta
-        .delete_manifest_guarded(&super::n("g/app"), "sha256:child", guard.clone(), &a)
+        .delete_manifest_guarded(
+            &super::n("g/app"),
+            &super::d("sha256:child"),
+            guard.clone(),
+            &a,
+        )
         .await
         .unwrap_err();
     assert!(err.to_string().contains("v1 is protected"), "{err}");
     assert!(meta
-        .manifest(&super::n("g/app"), "sha256:child")
+        .manifest(&super::n("g/app"), &super::d("sha256:child"))
         .await
         .unwrap()
         .is_some());
     // An unprotected tag does not hold anything.
     let open: TagGuard = Arc::new(|_: &str| None);
     assert!(meta
-        .unlink_blob_guarded("g/app", "sha256:gl", open, &a)
+        .unlink_blob_guarded(&crate::n("g/app"), &super::d("sha256:gl"), open, &a)
         .await
         .unwrap());
 }

@@ -331,7 +331,16 @@ impl Authority {
     }
 
     /// The visibility of namespace `ns` and where it comes from.
-    pub async fn namespace_visibility(&self, ns: &str) -> Result<(Visibility, VisibilitySource)> {
+    pub async fn namespace_visibility(
+        &self,
+        ns: &berth_oci::Namespace,
+    ) -> Result<(Visibility, VisibilitySource)> {
+        self.visibility_of_namespace(ns.as_str()).await
+    }
+
+    /// The visibility of the namespace part of a repository name (which
+    /// may be longer than an account name can be: then nobody owns it).
+    async fn visibility_of_namespace(&self, ns: &str) -> Result<(Visibility, VisibilitySource)> {
         Ok(match self.meta.namespace(ns).await? {
             Some(n) => (n.visibility, VisibilitySource::Namespace),
             None => (Visibility::Private, VisibilitySource::Unowned),
@@ -342,7 +351,7 @@ impl Authority {
     /// it).
     pub async fn set_namespace_visibility(
         &self,
-        ns: &str,
+        ns: &berth_oci::Namespace,
         visibility: Visibility,
         caller: &Caller,
     ) -> Result<()> {
@@ -362,21 +371,18 @@ impl Authority {
     /// The visibility of `repository` and where it comes from.
     pub async fn repository_visibility(
         &self,
-        repository: &str,
+        repository: &berth_oci::RepositoryName,
     ) -> Result<(Visibility, VisibilitySource)> {
-        match self.meta.repository_visibility(repository).await? {
+        match self.meta.repository_visibility(repository.as_str()).await? {
             Some(v) => Ok((v, VisibilitySource::Repository)),
-            None => {
-                self.namespace_visibility(crate::glob::namespace(repository))
-                    .await
-            }
+            None => self.visibility_of_namespace(repository.namespace()).await,
         }
     }
 
     /// Overrides the visibility of `repository` (`None`: inherit).
     pub async fn set_repository_visibility(
         &self,
-        repository: &str,
+        repository: &berth_oci::RepositoryName,
         visibility: Option<Visibility>,
         caller: &Caller,
     ) -> Result<()> {

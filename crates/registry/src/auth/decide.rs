@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use berth_meta::accounts::Visibility;
 use berth_meta::tokens::{NewToken, TokenKind};
+use berth_oci::{Digest, RepositoryName};
 
 use super::cache::through;
 use super::identity::Identity;
@@ -163,14 +164,17 @@ impl Authority {
     pub async fn readable_holder(
         &self,
         identity: &Identity,
-        digest: &str,
-    ) -> Result<Option<String>> {
+        digest: &Digest,
+    ) -> Result<Option<RepositoryName>> {
         for repository in self
             .meta
             .repositories_with_blob(digest, MOUNT_CANDIDATES)
             .await?
         {
-            if let Decision::Allow(_) = self.decide(identity, &repository, Access::PULL).await? {
+            if let Decision::Allow(_) = self
+                .decide(identity, repository.as_str(), Access::PULL)
+                .await?
+            {
                 return Ok(Some(repository));
             }
         }
@@ -319,6 +323,9 @@ impl Authority {
                 self.meta
                     .readable_repositories(&namespaces, cursor.as_deref(), batch)
                     .await?
+                    .into_iter()
+                    .map(RepositoryName::into_string)
+                    .collect()
             };
             let exhausted = (page.len() as i64) < batch;
             for name in page {

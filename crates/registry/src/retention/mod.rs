@@ -15,6 +15,7 @@
 use serde::Serialize;
 
 use berth_meta::{Deletion, ManifestTarget, StoredPolicy, TagGuard};
+use berth_oci::{Namespace, RepositoryName};
 
 use crate::{Caller, Error, Registry, Result};
 
@@ -93,7 +94,7 @@ fn invalid(e: policy::PolicyError) -> Error {
 
 impl Registry {
     /// The stored policy of `namespace`.
-    pub async fn retention_policy(&self, namespace: &str) -> Result<Option<StoredPolicy>> {
+    pub async fn retention_policy(&self, namespace: &Namespace) -> Result<Option<StoredPolicy>> {
         Ok(self.meta.retention_policy(namespace).await?)
     }
 
@@ -102,11 +103,11 @@ impl Registry {
     /// policy.
     pub async fn set_retention_policy(
         &self,
-        namespace: &str,
+        namespace: &Namespace,
         text: &str,
         caller: &Caller,
     ) -> Result<Policy> {
-        let policy = Policy::parse(text, namespace).map_err(invalid)?;
+        let policy = Policy::parse(text, namespace.as_str()).map_err(invalid)?;
         self.meta
             .set_retention_policy(namespace, Some(text), &caller.actor())
             .await?;
@@ -114,7 +115,11 @@ impl Registry {
     }
 
     /// Removes the policy of `namespace`; `NotFound` if it had none.
-    pub async fn delete_retention_policy(&self, namespace: &str, caller: &Caller) -> Result<()> {
+    pub async fn delete_retention_policy(
+        &self,
+        namespace: &Namespace,
+        caller: &Caller,
+    ) -> Result<()> {
         if self
             .meta
             .set_retention_policy(namespace, None, &caller.actor())
@@ -132,18 +137,18 @@ impl Registry {
     /// `text` (a policy being tried before it is set).
     pub async fn retention_plan(
         &self,
-        namespace: &str,
+        namespace: &Namespace,
         now: i64,
         text: Option<&str>,
     ) -> Result<Plan> {
         let policy = match text {
-            Some(t) => Policy::parse(t, namespace).map_err(invalid)?,
+            Some(t) => Policy::parse(t, namespace.as_str()).map_err(invalid)?,
             None => self.stored_policy(namespace).await?,
         };
         self.plan_with(namespace, &policy, now).await
     }
 
-    async fn stored_policy(&self, namespace: &str) -> Result<Policy> {
+    async fn stored_policy(&self, namespace: &Namespace) -> Result<Policy> {
         let stored = self
             .meta
             .retention_policy(namespace)
@@ -151,10 +156,10 @@ impl Registry {
             .ok_or_else(|| {
                 Error::NotFound(format!("namespace {namespace} has no retention policy"))
             })?;
-        Policy::parse(&stored.policy, namespace).map_err(invalid)
+        Policy::parse(&stored.policy, namespace.as_str()).map_err(invalid)
     }
 
-    async fn plan_with(&self, namespace: &str, policy: &Policy, now: i64) -> Result<Plan> {
+    async fn plan_with(&self, namespace: &Namespace, policy: &Policy, now: i64) -> Result<Plan> {
         // This replica's latest pull counts, for the pull conditions (a
         // failed flush keeps its counts and is logged; plan with the rest).
         let _ = self.flush_pulls().await;
@@ -173,7 +178,7 @@ impl Registry {
             .count();
         let tags = items.len() - manifests + items.iter().map(|i| i.tags.len()).sum::<usize>();
         Ok(Plan {
-            namespace: namespace.to_owned(),
+            namespace: namespace.to_string(),
             now,
             tags,
             manifests,
@@ -187,12 +192,12 @@ impl Registry {
     /// at a time (job lease); recorded in the run history.
     pub async fn apply_retention(
         &self,
-        namespace: &str,
+        namespace: &Namespace,
         now: i64,
         caller: &Caller,
     ) -> Result<Applied> {
         let policy = self.stored_policy(namespace).await?;
-        let job = job_name(namespace);
+        let job = job_name(namespace.as_str());
         let held = self.hold_job(&job).await?;
         let started = std::time::Instant::now();
         let run = self.meta.start_run(&job, now).await?;
@@ -208,13 +213,13 @@ impl Registry {
         held.release().await;
         let applied = outcome?;
         recorded?;
-        tracing::info!(namespace, %summary, "retention applied");
+        tracing::info!(%namespace, %summary, "retention applied");
         Ok(applied)
     }
 
     async fn apply_plan(
         &self,
-        namespace: &str,
+        namespace: &Namespace,
         policy: &Policy,
         now: i64,
         caller: &Caller,
@@ -223,12 +228,12 @@ impl Registry {
         let plan = self.plan_with(namespace, policy, now).await?;
         let actor = caller.actor();
         let mut skipped = Vec::new();
-        let mut guards: Option<(String, TagGuard)> = None;
+        let mut guards: Option<(RepositoryName, TagGuard)> = None;
         let mut interrupted = false;
         for item in plan.items.iter() {
             if self.stop.is_cancelled() {
                 tracing::info!(
-                    namespace,
+                    %namespace,
                     "shutting down: retention stops after its current deletion"
                 );
                 interrupted = true;
@@ -247,7 +252,7 @@ impl Registry {
             let detail = serde_json::json!({
                 "rule": item.rule, "reason": item.reason, "kind": item.kind, "bytes": item.bytes,
             });
-            let repo = item.repository.as_str();
+            let repo = &item.repository;
             let outcome = match (&item.kind, &item.tag) {
                 (ItemKind::Tag, Some(tag)) => {
                     let o = self
@@ -261,7 +266,7 @@ impl Registry {
                             detail,
                         )
                         .await?;
-                    self.cache.invalidate_tag(repo, tag);
+                    self.cache.invalidate_tag(repo.as_str(), tag.as_str());
                     o
                 }
                 _ => {
@@ -274,9 +279,10 @@ impl Registry {
                         .meta
                         .retention_delete_manifest(repo, target, guard.clone(), &actor, detail)
                         .await?;
-                    self.cache.invalidate_manifest(repo, &item.digest);
+                    self.cache
+                        .invalidate_manifest(repo.as_str(), item.digest.as_str());
                     for t in &item.tags {
-                        self.cache.invalidate_tag(repo, t);
+                        self.cache.invalidate_tag(repo.as_str(), t.as_str());
                     }
                     o
                 }
@@ -309,14 +315,14 @@ impl Registry {
             if stop.is_cancelled() {
                 break;
             }
-            let Ok(policy) = Policy::parse(&stored.policy, &stored.namespace) else {
+            let Ok(policy) = Policy::parse(&stored.policy, stored.namespace.as_str()) else {
                 tracing::warn!(namespace = %stored.namespace, "stored retention policy does not parse");
                 continue;
             };
             let Some(schedule) = policy.schedule else {
                 continue;
             };
-            let job = job_name(&stored.namespace);
+            let job = job_name(stored.namespace.as_str());
             let since = match self.meta.last_run(&job).await? {
                 Some(r) => r.started_at.max(stored.updated_at),
                 None => stored.updated_at,

@@ -14,6 +14,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use berth_meta::{Inventory, ManifestInfo};
+use berth_oci::{Digest, RepositoryName, Tag};
 use serde::Serialize;
 
 use super::policy::{Condition, Policy, Rule, Selector};
@@ -33,13 +34,13 @@ pub enum ItemKind {
 #[derive(Debug, Clone, Serialize)]
 pub struct PlanItem {
     /// Repository.
-    pub repository: String,
+    pub repository: RepositoryName,
     /// Tag or manifest.
     pub kind: ItemKind,
     /// The tag, for a tag.
-    pub tag: Option<String>,
+    pub tag: Option<Tag>,
     /// The manifest (the one the tag points to, for a tag).
-    pub digest: String,
+    pub digest: Digest,
     /// The rule responsible.
     pub rule: String,
     /// Why.
@@ -55,10 +56,10 @@ pub struct PlanItem {
     pub bytes: u64,
     /// For a manifest: tags removed with it (tag-schema referrer tags).
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub tags: Vec<String>,
+    pub tags: Vec<Tag>,
     /// For a referrer: its subject, which must be gone first.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub subject: Option<String>,
+    pub subject: Option<Digest>,
 }
 
 /// The subject a tag-schema referrer tag names: `sha256-<hex>[.suffix]`
@@ -143,7 +144,7 @@ struct Votes {
 /// Plans the deletions in `repo` at `now`.
 pub fn plan_repository(
     policy: &Policy,
-    repo: &str,
+    repo: &RepositoryName,
     inv: &Inventory,
     protected: &dyn Fn(&str) -> bool,
     now: i64,
@@ -153,39 +154,39 @@ pub fn plan_repository(
         .iter()
         .map(|m| (m.digest.as_str(), m))
         .collect();
-    let mut tags_of: HashMap<&str, Vec<&str>> = HashMap::new();
+    let mut tags_of: HashMap<&str, Vec<&Tag>> = HashMap::new();
     let mut holders: HashMap<&str, BTreeSet<&str>> = HashMap::new();
     let mut dependents: HashMap<&str, Vec<&str>> = HashMap::new();
     let mut attached: HashSet<&str> = HashSet::new();
-    let mut subject_of: HashMap<&str, String> = HashMap::new();
+    let mut subject_of: HashMap<&str, &Digest> = HashMap::new();
     for t in &inv.tags {
-        tags_of
-            .entry(t.digest.as_str())
-            .or_default()
-            .push(t.name.as_str());
-        if let Some(s) = tag_subject(&t.name) {
-            if let Some((&s, _)) = manifests.get_key_value(s.as_str()) {
+        tags_of.entry(t.digest.as_str()).or_default().push(&t.name);
+        if let Some(s) = tag_subject(t.name.as_str()) {
+            if let Some(subject) = manifests.get(s.as_str()) {
+                let s = subject.digest.as_str();
                 attached.insert(t.name.as_str());
                 holders.entry(t.digest.as_str()).or_default().insert(s);
                 dependents.entry(s).or_default().push(t.digest.as_str());
-                subject_of.insert(t.digest.as_str(), s.to_owned());
+                subject_of.insert(t.digest.as_str(), &subject.digest);
             }
         }
     }
     for (parent, child) in inv.children() {
-        holders.entry(child).or_default().insert(parent);
-        dependents.entry(parent).or_default().push(child);
+        holders
+            .entry(child.as_str())
+            .or_default()
+            .insert(parent.as_str());
+        dependents
+            .entry(parent.as_str())
+            .or_default()
+            .push(child.as_str());
     }
     for m in &inv.manifests {
-        if let Some(s) = m
-            .subject
-            .as_deref()
-            .and_then(|s| manifests.get_key_value(s))
-            .map(|(k, _)| *k)
-        {
+        if let Some(subject) = m.subject.as_ref().and_then(|s| manifests.get(s.as_str())) {
+            let s = subject.digest.as_str();
             holders.entry(m.digest.as_str()).or_default().insert(s);
             dependents.entry(s).or_default().push(m.digest.as_str());
-            subject_of.insert(m.digest.as_str(), s.to_owned());
+            subject_of.insert(m.digest.as_str(), &subject.digest);
         }
     }
     let untagged_roots: Vec<&ManifestInfo> = inv
@@ -200,15 +201,18 @@ pub fn plan_repository(
     let mut tag_votes: BTreeMap<&str, Votes> = BTreeMap::new();
     let mut root_votes: HashMap<&str, Votes> = HashMap::new();
     for rule in policy.rules.iter().filter(|r| {
-        r.repositories.is_empty() || r.repositories.iter().any(|s| glob::scope_covers(s, repo))
+        r.repositories.is_empty()
+            || r.repositories
+                .iter()
+                .any(|s| glob::scope_covers(s, repo.as_str()))
     }) {
         let selected: Vec<Candidate<'_>> = match &rule.select {
             Selector::Tags { include, exclude } => inv
                 .tags
                 .iter()
                 .filter(|t| !attached.contains(t.name.as_str()))
-                .filter(|t| include.iter().any(|p| glob::matches(p, &t.name)))
-                .filter(|t| !exclude.iter().any(|p| glob::matches(p, &t.name)))
+                .filter(|t| include.iter().any(|p| glob::matches(p, t.name.as_str())))
+                .filter(|t| !exclude.iter().any(|p| glob::matches(p, t.name.as_str())))
                 .filter_map(|t| {
                     let m = manifests.get(t.digest.as_str())?;
                     types_match(rule, m).then_some(Candidate {
@@ -266,10 +270,10 @@ pub fn plan_repository(
     for m in &inv.manifests {
         let d = m.digest.as_str();
         let tags = tags_of.get(d).map(Vec::as_slice).unwrap_or(&[]);
-        let anchored = tags.iter().any(|t| protected(t))
+        let anchored = tags.iter().any(|t| protected(t.as_str()))
             || tags
                 .iter()
-                .any(|t| !attached.contains(t) && !deleted_tags.contains_key(t))
+                .any(|t| !attached.contains(t.as_str()) && !deleted_tags.contains_key(t.as_str()))
             || (tags.is_empty() && !holders.contains_key(d) && !deleted_roots.contains_key(d));
         if anchored {
             stack.push(d);
@@ -288,9 +292,9 @@ pub fn plan_repository(
             continue;
         };
         items.push(PlanItem {
-            repository: repo.to_owned(),
+            repository: repo.clone(),
             kind: ItemKind::Tag,
-            tag: Some((*tag).to_owned()),
+            tag: Some(t.name.clone()),
             digest: t.digest.clone(),
             rule: rule.clone(),
             reason: reason.clone(),
@@ -304,8 +308,8 @@ pub fn plan_repository(
     }
     let kept_blobs: HashSet<&str> = inv
         .blobs()
-        .filter(|(m, _, _)| kept.contains(m))
-        .map(|(_, b, _)| b)
+        .filter(|(m, _, _)| kept.contains(m.as_str()))
+        .map(|(_, b, _)| b.as_str())
         .collect();
     let mut counted: HashSet<&str> = HashSet::new();
     let mut doomed: BTreeSet<&str> = inv
@@ -335,7 +339,10 @@ pub fn plan_repository(
             doomed.remove(d);
             let Some(m) = manifests.get(d) else { continue };
             let tags = tags_of.get(d).map(Vec::as_slice).unwrap_or(&[]);
-            let first_tag = tags.iter().filter_map(|t| deleted_tags.get(t)).next();
+            let first_tag = tags
+                .iter()
+                .filter_map(|t| deleted_tags.get(t.as_str()))
+                .next();
             let (rule, reason) = if let Some((rule, _)) = first_tag {
                 (rule.clone(), "its last tag was deleted".to_owned())
             } else if let Some((rule, reason)) = deleted_roots.get(d) {
@@ -358,16 +365,16 @@ pub fn plan_repository(
             };
             cause.insert(d, rule.clone());
             let mut bytes = m.size.max(0) as u64;
-            for (_, b, size) in inv.blobs().filter(|(p, _, _)| *p == d) {
-                if !kept_blobs.contains(b) && counted.insert(b) {
+            for (_, b, size) in inv.blobs().filter(|(p, _, _)| p.as_str() == d) {
+                if !kept_blobs.contains(b.as_str()) && counted.insert(b.as_str()) {
                     bytes += size.max(0) as u64;
                 }
             }
             items.push(PlanItem {
-                repository: repo.to_owned(),
+                repository: repo.clone(),
                 kind: ItemKind::Manifest,
                 tag: None,
-                digest: d.to_owned(),
+                digest: m.digest.clone(),
                 rule,
                 reason,
                 pushed_at: m.pushed_at,
@@ -376,10 +383,10 @@ pub fn plan_repository(
                 bytes,
                 tags: tags
                     .iter()
-                    .filter(|t| attached.contains(*t))
-                    .map(|t| (*t).to_owned())
+                    .filter(|t| attached.contains(t.as_str()))
+                    .map(|t| (*t).clone())
                     .collect(),
-                subject: subject_of.get(d).cloned(),
+                subject: subject_of.get(d).map(|s| (*s).clone()),
             });
         }
     }

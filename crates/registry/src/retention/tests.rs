@@ -1,6 +1,8 @@
 //! Policy parsing and plan evaluation on hand-made inventories.
 
 use berth_meta::{Inventory, ManifestInfo, ManifestRef, RefKind, TagInfo};
+use berth_oci::{RepositoryName, Tag};
+use berth_testkit::digests::{digest, seed};
 
 use super::plan::{plan_repository, ItemKind, PlanItem};
 use super::policy::{Condition, Policy};
@@ -16,10 +18,10 @@ struct Repo(Inventory);
 impl Repo {
     fn manifest(mut self, d: &str, media: &str, days_ago: i64, subject: Option<&str>) -> Self {
         self.0.manifests.push(ManifestInfo {
-            digest: d.into(),
+            digest: digest(d),
             media_type: media.into(),
             artifact_type: None,
-            subject: subject.map(Into::into),
+            subject: subject.map(digest),
             size: 100,
             pushed_at: NOW - days_ago * DAY,
             pull_count: 0,
@@ -33,8 +35,8 @@ impl Repo {
     }
     fn tag(mut self, name: &str, d: &str, days_ago: i64) -> Self {
         self.0.tags.push(TagInfo {
-            name: name.into(),
-            digest: d.into(),
+            name: Tag::parse(name).unwrap(),
+            digest: digest(d),
             updated_at: NOW - days_ago * DAY,
             pull_count: 0,
             last_pulled_at: None,
@@ -51,8 +53,8 @@ impl Repo {
     }
     fn child(mut self, parent: &str, child: &str) -> Self {
         self.0.references.push(ManifestRef {
-            parent: parent.into(),
-            child: child.into(),
+            parent: digest(parent),
+            child: digest(child),
             kind: RefKind::Manifest,
             blob_size: None,
             attestation: false,
@@ -62,8 +64,8 @@ impl Repo {
     }
     fn blob(mut self, m: &str, b: &str, size: i64) -> Self {
         self.0.references.push(ManifestRef {
-            parent: m.into(),
-            child: b.into(),
+            parent: digest(m),
+            child: digest(b),
             kind: RefKind::Blob,
             blob_size: Some(size),
             attestation: false,
@@ -75,18 +77,28 @@ impl Repo {
 
 fn plan(policy: &str, repo: &Repo, protected: &[&str]) -> Vec<PlanItem> {
     let p = Policy::parse(policy, "acme").unwrap();
-    plan_repository(&p, "acme/app", &repo.0, &|t| protected.contains(&t), NOW)
+    plan_repository(
+        &p,
+        &RepositoryName::parse("acme/app").unwrap(),
+        &repo.0,
+        &|t| protected.contains(&t),
+        NOW,
+    )
 }
 
 fn deleted_tags(items: &[PlanItem]) -> Vec<&str> {
-    items.iter().filter_map(|i| i.tag.as_deref()).collect()
+    items
+        .iter()
+        .filter_map(|i| i.tag.as_ref().map(Tag::as_str))
+        .collect()
 }
 
-fn deleted_manifests(items: &[PlanItem]) -> Vec<&str> {
+/// The seeds of the deleted manifests (see `berth_testkit::digests`).
+fn deleted_manifests(items: &[PlanItem]) -> Vec<String> {
     items
         .iter()
         .filter(|i| i.kind == ItemKind::Manifest)
-        .map(|i| i.digest.as_str())
+        .map(|i| seed(&i.digest))
         .collect()
 }
 
@@ -210,14 +222,14 @@ fn last_n_counts_images_and_excluded_tags_are_untouched() {
     assert_eq!(deleted_manifests(&items), vec!["b"]);
     let b = items
         .iter()
-        .find(|i| i.digest == "b" && i.kind == ItemKind::Manifest)
+        .find(|i| seed(&i.digest) == "b" && i.kind == ItemKind::Manifest)
         .unwrap();
     assert_eq!(b.reason, "its last tag was deleted");
     assert_eq!(b.bytes, 1100, "the manifest and its own layer");
     assert_eq!(b.age_ms, 4 * DAY);
     let t = items
         .iter()
-        .find(|i| i.tag.as_deref() == Some("1.0"))
+        .find(|i| i.tag.as_ref().is_some_and(|t| t == "1.0"))
         .unwrap();
     assert_eq!(
         (t.rule.as_str(), t.reason.as_str()),
@@ -292,12 +304,12 @@ fn multi_arch_children_and_referrers_follow_their_index() {
     for follower in ["amd64", "arm64", "sbom", sig.as_str()] {
         assert!(pos(&idx) < pos(follower), "{m:?}");
     }
-    let s = items.iter().find(|i| i.digest == sig).unwrap();
-    assert_eq!(s.tags, vec![cosign_tag]);
-    assert_eq!(s.subject.as_deref(), Some(idx.as_str()));
+    let s = items.iter().find(|i| i.digest.as_str() == sig).unwrap();
+    assert_eq!(s.tags, vec![Tag::parse(cosign_tag).unwrap()]);
+    assert_eq!(s.subject.as_ref().map(|d| d.as_str()), Some(idx.as_str()));
     assert_eq!(s.rule, "rule-2");
     assert!(s.reason.starts_with("referrer of deleted"), "{}", s.reason);
-    let c = items.iter().find(|i| i.digest == "amd64").unwrap();
+    let c = items.iter().find(|i| seed(&i.digest) == "amd64").unwrap();
     assert!(
         c.reason.starts_with("listed only in deleted"),
         "{}",
@@ -314,7 +326,10 @@ fn multi_arch_children_and_referrers_follow_their_index() {
         &[],
     );
     let m = deleted_manifests(&items);
-    assert!(m.contains(&"arm64") && !m.contains(&"amd64"), "{m:?}");
+    assert!(
+        m.iter().any(|x| x == "arm64") && !m.iter().any(|x| x == "amd64"),
+        "{m:?}"
+    );
 }
 
 #[test]
@@ -339,7 +354,7 @@ fn pull_conditions_and_shared_blob_bytes() {
     // `shared` is still used by the kept `a`.
     let b = items
         .iter()
-        .find(|i| i.digest == "b" && i.kind == ItemKind::Manifest)
+        .find(|i| seed(&i.digest) == "b" && i.kind == ItemKind::Manifest)
         .unwrap();
     assert_eq!(b.bytes, 1100);
     let items = plan(

@@ -113,7 +113,7 @@ async fn founding_an_organisation() {
     ));
     // Taken names and names with remains get one answer.
     w.meta
-        .link_blob(&super::n("ghost/app"), "sha256:00", 1, 1)
+        .link_blob(&super::n("ghost/app"), &super::dg("00"), 1, 1)
         .await
         .unwrap();
     let mut answers = Vec::new();
@@ -220,7 +220,7 @@ async fn members_robots_and_deletion() {
         .unwrap();
     // An organisation with repositories goes only with them.
     w.meta
-        .link_blob(&super::n("acme/app"), "sha256:00", 1, 1)
+        .link_blob(&super::n("acme/app"), &super::dg("00"), 1, 1)
         .await
         .unwrap();
     assert!(matches!(

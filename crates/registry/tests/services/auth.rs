@@ -161,9 +161,13 @@ async fn logins_tokens_and_decisions() {
         Decision::Allow(Access::ALL)
     );
     // Visibility: a repository override beats its namespace.
-    meta.set_repository_visibility("acme/secret", Some(Visibility::Private), &root.actor())
-        .await
-        .unwrap();
+    meta.set_repository_visibility(
+        &super::n("acme/secret"),
+        Some(Visibility::Private),
+        &root.actor(),
+    )
+    .await
+    .unwrap();
     assert_eq!(
         auth.decide(&anon, "acme/secret", Access::PULL)
             .await
@@ -439,7 +443,7 @@ async fn catalog_lists_what_the_caller_may_pull() {
         .await
         .unwrap();
     for repo in ["alice/a", "alice/b", "bob/x", "pub/one", "pub/two", "zed/z"] {
-        meta.link_blob(&super::n(repo), "sha256:00", 1, 1)
+        meta.link_blob(&super::n(repo), &super::dg("00"), 1, 1)
             .await
             .unwrap();
     }
@@ -482,8 +486,8 @@ async fn a_mount_without_from_finds_a_holder_the_caller_may_read() {
         .await
         .unwrap());
     let (private, public) = (
-        format!("sha256:{}", "a".repeat(64)),
-        format!("sha256:{}", "b".repeat(64)),
+        super::dg(&format!("sha256:{}", "a".repeat(64))),
+        super::dg(&format!("sha256:{}", "b".repeat(64))),
     );
     meta.link_blob(&super::n("alice/base"), &private, 10, 1)
         .await
@@ -503,20 +507,14 @@ async fn a_mount_without_from_finds_a_holder_the_caller_may_read() {
         .await
         .unwrap();
     assert_eq!(
-        auth.readable_holder(&alice, &private)
-            .await
-            .unwrap()
-            .as_deref(),
-        Some("alice/base")
+        auth.readable_holder(&alice, &private).await.unwrap(),
+        Some(super::n("alice/base"))
     );
     assert_eq!(auth.readable_holder(&bob, &private).await.unwrap(), None);
     // The first holder by name that bob may read: not alice's.
     assert_eq!(
-        auth.readable_holder(&bob, &public)
-            .await
-            .unwrap()
-            .as_deref(),
-        Some("pub/base")
+        auth.readable_holder(&bob, &public).await.unwrap(),
+        Some(super::n("pub/base"))
     );
     // A registry token is held to its grants.
     let issued = auth
@@ -532,7 +530,7 @@ async fn a_mount_without_from_finds_a_holder_the_caller_may_read() {
         .unwrap();
     assert_eq!(auth.readable_holder(&token, &private).await.unwrap(), None);
     assert_eq!(
-        auth.readable_holder(&alice, &format!("sha256:{}", "c".repeat(64)))
+        auth.readable_holder(&alice, &super::dg(&format!("sha256:{}", "c".repeat(64))))
             .await
             .unwrap(),
         None

@@ -52,7 +52,7 @@ pub(crate) async fn push_image(
 }
 
 fn digests(items: &[berth_registry::GcItem]) -> Vec<String> {
-    let mut v: Vec<String> = items.iter().map(|i| i.digest.clone()).collect();
+    let mut v: Vec<String> = items.iter().map(|i| i.digest.to_string()).collect();
     v.sort();
     v
 }
@@ -90,7 +90,7 @@ async fn unreferenced_content_goes_only_after_the_grace_period() {
     let done = reg.run_gc(later, false, &admin).await.unwrap();
     assert_eq!(digests(&done.links), digests(&dry.links));
     assert_eq!(digests(&done.blobs), digests(&dry.blobs));
-    assert_eq!(done.links[0].repository.as_deref(), Some("app"));
+    assert_eq!(done.links[0].repository, Some(n("app")));
     assert!(matches!(
         reg.blob_size(&n("app"), &stray).await,
         Err(Error::BlobUnknown(_))
@@ -169,10 +169,7 @@ async fn shared_blobs_stay_while_any_repository_references_them() {
     }
     let r = reg.run_gc(now() + 2 * HOUR, false, &admin).await.unwrap();
     assert_eq!(r.links.len(), 2);
-    assert!(r
-        .links
-        .iter()
-        .all(|l| l.repository.as_deref() == Some("two")));
+    assert!(r.links.iter().all(|l| l.repository == Some(n("two"))));
     assert!(r.blobs.is_empty(), "still referenced from one");
     for d in &blobs {
         assert!(reg.blob_size(&n("one"), d).await.is_ok());

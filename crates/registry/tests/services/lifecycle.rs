@@ -49,22 +49,28 @@ async fn tag_rules_refuse_moves_and_deletes_naming_the_rule() {
         ip: None,
         namespace_admin: false,
     };
-    reg.add_tag_rule("acme", "acme", "v*", Immutable, &admin)
+    reg.add_tag_rule(&super::ns("acme"), "acme", "v*", Immutable, &admin)
         .await
         .unwrap();
     let (latest_rule, _) = reg
-        .add_tag_rule("acme", "acme/web-*", "latest", Protected, &admin)
+        .add_tag_rule(
+            &super::ns("acme"),
+            "acme/web-*",
+            "latest",
+            Protected,
+            &admin,
+        )
         .await
         .unwrap();
     assert!(matches!(
-        reg.add_tag_rule("acme", "other/x", "v*", Immutable, &admin)
+        reg.add_tag_rule(&super::ns("acme"), "other/x", "v*", Immutable, &admin)
             .await,
         Err(Error::InvalidParameter(_))
     ));
-    let rules = reg.tag_rules("acme/web-api").await.unwrap();
+    let rules = reg.tag_rules(&super::n("acme/web-api")).await.unwrap();
     assert!(rules.is_protected("latest") && rules.is_immutable("v1"));
     assert!(!reg
-        .tag_rules("acme/db")
+        .tag_rules(&super::n("acme/db"))
         .await
         .unwrap()
         .is_protected("latest"));
@@ -100,7 +106,7 @@ async fn tag_rules_refuse_moves_and_deletes_naming_the_rule() {
         .await
         .unwrap()
         .digest,
-        v1.as_str()
+        v1
     );
 
     // Protected: created by anyone, moved only by a namespace admin.
@@ -139,7 +145,7 @@ async fn tag_rules_refuse_moves_and_deletes_naming_the_rule() {
             .await
             .unwrap()
             .digest,
-        moved.as_str(),
+        moved,
         "a refused delete leaves the tag and the cache intact"
     );
     // Untagged manifests and unprotected tags are the developer's to delete.
@@ -158,16 +164,17 @@ async fn tag_rules_refuse_moves_and_deletes_naming_the_rule() {
         .unwrap();
 
     // Removing the rule lifts it at once (the cache is invalidated).
-    reg.remove_tag_rule("acme", latest_rule.id, &admin)
+    reg.remove_tag_rule(&super::ns("acme"), latest_rule.id, &admin)
         .await
         .unwrap();
     assert!(!reg
-        .tag_rules("acme/web-api")
+        .tag_rules(&super::n("acme/web-api"))
         .await
         .unwrap()
         .is_protected("latest"));
     assert!(matches!(
-        reg.remove_tag_rule("acme", latest_rule.id, &admin).await,
+        reg.remove_tag_rule(&super::ns("acme"), latest_rule.id, &admin)
+            .await,
         Err(Error::NotFound(_))
     ));
 }
@@ -177,7 +184,7 @@ async fn concurrent_pushes_of_an_immutable_tag_have_one_winner() {
     let dir = tempfile::tempdir().unwrap();
     let reg = Arc::new(registry(dir.path(), Settings::default()).await);
     reg.add_tag_rule(
-        "acme",
+        &super::ns("acme"),
         "acme",
         "v*",
         berth_registry::TagRuleKind::Immutable,
@@ -212,7 +219,7 @@ async fn concurrent_pushes_of_an_immutable_tag_have_one_winner() {
         .await
         .unwrap()
         .digest,
-        winners[0].as_str()
+        winners[0]
     );
 }
 
@@ -229,12 +236,15 @@ async fn pulls_are_counted_in_memory_and_flushed_in_batches() {
     }
     reg.record_pull(&n("p/app"), &Reference::Digest(d.clone()), d.as_str());
     // The API view merges what is not flushed yet.
-    let tags = reg.repository_tags("p/app").await.unwrap();
+    let tags = reg.repository_tags(&super::n("p/app")).await.unwrap();
     assert_eq!(tags[0].pull_count, 5);
     assert!(tags[0].last_pulled_at.is_some());
-    let manifests = reg.repository_manifests("p/app").await.unwrap();
+    let manifests = reg.repository_manifests(&super::n("p/app")).await.unwrap();
     assert_eq!(manifests[0].pull_count, 6);
-    assert_eq!(manifests[0].tags, vec!["v1".to_owned()]);
+    assert_eq!(
+        manifests[0].tags,
+        vec![berth_oci::Tag::parse("v1").unwrap()]
+    );
     assert_eq!(
         manifests[0].total_size,
         manifests[0].size + 2,
@@ -244,7 +254,7 @@ async fn pulls_are_counted_in_memory_and_flushed_in_batches() {
     // Nothing is in the database until the flush.
     let inv = crate::meta_of(dir.path())
         .await
-        .inventory("p/app")
+        .inventory(&super::n("p/app"))
         .await
         .unwrap()
         .unwrap();
@@ -257,7 +267,7 @@ async fn pulls_are_counted_in_memory_and_flushed_in_batches() {
     assert_eq!(reg.flush_pulls().await.unwrap(), 0);
     let inv = crate::meta_of(dir.path())
         .await
-        .inventory("p/app")
+        .inventory(&super::n("p/app"))
         .await
         .unwrap()
         .unwrap();
@@ -266,9 +276,9 @@ async fn pulls_are_counted_in_memory_and_flushed_in_batches() {
         (6, 5)
     );
     // After the flush the view shows the same figures, from the database.
-    assert_eq!(reg.repository_tags("p/app").await.unwrap(), tags);
+    assert_eq!(reg.repository_tags(&super::n("p/app")).await.unwrap(), tags);
     assert!(matches!(
-        reg.repository_tags("p/none").await,
+        reg.repository_tags(&super::n("p/none")).await,
         Err(Error::NameUnknown(_))
     ));
 }
@@ -300,7 +310,7 @@ async fn quota_refuses_every_upload_path_and_leaves_nothing_behind() {
     reg.push_blob(&n("q/a"), &d_fits, Some(600), owned(fits.clone()))
         .await
         .unwrap();
-    let q = reg.set_quota("q", 1000, &admin).await.unwrap();
+    let q = reg.set_quota(&super::ns("q"), 1000, &admin).await.unwrap();
     assert_eq!((q.used_bytes, q.available_bytes), (600, 400));
 
     let big = vec![2u8; 500];
@@ -380,7 +390,14 @@ async fn quota_refuses_every_upload_path_and_leaves_nothing_behind() {
         None,
         "no blob written"
     );
-    assert_eq!(reg.quota("q").await.unwrap().unwrap().used_bytes, 600);
+    assert_eq!(
+        reg.quota(&super::ns("q"))
+            .await
+            .unwrap()
+            .unwrap()
+            .used_bytes,
+        600
+    );
 
     // Two sessions that each fit, but not together: open sessions count,
     // so the second is refused as it is sent, and removed. What fits goes
@@ -410,7 +427,14 @@ async fn quota_refuses_every_upload_path_and_leaves_nothing_behind() {
         reg.store().stat(&Digest::sha256(&other)).await.unwrap(),
         None
     );
-    assert_eq!(reg.quota("q").await.unwrap().unwrap().available_bytes, 100);
+    assert_eq!(
+        reg.quota(&super::ns("q"))
+            .await
+            .unwrap()
+            .unwrap()
+            .available_bytes,
+        100
+    );
     reg.push_blob(&n("q/c"), &d_fits, None, owned(fits.clone()))
         .await
         .unwrap();
@@ -418,7 +442,14 @@ async fn quota_refuses_every_upload_path_and_leaves_nothing_behind() {
         .mount_blob(&n("q/d"), &d_fits, Some(&n("q/a")))
         .await
         .unwrap());
-    assert_eq!(reg.quota("q").await.unwrap().unwrap().used_bytes, 900);
+    assert_eq!(
+        reg.quota(&super::ns("q"))
+            .await
+            .unwrap()
+            .unwrap()
+            .used_bytes,
+        900
+    );
 
     // Mounting from another namespace counts, and is refused over quota.
     reg.push_blob(&n("elsewhere/x"), &d_big, Some(500), owned(big.clone()))
@@ -449,32 +480,32 @@ async fn quota_refuses_every_upload_path_and_leaves_nothing_behind() {
         .await,
     );
     // Full: even starting an upload is refused.
-    reg.set_quota("q", 902, &admin).await.unwrap();
+    reg.set_quota(&super::ns("q"), 902, &admin).await.unwrap();
     denied(reg.start_upload(&n("q/a")).await);
 
     // Usage: every blob is stored once per namespace and counts toward the
     // quota, but no manifest references these, so no repository uses them:
     // they await garbage collection.
-    let u = reg.namespace_usage("q").await.unwrap();
+    let u = reg.namespace_usage(&super::ns("q")).await.unwrap();
     assert_eq!(u.total_bytes, 902);
     assert_eq!(u.unreferenced_bytes, 902);
     assert_eq!(u.quota.as_ref().unwrap().available_bytes, 0);
     let a = u.repositories.iter().find(|r| r.name == "q/a").unwrap();
     assert_eq!((a.total_bytes, a.unreferenced_bytes), (0, 602));
-    let b = reg.repository_usage("q/b").await.unwrap();
+    let b = reg.repository_usage(&super::n("q/b")).await.unwrap();
     assert_eq!(
         (b.total_bytes, b.unreferenced_bytes, b.unreferenced_blobs),
         (0, 300, 1)
     );
     assert!(matches!(
-        reg.repository_usage("q/none").await,
+        reg.repository_usage(&super::n("q/none")).await,
         Err(Error::NotFound(_) | Error::NameUnknown(_))
     ));
 
     // Without a quota everything goes again.
-    reg.remove_quota("q", &admin).await.unwrap();
+    reg.remove_quota(&super::ns("q"), &admin).await.unwrap();
     assert!(matches!(
-        reg.remove_quota("q", &admin).await,
+        reg.remove_quota(&super::ns("q"), &admin).await,
         Err(Error::NotFound(_))
     ));
     reg.put_manifest(

@@ -96,7 +96,7 @@ async fn two_replicas_on_one_postgres_agree_on_the_next_call() {
                 .await
                 .unwrap()
                 .digest,
-            m1.digest.as_str()
+            m1.digest
         );
     }
     let m2 = a
@@ -117,7 +117,7 @@ async fn two_replicas_on_one_postgres_agree_on_the_next_call() {
             .await
             .unwrap()
             .digest,
-        m2.digest.as_str(),
+        m2.digest,
         "the moved tag, at once"
     );
     // A manifest deleted through B is gone for A, by digest too.
@@ -136,9 +136,15 @@ async fn two_replicas_on_one_postgres_agree_on_the_next_call() {
     ));
 
     // A tag rule added through A applies on B at once.
-    b.registry.tag_rules("acme/app").await.unwrap();
+    b.registry.tag_rules(&super::n("acme/app")).await.unwrap();
     a.registry
-        .add_tag_rule("acme", "acme", "v*", TagRuleKind::Immutable, &root)
+        .add_tag_rule(
+            &super::ns("acme"),
+            "acme",
+            "v*",
+            TagRuleKind::Immutable,
+            &root,
+        )
         .await
         .unwrap();
     assert!(matches!(
@@ -208,7 +214,10 @@ async fn quotas_rate_limits_and_login_throttling_hold_across_replicas() {
     let root = Caller::system("root");
 
     // A 1 MiB quota set through A; sessions on both replicas share it.
-    a.registry.set_quota("q", 1 << 20, &root).await.unwrap();
+    a.registry
+        .set_quota(&super::ns("q"), 1 << 20, &root)
+        .await
+        .unwrap();
     let repo = n("q/app");
     let on_a = a.registry.start_upload(&repo).await.unwrap();
     let on_b = b.registry.start_upload(&repo).await.unwrap();

@@ -37,23 +37,28 @@ async fn policies_run_when_their_schedule_fires() {
     let (d, _) = push_image(&reg, "acme/web", "pr-1", "a").await;
     crate::meta_of(dir.path())
         .await
-        .set_tag_times("acme/web", "pr-1", now - 10 * DAY, None)
+        .set_tag_times(
+            &super::n("acme/web"),
+            &berth_oci::Tag::parse("pr-1").unwrap(),
+            now - 10 * DAY,
+            None,
+        )
         .await
         .unwrap();
     crate::meta_of(dir.path())
         .await
-        .set_manifest_times("acme/web", d.as_str(), now - 10 * DAY, None)
+        .set_manifest_times(&super::n("acme/web"), &d, now - 10 * DAY, None)
         .await
         .unwrap();
     let policy = "schedule = \"0 3 * * *\"\n[[rule]]\ntags = [\"pr-*\"]\nkeep = { pushed_within = \"7d\" }\n";
     let parsed = reg
-        .set_retention_policy("acme", policy, &admin)
+        .set_retention_policy(&super::ns("acme"), policy, &admin)
         .await
         .unwrap();
     assert_eq!(parsed.rules.len(), 1);
     // A policy without a schedule in another namespace never runs by itself.
     reg.set_retention_policy(
-        "other",
+        &super::ns("other"),
         "[[rule]]\nuntagged = true\ndelete = { older_than = \"1d\" }\n",
         &admin,
     )
@@ -117,7 +122,7 @@ async fn invalid_policies_are_refused_and_a_missing_one_is_not_found() {
     let admin = Caller::system("admin");
     let err = reg
         .set_retention_policy(
-            "acme",
+            &super::ns("acme"),
             "[[rule]]\ntags = [\"*\"]\nkeep = { last = \"ten\" }\n",
             &admin,
         )
@@ -129,11 +134,18 @@ async fn invalid_policies_are_refused_and_a_missing_one_is_not_found() {
             .contains("line 3, column 8: last takes a count"),
         "{err}"
     );
-    assert!(reg.retention_policy("acme").await.unwrap().is_none());
-    let err = reg.retention_plan("acme", 0, None).await.unwrap_err();
+    assert!(reg
+        .retention_policy(&super::ns("acme"))
+        .await
+        .unwrap()
+        .is_none());
+    let err = reg
+        .retention_plan(&super::ns("acme"), 0, None)
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), berth_registry::Kind::NotFound);
     assert_eq!(
-        reg.delete_retention_policy("acme", &admin)
+        reg.delete_retention_policy(&super::ns("acme"), &admin)
             .await
             .unwrap_err()
             .kind(),

@@ -269,7 +269,7 @@ async fn handle_get_org(
     NamespacePath(org): NamespacePath,
 ) -> Answer {
     principal.require(&app, &org, Need::Member).await?;
-    Ok(Json(json!(app.auth.org(&org).await?)))
+    Ok(Json(json!(app.auth.org(org.as_str()).await?)))
 }
 
 #[derive(Deserialize)]
@@ -289,7 +289,12 @@ async fn handle_delete_org(
 ) -> Result<StatusCode, ApiError> {
     let caller = principal.require(&app, &org, Need::Admin).await?;
     app.auth
-        .delete_org(&app.registry, &org, params.delete_repositories, &caller)
+        .delete_org(
+            &app.registry,
+            org.as_str(),
+            params.delete_repositories,
+            &caller,
+        )
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -300,7 +305,7 @@ async fn handle_list_members(
     NamespacePath(org): NamespacePath,
 ) -> Answer {
     principal.require(&app, &org, Need::Member).await?;
-    Ok(Json(json!(app.auth.members(&org).await?)))
+    Ok(Json(json!(app.auth.members(org.as_str()).await?)))
 }
 
 #[derive(Deserialize)]
@@ -319,7 +324,9 @@ async fn handle_set_member(
     let caller = principal.require(&app, &org, Need::Admin).await?;
     let role = parse_role(&body.role)?;
     let member = params.get("member")?;
-    app.auth.set_member(&org, member, role, &caller).await?;
+    app.auth
+        .set_member(org.as_str(), member, role, &caller)
+        .await?;
     Ok(Json(json!({ "org": org, "member": member, "role": role })))
 }
 
@@ -331,7 +338,7 @@ async fn handle_remove_member(
 ) -> Result<StatusCode, ApiError> {
     let caller = principal.require(&app, &org, Need::Admin).await?;
     app.auth
-        .remove_member(&org, params.get("member")?, &caller)
+        .remove_member(org.as_str(), params.get("member")?, &caller)
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -344,7 +351,7 @@ async fn handle_list_robots(
     principal.require(&app, &org, Need::Admin).await?;
     let list: Vec<Value> = app
         .auth
-        .robots(&org)
+        .robots(org.as_str())
         .await?
         .iter()
         .map(|r| {
@@ -376,10 +383,10 @@ async fn handle_create_robot(
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let caller = principal.require(&app, &org, Need::Admin).await?;
     let role = parse_role(&body.role)?;
-    app.auth.org(&org).await?;
+    app.auth.org(org.as_str()).await?;
     let name = app
         .auth
-        .create_robot(&org, &body.name, role, &caller)
+        .create_robot(org.as_str(), &body.name, role, &caller)
         .await?
         .ok_or_else(|| Error::Conflict(format!("robot {org}+{} exists", body.name)))?;
     Ok((

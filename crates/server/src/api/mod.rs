@@ -82,7 +82,13 @@ impl Principal {
     /// returns the [`Caller`] to pass to the service, with
     /// `namespace_admin` set for that target. Anonymous: 401; known but
     /// not allowed: 403.
-    pub async fn require(&self, app: &App, target: &str, need: Need) -> Result<Caller, ApiError> {
+    pub async fn require(
+        &self,
+        app: &App,
+        target: impl AsRef<str>,
+        need: Need,
+    ) -> Result<Caller, ApiError> {
+        let target = target.as_ref();
         if !app.auth.enforced() {
             return Ok(Caller {
                 namespace_admin: true,
@@ -151,7 +157,7 @@ impl FromRequestParts<Arc<App>> for Principal {
 /// `/orgs/{org}/...`), checked to be one valid name component before any
 /// handler sees it: a percent-encoded `/`, `..` or an invalid name is a
 /// 400, never a stray row or another namespace's permission check.
-pub struct NamespacePath(pub String);
+pub struct NamespacePath(pub berth_oci::Namespace);
 
 impl<S: Send + Sync> FromRequestParts<S> for NamespacePath {
     type Rejection = ApiError;
@@ -161,7 +167,7 @@ impl<S: Send + Sync> FromRequestParts<S> for NamespacePath {
         let ns = params.get("ns").or_else(|_| params.get("org"))?;
         let ns =
             berth_oci::Namespace::parse(ns).map_err(|e| Error::InvalidParameter(e.to_string()))?;
-        Ok(NamespacePath(ns.into_string()))
+        Ok(NamespacePath(ns))
     }
 }
 

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
+use berth_oci::RepositoryName;
 use berth_registry::Error;
 
 use super::body::JsonBody;
@@ -22,13 +23,13 @@ pub(crate) fn routes() -> Router<Arc<App>> {
     Router::new().route("/repositories/{*path}", get(handle_get).put(handle_put))
 }
 
-/// Splits `acme/web/tags` into (`acme/web`, `tags`), checking the name.
-fn split(path: &str) -> Result<(&str, &str), ApiError> {
+/// Splits `acme/web/tags` into (`acme/web`, `tags`), the name validated.
+fn split(path: &str) -> Result<(RepositoryName, &str), ApiError> {
     let (name, view) = path
         .trim_end_matches('/')
         .rsplit_once('/')
         .ok_or_else(|| Error::NotFound(format!("no such endpoint: /repositories/{path}")))?;
-    berth_oci::validate_repository(name).map_err(|e| Error::NameInvalid(e.to_string()))?;
+    let name = RepositoryName::parse(name).map_err(|e| Error::NameInvalid(e.to_string()))?;
     Ok((name, view))
 }
 
@@ -40,20 +41,20 @@ async fn handle_get(
     let (name, view) = split(&path)?;
     if view == "visibility" {
         return Ok(Json(
-            visibility::get_repository(&app, &principal, name).await?,
+            visibility::get_repository(&app, &principal, &name).await?,
         ));
     }
-    principal.require(&app, name, Need::Read).await?;
+    principal.require(&app, &name, Need::Read).await?;
     let reg = &app.registry;
     let body = match view {
         "tags" => {
-            serde_json::json!({ "repository": name, "tags": reg.repository_tags(name).await? })
+            serde_json::json!({ "repository": name, "tags": reg.repository_tags(&name).await? })
         }
         "manifests" => serde_json::json!({
             "repository": name,
-            "manifests": reg.repository_manifests(name).await?,
+            "manifests": reg.repository_manifests(&name).await?,
         }),
-        "usage" => serde_json::to_value(reg.repository_usage(name).await?)
+        "usage" => serde_json::to_value(reg.repository_usage(&name).await?)
             .map_err(|e| Error::Internal(format!("encoding usage: {e}")))?,
         other => {
             return Err(Error::NotFound(format!(
@@ -73,7 +74,7 @@ async fn handle_put(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     match split(&path)? {
         (name, "visibility") => Ok(Json(
-            visibility::put_repository(&app, &principal, name, body).await?,
+            visibility::put_repository(&app, &principal, &name, body).await?,
         )),
         (_, other) => Err(Error::NotFound(format!(
             "no settable view {other:?} of a repository (visibility)"

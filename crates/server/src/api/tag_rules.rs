@@ -66,7 +66,7 @@ async fn handle_add(
     JsonBody(body): JsonBody<NewRule>,
 ) -> Result<Response, ApiError> {
     let caller = principal.require(&app, &ns, Need::Admin).await?;
-    let scope = body.scope.unwrap_or_else(|| ns.clone());
+    let scope = body.scope.unwrap_or_else(|| ns.to_string());
     let (rule, created) = app
         .registry
         .add_tag_rule(&ns, &scope, &body.pattern, kind(&body.kind)?, &caller)
@@ -112,7 +112,7 @@ async fn handle_remove_matching(
         Error::InvalidParameter("give the rule's id in the path, or ?pattern=".into())
     })?;
     let kind = q.kind.as_deref().map(kind).transpose()?;
-    let scope = q.scope.unwrap_or_else(|| ns.clone());
+    let scope = q.scope.unwrap_or_else(|| ns.to_string());
     let matching: Vec<_> = app
         .registry
         .namespace_tag_rules(&ns)

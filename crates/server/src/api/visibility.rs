@@ -12,6 +12,7 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
+use berth_oci::RepositoryName;
 use berth_registry::{Error, Visibility};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -71,7 +72,7 @@ async fn handle_put_namespace(
 pub(crate) async fn get_repository(
     app: &App,
     principal: &Principal,
-    name: &str,
+    name: &RepositoryName,
 ) -> Result<Value, ApiError> {
     principal.require(app, name, Need::Read).await?;
     let (visibility, source) = app.auth.repository_visibility(name).await?;
@@ -82,11 +83,11 @@ pub(crate) async fn get_repository(
 pub(crate) async fn put_repository(
     app: &App,
     principal: &Principal,
-    name: &str,
+    name: &RepositoryName,
     body: VisibilityBody,
 ) -> Result<Value, ApiError> {
     let caller = principal
-        .require(app, berth_registry::glob::namespace(name), Need::Admin)
+        .require(app, name.namespace(), Need::Admin)
         .await?;
     let v = match body.visibility.as_str() {
         "inherit" => None,

@@ -45,7 +45,8 @@ pub(super) async fn handle_get(
     if !head {
         // A GET is a pull (also when answered 304: the client checked the
         // tag); a HEAD is not. Counted in memory, flushed in batches.
-        app.registry.record_pull(name, &reference, &m.digest);
+        app.registry
+            .record_pull(name, &reference, m.digest.as_str());
     }
     let etag = format!("\"{}\"", m.digest);
     let b = Response::builder()

@@ -247,12 +247,8 @@ async fn mount_source(
     let Some(from) = from else {
         // An invalid digest is refused by the upload handler.
         return Ok(match berth_oci::Digest::parse(digest) {
-            Ok(d) => match app.auth.readable_holder(identity, d.as_str()).await? {
-                // Names come from the database, where they were stored valid.
-                Some(repo) => match RepositoryName::parse(repo) {
-                    Ok(repo) => Mount::From(Some(repo)),
-                    Err(_) => Mount::Refused,
-                },
+            Ok(d) => match app.auth.readable_holder(identity, &d).await? {
+                Some(repo) => Mount::From(Some(repo)),
                 None => Mount::Refused,
             },
             Err(_) => Mount::Refused,
