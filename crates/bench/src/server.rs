@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context};
 use serde::Serialize;
 
+use crate::objstore::ObjectStore;
 use crate::tls::Tls;
 
 /// Which registry.
@@ -63,8 +64,15 @@ impl Server {
     /// reference registry it is compared with, or with authentication on
     /// (`auth`), every request then carrying the site admin's Basic
     /// credentials (the cached-login path of CI clients sending Basic).
-    /// With `tls`, it serves HTTPS with that certificate.
-    pub fn berth(bin: &Path, data: &Path, auth: bool, tls: Option<&Tls>) -> anyhow::Result<Server> {
+    /// With `tls`, it serves HTTPS with that certificate; with `s3`, it
+    /// keeps blobs in that object store under the data directory's name.
+    pub fn berth(
+        bin: &Path,
+        data: &Path,
+        auth: bool,
+        tls: Option<&Tls>,
+        s3: Option<&ObjectStore>,
+    ) -> anyhow::Result<Server> {
         std::fs::create_dir_all(data)?;
         let addr_file = data.with_extension("addr");
         let _ = std::fs::remove_file(&addr_file);
@@ -77,6 +85,12 @@ impl Server {
                 .arg(&t.key);
         } else {
             cmd.arg("serve");
+        }
+        if let Some(s3) = s3 {
+            cmd.arg("--storage")
+                .arg(format!("s3://{}/{}", s3.bucket(), prefix(data)?))
+                .args(["--s3-endpoint", s3.endpoint(), "--s3-path-style"])
+                .envs(s3.env());
         }
         let child = cmd
             .args(["--listen", "127.0.0.1:0", "--log-level", "warn"])
@@ -130,12 +144,32 @@ impl Server {
     /// which berth does not do either). Its port is learned race-free from
     /// the listening socket the process owns. With `tls`, it serves HTTPS
     /// with that certificate (`http.tls`).
-    pub fn distribution(bin: &Path, data: &Path, tls: Option<&Tls>) -> anyhow::Result<Server> {
+    /// With `s3`, it keeps blobs in that object store (its `s3` driver)
+    /// under the data directory's name, and streams blob GETs itself as
+    /// berth does by default (no redirect to the store).
+    pub fn distribution(
+        bin: &Path,
+        data: &Path,
+        tls: Option<&Tls>,
+        s3: Option<&ObjectStore>,
+    ) -> anyhow::Result<Server> {
         std::fs::create_dir_all(data)?;
         let config = data.with_extension("yml");
+        let driver = match s3 {
+            Some(s3) => {
+                let (access, secret) = s3.keys();
+                format!(
+                    "  s3:\n    accesskey: {access}\n    secretkey: {secret}\n    region: {}\n    regionendpoint: {}\n    bucket: {}\n    rootdirectory: /{}\n    secure: false\n    v4auth: true\n  redirect:\n    disable: true\n",
+                    crate::objstore::REGION,
+                    s3.endpoint(),
+                    s3.bucket(),
+                    prefix(data)?
+                )
+            }
+            None => format!("  filesystem:\n    rootdirectory: {}\n", data.display()),
+        };
         let mut yaml = format!(
-            "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n  maintenance:\n    uploadpurging:\n      enabled: false\nhttp:\n  addr: 127.0.0.1:0\n  secret: berth-bench-not-secret\n",
-            data.display()
+            "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: true\nstorage:\n{driver}  delete:\n    enabled: true\n  maintenance:\n    uploadpurging:\n      enabled: false\nhttp:\n  addr: 127.0.0.1:0\n  secret: berth-bench-not-secret\n"
         );
         if let Some(t) = tls {
             yaml.push_str(&format!(
@@ -149,6 +183,9 @@ impl Server {
             .arg("serve")
             .arg(&config)
             .env("OTEL_TRACES_EXPORTER", "none")
+            // aws-sdk-go refuses to start with a custom CA bundle and the
+            // plain-HTTP transport the loopback S3 server needs.
+            .env_remove("AWS_CA_BUNDLE")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
@@ -231,6 +268,15 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The object-store prefix of a server: its data directory's name
+/// (`berth-SCENARIO`, `distribution-SCENARIO`).
+fn prefix(data: &Path) -> anyhow::Result<String> {
+    data.file_name()
+        .and_then(|n| n.to_str())
+        .map(str::to_owned)
+        .ok_or_else(|| anyhow!("{} has no usable name", data.display()))
 }
 
 /// Paths of the two data directories of one scenario, under `work`.

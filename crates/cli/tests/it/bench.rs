@@ -129,3 +129,44 @@ fn bench_over_tls_reports_without_errors() {
         }
     }
 }
+
+/// `--storage s3`: both registries keep blobs in one SeaweedFS server the
+/// bench starts, and the report counts object-store requests per operation.
+#[test]
+fn bench_on_object_storage_counts_store_requests() {
+    if !require(DISTRIBUTION_BIN, "bench_on_object_storage") {
+        return;
+    }
+    let out = Command::new(berth_bin())
+        .args(["bench", "--quick", "--storage", "s3", "--output", "json"])
+        .args(["--concurrency", "1", "--duration", "0.1"])
+        .args(["--scenarios", "push-mono-1m,pull-1m,manifest-get"])
+        .output()
+        .expect("run berth bench");
+    assert!(
+        out.status.success(),
+        "berth bench --storage s3 failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON report");
+    assert_eq!(report["storage"], "s3");
+    let cells = report["cells"].as_array().expect("cells");
+    assert_eq!(cells.len(), 3);
+    for c in cells {
+        for side in ["berth", "distribution"] {
+            assert!(c[side]["ops"].as_u64().unwrap_or(0) > 0, "{side}: {c}");
+            assert_eq!(c[side]["errors"], 0, "{side}: {}", c[side]["first_error"]);
+        }
+        // Every blob operation reaches the store on both servers.
+        if c["scenario"] != "manifest-get" {
+            for side in ["berth", "distribution"] {
+                let per_op = c[side]["store_requests_per_op"].as_f64().unwrap_or(0.0);
+                assert!(
+                    per_op >= 1.0,
+                    "{side} {}: {per_op} requests/op",
+                    c["scenario"]
+                );
+            }
+        }
+    }
+}
