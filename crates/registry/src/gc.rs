@@ -460,10 +460,19 @@ impl Registry {
         if self.gc_stopping(report) {
             return Ok(());
         }
-        report.counts.orphaned_multipart = self
+        // A store that cannot list its multipart uploads does not fail the
+        // run: what it could not sweep waits for the next one (or the
+        // bucket's lifecycle rule).
+        match self
             .store
             .sweep_orphaned_uploads(self.settings.upload_ttl)
-            .await?;
+            .await
+        {
+            Ok(n) => report.counts.orphaned_multipart = n,
+            Err(e) => {
+                tracing::warn!(error = %e, "sweeping orphaned multipart uploads failed");
+            }
+        }
         Ok(())
     }
 
