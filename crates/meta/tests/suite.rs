@@ -25,6 +25,8 @@ mod retention;
 mod schema;
 #[path = "suite/tenancy.rs"]
 mod tenancy;
+#[path = "suite/webhooks.rs"]
+mod webhooks;
 
 /// A repository name, for the typed parameters.
 fn n(name: &str) -> berth_oci::RepositoryName {
@@ -401,6 +403,7 @@ async fn run_suite(meta: Meta) {
     shared_counter_cases(&meta).await;
     retention::retention_cases(&meta).await;
     tenancy::run(&meta).await;
+    webhooks::run(&meta).await;
     meta.close().await;
 }
 

@@ -29,6 +29,7 @@ pub mod retention;
 mod rules;
 mod snapshot;
 mod uploads;
+pub mod webhooks;
 pub mod worker;
 
 pub use berth_meta::accounts::{Member, Namespace, NamespaceKind, Role, User, Visibility};
@@ -74,6 +75,8 @@ pub struct Settings {
     /// How often garbage collection runs on its own; `None`: only on
     /// demand.
     pub gc_interval: Option<Duration>,
+    /// Webhook delivery.
+    pub webhooks: webhooks::Settings,
 }
 
 impl Default for Settings {
@@ -84,6 +87,7 @@ impl Default for Settings {
             shared_database: false,
             gc_grace_period: Duration::from_secs(3600),
             gc_interval: Some(Duration::from_secs(24 * 3600)),
+            webhooks: webhooks::Settings::default(),
         }
     }
 }
@@ -99,6 +103,7 @@ pub struct Registry {
     pulls: pulls::PullStats,
     jobs: jobs::Jobs,
     sessions: Arc<quota::Sessions>,
+    webhooks: webhooks::Hub,
     stop: worker::Stop,
 }
 
@@ -112,6 +117,7 @@ impl Registry {
             rules: snapshot::Snapshot::new(settings.shared_database),
             quotas: snapshot::Snapshot::new(settings.shared_database),
             pulls: pulls::PullStats::default(),
+            webhooks: webhooks::Hub::new(settings.webhooks.clone()),
             settings,
             cache,
             jobs: jobs::Jobs::new(),
