@@ -26,6 +26,9 @@ use crate::config::{LogFormat, ServeArgs, Settings};
 
 /// How often the last-use times of access tokens are written.
 const TOKEN_USE_FLUSH: Duration = Duration::from_secs(30);
+/// How often expired shared counters (rate windows, failed logins) are
+/// deleted from PostgreSQL.
+const COUNTER_PRUNE: Duration = Duration::from_secs(600);
 
 /// How often the webhook worker looks for events to deliver.
 const WEBHOOK_POLL: Duration = Duration::from_secs(1);
@@ -271,6 +274,11 @@ pub async fn run(args: ServeArgs, matches: &ArgMatches) -> anyhow::Result<()> {
     workers.spawn(Arc::new(worker::TokenUseFlush {
         auth: auth.clone(),
         every: TOKEN_USE_FLUSH,
+    }));
+    workers.spawn(Arc::new(worker::CounterPrune {
+        registry: registry.clone(),
+        auth: auth.clone(),
+        every: COUNTER_PRUNE,
     }));
     workers.spawn(Arc::new(worker::Gc {
         registry: registry.clone(),

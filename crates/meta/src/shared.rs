@@ -207,6 +207,29 @@ impl Meta {
         .await
     }
 
+    /// Deletes the rate windows opened at or before `windows_before` and
+    /// the failed-login counts last added to at or before
+    /// `failures_before` (Unix ms): expired rows, which the next request of
+    /// their key would start afresh anyway. Returns how many went.
+    pub async fn prune_counters(&self, windows_before: i64, failures_before: i64) -> Result<u64> {
+        self.transact(move |c| {
+            Box::pin(async move {
+                let windows = sqlx::query("DELETE FROM rate_windows WHERE started_at <= $1")
+                    .bind(windows_before)
+                    .execute(&mut *c)
+                    .await?
+                    .rows_affected();
+                let failures = sqlx::query("DELETE FROM login_failures WHERE last_at <= $1")
+                    .bind(failures_before)
+                    .execute(&mut *c)
+                    .await?
+                    .rows_affected();
+                Ok(windows + failures)
+            })
+        })
+        .await
+    }
+
     /// Forgets the failed logins of `key` (it logged in).
     pub async fn clear_login_failures(&self, key: &str) -> Result<()> {
         let key = key.to_owned();

@@ -432,10 +432,41 @@ async fn run_suite(meta: Meta) {
     gc::gc_cases(&meta).await;
     gc::index_reference_cases(&meta).await;
     gc::job_cases(&meta).await;
+    shared_counter_cases(&meta).await;
     retention::retention_cases(&meta).await;
     tenancy::run(&meta).await;
     webhooks::run(&meta).await;
     meta.close().await;
+}
+
+/// Rate windows and failed-login counts shared by replicas: expired rows
+/// are pruned, live ones kept.
+async fn shared_counter_cases(meta: &Meta) {
+    meta.hit_rate_window("old", 1_000, 60_000, true)
+        .await
+        .unwrap();
+    meta.hit_rate_window("new", 100_000, 60_000, true)
+        .await
+        .unwrap();
+    meta.add_login_failure("old", 1_000, 900_000).await.unwrap();
+    meta.add_login_failure("new", 100_000, 900_000)
+        .await
+        .unwrap();
+    assert_eq!(meta.prune_counters(50_000, 50_000).await.unwrap(), 2);
+    assert_eq!(meta.login_failures("old").await.unwrap(), None);
+    assert_eq!(
+        meta.login_failures("new").await.unwrap(),
+        Some((1, 100_000))
+    );
+    // The kept window goes on counting where it was.
+    assert_eq!(
+        meta.hit_rate_window("new", 100_001, 60_000, true)
+            .await
+            .unwrap(),
+        (100_000, 2)
+    );
+    assert_eq!(meta.prune_counters(50_000, 50_000).await.unwrap(), 0);
+    assert_eq!(meta.prune_counters(200_000, 200_000).await.unwrap(), 2);
 }
 
 #[tokio::test]

@@ -25,6 +25,9 @@
 //!    during the run either refreshed the file before the quarantine (the
 //!    check sees it) or finds no file and publishes its own copy.
 //! 4. **Uploads** idle for longer than the upload TTL are removed.
+//! 5. **Orphaned multipart uploads** in an object store (started by a
+//!    replica that died before recording them) older than the upload TTL
+//!    are aborted, so their parts stop costing storage.
 //!
 //! A run takes the `gc` job lease, so one replica runs it at a time; a dry
 //! run takes nothing and deletes nothing but reports the same lists.
@@ -94,6 +97,8 @@ pub struct GcCounts {
     pub blobs: usize,
     /// Abandoned uploads removed.
     pub uploads: usize,
+    /// Orphaned multipart uploads aborted in the object store.
+    pub orphaned_multipart: usize,
     /// Unreferenced links and blobs the grace period holds.
     pub held: usize,
 }
@@ -144,6 +149,7 @@ impl GcReport {
             "links": self.counts.links,
             "blobs": self.counts.blobs,
             "uploads": self.counts.uploads,
+            "orphaned_multipart": self.counts.orphaned_multipart,
             "reclaimed_bytes": self.reclaimed_bytes,
             "held": self.counts.held,
             "held_bytes": self.held_bytes,
@@ -263,6 +269,7 @@ impl Registry {
             links = report.counts.links,
             blobs = report.counts.blobs,
             uploads = report.counts.uploads,
+            orphaned_multipart = report.counts.orphaned_multipart,
             bytes = report.reclaimed_bytes,
             interrupted = report.interrupted,
             "garbage collection finished"
@@ -446,6 +453,23 @@ impl Registry {
             if cancelled? {
                 tracing::info!(upload = %u.id, repo = %u.repository, "removed abandoned upload");
                 report.add_upload(u);
+            }
+        }
+        // 5. Orphaned multipart uploads.
+        if self.gc_stopping(report) {
+            return Ok(());
+        }
+        // A store that cannot list its multipart uploads does not fail the
+        // run: what it could not sweep waits for the next one (or the
+        // bucket's lifecycle rule).
+        match self
+            .store
+            .sweep_orphaned_uploads(self.settings.upload_ttl)
+            .await
+        {
+            Ok(n) => report.counts.orphaned_multipart = n,
+            Err(e) => {
+                tracing::warn!(error = %e, "sweeping orphaned multipart uploads failed");
             }
         }
         Ok(())

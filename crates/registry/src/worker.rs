@@ -9,7 +9,7 @@
 //! kept in memory). [`Runner::shutdown`] returns when every worker has.
 //!
 //! Jobs that only one replica may run at a time (GC, retention, the purge
-//! of abandoned uploads) take a lease in the database inside their round
+//! of abandoned uploads, the prune of expired shared counters) take a lease in the database inside their round
 //! (see the `jobs` module); the workers of every replica tick, and the one
 //! holding the lease works (the others' rounds end in `Conflict`, logged at
 //! debug). The flushes (pull counts, token last-use times) run on every
@@ -135,6 +135,42 @@ impl Worker for UploadPurge {
     async fn run_once(&self, _stop: &Stop) -> Result<Option<String>> {
         let n = self.registry.purge_uploads().await?;
         Ok((n > 0).then(|| format!("removed {n} abandoned uploads")))
+    }
+}
+
+/// The job name (lease) of [`CounterPrune`].
+pub const COUNTER_PRUNE_JOB: &str = "counter-prune";
+
+/// Deletes expired rows of the counters replicas share in the database
+/// (pull rate windows, failed-login counts), so the tables stay as small
+/// as the set of clients active lately. Does nothing on one node (SQLite
+/// keeps these in memory). One replica prunes at a time (a lease).
+pub struct CounterPrune {
+    /// The registry (for the lease).
+    pub registry: Arc<Registry>,
+    /// Authentication, whose settings say when rows expire.
+    pub auth: Arc<Authority>,
+    /// Time between rounds.
+    pub every: Duration,
+}
+
+#[async_trait]
+impl Worker for CounterPrune {
+    fn name(&self) -> &'static str {
+        COUNTER_PRUNE_JOB
+    }
+    fn interval(&self) -> Duration {
+        self.every
+    }
+    async fn run_once(&self, _stop: &Stop) -> Result<Option<String>> {
+        if !self.auth.settings().shared_database {
+            return Ok(None);
+        }
+        let held = self.registry.hold_job(COUNTER_PRUNE_JOB).await?;
+        let pruned = self.auth.prune_shared_counters(berth_meta::now_ms()).await;
+        held.release().await;
+        let n = pruned?;
+        Ok((n > 0).then(|| format!("deleted {n} expired rate-limit and login-failure rows")))
     }
 }
 

@@ -11,7 +11,7 @@
 
 use std::io;
 use std::pin::Pin;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use berth_oci::{Algorithm, Digest};
@@ -206,6 +206,14 @@ pub trait BlobStore: Send + Sync + 'static {
 
     /// Every open upload session (for cleaning up abandoned ones).
     async fn upload_list(&self) -> Result<Vec<UploadInfo>>;
+
+    /// Aborts the store's incomplete multipart uploads that are older than
+    /// `older_than` and that no upload session owns (left by a process
+    /// that died between starting one and recording or completing it);
+    /// returns how many. Stores without multipart uploads have none.
+    async fn sweep_orphaned_uploads(&self, _older_than: Duration) -> Result<usize> {
+        Ok(0)
+    }
 
     /// Whether reads are answered by [`BlobStore::redirect_url`] (known at
     /// construction, so stores that never redirect cost nothing per read).

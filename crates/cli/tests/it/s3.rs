@@ -418,3 +418,66 @@ async fn s3_credentials_come_from_the_aws_files_and_the_environment_wins() {
         );
     }
 }
+
+/// GC aborts a multipart upload in the bucket that no session owns (a
+/// replica died after starting it) once it is older than `upload_ttl`; a
+/// live session's multipart upload, as old, is untouched and completes.
+#[tokio::test]
+async fn s3_gc_aborts_orphaned_multipart_uploads() {
+    use object_store::multipart::MultipartStore;
+    use object_store::path::Path;
+
+    let w = weed();
+    let s = OnS3::start(
+        w,
+        "gc-orphans",
+        &[],
+        Some("upload_ttl = \"3s\"\ngc_interval = \"0\"\n"),
+    );
+    let raw = object_store::aws::AmazonS3Builder::new()
+        .with_endpoint(&w.endpoint)
+        .with_bucket_name(BUCKET)
+        .with_region("us-east-1")
+        .with_access_key_id(ACCESS_KEY)
+        .with_secret_access_key(SECRET_KEY)
+        .with_allow_http(true)
+        .build()
+        .unwrap();
+    let key = Path::from("gc-orphans/uploads/3f0c7d2e-1a5b-4c6d-8e9f-0a1b2c3d4e5f/data");
+    let orphan = raw.create_multipart(&key).await.unwrap();
+    raw.put_part(&key, &orphan, 0, vec![1u8; 1000].into())
+        .await
+        .unwrap();
+
+    // A live session with a part in its multipart upload.
+    let c = client();
+    let base = s.url();
+    let blob = data((9 << 20) + 100, 8);
+    let digest = sha256(&blob);
+    let location = start_upload(&c, &base, "team/orphans").await;
+    let location = patch(&c, &base, &location, 0, &blob[..9 << 20]).await;
+    tokio::time::sleep(std::time::Duration::from_secs(4)).await;
+    // The session stays live (its idle time restarts); its multipart
+    // upload is as old as the orphan.
+    let location = patch(&c, &base, &location, 9 << 20, &blob[9 << 20..]).await;
+
+    let r = c
+        .post(format!("{base}/api/v1/gc"))
+        .json(&serde_json::json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let report: Value = r.json().await.unwrap();
+    assert_eq!(report["counts"]["orphaned_multipart"], 1, "{report}");
+    assert!(
+        raw.put_part(&key, &orphan, 1, vec![2u8; 10].into())
+            .await
+            .is_err(),
+        "the orphan was aborted"
+    );
+    let r = finish(&c, &base, &location, &digest).await;
+    assert_eq!(r.status(), StatusCode::CREATED, "{:?}", r.text().await);
+    let r = get_blob(&c, &base, "team/orphans", &digest).await;
+    assert_eq!(sha256(&r.bytes().await.unwrap()), digest);
+}

@@ -17,6 +17,9 @@
 //!   attempts of one key can be checked at the same moment once its free
 //!   failures are used up (instead of one). This bound costs nothing;
 //!   exactness would need a lock held across the argon2 verification.
+//!
+//! Expired rows of both tables are deleted by the `counter-prune` worker
+//! ([`crate::worker::CounterPrune`]), under a lease.
 
 use std::net::IpAddr;
 
@@ -101,6 +104,28 @@ impl Authority {
                 tracing::warn!(error = %e, "recording a login attempt for the cluster failed");
             }
         }
+    }
+
+    /// On a shared database: deletes the expired rate windows (all of
+    /// them when no pull rate limit is set: nothing reads them) and the
+    /// failed-login counts past the longest forget time, as of `now` (Unix
+    /// ms). Returns how many rows went.
+    pub async fn prune_shared_counters(&self, now: i64) -> Result<u64> {
+        if !self.settings.shared_database {
+            return Ok(0);
+        }
+        let windows_before = match self.settings.pull_limit {
+            Some(limit) => now.saturating_sub(ms(limit.window)),
+            None => now,
+        };
+        let forget = Policy::PER_IP
+            .forget_after
+            .max(Policy::PER_ACCOUNT_IP.forget_after);
+        let failures_before = now.saturating_sub(ms(forget));
+        Ok(self
+            .meta
+            .prune_counters(windows_before, failures_before)
+            .await?)
     }
 
     /// The pull rate limit's state for `key` from the shared window.

@@ -298,3 +298,52 @@ async fn quotas_rate_limits_and_login_throttling_hold_across_replicas() {
         Err(Error::TooManyRequests { .. })
     ));
 }
+
+/// The counter-prune worker deletes the shared rate windows and
+/// failed-login counts that expired, under its lease, and keeps live ones.
+#[tokio::test]
+async fn the_counter_prune_worker_deletes_expired_shared_counters() {
+    use berth_registry::worker::{CounterPrune, Stop, Worker};
+
+    let pg = Postgres::start();
+    let url = pg.create_database("prune");
+    let dir = tempfile::tempdir().unwrap();
+    let a = replica(&url, dir.path()).await;
+    let meta = Meta::connect(&url).await.unwrap();
+    let now = berth_meta::now_ms();
+    let hour = 3_600_000;
+    // The replica's pull window is an hour; logins are forgotten after
+    // at most 30 minutes.
+    meta.hit_rate_window("ip|10.0.0.1", now - 2 * hour, hour, true)
+        .await
+        .unwrap();
+    meta.hit_rate_window("ip|10.0.0.2", now - 1000, hour, true)
+        .await
+        .unwrap();
+    meta.add_login_failure("ip|10.0.0.1", now - hour, hour)
+        .await
+        .unwrap();
+    meta.add_login_failure("ip|10.0.0.2", now - 1000, hour)
+        .await
+        .unwrap();
+    let worker = CounterPrune {
+        registry: Arc::new(a.registry),
+        auth: Arc::new(a.auth),
+        every: Duration::from_secs(600),
+    };
+    let summary = worker.run_once(&Stop::new()).await.unwrap();
+    assert_eq!(
+        summary.as_deref(),
+        Some("deleted 2 expired rate-limit and login-failure rows")
+    );
+    assert_eq!(meta.login_failures("ip|10.0.0.1").await.unwrap(), None);
+    assert!(meta.login_failures("ip|10.0.0.2").await.unwrap().is_some());
+    // The live window kept its count.
+    assert_eq!(
+        meta.hit_rate_window("ip|10.0.0.2", now, hour, false)
+            .await
+            .unwrap(),
+        (now - 1000, 1)
+    );
+    assert_eq!(worker.run_once(&Stop::new()).await.unwrap(), None);
+}

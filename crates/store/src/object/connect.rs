@@ -15,11 +15,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use object_store::aws::AmazonS3Builder;
+use object_store::aws::{AmazonS3, AmazonS3Builder, AmazonS3ConfigKey};
+use object_store::client::{HttpConnector, ReqwestConnector};
 use object_store::{BackoffConfig, ClientOptions, RetryConfig};
 
 use super::profile::{self, Profile};
-use super::{Backend, BucketStore};
+use super::{orphans, Backend, BucketStore};
 
 /// How berth reaches its bucket.
 #[derive(Clone, Default)]
@@ -115,12 +116,28 @@ fn shared_files(s: &S3Settings) -> Result<Profile, SettingsError> {
     }
 }
 
+/// A client for the bucket, and what the sweep of orphaned multipart
+/// uploads needs besides (see `orphans`).
+struct Built {
+    s3: Arc<AmazonS3>,
+    lister: orphans::Lister,
+}
+
+fn client_options(endpoint: Option<&str>) -> ClientOptions {
+    ClientOptions::new()
+        .with_allow_http(endpoint.is_some_and(|e| e.starts_with("http://")))
+        .with_connect_timeout(Duration::from_secs(5))
+        // Long enough for a large part; a stream that takes longer
+        // is resumed from where it stopped.
+        .with_timeout(Duration::from_secs(300))
+}
+
 fn build(
     s: &S3Settings,
     files: &Profile,
     bucket: &str,
     endpoint: Option<&str>,
-) -> Result<Arc<dyn Backend>, SettingsError> {
+) -> Result<Built, SettingsError> {
     let mut b = AmazonS3Builder::from_env()
         .with_bucket_name(bucket)
         .with_virtual_hosted_style_request(!s.path_style)
@@ -129,14 +146,7 @@ fn build(
             max_retries: 3,
             retry_timeout: Duration::from_secs(10),
         })
-        .with_client_options(
-            ClientOptions::new()
-                .with_allow_http(endpoint.is_some_and(|e| e.starts_with("http://")))
-                .with_connect_timeout(Duration::from_secs(5))
-                // Long enough for a large part; a stream that takes longer
-                // is resumed from where it stopped.
-                .with_timeout(Duration::from_secs(300)),
-        );
+        .with_client_options(client_options(endpoint));
     if let Some((id, secret)) = &s.credentials {
         b = b.with_access_key_id(id).with_secret_access_key(secret);
     } else if let Some(keys) = &files.keys {
@@ -164,7 +174,26 @@ fn build(
             virtual_host(e, bucket)
         });
     }
-    Ok(Arc::new(b.build()?))
+    let region = b
+        .get_config_value(&AmazonS3ConfigKey::Region)
+        .unwrap_or_else(|| "us-east-1".to_owned());
+    let base = match b.get_config_value(&AmazonS3ConfigKey::Endpoint) {
+        Some(e) if s.path_style => format!("{}/{bucket}", e.trim_end_matches('/')),
+        Some(e) => e.trim_end_matches('/').to_owned(),
+        None if s.path_style => format!("https://s3.{region}.amazonaws.com/{bucket}"),
+        None => format!("https://{bucket}.s3.{region}.amazonaws.com"),
+    };
+    let client = ReqwestConnector::default().connect(&client_options(endpoint))?;
+    let s3 = Arc::new(b.build()?);
+    Ok(Built {
+        lister: orphans::Lister {
+            s3: s3.clone(),
+            client,
+            base,
+            region,
+        },
+        s3,
+    })
 }
 
 impl BucketStore {
@@ -174,11 +203,12 @@ impl BucketStore {
         let (bucket, prefix) = parse_url(&settings.url)?;
         let files = shared_files(settings)?;
         let api = build(settings, &files, &bucket, settings.endpoint.as_deref())?;
-        let mut store = BucketStore::new(api.clone(), &prefix);
+        let mut store = BucketStore::new(api.s3.clone(), &prefix);
+        store.lister = Some(Arc::new(api.lister));
         if let Some(ttl) = settings.redirect {
-            let signer = match &settings.public_endpoint {
-                Some(public) => build(settings, &files, &bucket, Some(public))?,
-                None => api,
+            let signer: Arc<dyn Backend> = match &settings.public_endpoint {
+                Some(public) => build(settings, &files, &bucket, Some(public))?.s3,
+                None => api.s3,
             };
             store = store.with_redirects(signer, ttl);
         }

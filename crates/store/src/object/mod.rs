@@ -45,8 +45,8 @@
 //! **Failures** of the object store (unreachable, 5xx after retries,
 //! refused credentials) are [`Error::Unavailable`]; the server answers 503.
 //! A multipart upload created by a replica that died before recording it
-//! in `state.json` is left to the bucket's lifecycle rule
-//! (`AbortIncompleteMultipartUpload`, see `docs/scale-out.md`).
+//! in `state.json` (or completing it) is aborted by garbage collection once
+//! it is older than the upload expiry ([`orphans`]).
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -65,6 +65,7 @@ use crate::{BlobBody, BlobRead, BlobStore, ByteStream, Error, Result, StoredBlob
 mod connect;
 mod gc;
 mod hash;
+mod orphans;
 mod profile;
 mod put;
 mod session;
@@ -90,6 +91,9 @@ pub struct BucketStore {
     part_size: usize,
     /// Signs the URLs of redirected reads (a client-facing endpoint).
     redirect: Option<(Arc<dyn Backend>, Duration)>,
+    /// Lists the bucket's multipart uploads, for the sweep of orphaned
+    /// ones (S3 only).
+    lister: Option<Arc<orphans::Lister>>,
 }
 
 impl BucketStore {
@@ -100,6 +104,7 @@ impl BucketStore {
             prefix: prefix.trim_matches('/').to_owned(),
             part_size: DEFAULT_PART_SIZE,
             redirect: None,
+            lister: None,
         }
     }
 
@@ -329,6 +334,10 @@ impl BlobStore for BucketStore {
 
     async fn upload_list(&self) -> Result<Vec<UploadInfo>> {
         session::list(self).await
+    }
+
+    async fn sweep_orphaned_uploads(&self, older_than: Duration) -> Result<usize> {
+        orphans::sweep(self, older_than).await
     }
 
     fn redirects(&self) -> bool {

@@ -202,6 +202,20 @@ pub(super) async fn info(store: &BucketStore, id: &str) -> Result<Option<UploadI
         .map(|(s, _)| s.info(id)))
 }
 
+/// The multipart upload session `id` records, if the session exists and
+/// has one.
+pub(super) async fn multipart_of(store: &BucketStore, id: &str) -> Result<Option<String>> {
+    if !valid_id(id) {
+        return Ok(None);
+    }
+    match load(store, &Keys::new(store, id)).await {
+        Ok(found) => Ok(found.and_then(|(s, _)| s.multipart)),
+        // A damaged session owns nothing; the purge removes it.
+        Err(Error::Io(_)) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 pub(super) async fn list(store: &BucketStore) -> Result<Vec<UploadInfo>> {
     let prefix = store.key("uploads");
     let mut listing = store.bucket.list(Some(&prefix));

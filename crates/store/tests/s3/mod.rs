@@ -220,3 +220,74 @@ async fn dead_collectors_and_cancelled_sessions_leave_nothing_behind() {
     assert!(s.upload_info(&up.id).await.unwrap().is_none());
     assert!(s.upload_list().await.unwrap().iter().all(|u| u.id != up.id));
 }
+
+/// The bucket itself, without berth's layer (to play a replica that died).
+fn raw_bucket() -> object_store::aws::AmazonS3 {
+    object_store::aws::AmazonS3Builder::new()
+        .with_endpoint(&weed().endpoint)
+        .with_bucket_name(BUCKET)
+        .with_region("us-east-1")
+        .with_access_key_id(ACCESS_KEY)
+        .with_secret_access_key(SECRET_KEY)
+        .with_allow_http(true)
+        .build()
+        .unwrap()
+}
+
+/// Multipart uploads nobody owns (started by a replica that died before
+/// recording them) are aborted by the sweep once older than its grace;
+/// a live session's multipart upload is left alone and completes.
+#[tokio::test]
+async fn orphaned_multipart_uploads_are_swept() {
+    use object_store::multipart::MultipartStore;
+    use object_store::path::Path;
+
+    let s = store("orphans");
+    let raw = raw_bucket();
+    let digest_key = Path::from(format!("orphans/blobs/sha256/ab/{}", "ab".repeat(32)));
+    let session_key = Path::from("orphans/uploads/0c5ee3a4-5bd4-4c3c-8f5c-7b7e3b0c7e11/data");
+    let mut orphans = Vec::new();
+    for key in [&digest_key, &session_key] {
+        let id = raw.create_multipart(key).await.unwrap();
+        raw.put_part(key, &id, 0, vec![7u8; 1000].into())
+            .await
+            .unwrap();
+        orphans.push((key.clone(), id));
+    }
+    // Another prefix's upload is not this store's business.
+    let foreign = Path::from("orphans-other/blobs/x");
+    let foreign_id = raw.create_multipart(&foreign).await.unwrap();
+
+    // A live session with a part uploaded: its multipart upload is open.
+    let live = s.upload_create("team/live").await.unwrap();
+    let bytes = data(9 << 20, 4);
+    s.upload_append(&live.id, Some(0), None, chunk(&bytes))
+        .await
+        .unwrap();
+
+    // Younger than the grace: nothing goes.
+    assert_eq!(
+        s.sweep_orphaned_uploads(Duration::from_secs(3600))
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(s.sweep_orphaned_uploads(Duration::ZERO).await.unwrap(), 2);
+    for (key, id) in &orphans {
+        let again = raw.put_part(key, id, 1, vec![1u8; 10].into()).await;
+        assert!(again.is_err(), "{key} was aborted");
+    }
+    raw.put_part(&foreign, &foreign_id, 0, vec![1u8; 10].into())
+        .await
+        .unwrap();
+    raw.abort_multipart(&foreign, &foreign_id).await.unwrap();
+    // The live session completes whole.
+    let digest = Digest::compute(Algorithm::Sha256, &bytes);
+    assert_eq!(
+        s.upload_commit(&live.id, &digest).await.unwrap(),
+        bytes.len() as u64
+    );
+    assert_eq!(read_all(&s, &digest, None).await, bytes);
+    // Nothing is left to sweep.
+    assert_eq!(s.sweep_orphaned_uploads(Duration::ZERO).await.unwrap(), 0);
+}
