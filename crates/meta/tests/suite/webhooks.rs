@@ -9,6 +9,8 @@ use berth_meta::events::{EventKind, NewEvent};
 use berth_meta::webhooks::{Attempt, NewWebhook, Outcome, WebhookScope};
 use berth_meta::Meta;
 
+use berth_testkit::digests::digest;
+
 use super::manifest;
 
 fn at(t: i64) -> Actor {
@@ -72,16 +74,16 @@ pub async fn run(meta: &Meta) {
 
     // A push writes its event in its own transaction; a refused push
     // writes none.
-    let mut m1 = manifest("hooks/app", "sha256:h1", None, None, &["v1"]);
+    let mut m1 = manifest("hooks/app", &digest("h1"), None, None, &["v1"]);
     m1.pushed_at = 200;
     meta.put_manifest(&m1, &at(200)).await.unwrap();
-    let mut bad = manifest("hooks/app", "sha256:h-bad", None, None, &["v2"]);
-    bad.required_blobs = vec!["sha256:not-linked".into()];
+    let mut bad = manifest("hooks/app", &digest("h-bad"), None, None, &["v2"]);
+    bad.required_blobs = vec![digest("not-linked")];
     assert!(meta.put_manifest(&bad, &at(201)).await.is_err());
-    let mut m2 = manifest("hooks/app", "sha256:h2", None, None, &["v2"]);
+    let mut m2 = manifest("hooks/app", &digest("h2"), None, None, &["v2"]);
     m2.pushed_at = 202;
     meta.put_manifest(&m2, &at(202)).await.unwrap();
-    let mut other = manifest("elsewhere/app", "sha256:e1", None, None, &[]);
+    let mut other = manifest("elsewhere/app", &digest("e1"), None, None, &[]);
     other.pushed_at = 203;
     meta.put_manifest(&other, &at(203)).await.unwrap();
     let events = meta.events_after(mark, 100).await.unwrap();
@@ -92,9 +94,9 @@ pub async fn run(meta: &Meta) {
     assert_eq!(
         kinds,
         [
-            (EventKind::ManifestPushed, Some("sha256:h1")),
-            (EventKind::ManifestPushed, Some("sha256:h2")),
-            (EventKind::ManifestPushed, Some("sha256:e1")),
+            (EventKind::ManifestPushed, Some(digest("h1").as_str())),
+            (EventKind::ManifestPushed, Some(digest("h2").as_str())),
+            (EventKind::ManifestPushed, Some(digest("e1").as_str())),
         ]
     );
     assert_eq!(events[0].namespace.as_deref(), Some("hooks"));
@@ -119,10 +121,11 @@ pub async fn run(meta: &Meta) {
         .map(|d| (d.webhook.id, d.event.digest.as_deref().unwrap()))
         .collect();
     got.sort();
+    let (h1, e1) = (digest("h1"), digest("e1"));
     let mut want = vec![
-        (site.id, "sha256:h1"),
-        (site.id, "sha256:e1"),
-        (ns.id, "sha256:h1"),
+        (site.id, h1.as_str()),
+        (site.id, e1.as_str()),
+        (ns.id, h1.as_str()),
     ];
     want.sort();
     assert_eq!(got, want);
@@ -154,7 +157,7 @@ pub async fn run(meta: &Meta) {
         .filter(|d| d.webhook.id == ns.id)
         .collect();
     assert_eq!(due.len(), 1);
-    assert_eq!(due[0].event.digest.as_deref(), Some("sha256:h2"));
+    assert_eq!(due[0].event.digest.as_deref(), Some(digest("h2").as_str()));
     assert_eq!(meta.webhook(ns.id).await.unwrap().unwrap().failures, 0);
 
     // The delivery log, newest first.
@@ -194,7 +197,7 @@ pub async fn run(meta: &Meta) {
     assert_eq!(audit.len(), 1);
     assert_eq!(audit[0].event.detail.as_ref().unwrap()["webhook"], ns.id);
     // Disabled: nothing of it is due, nothing new fans out to it.
-    let mut m3 = manifest("hooks/app", "sha256:h3", None, None, &[]);
+    let mut m3 = manifest("hooks/app", &digest("h3"), None, None, &[]);
     m3.pushed_at = 1_300;
     meta.put_manifest(&m3, &at(1_300)).await.unwrap();
     meta.dispatch_events(1_300, 100).await.unwrap();

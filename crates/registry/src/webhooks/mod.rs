@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use berth_meta::events::EventKind;
 use berth_meta::webhooks::{NewWebhook, WebhookScope};
+use berth_oci::Namespace;
 use ipnet::IpNet;
 use serde::Serialize;
 
@@ -284,9 +285,9 @@ impl Registry {
     }
 
     /// The webhooks of a namespace (`Some`) or the site-wide ones (`None`).
-    pub async fn webhooks(&self, namespace: Option<&str>) -> Result<Vec<Webhook>> {
+    pub async fn webhooks(&self, namespace: Option<&Namespace>) -> Result<Vec<Webhook>> {
         let scope = match namespace {
-            Some(ns) => WebhookScope::Namespace(ns.to_owned()),
+            Some(ns) => WebhookScope::Namespace(ns.as_str().to_owned()),
             None => WebhookScope::Site,
         };
         Ok(self.meta.webhooks(&scope).await?)

@@ -123,7 +123,7 @@ async fn handle_add_namespace(
     let caller = principal.require(&app, &ns, Need::Admin).await?;
     let created = app
         .registry
-        .add_webhook(body.spec(Some(ns)), &caller)
+        .add_webhook(body.spec(Some(ns.as_str().to_owned())), &caller)
         .await?;
     Ok((StatusCode::CREATED, Json(json!(created))))
 }
