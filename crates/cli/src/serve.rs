@@ -178,6 +178,24 @@ fn serve_redirects(
     })
 }
 
+/// The metrics listener's server (`metrics_listen`): `/metrics`, `/livez`
+/// and `/readyz`, nothing else (see [`berth_server::health`]).
+fn serve_metrics(
+    listener: tokio::net::TcpListener,
+    app: &Arc<App>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<impl std::future::Future<Output = ()> + Send + 'static> {
+    let at = listener.local_addr()?;
+    let router = berth_server::health::metrics_router(app.clone());
+    let limits = app.settings.limits.clone();
+    tracing::info!(addr = %at, "/metrics, /livez and /readyz are served here");
+    Ok(async move {
+        if let Err(e) = berth_server::listener::serve(listener, router, limits, shutdown).await {
+            tracing::warn!(error = %e, "the metrics listener stopped");
+        }
+    })
+}
+
 /// Runs the registry until SIGINT/SIGTERM.
 pub async fn run(args: ServeArgs, matches: &ArgMatches) -> anyhow::Result<()> {
     let cfg = Settings::resolve(args, matches)?;
@@ -194,6 +212,16 @@ pub async fn run(args: ServeArgs, matches: &ArgMatches) -> anyhow::Result<()> {
         )),
         None => None,
     };
+    let metrics_listener = match &cfg.metrics_listen {
+        Some(at) => Some(
+            tokio::net::TcpListener::bind(at.as_str())
+                .await
+                .with_context(|| format!("cannot listen on {at} (metrics_listen)"))?,
+        ),
+        None => None,
+    };
+    berth_metrics::get().set_enabled(cfg.metrics);
+    berth_metrics::get().set_per_repository(cfg.metrics_per_repository);
     let redirect_listener = match &cfg.tls_redirect_listen {
         Some(at) => Some(
             tokio::net::TcpListener::bind(at.as_str())
@@ -284,6 +312,7 @@ pub async fn run(args: ServeArgs, matches: &ArgMatches) -> anyhow::Result<()> {
             trust_forwarded_for: cfg.trust_forwarded_for,
             limits: cfg.connection_limits(),
             https: tls.is_some(),
+            observe: cfg.observe(),
         },
     });
     let (stop, stopping) = tokio::sync::watch::channel(false);
@@ -310,8 +339,19 @@ pub async fn run(args: ServeArgs, matches: &ArgMatches) -> anyhow::Result<()> {
         )?)),
         None => None,
     };
+    // The metrics listener outlives the main one's drain, so that
+    // `/readyz` answers 503 there while requests finish.
+    let (drained, draining) = tokio::sync::watch::channel(false);
+    let metrics_served = match metrics_listener {
+        Some(l) => Some(tokio::spawn(serve_metrics(l, &app, stopped(draining))?)),
+        None => None,
+    };
     let served = berth_server::serve_with(listener, app, tls, stopped(stopping)).await;
+    let _ = drained.send(true);
     if let Some(task) = redirecting {
+        let _ = task.await;
+    }
+    if let Some(task) = metrics_served {
         let _ = task.await;
     }
     // Whatever ended the server, the workers end their rounds and flush.

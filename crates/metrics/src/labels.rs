@@ -144,8 +144,6 @@ label_enum! {
         Disabled => "disabled",
         /// A malformed `Authorization` header.
         Malformed => "malformed",
-        /// A client certificate that was refused.
-        Certificate => "certificate",
         /// A known caller asked for something it may not do.
         Denied => "denied",
     }

@@ -23,6 +23,7 @@ mod inventory;
 mod jobs;
 mod listing;
 mod manifests;
+pub mod observe;
 mod pulls;
 mod quota;
 pub mod retention;
@@ -100,6 +101,7 @@ pub struct Registry {
     jobs: jobs::Jobs,
     sessions: Arc<quota::Sessions>,
     stop: worker::Stop,
+    gauge_clock: observe::GaugeClock,
 }
 
 impl Registry {
@@ -117,6 +119,7 @@ impl Registry {
             jobs: jobs::Jobs::new(),
             sessions: Arc::default(),
             stop: worker::Stop::new(),
+            gauge_clock: observe::GaugeClock::default(),
         }
     }
 

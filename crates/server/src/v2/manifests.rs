@@ -46,6 +46,11 @@ pub(super) async fn handle_get(
         // A GET is a pull (also when answered 304: the client checked the
         // tag); a HEAD is not. Counted in memory, flushed in batches.
         app.registry.record_pull(name, &reference, &m.digest);
+        berth_metrics::get().pulled(
+            name.as_str(),
+            berth_metrics::ArtifactKind::Manifest,
+            m.content.len() as u64,
+        );
     }
     let etag = format!("\"{}\"", m.digest);
     let b = Response::builder()
