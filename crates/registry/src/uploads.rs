@@ -144,6 +144,32 @@ impl Registry {
         last_chunk: Option<(Option<u64>, Option<u64>, ByteStream)>,
     ) -> Result<u64> {
         let info = self.upload(repo, id).await?;
+        // The whole blob in the closing request of an empty session (the
+        // POST-then-PUT push of docker, containerd and most clients): it is
+        // stored straight under its digest, as a one-request push is, with
+        // no session bytes to write, read back or copy, and the empty
+        // session then ends.
+        let last_chunk = match last_chunk {
+            Some((None | Some(0), len, body)) if info.size == 0 => {
+                let size = match self.push_blob(repo, digest, len, body).await {
+                    Ok(size) => size,
+                    Err(e @ Error::Denied(_)) => {
+                        // Refused (the quota): the session ends with it,
+                        // as when a chunk does not fit.
+                        self.cancel_session(repo.namespace(), id).await?;
+                        return Err(e);
+                    }
+                    Err(e) => return Err(e.at_upload(repo, id)),
+                };
+                if let Err(e) = self.cancel_session(repo.namespace(), id).await {
+                    // The blob is stored and linked; the empty session
+                    // expires with the upload purge.
+                    tracing::warn!(upload = id, error = %e, "ending an upload session after its blob was stored");
+                }
+                return Ok(size);
+            }
+            other => other,
+        };
         // No gate when the namespace holds this digest already: linking it
         // costs nothing.
         let gate = self.quota_gate(repo, Some(digest), Some(id)).await?;

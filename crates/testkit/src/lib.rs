@@ -1,6 +1,7 @@
 //! Fixtures shared by berth's test suites: a throwaway PostgreSQL server
 //! ([`Postgres`]) for the metadata suite and the `berth` integration
-//! tests. Only test code depends on this crate.
+//! tests, and a throwaway S3 server ([`weed::Weed`]) for the store suite,
+//! the integration tests and `berth bench --storage s3`.
 //!
 //! The server runs the Debian PostgreSQL binaries (`apt-get install
 //! postgresql`; `scripts/install-test-deps.sh` installs them) on a Unix
@@ -11,6 +12,8 @@
 //! stopped and restarted by the tests.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+pub mod weed;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

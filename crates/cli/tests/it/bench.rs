@@ -4,12 +4,12 @@
 use std::collections::BTreeSet;
 use std::process::Command;
 
-use crate::common::{berth_bin, have, DISTRIBUTION_BIN};
+use crate::common::{berth_bin, DISTRIBUTION_BIN};
+use crate::interop::require;
 
 #[test]
 fn quick_bench_reports_a_ratio_for_every_scenario() {
-    if !have(DISTRIBUTION_BIN) {
-        eprintln!("SKIPPED: {DISTRIBUTION_BIN} is not installed");
+    if !require(DISTRIBUTION_BIN, "bench") {
         return;
     }
     let out = Command::new(berth_bin())
@@ -76,8 +76,7 @@ fn quick_bench_reports_a_ratio_for_every_scenario() {
 
 #[test]
 fn bench_with_authentication_on_reports_without_errors() {
-    if !have(DISTRIBUTION_BIN) {
-        eprintln!("SKIPPED: {DISTRIBUTION_BIN} is not installed");
+    if !require(DISTRIBUTION_BIN, "bench") {
         return;
     }
     let out = Command::new(berth_bin())
@@ -98,5 +97,76 @@ fn bench_with_authentication_on_reports_without_errors() {
     for c in cells {
         assert!(c["berth"]["ops"].as_u64().unwrap_or(0) > 0, "{c}");
         assert_eq!(c["berth"]["errors"], 0, "{}", c["berth"]["first_error"]);
+    }
+}
+
+/// `--tls`: both servers serve HTTPS with one certificate from `berth tls
+/// self-signed`, and every operation completes over TLS on both.
+#[test]
+fn bench_over_tls_reports_without_errors() {
+    if !require(DISTRIBUTION_BIN, "bench_over_tls") {
+        return;
+    }
+    let out = Command::new(berth_bin())
+        .args(["bench", "--quick", "--tls", "--output", "json"])
+        .args(["--concurrency", "1,4", "--duration", "0.1"])
+        .args(["--scenarios", "push-chunked-1m,pull-1m,manifest-get"])
+        .output()
+        .expect("run berth bench");
+    assert!(
+        out.status.success(),
+        "berth bench --tls failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON report");
+    assert_eq!(report["tls"], true);
+    let cells = report["cells"].as_array().expect("cells");
+    assert_eq!(cells.len(), 3 * 2);
+    for c in cells {
+        for side in ["berth", "distribution"] {
+            assert!(c[side]["ops"].as_u64().unwrap_or(0) > 0, "{side}: {c}");
+            assert_eq!(c[side]["errors"], 0, "{side}: {}", c[side]["first_error"]);
+        }
+    }
+}
+
+/// `--storage s3`: both registries keep blobs in one SeaweedFS server the
+/// bench starts, and the report counts object-store requests per operation.
+#[test]
+fn bench_on_object_storage_counts_store_requests() {
+    if !require(DISTRIBUTION_BIN, "bench_on_object_storage") {
+        return;
+    }
+    let out = Command::new(berth_bin())
+        .args(["bench", "--quick", "--storage", "s3", "--output", "json"])
+        .args(["--concurrency", "1", "--duration", "0.1"])
+        .args(["--scenarios", "push-mono-1m,pull-1m,manifest-get"])
+        .output()
+        .expect("run berth bench");
+    assert!(
+        out.status.success(),
+        "berth bench --storage s3 failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON report");
+    assert_eq!(report["storage"], "s3");
+    let cells = report["cells"].as_array().expect("cells");
+    assert_eq!(cells.len(), 3);
+    for c in cells {
+        for side in ["berth", "distribution"] {
+            assert!(c[side]["ops"].as_u64().unwrap_or(0) > 0, "{side}: {c}");
+            assert_eq!(c[side]["errors"], 0, "{side}: {}", c[side]["first_error"]);
+        }
+        // Every blob operation reaches the store on both servers.
+        if c["scenario"] != "manifest-get" {
+            for side in ["berth", "distribution"] {
+                let per_op = c[side]["store_requests_per_op"].as_f64().unwrap_or(0.0);
+                assert!(
+                    per_op >= 1.0,
+                    "{side} {}: {per_op} requests/op",
+                    c["scenario"]
+                );
+            }
+        }
     }
 }

@@ -1,11 +1,13 @@
 //! Three `berth serve` replicas on loopback sharing one PostgreSQL and one
-//! data directory (the blob store), driven by skopeo and plain HTTP: any
-//! replica serves any request, a change through one is seen by the others
-//! on the next request, a replica killed mid-upload loses nothing, GC on
-//! one replica while the others take pushes keeps every image whole, and
+//! S3 bucket (SeaweedFS, signatures checked; each replica has a data
+//! directory of its own), driven by skopeo and plain HTTP: any replica
+//! serves any request, a change through one is seen by the others on the
+//! next request, a replica killed mid-upload loses nothing, GC on one
+//! replica while the others take pushes keeps every image whole, and
 //! PostgreSQL restarting under load gives clear 503s, then recovery.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use berth_testkit::Postgres;
@@ -15,50 +17,86 @@ use serde_json::Value;
 use crate::common::{Berth, ADMIN_PASSWORD};
 use crate::interop::{require, sha256, Clients};
 use crate::layout;
+use crate::s3::weed;
+use crate::weed::BUCKET;
 
-/// A cluster: PostgreSQL, a shared data directory, the replicas.
+/// A cluster: PostgreSQL, one bucket (a prefix of the shared weed
+/// server), the replicas.
 pub struct Cluster {
     pub pg: Postgres,
     pub url: String,
-    pub data: PathBuf,
+    /// `s3://BUCKET/PREFIX`.
+    pub storage: String,
     pub replicas: Vec<Berth>,
+    config: Option<String>,
     work: tempfile::TempDir,
 }
 
+/// A bucket prefix no other test uses.
+pub fn fresh_prefix(name: &str) -> String {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    format!(
+        "{name}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
 impl Cluster {
-    /// Starts `n` replicas with authentication (admin / [`ADMIN_PASSWORD`]).
-    pub fn start(n: usize, extra: &[&str]) -> Cluster {
+    /// Starts `n` replicas with authentication (admin / [`ADMIN_PASSWORD`])
+    /// and `config` (TOML) on a fresh database and bucket prefix.
+    pub fn start(n: usize, config: Option<&str>) -> Cluster {
         let pg = Postgres::start();
         pg.create_database("cluster");
         let url = crate::database::url_with_password(&pg, "cluster");
-        let work = tempfile::tempdir().unwrap();
-        let data = work.path().join("data");
+        let storage = format!("s3://{BUCKET}/{}", fresh_prefix("cluster"));
+        Cluster::on(pg, url, storage, n, config)
+    }
+
+    /// Starts `n` replicas on an existing database and bucket.
+    pub fn on(
+        pg: Postgres,
+        url: String,
+        storage: String,
+        n: usize,
+        config: Option<&str>,
+    ) -> Cluster {
         let mut c = Cluster {
             pg,
             url,
-            data,
+            storage,
             replicas: Vec::new(),
-            work,
+            config: config.map(str::to_owned),
+            work: tempfile::tempdir().unwrap(),
         };
         for i in 0..n {
-            let r = c.launch(i, extra);
+            let r = c.launch(i);
             c.replicas.push(r);
         }
         c
     }
 
-    fn launch(&self, i: usize, extra: &[&str]) -> Berth {
+    /// Starts replica `i` (its own data directory, which holds nothing the
+    /// others need).
+    pub fn launch(&self, i: usize) -> Berth {
         let dir = self.work.path().join(format!("replica-{i}"));
         std::fs::create_dir_all(&dir).unwrap();
-        let mut args = vec!["--auth", "token", "--database-url", self.url.as_str()];
-        args.extend_from_slice(extra);
-        Berth::launch(
-            &self.data,
-            &args,
-            None,
-            &dir,
-            &[("BERTH_ADMIN_PASSWORD", ADMIN_PASSWORD)],
-        )
+        let w = weed();
+        let args = [
+            "--auth",
+            "token",
+            "--database-url",
+            self.url.as_str(),
+            "--storage",
+            self.storage.as_str(),
+            "--s3-endpoint",
+            w.endpoint.as_str(),
+            "--s3-path-style",
+        ];
+        let mut env: Vec<(&str, String)> = w.env();
+        env.push(("BERTH_ADMIN_PASSWORD", ADMIN_PASSWORD.to_owned()));
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        Berth::launch(&dir.join("data"), &args, self.config.as_deref(), &dir, &env)
     }
 
     pub fn base(&self, i: usize) -> String {
@@ -110,6 +148,61 @@ fn chunked_upload(bases: &[String], repo: &str, chunks: &[&[u8]]) -> String {
     .unwrap();
     assert_eq!(r.status(), StatusCode::CREATED, "{:?}", r.text());
     digest
+}
+
+/// A request body that yields `left` bytes, says so, then stalls until
+/// `release` (and fails).
+struct StallingBody {
+    left: usize,
+    sent: Option<std::sync::mpsc::Sender<()>>,
+    release: std::sync::mpsc::Receiver<()>,
+}
+
+impl std::io::Read for StallingBody {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.left == 0 {
+            if let Some(tx) = self.sent.take() {
+                let _ = tx.send(());
+            }
+            let _ = self.release.recv_timeout(Duration::from_secs(120));
+            return Err(std::io::Error::other("stalled"));
+        }
+        let n = buf.len().min(self.left);
+        buf[..n].fill(0x5a);
+        self.left -= n;
+        Ok(n)
+    }
+}
+
+/// Fetches `repo:tag` and everything it references through `base`,
+/// checking each digest (an index's children recursively).
+pub(crate) fn verify_image(base: &str, repo: &str, reference: &str) {
+    let r = admin(client().get(format!("{base}/v2/{repo}/manifests/{reference}")))
+        .header("accept", layout::MANIFEST)
+        .header("accept", layout::INDEX)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK, "{repo}:{reference} on {base}");
+    let digest = r.headers()["docker-content-digest"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let bytes = r.bytes().unwrap();
+    assert_eq!(sha256(&bytes), digest, "{repo}:{reference} on {base}");
+    let m: Value = serde_json::from_slice(&bytes).unwrap();
+    if let Some(children) = m["manifests"].as_array() {
+        for child in children {
+            verify_image(base, repo, child["digest"].as_str().unwrap());
+        }
+        return;
+    }
+    let mut blobs = vec![m["config"]["digest"].as_str().unwrap().to_owned()];
+    for l in m["layers"].as_array().unwrap() {
+        blobs.push(l["digest"].as_str().unwrap().to_owned());
+    }
+    for d in blobs {
+        assert_eq!(sha256(&get_blob(base, repo, &d)), d, "{repo}@{d} on {base}");
+    }
 }
 
 fn get_blob(base: &str, repo: &str, digest: &str) -> Vec<u8> {
@@ -169,7 +262,7 @@ fn three_replicas_serve_one_registry() {
     if !require("skopeo", "cluster::three_replicas_serve_one_registry") {
         return;
     }
-    let mut cluster = Cluster::start(3, &[]);
+    let mut cluster = Cluster::start(3, Some("gc_grace_period = \"5s\"\ngc_interval = \"0\"\n"));
     let bases: Vec<String> = (0..3).map(|i| cluster.base(i)).collect();
     let creds = format!("admin:{ADMIN_PASSWORD}");
 
@@ -218,18 +311,25 @@ fn three_replicas_serve_one_registry() {
         );
     }
 
-    // One chunked upload, each request on another replica.
-    let a = layout::random_bytes(300_000);
-    let b = layout::random_bytes(200_000);
-    let cc = layout::random_bytes(1000);
-    let digest = chunked_upload(&bases, "cluster/chunks", &[&a, &b, &cc]);
+    // One chunked upload, each request on another replica; the chunks
+    // cross the 8 MiB part size, so parts are uploaded by different
+    // replicas and the multipart upload is completed by a third.
+    let a = layout::random_bytes(6 << 20);
+    let b = layout::random_bytes(5 << 20);
+    let cc = layout::random_bytes(3 << 20);
+    let dd = layout::random_bytes(1000);
+    let digest = chunked_upload(&bases, "cluster/chunks", &[&a, &b, &cc, &dd]);
+    let whole = [a.as_slice(), &b, &cc, &dd].concat();
     assert_eq!(
-        get_blob(&bases[1], "cluster/chunks", &digest),
-        [a.as_slice(), &b, &cc].concat()
+        sha256(&get_blob(&bases[1], "cluster/chunks", &digest)),
+        digest
     );
+    assert_eq!(get_blob(&bases[2], "cluster/chunks", &digest), whole);
+    let chunked_digest = digest;
 
-    // A replica killed (SIGKILL) in the middle of an upload: the session
-    // is finished through the others.
+    // A replica killed (SIGKILL) while a PATCH streams through it (with a
+    // part uploaded, so it holds the session's claim): the session is
+    // finished through the others from what it had recorded.
     let http = client();
     let r = admin(http.post(format!("{}/v2/cluster/crash/blobs/uploads/", bases[1])))
         .send()
@@ -244,19 +344,73 @@ fn three_replicas_serve_one_registry() {
         .unwrap();
     assert_eq!(r.status(), StatusCode::ACCEPTED);
     let location = r.headers()["location"].to_str().unwrap().to_owned();
+    let (sent_tx, sent_rx) = std::sync::mpsc::channel();
+    let (release, released) = std::sync::mpsc::channel();
+    let in_flight = {
+        let url = format!("{}{location}", bases[1]);
+        let body = StallingBody {
+            left: 10 << 20,
+            sent: Some(sent_tx),
+            release: released,
+        };
+        std::thread::spawn(move || {
+            admin(client().patch(url))
+                .header("content-type", "application/octet-stream")
+                .body(reqwest::blocking::Body::new(body))
+                .send()
+        })
+    };
+    sent_rx.recv_timeout(Duration::from_secs(60)).unwrap();
+    // Time for the replica to upload the first part.
+    std::thread::sleep(Duration::from_secs(3));
     cluster.replicas[1].kill();
-    let rest = layout::random_bytes(50_000);
-    let r = admin(http.patch(format!("{}{location}", bases[2])))
-        .header("content-type", "application/octet-stream")
-        .header(
-            "content-range",
-            format!("{}-{}", first.len(), first.len() + rest.len() - 1),
-        )
-        .body(rest.clone())
+    let _ = release.send(());
+    assert!(in_flight.join().unwrap().is_err(), "the PATCH was cut");
+    // Another replica reports what was recorded (the cut PATCH was not)
+    // and takes the rest once the dead replica's claim expires.
+    let r = admin(http.get(format!("{}{location}", bases[2])))
         .send()
         .unwrap();
-    assert_eq!(r.status(), StatusCode::ACCEPTED, "{:?}", r.text());
-    let location = r.headers()["location"].to_str().unwrap().to_owned();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        r.headers()["range"],
+        format!("0-{}", first.len() - 1).as_str()
+    );
+    let rest = layout::random_bytes(9 << 20);
+    let killed_at = Instant::now();
+    let location = loop {
+        let r = admin(http.patch(format!("{}{location}", bases[2])))
+            .header("content-type", "application/octet-stream")
+            .header(
+                "content-range",
+                format!("{}-{}", first.len(), first.len() + rest.len() - 1),
+            )
+            .body(rest.clone())
+            .send();
+        match r {
+            Ok(r) if r.status() == StatusCode::ACCEPTED => {
+                break r.headers()["location"].to_str().unwrap().to_owned();
+            }
+            Ok(r) => assert_eq!(
+                r.status(),
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                "{:?}",
+                r.text()
+            ),
+            // Refused (416) before the body was read: the connection
+            // closed under the rest of it.
+            Err(e) => assert!(e.is_request(), "{e}"),
+        }
+        assert!(
+            killed_at.elapsed() < Duration::from_secs(60),
+            "the dead replica's claim on the session never expired"
+        );
+        std::thread::sleep(Duration::from_secs(1));
+    };
+    eprintln!(
+        "cluster: the session continued {:?} after its replica died",
+        killed_at.elapsed()
+    );
     let whole = [first.as_slice(), &rest].concat();
     let d = sha256(&whole);
     let sep = if location.contains('?') { '&' } else { '?' };
@@ -265,7 +419,8 @@ fn three_replicas_serve_one_registry() {
         .unwrap();
     assert_eq!(r.status(), StatusCode::CREATED, "{:?}", r.text());
     assert_eq!(get_blob(&bases[2], "cluster/crash", &d), whole);
-    let restarted = cluster.launch(1, &[]);
+    let crash_digest = d;
+    let restarted = cluster.launch(1);
     cluster.replicas[1] = restarted;
     let bases: Vec<String> = (0..3).map(|i| cluster.base(i)).collect();
 
@@ -318,7 +473,10 @@ fn three_replicas_serve_one_registry() {
     }
 
     // GC on replica 1 while replicas 2 and 3 take pushes; afterwards every
-    // tagged image pulls whole.
+    // tagged image pulls whole and every digest verifies. The grace period
+    // is 5 s: the blobs of the uploads above, never referenced by a
+    // manifest, are collected from the bucket by this run.
+    std::thread::sleep(Duration::from_secs(6));
     let pushers: Vec<_> = (1..3)
         .map(|i| {
             let base = bases[i].clone();
@@ -339,9 +497,33 @@ fn three_replicas_serve_one_registry() {
         .send()
         .unwrap();
     assert!(r.status().is_success(), "{:?}", r.text());
+    let report: Value = r.json().unwrap();
+    let deleted: Vec<&str> = report["blobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["digest"].as_str().unwrap())
+        .collect();
+    assert!(
+        deleted.contains(&chunked_digest.as_str()) && deleted.contains(&crash_digest.as_str()),
+        "{report}"
+    );
     let mut pushed = Vec::new();
     for p in pushers {
         pushed.extend(p.join().unwrap());
+    }
+    for (repo, digest) in [
+        ("cluster/chunks", &chunked_digest),
+        ("cluster/crash", &crash_digest),
+    ] {
+        let r = admin(http.head(format!("{}/v2/{repo}/blobs/{digest}", bases[2])))
+            .send()
+            .unwrap();
+        assert_eq!(
+            r.status(),
+            StatusCode::NOT_FOUND,
+            "{repo}@{digest} collected"
+        );
     }
     for (tag, digest) in &pushed {
         let back = c.dir(&format!("back-{tag}"));
@@ -356,13 +538,23 @@ fn three_replicas_serve_one_registry() {
         let got = layout::resolve(&back, "x").expect("pulled");
         assert_eq!(&got.digest, digest);
     }
+    // Every tagged image, through every replica: the manifest and each
+    // blob it names hash to their digests.
+    for (repo, tag) in [("cluster/app", "stable"), ("cluster/multi", "v1")]
+        .into_iter()
+        .chain(pushed.iter().map(|(t, _)| ("cluster/busy", t.as_str())))
+    {
+        for base in &bases {
+            verify_image(base, repo, tag);
+        }
+    }
     let log = cluster.replicas[0].log();
     assert!(!log.contains(crate::database::DB_PASSWORD));
 }
 
 #[test]
 fn postgres_restarting_under_load_gives_503s_then_recovers() {
-    let mut cluster = Cluster::start(1, &[]);
+    let mut cluster = Cluster::start(1, None);
     let base = cluster.base(0);
     let work = tempfile::tempdir().unwrap();
     let digest = push_small(&base, "load/app", &work.path().join("img"), "v1", &[100]);

@@ -1,8 +1,9 @@
 //! `berth migrate`: a populated single-node registry (SQLite + files)
-//! moved into PostgreSQL and another blob directory, interrupted and
-//! resumed, then served by two replicas: every table copied (found
-//! generically, so a new table cannot be forgotten), every blob identical,
-//! every tag pulls with its digest, every account logs in.
+//! moved into PostgreSQL and an S3 bucket (SeaweedFS, signatures checked),
+//! interrupted by a damaged blob (the target verifies every digest) and
+//! resumed, then served by a cluster of two replicas: every table copied
+//! (found generically, so a new table cannot be forgotten), every blob in
+//! the bucket, every tag pulls with its digest, every account logs in.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -11,8 +12,13 @@ use berth_meta::Meta;
 use berth_testkit::Postgres;
 use reqwest::StatusCode;
 
-use crate::cluster::{admin, manifest_digest, push_small};
+use berth_store::object::S3Settings;
+use berth_store::{BlobStore, BucketStore};
+
+use crate::cluster::{admin, fresh_prefix, manifest_digest, push_small, verify_image, Cluster};
 use crate::common::{berth_bin, Berth, ADMIN_PASSWORD};
+use crate::s3::weed;
+use crate::weed::{ACCESS_KEY, BUCKET, SECRET_KEY};
 
 fn files(root: &Path) -> Vec<(PathBuf, Vec<u8>)> {
     let mut out = Vec::new();
@@ -37,16 +43,39 @@ fn files(root: &Path) -> Vec<(PathBuf, Vec<u8>)> {
     out
 }
 
-fn migrate(data: &Path, url: &str, to: &Path) -> std::process::Output {
+fn migrate(data: &Path, url: &str, to: &str) -> std::process::Output {
+    let w = weed();
     Command::new(berth_bin())
         .arg("migrate")
         .arg("--data-dir")
         .arg(data)
-        .arg("--to-storage")
-        .arg(to)
+        .args(["--to-storage", to, "--s3-endpoint", &w.endpoint])
+        .arg("--s3-path-style")
         .env("BERTH_TO_DATABASE_URL", url)
+        .envs(w.env())
         .output()
         .unwrap()
+}
+
+/// Every blob under `s3://BUCKET/prefix`, with its size.
+async fn bucket_blobs(prefix: &str) -> Vec<(String, u64)> {
+    let w = weed();
+    let store = BucketStore::connect(&S3Settings {
+        url: format!("s3://{BUCKET}/{prefix}"),
+        endpoint: Some(w.endpoint.clone()),
+        region: Some("us-east-1".to_owned()),
+        path_style: true,
+        credentials: Some((ACCESS_KEY.to_owned(), SECRET_KEY.to_owned())),
+        ..S3Settings::default()
+    })
+    .unwrap();
+    store
+        .list(None, 100_000)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|b| (b.digest.to_string(), b.size))
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -107,32 +136,44 @@ async fn a_single_node_registry_moves_into_the_cluster_whole() {
 
     let pg = Postgres::start();
     let url = pg.create_database("target");
-    let target = work.path().join("shared");
+    let prefix = fresh_prefix("migrate");
+    let target = format!("s3://{BUCKET}/{prefix}");
 
-    // Interrupted: a file where the target needs a blob directory makes
-    // the blob copy fail half-way.
+    // Interrupted: a blob damaged on disk in the middle of the copy is
+    // refused by the target (its digest is verified as it streams in).
     let source_blobs = files(&data.join("blobs"));
     assert!(source_blobs.len() >= 8, "{}", source_blobs.len());
-    let middle = &source_blobs[source_blobs.len() / 2].0;
-    let prefix_dir = target.join("blobs").join(middle.parent().unwrap());
-    std::fs::create_dir_all(prefix_dir.parent().unwrap()).unwrap();
-    std::fs::write(&prefix_dir, b"in the way").unwrap();
+    let (middle, original) = &source_blobs[source_blobs.len() / 2];
+    let damaged = data.join("blobs").join(middle);
+    std::fs::write(&damaged, b"not what the digest says").unwrap();
     let out = migrate(&data, &url, &target);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{err}");
     assert!(err.contains("copying blob"), "{err}");
+    assert!(err.contains("digest"), "{err}");
     let marker = pg.psql(
         "target",
         "SELECT value FROM server_keys WHERE name = 'berth-migrate'",
     );
     assert!(marker.contains("\"complete\":false"), "{marker}");
+    let partial = bucket_blobs(&prefix).await;
+    assert!(
+        !partial.is_empty() && partial.len() < source_blobs.len(),
+        "{} of {} copied before the damaged one",
+        partial.len(),
+        source_blobs.len()
+    );
 
-    // Resumed: complete.
-    std::fs::remove_file(&prefix_dir).unwrap();
+    // Resumed: complete; the blobs already there are skipped.
+    std::fs::write(&damaged, original).unwrap();
     let out = migrate(&data, &url, &target);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");
     assert!(err.contains("resuming the migration"), "{err}");
+    assert!(
+        err.contains(&format!("({} already there)", partial.len())),
+        "{err}"
+    );
     // Run again: nothing left to do, nothing doubled.
     let out = migrate(&data, &url, &target);
     assert!(
@@ -159,8 +200,20 @@ async fn a_single_node_registry_moves_into_the_cluster_whole() {
     assert!(from.count_rows("job_runs").await.unwrap() > 0);
     from.close().await;
     to.close().await;
-    // Every blob, byte for byte.
-    assert_eq!(files(&target.join("blobs")), source_blobs);
+    // Every blob is in the bucket with its size (the file names are the
+    // digests' hex).
+    let mut expected: Vec<(String, u64)> = source_blobs
+        .iter()
+        .map(|(p, bytes)| {
+            let alg = p.components().next().unwrap().as_os_str().to_string_lossy();
+            let hex = p.file_name().unwrap().to_string_lossy();
+            (format!("{alg}:{hex}"), bytes.len() as u64)
+        })
+        .collect();
+    expected.sort();
+    let mut stored = bucket_blobs(&prefix).await;
+    stored.sort();
+    assert_eq!(stored, expected);
 
     // A non-empty target that is not this migration's is refused.
     let other = work.path().join("other");
@@ -170,31 +223,19 @@ async fn a_single_node_registry_moves_into_the_cluster_whole() {
         .unwrap()
         .close()
         .await;
-    let out = migrate(&other, &url, &work.path().join("elsewhere"));
+    let out = migrate(&other, &url, &format!("s3://{BUCKET}/{prefix}-elsewhere"));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         !out.status.success() && err.contains("holds a migration from"),
         "{err}"
     );
 
-    // Two replicas on the result: every tag with its digest, every
-    // account and the token log in.
+    // A cluster of two replicas on the result: every tag with its digest
+    // (and every blob verified), every account and the token log in.
     tokio::task::spawn_blocking(move || {
-        let replicas: Vec<Berth> = (0..2)
-            .map(|i| {
-                let dir = work.path().join(format!("r{i}"));
-                std::fs::create_dir_all(&dir).unwrap();
-                Berth::launch(
-                    &target,
-                    &["--auth", "token", "--database-url", url.as_str()],
-                    None,
-                    &dir,
-                    &[],
-                )
-            })
-            .collect();
+        let cluster = Cluster::on(pg, url, target, 2, None);
         let http = reqwest::blocking::Client::new();
-        for r in &replicas {
+        for r in &cluster.replicas {
             for (repo, tag, digest) in &tags {
                 assert_eq!(
                     manifest_digest(&r.url(), repo, tag),
@@ -202,6 +243,7 @@ async fn a_single_node_registry_moves_into_the_cluster_whole() {
                     "{repo}:{tag} on {}",
                     r.url()
                 );
+                verify_image(&r.url(), repo, tag);
             }
             for (user, password) in [
                 ("admin", ADMIN_PASSWORD),
@@ -217,6 +259,7 @@ async fn a_single_node_registry_moves_into_the_cluster_whole() {
                 assert_eq!(s, StatusCode::OK, "{user} logs in on {}", r.url());
             }
         }
+        drop(work);
     })
     .await
     .unwrap();

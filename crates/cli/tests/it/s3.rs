@@ -14,7 +14,7 @@ use serde_json::Value;
 use crate::common::Berth;
 use crate::oci::{client, expect_error, push_blob, push_image, sha256};
 use crate::tools::berth_ok;
-use crate::weed::{Weed, BUCKET};
+use crate::weed::{Weed, ACCESS_KEY, BUCKET, SECRET_KEY};
 
 /// The server the S3 tests share (each uses its own prefix).
 pub fn weed() -> &'static Weed {
@@ -344,4 +344,77 @@ async fn s3_redirect_answers_307_to_a_presigned_url() {
         .await
         .unwrap();
     assert_eq!(sha256(&r.bytes().await.unwrap()), digest);
+}
+
+/// Credentials from the shared AWS files (`AWS_PROFILE` picks the
+/// section, the config file gives the region); keys in the environment win
+/// over them, as in the AWS SDKs.
+#[tokio::test]
+async fn s3_credentials_come_from_the_aws_files_and_the_environment_wins() {
+    let w = weed();
+    let work = tempfile::tempdir().unwrap();
+    let home = work.path().join("home");
+    std::fs::create_dir_all(home.join(".aws")).unwrap();
+    std::fs::write(
+        home.join(".aws/credentials"),
+        format!(
+            "[default]\naws_access_key_id = WRONGKEY\naws_secret_access_key = wrong\n\n\
+             [berth]\naws_access_key_id = {ACCESS_KEY}\naws_secret_access_key = {SECRET_KEY}\n"
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        home.join(".aws/config"),
+        "[profile berth]\nregion = us-east-1\n",
+    )
+    .unwrap();
+    let storage = format!("s3://{BUCKET}/profile");
+    let args = [
+        "--storage",
+        storage.as_str(),
+        "--s3-endpoint",
+        w.endpoint.as_str(),
+        "--s3-path-style",
+    ];
+    let home_var = home.display().to_string();
+    let berth = Berth::launch(
+        &work.path().join("data"),
+        &args,
+        None,
+        work.path(),
+        &[("HOME", home_var.as_str()), ("AWS_PROFILE", "berth")],
+    );
+    let c = client();
+    let digest = push_blob(&c, &berth.url(), "team/profile", b"signed with the profile").await;
+    let r = get_blob(&c, &berth.url(), "team/profile", &digest).await;
+    assert_eq!(&r.bytes().await.unwrap()[..], b"signed with the profile");
+
+    // The environment's keys (wrong here) win over the profile's; the
+    // default profile (wrong too) is used without AWS_PROFILE.
+    for env in [
+        vec![
+            ("AWS_PROFILE", "berth"),
+            ("AWS_ACCESS_KEY_ID", "ENVKEY"),
+            ("AWS_SECRET_ACCESS_KEY", "env-secret"),
+        ],
+        vec![],
+    ] {
+        let out = std::process::Command::new(crate::common::berth_bin())
+            .args(["serve", "--listen", "127.0.0.1:0", "--auth", "none"])
+            .arg("--data-dir")
+            .arg(work.path().join("data2"))
+            .args(args)
+            .env("HOME", &home)
+            .env_remove("AWS_PROFILE")
+            .envs(env.iter().copied())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{err}");
+        assert!(err.contains("reaching object storage"), "{env:?}: {err}");
+        assert!(
+            !err.contains("env-secret") && !err.contains("wrong\n"),
+            "{err}"
+        );
+    }
 }

@@ -1,14 +1,16 @@
 //! Connecting to an S3-compatible bucket.
 //!
-//! Credentials and defaults come from the standard AWS environment, as
-//! `object_store`'s `AmazonS3Builder::from_env` reads it: `AWS_ACCESS_KEY_ID`,
+//! Credentials and defaults come from the standard AWS sources, in the
+//! AWS SDKs' order: the environment as `object_store`'s
+//! `AmazonS3Builder::from_env` reads it (`AWS_ACCESS_KEY_ID`,
 //! `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`, `AWS_REGION` /
-//! `AWS_DEFAULT_REGION`, `AWS_ENDPOINT`, web identity (`AWS_WEB_IDENTITY_TOKEN_FILE`
-//! with `AWS_ROLE_ARN`), ECS task credentials
-//! (`AWS_CONTAINER_CREDENTIALS_RELATIVE_URI`) and, failing those, the EC2
-//! instance metadata service. The shared files `~/.aws/credentials` and
-//! `~/.aws/config` are not read. berth's own settings (endpoint, region,
-//! addressing style) override the environment.
+//! `AWS_DEFAULT_REGION`, `AWS_ENDPOINT`, ...); then the shared files
+//! `~/.aws/credentials` and `~/.aws/config` with `AWS_PROFILE`,
+//! `AWS_SHARED_CREDENTIALS_FILE` and `AWS_CONFIG_FILE` (see [`super::profile`]);
+//! then web identity (`AWS_WEB_IDENTITY_TOKEN_FILE` with `AWS_ROLE_ARN`),
+//! ECS task credentials (`AWS_CONTAINER_CREDENTIALS_RELATIVE_URI`) and,
+//! failing those, the EC2 instance metadata service. berth's own settings
+//! (endpoint, region, addressing style) override all of them.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,6 +18,7 @@ use std::time::Duration;
 use object_store::aws::AmazonS3Builder;
 use object_store::{BackoffConfig, ClientOptions, RetryConfig};
 
+use super::profile::{self, Profile};
 use super::{Backend, BucketStore};
 
 /// How berth reaches its bucket.
@@ -68,6 +71,9 @@ pub enum SettingsError {
     /// `object_store` refused the configuration.
     #[error("object storage settings: {0}")]
     Backend(#[from] object_store::Error),
+    /// The shared AWS files could not be used.
+    #[error("AWS shared configuration: {0}")]
+    Files(String),
 }
 
 /// Splits `s3://bucket/prefix`.
@@ -91,8 +97,27 @@ fn virtual_host(endpoint: &str, bucket: &str) -> String {
     }
 }
 
+/// What the environment leaves to the shared AWS files: read them only
+/// then (so an `AWS_PROFILE` naming a missing profile matters only when
+/// the profile would be used).
+fn shared_files(s: &S3Settings) -> Result<Profile, SettingsError> {
+    let set = |k: &str| std::env::var_os(k).is_some_and(|v| !v.is_empty());
+    let need_keys = s.credentials.is_none() && !set("AWS_ACCESS_KEY_ID");
+    let need_region = s.region.is_none() && !set("AWS_REGION") && !set("AWS_DEFAULT_REGION");
+    if need_keys || need_region {
+        let profile = profile::load(&|k| std::env::var(k).ok())?;
+        Ok(Profile {
+            keys: profile.keys.filter(|_| need_keys),
+            region: profile.region.filter(|_| need_region),
+        })
+    } else {
+        Ok(Profile::default())
+    }
+}
+
 fn build(
     s: &S3Settings,
+    files: &Profile,
     bucket: &str,
     endpoint: Option<&str>,
 ) -> Result<Arc<dyn Backend>, SettingsError> {
@@ -114,8 +139,17 @@ fn build(
         );
     if let Some((id, secret)) = &s.credentials {
         b = b.with_access_key_id(id).with_secret_access_key(secret);
+    } else if let Some(keys) = &files.keys {
+        b = b
+            .with_access_key_id(&keys.id)
+            .with_secret_access_key(&keys.secret);
+        if let Some(token) = &keys.token {
+            b = b.with_token(token);
+        }
     }
     if let Some(region) = &s.region {
+        b = b.with_region(region);
+    } else if let Some(region) = &files.region {
         b = b.with_region(region);
     } else if std::env::var_os("AWS_REGION").is_none()
         && std::env::var_os("AWS_DEFAULT_REGION").is_none()
@@ -138,11 +172,12 @@ impl BucketStore {
     /// see [`BucketStore::check`]).
     pub fn connect(settings: &S3Settings) -> Result<BucketStore, SettingsError> {
         let (bucket, prefix) = parse_url(&settings.url)?;
-        let api = build(settings, &bucket, settings.endpoint.as_deref())?;
+        let files = shared_files(settings)?;
+        let api = build(settings, &files, &bucket, settings.endpoint.as_deref())?;
         let mut store = BucketStore::new(api.clone(), &prefix);
         if let Some(ttl) = settings.redirect {
             let signer = match &settings.public_endpoint {
-                Some(public) => build(settings, &bucket, Some(public))?,
+                Some(public) => build(settings, &files, &bucket, Some(public))?,
                 None => api,
             };
             store = store.with_redirects(signer, ttl);

@@ -65,6 +65,7 @@ use crate::{BlobBody, BlobRead, BlobStore, ByteStream, Error, Result, StoredBlob
 mod connect;
 mod gc;
 mod hash;
+mod profile;
 mod put;
 mod session;
 

@@ -16,8 +16,11 @@ use super::{gc, unavailable, BucketStore};
 use crate::{ByteStream, Error, Result, UploadInfo};
 
 /// How long a claim on a session (by an append uploading parts) holds
-/// without being renewed; a claim left by a dead replica expires after it.
-const CLAIM: Duration = Duration::from_secs(300);
+/// without being renewed; a claim left by a dead replica expires after it,
+/// so its session can be continued through another replica that much
+/// later. The append holding it renews it as bytes keep arriving (see
+/// [`Append::stream`]), so a slow client does not lose it between parts.
+const CLAIM: Duration = Duration::from_secs(30);
 
 /// `uploads/<id>/state.json`.
 #[derive(Serialize, Deserialize, Clone)]
@@ -323,6 +326,10 @@ impl Append<'_> {
             }
             hasher.update(&chunk);
             self.pending.push(chunk);
+            if self.claimed {
+                // Renews the claim once half of it has passed.
+                self.claim().await?;
+            }
             while self.state.buffered() + self.pending.len()
                 >= self.store.part_len(self.state.parts.len())
             {
