@@ -243,6 +243,17 @@ impl Meta {
     }
 }
 
+/// Runs a read on the pull path, timing it into
+/// `berth_db_query_duration_seconds{operation="read"}` (and counting a
+/// database failure into `berth_db_errors_total`).
+pub(crate) async fn timed_read<T>(read: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+    let started = std::time::Instant::now();
+    let out = read.await;
+    let failed = matches!(&out, Err(Error::Db(_)));
+    berth_metrics::get().db_operation(berth_metrics::DbOperation::Read, started.elapsed(), !failed);
+    out
+}
+
 /// The PostgreSQL advisory lock key held while migrating ("berth" in
 /// ASCII): replicas starting together migrate one after the other, and
 /// the later ones find nothing left to do.

@@ -114,15 +114,15 @@ pub struct Content {
 
 /// Garbage collection and retention families.
 pub struct Jobs {
-    /// `berth_job_runs_total{job, outcome}`.
+    /// `berth_job_runs_total{task, outcome}`.
     pub runs: Family<JobRunLabels, Counter>,
-    /// `berth_job_duration_seconds{job}`.
+    /// `berth_job_duration_seconds{task}`.
     pub duration: HistogramFamily<JobLabels>,
-    /// `berth_job_deleted_total{job, kind}`.
+    /// `berth_job_deleted_total{task, kind}`.
     pub deleted: Family<JobDeletedLabels, Counter>,
-    /// `berth_job_reclaimed_bytes_total{job}`.
+    /// `berth_job_reclaimed_bytes_total{task}`.
     pub reclaimed_bytes: Family<JobLabels, Counter>,
-    /// `berth_job_last_success_timestamp_seconds{job}`.
+    /// `berth_job_last_success_timestamp_seconds{task}`.
     pub last_success: Family<JobLabels, Gauge>,
 }
 
@@ -561,28 +561,28 @@ impl Metrics {
         };
         self.jobs
             .runs
-            .get_or_create(&JobRunLabels { job, outcome })
+            .get_or_create(&JobRunLabels { task: job, outcome })
             .inc();
         self.jobs
             .duration
-            .get_or_create(&JobLabels { job })
+            .get_or_create(&JobLabels { task: job })
             .observe(run.elapsed.as_secs_f64());
         for &(kind, n) in run.deleted {
             self.jobs
                 .deleted
-                .get_or_create(&JobDeletedLabels { job, kind })
+                .get_or_create(&JobDeletedLabels { task: job, kind })
                 .inc_by(n);
         }
         if run.reclaimed_bytes > 0 {
             self.jobs
                 .reclaimed_bytes
-                .get_or_create(&JobLabels { job })
+                .get_or_create(&JobLabels { task: job })
                 .inc_by(run.reclaimed_bytes);
         }
         if run.success {
             self.jobs
                 .last_success
-                .get_or_create(&JobLabels { job })
+                .get_or_create(&JobLabels { task: job })
                 .set(run.now_unix);
         }
     }
@@ -593,7 +593,7 @@ impl Metrics {
         if self.enabled() {
             self.jobs
                 .deleted
-                .get_or_create(&JobDeletedLabels { job, kind })
+                .get_or_create(&JobDeletedLabels { task: job, kind })
                 .inc_by(n);
         }
     }

@@ -140,6 +140,8 @@ async fn metrics_count_requests_by_template_pushes_pulls_and_storage() {
     assert_eq!(get("berth_stored_blobs{namespace=\"acme\"}"), 2.0);
     assert_eq!(get("berth_uploads_in_progress"), 0.0);
     assert!(get("berth_db_query_duration_seconds_count{operation=\"write\"}") >= 3.0);
+    // The unknown tag was looked up in the database.
+    assert!(get("berth_db_query_duration_seconds_count{operation=\"read\"}") >= 1.0);
     assert!(
         get("berth_storage_operation_duration_seconds_count{backend=\"filesystem\",operation=\"put\"}")
             >= 2.0
