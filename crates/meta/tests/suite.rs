@@ -19,6 +19,8 @@ mod certificates;
 mod gc;
 #[path = "suite/lifecycle.rs"]
 mod lifecycle;
+#[path = "suite/observe.rs"]
+mod observe;
 #[path = "suite/retention.rs"]
 mod retention;
 #[path = "suite/schema.rs"]
@@ -400,6 +402,7 @@ async fn run_suite(meta: Meta) {
     gc::job_cases(&meta).await;
     retention::retention_cases(&meta).await;
     tenancy::run(&meta).await;
+    observe::run(&meta).await;
     meta.close().await;
 }
 

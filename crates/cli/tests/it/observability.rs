@@ -69,9 +69,17 @@ async fn metrics_count_requests_by_template_pushes_pulls_and_storage() {
         .await
         .unwrap();
     assert_eq!(r.status(), 404);
+    let r = c.post(format!("{u}/api/v1/gc")).send().await.unwrap();
+    assert_eq!(r.status(), 200, "{:?}", r.text().await);
 
     let t = scrape(&c, &u).await;
     let get = |s: &str| sample(&t, s).unwrap_or_else(|| panic!("no {s} in\n{t}"));
+    assert_eq!(
+        get("berth_job_runs_total{task=\"gc\",outcome=\"success\"}"),
+        1.0
+    );
+    assert_eq!(get("berth_job_duration_seconds_count{task=\"gc\"}"), 1.0);
+    assert!(get("berth_job_last_success_timestamp_seconds{task=\"gc\"}") > 1.7e9);
     let manifests = "route=\"/v2/{name}/manifests/{reference}\"";
     assert_eq!(
         get(&format!(
