@@ -198,9 +198,9 @@ pub(crate) async fn layer(State(app): State<Arc<App>>, req: Request, next: Next)
         req = req.map(|inner| Body::new(Counted { inner, n: counted }));
         Some(n)
     };
-    if settings.metrics {
-        berth_metrics::get().http.in_flight.inc();
-    }
+    // Held across the handler: a request whose client went away before
+    // the answer leaves the gauge too.
+    let in_flight = settings.metrics.then(InFlight::new);
     let resp = next.run(req).await;
     let route = resp.extensions().get::<ApiRoute>().map_or(route, |r| r.0);
     let finish = Finish {
@@ -210,7 +210,7 @@ pub(crate) async fn layer(State(app): State<Arc<App>>, req: Request, next: Next)
         status: resp.status().as_u16(),
         received,
         sent: 0,
-        metrics: settings.metrics,
+        in_flight,
         log,
     };
     resp.map(|inner| {
@@ -236,8 +236,25 @@ struct Finish {
     status: u16,
     received: Option<Arc<AtomicU64>>,
     sent: u64,
-    metrics: bool,
+    /// Set when metrics are recorded.
+    in_flight: Option<InFlight>,
     log: Option<AccessLog>,
+}
+
+/// One request in `berth_http_requests_in_flight`, until dropped.
+struct InFlight;
+
+impl InFlight {
+    fn new() -> InFlight {
+        berth_metrics::get().http.in_flight.inc();
+        InFlight
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        berth_metrics::get().http.in_flight.dec();
+    }
 }
 
 impl Finish {
@@ -247,9 +264,9 @@ impl Finish {
             .received
             .as_ref()
             .map_or(0, |n| n.load(Ordering::Relaxed));
-        if self.metrics {
+        if let Some(in_flight) = self.in_flight {
+            drop(in_flight);
             let m = berth_metrics::get();
-            m.http.in_flight.dec();
             m.http_request(self.route, self.method, self.status, elapsed);
             m.http_bytes(self.route, self.method, received, self.sent);
         }

@@ -80,6 +80,11 @@ async fn metrics_count_requests_by_template_pushes_pulls_and_storage() {
     );
     assert_eq!(get("berth_job_duration_seconds_count{task=\"gc\"}"), 1.0);
     assert!(get("berth_job_last_success_timestamp_seconds{task=\"gc\"}") > 1.7e9);
+    assert_eq!(
+        get("berth_http_requests_in_flight"),
+        1.0,
+        "the scrape itself"
+    );
     let manifests = "route=\"/v2/{name}/manifests/{reference}\"";
     assert_eq!(
         get(&format!(
