@@ -45,17 +45,32 @@ fn init_logging(cfg: &Settings) -> anyhow::Result<()> {
     result.map_err(|e| anyhow::anyhow!("cannot initialise logging: {e}"))
 }
 
-async fn shutdown_signal(registry: Arc<Registry>) {
+/// SIGTERM, listened for from when this was made: before the address
+/// file says the server is up, so a SIGTERM sent right after it is not
+/// the default action (exit 143 without draining).
+#[cfg(unix)]
+type Term = Option<tokio::signal::unix::Signal>;
+#[cfg(not(unix))]
+type Term = ();
+
+fn listen_for_term() -> Term {
+    #[cfg(unix)]
+    return tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    #[cfg(not(unix))]
+    ()
+}
+
+async fn shutdown_signal(registry: Arc<Registry>, term: Term) {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
+    let term = async move {
+        match term {
+            Some(mut s) => {
                 s.recv().await;
             }
-            Err(_) => std::future::pending::<()>().await,
+            None => std::future::pending::<()>().await,
         }
     };
     #[cfg(not(unix))]
@@ -260,6 +275,7 @@ pub async fn run(args: ServeArgs, matches: &ArgMatches) -> anyhow::Result<()> {
              pull and delete; use it for local development only"
         );
     }
+    let term = listen_for_term();
     if let Some(f) = &cfg.addr_file {
         std::fs::write(f, addr.to_string())
             .with_context(|| format!("writing address file {}", f.display()))?;
@@ -319,7 +335,7 @@ pub async fn run(args: ServeArgs, matches: &ArgMatches) -> anyhow::Result<()> {
     tokio::spawn({
         let registry = registry.clone();
         async move {
-            shutdown_signal(registry).await;
+            shutdown_signal(registry, term).await;
             let _ = stop.send(true);
         }
     });
