@@ -23,6 +23,9 @@ use berth_server::listener::ConnectionLimits;
 use berth_server::tls::{ClientAuth, TlsFiles};
 
 pub use crate::storage::Storage;
+pub use networks::Networks;
+
+mod networks;
 use clap::parser::ValueSource;
 use clap::{ArgMatches, FromArgMatches};
 use serde::{Deserialize, Serialize};
@@ -459,6 +462,62 @@ pub struct Settings {
         value_name = "BOOL"
     )]
     pub tls_redirect_loopback_api: bool,
+    /// Networks webhooks may call although they are private, loopback or
+    /// link-local (CIDRs, comma-separated: `10.0.0.0/8,fd00::/8`); by
+    /// default webhooks reach public addresses only. See docs/webhooks.md.
+    #[arg(long, env = "BERTH_WEBHOOK_ALLOW_NETWORKS", value_name = "CIDRS")]
+    pub webhook_allow_networks: Option<Networks>,
+    /// Longest a webhook delivery may take (connection, request and
+    /// answer); a slower receiver counts as failed.
+    #[arg(
+        long,
+        env = "BERTH_WEBHOOK_TIMEOUT",
+        default_value = "10s",
+        value_name = "DURATION"
+    )]
+    pub webhook_timeout: Span,
+    /// Attempts per webhook delivery before it is given up.
+    #[arg(
+        long,
+        env = "BERTH_WEBHOOK_MAX_ATTEMPTS",
+        default_value = "12",
+        value_name = "N"
+    )]
+    pub webhook_max_attempts: u32,
+    /// Wait before the first retry of a failed webhook delivery; it
+    /// doubles after each failure (at most an hour), less a random part.
+    #[arg(
+        long,
+        env = "BERTH_WEBHOOK_RETRY_DELAY",
+        default_value = "1s",
+        value_name = "DURATION"
+    )]
+    pub webhook_retry_delay: Span,
+    /// A webhook is disabled (and audited) after this many failed
+    /// deliveries in a row; 0: never.
+    #[arg(
+        long,
+        env = "BERTH_WEBHOOK_DISABLE_AFTER",
+        default_value = "50",
+        value_name = "N"
+    )]
+    pub webhook_disable_after: u32,
+    /// Webhook deliveries in flight at once.
+    #[arg(
+        long,
+        env = "BERTH_WEBHOOK_CONCURRENCY",
+        default_value = "8",
+        value_name = "N"
+    )]
+    pub webhook_concurrency: usize,
+    /// Finished webhook deliveries and delivered events are kept this long.
+    #[arg(
+        long,
+        env = "BERTH_WEBHOOK_HISTORY",
+        default_value = "30d",
+        value_name = "DURATION"
+    )]
+    pub webhook_history: Span,
 }
 
 impl Default for Settings {
@@ -524,6 +583,8 @@ impl Settings {
             ("idle_timeout", self.idle_timeout),
             ("body_timeout", self.body_timeout),
             ("tls_reload_interval", self.tls_reload_interval),
+            ("webhook_timeout", self.webhook_timeout),
+            ("webhook_retry_delay", self.webhook_retry_delay),
         ] {
             if span.is_zero() {
                 bail!("{key} must be greater than zero");
@@ -534,6 +595,9 @@ impl Settings {
         }
         if self.database_pool_size == 0 {
             bail!("database_pool_size must be at least 1");
+        }
+        if self.webhook_max_attempts == 0 || self.webhook_concurrency == 0 {
+            bail!("webhook_max_attempts and webhook_concurrency must be at least 1");
         }
         if self.max_connections == 0 {
             bail!("max_connections must be at least 1");
@@ -643,6 +707,25 @@ impl Settings {
         berth_meta::PoolOptions {
             max_connections: self.database_pool_size,
             statement_timeout: Some(self.database_statement_timeout.get()).filter(|d| !d.is_zero()),
+            ..Default::default()
+        }
+    }
+
+    /// Webhook delivery settings.
+    pub fn webhook_settings(&self) -> berth_registry::webhooks::Settings {
+        berth_registry::webhooks::Settings {
+            allow_networks: self
+                .webhook_allow_networks
+                .clone()
+                .map(|n| n.0)
+                .unwrap_or_default(),
+            timeout: self.webhook_timeout.get(),
+            max_attempts: self.webhook_max_attempts,
+            retry_base: self.webhook_retry_delay.get(),
+            disable_after: self.webhook_disable_after,
+            concurrency: self.webhook_concurrency,
+            history: self.webhook_history.get(),
+            external_url: self.external_url.as_ref().map(|u| u.0.clone()),
             ..Default::default()
         }
     }

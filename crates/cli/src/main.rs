@@ -49,6 +49,8 @@ enum Command {
     Gc(Box<manage::gc::Args>),
     /// Retention policies of a namespace: set, get, plan, apply.
     Retention(Box<manage::retention::Args>),
+    /// Webhooks of a namespace or of the site, and their deliveries.
+    Webhook(Box<manage::webhook::Args>),
     /// Move a stopped single-node registry (SQLite + files) to PostgreSQL
     /// and other blob storage, for replicas (resumable).
     Migrate(Box<migrate::Args>),
@@ -119,6 +121,9 @@ fn main() -> ExitCode {
                 .map(|()| ExitCode::SUCCESS),
             Command::Gc(args) => manage::gc::run(&args).await.map(|()| ExitCode::SUCCESS),
             Command::Retention(args) => manage::retention::run(&args)
+                .await
+                .map(|()| ExitCode::SUCCESS),
+            Command::Webhook(args) => manage::webhook::run(*args)
                 .await
                 .map(|()| ExitCode::SUCCESS),
             Command::Migrate(args) => migrate::run(&args).await.map(|()| ExitCode::SUCCESS),

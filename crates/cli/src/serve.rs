@@ -27,6 +27,9 @@ use crate::config::{LogFormat, ServeArgs, Settings};
 /// How often the last-use times of access tokens are written.
 const TOKEN_USE_FLUSH: Duration = Duration::from_secs(30);
 
+/// How often the webhook worker looks for events to deliver.
+const WEBHOOK_POLL: Duration = Duration::from_secs(1);
+
 /// The file in the data directory that receives a generated administrator
 /// password (readable by its owner only).
 pub const ADMIN_PASSWORD_FILE: &str = "admin-password";
@@ -260,6 +263,7 @@ pub async fn run(args: ServeArgs, matches: &ArgMatches) -> anyhow::Result<()> {
             shared_database: database.is_postgres(),
             gc_grace_period: cfg.gc_grace_period.get(),
             gc_interval: cfg.gc_schedule(),
+            webhooks: cfg.webhook_settings(),
         },
     ));
     let auth = Arc::new(
@@ -317,6 +321,10 @@ pub async fn run(args: ServeArgs, matches: &ArgMatches) -> anyhow::Result<()> {
     }));
     workers.spawn(Arc::new(worker::Retention {
         registry: registry.clone(),
+    }));
+    workers.spawn(Arc::new(worker::WebhookDelivery {
+        registry: registry.clone(),
+        every: WEBHOOK_POLL,
     }));
 
     let app = Arc::new(App {

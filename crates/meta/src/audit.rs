@@ -38,6 +38,10 @@ pub mod action {
     pub const RETENTION_DELETE: &str = "retention.delete";
     /// Garbage collection removed unreferenced content.
     pub const GC: &str = "gc";
+    /// A webhook was created, changed, enabled or removed.
+    pub const WEBHOOK_CHANGE: &str = "webhook.change";
+    /// A webhook was disabled after a run of failed deliveries.
+    pub const WEBHOOK_DISABLE: &str = "webhook.disable";
 }
 
 /// Who acts, from where, and when: the part of an event every write
@@ -122,9 +126,12 @@ pub struct StoredEvent {
     pub event: Event,
 }
 
-/// Writes `event` on `conn`, inside the caller's transaction.
+/// Writes `event` on `conn`, inside the caller's transaction, with the
+/// outbox event it implies (a push, a tag moved or deleted, a manifest
+/// deleted: see [`crate::events`]).
 pub async fn record(conn: &mut AnyConnection, event: &Event) -> Result<()> {
-    insert(conn, event).await.map(|_| ())
+    insert(conn, event).await?;
+    crate::events::record_audit(conn, event).await
 }
 
 /// Writes `event` and returns its id.

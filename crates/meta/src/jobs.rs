@@ -118,7 +118,8 @@ impl Meta {
         .await
     }
 
-    /// Records the end of run `id`.
+    /// Records the end of run `id`, and publishes its outbox event (a GC
+    /// or retention run finished) in the same transaction.
     pub async fn finish_run(
         &self,
         id: i64,
@@ -126,6 +127,7 @@ impl Meta {
         ok: bool,
         summary: &serde_json::Value,
     ) -> Result<()> {
+        let summary_value = summary.clone();
         let summary = summary.to_string();
         self.transact(move |c| {
             Box::pin(async move {
@@ -138,7 +140,7 @@ impl Meta {
                 .bind(&summary)
                 .execute(&mut *c)
                 .await?;
-                Ok(())
+                crate::events::record_run(c, id, now, ok, &summary_value).await
             })
         })
         .await

@@ -1,6 +1,7 @@
 //! Registry metadata: repositories, blob links, manifests, tags, referrers,
 //! accounts and tokens ([`accounts`], [`tokens`]), the audit log ([`audit`]),
-//! retention policies, background jobs.
+//! retention policies, background jobs, the event outbox ([`events`]) and
+//! webhooks with their deliveries ([`webhooks`]).
 //!
 //! One API over two engines: SQLite (the embedded default) and PostgreSQL
 //! (scale-out). Both go through sqlx's `Any` driver with portable SQL only
@@ -16,6 +17,7 @@ pub mod certificates;
 mod commit;
 pub use commit::BoxFuture;
 mod db;
+pub mod events;
 mod gc;
 mod inventory;
 mod jobs;
@@ -28,6 +30,7 @@ mod stats;
 pub mod tokens;
 pub mod transfer;
 mod usage;
+pub mod webhooks;
 pub(crate) mod writes;
 
 pub use db::{is_postgres_url, redact_url, Dialect, Meta, PoolOptions};

@@ -271,7 +271,9 @@ pub(crate) async fn put_manifest_guarded(
         .event(action::PUSH)
         .repository(m.repository.as_str())
         .digest(&m.digest)
-        .detail(serde_json::json!({ "tags": m.tags, "media_type": m.media_type }));
+        .detail(serde_json::json!({
+            "tags": m.tags, "media_type": m.media_type, "size": m.content.len(),
+        }));
     audit::record(conn, &event).await?;
     Ok(())
 }

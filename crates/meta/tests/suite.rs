@@ -27,6 +27,8 @@ mod retention;
 mod schema;
 #[path = "suite/tenancy.rs"]
 mod tenancy;
+#[path = "suite/webhooks.rs"]
+mod webhooks;
 
 /// A repository name, for the typed parameters.
 fn n(name: &str) -> berth_oci::RepositoryName {
@@ -403,6 +405,7 @@ async fn run_suite(meta: Meta) {
     retention::retention_cases(&meta).await;
     tenancy::run(&meta).await;
     observe::run(&meta).await;
+    webhooks::run(&meta).await;
     meta.close().await;
 }
 

@@ -141,10 +141,11 @@ pub struct Auth {
 pub struct Webhooks {
     /// `berth_webhook_deliveries_total{outcome}`: delivery attempts.
     pub deliveries: Family<DeliveryLabels, Counter>,
-    /// `berth_webhook_queue_depth`: deliveries waiting (scrape time).
+    /// `berth_webhook_queue_depth`: deliveries waiting (set by the
+    /// delivery worker).
     pub queue_depth: Gauge,
-    /// `berth_webhook_oldest_undelivered_age_seconds` (scrape time; 0 when
-    /// the queue is empty).
+    /// `berth_webhook_oldest_undelivered_age_seconds` (set by the delivery
+    /// worker; 0 when the queue is empty).
     pub oldest_undelivered_age: Gauge<f64, AtomicU64>,
 }
 
@@ -632,7 +633,7 @@ impl Metrics {
         }
     }
 
-    /// Sets the webhook backlog gauges (at scrape time): deliveries waiting
+    /// Sets the webhook backlog gauges: deliveries waiting
     /// and the age of the oldest (zero when none waits).
     pub fn webhook_backlog(&self, waiting: i64, oldest: Duration) {
         self.webhooks.queue_depth.set(waiting);

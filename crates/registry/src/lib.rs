@@ -30,6 +30,7 @@ pub mod retention;
 mod rules;
 mod snapshot;
 mod uploads;
+pub mod webhooks;
 pub mod worker;
 
 pub use berth_meta::accounts::{Member, Namespace, NamespaceKind, Role, User, Visibility};
@@ -75,6 +76,8 @@ pub struct Settings {
     /// How often garbage collection runs on its own; `None`: only on
     /// demand.
     pub gc_interval: Option<Duration>,
+    /// Webhook delivery.
+    pub webhooks: webhooks::Settings,
 }
 
 impl Default for Settings {
@@ -85,6 +88,7 @@ impl Default for Settings {
             shared_database: false,
             gc_grace_period: Duration::from_secs(3600),
             gc_interval: Some(Duration::from_secs(24 * 3600)),
+            webhooks: webhooks::Settings::default(),
         }
     }
 }
@@ -100,6 +104,7 @@ pub struct Registry {
     pulls: pulls::PullStats,
     jobs: jobs::Jobs,
     sessions: Arc<quota::Sessions>,
+    webhooks: webhooks::Hub,
     stop: worker::Stop,
     gauge_clock: observe::GaugeClock,
 }
@@ -114,6 +119,7 @@ impl Registry {
             rules: snapshot::Snapshot::new(settings.shared_database),
             quotas: snapshot::Snapshot::new(settings.shared_database),
             pulls: pulls::PullStats::default(),
+            webhooks: webhooks::Hub::new(settings.webhooks.clone()),
             settings,
             cache,
             jobs: jobs::Jobs::new(),

@@ -243,8 +243,20 @@ impl Registry {
         if n == 0 {
             return Ok(0);
         }
+        let events = if self.webhooks_want_pulls() {
+            pull_events(&deltas)
+        } else {
+            Vec::new()
+        };
         match self.meta.add_pulls(&mut deltas).await {
-            Ok(()) => Ok(n),
+            Ok(()) => {
+                if !events.is_empty() {
+                    if let Err(e) = self.meta.publish_events(events).await {
+                        tracing::warn!(error = %e, "publishing pull events failed");
+                    }
+                }
+                Ok(n)
+            }
             Err(e) => {
                 tracing::warn!(error = %e, unwritten = deltas.len(), "flushing pull statistics failed; kept for the next flush");
                 self.pulls.restore(deltas);
@@ -257,6 +269,41 @@ impl Registry {
     pub fn pull_stats(&self) -> &PullStats {
         &self.pulls
     }
+}
+
+/// A repository's manifest and tag counts, latest pull time and total.
+type RepoPulls = (Vec<serde_json::Value>, Vec<serde_json::Value>, i64, u64);
+
+/// The `pulled` events of a flush: one per repository, with the counts of
+/// each manifest and tag pulled since the last flush. Webhooks that want
+/// pulls get them batched like this, never one request per pull.
+fn pull_events(deltas: &[(PullTarget, PullDelta)]) -> Vec<berth_meta::events::NewEvent> {
+    use berth_meta::events::{EventKind, NewEvent};
+    let mut by_repo: std::collections::BTreeMap<&str, RepoPulls> = Default::default();
+    for (target, d) in deltas {
+        let e = by_repo.entry(d.repository.as_str()).or_default();
+        let (key, list) = match target {
+            PullTarget::Manifest => ("digest", &mut e.0),
+            PullTarget::Tag => ("tag", &mut e.1),
+        };
+        list.push(
+            serde_json::json!({ key: d.key, "pulls": d.pulls, "last_pulled_at": d.last_pulled_at }),
+        );
+        e.2 = e.2.max(d.last_pulled_at);
+        if *target == PullTarget::Manifest {
+            e.3 += d.pulls;
+        }
+    }
+    by_repo
+        .into_iter()
+        .map(|(repo, (manifests, tags, last, pulls))| {
+            let mut event = NewEvent::new(EventKind::Pulled, "system", last);
+            event.repository = Some(repo.to_owned());
+            event.data =
+                serde_json::json!({ "pulls": pulls, "manifests": manifests, "tags": tags });
+            event
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -348,6 +348,8 @@ pub(crate) struct Gate {
     /// Bytes held by open upload sessions (those of the request's own
     /// session excluded).
     pub(crate) held: u64,
+    /// Where a refusal is noted, for the `quota.exceeded` webhook event.
+    pub(crate) alerts: Arc<crate::webhooks::alerts::Alerts>,
 }
 
 impl Gate {
@@ -360,6 +362,8 @@ impl Gate {
     /// The refusal of `what`, which needs `need` bytes: `Some(n)` when
     /// known, `None` for a streamed body that passed what is free.
     pub(crate) fn refusal(&self, what: &Pushed<'_>, need: Option<u64>) -> Error {
+        self.alerts
+            .note(&self.namespace, self.used, self.limit, true);
         let need = match need {
             Some(n) => human(n),
             None => format!("more than {}", human(self.available())),
@@ -499,11 +503,16 @@ impl Registry {
                 .collect();
             self.sessions.fill(ns, open);
         }
+        let used = self.meta.namespace_usage(ns).await?;
+        let alerts = self.quota_alerts();
+        // Reaching 80% queues a `quota.warning` event (no write here).
+        alerts.note(ns, used, limit, false);
         Ok(Some(Gate {
             namespace: ns.to_owned(),
             limit,
-            used: self.meta.namespace_usage(ns).await?,
+            used,
             held: self.ledger_held(ns, session).await?,
+            alerts,
         }))
     }
 
@@ -729,6 +738,7 @@ mod tests {
             limit: 10 << 20,
             used: 9 << 20,
             held: 0,
+            alerts: Arc::default(),
         };
         let what = Pushed::Blob("sha256:abc");
         assert!(g.check(&what, 1 << 20).is_ok());
@@ -743,7 +753,7 @@ mod tests {
         );
         let held = Gate {
             held: 512 << 10,
-            ..g
+            ..g.clone()
         };
         assert_eq!(held.available(), 512 << 10);
         let Error::Denied(m) = held.refusal(&Pushed::Upload("acme/web"), None) else {
@@ -755,6 +765,13 @@ mod tests {
             "{m}"
         );
         assert_eq!(human(512), "512 B");
+        let alerts = g.alerts.take();
+        let kinds: Vec<_> = alerts.iter().map(|e| e.kind).collect();
+        assert_eq!(
+            kinds,
+            [berth_meta::events::EventKind::QuotaExceeded],
+            "a refusal queues one quota.exceeded event"
+        );
     }
 
     #[test]

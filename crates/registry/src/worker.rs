@@ -253,6 +253,34 @@ impl Worker for Retention {
     }
 }
 
+/// Delivers webhook events (see [`crate::webhooks`]): polls the outbox
+/// every interval and delivers what is due; one replica at a time.
+pub struct WebhookDelivery {
+    /// The registry.
+    pub registry: Arc<Registry>,
+    /// Time between rounds.
+    pub every: Duration,
+}
+
+#[async_trait]
+impl Worker for WebhookDelivery {
+    fn name(&self) -> &'static str {
+        "webhooks"
+    }
+    fn interval(&self) -> Duration {
+        self.every
+    }
+    fn first_run(&self) -> Duration {
+        Duration::ZERO
+    }
+    async fn run_once(&self, stop: &Stop) -> Result<Option<String>> {
+        Ok(self.registry.deliver_webhooks(stop).await?.summary())
+    }
+    async fn on_shutdown(&self) {
+        self.registry.release_delivery_lease().await;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,5 +1,5 @@
 //! The management commands (`berth user`, `berth token`, `berth audit`,
-//! `berth retention`, `berth gc`, ...): thin clients of a running registry's
+//! `berth retention`, `berth gc`, `berth webhook`, ...): thin clients of a running registry's
 //! `/api/v1/` JSON API.
 //!
 //! [`ManageArgs`] are the flags every such command shares (which registry,
@@ -27,6 +27,7 @@ pub mod retention;
 pub mod tag_rule;
 pub mod tokens;
 pub mod usage;
+pub mod webhook;
 
 /// Output format of management commands.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]

@@ -43,5 +43,6 @@ mod tls;
 mod tools;
 mod tools_client;
 mod tools_copy;
+mod webhooks;
 #[path = "../../../store/tests/support/weed.rs"]
 mod weed;

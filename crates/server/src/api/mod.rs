@@ -1,6 +1,7 @@
 //! The management API under `/api/v1/` (JSON), documented in `docs/api.md`.
 //!
-//! Each area (accounts, tokens, audit, tag rules, retention, usage, GC, ...)
+//! Each area (accounts, tokens, audit, tag rules, retention, usage, GC,
+//! webhooks, ...)
 //! lives in its own module with a `routes()` function merged here. Handlers
 //! are thin: take the [`Principal`] extractor, check what the operation
 //! needs with [`Principal::require`], call one service, answer JSON. Errors
@@ -32,6 +33,7 @@ mod tag_rules;
 mod tokens;
 mod usage;
 mod visibility;
+mod webhooks;
 
 /// What an operation needs on a namespace or repository.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -207,6 +209,7 @@ pub(crate) fn router() -> Router<Arc<App>> {
         .merge(usage::routes())
         .merge(gc::routes())
         .merge(retention::routes())
+        .merge(webhooks::routes())
         .fallback(handle_no_endpoint)
         .method_not_allowed_fallback(handle_method_not_allowed)
         .layer(axum::middleware::from_fn(crate::error::catch_panics))
