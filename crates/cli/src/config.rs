@@ -156,6 +156,58 @@ pub struct Settings {
         value_name = "FORMAT"
     )]
     pub log_format: LogFormat,
+    /// One log line per request (method, route, repository, status, bytes,
+    /// duration, client address, account) at info on the target
+    /// `berth::access`; JSON with log_format = json. See
+    /// docs/observability.md.
+    #[arg(
+        long,
+        env = "BERTH_ACCESS_LOG",
+        default_value = "true",
+        num_args = 0..=1,
+        default_missing_value = "true",
+        action = clap::ArgAction::Set,
+        value_name = "BOOL"
+    )]
+    pub access_log: bool,
+    /// Record Prometheus metrics and serve them on /metrics (false: neither;
+    /// /livez and /readyz stay).
+    #[arg(
+        long,
+        env = "BERTH_METRICS",
+        default_value = "true",
+        num_args = 0..=1,
+        default_missing_value = "true",
+        action = clap::ArgAction::Set,
+        value_name = "BOOL"
+    )]
+    pub metrics: bool,
+    /// Serve /metrics (with /livez and /readyz) on this address only,
+    /// instead of on the main listener [default: the main listener].
+    #[arg(long, env = "BERTH_METRICS_LISTEN", value_name = "HOST:PORT")]
+    pub metrics_listen: Option<Listen>,
+    /// Bearer token /metrics requires (`Authorization: Bearer TOKEN`)
+    /// [default: none, open]. Prefer the environment or the file to the
+    /// flag.
+    #[arg(
+        long,
+        env = "BERTH_METRICS_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
+    pub metrics_token: Option<Secret>,
+    /// Label pushes and pulls with the repository as well as the
+    /// namespace (one series per repository: mind the cardinality).
+    #[arg(
+        long,
+        env = "BERTH_METRICS_PER_REPOSITORY",
+        default_value = "false",
+        num_args = 0..=1,
+        default_missing_value = "true",
+        action = clap::ArgAction::Set,
+        value_name = "BOOL"
+    )]
+    pub metrics_per_repository: bool,
     /// Write the bound address to this file once listening (for scripts and
     /// tests that listen on port 0).
     #[arg(long, env = "BERTH_ADDR_FILE", value_name = "FILE")]
@@ -558,6 +610,15 @@ impl Settings {
             bail!("invalid token_service {service:?} (no quotes, backslashes or commas)");
         }
         EnvFilterCheck::check(&self.log_level)?;
+        if let Some(t) = &self.metrics_token {
+            let t = t.expose();
+            if t.is_empty() || !t.bytes().all(|b| b.is_ascii_graphic()) {
+                bail!("metrics_token must be non-empty printable ASCII without spaces");
+            }
+        }
+        if !self.metrics && (self.metrics_listen.is_some() || self.metrics_token.is_some()) {
+            bail!("metrics_listen and metrics_token need metrics = true");
+        }
         match (&self.tls_cert, &self.tls_key) {
             (Some(_), None) => bail!("tls_cert is set but tls_key is not: give both, or neither"),
             (None, Some(_)) => bail!("tls_key is set but tls_cert is not: give both, or neither"),
@@ -606,6 +667,16 @@ impl Settings {
             }),
             cache_ttl: self.auth_cache_ttl.get(),
             shared_database: self.database().is_postgres(),
+        }
+    }
+
+    /// What the server records and serves about itself.
+    pub fn observe(&self) -> berth_server::observe::Settings {
+        berth_server::observe::Settings {
+            metrics: self.metrics,
+            metrics_route: self.metrics && self.metrics_listen.is_none(),
+            metrics_token: self.metrics_token.as_ref().map(|t| t.expose().to_owned()),
+            access_log: self.access_log,
         }
     }
 

@@ -51,17 +51,32 @@ fn init_logging(cfg: &Settings) -> anyhow::Result<()> {
     result.map_err(|e| anyhow::anyhow!("cannot initialise logging: {e}"))
 }
 
-async fn shutdown_signal(registry: Arc<Registry>) {
+/// SIGTERM, listened for from when this was made: before the address
+/// file says the server is up, so a SIGTERM sent right after it is not
+/// the default action (exit 143 without draining).
+#[cfg(unix)]
+type Term = Option<tokio::signal::unix::Signal>;
+#[cfg(not(unix))]
+type Term = ();
+
+fn listen_for_term() -> Term {
+    #[cfg(unix)]
+    return tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    #[cfg(not(unix))]
+    ()
+}
+
+async fn shutdown_signal(registry: Arc<Registry>, term: Term) {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
+    let term = async move {
+        match term {
+            Some(mut s) => {
                 s.recv().await;
             }
-            Err(_) => std::future::pending::<()>().await,
+            None => std::future::pending::<()>().await,
         }
     };
     #[cfg(not(unix))]
@@ -184,6 +199,24 @@ fn serve_redirects(
     })
 }
 
+/// The metrics listener's server (`metrics_listen`): `/metrics`, `/livez`
+/// and `/readyz`, nothing else (see [`berth_server::health`]).
+fn serve_metrics(
+    listener: tokio::net::TcpListener,
+    app: &Arc<App>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<impl std::future::Future<Output = ()> + Send + 'static> {
+    let at = listener.local_addr()?;
+    let router = berth_server::health::metrics_router(app.clone());
+    let limits = app.settings.limits.clone();
+    tracing::info!(addr = %at, "/metrics, /livez and /readyz are served here");
+    Ok(async move {
+        if let Err(e) = berth_server::listener::serve(listener, router, limits, shutdown).await {
+            tracing::warn!(error = %e, "the metrics listener stopped");
+        }
+    })
+}
+
 /// Runs the registry until SIGINT/SIGTERM.
 pub async fn run(args: ServeArgs, matches: &ArgMatches) -> anyhow::Result<()> {
     let cfg = Settings::resolve(args, matches)?;
@@ -200,6 +233,16 @@ pub async fn run(args: ServeArgs, matches: &ArgMatches) -> anyhow::Result<()> {
         )),
         None => None,
     };
+    let metrics_listener = match &cfg.metrics_listen {
+        Some(at) => Some(
+            tokio::net::TcpListener::bind(at.as_str())
+                .await
+                .with_context(|| format!("cannot listen on {at} (metrics_listen)"))?,
+        ),
+        None => None,
+    };
+    berth_metrics::get().set_enabled(cfg.metrics);
+    berth_metrics::get().set_per_repository(cfg.metrics_per_repository);
     let redirect_listener = match &cfg.tls_redirect_listen {
         Some(at) => Some(
             tokio::net::TcpListener::bind(at.as_str())
@@ -239,6 +282,7 @@ pub async fn run(args: ServeArgs, matches: &ArgMatches) -> anyhow::Result<()> {
              pull and delete; use it for local development only"
         );
     }
+    let term = listen_for_term();
     if let Some(f) = &cfg.addr_file {
         std::fs::write(f, addr.to_string())
             .with_context(|| format!("writing address file {}", f.display()))?;
@@ -300,13 +344,14 @@ pub async fn run(args: ServeArgs, matches: &ArgMatches) -> anyhow::Result<()> {
             trust_forwarded_for: cfg.trust_forwarded_for,
             limits: cfg.connection_limits(),
             https: tls.is_some(),
+            observe: cfg.observe(),
         },
     });
     let (stop, stopping) = tokio::sync::watch::channel(false);
     tokio::spawn({
         let registry = registry.clone();
         async move {
-            shutdown_signal(registry).await;
+            shutdown_signal(registry, term).await;
             let _ = stop.send(true);
         }
     });
@@ -326,8 +371,19 @@ pub async fn run(args: ServeArgs, matches: &ArgMatches) -> anyhow::Result<()> {
         )?)),
         None => None,
     };
+    // The metrics listener outlives the main one's drain, so that
+    // `/readyz` answers 503 there while requests finish.
+    let (drained, draining) = tokio::sync::watch::channel(false);
+    let metrics_served = match metrics_listener {
+        Some(l) => Some(tokio::spawn(serve_metrics(l, &app, stopped(draining))?)),
+        None => None,
+    };
     let served = berth_server::serve_with(listener, app, tls, stopped(stopping)).await;
+    let _ = drained.send(true);
     if let Some(task) = redirecting {
+        let _ = task.await;
+    }
+    if let Some(task) = metrics_served {
         let _ = task.await;
     }
     // Whatever ended the server, the workers end their rounds and flush.

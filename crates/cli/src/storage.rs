@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use berth_store::object::{parse_url, S3Settings};
-use berth_store::{BlobStore, BucketStore, FsStore};
+use berth_store::{BlobStore, BucketStore, FsStore, Metered};
 use serde::{Deserialize, Serialize};
 
 use crate::config::Settings;
@@ -116,7 +116,8 @@ pub fn check(cfg: &Settings) -> anyhow::Result<()> {
 /// Opens the blob store `storage` names: the filesystem under `data_dir`,
 /// or the bucket, checked with one request (wrong endpoints or
 /// credentials fail here, not at the first push), with quarantines left
-/// by a dead collector put back.
+/// by a dead collector put back. Its operations are timed for `/metrics`
+/// ([`Metered`]).
 pub async fn open(
     storage: &Storage,
     s3: &S3Options,
@@ -126,7 +127,7 @@ pub async fn open(
         Storage::Fs => {
             let store = FsStore::open(data_dir)
                 .with_context(|| format!("opening blob storage in {}", data_dir.display()))?;
-            Ok(Arc::new(store))
+            Ok(Arc::new(Metered::new(store, "filesystem")))
         }
         Storage::S3(url) => {
             let settings = S3Settings {
@@ -154,7 +155,7 @@ pub async fn open(
                     "put back blobs an interrupted garbage collection left"
                 );
             }
-            Ok(Arc::new(store))
+            Ok(Arc::new(Metered::new(store, "s3")))
         }
     }
 }

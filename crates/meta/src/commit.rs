@@ -21,6 +21,7 @@ use std::any::Any;
 use std::future::Future;
 use std::pin::Pin;
 
+use berth_metrics::DbOperation;
 use sqlx::{AnyConnection, AnyPool, Connection as _};
 use tokio::sync::{mpsc, oneshot};
 
@@ -149,6 +150,7 @@ impl Meta {
         T: Send + 'static,
         F: for<'c> FnOnce(&'c mut AnyConnection) -> BoxFuture<'c, Result<T>> + Send + 'static,
     {
+        let started = std::time::Instant::now();
         let boxed: WriteFn = Box::new(move |conn| {
             Box::pin(async move { write(conn).await.map(|v| Box::new(v) as Value) })
         });
@@ -162,16 +164,25 @@ impl Meta {
                 })
                 .await
                 .map_err(|_| stopped())?;
-                answer.await.map_err(|_| stopped())??
+                answer.await.map_err(|_| stopped())?
             }
             Writer::Pool(pool) => {
-                let mut tx = pool.begin().await?;
-                let value = boxed(&mut tx).await?;
-                tx.commit().await?;
-                value
+                let written = async {
+                    let mut tx = pool.begin().await?;
+                    let value = boxed(&mut tx).await?;
+                    tx.commit().await?;
+                    Ok(value)
+                };
+                written.await
             }
         };
-        value
+        // Refusals and missing references are answers, not failures.
+        let failed = matches!(
+            &value,
+            Err(Error::Db(_) | Error::Commit(_) | Error::WriterStopped)
+        );
+        berth_metrics::get().db_operation(DbOperation::Write, started.elapsed(), !failed);
+        value?
             .downcast::<T>()
             .map(|v| *v)
             .map_err(|_| Error::Corrupt("a write returned a value of the wrong type".into()))

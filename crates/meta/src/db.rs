@@ -32,6 +32,10 @@ pub struct Meta {
     pub(crate) writer: Writer,
     dialect: Dialect,
     accounts_epoch: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// SQLite: the URL that opens the database file read-only, for
+    /// [`Meta::probe`] (open connections keep working on a file that was
+    /// moved away; a new one finds out).
+    probe_url: Option<std::sync::Arc<str>>,
 }
 
 const SQLITE_PRAGMAS: &[&str] = &[
@@ -141,11 +145,13 @@ impl Meta {
                 .after_connect(|c, _| sqlite_setup(c))
                 .connect(url)
                 .await?;
+            let path = url.split_once('?').map_or(url, |(path, _)| path);
             Ok(Meta {
                 read,
                 writer: Writer::Batched(spawn_batcher(conn)),
                 dialect: Dialect::Sqlite,
                 accounts_epoch: Default::default(),
+                probe_url: Some(format!("{path}?mode=ro").into()),
             })
         } else if is_postgres_url(url) {
             let timeout_ms = options
@@ -170,6 +176,7 @@ impl Meta {
                 writer: Writer::Pool(pool),
                 dialect: Dialect::Postgres,
                 accounts_epoch: Default::default(),
+                probe_url: None,
             })
         } else {
             Err(Error::UnsupportedUrl(redact_url(url)))
@@ -196,6 +203,36 @@ impl Meta {
             .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
     }
 
+    /// Checks that the database answers: on PostgreSQL a `SELECT 1` on the
+    /// pool; on SQLite a new read-only connection to the database file and
+    /// a read of the schema version, so that a file that was moved, removed
+    /// or made unreadable fails here even while open connections still
+    /// work.
+    pub async fn probe(&self) -> Result<()> {
+        match &self.probe_url {
+            Some(url) => {
+                let mut conn = AnyConnection::connect(url).await?;
+                let read = sqlx::query("SELECT version FROM schema_migrations LIMIT 1")
+                    .fetch_optional(&mut conn)
+                    .await;
+                let _ = conn.close().await;
+                read?;
+            }
+            None => {
+                sqlx::query("SELECT 1").execute(&self.read).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The read pool's connections: `(in use, idle, most allowed)`.
+    pub fn pool_use(&self) -> (u32, u32, u32) {
+        let size = self.read.size();
+        let idle = u32::try_from(self.read.num_idle()).unwrap_or(u32::MAX);
+        let max = self.read.options().get_max_connections();
+        (size.saturating_sub(idle), idle.min(size), max)
+    }
+
     /// Closes the read connections (and, on PostgreSQL, the write pool).
     /// On SQLite the write connection closes when the last handle is dropped.
     pub async fn close(&self) {
@@ -204,6 +241,17 @@ impl Meta {
         }
         self.read.close().await;
     }
+}
+
+/// Runs a read on the pull path, timing it into
+/// `berth_db_query_duration_seconds{operation="read"}` (and counting a
+/// database failure into `berth_db_errors_total`).
+pub(crate) async fn timed_read<T>(read: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+    let started = std::time::Instant::now();
+    let out = read.await;
+    let failed = matches!(&out, Err(Error::Db(_)));
+    berth_metrics::get().db_operation(berth_metrics::DbOperation::Read, started.elapsed(), !failed);
+    out
 }
 
 /// The PostgreSQL advisory lock key held while migrating ("berth" in

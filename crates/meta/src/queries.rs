@@ -105,8 +105,16 @@ pub struct Referrer {
 }
 
 impl Meta {
-    /// Size of `digest` if it is linked to `repository`.
+    /// Size of `digest` if it is linked to `repository` (a timed read: the blob pull path).
     pub async fn repository_blob(
+        &self,
+        repository: &RepositoryName,
+        digest: &Digest,
+    ) -> Result<Option<u64>> {
+        crate::db::timed_read(self.repository_blob_query(repository, digest)).await
+    }
+
+    async fn repository_blob_query(
         &self,
         repository: &RepositoryName,
         digest: &Digest,
@@ -198,8 +206,16 @@ impl Meta {
         Ok(missing)
     }
 
-    /// The manifest `tag` points to in `repository`.
+    /// The manifest `tag` points to in `repository` (a timed read: the manifest pull path).
     pub async fn manifest_by_tag(
+        &self,
+        repository: &RepositoryName,
+        tag: &Tag,
+    ) -> Result<Option<ManifestRecord>> {
+        crate::db::timed_read(self.manifest_by_tag_query(repository, tag)).await
+    }
+
+    async fn manifest_by_tag_query(
         &self,
         repository: &RepositoryName,
         tag: &Tag,
@@ -217,8 +233,16 @@ impl Meta {
         row.map(|r| record(&r)).transpose()
     }
 
-    /// The manifest `digest` of `repository`.
+    /// The manifest `digest` of `repository` (a timed read: the manifest pull path).
     pub async fn manifest(
+        &self,
+        repository: &RepositoryName,
+        digest: &Digest,
+    ) -> Result<Option<ManifestRecord>> {
+        crate::db::timed_read(self.manifest_query(repository, digest)).await
+    }
+
+    async fn manifest_query(
         &self,
         repository: &RepositoryName,
         digest: &Digest,

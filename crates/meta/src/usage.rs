@@ -284,6 +284,53 @@ impl Meta {
         .await
     }
 
+    /// The content of every namespace, for the storage gauges of
+    /// `/metrics`: `(namespace, distinct blobs, bytes of its distinct blobs
+    /// and manifests)` (the same bytes figure as [`Meta::namespace_usage`]),
+    /// in one query.
+    pub async fn usage_by_namespace(&self) -> Result<Vec<(String, u64, u64)>> {
+        // The namespace is the repository name's first component.
+        let ns = match self.dialect() {
+            crate::Dialect::Postgres => "split_part(r.name, '/', 1)",
+            crate::Dialect::Sqlite => {
+                "CASE WHEN instr(r.name, '/') > 0 \
+                 THEN substr(r.name, 1, instr(r.name, '/') - 1) ELSE r.name END"
+            }
+        };
+        let bytes = format!(
+            "SELECT u.ns, CAST(COALESCE(SUM(u.size), 0) AS BIGINT) FROM (
+               SELECT {ns} AS ns, b.digest AS digest, b.size AS size
+                 FROM repository_blobs rb
+                 JOIN repositories r ON r.id = rb.repository_id
+                 JOIN blobs b ON b.digest = rb.digest
+               UNION
+               SELECT {ns} AS ns, m.digest AS digest, m.size AS size
+                 FROM manifests m
+                 JOIN repositories r ON r.id = m.repository_id
+             ) u
+             GROUP BY u.ns"
+        );
+        let blobs = format!(
+            "SELECT {ns} AS ns, CAST(COUNT(DISTINCT rb.digest) AS BIGINT)
+               FROM repository_blobs rb
+               JOIN repositories r ON r.id = rb.repository_id
+             GROUP BY {ns}"
+        );
+        let mut out: std::collections::BTreeMap<String, (u64, u64)> = Default::default();
+        for row in sqlx::query(&bytes).fetch_all(&self.read).await? {
+            let n: i64 = row.try_get(1)?;
+            out.entry(row.try_get(0)?).or_default().1 = n.max(0) as u64;
+        }
+        for row in sqlx::query(&blobs).fetch_all(&self.read).await? {
+            let n: i64 = row.try_get(1)?;
+            out.entry(row.try_get(0)?).or_default().0 = n.max(0) as u64;
+        }
+        Ok(out
+            .into_iter()
+            .map(|(ns, (blobs, bytes))| (ns, blobs, bytes))
+            .collect())
+    }
+
     /// Every quota, by namespace.
     pub async fn quotas(&self) -> Result<Vec<Quota>> {
         let rows =

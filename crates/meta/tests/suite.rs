@@ -19,6 +19,8 @@ mod certificates;
 mod gc;
 #[path = "suite/lifecycle.rs"]
 mod lifecycle;
+#[path = "suite/observe.rs"]
+mod observe;
 #[path = "suite/retention.rs"]
 mod retention;
 #[path = "suite/schema.rs"]
@@ -435,6 +437,7 @@ async fn run_suite(meta: Meta) {
     shared_counter_cases(&meta).await;
     retention::retention_cases(&meta).await;
     tenancy::run(&meta).await;
+    observe::run(&meta).await;
     webhooks::run(&meta).await;
     meta.close().await;
 }

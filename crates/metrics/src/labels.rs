@@ -105,28 +105,29 @@ label_enum! {
     }
 }
 
-/// `{job}` of the job families.
+/// `{task}` of the job families. (Not `job`: Prometheus sets that label
+/// on every scraped series and would rename ours to `exported_job`.)
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct JobLabels {
     /// The job.
-    pub job: Job,
+    pub task: Job,
 }
 
-/// `{job, outcome}` of `berth_job_runs_total`.
+/// `{task, outcome}` of `berth_job_runs_total`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct JobRunLabels {
     /// The job.
-    pub job: Job,
+    pub task: Job,
     /// How the run ended.
     pub outcome: Outcome,
 }
 
-/// `{job, kind}` of `berth_job_deleted_total`: what a job deleted
-/// (`blob`, `manifest`, `tag`, `upload`).
+/// `{task, kind}` of `berth_job_deleted_total`: what a job deleted
+/// (`link`, `blob`, `upload`, `tag`, `manifest`).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct JobDeletedLabels {
     /// The job.
-    pub job: Job,
+    pub task: Job,
     /// What kind of item was deleted.
     pub kind: &'static str,
 }
@@ -144,8 +145,6 @@ label_enum! {
         Disabled => "disabled",
         /// A malformed `Authorization` header.
         Malformed => "malformed",
-        /// A client certificate that was refused.
-        Certificate => "certificate",
         /// A known caller asked for something it may not do.
         Denied => "denied",
     }
@@ -191,7 +190,7 @@ pub struct PoolLabels {
 label_enum! {
     /// A kind of metadata operation.
     DbOperation {
-        /// A read outside a transaction.
+        /// A read on the pull path (outside a transaction).
         Read => "read",
         /// A transaction that changes state.
         Write => "write",

@@ -17,8 +17,9 @@
 //! in progress, webhook backlog, pool use) are set at scrape time by whoever
 //! serves `/metrics`, not kept up to date on every change.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::LazyLock;
+use std::sync::{LazyLock, RwLock};
 use std::time::Duration;
 
 use prometheus_client::encoding::text;
@@ -75,8 +76,9 @@ pub fn get() -> &'static Metrics {
 pub struct Http {
     /// `berth_http_requests_total{route, method, status}`.
     pub requests: Family<HttpStatusLabels, Counter>,
-    /// `berth_http_request_duration_seconds{route, method}`: time to the
-    /// response head (streamed bodies continue after).
+    /// `berth_http_request_duration_seconds{route, method}`: from the
+    /// request until its response body was sent (a blob pull's includes
+    /// its transfer).
     pub duration: HistogramFamily<HttpRouteLabels>,
     /// `berth_http_request_bytes_total{route, method}`: request body bytes.
     pub received_bytes: Family<HttpRouteLabels, Counter>,
@@ -112,15 +114,15 @@ pub struct Content {
 
 /// Garbage collection and retention families.
 pub struct Jobs {
-    /// `berth_job_runs_total{job, outcome}`.
+    /// `berth_job_runs_total{task, outcome}`.
     pub runs: Family<JobRunLabels, Counter>,
-    /// `berth_job_duration_seconds{job}`.
+    /// `berth_job_duration_seconds{task}`.
     pub duration: HistogramFamily<JobLabels>,
-    /// `berth_job_deleted_total{job, kind}`.
+    /// `berth_job_deleted_total{task, kind}`.
     pub deleted: Family<JobDeletedLabels, Counter>,
-    /// `berth_job_reclaimed_bytes_total{job}`.
+    /// `berth_job_reclaimed_bytes_total{task}`.
     pub reclaimed_bytes: Family<JobLabels, Counter>,
-    /// `berth_job_last_success_timestamp_seconds{job}`.
+    /// `berth_job_last_success_timestamp_seconds{task}`.
     pub last_success: Family<JobLabels, Gauge>,
 }
 
@@ -139,10 +141,11 @@ pub struct Auth {
 pub struct Webhooks {
     /// `berth_webhook_deliveries_total{outcome}`: delivery attempts.
     pub deliveries: Family<DeliveryLabels, Counter>,
-    /// `berth_webhook_queue_depth`: deliveries waiting (scrape time).
+    /// `berth_webhook_queue_depth`: deliveries waiting (set by the
+    /// delivery worker).
     pub queue_depth: Gauge,
-    /// `berth_webhook_oldest_undelivered_age_seconds` (scrape time; 0 when
-    /// the queue is empty).
+    /// `berth_webhook_oldest_undelivered_age_seconds` (set by the delivery
+    /// worker; 0 when the queue is empty).
     pub oldest_undelivered_age: Gauge<f64, AtomicU64>,
 }
 
@@ -167,6 +170,9 @@ pub struct Metrics {
     registry: Registry,
     enabled: AtomicBool,
     per_repository: AtomicBool,
+    /// The push and pull series of each namespace (or repository) seen,
+    /// so a push or pull finds its counters without building a label set.
+    transfers: RwLock<HashMap<String, TransferSeries>>,
     /// HTTP requests.
     pub http: Http,
     /// Pushes, pulls, stored content.
@@ -242,7 +248,7 @@ impl Metrics {
         );
         r.register_with_unit(
             "http_request_duration",
-            "Time from request to response head, by route template",
+            "Time from request until the response was sent, by route template",
             Unit::Seconds,
             http.duration.clone(),
         );
@@ -412,6 +418,7 @@ impl Metrics {
             registry: r,
             enabled: AtomicBool::new(true),
             per_repository: AtomicBool::new(false),
+            transfers: RwLock::default(),
             http,
             content,
             jobs,
@@ -443,6 +450,10 @@ impl Metrics {
     /// namespaces keep the number of series bounded).
     pub fn set_per_repository(&self, on: bool) {
         self.per_repository.store(on, Ordering::Relaxed);
+        self.transfers
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
     }
 
     /// Records one HTTP request.
@@ -487,45 +498,53 @@ impl Metrics {
         }
     }
 
-    fn transfer(&self, repository: &str, kind: ArtifactKind) -> TransferLabels {
+    /// Adds one transfer of `bytes` to the series of `repository`'s
+    /// namespace (or of the repository): under a read lock, with no
+    /// allocation, once the series exist.
+    fn transfer(&self, repository: &str, kind: ArtifactKind, push: bool, bytes: u64) {
         let namespace = repository.split('/').next().unwrap_or(repository);
-        let repository = if self.per_repository.load(Ordering::Relaxed) {
-            repository.to_owned()
+        let per_repository = self.per_repository.load(Ordering::Relaxed);
+        let key = if per_repository {
+            repository
         } else {
-            String::new()
+            namespace
         };
-        TransferLabels {
-            namespace: namespace.to_owned(),
-            repository,
-            kind,
+        let add = |s: &TransferSeries| {
+            let (n, b) = s.get(kind, push);
+            n.inc();
+            b.inc_by(bytes);
+        };
+        {
+            let known = self.transfers.read().unwrap_or_else(|p| p.into_inner());
+            if let Some(s) = known.get(key) {
+                return add(s);
+            }
         }
+        let series = TransferSeries::new(
+            &self.content,
+            namespace,
+            if per_repository { repository } else { "" },
+        );
+        add(&series);
+        self.transfers
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key.to_owned(), series);
     }
 
     /// Records a push of `bytes` into `repository` (a full name such as
     /// `acme/app`; its namespace is the first component).
     pub fn pushed(&self, repository: &str, kind: ArtifactKind, bytes: u64) {
-        if !self.enabled() {
-            return;
+        if self.enabled() {
+            self.transfer(repository, kind, true, bytes);
         }
-        let labels = self.transfer(repository, kind);
-        self.content.pushes.get_or_create(&labels).inc();
-        self.content
-            .pushed_bytes
-            .get_or_create(&labels)
-            .inc_by(bytes);
     }
 
     /// Records a pull of `bytes` from `repository`.
     pub fn pulled(&self, repository: &str, kind: ArtifactKind, bytes: u64) {
-        if !self.enabled() {
-            return;
+        if self.enabled() {
+            self.transfer(repository, kind, false, bytes);
         }
-        let labels = self.transfer(repository, kind);
-        self.content.pulls.get_or_create(&labels).inc();
-        self.content
-            .pulled_bytes
-            .get_or_create(&labels)
-            .inc_by(bytes);
     }
 
     /// Records a finished GC or retention run. `deleted` lists what it
@@ -543,29 +562,40 @@ impl Metrics {
         };
         self.jobs
             .runs
-            .get_or_create(&JobRunLabels { job, outcome })
+            .get_or_create(&JobRunLabels { task: job, outcome })
             .inc();
         self.jobs
             .duration
-            .get_or_create(&JobLabels { job })
+            .get_or_create(&JobLabels { task: job })
             .observe(run.elapsed.as_secs_f64());
         for &(kind, n) in run.deleted {
             self.jobs
                 .deleted
-                .get_or_create(&JobDeletedLabels { job, kind })
+                .get_or_create(&JobDeletedLabels { task: job, kind })
                 .inc_by(n);
         }
         if run.reclaimed_bytes > 0 {
             self.jobs
                 .reclaimed_bytes
-                .get_or_create(&JobLabels { job })
+                .get_or_create(&JobLabels { task: job })
                 .inc_by(run.reclaimed_bytes);
         }
         if run.success {
             self.jobs
                 .last_success
-                .get_or_create(&JobLabels { job })
+                .get_or_create(&JobLabels { task: job })
                 .set(run.now_unix);
+        }
+    }
+
+    /// Counts `n` items of `kind` deleted by `job` (for jobs that count as
+    /// they go rather than at the end of the run).
+    pub fn job_deleted(&self, job: Job, kind: &'static str, n: u64) {
+        if self.enabled() {
+            self.jobs
+                .deleted
+                .get_or_create(&JobDeletedLabels { task: job, kind })
+                .inc_by(n);
         }
     }
 
@@ -603,7 +633,7 @@ impl Metrics {
         }
     }
 
-    /// Sets the webhook backlog gauges (at scrape time): deliveries waiting
+    /// Sets the webhook backlog gauges: deliveries waiting
     /// and the age of the oldest (zero when none waits).
     pub fn webhook_backlog(&self, waiting: i64, oldest: Duration) {
         self.webhooks.queue_depth.set(waiting);
@@ -698,6 +728,47 @@ impl Metrics {
 impl Default for Metrics {
     fn default() -> Metrics {
         Metrics::new()
+    }
+}
+
+/// The push and pull counters of one namespace (or repository), by kind
+/// (manifest, blob): handles into the families' series.
+struct TransferSeries {
+    pushes: [Counter; 2],
+    pushed_bytes: [Counter; 2],
+    pulls: [Counter; 2],
+    pulled_bytes: [Counter; 2],
+}
+
+impl TransferSeries {
+    fn new(content: &Content, namespace: &str, repository: &str) -> TransferSeries {
+        let series = |family: &Family<TransferLabels, Counter>| {
+            [ArtifactKind::Manifest, ArtifactKind::Blob].map(|kind| {
+                family.get_or_create_owned(&TransferLabels {
+                    namespace: namespace.to_owned(),
+                    repository: repository.to_owned(),
+                    kind,
+                })
+            })
+        };
+        TransferSeries {
+            pushes: series(&content.pushes),
+            pushed_bytes: series(&content.pushed_bytes),
+            pulls: series(&content.pulls),
+            pulled_bytes: series(&content.pulled_bytes),
+        }
+    }
+
+    fn get(&self, kind: ArtifactKind, push: bool) -> (&Counter, &Counter) {
+        let i = match kind {
+            ArtifactKind::Manifest => 0,
+            ArtifactKind::Blob => 1,
+        };
+        if push {
+            (&self.pushes[i], &self.pushed_bytes[i])
+        } else {
+            (&self.pulls[i], &self.pulled_bytes[i])
+        }
     }
 }
 

@@ -98,27 +98,27 @@ fn job_runs_record_outcome_deletions_and_last_success() {
     });
     let t = text(&m);
     assert!(
-        t.contains("berth_job_runs_total{job=\"gc\",outcome=\"success\"} 1\n"),
+        t.contains("berth_job_runs_total{task=\"gc\",outcome=\"success\"} 1\n"),
         "{t}"
     );
     assert!(
-        t.contains("berth_job_runs_total{job=\"retention\",outcome=\"failure\"} 1\n"),
+        t.contains("berth_job_runs_total{task=\"retention\",outcome=\"failure\"} 1\n"),
         "{t}"
     );
     assert!(
-        t.contains("berth_job_deleted_total{job=\"gc\",kind=\"blob\"} 3\n"),
+        t.contains("berth_job_deleted_total{task=\"gc\",kind=\"blob\"} 3\n"),
         "{t}"
     );
     assert!(
-        t.contains("berth_job_reclaimed_bytes_total{job=\"gc\"} 4096\n"),
+        t.contains("berth_job_reclaimed_bytes_total{task=\"gc\"} 4096\n"),
         "{t}"
     );
     assert!(
-        t.contains("berth_job_last_success_timestamp_seconds{job=\"gc\"} 1700000000\n"),
+        t.contains("berth_job_last_success_timestamp_seconds{task=\"gc\"} 1700000000\n"),
         "{t}"
     );
     assert!(
-        !t.contains("berth_job_last_success_timestamp_seconds{job=\"retention\"}"),
+        !t.contains("berth_job_last_success_timestamp_seconds{task=\"retention\"}"),
         "{t}"
     );
 }

@@ -81,6 +81,7 @@ impl Registry {
             tracing::warn!(%digest, %repo, "blob linked in metadata is missing from storage");
             Error::BlobUnknown(digest.to_string())
         })?;
+        berth_metrics::get().pulled(repo.as_str(), berth_metrics::ArtifactKind::Blob, read.len);
         Ok((size, resolved, read))
     }
 
@@ -96,8 +97,12 @@ impl Registry {
         if !self.store.redirects() {
             return Ok(None);
         }
-        self.blob_size(repo, digest).await?;
-        Ok(self.store.redirect_url(digest).await?)
+        let size = self.blob_size(repo, digest).await?;
+        let url = self.store.redirect_url(digest).await?;
+        if url.is_some() {
+            berth_metrics::get().pulled(repo.as_str(), berth_metrics::ArtifactKind::Blob, size);
+        }
+        Ok(url)
     }
 
     /// Unlinks a blob from `repo` (the bytes go at the next garbage

@@ -259,6 +259,18 @@ impl Registry {
             }
         };
         let finished = now + started.elapsed().as_millis() as i64;
+        berth_metrics::get().job_run(berth_metrics::JobRun {
+            job: berth_metrics::Job::Gc,
+            success: ok,
+            elapsed: started.elapsed(),
+            deleted: &[
+                ("link", report.counts.links as u64),
+                ("blob", report.counts.blobs as u64),
+                ("upload", report.counts.uploads as u64),
+            ],
+            reclaimed_bytes: report.reclaimed_bytes,
+            now_unix: crate::observe::unix_now(),
+        });
         let recorded = self.meta.finish_run(run, finished, ok, &summary).await;
         held.release().await;
         outcome?;

@@ -23,6 +23,7 @@ mod inventory;
 mod jobs;
 mod listing;
 mod manifests;
+pub mod observe;
 mod pulls;
 mod quota;
 pub mod retention;
@@ -105,6 +106,7 @@ pub struct Registry {
     sessions: Arc<quota::Sessions>,
     webhooks: webhooks::Hub,
     stop: worker::Stop,
+    gauge_clock: observe::GaugeClock,
 }
 
 impl Registry {
@@ -123,6 +125,7 @@ impl Registry {
             jobs: jobs::Jobs::new(),
             sessions: Arc::default(),
             stop: worker::Stop::new(),
+            gauge_clock: observe::GaugeClock::default(),
         }
     }
 

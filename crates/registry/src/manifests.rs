@@ -150,6 +150,11 @@ impl Registry {
         for t in &tags {
             self.cache.invalidate_tag(repo.as_str(), t.as_str());
         }
+        berth_metrics::get().pushed(
+            repo.as_str(),
+            berth_metrics::ArtifactKind::Manifest,
+            body.len() as u64,
+        );
         self.cache.fill_manifest(
             repo.as_str(),
             Arc::new(ManifestEntry {

@@ -217,7 +217,9 @@ impl PullStats {
 }
 
 impl Registry {
-    /// Counts a manifest GET (see the module documentation).
+    /// Counts a manifest GET (see the module documentation). The
+    /// `berth_pulls_total` metric is counted by the caller, which knows the
+    /// size ([`berth_metrics::Metrics::pulled`]).
     pub fn record_pull(
         &self,
         repo: &berth_oci::RepositoryName,

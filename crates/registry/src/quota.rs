@@ -461,7 +461,7 @@ impl Sessions {
 }
 
 impl Registry {
-    async fn quota_limits(&self) -> Result<Arc<HashMap<String, u64>>> {
+    pub(crate) async fn quota_limits(&self) -> Result<Arc<HashMap<String, u64>>> {
         Ok(self
             .quotas
             .get_or_load(|| async {

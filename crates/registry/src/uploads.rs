@@ -11,6 +11,7 @@
 use std::sync::atomic::Ordering;
 use std::time::SystemTime;
 
+use berth_metrics::ArtifactKind;
 use berth_oci::{Digest, RepositoryName};
 use berth_store::{ByteStream, UploadInfo};
 
@@ -200,6 +201,7 @@ impl Registry {
         self.ledger_release(ns, id).await;
         let size = committed?;
         self.link_within(repo, digest, size, gate.as_ref()).await?;
+        berth_metrics::get().pushed(repo.as_str(), ArtifactKind::Blob, size);
         Ok(size)
     }
 
@@ -255,6 +257,7 @@ impl Registry {
             }
         };
         self.link_within(repo, digest, size, gate.as_ref()).await?;
+        berth_metrics::get().pushed(repo.as_str(), ArtifactKind::Blob, size);
         Ok(size)
     }
 

@@ -120,7 +120,14 @@ pub async fn identify(
         None => app.auth.authenticate(&creds, ip, false).await,
     };
     match result {
-        Ok(identity) => Ok(identity),
+        Ok(identity) => {
+            if let (Some(name), Some(who)) =
+                (identity.name(), extensions.get::<crate::observe::Account>())
+            {
+                who.set(name);
+            }
+            Ok(identity)
+        }
         Err(Error::Unauthorized(msg)) => Err(challenge(app, headers, None, false, &msg)),
         Err(e) => Err(e.into()),
     }
@@ -202,6 +209,9 @@ pub fn enforce(
         }
     };
     let token = identity.grants.is_some();
+    if decision == Decision::Deny {
+        berth_metrics::get().auth_failure(berth_metrics::AuthFailure::Denied);
+    }
     match decision {
         Decision::Deny if !token => Err(Error::Denied(message).into()),
         _ => Err(challenge(

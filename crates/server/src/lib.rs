@@ -1,7 +1,8 @@
 //! The HTTP layer of berth.
 //!
 //! Routes `/v2/` (the OCI Distribution API), `/token` (the registry token
-//! flow, see [`auth`]) and `/api/v1/` (management, see [`api`]) onto the
+//! flow, see [`auth`]), `/api/v1/` (management, see [`api`]) and the
+//! health and metrics endpoints (see [`health`], [`observe`]) onto the
 //! core services of
 //! [`berth_registry`]. Handlers are thin: parse the request into typed values,
 //! call one service method, turn its result into a response. All error
@@ -20,7 +21,9 @@ use berth_registry::Registry;
 pub mod api;
 pub mod auth;
 pub mod error;
+pub mod health;
 pub mod listener;
+pub mod observe;
 pub mod redirect;
 pub mod route;
 pub mod tls;
@@ -43,6 +46,8 @@ pub struct ServerSettings {
     /// Whether clients reach this server over HTTPS (it serves TLS): the
     /// scheme of the token realm when there is no external URL.
     pub https: bool,
+    /// Metrics and the access log.
+    pub observe: observe::Settings,
 }
 
 /// Shared state of all handlers.
@@ -60,7 +65,8 @@ pub const API_VERSION: (&str, &str) = ("docker-distribution-api-version", "regis
 
 /// Builds the router.
 pub fn router(app: Arc<App>) -> Router {
-    Router::new()
+    let observe = app.settings.observe.clone();
+    let mut router = Router::new()
         .route("/v2", any(v2::handle))
         .route("/v2/", any(v2::handle))
         .route("/v2/{*rest}", any(v2::handle))
@@ -74,12 +80,28 @@ pub fn router(app: Arc<App>) -> Router {
                 )
                 .layer(axum::middleware::from_fn(error::catch_panics)),
         )
-        .nest("/api/v1", api::router())
-        .fallback(handle_not_found)
-        .with_state(app)
+        .nest(
+            "/api/v1",
+            api::router().route_layer(axum::middleware::from_fn(observe::api_route)),
+        )
+        .merge(health::routes());
+    if observe.metrics && observe.metrics_route {
+        router = router.route("/metrics", get(health::handle_metrics));
+    }
+    let router = router.fallback(handle_not_found);
+    if observe.watching() {
+        router
+            .layer(axum::middleware::from_fn_with_state(
+                app.clone(),
+                observe::layer,
+            ))
+            .with_state(app)
+    } else {
+        router.with_state(app)
+    }
 }
 
-async fn handle_not_found() -> Response {
+pub(crate) async fn handle_not_found() -> Response {
     let mut r = error::ApiError::no_endpoint().into_response();
     r.headers_mut()
         .insert(API_VERSION.0, HeaderValue::from_static(API_VERSION.1));

@@ -567,6 +567,24 @@ impl BlobStore for FsStore {
         Ok(existed)
     }
 
+    /// The store's directories are there and are directories (a blob
+    /// listing would walk them).
+    async fn probe(&self) -> Result<()> {
+        let root = self.root.clone();
+        blocking(move || {
+            for d in ["blobs", "uploads", "tmp"] {
+                let path = root.join(d);
+                if !fs::metadata(&path)?.is_dir() {
+                    return Err(
+                        io::Error::other(format!("{} is not a directory", path.display())).into(),
+                    );
+                }
+            }
+            Ok(())
+        })
+        .await
+    }
+
     async fn upload_list(&self) -> Result<Vec<UploadInfo>> {
         let root = self.root.join("uploads");
         blocking(move || {

@@ -19,10 +19,12 @@ use bytes::Bytes;
 use futures_util::Stream;
 
 pub mod fs;
+mod metered;
 pub mod object;
 mod pipeline;
 
 pub use fs::FsStore;
+pub use metered::Metered;
 pub use object::BucketStore;
 
 /// A stream of request or response body bytes.
@@ -227,6 +229,12 @@ pub trait BlobStore: Send + Sync + 'static {
     /// caller was authorised to read the blob and it is known to exist.
     async fn redirect_url(&self, _digest: &Digest) -> Result<Option<String>> {
         Ok(None)
+    }
+
+    /// Checks that the storage answers (for the readiness endpoint); by
+    /// default by listing one blob.
+    async fn probe(&self) -> Result<()> {
+        self.list(None, 1).await.map(drop)
     }
 }
 

@@ -298,3 +298,20 @@ fn the_database_password_is_never_printed() {
     assert_eq!(s.pool_options().max_connections, 4);
     assert_eq!(s.pool_options().statement_timeout, None);
 }
+
+#[test]
+fn metrics_settings_are_checked_together() {
+    let s = resolve(&["--metrics-listen", "127.0.0.1:9100"], None).unwrap();
+    let o = s.observe();
+    assert!(o.metrics && !o.metrics_route && o.access_log);
+    let err = resolve(&["--metrics-token", "has space"], None).unwrap_err();
+    assert!(format!("{err:#}").contains("metrics_token"), "{err:#}");
+    let err = resolve(&["--metrics", "false", "--metrics-token", "t"], None).unwrap_err();
+    assert!(
+        format!("{err:#}").contains("need metrics = true"),
+        "{err:#}"
+    );
+    let s = resolve(&[], Some("metrics = false\naccess_log = false\n")).unwrap();
+    let o = s.observe();
+    assert!(!o.watching() && !o.metrics_route);
+}

@@ -369,10 +369,15 @@ impl Authority {
             (None, Some(ip)) => format!("ip:{ip}"),
             (None, None) => "ip:unknown".to_owned(),
         };
-        if self.settings.shared_database {
-            return self.shared_pull_rate(&key, consume).await;
+        let state = if self.settings.shared_database {
+            self.shared_pull_rate(&key, consume).await?
+        } else {
+            Some(limiter.hit(&key, Instant::now(), consume))
+        };
+        if state.as_ref().is_some_and(|s| !s.allowed) {
+            berth_metrics::get().rate_limited();
         }
-        Ok(Some(limiter.hit(&key, Instant::now(), consume)))
+        Ok(state)
     }
 
     /// The lifetime of registry tokens.

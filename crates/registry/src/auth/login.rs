@@ -36,6 +36,7 @@ use super::permission::{Access, Account, TokenLimits};
 use super::throttle::{Outcome, Throttle};
 use super::{jwt, scope, secret, Authority};
 use crate::{Error, Result};
+use berth_metrics::AuthFailure;
 
 const REFUSED: &str = "invalid username or password";
 
@@ -95,6 +96,30 @@ fn password_name(name: &str) -> bool {
     super::validate_name(name).is_ok()
 }
 
+/// Counts a failed authentication in `berth_auth_failures_total` (by what
+/// was wrong) or `berth_login_throttled_total`.
+pub(super) fn observe_failure(credentials: &Credentials, e: &Error) {
+    let m = berth_metrics::get();
+    let kind = match e {
+        Error::TooManyRequests { .. } => return m.login_throttled(),
+        Error::Unauthorized(msg) => match credentials {
+            Credentials::Malformed => AuthFailure::Malformed,
+            Credentials::Bearer(t) if !secret::looks_like_token(t) => {
+                if msg.contains("expired") {
+                    AuthFailure::ExpiredToken
+                } else if msg.contains("disabled") || msg.contains("revoked") {
+                    AuthFailure::Disabled
+                } else {
+                    AuthFailure::InvalidToken
+                }
+            }
+            _ => AuthFailure::BadCredentials,
+        },
+        _ => return,
+    };
+    m.auth_failure(kind);
+}
+
 impl Authority {
     /// Who `credentials` prove the caller to be. `login` marks a login
     /// proper (the token endpoint), which is audited even when served from
@@ -110,6 +135,19 @@ impl Authority {
         if !self.enforced() {
             return Ok(Identity::anonymous());
         }
+        let out = self.authenticate_enforced(credentials, ip, login).await;
+        if let Err(e) = &out {
+            observe_failure(credentials, e);
+        }
+        out
+    }
+
+    async fn authenticate_enforced(
+        &self,
+        credentials: &Credentials,
+        ip: Option<IpAddr>,
+        login: bool,
+    ) -> Result<Identity> {
         match credentials {
             Credentials::None => Ok(Identity::anonymous()),
             Credentials::Malformed => Err(unauthorized("malformed Authorization header")),

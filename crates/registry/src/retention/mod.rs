@@ -209,6 +209,15 @@ impl Registry {
             Err(e) => (false, serde_json::json!({ "error": e.to_string() })),
         };
         let finished = now + started.elapsed().as_millis() as i64;
+        berth_metrics::get().job_run(berth_metrics::JobRun {
+            job: berth_metrics::Job::Retention,
+            success: ok,
+            elapsed: started.elapsed(),
+            // Counted as they happen, in `apply_plan`.
+            deleted: &[],
+            reclaimed_bytes: 0,
+            now_unix: crate::observe::unix_now(),
+        });
         let recorded = self.meta.finish_run(run, finished, ok, &summary).await;
         held.release().await;
         let applied = outcome?;
@@ -292,6 +301,12 @@ impl Registry {
                     item: item.clone(),
                     skipped: why,
                 });
+            } else {
+                let kind = match item.kind {
+                    ItemKind::Tag => "tag",
+                    _ => "manifest",
+                };
+                berth_metrics::get().job_deleted(berth_metrics::Job::Retention, kind, 1);
             }
             held.keep().await?;
         }

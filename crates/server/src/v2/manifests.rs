@@ -47,6 +47,11 @@ pub(super) async fn handle_get(
         // tag); a HEAD is not. Counted in memory, flushed in batches.
         app.registry
             .record_pull(name, &reference, m.digest.as_str());
+        berth_metrics::get().pulled(
+            name.as_str(),
+            berth_metrics::ArtifactKind::Manifest,
+            m.content.len() as u64,
+        );
     }
     let etag = format!("\"{}\"", m.digest);
     let b = Response::builder()

@@ -344,6 +344,10 @@ impl BlobStore for BucketStore {
         self.redirect.is_some()
     }
 
+    async fn probe(&self) -> Result<()> {
+        self.check().await
+    }
+
     async fn redirect_url(&self, digest: &Digest) -> Result<Option<String>> {
         let Some((signer, ttl)) = &self.redirect else {
             return Ok(None);
