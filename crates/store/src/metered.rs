@@ -113,6 +113,14 @@ impl<S: BlobStore> BlobStore for Metered<S> {
         self.timed("upload_list", self.inner.upload_list()).await
     }
 
+    async fn sweep_orphaned_uploads(&self, older_than: std::time::Duration) -> Result<usize> {
+        self.timed(
+            "sweep_orphaned_uploads",
+            self.inner.sweep_orphaned_uploads(older_than),
+        )
+        .await
+    }
+
     fn redirects(&self) -> bool {
         self.inner.redirects()
     }
