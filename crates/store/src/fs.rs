@@ -585,6 +585,12 @@ impl BlobStore for FsStore {
         .await
     }
 
+    /// A directory has no multipart uploads: an abandoned session is a
+    /// directory under `uploads/`, which the upload purge removes.
+    async fn sweep_orphaned_uploads(&self, _older_than: std::time::Duration) -> Result<usize> {
+        Ok(0)
+    }
+
     async fn upload_list(&self) -> Result<Vec<UploadInfo>> {
         let root = self.root.join("uploads");
         blocking(move || {

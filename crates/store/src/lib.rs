@@ -213,9 +213,9 @@ pub trait BlobStore: Send + Sync + 'static {
     /// `older_than` and that no upload session owns (left by a process
     /// that died between starting one and recording or completing it);
     /// returns how many. Stores without multipart uploads have none.
-    async fn sweep_orphaned_uploads(&self, _older_than: Duration) -> Result<usize> {
-        Ok(0)
-    }
+    /// (No default: a wrapper that forgot to forward it would sweep
+    /// nothing without a word.)
+    async fn sweep_orphaned_uploads(&self, older_than: Duration) -> Result<usize>;
 
     /// Whether reads are answered by [`BlobStore::redirect_url`] (known at
     /// construction, so stores that never redirect cost nothing per read).
