@@ -128,21 +128,9 @@ impl Conn {
                     .connect(name, stream)
                     .await
                     .with_context(|| format!("TLS handshake with {}", self.addr))?;
-                let (sender, conn) =
-                    hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-                tokio::spawn(async move {
-                    let _ = conn.await;
-                });
-                sender
+                http1(stream).await?
             }
-            None => {
-                let (sender, conn) =
-                    hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-                tokio::spawn(async move {
-                    let _ = conn.await;
-                });
-                sender
-            }
+            None => http1(stream).await?,
         };
         self.sender = Some(sender);
         Ok(())
@@ -185,6 +173,18 @@ impl Conn {
         }
         Ok(sender.send_request(req.body(body)?).await?)
     }
+}
+
+/// An HTTP/1.1 client connection over `io`, driven by its own task.
+async fn http1<IO>(io: IO) -> anyhow::Result<SendRequest<Payload>>
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io)).await?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(sender)
 }
 
 /// Drains a response body, returning its length.

@@ -77,14 +77,12 @@ impl Server {
         let addr_file = data.with_extension("addr");
         let _ = std::fs::remove_file(&addr_file);
         let mut cmd = Command::new(bin);
+        cmd.arg("serve");
         if let Some(t) = tls {
-            cmd.arg("serve")
-                .arg("--tls-cert")
+            cmd.arg("--tls-cert")
                 .arg(&t.cert)
                 .arg("--tls-key")
                 .arg(&t.key);
-        } else {
-            cmd.arg("serve");
         }
         if let Some(s3) = s3 {
             cmd.arg("--storage")
