@@ -101,7 +101,13 @@ async fn commit_batch(
     conn: &mut AnyConnection,
     writes: Vec<WriteFn>,
 ) -> Result<Vec<Result<Value>>> {
-    let mut tx = conn.begin().await?;
+    // IMMEDIATE takes the write lock up front, waiting on `busy_timeout`
+    // when another process holds it. A deferred transaction that reads
+    // first and writes later fails at once with "database is locked"
+    // (SQLITE_BUSY_SNAPSHOT) if another process (a CLI command on the same
+    // data directory, a second server during a restart) committed in
+    // between: SQLite cannot wait its way out of a stale snapshot.
+    let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
     if writes.len() == 1 {
         let mut out = Vec::with_capacity(1);
         if let Some(write) = writes.into_iter().next() {

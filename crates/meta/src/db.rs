@@ -264,13 +264,13 @@ const MIGRATION_LOCK: i64 = 0x62_65_72_74_68;
 async fn migrate(conn: &mut AnyConnection, dialect: Dialect) -> Result<()> {
     if dialect == Dialect::Sqlite {
         // SQLite's write lock serialises migrators already.
-        return apply(conn, SQLITE).await;
+        return apply(conn, SQLITE, "BEGIN IMMEDIATE").await;
     }
     sqlx::query("SELECT 1 AS locked FROM pg_advisory_lock($1)")
         .bind(MIGRATION_LOCK)
         .execute(&mut *conn)
         .await?;
-    let applied = apply(conn, POSTGRES).await;
+    let applied = apply(conn, POSTGRES, "BEGIN").await;
     let unlocked = sqlx::query("SELECT pg_advisory_unlock($1) AS unlocked")
         .bind(MIGRATION_LOCK)
         .execute(&mut *conn)
@@ -280,14 +280,18 @@ async fn migrate(conn: &mut AnyConnection, dialect: Dialect) -> Result<()> {
     Ok(())
 }
 
-async fn apply(conn: &mut AnyConnection, list: &[Migration]) -> Result<()> {
+/// Applies the migrations of `list` not applied yet, each in a transaction
+/// opened by `begin` (SQLite: `BEGIN IMMEDIATE`, so that two processes
+/// migrating one file wait for each other instead of failing on a stale
+/// read).
+async fn apply(conn: &mut AnyConnection, list: &[Migration], begin: &'static str) -> Result<()> {
     conn.execute(
         "CREATE TABLE IF NOT EXISTS schema_migrations (
             version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)",
     )
     .await?;
     for (version, statements) in list {
-        let mut tx = conn.begin().await?;
+        let mut tx = conn.begin_with(begin).await?;
         let done: Option<(i64,)> =
             sqlx::query_as("SELECT version FROM schema_migrations WHERE version = $1")
                 .bind(*version)

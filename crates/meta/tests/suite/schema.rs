@@ -188,3 +188,57 @@ async fn replicas_starting_together_migrate_once_and_both_engines_agree() {
         assert_eq!(indexes, pg_indexes, "indexes of {table}");
     }
 }
+
+/// Two handles on one SQLite file stand for two processes (a server and a
+/// CLI command on its data directory). A write that reads before it writes
+/// must not fail with "database is locked" because the other handle
+/// committed in between: the writer takes the lock first (`BEGIN
+/// IMMEDIATE`) and the other waits for it.
+#[tokio::test]
+async fn sqlite_writes_from_two_processes_wait_for_each_other() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("berth.db");
+    let a = Meta::open_sqlite(&path).await.unwrap();
+    let b = Meta::open_sqlite(&path).await.unwrap();
+    let (inside, mut entered) = tokio::sync::mpsc::channel::<()>(1);
+    let (done, mut b_done) = tokio::sync::mpsc::channel::<()>(1);
+    let first = tokio::spawn(async move {
+        a.transact(move |c| {
+            Box::pin(async move {
+                // Read first: a deferred transaction takes its snapshot here.
+                sqlx::query("SELECT COUNT(*) FROM server_keys")
+                    .fetch_one(&mut *c)
+                    .await?;
+                let _ = inside.send(()).await;
+                // Give the other process its chance to commit in between.
+                let _ = tokio::time::timeout(Duration::from_millis(300), b_done.recv()).await;
+                sqlx::query(
+                    "INSERT INTO server_keys (name, value, created_at) VALUES ('a', 'x', 0)",
+                )
+                .execute(&mut *c)
+                .await?;
+                Ok(())
+            })
+        })
+        .await
+    });
+    entered.recv().await.unwrap();
+    let second = b
+        .transact(|c| {
+            Box::pin(async move {
+                sqlx::query(
+                    "INSERT INTO server_keys (name, value, created_at) VALUES ('b', 'y', 0)",
+                )
+                .execute(&mut *c)
+                .await?;
+                Ok(())
+            })
+        })
+        .await;
+    let _ = done.send(()).await;
+    second.expect("the second process's write");
+    first
+        .await
+        .unwrap()
+        .expect("the first process's read-then-write");
+}
