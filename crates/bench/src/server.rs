@@ -20,6 +20,21 @@ pub enum Kind {
     Berth,
     /// CNCF Distribution (the reference registry).
     Distribution,
+    /// berth with metrics and the access log off (`--peer unobserved`).
+    BerthUnobserved,
+}
+
+/// How a berth under measurement observes itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Observe {
+    /// berth's defaults (metrics on, access log on but filtered out by
+    /// `--log-level warn`): the comparison with the reference registry.
+    Defaults,
+    /// Metrics on and the access log written at `info` to the server's
+    /// log file (`DATA.log`).
+    Everything,
+    /// Metrics and the access log off: the middleware is not installed.
+    Nothing,
 }
 
 impl Kind {
@@ -28,6 +43,7 @@ impl Kind {
         match self {
             Kind::Berth => "berth",
             Kind::Distribution => "distribution",
+            Kind::BerthUnobserved => "berth-unobserved",
         }
     }
 }
@@ -65,13 +81,15 @@ impl Server {
     /// (`auth`), every request then carrying the site admin's Basic
     /// credentials (the cached-login path of CI clients sending Basic).
     /// With `tls`, it serves HTTPS with that certificate; with `s3`, it
-    /// keeps blobs in that object store under the data directory's name.
+    /// keeps blobs in that object store under the data directory's name;
+    /// `observe` sets metrics and the access log.
     pub fn berth(
         bin: &Path,
         data: &Path,
         auth: bool,
         tls: Option<&Tls>,
         s3: Option<&ObjectStore>,
+        observe: Observe,
     ) -> anyhow::Result<Server> {
         std::fs::create_dir_all(data)?;
         let addr_file = data.with_extension("addr");
@@ -90,8 +108,35 @@ impl Server {
                 .args(["--s3-endpoint", s3.endpoint(), "--s3-path-style"])
                 .envs(s3.env());
         }
+        let stderr = match observe {
+            Observe::Defaults => {
+                cmd.args(["--log-level", "warn"]);
+                Stdio::inherit()
+            }
+            Observe::Everything => {
+                cmd.args(["--log-level", "warn,berth::access=info"]).args([
+                    "--metrics",
+                    "true",
+                    "--access-log",
+                    "true",
+                ]);
+                Stdio::from(
+                    std::fs::File::create(data.with_extension("log"))
+                        .context("creating berth's log file")?,
+                )
+            }
+            Observe::Nothing => {
+                cmd.args(["--log-level", "warn"]).args([
+                    "--metrics",
+                    "false",
+                    "--access-log",
+                    "false",
+                ]);
+                Stdio::inherit()
+            }
+        };
         let child = cmd
-            .args(["--listen", "127.0.0.1:0", "--log-level", "warn"])
+            .args(["--listen", "127.0.0.1:0"])
             .args(["--auth", if auth { "token" } else { "none" }])
             .env("BERTH_ADMIN_PASSWORD", BENCH_ADMIN_PASSWORD)
             .arg("--data-dir")
@@ -101,7 +146,7 @@ impl Server {
             .env_remove("BERTH_CONFIG")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .with_context(|| format!("starting {}", bin.display()))?;
         let authorization = auth.then(|| {
@@ -113,7 +158,11 @@ impl Server {
             )
         });
         let mut server = Server {
-            kind: Kind::Berth,
+            kind: if observe == Observe::Nothing {
+                Kind::BerthUnobserved
+            } else {
+                Kind::Berth
+            },
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             authorization,
             tls: tls.map(|t| t.connector.clone()),
@@ -269,7 +318,7 @@ impl Drop for Server {
 }
 
 /// The object-store prefix of a server: its data directory's name
-/// (`berth-SCENARIO`, `distribution-SCENARIO`).
+/// (`berth-SCENARIO`, `distribution-SCENARIO`, ...).
 fn prefix(data: &Path) -> anyhow::Result<String> {
     data.file_name()
         .and_then(|n| n.to_str())
@@ -277,11 +326,12 @@ fn prefix(data: &Path) -> anyhow::Result<String> {
         .ok_or_else(|| anyhow!("{} has no usable name", data.display()))
 }
 
-/// Paths of the two data directories of one scenario, under `work`.
-pub fn data_dirs(work: &Path, scenario: &str) -> (PathBuf, PathBuf) {
+/// Paths of the data directories of berth and of `peer` for one scenario,
+/// under `work`.
+pub fn data_dirs(work: &Path, peer: Kind, scenario: &str) -> (PathBuf, PathBuf) {
     (
         work.join(format!("berth-{scenario}")),
-        work.join(format!("distribution-{scenario}")),
+        work.join(format!("{}-{scenario}", peer.name())),
     )
 }
 

@@ -58,7 +58,7 @@ fn quick_bench_reports_a_ratio_for_every_scenario() {
         let what = format!("{} c={}", c["scenario"], c["concurrency"]);
         let ratio = c["ratio"].as_f64().unwrap_or(0.0);
         assert!(ratio.is_finite() && ratio > 0.0, "{what}: ratio {ratio}");
-        for side in ["berth", "distribution"] {
+        for side in ["berth", "peer"] {
             assert!(
                 c[side]["ops"].as_u64().unwrap_or(0) > 0,
                 "{what}: {side} did nothing"
@@ -123,7 +123,7 @@ fn bench_over_tls_reports_without_errors() {
     let cells = report["cells"].as_array().expect("cells");
     assert_eq!(cells.len(), 3 * 2);
     for c in cells {
-        for side in ["berth", "distribution"] {
+        for side in ["berth", "peer"] {
             assert!(c[side]["ops"].as_u64().unwrap_or(0) > 0, "{side}: {c}");
             assert_eq!(c[side]["errors"], 0, "{side}: {}", c[side]["first_error"]);
         }
@@ -153,13 +153,13 @@ fn bench_on_object_storage_counts_store_requests() {
     let cells = report["cells"].as_array().expect("cells");
     assert_eq!(cells.len(), 3);
     for c in cells {
-        for side in ["berth", "distribution"] {
+        for side in ["berth", "peer"] {
             assert!(c[side]["ops"].as_u64().unwrap_or(0) > 0, "{side}: {c}");
             assert_eq!(c[side]["errors"], 0, "{side}: {}", c[side]["first_error"]);
         }
         // Every blob operation reaches the store on both servers.
         if c["scenario"] != "manifest-get" {
-            for side in ["berth", "distribution"] {
+            for side in ["berth", "peer"] {
                 let per_op = c[side]["store_requests_per_op"].as_f64().unwrap_or(0.0);
                 assert!(
                     per_op >= 1.0,
@@ -168,5 +168,55 @@ fn bench_on_object_storage_counts_store_requests() {
                 );
             }
         }
+    }
+}
+
+/// `--peer unobserved`: berth with metrics and the access log on against
+/// the same binary with both off; the report shows that berth logged every
+/// request and the targets are "within 3%".
+#[test]
+fn bench_against_itself_unobserved_measures_observability() {
+    let out = Command::new(berth_bin())
+        .args([
+            "bench",
+            "--quick",
+            "--peer",
+            "unobserved",
+            "--output",
+            "json",
+        ])
+        .args(["--concurrency", "1", "--duration", "0.2"])
+        .args(["--scenarios", "push-mono-1k,manifest-get"])
+        .output()
+        .expect("run berth bench");
+    assert!(
+        out.status.success(),
+        "berth bench --peer unobserved failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON report");
+    assert_eq!(report["peer"], "unobserved");
+    let cells = report["cells"].as_array().expect("cells");
+    assert_eq!(cells.len(), 2);
+    for c in cells {
+        assert_eq!(c["target"], 0.97, "{c}");
+        for side in ["berth", "peer"] {
+            assert!(c[side]["ops"].as_u64().unwrap_or(0) > 0, "{side}: {c}");
+            assert_eq!(c[side]["errors"], 0, "{side}: {}", c[side]["first_error"]);
+        }
+        // One access-log line per request: a manifest GET is one request,
+        // a monolithic push two (POST, PUT).
+        let ops = c["berth"]["ops"].as_u64().unwrap_or(0);
+        let per_op = if c["scenario"] == "manifest-get" {
+            1
+        } else {
+            2
+        };
+        let lines = c["berth_access_log_lines"].as_u64().unwrap_or(0);
+        assert!(
+            lines >= ops * per_op,
+            "{}: {lines} lines for {ops} operations",
+            c["scenario"]
+        );
     }
 }
