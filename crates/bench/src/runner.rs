@@ -12,28 +12,52 @@ use crate::load::{self, Limits, Sample};
 use crate::payload::Payloads;
 use crate::report::{Cell, Report};
 use crate::scenario::{self, Scenario};
-use crate::server::{data_dirs, Kind, Observe, Server};
+use crate::server::{data_dirs, BerthSpec, Kind, Observe, Server};
 use crate::{disk, Peer, Settings};
 
 fn progress(msg: std::fmt::Arguments<'_>) {
     let _ = writeln!(std::io::stderr().lock(), "bench: {msg}");
 }
 
-fn start(settings: &Settings, kind: Kind, data: &Path) -> anyhow::Result<Server> {
-    let berth = |observe| {
-        Server::berth(
-            &settings.berth_bin,
-            data,
-            settings.berth_auth,
-            settings.tls.as_ref(),
-            settings.s3.as_ref(),
-            observe,
-        )
+fn start(settings: &Settings, kind: Kind, data: &Path, label: &str) -> anyhow::Result<Server> {
+    // Replicas (and the one replica compared with them) keep their
+    // metadata in a fresh PostgreSQL database of their own.
+    let database_url = settings
+        .database
+        .as_ref()
+        .filter(|_| kind != Kind::Distribution)
+        .map(|db| db.create(&format!("{}_{label}", kind.name()).replace('-', "_")));
+    let spec = BerthSpec {
+        bin: &settings.berth_bin,
+        kind,
+        auth: settings.berth_auth,
+        tls: settings.tls.as_ref(),
+        s3: settings.s3.as_ref(),
+        observe: Observe::Defaults,
+        database_url: database_url.as_deref(),
+        replicas: 1,
     };
     match kind {
-        Kind::Berth if settings.peer == Peer::Unobserved => berth(Observe::Everything),
-        Kind::Berth => berth(Observe::Defaults),
-        Kind::BerthUnobserved => berth(Observe::Nothing),
+        Kind::Berth => Server::berth(
+            BerthSpec {
+                observe: if settings.peer == Peer::Unobserved {
+                    Observe::Everything
+                } else {
+                    Observe::Defaults
+                },
+                replicas: settings.replicas,
+                ..spec
+            },
+            data,
+        ),
+        Kind::BerthUnobserved => Server::berth(
+            BerthSpec {
+                observe: Observe::Nothing,
+                ..spec
+            },
+            data,
+        ),
+        Kind::BerthOneReplica => Server::berth(spec, data),
         Kind::Distribution => Server::distribution(
             &settings.distribution_bin,
             data,
@@ -48,8 +72,8 @@ fn start_pair(settings: &Settings, work: &Path, label: &str) -> anyhow::Result<[
     let peer = settings.peer.kind();
     let (b, d) = data_dirs(work, peer, label);
     Ok([
-        start(settings, Kind::Berth, &b)?,
-        start(settings, peer, &d)?,
+        start(settings, Kind::Berth, &b, label)?,
+        start(settings, peer, &d, label)?,
     ])
 }
 
@@ -139,6 +163,7 @@ async fn run_scenario(
         let target = match settings.peer {
             Peer::Reference => scenario.target(settings.s3.is_some()),
             Peer::Unobserved => crate::report::OBSERVABILITY_TARGET,
+            Peer::OneReplica => crate::report::REPLICAS_TARGET,
         };
         let mut cell = Cell::new(scenario, c, b, d, target);
         if let (Some(log), Some(before)) = (access_log.as_deref(), logged_before) {

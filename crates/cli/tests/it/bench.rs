@@ -220,3 +220,49 @@ fn bench_against_itself_unobserved_measures_observability() {
         );
     }
 }
+
+/// `--replicas 2 --peer one-replica`: two berth replicas on one PostgreSQL
+/// database and one object store, connections spread over them, against
+/// one replica on the same engines; the multi-replica flags are refused
+/// with a way out when their engines are missing.
+#[test]
+fn bench_replicas_against_one_replica() {
+    let refused = Command::new(berth_bin())
+        .args(["bench", "--quick", "--replicas", "3"])
+        .output()
+        .expect("run berth bench");
+    assert!(!refused.status.success());
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(err.contains("--storage s3"), "{err}");
+    let refused = Command::new(berth_bin())
+        .args(["bench", "--quick", "--peer", "one-replica"])
+        .output()
+        .expect("run berth bench");
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(err.contains("--replicas 3"), "{err}");
+
+    let out = Command::new(berth_bin())
+        .args(["bench", "--quick", "--storage", "s3", "--replicas", "2"])
+        .args(["--peer", "one-replica", "--output", "json"])
+        .args(["--concurrency", "2", "--duration", "0.2"])
+        .args(["--scenarios", "push-mono-1k,manifest-get"])
+        .output()
+        .expect("run berth bench");
+    assert!(
+        out.status.success(),
+        "berth bench --replicas 2 failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON report");
+    assert_eq!(report["peer"], "one-replica");
+    assert_eq!(report["replicas"], 2);
+    let cells = report["cells"].as_array().expect("cells");
+    assert_eq!(cells.len(), 2);
+    for c in cells {
+        assert_eq!(c["target"], 0.9, "{c}");
+        for side in ["berth", "peer"] {
+            assert!(c[side]["ops"].as_u64().unwrap_or(0) > 0, "{side}: {c}");
+            assert_eq!(c[side]["errors"], 0, "{side}: {}", c[side]["first_error"]);
+        }
+    }
+}
