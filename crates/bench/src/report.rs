@@ -22,6 +22,12 @@ pub(crate) const OBSERVABILITY_TARGET: f64 = 0.97;
 /// cost at most 10% of one replica's throughput (on several machines they
 /// add capacity; on one they share its cores).
 pub(crate) const REPLICAS_TARGET: f64 = 0.9;
+/// Target of manifest reads against nginx serving the same bytes from a
+/// file: berth's own work (routing, lookup) costs at most 10% of the
+/// machine's HTTP capacity.
+pub(crate) const NGINX_TARGET: f64 = 0.9;
+/// The same with a credential to check on every request.
+pub(crate) const NGINX_TARGET_AUTH: f64 = 0.75;
 
 /// One server's figures in one cell.
 #[derive(Debug, Serialize)]
@@ -153,7 +159,7 @@ pub struct Report {
     /// Whether this was a `--quick` smoke run.
     pub quick: bool,
     /// Whether berth ran with authentication on (`--berth-auth`).
-    pub berth_auth: bool,
+    pub berth_auth: Option<crate::AuthMode>,
     /// What berth was measured against.
     pub peer: crate::Peer,
     /// berth replicas (peak RSS figures are then per replica).
@@ -262,6 +268,7 @@ impl Report {
             crate::Peer::Reference => ("distribution", "dist"),
             crate::Peer::Unobserved => ("berth-unobserved", "off"),
             crate::Peer::OneReplica => ("berth-one-replica", "one"),
+            crate::Peer::Nginx => ("nginx", "nginx"),
         }
     }
 
@@ -274,6 +281,9 @@ impl Report {
             }
             crate::Peer::OneReplica => {
                 "one berth replica on the same engines, as `one`"
+            }
+            crate::Peer::Nginx => {
+                "nginx serving the same manifest bytes as a static file (worker per core, keep-alive, no access log), as `nginx`"
             }
         };
         let replicas = if self.replicas > 1 {
@@ -289,13 +299,21 @@ impl Report {
             m.cpus, m.cpu, m.memory_gib, m.kernel, m.filesystem, self.duration_s, self.rounds, self.tags, self.wall_s,
             if self.quick { " (quick)" } else { "" },
             match (self.berth_auth, self.peer) {
-                (true, crate::Peer::Reference) => "--auth token, Basic credentials of the site admin on every request (distribution: open)",
-                (true, _) => "--auth token for both, Basic credentials of the site admin on every request",
-                (false, crate::Peer::Reference) => "--auth none (like distribution)",
-                (false, _) => "--auth none for both",
-            }
-            .to_owned()
-                + &replicas,
+                (Some(mode), peer) => format!(
+                    "--auth token, {} on every request{}",
+                    match mode {
+                        crate::AuthMode::Basic => "Basic credentials of the site admin",
+                        crate::AuthMode::Bearer => "a registry token from /token (Bearer)",
+                    },
+                    match peer {
+                        crate::Peer::Reference => " (distribution: open)",
+                        crate::Peer::Nginx => " (nginx: open)",
+                        _ => ", for both",
+                    }
+                ),
+                (None, crate::Peer::Reference) => "--auth none (like distribution)".to_owned(),
+                (None, _) => "--auth none for both".to_owned(),
+            } + &replicas,
             if self.tls {
                 "HTTPS for both (one certificate from `berth tls self-signed`; client: rustls, HTTP/1.1 over TLS 1.3)"
             } else {

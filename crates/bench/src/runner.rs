@@ -11,26 +11,34 @@ use anyhow::Context;
 use crate::load::{self, Limits, Sample};
 use crate::payload::Payloads;
 use crate::report::{Cell, Report};
-use crate::scenario::{self, Scenario};
+use crate::scenario::{self, Scenario, StaticFile};
 use crate::server::{data_dirs, BerthSpec, Kind, Observe, Server};
-use crate::{disk, Peer, Settings};
+use crate::{disk, ops, AuthMode, Peer, Settings};
 
 fn progress(msg: std::fmt::Arguments<'_>) {
     let _ = writeln!(std::io::stderr().lock(), "bench: {msg}");
 }
 
-fn start(settings: &Settings, kind: Kind, data: &Path, label: &str) -> anyhow::Result<Server> {
+/// Starts server `kind` on `data` for scenario `label`; nginx serves
+/// `file`.
+fn start(
+    settings: &Settings,
+    kind: Kind,
+    data: &Path,
+    label: &str,
+    file: Option<&StaticFile>,
+) -> anyhow::Result<Server> {
     // Replicas (and the one replica compared with them) keep their
     // metadata in a fresh PostgreSQL database of their own.
     let database_url = settings
         .database
         .as_ref()
-        .filter(|_| kind != Kind::Distribution)
+        .filter(|_| !matches!(kind, Kind::Distribution | Kind::Nginx))
         .map(|db| db.create(&format!("{}_{label}", kind.name()).replace('-', "_")));
     let spec = BerthSpec {
         bin: &settings.berth_bin,
         kind,
-        auth: settings.berth_auth,
+        auth: settings.berth_auth.is_some(),
         tls: settings.tls.as_ref(),
         s3: settings.s3.as_ref(),
         observe: Observe::Defaults,
@@ -64,16 +72,23 @@ fn start(settings: &Settings, kind: Kind, data: &Path, label: &str) -> anyhow::R
             settings.tls.as_ref(),
             settings.s3.as_ref(),
         ),
+        Kind::Nginx => Server::nginx(&settings.nginx_bin, data, file),
     }
 }
 
-/// Starts berth and its peer on fresh directories of `label`.
-fn start_pair(settings: &Settings, work: &Path, label: &str) -> anyhow::Result<[Server; 2]> {
+/// Starts berth and its peer on fresh directories of `label` (nginx
+/// serving `file`).
+fn start_pair(
+    settings: &Settings,
+    work: &Path,
+    label: &str,
+    file: Option<&StaticFile>,
+) -> anyhow::Result<[Server; 2]> {
     let peer = settings.peer.kind();
     let (b, d) = data_dirs(work, peer, label);
     Ok([
-        start(settings, Kind::Berth, &b, label)?,
-        start(settings, peer, &d, label)?,
+        start(settings, Kind::Berth, &b, label, None)?,
+        start(settings, peer, &d, label, file)?,
     ])
 }
 
@@ -86,7 +101,7 @@ fn remove_pair(settings: &Settings, work: &Path, label: &str) {
 
 /// RSS of each server after start and one `GET /v2/`.
 async fn idle_rss(settings: &Settings, work: &Path) -> anyhow::Result<[u64; 2]> {
-    let servers = start_pair(settings, work, "idle")?;
+    let servers = start_pair(settings, work, "idle", None)?;
     for s in &servers {
         let mut c = s.conn();
         let resp = c
@@ -121,10 +136,33 @@ async fn run_scenario(
     cells: &mut Vec<Cell>,
 ) -> anyhow::Result<()> {
     let label = scenario.name();
-    let servers = start_pair(settings, work, &label)?;
+    // A static peer serves the fixture's manifest from a file instead of
+    // being prepared through the API.
+    let prepared_static = (settings.peer == Peer::Nginx)
+        .then(|| scenario::prepare_static(scenario, payloads.clone()))
+        .transpose()?;
+    let (static_fixture, file) = prepared_static.unzip();
+    let mut servers = start_pair(settings, work, &label, file.as_ref())?;
+    if settings.berth_auth == Some(AuthMode::Bearer) {
+        let scopes = ops::BENCH_REPOSITORIES.map(|r| format!("repository:{r}:pull,push"));
+        let token = ops::fetch_token(&mut servers[0].conn(), &scopes)
+            .await
+            .context("fetching berth's registry token")?;
+        servers[0].authorization = Some(format!("Bearer {token}"));
+        if servers[1].kind != Kind::Distribution && servers[1].kind != Kind::Nginx {
+            let token = ops::fetch_token(&mut servers[1].conn(), &scopes)
+                .await
+                .context("fetching the peer's registry token")?;
+            servers[1].authorization = Some(format!("Bearer {token}"));
+        }
+    }
     let t = Instant::now();
     let mut fixtures = Vec::new();
     for s in &servers {
+        if let (Kind::Nginx, Some(f)) = (s.kind, &static_fixture) {
+            fixtures.push(f.clone());
+            continue;
+        }
         let mut conn = s.conn();
         let f = scenario::prepare(scenario, payloads.clone(), &mut conn, settings.tags)
             .await
@@ -164,6 +202,8 @@ async fn run_scenario(
             Peer::Reference => scenario.target(settings.s3.is_some()),
             Peer::Unobserved => crate::report::OBSERVABILITY_TARGET,
             Peer::OneReplica => crate::report::REPLICAS_TARGET,
+            Peer::Nginx if settings.berth_auth.is_some() => crate::report::NGINX_TARGET_AUTH,
+            Peer::Nginx => crate::report::NGINX_TARGET,
         };
         let mut cell = Cell::new(scenario, c, b, d, target);
         if let (Some(log), Some(before)) = (access_log.as_deref(), logged_before) {

@@ -11,6 +11,7 @@ use anyhow::{anyhow, bail, Context};
 use serde::Serialize;
 
 use crate::objstore::ObjectStore;
+use crate::scenario::StaticFile;
 use crate::tls::Tls;
 
 /// Which registry.
@@ -26,6 +27,9 @@ pub enum Kind {
     /// One berth replica on the engines of a multi-replica berth (`--peer
     /// one-replica`).
     BerthOneReplica,
+    /// nginx serving the manifest as a static file (`--peer nginx`): what
+    /// this machine's HTTP stack can do for a body of that size.
+    Nginx,
 }
 
 /// How a berth under measurement observes itself.
@@ -49,6 +53,7 @@ impl Kind {
             Kind::Distribution => "distribution",
             Kind::BerthUnobserved => "berth-unobserved",
             Kind::BerthOneReplica => "berth-one-replica",
+            Kind::Nginx => "nginx",
         }
     }
 }
@@ -227,11 +232,98 @@ impl Server {
         }
     }
 
-    /// User + system CPU seconds used so far, by all processes.
+    /// Starts nginx (`bin`) with its configuration, temporary files and
+    /// document root under `data`, serving `file` (if any) with its media
+    /// type and `Docker-Content-Digest`, as many worker processes as the
+    /// machine has cores (berth's runtime has one thread per core), keep-alive
+    /// without a request limit, no access log. nginx cannot bind port 0, so
+    /// the bench reserves a free port first and retries if another process
+    /// takes it in between.
+    pub fn nginx(bin: &Path, data: &Path, file: Option<&StaticFile>) -> anyhow::Result<Server> {
+        let root = data.join("root");
+        std::fs::create_dir_all(data.join("tmp"))?;
+        std::fs::create_dir_all(&root)?;
+        let mut location = String::new();
+        if let Some(f) = file {
+            let rel = f.path.trim_start_matches('/');
+            let target = root.join(rel);
+            if let Some(parent) = target.parent() {
+                std::fs::create_dir_all(parent)?;
+            }
+            std::fs::write(&target, &f.body)?;
+            location = format!(
+                "    location = {} {{\n      default_type {};\n      add_header Docker-Content-Digest {};\n    }}\n",
+                f.path, f.media_type, f.digest
+            );
+        }
+        let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let mut last_error = None;
+        for _ in 0..3 {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")?
+                .local_addr()?
+                .port();
+            let d = data.display();
+            let config = format!(
+                "worker_processes {workers};\ndaemon off;\npid {d}/nginx.pid;\nerror_log {d}/error.log warn;\nevents {{ worker_connections 4096; }}\nhttp {{\n  access_log off;\n  sendfile on;\n  tcp_nodelay on;\n  keepalive_requests 100000000;\n  keepalive_timeout 300s;\n  types {{ }}\n  default_type application/octet-stream;\n  client_body_temp_path {d}/tmp;\n  proxy_temp_path {d}/tmp;\n  fastcgi_temp_path {d}/tmp;\n  uwsgi_temp_path {d}/tmp;\n  scgi_temp_path {d}/tmp;\n  server {{\n    listen 127.0.0.1:{port};\n    root {};\n{location}  }}\n}}\n",
+                root.display()
+            );
+            let conf = data.join("nginx.conf");
+            std::fs::write(&conf, config)?;
+            let mut child = Command::new(bin)
+                .arg("-c")
+                .arg(&conf)
+                .arg("-e")
+                .arg(data.join("error.log"))
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .with_context(|| {
+                    format!("starting {} (apt-get install nginx-light)", bin.display())
+                })?;
+            let deadline = Instant::now() + START_TIMEOUT;
+            loop {
+                if listening_port(child.id()) == Some(port) {
+                    return Ok(Server {
+                        kind: Kind::Nginx,
+                        addrs: vec![SocketAddr::from(([127, 0, 0, 1], port))],
+                        next: AtomicUsize::new(0),
+                        authorization: None,
+                        tls: None,
+                        children: vec![child],
+                    });
+                }
+                if let Some(status) = child.try_wait()? {
+                    let log = std::fs::read_to_string(data.join("error.log")).unwrap_or_default();
+                    last_error = Some(format!(
+                        "nginx exited during start ({status}): {}",
+                        log.trim()
+                    ));
+                    break;
+                }
+                if Instant::now() > deadline {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    bail!("nginx did not listen within {START_TIMEOUT:?}");
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+        bail!(
+            "{}",
+            last_error.unwrap_or_else(|| "nginx did not start".to_owned())
+        )
+    }
+
+    /// User + system CPU seconds used so far, by all processes and their
+    /// child processes (nginx's workers).
     pub fn cpu_seconds(&self) -> anyhow::Result<f64> {
         let mut total = 0.0;
         for c in &self.children {
             total += cpu_seconds(c.id())?;
+            for w in child_processes(c.id()) {
+                total += cpu_seconds(w).unwrap_or(0.0);
+            }
         }
         Ok(total)
     }
@@ -264,6 +356,24 @@ impl Drop for Server {
             let _ = c.wait();
         }
     }
+}
+
+/// Processes whose parent is `pid`.
+fn child_processes(pid: u32) -> Vec<u32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&p| {
+            std::fs::read_to_string(format!("/proc/{p}/stat"))
+                .ok()
+                .and_then(|stat| {
+                    let rest = stat.rsplit_once(')')?.1.to_owned();
+                    rest.split_whitespace().nth(1)?.parse::<u32>().ok()
+                })
+                == Some(pid)
+        })
+        .collect()
 }
 
 /// User + system CPU seconds of process `pid`.
@@ -321,6 +431,10 @@ fn start_berth(
             .arg(format!("s3://{}/{}", s3.bucket(), prefix(group)?))
             .args(["--s3-endpoint", s3.endpoint(), "--s3-path-style"])
             .envs(s3.env());
+    }
+    if spec.auth {
+        // A registry token (`--berth-auth bearer`) outlives the scenario.
+        cmd.args(["--token-ttl", "1h"]);
     }
     if let Some(url) = spec.database_url {
         cmd.arg("--database-url").arg(url);

@@ -91,7 +91,7 @@ fn bench_with_authentication_on_reports_without_errors() {
         String::from_utf8_lossy(&out.stderr)
     );
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON report");
-    assert_eq!(report["berth_auth"], true);
+    assert_eq!(report["berth_auth"], "basic");
     let cells = report["cells"].as_array().expect("cells");
     assert_eq!(cells.len(), 4);
     for c in cells {
@@ -263,6 +263,73 @@ fn bench_replicas_against_one_replica() {
         for side in ["berth", "peer"] {
             assert!(c[side]["ops"].as_u64().unwrap_or(0) > 0, "{side}: {c}");
             assert_eq!(c[side]["errors"], 0, "{side}: {}", c[side]["first_error"]);
+        }
+    }
+}
+
+/// `--peer nginx`: the manifest reads against nginx serving the same bytes
+/// from a file, with berth checking a registry token (`--berth-auth
+/// bearer`) on every request; the targets are the calibration's, and
+/// scenarios nginx cannot serve are refused.
+#[test]
+fn bench_calibrates_manifest_reads_against_nginx() {
+    if !require(
+        "/usr/sbin/nginx",
+        "bench_calibrates_manifest_reads_against_nginx",
+    ) {
+        return;
+    }
+    let refused = Command::new(berth_bin())
+        .args([
+            "bench",
+            "--quick",
+            "--peer",
+            "nginx",
+            "--scenarios",
+            "push-mono-1k",
+        ])
+        .output()
+        .expect("run berth bench");
+    assert!(!refused.status.success());
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(err.contains("manifest-get,manifest-head"), "{err}");
+
+    for (auth, target) in [(None, 0.9), (Some("bearer"), 0.75)] {
+        let mut cmd = Command::new(berth_bin());
+        cmd.args(["bench", "--quick", "--peer", "nginx", "--output", "json"])
+            .args(["--concurrency", "1,4", "--duration", "0.2"]);
+        if let Some(mode) = auth {
+            cmd.args(["--berth-auth", mode]);
+        }
+        let out = cmd.output().expect("run berth bench");
+        assert!(
+            out.status.success(),
+            "berth bench --peer nginx failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON report");
+        assert_eq!(report["peer"], "nginx");
+        let cells = report["cells"].as_array().expect("cells");
+        let scenarios: BTreeSet<&str> = cells
+            .iter()
+            .filter_map(|c| c["scenario"].as_str())
+            .collect();
+        assert_eq!(
+            scenarios,
+            BTreeSet::from(["manifest-get", "manifest-head"]),
+            "nginx runs the manifest reads only"
+        );
+        for c in cells {
+            assert_eq!(c["target"], target, "{c}");
+            for side in ["berth", "peer"] {
+                assert!(c[side]["ops"].as_u64().unwrap_or(0) > 0, "{side}: {c}");
+                assert_eq!(c[side]["errors"], 0, "{side}: {}", c[side]["first_error"]);
+                // nginx's workers are counted, not only its master.
+                assert!(
+                    c[side]["cpu_s"].as_f64().unwrap_or(0.0) > 0.0,
+                    "{side}: {c}"
+                );
+            }
         }
     }
 }
