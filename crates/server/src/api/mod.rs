@@ -27,6 +27,7 @@ mod body;
 mod certificates;
 mod extract;
 mod gc;
+mod oidc;
 mod repositories;
 mod retention;
 mod tag_rules;
@@ -216,6 +217,7 @@ pub(crate) fn router() -> Router<Arc<App>> {
         .merge(gc::routes())
         .merge(retention::routes())
         .merge(webhooks::routes())
+        .merge(oidc::routes())
         .fallback(handle_no_endpoint)
         .method_not_allowed_fallback(handle_method_not_allowed)
         .layer(axum::middleware::from_fn(crate::error::catch_panics))
