@@ -51,6 +51,8 @@ enum Command {
     Retention(Box<manage::retention::Args>),
     /// Webhooks of a namespace or of the site, and their deliveries.
     Webhook(Box<manage::webhook::Args>),
+    /// The pull-through mirror: its upstreams and their rate limits.
+    Mirror(Box<manage::mirror::Args>),
     /// Move a stopped single-node registry (SQLite + files) to PostgreSQL
     /// and other blob storage, for replicas (resumable).
     Migrate(Box<migrate::Args>),
@@ -126,6 +128,7 @@ fn main() -> ExitCode {
             Command::Webhook(args) => manage::webhook::run(*args)
                 .await
                 .map(|()| ExitCode::SUCCESS),
+            Command::Mirror(args) => manage::mirror::run(&args).await.map(|()| ExitCode::SUCCESS),
             Command::Migrate(args) => migrate::run(&args).await.map(|()| ExitCode::SUCCESS),
             Command::Tls(args) => tls::run(&args).map(|()| ExitCode::SUCCESS),
             Command::Tools(cmd) => berth_tools::run(cmd).await.map_err(anyhow::Error::from),

@@ -27,6 +27,7 @@ mod body;
 mod certificates;
 mod extract;
 mod gc;
+mod mirror;
 mod repositories;
 mod retention;
 mod tag_rules;
@@ -214,6 +215,7 @@ pub(crate) fn router() -> Router<Arc<App>> {
         .merge(repositories::routes())
         .merge(usage::routes())
         .merge(gc::routes())
+        .merge(mirror::routes())
         .merge(retention::routes())
         .merge(webhooks::routes())
         .fallback(handle_no_endpoint)
