@@ -201,6 +201,7 @@ fn serve_redirects(
             registry: app.registry.clone(),
             auth: app.auth.clone(),
             settings,
+            mirror: app.mirror.clone(),
         }))
     });
     let limits = app.settings.limits.clone();
@@ -349,7 +350,12 @@ pub async fn run(args: ServeArgs, matches: &ArgMatches) -> anyhow::Result<()> {
         every: WEBHOOK_POLL,
     }));
 
+    let mirror = berth_mirror::Mirror::new(registry.clone(), cfg.mirror_settings())?;
+    if mirror.is_enabled() {
+        tracing::info!(upstreams = ?cfg.mirror_upstreams.0.iter().map(|u| &u.name).collect::<Vec<_>>(), "pull-through mirror on");
+    }
     let app = Arc::new(App {
+        mirror: Some(Arc::new(mirror)),
         registry: registry.clone(),
         auth: auth.clone(),
         settings: ServerSettings {
