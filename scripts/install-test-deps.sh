@@ -63,6 +63,7 @@ APT_PACKAGES=(
   containerd
   runc
   prometheus
+  nginx-light
   rpm
   golang-go
 )

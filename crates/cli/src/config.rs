@@ -25,9 +25,11 @@ use berth_server::tls::{ClientAuth, TlsFiles};
 pub use crate::storage::Storage;
 pub use networks::Networks;
 
+mod mirror;
 mod networks;
 use clap::parser::ValueSource;
 use clap::{ArgMatches, FromArgMatches};
+pub use mirror::{PullAccessChoice, Upstreams};
 use serde::{Deserialize, Serialize};
 
 /// Arguments of `berth serve`: the configuration file and the settings.
@@ -349,6 +351,16 @@ pub struct Settings {
         value_name = "DURATION"
     )]
     pub auth_cache_ttl: Span,
+    /// Keyless push (OIDC): the shortest time between two fetches of an
+    /// issuer's keys caused by tokens naming a key id berth does not know
+    /// (an issuer rotating its keys is picked up after at most this).
+    #[arg(
+        long,
+        env = "BERTH_OIDC_KEY_REFETCH",
+        default_value = "1m",
+        value_name = "DURATION"
+    )]
+    pub oidc_key_refetch: Span,
     /// How often garbage collection runs on its own, counted from the last
     /// run (the first one a minute after the first start); 0: only on
     /// demand (`berth gc`).
@@ -518,6 +530,32 @@ pub struct Settings {
         value_name = "DURATION"
     )]
     pub webhook_history: Span,
+    /// Upstream registries the pull-through mirror fronts: a TOML array of
+    /// tables `{ name, url, username, password, hosts, max_concurrent,
+    /// rate_limit, tag_ttl, timeout }` (inline for the flag and variable).
+    /// See docs/mirror.md.
+    #[arg(
+        long,
+        env = "BERTH_MIRROR_UPSTREAMS",
+        hide_env_values = true,
+        default_value = "[]",
+        value_name = "TOML"
+    )]
+    pub mirror_upstreams: Upstreams,
+    /// The upstream that hostless requests for repositories berth does not
+    /// hold (`/v2/library/postgres/...`, from the Docker daemon's
+    /// `registry-mirrors`) go to.
+    #[arg(long, env = "BERTH_MIRROR_DOCKER_HUB_DEFAULT", value_name = "NAME")]
+    pub mirror_docker_hub_default: Option<String>,
+    /// Who may pull through the mirror: `anonymous` (anyone) or
+    /// `authenticated` (any account).
+    #[arg(
+        long,
+        env = "BERTH_MIRROR_PULL_ACCESS",
+        default_value = "anonymous",
+        value_name = "WHO"
+    )]
+    pub mirror_pull_access: PullAccessChoice,
 }
 
 impl Default for Settings {
@@ -667,6 +705,7 @@ impl Settings {
             }),
             cache_ttl: self.auth_cache_ttl.get(),
             shared_database: self.database().is_postgres(),
+            oidc_key_refetch: self.oidc_key_refetch.get(),
         }
     }
 
@@ -727,6 +766,19 @@ impl Settings {
             history: self.webhook_history.get(),
             external_url: self.external_url.as_ref().map(|u| u.0.clone()),
             ..Default::default()
+        }
+    }
+
+    /// The pull-through mirror's settings.
+    pub fn mirror_settings(&self) -> berth_mirror::Settings {
+        berth_mirror::Settings {
+            upstreams: self.mirror_upstreams.0.iter().map(|u| u.config()).collect(),
+            docker_hub_default: self.mirror_docker_hub_default.clone(),
+            pull_access: match self.mirror_pull_access {
+                PullAccessChoice::Anonymous => berth_mirror::PullAccess::Anonymous,
+                PullAccessChoice::Authenticated => berth_mirror::PullAccess::Authenticated,
+            },
+            spool_dir: self.data_dir.join("mirror-spool"),
         }
     }
 

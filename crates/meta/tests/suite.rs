@@ -21,6 +21,8 @@ mod gc;
 mod lifecycle;
 #[path = "suite/observe.rs"]
 mod observe;
+#[path = "suite/oidc.rs"]
+mod oidc;
 #[path = "suite/retention.rs"]
 mod retention;
 #[path = "suite/schema.rs"]
@@ -72,6 +74,7 @@ fn manifest(
         ],
         attestations: Vec::new(),
         required_blobs: Vec::new(),
+        sparse: false,
         tags: tags.iter().map(|x| t(x)).collect(),
         pushed_at: 1_000,
     }
@@ -439,6 +442,7 @@ async fn run_suite(meta: Meta) {
     tenancy::run(&meta).await;
     observe::run(&meta).await;
     webhooks::run(&meta).await;
+    oidc::run(&meta).await;
     meta.close().await;
 }
 

@@ -22,6 +22,8 @@ use serde::Serialize;
 pub mod accounts;
 pub mod audit;
 pub mod gc;
+pub mod oidc;
+pub mod mirror;
 pub mod repos;
 pub mod retention;
 pub mod tag_rule;

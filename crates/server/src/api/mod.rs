@@ -27,6 +27,8 @@ mod body;
 mod certificates;
 mod extract;
 mod gc;
+mod oidc;
+mod mirror;
 mod repositories;
 mod retention;
 mod tag_rules;
@@ -214,8 +216,10 @@ pub(crate) fn router() -> Router<Arc<App>> {
         .merge(repositories::routes())
         .merge(usage::routes())
         .merge(gc::routes())
+        .merge(mirror::routes())
         .merge(retention::routes())
         .merge(webhooks::routes())
+        .merge(oidc::routes())
         .fallback(handle_no_endpoint)
         .method_not_allowed_fallback(handle_method_not_allowed)
         .layer(axum::middleware::from_fn(crate::error::catch_panics))
