@@ -7,9 +7,11 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
 
+mod backup;
 mod config;
 mod manage;
 mod migrate;
+mod progress;
 mod serve;
 mod shell;
 mod storage;
@@ -53,11 +55,18 @@ enum Command {
     Webhook(Box<manage::webhook::Args>),
     /// The pull-through mirror: its upstreams and their rate limits.
     Mirror(Box<manage::mirror::Args>),
+    /// Keyless push from CI: OIDC trust policies (site admins).
+    Oidc(Box<manage::oidc::Args>),
     /// Move a stopped single-node registry (SQLite + files) to PostgreSQL
     /// and other blob storage, for replicas (resumable).
     Migrate(Box<migrate::Args>),
     /// TLS helpers: a private CA and server certificate for HTTPS.
     Tls(tls::TlsArgs),
+    /// Back up a registry while it runs (metadata snapshot and blobs,
+    /// incremental), or check backups with `berth backup verify DEST`.
+    Backup(Box<backup::Args>),
+    /// Restore a backup into a new, empty data directory.
+    Restore(Box<backup::RestoreArgs>),
     #[command(flatten)]
     Tools(berth_tools::Command),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
@@ -129,8 +138,11 @@ fn main() -> ExitCode {
                 .await
                 .map(|()| ExitCode::SUCCESS),
             Command::Mirror(args) => manage::mirror::run(&args).await.map(|()| ExitCode::SUCCESS),
+            Command::Oidc(args) => manage::oidc::run(*args).await.map(|()| ExitCode::SUCCESS),
             Command::Migrate(args) => migrate::run(&args).await.map(|()| ExitCode::SUCCESS),
             Command::Tls(args) => tls::run(&args).map(|()| ExitCode::SUCCESS),
+            Command::Backup(args) => backup::run(*args).await.map(|()| ExitCode::SUCCESS),
+            Command::Restore(args) => backup::run_restore(&args).await.map(|()| ExitCode::SUCCESS),
             Command::Tools(cmd) => berth_tools::run(cmd).await.map_err(anyhow::Error::from),
             Command::Completions(_) | Command::Man(_) => Ok(ExitCode::SUCCESS),
         }

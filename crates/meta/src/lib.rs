@@ -19,6 +19,7 @@ use berth_oci::{Digest, RepositoryName, Tag};
 
 pub mod accounts;
 pub mod audit;
+pub mod backup;
 pub mod certificates;
 mod commit;
 pub use commit::BoxFuture;
@@ -28,6 +29,7 @@ mod gc;
 mod inventory;
 mod jobs;
 pub mod migrations;
+pub mod oidc;
 mod queries;
 mod retention;
 mod rules;

@@ -23,6 +23,7 @@ pub mod accounts;
 pub mod audit;
 pub mod gc;
 pub mod mirror;
+pub mod oidc;
 pub mod repos;
 pub mod retention;
 pub mod tag_rule;

@@ -28,6 +28,7 @@ mod certificates;
 mod extract;
 mod gc;
 mod mirror;
+mod oidc;
 mod repositories;
 mod retention;
 mod tag_rules;
@@ -218,6 +219,7 @@ pub(crate) fn router() -> Router<Arc<App>> {
         .merge(mirror::routes())
         .merge(retention::routes())
         .merge(webhooks::routes())
+        .merge(oidc::routes())
         .fallback(handle_no_endpoint)
         .method_not_allowed_fallback(handle_method_not_allowed)
         .layer(axum::middleware::from_fn(crate::error::catch_panics))
