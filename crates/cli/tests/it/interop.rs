@@ -28,7 +28,7 @@ use crate::layout;
 mod auth;
 mod buildah;
 mod ctr;
-mod daemon;
+pub(crate) mod daemon;
 mod docker;
 mod helm;
 mod oras;
@@ -232,7 +232,7 @@ impl Clients {
 
     /// podman (or buildah: same global storage flags) on the storage
     /// `store` (a name; each gets its own root) with the vfs driver.
-    fn containers_cmd(&self, tool: &str, store: &str, args: &[&str]) -> Command {
+    pub(crate) fn containers_cmd(&self, tool: &str, store: &str, args: &[&str]) -> Command {
         let root = self.dir(&format!("{tool}-{store}/root"));
         let runroot = self.dir(&format!("{}-{store}/r", &tool[..1]));
         let mut cmd = Command::new(tool);
@@ -255,7 +255,7 @@ impl Clients {
         cmd
     }
 
-    fn policy(&self) -> String {
+    pub(crate) fn policy(&self) -> String {
         self.tmp.path().join("policy.json").display().to_string()
     }
 
@@ -273,7 +273,7 @@ impl Clients {
     }
 
     /// Checks that `tool` can work with vfs storage here; `Err` says why not.
-    fn usable(&self, tool: &str) -> Result<(), String> {
+    pub(crate) fn usable(&self, tool: &str) -> Result<(), String> {
         let args: &[&str] = if tool == "podman" {
             &["info", "--format", "{{.Store.GraphDriverName}}"]
         } else {

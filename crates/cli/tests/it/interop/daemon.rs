@@ -76,6 +76,13 @@ rm -rf "$dir"
 
 impl Daemon {
     fn start() -> Daemon {
+        Daemon::start_with(serde_json::json!({}))
+    }
+
+    /// Starts a daemon of its own whose `daemon.json` has the keys of
+    /// `config` too (the mirror tests' `registry-mirrors`); it is stopped
+    /// when the test process ends, as the shared one is.
+    pub fn start_with(config: serde_json::Value) -> Daemon {
         need("dockerd");
         need("docker");
         let dir = tempfile::Builder::new()
@@ -83,11 +90,11 @@ impl Daemon {
             .tempdir_in("/tmp")
             .expect("tempdir")
             .keep();
-        std::fs::write(
-            dir.join("daemon.json"),
-            serde_json::json!({ "deprecated-key-path": dir.join("key.json") }).to_string(),
-        )
-        .expect("daemon.json");
+        let mut json = serde_json::json!({ "deprecated-key-path": dir.join("key.json") });
+        if let (Some(all), Some(extra)) = (json.as_object_mut(), config.as_object()) {
+            all.extend(extra.clone());
+        }
+        std::fs::write(dir.join("daemon.json"), json.to_string()).expect("daemon.json");
         let log = std::fs::File::create(dir.join("dockerd.log")).expect("log");
         let proxy = connect_proxy();
         let socket = dir.join("docker.sock");

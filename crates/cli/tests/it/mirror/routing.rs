@@ -155,3 +155,45 @@ fn ns_and_namespace_route_to_the_upstream_and_writes_are_refused() {
     assert_eq!(s["upstreams"][0]["hosts"][0], "quay.example");
     assert!(s["upstreams"][0]["requests"].as_u64().unwrap() >= 3, "{s}");
 }
+
+/// With authentication on, who may pull through is a setting: anonymous
+/// clients get a 401 challenge when it is `authenticated`, an account's
+/// credentials are enough (no namespace permission applies to a mirror);
+/// with `anonymous` (the default) no credentials are needed.
+#[test]
+fn pull_access_is_a_setting() {
+    if !skopeo_ready("mirror::routing::pull_access_is_a_setting") {
+        return;
+    }
+    let dist = Distribution::start();
+    let c = Clients::new();
+    let (index, _) = push_multiarch(&c, &format!("docker://{}/team/app:v1", dist.addr), &[]);
+    let get = |berth: &Berth, user: Option<&str>| {
+        let mut req = reqwest::blocking::Client::new()
+            .get(format!("{}/v2/up/team/app/manifests/v1", berth.url()))
+            .header("accept", accept_all().join(", "));
+        if let Some(u) = user {
+            req = req.basic_auth(u, Some(crate::common::ADMIN_PASSWORD));
+        }
+        req.send().unwrap()
+    };
+    let closed = Berth::start_auth(
+        &[],
+        Some(&format!(
+            "mirror_pull_access = \"authenticated\"\n{}",
+            config("up", &dist.url(), &[], "")
+        )),
+    );
+    let r = get(&closed, None);
+    assert_eq!(r.status().as_u16(), 401);
+    assert!(r.headers().contains_key("www-authenticate"));
+    let r = get(&closed, Some("admin"));
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(
+        r.headers()["docker-content-digest"].to_str().unwrap(),
+        index
+    );
+    let open = Berth::start_auth(&[], Some(&config("up", &dist.url(), &[], "")));
+    let r = get(&open, None);
+    assert_eq!(r.status().as_u16(), 200);
+}
