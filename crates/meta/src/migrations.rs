@@ -19,6 +19,7 @@ pub const SQLITE: &[Migration] = &[
     (6, REFERENCE_ROLES),
     (7, SQLITE_CERTIFICATES),
     (8, SQLITE_EVENTS),
+    (12, SCRUB),
 ];
 
 /// PostgreSQL schema.
@@ -31,6 +32,7 @@ pub const POSTGRES: &[Migration] = &[
     (6, REFERENCE_ROLES),
     (7, POSTGRES_CERTIFICATES),
     (8, POSTGRES_EVENTS),
+    (12, SCRUB),
 ];
 
 /// Repositories, blobs, manifests, references, tags.
@@ -520,3 +522,14 @@ const POSTGRES_EVENTS: &[&str] = &[
     "CREATE INDEX webhook_deliveries_webhook ON webhook_deliveries (webhook_id, id)",
     "CREATE INDEX webhook_deliveries_event ON webhook_deliveries (event_id)",
 ];
+
+/// The integrity scrub's progress (`berth scrub`): one row per scrub
+/// (`name` is `scrub`), the digest after which the current pass resumes
+/// (NULL: at the start), when the pass started, what it has checked.
+const SCRUB: &[&str] = &["CREATE TABLE scrub_progress (
+        name TEXT PRIMARY KEY,
+        cursor TEXT,
+        pass_started_at BIGINT NOT NULL,
+        checked BIGINT NOT NULL,
+        bytes BIGINT NOT NULL,
+        updated_at BIGINT NOT NULL)"];

@@ -37,6 +37,7 @@ mod prometheus;
 mod retention;
 mod retention_cli;
 mod s3;
+mod scrub;
 mod serve_lifecycle;
 mod shell;
 mod tenancy;

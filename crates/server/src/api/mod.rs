@@ -29,6 +29,7 @@ mod extract;
 mod gc;
 mod repositories;
 mod retention;
+mod scrub;
 mod tag_rules;
 mod tokens;
 mod usage;
@@ -214,6 +215,7 @@ pub(crate) fn router() -> Router<Arc<App>> {
         .merge(repositories::routes())
         .merge(usage::routes())
         .merge(gc::routes())
+        .merge(scrub::routes())
         .merge(retention::routes())
         .merge(webhooks::routes())
         .fallback(handle_no_endpoint)
