@@ -349,6 +349,16 @@ pub struct Settings {
         value_name = "DURATION"
     )]
     pub auth_cache_ttl: Span,
+    /// Keyless push (OIDC): the shortest time between two fetches of an
+    /// issuer's keys caused by tokens naming a key id berth does not know
+    /// (an issuer rotating its keys is picked up after at most this).
+    #[arg(
+        long,
+        env = "BERTH_OIDC_KEY_REFETCH",
+        default_value = "1m",
+        value_name = "DURATION"
+    )]
+    pub oidc_key_refetch: Span,
     /// How often garbage collection runs on its own, counted from the last
     /// run (the first one a minute after the first start); 0: only on
     /// demand (`berth gc`).
@@ -691,6 +701,7 @@ impl Settings {
             }),
             cache_ttl: self.auth_cache_ttl.get(),
             shared_database: self.database().is_postgres(),
+            oidc_key_refetch: self.oidc_key_refetch.get(),
         }
     }
 

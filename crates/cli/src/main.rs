@@ -54,6 +54,8 @@ enum Command {
     Retention(Box<manage::retention::Args>),
     /// Webhooks of a namespace or of the site, and their deliveries.
     Webhook(Box<manage::webhook::Args>),
+    /// Keyless push from CI: OIDC trust policies (site admins).
+    Oidc(Box<manage::oidc::Args>),
     /// Move a stopped single-node registry (SQLite + files) to PostgreSQL
     /// and other blob storage, for replicas (resumable).
     Migrate(Box<migrate::Args>),
@@ -137,6 +139,7 @@ fn main() -> ExitCode {
             Command::Webhook(args) => manage::webhook::run(*args)
                 .await
                 .map(|()| ExitCode::SUCCESS),
+            Command::Oidc(args) => manage::oidc::run(*args).await.map(|()| ExitCode::SUCCESS),
             Command::Migrate(args) => migrate::run(&args).await.map(|()| ExitCode::SUCCESS),
             Command::Tls(args) => tls::run(&args).map(|()| ExitCode::SUCCESS),
             Command::Backup(args) => backup::run(*args).await.map(|()| ExitCode::SUCCESS),

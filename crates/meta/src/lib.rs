@@ -29,6 +29,7 @@ mod gc;
 mod inventory;
 mod jobs;
 pub mod migrations;
+pub mod oidc;
 mod queries;
 mod retention;
 mod rules;

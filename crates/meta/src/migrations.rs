@@ -19,6 +19,7 @@ pub const SQLITE: &[Migration] = &[
     (6, REFERENCE_ROLES),
     (7, SQLITE_CERTIFICATES),
     (8, SQLITE_EVENTS),
+    (10, SQLITE_TRUST),
     (12, SCRUB),
 ];
 
@@ -32,6 +33,7 @@ pub const POSTGRES: &[Migration] = &[
     (6, REFERENCE_ROLES),
     (7, POSTGRES_CERTIFICATES),
     (8, POSTGRES_EVENTS),
+    (10, POSTGRES_TRUST),
     (12, SCRUB),
 ];
 
@@ -533,3 +535,49 @@ const SCRUB: &[&str] = &["CREATE TABLE scrub_progress (
         checked BIGINT NOT NULL,
         bytes BIGINT NOT NULL,
         updated_at BIGINT NOT NULL)"];
+
+/// Keyless push from CI (see the `oidc` module).
+///
+/// - `oidc_policies`: a trust policy maps tokens of `issuer` for
+///   `audience` whose claims match `claims` (a JSON object, claim name ->
+///   glob) to `repositories` (a scope or glob) with `scopes` (a comma
+///   list of actions).
+/// - `oidc_token_ids`: the `jti` of every exchanged token, kept until the
+///   token expires (`expires_at`, Unix ms), so a replay is refused.
+const SQLITE_TRUST: &[&str] = &[
+    "CREATE TABLE oidc_policies (
+        name TEXT PRIMARY KEY,
+        issuer TEXT NOT NULL,
+        audience TEXT NOT NULL,
+        claims TEXT NOT NULL,
+        repositories TEXT NOT NULL,
+        scopes TEXT NOT NULL,
+        created_at BIGINT NOT NULL,
+        created_by TEXT)",
+    "CREATE INDEX oidc_policies_issuer ON oidc_policies (issuer)",
+    "CREATE TABLE oidc_token_ids (
+        issuer TEXT NOT NULL,
+        jti TEXT NOT NULL,
+        expires_at BIGINT NOT NULL,
+        PRIMARY KEY (issuer, jti))",
+    "CREATE INDEX oidc_token_ids_expiry ON oidc_token_ids (expires_at)",
+];
+
+const POSTGRES_TRUST: &[&str] = &[
+    "CREATE TABLE oidc_policies (
+        name TEXT COLLATE \"C\" PRIMARY KEY,
+        issuer TEXT NOT NULL,
+        audience TEXT NOT NULL,
+        claims TEXT NOT NULL,
+        repositories TEXT NOT NULL,
+        scopes TEXT NOT NULL,
+        created_at BIGINT NOT NULL,
+        created_by TEXT)",
+    "CREATE INDEX oidc_policies_issuer ON oidc_policies (issuer)",
+    "CREATE TABLE oidc_token_ids (
+        issuer TEXT NOT NULL,
+        jti TEXT NOT NULL,
+        expires_at BIGINT NOT NULL,
+        PRIMARY KEY (issuer, jti))",
+    "CREATE INDEX oidc_token_ids_expiry ON oidc_token_ids (expires_at)",
+];

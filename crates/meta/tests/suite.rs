@@ -21,6 +21,8 @@ mod gc;
 mod lifecycle;
 #[path = "suite/observe.rs"]
 mod observe;
+#[path = "suite/oidc.rs"]
+mod oidc;
 #[path = "suite/retention.rs"]
 mod retention;
 #[path = "suite/schema.rs"]
@@ -439,6 +441,7 @@ async fn run_suite(meta: Meta) {
     tenancy::run(&meta).await;
     observe::run(&meta).await;
     webhooks::run(&meta).await;
+    oidc::run(&meta).await;
     meta.close().await;
 }
 

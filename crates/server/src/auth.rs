@@ -121,10 +121,11 @@ pub async fn identify(
     };
     match result {
         Ok(identity) => {
-            if let (Some(name), Some(who)) =
-                (identity.name(), extensions.get::<crate::observe::Account>())
-            {
-                who.set(name);
+            if let (Some(name), Some(who)) = (
+                identity.label(),
+                extensions.get::<crate::observe::Account>(),
+            ) {
+                who.set(&name);
             }
             Ok(identity)
         }
@@ -193,7 +194,7 @@ pub fn enforce(
     wanted: &Wanted<'_>,
 ) -> Result<Caller, ApiError> {
     let (verb, name) = (wanted.verb(), wanted.repository);
-    let message = match (decision, identity.name()) {
+    let message = match (decision, identity.label()) {
         (Decision::Allow(access), _) => {
             return Ok(identity.caller(ip, !app.auth.enforced() || access.contains(Action::Admin)))
         }

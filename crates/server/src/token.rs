@@ -13,7 +13,13 @@
 //!
 //! The answer is `{"token","access_token","expires_in","issued_at"}` plus
 //! `refresh_token` when one was asked for and the login was a password
-//! (a refresh token grant gets its own token back). Wrong credentials are
+//! or keyless (a refresh token grant gets its own token back).
+//!
+//! Keyless logins from CI (see `berth_registry::auth::oidc`): the user name
+//! `oidc` with an OpenID Connect ID token as the password, on `GET` with
+//! Basic or `POST` with `grant_type=password`. The refresh token then
+//! returned is a session token, which works as a refresh token and as the
+//! password of `oidc` until the session ends. Wrong credentials are
 //! 401, throttled ones 429 with `Retry-After`, a token for another service
 //! 400.
 
@@ -155,7 +161,8 @@ pub(crate) async fn handle_post(State(app): State<Arc<App>>, req: Request) -> Re
             ),
             Some("refresh_token") => {
                 let t = value(&pairs, "refresh_token").unwrap_or("");
-                if !secret::looks_like_token(t) {
+                // An access token, or the session token of a keyless login.
+                if !secret::looks_like_token(t) && t.split('.').count() != 3 {
                     return Err(refused(Error::Unauthorized("invalid refresh token".into())));
                 }
                 (Credentials::Bearer(t.to_owned()), Some(t.to_owned()))

@@ -33,6 +33,7 @@ mod listener;
 mod migrate;
 mod observability;
 mod oci;
+mod oidc;
 mod prometheus;
 mod retention;
 mod retention_cli;

@@ -99,12 +99,13 @@ impl Authority {
         }
         let account = identity.account.as_ref();
         let facts = self.facts(account, repository).await?;
-        Ok(allowed(
-            account,
-            repository,
-            &facts,
-            identity.token.as_ref(),
-        ))
+        let own = allowed(account, repository, &facts, identity.token.as_ref());
+        // A keyless workload has no account: public pulls, plus what its
+        // trust policies grant.
+        Ok(match &identity.workload {
+            Some(w) => own.union(w.on(repository)),
+            None => own,
+        })
     }
 
     /// What `identity` may do in `namespace` as its owner, one of its
@@ -147,7 +148,7 @@ impl Authority {
         };
         Ok(if granted.covers(need) {
             Decision::Allow(live)
-        } else if identity.account.is_none() {
+        } else if identity.account.is_none() && identity.workload.is_none() {
             Decision::Login
         } else if identity.grants.is_some() && live.covers(need) {
             Decision::Scope
@@ -227,6 +228,10 @@ impl Authority {
         if let Some(limit) = identity.grants.as_ref().and_then(|g| g.expires_at) {
             exp = exp.min(limit);
         }
+        // Nor one issued to a keyless workload its session.
+        if let Some(w) = &identity.workload {
+            exp = exp.min(w.expires_at);
+        }
         let ttl = (exp - now).max(0) as u64;
         let claims = Claims {
             iss: "berth".into(),
@@ -239,6 +244,10 @@ impl Authority {
             access,
             tid: identity.token.as_ref().map(|t| t.id.clone()),
             sct: subject_created,
+            wkl: identity
+                .workload
+                .as_ref()
+                .map(|w| super::oidc::workload_claim(w, false)),
         };
         Ok(Issued {
             token: jwt::sign(&self.key, &claims).map_err(|e| Error::Internal(e.to_string()))?,
@@ -253,6 +262,10 @@ impl Authority {
     /// `None` for other identities: a refresh token must never outgrow the
     /// credentials it was obtained with.
     pub async fn refresh_token(&self, identity: &Identity) -> Result<Option<String>> {
+        // A keyless login gets a session token: its ID token is spent.
+        if let (Some(w), None) = (&identity.workload, &identity.grants) {
+            return self.session_token(w).map(Some);
+        }
         let Some(account) = &identity.account else {
             return Ok(None);
         };

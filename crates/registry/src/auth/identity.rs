@@ -104,6 +104,42 @@ pub struct Identity {
     /// TLS), when that was the credential: it pulls and pushes for the
     /// account, but, like a login session, never manages it.
     pub certificate: Option<String>,
+    /// A CI job proved by an OpenID Connect token (keyless push): no
+    /// account, only what the matching trust policies grant.
+    pub workload: Option<Workload>,
+}
+
+/// A CI job (or other workload) that exchanged an OpenID Connect token
+/// under trust policies: what it is and what it may do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Workload {
+    /// The token's issuer.
+    pub issuer: String,
+    /// The token's subject (`repo:acme/app:ref:refs/heads/main`).
+    pub subject: String,
+    /// The policies that matched, by name.
+    pub policies: Vec<String>,
+    /// Repository scopes ([`crate::glob::scope_covers`]) and what each
+    /// grants.
+    pub grants: Vec<(String, Access)>,
+    /// When the session ends (Unix seconds): no token issued for it lives
+    /// longer.
+    pub expires_at: i64,
+}
+
+impl Workload {
+    /// What the workload may do on `repository`.
+    pub fn on(&self, repository: &str) -> Access {
+        self.grants
+            .iter()
+            .filter(|(scope, _)| crate::glob::scope_covers(scope, repository))
+            .fold(Access::NONE, |a, (_, g)| a.union(*g))
+    }
+
+    /// How it is named in logs and audit events: `oidc:` and the subject.
+    pub fn label(&self) -> String {
+        format!("oidc:{}", self.subject)
+    }
 }
 
 impl Identity {
@@ -153,10 +189,18 @@ impl Identity {
                 .is_some_and(|a| a.site_admin && a.kind == berth_meta::accounts::AccountKind::User)
     }
 
+    /// Who it is for logs and audit events: the account, or a workload's
+    /// label (`oidc:repo:acme/app:ref:refs/heads/main`).
+    pub fn label(&self) -> Option<String> {
+        self.name()
+            .map(str::to_owned)
+            .or_else(|| self.workload.as_ref().map(Workload::label))
+    }
+
     /// The [`Caller`] to hand the core services.
     pub fn caller(&self, ip: Option<IpAddr>, namespace_admin: bool) -> Caller {
         Caller {
-            account: self.name().map(str::to_owned),
+            account: self.label(),
             ip,
             namespace_admin,
         }

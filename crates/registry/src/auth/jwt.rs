@@ -19,15 +19,20 @@
 //! needs a crypto backend; rather than its RustCrypto or aws-lc backends
 //! (RSA, elliptic curves, a C library: far more than berth uses), berth
 //! gives it a provider of the one algorithm it signs with, HMAC-SHA256 from
-//! the `hmac` and `sha2` crates already in the tree. The validity window
-//! is checked here against the caller's clock, so tests can move time.
+//! the `hmac` and `sha2` crates already in the tree, plus verifiers of the
+//! public-key algorithms OpenID Connect issuers sign with (RS256, PS256,
+//! ES256, ...; see `oidc`) on `ring`, which rustls already brings. The
+//! validity window is checked here against the caller's clock, so tests
+//! can move time.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use hmac::{Hmac, Mac};
 use jsonwebtoken::crypto::{CryptoProvider, JwkUtils, JwtSigner, JwtVerifier};
 use jsonwebtoken::errors::ErrorKind;
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use jsonwebtoken::{
+    Algorithm, AlgorithmFamily, DecodingKey, DecodingKeyKind, EncodingKey, Header, Validation,
+};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
@@ -74,6 +79,27 @@ pub struct Claims {
     /// is someone else, and must not inherit its predecessor's tokens.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sct: Option<i64>,
+    /// A workload that exchanged an OpenID Connect token (keyless push):
+    /// the token speaks for no account (`sub` is empty), only for this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wkl: Option<WorkloadClaim>,
+}
+
+/// The `wkl` claim: a workload and its grants (see `oidc`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkloadClaim {
+    /// The OpenID Connect issuer.
+    pub iss: String,
+    /// The subject of the exchanged token.
+    pub sub: String,
+    /// The trust policies that matched.
+    pub pol: Vec<String>,
+    /// Repository scopes and their actions (`kind` is `scope`).
+    pub grants: Vec<ResourceAccess>,
+    /// A session token (the `refresh_token` of a keyless login): it
+    /// carries the workload's whole grants, not an `access` list.
+    #[serde(default)]
+    pub ses: bool,
 }
 
 /// Why a token was refused (or could not be made).
@@ -143,7 +169,75 @@ impl JwtVerifier for Hs256 {
     }
 }
 
-/// The provider: HS256 only; every other algorithm is refused.
+/// A public-key verifier backed by `ring` (already in the tree through
+/// rustls): the algorithms OpenID Connect issuers sign ID tokens with.
+/// berth never signs with them.
+struct PublicKey {
+    alg: Algorithm,
+    key: DecodingKey,
+}
+
+impl PublicKey {
+    fn new(alg: Algorithm, key: &DecodingKey) -> jsonwebtoken::errors::Result<PublicKey> {
+        let family_ok = match alg {
+            Algorithm::RS256 | Algorithm::RS384 | Algorithm::RS512 | Algorithm::PS256 => {
+                key.family() == AlgorithmFamily::Rsa
+            }
+            Algorithm::ES256 | Algorithm::ES384 => key.family() == AlgorithmFamily::Ec,
+            _ => false,
+        };
+        if !family_ok {
+            return Err(ErrorKind::InvalidKeyFormat.into());
+        }
+        Ok(PublicKey {
+            alg,
+            key: key.clone(),
+        })
+    }
+}
+
+impl signature::Verifier<Vec<u8>> for PublicKey {
+    fn verify(&self, msg: &[u8], sig: &Vec<u8>) -> Result<(), signature::Error> {
+        use ring::signature as rs;
+        let bad = |_| signature::Error::new();
+        match (self.alg, self.key.kind()) {
+            (Algorithm::ES256 | Algorithm::ES384, DecodingKeyKind::SecretOrDer(point)) => {
+                let alg = if self.alg == Algorithm::ES256 {
+                    &rs::ECDSA_P256_SHA256_FIXED
+                } else {
+                    &rs::ECDSA_P384_SHA384_FIXED
+                };
+                rs::UnparsedPublicKey::new(alg, point)
+                    .verify(msg, sig)
+                    .map_err(bad)
+            }
+            (alg, DecodingKeyKind::RsaModulusExponent { n, e }) => {
+                let params = match alg {
+                    Algorithm::RS256 => &rs::RSA_PKCS1_2048_8192_SHA256,
+                    Algorithm::RS384 => &rs::RSA_PKCS1_2048_8192_SHA384,
+                    Algorithm::RS512 => &rs::RSA_PKCS1_2048_8192_SHA512,
+                    Algorithm::PS256 => &rs::RSA_PSS_2048_8192_SHA256,
+                    _ => return Err(signature::Error::new()),
+                };
+                rs::RsaPublicKeyComponents { n, e }
+                    .verify(params, msg, sig)
+                    .map_err(bad)
+            }
+            _ => Err(signature::Error::new()),
+        }
+    }
+}
+
+impl JwtVerifier for PublicKey {
+    fn algorithm(&self) -> Algorithm {
+        self.alg
+    }
+}
+
+/// The provider: signs HS256 only (berth's own tokens); verifies HS256
+/// and, for OpenID Connect ID tokens, RS256/384/512, PS256, ES256 and
+/// ES384. Which algorithm a token may use is still decided per call by
+/// its `Validation` (berth's own tokens: HS256 only).
 static PROVIDER: CryptoProvider = CryptoProvider {
     signer_factory: |alg, key| match alg {
         Algorithm::HS256 => Ok(Box::new(Hs256::new(key.try_get_hmac_secret()?)?)),
@@ -151,14 +245,14 @@ static PROVIDER: CryptoProvider = CryptoProvider {
     },
     verifier_factory: |alg, key| match alg {
         Algorithm::HS256 => Ok(Box::new(Hs256::new(key.try_get_hmac_secret()?)?)),
-        _ => Err(ErrorKind::InvalidAlgorithm.into()),
+        alg => Ok(Box::new(PublicKey::new(*alg, key)?)),
     },
     jwk_utils: JwkUtils::new_unimplemented(),
 };
 
 /// Installs [`PROVIDER`] as `jsonwebtoken`'s (once per process; a provider
 /// installed before is kept, and refuses what it does not know).
-fn provider() {
+pub(crate) fn provider() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
         let _ = PROVIDER.install_default();
@@ -244,6 +338,7 @@ mod tests {
             }],
             tid: None,
             sct: None,
+            wkl: None,
         }
     }
 

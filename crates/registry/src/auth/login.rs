@@ -151,6 +151,9 @@ impl Authority {
         match credentials {
             Credentials::None => Ok(Identity::anonymous()),
             Credentials::Malformed => Err(unauthorized("malformed Authorization header")),
+            Credentials::Basic { username, password } if username == super::oidc::USERNAME => {
+                self.oidc_login(password, ip).await
+            }
             Credentials::Basic { username, password } if secret::looks_like_token(password) => {
                 self.token_login(Some(username), password, ip, login).await
             }
@@ -504,6 +507,7 @@ impl Authority {
             token: Some(limits),
             grants: None,
             certificate: None,
+            workload: None,
         })
     }
 
@@ -511,10 +515,23 @@ impl Authority {
     /// account and access token are looked up again (through the cache),
     /// so disabling an account or revoking a token also ends the registry
     /// tokens obtained with it.
-    async fn verify_registry_token(&self, token: &str) -> Result<Identity> {
+    pub(super) async fn verify_registry_token(&self, token: &str) -> Result<Identity> {
         let now = berth_meta::now_ms() / 1000;
         let claims = jwt::verify(&self.key, token, &self.settings.service, now)
             .map_err(|e| unauthorized(&e.to_string()))?;
+        if let Some(w) = &claims.wkl {
+            let workload = super::oidc::workload_of(w, claims.exp);
+            let grants = if w.ses {
+                None
+            } else {
+                Some(grants_of(&claims))
+            };
+            return Ok(Identity {
+                grants,
+                workload: Some(workload),
+                ..Identity::default()
+            });
+        }
         let account = if claims.sub.is_empty() {
             None
         } else {
@@ -550,26 +567,32 @@ impl Authority {
                 })
             }
         };
-        let mut grants = Grants {
-            expires_at: Some(claims.exp),
-            ..Grants::default()
-        };
-        for a in &claims.access {
-            match a.kind.as_str() {
-                "repository" => grants
-                    .repositories
-                    .push((a.name.clone(), scope::parse_actions(&a.actions.join(",")))),
-                "registry" if a.name == "catalog" => grants.catalog = true,
-                _ => {}
-            }
-        }
         Ok(Identity {
             account,
             token,
-            grants: Some(grants),
+            grants: Some(grants_of(&claims)),
             certificate: None,
+            workload: None,
         })
     }
+}
+
+/// What the `access` claim of a registry token grants.
+fn grants_of(claims: &jwt::Claims) -> Grants {
+    let mut grants = Grants {
+        expires_at: Some(claims.exp),
+        ..Grants::default()
+    };
+    for a in &claims.access {
+        match a.kind.as_str() {
+            "repository" => grants
+                .repositories
+                .push((a.name.clone(), scope::parse_actions(&a.actions.join(",")))),
+            "registry" if a.name == "catalog" => grants.catalog = true,
+            _ => {}
+        }
+    }
+    grants
 }
 
 /// How a name that is no account's is recorded: `unknown-` and the first

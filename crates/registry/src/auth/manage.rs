@@ -88,6 +88,11 @@ impl std::fmt::Debug for CreatedToken {
 /// Checks a user or organisation name: a valid [`Namespace`] (one
 /// repository path component of at most [`MAX_NAME`] characters).
 pub fn validate_name(name: &str) -> Result<()> {
+    if name == super::oidc::USERNAME {
+        return Err(Error::InvalidParameter(format!(
+            "the name {name} is reserved for keyless logins from CI (OIDC)"
+        )));
+    }
     Namespace::parse(name)
         .map(drop)
         .map_err(|e| Error::InvalidParameter(e.to_string()))
@@ -353,6 +358,7 @@ mod tests {
         assert!(validate_name("a/b").is_err());
         assert!(validate_name("..").is_err());
         assert!(validate_name("").is_err());
+        assert!(validate_name("oidc").is_err());
         assert!(validate_name(&"a".repeat(MAX_NAME + 1)).is_err());
     }
 }

@@ -39,6 +39,7 @@ mod identity;
 pub mod jwt;
 mod login;
 mod manage;
+pub mod oidc;
 pub mod password;
 pub mod permission;
 pub mod ratelimit;
@@ -50,7 +51,7 @@ pub mod throttle;
 pub use accounts::{AccountChange, Robot, VisibilitySource};
 pub use certificates::MAX_SUBJECT;
 pub use decide::{Decision, Issued};
-pub use identity::{Credentials, Grants, Identity};
+pub use identity::{Credentials, Grants, Identity, Workload};
 pub use manage::{validate_name, CreatedToken, Lifetime, TokenRequest, MAX_LIFETIME_MS};
 pub use permission::{allowed, Access, Account, Action, Facts, TokenLimits};
 pub use ratelimit::{RateLimit, RateState};
@@ -115,6 +116,9 @@ pub struct AuthSettings {
     /// never cached, and pull rate limits and failed-login counts are kept
     /// in the database, so every replica enforces the same ones.
     pub shared_database: bool,
+    /// The shortest time between two fetches of an OIDC issuer's keys
+    /// caused by tokens naming a key id berth does not know.
+    pub oidc_key_refetch: Duration,
 }
 
 impl Default for AuthSettings {
@@ -128,6 +132,7 @@ impl Default for AuthSettings {
             pull_limit: None,
             cache_ttl: Duration::from_secs(10),
             shared_database: false,
+            oidc_key_refetch: Duration::from_secs(60),
         }
     }
 }
@@ -154,6 +159,8 @@ pub struct Authority {
     /// long to refuse as wrong passwords (made on first need: hashing costs
     /// memory a registry that never sees a bad login should not hold).
     decoy_hash: tokio::sync::OnceCell<String>,
+    /// The keys of trusted OIDC issuers (keyless push).
+    issuers: oidc::issuer::Issuers,
 }
 
 impl Authority {
@@ -178,6 +185,7 @@ impl Authority {
             token_uses: Mutex::new(HashMap::new()),
             login_bursts: burst::Bursts::default(),
             decoy_hash: tokio::sync::OnceCell::new(),
+            issuers: oidc::issuer::Issuers::new(settings.oidc_key_refetch),
             settings,
         })
     }

@@ -27,6 +27,7 @@ mod body;
 mod certificates;
 mod extract;
 mod gc;
+mod oidc;
 mod repositories;
 mod retention;
 mod scrub;
@@ -218,6 +219,7 @@ pub(crate) fn router() -> Router<Arc<App>> {
         .merge(scrub::routes())
         .merge(retention::routes())
         .merge(webhooks::routes())
+        .merge(oidc::routes())
         .fallback(handle_no_endpoint)
         .method_not_allowed_fallback(handle_method_not_allowed)
         .layer(axum::middleware::from_fn(crate::error::catch_panics))
