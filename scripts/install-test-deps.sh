@@ -57,6 +57,7 @@ APT_PACKAGES=(
   runc
   prometheus
   nginx-light
+  systemd
 )
 
 installed() {

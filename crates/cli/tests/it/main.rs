@@ -23,6 +23,7 @@ mod common;
 mod content_kinds;
 mod credentials;
 mod database;
+mod deploy;
 mod gc;
 mod interop;
 mod layout;
