@@ -25,9 +25,11 @@ use berth_server::tls::{ClientAuth, TlsFiles};
 pub use crate::storage::Storage;
 pub use networks::Networks;
 
+mod mirror;
 mod networks;
 use clap::parser::ValueSource;
 use clap::{ArgMatches, FromArgMatches};
+pub use mirror::{PullAccessChoice, Upstreams};
 use serde::{Deserialize, Serialize};
 
 /// Arguments of `berth serve`: the configuration file and the settings.
@@ -552,6 +554,32 @@ pub struct Settings {
     /// corrupt blobs: `http(s)://HOST[:PORT]`, pulled anonymously.
     #[arg(long, env = "BERTH_SCRUB_REPAIR_FROM", value_name = "URL")]
     pub scrub_repair_from: Option<String>,
+    /// Upstream registries the pull-through mirror fronts: a TOML array of
+    /// tables `{ name, url, username, password, hosts, max_concurrent,
+    /// rate_limit, tag_ttl, timeout }` (inline for the flag and variable).
+    /// See docs/mirror.md.
+    #[arg(
+        long,
+        env = "BERTH_MIRROR_UPSTREAMS",
+        hide_env_values = true,
+        default_value = "[]",
+        value_name = "TOML"
+    )]
+    pub mirror_upstreams: Upstreams,
+    /// The upstream that hostless requests for repositories berth does not
+    /// hold (`/v2/library/postgres/...`, from the Docker daemon's
+    /// `registry-mirrors`) go to.
+    #[arg(long, env = "BERTH_MIRROR_DOCKER_HUB_DEFAULT", value_name = "NAME")]
+    pub mirror_docker_hub_default: Option<String>,
+    /// Who may pull through the mirror: `anonymous` (anyone) or
+    /// `authenticated` (any account).
+    #[arg(
+        long,
+        env = "BERTH_MIRROR_PULL_ACCESS",
+        default_value = "anonymous",
+        value_name = "WHO"
+    )]
+    pub mirror_pull_access: PullAccessChoice,
 }
 
 impl Default for Settings {
@@ -768,6 +796,19 @@ impl Settings {
     /// How often the scrub runs on its own; `None`: only on demand.
     pub fn scrub_schedule(&self) -> Option<Duration> {
         Some(self.scrub_interval.get()).filter(|d| !d.is_zero())
+    }
+
+    /// The pull-through mirror's settings.
+    pub fn mirror_settings(&self) -> berth_mirror::Settings {
+        berth_mirror::Settings {
+            upstreams: self.mirror_upstreams.0.iter().map(|u| u.config()).collect(),
+            docker_hub_default: self.mirror_docker_hub_default.clone(),
+            pull_access: match self.mirror_pull_access {
+                PullAccessChoice::Anonymous => berth_mirror::PullAccess::Anonymous,
+                PullAccessChoice::Authenticated => berth_mirror::PullAccess::Authenticated,
+            },
+            spool_dir: self.data_dir.join("mirror-spool"),
+        }
     }
 
     /// How often GC runs on its own; `None`: only on demand.

@@ -22,6 +22,7 @@ use serde::Serialize;
 pub mod accounts;
 pub mod audit;
 pub mod gc;
+pub mod mirror;
 pub mod oidc;
 pub mod repos;
 pub mod retention;

@@ -32,6 +32,7 @@ mod lifecycle_rules;
 mod lifecycle_usage;
 mod listener;
 mod migrate;
+mod mirror;
 mod observability;
 mod oci;
 mod oidc;

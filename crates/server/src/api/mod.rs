@@ -27,6 +27,7 @@ mod body;
 mod certificates;
 mod extract;
 mod gc;
+mod mirror;
 mod oidc;
 mod repositories;
 mod retention;
@@ -217,6 +218,7 @@ pub(crate) fn router() -> Router<Arc<App>> {
         .merge(usage::routes())
         .merge(gc::routes())
         .merge(scrub::routes())
+        .merge(mirror::routes())
         .merge(retention::routes())
         .merge(webhooks::routes())
         .merge(oidc::routes())
