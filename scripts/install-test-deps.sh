@@ -66,6 +66,7 @@ APT_PACKAGES=(
   nginx-light
   rpm
   golang-go
+  systemd
 )
 
 installed() {

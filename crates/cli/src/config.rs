@@ -530,6 +530,30 @@ pub struct Settings {
         value_name = "DURATION"
     )]
     pub webhook_history: Span,
+    /// How often the integrity scrub reads every blob and checks its
+    /// digest and size, counted from the last run (a pass cut short
+    /// resumes at the next minute); 0: only on demand (`berth scrub`).
+    #[arg(
+        long,
+        env = "BERTH_SCRUB_INTERVAL",
+        default_value = "0",
+        value_name = "DURATION"
+    )]
+    pub scrub_interval: Span,
+    /// Bytes per second the scrub reads at most (so that it never starves
+    /// pulls); 0: no limit.
+    #[arg(
+        long,
+        env = "BERTH_SCRUB_RATE",
+        default_value = "50MiB",
+        value_name = "SIZE"
+    )]
+    pub scrub_rate: ByteSize,
+    /// Another registry holding the same content (a replica, the mirror's
+    /// upstream) from which the scrub fetches good copies of missing or
+    /// corrupt blobs: `http(s)://HOST[:PORT]`, pulled anonymously.
+    #[arg(long, env = "BERTH_SCRUB_REPAIR_FROM", value_name = "URL")]
+    pub scrub_repair_from: Option<String>,
     /// Upstream registries the pull-through mirror fronts: a TOML array of
     /// tables `{ name, url, username, password, hosts, max_concurrent,
     /// rate_limit, tag_ttl, timeout }` (inline for the flag and variable).
@@ -767,6 +791,11 @@ impl Settings {
             external_url: self.external_url.as_ref().map(|u| u.0.clone()),
             ..Default::default()
         }
+    }
+
+    /// How often the scrub runs on its own; `None`: only on demand.
+    pub fn scrub_schedule(&self) -> Option<Duration> {
+        Some(self.scrub_interval.get()).filter(|d| !d.is_zero())
     }
 
     /// The pull-through mirror's settings.

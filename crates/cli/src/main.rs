@@ -12,6 +12,7 @@ mod config;
 mod manage;
 mod migrate;
 mod progress;
+mod scrub;
 mod serve;
 mod shell;
 mod storage;
@@ -67,6 +68,9 @@ enum Command {
     Backup(Box<backup::Args>),
     /// Restore a backup into a new, empty data directory.
     Restore(Box<backup::RestoreArgs>),
+    /// Check every blob's digest and size on a running registry, repairing
+    /// what `scrub_repair_from` holds.
+    Scrub(Box<scrub::Args>),
     #[command(flatten)]
     Tools(berth_tools::Command),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
@@ -143,6 +147,7 @@ fn main() -> ExitCode {
             Command::Tls(args) => tls::run(&args).map(|()| ExitCode::SUCCESS),
             Command::Backup(args) => backup::run(*args).await.map(|()| ExitCode::SUCCESS),
             Command::Restore(args) => backup::run_restore(&args).await.map(|()| ExitCode::SUCCESS),
+            Command::Scrub(args) => scrub::run(&args).await.map(|()| ExitCode::SUCCESS),
             Command::Tools(cmd) => berth_tools::run(cmd).await.map_err(anyhow::Error::from),
             Command::Completions(_) | Command::Man(_) => Ok(ExitCode::SUCCESS),
         }

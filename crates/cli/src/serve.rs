@@ -285,8 +285,13 @@ pub async fn run(args: ServeArgs, matches: &ArgMatches) -> anyhow::Result<()> {
             gc_grace_period: cfg.gc_grace_period.get(),
             gc_interval: cfg.gc_schedule(),
             webhooks: cfg.webhook_settings(),
+            scrub_interval: cfg.scrub_schedule(),
+            scrub_rate: cfg.scrub_rate.0,
         },
     ));
+    if let Some(url) = &cfg.scrub_repair_from {
+        registry.set_repair_source(Arc::new(crate::scrub::Upstream::new(url)?));
+    }
     let auth = Arc::new(
         Authority::new(meta.clone(), cfg.auth_settings())
             .await
@@ -343,6 +348,9 @@ pub async fn run(args: ServeArgs, matches: &ArgMatches) -> anyhow::Result<()> {
         every: COUNTER_PRUNE,
     }));
     workers.spawn(Arc::new(worker::Gc {
+        registry: registry.clone(),
+    }));
+    workers.spawn(Arc::new(worker::Scrub {
         registry: registry.clone(),
     }));
     workers.spawn(Arc::new(worker::Retention {

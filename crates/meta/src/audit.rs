@@ -42,6 +42,9 @@ pub mod action {
     pub const WEBHOOK_CHANGE: &str = "webhook.change";
     /// A webhook was disabled after a run of failed deliveries.
     pub const WEBHOOK_DISABLE: &str = "webhook.disable";
+    /// The integrity scrub found a blob missing or corrupt (the detail
+    /// says what it breaks and whether it was repaired).
+    pub const SCRUB_FINDING: &str = "scrub.finding";
 }
 
 /// Who acts, from where, and when: the part of an event every write

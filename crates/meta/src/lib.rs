@@ -33,6 +33,7 @@ pub mod oidc;
 mod queries;
 mod retention;
 mod rules;
+mod scrub;
 mod shared;
 mod stats;
 pub mod tokens;
@@ -48,6 +49,7 @@ pub use jobs::{JobRun, Lease};
 pub use queries::{AttestationRef, ManifestRecord, NewManifest, RefKind, Referrer};
 pub use retention::{Deletion, ManifestTarget, StoredPolicy};
 pub use rules::{TagGuard, TagRule, TagRuleKind};
+pub use scrub::{BlobUser, ScrubProgress};
 pub use stats::{PullDelta, PullTarget};
 pub use usage::{Content, ContentKind, Quota};
 

@@ -20,6 +20,7 @@ pub const SQLITE: &[Migration] = &[
     (7, SQLITE_CERTIFICATES),
     (8, SQLITE_EVENTS),
     (10, SQLITE_TRUST),
+    (12, SCRUB),
 ];
 
 /// PostgreSQL schema.
@@ -33,6 +34,7 @@ pub const POSTGRES: &[Migration] = &[
     (7, POSTGRES_CERTIFICATES),
     (8, POSTGRES_EVENTS),
     (10, POSTGRES_TRUST),
+    (12, SCRUB),
 ];
 
 /// Repositories, blobs, manifests, references, tags.
@@ -522,6 +524,17 @@ const POSTGRES_EVENTS: &[&str] = &[
     "CREATE INDEX webhook_deliveries_webhook ON webhook_deliveries (webhook_id, id)",
     "CREATE INDEX webhook_deliveries_event ON webhook_deliveries (event_id)",
 ];
+
+/// The integrity scrub's progress (`berth scrub`): one row per scrub
+/// (`name` is `scrub`), the digest after which the current pass resumes
+/// (NULL: at the start), when the pass started, what it has checked.
+const SCRUB: &[&str] = &["CREATE TABLE scrub_progress (
+        name TEXT PRIMARY KEY,
+        cursor TEXT,
+        pass_started_at BIGINT NOT NULL,
+        checked BIGINT NOT NULL,
+        bytes BIGINT NOT NULL,
+        updated_at BIGINT NOT NULL)"];
 
 /// Keyless push from CI (see the `oidc` module).
 ///

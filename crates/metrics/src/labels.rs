@@ -220,6 +220,36 @@ pub struct BuildLabels {
     pub version: &'static str,
 }
 
+label_enum! {
+    /// What the integrity scrub found wrong with a blob.
+    ScrubProblem {
+        /// The metadata names it but storage does not hold it.
+        Missing => "missing",
+        /// Its bytes do not hash to its digest, or its size is wrong.
+        Corrupt => "corrupt",
+    }
+}
+
+label_enum! {
+    /// What the scrub did about a finding.
+    ScrubAction {
+        /// A good copy was fetched from the repair source.
+        Repaired => "repaired",
+        /// Nothing could be fetched: the blob stays missing (a corrupt
+        /// one was set aside).
+        Unrepaired => "unrepaired",
+    }
+}
+
+/// `{problem, action}` of `berth_scrub_findings_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ScrubLabels {
+    /// What was wrong.
+    pub problem: ScrubProblem,
+    /// What was done.
+    pub action: ScrubAction,
+}
+
 /// `{upstream, outcome}` of `berth_mirror_upstream_requests_total`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct MirrorLabels {

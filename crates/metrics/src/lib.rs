@@ -149,6 +149,15 @@ pub struct Webhooks {
     pub oldest_undelivered_age: Gauge<f64, AtomicU64>,
 }
 
+/// Integrity scrub families.
+pub struct Scrub {
+    /// `berth_scrub_findings_total{problem, action}`: damaged or missing
+    /// blobs found.
+    pub findings: Family<ScrubLabels, Counter>,
+    /// `berth_scrub_checked_bytes_total`: bytes read and hashed.
+    pub checked_bytes: Counter,
+}
+
 /// Database and storage families.
 pub struct Backends {
     /// `berth_db_pool_connections{state}` (scrape time).
@@ -185,6 +194,8 @@ pub struct Metrics {
     pub webhooks: Webhooks,
     /// Database and storage.
     pub backends: Backends,
+    /// The integrity scrub.
+    pub scrub: Scrub,
     /// The pull-through mirror.
     pub mirror: Mirror,
 }
@@ -247,6 +258,10 @@ impl Metrics {
             storage_errors: Family::default(),
         };
 
+        let scrub = Scrub {
+            findings: Family::default(),
+            checked_bytes: Counter::default(),
+        };
         let mirror = Mirror {
             upstream_requests: Family::default(),
             stale_served: Family::default(),
@@ -441,6 +456,17 @@ impl Metrics {
             backends.storage_errors.clone(),
         );
 
+        r.register(
+            "scrub_findings",
+            "Blobs the integrity scrub found missing or corrupt, by what was done",
+            scrub.findings.clone(),
+        );
+        r.register(
+            "scrub_checked_bytes",
+            "Bytes the integrity scrub read and hashed",
+            scrub.checked_bytes.clone(),
+        );
+
         Metrics {
             registry: r,
             enabled: AtomicBool::new(true),
@@ -452,7 +478,25 @@ impl Metrics {
             auth,
             webhooks,
             backends,
+            scrub,
             mirror,
+        }
+    }
+
+    /// Records one finding of the integrity scrub.
+    pub fn scrub_finding(&self, problem: ScrubProblem, action: ScrubAction) {
+        if self.enabled() {
+            self.scrub
+                .findings
+                .get_or_create(&ScrubLabels { problem, action })
+                .inc();
+        }
+    }
+
+    /// Records bytes the scrub read and hashed.
+    pub fn scrub_checked(&self, bytes: u64) {
+        if self.enabled() {
+            self.scrub.checked_bytes.inc_by(bytes);
         }
     }
 

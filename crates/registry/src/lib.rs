@@ -28,6 +28,7 @@ mod pulls;
 mod quota;
 pub mod retention;
 mod rules;
+pub mod scrub;
 mod snapshot;
 mod uploads;
 pub mod webhooks;
@@ -49,6 +50,7 @@ pub use manifests::{accepts, ManifestEntry, PushedManifest};
 pub use pulls::{Count, PullStats};
 pub use quota::{NamespaceUsage, QuotaView, RepositoryUsage};
 pub use rules::TagRules;
+pub use scrub::{ScrubReport, SCRUB_JOB};
 pub use uploads::UPLOAD_PURGE_JOB;
 
 /// Result alias of this crate.
@@ -78,6 +80,11 @@ pub struct Settings {
     pub gc_interval: Option<Duration>,
     /// Webhook delivery.
     pub webhooks: webhooks::Settings,
+    /// How often the integrity scrub runs on its own; `None`: only on
+    /// demand.
+    pub scrub_interval: Option<Duration>,
+    /// Bytes per second the scrub reads at most (0: no limit).
+    pub scrub_rate: u64,
 }
 
 impl Default for Settings {
@@ -89,6 +96,8 @@ impl Default for Settings {
             gc_grace_period: Duration::from_secs(3600),
             gc_interval: Some(Duration::from_secs(24 * 3600)),
             webhooks: webhooks::Settings::default(),
+            scrub_interval: None,
+            scrub_rate: 50 * 1024 * 1024,
         }
     }
 }
@@ -107,6 +116,7 @@ pub struct Registry {
     webhooks: webhooks::Hub,
     stop: worker::Stop,
     gauge_clock: observe::GaugeClock,
+    repair: std::sync::OnceLock<Arc<dyn scrub::RepairSource>>,
 }
 
 impl Registry {
@@ -126,6 +136,7 @@ impl Registry {
             sessions: Arc::default(),
             stop: worker::Stop::new(),
             gauge_clock: observe::GaugeClock::default(),
+            repair: std::sync::OnceLock::new(),
         }
     }
 

@@ -257,6 +257,29 @@ impl Worker for Gc {
     }
 }
 
+/// The integrity scrub, every `scrub_interval` (resuming a pass that was
+/// cut short); one replica at a time (its lease).
+pub struct Scrub {
+    /// The registry.
+    pub registry: Arc<Registry>,
+}
+
+#[async_trait]
+impl Worker for Scrub {
+    fn name(&self) -> &'static str {
+        "scrub"
+    }
+    fn interval(&self) -> Duration {
+        SCHEDULER_TICK
+    }
+    async fn run_once(&self, _stop: &Stop) -> Result<Option<String>> {
+        match self.registry.due_scrub(berth_meta::now_ms()).await? {
+            Some(report) => Ok(Some(report.summary().to_string())),
+            None => Ok(None),
+        }
+    }
+}
+
 /// Every retention policy whose schedule fired since its last run.
 pub struct Retention {
     /// The registry.

@@ -9,6 +9,7 @@
 //!   uploads/<uuid>/info.json                        {"label": ..., "started_at_ms": ...}
 //!   tmp/<uuid>                                      single-request uploads in flight
 //!   gc/<algorithm>-<hex>                            blobs quarantined by a GC run
+//!   corrupt/<algorithm>-<hex>-<ms>                  damaged blobs set aside by the scrub
 //! ```
 //!
 //! A blob is published by `fsync(file)`, `rename(file, blobs/...)` and
@@ -145,6 +146,11 @@ impl FsStore {
             root,
             hash_states: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// Where [`BlobStore::set_aside`] moves damaged blobs.
+    fn corrupt_dir(&self) -> PathBuf {
+        self.root.join("corrupt")
     }
 
     /// Where a quarantined blob waits for its verdict.
@@ -372,6 +378,35 @@ impl BlobStore for FsStore {
                 }
             }
             Ok(out)
+        })
+        .await
+    }
+
+    async fn set_aside(&self, digest: &Digest) -> Result<Option<String>> {
+        let from = self.blob_path(digest);
+        let dir = self.corrupt_dir();
+        let stamp = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis())
+            .unwrap_or(0);
+        let to = dir.join(format!(
+            "{}-{}-{stamp}",
+            digest.algorithm().as_str(),
+            digest.hex()
+        ));
+        blocking(move || {
+            fs::create_dir_all(&dir)?;
+            match fs::rename(&from, &to) {
+                Ok(()) => {
+                    if let Some(parent) = from.parent() {
+                        sync_dir(parent)?;
+                    }
+                    sync_dir(&dir)?;
+                    Ok(Some(to.display().to_string()))
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+                Err(e) => Err(e.into()),
+            }
         })
         .await
     }

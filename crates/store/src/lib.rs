@@ -171,6 +171,13 @@ pub trait BlobStore: Send + Sync + 'static {
     /// back, unless a new copy was published meanwhile (which is then kept).
     async fn release(&self, digest: &Digest, delete: bool) -> Result<()>;
 
+    /// Moves a damaged blob out of sight, keeping its bytes for
+    /// inspection (the integrity scrub's quarantine, unlike GC's, is never
+    /// put back): afterwards the digest reads as absent and a new
+    /// publication stores a fresh copy. Returns where the bytes went, or
+    /// `None` if the blob was not stored.
+    async fn set_aside(&self, digest: &Digest) -> Result<Option<String>>;
+
     /// Stores `body` under `expected` in one step, verifying the digest (and
     /// the length, when `len` is given) while streaming. Returns the size.
     ///

@@ -62,6 +62,10 @@ impl<S: BlobStore> BlobStore for Metered<S> {
         self.timed("list", self.inner.list(after, limit)).await
     }
 
+    async fn set_aside(&self, digest: &Digest) -> Result<Option<String>> {
+        self.timed("set_aside", self.inner.set_aside(digest)).await
+    }
+
     async fn quarantine(&self, digest: &Digest) -> Result<Option<StoredBlob>> {
         self.timed("quarantine", self.inner.quarantine(digest))
             .await

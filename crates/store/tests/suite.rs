@@ -197,7 +197,34 @@ async fn run_suite(store: Arc<dyn BlobStore>, clock: Duration) {
     assert!(store.read(&small, None).await.unwrap().is_none());
 
     quarantine_cases(&*store, clock).await;
+    set_aside_cases(&*store).await;
     paging_inside_a_prefix(&*store).await;
+}
+
+/// A damaged blob set aside reads as absent, leaves the listing, and a
+/// fresh copy can be published under its digest.
+async fn set_aside_cases(store: &dyn BlobStore) {
+    let d = Digest::sha256(b"set aside");
+    assert_eq!(
+        store.set_aside(&d).await.unwrap(),
+        None,
+        "nothing to set aside"
+    );
+    store
+        .put(&d, None, stream(vec![b"set aside"]))
+        .await
+        .unwrap();
+    let aside = store.set_aside(&d).await.unwrap();
+    assert!(aside.is_some_and(|a| a.contains("corrupt")));
+    assert_eq!(store.stat(&d).await.unwrap(), None);
+    assert!(store.read(&d, None).await.unwrap().is_none());
+    assert!(!list_all(store).await.iter().any(|b| b.digest == d));
+    store
+        .put(&d, None, stream(vec![b"set aside"]))
+        .await
+        .unwrap();
+    assert_eq!(store.stat(&d).await.unwrap(), Some(9));
+    assert!(store.delete(&d).await.unwrap());
 }
 
 /// Every stored blob, listed one small page at a time.

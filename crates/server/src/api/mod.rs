@@ -31,6 +31,7 @@ mod mirror;
 mod oidc;
 mod repositories;
 mod retention;
+mod scrub;
 mod tag_rules;
 mod tokens;
 mod usage;
@@ -216,6 +217,7 @@ pub(crate) fn router() -> Router<Arc<App>> {
         .merge(repositories::routes())
         .merge(usage::routes())
         .merge(gc::routes())
+        .merge(scrub::routes())
         .merge(mirror::routes())
         .merge(retention::routes())
         .merge(webhooks::routes())

@@ -298,6 +298,25 @@ impl BlobStore for BucketStore {
         gc::quarantine(self, digest).await
     }
 
+    async fn set_aside(&self, digest: &Digest) -> Result<Option<String>> {
+        let key = self.blob_key(digest);
+        let Some((size, _)) = self.head(&key).await? else {
+            return Ok(None);
+        };
+        let aside = self.key(&format!(
+            "corrupt/{}-{}-{}",
+            digest.algorithm().as_str(),
+            digest.hex(),
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_millis())
+                .unwrap_or(0)
+        ));
+        self.copy_object(&key, &aside, size).await?;
+        self.remove(&key).await?;
+        Ok(Some(aside.to_string()))
+    }
+
     async fn release(&self, digest: &Digest, delete: bool) -> Result<()> {
         gc::release(self, digest, delete).await
     }
