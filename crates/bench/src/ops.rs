@@ -11,6 +11,28 @@ use crate::payload::Blob;
 pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 const OCTETS: &str = "application/octet-stream";
 
+/// The repositories the scenarios use.
+pub const BENCH_REPOSITORIES: [&str; 2] = ["bench/app", "bench/tags"];
+
+/// A registry token for `scopes` from berth's `GET /token`, authenticated
+/// by the connection's credentials.
+pub async fn fetch_token(conn: &mut Conn, scopes: &[String]) -> anyhow::Result<String> {
+    let mut path = "/token?service=berth".to_owned();
+    for s in scopes {
+        path.push_str("&scope=");
+        path.push_str(s);
+    }
+    let resp = conn
+        .send(Method::GET, &path, &[], Payload::default())
+        .await?;
+    let body = collect(expect(resp, StatusCode::OK, "GET /token").await?).await?;
+    let v: serde_json::Value = serde_json::from_slice(&body)?;
+    v["token"]
+        .as_str()
+        .map(str::to_owned)
+        .ok_or_else(|| anyhow::anyhow!("/token answered without a token"))
+}
+
 async fn start_upload(conn: &mut Conn, repo: &str) -> anyhow::Result<String> {
     let path = format!("/v2/{repo}/blobs/uploads/");
     let resp = conn

@@ -1,5 +1,6 @@
-//! The report: per scenario and concurrency, both servers side by side and
-//! the ratio berth/distribution, plus the checks against the targets.
+//! The report: per scenario and concurrency, berth and its peer (the
+//! reference registry, or berth with observability off) side by side and
+//! the ratio berth/peer, plus the checks against the targets.
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -14,6 +15,19 @@ use crate::Settings;
 const MIB: f64 = 1024.0 * 1024.0;
 /// Idle RSS target of berth.
 const IDLE_RSS_TARGET_MIB: f64 = 30.0;
+/// Target of every ratio with `--peer unobserved`: metrics and the access
+/// log cost at most 3%.
+pub(crate) const OBSERVABILITY_TARGET: f64 = 0.97;
+/// Target of every ratio with `--peer one-replica`: replicas on one machine
+/// cost at most 10% of one replica's throughput (on several machines they
+/// add capacity; on one they share its cores).
+pub(crate) const REPLICAS_TARGET: f64 = 0.9;
+/// Target of manifest reads against nginx serving the same bytes from a
+/// file: berth's own work (routing, lookup) costs at most 10% of the
+/// machine's HTTP capacity.
+pub(crate) const NGINX_TARGET: f64 = 0.9;
+/// The same with a credential to check on every request.
+pub(crate) const NGINX_TARGET_AUTH: f64 = 0.75;
 
 /// One server's figures in one cell.
 #[derive(Debug, Serialize)]
@@ -80,41 +94,44 @@ pub struct Cell {
     pub concurrency: usize,
     /// berth's figures.
     pub berth: Side,
-    /// The reference registry's figures.
-    pub distribution: Side,
-    /// Throughput ratio berth/distribution.
+    /// The peer's figures (the reference registry, or berth unobserved).
+    pub peer: Side,
+    /// Throughput ratio berth/peer.
     pub ratio: f64,
     /// The target for `ratio`.
     pub target: f64,
     /// Whether `ratio >= target` and neither server failed an operation.
     pub met: bool,
+    /// With `--peer unobserved`: lines berth wrote to its access log during
+    /// this cell (one per request).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub berth_access_log_lines: Option<u64>,
 }
 
 impl Cell {
-    /// Builds the cell from both servers' samples (`s3`: both on object
-    /// storage).
+    /// Builds the cell from both servers' samples and the ratio's target.
     pub fn new(
         scenario: Scenario,
         concurrency: usize,
         berth: Sample,
-        distribution: Sample,
-        s3: bool,
+        peer: Sample,
+        target: f64,
     ) -> Cell {
-        let (berth, distribution) = (Side::new(berth), Side::new(distribution));
-        let ratio = if distribution.ops_per_s > 0.0 {
-            berth.ops_per_s / distribution.ops_per_s
+        let (berth, peer) = (Side::new(berth), Side::new(peer));
+        let ratio = if peer.ops_per_s > 0.0 {
+            berth.ops_per_s / peer.ops_per_s
         } else {
             0.0
         };
-        let target = scenario.target(s3);
         Cell {
             scenario: scenario.name(),
             concurrency,
             met: ratio >= target && berth.errors == 0,
             berth,
-            distribution,
+            peer,
             ratio,
             target,
+            berth_access_log_lines: None,
         }
     }
 }
@@ -142,7 +159,11 @@ pub struct Report {
     /// Whether this was a `--quick` smoke run.
     pub quick: bool,
     /// Whether berth ran with authentication on (`--berth-auth`).
-    pub berth_auth: bool,
+    pub berth_auth: Option<crate::AuthMode>,
+    /// What berth was measured against.
+    pub peer: crate::Peer,
+    /// berth replicas (peak RSS figures are then per replica).
+    pub replicas: usize,
     /// Whether both servers served HTTPS (`--tls`).
     pub tls: bool,
     /// Where both servers kept blobs: `filesystem` or `s3`.
@@ -159,8 +180,8 @@ pub struct Report {
     pub disk_write_mb_s: f64,
     /// berth's RSS after start, MiB.
     pub berth_idle_rss_mib: f64,
-    /// The reference registry's RSS after start, MiB.
-    pub distribution_idle_rss_mib: f64,
+    /// The peer's RSS after start, MiB.
+    pub peer_idle_rss_mib: f64,
     /// All cells.
     pub cells: Vec<Cell>,
 }
@@ -222,6 +243,8 @@ impl Report {
             machine: Machine::probe(work),
             quick: settings.quick,
             berth_auth: settings.berth_auth,
+            peer: settings.peer,
+            replicas: settings.replicas,
             tls: settings.tls.is_some(),
             storage: if settings.s3.is_some() {
                 "s3"
@@ -234,31 +257,72 @@ impl Report {
             wall_s: wall.as_secs_f64(),
             disk_write_mb_s: disk_mb_s,
             berth_idle_rss_mib: idle[0] as f64 / MIB,
-            distribution_idle_rss_mib: idle[1] as f64 / MIB,
+            peer_idle_rss_mib: idle[1] as f64 / MIB,
             cells,
+        }
+    }
+
+    /// The peer's name in the report, and its short column label.
+    fn peer_names(&self) -> (&'static str, &'static str) {
+        match self.peer {
+            crate::Peer::Reference => ("distribution", "dist"),
+            crate::Peer::Unobserved => ("berth-unobserved", "off"),
+            crate::Peer::OneReplica => ("berth-one-replica", "one"),
+            crate::Peer::Nginx => ("nginx", "nginx"),
         }
     }
 
     fn header(&self) -> String {
         let m = &self.machine;
+        let against = match self.peer {
+            crate::Peer::Reference => "the reference registry (CNCF Distribution), as `dist`",
+            crate::Peer::Unobserved => {
+                "the same berth with --metrics false --access-log false, as `off`; berth itself with metrics on and the access log at info to a file"
+            }
+            crate::Peer::OneReplica => {
+                "one berth replica on the same engines, as `one`"
+            }
+            crate::Peer::Nginx => {
+                "nginx serving the same manifest bytes as a static file (worker per core, keep-alive, no access log), as `nginx`"
+            }
+        };
+        let replicas = if self.replicas > 1 {
+            format!(
+                "; {} replicas on one PostgreSQL database (the bench's cluster, fsync off), connections spread over them in turn, peak RSS per replica",
+                self.replicas
+            )
+        } else {
+            String::new()
+        };
         format!(
-            "machine: {} x {} ({:.0} GiB RAM, Linux {}); data on {}\nrun: {} s x {} round(s) per server per cell, {} tags, {:.0} s wall{}\nberth: {}\ntransport: {}\nstorage: {}\n",
+            "machine: {} x {} ({:.0} GiB RAM, Linux {}); data on {}\nrun: {} s x {} round(s) per server per cell, {} tags, {:.0} s wall{}\nagainst: {against}\nberth: {}\ntransport: {}\nstorage: {}\n",
             m.cpus, m.cpu, m.memory_gib, m.kernel, m.filesystem, self.duration_s, self.rounds, self.tags, self.wall_s,
             if self.quick { " (quick)" } else { "" },
-            if self.berth_auth {
-                "--auth token, Basic credentials of the site admin on every request (distribution: open)"
-            } else {
-                "--auth none (like distribution)"
-            },
+            match (self.berth_auth, self.peer) {
+                (Some(mode), peer) => format!(
+                    "--auth token, {} on every request{}",
+                    match mode {
+                        crate::AuthMode::Basic => "Basic credentials of the site admin",
+                        crate::AuthMode::Bearer => "a registry token from /token (Bearer)",
+                    },
+                    match peer {
+                        crate::Peer::Reference => " (distribution: open)",
+                        crate::Peer::Nginx => " (nginx: open)",
+                        _ => ", for both",
+                    }
+                ),
+                (None, crate::Peer::Reference) => "--auth none (like distribution)".to_owned(),
+                (None, _) => "--auth none for both".to_owned(),
+            } + &replicas,
             if self.tls {
                 "HTTPS for both (one certificate from `berth tls self-signed`; client: rustls, HTTP/1.1 over TLS 1.3)"
             } else {
                 "plain HTTP/1.1 for both"
             },
-            if self.storage == "s3" {
-                "one SeaweedFS S3 server (weed mini, SigV4 checked) on loopback for both: berth --storage s3://, distribution's s3 driver"
-            } else {
-                "each server's data directory on the local disk"
+            match (self.storage, self.peer) {
+                ("s3", crate::Peer::Reference) => "one SeaweedFS S3 server (weed mini, SigV4 checked) on loopback for both: berth --storage s3://, distribution's s3 driver",
+                ("s3", _) => "one SeaweedFS S3 server (weed mini, SigV4 checked) on loopback for both",
+                _ => "each server's data directory on the local disk",
             }
         )
     }
@@ -266,15 +330,23 @@ impl Report {
     /// The checks that are not a throughput ratio: memory and the disk.
     pub fn extra_checks(&self) -> Vec<(String, String, bool)> {
         let mut v = Vec::new();
+        let (peer, _) = self.peer_names();
         v.push((
             format!("berth idle RSS < {IDLE_RSS_TARGET_MIB} MiB"),
             format!(
-                "{:.1} MiB (distribution {:.1} MiB)",
-                self.berth_idle_rss_mib, self.distribution_idle_rss_mib
+                "{:.1} MiB ({peer} {:.1} MiB)",
+                self.berth_idle_rss_mib, self.peer_idle_rss_mib
             ),
             self.berth_idle_rss_mib < IDLE_RSS_TARGET_MIB,
         ));
-        for c in self.cells.iter().filter(|c| c.scenario == "pull-64m") {
+        // Memory against the reference registry; against itself berth is
+        // compared on throughput only.
+        let reference = self.peer == crate::Peer::Reference;
+        for c in self
+            .cells
+            .iter()
+            .filter(|c| reference && c.scenario == "pull-64m")
+        {
             v.push((
                 format!(
                     "pull-64m c={}: berth peak RSS <= 1/3 of distribution's",
@@ -282,13 +354,14 @@ impl Report {
                 ),
                 format!(
                     "{:.1} MiB vs {:.1} MiB",
-                    c.berth.peak_rss_mib, c.distribution.peak_rss_mib
+                    c.berth.peak_rss_mib, c.peer.peak_rss_mib
                 ),
-                c.berth.peak_rss_mib * 3.0 <= c.distribution.peak_rss_mib,
+                c.berth.peak_rss_mib * 3.0 <= c.peer.peak_rss_mib,
             ));
         }
         for c in self.cells.iter().filter(|c| {
-            self.storage == "filesystem"
+            reference
+                && self.storage == "filesystem"
                 && c.scenario.starts_with("push-")
                 && c.scenario.ends_with("-64m")
         }) {
@@ -311,29 +384,33 @@ impl Report {
     }
 
     fn rows(&self) -> Vec<Vec<String>> {
-        let mut rows = vec![[
-            "scenario",
-            "c",
-            "berth op/s",
-            "dist op/s",
-            "ratio",
-            "target",
-            "berth MB/s",
-            "dist MB/s",
-            "p50 ms b/d",
-            "p99 ms b/d",
-            "CPU s b/d",
-            "peak RSS MiB b/d",
-            "errors b/d",
-        ]
-        .map(String::from)
-        .to_vec()];
+        let (_, p) = self.peer_names();
+        let x = &p[..1];
+        let mut rows = vec![vec![
+            "scenario".to_owned(),
+            "c".to_owned(),
+            "berth op/s".to_owned(),
+            format!("{p} op/s"),
+            "ratio".to_owned(),
+            "target".to_owned(),
+            "berth MB/s".to_owned(),
+            format!("{p} MB/s"),
+            format!("p50 ms b/{x}"),
+            format!("p99 ms b/{x}"),
+            format!("CPU s b/{x}"),
+            format!("peak RSS MiB b/{x}"),
+            format!("errors b/{x}"),
+        ]];
         let s3 = self.storage == "s3";
         if s3 {
-            rows[0].push("S3 req/op b/d".to_owned());
+            rows[0].push(format!("S3 req/op b/{x}"));
+        }
+        let logged = self.peer == crate::Peer::Unobserved;
+        if logged {
+            rows[0].push("access log lines b".to_owned());
         }
         for c in &self.cells {
-            let (b, d) = (&c.berth, &c.distribution);
+            let (b, d) = (&c.berth, &c.peer);
             rows.push(vec![
                 c.scenario.clone(),
                 c.concurrency.to_string(),
@@ -358,14 +435,23 @@ impl Report {
                     row.push(format!("{} / {}", per_op(b), per_op(d)));
                 }
             }
+            if logged {
+                if let Some(row) = rows.last_mut() {
+                    row.push(
+                        c.berth_access_log_lines
+                            .map_or_else(|| "-".to_owned(), |n| n.to_string()),
+                    );
+                }
+            }
         }
         rows
     }
 
     fn errors(&self) -> String {
         let mut out = String::new();
+        let (peer, _) = self.peer_names();
         for c in &self.cells {
-            for (who, s) in [("berth", &c.berth), ("distribution", &c.distribution)] {
+            for (who, s) in [("berth", &c.berth), (peer, &c.peer)] {
                 if let Some(e) = &s.first_error {
                     let _ = writeln!(out, "error: {} c={} {who}: {e}", c.scenario, c.concurrency);
                 }

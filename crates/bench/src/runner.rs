@@ -11,43 +11,89 @@ use anyhow::Context;
 use crate::load::{self, Limits, Sample};
 use crate::payload::Payloads;
 use crate::report::{Cell, Report};
-use crate::scenario::{self, Scenario};
-use crate::server::{data_dirs, Kind, Server};
-use crate::{disk, Settings};
+use crate::scenario::{self, Scenario, StaticFile};
+use crate::server::{data_dirs, BerthSpec, Kind, Observe, Server};
+use crate::{disk, ops, AuthMode, Peer, Settings};
 
 fn progress(msg: std::fmt::Arguments<'_>) {
     let _ = writeln!(std::io::stderr().lock(), "bench: {msg}");
 }
 
-fn start(settings: &Settings, kind: Kind, data: &Path) -> anyhow::Result<Server> {
+/// Starts server `kind` on `data` for scenario `label`; nginx serves
+/// `file`.
+fn start(
+    settings: &Settings,
+    kind: Kind,
+    data: &Path,
+    label: &str,
+    file: Option<&StaticFile>,
+) -> anyhow::Result<Server> {
+    // Replicas (and the one replica compared with them) keep their
+    // metadata in a fresh PostgreSQL database of their own.
+    let database_url = settings
+        .database
+        .as_ref()
+        .filter(|_| !matches!(kind, Kind::Distribution | Kind::Nginx))
+        .map(|db| db.create(&format!("{}_{label}", kind.name()).replace('-', "_")));
+    let spec = BerthSpec {
+        bin: &settings.berth_bin,
+        kind,
+        auth: settings.berth_auth.is_some(),
+        tls: settings.tls.as_ref(),
+        s3: settings.s3.as_ref(),
+        observe: Observe::Defaults,
+        database_url: database_url.as_deref(),
+        replicas: 1,
+    };
     match kind {
         Kind::Berth => Server::berth(
-            &settings.berth_bin,
+            BerthSpec {
+                observe: if settings.peer == Peer::Unobserved {
+                    Observe::Everything
+                } else {
+                    Observe::Defaults
+                },
+                replicas: settings.replicas,
+                ..spec
+            },
             data,
-            settings.berth_auth,
-            settings.tls.as_ref(),
-            settings.s3.as_ref(),
         ),
+        Kind::BerthUnobserved => Server::berth(
+            BerthSpec {
+                observe: Observe::Nothing,
+                ..spec
+            },
+            data,
+        ),
+        Kind::BerthOneReplica => Server::berth(spec, data),
         Kind::Distribution => Server::distribution(
             &settings.distribution_bin,
             data,
             settings.tls.as_ref(),
             settings.s3.as_ref(),
         ),
+        Kind::Nginx => Server::nginx(&settings.nginx_bin, data, file),
     }
 }
 
-/// Starts both servers on fresh directories of `label`.
-fn start_pair(settings: &Settings, work: &Path, label: &str) -> anyhow::Result<[Server; 2]> {
-    let (b, d) = data_dirs(work, label);
+/// Starts berth and its peer on fresh directories of `label` (nginx
+/// serving `file`).
+fn start_pair(
+    settings: &Settings,
+    work: &Path,
+    label: &str,
+    file: Option<&StaticFile>,
+) -> anyhow::Result<[Server; 2]> {
+    let peer = settings.peer.kind();
+    let (b, d) = data_dirs(work, peer, label);
     Ok([
-        start(settings, Kind::Berth, &b)?,
-        start(settings, Kind::Distribution, &d)?,
+        start(settings, Kind::Berth, &b, label, None)?,
+        start(settings, peer, &d, label, file)?,
     ])
 }
 
-fn remove_pair(work: &Path, label: &str) {
-    let (b, d) = data_dirs(work, label);
+fn remove_pair(settings: &Settings, work: &Path, label: &str) {
+    let (b, d) = data_dirs(work, settings.peer.kind(), label);
     for dir in [b, d] {
         let _ = std::fs::remove_dir_all(&dir);
     }
@@ -55,7 +101,7 @@ fn remove_pair(work: &Path, label: &str) {
 
 /// RSS of each server after start and one `GET /v2/`.
 async fn idle_rss(settings: &Settings, work: &Path) -> anyhow::Result<[u64; 2]> {
-    let servers = start_pair(settings, work, "idle")?;
+    let servers = start_pair(settings, work, "idle", None)?;
     for s in &servers {
         let mut c = s.conn();
         let resp = c
@@ -66,7 +112,7 @@ async fn idle_rss(settings: &Settings, work: &Path) -> anyhow::Result<[u64; 2]> 
     tokio::time::sleep(settings.idle_settle).await;
     let rss = [servers[0].memory()?.0, servers[1].memory()?.0];
     drop(servers);
-    remove_pair(work, "idle");
+    remove_pair(settings, work, "idle");
     Ok(rss)
 }
 
@@ -90,10 +136,33 @@ async fn run_scenario(
     cells: &mut Vec<Cell>,
 ) -> anyhow::Result<()> {
     let label = scenario.name();
-    let servers = start_pair(settings, work, &label)?;
+    // A static peer serves the fixture's manifest from a file instead of
+    // being prepared through the API.
+    let prepared_static = (settings.peer == Peer::Nginx)
+        .then(|| scenario::prepare_static(scenario, payloads.clone()))
+        .transpose()?;
+    let (static_fixture, file) = prepared_static.unzip();
+    let mut servers = start_pair(settings, work, &label, file.as_ref())?;
+    if settings.berth_auth == Some(AuthMode::Bearer) {
+        let scopes = ops::BENCH_REPOSITORIES.map(|r| format!("repository:{r}:pull,push"));
+        let token = ops::fetch_token(&mut servers[0].conn(), &scopes)
+            .await
+            .context("fetching berth's registry token")?;
+        servers[0].authorization = Some(format!("Bearer {token}"));
+        if servers[1].kind != Kind::Distribution && servers[1].kind != Kind::Nginx {
+            let token = ops::fetch_token(&mut servers[1].conn(), &scopes)
+                .await
+                .context("fetching the peer's registry token")?;
+            servers[1].authorization = Some(format!("Bearer {token}"));
+        }
+    }
     let t = Instant::now();
     let mut fixtures = Vec::new();
     for s in &servers {
+        if let (Kind::Nginx, Some(f)) = (s.kind, &static_fixture) {
+            fixtures.push(f.clone());
+            continue;
+        }
         let mut conn = s.conn();
         let f = scenario::prepare(scenario, payloads.clone(), &mut conn, settings.tags)
             .await
@@ -105,7 +174,16 @@ async fn run_scenario(
         t.elapsed().as_secs_f64()
     ));
     let limits = limits(settings, scenario);
+    let access_log = (settings.peer == Peer::Unobserved).then(|| {
+        data_dirs(work, settings.peer.kind(), &label)
+            .0
+            .with_extension("log")
+    });
+    if access_log.is_some() {
+        check_observability(&servers).await?;
+    }
     for &c in &settings.concurrency {
+        let logged_before = access_log.as_deref().map(count_lines);
         let mut samples = [Sample::default(), Sample::default()];
         for round in 0..settings.rounds {
             let order = if round % 2 == 0 { [0, 1] } else { [1, 0] };
@@ -120,16 +198,54 @@ async fn run_scenario(
             }
         }
         let [b, d] = samples;
-        let cell = Cell::new(scenario, c, b, d, settings.s3.is_some());
+        let target = match settings.peer {
+            Peer::Reference => scenario.target(settings.s3.is_some()),
+            Peer::Unobserved => crate::report::OBSERVABILITY_TARGET,
+            Peer::OneReplica => crate::report::REPLICAS_TARGET,
+            Peer::Nginx if settings.berth_auth.is_some() => crate::report::NGINX_TARGET_AUTH,
+            Peer::Nginx => crate::report::NGINX_TARGET,
+        };
+        let mut cell = Cell::new(scenario, c, b, d, target);
+        if let (Some(log), Some(before)) = (access_log.as_deref(), logged_before) {
+            cell.berth_access_log_lines = Some(count_lines(log).saturating_sub(before));
+        }
         progress(format_args!(
-            "{label} c={c}: berth {:.0}/s, distribution {:.0}/s, ratio {:.2}",
-            cell.berth.ops_per_s, cell.distribution.ops_per_s, cell.ratio
+            "{label} c={c}: berth {:.0}/s, {} {:.0}/s, ratio {:.2}",
+            cell.berth.ops_per_s,
+            servers[1].kind.name(),
+            cell.peer.ops_per_s,
+            cell.ratio
         ));
         cells.push(cell);
     }
     drop(servers);
-    remove_pair(work, &label);
+    remove_pair(settings, work, &label);
     Ok(())
+}
+
+/// With `--peer unobserved`: berth serves `/metrics` and its peer does not
+/// (so the two really differ in what the comparison is about).
+async fn check_observability(servers: &[Server; 2]) -> anyhow::Result<()> {
+    for (s, want) in servers.iter().zip([200u16, 404]) {
+        let mut c = s.conn();
+        let resp = c
+            .send(http::Method::GET, "/metrics", &[], Default::default())
+            .await?;
+        let status = resp.status().as_u16();
+        crate::client::drain(resp).await?;
+        anyhow::ensure!(
+            status == want,
+            "{} answered GET /metrics with {status}, expected {want}: metrics are not {} as the comparison needs",
+            s.kind.name(),
+            if want == 200 { "on" } else { "off" }
+        );
+    }
+    Ok(())
+}
+
+/// Lines in berth's access log file so far (0 if it cannot be read).
+fn count_lines(path: &Path) -> u64 {
+    std::fs::read(path).map_or(0, |b| b.iter().filter(|&&c| c == b'\n').count() as u64)
 }
 
 /// Runs everything `settings` asks for, with data under `work`.

@@ -128,8 +128,8 @@ pub struct Fixture {
     pull_digest: String,
 }
 
-const REPO: &str = "bench/app";
-const TAGS_REPO: &str = "bench/tags";
+const REPO: &str = crate::ops::BENCH_REPOSITORIES[0];
+const TAGS_REPO: &str = crate::ops::BENCH_REPOSITORIES[1];
 /// Layer size in the mix (blob GETs and pushes).
 const MIX_LAYER: usize = MIB;
 
@@ -143,10 +143,7 @@ pub async fn prepare(
     conn: &mut Conn,
     tags: usize,
 ) -> anyhow::Result<Arc<Fixture>> {
-    let config_bytes = Bytes::from_static(
-        br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#,
-    );
-    let config = Blob::from_bytes(config_bytes);
+    let config = config_blob();
     let mut fixture = Fixture {
         scenario,
         payloads: payloads.clone(),
@@ -199,6 +196,63 @@ pub async fn prepare(
         tag_many(&fixture, conn, tags).await?;
     }
     Ok(fixture)
+}
+
+/// The image config every fixture pushes.
+fn config_blob() -> Blob {
+    Blob::from_bytes(Bytes::from_static(
+        br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#,
+    ))
+}
+
+/// Whether a static file server can play the peer in `scenario` (reads of
+/// one manifest by tag).
+pub fn is_static(scenario: Scenario) -> bool {
+    matches!(scenario, Scenario::ManifestGet | Scenario::ManifestHead)
+}
+
+/// The manifest a read scenario fetches (`GET /v2/bench/app/manifests/latest`,
+/// the same bytes [`prepare`] pushes) with its digest, for a static file
+/// server, and the fixture that reads it.
+pub fn prepare_static(
+    scenario: Scenario,
+    payloads: Arc<Payloads>,
+) -> anyhow::Result<(Arc<Fixture>, StaticFile)> {
+    anyhow::ensure!(
+        is_static(scenario),
+        "{} is not a read a static file server can answer",
+        scenario.name()
+    );
+    let config = config_blob();
+    let layer = payloads.blob(KIB, 1);
+    let fixture = Fixture {
+        scenario,
+        payloads: payloads.clone(),
+        next_id: AtomicU64::new(1_000_000),
+        config: (config.digest.clone(), config.len),
+        layer: (layer.digest.clone(), layer.len),
+        pull_digest: String::new(),
+    };
+    let body = fixture.manifest(0);
+    let file = StaticFile {
+        path: format!("/v2/{REPO}/manifests/latest"),
+        digest: Blob::from_bytes(body.clone()).digest,
+        body,
+        media_type: crate::ops::OCI_MANIFEST,
+    };
+    Ok((Arc::new(fixture), file))
+}
+
+/// A file a static server serves for a read scenario.
+pub struct StaticFile {
+    /// URL path.
+    pub path: String,
+    /// Body.
+    pub body: Bytes,
+    /// `sha256:…` of the body (sent as `Docker-Content-Digest`).
+    pub digest: String,
+    /// `Content-Type`.
+    pub media_type: &'static str,
 }
 
 /// Tags the fixture's manifest `count` times in [`TAGS_REPO`], from 16
@@ -255,8 +309,14 @@ impl Fixture {
             }
             Scenario::PushChunked(size) => {
                 let blob = self.payloads.blob(size, self.id());
-                // One chunk for small blobs, four otherwise.
-                let chunk = if size <= KIB { size } else { size / 4 };
+                // One chunk for small blobs, four of at most 8 MiB
+                // otherwise (eight for 64 MiB, as the Docker daemon's
+                // and containerd's large layers go).
+                let chunk = if size <= KIB {
+                    size
+                } else {
+                    (size / 4).min(8 * MIB)
+                };
                 ops::push_chunked(conn, REPO, &blob, chunk as u64).await
             }
             Scenario::Pull(_) => ops::get_blob(conn, REPO, &self.pull_digest).await,

@@ -4,12 +4,14 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context};
 use serde::Serialize;
 
 use crate::objstore::ObjectStore;
+use crate::scenario::StaticFile;
 use crate::tls::Tls;
 
 /// Which registry.
@@ -20,6 +22,27 @@ pub enum Kind {
     Berth,
     /// CNCF Distribution (the reference registry).
     Distribution,
+    /// berth with metrics and the access log off (`--peer unobserved`).
+    BerthUnobserved,
+    /// One berth replica on the engines of a multi-replica berth (`--peer
+    /// one-replica`).
+    BerthOneReplica,
+    /// nginx serving the manifest as a static file (`--peer nginx`): what
+    /// this machine's HTTP stack can do for a body of that size.
+    Nginx,
+}
+
+/// How a berth under measurement observes itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Observe {
+    /// berth's defaults (metrics on, access log on but filtered out by
+    /// `--log-level warn`): the comparison with the reference registry.
+    Defaults,
+    /// Metrics on and the access log written at `info` to the server's
+    /// log file (`DATA.log`).
+    Everything,
+    /// Metrics and the access log off: the middleware is not installed.
+    Nothing,
 }
 
 impl Kind {
@@ -28,21 +51,50 @@ impl Kind {
         match self {
             Kind::Berth => "berth",
             Kind::Distribution => "distribution",
+            Kind::BerthUnobserved => "berth-unobserved",
+            Kind::BerthOneReplica => "berth-one-replica",
+            Kind::Nginx => "nginx",
         }
     }
 }
 
-/// A running server, killed on drop.
+/// A running server (one process, or several replicas sharing one
+/// database and one object store), killed on drop.
 pub struct Server {
     /// Which one.
     pub kind: Kind,
-    /// Its bound loopback address.
-    pub addr: SocketAddr,
+    /// Bound loopback addresses, one per process; connections are spread
+    /// over them in turn (a client-side load balancer).
+    addrs: Vec<SocketAddr>,
+    next: AtomicUsize,
     /// `Authorization` value every request must carry (berth with auth on).
     pub authorization: Option<String>,
     /// Client TLS configuration when the server speaks HTTPS.
     pub tls: Option<tokio_rustls::TlsConnector>,
-    child: Child,
+    children: Vec<Child>,
+}
+
+/// How to start berth.
+#[derive(Clone, Copy)]
+pub struct BerthSpec<'a> {
+    /// The binary.
+    pub bin: &'a Path,
+    /// Which berth this is in the report.
+    pub kind: Kind,
+    /// `--auth token` with the site admin's Basic credentials on every
+    /// request (the cached-login path of CI clients sending Basic), or
+    /// open like the reference registry.
+    pub auth: bool,
+    /// HTTPS with this certificate.
+    pub tls: Option<&'a Tls>,
+    /// Blobs in this object store, under the data directory's name.
+    pub s3: Option<&'a ObjectStore>,
+    /// Metrics and the access log.
+    pub observe: Observe,
+    /// Metadata in this PostgreSQL database instead of SQLite.
+    pub database_url: Option<&'a str>,
+    /// Processes sharing the database and the object store.
+    pub replicas: usize,
 }
 
 /// The site admin's password of a berth started with authentication.
@@ -53,58 +105,22 @@ const START_TIMEOUT: Duration = Duration::from_secs(20);
 const TICKS_PER_SEC: f64 = 100.0;
 
 impl Server {
-    /// A (not yet opened) connection to this server, with its credentials.
+    /// A (not yet opened) connection to this server, with its credentials:
+    /// to each replica in turn.
     pub fn conn(&self) -> crate::client::Conn {
-        crate::client::Conn::new(self.addr)
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.addrs.len().max(1);
+        crate::client::Conn::new(self.addrs[i])
             .with_authorization(self.authorization.clone())
             .with_tls(self.tls.clone())
     }
 
-    /// Starts `berth serve` on a fresh `data` directory: open like the
-    /// reference registry it is compared with, or with authentication on
-    /// (`auth`), every request then carrying the site admin's Basic
-    /// credentials (the cached-login path of CI clients sending Basic).
-    /// With `tls`, it serves HTTPS with that certificate; with `s3`, it
-    /// keeps blobs in that object store under the data directory's name.
-    pub fn berth(
-        bin: &Path,
-        data: &Path,
-        auth: bool,
-        tls: Option<&Tls>,
-        s3: Option<&ObjectStore>,
-    ) -> anyhow::Result<Server> {
+    /// Starts `berth serve` as `spec` says on a fresh `data` directory (one
+    /// subdirectory per replica when there are several; they start one
+    /// after the other, so the first migrates the database and creates the
+    /// site admin).
+    pub fn berth(spec: BerthSpec<'_>, data: &Path) -> anyhow::Result<Server> {
         std::fs::create_dir_all(data)?;
-        let addr_file = data.with_extension("addr");
-        let _ = std::fs::remove_file(&addr_file);
-        let mut cmd = Command::new(bin);
-        cmd.arg("serve");
-        if let Some(t) = tls {
-            cmd.arg("--tls-cert")
-                .arg(&t.cert)
-                .arg("--tls-key")
-                .arg(&t.key);
-        }
-        if let Some(s3) = s3 {
-            cmd.arg("--storage")
-                .arg(format!("s3://{}/{}", s3.bucket(), prefix(data)?))
-                .args(["--s3-endpoint", s3.endpoint(), "--s3-path-style"])
-                .envs(s3.env());
-        }
-        let child = cmd
-            .args(["--listen", "127.0.0.1:0", "--log-level", "warn"])
-            .args(["--auth", if auth { "token" } else { "none" }])
-            .env("BERTH_ADMIN_PASSWORD", BENCH_ADMIN_PASSWORD)
-            .arg("--data-dir")
-            .arg(data)
-            .arg("--addr-file")
-            .arg(&addr_file)
-            .env_remove("BERTH_CONFIG")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .with_context(|| format!("starting {}", bin.display()))?;
-        let authorization = auth.then(|| {
+        let authorization = spec.auth.then(|| {
             use base64::Engine as _;
             let raw = format!("admin:{BENCH_ADMIN_PASSWORD}");
             format!(
@@ -113,28 +129,25 @@ impl Server {
             )
         });
         let mut server = Server {
-            kind: Kind::Berth,
-            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            kind: spec.kind,
+            addrs: Vec::new(),
+            next: AtomicUsize::new(0),
             authorization,
-            tls: tls.map(|t| t.connector.clone()),
-            child,
+            tls: spec.tls.map(|t| t.connector.clone()),
+            children: Vec::new(),
         };
-        let deadline = Instant::now() + START_TIMEOUT;
-        loop {
-            if let Ok(a) = std::fs::read_to_string(&addr_file) {
-                if let Ok(addr) = a.trim().parse() {
-                    server.addr = addr;
-                    return Ok(server);
-                }
-            }
-            if let Some(status) = server.child.try_wait()? {
-                bail!("berth exited during start: {status}");
-            }
-            if Instant::now() > deadline {
-                bail!("berth did not report its address within {START_TIMEOUT:?}");
-            }
-            std::thread::sleep(Duration::from_millis(10));
+        let replicas = spec.replicas.max(1);
+        for i in 0..replicas {
+            let dir = if replicas == 1 {
+                data.to_path_buf()
+            } else {
+                data.join(format!("replica-{i}"))
+            };
+            let (child, addr) = start_berth(&spec, &dir, data)?;
+            server.children.push(child);
+            server.addrs.push(addr);
         }
+        Ok(server)
     }
 
     /// Starts the reference registry with filesystem storage in `data` and
@@ -196,18 +209,20 @@ impl Server {
             })?;
         let mut server = Server {
             kind: Kind::Distribution,
-            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            addrs: Vec::new(),
+            next: AtomicUsize::new(0),
             authorization: None,
             tls: tls.map(|t| t.connector.clone()),
-            child,
+            children: vec![child],
         };
         let deadline = Instant::now() + START_TIMEOUT;
+        let pid = server.children[0].id();
         loop {
-            if let Some(port) = listening_port(server.pid()) {
-                server.addr.set_port(port);
+            if let Some(port) = listening_port(pid) {
+                server.addrs.push(SocketAddr::from(([127, 0, 0, 1], port)));
                 return Ok(server);
             }
-            if let Some(status) = server.child.try_wait()? {
+            if let Some(status) = server.children[0].try_wait()? {
                 bail!("{} exited during start: {status}", bin.display());
             }
             if Instant::now() > deadline {
@@ -217,59 +232,272 @@ impl Server {
         }
     }
 
-    /// The process id.
-    pub fn pid(&self) -> u32 {
-        self.child.id()
+    /// Starts nginx (`bin`) with its configuration, temporary files and
+    /// document root under `data`, serving `file` (if any) with its media
+    /// type and `Docker-Content-Digest`, as many worker processes as the
+    /// machine has cores (berth's runtime has one thread per core), keep-alive
+    /// without a request limit, no access log. nginx cannot bind port 0, so
+    /// the bench reserves a free port first and retries if another process
+    /// takes it in between.
+    pub fn nginx(bin: &Path, data: &Path, file: Option<&StaticFile>) -> anyhow::Result<Server> {
+        let root = data.join("root");
+        std::fs::create_dir_all(data.join("tmp"))?;
+        std::fs::create_dir_all(&root)?;
+        let mut location = String::new();
+        if let Some(f) = file {
+            let rel = f.path.trim_start_matches('/');
+            let target = root.join(rel);
+            if let Some(parent) = target.parent() {
+                std::fs::create_dir_all(parent)?;
+            }
+            std::fs::write(&target, &f.body)?;
+            location = format!(
+                "    location = {} {{\n      default_type {};\n      add_header Docker-Content-Digest {};\n    }}\n",
+                f.path, f.media_type, f.digest
+            );
+        }
+        let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let mut last_error = None;
+        for _ in 0..3 {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")?
+                .local_addr()?
+                .port();
+            let d = data.display();
+            let config = format!(
+                "worker_processes {workers};\ndaemon off;\npid {d}/nginx.pid;\nerror_log {d}/error.log warn;\nevents {{ worker_connections 4096; }}\nhttp {{\n  access_log off;\n  sendfile on;\n  tcp_nodelay on;\n  keepalive_requests 100000000;\n  keepalive_timeout 300s;\n  types {{ }}\n  default_type application/octet-stream;\n  client_body_temp_path {d}/tmp;\n  proxy_temp_path {d}/tmp;\n  fastcgi_temp_path {d}/tmp;\n  uwsgi_temp_path {d}/tmp;\n  scgi_temp_path {d}/tmp;\n  server {{\n    listen 127.0.0.1:{port};\n    root {};\n{location}  }}\n}}\n",
+                root.display()
+            );
+            let conf = data.join("nginx.conf");
+            std::fs::write(&conf, config)?;
+            let mut child = Command::new(bin)
+                .arg("-c")
+                .arg(&conf)
+                .arg("-e")
+                .arg(data.join("error.log"))
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .with_context(|| {
+                    format!("starting {} (apt-get install nginx-light)", bin.display())
+                })?;
+            let deadline = Instant::now() + START_TIMEOUT;
+            loop {
+                if listening_port(child.id()) == Some(port) {
+                    return Ok(Server {
+                        kind: Kind::Nginx,
+                        addrs: vec![SocketAddr::from(([127, 0, 0, 1], port))],
+                        next: AtomicUsize::new(0),
+                        authorization: None,
+                        tls: None,
+                        children: vec![child],
+                    });
+                }
+                if let Some(status) = child.try_wait()? {
+                    let log = std::fs::read_to_string(data.join("error.log")).unwrap_or_default();
+                    last_error = Some(format!(
+                        "nginx exited during start ({status}): {}",
+                        log.trim()
+                    ));
+                    break;
+                }
+                if Instant::now() > deadline {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    bail!("nginx did not listen within {START_TIMEOUT:?}");
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+        bail!(
+            "{}",
+            last_error.unwrap_or_else(|| "nginx did not start".to_owned())
+        )
     }
 
-    /// User + system CPU seconds used so far.
+    /// User + system CPU seconds used so far, by all processes and their
+    /// child processes (nginx's workers).
     pub fn cpu_seconds(&self) -> anyhow::Result<f64> {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid()))?;
-        // Fields after the parenthesised command name start at field 3.
-        let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-        let f: Vec<&str> = rest.split_whitespace().collect();
-        let tick = |i: usize| -> anyhow::Result<f64> {
-            Ok(f.get(i)
-                .ok_or_else(|| anyhow!("short /proc stat"))?
-                .parse::<f64>()?)
-        };
-        Ok((tick(11)? + tick(12)?) / TICKS_PER_SEC)
+        let mut total = 0.0;
+        for c in &self.children {
+            total += cpu_seconds(c.id())?;
+            for w in child_processes(c.id()) {
+                total += cpu_seconds(w).unwrap_or(0.0);
+            }
+        }
+        Ok(total)
     }
 
-    /// `VmRSS` and `VmHWM` (peak) in bytes.
+    /// `VmRSS` and `VmHWM` (peak) in bytes; of the largest process when
+    /// there are several (per replica).
     pub fn memory(&self) -> anyhow::Result<(u64, u64)> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))?;
-        let field = |name: &str| -> anyhow::Result<u64> {
-            let line = status
-                .lines()
-                .find(|l| l.starts_with(name))
-                .ok_or_else(|| anyhow!("no {name} in /proc status"))?;
-            let kib: u64 = line[name.len()..]
-                .trim()
-                .trim_end_matches("kB")
-                .trim()
-                .parse()?;
-            Ok(kib * 1024)
-        };
-        Ok((field("VmRSS:")?, field("VmHWM:")?))
+        let (mut rss, mut peak) = (0, 0);
+        for c in &self.children {
+            let (r, p) = memory(c.id())?;
+            rss = rss.max(r);
+            peak = peak.max(p);
+        }
+        Ok((rss, peak))
     }
 
     /// Resets the peak RSS to the current RSS (`clear_refs` 5); returns
     /// whether the kernel allowed it.
     pub fn reset_peak(&self) -> bool {
-        std::fs::write(format!("/proc/{}/clear_refs", self.pid()), "5").is_ok()
+        self.children
+            .iter()
+            .all(|c| std::fs::write(format!("/proc/{}/clear_refs", c.id()), "5").is_ok())
     }
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Processes whose parent is `pid`.
+fn child_processes(pid: u32) -> Vec<u32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&p| {
+            std::fs::read_to_string(format!("/proc/{p}/stat"))
+                .ok()
+                .and_then(|stat| {
+                    let rest = stat.rsplit_once(')')?.1.to_owned();
+                    rest.split_whitespace().nth(1)?.parse::<u32>().ok()
+                })
+                == Some(pid)
+        })
+        .collect()
+}
+
+/// User + system CPU seconds of process `pid`.
+fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the parenthesised command name start at field 3.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let tick = |i: usize| -> anyhow::Result<f64> {
+        Ok(f.get(i)
+            .ok_or_else(|| anyhow!("short /proc stat"))?
+            .parse::<f64>()?)
+    };
+    Ok((tick(11)? + tick(12)?) / TICKS_PER_SEC)
+}
+
+/// `VmRSS` and `VmHWM` (peak) of process `pid`, in bytes.
+fn memory(pid: u32) -> anyhow::Result<(u64, u64)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let field = |name: &str| -> anyhow::Result<u64> {
+        let line = status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .ok_or_else(|| anyhow!("no {name} in /proc status"))?;
+        let kib: u64 = line[name.len()..]
+            .trim()
+            .trim_end_matches("kB")
+            .trim()
+            .parse()?;
+        Ok(kib * 1024)
+    };
+    Ok((field("VmRSS:")?, field("VmHWM:")?))
+}
+
+/// Starts one berth process on `dir`; `group` names the object-store
+/// prefix (shared by replicas). Returns once it reported its address.
+fn start_berth(
+    spec: &BerthSpec<'_>,
+    dir: &Path,
+    group: &Path,
+) -> anyhow::Result<(Child, SocketAddr)> {
+    std::fs::create_dir_all(dir)?;
+    let addr_file = dir.with_extension("addr");
+    let _ = std::fs::remove_file(&addr_file);
+    let mut cmd = Command::new(spec.bin);
+    cmd.arg("serve");
+    if let Some(t) = spec.tls {
+        cmd.arg("--tls-cert")
+            .arg(&t.cert)
+            .arg("--tls-key")
+            .arg(&t.key);
+    }
+    if let Some(s3) = spec.s3 {
+        cmd.arg("--storage")
+            .arg(format!("s3://{}/{}", s3.bucket(), prefix(group)?))
+            .args(["--s3-endpoint", s3.endpoint(), "--s3-path-style"])
+            .envs(s3.env());
+    }
+    if spec.auth {
+        // A registry token (`--berth-auth bearer`) outlives the scenario.
+        cmd.args(["--token-ttl", "1h"]);
+    }
+    if let Some(url) = spec.database_url {
+        cmd.arg("--database-url").arg(url);
+    }
+    let stderr = match spec.observe {
+        Observe::Defaults => {
+            cmd.args(["--log-level", "warn"]);
+            Stdio::inherit()
+        }
+        Observe::Everything => {
+            cmd.args(["--log-level", "warn,berth::access=info"]).args([
+                "--metrics",
+                "true",
+                "--access-log",
+                "true",
+            ]);
+            Stdio::from(
+                std::fs::File::create(dir.with_extension("log"))
+                    .context("creating berth's log file")?,
+            )
+        }
+        Observe::Nothing => {
+            cmd.args(["--log-level", "warn"])
+                .args(["--metrics", "false", "--access-log", "false"]);
+            Stdio::inherit()
+        }
+    };
+    let mut child = cmd
+        .args(["--listen", "127.0.0.1:0"])
+        .args(["--auth", if spec.auth { "token" } else { "none" }])
+        .env("BERTH_ADMIN_PASSWORD", BENCH_ADMIN_PASSWORD)
+        .arg("--data-dir")
+        .arg(dir)
+        .arg("--addr-file")
+        .arg(&addr_file)
+        .env_remove("BERTH_CONFIG")
+        .env_remove("BERTH_DATABASE_URL")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(stderr)
+        .spawn()
+        .with_context(|| format!("starting {}", spec.bin.display()))?;
+    let deadline = Instant::now() + START_TIMEOUT;
+    loop {
+        if let Ok(a) = std::fs::read_to_string(&addr_file) {
+            if let Ok(addr) = a.trim().parse() {
+                return Ok((child, addr));
+            }
+        }
+        if let Some(status) = child.try_wait()? {
+            bail!("berth exited during start: {status}");
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!("berth did not report its address within {START_TIMEOUT:?}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
     }
 }
 
 /// The object-store prefix of a server: its data directory's name
-/// (`berth-SCENARIO`, `distribution-SCENARIO`).
+/// (`berth-SCENARIO`, `distribution-SCENARIO`, ...).
 fn prefix(data: &Path) -> anyhow::Result<String> {
     data.file_name()
         .and_then(|n| n.to_str())
@@ -277,11 +505,12 @@ fn prefix(data: &Path) -> anyhow::Result<String> {
         .ok_or_else(|| anyhow!("{} has no usable name", data.display()))
 }
 
-/// Paths of the two data directories of one scenario, under `work`.
-pub fn data_dirs(work: &Path, scenario: &str) -> (PathBuf, PathBuf) {
+/// Paths of the data directories of berth and of `peer` for one scenario,
+/// under `work`.
+pub fn data_dirs(work: &Path, peer: Kind, scenario: &str) -> (PathBuf, PathBuf) {
     (
         work.join(format!("berth-{scenario}")),
-        work.join(format!("distribution-{scenario}")),
+        work.join(format!("{}-{scenario}", peer.name())),
     )
 }
 

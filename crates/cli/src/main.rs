@@ -7,9 +7,11 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
 
+mod backup;
 mod config;
 mod manage;
 mod migrate;
+mod progress;
 mod serve;
 mod shell;
 mod storage;
@@ -58,6 +60,11 @@ enum Command {
     Migrate(Box<migrate::Args>),
     /// TLS helpers: a private CA and server certificate for HTTPS.
     Tls(tls::TlsArgs),
+    /// Back up a registry while it runs (metadata snapshot and blobs,
+    /// incremental), or check backups with `berth backup verify DEST`.
+    Backup(Box<backup::Args>),
+    /// Restore a backup into a new, empty data directory.
+    Restore(Box<backup::RestoreArgs>),
     #[command(flatten)]
     Tools(berth_tools::Command),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
@@ -131,6 +138,8 @@ fn main() -> ExitCode {
             Command::Oidc(args) => manage::oidc::run(*args).await.map(|()| ExitCode::SUCCESS),
             Command::Migrate(args) => migrate::run(&args).await.map(|()| ExitCode::SUCCESS),
             Command::Tls(args) => tls::run(&args).map(|()| ExitCode::SUCCESS),
+            Command::Backup(args) => backup::run(*args).await.map(|()| ExitCode::SUCCESS),
+            Command::Restore(args) => backup::run_restore(&args).await.map(|()| ExitCode::SUCCESS),
             Command::Tools(cmd) => berth_tools::run(cmd).await.map_err(anyhow::Error::from),
             Command::Completions(_) | Command::Man(_) => Ok(ExitCode::SUCCESS),
         }

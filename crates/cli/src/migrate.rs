@@ -26,6 +26,7 @@ use berth_store::{BlobBody, BlobStore, FsStore};
 use futures_util::StreamExt as _;
 
 use crate::config::DatabaseUrl;
+use crate::progress::Progress;
 use crate::storage::{self, S3Options, Storage};
 
 /// Arguments of `berth migrate`.
@@ -89,61 +90,6 @@ struct Marker {
     blobs: bool,
     /// Whether everything was.
     complete: bool,
-}
-
-/// Progress: a bar on a terminal, lines otherwise.
-struct Progress {
-    bar: Option<indicatif::ProgressBar>,
-}
-
-impl Progress {
-    fn new() -> Progress {
-        let bar = std::io::IsTerminal::is_terminal(&std::io::stderr()).then(|| {
-            let b = indicatif::ProgressBar::new(0);
-            if let Ok(style) =
-                indicatif::ProgressStyle::with_template("{msg:32} [{bar:30}] {pos}/{len} {elapsed}")
-            {
-                b.set_style(style.progress_chars("=> "));
-            }
-            b
-        });
-        Progress { bar }
-    }
-
-    fn start(&self, what: &str, total: u64) {
-        match &self.bar {
-            Some(b) => {
-                b.set_message(what.to_owned());
-                b.set_length(total);
-                b.set_position(0);
-            }
-            None => eprintln!("berth migrate: {what}: {total} to copy"),
-        }
-    }
-
-    fn at(&self, n: u64) {
-        if let Some(b) = &self.bar {
-            b.set_position(n);
-        }
-    }
-
-    fn done(&self, what: &str, n: u64, skipped: u64) {
-        let line = if skipped > 0 {
-            format!("{what}: {n} copied ({skipped} already there)")
-        } else {
-            format!("{what}: {n} copied")
-        };
-        match &self.bar {
-            Some(b) => b.println(line),
-            None => eprintln!("berth migrate: {line}"),
-        }
-    }
-
-    fn finish(&self) {
-        if let Some(b) = &self.bar {
-            b.finish_and_clear();
-        }
-    }
 }
 
 /// The target blob store named by `--to-storage`: a bucket (reached with
@@ -221,7 +167,7 @@ pub async fn run(args: &Args) -> anyhow::Result<()> {
         }
     };
 
-    let progress = Progress::new();
+    let progress = Progress::new("berth migrate");
     copy_tables(&from, &to, &tables, &mut marker, &progress).await?;
     to.sync_identities(&tables).await?;
     if let Some(spec) = &args.to_storage {
@@ -317,7 +263,7 @@ async fn copy_blobs(
                 skipped += 1;
             }
             progress.at(seen);
-            if progress.bar.is_none() && seen % 1000 == 0 {
+            if !progress.is_bar() && seen % 1000 == 0 {
                 eprintln!("berth migrate: blobs: {seen}/{total}");
             }
         }

@@ -130,6 +130,18 @@ impl Meta {
     /// Connects with `options` (see [`PoolOptions`]) and migrates the
     /// schema. Errors never contain the URL's password.
     pub async fn connect_with(url: &str, options: &PoolOptions) -> Result<Meta> {
+        Meta::connect_inner(url, options, true).await
+    }
+
+    /// Connects to an existing database (`sqlite://PATH?mode=rw` or
+    /// `postgres://...`) without migrating it: for a tool that works
+    /// beside running servers (`berth backup` takes a job lease through
+    /// it), which must not change their schema.
+    pub async fn attach(url: &str) -> Result<Meta> {
+        Meta::connect_inner(url, &PoolOptions::default(), false).await
+    }
+
+    async fn connect_inner(url: &str, options: &PoolOptions, migrating: bool) -> Result<Meta> {
         sqlx::any::install_default_drivers();
         if url.starts_with("sqlite:") {
             let mut conn = AnyConnection::connect(url).await?;
@@ -137,7 +149,9 @@ impl Meta {
             // connection.
             conn.execute("PRAGMA journal_mode = WAL").await?;
             sqlite_setup(&mut conn).await?;
-            migrate(&mut conn, Dialect::Sqlite).await?;
+            if migrating {
+                migrate(&mut conn, Dialect::Sqlite).await?;
+            }
             let read = AnyPoolOptions::new()
                 .max_connections(4)
                 .min_connections(1)
@@ -170,7 +184,9 @@ impl Meta {
                 })
                 .connect(url)
                 .await?;
-            migrate(&mut *pool.acquire().await?, Dialect::Postgres).await?;
+            if migrating {
+                migrate(&mut *pool.acquire().await?, Dialect::Postgres).await?;
+            }
             Ok(Meta {
                 read: pool.clone(),
                 writer: Writer::Pool(pool),

@@ -19,6 +19,7 @@ use berth_oci::{Digest, RepositoryName, Tag};
 
 pub mod accounts;
 pub mod audit;
+pub mod backup;
 pub mod certificates;
 mod commit;
 pub use commit::BoxFuture;

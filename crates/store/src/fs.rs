@@ -129,6 +129,24 @@ impl FsStore {
         Ok(store)
     }
 
+    /// Opens an existing store without touching anything in it: no
+    /// leftover cleanup, no quarantine put back. For another process that
+    /// reads a store a running server owns (`berth backup`, which must
+    /// not remove that server's in-flight uploads).
+    pub fn attach(root: impl Into<PathBuf>) -> Result<FsStore> {
+        let root = root.into();
+        if !root.join("blobs").is_dir() {
+            return Err(Error::Io(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("{} holds no blobs/ directory", root.display()),
+            )));
+        }
+        Ok(FsStore {
+            root,
+            hash_states: Mutex::new(HashMap::new()),
+        })
+    }
+
     /// Where a quarantined blob waits for its verdict.
     fn quarantine_path(&self, digest: &Digest) -> PathBuf {
         self.root

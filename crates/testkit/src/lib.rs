@@ -102,6 +102,20 @@ impl Postgres {
         pg
     }
 
+    /// Like [`Postgres::start`], but an error (naming what is missing)
+    /// instead of a panic, for tools that run outside a test.
+    pub fn try_start() -> Result<Postgres, String> {
+        for name in ["initdb", "postgres", "pg_isready", "createdb"] {
+            if pg_bin(name).is_none() {
+                return Err(format!(
+                    "PostgreSQL server binary {name} not found under /usr/lib/postgresql (apt-get install postgresql)"
+                ));
+            }
+        }
+        std::panic::catch_unwind(Postgres::start)
+            .map_err(|_| "PostgreSQL did not start (see the message above)".to_owned())
+    }
+
     /// The socket directory.
     pub fn socket_dir(&self) -> &Path {
         self.dir.path()

@@ -58,7 +58,7 @@ fn quick_bench_reports_a_ratio_for_every_scenario() {
         let what = format!("{} c={}", c["scenario"], c["concurrency"]);
         let ratio = c["ratio"].as_f64().unwrap_or(0.0);
         assert!(ratio.is_finite() && ratio > 0.0, "{what}: ratio {ratio}");
-        for side in ["berth", "distribution"] {
+        for side in ["berth", "peer"] {
             assert!(
                 c[side]["ops"].as_u64().unwrap_or(0) > 0,
                 "{what}: {side} did nothing"
@@ -91,7 +91,7 @@ fn bench_with_authentication_on_reports_without_errors() {
         String::from_utf8_lossy(&out.stderr)
     );
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON report");
-    assert_eq!(report["berth_auth"], true);
+    assert_eq!(report["berth_auth"], "basic");
     let cells = report["cells"].as_array().expect("cells");
     assert_eq!(cells.len(), 4);
     for c in cells {
@@ -123,7 +123,7 @@ fn bench_over_tls_reports_without_errors() {
     let cells = report["cells"].as_array().expect("cells");
     assert_eq!(cells.len(), 3 * 2);
     for c in cells {
-        for side in ["berth", "distribution"] {
+        for side in ["berth", "peer"] {
             assert!(c[side]["ops"].as_u64().unwrap_or(0) > 0, "{side}: {c}");
             assert_eq!(c[side]["errors"], 0, "{side}: {}", c[side]["first_error"]);
         }
@@ -153,18 +153,181 @@ fn bench_on_object_storage_counts_store_requests() {
     let cells = report["cells"].as_array().expect("cells");
     assert_eq!(cells.len(), 3);
     for c in cells {
-        for side in ["berth", "distribution"] {
+        for side in ["berth", "peer"] {
             assert!(c[side]["ops"].as_u64().unwrap_or(0) > 0, "{side}: {c}");
             assert_eq!(c[side]["errors"], 0, "{side}: {}", c[side]["first_error"]);
         }
         // Every blob operation reaches the store on both servers.
         if c["scenario"] != "manifest-get" {
-            for side in ["berth", "distribution"] {
+            for side in ["berth", "peer"] {
                 let per_op = c[side]["store_requests_per_op"].as_f64().unwrap_or(0.0);
                 assert!(
                     per_op >= 1.0,
                     "{side} {}: {per_op} requests/op",
                     c["scenario"]
+                );
+            }
+        }
+    }
+}
+
+/// `--peer unobserved`: berth with metrics and the access log on against
+/// the same binary with both off; the report shows that berth logged every
+/// request and the targets are "within 3%".
+#[test]
+fn bench_against_itself_unobserved_measures_observability() {
+    let out = Command::new(berth_bin())
+        .args([
+            "bench",
+            "--quick",
+            "--peer",
+            "unobserved",
+            "--output",
+            "json",
+        ])
+        .args(["--concurrency", "1", "--duration", "0.2"])
+        .args(["--scenarios", "push-mono-1k,manifest-get"])
+        .output()
+        .expect("run berth bench");
+    assert!(
+        out.status.success(),
+        "berth bench --peer unobserved failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON report");
+    assert_eq!(report["peer"], "unobserved");
+    let cells = report["cells"].as_array().expect("cells");
+    assert_eq!(cells.len(), 2);
+    for c in cells {
+        assert_eq!(c["target"], 0.97, "{c}");
+        for side in ["berth", "peer"] {
+            assert!(c[side]["ops"].as_u64().unwrap_or(0) > 0, "{side}: {c}");
+            assert_eq!(c[side]["errors"], 0, "{side}: {}", c[side]["first_error"]);
+        }
+        // One access-log line per request: a manifest GET is one request,
+        // a monolithic push two (POST, PUT).
+        let ops = c["berth"]["ops"].as_u64().unwrap_or(0);
+        let per_op = if c["scenario"] == "manifest-get" {
+            1
+        } else {
+            2
+        };
+        let lines = c["berth_access_log_lines"].as_u64().unwrap_or(0);
+        assert!(
+            lines >= ops * per_op,
+            "{}: {lines} lines for {ops} operations",
+            c["scenario"]
+        );
+    }
+}
+
+/// `--replicas 2 --peer one-replica`: two berth replicas on one PostgreSQL
+/// database and one object store, connections spread over them, against
+/// one replica on the same engines; the multi-replica flags are refused
+/// with a way out when their engines are missing.
+#[test]
+fn bench_replicas_against_one_replica() {
+    let refused = Command::new(berth_bin())
+        .args(["bench", "--quick", "--replicas", "3"])
+        .output()
+        .expect("run berth bench");
+    assert!(!refused.status.success());
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(err.contains("--storage s3"), "{err}");
+    let refused = Command::new(berth_bin())
+        .args(["bench", "--quick", "--peer", "one-replica"])
+        .output()
+        .expect("run berth bench");
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(err.contains("--replicas 3"), "{err}");
+
+    let out = Command::new(berth_bin())
+        .args(["bench", "--quick", "--storage", "s3", "--replicas", "2"])
+        .args(["--peer", "one-replica", "--output", "json"])
+        .args(["--concurrency", "2", "--duration", "0.2"])
+        .args(["--scenarios", "push-mono-1k,manifest-get"])
+        .output()
+        .expect("run berth bench");
+    assert!(
+        out.status.success(),
+        "berth bench --replicas 2 failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON report");
+    assert_eq!(report["peer"], "one-replica");
+    assert_eq!(report["replicas"], 2);
+    let cells = report["cells"].as_array().expect("cells");
+    assert_eq!(cells.len(), 2);
+    for c in cells {
+        assert_eq!(c["target"], 0.9, "{c}");
+        for side in ["berth", "peer"] {
+            assert!(c[side]["ops"].as_u64().unwrap_or(0) > 0, "{side}: {c}");
+            assert_eq!(c[side]["errors"], 0, "{side}: {}", c[side]["first_error"]);
+        }
+    }
+}
+
+/// `--peer nginx`: the manifest reads against nginx serving the same bytes
+/// from a file, with berth checking a registry token (`--berth-auth
+/// bearer`) on every request; the targets are the calibration's, and
+/// scenarios nginx cannot serve are refused.
+#[test]
+fn bench_calibrates_manifest_reads_against_nginx() {
+    if !require(
+        "/usr/sbin/nginx",
+        "bench_calibrates_manifest_reads_against_nginx",
+    ) {
+        return;
+    }
+    let refused = Command::new(berth_bin())
+        .args([
+            "bench",
+            "--quick",
+            "--peer",
+            "nginx",
+            "--scenarios",
+            "push-mono-1k",
+        ])
+        .output()
+        .expect("run berth bench");
+    assert!(!refused.status.success());
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(err.contains("manifest-get,manifest-head"), "{err}");
+
+    for (auth, target) in [(None, 0.9), (Some("bearer"), 0.75)] {
+        let mut cmd = Command::new(berth_bin());
+        cmd.args(["bench", "--quick", "--peer", "nginx", "--output", "json"])
+            .args(["--concurrency", "1,4", "--duration", "0.2"]);
+        if let Some(mode) = auth {
+            cmd.args(["--berth-auth", mode]);
+        }
+        let out = cmd.output().expect("run berth bench");
+        assert!(
+            out.status.success(),
+            "berth bench --peer nginx failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON report");
+        assert_eq!(report["peer"], "nginx");
+        let cells = report["cells"].as_array().expect("cells");
+        let scenarios: BTreeSet<&str> = cells
+            .iter()
+            .filter_map(|c| c["scenario"].as_str())
+            .collect();
+        assert_eq!(
+            scenarios,
+            BTreeSet::from(["manifest-get", "manifest-head"]),
+            "nginx runs the manifest reads only"
+        );
+        for c in cells {
+            assert_eq!(c["target"], target, "{c}");
+            for side in ["berth", "peer"] {
+                assert!(c[side]["ops"].as_u64().unwrap_or(0) > 0, "{side}: {c}");
+                assert_eq!(c[side]["errors"], 0, "{side}: {}", c[side]["first_error"]);
+                // nginx's workers are counted, not only its master.
+                assert!(
+                    c[side]["cpu_s"].as_f64().unwrap_or(0.0) > 0.0,
+                    "{side}: {c}"
                 );
             }
         }

@@ -15,6 +15,7 @@ mod auth_attacks;
 mod auth_flood;
 mod auth_manage;
 mod auth_refusals;
+mod backup;
 mod bench;
 mod buildkit;
 mod cluster;

@@ -1,0 +1,312 @@
+//! `berth backup`, `berth backup verify` and `berth restore`: a backup
+//! taken while four writers push, restored into a new data directory and
+//! served, every tag acknowledged before the backup started pulling with
+//! its digest; later backups copy only new blobs (counted); damage to a
+//! blob or to the metadata snapshot is caught by `verify` (and by
+//! `restore`); a non-empty data directory is refused.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use serde_json::Value;
+
+use crate::cluster::{manifest_digest, push_small, verify_image};
+use crate::common::{berth_bin, Berth, ADMIN_PASSWORD};
+
+fn berth(args: &[&str]) -> Output {
+    Command::new(berth_bin())
+        .args(args)
+        .env_remove("BERTH_DATA_DIR")
+        .env_remove("BERTH_DATABASE_URL")
+        .env_remove("BERTH_STORAGE")
+        .output()
+        .unwrap()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn backup(dest: &Path, data: &Path) -> Output {
+    berth(&["backup", p(dest), "--data-dir", p(data)])
+}
+
+fn p(path: &Path) -> &str {
+    path.to_str().unwrap()
+}
+
+/// The indexes in `dest`, oldest first.
+fn indexes(dest: &Path) -> Vec<Value> {
+    let mut ids: Vec<PathBuf> = std::fs::read_dir(dest.join("backups"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    ids.sort();
+    ids.iter()
+        .map(|d| serde_json::from_slice(&std::fs::read(d.join("index.json")).unwrap()).unwrap())
+        .collect()
+}
+
+fn blob_set(index: &Value) -> std::collections::BTreeSet<String> {
+    index["blobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["digest"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+fn blob_file(dest: &Path, digest: &str) -> PathBuf {
+    let hex = digest.strip_prefix("sha256:").unwrap();
+    dest.join("blobs/sha256").join(&hex[..2]).join(hex)
+}
+
+fn flip_byte(path: &Path, at: usize) {
+    let mut bytes = std::fs::read(path).unwrap();
+    let at = at.min(bytes.len() - 1);
+    bytes[at] ^= 0x01;
+    // Blob files are read-only.
+    let mut perms = std::fs::metadata(path).unwrap().permissions();
+    #[allow(clippy::permissions_set_readonly_false)]
+    perms.set_readonly(false);
+    std::fs::set_permissions(path, perms).unwrap();
+    std::fs::write(path, bytes).unwrap();
+}
+
+type Acked = Arc<Mutex<Vec<(String, String, String, Instant)>>>;
+
+#[test]
+fn a_backup_taken_during_pushes_restores_every_acknowledged_tag() {
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("data");
+    let dest = work.path().join("backup");
+    let node = Berth::launch(
+        &data,
+        &["--auth", "token"],
+        None,
+        work.path(),
+        &[("BERTH_ADMIN_PASSWORD", ADMIN_PASSWORD)],
+    );
+    let base = node.url();
+
+    // Content from before: acknowledged long before the backup.
+    let acked: Acked = Arc::default();
+    for i in 0..3 {
+        let img = work.path().join(format!("before-{i}"));
+        let tag = format!("v{i}");
+        let d = push_small(&base, "team/app", &img, &tag, &[2000 + i, 40_000]);
+        acked
+            .lock()
+            .unwrap()
+            .push(("team/app".into(), tag, d, Instant::now()));
+    }
+
+    // Four writers push new images, one after the other each, until the
+    // backup has finished.
+    let stop = Arc::new(AtomicBool::new(false));
+    let writers: Vec<_> = (0..4)
+        .map(|w| {
+            let (base, stop, acked) = (base.clone(), stop.clone(), acked.clone());
+            let dir = work.path().join(format!("writer-{w}"));
+            std::thread::spawn(move || {
+                let mut n = 0;
+                while !stop.load(Ordering::Relaxed) || n < 3 {
+                    let tag = format!("w{w}-{n}");
+                    let repo = format!("writers/w{w}");
+                    let d = push_small(&base, &repo, &dir.join(&tag), &tag, &[1000 + n, 5000]);
+                    acked.lock().unwrap().push((repo, tag, d, Instant::now()));
+                    n += 1;
+                }
+            })
+        })
+        .collect();
+    // Let every writer get going, then back up.
+    while acked.lock().unwrap().len() < 3 + 4 {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let backup_started = Instant::now();
+    let out = backup(&dest, &data);
+    let backup_ended = Instant::now();
+    stop.store(true, Ordering::Relaxed);
+    for w in writers {
+        w.join().unwrap();
+    }
+    assert!(out.status.success(), "{}", stderr(&out));
+    let acked = acked.lock().unwrap().clone();
+    let during = acked
+        .iter()
+        .filter(|(.., at)| *at > backup_started && *at < backup_ended)
+        .count();
+    let before: Vec<_> = acked
+        .iter()
+        .filter(|(.., at)| *at < backup_started)
+        .cloned()
+        .collect();
+    assert!(before.len() >= 7, "{}", before.len());
+    eprintln!(
+        "backup: {} tags acknowledged before it, {during} while it ran, {} in all",
+        before.len(),
+        acked.len()
+    );
+    let first = indexes(&dest).pop().unwrap();
+    assert_eq!(first["kind"], "full");
+    assert_eq!(
+        first["copied"]["blobs"].as_u64().unwrap() as usize,
+        blob_set(&first).len()
+    );
+
+    // Restored into a new data directory and served.
+    let restored = work.path().join("restored");
+    let out = berth(&["restore", p(&dest), "--data-dir", p(&restored)]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let rwork = work.path().join("restored-work");
+    std::fs::create_dir_all(&rwork).unwrap();
+    let copy = Berth::launch(
+        &restored,
+        &["--auth", "token"],
+        None,
+        &rwork,
+        &[("BERTH_ADMIN_PASSWORD", ADMIN_PASSWORD)],
+    );
+    let rbase = copy.url();
+    for (repo, tag, digest, _) in &before {
+        let (status, d) = manifest_digest(&rbase, repo, tag);
+        assert_eq!(status, 200, "{repo}:{tag} in the restored registry");
+        assert_eq!(d.as_deref(), Some(digest.as_str()), "{repo}:{tag}");
+        verify_image(&rbase, repo, tag);
+    }
+    // What was pushed while the backup ran is there whole or not at all.
+    let mut later_present = 0;
+    for (repo, tag, digest, _) in acked.iter().filter(|(.., at)| *at >= backup_started) {
+        let (status, d) = manifest_digest(&rbase, repo, tag);
+        if status == 200 {
+            assert_eq!(d.as_deref(), Some(digest.as_str()));
+            verify_image(&rbase, repo, tag);
+            later_present += 1;
+        }
+    }
+    eprintln!("restore: {later_present} of the tags pushed during the backup are in it");
+    drop(copy);
+
+    // A second backup copies only what the first does not hold (the
+    // pushes that raced the first); a third, after one more image of
+    // three new blobs, copies exactly those three.
+    let out = backup(&dest, &data);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let second = indexes(&dest).pop().unwrap();
+    let (b1, b2) = (blob_set(&first), blob_set(&second));
+    assert_eq!(
+        second["copied"]["blobs"].as_u64().unwrap() as usize,
+        b2.difference(&b1).count()
+    );
+    assert_eq!(
+        second["copied"]["skipped"].as_u64().unwrap() as usize,
+        b2.intersection(&b1).count()
+    );
+    push_small(
+        &base,
+        "team/app",
+        &work.path().join("after"),
+        "v9",
+        &[3333, 4444],
+    );
+    let out = backup(&dest, &data);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let third = indexes(&dest).pop().unwrap();
+    assert_eq!(third["copied"]["blobs"], 3, "{third}");
+    assert_eq!(
+        third["copied"]["skipped"].as_u64().unwrap() as usize,
+        b2.len()
+    );
+    assert!(stderr(&out).contains("3 copied"), "{}", stderr(&out));
+    assert_eq!(indexes(&dest).len(), 3);
+
+    let out = berth(&["backup", "verify", p(&dest)]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("3 backups"), "{}", stderr(&out));
+
+    // A restore never writes into a data directory in use.
+    let out = berth(&["restore", p(&dest), "--data-dir", p(&data)]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("not empty"), "{}", stderr(&out));
+}
+
+#[test]
+fn verify_catches_a_flipped_byte_in_a_blob_and_in_the_metadata() {
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("data");
+    let dest = work.path().join("backup");
+    let node = Berth::launch(
+        &data,
+        &["--auth", "token"],
+        None,
+        work.path(),
+        &[("BERTH_ADMIN_PASSWORD", ADMIN_PASSWORD)],
+    );
+    push_small(
+        &node.url(),
+        "team/app",
+        &work.path().join("img"),
+        "v1",
+        &[5000, 9000],
+    );
+    let out = backup(&dest, &data);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = berth(&["backup", "verify", p(&dest)]);
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    // A flipped byte in a blob: verify names the blob; restore refuses.
+    let index = indexes(&dest).pop().unwrap();
+    let id = index["id"].as_str().unwrap().to_owned();
+    let victim = index["blobs"][0]["digest"].as_str().unwrap().to_owned();
+    let file = blob_file(&dest, &victim);
+    let good = std::fs::read(&file).unwrap();
+    flip_byte(&file, 100);
+    let out = berth(&["backup", "verify", p(&dest)]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains(&format!("blob {victim} is corrupt")), "{err}");
+    assert!(err.contains(&id), "{err}");
+    let out = berth(&[
+        "restore",
+        p(&dest),
+        "--data-dir",
+        p(&work.path().join("r1")),
+    ]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains(&victim), "{}", stderr(&out));
+    std::fs::write(&file, &good).unwrap();
+    let out = berth(&["backup", "verify", p(&dest)]);
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    // A flipped byte in the metadata snapshot.
+    let db = dest.join("backups").join(&id).join("berth.db");
+    let good_db = std::fs::read(&db).unwrap();
+    flip_byte(&db, good_db.len() / 2);
+    let out = berth(&["backup", "verify", p(&dest)]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("metadata snapshot") && err.contains("corrupt"),
+        "{err}"
+    );
+    let out = berth(&[
+        "restore",
+        p(&dest),
+        "--data-dir",
+        p(&work.path().join("r2")),
+    ]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("corrupt"), "{}", stderr(&out));
+    std::fs::write(&db, &good_db).unwrap();
+
+    // A blob gone from the backup.
+    std::fs::remove_file(&file).unwrap();
+    let out = berth(&["backup", "verify", p(&dest), "--backup", &id]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains(&format!("blob {victim} is missing")), "{err}");
+}
