@@ -21,6 +21,8 @@
 #                    `weed mini` as an S3 server that checks SigV4 signatures
 #                    and implements multipart uploads (the object-store suite,
 #                    `berth serve --storage s3://...`)
+#   openssl, curl, jq  the keyless-push tests: RSA keys of the test's OIDC
+#                    issuer, and the login step of docs/ci-oidc.md's workflow
 #   prometheus       the Prometheus server and promtool: a real Prometheus
 #                    scrapes `berth serve` in the metrics test; promtool
 #                    checks the alert rules and scrape config in deploy/
@@ -57,6 +59,9 @@ APT_PACKAGES=(
   runc
   prometheus
   nginx-light
+  openssl
+  curl
+  jq
 )
 
 installed() {

@@ -82,3 +82,103 @@ fn oidc_docker_login_pushes_the_allowed_repository_only() {
     assert!(out.contains("no trust policy matches"), "{out}");
     docker.ok(&["rmi", &remote, &elsewhere, &local]);
 }
+
+/// The GitHub Actions workflow of docs/ci-oidc.md.
+fn workflow() -> String {
+    let doc = include_str!("../../../../../docs/ci-oidc.md");
+    let start = doc
+        .find("```yaml\n")
+        .expect("docs/ci-oidc.md has a workflow")
+        + 8;
+    let len = doc[start..].find("```").unwrap();
+    doc[start..start + len].to_owned()
+}
+
+/// The `run: |` script of the step named `step` in `workflow`, dedented.
+fn step_script(workflow: &str, step: &str) -> String {
+    let at = workflow
+        .find(&format!("- name: {step}"))
+        .unwrap_or_else(|| panic!("no step {step:?}"));
+    let rest = &workflow[at..];
+    let run = rest.find("run: |\n").expect("a run: | script") + 7;
+    let mut script = String::new();
+    let mut indent = None;
+    for line in rest[run..].lines() {
+        let n = line.len() - line.trim_start().len();
+        if !line.trim().is_empty() && indent.is_some_and(|i| n < i) {
+            break;
+        }
+        indent.get_or_insert(n);
+        script.push_str(line.get(indent.unwrap_or(0)..).unwrap_or(""));
+        script.push('\n');
+    }
+    script
+}
+
+/// The workflow's login step, run verbatim by bash as the runner would,
+/// against the test's issuer (standing in for GitHub's token request
+/// endpoint) and the test's Docker daemon; then a push as the next step
+/// does it (with a loaded image: building needs the network).
+#[test]
+fn oidc_the_documented_github_workflow_logs_in_and_pushes() {
+    let wf = workflow();
+    assert!(
+        wf.contains("permissions:\n  contents: read\n  id-token: write"),
+        "{wf}"
+    );
+    let login = step_script(&wf, "Log in to berth with the job's OIDC token");
+    assert!(login.contains("-u oidc --password-stdin"), "{login}");
+
+    let docker = Docker::new();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let issuer = Issuer::start(vec![("k1", Key::rs256())]);
+    let f = rt.block_on(async {
+        let f = Fixture::start("").await;
+        let mut p = policy("acme-app", &issuer.url, "acme/app", "acme/app");
+        // The registry's host name is the audience, as the docs advise.
+        p["audience"] = json!(f.berth.addr);
+        let r = add_policy(&f, p).await;
+        assert_eq!(r.status(), StatusCode::CREATED);
+        f
+    });
+    let addr = f.berth.addr.clone();
+    let config = tempfile::tempdir().unwrap();
+    let out = docker
+        .daemon_command("bash", config.path())
+        .args(["-e", "-c", &login])
+        .env("REGISTRY", &addr)
+        .env("ACTIONS_ID_TOKEN_REQUEST_TOKEN", crate::oidc::REQUEST_TOKEN)
+        .env(
+            "ACTIONS_ID_TOKEN_REQUEST_URL",
+            format!("{}/token-request?api-version=2.0", issuer.url),
+        )
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("Login Succeeded"), "{text}");
+
+    let local = local_name("workflow");
+    docker.load(&local, &[&layer("file-0", 3000)]);
+    let remote = format!("{addr}/acme/app:sha");
+    docker.ok(&["tag", &local, &remote]);
+    let push = docker
+        .daemon_command("docker", config.path())
+        .args(["push", &remote])
+        .output()
+        .unwrap();
+    assert!(
+        push.status.success(),
+        "{}",
+        String::from_utf8_lossy(&push.stderr)
+    );
+    docker.ok(&["rmi", &remote, &local]);
+}
