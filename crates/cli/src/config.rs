@@ -25,9 +25,11 @@ use berth_server::tls::{ClientAuth, TlsFiles};
 pub use crate::storage::Storage;
 pub use networks::Networks;
 
+mod mirror;
 mod networks;
 use clap::parser::ValueSource;
 use clap::{ArgMatches, FromArgMatches};
+pub use mirror::{PullAccessChoice, Upstreams};
 use serde::{Deserialize, Serialize};
 
 /// Arguments of `berth serve`: the configuration file and the settings.
@@ -528,6 +530,32 @@ pub struct Settings {
         value_name = "DURATION"
     )]
     pub webhook_history: Span,
+    /// Upstream registries the pull-through mirror fronts: a TOML array of
+    /// tables `{ name, url, username, password, hosts, max_concurrent,
+    /// rate_limit, tag_ttl, timeout }` (inline for the flag and variable).
+    /// See docs/mirror.md.
+    #[arg(
+        long,
+        env = "BERTH_MIRROR_UPSTREAMS",
+        hide_env_values = true,
+        default_value = "[]",
+        value_name = "TOML"
+    )]
+    pub mirror_upstreams: Upstreams,
+    /// The upstream that hostless requests for repositories berth does not
+    /// hold (`/v2/library/postgres/...`, from the Docker daemon's
+    /// `registry-mirrors`) go to.
+    #[arg(long, env = "BERTH_MIRROR_DOCKER_HUB_DEFAULT", value_name = "NAME")]
+    pub mirror_docker_hub_default: Option<String>,
+    /// Who may pull through the mirror: `anonymous` (anyone) or
+    /// `authenticated` (any account).
+    #[arg(
+        long,
+        env = "BERTH_MIRROR_PULL_ACCESS",
+        default_value = "anonymous",
+        value_name = "WHO"
+    )]
+    pub mirror_pull_access: PullAccessChoice,
 }
 
 impl Default for Settings {
@@ -738,6 +766,19 @@ impl Settings {
             history: self.webhook_history.get(),
             external_url: self.external_url.as_ref().map(|u| u.0.clone()),
             ..Default::default()
+        }
+    }
+
+    /// The pull-through mirror's settings.
+    pub fn mirror_settings(&self) -> berth_mirror::Settings {
+        berth_mirror::Settings {
+            upstreams: self.mirror_upstreams.0.iter().map(|u| u.config()).collect(),
+            docker_hub_default: self.mirror_docker_hub_default.clone(),
+            pull_access: match self.mirror_pull_access {
+                PullAccessChoice::Anonymous => berth_mirror::PullAccess::Anonymous,
+                PullAccessChoice::Authenticated => berth_mirror::PullAccess::Authenticated,
+            },
+            spool_dir: self.data_dir.join("mirror-spool"),
         }
     }
 

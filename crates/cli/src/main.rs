@@ -55,6 +55,8 @@ enum Command {
     Webhook(Box<manage::webhook::Args>),
     /// Keyless push from CI: OIDC trust policies (site admins).
     Oidc(Box<manage::oidc::Args>),
+    /// The pull-through mirror: its upstreams and their rate limits.
+    Mirror(Box<manage::mirror::Args>),
     /// Move a stopped single-node registry (SQLite + files) to PostgreSQL
     /// and other blob storage, for replicas (resumable).
     Migrate(Box<migrate::Args>),
@@ -136,6 +138,7 @@ fn main() -> ExitCode {
                 .await
                 .map(|()| ExitCode::SUCCESS),
             Command::Oidc(args) => manage::oidc::run(*args).await.map(|()| ExitCode::SUCCESS),
+            Command::Mirror(args) => manage::mirror::run(&args).await.map(|()| ExitCode::SUCCESS),
             Command::Migrate(args) => migrate::run(&args).await.map(|()| ExitCode::SUCCESS),
             Command::Tls(args) => tls::run(&args).map(|()| ExitCode::SUCCESS),
             Command::Backup(args) => backup::run(*args).await.map(|()| ExitCode::SUCCESS),

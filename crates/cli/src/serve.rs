@@ -37,18 +37,32 @@ const WEBHOOK_POLL: Duration = Duration::from_secs(1);
 /// password (readable by its owner only).
 pub const ADMIN_PASSWORD_FILE: &str = "admin-password";
 
-fn init_logging(cfg: &Settings) -> anyhow::Result<()> {
+/// Sets up the log on stderr. Lines are formatted where they happen and
+/// written by a thread of its own through a buffer, so a request never
+/// waits for a write to stderr (with the access log on there is one line
+/// per request: a write per line under stderr's lock cost manifest reads
+/// about 40% of their throughput). Nothing is dropped: when the writer
+/// falls 128k lines behind, loggers wait. The returned guard flushes what
+/// is queued when dropped, at the end of [`run`].
+fn init_logging(cfg: &Settings) -> anyhow::Result<tracing_appender::non_blocking::WorkerGuard> {
     let filter = EnvFilter::try_new(&cfg.log_level)
         .with_context(|| format!("invalid log level {:?}", cfg.log_level))?;
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .thread_name("berth-log")
+        // The writer thread flushes whenever its queue is empty, so lines
+        // are batched under load and appear at once when idle.
+        .finish(std::io::BufWriter::with_capacity(64 * 1024, std::io::stderr()));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr);
+        .with_writer(writer);
     let result = match cfg.log_format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().try_init(),
     };
-    result.map_err(|e| anyhow::anyhow!("cannot initialise logging: {e}"))
+    result.map_err(|e| anyhow::anyhow!("cannot initialise logging: {e}"))?;
+    Ok(guard)
 }
 
 /// SIGTERM, listened for from when this was made: before the address
@@ -187,6 +201,7 @@ fn serve_redirects(
             registry: app.registry.clone(),
             auth: app.auth.clone(),
             settings,
+            mirror: app.mirror.clone(),
         }))
     });
     let limits = app.settings.limits.clone();
@@ -220,7 +235,7 @@ fn serve_metrics(
 /// Runs the registry until SIGINT/SIGTERM.
 pub async fn run(args: ServeArgs, matches: &ArgMatches) -> anyhow::Result<()> {
     let cfg = Settings::resolve(args, matches)?;
-    init_logging(&cfg)?;
+    let _log = init_logging(&cfg)?;
     // Listen first: a taken port must fail before anything is created.
     let listener = tokio::net::TcpListener::bind(cfg.listen.as_str())
         .await
@@ -335,7 +350,12 @@ pub async fn run(args: ServeArgs, matches: &ArgMatches) -> anyhow::Result<()> {
         every: WEBHOOK_POLL,
     }));
 
+    let mirror = berth_mirror::Mirror::new(registry.clone(), cfg.mirror_settings())?;
+    if mirror.is_enabled() {
+        tracing::info!(upstreams = ?cfg.mirror_upstreams.0.iter().map(|u| &u.name).collect::<Vec<_>>(), "pull-through mirror on");
+    }
     let app = Arc::new(App {
+        mirror: Some(Arc::new(mirror)),
         registry: registry.clone(),
         auth: auth.clone(),
         settings: ServerSettings {

@@ -62,6 +62,23 @@ pub struct ClientOptions {
     /// CA certificates to trust and a client certificate to present
     /// (`--cert-dir`, `--ca-cert`).
     pub tls: TlsTrust,
+    /// Called with the status and headers of every registry response (not
+    /// the token endpoint's): a pull-through mirror records `RateLimit-*`
+    /// and `Retry-After` from it.
+    pub observer: Option<Observer>,
+}
+
+/// What an [`Observer`] calls: the status and headers of a response.
+pub type ObserveFn = dyn Fn(u16, &reqwest::header::HeaderMap) + Send + Sync;
+
+/// A callback seeing the status and headers of every registry response.
+#[derive(Clone)]
+pub struct Observer(pub std::sync::Arc<ObserveFn>);
+
+impl std::fmt::Debug for Observer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Observer")
+    }
 }
 
 /// An OCI Distribution API client.
@@ -279,6 +296,9 @@ impl Client {
             .execute(request)
             .await
             .map_err(|e| Error::http(format!("request to {registry}"), e))?;
+        if let Some(o) = &self.options.observer {
+            (o.0)(resp.status().as_u16(), resp.headers());
+        }
         if resp.status() != StatusCode::FORBIDDEN {
             return Ok(resp);
         }

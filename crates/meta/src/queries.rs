@@ -72,6 +72,10 @@ pub struct NewManifest {
     /// checks and the commit makes the push fail instead of leaving a
     /// manifest whose content is gone.
     pub required_blobs: Vec<Digest>,
+    /// Mirrored content (a pull-through mirror's copy of an upstream's):
+    /// its child manifests need not be stored yet (an index holds only
+    /// the platforms pulled so far).
+    pub sparse: bool,
     /// Tags to point at it.
     pub tags: Vec<Tag>,
     /// Push time (Unix ms).

@@ -334,7 +334,7 @@ async fn verify_references(conn: &mut AnyConnection, repo: i64, m: &NewManifest)
         }
     }
     for (digest, kind) in &m.references {
-        if *kind != RefKind::Manifest {
+        if *kind != RefKind::Manifest || m.sparse {
             continue;
         }
         let stored =

@@ -74,6 +74,7 @@ fn manifest(
         ],
         attestations: Vec::new(),
         required_blobs: Vec::new(),
+        sparse: false,
         tags: tags.iter().map(|x| t(x)).collect(),
         pushed_at: 1_000,
     }

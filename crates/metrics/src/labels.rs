@@ -219,3 +219,19 @@ pub struct BuildLabels {
     /// berth's version.
     pub version: &'static str,
 }
+
+/// `{upstream, outcome}` of `berth_mirror_upstream_requests_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct MirrorLabels {
+    /// The upstream's configured name.
+    pub upstream: String,
+    /// `ok`, `not_found`, `rate_limited`, `error`.
+    pub outcome: &'static str,
+}
+
+/// `{upstream}` of `berth_mirror_stale_served_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct MirrorUpstreamLabels {
+    /// The upstream's configured name.
+    pub upstream: String,
+}

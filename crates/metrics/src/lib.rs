@@ -185,6 +185,18 @@ pub struct Metrics {
     pub webhooks: Webhooks,
     /// Database and storage.
     pub backends: Backends,
+    /// The pull-through mirror.
+    pub mirror: Mirror,
+}
+
+/// The pull-through mirror's families.
+pub struct Mirror {
+    /// `berth_mirror_upstream_requests_total{upstream, outcome}`: requests
+    /// sent to an upstream, by how they ended.
+    pub upstream_requests: Family<MirrorLabels, Counter>,
+    /// `berth_mirror_stale_served_total{upstream}`: tags served from the
+    /// cache because the upstream could not revalidate them.
+    pub stale_served: Family<MirrorUpstreamLabels, Counter>,
 }
 
 impl Metrics {
@@ -233,6 +245,11 @@ impl Metrics {
             query_errors: Family::default(),
             storage_duration: histograms(&LATENCY_BUCKETS),
             storage_errors: Family::default(),
+        };
+
+        let mirror = Mirror {
+            upstream_requests: Family::default(),
+            stale_served: Family::default(),
         };
 
         let mut r = Registry::with_prefix("berth");
@@ -370,6 +387,16 @@ impl Metrics {
             webhooks.deliveries.clone(),
         );
         r.register(
+            "mirror_upstream_requests",
+            "Requests the pull-through mirror sent to an upstream, by outcome",
+            mirror.upstream_requests.clone(),
+        );
+        r.register(
+            "mirror_stale_served",
+            "Tags the mirror served from its cache because the upstream could not revalidate them",
+            mirror.stale_served.clone(),
+        );
+        r.register(
             "webhook_queue_depth",
             "Webhook deliveries waiting to be sent",
             webhooks.queue_depth.clone(),
@@ -425,6 +452,7 @@ impl Metrics {
             auth,
             webhooks,
             backends,
+            mirror,
         }
     }
 
@@ -620,6 +648,31 @@ impl Metrics {
     pub fn login_throttled(&self) {
         if self.enabled() {
             self.auth.login_throttled.inc();
+        }
+    }
+
+    /// Records one request the mirror sent to an upstream.
+    pub fn mirror_request(&self, upstream: &str, outcome: &'static str) {
+        if self.enabled() {
+            self.mirror
+                .upstream_requests
+                .get_or_create(&MirrorLabels {
+                    upstream: upstream.to_owned(),
+                    outcome,
+                })
+                .inc();
+        }
+    }
+
+    /// Records a tag served stale from the mirror's cache.
+    pub fn mirror_stale(&self, upstream: &str) {
+        if self.enabled() {
+            self.mirror
+                .stale_served
+                .get_or_create(&MirrorUpstreamLabels {
+                    upstream: upstream.to_owned(),
+                })
+                .inc();
         }
     }
 

@@ -52,6 +52,19 @@ pub struct UploadRef {
     pub id: String,
 }
 
+/// What a mirror's upstream failed to give ([`Error::UpstreamUnavailable`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamFailure {
+    /// The upstream's name.
+    pub upstream: String,
+    /// What went wrong.
+    pub detail: String,
+    /// What was asked for.
+    pub what: String,
+    /// Seconds to wait, when the upstream said (`Retry-After`).
+    pub retry_after: Option<u64>,
+}
+
 /// Why a registry operation failed. Each variant maps to one OCI error code
 /// ([`Error::code`]) and HTTP status ([`Error::status`]); the `Display` text
 /// is the message shown to the client and never contains internals.
@@ -172,6 +185,13 @@ pub enum Error {
         /// Seconds to wait before retrying (`Retry-After`).
         retry_after: u64,
     },
+    /// A mirror's upstream could not answer and nothing cached can (503):
+    /// it is down, slow, or asked berth to wait (`Retry-After`).
+    #[error(
+        "upstream {} of the mirror is unavailable ({}) and {} is not cached: retry later",
+        .0.upstream, .0.detail, .0.what
+    )]
+    UpstreamUnavailable(Box<UpstreamFailure>),
     /// The storage device is full (507).
     #[error("the registry's storage is full")]
     StorageFull,
@@ -232,9 +252,10 @@ impl Error {
             Error::Unauthorized(_) => ErrorCode::Unauthorized,
             Error::Denied(_) => ErrorCode::Denied,
             Error::TooManyRequests { .. } | Error::PullRateLimited(_) => ErrorCode::TooManyRequests,
-            Error::Busy { .. } | Error::DatabaseUnavailable(_) | Error::StorageUnavailable(_) => {
-                ErrorCode::Unavailable
-            }
+            Error::Busy { .. }
+            | Error::DatabaseUnavailable(_)
+            | Error::StorageUnavailable(_)
+            | Error::UpstreamUnavailable(_) => ErrorCode::Unavailable,
             Error::StorageFull | Error::Internal(_) | Error::Storage(_) | Error::Metadata(_) => {
                 ErrorCode::Unknown
             }
@@ -278,9 +299,10 @@ impl Error {
             Error::Denied(_) => Kind::PermissionDenied,
             Error::TooManyRequests { .. } | Error::PullRateLimited(_) => Kind::TooManyRequests,
             Error::StorageFull => Kind::StorageFull,
-            Error::Busy { .. } | Error::DatabaseUnavailable(_) | Error::StorageUnavailable(_) => {
-                Kind::Unavailable
-            }
+            Error::Busy { .. }
+            | Error::DatabaseUnavailable(_)
+            | Error::StorageUnavailable(_)
+            | Error::UpstreamUnavailable(_) => Kind::Unavailable,
             Error::Internal(_) | Error::Storage(_) | Error::Metadata(_) => Kind::Internal,
         }
     }
@@ -306,6 +328,7 @@ impl Error {
                 Some(*retry_after)
             }
             Error::PullRateLimited(state) => Some(state.reset_secs),
+            Error::UpstreamUnavailable(f) => f.retry_after.or(Some(UNAVAILABLE_RETRY_SECS)),
             Error::DatabaseUnavailable(_) | Error::StorageUnavailable(_) => {
                 Some(UNAVAILABLE_RETRY_SECS)
             }

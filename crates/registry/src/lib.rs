@@ -40,7 +40,7 @@ pub use berth_meta::{now_ms, JobRun, TagRule, TagRuleKind};
 pub use berth_store::{BlobBody, BlobRead, ByteStream, UploadInfo};
 pub use blobs::ByteRange;
 pub use caller::Caller;
-pub use error::{Error, Kind, UploadRef};
+pub use error::{Error, Kind, UploadRef, UpstreamFailure};
 pub use gc::{GcCounts, GcHeld, GcItem, GcReport, GcUpload, GC_JOB};
 pub use inventory::{AttestationView, ManifestView, TagView};
 pub use jobs::{DueJob, GcSchedule};

@@ -75,6 +75,47 @@ impl Registry {
         extra_tags: &[Tag],
         caller: &Caller,
     ) -> Result<PushedManifest> {
+        self.store_manifest(
+            repo,
+            reference,
+            content_type,
+            body,
+            extra_tags,
+            caller,
+            false,
+        )
+        .await
+    }
+
+    /// Stores a manifest fetched from a mirror's upstream: as
+    /// [`Registry::put_manifest`], except that what it references need not
+    /// be here yet (mirrored content is sparse: an index holds only the
+    /// platforms pulled so far, an image its layers once they are asked
+    /// for). The references are recorded all the same, so garbage
+    /// collection keeps whatever of them arrives later.
+    pub async fn put_mirrored_manifest(
+        &self,
+        repo: &RepositoryName,
+        reference: &Reference,
+        content_type: Option<&str>,
+        body: Bytes,
+        caller: &Caller,
+    ) -> Result<PushedManifest> {
+        self.store_manifest(repo, reference, content_type, body, &[], caller, true)
+            .await
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn store_manifest(
+        &self,
+        repo: &RepositoryName,
+        reference: &Reference,
+        content_type: Option<&str>,
+        body: Bytes,
+        extra_tags: &[Tag],
+        caller: &Caller,
+        sparse: bool,
+    ) -> Result<PushedManifest> {
         if body.len() > self.settings.max_manifest_bytes {
             return Err(Error::ManifestTooLarge {
                 size: body.len() as u64,
@@ -110,7 +151,7 @@ impl Registry {
             refs: references,
             required: required_blobs,
             attestations,
-        } = self.check_references(repo, &manifest).await?;
+        } = self.check_references(repo, &manifest, sparse).await?;
         let record = NewManifest {
             repository: repo.clone(),
             digest: digest.clone(),
@@ -125,6 +166,7 @@ impl Registry {
             references,
             attestations,
             required_blobs,
+            sparse,
             tags: tags.clone(),
             pushed_at: berth_meta::now_ms(),
         };
@@ -182,7 +224,14 @@ impl Registry {
     /// layers must, and is recorded as a blob reference so that garbage
     /// collection keeps it while the index is kept. An ordinary image or
     /// index costs what it did before: no query for what it does not list.
-    async fn check_references(&self, repo: &RepositoryName, m: &Manifest) -> Result<References> {
+    ///
+    /// `sparse` (mirrored content): nothing is required to be present.
+    async fn check_references(
+        &self,
+        repo: &RepositoryName,
+        m: &Manifest,
+        sparse: bool,
+    ) -> Result<References> {
         let mut out = References::default();
         let (blobs, listed_in): (Vec<&Descriptor>, &str) = match m.kind {
             ManifestKind::Image => (
@@ -202,7 +251,7 @@ impl Registry {
             }
             out.refs.push((d.digest.clone(), RefKind::Blob));
             // Content embedded in `data` was verified by the parser.
-            if d.data.is_none() && !out.required.contains(&d.digest) {
+            if !sparse && d.data.is_none() && !out.required.contains(&d.digest) {
                 out.required.push(d.digest.clone());
             }
         }
@@ -220,7 +269,7 @@ impl Registry {
                 )));
             }
         }
-        if !optional.is_empty() {
+        if !optional.is_empty() && !sparse {
             let absent = self.meta.missing_blobs(repo, &optional).await?;
             out.refs.extend(
                 optional
@@ -231,7 +280,11 @@ impl Registry {
         }
         if m.kind == ManifestKind::Index {
             let children: Vec<Digest> = m.child_manifests().map(|d| d.digest.clone()).collect();
-            let missing = self.meta.missing_manifests(repo, &children).await?;
+            let missing = if sparse {
+                Vec::new()
+            } else {
+                self.meta.missing_manifests(repo, &children).await?
+            };
             if let Some(d) = missing.first() {
                 return Err(Error::ManifestBlobUnknown(format!(
                     "manifest {d} listed in the index is not in repository {repo}; push it first"

@@ -58,6 +58,8 @@ pub struct App {
     pub auth: Arc<Authority>,
     /// HTTP settings.
     pub settings: ServerSettings,
+    /// The pull-through mirror, when upstreams are configured.
+    pub mirror: Option<Arc<berth_mirror::Mirror>>,
 }
 
 /// The `Docker-Distribution-API-Version` header every `/v2/` response carries.

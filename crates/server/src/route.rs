@@ -32,6 +32,22 @@ pub enum Endpoint {
     Referrers(RepositoryName, String),
 }
 
+impl Endpoint {
+    /// The repository the endpoint is about (none for the base and the
+    /// catalog).
+    pub fn repository(&self) -> Option<&RepositoryName> {
+        match self {
+            Endpoint::Base | Endpoint::Catalog => None,
+            Endpoint::Tags(n)
+            | Endpoint::Manifest(n, _)
+            | Endpoint::Blob(n, _)
+            | Endpoint::UploadStart(n)
+            | Endpoint::Upload(n, _)
+            | Endpoint::Referrers(n, _) => Some(n),
+        }
+    }
+}
+
 /// Why a path is not an endpoint.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RouteError {

@@ -72,6 +72,7 @@ impl RegistryArgs {
             insecure_tls: self.insecure,
             user_agent: None,
             tls,
+            observer: None,
         })?))
     }
 }

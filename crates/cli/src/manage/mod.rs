@@ -23,6 +23,7 @@ pub mod accounts;
 pub mod audit;
 pub mod gc;
 pub mod oidc;
+pub mod mirror;
 pub mod repos;
 pub mod retention;
 pub mod tag_rule;

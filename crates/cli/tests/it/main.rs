@@ -31,6 +31,7 @@ mod lifecycle_rules;
 mod lifecycle_usage;
 mod listener;
 mod migrate;
+mod mirror;
 mod observability;
 mod oci;
 mod oidc;

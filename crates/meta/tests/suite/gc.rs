@@ -22,6 +22,7 @@ pub(super) fn image(
             .collect(),
         attestations: Vec::new(),
         required_blobs: blobs.iter().map(|b| (*b).clone()).collect(),
+        sparse: false,
         pushed_at: at,
         ..manifest(repo, digest, None, None, tags)
     }
@@ -42,6 +43,7 @@ pub(super) fn index(
             .collect(),
         attestations: Vec::new(),
         required_blobs: Vec::new(),
+        sparse: false,
         pushed_at: at,
         ..manifest(repo, digest, None, None, tags)
     }

@@ -34,6 +34,7 @@ fn image(
         references: refs.iter().map(|(d, k)| ((*d).clone(), *k)).collect(),
         attestations: Vec::new(),
         required_blobs: Vec::new(),
+        sparse: false,
         tags: tags.iter().map(|t| super::t(t)).collect(),
         pushed_at: 1_000,
     }

@@ -28,6 +28,7 @@ mod certificates;
 mod extract;
 mod gc;
 mod oidc;
+mod mirror;
 mod repositories;
 mod retention;
 mod tag_rules;
@@ -215,6 +216,7 @@ pub(crate) fn router() -> Router<Arc<App>> {
         .merge(repositories::routes())
         .merge(usage::routes())
         .merge(gc::routes())
+        .merge(mirror::routes())
         .merge(retention::routes())
         .merge(webhooks::routes())
         .merge(oidc::routes())

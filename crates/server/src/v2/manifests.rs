@@ -31,9 +31,27 @@ pub(super) async fn handle_get(
 ) -> Result<Response> {
     // No manifest can have a reference that is neither a tag nor a digest:
     // a read of one is a 404 like any unknown tag (a push, a 400).
-    let reference = Reference::parse(reference)
-        .map_err(|_| Error::ManifestUnknown(reference.chars().take(160).collect::<String>()))?;
+    let reference = parse_read_reference(reference)?;
     let m = app.registry.get_manifest(name, &reference).await?;
+    answer(app, name, &reference, &m, &req, head)
+}
+
+/// A reference being read: one that is neither a tag nor a digest is a
+/// 404 (no manifest can have it).
+pub(super) fn parse_read_reference(reference: &str) -> Result<Reference> {
+    Reference::parse(reference)
+        .map_err(|_| Error::ManifestUnknown(reference.chars().take(160).collect::<String>()).into())
+}
+
+/// The answer to a manifest read of `name` that found `m`.
+pub(super) fn answer(
+    app: &App,
+    name: &RepositoryName,
+    reference: &Reference,
+    m: &berth_registry::ManifestEntry,
+    req: &Request,
+    head: bool,
+) -> Result<Response> {
     let accept = req.headers().get_all(header::ACCEPT);
     if !accepts(accept.iter().filter_map(|v| v.to_str().ok()), &m.media_type) {
         return Err(Error::ManifestNotAcceptable {
@@ -45,8 +63,7 @@ pub(super) async fn handle_get(
     if !head {
         // A GET is a pull (also when answered 304: the client checked the
         // tag); a HEAD is not. Counted in memory, flushed in batches.
-        app.registry
-            .record_pull(name, &reference, m.digest.as_str());
+        app.registry.record_pull(name, reference, m.digest.as_str());
         berth_metrics::get().pulled(
             name.as_str(),
             berth_metrics::ArtifactKind::Manifest,

@@ -27,6 +27,7 @@ mod access;
 mod blobs;
 mod listing;
 mod manifests;
+mod mirrored;
 mod uploads;
 
 type Result<T, E = ApiError> = std::result::Result<T, E>;
@@ -69,6 +70,20 @@ async fn dispatch(app: &App, endpoint: Endpoint, req: Request) -> Result<Respons
     let ip = auth::client_ip(app, req.headers(), req.extensions());
     let identity = auth::identify(app, req.headers(), req.extensions(), ip).await?;
     let method = req.method().clone();
+    if let Some(mirror) = &app.mirror {
+        if let Some(name) = endpoint.repository() {
+            let q = query(&req);
+            let own = own_hosts(app, req.headers());
+            let own: Vec<&str> = own.iter().map(String::as_str).collect();
+            let write = !matches!(method, Method::GET | Method::HEAD);
+            let target = mirror
+                .resolve(name, query_value(&q, "ns"), &own, write)
+                .await?;
+            if let berth_mirror::Target::Mirrored(repo) = target {
+                return mirrored::handle(app, mirror, repo, endpoint, method, req, &identity).await;
+            }
+        }
+    }
     let caller = match access::need(&endpoint, &method) {
         Need::Credentials => {
             if app.auth.enforced()
@@ -276,6 +291,22 @@ async fn mount_source(
         )),
         Decision::Login | Decision::Deny => Ok(Mount::Refused),
     }
+}
+
+/// The names clients reach this server by: its `Host` header and its
+/// external URL's host (a containerd `?ns=` naming one of them is local).
+fn own_hosts(app: &App, headers: &HeaderMap) -> Vec<String> {
+    let mut hosts: Vec<String> = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+        .into_iter()
+        .collect();
+    if let Some(url) = &app.settings.external_url {
+        let rest = url.split_once("://").map_or(url.as_str(), |(_, r)| r);
+        hosts.push(rest.split('/').next().unwrap_or(rest).to_owned());
+    }
+    hosts
 }
 
 /// The query string's pairs, percent-decoded.
