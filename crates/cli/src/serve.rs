@@ -52,7 +52,10 @@ fn init_logging(cfg: &Settings) -> anyhow::Result<tracing_appender::non_blocking
         .thread_name("berth-log")
         // The writer thread flushes whenever its queue is empty, so lines
         // are batched under load and appear at once when idle.
-        .finish(std::io::BufWriter::with_capacity(64 * 1024, std::io::stderr()));
+        .finish(std::io::BufWriter::with_capacity(
+            64 * 1024,
+            std::io::stderr(),
+        ));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
