@@ -21,6 +21,8 @@
 #                    `weed mini` as an S3 server that checks SigV4 signatures
 #                    and implements multipart uploads (the object-store suite,
 #                    `berth serve --storage s3://...`)
+#   openssl, curl, jq  the keyless-push tests: RSA keys of the test's OIDC
+#                    issuer, and the login step of docs/ci-oidc.md's workflow
 #   prometheus       the Prometheus server and promtool: a real Prometheus
 #                    scrapes `berth serve` in the metrics test; promtool
 #                    checks the alert rules and scrape config in deploy/
@@ -67,6 +69,9 @@ APT_PACKAGES=(
   rpm
   golang-go
   systemd
+  openssl
+  curl
+  jq
 )
 
 installed() {

@@ -31,6 +31,7 @@ mod ctr;
 pub(crate) mod daemon;
 mod docker;
 mod helm;
+mod oidc_docker;
 mod oras;
 mod podman;
 mod quickstart;

@@ -24,6 +24,10 @@ use crate::auth::{admin, basic, req, Cred, Fixture};
 /// The audience CI jobs ask their tokens for in these tests.
 pub const AUDIENCE: &str = "berth.test";
 
+/// The `ACTIONS_ID_TOKEN_REQUEST_TOKEN` the issuer's token request
+/// endpoint wants.
+pub const REQUEST_TOKEN: &str = "request-token-of-the-run";
+
 /// A signing key of the issuer.
 pub enum Key {
     Es256(rs::EcdsaKeyPair),
@@ -138,13 +142,34 @@ impl Issuer {
                 if reader.read_line(&mut line).is_err() {
                     continue;
                 }
-                // Skip the headers.
+                // The headers: only the request token matters.
+                let mut authorized = false;
                 let mut h = String::new();
                 while reader.read_line(&mut h).is_ok_and(|n| n > 2) {
+                    authorized |= h.to_ascii_lowercase().trim()
+                        == format!("authorization: bearer {REQUEST_TOKEN}");
                     h.clear();
                 }
-                let path = line.split(' ').nth(1).unwrap_or("").to_owned();
-                match path.as_str() {
+                let target = line.split(' ').nth(1).unwrap_or("").to_owned();
+                let (path, query) = target.split_once('?').unwrap_or((&target, ""));
+                match path {
+                    // GitHub Actions' token request endpoint
+                    // (ACTIONS_ID_TOKEN_REQUEST_URL), for the workflow of
+                    // docs/ci-oidc.md: a token for `audience`, for a run of
+                    // acme/app on main.
+                    "/token-request" if authorized => {
+                        let audience = query
+                            .split('&')
+                            .find_map(|kv| kv.strip_prefix("audience="))
+                            .unwrap_or("");
+                        let kid = s.lock().unwrap().published[0].clone();
+                        let token = mint(&s, &u, &kid, "acme/app", json!({ "aud": audience }));
+                        respond(
+                            &mut stream,
+                            "200 OK",
+                            &json!({ "value": token }).to_string(),
+                        );
+                    }
                     "/.well-known/openid-configuration" => {
                         let body = json!({
                             "issuer": u,
@@ -184,57 +209,62 @@ impl Issuer {
     }
 
     /// A token signed with key `kid`, with GitHub Actions claims for
-    /// `repository` (`overrides` replace or add claims).
+    /// `repository` (`overrides` replace or add claims; `null` removes).
     pub fn token(&self, kid: &str, repository: &str, overrides: Value) -> String {
-        let key = self.state.lock().unwrap().keys[kid].clone();
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs() as i64;
-        let owner = repository.split('/').next().unwrap();
-        let mut claims = json!({
-            "jti": format!("{:x}", u128::from_le_bytes(ring_random())),
-            "sub": format!("repo:{repository}:ref:refs/heads/main"),
-            "aud": AUDIENCE,
-            "ref": "refs/heads/main",
-            "sha": "d6ca2ee9c3a9b6b9f5b7ad7e8f1f4e2b0c9a8f7e",
-            "repository": repository,
-            "repository_owner": owner,
-            "repository_owner_id": "1342004",
-            "repository_id": "614321",
-            "repository_visibility": "private",
-            "run_id": "7425101845",
-            "run_number": "12",
-            "run_attempt": "1",
-            "actor": "octocat",
-            "actor_id": "583231",
-            "workflow": "release",
-            "workflow_ref": format!("{repository}/.github/workflows/release.yml@refs/heads/main"),
-            "job_workflow_ref": format!("{repository}/.github/workflows/release.yml@refs/heads/main"),
-            "event_name": "push",
-            "ref_type": "branch",
-            "runner_environment": "github-hosted",
-            "iss": self.url,
-            "nbf": now - 5,
-            "iat": now - 5,
-            "exp": now + 300,
-        });
-        for (k, v) in overrides.as_object().unwrap() {
-            if v.is_null() {
-                claims.as_object_mut().unwrap().remove(k);
-            } else {
-                claims[k] = v.clone();
-            }
-        }
-        let header = json!({"alg": key.alg(), "typ": "JWT", "kid": kid});
-        let signing = format!(
-            "{}.{}",
-            URL_SAFE_NO_PAD.encode(header.to_string()),
-            URL_SAFE_NO_PAD.encode(claims.to_string())
-        );
-        let sig = key.sign(signing.as_bytes());
-        format!("{signing}.{}", URL_SAFE_NO_PAD.encode(sig))
+        mint(&self.state, &self.url, kid, repository, overrides)
     }
+}
+
+/// What [`Issuer::token`] makes.
+fn mint(state: &Mutex<State>, url: &str, kid: &str, repository: &str, overrides: Value) -> String {
+    let key = state.lock().unwrap().keys[kid].clone();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let owner = repository.split('/').next().unwrap();
+    let mut claims = json!({
+        "jti": format!("{:x}", u128::from_le_bytes(ring_random())),
+        "sub": format!("repo:{repository}:ref:refs/heads/main"),
+        "aud": AUDIENCE,
+        "ref": "refs/heads/main",
+        "sha": "d6ca2ee9c3a9b6b9f5b7ad7e8f1f4e2b0c9a8f7e",
+        "repository": repository,
+        "repository_owner": owner,
+        "repository_owner_id": "1342004",
+        "repository_id": "614321",
+        "repository_visibility": "private",
+        "run_id": "7425101845",
+        "run_number": "12",
+        "run_attempt": "1",
+        "actor": "octocat",
+        "actor_id": "583231",
+        "workflow": "release",
+        "workflow_ref": format!("{repository}/.github/workflows/release.yml@refs/heads/main"),
+        "job_workflow_ref": format!("{repository}/.github/workflows/release.yml@refs/heads/main"),
+        "event_name": "push",
+        "ref_type": "branch",
+        "runner_environment": "github-hosted",
+        "iss": url,
+        "nbf": now - 5,
+        "iat": now - 5,
+        "exp": now + 300,
+    });
+    for (k, v) in overrides.as_object().unwrap() {
+        if v.is_null() {
+            claims.as_object_mut().unwrap().remove(k);
+        } else {
+            claims[k] = v.clone();
+        }
+    }
+    let header = json!({"alg": key.alg(), "typ": "JWT", "kid": kid});
+    let signing = format!(
+        "{}.{}",
+        URL_SAFE_NO_PAD.encode(header.to_string()),
+        URL_SAFE_NO_PAD.encode(claims.to_string())
+    );
+    let sig = key.sign(signing.as_bytes());
+    format!("{signing}.{}", URL_SAFE_NO_PAD.encode(sig))
 }
 
 fn ring_random() -> [u8; 16] {

@@ -90,6 +90,20 @@ impl Docker {
         }
     }
 
+    /// `program` (a shell running docker, say) with this daemon's
+    /// `DOCKER_HOST` and the client configuration `config`.
+    pub(super) fn daemon_command(&self, program: &str, config: &Path) -> Command {
+        let docker = self.d.docker(config, &[]);
+        let mut other = Command::new(program);
+        for (k, v) in docker.get_envs() {
+            match v {
+                Some(v) => other.env(k, v),
+                None => other.env_remove(k),
+            };
+        }
+        other
+    }
+
     fn cmd(&self, args: &[&str]) -> Command {
         self.d.docker(&self.tmp.path().join("config"), args)
     }
