@@ -73,12 +73,16 @@ async fn dispatch(app: &App, endpoint: Endpoint, req: Request) -> Result<Respons
     if let Some(mirror) = &app.mirror {
         if let Some(name) = endpoint.repository() {
             let q = query(&req);
-            let own = own_hosts(app, req.headers());
+            let ns = query_value(&q, "ns");
+            // The names this server is reached by matter only to a `?ns=`.
+            let own = if ns.is_some() {
+                own_hosts(app, req.headers())
+            } else {
+                Vec::new()
+            };
             let own: Vec<&str> = own.iter().map(String::as_str).collect();
             let write = !matches!(method, Method::GET | Method::HEAD);
-            let target = mirror
-                .resolve(name, query_value(&q, "ns"), &own, write)
-                .await?;
+            let target = mirror.resolve(name, ns, &own, write).await?;
             if let berth_mirror::Target::Mirrored(repo) = target {
                 return mirrored::handle(app, mirror, repo, endpoint, method, req, &identity).await;
             }
