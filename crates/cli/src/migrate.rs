@@ -27,7 +27,7 @@ use futures_util::StreamExt as _;
 
 use crate::config::DatabaseUrl;
 use crate::progress::Progress;
-use crate::storage::{self, S3Options, Storage};
+use crate::storage::{self, S3Flags, Storage};
 
 /// Arguments of `berth migrate`.
 #[derive(Debug, Clone, clap::Args)]
@@ -57,26 +57,9 @@ pub struct Args {
     /// the blobs stay in DATA_DIR, which the replicas then share.
     #[arg(long, env = "BERTH_TO_STORAGE", value_name = "STORAGE")]
     pub to_storage: Option<String>,
-    /// The S3 API endpoint (`http(s)://HOST[:PORT]`) of `--to-storage
-    /// s3://...` [default: AWS's regional endpoint].
-    #[arg(long, env = "BERTH_S3_ENDPOINT", value_name = "URL")]
-    pub s3_endpoint: Option<String>,
-    /// The region S3 requests are signed for [default: `AWS_REGION`, the
-    /// AWS config file's, else us-east-1].
-    #[arg(long, env = "BERTH_S3_REGION", value_name = "REGION")]
-    pub s3_region: Option<String>,
-    /// Path-style S3 addressing (`ENDPOINT/BUCKET/KEY`), which most
-    /// self-hosted object stores want.
-    #[arg(
-        long,
-        env = "BERTH_S3_PATH_STYLE",
-        default_value = "false",
-        num_args = 0..=1,
-        default_missing_value = "true",
-        action = clap::ArgAction::Set,
-        value_name = "BOOL"
-    )]
-    pub s3_path_style: bool,
+    /// The object store of `--to-storage s3://...`.
+    #[command(flatten)]
+    pub s3: S3Flags,
 }
 
 /// What the marker on the target says.
@@ -97,13 +80,7 @@ struct Marker {
 async fn target_store(spec: &str, args: &Args) -> anyhow::Result<Arc<dyn BlobStore>> {
     if spec.starts_with("s3://") {
         let storage: Storage = spec.parse().map_err(anyhow::Error::msg)?;
-        let s3 = S3Options {
-            endpoint: args.s3_endpoint.clone(),
-            region: args.s3_region.clone(),
-            path_style: args.s3_path_style,
-            ..S3Options::default()
-        };
-        return storage::open(&storage, &s3, &args.data_dir).await;
+        return storage::open(&storage, &args.s3.options(), &args.data_dir).await;
     }
     if spec.contains("://") {
         bail!("unsupported --to-storage {spec:?} (give s3://BUCKET[/PREFIX] or a directory)");

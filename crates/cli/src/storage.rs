@@ -82,6 +82,46 @@ pub struct S3Options {
     pub public_endpoint: Option<String>,
 }
 
+/// The `--s3-*` flags of the commands that open a registry's object store
+/// besides `berth serve` (whose settings also come from its TOML file):
+/// `migrate`, `backup`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct S3Flags {
+    /// The S3 API endpoint (`http(s)://HOST[:PORT]`) of an `s3://` store
+    /// [default: AWS's regional endpoint].
+    #[arg(long, env = "BERTH_S3_ENDPOINT", value_name = "URL")]
+    pub s3_endpoint: Option<String>,
+    /// The region S3 requests are signed for [default: `AWS_REGION`, the
+    /// AWS config file's, else us-east-1].
+    #[arg(long, env = "BERTH_S3_REGION", value_name = "REGION")]
+    pub s3_region: Option<String>,
+    /// Path-style S3 addressing (`ENDPOINT/BUCKET/KEY`), which most
+    /// self-hosted object stores want.
+    #[arg(
+        long,
+        env = "BERTH_S3_PATH_STYLE",
+        default_value = "false",
+        num_args = 0..=1,
+        default_missing_value = "true",
+        action = clap::ArgAction::Set,
+        value_name = "BOOL"
+    )]
+    pub s3_path_style: bool,
+}
+
+impl S3Flags {
+    /// The options these flags give (no redirects: these commands only
+    /// read and write blobs themselves).
+    pub fn options(&self) -> S3Options {
+        S3Options {
+            endpoint: self.s3_endpoint.clone(),
+            region: self.s3_region.clone(),
+            path_style: self.s3_path_style,
+            ..S3Options::default()
+        }
+    }
+}
+
 impl Settings {
     /// The `s3_*` settings.
     pub fn s3_options(&self) -> S3Options {

@@ -13,7 +13,7 @@ use futures_util::StreamExt as _;
 use super::{Blob, Copied, Index, Kind, Metadata, FORMAT, INDEX_FILE, SNAPSHOT_FILE};
 use crate::config::DatabaseUrl;
 use crate::progress::Progress;
-use crate::storage::{self, S3Options, Storage};
+use crate::storage::{self, S3Flags, Storage};
 
 /// Arguments of `berth backup DEST`.
 #[derive(Debug, clap::Args)]
@@ -54,23 +54,9 @@ pub struct CreateArgs {
         value_name = "STORAGE"
     )]
     storage: Storage,
-    /// The S3 API endpoint of `--storage s3://...`.
-    #[arg(long, env = "BERTH_S3_ENDPOINT", value_name = "URL")]
-    s3_endpoint: Option<String>,
-    /// The region S3 requests are signed for.
-    #[arg(long, env = "BERTH_S3_REGION", value_name = "REGION")]
-    s3_region: Option<String>,
-    /// Path-style S3 addressing.
-    #[arg(
-        long,
-        env = "BERTH_S3_PATH_STYLE",
-        default_value = "false",
-        num_args = 0..=1,
-        default_missing_value = "true",
-        action = clap::ArgAction::Set,
-        value_name = "BOOL"
-    )]
-    s3_path_style: bool,
+    /// The object store of `--storage s3://...`.
+    #[command(flatten)]
+    s3: S3Flags,
 }
 
 /// The job lease garbage collection takes (`berth_registry::GC_JOB`).
@@ -159,15 +145,7 @@ async fn source_store(args: &CreateArgs) -> anyhow::Result<Arc<dyn BlobStore>> {
                 .with_context(|| format!("opening the blobs of {}", args.data_dir.display()))?;
             Ok(Arc::new(store))
         }
-        s @ Storage::S3(_) => {
-            let s3 = S3Options {
-                endpoint: args.s3_endpoint.clone(),
-                region: args.s3_region.clone(),
-                path_style: args.s3_path_style,
-                ..S3Options::default()
-            };
-            storage::open(s, &s3, &args.data_dir).await
-        }
+        s @ Storage::S3(_) => storage::open(s, &args.s3.options(), &args.data_dir).await,
     }
 }
 
