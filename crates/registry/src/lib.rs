@@ -30,6 +30,7 @@ pub mod retention;
 mod rules;
 pub mod scrub;
 mod snapshot;
+pub mod trust;
 mod uploads;
 pub mod webhooks;
 pub mod worker;
@@ -117,12 +118,15 @@ pub struct Registry {
     stop: worker::Stop,
     gauge_clock: observe::GaugeClock,
     repair: std::sync::OnceLock<Arc<dyn scrub::RepairSource>>,
+    trust: snapshot::Snapshot<trust::TrustConfig>,
+    verdicts: trust::Verdicts,
 }
 
 impl Registry {
     /// Builds the services over a store and a metadata database.
     pub fn new(store: Arc<dyn BlobStore>, meta: Meta, settings: Settings) -> Registry {
         let cache = cache::Caches::new(settings.shared_database);
+        let shared = settings.shared_database;
         Registry {
             store,
             meta,
@@ -137,6 +141,8 @@ impl Registry {
             stop: worker::Stop::new(),
             gauge_clock: observe::GaugeClock::default(),
             repair: std::sync::OnceLock::new(),
+            trust: snapshot::Snapshot::new(shared),
+            verdicts: trust::Verdicts::new(shared),
         }
     }
 

@@ -28,6 +28,7 @@ pub mod repos;
 pub mod retention;
 pub mod tag_rule;
 pub mod tokens;
+pub mod trust;
 pub mod usage;
 pub mod webhook;
 
