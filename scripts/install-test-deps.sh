@@ -72,6 +72,7 @@ APT_PACKAGES=(
   openssl
   curl
   jq
+  valgrind
 )
 
 installed() {

@@ -9,6 +9,7 @@ use clap::{CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
 
 mod backup;
 mod config;
+mod log_writer;
 mod manage;
 mod migrate;
 mod progress;
