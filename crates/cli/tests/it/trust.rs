@@ -551,14 +551,120 @@ async fn trust_enforce_refuses_unsigned_pulls_and_keeps_the_signing_flow_open() 
             .contains(r#"berth_signature_pull_checks_total{policy="enforce",outcome="refused"}"#),
         "{metrics}"
     );
-    assert!(
-        b.log().contains("warn signature policy of namespace acme"),
-        "{}",
-        b.log()
-    );
+    // The log is written by a thread of its own, in batches.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !b.log().contains("warn signature policy of namespace acme") {
+        assert!(std::time::Instant::now() < deadline, "{}", b.log());
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     trust(&b, dir.path(), &["policy", "acme", "off"]);
     let shown: Value =
         serde_json::from_str(&trust(&b, dir.path(), &["list", "acme", "-o", "json"])).unwrap();
     assert_eq!(shown["policy"], Value::Null);
     assert_eq!(shown["keys"][0]["name"], "again");
+}
+
+/// A webhook receiver on a loopback port: answers 204, keeps the bodies.
+async fn receiver() -> (String, std::sync::Arc<std::sync::Mutex<Vec<Value>>>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let shared = got.clone();
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            let shared = shared.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 8192];
+                loop {
+                    let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+                        match conn.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                        continue;
+                    };
+                    let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+                    let len: usize = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length:"))
+                        .map_or(0, |v| v.trim().parse().unwrap());
+                    while buf.len() < end + 4 + len {
+                        match conn.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                    let body: Vec<u8> = buf.drain(..end + 4 + len).skip(end + 4).collect();
+                    shared
+                        .lock()
+                        .unwrap()
+                        .push(serde_json::from_slice(&body).unwrap_or(Value::Null));
+                    let _ = conn
+                        .write_all(b"HTTP/1.1 204 No Content\r\ncontent-length: 0\r\n\r\n")
+                        .await;
+                }
+            });
+        }
+    });
+    (url, got)
+}
+
+#[tokio::test]
+async fn trust_signature_events_reach_webhooks() {
+    let b = Berth::start_with(&["--webhook-allow-networks", "127.0.0.0/8"], None);
+    let c = client();
+    let base = b.url();
+    let dir = tempfile::tempdir().unwrap();
+    let (url, got) = receiver().await;
+    let r = c
+        .post(format!("{base}/api/v1/namespaces/acme/webhooks"))
+        .json(&json!({"url": url, "secret": "a-secret-of-some-length",
+                      "events": ["signature.verified", "signature.failed"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201, "{:?}", r.text().await);
+    let trusted = Signer::new("p256");
+    let other = Signer::new("ed25519");
+    let public = trusted.public.display().to_string();
+    trust(
+        &b,
+        dir.path(),
+        &["add", "acme", "--cosign-key", &public, "--name", "ci"],
+    );
+
+    let (good, _) = push_image(&c, &base, "acme/web", "good", "good").await;
+    let (bad, _) = push_image(&c, &base, "acme/web", "bad", "bad").await;
+    sign(&c, &b, "acme/web", &good, &trusted).await;
+    sign(&c, &b, "acme/web", &bad, &other).await;
+
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let events = loop {
+        let events = got.lock().unwrap().clone();
+        if events.len() >= 2 {
+            break events;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "events so far: {events:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    let find = |kind: &str| {
+        events
+            .iter()
+            .find(|e| e["type"] == format!("io.berth.{kind}"))
+            .unwrap_or_else(|| panic!("no {kind} in {events:?}"))
+            .clone()
+    };
+    let ok = find("signature.verified");
+    assert_eq!(ok["data"]["digest"], good.as_str());
+    assert_eq!(ok["data"]["verdict"]["key"], "ci");
+    assert_eq!(ok["data"]["tag"], sig_tag(&good));
+    let failed = find("signature.failed");
+    assert_eq!(failed["data"]["digest"], bad.as_str());
+    assert_eq!(failed["data"]["verdict"]["reason"], "bad_signature");
+    assert_eq!(failed["subject"], format!("acme/web@{bad}"));
 }
