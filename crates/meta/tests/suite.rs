@@ -29,6 +29,8 @@ mod retention;
 mod schema;
 #[path = "suite/tenancy.rs"]
 mod tenancy;
+#[path = "suite/trust.rs"]
+mod trust;
 #[path = "suite/webhooks.rs"]
 mod webhooks;
 
@@ -443,6 +445,7 @@ async fn run_suite(meta: Meta) {
     observe::run(&meta).await;
     webhooks::run(&meta).await;
     oidc::run(&meta).await;
+    trust::run(&meta).await;
     meta.close().await;
 }
 
