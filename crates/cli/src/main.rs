@@ -59,6 +59,9 @@ enum Command {
     Oidc(Box<manage::oidc::Args>),
     /// The pull-through mirror: its upstreams and their rate limits.
     Mirror(Box<manage::mirror::Args>),
+    /// Replication rules: copy images to or from another registry, on push,
+    /// on a schedule or on demand (site admins).
+    Replication(Box<manage::replication::Args>),
     /// Move a stopped single-node registry (SQLite + files) to PostgreSQL
     /// and other blob storage, for replicas (resumable).
     Migrate(Box<migrate::Args>),
@@ -144,6 +147,9 @@ fn main() -> ExitCode {
                 .map(|()| ExitCode::SUCCESS),
             Command::Oidc(args) => manage::oidc::run(*args).await.map(|()| ExitCode::SUCCESS),
             Command::Mirror(args) => manage::mirror::run(&args).await.map(|()| ExitCode::SUCCESS),
+            Command::Replication(args) => manage::replication::run(*args)
+                .await
+                .map(|()| ExitCode::SUCCESS),
             Command::Migrate(args) => migrate::run(&args).await.map(|()| ExitCode::SUCCESS),
             Command::Tls(args) => tls::run(&args).map(|()| ExitCode::SUCCESS),
             Command::Backup(args) => backup::run(*args).await.map(|()| ExitCode::SUCCESS),
