@@ -9,8 +9,8 @@ use clap::{CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
 
 mod backup;
 mod config;
-mod log_writer;
 mod healthcheck;
+mod log_writer;
 mod manage;
 mod migrate;
 mod progress;
