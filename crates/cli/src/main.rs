@@ -9,6 +9,8 @@ use clap::{CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
 
 mod backup;
 mod config;
+mod healthcheck;
+mod log_writer;
 mod manage;
 mod migrate;
 mod progress;
@@ -74,6 +76,9 @@ enum Command {
     /// Check every blob's digest and size on a running registry, repairing
     /// what `scrub_repair_from` holds.
     Scrub(Box<scrub::Args>),
+    /// Ask the `berth serve` of this machine whether it is alive (/livez)
+    /// or ready (/readyz): exit 0 or 1 (container health checks).
+    Healthcheck(Box<healthcheck::Args>),
     #[command(flatten)]
     Tools(berth_tools::Command),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
@@ -154,6 +159,13 @@ fn main() -> ExitCode {
             Command::Backup(args) => backup::run(*args).await.map(|()| ExitCode::SUCCESS),
             Command::Restore(args) => backup::run_restore(&args).await.map(|()| ExitCode::SUCCESS),
             Command::Scrub(args) => scrub::run(&args).await.map(|()| ExitCode::SUCCESS),
+            Command::Healthcheck(args) => {
+                let empty = clap::ArgMatches::default();
+                let given = matches.subcommand_matches("healthcheck").unwrap_or(&empty);
+                healthcheck::run(*args, given)
+                    .await
+                    .map(|()| ExitCode::SUCCESS)
+            }
             Command::Tools(cmd) => berth_tools::run(cmd).await.map_err(anyhow::Error::from),
             Command::Completions(_) | Command::Man(_) => Ok(ExitCode::SUCCESS),
         }
