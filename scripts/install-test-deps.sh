@@ -78,6 +78,7 @@ APT_PACKAGES=(
   curl
   jq
   docker-compose
+  valgrind
 )
 
 installed() {

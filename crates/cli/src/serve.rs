@@ -38,24 +38,17 @@ const WEBHOOK_POLL: Duration = Duration::from_secs(1);
 pub const ADMIN_PASSWORD_FILE: &str = "admin-password";
 
 /// Sets up the log on stderr. Lines are formatted where they happen and
-/// written by a thread of its own through a buffer, so a request never
-/// waits for a write to stderr (with the access log on there is one line
-/// per request: a write per line under stderr's lock cost manifest reads
-/// about 40% of their throughput). Nothing is dropped: when the writer
-/// falls 128k lines behind, loggers wait. The returned guard flushes what
-/// is queued when dropped, at the end of [`run`].
-fn init_logging(cfg: &Settings) -> anyhow::Result<tracing_appender::non_blocking::WorkerGuard> {
+/// appended to a buffer that a thread of its own writes out in batches
+/// ([`crate::log_writer`]), so a request never waits for a write to stderr
+/// nor wakes another thread (with the access log on there is one line per
+/// request). Nothing is dropped: when 8 MiB are queued, loggers wait. The
+/// returned guard writes what is queued when dropped, at the end of
+/// [`run`].
+fn init_logging(cfg: &Settings) -> anyhow::Result<crate::log_writer::Guard> {
     let filter = EnvFilter::try_new(&cfg.log_level)
         .with_context(|| format!("invalid log level {:?}", cfg.log_level))?;
-    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-        .lossy(false)
-        .thread_name("berth-log")
-        // The writer thread flushes whenever its queue is empty, so lines
-        // are batched under load and appear at once when idle.
-        .finish(std::io::BufWriter::with_capacity(
-            64 * 1024,
-            std::io::stderr(),
-        ));
+    let (writer, guard) = crate::log_writer::batched(std::io::stderr(), "berth-log")
+        .context("starting the log writer thread")?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
