@@ -58,6 +58,9 @@ enum Command {
     Webhook(Box<manage::webhook::Args>),
     /// Keyless push from CI: OIDC trust policies (site admins).
     Oidc(Box<manage::oidc::Args>),
+    /// Signatures: the keys a namespace trusts, its pull policy (enforce,
+    /// warn), a manifest's verdict.
+    Trust(Box<manage::trust::Args>),
     /// The pull-through mirror: its upstreams and their rate limits.
     Mirror(Box<manage::mirror::Args>),
     /// Replication rules: copy images to or from another registry, on push,
@@ -150,6 +153,7 @@ fn main() -> ExitCode {
                 .await
                 .map(|()| ExitCode::SUCCESS),
             Command::Oidc(args) => manage::oidc::run(*args).await.map(|()| ExitCode::SUCCESS),
+            Command::Trust(args) => manage::trust::run(*args).await.map(|()| ExitCode::SUCCESS),
             Command::Mirror(args) => manage::mirror::run(&args).await.map(|()| ExitCode::SUCCESS),
             Command::Replication(args) => manage::replication::run(*args)
                 .await

@@ -39,6 +39,7 @@ mod shared;
 mod stats;
 pub mod tokens;
 pub mod transfer;
+pub mod trust;
 mod usage;
 pub mod webhooks;
 pub(crate) mod writes;

@@ -22,6 +22,7 @@ pub const SQLITE: &[Migration] = &[
     (9, SQLITE_REPLICATION),
     (10, SQLITE_TRUST),
     (12, SCRUB),
+    (13, SQLITE_SIGNATURES),
 ];
 
 /// PostgreSQL schema.
@@ -37,6 +38,7 @@ pub const POSTGRES: &[Migration] = &[
     (9, POSTGRES_REPLICATION),
     (10, POSTGRES_TRUST),
     (12, SCRUB),
+    (13, POSTGRES_SIGNATURES),
 ];
 
 /// Repositories, blobs, manifests, references, tags.
@@ -629,4 +631,75 @@ const POSTGRES_TRUST: &[&str] = &[
         expires_at BIGINT NOT NULL,
         PRIMARY KEY (issuer, jti))",
     "CREATE INDEX oidc_token_ids_expiry ON oidc_token_ids (expires_at)",
+];
+
+/// Signature verification (see the `trust` module).
+///
+/// - `trust_keys`: public keys a namespace trusts, by name; `kind` is
+///   `cosign-key`, `material` the PEM as given, `fingerprint` the SHA-256
+///   of its DER.
+/// - `trust_policies`: a namespace's enforcement (`enforce` or `warn`); no
+///   row: signatures are verified on request but never required.
+/// - `signature_verdicts`: the latest verification of a manifest, valid
+///   while its inputs are unchanged: `signatures` the digest of the
+///   signature manifest it read (NULL: none), `trust` the fingerprint of
+///   the namespace's keys it used.
+const SQLITE_SIGNATURES: &[&str] = &[
+    "CREATE TABLE trust_keys (
+        namespace TEXT NOT NULL,
+        name TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        algorithm TEXT NOT NULL,
+        fingerprint TEXT NOT NULL,
+        material TEXT NOT NULL,
+        created_at BIGINT NOT NULL,
+        created_by TEXT,
+        PRIMARY KEY (namespace, name))",
+    "CREATE TABLE trust_policies (
+        namespace TEXT PRIMARY KEY,
+        mode TEXT NOT NULL,
+        updated_at BIGINT NOT NULL,
+        updated_by TEXT)",
+    "CREATE TABLE signature_verdicts (
+        repository_id BIGINT NOT NULL REFERENCES repositories(id) ON DELETE CASCADE,
+        digest TEXT NOT NULL,
+        signatures TEXT,
+        trust TEXT NOT NULL,
+        state TEXT NOT NULL,
+        key_name TEXT,
+        algorithm TEXT,
+        reason TEXT,
+        detail TEXT,
+        checked_at BIGINT NOT NULL,
+        PRIMARY KEY (repository_id, digest))",
+];
+
+const POSTGRES_SIGNATURES: &[&str] = &[
+    "CREATE TABLE trust_keys (
+        namespace TEXT COLLATE \"C\" NOT NULL,
+        name TEXT COLLATE \"C\" NOT NULL,
+        kind TEXT NOT NULL,
+        algorithm TEXT NOT NULL,
+        fingerprint TEXT NOT NULL,
+        material TEXT NOT NULL,
+        created_at BIGINT NOT NULL,
+        created_by TEXT,
+        PRIMARY KEY (namespace, name))",
+    "CREATE TABLE trust_policies (
+        namespace TEXT COLLATE \"C\" PRIMARY KEY,
+        mode TEXT NOT NULL,
+        updated_at BIGINT NOT NULL,
+        updated_by TEXT)",
+    "CREATE TABLE signature_verdicts (
+        repository_id BIGINT NOT NULL REFERENCES repositories(id) ON DELETE CASCADE,
+        digest TEXT NOT NULL,
+        signatures TEXT,
+        trust TEXT NOT NULL,
+        state TEXT NOT NULL,
+        key_name TEXT,
+        algorithm TEXT,
+        reason TEXT,
+        detail TEXT,
+        checked_at BIGINT NOT NULL,
+        PRIMARY KEY (repository_id, digest))",
 ];

@@ -203,6 +203,15 @@ pub struct Metrics {
     pub scrub: Scrub,
     /// The pull-through mirror.
     pub mirror: Mirror,
+    /// Signature enforcement.
+    pub signatures: Signatures,
+}
+
+/// Signature enforcement families.
+pub struct Signatures {
+    /// `berth_signature_pull_checks_total{policy, outcome}`: manifest pulls
+    /// of namespaces with a signature policy, by what the check found.
+    pub pull_checks: Family<SignatureCheckLabels, Counter>,
 }
 
 /// The pull-through mirror's families.
@@ -461,6 +470,15 @@ impl Metrics {
             backends.storage_errors.clone(),
         );
 
+        let signatures = Signatures {
+            pull_checks: Family::default(),
+        };
+        r.register(
+            "signature_pull_checks",
+            "Manifest pulls checked against a namespace's signature policy, by outcome",
+            signatures.pull_checks.clone(),
+        );
+
         r.register(
             "scrub_findings",
             "Blobs the integrity scrub found missing or corrupt, by what was done",
@@ -486,6 +504,19 @@ impl Metrics {
             backends,
             scrub,
             mirror,
+            signatures,
+        }
+    }
+
+    /// Records one pull checked against a signature policy (`enforce` or
+    /// `warn`): `verified`, `exempt` (the signing flow's own reads),
+    /// `allowed_unverified` (warn) or `refused` (enforce).
+    pub fn signature_check(&self, policy: &'static str, outcome: &'static str) {
+        if self.enabled() {
+            self.signatures
+                .pull_checks
+                .get_or_create(&SignatureCheckLabels { policy, outcome })
+                .inc();
         }
     }
 

@@ -29,6 +29,7 @@ pub mod repos;
 pub mod retention;
 pub mod tag_rule;
 pub mod tokens;
+pub mod trust;
 pub mod usage;
 pub mod webhook;
 

@@ -124,6 +124,7 @@ fn every_family() -> String {
     m.db_operation(DbOperation::Write, Duration::from_millis(1), false);
     m.db_pool(1, 1, 2);
     m.storage_operation("filesystem", "put", Duration::from_millis(1), false);
+    m.signature_check("enforce", "refused");
     let mut out = String::new();
     m.encode(&mut out).unwrap();
     out

@@ -35,6 +35,7 @@ mod retention;
 mod scrub;
 mod tag_rules;
 mod tokens;
+mod trust;
 mod usage;
 mod visibility;
 mod webhooks;
@@ -224,6 +225,7 @@ pub(crate) fn router() -> Router<Arc<App>> {
         .merge(retention::routes())
         .merge(webhooks::routes())
         .merge(oidc::routes())
+        .merge(trust::routes())
         .fallback(handle_no_endpoint)
         .method_not_allowed_fallback(handle_method_not_allowed)
         .layer(axum::middleware::from_fn(crate::error::catch_panics))
