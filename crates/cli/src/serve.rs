@@ -32,6 +32,9 @@ const COUNTER_PRUNE: Duration = Duration::from_secs(600);
 
 /// How often the webhook worker looks for events to deliver.
 const WEBHOOK_POLL: Duration = Duration::from_secs(1);
+/// How often the replication worker looks for work (pushes to replicate,
+/// schedules that fired, runs asked for, retries due).
+const REPLICATION_POLL: Duration = Duration::from_secs(1);
 
 /// The file in the data directory that receives a generated administrator
 /// password (readable by its owner only).
@@ -352,6 +355,11 @@ pub async fn run(args: ServeArgs, matches: &ArgMatches) -> anyhow::Result<()> {
     workers.spawn(Arc::new(worker::WebhookDelivery {
         registry: registry.clone(),
         every: WEBHOOK_POLL,
+    }));
+    registry.set_replication_transport(Arc::new(berth_mirror::Replicator::new(registry.clone())));
+    workers.spawn(Arc::new(worker::Replication {
+        registry: registry.clone(),
+        every: REPLICATION_POLL,
     }));
 
     let mirror = berth_mirror::Mirror::new(registry.clone(), cfg.mirror_settings())?;

@@ -31,6 +31,7 @@ mod jobs;
 pub mod migrations;
 pub mod oidc;
 mod queries;
+pub mod replication;
 mod retention;
 mod rules;
 mod scrub;

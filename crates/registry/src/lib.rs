@@ -26,6 +26,7 @@ mod manifests;
 pub mod observe;
 mod pulls;
 mod quota;
+pub mod replication;
 pub mod retention;
 mod rules;
 pub mod scrub;
@@ -118,6 +119,7 @@ pub struct Registry {
     stop: worker::Stop,
     gauge_clock: observe::GaugeClock,
     repair: std::sync::OnceLock<Arc<dyn scrub::RepairSource>>,
+    replication: std::sync::OnceLock<Arc<dyn replication::Transport>>,
     trust: snapshot::Snapshot<trust::TrustConfig>,
     verdicts: trust::Verdicts,
 }
@@ -141,6 +143,7 @@ impl Registry {
             stop: worker::Stop::new(),
             gauge_clock: observe::GaugeClock::default(),
             repair: std::sync::OnceLock::new(),
+            replication: std::sync::OnceLock::new(),
             trust: snapshot::Snapshot::new(shared),
             verdicts: trust::Verdicts::new(shared),
         }

@@ -24,6 +24,7 @@ pub mod audit;
 pub mod gc;
 pub mod mirror;
 pub mod oidc;
+pub mod replication;
 pub mod repos;
 pub mod retention;
 pub mod tag_rule;

@@ -29,6 +29,7 @@ mod extract;
 mod gc;
 mod mirror;
 mod oidc;
+mod replication;
 mod repositories;
 mod retention;
 mod scrub;
@@ -220,6 +221,7 @@ pub(crate) fn router() -> Router<Arc<App>> {
         .merge(gc::routes())
         .merge(scrub::routes())
         .merge(mirror::routes())
+        .merge(replication::routes())
         .merge(retention::routes())
         .merge(webhooks::routes())
         .merge(oidc::routes())
