@@ -58,6 +58,11 @@ enum Command {
     Oidc(Box<manage::oidc::Args>),
     /// The pull-through mirror: its upstreams and their rate limits.
     Mirror(Box<manage::mirror::Args>),
+    /// The offline vulnerability database: import OSV data, show what is loaded.
+    Vulndb(Box<manage::vulndb::Args>),
+    /// Scan an image for known vulnerabilities, on the registry that holds it, against its
+    /// vulnerability database (-o table|json|sarif; --fail-on SEVERITY for CI).
+    Scan(Box<manage::scan::Args>),
     /// Move a stopped single-node registry (SQLite + files) to PostgreSQL
     /// and other blob storage, for replicas (resumable).
     Migrate(Box<migrate::Args>),
@@ -143,6 +148,8 @@ fn main() -> ExitCode {
                 .map(|()| ExitCode::SUCCESS),
             Command::Oidc(args) => manage::oidc::run(*args).await.map(|()| ExitCode::SUCCESS),
             Command::Mirror(args) => manage::mirror::run(&args).await.map(|()| ExitCode::SUCCESS),
+            Command::Vulndb(args) => manage::vulndb::run(&args).await.map(|()| ExitCode::SUCCESS),
+            Command::Scan(args) => manage::scan::run(&args).await,
             Command::Migrate(args) => migrate::run(&args).await.map(|()| ExitCode::SUCCESS),
             Command::Tls(args) => tls::run(&args).map(|()| ExitCode::SUCCESS),
             Command::Backup(args) => backup::run(*args).await.map(|()| ExitCode::SUCCESS),

@@ -1,7 +1,8 @@
 //! Registry metadata: repositories, blob links, manifests, tags, referrers,
 //! accounts and tokens ([`accounts`], [`tokens`]), the audit log ([`audit`]),
-//! retention policies, background jobs, the event outbox ([`events`]) and
-//! webhooks with their deliveries ([`webhooks`]).
+//! retention policies, background jobs, the event outbox ([`events`]),
+//! webhooks with their deliveries ([`webhooks`]) and the offline
+//! vulnerability database ([`vulndb`]).
 //!
 //! One API over two engines: SQLite (the embedded default) and PostgreSQL
 //! (scale-out). Both go through sqlx's `Any` driver with portable SQL only
@@ -33,12 +34,14 @@ pub mod oidc;
 mod queries;
 mod retention;
 mod rules;
+pub mod scans;
 mod scrub;
 mod shared;
 mod stats;
 pub mod tokens;
 pub mod transfer;
 mod usage;
+pub mod vulndb;
 pub mod webhooks;
 pub(crate) mod writes;
 

@@ -29,6 +29,8 @@ mod retention;
 mod schema;
 #[path = "suite/tenancy.rs"]
 mod tenancy;
+#[path = "suite/vulndb.rs"]
+mod vulndb;
 #[path = "suite/webhooks.rs"]
 mod webhooks;
 
@@ -443,6 +445,7 @@ async fn run_suite(meta: Meta) {
     observe::run(&meta).await;
     webhooks::run(&meta).await;
     oidc::run(&meta).await;
+    vulndb::run(&meta).await;
     meta.close().await;
 }
 

@@ -28,9 +28,11 @@ mod pulls;
 mod quota;
 pub mod retention;
 mod rules;
+pub mod scanning;
 pub mod scrub;
 mod snapshot;
 mod uploads;
+pub mod vulndb;
 pub mod webhooks;
 pub mod worker;
 

@@ -41,6 +41,7 @@ mod retention;
 mod retention_cli;
 mod s3;
 mod scan;
+mod scan_vulns;
 mod scrub;
 mod serve_lifecycle;
 mod shell;
@@ -50,6 +51,7 @@ mod tls_clients;
 mod tools;
 mod tools_client;
 mod tools_copy;
+mod vulndb;
 mod webhooks;
 #[path = "../../../store/tests/support/weed.rs"]
 mod weed;

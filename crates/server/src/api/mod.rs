@@ -31,11 +31,13 @@ mod mirror;
 mod oidc;
 mod repositories;
 mod retention;
+mod scans;
 mod scrub;
 mod tag_rules;
 mod tokens;
 mod usage;
 mod visibility;
+mod vulndb;
 mod webhooks;
 
 /// What an operation needs on a namespace or repository.
@@ -222,6 +224,8 @@ pub(crate) fn router() -> Router<Arc<App>> {
         .merge(retention::routes())
         .merge(webhooks::routes())
         .merge(oidc::routes())
+        .merge(vulndb::routes())
+        .merge(scans::routes())
         .fallback(handle_no_endpoint)
         .method_not_allowed_fallback(handle_method_not_allowed)
         .layer(axum::middleware::from_fn(crate::error::catch_panics))
