@@ -51,6 +51,8 @@ mod tls_clients;
 mod tools;
 mod tools_client;
 mod tools_copy;
+mod trust;
+mod trust_clients;
 mod vulndb;
 mod webhooks;
 #[path = "../../../store/tests/support/weed.rs"]
