@@ -63,6 +63,11 @@ enum Command {
     Trust(Box<manage::trust::Args>),
     /// The pull-through mirror: its upstreams and their rate limits.
     Mirror(Box<manage::mirror::Args>),
+    /// The offline vulnerability database: import OSV data, show what is loaded.
+    Vulndb(Box<manage::vulndb::Args>),
+    /// Scan an image for known vulnerabilities, on the registry that holds it, against its
+    /// vulnerability database (-o table|json|sarif; --fail-on SEVERITY for CI).
+    Scan(Box<manage::scan::Args>),
     /// Replication rules: copy images to or from another registry, on push,
     /// on a schedule or on demand (site admins).
     Replication(Box<manage::replication::Args>),
@@ -155,6 +160,8 @@ fn main() -> ExitCode {
             Command::Oidc(args) => manage::oidc::run(*args).await.map(|()| ExitCode::SUCCESS),
             Command::Trust(args) => manage::trust::run(*args).await.map(|()| ExitCode::SUCCESS),
             Command::Mirror(args) => manage::mirror::run(&args).await.map(|()| ExitCode::SUCCESS),
+            Command::Vulndb(args) => manage::vulndb::run(&args).await.map(|()| ExitCode::SUCCESS),
+            Command::Scan(args) => manage::scan::run(&args).await,
             Command::Replication(args) => manage::replication::run(*args)
                 .await
                 .map(|()| ExitCode::SUCCESS),

@@ -45,6 +45,9 @@ pub mod action {
     /// The integrity scrub found a blob missing or corrupt (the detail
     /// says what it breaks and whether it was repaired).
     pub const SCRUB_FINDING: &str = "scrub.finding";
+    /// An import of vulnerability data started (`berth vulndb import`;
+    /// the detail names its source and import id).
+    pub const VULNDB_IMPORT: &str = "vulndb.import";
 }
 
 /// Who acts, from where, and when: the part of an event every write

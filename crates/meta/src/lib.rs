@@ -1,7 +1,8 @@
 //! Registry metadata: repositories, blob links, manifests, tags, referrers,
 //! accounts and tokens ([`accounts`], [`tokens`]), the audit log ([`audit`]),
-//! retention policies, background jobs, the event outbox ([`events`]) and
-//! webhooks with their deliveries ([`webhooks`]).
+//! retention policies, background jobs, the event outbox ([`events`]),
+//! webhooks with their deliveries ([`webhooks`]) and the offline
+//! vulnerability database ([`vulndb`]).
 //!
 //! One API over two engines: SQLite (the embedded default) and PostgreSQL
 //! (scale-out). Both go through sqlx's `Any` driver with portable SQL only
@@ -34,6 +35,7 @@ mod queries;
 pub mod replication;
 mod retention;
 mod rules;
+pub mod scans;
 mod scrub;
 mod shared;
 mod stats;
@@ -41,6 +43,7 @@ pub mod tokens;
 pub mod transfer;
 pub mod trust;
 mod usage;
+pub mod vulndb;
 pub mod webhooks;
 pub(crate) mod writes;
 

@@ -21,6 +21,7 @@ pub const SQLITE: &[Migration] = &[
     (8, SQLITE_EVENTS),
     (9, SQLITE_REPLICATION),
     (10, SQLITE_TRUST),
+    (11, VULNDB),
     (12, SCRUB),
     (13, SQLITE_SIGNATURES),
 ];
@@ -37,6 +38,7 @@ pub const POSTGRES: &[Migration] = &[
     (8, POSTGRES_EVENTS),
     (9, POSTGRES_REPLICATION),
     (10, POSTGRES_TRUST),
+    (11, VULNDB),
     (12, SCRUB),
     (13, POSTGRES_SIGNATURES),
 ];
@@ -631,6 +633,123 @@ const POSTGRES_TRUST: &[&str] = &[
         expires_at BIGINT NOT NULL,
         PRIMARY KEY (issuer, jti))",
     "CREATE INDEX oidc_token_ids_expiry ON oidc_token_ids (expires_at)",
+];
+
+/// The offline vulnerability database (see the `vulndb` module), the same
+/// on both engines:
+///
+/// - `vuln_advisories`: one row per OSV record; `modified` as the record
+///   writes it (an import skips a record whose `modified` is unchanged),
+///   times in Unix ms, `record` the record's JSON without its affected
+///   packages (summary, severity, aliases, references), `import_id` the
+///   import that last wrote it.
+/// - `vuln_affected`: the packages a record affects, one row per OSV
+///   `affected` entry: `ecosystem` as OSV writes it (`Debian:12`),
+///   `family` without the release (`Debian`), `name` the package key
+///   (PyPI names normalized), `detail` the entry's ranges and versions as
+///   JSON. Looked up by `(family, name)`.
+/// - `vuln_aliases`: every alias of every record (CVE, GHSA, ...).
+/// - `vuln_imports`: each `berth vulndb import` run: its source, who ran
+///   it, when it started and last wrote, and its counts.
+/// - `vuln_ecosystems`: per ecosystem family, when an import last carried
+///   records of it (changed or not): the age of the data.
+///
+/// And the scans made with it:
+///
+/// - `scan_results`: the last scan of one image manifest (an index's
+///   platform images each have their own row): when, against the data of
+///   which time (`vulndb_at`), its counts per severity, the JSON report
+///   (findings, notes, distribution), or the error that stopped it. Rows
+///   go with their manifest.
+/// - `scan_requests`: scans waiting for the scan worker (`reason` `push`,
+///   `vulndb` or `manual`), one per manifest; `claimed_by`/`claimed_until`
+///   a worker's lease on it.
+/// - `scan_policies`: per namespace, whether pushes are scanned, the
+///   severity at or above which pulls are refused (NULL: never), and what
+///   happens to images not scanned yet (`allow` or `deny`).
+/// - `scan_allowances`: advisory ids a namespace accepts, with a reason
+///   and an expiry (Unix ms; NULL: none).
+const VULNDB: &[&str] = &[
+    "CREATE TABLE vuln_advisories (
+        id TEXT PRIMARY KEY,
+        modified TEXT NOT NULL,
+        modified_at BIGINT NOT NULL,
+        published_at BIGINT,
+        withdrawn_at BIGINT,
+        record TEXT NOT NULL,
+        import_id TEXT NOT NULL,
+        imported_at BIGINT NOT NULL)",
+    "CREATE TABLE vuln_affected (
+        advisory_id TEXT NOT NULL REFERENCES vuln_advisories(id) ON DELETE CASCADE,
+        ecosystem TEXT NOT NULL,
+        family TEXT NOT NULL,
+        name TEXT NOT NULL,
+        detail TEXT NOT NULL)",
+    "CREATE INDEX vuln_affected_package ON vuln_affected (family, name)",
+    "CREATE INDEX vuln_affected_advisory ON vuln_affected (advisory_id)",
+    "CREATE TABLE vuln_aliases (
+        alias TEXT NOT NULL,
+        advisory_id TEXT NOT NULL REFERENCES vuln_advisories(id) ON DELETE CASCADE,
+        PRIMARY KEY (alias, advisory_id))",
+    "CREATE INDEX vuln_aliases_advisory ON vuln_aliases (advisory_id)",
+    "CREATE TABLE vuln_imports (
+        id TEXT PRIMARY KEY,
+        source TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        started_at BIGINT NOT NULL,
+        updated_at BIGINT NOT NULL,
+        new_records BIGINT NOT NULL,
+        changed_records BIGINT NOT NULL,
+        unchanged_records BIGINT NOT NULL,
+        withdrawn_records BIGINT NOT NULL,
+        invalid_records BIGINT NOT NULL)",
+    "CREATE INDEX vuln_imports_started ON vuln_imports (started_at)",
+    "CREATE TABLE vuln_ecosystems (
+        family TEXT PRIMARY KEY,
+        last_import_at BIGINT NOT NULL,
+        last_import_id TEXT NOT NULL)",
+    "CREATE TABLE scan_results (
+        repository_id BIGINT NOT NULL,
+        digest TEXT NOT NULL,
+        platform TEXT,
+        scanned_at BIGINT NOT NULL,
+        vulndb_at BIGINT,
+        packages BIGINT NOT NULL,
+        critical BIGINT NOT NULL,
+        high BIGINT NOT NULL,
+        medium BIGINT NOT NULL,
+        low BIGINT NOT NULL,
+        unknown BIGINT NOT NULL,
+        report TEXT NOT NULL,
+        error TEXT,
+        PRIMARY KEY (repository_id, digest),
+        FOREIGN KEY (repository_id, digest) REFERENCES manifests(repository_id, digest) ON DELETE CASCADE)",
+    "CREATE TABLE scan_requests (
+        repository_id BIGINT NOT NULL,
+        digest TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        requested_at BIGINT NOT NULL,
+        attempts BIGINT NOT NULL DEFAULT 0,
+        claimed_by TEXT,
+        claimed_until BIGINT,
+        PRIMARY KEY (repository_id, digest),
+        FOREIGN KEY (repository_id, digest) REFERENCES manifests(repository_id, digest) ON DELETE CASCADE)",
+    "CREATE INDEX scan_requests_due ON scan_requests (claimed_until, requested_at)",
+    "CREATE TABLE scan_policies (
+        namespace TEXT PRIMARY KEY,
+        scan_on_push BIGINT NOT NULL DEFAULT 0,
+        block_severity TEXT,
+        unscanned TEXT NOT NULL DEFAULT 'allow',
+        updated_at BIGINT NOT NULL,
+        updated_by TEXT)",
+    "CREATE TABLE scan_allowances (
+        namespace TEXT NOT NULL,
+        advisory TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        expires_at BIGINT,
+        created_at BIGINT NOT NULL,
+        created_by TEXT,
+        PRIMARY KEY (namespace, advisory))",
 ];
 
 /// Signature verification (see the `trust` module).

@@ -33,6 +33,8 @@ mod schema;
 mod tenancy;
 #[path = "suite/trust.rs"]
 mod trust;
+#[path = "suite/vulndb.rs"]
+mod vulndb;
 #[path = "suite/webhooks.rs"]
 mod webhooks;
 
@@ -448,6 +450,7 @@ async fn run_suite(meta: Meta) {
     webhooks::run(&meta).await;
     oidc::run(&meta).await;
     trust::run(&meta).await;
+    vulndb::run(&meta).await;
     replication::run(&meta).await;
     meta.close().await;
 }

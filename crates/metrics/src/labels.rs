@@ -85,6 +85,13 @@ pub struct NamespaceLabels {
     pub namespace: String,
 }
 
+/// `{ecosystem}` of the vulnerability database gauges.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EcosystemLabels {
+    /// The OSV ecosystem family (`Debian`, `PyPI`).
+    pub ecosystem: String,
+}
+
 label_enum! {
     /// A background job that deletes content.
     Job {

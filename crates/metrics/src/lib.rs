@@ -160,6 +160,13 @@ pub struct Scrub {
     pub checked_bytes: Counter,
 }
 
+/// The vulnerability database's families.
+pub struct Vulndb {
+    /// `berth_vulndb_age_seconds{ecosystem}`: time since an import last
+    /// carried the ecosystem's advisories (scrape time).
+    pub age: Family<EcosystemLabels, Gauge<f64, AtomicU64>>,
+}
+
 /// Database and storage families.
 pub struct Backends {
     /// `berth_db_pool_connections{state}` (scrape time).
@@ -203,6 +210,8 @@ pub struct Metrics {
     pub scrub: Scrub,
     /// The pull-through mirror.
     pub mirror: Mirror,
+    /// The vulnerability database.
+    pub vulndb: Vulndb,
     /// Signature enforcement.
     pub signatures: Signatures,
 }
@@ -279,6 +288,10 @@ impl Metrics {
         let mirror = Mirror {
             upstream_requests: Family::default(),
             stale_served: Family::default(),
+        };
+
+        let vulndb = Vulndb {
+            age: Family::default(),
         };
 
         let mut r = Registry::with_prefix("berth");
@@ -489,6 +502,12 @@ impl Metrics {
             "Bytes the integrity scrub read and hashed",
             scrub.checked_bytes.clone(),
         );
+        r.register_with_unit(
+            "vulndb_age",
+            "Time since an import last carried the ecosystem's vulnerability advisories",
+            Unit::Seconds,
+            vulndb.age.clone(),
+        );
 
         Metrics {
             registry: r,
@@ -504,7 +523,20 @@ impl Metrics {
             backends,
             scrub,
             mirror,
+            vulndb,
             signatures,
+        }
+    }
+
+    /// Replaces the vulnerability database age gauges (at scrape time):
+    /// `(ecosystem, seconds since its last import)`.
+    pub fn vulndb_ages(&self, ages: impl IntoIterator<Item = (String, f64)>) {
+        self.vulndb.age.clear();
+        for (ecosystem, age) in ages {
+            self.vulndb
+                .age
+                .get_or_create(&EcosystemLabels { ecosystem })
+                .set(age);
         }
     }
 

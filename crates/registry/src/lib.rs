@@ -29,10 +29,12 @@ mod quota;
 pub mod replication;
 pub mod retention;
 mod rules;
+pub mod scanning;
 pub mod scrub;
 mod snapshot;
 pub mod trust;
 mod uploads;
+pub mod vulndb;
 pub mod webhooks;
 pub mod worker;
 

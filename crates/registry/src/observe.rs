@@ -68,8 +68,8 @@ impl Registry {
 
     /// Sets the gauges of `/metrics` that live in the database and the
     /// store (stored bytes and blobs by namespace, quotas, uploads in
-    /// progress, database pool use), unless they were read less than
-    /// [`GAUGE_TTL`] ago. A failure leaves the previous values and is
+    /// progress, database pool use, the vulnerability database's age),
+    /// unless they were read less than [`GAUGE_TTL`] ago. A failure leaves the previous values and is
     /// returned (the scrape still answers).
     pub async fn refresh_gauges(&self) -> Result<()> {
         {
@@ -105,6 +105,7 @@ impl Registry {
         m.storage_usage(stored.chain(empty));
         let uploads = self.store.upload_list().await?;
         m.uploads_in_progress(uploads.len() as u64);
+        self.refresh_vulndb_gauges().await?;
         Ok(())
     }
 }

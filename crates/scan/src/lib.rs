@@ -17,6 +17,9 @@
 //!   `Cargo.lock`, Maven `pom.properties` inside jars).
 //! - [`purl`]: package URLs as the purl specification writes them.
 //! - [`sbom`]: SPDX 2.3 and CycloneDX 1.6 JSON documents of an inventory.
+//! - [`vuln`]: OSV advisories, version comparison per ecosystem, and the
+//!   matching of advisories against an inventory (findings with their
+//!   severity).
 //!
 //! Must not import: the server, the registry services, the metadata layer.
 
@@ -26,6 +29,7 @@ pub mod catalog;
 pub mod layers;
 pub mod purl;
 pub mod sbom;
+pub mod vuln;
 
 use serde::Serialize;
 
@@ -55,7 +59,9 @@ pub enum Error {
 }
 
 /// The package ecosystems berth knows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Ecosystem {
     /// Debian and Ubuntu packages (dpkg).

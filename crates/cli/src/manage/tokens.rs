@@ -100,7 +100,7 @@ pub async fn run(args: &TokenArgs) -> anyhow::Result<()> {
             let created: Value = api.call(Method::POST, "/tokens", &body).await?;
             let secret = created["token"].as_str().unwrap_or_default();
             match api.format {
-                Format::Json => print_json(&created)?,
+                Format::Json | Format::Sarif => print_json(&created)?,
                 Format::Dockerconfigjson => {
                     let server = server.clone().unwrap_or_else(|| api.host().to_owned());
                     let user = created["owner"].as_str().unwrap_or_default();

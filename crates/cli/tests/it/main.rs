@@ -41,6 +41,7 @@ mod retention;
 mod retention_cli;
 mod s3;
 mod scan;
+mod scan_vulns;
 mod scrub;
 mod serve_lifecycle;
 mod shell;
@@ -52,6 +53,7 @@ mod tools_client;
 mod tools_copy;
 mod trust;
 mod trust_clients;
+mod vulndb;
 mod webhooks;
 #[path = "../../../store/tests/support/weed.rs"]
 mod weed;

@@ -34,13 +34,13 @@ fn sh(cmd: &mut Command) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-fn write(path: &Path, data: &[u8]) {
+pub(crate) fn write(path: &Path, data: &[u8]) {
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     std::fs::write(path, data).unwrap();
 }
 
 /// The dpkg/os-release layer: this machine's own files.
-fn debian_layer(root: &Path) {
+pub(crate) fn debian_layer(root: &Path) {
     write(
         &root.join("var/lib/dpkg/status"),
         &std::fs::read("/var/lib/dpkg/status").unwrap(),
@@ -225,7 +225,7 @@ fn rpm_database(work: &Path, root: &Path) {
 }
 
 /// An Alpine installed database in the format apk documents.
-fn apk_database(root: &Path) {
+pub(crate) fn apk_database(root: &Path) {
     let pkgs = [
         ("musl", "1.2.5-r0", "musl", "MIT"),
         ("busybox", "1.36.1-r29", "busybox", "GPL-2.0-only"),
@@ -247,7 +247,7 @@ fn apk_database(root: &Path) {
 }
 
 #[derive(Clone, Copy)]
-enum Compression {
+pub(crate) enum Compression {
     Gzip,
     Zstd,
     None,
@@ -262,7 +262,7 @@ fn tar_dir(dir: &Path) -> Vec<u8> {
 
 /// Writes the layers (directories, each with its compression) and a config
 /// into `layout`; returns the manifest's descriptor.
-fn image(layout_dir: &Path, platform: &str, layers: &[(&Path, Compression)]) -> Desc {
+pub(crate) fn image(layout_dir: &Path, platform: &str, layers: &[(&Path, Compression)]) -> Desc {
     use std::io::Write as _;
     let mut descs = Vec::new();
     let mut diff_ids = Vec::new();

@@ -32,12 +32,14 @@ mod oidc;
 mod replication;
 mod repositories;
 mod retention;
+mod scans;
 mod scrub;
 mod tag_rules;
 mod tokens;
 mod trust;
 mod usage;
 mod visibility;
+mod vulndb;
 mod webhooks;
 
 /// What an operation needs on a namespace or repository.
@@ -225,6 +227,8 @@ pub(crate) fn router() -> Router<Arc<App>> {
         .merge(retention::routes())
         .merge(webhooks::routes())
         .merge(oidc::routes())
+        .merge(vulndb::routes())
+        .merge(scans::routes())
         .merge(trust::routes())
         .fallback(handle_no_endpoint)
         .method_not_allowed_fallback(handle_method_not_allowed)

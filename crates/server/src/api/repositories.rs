@@ -1,7 +1,8 @@
 //! Per-repository views: `/api/v1/repositories/{name}/tags` and
 //! `/api/v1/repositories/{name}/manifests` (sizes, push times, pull
 //! statistics), `/api/v1/repositories/{name}/usage` (unique and shared
-//! bytes within the namespace). Repository names contain slashes, so the path after
+//! bytes within the namespace), `/api/v1/repositories/{name}/manifests/{digest}/scan`
+//! (the stored vulnerability scan, see `scans`). Repository names contain slashes, so the path after
 //! `/repositories/` is parsed here: the last segment names the view.
 
 use std::sync::Arc;
@@ -39,6 +40,13 @@ async fn handle_get(
     Query(query): Query<std::collections::HashMap<String, String>>,
     principal: Principal,
 ) -> Result<Json<serde_json::Value>, ApiError> {
+    if let Some((name, digest)) = path
+        .strip_suffix("/scan")
+        .and_then(|p| p.rsplit_once("/manifests/"))
+    {
+        let name = RepositoryName::parse(name).map_err(|e| Error::NameInvalid(e.to_string()))?;
+        return super::scans::handle_stored(&app, &principal, &name, digest).await;
+    }
     let (name, view) = split(&path)?;
     if view == "visibility" {
         return Ok(Json(

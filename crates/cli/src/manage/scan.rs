@@ -1,0 +1,297 @@
+//! `berth scan IMAGE`: the registry scans the image against its offline
+//! vulnerability database (`POST /api/v1/scans`) and this prints the
+//! findings as a table, as JSON, or as SARIF 2.1.0 for GitHub code
+//! scanning; `--fail-on SEVERITY` makes findings at or above it fail the
+//! command (exit status 1), as a CI gate.
+//!
+//! The scan runs on the server because the vulnerability data lives in its
+//! metadata database (imported with `berth vulndb import`), and because
+//! the same scan runs there on push.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{anyhow, Context as _};
+use berth_registry::scanning::{ImageScan, ScanReport};
+use berth_scan::vuln::Severity;
+use reqwest::Method;
+use serde_json::{json, Value};
+
+use super::{time, Api, Format, ManageArgs};
+
+/// Scan an image for known vulnerabilities, on the registry and against its vulnerability
+/// database (`-o table|json|sarif`).
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The image: HOST[:PORT]/REPOSITORY[:TAG|@DIGEST] (the registry that holds it scans it).
+    #[arg(value_name = "IMAGE")]
+    pub image: String,
+    /// Only this platform of a multi-platform image (os/arch[/variant]).
+    #[arg(long, value_name = "PLATFORM")]
+    pub platform: Option<String>,
+    /// Fail (exit status 1) when a finding is at or above this severity (low, medium, high,
+    /// critical).
+    #[arg(long, value_name = "SEVERITY", value_parser = parse_severity)]
+    pub fail_on: Option<Severity>,
+    /// Write the report to this file instead of standard output.
+    #[arg(long, value_name = "PATH")]
+    pub output_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub manage: ManageArgs,
+}
+
+fn parse_severity(s: &str) -> Result<Severity, String> {
+    match s.parse::<Severity>()? {
+        Severity::Unknown => Err("--fail-on takes low, medium, high or critical".into()),
+        s => Ok(s),
+    }
+}
+
+/// Runs `berth scan`.
+pub async fn run(args: &Args) -> anyhow::Result<ExitCode> {
+    let image = berth_oci::reference::ImageRef::parse(&args.image)
+        .map_err(|e| anyhow!("{}: {e}", args.image))?;
+    if !image.explicit_registry {
+        return Err(anyhow!(
+            "{}: name the registry that holds the image (HOST[:PORT]/REPOSITORY:TAG); it scans it",
+            args.image
+        ));
+    }
+    let reference = match (&image.digest, &image.tag) {
+        (Some(d), _) => d.to_string(),
+        (None, Some(t)) => t.clone(),
+        (None, None) => "latest".to_owned(),
+    };
+    let mut manage = args.manage.clone();
+    manage.registry = image.registry.clone();
+    let format = manage.format;
+    if format == Format::Dockerconfigjson {
+        return Err(anyhow!("berth scan writes -o table, json or sarif"));
+    }
+    manage.format = Format::Json;
+    let api = Api::connect(&manage).await?;
+    let body = json!({
+        "repository": image.repository,
+        "reference": reference,
+        "platform": args.platform,
+    });
+    let report: ScanReport = api
+        .call(Method::POST, "/scans", &body)
+        .await
+        .with_context(|| format!("scanning {}", args.image))?;
+    let text = match format {
+        Format::Table => table(&report),
+        Format::Sarif => serde_json::to_string_pretty(&sarif(&args.image, &report))? + "\n",
+        _ => serde_json::to_string_pretty(&report)? + "\n",
+    };
+    match &args.output_file {
+        Some(p) => std::fs::write(p, text).with_context(|| format!("writing {}", p.display()))?,
+        None => print!("{text}"),
+    }
+    for img in &report.images {
+        for note in &img.notes {
+            eprintln!(
+                "note: {}: {note}",
+                img.platform.as_deref().unwrap_or(&img.digest)
+            );
+        }
+        if let Some(e) = &img.error {
+            eprintln!(
+                "error: {} could not be scanned: {e}",
+                img.platform.as_deref().unwrap_or(&img.digest)
+            );
+        }
+        if img.vulndb_at.is_none() {
+            eprintln!("warning: the registry has no vulnerability data: run `berth vulndb import`");
+        }
+    }
+    if let Some(level) = args.fail_on {
+        let n = report.counts.at_least(level);
+        if n > 0 {
+            eprintln!(
+                "berth scan: {n} finding{} at or above {level} in {}",
+                if n == 1 { "" } else { "s" },
+                args.image
+            );
+            return Ok(ExitCode::from(1));
+        }
+    }
+    if report.images.iter().any(|i| i.error.is_some()) {
+        return Ok(ExitCode::from(2));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn heading(img: &ImageScan) -> String {
+    let c = img.counts;
+    format!(
+        "{}{} ({}, {} packages, scanned {}): {} critical, {} high, {} medium, {} low, {} unknown\n",
+        img.platform
+            .as_ref()
+            .map(|p| format!("{p} "))
+            .unwrap_or_default(),
+        img.digest,
+        img.distro.as_deref().unwrap_or("no distribution"),
+        img.packages,
+        time(Some(img.scanned_at)),
+        c.critical,
+        c.high,
+        c.medium,
+        c.low,
+        c.unknown
+    )
+}
+
+fn table(report: &ScanReport) -> String {
+    let mut out = String::new();
+    for img in &report.images {
+        out.push_str(&heading(img));
+        if img.findings.is_empty() {
+            out.push('\n');
+            continue;
+        }
+        let rows: Vec<Vec<String>> = img
+            .findings
+            .iter()
+            .map(|f| {
+                vec![
+                    f.severity.as_str().to_uppercase(),
+                    f.id.clone(),
+                    f.package.clone(),
+                    f.version.clone(),
+                    if f.fixed.is_empty() {
+                        "-".to_owned()
+                    } else {
+                        f.fixed.join(", ")
+                    },
+                    f.summary
+                        .as_deref()
+                        .map(|s| s.chars().take(60).collect())
+                        .unwrap_or_else(|| "-".to_owned()),
+                ]
+            })
+            .collect();
+        out.push_str(&super::table(
+            &[
+                "SEVERITY",
+                "VULNERABILITY",
+                "PACKAGE",
+                "VERSION",
+                "FIXED IN",
+                "SUMMARY",
+            ],
+            &rows,
+        ));
+        out.push('\n');
+    }
+    out
+}
+
+/// Percent-encodes a path for a URI, keeping `/` separators.
+fn encode_path(p: &str) -> String {
+    let mut out = String::with_capacity(p.len());
+    for b in p.trim_start_matches('/').bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~/".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+fn level(s: Severity) -> &'static str {
+    match s {
+        Severity::Critical | Severity::High => "error",
+        Severity::Medium => "warning",
+        Severity::Low | Severity::Unknown => "note",
+    }
+}
+
+/// The `security-severity` GitHub reads (a CVSS-like score).
+fn security_severity(s: Severity, cvss: Option<f64>) -> String {
+    let score = cvss.unwrap_or(match s {
+        Severity::Critical => 9.5,
+        Severity::High => 8.0,
+        Severity::Medium => 5.5,
+        Severity::Low => 2.0,
+        Severity::Unknown => 0.0,
+    });
+    format!("{score:.1}")
+}
+
+/// The SARIF 2.1.0 log of a scan: a rule per vulnerability, a result per
+/// vulnerable package of each image, located at the file that declares the
+/// package in the image's filesystem (`ROOTFS`).
+pub fn sarif(image: &str, report: &ScanReport) -> Value {
+    let mut rules: Vec<Value> = Vec::new();
+    let mut index: std::collections::HashMap<String, usize> = Default::default();
+    let mut results = Vec::new();
+    for img in &report.images {
+        for f in &img.findings {
+            let i = *index.entry(f.id.clone()).or_insert_with(|| {
+                let text = f.summary.clone().unwrap_or_else(|| f.id.clone());
+                let mut ids = vec![f.id.clone()];
+                ids.extend(f.aliases.iter().cloned());
+                let mut rule = json!({
+                    "id": f.id,
+                    "name": f.id.replace(['-', '.'], ""),
+                    "shortDescription": {"text": text},
+                    "fullDescription": {"text": format!("{text} ({})", ids.join(", "))},
+                    "defaultConfiguration": {"level": level(f.severity)},
+                    "help": {"text": format!("{} is known as {}. Update the package to a fixed version.", f.id, ids.join(", "))},
+                    "properties": {
+                        "security-severity": security_severity(f.severity, f.cvss.as_ref().map(|c| c.score)),
+                        "tags": ["security", "vulnerability", f.severity.as_str()],
+                        "precision": "very-high"
+                    }
+                });
+                if let Some(u) = f.url.as_ref().filter(|u| u.starts_with("https://") || u.starts_with("http://")) {
+                    rule["helpUri"] = json!(u);
+                }
+                rules.push(rule);
+                rules.len() - 1
+            });
+            let fixed = if f.fixed.is_empty() {
+                "no fixed version is known".to_owned()
+            } else {
+                format!("fixed in {}", f.fixed.join(", "))
+            };
+            let place = img.platform.as_deref().unwrap_or(&img.digest);
+            results.push(json!({
+                "ruleId": f.id,
+                "ruleIndex": i,
+                "level": level(f.severity),
+                "message": {"text": format!(
+                    "{} {} ({}) in {image} ({place}) is affected by {} ({}); {fixed}.",
+                    f.package, f.version, f.ecosystem.as_str(), f.id, f.severity
+                )},
+                "locations": [{
+                    "physicalLocation": {
+                        "artifactLocation": {"uri": encode_path(&f.path), "uriBaseId": "ROOTFS"},
+                        "region": {"startLine": 1}
+                    },
+                    "message": {"text": format!("{place}, layer {}", f.layer)}
+                }],
+                "partialFingerprints": {"vulnerability/v1": format!("{}:{}", f.id, f.purl)},
+                "properties": {"purl": f.purl, "image": image, "manifest": img.digest, "layer": f.layer}
+            }));
+        }
+    }
+    json!({
+        "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
+        "version": "2.1.0",
+        "runs": [{
+            "tool": {"driver": {
+                "name": "berth-scan",
+                "fullName": "berth scan: known vulnerabilities of container image packages (OSV)",
+                "informationUri": "https://osv.dev/",
+                "version": env!("CARGO_PKG_VERSION"),
+                "semanticVersion": env!("CARGO_PKG_VERSION"),
+                "rules": rules
+            }},
+            "originalUriBaseIds": {"ROOTFS": {"uri": "file:///"}},
+            "results": results
+        }]
+    })
+}
