@@ -11,7 +11,7 @@ use axum::{Json, Router};
 use berth_mirror::UpstreamStatus;
 use serde::Serialize;
 
-use super::{Need, Principal};
+use super::Principal;
 use crate::error::ApiError;
 use crate::App;
 
@@ -29,7 +29,7 @@ async fn handle_upstreams(
     State(app): State<Arc<App>>,
     principal: Principal,
 ) -> Result<Json<Upstreams>, ApiError> {
-    principal.require(&app, "", Need::SiteAdmin).await?;
+    principal.require_site_admin(&app)?;
     let (upstreams, pull_access) = match &app.mirror {
         Some(m) => (
             m.status(),
