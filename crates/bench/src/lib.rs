@@ -29,6 +29,7 @@ use anyhow::Context;
 mod client;
 mod database;
 mod disk;
+mod instructions;
 mod load;
 mod objstore;
 mod ops;
@@ -171,6 +172,18 @@ pub struct BenchArgs {
     /// Tags in the tags-list repository [default: 10000, quick: 500].
     #[arg(long)]
     pub tags: Option<usize>,
+    /// Count instructions instead of timing: berth runs under valgrind's
+    /// callgrind, and the report gives instructions per operation for each
+    /// scenario (default: manifest-get, manifest-head, push-mono-1k,
+    /// push-chunked-1k, pull-1k), on berth and, with `--peer unobserved`,
+    /// on berth with metrics and the access log off. Repeatable on a busy
+    /// machine, where timings are not. Needs Debian `valgrind`.
+    #[arg(long)]
+    pub instructions: bool,
+    /// With `--instructions`: keep each scenario's callgrind profile in
+    /// this directory, for `callgrind_annotate`.
+    #[arg(long, requires = "instructions")]
+    pub callgrind_out: Option<PathBuf>,
     /// Parent directory of both servers' data directories (one filesystem)
     /// [default: the system temporary directory].
     #[arg(long)]
@@ -214,7 +227,9 @@ impl Settings {
             None => std::env::current_exe().context("locating the berth executable")?,
         };
         let all = scenario::Scenario::all();
-        let scenarios: Vec<_> = if args.scenarios.is_empty() {
+        let scenarios: Vec<_> = if args.scenarios.is_empty() && args.instructions {
+            instructions::default_scenarios()
+        } else if args.scenarios.is_empty() {
             all
         } else {
             for f in &args.scenarios {
@@ -265,6 +280,15 @@ impl Settings {
             anyhow::ensure!(
                 !args.tls && args.storage == StorageKind::Fs && args.replicas == 1,
                 "--peer nginx is a plain-HTTP calibration on the local disk: drop --tls, --storage s3 and --replicas"
+            );
+        }
+        if args.instructions {
+            anyhow::ensure!(
+                matches!(args.peer, Peer::Reference | Peer::Unobserved)
+                    && !args.tls
+                    && args.storage == StorageKind::Fs
+                    && args.replicas == 1,
+                "--instructions counts berth alone (or against itself with --peer unobserved), over plain HTTP on the local disk: drop --tls, --storage s3, --replicas and other peers"
             );
         }
         let q = args.quick;
@@ -321,6 +345,23 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     }
     if settings.replicas > 1 {
         settings.database = Some(database::Database::start()?);
+    }
+    if args.instructions {
+        let payloads = Arc::new(payload::Payloads::new(scenario::SIZES));
+        let report = instructions::run(
+            &settings,
+            work.path(),
+            payloads,
+            args.callgrind_out.as_deref(),
+        )
+        .await?;
+        let text = match args.output {
+            Output::Table => report.table(),
+            Output::Markdown => report.markdown(),
+            Output::Json => serde_json::to_string_pretty(&report)? + "\n",
+        };
+        std::io::Write::write_all(&mut std::io::stdout().lock(), text.as_bytes())?;
+        return Ok(());
     }
     let report = runner::run(
         &settings,

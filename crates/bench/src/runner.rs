@@ -44,6 +44,7 @@ fn start(
         observe: Observe::Defaults,
         database_url: database_url.as_deref(),
         replicas: 1,
+        callgrind: None,
     };
     match kind {
         Kind::Berth => Server::berth(

@@ -95,12 +95,17 @@ pub struct BerthSpec<'a> {
     pub database_url: Option<&'a str>,
     /// Processes sharing the database and the object store.
     pub replicas: usize,
+    /// Run under valgrind's callgrind, writing its profile to this file
+    /// (`--instructions`).
+    pub callgrind: Option<&'a Path>,
 }
 
 /// The site admin's password of a berth started with authentication.
 const BENCH_ADMIN_PASSWORD: &str = "berth-bench-admin-password";
 
 const START_TIMEOUT: Duration = Duration::from_secs(20);
+/// Start-up under callgrind is some fifty times slower.
+const CALLGRIND_START_TIMEOUT: Duration = Duration::from_secs(300);
 /// Linux reports utime/stime in USER_HZ, 100 on every mainstream platform.
 const TICKS_PER_SEC: f64 = 100.0;
 
@@ -349,6 +354,36 @@ impl Server {
     }
 }
 
+impl Server {
+    /// Stops every process with SIGTERM (berth drains and exits; under
+    /// callgrind the profile is written then) and waits for it, failing
+    /// when one does not exit cleanly within `patience`.
+    pub fn terminate(mut self, patience: Duration) -> anyhow::Result<()> {
+        for c in &mut self.children {
+            let sent = Command::new("kill")
+                .args(["-TERM", &c.id().to_string()])
+                .status()
+                .context("running kill")?;
+            anyhow::ensure!(sent.success(), "kill -TERM {} failed", c.id());
+        }
+        let deadline = Instant::now() + patience;
+        for c in &mut self.children {
+            loop {
+                if let Some(status) = c.try_wait()? {
+                    anyhow::ensure!(status.success(), "berth exited with {status} on SIGTERM");
+                    break;
+                }
+                if Instant::now() > deadline {
+                    bail!("berth did not exit within {patience:?} of SIGTERM");
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        self.children.clear();
+        Ok(())
+    }
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         for c in &mut self.children {
@@ -418,7 +453,16 @@ fn start_berth(
     std::fs::create_dir_all(dir)?;
     let addr_file = dir.with_extension("addr");
     let _ = std::fs::remove_file(&addr_file);
-    let mut cmd = Command::new(spec.bin);
+    let mut cmd = match spec.callgrind {
+        Some(out) => {
+            let mut c = Command::new("valgrind");
+            c.args(["--tool=callgrind", "--quiet"])
+                .arg(format!("--callgrind-out-file={}", out.display()))
+                .arg(spec.bin);
+            c
+        }
+        None => Command::new(spec.bin),
+    };
     cmd.arg("serve");
     if let Some(t) = spec.tls {
         cmd.arg("--tls-cert")
@@ -477,7 +521,12 @@ fn start_berth(
         .stderr(stderr)
         .spawn()
         .with_context(|| format!("starting {}", spec.bin.display()))?;
-    let deadline = Instant::now() + START_TIMEOUT;
+    let timeout = if spec.callgrind.is_some() {
+        CALLGRIND_START_TIMEOUT
+    } else {
+        START_TIMEOUT
+    };
+    let deadline = Instant::now() + timeout;
     loop {
         if let Ok(a) = std::fs::read_to_string(&addr_file) {
             if let Ok(addr) = a.trim().parse() {
@@ -490,7 +539,7 @@ fn start_berth(
         if Instant::now() > deadline {
             let _ = child.kill();
             let _ = child.wait();
-            bail!("berth did not report its address within {START_TIMEOUT:?}");
+            bail!("berth did not report its address within {timeout:?}");
         }
         std::thread::sleep(Duration::from_millis(10));
     }

@@ -9,6 +9,8 @@ use clap::{CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
 
 mod backup;
 mod config;
+mod healthcheck;
+mod log_writer;
 mod manage;
 mod migrate;
 mod progress;
@@ -56,8 +58,14 @@ enum Command {
     Webhook(Box<manage::webhook::Args>),
     /// Keyless push from CI: OIDC trust policies (site admins).
     Oidc(Box<manage::oidc::Args>),
+    /// Signatures: the keys a namespace trusts, its pull policy (enforce,
+    /// warn), a manifest's verdict.
+    Trust(Box<manage::trust::Args>),
     /// The pull-through mirror: its upstreams and their rate limits.
     Mirror(Box<manage::mirror::Args>),
+    /// Replication rules: copy images to or from another registry, on push,
+    /// on a schedule or on demand (site admins).
+    Replication(Box<manage::replication::Args>),
     /// Move a stopped single-node registry (SQLite + files) to PostgreSQL
     /// and other blob storage, for replicas (resumable).
     Migrate(Box<migrate::Args>),
@@ -71,6 +79,9 @@ enum Command {
     /// Check every blob's digest and size on a running registry, repairing
     /// what `scrub_repair_from` holds.
     Scrub(Box<scrub::Args>),
+    /// Ask the `berth serve` of this machine whether it is alive (/livez)
+    /// or ready (/readyz): exit 0 or 1 (container health checks).
+    Healthcheck(Box<healthcheck::Args>),
     #[command(flatten)]
     Tools(berth_tools::Command),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
@@ -142,12 +153,23 @@ fn main() -> ExitCode {
                 .await
                 .map(|()| ExitCode::SUCCESS),
             Command::Oidc(args) => manage::oidc::run(*args).await.map(|()| ExitCode::SUCCESS),
+            Command::Trust(args) => manage::trust::run(*args).await.map(|()| ExitCode::SUCCESS),
             Command::Mirror(args) => manage::mirror::run(&args).await.map(|()| ExitCode::SUCCESS),
+            Command::Replication(args) => manage::replication::run(*args)
+                .await
+                .map(|()| ExitCode::SUCCESS),
             Command::Migrate(args) => migrate::run(&args).await.map(|()| ExitCode::SUCCESS),
             Command::Tls(args) => tls::run(&args).map(|()| ExitCode::SUCCESS),
             Command::Backup(args) => backup::run(*args).await.map(|()| ExitCode::SUCCESS),
             Command::Restore(args) => backup::run_restore(&args).await.map(|()| ExitCode::SUCCESS),
             Command::Scrub(args) => scrub::run(&args).await.map(|()| ExitCode::SUCCESS),
+            Command::Healthcheck(args) => {
+                let empty = clap::ArgMatches::default();
+                let given = matches.subcommand_matches("healthcheck").unwrap_or(&empty);
+                healthcheck::run(*args, given)
+                    .await
+                    .map(|()| ExitCode::SUCCESS)
+            }
             Command::Tools(cmd) => berth_tools::run(cmd).await.map_err(anyhow::Error::from),
             Command::Completions(_) | Command::Man(_) => Ok(ExitCode::SUCCESS),
         }

@@ -32,30 +32,26 @@ const COUNTER_PRUNE: Duration = Duration::from_secs(600);
 
 /// How often the webhook worker looks for events to deliver.
 const WEBHOOK_POLL: Duration = Duration::from_secs(1);
+/// How often the replication worker looks for work (pushes to replicate,
+/// schedules that fired, runs asked for, retries due).
+const REPLICATION_POLL: Duration = Duration::from_secs(1);
 
 /// The file in the data directory that receives a generated administrator
 /// password (readable by its owner only).
 pub const ADMIN_PASSWORD_FILE: &str = "admin-password";
 
 /// Sets up the log on stderr. Lines are formatted where they happen and
-/// written by a thread of its own through a buffer, so a request never
-/// waits for a write to stderr (with the access log on there is one line
-/// per request: a write per line under stderr's lock cost manifest reads
-/// about 40% of their throughput). Nothing is dropped: when the writer
-/// falls 128k lines behind, loggers wait. The returned guard flushes what
-/// is queued when dropped, at the end of [`run`].
-fn init_logging(cfg: &Settings) -> anyhow::Result<tracing_appender::non_blocking::WorkerGuard> {
+/// appended to a buffer that a thread of its own writes out in batches
+/// ([`crate::log_writer`]), so a request never waits for a write to stderr
+/// nor wakes another thread (with the access log on there is one line per
+/// request). Nothing is dropped: when 8 MiB are queued, loggers wait. The
+/// returned guard writes what is queued when dropped, at the end of
+/// [`run`].
+fn init_logging(cfg: &Settings) -> anyhow::Result<crate::log_writer::Guard> {
     let filter = EnvFilter::try_new(&cfg.log_level)
         .with_context(|| format!("invalid log level {:?}", cfg.log_level))?;
-    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-        .lossy(false)
-        .thread_name("berth-log")
-        // The writer thread flushes whenever its queue is empty, so lines
-        // are batched under load and appear at once when idle.
-        .finish(std::io::BufWriter::with_capacity(
-            64 * 1024,
-            std::io::stderr(),
-        ));
+    let (writer, guard) = crate::log_writer::batched(std::io::stderr(), "berth-log")
+        .context("starting the log writer thread")?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
@@ -359,6 +355,11 @@ pub async fn run(args: ServeArgs, matches: &ArgMatches) -> anyhow::Result<()> {
     workers.spawn(Arc::new(worker::WebhookDelivery {
         registry: registry.clone(),
         every: WEBHOOK_POLL,
+    }));
+    registry.set_replication_transport(Arc::new(berth_mirror::Replicator::new(registry.clone())));
+    workers.spawn(Arc::new(worker::Replication {
+        registry: registry.clone(),
+        every: REPLICATION_POLL,
     }));
 
     let mirror = berth_mirror::Mirror::new(registry.clone(), cfg.mirror_settings())?;

@@ -439,6 +439,30 @@ impl<'a> Repository<'a> {
         )
     }
 
+    /// berth's verdict on the signatures of manifest `digest` (its
+    /// management API, `GET /api/v1/repositories/NAME/signature`), sent
+    /// with the credentials of this repository's pulls. `None` when the
+    /// registry is not berth or does not answer it: another registry has
+    /// no such view.
+    pub async fn berth_signature(&self, digest: &str) -> Option<serde_json::Value> {
+        let url = format!(
+            "{}/api/v1/repositories/{}/signature?reference={digest}",
+            self.client.base_url(self.registry),
+            self.name
+        );
+        let scopes = self.pull_scope();
+        let resp = self
+            .client
+            .send(self.registry, &scopes, &|| self.client.http.get(&url))
+            .await
+            .ok()?;
+        if !resp.status().is_success() {
+            return None;
+        }
+        let v: serde_json::Value = resp.json().await.ok()?;
+        v.get("state").is_some().then_some(v)
+    }
+
     fn pull_scope(&self) -> Vec<String> {
         vec![format!("repository:{}:pull", self.name)]
     }

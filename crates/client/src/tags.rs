@@ -3,7 +3,7 @@
 use berth_oci::{Descriptor, Digest};
 use reqwest::header::{ACCEPT, LINK};
 
-use crate::{Error, Repository};
+use crate::{Client, Error, Repository};
 
 /// Upper bound on followed pages, against a registry that loops.
 const MAX_PAGES: usize = 100_000;
@@ -18,6 +18,45 @@ pub fn next_link(header: &str) -> Option<String> {
         let target = target.trim().strip_prefix('<')?.strip_suffix('>')?;
         is_next.then(|| target.to_owned())
     })
+}
+
+impl Client {
+    /// Every repository of `registry` (`GET /v2/_catalog`, following
+    /// pagination; the token scope `registry:catalog:*`). Registries that
+    /// keep their catalog private answer 401 or 404.
+    pub async fn catalog(&self, registry: &str, page_size: usize) -> Result<Vec<String>, Error> {
+        let base = self.base_url(registry);
+        let mut url = format!("{base}/v2/_catalog?n={page_size}");
+        let scopes = vec!["registry:catalog:*".to_owned()];
+        let mut names = Vec::new();
+        for _ in 0..MAX_PAGES {
+            let u = url.clone();
+            let resp = self.send(registry, &scopes, &|| self.http.get(&u)).await?;
+            if !resp.status().is_success() {
+                return Err(Error::from_response("GET", resp).await);
+            }
+            let next = resp
+                .headers()
+                .get(LINK)
+                .and_then(|v| v.to_str().ok())
+                .and_then(next_link);
+            let body: serde_json::Value = resp
+                .json()
+                .await
+                .map_err(|e| Error::http("reading the catalog", e))?;
+            if let Some(list) = body.get("repositories").and_then(|t| t.as_array()) {
+                names.extend(list.iter().filter_map(|t| t.as_str()).map(str::to_owned));
+            }
+            match next {
+                Some(n) if n.starts_with("http://") || n.starts_with("https://") => url = n,
+                Some(n) => url = format!("{base}{n}"),
+                None => return Ok(names),
+            }
+        }
+        Err(Error::Protocol(
+            "catalog pagination does not end".to_owned(),
+        ))
+    }
 }
 
 impl Repository<'_> {

@@ -48,6 +48,12 @@ pub enum EventKind {
     RetentionFinished,
     /// A garbage collection run finished.
     GcFinished,
+    /// A manifest's signature was verified by a trusted key (after a
+    /// signature push, or a change of the namespace's trusted keys).
+    SignatureVerified,
+    /// A manifest's signatures were checked and none verifies (wrong key,
+    /// changed payload, another manifest's signature, malformed).
+    SignatureFailed,
     /// A test event sent by an administrator (`berth webhook test`).
     Ping,
 }
@@ -64,6 +70,8 @@ impl EventKind {
         EventKind::QuotaExceeded,
         EventKind::RetentionFinished,
         EventKind::GcFinished,
+        EventKind::SignatureVerified,
+        EventKind::SignatureFailed,
         EventKind::Ping,
     ];
 
@@ -79,6 +87,8 @@ impl EventKind {
             EventKind::QuotaExceeded => "quota.exceeded",
             EventKind::RetentionFinished => "retention.finished",
             EventKind::GcFinished => "gc.finished",
+            EventKind::SignatureVerified => "signature.verified",
+            EventKind::SignatureFailed => "signature.failed",
             EventKind::Ping => "ping",
         }
     }

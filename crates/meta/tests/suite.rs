@@ -23,6 +23,8 @@ mod lifecycle;
 mod observe;
 #[path = "suite/oidc.rs"]
 mod oidc;
+#[path = "suite/replication.rs"]
+mod replication;
 #[path = "suite/retention.rs"]
 mod retention;
 #[path = "suite/schema.rs"]
@@ -443,6 +445,7 @@ async fn run_suite(meta: Meta) {
     observe::run(&meta).await;
     webhooks::run(&meta).await;
     oidc::run(&meta).await;
+    replication::run(&meta).await;
     meta.close().await;
 }
 

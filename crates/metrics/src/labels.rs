@@ -265,3 +265,12 @@ pub struct MirrorUpstreamLabels {
     /// The upstream's configured name.
     pub upstream: String,
 }
+
+/// `{policy, outcome}` of `berth_signature_pull_checks_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SignatureCheckLabels {
+    /// `enforce` or `warn`.
+    pub policy: &'static str,
+    /// `verified`, `exempt`, `allowed_unverified`, `refused`.
+    pub outcome: &'static str,
+}

@@ -26,11 +26,13 @@ use prometheus_client::encoding::text;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::{Family, MetricConstructor};
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::{Registry, Unit};
 
+mod histogram;
 mod labels;
+
+pub use histogram::AtomicHistogram;
 
 pub use labels::*;
 
@@ -52,14 +54,14 @@ const JOB_BUCKETS: [f64; 12] = [
 #[derive(Clone, Debug)]
 pub struct Buckets(&'static [f64]);
 
-impl MetricConstructor<Histogram> for Buckets {
-    fn new_metric(&self) -> Histogram {
-        Histogram::new(self.0.iter().copied())
+impl MetricConstructor<AtomicHistogram> for Buckets {
+    fn new_metric(&self) -> AtomicHistogram {
+        AtomicHistogram::new(self.0)
     }
 }
 
 /// A family of histograms sharing one set of buckets.
-pub type HistogramFamily<S> = Family<S, Histogram, Buckets>;
+pub type HistogramFamily<S> = Family<S, AtomicHistogram, Buckets>;
 
 fn histograms<S: Clone + std::hash::Hash + Eq>(buckets: &'static [f64]) -> HistogramFamily<S> {
     Family::new_with_constructor(Buckets(buckets))
@@ -182,6 +184,9 @@ pub struct Metrics {
     /// The push and pull series of each namespace (or repository) seen,
     /// so a push or pull finds its counters without building a label set.
     transfers: RwLock<HashMap<String, TransferSeries>>,
+    /// Tells this set of families from others in [`HTTP_SERIES`] (tests
+    /// make several).
+    id: u64,
     /// HTTP requests.
     pub http: Http,
     /// Pushes, pulls, stored content.
@@ -198,6 +203,15 @@ pub struct Metrics {
     pub scrub: Scrub,
     /// The pull-through mirror.
     pub mirror: Mirror,
+    /// Signature enforcement.
+    pub signatures: Signatures,
+}
+
+/// Signature enforcement families.
+pub struct Signatures {
+    /// `berth_signature_pull_checks_total{policy, outcome}`: manifest pulls
+    /// of namespaces with a signature policy, by what the check found.
+    pub pull_checks: Family<SignatureCheckLabels, Counter>,
 }
 
 /// The pull-through mirror's families.
@@ -456,6 +470,15 @@ impl Metrics {
             backends.storage_errors.clone(),
         );
 
+        let signatures = Signatures {
+            pull_checks: Family::default(),
+        };
+        r.register(
+            "signature_pull_checks",
+            "Manifest pulls checked against a namespace's signature policy, by outcome",
+            signatures.pull_checks.clone(),
+        );
+
         r.register(
             "scrub_findings",
             "Blobs the integrity scrub found missing or corrupt, by what was done",
@@ -472,6 +495,7 @@ impl Metrics {
             enabled: AtomicBool::new(true),
             per_repository: AtomicBool::new(false),
             transfers: RwLock::default(),
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             http,
             content,
             jobs,
@@ -480,6 +504,19 @@ impl Metrics {
             backends,
             scrub,
             mirror,
+            signatures,
+        }
+    }
+
+    /// Records one pull checked against a signature policy (`enforce` or
+    /// `warn`): `verified`, `exempt` (the signing flow's own reads),
+    /// `allowed_unverified` (warn) or `refused` (enforce).
+    pub fn signature_check(&self, policy: &'static str, outcome: &'static str) {
+        if self.enabled() {
+            self.signatures
+                .pull_checks
+                .get_or_create(&SignatureCheckLabels { policy, outcome })
+                .inc();
         }
     }
 
@@ -528,45 +565,76 @@ impl Metrics {
             .clear();
     }
 
-    /// Records one HTTP request.
+    /// Records one HTTP request: its status, its duration (until its
+    /// response body was sent) and its body bytes both ways.
+    ///
+    /// This runs for every request, so it looks nothing up by label set:
+    /// each thread keeps the series handles of the routes, methods and
+    /// statuses it has recorded, keyed by the addresses of the `'static`
+    /// labels (a route template and a method name are always the same
+    /// string), and after the first request of a kind a recording is a
+    /// few atomic additions.
     pub fn http_request(
         &self,
         route: &'static str,
         method: &'static str,
         status: u16,
         elapsed: Duration,
+        received: u64,
+        sent: u64,
     ) {
         if !self.enabled() {
             return;
         }
-        self.http
-            .requests
-            .get_or_create(&HttpStatusLabels {
+        let key = (
+            self.id,
+            route.as_ptr() as usize,
+            method.as_ptr() as usize,
+            status,
+        );
+        HTTP_SERIES.with(|cache| {
+            let mut cache = cache.borrow_mut();
+            let s = cache
+                .entry(key)
+                .or_insert_with(|| self.http_series(route, method, status));
+            s.requests.inc();
+            s.duration.observe(elapsed.as_secs_f64());
+            if received > 0 {
+                s.received
+                    .get_or_insert_with(|| {
+                        self.http
+                            .received_bytes
+                            .get_or_create_owned(&HttpRouteLabels { route, method })
+                    })
+                    .inc_by(received);
+            }
+            if sent > 0 {
+                s.sent
+                    .get_or_insert_with(|| {
+                        self.http
+                            .sent_bytes
+                            .get_or_create_owned(&HttpRouteLabels { route, method })
+                    })
+                    .inc_by(sent);
+            }
+        });
+    }
+
+    /// The handles of one route, method and status (byte counters are
+    /// made on their first byte, so a route without bodies has none).
+    fn http_series(&self, route: &'static str, method: &'static str, status: u16) -> HttpSeries {
+        HttpSeries {
+            requests: self.http.requests.get_or_create_owned(&HttpStatusLabels {
                 route,
                 method,
                 status,
-            })
-            .inc();
-        self.http
-            .duration
-            .get_or_create(&HttpRouteLabels { route, method })
-            .observe(elapsed.as_secs_f64());
-    }
-
-    /// Adds request and response body bytes of one route.
-    pub fn http_bytes(&self, route: &'static str, method: &'static str, received: u64, sent: u64) {
-        if !self.enabled() {
-            return;
-        }
-        let labels = HttpRouteLabels { route, method };
-        if received > 0 {
-            self.http
-                .received_bytes
-                .get_or_create(&labels)
-                .inc_by(received);
-        }
-        if sent > 0 {
-            self.http.sent_bytes.get_or_create(&labels).inc_by(sent);
+            }),
+            duration: self
+                .http
+                .duration
+                .get_or_create_owned(&HttpRouteLabels { route, method }),
+            received: None,
+            sent: None,
         }
     }
 
@@ -826,6 +894,25 @@ impl Default for Metrics {
     fn default() -> Metrics {
         Metrics::new()
     }
+}
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(0);
+
+/// Series handles of `(metrics id, route address, method address, status)`.
+type HttpSeriesCache = HashMap<(u64, usize, usize, u16), HttpSeries, rustc_hash::FxBuildHasher>;
+
+thread_local! {
+    /// Each thread's handles of the HTTP series it recorded into (see
+    /// [`Metrics::http_request`]); bounded by routes x methods x statuses.
+    static HTTP_SERIES: std::cell::RefCell<HttpSeriesCache> = Default::default();
+}
+
+/// The series one HTTP request records into.
+struct HttpSeries {
+    requests: Counter,
+    duration: AtomicHistogram,
+    received: Option<Counter>,
+    sent: Option<Counter>,
 }
 
 /// The push and pull counters of one namespace (or repository), by kind

@@ -10,10 +10,9 @@ fn text(m: &Metrics) -> String {
 fn http_requests_are_counted_by_route_template_and_status() {
     let m = Metrics::new();
     let route = "/v2/{name}/manifests/{reference}";
-    m.http_request(route, "GET", 200, Duration::from_millis(3));
-    m.http_request(route, "GET", 200, Duration::from_millis(5));
-    m.http_request(route, "GET", 404, Duration::from_millis(1));
-    m.http_bytes(route, "GET", 0, 1234);
+    m.http_request(route, "GET", 200, Duration::from_millis(3), 0, 1000);
+    m.http_request(route, "GET", 200, Duration::from_millis(5), 0, 234);
+    m.http_request(route, "GET", 404, Duration::from_millis(1), 0, 0);
     let t = text(&m);
     assert!(t.contains(
         "berth_http_requests_total{route=\"/v2/{name}/manifests/{reference}\",method=\"GET\",status=\"200\"} 2\n"
@@ -27,6 +26,34 @@ fn http_requests_are_counted_by_route_template_and_status() {
         !t.contains("berth_http_request_bytes_total{"),
         "no body, no series: {t}"
     );
+    // Another set of families on the same thread records into its own
+    // series, not into the handles this thread kept for the first.
+    let other = Metrics::new();
+    other.http_request(route, "GET", 200, Duration::from_millis(3), 7, 0);
+    let t = text(&m);
+    assert!(t.contains("status=\"200\"} 2\n"), "{t}");
+    assert!(!t.contains("berth_http_request_bytes_total{"), "{t}");
+    let o = text(&other);
+    assert!(o.contains("status=\"200\"} 1\n"), "{o}");
+    assert!(o.contains("berth_http_request_bytes_total{route=\"/v2/{name}/manifests/{reference}\",method=\"GET\"} 7\n"), "{o}");
+}
+
+#[test]
+fn request_durations_fill_the_latency_buckets() {
+    let m = Metrics::new();
+    let route = "/v2/{name}/blobs/{digest}";
+    m.http_request(route, "GET", 200, Duration::from_micros(300), 0, 0);
+    m.http_request(route, "GET", 200, Duration::from_millis(20), 0, 0);
+    m.http_request(route, "GET", 200, Duration::from_secs(90), 0, 0);
+    let t = text(&m);
+    let series = "route=\"/v2/{name}/blobs/{digest}\",method=\"GET\"";
+    for (le, n) in [("0.0005", 1), ("0.025", 2), ("60.0", 2), ("+Inf", 3)] {
+        let line =
+            format!("berth_http_request_duration_seconds_bucket{{le=\"{le}\",{series}}} {n}\n");
+        assert!(t.contains(&line), "{line} missing:\n{t}");
+    }
+    let sum = format!("berth_http_request_duration_seconds_sum{{{series}}} 90.0203\n");
+    assert!(t.contains(&sum), "{sum} missing:\n{t}");
 }
 
 #[test]
@@ -66,7 +93,7 @@ fn transfers_are_labelled_by_namespace_unless_per_repository_is_on() {
 fn switched_off_records_nothing() {
     let m = Metrics::new();
     m.set_enabled(false);
-    m.http_request("/v2/", "GET", 200, Duration::from_millis(1));
+    m.http_request("/v2/", "GET", 200, Duration::from_millis(1), 0, 0);
     m.pushed("acme/app", ArtifactKind::Blob, 1);
     m.auth_failure(AuthFailure::BadCredentials);
     let t = text(&m);

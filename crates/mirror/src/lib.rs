@@ -20,6 +20,11 @@
 //!   ([`flight`]), blobs streamed to clients while they are stored
 //!   ([`spool`]).
 //!
+//! - [`Replicator`] is replication's transport (the rules and their
+//!   scheduling live in `berth_registry::replication`): it copies images
+//!   to or from another registry with the engine of `berth copy`, this
+//!   registry's side read and written through its services.
+//!
 //! Mirrored content is stored as ordinary repositories named
 //! `<upstream>/<upstream repository>` through the registry's services
 //! (`put_mirrored_manifest`, `push_blob`), so garbage collection,
@@ -34,13 +39,18 @@ use berth_oci::{Digest, Reference, RepositoryName, Tag};
 use berth_registry::{Caller, Error, ManifestEntry, Registry};
 
 mod flight;
+mod local;
+mod replicate;
 mod route;
 mod spool;
 mod upstream;
+mod warm;
 
+pub use replicate::Replicator;
 pub use route::Target;
 pub use spool::BlobAnswer;
 pub use upstream::{Upstream, UpstreamConfig, UpstreamStatus};
+pub use warm::Warmed;
 
 use flight::{Fetch, Flights};
 

@@ -27,10 +27,12 @@ mod manifests;
 pub mod observe;
 mod pulls;
 mod quota;
+pub mod replication;
 pub mod retention;
 mod rules;
 pub mod scrub;
 mod snapshot;
+pub mod trust;
 mod uploads;
 pub mod webhooks;
 pub mod worker;
@@ -118,12 +120,16 @@ pub struct Registry {
     stop: worker::Stop,
     gauge_clock: observe::GaugeClock,
     repair: std::sync::OnceLock<Arc<dyn scrub::RepairSource>>,
+    replication: std::sync::OnceLock<Arc<dyn replication::Transport>>,
+    trust: snapshot::Snapshot<trust::TrustConfig>,
+    verdicts: trust::Verdicts,
 }
 
 impl Registry {
     /// Builds the services over a store and a metadata database.
     pub fn new(store: Arc<dyn BlobStore>, meta: Meta, settings: Settings) -> Registry {
         let cache = cache::Caches::new(settings.shared_database);
+        let shared = settings.shared_database;
         Registry {
             store,
             meta,
@@ -138,6 +144,9 @@ impl Registry {
             stop: worker::Stop::new(),
             gauge_clock: observe::GaugeClock::default(),
             repair: std::sync::OnceLock::new(),
+            replication: std::sync::OnceLock::new(),
+            trust: snapshot::Snapshot::new(shared),
+            verdicts: trust::Verdicts::new(shared),
         }
     }
 

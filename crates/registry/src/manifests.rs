@@ -203,6 +203,7 @@ impl Registry {
             }),
             &epoch,
         );
+        self.after_signature_push(repo, &tags, caller.name()).await;
         Ok(PushedManifest {
             digest,
             subject: manifest.subject.map(|s| s.digest),

@@ -340,6 +340,32 @@ impl Worker for WebhookDelivery {
     }
 }
 
+/// Replication (see [`crate::replication`]): every interval, each rule
+/// with work (matching pushes, a schedule that fired, a run on demand, a
+/// retry that is due) runs, under its own lease.
+pub struct Replication {
+    /// The registry.
+    pub registry: Arc<Registry>,
+    /// Time between rounds (how soon a push is replicated).
+    pub every: Duration,
+}
+
+#[async_trait]
+impl Worker for Replication {
+    fn name(&self) -> &'static str {
+        "replication"
+    }
+    fn interval(&self) -> Duration {
+        self.every
+    }
+    async fn run_once(&self, stop: &Stop) -> Result<Option<String>> {
+        let runs = self.registry.replicate(berth_meta::now_ms(), stop).await?;
+        let failed = runs.iter().filter(|r| !r.ok).count();
+        Ok((!runs.is_empty())
+            .then(|| format!("replication: {} rule runs, {failed} failed", runs.len())))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -22,6 +22,8 @@ mod gc;
 mod lifecycle;
 #[path = "services/replicas.rs"]
 mod replicas;
+#[path = "services/replication.rs"]
+mod replication;
 #[path = "services/retention.rs"]
 mod retention;
 

@@ -181,7 +181,11 @@ pub(crate) async fn layer(State(app): State<Arc<App>>, req: Request, next: Next)
     let settings = &app.settings.observe;
     let method = method_label(req.method());
     let (route, repository) = template(req.uri().path());
-    let log = settings.access_log.then(|| AccessLog {
+    // With the access log filtered out by the log level (the default
+    // `info` keeps it), nothing of it is gathered.
+    let logging =
+        settings.access_log && tracing::enabled!(target: "berth::access", tracing::Level::INFO);
+    let log = logging.then(|| AccessLog {
         repository: repository.map(str::to_owned),
         client: crate::auth::client_ip(&app, req.headers(), req.extensions()),
         account: Account::default(),
@@ -267,8 +271,14 @@ impl Finish {
         if let Some(in_flight) = self.in_flight {
             drop(in_flight);
             let m = berth_metrics::get();
-            m.http_request(self.route, self.method, self.status, elapsed);
-            m.http_bytes(self.route, self.method, received, self.sent);
+            m.http_request(
+                self.route,
+                self.method,
+                self.status,
+                elapsed,
+                received,
+                self.sent,
+            );
         }
         if let Some(log) = self.log {
             tracing::info!(

@@ -105,6 +105,10 @@ pub struct ImageInfo {
     /// registry cache lists its layers and its cache config so).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub blobs: Vec<Layer>,
+    /// berth's signature verdict on the top manifest (`state`, `key` or
+    /// `reason`, ...), when the registry is berth (see docs/signing.md).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signature: Option<serde_json::Value>,
 }
 
 /// The in-toto predicate type annotation of an attestation layer.
@@ -301,6 +305,7 @@ pub async fn inspect(
         platforms,
         attestations,
         blobs,
+        signature: None,
     })
 }
 
@@ -330,6 +335,9 @@ pub fn text(info: &ImageInfo) -> String {
         info.unique_layers,
         info.shared_layers
     ));
+    if let Some(v) = &info.signature {
+        s.push_str(&format!("Signature:  {}\n", signature_line(v)));
+    }
     if !info.attestations.is_empty() {
         s.push_str(&format!(
             "Attestations: {} (docker buildx provenance/SBOM; not platforms)\n",
@@ -406,6 +414,25 @@ pub fn text(info: &ImageInfo) -> String {
     s
 }
 
+/// `verified by key "release" (ecdsa-p256)`, or `not verified (reason): detail`.
+fn signature_line(v: &serde_json::Value) -> String {
+    let s = |k: &str| v[k].as_str().unwrap_or("").to_owned();
+    let policy = v["policy"].as_str().unwrap_or("off");
+    if v["state"] == "verified" {
+        format!(
+            "verified by key {:?} ({}); policy {policy}",
+            s("key"),
+            s("algorithm")
+        )
+    } else {
+        format!(
+            "not verified ({}): {}; policy {policy}",
+            s("reason"),
+            s("detail")
+        )
+    }
+}
+
 /// Show an image's platforms, layers, history, labels and sizes.
 #[derive(Debug, Clone, clap::Args)]
 pub struct Args {
@@ -433,7 +460,13 @@ pub async fn run(args: &Args) -> Result<ExitCode, ToolError> {
         Location::OciLayout { tag, .. } | Location::OciArchive { tag, .. } => tag.clone(),
         Location::DockerArchive { name, .. } => name.as_ref().map(|n| n.familiar()),
     };
-    let info = inspect(src.as_ref(), reference.as_deref(), &loc.to_string()).await?;
+    let mut info = inspect(src.as_ref(), reference.as_deref(), &loc.to_string()).await?;
+    if let Location::Registry(r) = &loc {
+        info.signature = client
+            .repository(&r.registry, &r.repository)
+            .berth_signature(info.digest.as_str())
+            .await;
+    }
     match args.output {
         crate::Output::Table => print!("{}", text(&info)),
         crate::Output::Json => println!("{}", serde_json::to_string_pretty(&info)?),

@@ -10,7 +10,8 @@ use berth_oci::Digest;
 use berth_store::{BlobBody, BlobStore, FsStore};
 use futures_util::StreamExt as _;
 
-use super::{Blob, Copied, Index, Kind, Metadata, FORMAT, INDEX_FILE, SNAPSHOT_FILE};
+use super::dest::{Dest, Location};
+use super::{Blob, Copied, Index, Kind, Metadata, FORMAT, SNAPSHOT_FILE};
 use crate::config::DatabaseUrl;
 use crate::progress::Progress;
 use crate::storage::{self, S3Flags, Storage};
@@ -18,10 +19,12 @@ use crate::storage::{self, S3Flags, Storage};
 /// Arguments of `berth backup DEST`.
 #[derive(Debug, clap::Args)]
 pub struct CreateArgs {
-    /// The backup directory (created if needed). Backups in it share their
-    /// blobs: a later backup copies only the blobs it does not hold yet.
+    /// The backup directory (created if needed), or `s3://BUCKET[/PREFIX]`
+    /// (an existing bucket, reached with the `--s3-*` options). Backups in
+    /// it share their blobs: a later backup copies only the blobs it does
+    /// not hold yet.
     #[arg(value_name = "DEST", required = true)]
-    dest: Option<PathBuf>,
+    dest: Option<Location>,
     /// The data directory of the registry to back up (it may be running):
     /// its `berth.db` and, with `fs` storage, its `blobs/`.
     #[arg(
@@ -54,7 +57,7 @@ pub struct CreateArgs {
         value_name = "STORAGE"
     )]
     storage: Storage,
-    /// The object store of `--storage s3://...`.
+    /// The object store of `--storage s3://...` and of an `s3://` DEST.
     #[command(flatten)]
     s3: S3Flags,
 }
@@ -149,19 +152,6 @@ async fn source_store(args: &CreateArgs) -> anyhow::Result<Arc<dyn BlobStore>> {
     }
 }
 
-/// A fresh backup id: the UTC time, made unique within `dir`.
-fn new_id(dir: &Path) -> String {
-    let now = berth_oci::time::Timestamp::now();
-    let base = format!("{}T{}Z", now.date(), now.time());
-    let mut id = base.clone();
-    let mut n = 1;
-    while dir.join(&id).exists() || dir.join(format!("{id}.partial")).exists() {
-        n += 1;
-        id = format!("{base}-{n}");
-    }
-    id
-}
-
 /// Runs `berth backup DEST`.
 pub async fn run(args: &CreateArgs) -> anyhow::Result<()> {
     let Some(dest) = &args.dest else {
@@ -197,10 +187,7 @@ pub async fn run(args: &CreateArgs) -> anyhow::Result<()> {
     };
 
     let progress = Progress::new("berth backup");
-    std::fs::create_dir_all(super::backups_dir(dest))
-        .with_context(|| format!("creating the backup directory {}", dest.display()))?;
-    let target = FsStore::open(dest)
-        .with_context(|| format!("opening the blob store of {}", dest.display()))?;
+    let target = Dest::open(dest, &args.s3, true).await?;
     let source = source_store(args).await?;
 
     // The lease first, so that no GC run deletes a blob the snapshot names
@@ -216,10 +203,9 @@ pub async fn run(args: &CreateArgs) -> anyhow::Result<()> {
     };
     let outcome = back_up(
         args,
-        dest,
+        &target,
         &live_db,
         source.as_ref(),
-        &target,
         &mut hold,
         &progress,
     )
@@ -239,7 +225,7 @@ pub async fn run(args: &CreateArgs) -> anyhow::Result<()> {
     eprintln!(
         "berth backup: backup {} in {}: {} blobs ({} bytes), {} copied ({} bytes), {} already there{md}",
         index.id,
-        dest.display(),
+        dest,
         index.blobs.len(),
         index.blob_bytes,
         index.copied.blobs,
@@ -260,17 +246,32 @@ pub async fn run(args: &CreateArgs) -> anyhow::Result<()> {
 
 async fn back_up(
     args: &CreateArgs,
-    dest: &Path,
+    dest: &Dest,
     live_db: &Path,
     source: &dyn BlobStore,
-    target: &FsStore,
     hold: &mut Option<GcHold>,
     progress: &Progress,
 ) -> anyhow::Result<Index> {
-    let dir = super::backups_dir(dest);
-    let id = new_id(&dir);
-    let partial = dir.join(format!("{id}.partial"));
-    std::fs::create_dir_all(&partial).with_context(|| format!("creating {}", partial.display()))?;
+    let pending = dest.begin().await?;
+    let outcome = write_backup(args, dest, &pending, live_db, source, hold, progress).await;
+    if outcome.is_err() {
+        dest.abandon(&pending);
+    }
+    outcome
+}
+
+async fn write_backup(
+    args: &CreateArgs,
+    dest: &Dest,
+    pending: &super::dest::Pending,
+    live_db: &Path,
+    source: &dyn BlobStore,
+    hold: &mut Option<GcHold>,
+    progress: &Progress,
+) -> anyhow::Result<Index> {
+    let id = pending.id.clone();
+    let partial = &pending.dir;
+    let target = dest.blobs();
     let created_at = berth_oci::time::Timestamp::now().to_string();
 
     let (metadata, wanted) = if args.blobs_only {
@@ -346,13 +347,7 @@ async fn back_up(
         copied,
         missing,
     };
-    write_durably(
-        &partial.join(INDEX_FILE),
-        &serde_json::to_vec_pretty(&index)?,
-    )?;
-    let done = dir.join(&id);
-    std::fs::rename(&partial, &done).with_context(|| format!("publishing {}", done.display()))?;
-    std::fs::File::open(&dir)?.sync_all()?;
+    dest.publish(pending, &index).await?;
     Ok(index)
 }
 
@@ -379,7 +374,7 @@ enum Copy {
 /// backup's store verifies the digest while the bytes stream in.
 async fn copy_blob(
     source: &dyn BlobStore,
-    target: &FsStore,
+    target: &dyn BlobStore,
     digest: &Digest,
     size: u64,
 ) -> anyhow::Result<Copy> {
@@ -395,14 +390,4 @@ async fn copy_blob(
     };
     target.put(digest, Some(size), body).await?;
     Ok(Copy::Copied)
-}
-
-/// Writes `bytes` to `path` and makes it durable.
-fn write_durably(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    use std::io::Write as _;
-    let mut f =
-        std::fs::File::create(path).with_context(|| format!("writing {}", path.display()))?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    Ok(())
 }

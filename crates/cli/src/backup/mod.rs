@@ -1,7 +1,8 @@
 //! `berth backup`, `berth backup verify` and `berth restore`: online,
-//! incremental backups of a registry to a directory.
+//! incremental backups of a registry to a directory or an object-store
+//! prefix ([`dest`]).
 //!
-//! A backup directory holds any number of backups that share one blob
+//! A backup destination holds any number of backups that share one blob
 //! store (blobs are immutable and content-addressed, so a later backup
 //! copies only the blobs the directory does not hold yet):
 //!
@@ -13,9 +14,10 @@
 //! ```
 //!
 //! (`uploads/`, `tmp/` and `gc/` belong to the blob store's layout and
-//! stay empty.) A backup is published by renaming `backups/<id>.partial`
-//! to `backups/<id>` once its blobs and index are written, so a backup
-//! cut short leaves no directory that looks complete.
+//! stay empty.) A backup is published once its blobs are copied: in a
+//! directory by renaming `backups/<id>.partial` to `backups/<id>`, in a
+//! bucket by writing its index last, so a backup cut short never looks
+//! complete.
 //!
 //! Consistency while the registry runs: the backup takes the `gc` job
 //! lease first (garbage collection takes the same lease, so no blob can be
@@ -25,13 +27,14 @@
 //! meanwhile; what they add after the snapshot belongs to the next
 //! backup.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::Context as _;
 use berth_oci::Digest;
 use serde::{Deserialize, Serialize};
 
 mod create;
+mod dest;
 mod restore;
 mod verify;
 
@@ -145,50 +148,6 @@ pub struct Copied {
 const SNAPSHOT_FILE: &str = "berth.db";
 /// The index's file name in a backup.
 const INDEX_FILE: &str = "index.json";
-
-/// The directory of the backups in `dest`.
-fn backups_dir(dest: &Path) -> PathBuf {
-    dest.join("backups")
-}
-
-/// Every complete backup in `dest`, oldest first (ids sort by time).
-fn list(dest: &Path) -> anyhow::Result<Vec<Index>> {
-    let dir = backups_dir(dest);
-    let entries = std::fs::read_dir(&dir).with_context(|| {
-        format!(
-            "{} holds no backups (no {} directory)",
-            dest.display(),
-            dir.display()
-        )
-    })?;
-    let mut ids = Vec::new();
-    for e in entries {
-        let e = e?;
-        let name = e.file_name().to_string_lossy().into_owned();
-        if name.ends_with(".partial") || !e.path().join(INDEX_FILE).is_file() {
-            continue;
-        }
-        ids.push(name);
-    }
-    ids.sort();
-    ids.iter().map(|id| read_index(dest, id)).collect()
-}
-
-fn read_index(dest: &Path, id: &str) -> anyhow::Result<Index> {
-    let path = backups_dir(dest).join(id).join(INDEX_FILE);
-    let text =
-        std::fs::read(&path).with_context(|| format!("reading the index {}", path.display()))?;
-    let index: Index = serde_json::from_slice(&text)
-        .with_context(|| format!("the index {} is damaged", path.display()))?;
-    if index.format != FORMAT {
-        anyhow::bail!(
-            "the index {} has format {}, this berth reads format {FORMAT}: use a matching berth",
-            path.display(),
-            index.format
-        );
-    }
-    Ok(index)
-}
 
 /// The SHA-256 of the file at `path`, read in large blocks off the async
 /// runtime.

@@ -6,15 +6,18 @@ use anyhow::{bail, Context as _};
 use berth_store::{BlobBody, BlobStore as _, FsStore};
 use futures_util::StreamExt as _;
 
+use super::dest::{Dest, Location};
 use super::{Index, Kind};
 use crate::progress::Progress;
+use crate::storage::S3Flags;
 
 /// Arguments of `berth restore`.
 #[derive(Debug, clap::Args)]
 pub struct RestoreArgs {
-    /// The backup directory (written by `berth backup`).
+    /// The backup directory or `s3://BUCKET[/PREFIX]` (written by `berth
+    /// backup`).
     #[arg(value_name = "SRC")]
-    src: PathBuf,
+    src: Location,
     /// The data directory to restore into: it must not exist or be empty
     /// (a restore never mixes with a registry's data).
     #[arg(long, value_name = "DIR")]
@@ -23,6 +26,9 @@ pub struct RestoreArgs {
     /// newest].
     #[arg(long, value_name = "ID")]
     backup: Option<String>,
+    /// The object store of an `s3://` SRC.
+    #[command(flatten)]
+    s3: S3Flags,
 }
 
 /// Refuses a data directory that exists and holds anything.
@@ -48,11 +54,12 @@ fn check_empty(dir: &Path) -> anyhow::Result<()> {
 /// Runs `berth restore`.
 pub async fn run(args: &RestoreArgs) -> anyhow::Result<()> {
     check_empty(&args.data_dir)?;
+    let src = Dest::open(&args.src, &args.s3, false).await?;
     let index: Index = match &args.backup {
-        Some(id) => super::read_index(&args.src, id)?,
-        None => match super::list(&args.src)?.pop() {
+        Some(id) => src.index(id).await?,
+        None => match src.list().await?.pop() {
             Some(i) => i,
-            None => bail!("{} holds no backups", args.src.display()),
+            None => bail!("{} holds no backups", args.src),
         },
     };
     let progress = Progress::new("berth restore");
@@ -60,7 +67,8 @@ pub async fn run(args: &RestoreArgs) -> anyhow::Result<()> {
         .with_context(|| format!("creating {}", args.data_dir.display()))?;
 
     if let Some(md) = &index.metadata {
-        let from = super::backups_dir(&args.src).join(&index.id).join(&md.file);
+        let tmp = args.data_dir.join("berth.db.restoring");
+        let from = src.snapshot(&index.id, &md.file, &tmp).await?;
         let (sha256, size) = super::file_digest(&from).await?;
         if sha256 != md.sha256 || size != md.size {
             bail!(
@@ -69,12 +77,13 @@ pub async fn run(args: &RestoreArgs) -> anyhow::Result<()> {
                 index.id,
                 md.size,
                 md.sha256,
-                args.src.display()
+                args.src
             );
         }
-        let tmp = args.data_dir.join("berth.db.restoring");
-        std::fs::copy(&from, &tmp).with_context(|| format!("copying {}", from.display()))?;
-        std::fs::File::open(&tmp)?.sync_all()?;
+        if from != tmp {
+            std::fs::copy(&from, &tmp).with_context(|| format!("copying {}", from.display()))?;
+            std::fs::File::open(&tmp)?.sync_all()?;
+        }
         berth_meta::backup::clear_leases(&tmp)
             .await
             .context("clearing the job leases of the restored database")?;
@@ -86,8 +95,7 @@ pub async fn run(args: &RestoreArgs) -> anyhow::Result<()> {
         ));
     }
 
-    let source = FsStore::attach(&args.src)
-        .with_context(|| format!("{} holds no blob store", args.src.display()))?;
+    let source = src.blobs();
     let target = FsStore::open(&args.data_dir)
         .with_context(|| format!("opening blob storage in {}", args.data_dir.display()))?;
     progress.start("blobs", index.blobs.len() as u64);
@@ -97,7 +105,7 @@ pub async fn run(args: &RestoreArgs) -> anyhow::Result<()> {
                 "blob {} of backup {} is missing from {} (`berth backup verify` shows what else is)",
                 blob.digest,
                 index.id,
-                args.src.display()
+                args.src
             );
         };
         let body: berth_store::ByteStream = match read.body {

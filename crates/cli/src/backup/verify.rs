@@ -6,42 +6,45 @@
 //! (once, however many backups share it).
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 
 use anyhow::bail;
 use berth_oci::Digest;
-use berth_store::FsStore;
 
+use super::dest::{hash_blob, Dest, Location};
 use super::{Index, Kind};
 use crate::progress::Progress;
+use crate::storage::S3Flags;
 
 /// Arguments of `berth backup verify`.
 #[derive(Debug, clap::Args)]
 pub struct VerifyArgs {
-    /// The backup directory.
+    /// The backup directory or `s3://BUCKET[/PREFIX]`.
     #[arg(value_name = "DEST")]
-    dest: PathBuf,
+    dest: Location,
     /// Check only this backup (an id from `DEST/backups/`) [default: all].
     #[arg(long, value_name = "ID")]
     backup: Option<String>,
+    /// The object store of an `s3://` DEST.
+    #[command(flatten)]
+    s3: S3Flags,
 }
 
 /// Runs `berth backup verify`.
 pub async fn run(args: &VerifyArgs) -> anyhow::Result<()> {
-    let dest = &args.dest;
+    let dest = Dest::open(&args.dest, &args.s3, false).await?;
     let indexes: Vec<Index> = match &args.backup {
-        Some(id) => vec![super::read_index(dest, id)?],
-        None => super::list(dest)?,
+        Some(id) => vec![dest.index(id).await?],
+        None => dest.list().await?,
     };
     if indexes.is_empty() {
-        bail!("{} holds no backups", dest.display());
+        bail!("{} holds no backups", args.dest);
     }
     let progress = Progress::new("berth backup verify");
     let mut problems: Vec<String> = Vec::new();
     // digest -> (size, the backups that need it)
     let mut needed: BTreeMap<Digest, (u64, Vec<String>)> = BTreeMap::new();
     for index in &indexes {
-        for p in check_metadata(dest, index).await {
+        for p in check_metadata(&dest, index).await {
             problems.push(format!("backup {}: {p}", index.id));
         }
         for b in &index.blobs {
@@ -52,19 +55,12 @@ pub async fn run(args: &VerifyArgs) -> anyhow::Result<()> {
                 .push(index.id.clone());
         }
     }
-    let store = FsStore::attach(dest).map_err(|e| {
-        anyhow::anyhow!(
-            "{} holds no blob store ({e}): not a backup directory",
-            dest.display()
-        )
-    })?;
+    let store = dest.blobs();
     progress.start("blobs", needed.len() as u64);
     let mut bytes = 0u64;
     for (n, (digest, (size, ids))) in needed.iter().enumerate() {
-        let path = store.blob_path(digest);
-        let found = match super::file_digest(&path).await {
-            Ok(found) => Some(found),
-            Err(_) if !path.exists() => None,
+        let found = match hash_blob(store, digest).await {
+            Ok(found) => found,
             Err(e) => {
                 problems.push(format!("blob {digest}: unreadable: {e:#}"));
                 continue;
@@ -91,20 +87,20 @@ pub async fn run(args: &VerifyArgs) -> anyhow::Result<()> {
         bail!(
             "{} problems in {} (above); restore from a backup without problems, or take a new one",
             problems.len(),
-            dest.display()
+            args.dest
         );
     }
     eprintln!(
         "berth backup verify: {} backups and {} blobs ({bytes} bytes) in {} are intact",
         indexes.len(),
         needed.len(),
-        dest.display()
+        args.dest
     );
     Ok(())
 }
 
 /// The problems of a backup's metadata snapshot.
-async fn check_metadata(dest: &std::path::Path, index: &Index) -> Vec<String> {
+async fn check_metadata(dest: &Dest, index: &Index) -> Vec<String> {
     let Some(md) = &index.metadata else {
         return if index.kind == Kind::Full {
             vec!["the index of a full backup names no metadata snapshot".to_owned()]
@@ -112,7 +108,28 @@ async fn check_metadata(dest: &std::path::Path, index: &Index) -> Vec<String> {
             Vec::new()
         };
     };
-    let file = super::backups_dir(dest).join(&index.id).join(&md.file);
+    let scratch = std::env::temp_dir().join(format!(
+        "berth-verify-{}-{}.db",
+        std::process::id(),
+        index.id
+    ));
+    let problems = check_snapshot(dest, index, md, &scratch).await;
+    let _ = std::fs::remove_file(&scratch);
+    problems
+}
+
+/// The problems of the snapshot `md` of a backup, read (or downloaded to
+/// `scratch`) whole.
+async fn check_snapshot(
+    dest: &Dest,
+    index: &Index,
+    md: &super::Metadata,
+    scratch: &std::path::Path,
+) -> Vec<String> {
+    let file = match dest.snapshot(&index.id, &md.file, scratch).await {
+        Ok(f) => f,
+        Err(e) => return vec![format!("metadata snapshot: {e:#}")],
+    };
     let (sha256, size) = match super::file_digest(&file).await {
         Ok(v) => v,
         Err(e) => return vec![format!("metadata snapshot: {e:#}")],

@@ -1,6 +1,7 @@
-//! `berth mirror status`: the pull-through mirror's upstreams, their
-//! limits and what they last said about their own rate limits, through
-//! the management API (`GET /api/v1/mirror/upstreams`, site admins).
+//! `berth mirror status|warm`: the pull-through mirror's upstreams, their
+//! limits and what they last said about their own rate limits, and
+//! pre-warming its cache, through the management API
+//! (`/api/v1/mirror/upstreams`, `/api/v1/mirror/warm`, site admins).
 
 use serde_json::Value;
 
@@ -20,15 +21,54 @@ enum Cmd {
     /// The upstreams: URL, hosts, limits, the last `RateLimit-*` they sent,
     /// a `Retry-After` in force, the last failure.
     Status,
+    /// Fetch an image into the cache now, through the pull-through path,
+    /// so that the first pull is served from it.
+    Warm {
+        /// The image, by its upstream host (`docker.io/library/postgres:16`)
+        /// or by the mirror's namespace (`hub/library/postgres:16`).
+        image: String,
+        /// Only these platforms of a multi-platform image
+        /// (`linux/amd64`; repeatable) [default: all].
+        #[arg(long = "platform")]
+        platforms: Vec<String>,
+    },
 }
 
 /// Runs `berth mirror`.
 pub async fn run(args: &Args) -> anyhow::Result<()> {
     let api = Api::new(&args.manage).await?;
-    match args.command {
+    match &args.command {
         Cmd::Status => {
             let v: Value = api.get("/mirror/upstreams", &[]).await?;
             args.manage.print(&v, || render(&v));
+        }
+        Cmd::Warm { image, platforms } => {
+            let v: Value = api
+                .call(
+                    reqwest::Method::POST,
+                    "/mirror/warm",
+                    &serde_json::json!({ "image": image, "platforms": platforms }),
+                )
+                .await?;
+            args.manage.print(&v, || {
+                format!(
+                    "warmed {}:{} ({}){}: {} manifests, {} blobs fetched ({} bytes), {} already cached\n",
+                    cell(&v["repository"]),
+                    cell(&v["reference"]),
+                    cell(&v["digest"]),
+                    match v["platforms"].as_array() {
+                        Some(p) if !p.is_empty() => format!(
+                            " for {}",
+                            p.iter().map(cell).collect::<Vec<_>>().join(", ")
+                        ),
+                        _ => String::new(),
+                    },
+                    cell(&v["manifests"]),
+                    cell(&v["blobs_fetched"]),
+                    cell(&v["bytes_fetched"]),
+                    cell(&v["blobs_cached"]),
+                )
+            });
         }
     }
     Ok(())

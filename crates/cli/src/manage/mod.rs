@@ -24,10 +24,12 @@ pub mod audit;
 pub mod gc;
 pub mod mirror;
 pub mod oidc;
+pub mod replication;
 pub mod repos;
 pub mod retention;
 pub mod tag_rule;
 pub mod tokens;
+pub mod trust;
 pub mod usage;
 pub mod webhook;
 

@@ -310,3 +310,125 @@ fn verify_catches_a_flipped_byte_in_a_blob_and_in_the_metadata() {
     let err = stderr(&out);
     assert!(err.contains(&format!("blob {victim} is missing")), "{err}");
 }
+
+/// `berth` with the test S3 server's credentials.
+fn berth_s3(args: &[&str]) -> Output {
+    let w = crate::s3::weed();
+    Command::new(berth_bin())
+        .args(args)
+        .args(["--s3-endpoint", &w.endpoint, "--s3-path-style"])
+        .envs(w.env())
+        .env_remove("BERTH_DATA_DIR")
+        .env_remove("BERTH_DATABASE_URL")
+        .env_remove("BERTH_STORAGE")
+        .output()
+        .unwrap()
+}
+
+/// `N blobs (..), C copied (..), S already there` of a backup's report.
+fn copied_and_there(output: &str) -> (u64, u64) {
+    let report = output
+        .lines()
+        .find(|l| l.starts_with("berth backup: backup "))
+        .unwrap_or_else(|| panic!("no summary in {output}"));
+    let number_before = |word: &str| -> u64 {
+        let at = report
+            .find(word)
+            .unwrap_or_else(|| panic!("{word:?} in {report}"));
+        report[..at]
+            .split_whitespace()
+            .last()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    (number_before(" copied ("), number_before(" already there"))
+}
+
+#[test]
+fn a_backup_to_an_object_store_prefix_is_incremental_verified_and_restored() {
+    use crate::weed::{ACCESS_KEY, BUCKET, SECRET_KEY};
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("data");
+    let node = Berth::launch(
+        &data,
+        &["--auth", "token"],
+        None,
+        work.path(),
+        &[("BERTH_ADMIN_PASSWORD", ADMIN_PASSWORD)],
+    );
+    let v1 = push_small(
+        &node.url(),
+        "team/app",
+        &work.path().join("img1"),
+        "v1",
+        &[5000, 9000],
+    );
+    let prefix = crate::cluster::fresh_prefix("backup");
+    let dest = format!("s3://{BUCKET}/{prefix}");
+    let out = berth_s3(&["backup", &dest, "--data-dir", p(&data)]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(copied_and_there(&stderr(&out)), (3, 0), "{}", stderr(&out));
+
+    // The second backup copies only what was pushed in between.
+    let v2 = push_small(
+        &node.url(),
+        "team/app",
+        &work.path().join("img2"),
+        "v2",
+        &[7000],
+    );
+    let out = berth_s3(&["backup", &dest, "--data-dir", p(&data)]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(copied_and_there(&stderr(&out)), (2, 3), "{}", stderr(&out));
+    let out = berth_s3(&["backup", "verify", &dest]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("2 backups and 5 blobs"),
+        "{}",
+        stderr(&out)
+    );
+
+    // Restored from the bucket and served: both tags, same digests.
+    let restored = work.path().join("restored");
+    let out = berth_s3(&["restore", &dest, "--data-dir", p(&restored)]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    drop(node);
+    let again = Berth::launch(&restored, &["--auth", "token"], None, work.path(), &[]);
+    for (tag, digest) in [("v1", &v1), ("v2", &v2)] {
+        let (status, got) = manifest_digest(&again.url(), "team/app", tag);
+        assert_eq!(status.as_u16(), 200, "{tag}");
+        assert_eq!(got.as_deref(), Some(digest.as_str()), "{tag}");
+        verify_image(&again.url(), "team/app", tag);
+    }
+
+    // A blob damaged in the bucket is named by verify.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let w = crate::s3::weed();
+    let raw = object_store::aws::AmazonS3Builder::new()
+        .with_endpoint(&w.endpoint)
+        .with_bucket_name(BUCKET)
+        .with_region("us-east-1")
+        .with_access_key_id(ACCESS_KEY)
+        .with_secret_access_key(SECRET_KEY)
+        .with_allow_http(true)
+        .build()
+        .unwrap();
+    let manifest = crate::layout::read_json(&work.path().join("img2"), &v2);
+    let victim = manifest["layers"][0]["digest"].as_str().unwrap().to_owned();
+    let hex = victim.strip_prefix("sha256:").unwrap();
+    let key = object_store::path::Path::from(format!("{prefix}/blobs/sha256/{}/{hex}", &hex[..2]));
+    rt.block_on(async {
+        use object_store::ObjectStoreExt as _;
+        let mut bytes = raw.get(&key).await.unwrap().bytes().await.unwrap().to_vec();
+        bytes[100] ^= 0x01;
+        raw.put(&key, bytes.into()).await.unwrap();
+    });
+    let out = berth_s3(&["backup", "verify", &dest]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains(&format!("blob {victim} is corrupt")), "{err}");
+}

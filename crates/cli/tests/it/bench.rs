@@ -333,3 +333,38 @@ fn bench_calibrates_manifest_reads_against_nginx() {
         }
     }
 }
+
+/// `--instructions`: berth under callgrind, instructions per operation from
+/// two runs of different lengths.
+#[test]
+fn instruction_counts_price_one_operation() {
+    if !require("valgrind", "bench --instructions") {
+        return;
+    }
+    let out = Command::new(berth_bin())
+        .args(["bench", "--instructions", "--quick", "--output", "json"])
+        .args(["--scenarios", "manifest-get"])
+        .output()
+        .expect("run berth bench --instructions");
+    assert!(
+        out.status.success(),
+        "berth bench --instructions failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON report");
+    let counts = report["counts"].as_array().expect("counts");
+    let servers: Vec<&str> = counts.iter().filter_map(|c| c["server"].as_str()).collect();
+    assert_eq!(servers, ["berth"], "{report}");
+    for c in counts {
+        let per_op = c["instructions_per_op"].as_f64().unwrap_or(0.0);
+        // A manifest GET is thousands of instructions, not millions: the
+        // start-up and the fixture were cancelled out.
+        assert!(
+            (1_000.0..5_000_000.0).contains(&per_op),
+            "{}: {per_op} instructions per operation",
+            c["server"]
+        );
+        let totals = c["totals"].as_array().expect("totals");
+        assert!(totals[1].as_u64() > totals[0].as_u64(), "{c}");
+    }
+}

@@ -1,12 +1,18 @@
-//! The deployables in `deploy/`, checked by the tools that read them: the
-//! systemd unit by `systemd-analyze verify` (with its `ExecStart` pointed
-//! at the binary under test, which verify requires to exist), which must
-//! accept it without a single warning, and keep its hardening.
+//! The deployables, checked by the tools that read them: the systemd unit
+//! by `systemd-analyze verify` (with its `ExecStart` pointed at the binary
+//! under test, which verify requires to exist), which must accept it
+//! without a single warning, and keep its hardening; the `Dockerfile`
+//! built and run ([`image`]); the Compose files ([`compose`]); the Helm
+//! chart ([`helm`]).
 
 use std::process::Command;
 
 use crate::common::berth_bin;
 use crate::interop::require;
+
+mod compose;
+mod helm;
+mod image;
 
 #[test]
 fn the_systemd_unit_verifies_cleanly_and_is_hardened() {

@@ -29,7 +29,7 @@ mod auth;
 mod buildah;
 mod ctr;
 pub(crate) mod daemon;
-mod docker;
+pub(crate) mod docker;
 mod helm;
 mod oidc_docker;
 mod oras;

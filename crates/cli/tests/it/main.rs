@@ -50,6 +50,8 @@ mod tls_clients;
 mod tools;
 mod tools_client;
 mod tools_copy;
+mod trust;
+mod trust_clients;
 mod webhooks;
 #[path = "../../../store/tests/support/weed.rs"]
 mod weed;

@@ -14,7 +14,9 @@ use crate::layout;
 mod clients;
 mod proxy;
 mod pull;
+mod replication;
 mod routing;
+mod warm;
 
 /// A mirror configuration with one upstream.
 fn config(name: &str, url: &str, hosts: &[&str], extra: &str) -> String {

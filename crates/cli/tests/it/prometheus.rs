@@ -96,8 +96,8 @@ fn exposed_names(exposition: &str) -> HashSet<String> {
 fn every_family() -> String {
     use berth_metrics::*;
     let m = Metrics::new();
-    m.http_request("/v2/", "GET", 200, Duration::from_millis(1));
-    m.http_bytes("/v2/", "PUT", 1, 1);
+    m.http_request("/v2/", "GET", 200, Duration::from_millis(1), 0, 0);
+    m.http_request("/v2/", "PUT", 201, Duration::from_millis(1), 1, 1);
     m.http.in_flight.inc();
     m.pushed("a/b", ArtifactKind::Blob, 1);
     m.pulled("a/b", ArtifactKind::Blob, 1);
@@ -124,6 +124,7 @@ fn every_family() -> String {
     m.db_operation(DbOperation::Write, Duration::from_millis(1), false);
     m.db_pool(1, 1, 2);
     m.storage_operation("filesystem", "put", Duration::from_millis(1), false);
+    m.signature_check("enforce", "refused");
     let mut out = String::new();
     m.encode(&mut out).unwrap();
     out

@@ -1,22 +1,55 @@
 //! The pull-through mirror's status: `GET /api/v1/mirror/upstreams` lists
 //! the configured upstreams with their limits, the last `RateLimit-*`
 //! values they sent, any `Retry-After` in force and the last failure.
+//! `POST /api/v1/mirror/warm {"image", "platforms"?}` fetches an image
+//! (`docker.io/library/postgres:16`, or `hub/library/postgres:16`) into
+//! the cache through the pull-through path and says what it fetched.
 //! Site admins only.
 
 use std::sync::Arc;
 
 use axum::extract::State;
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use berth_mirror::UpstreamStatus;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
+use super::body::JsonBody;
 use super::Principal;
 use crate::error::ApiError;
 use crate::App;
 
 pub(crate) fn routes() -> Router<Arc<App>> {
-    Router::new().route("/mirror/upstreams", get(handle_upstreams))
+    Router::new()
+        .route("/mirror/upstreams", get(handle_upstreams))
+        .route("/mirror/warm", post(handle_warm))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Warm {
+    image: String,
+    #[serde(default)]
+    platforms: Vec<String>,
+}
+
+async fn handle_warm(
+    State(app): State<Arc<App>>,
+    principal: Principal,
+    JsonBody(body): JsonBody<Warm>,
+) -> Result<Json<berth_mirror::Warmed>, ApiError> {
+    principal.require_site_admin(&app)?;
+    let mirror = app
+        .mirror
+        .as_ref()
+        .filter(|m| m.is_enabled())
+        .ok_or_else(|| {
+            berth_registry::Error::InvalidParameter(
+                "no mirror upstreams are configured (mirror_upstreams): there is nothing to warm"
+                    .into(),
+            )
+        })?;
+    Ok(Json(mirror.warm(&body.image, &body.platforms).await?))
 }
 
 #[derive(Debug, Serialize)]

@@ -30,11 +30,13 @@ mod extract;
 mod gc;
 mod mirror;
 mod oidc;
+mod replication;
 mod repositories;
 mod retention;
 mod scrub;
 mod tag_rules;
 mod tokens;
+mod trust;
 mod usage;
 mod visibility;
 mod webhooks;
@@ -256,9 +258,11 @@ pub(crate) fn router() -> Router<Arc<App>> {
         .merge(gc::routes())
         .merge(scrub::routes())
         .merge(mirror::routes())
+        .merge(replication::routes())
         .merge(retention::routes())
         .merge(webhooks::routes())
         .merge(oidc::routes())
+        .merge(trust::routes())
         .fallback(handle_no_endpoint)
         .method_not_allowed_fallback(handle_method_not_allowed)
         .layer(axum::middleware::from_fn(crate::error::catch_panics))

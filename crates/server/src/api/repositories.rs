@@ -13,7 +13,7 @@ use berth_oci::RepositoryName;
 use berth_registry::Error;
 
 use super::body::JsonBody;
-use super::extract::Path;
+use super::extract::{Path, Query};
 use super::visibility::{self, VisibilityBody};
 use super::{Need, Principal};
 use crate::error::ApiError;
@@ -36,6 +36,7 @@ fn split(path: &str) -> Result<(RepositoryName, &str), ApiError> {
 async fn handle_get(
     State(app): State<Arc<App>>,
     Path(path): Path<String>,
+    Query(query): Query<std::collections::HashMap<String, String>>,
     principal: Principal,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let (name, view) = split(&path)?;
@@ -56,9 +57,18 @@ async fn handle_get(
         }),
         "usage" => serde_json::to_value(reg.repository_usage(&name).await?)
             .map_err(|e| Error::Internal(format!("encoding usage: {e}")))?,
+        "signature" => {
+            let reference = query.get("reference").ok_or_else(|| {
+                Error::InvalidParameter("give the manifest as ?reference=TAG or DIGEST".into())
+            })?;
+            let reference = berth_oci::Reference::parse(reference)
+                .map_err(|e| Error::InvalidParameter(format!("reference {reference:?}: {e}")))?;
+            serde_json::to_value(reg.signature_verdict(&name, &reference).await?)
+                .map_err(|e| Error::Internal(format!("encoding a verdict: {e}")))?
+        }
         other => {
             return Err(Error::NotFound(format!(
-                "no view {other:?} of a repository (tags, manifests, usage, visibility)"
+                "no view {other:?} of a repository (tags, manifests, usage, signature, visibility)"
             ))
             .into())
         }

@@ -33,6 +33,11 @@ pub(super) async fn handle_get(
     // a read of one is a 404 like any unknown tag (a push, a 400).
     let reference = parse_read_reference(reference)?;
     let m = app.registry.get_manifest(name, &reference).await?;
+    if !head {
+        // A namespace's signature policy applies to pulls; HEAD requests
+        // (how clients and cosign check a tag) stay allowed.
+        app.registry.check_pull(name, &reference, &m).await?;
+    }
     answer(app, name, &reference, &m, &req, head)
 }
 

@@ -63,6 +63,7 @@ use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt};
 use crate::{BlobBody, BlobRead, BlobStore, ByteStream, Error, Result, StoredBlob, UploadInfo};
 
 mod connect;
+mod files;
 mod gc;
 mod hash;
 mod orphans;
@@ -71,6 +72,7 @@ mod put;
 mod session;
 
 pub use connect::{parse_url, S3Settings, SettingsError};
+pub use files::Objects;
 
 /// Blobs up to this size are read into memory in one request.
 const SMALL_READ: u64 = 256 * 1024;

@@ -21,14 +21,14 @@ use super::*;
 use crate::auth::Fixture;
 
 /// An uncompressed layer: one file of `size` random bytes.
-pub(super) fn layer(name: &str, size: usize) -> Vec<u8> {
+pub(crate) fn layer(name: &str, size: usize) -> Vec<u8> {
     layout::tar_one_file(name, &layout::random_bytes(size))
 }
 
 /// Writes a `docker save` archive of an image made of `layers` (bottom
 /// first), tagged `repo_tag`, to `path`; returns the image id (the config
 /// digest).
-pub(super) fn docker_archive(path: &Path, repo_tag: &str, layers: &[&[u8]]) -> String {
+pub(crate) fn docker_archive(path: &Path, repo_tag: &str, layers: &[&[u8]]) -> String {
     let diff_ids: Vec<String> = layers.iter().map(|l| sha256(l)).collect();
     let host = layout::host_platform();
     let arch = host.trim_start_matches("linux/");

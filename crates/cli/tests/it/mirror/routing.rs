@@ -197,3 +197,41 @@ fn pull_access_is_a_setting() {
     let r = get(&open, None);
     assert_eq!(r.status().as_u16(), 200);
 }
+
+/// Docker Hub's short form through the namespace way: `hub/postgres` is
+/// `docker.io/library/postgres`, cached as `hub/library/postgres`.
+#[test]
+fn the_docker_hub_short_form_is_library() {
+    if !skopeo_ready("mirror::routing::the_docker_hub_short_form_is_library") {
+        return;
+    }
+    let dist = Distribution::start();
+    let c = Clients::new();
+    let (index, _) = push_multiarch(
+        &c,
+        &format!("docker://{}/library/postgres:16", dist.addr),
+        &[],
+    );
+    let berth = Berth::start_with(&[], Some(&config("hub", &dist.url(), &["docker.io"], "")));
+    let r = http(
+        "GET",
+        &format!("{}/v2/hub/postgres/manifests/16", berth.url()),
+        accept_all(),
+    );
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(sha256(&r.body), index);
+    assert_eq!(
+        pull_all(
+            &c,
+            &format!("docker://{}/hub/postgres:16", berth.addr),
+            "short"
+        ),
+        index
+    );
+    let long = http(
+        "GET",
+        &format!("{}/v2/hub/library/postgres/manifests/16", berth.url()),
+        accept_all(),
+    );
+    assert_eq!(sha256(&long.body), index);
+}

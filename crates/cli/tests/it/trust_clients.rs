@@ -1,0 +1,121 @@
+//! Signature enforcement through real clients: skopeo and podman pull a
+//! signed image from a namespace under `enforce`, and an unsigned one is
+//! refused with berth's message (the policy, what to do). Images are
+//! pushed with skopeo from OCI layouts written by the test; signatures are
+//! made as cosign makes them ([`crate::trust`]).
+
+use crate::common::Berth;
+use crate::interop::{require, run, Clients};
+use crate::layout;
+use crate::oci::client;
+use crate::trust::{sign, trust, Signer};
+
+#[tokio::test]
+async fn trust_enforced_through_skopeo_and_podman() {
+    let test = "trust_clients::trust_enforced_through_skopeo_and_podman";
+    if !require("skopeo", test) {
+        return;
+    }
+    let b = Berth::start();
+    let c = Clients::new();
+    let http = client();
+    let dir = tempfile::tempdir().unwrap();
+    let signer = Signer::new("p256");
+    let public = signer.public.display().to_string();
+    trust(
+        &b,
+        dir.path(),
+        &["add", "acme", "--cosign-key", &public, "--name", "ci"],
+    );
+    trust(&b, dir.path(), &["policy", "acme", "enforce"]);
+
+    // Pushing is never refused: skopeo pushes both images.
+    let src = c.dir("src");
+    let host = layout::host_platform();
+    let signed = layout::write_image(&src, "signed", &host, &[2048, 300]);
+    let unsigned = layout::write_image(&src, "unsigned", &host, &[1024]);
+    let image = |tag: &str| format!("{}/acme/app:{tag}", b.addr);
+    c.push_layout(
+        &src,
+        "signed",
+        &format!("docker://{}", image("signed")),
+        false,
+    );
+    c.push_layout(
+        &src,
+        "unsigned",
+        &format!("docker://{}", image("unsigned")),
+        false,
+    );
+    sign(&http, &b, "acme/app", &signed, &signer).await;
+
+    // skopeo: the signed image is copied out, the unsigned one refused.
+    let back = c.dir("back");
+    c.skopeo(&[
+        "copy",
+        "--src-tls-verify=false",
+        &format!("docker://{}", image("signed")),
+        &format!("oci:{}:signed", back.display()),
+    ]);
+    assert_eq!(
+        layout::resolve(&back, "signed").expect("copied").digest,
+        signed
+    );
+    let out = run(&mut c.skopeo_cmd(&[
+        "copy",
+        "--src-tls-verify=false",
+        &format!("docker://{}", image("unsigned")),
+        &format!("oci:{}:unsigned", back.display()),
+    ]));
+    assert!(!out.status.success(), "skopeo copied an unsigned image");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("signature policy of namespace acme (enforce)"),
+        "{err}"
+    );
+    assert!(err.contains(&format!("acme/app@{unsigned}")), "{err}");
+    // The tag list stays open.
+    let tags = String::from_utf8(c.skopeo(&[
+        "list-tags",
+        "--tls-verify=false",
+        &format!("docker://{}/acme/app", b.addr),
+    ]))
+    .unwrap();
+    assert!(
+        tags.contains(&format!("{}.sig", signed.replace(':', "-"))),
+        "{tags}"
+    );
+
+    // podman, when it can run here.
+    if !require("podman", test) {
+        return;
+    }
+    if let Err(why) = c.usable("podman") {
+        eprintln!("SKIPPED the podman half of {test}: {why}");
+        return;
+    }
+    let policy = c.policy();
+    let pull = |tag: &str| {
+        run(&mut c.containers_cmd(
+            "podman",
+            "p",
+            &[
+                "pull",
+                "--tls-verify=false",
+                "--signature-policy",
+                &policy,
+                &image(tag),
+            ],
+        ))
+    };
+    let ok = pull("signed");
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let refused = pull("unsigned");
+    assert!(!refused.status.success(), "podman pulled an unsigned image");
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(err.contains("signature policy of namespace acme"), "{err}");
+}

@@ -1,0 +1,100 @@
+//! Replication rules and their progress, on both engines.
+
+use berth_meta::audit::Actor;
+use berth_meta::replication::{NewRule, Progress, Secret};
+use berth_meta::Meta;
+
+fn admin() -> Actor {
+    Actor {
+        name: "admin".into(),
+        ip: None,
+        at: 9_000,
+    }
+}
+
+fn rule(name: &str) -> NewRule {
+    NewRule {
+        name: name.into(),
+        direction: "push".into(),
+        url: "https://backup.example.com".into(),
+        username: Some("robot".into()),
+        secret: Some(Secret("s3cret-token".into())),
+        repositories: "acme".into(),
+        tags: "v*".into(),
+        on_push: true,
+        schedule: Some("0 3 * * *".into()),
+        description: None,
+    }
+}
+
+pub async fn run(meta: &Meta) {
+    let newest = meta
+        .events_after(0, 10_000)
+        .await
+        .unwrap()
+        .last()
+        .map_or(0, |e| e.id);
+    let made = meta
+        .add_replication_rule(&rule("backup"), &admin())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        made.event_cursor, newest,
+        "a new rule starts at the newest event"
+    );
+    assert_eq!(made.secret, Some(Secret("s3cret-token".into())));
+    assert!(!serde_json::to_string(&made).unwrap().contains("s3cret"));
+    assert!(meta
+        .add_replication_rule(&rule("backup"), &admin())
+        .await
+        .unwrap()
+        .is_none());
+    let asked = meta
+        .request_replication_run("backup", 10_000)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(asked.run_requested_at, Some(10_000));
+    // A failed attempt keeps the request; a full pass started after it
+    // answers it.
+    let failed = Progress {
+        event_cursor: newest,
+        failures: 1,
+        next_attempt_at: 12_000,
+        last_error: Some("down".into()),
+        synced_at: None,
+    };
+    meta.save_replication_progress(made.id, &failed)
+        .await
+        .unwrap();
+    let r = meta.replication_rule("backup").await.unwrap().unwrap();
+    assert_eq!((r.failures, r.run_requested_at), (1, Some(10_000)));
+    let done = Progress {
+        event_cursor: newest + 5,
+        failures: 0,
+        next_attempt_at: 0,
+        last_error: None,
+        synced_at: Some(11_000),
+    };
+    meta.save_replication_progress(made.id, &done)
+        .await
+        .unwrap();
+    let r = meta.replication_rule("backup").await.unwrap().unwrap();
+    assert_eq!(r.run_requested_at, None);
+    assert_eq!(r.last_sync_at, Some(11_000));
+    assert_eq!(r.event_cursor, newest + 5);
+    meta.advance_replication_cursor(made.id, newest + 2)
+        .await
+        .unwrap();
+    let r = meta.replication_rule("backup").await.unwrap().unwrap();
+    assert_eq!(r.event_cursor, newest + 5, "the cursor never moves back");
+    assert_eq!(meta.replication_rules().await.unwrap().len(), 1);
+    let removed = meta
+        .remove_replication_rule("backup", &admin())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(removed.name, "backup");
+    assert!(meta.replication_rule("backup").await.unwrap().is_none());
+}

@@ -1,0 +1,265 @@
+//! Replication's transport: copies images between this registry and a
+//! rule's other registry with the engine of `berth copy`
+//! (`berth_tools::copy::copy_image`): every platform, manifests moved as
+//! bytes (digests preserved), blobs the destination has skipped. The
+//! other registry is reached through `berth_client` (Basic or the token
+//! flow with the rule's credentials), this one through its services
+//! ([`crate::local`]).
+//!
+//! Before copying, the destination's tag is compared with the source's:
+//! equal, nothing is transferred.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use berth_client::{Client, ClientOptions, Credential, CredentialStore};
+use berth_oci::reference::ImageRef;
+use berth_oci::{Digest, Reference, RepositoryName, Tag};
+use berth_registry::replication::{Copied, Direction, ReplicationRule, Transport};
+use berth_registry::{Caller, Registry};
+use berth_tools::copy::progress::Silent;
+use berth_tools::copy::remote::RemoteRepository;
+use berth_tools::copy::{copy_image, CopyOptions, Destination, Source};
+
+use crate::local::LocalRepository;
+
+/// The replication transport of one registry.
+pub struct Replicator {
+    registry: Arc<Registry>,
+    /// A client per rule (keeping its tokens), with what it was built
+    /// from: a changed rule gets a new one.
+    clients: Mutex<HashMap<i64, (String, Arc<Client>)>>,
+}
+
+impl std::fmt::Debug for Replicator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Replicator").finish_non_exhaustive()
+    }
+}
+
+/// The `host[:port]` of a rule's URL and whether it is plain HTTP.
+fn host_of(url: &str) -> Result<(String, bool), String> {
+    let u = reqwest::Url::parse(url).map_err(|e| format!("url {url:?}: {e}"))?;
+    let host = u
+        .host_str()
+        .ok_or_else(|| format!("url {url:?} has no host"))?;
+    let host = match u.port() {
+        Some(p) => format!("{host}:{p}"),
+        None => host.to_owned(),
+    };
+    Ok((host, u.scheme() == "http"))
+}
+
+/// An error and its sources on one line.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = s.source();
+    }
+    out
+}
+
+impl Replicator {
+    /// The transport over `registry`'s services.
+    pub fn new(registry: Arc<Registry>) -> Replicator {
+        Replicator {
+            registry,
+            clients: Mutex::default(),
+        }
+    }
+
+    /// The client for `rule`'s registry and its `host[:port]`.
+    fn client(&self, rule: &ReplicationRule) -> Result<(Arc<Client>, String), String> {
+        let (host, plain) = host_of(&rule.url)?;
+        let key = format!(
+            "{}\n{}\n{}",
+            rule.url,
+            rule.username.as_deref().unwrap_or(""),
+            rule.secret.as_ref().map_or("", |s| s.0.as_str())
+        );
+        let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((k, c)) = clients.get(&rule.id) {
+            if *k == key {
+                return Ok((c.clone(), host));
+            }
+        }
+        let mut credentials = CredentialStore::new();
+        if let (Some(u), Some(p)) = (&rule.username, &rule.secret) {
+            credentials.insert(
+                &host,
+                Credential {
+                    username: u.clone(),
+                    password: p.0.clone(),
+                },
+            );
+        }
+        let client = Arc::new(
+            Client::new(ClientOptions {
+                credentials,
+                plain_http: if plain {
+                    vec![host.clone()]
+                } else {
+                    Vec::new()
+                },
+                user_agent: Some(format!("berth-replication/{}", env!("CARGO_PKG_VERSION"))),
+                ..ClientOptions::default()
+            })
+            .map_err(|e| chain(&e))?,
+        );
+        clients.insert(rule.id, (key, client.clone()));
+        Ok((client, host))
+    }
+
+    fn local(&self, rule: &ReplicationRule, repo: &RepositoryName) -> LocalRepository {
+        LocalRepository {
+            registry: self.registry.clone(),
+            repo: repo.clone(),
+            caller: Caller::system(&format!("replication/{}", rule.name)),
+        }
+    }
+
+    /// The digest `tag` names here, if it exists.
+    async fn local_digest(
+        &self,
+        repo: &RepositoryName,
+        tag: &Tag,
+    ) -> Result<Option<Digest>, String> {
+        match self
+            .registry
+            .get_manifest(repo, &Reference::Tag(tag.clone()))
+            .await
+        {
+            Ok(m) => Ok(Some(m.digest.clone())),
+            Err(
+                berth_registry::Error::ManifestUnknown(_) | berth_registry::Error::NameUnknown(_),
+            ) => Ok(None),
+            Err(e) => Err(format!("reading {repo}:{tag} here: {e}")),
+        }
+    }
+
+    /// The digest `tag` names at the other registry, if it exists.
+    async fn remote_digest(
+        client: &Client,
+        host: &str,
+        repo: &RepositoryName,
+        tag: &Tag,
+    ) -> Result<Option<Digest>, String> {
+        let r = client.repository(host, repo.as_str());
+        match r.head_manifest(tag.as_str()).await {
+            Ok(Some((Some(d), _))) => Ok(Some(d)),
+            // No digest header: ask for the bytes.
+            Ok(Some((None, _))) => match r.get_manifest(tag.as_str()).await {
+                Ok(m) => Ok(Some(m.digest)),
+                Err(e) if e.is_not_found() => Ok(None),
+                Err(e) => Err(chain(&e)),
+            },
+            Ok(None) => Ok(None),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(chain(&e)),
+        }
+    }
+}
+
+#[async_trait]
+impl Transport for Replicator {
+    async fn copy(
+        &self,
+        rule: &ReplicationRule,
+        repository: &RepositoryName,
+        tag: &Tag,
+    ) -> Result<Copied, String> {
+        let (client, host) = self.client(rule)?;
+        let remote = RemoteRepository::new(
+            client.clone(),
+            &ImageRef {
+                registry: host.clone(),
+                repository: repository.as_str().to_owned(),
+                tag: Some(tag.as_str().to_owned()),
+                digest: None,
+                explicit_registry: true,
+            },
+        );
+        let local = self.local(rule, repository);
+        let push = Direction::parse(&rule.direction) != Some(Direction::Pull);
+        let (source, destination) = if push {
+            (
+                self.local_digest(repository, tag).await?,
+                Self::remote_digest(&client, &host, repository, tag).await?,
+            )
+        } else {
+            (
+                Self::remote_digest(&client, &host, repository, tag).await?,
+                self.local_digest(repository, tag).await?,
+            )
+        };
+        let Some(source) = source else {
+            return Err(format!("{repository}:{tag} no longer exists at the source"));
+        };
+        if destination.as_ref() == Some(&source) {
+            return Ok(Copied::UpToDate(source));
+        }
+        let (src, dst): (&dyn Source, &dyn Destination) = if push {
+            (&local, &remote)
+        } else {
+            (&remote, &local)
+        };
+        let progress: Arc<dyn berth_tools::copy::progress::Progress> = Arc::new(Silent);
+        let report = copy_image(
+            src,
+            Some(tag.as_str()),
+            dst,
+            Some(tag.as_str()),
+            &CopyOptions::default(),
+            &progress,
+        )
+        .await
+        .map_err(|e| chain(&e))?;
+        dst.finish().await.map_err(|e| chain(&e))?;
+        Ok(Copied::Copied(report.digest.unwrap_or(source)))
+    }
+
+    async fn remote_repositories(&self, rule: &ReplicationRule) -> Result<Vec<String>, String> {
+        let exact =
+            !berth_registry::glob::is_glob(&rule.repositories) && rule.repositories.contains('/');
+        if exact {
+            return Ok(vec![rule.repositories.clone()]);
+        }
+        let (client, host) = self.client(rule)?;
+        client.catalog(&host, 1000).await.map_err(|e| {
+            format!(
+                "listing the repositories of {} (its catalog): {}; name one repository exactly \
+                 in the rule if the registry keeps its catalog private",
+                rule.url,
+                chain(&e)
+            )
+        })
+    }
+
+    async fn remote_tags(
+        &self,
+        rule: &ReplicationRule,
+        repository: &RepositoryName,
+    ) -> Result<Vec<String>, String> {
+        let (client, host) = self.client(rule)?;
+        match client
+            .repository(&host, repository.as_str())
+            .tags(1000)
+            .await
+        {
+            Ok(t) => Ok(t),
+            Err(e) if e.is_not_found() => Ok(Vec::new()),
+            Err(e) => Err(format!(
+                "listing the tags of {repository} at {}: {}",
+                rule.url,
+                chain(&e)
+            )),
+        }
+    }
+}

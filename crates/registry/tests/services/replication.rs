@@ -1,0 +1,199 @@
+//! Replication rules run by the worker's round, with an injected clock and
+//! a fake transport: pushes a rule selects are copied and nothing else,
+//! failures are retried after a backoff and recorded in the history, a
+//! schedule fires a full pass, a run on demand starts at once.
+
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use berth_oci::{RepositoryName, Tag};
+use berth_registry::replication::{Copied, ReplicationRule, RuleSpec, Transport};
+use berth_registry::worker::Stop;
+use berth_registry::{Caller, Error, Settings};
+
+use super::gc::push_image;
+use super::registry;
+
+#[derive(Default)]
+struct Fake {
+    copies: Mutex<Vec<String>>,
+    fail: Mutex<bool>,
+    remote: Vec<(String, Vec<String>)>,
+}
+
+#[async_trait]
+impl Transport for Fake {
+    async fn copy(
+        &self,
+        rule: &ReplicationRule,
+        repository: &RepositoryName,
+        tag: &Tag,
+    ) -> Result<Copied, String> {
+        if *self.fail.lock().unwrap() {
+            return Err(format!("{} refused the connection", rule.url));
+        }
+        self.copies
+            .lock()
+            .unwrap()
+            .push(format!("{}:{repository}:{tag}", rule.name));
+        Ok(Copied::Copied(super::dg("copied")))
+    }
+
+    async fn remote_repositories(&self, _: &ReplicationRule) -> Result<Vec<String>, String> {
+        Ok(self.remote.iter().map(|(r, _)| r.clone()).collect())
+    }
+
+    async fn remote_tags(
+        &self,
+        _: &ReplicationRule,
+        repository: &RepositoryName,
+    ) -> Result<Vec<String>, String> {
+        Ok(self
+            .remote
+            .iter()
+            .find(|(r, _)| r == repository.as_str())
+            .map(|(_, t)| t.clone())
+            .unwrap_or_default())
+    }
+}
+
+fn taken(fake: &Fake) -> Vec<String> {
+    std::mem::take(&mut *fake.copies.lock().unwrap())
+}
+
+fn push_rule(name: &str, repositories: &str, tags: &str) -> RuleSpec {
+    RuleSpec {
+        name: name.into(),
+        direction: "push".into(),
+        url: "http://backup.example:5000".into(),
+        repositories: Some(repositories.into()),
+        tags: Some(tags.into()),
+        ..RuleSpec::default()
+    }
+}
+
+#[tokio::test]
+async fn pushes_are_replicated_by_filter_and_failures_retried_with_backoff() {
+    let dir = tempfile::tempdir().unwrap();
+    let reg = registry(dir.path(), Settings::default()).await;
+    let fake = Arc::new(Fake::default());
+    reg.set_replication_transport(fake.clone());
+    let admin = Caller::system("admin");
+    let stop = Stop::new();
+    // Pushed before the rule exists: not replayed.
+    push_image(&reg, "acme/web", "v0", "old").await;
+    reg.add_replication_rule(push_rule("backup", "acme", "v*"), &admin)
+        .await
+        .unwrap();
+    let dup = reg
+        .add_replication_rule(push_rule("backup", "acme", "v*"), &admin)
+        .await;
+    assert!(matches!(dup, Err(Error::Conflict(_))), "{dup:?}");
+    let now = berth_meta::now_ms();
+    assert!(reg.replicate(now, &stop).await.unwrap().is_empty());
+
+    push_image(&reg, "acme/web", "v1", "a").await;
+    push_image(&reg, "acme/web", "dev", "b").await;
+    push_image(&reg, "other/web", "v1", "c").await;
+    let runs = reg.replicate(now, &stop).await.unwrap();
+    assert_eq!(runs.len(), 1);
+    assert!(runs[0].ok);
+    assert_eq!(runs[0].summary["trigger"], "push");
+    assert_eq!(taken(&fake), ["backup:acme/web:v1"]);
+    // Handled: the next round has nothing to do.
+    assert!(reg.replicate(now, &stop).await.unwrap().is_empty());
+
+    // The target fails: retried after 2 s, then 4 s; the history says so.
+    *fake.fail.lock().unwrap() = true;
+    push_image(&reg, "acme/web", "v2", "d").await;
+    let runs = reg.replicate(now, &stop).await.unwrap();
+    assert!(!runs[0].ok);
+    assert!(runs[0].summary["error"]
+        .as_str()
+        .unwrap()
+        .contains("refused the connection"));
+    let rule = reg.replication_rule("backup").await.unwrap();
+    assert_eq!(rule.rule.failures, 1);
+    assert!(rule.rule.last_error.is_some());
+    assert!(reg.replicate(now + 1_000, &stop).await.unwrap().is_empty());
+    let runs = reg.replicate(now + 30_000, &stop).await.unwrap();
+    assert_eq!(runs[0].summary["attempt"], 2);
+    *fake.fail.lock().unwrap() = false;
+    assert!(reg.replicate(now + 32_000, &stop).await.unwrap().is_empty());
+    let runs = reg.replicate(now + 60_000, &stop).await.unwrap();
+    assert!(runs[0].ok, "{:?}", runs[0].summary);
+    assert_eq!(taken(&fake), ["backup:acme/web:v2"]);
+    let history = reg.replication_history("backup", 10).await.unwrap();
+    let outcomes: Vec<Option<bool>> = history.iter().map(|r| r.ok).collect();
+    assert_eq!(outcomes, [Some(true), Some(false), Some(false), Some(true)]);
+    let view = reg.replication_rule("backup").await.unwrap();
+    assert_eq!(view.rule.failures, 0);
+    assert_eq!(view.last_run.unwrap().ok, Some(true));
+}
+
+#[tokio::test]
+async fn schedules_and_runs_on_demand_make_full_passes() {
+    let dir = tempfile::tempdir().unwrap();
+    let reg = registry(dir.path(), Settings::default()).await;
+    let fake = Arc::new(Fake {
+        remote: vec![
+            (
+                "lib/app".into(),
+                vec!["v1".into(), "v2".into(), "dev".into()],
+            ),
+            ("lib/other".into(), vec!["v1".into()]),
+        ],
+        ..Fake::default()
+    });
+    reg.set_replication_transport(fake.clone());
+    let admin = Caller::system("admin");
+    let stop = Stop::new();
+    push_image(&reg, "acme/web", "v1", "a").await;
+    push_image(&reg, "acme/web", "latest", "b").await;
+    let hourly = RuleSpec {
+        on_push: Some(false),
+        schedule: Some("0 * * * *".into()),
+        ..push_rule("hourly", "acme/*", "v*")
+    };
+    reg.add_replication_rule(hourly, &admin).await.unwrap();
+    let pull = RuleSpec {
+        direction: "pull".into(),
+        ..push_rule("pull-lib", "lib/app", "v*")
+    };
+    reg.add_replication_rule(pull, &admin).await.unwrap();
+    let now = berth_meta::now_ms();
+    // Not on push; nothing due yet.
+    assert!(reg.replicate(now, &stop).await.unwrap().is_empty());
+    let fire = berth_registry::retention::cron::Schedule::parse("0 * * * *")
+        .unwrap()
+        .next_after(now)
+        .unwrap();
+    let runs = reg.replicate(fire, &stop).await.unwrap();
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0].summary["trigger"], "schedule");
+    assert_eq!(taken(&fake), ["hourly:acme/web:v1"]);
+    assert!(reg.replicate(fire + 1000, &stop).await.unwrap().is_empty());
+
+    // On demand: the pull rule copies the selected tags of the selected
+    // repository, nothing else.
+    let asked = reg.request_replication_run("pull-lib", fire).await.unwrap();
+    assert!(asked.rule.run_requested_at.is_some());
+    let runs = reg.replicate(fire + 1000, &stop).await.unwrap();
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0].summary["trigger"], "on-demand");
+    assert_eq!(runs[0].summary["copied"], 2);
+    assert_eq!(taken(&fake), ["pull-lib:lib/app:v1", "pull-lib:lib/app:v2"]);
+    let view = reg.replication_rule("pull-lib").await.unwrap();
+    assert!(view.rule.run_requested_at.is_none());
+    assert!(reg.replicate(fire + 2000, &stop).await.unwrap().is_empty());
+    assert!(matches!(
+        reg.request_replication_run("nope", fire).await,
+        Err(Error::NotFound(_))
+    ));
+    let removed = reg
+        .remove_replication_rule("pull-lib", &admin)
+        .await
+        .unwrap();
+    assert_eq!(removed.name, "pull-lib");
+    assert_eq!(reg.replication_rules().await.unwrap().len(), 1);
+}

@@ -1,0 +1,1 @@
+ExEhIxWG8AsKdgt2Ce5yzmdbGv/VVOwcJ22ZsvtXscB/GkkBMYlwPfdH/5HTxKwdWUjUymU4fVFvgBvsqd1fAw==
