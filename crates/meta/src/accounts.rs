@@ -99,12 +99,12 @@ pub struct Member {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OrgDeletion {
     /// Deleted, with these repositories (empty unless asked for).
-    Deleted(Vec<String>),
+    Deleted(Vec<berth_oci::RepositoryName>),
     /// No such organisation.
     NotFound,
     /// Not deleted: it still holds these repositories and deleting them
     /// was not asked for.
-    HoldsRepositories(Vec<String>),
+    HoldsRepositories(Vec<berth_oci::RepositoryName>),
 }
 
 fn user_row(r: &AnyRow) -> Result<User> {
@@ -199,9 +199,9 @@ impl Meta {
     /// Whether anything of namespace `ns` remains: a repository, or a
     /// setting keyed by it (visibility override, tag rule, retention
     /// policy, quota).
-    pub async fn namespace_remains(&self, ns: &str) -> Result<bool> {
+    pub async fn namespace_remains(&self, ns: &berth_oci::Namespace) -> Result<bool> {
         let mut c = self.read.acquire().await?;
-        writes::namespace_remains(&mut c, ns).await
+        writes::namespace_remains(&mut c, ns.as_str()).await
     }
 
     /// Creates the robot account `name` (conventionally `<org>+<short>`)
@@ -366,11 +366,11 @@ impl Meta {
     }
 
     /// The namespace `name`, if a user or organisation owns it.
-    pub async fn namespace(&self, name: &str) -> Result<Option<Namespace>> {
+    pub async fn namespace(&self, name: &berth_oci::Namespace) -> Result<Option<Namespace>> {
         let row = sqlx::query(
             "SELECT name, kind, visibility, created_at FROM namespaces WHERE name = $1",
         )
-        .bind(name)
+        .bind(name.as_str())
         .fetch_optional(&self.read)
         .await?;
         row.map(|r| namespace_row(&r)).transpose()
@@ -428,12 +428,12 @@ impl Meta {
     }
 
     /// The visibility override of `repository`, if one is set.
-    ///
-    /// Takes the name as a string: the authorisation layer asks it for
-    /// repository names and namespaces alike (a namespace has no override).
-    pub async fn repository_visibility(&self, repository: &str) -> Result<Option<Visibility>> {
+    pub async fn repository_visibility(
+        &self,
+        repository: &berth_oci::RepositoryName,
+    ) -> Result<Option<Visibility>> {
         let row = sqlx::query("SELECT visibility FROM repository_visibility WHERE repository = $1")
-            .bind(repository)
+            .bind(repository.as_str())
             .fetch_optional(&self.read)
             .await?;
         match row {

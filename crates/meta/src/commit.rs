@@ -205,9 +205,7 @@ impl Meta {
     ) -> Result<()> {
         let (repository, digest) = (repository.clone(), digest.clone());
         self.transact(move |c| {
-            Box::pin(async move {
-                writes::link_blob(c, repository.as_str(), digest.as_str(), size, now).await
-            })
+            Box::pin(async move { writes::link_blob(c, &repository, &digest, size, now).await })
         })
         .await
     }
@@ -222,9 +220,7 @@ impl Meta {
     ) -> Result<bool> {
         let (repository, digest, actor) = (repository.clone(), digest.clone(), actor.clone());
         self.transact(move |c| {
-            Box::pin(async move {
-                writes::unlink_blob(c, repository.as_str(), digest.as_str(), &actor).await
-            })
+            Box::pin(async move { writes::unlink_blob(c, &repository, &digest, &actor).await })
         })
         .await
     }
@@ -247,9 +243,7 @@ impl Meta {
     ) -> Result<Option<Vec<Tag>>> {
         let (repository, digest, actor) = (repository.clone(), digest.clone(), actor.clone());
         self.transact(move |c| {
-            Box::pin(async move {
-                writes::delete_manifest(c, repository.as_str(), digest.as_str(), &actor).await
-            })
+            Box::pin(async move { writes::delete_manifest(c, &repository, &digest, &actor).await })
         })
         .await
     }
@@ -263,9 +257,7 @@ impl Meta {
     ) -> Result<bool> {
         let (repository, tag, actor) = (repository.clone(), tag.clone(), actor.clone());
         self.transact(move |c| {
-            Box::pin(async move {
-                writes::delete_tag(c, repository.as_str(), tag.as_str(), &actor).await
-            })
+            Box::pin(async move { writes::delete_tag(c, &repository, &tag, &actor).await })
         })
         .await
     }

@@ -23,6 +23,7 @@ use sqlx::{AnyConnection, Row};
 
 use crate::audit::{self, action};
 use crate::{Meta, Result};
+use berth_oci::{Namespace, RepositoryName};
 
 /// What happened. Each kind has a stable dotted name (the CloudEvents
 /// `type` suffix and the name webhooks subscribe with).
@@ -122,9 +123,9 @@ pub struct NewEvent {
     /// From where.
     pub client_ip: Option<String>,
     /// The namespace concerned (derived from the repository when unset).
-    pub namespace: Option<String>,
+    pub namespace: Option<Namespace>,
     /// The repository concerned.
-    pub repository: Option<String>,
+    pub repository: Option<RepositoryName>,
     /// The manifest concerned.
     pub digest: Option<String>,
     /// The tag concerned.
@@ -203,19 +204,13 @@ impl OutboxEvent {
     }
 }
 
-/// The namespace of a repository name (its first component).
-fn namespace_of(repository: &str) -> &str {
-    repository.split('/').next().unwrap_or(repository)
-}
-
 /// Writes `event` on `conn`, inside the caller's transaction; returns its id.
 pub async fn publish(conn: &mut AnyConnection, event: &NewEvent) -> Result<i64> {
-    let namespace = event.namespace.clone().or_else(|| {
-        event
-            .repository
-            .as_deref()
-            .map(|r| namespace_of(r).to_owned())
-    });
+    let namespace = match (&event.namespace, &event.repository) {
+        (Some(ns), _) => Some(ns.as_str()),
+        (None, Some(r)) => Some(r.namespace_str()),
+        (None, None) => None,
+    };
     let row = sqlx::query(
         "INSERT INTO events (uid, kind, at, actor, client_ip, namespace, repository, digest, tag,
                              data)
@@ -226,8 +221,8 @@ pub async fn publish(conn: &mut AnyConnection, event: &NewEvent) -> Result<i64> 
     .bind(event.at)
     .bind(&event.actor)
     .bind(event.client_ip.as_deref())
-    .bind(namespace.as_deref())
-    .bind(event.repository.as_deref())
+    .bind(namespace)
+    .bind(event.repository.as_ref().map(RepositoryName::as_str))
     .bind(event.digest.as_deref())
     .bind(event.tag.as_deref())
     .bind(event.data.to_string())
@@ -260,7 +255,12 @@ fn from_audit(e: &audit::Event) -> Option<NewEvent> {
         actor: e.actor.clone(),
         client_ip: e.client_ip.clone(),
         namespace: None,
-        repository: e.repository.clone(),
+        // Written by this layer from a typed name: a record that holds no
+        // repository name (a namespace's policy change) names none here.
+        repository: e
+            .repository
+            .as_deref()
+            .and_then(|r| RepositoryName::parse(r).ok()),
         digest: e.digest.clone(),
         tag: e.tag.clone(),
         data,
@@ -294,7 +294,7 @@ pub(crate) async fn record_run(
     let started_at: i64 = row.try_get(1)?;
     let (kind, namespace) = match job.split_once(':') {
         None if job == "gc" => (EventKind::GcFinished, None),
-        Some(("retention", ns)) => (EventKind::RetentionFinished, Some(ns.to_owned())),
+        Some(("retention", ns)) => (EventKind::RetentionFinished, Namespace::parse(ns).ok()),
         _ => return Ok(()),
     };
     let mut event = NewEvent::new(kind, "scheduler", now);

@@ -256,9 +256,12 @@ impl Meta {
 
 /// Locks a repository row for the rest of the transaction (PostgreSQL; a
 /// no-op write on SQLite, whose writes are serial anyway). Returns its id.
-pub(crate) async fn lock_repository(conn: &mut AnyConnection, name: &str) -> Result<Option<i64>> {
+pub(crate) async fn lock_repository(
+    conn: &mut AnyConnection,
+    name: &RepositoryName,
+) -> Result<Option<i64>> {
     let row = sqlx::query("UPDATE repositories SET name = name WHERE name = $1 RETURNING id")
-        .bind(name)
+        .bind(name.as_str())
         .fetch_optional(&mut *conn)
         .await?;
     Ok(row.map(|r| r.try_get::<i64, _>(0)).transpose()?)
@@ -270,7 +273,7 @@ async fn sweep_links(
     cutoff: i64,
     limit: i64,
 ) -> Result<Vec<Unreferenced>> {
-    let Some(repo) = lock_repository(conn, repository.as_str()).await? else {
+    let Some(repo) = lock_repository(conn, repository).await? else {
         return Ok(Vec::new());
     };
     let sql = format!(

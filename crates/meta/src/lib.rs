@@ -16,7 +16,7 @@
 //! [`Tag`]) and are stored as their canonical strings; a stored value that
 //! no longer parses is [`Error::Corrupt`].
 
-use berth_oci::{Digest, RepositoryName, Tag};
+use berth_oci::{Digest, Namespace, RepositoryName, Tag};
 
 pub mod accounts;
 pub mod audit;
@@ -142,6 +142,14 @@ pub(crate) fn repository_at(row: &sqlx::any::AnyRow, i: usize) -> Result<Reposit
     use sqlx::Row as _;
     let s: String = row.try_get(i)?;
     RepositoryName::parse(s).map_err(|e| Error::Corrupt(format!("stored repository name: {e}")))
+}
+
+/// Column `i` of `row` as a namespace, if not NULL.
+pub(crate) fn namespace_at(row: &sqlx::any::AnyRow, i: usize) -> Result<Option<Namespace>> {
+    use sqlx::Row as _;
+    let s: Option<String> = row.try_get(i)?;
+    s.map(|s| Namespace::parse(s).map_err(|e| Error::Corrupt(format!("stored namespace: {e}"))))
+        .transpose()
 }
 
 /// Column `i` of `row` as a tag.

@@ -9,7 +9,7 @@ use sqlx::{AnyConnection, Row};
 use crate::audit::{self, action, Actor};
 use crate::gc::lock_repository;
 use crate::rules::TagGuard;
-use crate::{repository_at, Error, Meta, Result};
+use crate::{repository_at, tag_at, Error, Meta, Result};
 use berth_oci::{Digest, Namespace, RepositoryName, Tag};
 
 /// A namespace's retention policy as stored.
@@ -157,9 +157,9 @@ impl Meta {
         detail: serde_json::Value,
     ) -> Result<Deletion> {
         let (repo, tag, digest, actor) = (
-            repository.to_string(),
-            tag.to_string(),
-            digest.to_string(),
+            repository.clone(),
+            tag.clone(),
+            digest.clone(),
             actor.clone(),
         );
         self.transact(move |c| {
@@ -174,8 +174,8 @@ impl Meta {
                     "DELETE FROM tags WHERE repository_id = $1 AND name = $2 AND digest = $3",
                 )
                 .bind(id)
-                .bind(&tag)
-                .bind(&digest)
+                .bind(tag.as_str())
+                .bind(digest.as_str())
                 .execute(&mut *c)
                 .await?;
                 if done.rows_affected() == 0 {
@@ -183,9 +183,9 @@ impl Meta {
                 }
                 let event = actor
                     .event(action::RETENTION_DELETE)
-                    .repository(&repo)
-                    .digest(&digest)
-                    .tag(&tag)
+                    .repository(repo.as_str())
+                    .digest(digest.as_str())
+                    .tag(tag.as_str())
                     .detail(detail);
                 audit::record(c, &event).await?;
                 Ok(Deletion::Deleted)
@@ -206,7 +206,7 @@ impl Meta {
         actor: &Actor,
         detail: serde_json::Value,
     ) -> Result<Deletion> {
-        let (repo, actor) = (repository.to_string(), actor.clone());
+        let (repo, actor) = (repository.clone(), actor.clone());
         self.transact(move |c| {
             Box::pin(
                 async move { delete_manifest(c, &repo, &target, &guard, &actor, detail).await },
@@ -227,7 +227,7 @@ impl Meta {
         self.set_times(
             "UPDATE manifests SET pushed_at = $3, last_pulled_at = $4
              WHERE digest = $2 AND repository_id = (SELECT id FROM repositories WHERE name = $1)",
-            repository.as_str(),
+            repository,
             digest.as_str(),
             pushed_at,
             last_pulled_at,
@@ -246,7 +246,7 @@ impl Meta {
         self.set_times(
             "UPDATE tags SET updated_at = $3, last_pulled_at = $4
              WHERE name = $2 AND repository_id = (SELECT id FROM repositories WHERE name = $1)",
-            repository.as_str(),
+            repository,
             tag.as_str(),
             updated_at,
             last_pulled_at,
@@ -257,12 +257,12 @@ impl Meta {
     async fn set_times(
         &self,
         sql: &'static str,
-        repository: &str,
+        repository: &RepositoryName,
         key: &str,
         at: i64,
         pulled: Option<i64>,
     ) -> Result<()> {
-        let (repo, key) = (repository.to_owned(), key.to_owned());
+        let (repo, key) = (repository.as_str().to_owned(), key.to_owned());
         self.transact(move |c| {
             Box::pin(async move {
                 sqlx::query(sql)
@@ -292,7 +292,7 @@ fn policy(r: &sqlx::any::AnyRow) -> Result<StoredPolicy> {
 
 async fn delete_manifest(
     c: &mut AnyConnection,
-    repo: &str,
+    repo: &RepositoryName,
     target: &ManifestTarget,
     guard: &TagGuard,
     actor: &Actor,
@@ -314,19 +314,16 @@ async fn delete_manifest(
     if exists.is_none() {
         return Ok(Deletion::Skipped("it was deleted meanwhile".into()));
     }
-    let tags: Vec<String> =
+    let tags: Vec<Tag> =
         sqlx::query("SELECT name FROM tags WHERE repository_id = $1 AND digest = $2")
             .bind(id)
             .bind(digest)
             .fetch_all(&mut *c)
             .await?
             .iter()
-            .map(|r| r.try_get::<String, _>(0))
-            .collect::<Result<_, _>>()?;
-    if let Some(t) = tags
-        .iter()
-        .find(|t| !with_tags.iter().any(|w| w == t.as_str()))
-    {
+            .map(|r| tag_at(r, 0))
+            .collect::<Result<_>>()?;
+    if let Some(t) = tags.iter().find(|t| !with_tags.contains(t)) {
         return Ok(Deletion::Skipped(format!("it is tagged {t}")));
     }
     if let Some(why) = tags.iter().find_map(|t| guard(t)) {
@@ -372,7 +369,7 @@ async fn delete_manifest(
     }
     let event = actor
         .event(action::RETENTION_DELETE)
-        .repository(repo)
+        .repository(repo.as_str())
         .digest(digest)
         .detail(detail);
     audit::record(c, &event).await?;

@@ -18,6 +18,7 @@ use sqlx::{AnyConnection, Row};
 
 use crate::audit::{self, action, Actor};
 use crate::{Error, Meta, Result};
+use berth_oci::Tag;
 
 /// What a tag rule does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -76,7 +77,7 @@ pub struct TagRule {
 /// Decides, inside a write's transaction, whether a tag may be moved to
 /// another manifest or removed: `Some(reason)` refuses the whole write with
 /// [`Error::Refused`]`(reason)`.
-pub type TagGuard = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
+pub type TagGuard = Arc<dyn Fn(&Tag) -> Option<String> + Send + Sync>;
 
 fn rule(r: &sqlx::any::AnyRow) -> Result<TagRule> {
     let kind: String = r.try_get(3)?;
@@ -142,7 +143,7 @@ pub(crate) async fn add(
 /// Deletes rule `id` if its scope is `namespace` or below it; returns it.
 pub(crate) async fn delete(
     conn: &mut AnyConnection,
-    namespace: &str,
+    namespace: &berth_oci::Namespace,
     id: i64,
     actor: &Actor,
 ) -> Result<Option<TagRule>> {
@@ -151,7 +152,7 @@ pub(crate) async fn delete(
          RETURNING {COLUMNS}"
     ))
     .bind(id)
-    .bind(namespace)
+    .bind(namespace.as_str())
     .bind(format!("{namespace}/"))
     .bind(format!("{namespace}0"))
     .fetch_optional(&mut *conn)
@@ -192,7 +193,7 @@ impl Meta {
         id: i64,
         actor: &Actor,
     ) -> Result<Option<TagRule>> {
-        let (namespace, actor) = (namespace.to_string(), actor.clone());
+        let (namespace, actor) = (namespace.clone(), actor.clone());
         self.transact(move |c| Box::pin(async move { delete(c, &namespace, id, &actor).await }))
             .await
     }
@@ -238,8 +239,8 @@ impl Meta {
             Box::pin(async move {
                 crate::writes::delete_manifest_guarded(
                     c,
-                    repository.as_str(),
-                    digest.as_str(),
+                    &repository,
+                    &digest,
                     Some(&guard),
                     &actor,
                 )
@@ -261,14 +262,8 @@ impl Meta {
         let (repository, digest, actor) = (repository.clone(), digest.clone(), actor.clone());
         self.transact(move |c| {
             Box::pin(async move {
-                crate::writes::unlink_blob_guarded(
-                    c,
-                    repository.as_str(),
-                    digest.as_str(),
-                    Some(&guard),
-                    &actor,
-                )
-                .await
+                crate::writes::unlink_blob_guarded(c, &repository, &digest, Some(&guard), &actor)
+                    .await
             })
         })
         .await
@@ -286,14 +281,7 @@ impl Meta {
         let (repository, tag, actor) = (repository.clone(), tag.clone(), actor.clone());
         self.transact(move |c| {
             Box::pin(async move {
-                crate::writes::delete_tag_guarded(
-                    c,
-                    repository.as_str(),
-                    tag.as_str(),
-                    Some(&guard),
-                    &actor,
-                )
-                .await
+                crate::writes::delete_tag_guarded(c, &repository, &tag, Some(&guard), &actor).await
             })
         })
         .await

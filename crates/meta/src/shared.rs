@@ -10,6 +10,8 @@
 
 use sqlx::{AnyConnection, Row};
 
+use berth_oci::Namespace;
+
 use crate::db::Dialect;
 use crate::{Meta, Result};
 
@@ -19,7 +21,7 @@ use crate::{Meta, Result};
 pub(crate) async fn lock_namespace(
     c: &mut AnyConnection,
     dialect: Dialect,
-    ns: &str,
+    ns: &Namespace,
 ) -> Result<()> {
     if dialect == Dialect::Postgres {
         sqlx::query("SELECT 1 AS locked FROM pg_advisory_xact_lock(hashtextextended($1, 0))")
@@ -31,12 +33,12 @@ pub(crate) async fn lock_namespace(
 }
 
 /// Bytes held by the open uploads of `ns` (other than `except`).
-async fn held(c: &mut AnyConnection, ns: &str, except: &str) -> Result<u64> {
+async fn held(c: &mut AnyConnection, ns: &Namespace, except: &str) -> Result<u64> {
     let row = sqlx::query(
         "SELECT CAST(COALESCE(SUM(bytes), 0) AS BIGINT) FROM upload_reservations
          WHERE namespace = $1 AND session <> $2",
     )
-    .bind(ns)
+    .bind(ns.as_str())
     .bind(except)
     .fetch_one(&mut *c)
     .await?;
@@ -46,7 +48,7 @@ async fn held(c: &mut AnyConnection, ns: &str, except: &str) -> Result<u64> {
 impl Meta {
     /// Bytes the open uploads of namespace `ns` hold, those of session
     /// `except` excluded.
-    pub async fn upload_reservations(&self, ns: &str, except: Option<&str>) -> Result<u64> {
+    pub async fn upload_reservations(&self, ns: &Namespace, except: Option<&str>) -> Result<u64> {
         let mut c = self.read.acquire().await?;
         held(&mut c, ns, except.unwrap_or("")).await
     }
@@ -57,13 +59,13 @@ impl Meta {
     /// when not even `need` fits.
     pub async fn reserve_upload(
         &self,
-        ns: &str,
+        ns: &Namespace,
         session: &str,
         need: u64,
         want: u64,
         limit: u64,
     ) -> Result<Option<u64>> {
-        let (ns, session, dialect) = (ns.to_owned(), session.to_owned(), self.dialect());
+        let (ns, session, dialect) = (ns.clone(), session.to_owned(), self.dialect());
         self.transact(move |c| {
             Box::pin(async move {
                 lock_namespace(c, dialect, &ns).await?;
@@ -82,7 +84,7 @@ impl Meta {
                          updated_at = excluded.updated_at",
                 )
                 .bind(&session)
-                .bind(&ns)
+                .bind(ns.as_str())
                 .bind(granted as i64)
                 .bind(crate::now_ms())
                 .execute(&mut *c)
@@ -94,8 +96,13 @@ impl Meta {
     }
 
     /// Records that upload `session` of `ns` holds exactly `bytes`.
-    pub async fn set_upload_reservation(&self, ns: &str, session: &str, bytes: u64) -> Result<()> {
-        let (ns, session) = (ns.to_owned(), session.to_owned());
+    pub async fn set_upload_reservation(
+        &self,
+        ns: &Namespace,
+        session: &str,
+        bytes: u64,
+    ) -> Result<()> {
+        let (ns, session) = (ns.clone(), session.to_owned());
         self.transact(move |c| {
             Box::pin(async move {
                 sqlx::query(
@@ -105,7 +112,7 @@ impl Meta {
                      SET bytes = excluded.bytes, updated_at = excluded.updated_at",
                 )
                 .bind(&session)
-                .bind(&ns)
+                .bind(ns.as_str())
                 .bind(bytes as i64)
                 .bind(crate::now_ms())
                 .execute(&mut *c)

@@ -24,7 +24,7 @@ const BATCH: usize = 500;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PullDelta {
     /// Repository name.
-    pub repository: String,
+    pub repository: berth_oci::RepositoryName,
     /// Manifest digest or tag name.
     pub key: String,
     /// Pulls to add.
@@ -56,7 +56,7 @@ async fn apply(conn: &mut AnyConnection, target: PullTarget, d: &PullDelta) -> R
     .bind(d.pulls as i64)
     .bind(d.last_pulled_at)
     .bind(&d.key)
-    .bind(&d.repository)
+    .bind(d.repository.as_str())
     .execute(&mut *conn)
     .await?;
     Ok(())

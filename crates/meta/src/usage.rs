@@ -17,7 +17,7 @@ use sqlx::{AnyConnection, Row};
 
 use crate::audit::{self, action, Actor};
 use crate::{digest_at, repository_at, writes, Meta, Result};
-use berth_oci::{Digest, RepositoryName};
+use berth_oci::{Digest, Namespace, RepositoryName};
 
 /// The repositories of a namespace, as a condition on `r.name` with
 /// placeholders `$a`, `$b`, `$c` (bound by [`ns_binds`]).
@@ -29,8 +29,8 @@ fn ns_clause(a: usize) -> String {
     )
 }
 
-fn ns_binds(ns: &str) -> [String; 3] {
-    [ns.to_owned(), format!("{ns}/"), format!("{ns}0")]
+fn ns_binds(ns: &Namespace) -> [String; 3] {
+    [ns.to_string(), format!("{ns}/"), format!("{ns}0")]
 }
 
 /// What content is.
@@ -65,7 +65,7 @@ pub struct Content {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Quota {
     /// Namespace.
-    pub namespace: String,
+    pub namespace: Namespace,
     /// Most bytes its content may use.
     pub limit_bytes: u64,
     /// Last change (Unix ms).
@@ -73,7 +73,7 @@ pub struct Quota {
 }
 
 /// Bytes used by the content of `ns` (distinct digests).
-pub(crate) async fn usage(conn: &mut AnyConnection, ns: &str) -> Result<u64> {
+pub(crate) async fn usage(conn: &mut AnyConnection, ns: &Namespace) -> Result<u64> {
     let sql = format!(
         "SELECT CAST(COALESCE(SUM(u.size), 0) AS BIGINT) FROM (
            SELECT b.digest, b.size FROM repository_blobs rb
@@ -103,7 +103,11 @@ pub(crate) async fn usage(conn: &mut AnyConnection, ns: &str) -> Result<u64> {
 
 /// Whether `digest` is already content of `ns` (so storing it again there
 /// costs nothing).
-pub(crate) async fn holds(conn: &mut AnyConnection, ns: &str, digest: &str) -> Result<bool> {
+pub(crate) async fn holds(
+    conn: &mut AnyConnection,
+    ns: &Namespace,
+    digest: &Digest,
+) -> Result<bool> {
     let [a, b, c] = ns_binds(ns);
     for table in ["repository_blobs", "manifests"] {
         let sql = format!(
@@ -112,7 +116,7 @@ pub(crate) async fn holds(conn: &mut AnyConnection, ns: &str, digest: &str) -> R
             ns_clause(2)
         );
         let row = sqlx::query(&sql)
-            .bind(digest)
+            .bind(digest.as_str())
             .bind(&a)
             .bind(&b)
             .bind(&c)
@@ -127,18 +131,18 @@ pub(crate) async fn holds(conn: &mut AnyConnection, ns: &str, digest: &str) -> R
 
 impl Meta {
     /// Bytes used by the content of namespace `ns`.
-    pub async fn namespace_usage(&self, ns: &str) -> Result<u64> {
+    pub async fn namespace_usage(&self, ns: &Namespace) -> Result<u64> {
         usage(&mut *self.read.acquire().await?, ns).await
     }
 
     /// Whether `digest` is content of namespace `ns` already.
-    pub async fn namespace_holds(&self, ns: &str, digest: &Digest) -> Result<bool> {
-        holds(&mut *self.read.acquire().await?, ns, digest.as_str()).await
+    pub async fn namespace_holds(&self, ns: &Namespace, digest: &Digest) -> Result<bool> {
+        holds(&mut *self.read.acquire().await?, ns, digest).await
     }
 
     /// Every blob link and manifest of the repositories of `ns`, with
     /// sizes and whether each is in use, by repository and digest.
-    pub async fn namespace_content(&self, ns: &str) -> Result<Vec<Content>> {
+    pub async fn namespace_content(&self, ns: &Namespace) -> Result<Vec<Content>> {
         let sql = format!(
             "SELECT r.name, b.digest, b.size, 'blob',
                     CASE WHEN EXISTS (
@@ -199,14 +203,10 @@ impl Meta {
         digest: &Digest,
         size: u64,
         now: i64,
-        ns: &str,
+        ns: &Namespace,
         limit: u64,
     ) -> Result<Option<u64>> {
-        let (repository, digest, ns) = (
-            repository.as_str().to_owned(),
-            digest.as_str().to_owned(),
-            ns.to_owned(),
-        );
+        let (repository, digest, ns) = (repository.clone(), digest.clone(), ns.clone());
         let dialect = self.dialect();
         self.transact(move |c| {
             Box::pin(async move {
@@ -233,7 +233,7 @@ impl Meta {
         limit_bytes: u64,
         actor: &Actor,
     ) -> Result<Quota> {
-        let (ns, actor) = (ns.to_string(), actor.clone());
+        let (ns, actor) = (ns.clone(), actor.clone());
         self.transact(move |c| {
             Box::pin(async move {
                 sqlx::query(
@@ -241,14 +241,14 @@ impl Meta {
                      ON CONFLICT (namespace)
                      DO UPDATE SET limit_bytes = excluded.limit_bytes, updated_at = excluded.updated_at",
                 )
-                .bind(&ns)
+                .bind(ns.as_str())
                 .bind(limit_bytes.min(i64::MAX as u64) as i64)
                 .bind(actor.at)
                 .execute(&mut *c)
                 .await?;
                 let event = actor
                     .event(action::POLICY_CHANGE)
-                    .repository(&ns)
+                    .repository(ns.as_str())
                     .detail(serde_json::json!({ "quota": "set", "limit_bytes": limit_bytes }));
                 audit::record(c, &event).await?;
                 Ok(Quota {
@@ -339,8 +339,11 @@ impl Meta {
                 .await?;
         rows.iter()
             .map(|r| {
+                let namespace: String = r.try_get(0)?;
                 Ok(Quota {
-                    namespace: r.try_get(0)?,
+                    namespace: Namespace::parse(namespace).map_err(|e| {
+                        crate::Error::Corrupt(format!("stored quota namespace: {e}"))
+                    })?,
                     limit_bytes: r.try_get::<i64, _>(1)?.max(0) as u64,
                     updated_at: r.try_get(2)?,
                 })

@@ -22,6 +22,7 @@ use sqlx::{AnyConnection, Row};
 use crate::audit::{self, action, Actor};
 use crate::events::{self, EventKind, NewEvent, OutboxEvent};
 use crate::{Meta, Result};
+use berth_oci::Namespace;
 
 /// A webhook, as the API shows it (no secret).
 #[derive(Debug, Clone, Serialize)]
@@ -29,7 +30,7 @@ pub struct Webhook {
     /// Id.
     pub id: i64,
     /// The namespace it belongs to; `None`: site-wide.
-    pub namespace: Option<String>,
+    pub namespace: Option<Namespace>,
     /// Where events are POSTed.
     pub url: String,
     /// Payload format (`cloudevents` or `distribution`).
@@ -54,7 +55,7 @@ pub struct Webhook {
 #[derive(Debug, Clone)]
 pub struct NewWebhook {
     /// The namespace; `None`: site-wide.
-    pub namespace: Option<String>,
+    pub namespace: Option<Namespace>,
     /// Target URL (checked by the registry).
     pub url: String,
     /// Payload format.
@@ -75,7 +76,7 @@ pub enum WebhookScope {
     /// Site-wide webhooks only.
     Site,
     /// The webhooks of one namespace.
-    Namespace(String),
+    Namespace(Namespace),
 }
 
 /// One event to one webhook.
@@ -187,7 +188,7 @@ fn webhook_from_row(r: &sqlx::any::AnyRow) -> Result<Webhook> {
     let events: String = r.try_get(4)?;
     Ok(Webhook {
         id: r.try_get(0)?,
-        namespace: r.try_get(1)?,
+        namespace: crate::namespace_at(r, 1)?,
         url: r.try_get(2)?,
         format: r.try_get(3)?,
         events: split_kinds(&events),
@@ -302,7 +303,7 @@ impl Meta {
                                            failures, created_at, created_by)
                      VALUES ($1, $2, $3, $4, $5, $6, 0, $7, $8) RETURNING id",
                 )
-                .bind(new.namespace.as_deref())
+                .bind(new.namespace.as_ref().map(Namespace::as_str))
                 .bind(&new.url)
                 .bind(&new.format)
                 .bind(new.events.join(","))
@@ -328,7 +329,7 @@ impl Meta {
         let (clause, ns) = match scope {
             WebhookScope::All => ("$1 IS NULL", None),
             WebhookScope::Site => ("namespace IS NULL AND $1 IS NULL", None),
-            WebhookScope::Namespace(ns) => ("namespace = $1", Some(ns.clone())),
+            WebhookScope::Namespace(ns) => ("namespace = $1", Some(ns.as_str())),
         };
         let sql = format!("SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE {clause} ORDER BY id");
         let rows = sqlx::query(&sql).bind(ns).fetch_all(&self.read).await?;
@@ -447,6 +448,7 @@ impl Meta {
                 )
                 .fetch_all(&mut *c)
                 .await?;
+                // The namespace as stored: compared with the events'.
                 let mut targets: Vec<(i64, Option<String>, Vec<String>, i64)> = Vec::new();
                 for h in &hooks {
                     let kinds: String = h.try_get(2)?;

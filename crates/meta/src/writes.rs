@@ -9,14 +9,14 @@ use crate::audit::{self, action, Actor};
 use crate::queries::{NewManifest, RefKind};
 use crate::rules::TagGuard;
 use crate::{tag_at, Error, Result};
-use berth_oci::Tag;
+use berth_oci::{Digest, RepositoryName, Tag};
 
 /// `manifest_references.role` of an index's attestation manifest.
 pub(crate) const ROLE_ATTESTATION: &str = "attestation";
 
 pub(crate) async fn ensure_repository(
     conn: &mut AnyConnection,
-    name: &str,
+    name: &RepositoryName,
     now: i64,
 ) -> Result<i64> {
     let row = sqlx::query(
@@ -24,16 +24,19 @@ pub(crate) async fn ensure_repository(
          ON CONFLICT (name) DO UPDATE SET name = excluded.name
          RETURNING id",
     )
-    .bind(name)
+    .bind(name.as_str())
     .bind(now)
     .fetch_one(&mut *conn)
     .await?;
     Ok(row.try_get::<i64, _>(0)?)
 }
 
-pub(crate) async fn repository_id(conn: &mut AnyConnection, name: &str) -> Result<Option<i64>> {
+pub(crate) async fn repository_id(
+    conn: &mut AnyConnection,
+    name: &RepositoryName,
+) -> Result<Option<i64>> {
     let row = sqlx::query("SELECT id FROM repositories WHERE name = $1")
-        .bind(name)
+        .bind(name.as_str())
         .fetch_optional(&mut *conn)
         .await?;
     Ok(row.map(|r| r.try_get::<i64, _>(0)).transpose()?)
@@ -41,8 +44,8 @@ pub(crate) async fn repository_id(conn: &mut AnyConnection, name: &str) -> Resul
 
 pub(crate) async fn link_blob(
     conn: &mut AnyConnection,
-    repository: &str,
-    digest: &str,
+    repository: &RepositoryName,
+    digest: &Digest,
     size: u64,
     now: i64,
 ) -> Result<()> {
@@ -55,7 +58,7 @@ pub(crate) async fn link_blob(
         "INSERT INTO blobs (digest, size, created_at) VALUES ($1, $2, $3)
          ON CONFLICT (digest) DO UPDATE SET size = blobs.size",
     )
-    .bind(digest)
+    .bind(digest.as_str())
     .bind(size as i64)
     .bind(now)
     .execute(&mut *conn)
@@ -68,7 +71,7 @@ pub(crate) async fn link_blob(
          ON CONFLICT (repository_id, digest) DO UPDATE SET linked_at = excluded.linked_at",
     )
     .bind(repo)
-    .bind(digest)
+    .bind(digest.as_str())
     .bind(now)
     .execute(&mut *conn)
     .await?;
@@ -82,7 +85,7 @@ pub(crate) async fn link_blob(
 pub(crate) async fn guarded_reach(
     conn: &mut AnyConnection,
     repo: i64,
-    digest: &str,
+    digest: &Digest,
     guard: &TagGuard,
 ) -> Result<Option<String>> {
     let tags = sqlx::query("SELECT name, digest FROM tags WHERE repository_id = $1 ORDER BY name")
@@ -91,7 +94,7 @@ pub(crate) async fn guarded_reach(
         .await?;
     let mut checked: Vec<String> = Vec::new();
     for row in &tags {
-        let name: String = row.try_get(0)?;
+        let name = tag_at(row, 0)?;
         let root: String = row.try_get(1)?;
         if checked.contains(&root) {
             continue;
@@ -111,7 +114,7 @@ pub(crate) async fn guarded_reach(
         )
         .bind(repo)
         .bind(&root)
-        .bind(digest)
+        .bind(digest.as_str())
         .fetch_optional(&mut *conn)
         .await?
         .is_some();
@@ -126,8 +129,8 @@ pub(crate) async fn guarded_reach(
 
 pub(crate) async fn unlink_blob(
     conn: &mut AnyConnection,
-    repository: &str,
-    digest: &str,
+    repository: &RepositoryName,
+    digest: &Digest,
     actor: &Actor,
 ) -> Result<bool> {
     unlink_blob_guarded(conn, repository, digest, None, actor).await
@@ -137,8 +140,8 @@ pub(crate) async fn unlink_blob(
 /// the `guard` protects an image that uses it ([`guarded_reach`]).
 pub(crate) async fn unlink_blob_guarded(
     conn: &mut AnyConnection,
-    repository: &str,
-    digest: &str,
+    repository: &RepositoryName,
+    digest: &Digest,
     guard: Option<&TagGuard>,
     actor: &Actor,
 ) -> Result<bool> {
@@ -153,16 +156,16 @@ pub(crate) async fn unlink_blob_guarded(
         "DELETE FROM repository_blobs
          WHERE digest = $2 AND repository_id = (SELECT id FROM repositories WHERE name = $1)",
     )
-    .bind(repository)
-    .bind(digest)
+    .bind(repository.as_str())
+    .bind(digest.as_str())
     .execute(&mut *conn)
     .await?;
     let existed = done.rows_affected() > 0;
     if existed {
         let event = actor
             .event(action::BLOB_DELETE)
-            .repository(repository)
-            .digest(digest);
+            .repository(repository.as_str())
+            .digest(digest.as_str());
         audit::record(conn, &event).await?;
     }
     Ok(existed)
@@ -189,7 +192,7 @@ pub(crate) async fn put_manifest_guarded(
     guard: Option<&TagGuard>,
     actor: &Actor,
 ) -> Result<()> {
-    let repo = ensure_repository(conn, m.repository.as_str(), m.pushed_at).await?;
+    let repo = ensure_repository(conn, &m.repository, m.pushed_at).await?;
     let inserted = sqlx::query(
         "INSERT INTO manifests (repository_id, digest, media_type, artifact_type, size, content,
                                 subject, annotations, pushed_at)
@@ -234,11 +237,11 @@ pub(crate) async fn put_manifest_guarded(
         }
     }
     for tag in &m.tags {
-        let tag = tag.as_str();
         if let Some(reason) = guard.and_then(|g| g(tag)) {
             put_guarded_tag(conn, repo, tag, m, reason).await?;
             continue;
         }
+        let tag = tag.as_str();
         let previous: Option<String> =
             sqlx::query("SELECT digest FROM tags WHERE repository_id = $1 AND name = $2")
                 .bind(repo)
@@ -284,10 +287,11 @@ pub(crate) async fn put_manifest_guarded(
 async fn put_guarded_tag(
     conn: &mut AnyConnection,
     repo: i64,
-    tag: &str,
+    tag: &Tag,
     m: &NewManifest,
     reason: String,
 ) -> Result<()> {
+    let tag = tag.as_str();
     let inserted = sqlx::query(
         "INSERT INTO tags (repository_id, name, digest, updated_at) VALUES ($1, $2, $3, $4)
          ON CONFLICT (repository_id, name) DO NOTHING",
@@ -356,8 +360,8 @@ async fn verify_references(conn: &mut AnyConnection, repo: i64, m: &NewManifest)
 
 pub(crate) async fn delete_manifest(
     conn: &mut AnyConnection,
-    repository: &str,
-    digest: &str,
+    repository: &RepositoryName,
+    digest: &Digest,
     actor: &Actor,
 ) -> Result<Option<Vec<Tag>>> {
     delete_manifest_guarded(conn, repository, digest, None, actor).await
@@ -368,8 +372,8 @@ pub(crate) async fn delete_manifest(
 /// checked as returned, so no tag can slip onto the manifest in between).
 pub(crate) async fn delete_manifest_guarded(
     conn: &mut AnyConnection,
-    repository: &str,
-    digest: &str,
+    repository: &RepositoryName,
+    digest: &Digest,
     guard: Option<&TagGuard>,
     actor: &Actor,
 ) -> Result<Option<Vec<Tag>>> {
@@ -379,7 +383,7 @@ pub(crate) async fn delete_manifest_guarded(
     let tags: Vec<Tag> =
         sqlx::query("DELETE FROM tags WHERE repository_id = $1 AND digest = $2 RETURNING name")
             .bind(repo)
-            .bind(digest)
+            .bind(digest.as_str())
             .fetch_all(&mut *conn)
             .await?
             .iter()
@@ -388,7 +392,7 @@ pub(crate) async fn delete_manifest_guarded(
     if let Some(g) = guard {
         let mut sorted = tags.clone();
         sorted.sort();
-        if let Some(reason) = sorted.iter().find_map(|t| g(t.as_str())) {
+        if let Some(reason) = sorted.iter().find_map(|t| g(t)) {
             return Err(Error::Refused(reason));
         }
         if let Some(reason) = guarded_reach(conn, repo, digest, g).await? {
@@ -397,12 +401,12 @@ pub(crate) async fn delete_manifest_guarded(
     }
     sqlx::query("DELETE FROM manifest_references WHERE repository_id = $1 AND parent = $2")
         .bind(repo)
-        .bind(digest)
+        .bind(digest.as_str())
         .execute(&mut *conn)
         .await?;
     let done = sqlx::query("DELETE FROM manifests WHERE repository_id = $1 AND digest = $2")
         .bind(repo)
-        .bind(digest)
+        .bind(digest.as_str())
         .execute(&mut *conn)
         .await?;
     if done.rows_affected() == 0 {
@@ -410,8 +414,8 @@ pub(crate) async fn delete_manifest_guarded(
     }
     let event = actor
         .event(action::MANIFEST_DELETE)
-        .repository(repository)
-        .digest(digest)
+        .repository(repository.as_str())
+        .digest(digest.as_str())
         .detail(serde_json::json!({ "tags": tags }));
     audit::record(conn, &event).await?;
     Ok(Some(tags))
@@ -419,8 +423,8 @@ pub(crate) async fn delete_manifest_guarded(
 
 pub(crate) async fn delete_tag(
     conn: &mut AnyConnection,
-    repository: &str,
-    tag: &str,
+    repository: &RepositoryName,
+    tag: &Tag,
     actor: &Actor,
 ) -> Result<bool> {
     delete_tag_guarded(conn, repository, tag, None, actor).await
@@ -429,8 +433,8 @@ pub(crate) async fn delete_tag(
 /// Deletes a tag unless the `guard` refuses it ([`Error::Refused`]).
 pub(crate) async fn delete_tag_guarded(
     conn: &mut AnyConnection,
-    repository: &str,
-    tag: &str,
+    repository: &RepositoryName,
+    tag: &Tag,
     guard: Option<&TagGuard>,
     actor: &Actor,
 ) -> Result<bool> {
@@ -439,8 +443,8 @@ pub(crate) async fn delete_tag_guarded(
          WHERE name = $2 AND repository_id = (SELECT id FROM repositories WHERE name = $1)
          RETURNING digest",
     )
-    .bind(repository)
-    .bind(tag)
+    .bind(repository.as_str())
+    .bind(tag.as_str())
     .fetch_optional(&mut *conn)
     .await?;
     let Some(row) = row else {
@@ -452,9 +456,9 @@ pub(crate) async fn delete_tag_guarded(
     let digest: String = row.try_get(0)?;
     let event = actor
         .event(action::TAG_DELETE)
-        .repository(repository)
+        .repository(repository.as_str())
         .digest(&digest)
-        .tag(tag);
+        .tag(tag.as_str());
     audit::record(conn, &event).await?;
     Ok(true)
 }

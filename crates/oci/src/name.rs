@@ -17,7 +17,9 @@ pub const MAX_NAME_LEN: usize = 255;
 /// Longest accepted tag, in bytes.
 pub const MAX_TAG_LEN: usize = 128;
 
-/// Longest namespace (user or organisation name), in bytes.
+/// Longest name of a user or organisation (the namespaces accounts own),
+/// in bytes. A [`Namespace`] itself may be as long as one repository name
+/// component can be: repositories pushed in open mode need no owner.
 pub const MAX_NAMESPACE_LEN: usize = 64;
 
 /// Why a name or tag was refused.
@@ -32,8 +34,8 @@ pub enum NameError {
     /// Tag does not match the grammar.
     #[error("invalid tag {0:?}: tags are up to 128 characters of [A-Za-z0-9_.-] and cannot start with '.' or '-'")]
     TagFormat(String),
-    /// Namespace is not one name component of at most 64 characters.
-    #[error("{0:?} is not a valid name: use at most {MAX_NAMESPACE_LEN} lowercase letters, digits and single . _ - between them")]
+    /// Namespace is not one repository name component.
+    #[error("{0:?} is not a valid namespace: use lowercase letters and digits with single . _ - between them, and no '/'")]
     NamespaceFormat(String),
     /// A reference that is neither a tag nor a valid digest.
     #[error(transparent)]
@@ -193,18 +195,34 @@ impl RepositoryName {
         Ok(RepositoryName(name.into()))
     }
 
-    /// The namespace part: the first path component (`acme` of
-    /// `acme/web`), which owns the repository.
-    pub fn namespace(&self) -> &str {
+    /// The namespace: the first path component (`acme` of `acme/web`),
+    /// whose owner owns the repository.
+    pub fn namespace(&self) -> Namespace {
+        Namespace(self.namespace_str().to_owned())
+    }
+
+    /// The namespace as text, without allocating (for map lookups on hot
+    /// paths; pass [`Self::namespace`] anywhere a name travels on).
+    pub fn namespace_str(&self) -> &str {
         self.0.split('/').next().unwrap_or(&self.0)
+    }
+}
+
+/// A namespace is the name of the repository that is its first component
+/// alone (`acme`): namespace-wide permission checks and scopes use it.
+impl From<Namespace> for RepositoryName {
+    fn from(ns: Namespace) -> RepositoryName {
+        RepositoryName(ns.0)
     }
 }
 
 name_type!(RepositoryName);
 
-/// A valid namespace: a user's or an organisation's name, which is the
-/// first component of the repositories it owns. One path component of at
-/// most [`MAX_NAMESPACE_LEN`] bytes.
+/// A valid namespace: the first component of repository names, which a
+/// user or an organisation of that name owns. One repository path
+/// component (account names are further held to [`MAX_NAMESPACE_LEN`]
+/// bytes where accounts are created), so the namespace of every
+/// [`RepositoryName`] is one.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Namespace(String);
 
@@ -212,7 +230,7 @@ impl Namespace {
     /// Validates `name` (without copying it when it is a `String`).
     pub fn parse(name: impl AsRef<str> + Into<String>) -> Result<Self, NameError> {
         let s = name.as_ref();
-        if s.len() > MAX_NAMESPACE_LEN || s.contains('/') || validate_repository(s).is_err() {
+        if s.contains('/') || validate_repository(s).is_err() {
             return Err(NameError::NamespaceFormat(s.chars().take(80).collect()));
         }
         Ok(Namespace(name.into()))
@@ -319,15 +337,21 @@ mod tests {
     fn typed_names() {
         let r = RepositoryName::parse("acme/web/api").unwrap();
         assert_eq!(r.namespace(), "acme");
+        assert_eq!(r.namespace_str(), "acme");
         assert_eq!(r.to_string(), "acme/web/api");
         assert_eq!(RepositoryName::parse("app").unwrap().namespace(), "app");
+        let ns = Namespace::parse("acme").unwrap();
+        assert_eq!(RepositoryName::from(ns), "acme");
         assert!(RepositoryName::parse(String::from("A/b")).is_err());
         assert!(Namespace::parse("acme-corp.eu").is_ok());
         for bad in ["Alice", "a/b", "..", "", "a_-b"] {
             assert!(Namespace::parse(bad).is_err(), "{bad}");
         }
-        assert!(Namespace::parse("a".repeat(MAX_NAMESPACE_LEN)).is_ok());
-        assert!(Namespace::parse("a".repeat(MAX_NAMESPACE_LEN + 1)).is_err());
+        // Every repository's first component is a namespace, however
+        // long; a repository name is not.
+        let long = RepositoryName::parse(format!("{}/x", "a".repeat(200))).unwrap();
+        assert_eq!(long.namespace().as_str().len(), 200);
+        assert!(Namespace::parse("a".repeat(MAX_NAME_LEN + 1)).is_err());
         let t: Tag = serde_json::from_str("\"v1\"").unwrap();
         assert_eq!(t, "v1");
         assert!(serde_json::from_str::<Tag>("\".x\"").is_err());

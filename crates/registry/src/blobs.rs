@@ -40,7 +40,7 @@ impl ByteRange {
 impl Registry {
     /// Size of `digest` if it is readable from `repo`.
     pub async fn blob_size(&self, repo: &RepositoryName, digest: &Digest) -> Result<u64> {
-        if let Some(size) = self.cache.link(repo.as_str(), digest.as_str()) {
+        if let Some(size) = self.cache.link(repo, digest) {
             return Ok(size);
         }
         let epoch = self.cache.epoch();
@@ -56,8 +56,7 @@ impl Registry {
             tracing::warn!(%digest, %repo, "blob linked in metadata is missing from storage");
             return Err(Error::BlobUnknown(digest.to_string()));
         }
-        self.cache
-            .fill_link(repo.as_str(), digest.as_str(), size, &epoch);
+        self.cache.fill_link(repo, digest, size, &epoch);
         Ok(size)
     }
 
@@ -123,7 +122,7 @@ impl Registry {
                 .unlink_blob_guarded(repo, digest, rules.delete_guard(caller), &caller.actor())
                 .await?
         };
-        self.cache.invalidate_link(repo.as_str(), digest.as_str());
+        self.cache.invalidate_link(repo, digest);
         if existed {
             Ok(())
         } else {
@@ -142,8 +141,7 @@ impl Registry {
         self.meta
             .link_blob(repo, digest, size, berth_meta::now_ms())
             .await?;
-        self.cache
-            .fill_link(repo.as_str(), digest.as_str(), size, &epoch);
+        self.cache.fill_link(repo, digest, size, &epoch);
         Ok(())
     }
 }

@@ -15,6 +15,8 @@
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
+use berth_oci::{Digest, RepositoryName, Tag};
+
 use crate::manifests::ManifestEntry;
 
 const MAX_TAGS: usize = 200_000;
@@ -23,7 +25,8 @@ const MAX_LINKS: usize = 500_000;
 const MAX_MANIFEST_BYTES: usize = 64 * 1024 * 1024;
 
 /// A two-level map `repository -> key -> value`, looked up without
-/// allocating.
+/// allocating. Keys are the names' text: the typed accessors of
+/// [`Caches`] take validated names and borrow their strings.
 struct Nested<V> {
     map: RwLock<HashMap<String, HashMap<String, V>>>,
     off: bool,
@@ -101,7 +104,8 @@ fn one<V>(_: &V) -> usize {
 
 /// The caches of one [`crate::Registry`].
 pub(crate) struct Caches {
-    tags: Nested<Arc<str>>,
+    /// Tag -> the digest it points to.
+    tags: Nested<Arc<Digest>>,
     /// Each repository's whole sorted tag list, under the key "".
     tag_lists: Nested<Arc<[String]>>,
     manifests: Nested<Arc<ManifestEntry>>,
@@ -131,54 +135,72 @@ impl Caches {
         }
     }
 
-    pub(crate) fn tag(&self, repo: &str, tag: &str) -> Option<Arc<str>> {
-        self.tags.get(repo, tag)
+    pub(crate) fn tag(&self, repo: &RepositoryName, tag: &Tag) -> Option<Arc<Digest>> {
+        self.tags.get(repo.as_str(), tag.as_str())
     }
 
-    pub(crate) fn fill_tag(&self, repo: &str, tag: &str, digest: Arc<str>, e: &Epoch) {
-        self.tags.fill(repo, tag, digest, e.tags)
+    pub(crate) fn fill_tag(
+        &self,
+        repo: &RepositoryName,
+        tag: &Tag,
+        digest: Arc<Digest>,
+        e: &Epoch,
+    ) {
+        self.tags.fill(repo.as_str(), tag.as_str(), digest, e.tags)
     }
 
-    pub(crate) fn invalidate_tag(&self, repo: &str, tag: &str) {
-        self.tags.invalidate(repo, tag);
-        self.tag_lists.invalidate(repo, "");
+    pub(crate) fn invalidate_tag(&self, repo: &RepositoryName, tag: &Tag) {
+        self.tags.invalidate(repo.as_str(), tag.as_str());
+        self.tag_lists.invalidate(repo.as_str(), "");
     }
 
-    pub(crate) fn tag_list(&self, repo: &str) -> Option<Arc<[String]>> {
-        self.tag_lists.get(repo, "")
+    pub(crate) fn tag_list(&self, repo: &RepositoryName) -> Option<Arc<[String]>> {
+        self.tag_lists.get(repo.as_str(), "")
     }
 
-    pub(crate) fn fill_tag_list(&self, repo: &str, list: Arc<[String]>, e: &Epoch) {
-        self.tag_lists.fill(repo, "", list, e.tag_lists)
+    pub(crate) fn fill_tag_list(&self, repo: &RepositoryName, list: Arc<[String]>, e: &Epoch) {
+        self.tag_lists.fill(repo.as_str(), "", list, e.tag_lists)
     }
 
-    pub(crate) fn manifest(&self, repo: &str, digest: &str) -> Option<Arc<ManifestEntry>> {
-        self.manifests.get(repo, digest)
+    pub(crate) fn manifest(
+        &self,
+        repo: &RepositoryName,
+        digest: &Digest,
+    ) -> Option<Arc<ManifestEntry>> {
+        self.manifests.get(repo.as_str(), digest.as_str())
     }
 
-    pub(crate) fn fill_manifest(&self, repo: &str, entry: Arc<ManifestEntry>, e: &Epoch) {
+    pub(crate) fn fill_manifest(
+        &self,
+        repo: &RepositoryName,
+        entry: Arc<ManifestEntry>,
+        e: &Epoch,
+    ) {
         let key = entry.digest.clone();
-        self.manifests.fill(repo, key.as_str(), entry, e.manifests)
+        self.manifests
+            .fill(repo.as_str(), key.as_str(), entry, e.manifests)
     }
 
-    pub(crate) fn invalidate_manifest(&self, repo: &str, digest: &str) {
-        self.manifests.invalidate(repo, digest)
+    pub(crate) fn invalidate_manifest(&self, repo: &RepositoryName, digest: &Digest) {
+        self.manifests.invalidate(repo.as_str(), digest.as_str())
     }
 
-    pub(crate) fn link(&self, repo: &str, digest: &str) -> Option<u64> {
-        self.links.get(repo, digest)
+    pub(crate) fn link(&self, repo: &RepositoryName, digest: &Digest) -> Option<u64> {
+        self.links.get(repo.as_str(), digest.as_str())
     }
 
-    pub(crate) fn fill_link(&self, repo: &str, digest: &str, size: u64, e: &Epoch) {
-        self.links.fill(repo, digest, size, e.links)
+    pub(crate) fn fill_link(&self, repo: &RepositoryName, digest: &Digest, size: u64, e: &Epoch) {
+        self.links
+            .fill(repo.as_str(), digest.as_str(), size, e.links)
     }
 
-    pub(crate) fn invalidate_link(&self, repo: &str, digest: &str) {
-        self.links.invalidate(repo, digest)
+    pub(crate) fn invalidate_link(&self, repo: &RepositoryName, digest: &Digest) {
+        self.links.invalidate(repo.as_str(), digest.as_str())
     }
 
     /// Drops everything cached about `repo` (it was deleted).
-    pub(crate) fn invalidate_repository(&self, repo: &str) {
+    pub(crate) fn invalidate_repository(&self, repo: &RepositoryName) {
+        let repo = repo.as_str();
         self.tags.invalidate_repository(repo);
         self.tag_lists.invalidate_repository(repo);
         self.manifests.invalidate_repository(repo);

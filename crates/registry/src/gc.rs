@@ -391,7 +391,7 @@ impl Registry {
                     let gone = self.meta.sweep_links(repo, cutoff, PAGE).await?;
                     let full = gone.len() as i64 == PAGE;
                     for u in gone {
-                        self.cache.invalidate_link(repo.as_str(), u.digest.as_str());
+                        self.cache.invalidate_link(repo, &u.digest);
                         report.add_link(u);
                     }
                     held.keep().await?;
@@ -460,8 +460,7 @@ impl Registry {
                 return Ok(());
             }
             let cancelled = self.store.upload_cancel(&u.id).await;
-            self.ledger_release(crate::glob::namespace(&u.repository), &u.id)
-                .await;
+            self.ledger_release(&u.id).await;
             if cancelled? {
                 tracing::info!(upload = %u.id, repo = %u.repository, "removed abandoned upload");
                 report.add_upload(u);

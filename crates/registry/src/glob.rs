@@ -13,6 +13,8 @@
 //! `acme/tools/cli`); anything else is a glob over the full repository name
 //! (`acme/web-*`, `**/cache`).
 
+use berth_oci::RepositoryName;
+
 /// One element of a compiled glob.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Token {
@@ -103,7 +105,8 @@ pub fn is_glob(pattern: &str) -> bool {
 
 /// Whether the scope `scope` (a namespace or a repository glob) covers
 /// `repository`.
-pub fn scope_covers(scope: &str, repository: &str) -> bool {
+pub fn scope_covers(scope: &str, repository: &RepositoryName) -> bool {
+    let repository = repository.as_str();
     if is_glob(scope) {
         matches(scope, repository)
     } else {
@@ -114,9 +117,10 @@ pub fn scope_covers(scope: &str, repository: &str) -> bool {
     }
 }
 
-/// The namespace of a repository: its first path component.
-pub fn namespace(repository: &str) -> &str {
-    repository.split('/').next().unwrap_or(repository)
+/// The namespace a scope is confined to: its first path component
+/// (`acme` of `acme/web-*`), a glob itself when the scope starts with one.
+pub fn scope_namespace(scope: &str) -> &str {
+    scope.split('/').next().unwrap_or(scope)
 }
 
 #[cfg(test)]
@@ -226,13 +230,14 @@ mod tests {
 
     #[test]
     fn scopes() {
-        assert!(scope_covers("acme", "acme"));
-        assert!(scope_covers("acme", "acme/web"));
-        assert!(scope_covers("acme", "acme/a/b"));
-        assert!(!scope_covers("acme", "acmecorp/web"));
-        assert!(scope_covers("acme/web-*", "acme/web-api"));
-        assert!(!scope_covers("acme/web-*", "acme/api"));
-        assert_eq!(namespace("acme/web/api"), "acme");
-        assert_eq!(namespace("solo"), "solo");
+        let covers = |scope, repo| scope_covers(scope, &RepositoryName::parse(repo).unwrap());
+        assert!(covers("acme", "acme"));
+        assert!(covers("acme", "acme/web"));
+        assert!(covers("acme", "acme/a/b"));
+        assert!(!covers("acme", "acmecorp/web"));
+        assert!(covers("acme/web-*", "acme/web-api"));
+        assert!(!covers("acme/web-*", "acme/api"));
+        assert_eq!(scope_namespace("acme/web-*"), "acme");
+        assert_eq!(scope_namespace("solo"), "solo");
     }
 }

@@ -153,7 +153,7 @@ impl Registry {
             .iter()
             .map(|m| (m.digest.as_str(), m))
             .collect();
-        let (_, pending) = self.pulls.pending(repo.as_str());
+        let (_, pending) = self.pulls.pending(repo);
         Ok(inv
             .tags
             .iter()
@@ -205,7 +205,7 @@ impl Registry {
                 .or_default()
                 .push(t.name.clone());
         }
-        let (pending, _) = self.pulls.pending(repo.as_str());
+        let (pending, _) = self.pulls.pending(repo);
         let mut attestations = attestations(&inv);
         Ok(inv
             .manifests

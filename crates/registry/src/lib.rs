@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use berth_meta::Meta;
+use berth_oci::RepositoryName;
 use berth_store::BlobStore;
 
 pub mod auth;
@@ -113,7 +114,7 @@ pub struct Registry {
     settings: Settings,
     cache: cache::Caches,
     rules: snapshot::Snapshot<Vec<berth_meta::TagRule>>,
-    quotas: snapshot::Snapshot<std::collections::HashMap<String, u64>>,
+    quotas: snapshot::Snapshot<std::collections::HashMap<berth_oci::Namespace, u64>>,
     pulls: pulls::PullStats,
     jobs: jobs::Jobs,
     sessions: Arc<quota::Sessions>,
@@ -171,7 +172,7 @@ impl Registry {
     /// Drops what this process holds in memory about a namespace whose
     /// owner was deleted: its settings (tag rules, quota, reloaded from
     /// the database) and the `repositories` deleted with it.
-    pub fn forget_namespace(&self, repositories: &[String]) {
+    pub fn forget_namespace(&self, repositories: &[RepositoryName]) {
         self.rules.invalidate();
         self.quotas.invalidate();
         for r in repositories {

@@ -65,7 +65,7 @@ impl Registry {
         last: Option<&str>,
     ) -> Result<Page> {
         let n = n.unwrap_or(MAX_PAGE).clamp(0, MAX_PAGE);
-        let list = match self.cache.tag_list(repo.as_str()) {
+        let list = match self.cache.tag_list(repo) {
             Some(list) => list,
             None => {
                 let epoch = self.cache.epoch();
@@ -75,8 +75,7 @@ impl Registry {
                     .await?
                     .ok_or_else(|| Error::NameUnknown(repo.to_string()))?;
                 let list: Arc<[String]> = all.into_iter().map(Tag::into_string).collect();
-                self.cache
-                    .fill_tag_list(repo.as_str(), list.clone(), &epoch);
+                self.cache.fill_tag_list(repo, list.clone(), &epoch);
                 list
             }
         };
@@ -88,14 +87,8 @@ impl Registry {
         &self,
         last: Option<&str>,
         limit: i64,
-    ) -> Result<Vec<String>> {
-        Ok(self
-            .meta
-            .repositories(last, limit)
-            .await?
-            .into_iter()
-            .map(RepositoryName::into_string)
-            .collect())
+    ) -> Result<Vec<RepositoryName>> {
+        Ok(self.meta.repositories(last, limit).await?)
     }
 
     /// The catalog: every repository, sorted, `n` at most, after `last`.

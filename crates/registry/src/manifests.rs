@@ -173,10 +173,7 @@ impl Registry {
         // Manifest bytes count against the namespace quota, unless the
         // namespace holds this manifest already.
         if let Some(g) = self.quota_gate(repo, Some(&digest), None).await? {
-            g.check(
-                &crate::quota::Pushed::Manifest(digest.as_str()),
-                body.len() as u64,
-            )?;
+            g.check(&crate::quota::Pushed::Manifest(&digest), body.len() as u64)?;
         }
         // Tag rules are decided inside the write's transaction: two
         // concurrent pushes of an immutable tag cannot both win.
@@ -190,7 +187,7 @@ impl Registry {
                 .await?;
         }
         for t in &tags {
-            self.cache.invalidate_tag(repo.as_str(), t.as_str());
+            self.cache.invalidate_tag(repo, t);
         }
         berth_metrics::get().pushed(
             repo.as_str(),
@@ -198,7 +195,7 @@ impl Registry {
             body.len() as u64,
         );
         self.cache.fill_manifest(
-            repo.as_str(),
+            repo,
             Arc::new(ManifestEntry {
                 digest: digest.clone(),
                 media_type: manifest.media_type,
@@ -259,7 +256,7 @@ impl Registry {
         if !out.required.is_empty() {
             let mut missing = Vec::new();
             for d in &out.required {
-                if self.cache.link(repo.as_str(), d.as_str()).is_none() {
+                if self.cache.link(repo, d).is_none() {
                     missing.push(d.clone());
                 }
             }
@@ -317,19 +314,17 @@ impl Registry {
         let unknown = || Error::ManifestUnknown(reference.to_string());
         let tag = match reference {
             Reference::Digest(d) => {
-                if let Some(entry) = self.cache.manifest(repo.as_str(), d.as_str()) {
+                if let Some(entry) = self.cache.manifest(repo, d) {
                     return Ok(entry);
                 }
                 return self.load_manifest(repo, d).await?.ok_or_else(unknown);
             }
             Reference::Tag(t) => t,
         };
-        if let Some(digest) = self.cache.tag(repo.as_str(), tag.as_str()) {
-            if let Some(entry) = self.cache.manifest(repo.as_str(), &digest) {
+        if let Some(digest) = self.cache.tag(repo, tag) {
+            if let Some(entry) = self.cache.manifest(repo, &digest) {
                 return Ok(entry);
             }
-            let digest = Digest::parse(&digest)
-                .map_err(|e| Error::Internal(format!("a cached tag holds {e}")))?;
             return self.load_manifest(repo, &digest).await?.ok_or_else(unknown);
         }
         let epoch = self.cache.epoch();
@@ -338,16 +333,14 @@ impl Registry {
             .manifest_by_tag(repo, tag)
             .await?
             .ok_or_else(unknown)?;
-        let digest: Arc<str> = Arc::from(record.digest.as_str());
         self.cache
-            .fill_tag(repo.as_str(), tag.as_str(), digest, &epoch);
+            .fill_tag(repo, tag, Arc::new(record.digest.clone()), &epoch);
         let entry = Arc::new(ManifestEntry {
             digest: record.digest,
             media_type: record.media_type,
             content: Bytes::from(record.content),
         });
-        self.cache
-            .fill_manifest(repo.as_str(), entry.clone(), &epoch);
+        self.cache.fill_manifest(repo, entry.clone(), &epoch);
         Ok(entry)
     }
 
@@ -366,8 +359,7 @@ impl Registry {
             media_type: record.media_type,
             content: Bytes::from(record.content),
         });
-        self.cache
-            .fill_manifest(repo.as_str(), entry.clone(), &epoch);
+        self.cache.fill_manifest(repo, entry.clone(), &epoch);
         Ok(Some(entry))
     }
 
@@ -391,7 +383,7 @@ impl Registry {
                     Some(g) => self.meta.delete_tag_guarded(repo, t, g, &actor).await?,
                     None => self.meta.delete_tag(repo, t, &actor).await?,
                 };
-                self.cache.invalidate_tag(repo.as_str(), t.as_str());
+                self.cache.invalidate_tag(repo, t);
                 if !existed {
                     return Err(Error::ManifestUnknown(t.to_string()));
                 }
@@ -405,10 +397,10 @@ impl Registry {
                     }
                     None => self.meta.delete_manifest(repo, d, &actor).await?,
                 };
-                self.cache.invalidate_manifest(repo.as_str(), d.as_str());
+                self.cache.invalidate_manifest(repo, d);
                 let tags = tags.ok_or_else(|| Error::ManifestUnknown(d.to_string()))?;
-                for t in tags {
-                    self.cache.invalidate_tag(repo.as_str(), t.as_str());
+                for t in &tags {
+                    self.cache.invalidate_tag(repo, t);
                 }
             }
         }

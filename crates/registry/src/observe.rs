@@ -90,14 +90,14 @@ impl Registry {
             namespace: ns,
             stored_bytes: *bytes,
             stored_blobs: *blobs,
-            quota_bytes: quotas.get(ns).copied(),
+            quota_bytes: quotas.get(ns.as_str()).copied(),
         });
         // Namespaces with a quota and no content yet.
         let empty = quotas
             .iter()
-            .filter(|(ns, _)| !usage.iter().any(|(n, _, _)| n == *ns))
+            .filter(|(ns, _)| !usage.iter().any(|(n, _, _)| n == ns.as_str()))
             .map(|(ns, limit)| NamespaceUsage {
-                namespace: ns,
+                namespace: ns.as_str(),
                 stored_bytes: 0,
                 stored_blobs: 0,
                 quota_bytes: Some(*limit),

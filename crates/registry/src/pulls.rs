@@ -22,6 +22,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use berth_meta::{PullDelta, PullTarget};
+use berth_oci::{Digest, Reference, RepositoryName, Tag};
 
 use crate::{Registry, Result};
 
@@ -72,8 +73,9 @@ impl Hasher for Fx {
     }
 }
 
-/// `repository -> key -> count`, looked up without allocating.
-type Counts = HashMap<String, HashMap<String, Count, FxBuild>, FxBuild>;
+/// `repository -> key (digest or tag) -> count`, looked up by the names'
+/// text without allocating.
+type Counts = HashMap<RepositoryName, HashMap<String, Count, FxBuild>, FxBuild>;
 
 /// The next shard index handed to a thread.
 static NEXT_SHARD: AtomicUsize = AtomicUsize::new(0);
@@ -100,13 +102,13 @@ impl Shard {
     }
 }
 
-fn bump(map: &mut Counts, repo: &str, key: &str, c: Count) {
+fn bump(map: &mut Counts, repo: &RepositoryName, key: &str, c: Count) {
     // The hot path (a key seen since the last flush) allocates nothing.
-    if let Some(e) = map.get_mut(repo).and_then(|m| m.get_mut(key)) {
+    if let Some(e) = map.get_mut(repo.as_str()).and_then(|m| m.get_mut(key)) {
         e.add(c);
         return;
     }
-    map.entry(repo.to_owned())
+    map.entry(repo.clone())
         .or_default()
         .entry(key.to_owned())
         .or_default()
@@ -135,15 +137,15 @@ impl PullStats {
 
     /// Counts one pull of `digest` in `repo` at `now` (Unix ms), through
     /// `tag` if it was pulled by tag.
-    pub fn record(&self, repo: &str, tag: Option<&str>, digest: &str, now: i64) {
+    pub fn record(&self, repo: &RepositoryName, tag: Option<&Tag>, digest: &Digest, now: i64) {
         let one = Count {
             pulls: 1,
             last_at: now,
         };
         let mut shard = self.shard();
-        bump(&mut shard.manifests, repo, digest, one);
+        bump(&mut shard.manifests, repo, digest.as_str(), one);
         if let Some(t) = tag {
-            bump(&mut shard.tags, repo, t, one);
+            bump(&mut shard.tags, repo, t.as_str(), one);
         }
     }
 
@@ -200,12 +202,15 @@ impl PullStats {
 
     /// What is counted for `repo` and not yet flushed: per manifest digest
     /// and per tag.
-    pub fn pending(&self, repo: &str) -> (HashMap<String, Count>, HashMap<String, Count>) {
+    pub fn pending(
+        &self,
+        repo: &RepositoryName,
+    ) -> (HashMap<String, Count>, HashMap<String, Count>) {
         let (mut manifests, mut tags) = (HashMap::new(), HashMap::new());
         for shard in self.shards.iter() {
             let shard = shard.lock().unwrap_or_else(|p| p.into_inner());
             for (src, dst) in [(&shard.manifests, &mut manifests), (&shard.tags, &mut tags)] {
-                if let Some(keys) = src.get(repo) {
+                if let Some(keys) = src.get(repo.as_str()) {
                     for (k, c) in keys {
                         dst.entry(k.clone()).or_insert_with(Count::default).add(*c);
                     }
@@ -220,18 +225,12 @@ impl Registry {
     /// Counts a manifest GET (see the module documentation). The
     /// `berth_pulls_total` metric is counted by the caller, which knows the
     /// size ([`berth_metrics::Metrics::pulled`]).
-    pub fn record_pull(
-        &self,
-        repo: &berth_oci::RepositoryName,
-        reference: &berth_oci::Reference,
-        digest: &str,
-    ) {
+    pub fn record_pull(&self, repo: &RepositoryName, reference: &Reference, digest: &Digest) {
         let tag = match reference {
-            berth_oci::Reference::Tag(t) => Some(t.as_str()),
-            berth_oci::Reference::Digest(_) => None,
+            Reference::Tag(t) => Some(t),
+            Reference::Digest(_) => None,
         };
-        self.pulls
-            .record(repo.as_str(), tag, digest, berth_meta::now_ms());
+        self.pulls.record(repo, tag, digest, berth_meta::now_ms());
     }
 
     /// Writes the pulls counted so far to the database (the flush job's
@@ -279,9 +278,9 @@ type RepoPulls = (Vec<serde_json::Value>, Vec<serde_json::Value>, i64, u64);
 /// pulls get them batched like this, never one request per pull.
 fn pull_events(deltas: &[(PullTarget, PullDelta)]) -> Vec<berth_meta::events::NewEvent> {
     use berth_meta::events::{EventKind, NewEvent};
-    let mut by_repo: std::collections::BTreeMap<&str, RepoPulls> = Default::default();
+    let mut by_repo: std::collections::BTreeMap<&RepositoryName, RepoPulls> = Default::default();
     for (target, d) in deltas {
-        let e = by_repo.entry(d.repository.as_str()).or_default();
+        let e = by_repo.entry(&d.repository).or_default();
         let (key, list) = match target {
             PullTarget::Manifest => ("digest", &mut e.0),
             PullTarget::Tag => ("tag", &mut e.1),
@@ -298,7 +297,7 @@ fn pull_events(deltas: &[(PullTarget, PullDelta)]) -> Vec<berth_meta::events::Ne
         .into_iter()
         .map(|(repo, (manifests, tags, last, pulls))| {
             let mut event = NewEvent::new(EventKind::Pulled, "system", last);
-            event.repository = Some(repo.to_owned());
+            event.repository = Some(repo.clone());
             event.data =
                 serde_json::json!({ "pulls": pulls, "manifests": manifests, "tags": tags });
             event
@@ -309,17 +308,26 @@ fn pull_events(deltas: &[(PullTarget, PullDelta)]) -> Vec<berth_meta::events::Ne
 #[cfg(test)]
 mod tests {
     use super::*;
+    use berth_testkit::digests::digest;
+
+    fn n(name: &str) -> RepositoryName {
+        RepositoryName::parse(name).unwrap()
+    }
+
+    fn t(tag: &str) -> Tag {
+        Tag::parse(tag).unwrap()
+    }
 
     #[test]
     fn counts_merge_and_drain() {
         let s = PullStats::default();
-        s.record("a/b", Some("v1"), "sha256:1", 10);
-        s.record("a/b", Some("v1"), "sha256:1", 30);
-        s.record("a/b", None, "sha256:1", 20);
-        s.record("a/c", Some("v1"), "sha256:2", 5);
-        let (m, t) = s.pending("a/b");
+        s.record(&n("a/b"), Some(&t("v1")), &digest("sha256:1"), 10);
+        s.record(&n("a/b"), Some(&t("v1")), &digest("sha256:1"), 30);
+        s.record(&n("a/b"), None, &digest("sha256:1"), 20);
+        s.record(&n("a/c"), Some(&t("v1")), &digest("sha256:2"), 5);
+        let (m, t) = s.pending(&n("a/b"));
         assert_eq!(
-            m["sha256:1"],
+            m[digest("sha256:1").as_str()],
             Count {
                 pulls: 3,
                 last_at: 30
@@ -336,11 +344,11 @@ mod tests {
         taken.sort_by(|a, b| (&a.1.repository, &a.1.key).cmp(&(&b.1.repository, &b.1.key)));
         assert_eq!(taken.len(), 4);
         assert_eq!(taken[0].1.pulls, 3, "one delta per key");
-        assert!(s.pending("a/b").0.is_empty(), "take drains");
+        assert!(s.pending(&n("a/b")).0.is_empty(), "take drains");
         s.restore(taken);
-        s.record("a/b", None, "sha256:1", 1);
+        s.record(&n("a/b"), None, &digest("sha256:1"), 1);
         assert_eq!(
-            s.pending("a/b").0["sha256:1"],
+            s.pending(&n("a/b")).0[digest("sha256:1").as_str()],
             Count {
                 pulls: 4,
                 last_at: 30
@@ -355,8 +363,9 @@ mod tests {
             .map(|i| {
                 let s = s.clone();
                 std::thread::spawn(move || {
-                    for n in 0..1000 {
-                        s.record("r", Some("latest"), "sha256:x", i * 1000 + n);
+                    let (repo, tag, d) = (n("r"), t("latest"), digest("sha256:x"));
+                    for k in 0..1000 {
+                        s.record(&repo, Some(&tag), &d, i * 1000 + k);
                     }
                 })
             })
@@ -364,8 +373,8 @@ mod tests {
         for t in threads {
             t.join().unwrap();
         }
-        let (m, t) = s.pending("r");
-        assert_eq!(m["sha256:x"].pulls, 4000);
+        let (m, t) = s.pending(&n("r"));
+        assert_eq!(m[digest("sha256:x").as_str()].pulls, 4000);
         assert_eq!(
             t["latest"],
             Count {

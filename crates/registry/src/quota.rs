@@ -48,12 +48,11 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use berth_meta::{Content, ContentKind, Meta};
-use berth_oci::{Namespace, RepositoryName};
+use berth_oci::{Digest, Namespace, RepositoryName};
 use berth_store::ByteStream;
 use futures_util::StreamExt;
 use serde::Serialize;
 
-use crate::glob::namespace;
 use crate::{Caller, Error, Registry, Result};
 
 /// A repository's share of its namespace's storage.
@@ -142,7 +141,7 @@ pub(crate) fn human(n: u64) -> String {
 
 /// Splits `content` (sorted by repository, then digest) into the
 /// namespace's totals and each repository's.
-fn summarise(ns: &str, content: &[Content]) -> NamespaceUsage {
+fn summarise(ns: &Namespace, content: &[Content]) -> NamespaceUsage {
     // digest -> (size, is a blob somewhere, repositories using it)
     let mut digests: HashMap<&str, (u64, bool, Vec<&str>)> = HashMap::new();
     for c in content {
@@ -187,7 +186,7 @@ fn summarise(ns: &str, content: &[Content]) -> NamespaceUsage {
         r.total_bytes += c.size;
     }
     let mut u = NamespaceUsage {
-        namespace: ns.to_owned(),
+        namespace: ns.to_string(),
         total_bytes: 0,
         unreferenced_bytes: 0,
         blob_bytes: 0,
@@ -268,7 +267,7 @@ pub(crate) const SLAB: u64 = 8 << 20;
 /// Reserves in the in-memory ledger.
 struct LocalAdmit {
     ledger: Arc<Sessions>,
-    namespace: String,
+    namespace: Namespace,
     session: String,
     used: u64,
     limit: u64,
@@ -285,7 +284,7 @@ impl Admit for LocalAdmit {
 /// Reserves in the database's ledger, a slab at a time.
 struct SharedAdmit {
     meta: Meta,
-    namespace: String,
+    namespace: Namespace,
     session: String,
     limit: u64,
     /// Reserved and not yet written.
@@ -319,13 +318,13 @@ impl Admit for SharedAdmit {
 #[derive(Debug, Clone)]
 pub(crate) enum Pushed<'a> {
     /// A new upload session to `repository`.
-    Session(&'a str),
+    Session(&'a RepositoryName),
     /// A chunk of an upload session to `repository`.
-    Upload(&'a str),
+    Upload(&'a RepositoryName),
     /// The blob `digest` (an upload completed, a monolithic push, a mount).
-    Blob(&'a str),
+    Blob(&'a Digest),
     /// A manifest.
-    Manifest(&'a str),
+    Manifest(&'a Digest),
 }
 
 impl std::fmt::Display for Pushed<'_> {
@@ -342,7 +341,7 @@ impl std::fmt::Display for Pushed<'_> {
 /// A namespace's quota as the upload paths need it.
 #[derive(Debug, Clone)]
 pub(crate) struct Gate {
-    pub(crate) namespace: String,
+    pub(crate) namespace: Namespace,
     pub(crate) limit: u64,
     /// Bytes of stored content.
     pub(crate) used: u64,
@@ -400,29 +399,32 @@ impl Gate {
 /// too, under a key of their own.
 #[derive(Default)]
 pub(crate) struct Sessions {
-    by_namespace: std::sync::Mutex<HashMap<String, HashMap<String, u64>>>,
+    by_namespace: std::sync::Mutex<Ledgers>,
 }
 
+/// Namespace -> session id -> bytes.
+type Ledgers = HashMap<Namespace, HashMap<String, u64>>;
+
 impl Sessions {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, HashMap<String, u64>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Ledgers> {
         self.by_namespace.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Whether the ledger of `ns` is filled.
-    pub(crate) fn knows(&self, ns: &str) -> bool {
+    pub(crate) fn knows(&self, ns: &Namespace) -> bool {
         self.lock().contains_key(ns)
     }
 
     /// Fills the ledger of `ns` with `open` sessions, unless another
     /// request did first.
-    pub(crate) fn fill(&self, ns: &str, open: impl IntoIterator<Item = (String, u64)>) {
+    pub(crate) fn fill(&self, ns: &Namespace, open: impl IntoIterator<Item = (String, u64)>) {
         self.lock()
-            .entry(ns.to_owned())
+            .entry(ns.clone())
             .or_insert_with(|| open.into_iter().collect());
     }
 
     /// Bytes held in `ns` by sessions other than `except`.
-    pub(crate) fn held(&self, ns: &str, except: Option<&str>) -> u64 {
+    pub(crate) fn held(&self, ns: &Namespace, except: Option<&str>) -> u64 {
         self.lock().get(ns).map_or(0, |m| {
             m.iter()
                 .filter(|(id, _)| Some(id.as_str()) != except)
@@ -433,9 +435,9 @@ impl Sessions {
 
     /// Reserves `n` more bytes for session `id` of `ns` if stored content
     /// (`used`) plus every session's bytes stay within `limit`.
-    pub(crate) fn reserve(&self, ns: &str, id: &str, n: u64, used: u64, limit: u64) -> bool {
+    pub(crate) fn reserve(&self, ns: &Namespace, id: &str, n: u64, used: u64, limit: u64) -> bool {
         let mut map = self.lock();
-        let sessions = map.entry(ns.to_owned()).or_default();
+        let sessions = map.entry(ns.clone()).or_default();
         let total: u64 = sessions.values().sum();
         if used.saturating_add(total).saturating_add(n) > limit {
             return false;
@@ -446,22 +448,26 @@ impl Sessions {
 
     /// Records that session `id` of `ns` holds `size` bytes (the store's
     /// word after an append).
-    pub(crate) fn set(&self, ns: &str, id: &str, size: u64) {
+    pub(crate) fn set(&self, ns: &Namespace, id: &str, size: u64) {
         if let Some(sessions) = self.lock().get_mut(ns) {
             sessions.insert(id.to_owned(), size);
         }
     }
 
-    /// Forgets session `id` of `ns` (completed, cancelled, purged).
-    pub(crate) fn release(&self, ns: &str, id: &str) {
-        if let Some(sessions) = self.lock().get_mut(ns) {
-            sessions.remove(id);
+    /// Forgets session `id` (completed, cancelled, purged), in whichever
+    /// namespace's ledger holds it: session ids are unique, and the purge
+    /// of abandoned sessions knows them by their store label alone.
+    pub(crate) fn release(&self, id: &str) {
+        for sessions in self.lock().values_mut() {
+            if sessions.remove(id).is_some() {
+                return;
+            }
         }
     }
 }
 
 impl Registry {
-    pub(crate) async fn quota_limits(&self) -> Result<Arc<HashMap<String, u64>>> {
+    pub(crate) async fn quota_limits(&self) -> Result<Arc<HashMap<Namespace, u64>>> {
         Ok(self
             .quotas
             .get_or_load(|| async {
@@ -484,41 +490,45 @@ impl Registry {
         digest: Option<&berth_oci::Digest>,
         session: Option<&str>,
     ) -> Result<Option<Gate>> {
-        let ns = repo.namespace();
-        let Some(&limit) = self.quota_limits().await?.get(ns) else {
+        // Looked up without allocating: most namespaces have no quota.
+        let limits = self.quota_limits().await?;
+        let Some((ns, &limit)) = limits.get_key_value(repo.namespace_str()) else {
             return Ok(None);
         };
+        let ns = ns.clone();
         if let Some(d) = digest {
-            if self.meta.namespace_holds(ns, d).await? {
+            if self.meta.namespace_holds(&ns, d).await? {
                 return Ok(None);
             }
         }
-        if !self.settings.shared_database && !self.sessions.knows(ns) {
+        if !self.settings.shared_database && !self.sessions.knows(&ns) {
             let open: Vec<(String, u64)> = self
                 .store
                 .upload_list()
                 .await?
                 .into_iter()
-                .filter(|u| namespace(&u.label) == ns)
+                .filter(|u| {
+                    RepositoryName::parse(u.label.as_str()).is_ok_and(|r| r.namespace() == ns)
+                })
                 .map(|u| (u.id, u.size))
                 .collect();
-            self.sessions.fill(ns, open);
+            self.sessions.fill(&ns, open);
         }
-        let used = self.meta.namespace_usage(ns).await?;
+        let used = self.meta.namespace_usage(&ns).await?;
         let alerts = self.quota_alerts();
         // Reaching 80% queues a `quota.warning` event (no write here).
-        alerts.note(ns, used, limit, false);
+        alerts.note(&ns, used, limit, false);
         Ok(Some(Gate {
-            namespace: ns.to_owned(),
+            held: self.ledger_held(&ns, session).await?,
+            namespace: ns,
             limit,
             used,
-            held: self.ledger_held(ns, session).await?,
             alerts,
         }))
     }
 
     /// Bytes the open uploads of `ns` hold, `except`'s excluded.
-    async fn ledger_held(&self, ns: &str, except: Option<&str>) -> Result<u64> {
+    async fn ledger_held(&self, ns: &Namespace, except: Option<&str>) -> Result<u64> {
         if self.settings.shared_database {
             return Ok(self.meta.upload_reservations(ns, except).await?);
         }
@@ -526,7 +536,7 @@ impl Registry {
     }
 
     /// Records that upload `id` of `ns` holds `size` bytes.
-    pub(crate) async fn ledger_set(&self, ns: &str, id: &str, size: u64) -> Result<()> {
+    pub(crate) async fn ledger_set(&self, ns: &Namespace, id: &str, size: u64) -> Result<()> {
         if self.settings.shared_database {
             return Ok(self.meta.set_upload_reservation(ns, id, size).await?);
         }
@@ -534,17 +544,16 @@ impl Registry {
         Ok(())
     }
 
-    /// Forgets upload `id` of `ns`. A failure on the shared ledger is
-    /// logged: the reservation then waits for the purge of abandoned
-    /// uploads.
-    pub(crate) async fn ledger_release(&self, ns: &str, id: &str) {
+    /// Forgets upload `id`. A failure on the shared ledger is logged: the
+    /// reservation then waits for the purge of abandoned uploads.
+    pub(crate) async fn ledger_release(&self, id: &str) {
         if self.settings.shared_database {
             if let Err(e) = self.meta.release_upload(id).await {
                 tracing::warn!(upload = id, error = %e, "releasing an upload's quota reservation failed");
             }
             return;
         }
-        self.sessions.release(ns, id);
+        self.sessions.release(id);
     }
 
     /// What reserves the bytes of upload (or push) `id` within `g`.
@@ -572,12 +581,12 @@ impl Registry {
     /// namespace nobody owns, without repositories or a quota, is
     /// `NotFound`, as an unknown repository is.
     pub async fn namespace_usage(&self, ns: &Namespace) -> Result<NamespaceUsage> {
-        let content = self.meta.namespace_content(ns.as_str()).await?;
-        let mut usage = summarise(ns.as_str(), &content);
+        let content = self.meta.namespace_content(ns).await?;
+        let mut usage = summarise(ns, &content);
         usage.quota = self.quota(ns).await?;
         if content.is_empty()
             && usage.quota.is_none()
-            && self.meta.namespace(ns.as_str()).await?.is_none()
+            && self.meta.namespace(ns).await?.is_none()
             && self.meta.namespace_repositories(ns).await?.is_empty()
         {
             return Err(Error::NotFound(format!(
@@ -590,8 +599,8 @@ impl Registry {
     /// Usage of repository `repo` within its namespace.
     pub async fn repository_usage(&self, repo: &RepositoryName) -> Result<RepositoryUsage> {
         let ns = repo.namespace();
-        let content = self.meta.namespace_content(ns).await?;
-        let usage = summarise(ns, &content);
+        let content = self.meta.namespace_content(&ns).await?;
+        let usage = summarise(&ns, &content);
         match usage
             .repositories
             .into_iter()
@@ -608,10 +617,10 @@ impl Registry {
 
     /// The quota of `ns` and its use, if one is set.
     pub async fn quota(&self, ns: &Namespace) -> Result<Option<QuotaView>> {
-        let Some(&limit) = self.quota_limits().await?.get(ns.as_str()) else {
+        let Some(&limit) = self.quota_limits().await?.get(ns) else {
             return Ok(None);
         };
-        let used = self.meta.namespace_usage(ns.as_str()).await?;
+        let used = self.meta.namespace_usage(ns).await?;
         Ok(Some(QuotaView {
             namespace: ns.to_string(),
             limit_bytes: limit,
@@ -681,7 +690,7 @@ mod tests {
             c("acme/live", "m", 5, Manifest),
             unused("acme/live", "upload", 40),
         ];
-        let u = summarise("acme", &content);
+        let u = summarise(&Namespace::parse("acme").unwrap(), &content);
         assert_eq!(
             u.total_bytes,
             1000 + 300 + 5 + 40,
@@ -719,7 +728,7 @@ mod tests {
             c("acme/c", "solo", 7, Blob),
             c("acme/c", "solo", 7, Manifest),
         ];
-        let u = summarise("acme", &content);
+        let u = summarise(&Namespace::parse("acme").unwrap(), &content);
         assert_eq!(u.total_bytes, 1000 + 10 + 5 + 7);
         assert_eq!((u.blob_bytes, u.blobs), (1017, 3));
         assert_eq!((u.manifest_bytes, u.manifests), (5, 1));
@@ -738,29 +747,35 @@ mod tests {
     #[test]
     fn gate_messages() {
         let g = Gate {
-            namespace: "acme".into(),
+            namespace: Namespace::parse("acme").unwrap(),
             limit: 10 << 20,
             used: 9 << 20,
             held: 0,
             alerts: Arc::default(),
         };
-        let what = Pushed::Blob("sha256:abc");
+        let digest = berth_testkit::digests::digest("sha256:abc");
+        let what = Pushed::Blob(&digest);
         assert!(g.check(&what, 1 << 20).is_ok());
         let Err(Error::Denied(m)) = g.check(&what, (1 << 20) + 1) else {
             panic!("expected a refusal");
         };
         assert_eq!(
             m,
-            "storage quota of namespace acme exceeded: blob sha256:abc needs 1.0 MiB, but only \
-             1.0 MiB of its 10.0 MiB quota is free (9.0 MiB stored); delete images, finish or \
-             cancel uploads, or ask for a larger quota"
+            format!(
+                "storage quota of namespace acme exceeded: blob {digest} needs 1.0 MiB, but only \
+                 1.0 MiB of its 10.0 MiB quota is free (9.0 MiB stored); delete images, finish \
+                 or cancel uploads, or ask for a larger quota"
+            )
         );
         let held = Gate {
             held: 512 << 10,
             ..g.clone()
         };
         assert_eq!(held.available(), 512 << 10);
-        let Error::Denied(m) = held.refusal(&Pushed::Upload("acme/web"), None) else {
+        let Error::Denied(m) = held.refusal(
+            &Pushed::Upload(&RepositoryName::parse("acme/web").unwrap()),
+            None,
+        ) else {
             panic!("expected a refusal");
         };
         assert!(
@@ -781,18 +796,22 @@ mod tests {
     #[test]
     fn sessions_share_one_budget() {
         let s = Sessions::default();
-        s.fill("acme", [("old".to_owned(), 300)]);
+        let (acme, other) = (
+            Namespace::parse("acme").unwrap(),
+            Namespace::parse("other").unwrap(),
+        );
+        s.fill(&acme, [("old".to_owned(), 300)]);
         // 1000 B quota, 200 B stored, 300 B in an old session: 500 B left
         // for every session together.
-        assert!(s.reserve("acme", "a", 400, 200, 1000));
-        assert!(!s.reserve("acme", "b", 101, 200, 1000));
-        assert!(s.reserve("acme", "b", 100, 200, 1000));
-        assert_eq!(s.held("acme", Some("a")), 400);
-        s.release("acme", "a");
-        assert!(s.reserve("acme", "b", 400, 200, 1000));
-        s.set("acme", "b", 0);
-        assert_eq!(s.held("acme", None), 300);
+        assert!(s.reserve(&acme, "a", 400, 200, 1000));
+        assert!(!s.reserve(&acme, "b", 101, 200, 1000));
+        assert!(s.reserve(&acme, "b", 100, 200, 1000));
+        assert_eq!(s.held(&acme, Some("a")), 400);
+        s.release("a");
+        assert!(s.reserve(&acme, "b", 400, 200, 1000));
+        s.set(&acme, "b", 0);
+        assert_eq!(s.held(&acme, None), 300);
         // Other namespaces are not affected.
-        assert!(s.reserve("other", "x", 5000, 0, 5000));
+        assert!(s.reserve(&other, "x", 5000, 0, 5000));
     }
 }

@@ -19,9 +19,9 @@
 use std::sync::Arc;
 
 use berth_meta::{TagGuard, TagRule, TagRuleKind};
-use berth_oci::{Namespace, RepositoryName};
+use berth_oci::{Namespace, RepositoryName, Tag};
 
-use crate::glob::{is_glob, namespace, scope_covers};
+use crate::glob::{is_glob, scope_covers, scope_namespace};
 use crate::{Caller, Error, Registry, Result};
 
 /// The tag rules that apply to one repository.
@@ -32,7 +32,7 @@ pub struct TagRules {
 
 impl TagRules {
     /// The rules of `all` whose scope covers `repository`.
-    pub fn for_repository(all: &[TagRule], repository: &str) -> TagRules {
+    pub fn for_repository(all: &[TagRule], repository: &RepositoryName) -> TagRules {
         TagRules {
             rules: all
                 .iter()
@@ -53,26 +53,26 @@ impl TagRules {
     }
 
     /// The first rule of `kind` matching `tag`.
-    pub fn matching(&self, tag: &str, kind: TagRuleKind) -> Option<&TagRule> {
+    pub fn matching(&self, tag: &Tag, kind: TagRuleKind) -> Option<&TagRule> {
         self.rules
             .iter()
-            .find(|r| r.kind == kind && crate::glob::matches(&r.pattern, tag))
+            .find(|r| r.kind == kind && crate::glob::matches(&r.pattern, tag.as_str()))
     }
 
     /// Whether `tag` is protected (never deleted by retention, moved or
     /// deleted only by a namespace admin).
-    pub fn is_protected(&self, tag: &str) -> bool {
+    pub fn is_protected(&self, tag: &Tag) -> bool {
         self.matching(tag, TagRuleKind::Protected).is_some()
     }
 
     /// Whether `tag` is immutable (never moved once it exists).
-    pub fn is_immutable(&self, tag: &str) -> bool {
+    pub fn is_immutable(&self, tag: &Tag) -> bool {
         self.matching(tag, TagRuleKind::Immutable).is_some()
     }
 
     /// Why `caller` may not move `tag` to another manifest, if it may not:
     /// immutable for everyone, protected for all but namespace admins.
-    pub fn refuse_move(&self, tag: &str, caller: &Caller) -> Option<String> {
+    pub fn refuse_move(&self, tag: &Tag, caller: &Caller) -> Option<String> {
         if let Some(r) = self.matching(tag, TagRuleKind::Immutable) {
             return Some(refusal(tag, r, "it cannot be overwritten"));
         }
@@ -86,7 +86,7 @@ impl TagRules {
 
     /// Why `caller` may not delete `tag`, if it may not: protected and
     /// immutable tags are deleted only by namespace admins.
-    pub fn refuse_delete(&self, tag: &str, caller: &Caller) -> Option<String> {
+    pub fn refuse_delete(&self, tag: &Tag, caller: &Caller) -> Option<String> {
         if caller.namespace_admin {
             return None;
         }
@@ -98,21 +98,24 @@ impl TagRules {
     /// A guard refusing moves `caller` may not make ([`Self::refuse_move`]).
     pub(crate) fn move_guard(self: &Arc<Self>, caller: &Caller) -> TagGuard {
         let (rules, caller) = (self.clone(), caller.clone());
-        Arc::new(move |tag: &str| rules.refuse_move(tag, &caller))
+        Arc::new(move |tag: &Tag| rules.refuse_move(tag, &caller))
     }
 
     /// A guard refusing deletes `caller` may not make.
     pub(crate) fn delete_guard(self: &Arc<Self>, caller: &Caller) -> TagGuard {
         let (rules, caller) = (self.clone(), caller.clone());
-        Arc::new(move |tag: &str| rules.refuse_delete(tag, &caller))
+        Arc::new(move |tag: &Tag| rules.refuse_delete(tag, &caller))
     }
 }
 
 /// `tag "v1.2.3" is immutable (rule "v*" on acme): it cannot be overwritten`
-fn refusal(tag: &str, r: &TagRule, what: &str) -> String {
+fn refusal(tag: &Tag, r: &TagRule, what: &str) -> String {
     format!(
-        "tag {tag:?} is {} (rule {:?} on {}): {what}",
-        r.kind, r.pattern, r.scope
+        "tag {:?} is {} (rule {:?} on {}): {what}",
+        tag.as_str(),
+        r.kind,
+        r.pattern,
+        r.scope
     )
 }
 
@@ -149,10 +152,7 @@ impl Registry {
 
     /// The tag rules that apply to `repo`.
     pub async fn tag_rules(&self, repo: &RepositoryName) -> Result<TagRules> {
-        Ok(TagRules::for_repository(
-            &self.all_tag_rules().await?,
-            repo.as_str(),
-        ))
+        Ok(TagRules::for_repository(&self.all_tag_rules().await?, repo))
     }
 
     /// The rules of namespace `ns` (scope `ns` or below it), by id.
@@ -161,7 +161,7 @@ impl Registry {
             .all_tag_rules()
             .await?
             .iter()
-            .filter(|r| namespace(&r.scope) == ns.as_str())
+            .filter(|r| scope_namespace(&r.scope) == ns.as_str())
             .cloned()
             .collect())
     }
@@ -203,6 +203,14 @@ impl Registry {
 mod tests {
     use super::*;
 
+    fn t(tag: &str) -> Tag {
+        Tag::parse(tag).unwrap()
+    }
+
+    fn n(name: &str) -> RepositoryName {
+        RepositoryName::parse(name).unwrap()
+    }
+
     fn rule(id: i64, scope: &str, pattern: &str, kind: TagRuleKind) -> TagRule {
         TagRule {
             id,
@@ -232,21 +240,21 @@ mod tests {
 
     #[test]
     fn rules_apply_by_scope() {
-        let web = TagRules::for_repository(&all(), "acme/web-api");
+        let web = TagRules::for_repository(&all(), &n("acme/web-api"));
         assert_eq!(
             web.rules().iter().map(|r| r.id).collect::<Vec<_>>(),
             [1, 2, 3]
         );
-        assert!(web.is_immutable("v1.2.3"));
-        assert!(!web.is_immutable("1.2.3"));
-        assert!(web.is_protected("latest") && web.is_protected("main"));
-        assert!(!web.is_protected("v1"), "immutable is not protected");
-        let tools = TagRules::for_repository(&all(), "acme/tools");
-        assert!(!tools.is_protected("main"));
-        assert!(TagRules::for_repository(&all(), "acmecorp/x").is_empty());
+        assert!(web.is_immutable(&t("v1.2.3")));
+        assert!(!web.is_immutable(&t("1.2.3")));
+        assert!(web.is_protected(&t("latest")) && web.is_protected(&t("main")));
+        assert!(!web.is_protected(&t("v1")), "immutable is not protected");
+        let tools = TagRules::for_repository(&all(), &n("acme/tools"));
+        assert!(!tools.is_protected(&t("main")));
+        assert!(TagRules::for_repository(&all(), &n("acmecorp/x")).is_empty());
         assert_eq!(
             tools
-                .matching("latest", TagRuleKind::Protected)
+                .matching(&t("latest"), TagRuleKind::Protected)
                 .map(|r| r.id),
             Some(2)
         );
@@ -254,30 +262,30 @@ mod tests {
 
     #[test]
     fn moves_and_deletes() {
-        let r = TagRules::for_repository(&all(), "acme/web-api");
-        let msg = r.refuse_move("v1.2.3", &admin(true)).unwrap();
+        let r = TagRules::for_repository(&all(), &n("acme/web-api"));
+        let msg = r.refuse_move(&t("v1.2.3"), &admin(true)).unwrap();
         assert_eq!(
             msg,
             "tag \"v1.2.3\" is immutable (rule \"v*\" on acme): it cannot be overwritten"
         );
-        assert!(r.refuse_move("latest", &admin(true)).is_none());
-        let msg = r.refuse_move("latest", &admin(false)).unwrap();
+        assert!(r.refuse_move(&t("latest"), &admin(true)).is_none());
+        let msg = r.refuse_move(&t("latest"), &admin(false)).unwrap();
         assert!(msg.contains("protected (rule \"latest\" on acme)"), "{msg}");
-        let msg = r.refuse_move("main", &admin(false)).unwrap();
+        let msg = r.refuse_move(&t("main"), &admin(false)).unwrap();
         assert!(msg.contains("rule \"main\" on acme/web-*"), "{msg}");
-        assert!(r.refuse_move("feature", &admin(false)).is_none());
+        assert!(r.refuse_move(&t("feature"), &admin(false)).is_none());
 
-        assert!(r.refuse_delete("v1", &admin(true)).is_none());
-        assert!(r.refuse_delete("latest", &admin(true)).is_none());
+        assert!(r.refuse_delete(&t("v1"), &admin(true)).is_none());
+        assert!(r.refuse_delete(&t("latest"), &admin(true)).is_none());
         assert!(r
-            .refuse_delete("v1", &admin(false))
+            .refuse_delete(&t("v1"), &admin(false))
             .unwrap()
             .contains("immutable"));
         assert!(r
-            .refuse_delete("latest", &admin(false))
+            .refuse_delete(&t("latest"), &admin(false))
             .unwrap()
             .contains("only a namespace admin may delete it"));
-        assert!(r.refuse_delete("feature", &admin(false)).is_none());
+        assert!(r.refuse_delete(&t("feature"), &admin(false)).is_none());
     }
 
     #[test]

@@ -354,7 +354,7 @@ impl Registry {
             Problem::Missing => None,
         };
         for r in &repositories {
-            self.cache.invalidate_link(r.as_str(), digest.as_str());
+            self.cache.invalidate_link(r, &digest);
         }
         let (repaired_from, repair_error) = self.repair(&digest, size, &repositories).await;
         let breaks = self.meta.blob_users(&digest).await?;

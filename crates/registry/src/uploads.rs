@@ -15,7 +15,6 @@ use berth_metrics::ArtifactKind;
 use berth_oci::{Digest, RepositoryName};
 use berth_store::{ByteStream, UploadInfo};
 
-use crate::glob::namespace;
 use crate::quota::{capped, drain, Gate, Pushed};
 use crate::{Error, Registry, Result};
 
@@ -29,12 +28,12 @@ impl Registry {
         let gate = self.quota_gate(repo, None, None).await?;
         if let Some(g) = &gate {
             if g.available() == 0 {
-                return Err(g.refusal(&Pushed::Session(repo.as_str()), Some(1)));
+                return Err(g.refusal(&Pushed::Session(repo), Some(1)));
             }
         }
         let info = self.store.upload_create(repo.as_str()).await?;
-        if gate.is_some() {
-            self.ledger_set(repo.namespace(), &info.id, 0).await?;
+        if let Some(g) = &gate {
+            self.ledger_set(&g.namespace, &info.id, 0).await?;
         }
         Ok(info)
     }
@@ -60,17 +59,9 @@ impl Registry {
     ) -> Result<u64> {
         let info = self.upload(repo, id).await?;
         let gate = self.quota_gate(repo, None, Some(id)).await?;
-        self.append_within(
-            repo.as_str(),
-            id,
-            info.size,
-            start,
-            len,
-            body,
-            gate.as_ref(),
-        )
-        .await
-        .map_err(|e| e.at_upload(repo, id))
+        self.append_within(repo, id, info.size, start, len, body, gate.as_ref())
+            .await
+            .map_err(|e| e.at_upload(repo, id))
     }
 
     /// Appends to upload `id` of `repo` (holding `held` bytes) within
@@ -80,7 +71,7 @@ impl Registry {
     #[allow(clippy::too_many_arguments)]
     async fn append_within(
         &self,
-        repo: &str,
+        repo: &RepositoryName,
         id: &str,
         held: u64,
         start: Option<u64>,
@@ -91,7 +82,7 @@ impl Registry {
         let Some(g) = gate else {
             return Ok(self.store.upload_append(id, start, len, body).await?);
         };
-        let ns = g.namespace.as_str();
+        let ns = &g.namespace;
         let what = Pushed::Upload(repo);
         // The session's own bytes, as the store knows them.
         self.ledger_set(ns, id, held).await?;
@@ -101,7 +92,7 @@ impl Registry {
                 if l <= crate::quota::DRAIN_LIMIT {
                     drain(body).await;
                 }
-                self.cancel_session(ns, id).await?;
+                self.cancel_session(id).await?;
                 return Err(g.refusal(&what, Some(held + l)));
             }
         }
@@ -112,25 +103,25 @@ impl Registry {
                 Ok(size)
             }
             Err(_) if tripped.load(Ordering::Acquire) => {
-                self.cancel_session(ns, id).await?;
+                self.cancel_session(id).await?;
                 Err(g.refusal(&what, None))
             }
             Err(e) => {
                 // The session keeps what the store kept.
                 match self.store.upload_info(id).await {
                     Ok(Some(info)) => self.ledger_set(ns, id, info.size).await?,
-                    _ => self.ledger_release(ns, id).await,
+                    _ => self.ledger_release(id).await,
                 }
                 Err(e.into())
             }
         }
     }
 
-    /// Cancels session `id` and releases its bytes from the ledger of
-    /// `ns`.
-    async fn cancel_session(&self, ns: &str, id: &str) -> Result<bool> {
+    /// Cancels session `id` and releases its bytes from its namespace's
+    /// ledger.
+    async fn cancel_session(&self, id: &str) -> Result<bool> {
         let cancelled = self.store.upload_cancel(id).await;
-        self.ledger_release(ns, id).await;
+        self.ledger_release(id).await;
         Ok(cancelled?)
     }
 
@@ -156,12 +147,12 @@ impl Registry {
                     Err(e @ Error::Denied(_)) => {
                         // Refused (the quota): the session ends with it,
                         // as when a chunk does not fit.
-                        self.cancel_session(repo.namespace(), id).await?;
+                        self.cancel_session(id).await?;
                         return Err(e);
                     }
                     Err(e) => return Err(e.at_upload(repo, id)),
                 };
-                if let Err(e) = self.cancel_session(repo.namespace(), id).await {
+                if let Err(e) = self.cancel_session(id).await {
                     // The blob is stored and linked; the empty session
                     // expires with the upload purge.
                     tracing::warn!(upload = id, error = %e, "ending an upload session after its blob was stored");
@@ -176,29 +167,20 @@ impl Registry {
         let mut held = info.size;
         if let Some((start, len, body)) = last_chunk {
             held = self
-                .append_within(
-                    repo.as_str(),
-                    id,
-                    info.size,
-                    start,
-                    len,
-                    body,
-                    gate.as_ref(),
-                )
+                .append_within(repo, id, info.size, start, len, body, gate.as_ref())
                 .await
                 .map_err(|e| e.at_upload(repo, id))?;
         }
-        let ns = repo.namespace();
         if let Some(g) = &gate {
-            if let Err(e) = g.check(&Pushed::Blob(digest.as_str()), held) {
-                self.cancel_session(ns, id).await?;
+            if let Err(e) = g.check(&Pushed::Blob(digest), held) {
+                self.cancel_session(id).await?;
                 return Err(e);
             }
         }
         let committed = self.store.upload_commit(id, digest).await;
         // Also without a gate now: the session may have reserved bytes
         // before its digest turned out to be held already.
-        self.ledger_release(ns, id).await;
+        self.ledger_release(id).await;
         let size = committed?;
         self.link_within(repo, digest, size, gate.as_ref()).await?;
         berth_metrics::get().pushed(repo.as_str(), ArtifactKind::Blob, size);
@@ -208,7 +190,7 @@ impl Registry {
     /// Cancels an upload session of `repo`.
     pub async fn cancel_upload(&self, repo: &RepositoryName, id: &str) -> Result<()> {
         self.upload(repo, id).await?;
-        if self.cancel_session(repo.namespace(), id).await? {
+        if self.cancel_session(id).await? {
             Ok(())
         } else {
             Err(Error::UploadUnknown)
@@ -226,7 +208,7 @@ impl Registry {
         body: ByteStream,
     ) -> Result<u64> {
         let gate = self.quota_gate(repo, Some(digest), None).await?;
-        let what = Pushed::Blob(digest.as_str());
+        let what = Pushed::Blob(digest);
         let key = format!("put:{}", uuid::Uuid::new_v4());
         let (body, tripped) = match &gate {
             None => (body, None),
@@ -245,7 +227,7 @@ impl Registry {
         };
         let stored = self.store.put(digest, len, body).await;
         if gate.is_some() {
-            self.ledger_release(repo.namespace(), &key).await;
+            self.ledger_release(&key).await;
         }
         let size = match stored {
             Ok(size) => size,
@@ -284,14 +266,14 @@ impl Registry {
         }
         let gate = self.quota_gate(repo, Some(digest), None).await?;
         if let Some(g) = &gate {
-            g.check(&Pushed::Blob(digest.as_str()), size)?;
+            g.check(&Pushed::Blob(digest), size)?;
         }
         self.link_within(repo, digest, size, gate.as_ref()).await?;
         // Garbage collection may have taken the file between the check and
         // the link (it was unreferenced everywhere): then answer "not
         // mounted" and let the client upload it, which heals the link.
         if self.store.stat(digest).await?.is_none() {
-            self.cache.invalidate_link(repo.as_str(), digest.as_str());
+            self.cache.invalidate_link(repo, digest);
             return Ok(false);
         }
         Ok(true)
@@ -324,10 +306,9 @@ impl Registry {
                 held: 0,
                 ..g.clone()
             };
-            return Err(g.refusal(&Pushed::Blob(digest.as_str()), Some(size)));
+            return Err(g.refusal(&Pushed::Blob(digest), Some(size)));
         }
-        self.cache
-            .fill_link(repo.as_str(), digest.as_str(), size, &epoch);
+        self.cache.fill_link(repo, digest, size, &epoch);
         Ok(())
     }
 
@@ -345,7 +326,7 @@ impl Registry {
     async fn purge_abandoned(&self) -> Result<usize> {
         let mut removed = 0;
         for u in self.abandoned_uploads(SystemTime::now()).await? {
-            if self.cancel_session(namespace(&u.repository), &u.id).await? {
+            if self.cancel_session(&u.id).await? {
                 tracing::info!(upload = %u.id, repo = %u.repository, "removed abandoned upload");
                 removed += 1;
             }

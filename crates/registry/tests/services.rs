@@ -38,6 +38,11 @@ fn n(name: &str) -> berth_oci::RepositoryName {
     berth_oci::RepositoryName::parse(name).unwrap()
 }
 
+/// A tag, for the services' typed parameters.
+fn t(tag: &str) -> berth_oci::Tag {
+    berth_oci::Tag::parse(tag).unwrap()
+}
+
 /// A namespace, for the services' typed parameters.
 fn ns(name: &str) -> berth_oci::Namespace {
     berth_oci::Namespace::parse(name).unwrap()

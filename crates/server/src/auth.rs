@@ -152,7 +152,7 @@ pub fn certificate<'a>(
 /// or more, and a mount's source as well).
 pub struct Wanted<'a> {
     /// The repository.
-    pub repository: &'a str,
+    pub repository: &'a berth_oci::RepositoryName,
     /// The actions the request needs.
     pub need: Access,
     /// The challenge's `scope`: one or more scopes separated by spaces.

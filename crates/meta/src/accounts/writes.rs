@@ -7,6 +7,7 @@ use sqlx::{AnyConnection, Row};
 use super::{record, AccountKind, NewUser, OrgDeletion, Role, Visibility};
 use crate::audit::Actor;
 use crate::Result;
+use berth_oci::RepositoryName;
 
 async fn insert_namespace(
     c: &mut AnyConnection,
@@ -139,7 +140,7 @@ async fn forget_namespace(c: &mut AnyConnection, ns: &str) -> Result<()> {
 }
 
 /// The repositories of namespace `ns`, sorted.
-async fn repositories_of(c: &mut AnyConnection, ns: &str) -> Result<Vec<String>> {
+async fn repositories_of(c: &mut AnyConnection, ns: &str) -> Result<Vec<RepositoryName>> {
     let (lo, hi) = below(ns);
     let rows = sqlx::query(
         "SELECT name FROM repositories WHERE name = $1 OR (name >= $2 AND name < $3)
@@ -150,10 +151,7 @@ async fn repositories_of(c: &mut AnyConnection, ns: &str) -> Result<Vec<String>>
     .bind(&hi)
     .fetch_all(&mut *c)
     .await?;
-    Ok(rows
-        .iter()
-        .map(|r| r.try_get::<String, _>(0))
-        .collect::<Result<_, _>>()?)
+    rows.iter().map(|r| crate::repository_at(r, 0)).collect()
 }
 
 /// Whether anything of namespace `ns` remains: a repository or a setting

@@ -1,6 +1,7 @@
 //! Accounts, memberships, visibility, tokens and server keys, on both
 //! engines.
 
+use super::n;
 use berth_meta::accounts::{AccountKind, NamespaceKind, NewUser, OrgDeletion, Role, Visibility};
 use berth_meta::audit::{action, Actor, AuditFilter};
 use berth_meta::tokens::{NewToken, TokenKind};
@@ -93,16 +94,21 @@ pub async fn run(meta: &Meta) {
         vec!["acme+ci", "alice", "bob"]
     );
     assert_eq!(meta.robots("acme").await.unwrap().len(), 1);
-    let ns = meta.namespace("acme").await.unwrap().unwrap();
+    let ns = meta.namespace(&super::ns("acme")).await.unwrap().unwrap();
     assert_eq!(
         (ns.kind, ns.visibility),
         (NamespaceKind::Org, Visibility::Public)
     );
     assert_eq!(
-        meta.namespace("alice").await.unwrap().unwrap().kind,
+        meta.namespace(&super::ns("alice"))
+            .await
+            .unwrap()
+            .unwrap()
+            .kind,
         NamespaceKind::User
     );
-    assert!(meta.namespace("acme+ci").await.unwrap().is_none());
+    // A robot owns no namespace: its name cannot even be asked about.
+    assert!(berth_oci::Namespace::parse("acme+ci").is_err());
     assert_eq!(meta.orgs().await.unwrap().len(), 1);
 
     // Members and roles.
@@ -192,10 +198,17 @@ pub async fn run(meta: &Meta) {
         .await
         .unwrap());
     assert_eq!(
-        meta.namespace("alice").await.unwrap().unwrap().visibility,
+        meta.namespace(&super::ns("alice"))
+            .await
+            .unwrap()
+            .unwrap()
+            .visibility,
         Visibility::Public
     );
-    assert_eq!(meta.repository_visibility("alice/app").await.unwrap(), None);
+    assert_eq!(
+        meta.repository_visibility(&n("alice/app")).await.unwrap(),
+        None
+    );
     meta.set_repository_visibility(&crate::n("alice/app"), Some(Visibility::Private), &a)
         .await
         .unwrap();
@@ -203,13 +216,16 @@ pub async fn run(meta: &Meta) {
         .await
         .unwrap();
     assert_eq!(
-        meta.repository_visibility("alice/app").await.unwrap(),
+        meta.repository_visibility(&n("alice/app")).await.unwrap(),
         Some(Visibility::Public)
     );
     meta.set_repository_visibility(&crate::n("alice/app"), None, &a)
         .await
         .unwrap();
-    assert_eq!(meta.repository_visibility("alice/app").await.unwrap(), None);
+    assert_eq!(
+        meta.repository_visibility(&n("alice/app")).await.unwrap(),
+        None
+    );
 
     // Tokens.
     assert!(meta
@@ -270,7 +286,7 @@ pub async fn run(meta: &Meta) {
     // Deleting accounts takes their tokens and memberships along.
     assert!(meta.delete_user("alice", &a).await.unwrap());
     assert!(!meta.delete_user("alice", &a).await.unwrap());
-    assert!(meta.namespace("alice").await.unwrap().is_none());
+    assert!(meta.namespace(&super::ns("alice")).await.unwrap().is_none());
     assert!(meta.token("t4").await.unwrap().is_none());
     assert_eq!(
         meta.delete_org("acme", false, &a).await.unwrap(),

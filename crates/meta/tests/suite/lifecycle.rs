@@ -11,7 +11,11 @@ use super::{actor, d, manifest, n, t, Postgres};
 
 /// Refuses every tag starting with `v`.
 fn guard() -> TagGuard {
-    Arc::new(|t: &str| t.starts_with('v').then(|| format!("{t} is frozen")))
+    Arc::new(|t: &berth_oci::Tag| {
+        t.as_str()
+            .starts_with('v')
+            .then(|| format!("{t} is frozen"))
+    })
 }
 
 async fn tag_rules(meta: &Meta) {
@@ -191,7 +195,7 @@ fn delta(
     (
         target,
         PullDelta {
-            repository: repo.into(),
+            repository: super::n(repo),
             key: key.into(),
             pulls,
             last_pulled_at: at,
@@ -307,15 +311,24 @@ async fn usage_and_quotas(meta: &Meta) {
     meta.put_manifest(&m, &actor()).await.unwrap();
     let msize = m.content.len() as u64;
     assert_eq!(
-        meta.namespace_usage("u").await.unwrap(),
+        meta.namespace_usage(&crate::ns("u")).await.unwrap(),
         1000 + 10 + 3 + msize
     );
-    assert_eq!(meta.namespace_usage("u2").await.unwrap(), 50);
-    assert_eq!(meta.namespace_usage("nobody").await.unwrap(), 0);
-    assert!(meta.namespace_holds("u", &d("sha256:base")).await.unwrap());
-    assert!(meta.namespace_holds("u", &d("sha256:ma")).await.unwrap());
-    assert!(!meta.namespace_holds("u", &d("sha256:other")).await.unwrap());
-    let content = meta.namespace_content("u").await.unwrap();
+    assert_eq!(meta.namespace_usage(&crate::ns("u2")).await.unwrap(), 50);
+    assert_eq!(meta.namespace_usage(&crate::ns("nobody")).await.unwrap(), 0);
+    assert!(meta
+        .namespace_holds(&crate::ns("u"), &d("sha256:base"))
+        .await
+        .unwrap());
+    assert!(meta
+        .namespace_holds(&crate::ns("u"), &d("sha256:ma"))
+        .await
+        .unwrap());
+    assert!(!meta
+        .namespace_holds(&crate::ns("u"), &d("sha256:other"))
+        .await
+        .unwrap());
+    let content = meta.namespace_content(&crate::ns("u")).await.unwrap();
     let listed: Vec<_> = content
         .iter()
         .map(|c| (c.repository.as_str(), &c.digest, c.size, c.in_use))
@@ -336,7 +349,10 @@ async fn usage_and_quotas(meta: &Meta) {
     meta.unlink_blob(&n("u/a"), &d("sha256:cfg-a"), &actor())
         .await
         .unwrap();
-    assert_eq!(meta.namespace_usage("u").await.unwrap(), 1000 + 3 + msize);
+    assert_eq!(
+        meta.namespace_usage(&crate::ns("u")).await.unwrap(),
+        1000 + 3 + msize
+    );
 
     // Quotas and the guarded link.
     let used = 1000 + 3 + msize;
@@ -347,24 +363,48 @@ async fn usage_and_quotas(meta: &Meta) {
     assert_eq!(q.limit_bytes, used + 100);
     assert_eq!(meta.quotas().await.unwrap(), vec![q.clone()]);
     assert_eq!(
-        meta.link_blob_within_quota(&n("u/a"), &d("sha256:big"), 101, 2, "u", used + 100)
-            .await
-            .unwrap(),
+        meta.link_blob_within_quota(
+            &n("u/a"),
+            &d("sha256:big"),
+            101,
+            2,
+            &crate::ns("u"),
+            used + 100
+        )
+        .await
+        .unwrap(),
         Some(used),
         "refused, with the usage it saw"
     );
-    assert!(!meta.namespace_holds("u", &d("sha256:big")).await.unwrap());
+    assert!(!meta
+        .namespace_holds(&crate::ns("u"), &d("sha256:big"))
+        .await
+        .unwrap());
     assert_eq!(
-        meta.link_blob_within_quota(&n("u/a"), &d("sha256:fits"), 100, 2, "u", used + 100)
-            .await
-            .unwrap(),
+        meta.link_blob_within_quota(
+            &n("u/a"),
+            &d("sha256:fits"),
+            100,
+            2,
+            &crate::ns("u"),
+            used + 100
+        )
+        .await
+        .unwrap(),
         None
     );
     // Already in the namespace: free, even when full.
     assert_eq!(
-        meta.link_blob_within_quota(&n("u/new"), &d("sha256:base"), 1000, 2, "u", used + 100)
-            .await
-            .unwrap(),
+        meta.link_blob_within_quota(
+            &n("u/new"),
+            &d("sha256:base"),
+            1000,
+            2,
+            &crate::ns("u"),
+            used + 100
+        )
+        .await
+        .unwrap(),
         None
     );
     assert_eq!(

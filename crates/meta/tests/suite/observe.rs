@@ -38,7 +38,7 @@ pub async fn run(meta: &Meta) {
     assert_eq!(of("obs"), Some((3, 16)), "{usage:?}");
     assert_eq!(of("obsother"), Some((1, 10)), "{usage:?}");
     // The bytes figure is the quota's.
-    assert_eq!(meta.namespace_usage("obs").await.unwrap(), 16);
+    assert_eq!(meta.namespace_usage(&crate::ns("obs")).await.unwrap(), 16);
     let (in_use, idle, max) = meta.pool_use();
     assert!(max >= 1 && in_use + idle <= max, "{in_use} {idle} {max}");
 }

@@ -9,7 +9,7 @@ use super::{actor, d, manifest, n};
 /// Policies, the inventory, conditional deletions, time setters.
 pub(super) async fn retention_cases(meta: &Meta) {
     use berth_meta::{Deletion, ManifestTarget, TagGuard};
-    let open: TagGuard = std::sync::Arc::new(|_: &str| None);
+    let open: TagGuard = std::sync::Arc::new(|_: &berth_oci::Tag| None);
     let target = |digest: &berth_oci::Digest,
                   tags: &[&str],
                   subject: Option<&berth_oci::Digest>| ManifestTarget {
@@ -223,8 +223,9 @@ pub(super) async fn retention_cases(meta: &Meta) {
     .contains("subject"));
     let latest = ["latest"];
     // A protected tag refuses the deletion inside the transaction.
-    let guard: TagGuard =
-        std::sync::Arc::new(|t: &str| (t == "latest").then(|| "latest is protected".to_owned()));
+    let guard: TagGuard = std::sync::Arc::new(|t: &berth_oci::Tag| {
+        (t.as_str() == "latest").then(|| "latest is protected".to_owned())
+    });
     assert_eq!(
         skipped(
             meta.retention_delete_manifest(

@@ -2,6 +2,7 @@
 //! transaction, deleted with every setting keyed by it, the filtered
 //! catalog, guarded unlinks and the sessions a password change ends.
 
+use super::{n, ns};
 use std::sync::Arc;
 
 use berth_meta::accounts::{NewUser, OrgDeletion, Visibility};
@@ -68,10 +69,10 @@ pub async fn run(meta: &Meta) {
         .create_org("tnobody", Visibility::Private, Some("ghost"), &a)
         .await
         .is_err());
-    assert!(meta.namespace("tnobody").await.unwrap().is_none());
+    assert!(meta.namespace(&ns("tnobody")).await.unwrap().is_none());
 
     // Settings and content keyed by the namespace.
-    assert!(!meta.namespace_remains("tacme").await.unwrap());
+    assert!(!meta.namespace_remains(&ns("tacme")).await.unwrap());
     meta.link_blob(&super::n("tacme/app"), &super::d("sha256:tl"), 5, 1)
         .await
         .unwrap();
@@ -91,23 +92,26 @@ pub async fn run(meta: &Meta) {
         .await
         .unwrap();
     meta.set_quota(&crate::ns("tacme"), 1000, &a).await.unwrap();
-    assert!(meta.namespace_remains("tacme").await.unwrap());
+    assert!(meta.namespace_remains(&ns("tacme")).await.unwrap());
 
     // Repositories stop a deletion unless they go too.
     assert_eq!(
         meta.delete_org("tacme", false, &a).await.unwrap(),
-        OrgDeletion::HoldsRepositories(vec!["tacme/app".into()])
+        OrgDeletion::HoldsRepositories(vec![n("tacme/app")])
     );
-    assert!(meta.namespace("tacme").await.unwrap().is_some());
+    assert!(meta.namespace(&ns("tacme")).await.unwrap().is_some());
     assert_eq!(
         meta.delete_org("tacme", true, &a).await.unwrap(),
-        OrgDeletion::Deleted(vec!["tacme/app".into()])
+        OrgDeletion::Deleted(vec![n("tacme/app")])
     );
     assert!(
-        !meta.namespace_remains("tacme").await.unwrap(),
+        !meta.namespace_remains(&ns("tacme")).await.unwrap(),
         "nothing of tacme remains"
     );
-    assert_eq!(meta.repository_visibility("tacme/app").await.unwrap(), None);
+    assert_eq!(
+        meta.repository_visibility(&n("tacme/app")).await.unwrap(),
+        None
+    );
     assert!(meta
         .retention_policy(&crate::ns("tacme"))
         .await
@@ -147,7 +151,7 @@ pub async fn run(meta: &Meta) {
         .iter()
         .all(|q| q.namespace != "tfounder"));
     assert!(
-        meta.namespace_remains("tfounder").await.unwrap(),
+        meta.namespace_remains(&ns("tfounder")).await.unwrap(),
         "its repositories remain"
     );
 
@@ -244,7 +248,8 @@ async fn guarded_unlink(meta: &Meta) {
     )
     .await
     .unwrap();
-    let guard: TagGuard = Arc::new(|t: &str| (t == "v1").then(|| "v1 is protected".to_owned()));
+    let guard: TagGuard =
+        Arc::new(|t: &berth_oci::Tag| (t.as_str() == "v1").then(|| "v1 is protected".to_owned()));
     let err = meta
         .unlink_blob_guarded(
             &crate::n("g/app"),
@@ -271,7 +276,7 @@ async fn guarded_unlink(meta: &Meta) {
         .unwrap()
         .is_some());
     // An unprotected tag does not hold anything.
-    let open: TagGuard = Arc::new(|_: &str| None);
+    let open: TagGuard = Arc::new(|_: &berth_oci::Tag| None);
     assert!(meta
         .unlink_blob_guarded(&crate::n("g/app"), &super::d("sha256:gl"), open, &a)
         .await

@@ -138,7 +138,7 @@ pub async fn run(meta: &Meta) {
         ..v
     };
     let mut e = NewEvent::new(EventKind::SignatureVerified, "admin", 9_001);
-    e.repository = Some("tr/app".into());
+    e.repository = Some(n("tr/app"));
     e.digest = Some(image.to_string());
     let before = meta.events_after(0, 10_000).await.unwrap().len();
     meta.record_signature_verdict(&n("tr/app"), &image, &v, Some(e))

@@ -23,7 +23,7 @@ fn at(t: i64) -> Actor {
 
 fn hook(ns: Option<&str>, events: &[&str]) -> NewWebhook {
     NewWebhook {
-        namespace: ns.map(Into::into),
+        namespace: ns.map(super::ns),
         url: "https://hooks.example/in".into(),
         format: "cloudevents".into(),
         events: events.iter().map(|e| e.to_string()).collect(),
@@ -64,7 +64,7 @@ pub async fn run(meta: &Meta) {
     assert_eq!(site.namespace, None);
     assert_eq!(ns.events, ["manifest.pushed", "tag.deleted"]);
     let listed = meta
-        .webhooks(&WebhookScope::Namespace("hooks".into()))
+        .webhooks(&WebhookScope::Namespace(super::ns("hooks")))
         .await
         .unwrap();
     assert_eq!(listed.iter().map(|w| w.id).collect::<Vec<_>>(), [ns.id]);
@@ -249,7 +249,7 @@ pub async fn run(meta: &Meta) {
 
     // Events published alone (quota alerts).
     let mut quota = NewEvent::new(EventKind::QuotaWarning, "system", 1_900);
-    quota.namespace = Some("hooks".into());
+    quota.namespace = Some(super::ns("hooks"));
     meta.publish_event(quota).await.unwrap();
 
     // Pruning drops finished history, keeps what is pending.

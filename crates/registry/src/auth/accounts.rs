@@ -181,7 +181,11 @@ impl Authority {
 
     /// The organisation `name` (`NotFound` if there is none).
     pub async fn org(&self, name: &str) -> Result<Namespace> {
-        match self.meta.namespace(name).await? {
+        // An account name that is no namespace names no organisation.
+        let Ok(ns) = berth_oci::Namespace::parse(name) else {
+            return Err(no_org(name));
+        };
+        match self.meta.namespace(&ns).await? {
             Some(ns) if ns.kind == NamespaceKind::Org => Ok(ns),
             _ => Err(no_org(name)),
         }
@@ -212,11 +216,11 @@ impl Authority {
         } else {
             None
         };
-        validate_name(name)?;
+        let ns = validate_name(name)?;
         // Whatever remains of a namespace (repositories, settings) would be
         // handed to whoever founds it first: only a site admin may.
         let claims_remains = !self.enforced() || identity.is_site_admin();
-        if !claims_remains && self.meta.namespace_remains(name).await? {
+        if !claims_remains && self.meta.namespace_remains(&ns).await? {
             return Err(unavailable(name));
         }
         let v = visibility.unwrap_or(self.settings.default_visibility);
@@ -245,7 +249,7 @@ impl Authority {
         name: &str,
         with_repositories: bool,
         caller: &Caller,
-    ) -> Result<Vec<String>> {
+    ) -> Result<Vec<berth_oci::RepositoryName>> {
         match self
             .meta
             .delete_org(name, with_repositories, &caller.actor())
@@ -261,7 +265,11 @@ impl Authority {
                  delete the organisation with its repositories (delete_repositories=true, \
                  berth org delete --delete-repositories)",
                 r.len(),
-                r.iter().take(3).cloned().collect::<Vec<_>>().join(", "),
+                r.iter()
+                    .take(3)
+                    .map(berth_oci::RepositoryName::as_str)
+                    .collect::<Vec<_>>()
+                    .join(", "),
                 if r.len() > 3 { ", ..." } else { "" }
             ))),
         }
@@ -335,12 +343,15 @@ impl Authority {
         &self,
         ns: &berth_oci::Namespace,
     ) -> Result<(Visibility, VisibilitySource)> {
-        self.visibility_of_namespace(ns.as_str()).await
+        self.visibility_of_namespace(ns).await
     }
 
-    /// The visibility of the namespace part of a repository name (which
-    /// may be longer than an account name can be: then nobody owns it).
-    async fn visibility_of_namespace(&self, ns: &str) -> Result<(Visibility, VisibilitySource)> {
+    /// The visibility of a namespace (which may be longer than an account
+    /// name can be: then nobody owns it).
+    async fn visibility_of_namespace(
+        &self,
+        ns: &berth_oci::Namespace,
+    ) -> Result<(Visibility, VisibilitySource)> {
         Ok(match self.meta.namespace(ns).await? {
             Some(n) => (n.visibility, VisibilitySource::Namespace),
             None => (Visibility::Private, VisibilitySource::Unowned),
@@ -373,9 +384,9 @@ impl Authority {
         &self,
         repository: &berth_oci::RepositoryName,
     ) -> Result<(Visibility, VisibilitySource)> {
-        match self.meta.repository_visibility(repository.as_str()).await? {
+        match self.meta.repository_visibility(repository).await? {
             Some(v) => Ok((v, VisibilitySource::Repository)),
-            None => self.visibility_of_namespace(repository.namespace()).await,
+            None => self.visibility_of_namespace(&repository.namespace()).await,
         }
     }
 
@@ -398,7 +409,7 @@ impl Authority {
     pub async fn scope_audit(
         &self,
         identity: &Identity,
-        ns: &str,
+        ns: &berth_oci::Namespace,
         mut filter: AuditFilter,
     ) -> Result<AuditFilter> {
         if !self.enforced() || identity.is_site_admin() {

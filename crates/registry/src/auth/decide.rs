@@ -4,9 +4,10 @@
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
+use berth_meta::accounts::Role;
 use berth_meta::accounts::Visibility;
 use berth_meta::tokens::{NewToken, TokenKind};
-use berth_oci::{Digest, RepositoryName};
+use berth_oci::{Digest, Namespace, RepositoryName};
 
 use super::cache::through;
 use super::identity::Identity;
@@ -16,7 +17,7 @@ use super::ratelimit::RateState;
 use super::scope::{self, Scope};
 use super::{secret, Authority};
 use crate::listing::{page, MAX_PAGE};
-use crate::{glob, Error, Page, Registry, Result};
+use crate::{Error, Page, Registry, Result};
 
 /// The answer to "may this identity do that here?".
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,12 +54,15 @@ pub struct Issued {
 impl Authority {
     /// The facts the permission model needs about `repository` for
     /// `account`, through the cache.
-    pub async fn facts(&self, account: Option<&Account>, repository: &str) -> Result<Facts> {
-        let ns = glob::namespace(repository);
+    pub async fn facts(
+        &self,
+        account: Option<&Account>,
+        repository: &RepositoryName,
+    ) -> Result<Facts> {
         let visibility = through(
             &self.meta,
             &self.cache.visibility,
-            repository.to_owned(),
+            repository.to_string(),
             async {
                 if let Some(v) = self.meta.repository_visibility(repository).await? {
                     return Ok(v);
@@ -69,31 +73,39 @@ impl Authority {
                 // them.
                 Ok(self
                     .meta
-                    .namespace(ns)
+                    .namespace(&repository.namespace())
                     .await?
                     .map_or(Visibility::Private, |n| n.visibility))
             },
         )
         .await?;
-        let role = match account {
-            None => None,
-            Some(a) => {
-                through(
-                    &self.meta,
-                    &self.cache.roles,
-                    format!("{ns}\0{}", a.name),
-                    self.meta.role(ns, &a.name),
-                )
-                .await?
-            }
-        };
+        let role = self.role_in(account, repository.namespace_str()).await?;
         Ok(Facts { visibility, role })
+    }
+
+    /// The role of `account` in the organisation `ns` (an account name,
+    /// the namespace of the repositories asked about), through the cache.
+    async fn role_in(&self, account: Option<&Account>, ns: &str) -> Result<Option<Role>> {
+        let Some(a) = account else {
+            return Ok(None);
+        };
+        through(
+            &self.meta,
+            &self.cache.roles,
+            format!("{ns}\0{}", a.name),
+            self.meta.role(ns, &a.name),
+        )
+        .await
     }
 
     /// What `identity` may do on `repository` according to the database
     /// (its account, its access token's limits), whatever a registry token
     /// it presented grants. Everything in open mode.
-    pub async fn live_access(&self, identity: &Identity, repository: &str) -> Result<Access> {
+    pub async fn live_access(
+        &self,
+        identity: &Identity,
+        repository: &RepositoryName,
+    ) -> Result<Access> {
         if !self.enforced() {
             return Ok(Access::ALL);
         }
@@ -115,18 +127,25 @@ impl Authority {
     /// plans) list every repository of the namespace, private overrides
     /// included, so public visibility must not open them. Everything in
     /// open mode.
-    pub async fn namespace_access(&self, identity: &Identity, namespace: &str) -> Result<Access> {
+    pub async fn namespace_access(
+        &self,
+        identity: &Identity,
+        namespace: &Namespace,
+    ) -> Result<Access> {
         if !self.enforced() {
             return Ok(Access::ALL);
         }
         let account = identity.account.as_ref();
         let facts = Facts {
             visibility: Visibility::Private,
-            ..self.facts(account, namespace).await?
+            role: self.role_in(account, namespace.as_str()).await?,
         };
-        let live = allowed(account, namespace, &facts, identity.token.as_ref());
+        // Held to token patterns and registry tokens as the repository
+        // named like the namespace is.
+        let as_repository = RepositoryName::from(namespace.clone());
+        let live = allowed(account, &as_repository, &facts, identity.token.as_ref());
         Ok(match &identity.grants {
-            Some(g) => live.intersect(g.on(namespace)),
+            Some(g) => live.intersect(g.on(&as_repository)),
             None => live,
         })
     }
@@ -135,7 +154,7 @@ impl Authority {
     pub async fn decide(
         &self,
         identity: &Identity,
-        repository: &str,
+        repository: &RepositoryName,
         need: Access,
     ) -> Result<Decision> {
         if !self.enforced() {
@@ -172,10 +191,7 @@ impl Authority {
             .repositories_with_blob(digest, MOUNT_CANDIDATES)
             .await?
         {
-            if let Decision::Allow(_) = self
-                .decide(identity, repository.as_str(), Access::PULL)
-                .await?
-            {
+            if let Decision::Allow(_) = self.decide(identity, &repository, Access::PULL).await? {
                 return Ok(Some(repository));
             }
         }
@@ -203,7 +219,7 @@ impl Authority {
                     granted_scopes.push(scope::repository_scope(name, g));
                     access.push(ResourceAccess {
                         kind: "repository".into(),
-                        name: name.clone(),
+                        name: name.to_string(),
                         actions: g.names().into_iter().map(str::to_owned).collect(),
                     });
                 }
@@ -327,7 +343,7 @@ impl Authority {
         };
         let site_admin = identity.account.as_ref().is_some_and(|a| a.site_admin);
         let mut items: Vec<String> = Vec::new();
-        let mut cursor = last.map(str::to_owned);
+        let mut cursor: Option<String> = last.map(str::to_owned);
         let batch = (n as i64 + 1).clamp(1, 500);
         loop {
             let page = if site_admin {
@@ -336,9 +352,6 @@ impl Authority {
                 self.meta
                     .readable_repositories(&namespaces, cursor.as_deref(), batch)
                     .await?
-                    .into_iter()
-                    .map(RepositoryName::into_string)
-                    .collect()
             };
             let exhausted = (page.len() as i64) < batch;
             for name in page {
@@ -353,9 +366,9 @@ impl Authority {
                         .await?
                         .contains(Action::Pull);
                 if keep {
-                    items.push(name.clone());
+                    items.push(name.to_string());
                 }
-                cursor = Some(name);
+                cursor = Some(name.into_string());
             }
             if exhausted || items.len() > n {
                 break;

@@ -4,6 +4,7 @@ use std::net::IpAddr;
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
+use berth_oci::RepositoryName;
 
 use super::permission::{Access, Account, TokenLimits};
 use crate::Caller;
@@ -72,7 +73,7 @@ impl Credentials {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Grants {
     /// Repository -> granted actions.
-    pub repositories: Vec<(String, Access)>,
+    pub repositories: Vec<(RepositoryName, Access)>,
     /// Whether listing the catalog was granted.
     pub catalog: bool,
     /// When the registry token expires (Unix seconds): a token issued in
@@ -82,7 +83,7 @@ pub struct Grants {
 
 impl Grants {
     /// What the token grants on `repository`.
-    pub fn on(&self, repository: &str) -> Access {
+    pub fn on(&self, repository: &RepositoryName) -> Access {
         self.repositories
             .iter()
             .filter(|(r, _)| r == repository)
@@ -129,7 +130,7 @@ pub struct Workload {
 
 impl Workload {
     /// What the workload may do on `repository`.
-    pub fn on(&self, repository: &str) -> Access {
+    pub fn on(&self, repository: &RepositoryName) -> Access {
         self.grants
             .iter()
             .filter(|(scope, _)| crate::glob::scope_covers(scope, repository))

@@ -585,9 +585,15 @@ fn grants_of(claims: &jwt::Claims) -> Grants {
     };
     for a in &claims.access {
         match a.kind.as_str() {
-            "repository" => grants
-                .repositories
-                .push((a.name.clone(), scope::parse_actions(&a.actions.join(",")))),
+            // A token this registry signed names valid repositories; an
+            // invalid name grants nothing.
+            "repository" => {
+                if let Ok(name) = berth_oci::RepositoryName::parse(a.name.as_str()) {
+                    grants
+                        .repositories
+                        .push((name, scope::parse_actions(&a.actions.join(","))));
+                }
+            }
             "registry" if a.name == "catalog" => grants.catalog = true,
             _ => {}
         }

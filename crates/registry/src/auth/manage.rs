@@ -86,16 +86,22 @@ impl std::fmt::Debug for CreatedToken {
 }
 
 /// Checks a user or organisation name: a valid [`Namespace`] (one
-/// repository path component of at most [`MAX_NAME`] characters).
-pub fn validate_name(name: &str) -> Result<()> {
+/// repository path component) of at most [`MAX_NAME`] characters, which
+/// it returns.
+pub fn validate_name(name: &str) -> Result<Namespace> {
     if name == super::oidc::USERNAME {
         return Err(Error::InvalidParameter(format!(
             "the name {name} is reserved for keyless logins from CI (OIDC)"
         )));
     }
-    Namespace::parse(name)
-        .map(drop)
-        .map_err(|e| Error::InvalidParameter(e.to_string()))
+    if name.len() > MAX_NAME {
+        return Err(Error::InvalidParameter(format!(
+            "a name of {} characters is too long: user and organisation names have at most \
+             {MAX_NAME}",
+            name.len()
+        )));
+    }
+    Namespace::parse(name).map_err(|e| Error::InvalidParameter(e.to_string()))
 }
 
 impl Authority {
@@ -248,9 +254,11 @@ impl Authority {
         if identity.name() == Some(owner) || identity.is_site_admin() {
             return Ok(());
         }
-        if let Some((org, _)) = owner.split_once('+') {
+        // A robot's organisation, named before its `+`.
+        let org = owner.split_once('+').map(|(org, _)| Namespace::parse(org));
+        if let Some(Ok(org)) = org {
             if self
-                .namespace_access(identity, org)
+                .namespace_access(identity, &org)
                 .await?
                 .contains(Action::Admin)
             {

@@ -18,6 +18,7 @@
 //!    client.
 
 use berth_meta::accounts::{AccountKind, Role, Visibility};
+use berth_oci::RepositoryName;
 
 use crate::glob;
 
@@ -183,7 +184,7 @@ pub struct TokenLimits {
 
 impl TokenLimits {
     /// What the token leaves of `access` on `repository`.
-    pub fn narrow(&self, repository: &str, access: Access) -> Access {
+    pub fn narrow(&self, repository: &RepositoryName, access: Access) -> Access {
         let covered = self.patterns.is_empty()
             || self
                 .patterns
@@ -200,7 +201,7 @@ impl TokenLimits {
 /// What `account` (or an anonymous client) may do on `repository`.
 pub fn allowed(
     account: Option<&Account>,
-    repository: &str,
+    repository: &RepositoryName,
     facts: &Facts,
     limits: Option<&TokenLimits>,
 ) -> Access {
@@ -213,7 +214,7 @@ pub fn allowed(
         return public;
     };
     let is_user = account.kind == AccountKind::User;
-    let owns_namespace = glob::namespace(repository) == account.name;
+    let owns_namespace = repository.namespace_str() == account.name;
     let mut access = if is_user && (account.site_admin || owns_namespace) {
         Access::ALL
     } else {
@@ -228,6 +229,10 @@ pub fn allowed(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn r(name: &str) -> RepositoryName {
+        RepositoryName::parse(name).unwrap()
+    }
 
     fn user(name: &str) -> Account {
         Account {
@@ -262,33 +267,36 @@ mod tests {
 
     #[test]
     fn anonymous_pulls_public_only() {
-        assert_eq!(allowed(None, "acme/web", &PUBLIC, None), Access::PULL);
-        assert_eq!(allowed(None, "acme/web", &PRIVATE, None), Access::NONE);
+        assert_eq!(allowed(None, &r("acme/web"), &PUBLIC, None), Access::PULL);
+        assert_eq!(allowed(None, &r("acme/web"), &PRIVATE, None), Access::NONE);
     }
 
     #[test]
     fn own_namespace_is_admin() {
         let alice = user("alice");
         assert_eq!(
-            allowed(Some(&alice), "alice/app", &PRIVATE, None),
+            allowed(Some(&alice), &r("alice/app"), &PRIVATE, None),
             Access::ALL
         );
-        assert_eq!(allowed(Some(&alice), "alice", &PRIVATE, None), Access::ALL);
         assert_eq!(
-            allowed(Some(&alice), "alice/a/b", &PRIVATE, None),
+            allowed(Some(&alice), &r("alice"), &PRIVATE, None),
+            Access::ALL
+        );
+        assert_eq!(
+            allowed(Some(&alice), &r("alice/a/b"), &PRIVATE, None),
             Access::ALL
         );
         // A prefix is not a namespace.
         assert_eq!(
-            allowed(Some(&alice), "alicex/app", &PRIVATE, None),
+            allowed(Some(&alice), &r("alicex/app"), &PRIVATE, None),
             Access::NONE
         );
         assert_eq!(
-            allowed(Some(&alice), "bob/app", &PRIVATE, None),
+            allowed(Some(&alice), &r("bob/app"), &PRIVATE, None),
             Access::NONE
         );
         assert_eq!(
-            allowed(Some(&alice), "bob/app", &PUBLIC, None),
+            allowed(Some(&alice), &r("bob/app"), &PUBLIC, None),
             Access::PULL
         );
     }
@@ -299,11 +307,17 @@ mod tests {
         let read = facts(Visibility::Private, Some(Role::Read));
         let write = facts(Visibility::Private, Some(Role::Write));
         let admin = facts(Visibility::Private, Some(Role::Admin));
-        assert_eq!(allowed(Some(&alice), "acme/web", &read, None), Access::PULL);
-        let w = allowed(Some(&alice), "acme/web", &write, None);
+        assert_eq!(
+            allowed(Some(&alice), &r("acme/web"), &read, None),
+            Access::PULL
+        );
+        let w = allowed(Some(&alice), &r("acme/web"), &write, None);
         assert!(w.contains(Action::Pull) && w.contains(Action::Push));
         assert!(!w.contains(Action::Delete) && !w.contains(Action::Admin));
-        assert_eq!(allowed(Some(&alice), "acme/web", &admin, None), Access::ALL);
+        assert_eq!(
+            allowed(Some(&alice), &r("acme/web"), &admin, None),
+            Access::ALL
+        );
     }
 
     #[test]
@@ -311,7 +325,7 @@ mod tests {
         let mut root = user("root");
         root.site_admin = true;
         assert_eq!(
-            allowed(Some(&root), "acme/web", &PRIVATE, None),
+            allowed(Some(&root), &r("acme/web"), &PRIVATE, None),
             Access::ALL
         );
         let robot = Account {
@@ -321,11 +335,11 @@ mod tests {
             site_admin: true,
         };
         assert_eq!(
-            allowed(Some(&robot), "acme/web", &PRIVATE, None),
+            allowed(Some(&robot), &r("acme/web"), &PRIVATE, None),
             Access::NONE
         );
         let member = facts(Visibility::Private, Some(Role::Write));
-        assert!(allowed(Some(&robot), "acme/web", &member, None).contains(Action::Push));
+        assert!(allowed(Some(&robot), &r("acme/web"), &member, None).contains(Action::Push));
     }
 
     #[test]
@@ -337,9 +351,12 @@ mod tests {
             site_admin: false,
         };
         assert_eq!(
-            allowed(Some(&robot), "acme+ci/x", &PRIVATE, None),
+            allowed(Some(&robot), &r("acme/x"), &PRIVATE, None),
             Access::NONE
         );
+        // Nor a repository named after the robot: that name is no
+        // repository name, so no check on it can be asked for.
+        assert!(RepositoryName::parse(format!("{}/x", robot.name)).is_err());
     }
 
     #[test]
@@ -347,18 +364,18 @@ mod tests {
         let alice = user("alice");
         let pull_only = limits(&["pull"], &[]);
         assert_eq!(
-            allowed(Some(&alice), "alice/app", &PRIVATE, Some(&pull_only)),
+            allowed(Some(&alice), &r("alice/app"), &PRIVATE, Some(&pull_only)),
             Access::PULL
         );
         let push = limits(&["push"], &["alice/web-*"]);
-        let a = allowed(Some(&alice), "alice/web-api", &PRIVATE, Some(&push));
+        let a = allowed(Some(&alice), &r("alice/web-api"), &PRIVATE, Some(&push));
         assert_eq!(
             a,
             Access::of(&[Action::Pull, Action::Push]),
             "push implies pull"
         );
         assert_eq!(
-            allowed(Some(&alice), "alice/db", &PRIVATE, Some(&push)),
+            allowed(Some(&alice), &r("alice/db"), &PRIVATE, Some(&push)),
             Access::NONE,
             "outside the patterns"
         );
@@ -367,7 +384,7 @@ mod tests {
         assert_eq!(
             allowed(
                 Some(&alice),
-                "acme/web",
+                &r("acme/web"),
                 &read,
                 Some(&limits(&["admin"], &[]))
             ),
@@ -375,17 +392,22 @@ mod tests {
         );
         // Namespace patterns cover the whole namespace.
         let ns = limits(&["delete"], &["alice"]);
-        let a = allowed(Some(&alice), "alice/x/y", &PRIVATE, Some(&ns));
+        let a = allowed(Some(&alice), &r("alice/x/y"), &PRIVATE, Some(&ns));
         assert!(a.contains(Action::Delete) && a.contains(Action::Pull));
         assert!(!a.contains(Action::Push));
         // Public pull survives a narrow token.
         assert_eq!(
-            allowed(Some(&alice), "bob/app", &PUBLIC, Some(&push)),
+            allowed(Some(&alice), &r("bob/app"), &PUBLIC, Some(&push)),
             Access::PULL
         );
         // A token without scopes does nothing but what anonymous may.
         assert_eq!(
-            allowed(Some(&alice), "alice/app", &PRIVATE, Some(&limits(&[], &[]))),
+            allowed(
+                Some(&alice),
+                &r("alice/app"),
+                &PRIVATE,
+                Some(&limits(&[], &[]))
+            ),
             Access::NONE
         );
     }

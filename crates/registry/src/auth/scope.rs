@@ -1,7 +1,7 @@
 //! Token-request scopes (`repository:acme/web:pull,push`,
 //! `registry:catalog:*`) and the challenge strings that ask for them.
 
-use berth_oci::validate_repository;
+use berth_oci::RepositoryName;
 
 use super::permission::{Access, Action};
 
@@ -14,7 +14,7 @@ pub enum Scope {
     /// Actions on one repository.
     Repository {
         /// Repository name.
-        name: String,
+        name: RepositoryName,
         /// Actions asked for.
         access: Access,
     },
@@ -44,13 +44,10 @@ pub fn parse(scope: &str) -> Option<Scope> {
     let (name, actions) = rest.rsplit_once(':')?;
     match kind {
         // `repository(plugin)` is what docker sends for plugins.
-        "repository" | "repository(plugin)" => {
-            validate_repository(name).ok()?;
-            Some(Scope::Repository {
-                name: name.to_owned(),
-                access: parse_actions(actions),
-            })
-        }
+        "repository" | "repository(plugin)" => Some(Scope::Repository {
+            name: RepositoryName::parse(name).ok()?,
+            access: parse_actions(actions),
+        }),
         "registry" if name == "catalog" => Some(Scope::Catalog),
         _ => None,
     }
@@ -68,7 +65,7 @@ pub fn parse_all<'a>(values: impl IntoIterator<Item = &'a str>) -> Vec<Scope> {
 }
 
 /// The scope string a challenge asks for: `repository:<name>:<actions>`.
-pub fn repository_scope(name: &str, access: Access) -> String {
+pub fn repository_scope(name: &RepositoryName, access: Access) -> String {
     format!("repository:{name}:{}", access.names().join(","))
 }
 
@@ -76,19 +73,23 @@ pub fn repository_scope(name: &str, access: Access) -> String {
 mod tests {
     use super::*;
 
+    fn r(name: &str) -> RepositoryName {
+        RepositoryName::parse(name).unwrap()
+    }
+
     #[test]
     fn scopes_parse() {
         assert_eq!(
             parse("repository:acme/web:pull,push"),
             Some(Scope::Repository {
-                name: "acme/web".into(),
+                name: r("acme/web"),
                 access: Access::of(&[Action::Pull, Action::Push])
             })
         );
         assert_eq!(
             parse("repository:acme/web:*"),
             Some(Scope::Repository {
-                name: "acme/web".into(),
+                name: r("acme/web"),
                 access: Access::ALL
             })
         );
@@ -102,7 +103,7 @@ mod tests {
         let flood = vec!["repository:a:pull"; MAX_SCOPES + 10];
         assert_eq!(parse_all(flood).len(), MAX_SCOPES);
         assert_eq!(
-            repository_scope("a/b", Access::of(&[Action::Pull, Action::Push])),
+            repository_scope(&r("a/b"), Access::of(&[Action::Pull, Action::Push])),
             "repository:a/b:pull,push"
         );
     }

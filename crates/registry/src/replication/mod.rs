@@ -19,6 +19,7 @@ use std::sync::Arc;
 
 use berth_meta::replication::NewRule;
 use berth_meta::JobRun;
+use berth_oci::RepositoryName;
 use serde::Serialize;
 
 use crate::retention::cron::Schedule;
@@ -98,7 +99,7 @@ pub struct RuleView {
 
 /// Whether the rule's repository filter selects `repository`: a glob, or
 /// a namespace scope covering it (`acme`: `acme/web`, `acme/x/y`).
-pub fn selects_repository(rule: &ReplicationRule, repository: &str) -> bool {
+pub fn selects_repository(rule: &ReplicationRule, repository: &RepositoryName) -> bool {
     rule.repositories == "**" || crate::glob::scope_covers(&rule.repositories, repository)
 }
 
@@ -421,14 +422,29 @@ mod tests {
             created_at: 0,
             created_by: None,
         };
-        assert!(selects_repository(&rule, "acme/web"));
-        assert!(!selects_repository(&rule, "acmex/web"));
+        assert!(selects_repository(
+            &rule,
+            &RepositoryName::parse("acme/web").unwrap()
+        ));
+        assert!(!selects_repository(
+            &rule,
+            &RepositoryName::parse("acmex/web").unwrap()
+        ));
         assert!(selects_tag(&rule, "v1.2"));
         assert!(!selects_tag(&rule, "latest"));
         rule.repositories = "**".into();
-        assert!(selects_repository(&rule, "a/b/c"));
+        assert!(selects_repository(
+            &rule,
+            &RepositoryName::parse("a/b/c").unwrap()
+        ));
         rule.repositories = "*/web".into();
-        assert!(selects_repository(&rule, "acme/web"));
-        assert!(!selects_repository(&rule, "acme/api"));
+        assert!(selects_repository(
+            &rule,
+            &RepositoryName::parse("acme/web").unwrap()
+        ));
+        assert!(!selects_repository(
+            &rule,
+            &RepositoryName::parse("acme/api").unwrap()
+        ));
     }
 }

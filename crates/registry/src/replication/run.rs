@@ -183,7 +183,9 @@ impl Registry {
                 let Some(repository) = e.repository else {
                     continue;
                 };
-                if !selects_repository(rule, &repository) {
+                let selected = RepositoryName::parse(repository.as_str())
+                    .is_ok_and(|r| selects_repository(rule, &r));
+                if !selected {
                     continue;
                 }
                 // A push names its tags in its data; a move, its tag.
@@ -290,22 +292,22 @@ impl Registry {
                         .repository_names(last.as_deref(), 1000)
                         .await
                         .map_err(|e| format!("listing the repositories here: {e}"))?;
-                    let Some(end) = page.last().cloned() else {
+                    let Some(end) = page.last().map(|r| r.to_string()) else {
                         break;
                     };
-                    all.extend(page);
+                    all.extend(page.into_iter().map(RepositoryName::into_string));
                     last = Some(end);
                 }
                 all
             }
         };
         for name in repositories {
-            if !selects_repository(rule, &name) {
-                continue;
-            }
-            let Ok(repo) = RepositoryName::parse(&name) else {
+            let Ok(repo) = RepositoryName::parse(name.as_str()) else {
                 continue;
             };
+            if !selects_repository(rule, &repo) {
+                continue;
+            }
             let tags = match Direction::parse(&rule.direction) {
                 Some(Direction::Pull) => transport.remote_tags(rule, &repo).await?,
                 _ => match self.tags(&repo, None, None).await {

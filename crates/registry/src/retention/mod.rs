@@ -15,7 +15,7 @@
 use serde::Serialize;
 
 use berth_meta::{Deletion, ManifestTarget, StoredPolicy, TagGuard};
-use berth_oci::{Namespace, RepositoryName};
+use berth_oci::{Namespace, RepositoryName, Tag};
 
 use crate::{Caller, Error, Registry, Result};
 
@@ -29,7 +29,7 @@ pub use plan::{ItemKind, PlanItem};
 pub use policy::Policy;
 
 /// The job name of a namespace's retention runs (lease and history).
-pub fn job_name(namespace: &str) -> String {
+pub fn job_name(namespace: &Namespace) -> String {
     format!("retention:{namespace}")
 }
 
@@ -107,7 +107,7 @@ impl Registry {
         text: &str,
         caller: &Caller,
     ) -> Result<Policy> {
-        let policy = Policy::parse(text, namespace.as_str()).map_err(invalid)?;
+        let policy = Policy::parse(text, namespace).map_err(invalid)?;
         self.meta
             .set_retention_policy(namespace, Some(text), &caller.actor())
             .await?;
@@ -142,7 +142,7 @@ impl Registry {
         text: Option<&str>,
     ) -> Result<Plan> {
         let policy = match text {
-            Some(t) => Policy::parse(t, namespace.as_str()).map_err(invalid)?,
+            Some(t) => Policy::parse(t, namespace).map_err(invalid)?,
             None => self.stored_policy(namespace).await?,
         };
         self.plan_with(namespace, &policy, now).await
@@ -156,7 +156,7 @@ impl Registry {
             .ok_or_else(|| {
                 Error::NotFound(format!("namespace {namespace} has no retention policy"))
             })?;
-        Policy::parse(&stored.policy, namespace.as_str()).map_err(invalid)
+        Policy::parse(&stored.policy, namespace).map_err(invalid)
     }
 
     async fn plan_with(&self, namespace: &Namespace, policy: &Policy, now: i64) -> Result<Plan> {
@@ -169,7 +169,7 @@ impl Registry {
                 continue;
             };
             let rules = self.tag_rules(&repo).await?;
-            let protected = |t: &str| rules.is_protected(t);
+            let protected = |t: &Tag| rules.is_protected(t);
             items.extend(plan::plan_repository(policy, &repo, &inv, &protected, now));
         }
         let manifests = items
@@ -197,7 +197,7 @@ impl Registry {
         caller: &Caller,
     ) -> Result<Applied> {
         let policy = self.stored_policy(namespace).await?;
-        let job = job_name(namespace.as_str());
+        let job = job_name(namespace);
         let held = self.hold_job(&job).await?;
         let started = std::time::Instant::now();
         let run = self.meta.start_run(&job, now).await?;
@@ -250,7 +250,7 @@ impl Registry {
             }
             if guards.as_ref().is_none_or(|(r, _)| *r != item.repository) {
                 let rules = self.tag_rules(&item.repository).await?;
-                let guard: TagGuard = std::sync::Arc::new(move |t: &str| {
+                let guard: TagGuard = std::sync::Arc::new(move |t: &Tag| {
                     rules
                         .is_protected(t)
                         .then(|| format!("tag {t} is protected"))
@@ -275,7 +275,7 @@ impl Registry {
                             detail,
                         )
                         .await?;
-                    self.cache.invalidate_tag(repo.as_str(), tag.as_str());
+                    self.cache.invalidate_tag(repo, tag);
                     o
                 }
                 _ => {
@@ -288,10 +288,9 @@ impl Registry {
                         .meta
                         .retention_delete_manifest(repo, target, guard.clone(), &actor, detail)
                         .await?;
-                    self.cache
-                        .invalidate_manifest(repo.as_str(), item.digest.as_str());
+                    self.cache.invalidate_manifest(repo, &item.digest);
                     for t in &item.tags {
-                        self.cache.invalidate_tag(repo.as_str(), t.as_str());
+                        self.cache.invalidate_tag(repo, t);
                     }
                     o
                 }
@@ -330,14 +329,14 @@ impl Registry {
             if stop.is_cancelled() {
                 break;
             }
-            let Ok(policy) = Policy::parse(&stored.policy, stored.namespace.as_str()) else {
+            let Ok(policy) = Policy::parse(&stored.policy, &stored.namespace) else {
                 tracing::warn!(namespace = %stored.namespace, "stored retention policy does not parse");
                 continue;
             };
             let Some(schedule) = policy.schedule else {
                 continue;
             };
-            let job = job_name(stored.namespace.as_str());
+            let job = job_name(&stored.namespace);
             let since = match self.meta.last_run(&job).await? {
                 Some(r) => r.started_at.max(stored.updated_at),
                 None => stored.updated_at,

@@ -64,8 +64,8 @@ pub struct PlanItem {
 
 /// The subject a tag-schema referrer tag names: `sha256-<hex>[.suffix]`
 /// -> `sha256:<hex>`.
-fn tag_subject(tag: &str) -> Option<String> {
-    let (alg, rest) = tag.split_once('-')?;
+fn tag_subject(tag: &Tag) -> Option<String> {
+    let (alg, rest) = tag.as_str().split_once('-')?;
     let hex = rest.split('.').next()?;
     let len = match alg {
         "sha256" => 64,
@@ -77,7 +77,7 @@ fn tag_subject(tag: &str) -> Option<String> {
 
 /// Something a rule may select.
 struct Candidate<'a> {
-    tag: Option<&'a str>,
+    tag: Option<&'a Tag>,
     digest: &'a str,
     pushed: i64,
     pulled: Option<i64>,
@@ -146,7 +146,7 @@ pub fn plan_repository(
     policy: &Policy,
     repo: &RepositoryName,
     inv: &Inventory,
-    protected: &dyn Fn(&str) -> bool,
+    protected: &dyn Fn(&Tag) -> bool,
     now: i64,
 ) -> Vec<PlanItem> {
     let manifests: HashMap<&str, &ManifestInfo> = inv
@@ -161,7 +161,7 @@ pub fn plan_repository(
     let mut subject_of: HashMap<&str, &Digest> = HashMap::new();
     for t in &inv.tags {
         tags_of.entry(t.digest.as_str()).or_default().push(&t.name);
-        if let Some(s) = tag_subject(t.name.as_str()) {
+        if let Some(s) = tag_subject(&t.name) {
             if let Some(subject) = manifests.get(s.as_str()) {
                 let s = subject.digest.as_str();
                 attached.insert(t.name.as_str());
@@ -198,13 +198,10 @@ pub fn plan_repository(
         .collect();
 
     // 1. Verdicts.
-    let mut tag_votes: BTreeMap<&str, Votes> = BTreeMap::new();
+    let mut tag_votes: BTreeMap<&Tag, Votes> = BTreeMap::new();
     let mut root_votes: HashMap<&str, Votes> = HashMap::new();
     for rule in policy.rules.iter().filter(|r| {
-        r.repositories.is_empty()
-            || r.repositories
-                .iter()
-                .any(|s| glob::scope_covers(s, repo.as_str()))
+        r.repositories.is_empty() || r.repositories.iter().any(|s| glob::scope_covers(s, repo))
     }) {
         let selected: Vec<Candidate<'_>> = match &rule.select {
             Selector::Tags { include, exclude } => inv
@@ -216,7 +213,7 @@ pub fn plan_repository(
                 .filter_map(|t| {
                     let m = manifests.get(t.digest.as_str())?;
                     types_match(rule, m).then_some(Candidate {
-                        tag: Some(t.name.as_str()),
+                        tag: Some(&t.name),
                         digest: t.digest.as_str(),
                         pushed: t.updated_at,
                         pulled: t.last_pulled_at.max(m.last_pulled_at),
@@ -253,7 +250,7 @@ pub fn plan_repository(
             }
         }
     }
-    let deleted_tags: BTreeMap<&str, (String, String)> = tag_votes
+    let deleted_tags: BTreeMap<&Tag, (String, String)> = tag_votes
         .into_iter()
         .filter(|(t, v)| !v.kept && !protected(t))
         .filter_map(|(t, v)| v.deleted_by.map(|d| (t, d)))
@@ -270,10 +267,10 @@ pub fn plan_repository(
     for m in &inv.manifests {
         let d = m.digest.as_str();
         let tags = tags_of.get(d).map(Vec::as_slice).unwrap_or(&[]);
-        let anchored = tags.iter().any(|t| protected(t.as_str()))
+        let anchored = tags.iter().any(|t| protected(t))
             || tags
                 .iter()
-                .any(|t| !attached.contains(t.as_str()) && !deleted_tags.contains_key(t.as_str()))
+                .any(|t| !attached.contains(t.as_str()) && !deleted_tags.contains_key(*t))
             || (tags.is_empty() && !holders.contains_key(d) && !deleted_roots.contains_key(d));
         if anchored {
             stack.push(d);
@@ -288,7 +285,7 @@ pub fn plan_repository(
     // 3. The items: tags first, then manifests, holders before dependents.
     let mut items = Vec::new();
     for (tag, (rule, reason)) in &deleted_tags {
-        let Some(t) = inv.tags.iter().find(|t| t.name == *tag) else {
+        let Some(t) = inv.tags.iter().find(|t| t.name == **tag) else {
             continue;
         };
         items.push(PlanItem {
@@ -339,10 +336,7 @@ pub fn plan_repository(
             doomed.remove(d);
             let Some(m) = manifests.get(d) else { continue };
             let tags = tags_of.get(d).map(Vec::as_slice).unwrap_or(&[]);
-            let first_tag = tags
-                .iter()
-                .filter_map(|t| deleted_tags.get(t.as_str()))
-                .next();
+            let first_tag = tags.iter().filter_map(|t| deleted_tags.get(*t)).next();
             let (rule, reason) = if let Some((rule, _)) = first_tag {
                 (rule.clone(), "its last tag was deleted".to_owned())
             } else if let Some((rule, reason)) = deleted_roots.get(d) {

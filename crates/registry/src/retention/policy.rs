@@ -7,6 +7,7 @@
 use std::fmt;
 use std::ops::Range;
 
+use berth_oci::Namespace;
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -168,7 +169,7 @@ fn at(text: &str, span: Range<usize>, msg: impl fmt::Display) -> PolicyError {
 
 impl Policy {
     /// Parses and validates the TOML `text` of a policy for `namespace`.
-    pub fn parse(text: &str, namespace: &str) -> Result<Policy, PolicyError> {
+    pub fn parse(text: &str, namespace: &Namespace) -> Result<Policy, PolicyError> {
         let file: PolicyFile = toml::from_str(text).map_err(|e| {
             let msg = e.message().trim().to_owned();
             match e.span() {
@@ -188,14 +189,19 @@ impl Policy {
     }
 }
 
-fn rule(text: &str, ns: &str, i: usize, spanned: &Spanned<RuleFile>) -> Result<Rule, PolicyError> {
+fn rule(
+    text: &str,
+    ns: &Namespace,
+    i: usize,
+    spanned: &Spanned<RuleFile>,
+) -> Result<Rule, PolicyError> {
     let r = spanned.get_ref();
     let here = |m: String| at(text, spanned.span(), m);
     let name = r.name.clone().unwrap_or_else(|| format!("rule-{}", i + 1));
     for scope in &r.repositories {
         let s = scope.get_ref();
         let first = s.split('/').next().unwrap_or("");
-        if first != ns && !glob::is_glob(first) {
+        if first != ns.as_str() && !glob::is_glob(first) {
             return Err(at(
                 text,
                 scope.span(),

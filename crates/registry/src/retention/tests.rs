@@ -1,11 +1,15 @@
 //! Policy parsing and plan evaluation on hand-made inventories.
 
 use berth_meta::{Inventory, ManifestInfo, ManifestRef, RefKind, TagInfo};
-use berth_oci::{RepositoryName, Tag};
+use berth_oci::{Namespace, RepositoryName, Tag};
 use berth_testkit::digests::{digest, seed};
 
 use super::plan::{plan_repository, ItemKind, PlanItem};
 use super::policy::{Condition, Policy};
+
+fn acme() -> Namespace {
+    Namespace::parse("acme").unwrap()
+}
 
 const DAY: i64 = 86_400_000;
 const NOW: i64 = 1_000 * DAY;
@@ -76,12 +80,12 @@ impl Repo {
 }
 
 fn plan(policy: &str, repo: &Repo, protected: &[&str]) -> Vec<PlanItem> {
-    let p = Policy::parse(policy, "acme").unwrap();
+    let p = Policy::parse(policy, &acme()).unwrap();
     plan_repository(
         &p,
         &RepositoryName::parse("acme/app").unwrap(),
         &repo.0,
-        &|t| protected.contains(&t),
+        &|t| protected.contains(&t.as_str()),
         NOW,
     )
 }
@@ -125,7 +129,7 @@ keep = { always = true }
 tags = ["x"]
 keep = { last_pulled = 3 }
 "#,
-        "acme",
+        &acme(),
     )
     .unwrap();
     assert_eq!(p.schedule.unwrap().to_string(), "0 3 * * *");
@@ -191,7 +195,7 @@ fn bad_policies_name_line_and_column() {
             "any = [] has no conditions",
         ),
     ] {
-        let e = Policy::parse(text, "acme").unwrap_err().0;
+        let e = Policy::parse(text, &acme()).unwrap_err().0;
         assert!(e.contains(want), "{text:?}: {e}");
     }
 }

@@ -161,7 +161,7 @@ fn event_for(
         }
     }
     let mut e = NewEvent::new(kind, actor, c.checked_at);
-    e.repository = Some(repo.as_str().to_owned());
+    e.repository = Some(repo.clone());
     e.digest = Some(digest.as_str().to_owned());
     e.data = serde_json::json!({
         "verdict": c.verdict,
@@ -331,7 +331,7 @@ impl Registry {
         let m = self.get_manifest(repo, reference).await?;
         let config = self.trust_config().await?;
         let none = NamespaceTrust::default();
-        let trust = config.get(repo.namespace()).unwrap_or(&none);
+        let trust = config.get(repo.namespace_str()).unwrap_or(&none);
         let c = self
             .verdict_with(repo, &m.digest, trust, "verifier")
             .await?;
@@ -375,7 +375,10 @@ impl Registry {
         actor: &str,
     ) -> Result<()> {
         let config = self.trust_config().await?;
-        let Some(trust) = config.get(repo.namespace()).filter(|t| !t.keys.is_empty()) else {
+        let Some(trust) = config
+            .get(repo.namespace_str())
+            .filter(|t| !t.keys.is_empty())
+        else {
             return Ok(());
         };
         match self
@@ -404,7 +407,7 @@ impl Registry {
         m: &ManifestEntry,
     ) -> Result<()> {
         let config = self.trust_config().await?;
-        let Some(trust) = config.get(repo.namespace()) else {
+        let Some(trust) = config.get(repo.namespace_str()) else {
             return Ok(());
         };
         let Some(mode) = trust.mode else {

@@ -16,6 +16,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use berth_meta::events::{EventKind, NewEvent};
+use berth_oci::Namespace;
 
 /// Alert levels per namespace and the events waiting to be published.
 #[derive(Debug, Default)]
@@ -26,7 +27,7 @@ pub struct Alerts {
 #[derive(Debug, Default)]
 struct Inner {
     /// 0: below 80%; 1: warned; 2: refused.
-    levels: HashMap<String, u8>,
+    levels: HashMap<Namespace, u8>,
     queued: Vec<NewEvent>,
 }
 
@@ -37,7 +38,7 @@ const MAX_QUEUED: usize = 1024;
 impl Alerts {
     /// Notes that namespace `ns` stores `used` of its `limit` bytes, and
     /// whether a push was just `refused`.
-    pub fn note(&self, ns: &str, used: u64, limit: u64, refused: bool) {
+    pub fn note(&self, ns: &Namespace, used: u64, limit: u64, refused: bool) {
         let level: u8 = if refused {
             2
         } else if limit > 0 && used.saturating_mul(5) >= limit.saturating_mul(4) {
@@ -54,14 +55,14 @@ impl Alerts {
         if level <= current {
             return;
         }
-        inner.levels.insert(ns.to_owned(), level);
+        inner.levels.insert(ns.clone(), level);
         let kind = if level == 2 {
             EventKind::QuotaExceeded
         } else {
             EventKind::QuotaWarning
         };
         let mut event = NewEvent::new(kind, "system", berth_meta::now_ms());
-        event.namespace = Some(ns.to_owned());
+        event.namespace = Some(ns.clone());
         event.data = serde_json::json!({
             "limit_bytes": limit,
             "used_bytes": used,
@@ -95,23 +96,24 @@ mod tests {
     #[test]
     fn each_level_is_announced_once_per_crossing() {
         let a = Alerts::default();
-        a.note("acme", 10, 100, false);
+        let acme = Namespace::parse("acme").unwrap();
+        a.note(&acme, 10, 100, false);
         assert!(a.take().is_empty());
-        a.note("acme", 80, 100, false);
-        a.note("acme", 85, 100, false);
+        a.note(&acme, 80, 100, false);
+        a.note(&acme, 85, 100, false);
         let got = a.take();
         assert_eq!(got.len(), 1);
         assert_eq!(got[0].kind, EventKind::QuotaWarning);
         assert_eq!(got[0].data["percent"], 80);
-        a.note("acme", 95, 100, true);
-        a.note("acme", 95, 100, true);
-        a.note("acme", 90, 100, false);
+        a.note(&acme, 95, 100, true);
+        a.note(&acme, 95, 100, true);
+        a.note(&acme, 90, 100, false);
         let got = a.take();
         assert_eq!(got.len(), 1);
         assert_eq!(got[0].kind, EventKind::QuotaExceeded);
         // Below 80% re-arms.
-        a.note("acme", 10, 100, false);
-        a.note("acme", 99, 100, false);
+        a.note(&acme, 10, 100, false);
+        a.note(&acme, 99, 100, false);
         assert_eq!(a.take()[0].kind, EventKind::QuotaWarning);
     }
 }

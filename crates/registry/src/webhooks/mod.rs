@@ -125,7 +125,7 @@ impl Hub {
 #[derive(Debug, Clone, Default)]
 pub struct WebhookSpec {
     /// The namespace; `None`: site-wide.
-    pub namespace: Option<String>,
+    pub namespace: Option<Namespace>,
     /// `http(s)://` URL.
     pub url: String,
     /// `cloudevents` (default) or `distribution`.
@@ -240,9 +240,6 @@ impl Registry {
     /// Creates a webhook after checking its URL (scheme, and every address
     /// its host resolves to now: see [`guard`]), format and events.
     pub async fn add_webhook(&self, spec: WebhookSpec, caller: &Caller) -> Result<CreatedWebhook> {
-        if let Some(ns) = &spec.namespace {
-            berth_oci::Namespace::parse(ns).map_err(|e| Error::InvalidParameter(e.to_string()))?;
-        }
         let format_name = spec.format.as_deref().unwrap_or("cloudevents");
         let format = Format::parse(format_name).ok_or_else(|| {
             Error::InvalidParameter(format!(
@@ -287,7 +284,7 @@ impl Registry {
     /// The webhooks of a namespace (`Some`) or the site-wide ones (`None`).
     pub async fn webhooks(&self, namespace: Option<&Namespace>) -> Result<Vec<Webhook>> {
         let scope = match namespace {
-            Some(ns) => WebhookScope::Namespace(ns.as_str().to_owned()),
+            Some(ns) => WebhookScope::Namespace(ns.clone()),
             None => WebhookScope::Site,
         };
         Ok(self.meta.webhooks(&scope).await?)

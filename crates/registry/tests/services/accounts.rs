@@ -232,7 +232,7 @@ async fn members_robots_and_deletion() {
             .delete_org(&w.registry, "acme", true, &root)
             .await
             .unwrap(),
-        vec!["acme/app".to_owned()]
+        vec![super::n("acme/app")]
     );
     assert!(matches!(w.auth.org("acme").await, Err(Error::NotFound(_))));
 }

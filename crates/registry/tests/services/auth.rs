@@ -117,23 +117,33 @@ async fn logins_tokens_and_decisions() {
         .await
         .unwrap();
     assert_eq!(
-        auth.decide(&anon, "acme/web", Access::PULL).await.unwrap(),
+        auth.decide(&anon, &super::n("acme/web"), Access::PULL)
+            .await
+            .unwrap(),
         Decision::Allow(Access::PULL)
     );
     assert_eq!(
-        auth.decide(&anon, "alice/app", Access::PULL).await.unwrap(),
+        auth.decide(&anon, &super::n("alice/app"), Access::PULL)
+            .await
+            .unwrap(),
         Decision::Login
     );
     assert_eq!(
-        auth.decide(&alice, "alice/app", pull_push()).await.unwrap(),
+        auth.decide(&alice, &super::n("alice/app"), pull_push())
+            .await
+            .unwrap(),
         Decision::Allow(Access::ALL)
     );
     assert_eq!(
-        auth.decide(&alice, "bob/app", Access::PULL).await.unwrap(),
+        auth.decide(&alice, &super::n("bob/app"), Access::PULL)
+            .await
+            .unwrap(),
         Decision::Deny
     );
     assert_eq!(
-        auth.decide(&alice, "acme/web", pull_push()).await.unwrap(),
+        auth.decide(&alice, &super::n("acme/web"), pull_push())
+            .await
+            .unwrap(),
         Decision::Deny
     );
     let bob = auth
@@ -141,11 +151,13 @@ async fn logins_tokens_and_decisions() {
         .await
         .unwrap();
     assert!(matches!(
-        auth.decide(&bob, "acme/web", pull_push()).await.unwrap(),
+        auth.decide(&bob, &super::n("acme/web"), pull_push())
+            .await
+            .unwrap(),
         Decision::Allow(_)
     ));
     assert_eq!(
-        auth.decide(&bob, "acme/web", Access::of(&[Action::Delete]))
+        auth.decide(&bob, &super::n("acme/web"), Access::of(&[Action::Delete]))
             .await
             .unwrap(),
         Decision::Deny
@@ -155,7 +167,7 @@ async fn logins_tokens_and_decisions() {
         .await
         .unwrap();
     assert_eq!(
-        auth.decide(&bob, "acme/web", Access::of(&[Action::Delete]))
+        auth.decide(&bob, &super::n("acme/web"), Access::of(&[Action::Delete]))
             .await
             .unwrap(),
         Decision::Allow(Access::ALL)
@@ -169,13 +181,15 @@ async fn logins_tokens_and_decisions() {
     .await
     .unwrap();
     assert_eq!(
-        auth.decide(&anon, "acme/secret", Access::PULL)
+        auth.decide(&anon, &super::n("acme/secret"), Access::PULL)
             .await
             .unwrap(),
         Decision::Login
     );
     assert_eq!(
-        auth.decide(&anon, "unowned/x", Access::PULL).await.unwrap(),
+        auth.decide(&anon, &super::n("unowned/x"), Access::PULL)
+            .await
+            .unwrap(),
         Decision::Login
     );
 
@@ -208,13 +222,15 @@ async fn logins_tokens_and_decisions() {
         .unwrap();
     assert_eq!(pat.name(), Some("alice"));
     assert!(matches!(
-        auth.decide(&pat, "alice/web-api", pull_push())
+        auth.decide(&pat, &super::n("alice/web-api"), pull_push())
             .await
             .unwrap(),
         Decision::Allow(_)
     ));
     assert_eq!(
-        auth.decide(&pat, "alice/db", Access::PULL).await.unwrap(),
+        auth.decide(&pat, &super::n("alice/db"), Access::PULL)
+            .await
+            .unwrap(),
         Decision::Deny
     );
     let bearer = auth
@@ -232,13 +248,13 @@ async fn logins_tokens_and_decisions() {
         .await
         .unwrap();
     assert!(matches!(
-        auth.decide(&jwt_id, "alice/web-api", pull_push())
+        auth.decide(&jwt_id, &super::n("alice/web-api"), pull_push())
             .await
             .unwrap(),
         Decision::Allow(_)
     ));
     assert_eq!(
-        auth.decide(&jwt_id, "alice/web-other", Access::PULL)
+        auth.decide(&jwt_id, &super::n("alice/web-other"), Access::PULL)
             .await
             .unwrap(),
         Decision::Scope,
@@ -290,7 +306,9 @@ async fn logins_tokens_and_decisions() {
         .await
         .unwrap();
     assert_eq!(
-        auth.decide(&again, "alice/db", Access::ALL).await.unwrap(),
+        auth.decide(&again, &super::n("alice/db"), Access::ALL)
+            .await
+            .unwrap(),
         Decision::Allow(Access::ALL)
     );
 
@@ -331,7 +349,7 @@ async fn registry_tokens_are_shared_by_replicas_and_bound_to_their_service() {
         .issue(
             &alice,
             &[Scope::Repository {
-                name: "alice/app".into(),
+                name: super::n("alice/app"),
                 access: Access::PULL,
             }],
         )

@@ -68,12 +68,12 @@ async fn tag_rules_refuse_moves_and_deletes_naming_the_rule() {
         Err(Error::InvalidParameter(_))
     ));
     let rules = reg.tag_rules(&super::n("acme/web-api")).await.unwrap();
-    assert!(rules.is_protected("latest") && rules.is_immutable("v1"));
+    assert!(rules.is_protected(&super::t("latest")) && rules.is_immutable(&super::t("v1")));
     assert!(!reg
         .tag_rules(&super::n("acme/db"))
         .await
         .unwrap()
-        .is_protected("latest"));
+        .is_protected(&super::t("latest")));
 
     // Immutable: the first push wins, a move is refused even for admins,
     // the same manifest again is fine.
@@ -171,7 +171,7 @@ async fn tag_rules_refuse_moves_and_deletes_naming_the_rule() {
         .tag_rules(&super::n("acme/web-api"))
         .await
         .unwrap()
-        .is_protected("latest"));
+        .is_protected(&super::t("latest")));
     assert!(matches!(
         reg.remove_tag_rule(&super::ns("acme"), latest_rule.id, &admin)
             .await,
@@ -232,9 +232,9 @@ async fn pulls_are_counted_in_memory_and_flushed_in_batches() {
         .unwrap();
     let by_tag = Reference::Tag(berth_oci::Tag::parse("v1").unwrap());
     for _ in 0..5 {
-        reg.record_pull(&n("p/app"), &by_tag, d.as_str());
+        reg.record_pull(&n("p/app"), &by_tag, &d);
     }
-    reg.record_pull(&n("p/app"), &Reference::Digest(d.clone()), d.as_str());
+    reg.record_pull(&n("p/app"), &Reference::Digest(d.clone()), &d);
     // The API view merges what is not flushed yet.
     let tags = reg.repository_tags(&super::n("p/app")).await.unwrap();
     assert_eq!(tags[0].pull_count, 5);

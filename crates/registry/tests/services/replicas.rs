@@ -243,8 +243,16 @@ async fn quotas_rate_limits_and_login_throttling_hold_across_replicas() {
         .await
         .unwrap();
     let meta = Meta::connect(&url).await.unwrap();
-    assert_eq!(meta.upload_reservations("q", None).await.unwrap(), 0);
-    assert_eq!(meta.namespace_usage("q").await.unwrap(), 700 << 10);
+    assert_eq!(
+        meta.upload_reservations(&super::ns("q"), None)
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        meta.namespace_usage(&super::ns("q")).await.unwrap(),
+        700 << 10
+    );
 
     // Pull rate limit 3 per window: two pulls on A, one on B, refused on A.
     let anon = a

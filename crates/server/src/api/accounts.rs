@@ -100,11 +100,11 @@ async fn require_self_or_site_admin(
     if principal.account() == Some(name) && principal.identity.by_password() {
         return Ok(principal.caller.clone());
     }
-    principal.require(app, "", Need::SiteAdmin).await
+    principal.require_site_admin(app)
 }
 
 async fn handle_list_users(State(app): State<Arc<App>>, principal: Principal) -> Answer {
-    principal.require(&app, "", Need::SiteAdmin).await?;
+    principal.require_site_admin(&app)?;
     let users = app.auth.users().await?;
     Ok(Json(Value::Array(users.iter().map(user_json).collect())))
 }
@@ -124,7 +124,7 @@ async fn handle_create_user(
     principal: Principal,
     JsonBody(body): JsonBody<NewUserBody>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let caller = principal.require(&app, "", Need::SiteAdmin).await?;
+    let caller = principal.require_site_admin(&app)?;
     let visibility = parse_visibility(body.visibility.as_deref())?;
     let generated = match &body.password {
         Some(_) => None,
@@ -175,7 +175,7 @@ async fn handle_patch_user(
     Path(name): Path<String>,
     JsonBody(body): JsonBody<PatchUserBody>,
 ) -> Answer {
-    let caller = principal.require(&app, "", Need::SiteAdmin).await?;
+    let caller = principal.require_site_admin(&app)?;
     let change = AccountChange {
         site_admin: body.site_admin,
         disabled: body.disabled,
@@ -189,7 +189,7 @@ async fn handle_delete_user(
     principal: Principal,
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let caller = principal.require(&app, "", Need::SiteAdmin).await?;
+    let caller = principal.require_site_admin(&app)?;
     app.auth.delete_user(&app.registry, &name, &caller).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -18,7 +18,8 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use berth_registry::{glob, AuditFilter, Error, StoredEvent};
+use berth_oci::Namespace;
+use berth_registry::{AuditFilter, Error, StoredEvent};
 use serde::Deserialize;
 
 use super::extract::Query;
@@ -57,12 +58,16 @@ async fn handle_list(
 ) -> Result<Response, ApiError> {
     let namespace = match p.repository.as_deref() {
         Some(r) if !r.is_empty() => {
-            let ns = glob::namespace(r.trim_end_matches('/')).to_owned();
+            // The filter is a repository name or a prefix of one; its
+            // first component is the namespace it reads.
+            let first = r.split('/').next().unwrap_or(r);
+            let ns = Namespace::parse(first)
+                .map_err(|e| Error::InvalidParameter(format!("repository filter {r:?}: {e}")))?;
             principal.require(&app, &ns, Need::Admin).await?;
             Some(ns)
         }
         _ => {
-            principal.require(&app, "", Need::SiteAdmin).await?;
+            principal.require_site_admin(&app)?;
             None
         }
     };

@@ -23,7 +23,7 @@ use serde_json::Value;
 
 use super::body::JsonBody;
 use super::extract::Query;
-use super::{Need, Principal};
+use super::Principal;
 use crate::error::ApiError;
 use crate::App;
 
@@ -38,7 +38,7 @@ async fn handle_list(
     State(app): State<Arc<App>>,
     principal: Principal,
 ) -> Result<Json<Value>, ApiError> {
-    principal.require(&app, "", Need::SiteAdmin).await?;
+    principal.require_site_admin(&app)?;
     let all = app.auth.certificate_identities().await?;
     Ok(Json(serde_json::json!(all)))
 }
@@ -55,7 +55,7 @@ async fn handle_map(
     principal: Principal,
     JsonBody(body): JsonBody<MapBody>,
 ) -> Result<Json<Value>, ApiError> {
-    let caller = principal.require(&app, "", Need::SiteAdmin).await?;
+    let caller = principal.require_site_admin(&app)?;
     let mapped = app
         .auth
         .map_certificate(&body.subject, &body.account, &caller)
@@ -74,7 +74,7 @@ async fn handle_unmap(
     principal: Principal,
     Query(p): Query<UnmapParams>,
 ) -> Result<StatusCode, ApiError> {
-    let caller = principal.require(&app, "", Need::SiteAdmin).await?;
+    let caller = principal.require_site_admin(&app)?;
     app.auth.unmap_certificate(&p.subject, &caller).await?;
     Ok(StatusCode::NO_CONTENT)
 }

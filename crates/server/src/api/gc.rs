@@ -13,7 +13,7 @@ use berth_registry::{Error, GcReport, GcSchedule, GC_JOB};
 use serde::Deserialize;
 
 use super::extract::Query;
-use super::{Need, Principal};
+use super::Principal;
 use crate::error::ApiError;
 use crate::App;
 
@@ -36,7 +36,7 @@ async fn handle_run(
     principal: Principal,
     body: axum::body::Bytes,
 ) -> Result<Json<GcReport>, ApiError> {
-    let caller = principal.require(&app, "", Need::SiteAdmin).await?;
+    let caller = principal.require_site_admin(&app)?;
     let req: RunRequest = if body.iter().all(u8::is_ascii_whitespace) {
         RunRequest::default()
     } else {
@@ -54,7 +54,7 @@ async fn handle_schedule(
     State(app): State<Arc<App>>,
     principal: Principal,
 ) -> Result<Json<GcSchedule>, ApiError> {
-    principal.require(&app, "", Need::SiteAdmin).await?;
+    principal.require_site_admin(&app)?;
     let schedule = app.registry.gc_schedule(berth_registry::now_ms()).await?;
     Ok(Json(schedule))
 }
@@ -69,7 +69,7 @@ async fn handle_runs(
     principal: Principal,
     Query(q): Query<RunsQuery>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    principal.require(&app, "", Need::SiteAdmin).await?;
+    principal.require_site_admin(&app)?;
     let runs = app.registry.job_runs(GC_JOB, q.limit.unwrap_or(20)).await?;
     Ok(Json(serde_json::json!({ "runs": runs })))
 }

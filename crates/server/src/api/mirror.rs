@@ -15,7 +15,7 @@ use berth_mirror::UpstreamStatus;
 use serde::{Deserialize, Serialize};
 
 use super::body::JsonBody;
-use super::{Need, Principal};
+use super::Principal;
 use crate::error::ApiError;
 use crate::App;
 
@@ -38,7 +38,7 @@ async fn handle_warm(
     principal: Principal,
     JsonBody(body): JsonBody<Warm>,
 ) -> Result<Json<berth_mirror::Warmed>, ApiError> {
-    principal.require(&app, "", Need::SiteAdmin).await?;
+    principal.require_site_admin(&app)?;
     let mirror = app
         .mirror
         .as_ref()
@@ -62,7 +62,7 @@ async fn handle_upstreams(
     State(app): State<Arc<App>>,
     principal: Principal,
 ) -> Result<Json<Upstreams>, ApiError> {
-    principal.require(&app, "", Need::SiteAdmin).await?;
+    principal.require_site_admin(&app)?;
     let (upstreams, pull_access) = match &app.mirror {
         Some(m) => (
             m.status(),

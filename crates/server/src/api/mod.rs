@@ -13,6 +13,7 @@ use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::routing::get;
 use axum::{Json, Router};
+use berth_oci::{Namespace, RepositoryName};
 use berth_registry::auth::{Access, Action, Decision, Identity};
 use berth_registry::{Caller, Error};
 
@@ -58,8 +59,27 @@ pub enum Need {
     Delete,
     /// Administer: settings, members, policies, protected tags.
     Admin,
-    /// Administer the whole registry (users, organisations, global jobs).
-    SiteAdmin,
+}
+
+/// What a management operation acts on: a namespace or one repository.
+#[derive(Debug, Clone, Copy)]
+pub enum Target<'a> {
+    /// A namespace's settings and views.
+    Namespace(&'a Namespace),
+    /// One repository.
+    Repository(&'a RepositoryName),
+}
+
+impl<'a> From<&'a Namespace> for Target<'a> {
+    fn from(ns: &'a Namespace) -> Self {
+        Target::Namespace(ns)
+    }
+}
+
+impl<'a> From<&'a RepositoryName> for Target<'a> {
+    fn from(name: &'a RepositoryName) -> Self {
+        Target::Repository(name)
+    }
 }
 
 /// The authenticated caller of a management API request.
@@ -84,18 +104,37 @@ impl Principal {
         self.identity.name()
     }
 
+    /// Checks that the principal administers the whole registry (users,
+    /// organisations, global jobs), and returns the [`Caller`] to pass to
+    /// the service. Anonymous: 401; known but not a site admin: 403.
+    pub fn require_site_admin(&self, app: &App) -> Result<Caller, ApiError> {
+        if !app.auth.enforced() {
+            return Ok(Caller {
+                namespace_admin: true,
+                ..self.caller.clone()
+            });
+        }
+        if self.identity.account.is_none() {
+            return Err(Error::Unauthorized("authentication required".into()).into());
+        }
+        if self.identity.is_site_admin() {
+            Ok(self.identity.caller(self.caller.ip, true))
+        } else {
+            Err(Error::Denied("this needs a site administrator".into()).into())
+        }
+    }
+
     /// Checks that the principal may do what `need` says on `target` (a
-    /// namespace or repository name; ignored for [`Need::SiteAdmin`]), and
-    /// returns the [`Caller`] to pass to the service, with
-    /// `namespace_admin` set for that target. Anonymous: 401; known but
-    /// not allowed: 403.
+    /// namespace or a repository), and returns the [`Caller`] to pass to
+    /// the service, with `namespace_admin` set for that target. Anonymous:
+    /// 401; known but not allowed: 403.
     pub async fn require(
         &self,
         app: &App,
-        target: impl AsRef<str>,
+        target: impl Into<Target<'_>>,
         need: Need,
     ) -> Result<Caller, ApiError> {
-        let target = target.as_ref();
+        let target = target.into();
         if !app.auth.enforced() {
             return Ok(Caller {
                 namespace_admin: true,
@@ -108,8 +147,8 @@ impl Principal {
             return Err(Error::Unauthorized("authentication required".into()).into());
         }
         let denied = || ApiError::from(Error::Denied("not allowed".into()));
-        if need == Need::Member {
-            let access = app.auth.namespace_access(&self.identity, target).await?;
+        if let (Need::Member, Target::Namespace(ns)) = (need, target) {
+            let access = app.auth.namespace_access(&self.identity, ns).await?;
             return if access.contains(Action::Pull) {
                 Ok(self
                     .identity
@@ -121,21 +160,19 @@ impl Principal {
             };
         }
         let action = match need {
-            Need::SiteAdmin => {
-                return if self.identity.is_site_admin() {
-                    Ok(self.identity.caller(self.caller.ip, true))
-                } else {
-                    Err(Error::Denied("this needs a site administrator".into()).into())
-                };
-            }
             Need::Read | Need::Member => Action::Pull,
             Need::Write => Action::Push,
             Need::Delete => Action::Delete,
             Need::Admin => Action::Admin,
         };
+        // A namespace is checked as the repository named like it.
+        let repository = match target {
+            Target::Namespace(ns) => &RepositoryName::from(ns.clone()),
+            Target::Repository(name) => name,
+        };
         match app
             .auth
-            .decide(&self.identity, target, Access::of(&[action]))
+            .decide(&self.identity, repository, Access::of(&[action]))
             .await?
         {
             Decision::Allow(access) => Ok(self

@@ -21,7 +21,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::body::JsonBody;
-use super::{Need, PathParams, Principal};
+use super::{PathParams, Principal};
 use crate::error::ApiError;
 use crate::App;
 
@@ -35,7 +35,7 @@ async fn handle_list(
     State(app): State<Arc<App>>,
     principal: Principal,
 ) -> Result<Json<Value>, ApiError> {
-    principal.require(&app, "", Need::SiteAdmin).await?;
+    principal.require_site_admin(&app)?;
     Ok(Json(json!(app.auth.oidc_policies().await?)))
 }
 
@@ -56,7 +56,7 @@ async fn handle_add(
     principal: Principal,
     JsonBody(b): JsonBody<AddBody>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let caller = principal.require(&app, "", Need::SiteAdmin).await?;
+    let caller = principal.require_site_admin(&app)?;
     let policy = OidcPolicy {
         name: b.name,
         issuer: b.issuer,
@@ -76,7 +76,7 @@ async fn handle_remove(
     principal: Principal,
     params: PathParams,
 ) -> Result<StatusCode, ApiError> {
-    let caller = principal.require(&app, "", Need::SiteAdmin).await?;
+    let caller = principal.require_site_admin(&app)?;
     app.auth
         .remove_oidc_policy(params.get("name")?, &caller)
         .await?;

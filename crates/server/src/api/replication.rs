@@ -22,7 +22,7 @@ use serde_json::{json, Value};
 
 use super::body::JsonBody;
 use super::extract::Query;
-use super::{Need, PathParams, Principal};
+use super::{PathParams, Principal};
 use crate::error::ApiError;
 use crate::App;
 
@@ -56,7 +56,7 @@ async fn handle_list(
     State(app): State<Arc<App>>,
     principal: Principal,
 ) -> Result<Json<Value>, ApiError> {
-    principal.require(&app, "", Need::SiteAdmin).await?;
+    principal.require_site_admin(&app)?;
     let rules = app.registry.replication_rules().await?;
     Ok(Json(json!({ "rules": rules })))
 }
@@ -66,7 +66,7 @@ async fn handle_add(
     principal: Principal,
     JsonBody(body): JsonBody<NewRule>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let caller = principal.require(&app, "", Need::SiteAdmin).await?;
+    let caller = principal.require_site_admin(&app)?;
     let spec = RuleSpec {
         name: body.name,
         direction: body.direction,
@@ -88,7 +88,7 @@ async fn handle_get(
     params: PathParams,
     principal: Principal,
 ) -> Result<Json<Value>, ApiError> {
-    principal.require(&app, "", Need::SiteAdmin).await?;
+    principal.require_site_admin(&app)?;
     let rule = app.registry.replication_rule(params.get("name")?).await?;
     Ok(Json(json!(rule)))
 }
@@ -98,7 +98,7 @@ async fn handle_remove(
     params: PathParams,
     principal: Principal,
 ) -> Result<Json<Value>, ApiError> {
-    let caller = principal.require(&app, "", Need::SiteAdmin).await?;
+    let caller = principal.require_site_admin(&app)?;
     let rule = app
         .registry
         .remove_replication_rule(params.get("name")?, &caller)
@@ -111,7 +111,7 @@ async fn handle_run(
     params: PathParams,
     principal: Principal,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    principal.require(&app, "", Need::SiteAdmin).await?;
+    principal.require_site_admin(&app)?;
     let rule = app
         .registry
         .request_replication_run(params.get("name")?, berth_registry::now_ms())
@@ -130,7 +130,7 @@ async fn handle_history(
     Query(page): Query<Page>,
     principal: Principal,
 ) -> Result<Json<Value>, ApiError> {
-    principal.require(&app, "", Need::SiteAdmin).await?;
+    principal.require_site_admin(&app)?;
     let name = params.get("name")?;
     let runs = app
         .registry

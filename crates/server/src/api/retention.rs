@@ -81,7 +81,7 @@ async fn handle_get(
         .await?
         .ok_or_else(|| Error::NotFound(format!("namespace {ns} has no retention policy")))?;
     let mut out = serde_json::to_value(&stored).map_err(|e| Error::Internal(e.to_string()))?;
-    if let Ok(p) = berth_registry::retention::Policy::parse(&stored.policy, ns.as_str()) {
+    if let Ok(p) = berth_registry::retention::Policy::parse(&stored.policy, &ns) {
         if let (Some(o), serde_json::Value::Object(s)) =
             (out.as_object_mut(), schedule(&p, berth_registry::now_ms()))
         {
@@ -170,7 +170,7 @@ async fn handle_runs(
     principal.require(&app, &ns, Need::Member).await?;
     let runs = app
         .registry
-        .job_runs(&job_name(ns.as_str()), at.limit.unwrap_or(20))
+        .job_runs(&job_name(&ns), at.limit.unwrap_or(20))
         .await?;
     Ok(Json(serde_json::json!({ "namespace": ns, "runs": runs })))
 }

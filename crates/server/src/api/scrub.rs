@@ -11,7 +11,7 @@ use axum::{Json, Router};
 use berth_registry::{Error, ScrubReport};
 use serde::Deserialize;
 
-use super::{Need, Principal};
+use super::Principal;
 use crate::error::ApiError;
 use crate::App;
 
@@ -32,7 +32,7 @@ async fn handle_run(
     principal: Principal,
     body: axum::body::Bytes,
 ) -> Result<Json<ScrubReport>, ApiError> {
-    let caller = principal.require(&app, "", Need::SiteAdmin).await?;
+    let caller = principal.require_site_admin(&app)?;
     let req: RunRequest = if body.iter().all(u8::is_ascii_whitespace) {
         RunRequest::default()
     } else {

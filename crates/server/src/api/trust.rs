@@ -42,7 +42,7 @@ async fn handle_all(
     State(app): State<Arc<App>>,
     principal: Principal,
 ) -> Result<Json<Value>, ApiError> {
-    principal.require(&app, "", Need::SiteAdmin).await?;
+    principal.require_site_admin(&app)?;
     Ok(Json(
         json!({ "namespaces": app.registry.all_trust(None).await? }),
     ))

@@ -66,7 +66,7 @@ async fn handle_set_quota(
     principal: Principal,
     JsonBody(body): JsonBody<SetQuota>,
 ) -> Result<Json<QuotaView>, ApiError> {
-    let caller = principal.require(&app, &ns, Need::SiteAdmin).await?;
+    let caller = principal.require_site_admin(&app)?;
     Ok(Json(
         app.registry
             .set_quota(&ns, body.limit_bytes, &caller)
@@ -79,7 +79,7 @@ async fn handle_remove_quota(
     NamespacePath(ns): NamespacePath,
     principal: Principal,
 ) -> Result<StatusCode, ApiError> {
-    let caller = principal.require(&app, &ns, Need::SiteAdmin).await?;
+    let caller = principal.require_site_admin(&app)?;
     app.registry.remove_quota(&ns, &caller).await?;
     Ok(StatusCode::NO_CONTENT)
 }

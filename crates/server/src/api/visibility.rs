@@ -87,7 +87,7 @@ pub(crate) async fn put_repository(
     body: VisibilityBody,
 ) -> Result<Value, ApiError> {
     let caller = principal
-        .require(app, name.namespace(), Need::Admin)
+        .require(app, &name.namespace(), Need::Admin)
         .await?;
     let v = match body.visibility.as_str() {
         "inherit" => None,

@@ -13,7 +13,7 @@ use axum::{Json, Router};
 use berth_registry::vulndb::{ImportReport, ImportRequest, VulndbStatus};
 use berth_registry::Error;
 
-use super::{Need, Principal};
+use super::Principal;
 use crate::error::ApiError;
 use crate::App;
 
@@ -32,7 +32,7 @@ async fn handle_import(
     principal: Principal,
     request: Request,
 ) -> Result<Json<ImportReport>, ApiError> {
-    let caller = principal.require(&app, "", Need::SiteAdmin).await?;
+    let caller = principal.require_site_admin(&app)?;
     let bytes = axum::body::to_bytes(request.into_body(), MAX_IMPORT_BODY)
         .await
         .map_err(|_| {

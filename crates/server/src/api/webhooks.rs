@@ -62,7 +62,7 @@ struct NewHook {
 }
 
 impl NewHook {
-    fn spec(self, namespace: Option<String>) -> WebhookSpec {
+    fn spec(self, namespace: Option<berth_oci::Namespace>) -> WebhookSpec {
         WebhookSpec {
             namespace,
             url: self.url,
@@ -90,7 +90,7 @@ async fn administered(
     let hook = app.registry.webhook(id).await?;
     let caller = match &hook.namespace {
         Some(ns) => principal.require(app, ns, Need::Admin).await?,
-        None => principal.require(app, "", Need::SiteAdmin).await?,
+        None => principal.require_site_admin(app)?,
     };
     Ok((hook, caller))
 }
@@ -109,7 +109,7 @@ async fn handle_list_site(
     State(app): State<Arc<App>>,
     principal: Principal,
 ) -> Result<Json<Value>, ApiError> {
-    principal.require(&app, "", Need::SiteAdmin).await?;
+    principal.require_site_admin(&app)?;
     let hooks = app.registry.webhooks(None).await?;
     Ok(Json(json!({ "namespace": null, "webhooks": hooks })))
 }
@@ -123,7 +123,7 @@ async fn handle_add_namespace(
     let caller = principal.require(&app, &ns, Need::Admin).await?;
     let created = app
         .registry
-        .add_webhook(body.spec(Some(ns.as_str().to_owned())), &caller)
+        .add_webhook(body.spec(Some(ns.clone())), &caller)
         .await?;
     Ok((StatusCode::CREATED, Json(json!(created))))
 }
@@ -133,7 +133,7 @@ async fn handle_add_site(
     principal: Principal,
     JsonBody(body): JsonBody<NewHook>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let caller = principal.require(&app, "", Need::SiteAdmin).await?;
+    let caller = principal.require_site_admin(&app)?;
     let created = app.registry.add_webhook(body.spec(None), &caller).await?;
     Ok((StatusCode::CREATED, Json(json!(created))))
 }

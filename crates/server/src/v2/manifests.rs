@@ -68,7 +68,7 @@ pub(super) fn answer(
     if !head {
         // A GET is a pull (also when answered 304: the client checked the
         // tag); a HEAD is not. Counted in memory, flushed in batches.
-        app.registry.record_pull(name, reference, m.digest.as_str());
+        app.registry.record_pull(name, reference, &m.digest);
         berth_metrics::get().pulled(
             name.as_str(),
             berth_metrics::ArtifactKind::Manifest,

@@ -120,7 +120,7 @@ async fn dispatch(app: &App, endpoint: Endpoint, req: Request) -> Result<Respons
             identity.caller(ip, false)
         }
         Need::Repository(name, need) => {
-            let decision = app.auth.decide(&identity, name.as_str(), need).await?;
+            let decision = app.auth.decide(&identity, name, need).await?;
             // A client that is not logged in is asked for pull and push on
             // reads too: the token endpoint grants only what is allowed,
             // and clients that keep one token per repository (oras-py)
@@ -130,17 +130,14 @@ async fn dispatch(app: &App, endpoint: Endpoint, req: Request) -> Result<Respons
             } else {
                 need
             };
-            let mut scope = scope::repository_scope(name.as_str(), ask);
+            let mut scope = scope::repository_scope(name, ask);
             // A mount asks for its source too, as the reference registry
             // does, so that one token request gets everything it needs.
             if let Some(from) = mount_from(&endpoint, &req) {
-                scope = format!(
-                    "{scope} {}",
-                    scope::repository_scope(from.as_str(), Access::PULL)
-                );
+                scope = format!("{scope} {}", scope::repository_scope(&from, Access::PULL));
             }
             let wanted = auth::Wanted {
-                repository: name.as_str(),
+                repository: name,
                 need,
                 scope,
             };
@@ -273,19 +270,15 @@ async fn mount_source(
             Err(_) => Mount::Refused,
         });
     };
-    match app
-        .auth
-        .decide(identity, from.as_str(), Access::PULL)
-        .await?
-    {
+    match app.auth.decide(identity, &from, Access::PULL).await? {
         Decision::Allow(_) => Ok(Mount::From(Some(from))),
         Decision::Scope => Err(auth::challenge(
             app,
             headers,
             Some(&format!(
                 "{} {}",
-                scope::repository_scope(target.as_str(), Access::of(&[Action::Pull, Action::Push])),
-                scope::repository_scope(from.as_str(), Access::PULL)
+                scope::repository_scope(target, Access::of(&[Action::Pull, Action::Push])),
+                scope::repository_scope(&from, Access::PULL)
             )),
             true,
             &format!(
