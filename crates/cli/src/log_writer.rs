@@ -7,7 +7,10 @@
 //! switch on a busy machine, for every request. Here a line costs a copy
 //! under an uncontended lock; the writer thread wakes every
 //! [`FLUSH_EVERY`], or at once when the buffer passes [`HIGH_WATER`], and
-//! writes everything queued with one `write`. Nothing is dropped: a logger
+//! writes everything queued with one `write`. Only access-log lines
+//! ([`ACCESS_TARGET`]) wait for the timer: any other line (start-up, a
+//! warning, an error) wakes the writer at once, so it is on stderr as soon
+//! as it happened; order is kept, since all lines share one buffer. Nothing is dropped: a logger
 //! that finds [`LIMIT`] bytes queued waits until the writer catches up.
 //! Dropping the [`Guard`] writes what is queued and stops the thread.
 
@@ -20,6 +23,8 @@ use std::time::Duration;
 const FLUSH_EVERY: Duration = Duration::from_millis(20);
 /// Queued bytes that wake the writer before its time.
 const HIGH_WATER: usize = 256 * 1024;
+/// The target of the per-request access log, the one line that may wait.
+pub const ACCESS_TARGET: &str = "berth::access";
 /// Queued bytes at which loggers wait for the writer.
 const LIMIT: usize = 8 * 1024 * 1024;
 
@@ -46,6 +51,8 @@ impl Shared {
 #[derive(Clone)]
 pub struct BatchedWriter {
     shared: Arc<Shared>,
+    /// Wake the writer thread after this write.
+    urgent: bool,
 }
 
 /// Keeps the writer thread; dropping it writes what is queued.
@@ -74,6 +81,7 @@ pub fn batched(
     Ok((
         BatchedWriter {
             shared: shared.clone(),
+            urgent: true,
         },
         Guard {
             shared,
@@ -124,7 +132,7 @@ impl Write for BatchedWriter {
                 .unwrap_or_else(|p| p.into_inner());
         }
         q.bytes.extend_from_slice(buf);
-        if q.bytes.len() >= HIGH_WATER {
+        if self.urgent || q.bytes.len() >= HIGH_WATER {
             self.shared.wake_writer.notify_one();
         }
         Ok(buf.len())
@@ -140,6 +148,13 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for BatchedWriter {
 
     fn make_writer(&'a self) -> BatchedWriter {
         self.clone()
+    }
+
+    fn make_writer_for(&'a self, meta: &tracing::Metadata<'_>) -> BatchedWriter {
+        BatchedWriter {
+            shared: self.shared.clone(),
+            urgent: meta.target() != ACCESS_TARGET,
+        }
     }
 }
 
