@@ -27,7 +27,7 @@ use serde::Serialize;
 use crate::payload::Payloads;
 use crate::scenario::{self, Scenario};
 use crate::server::{BerthSpec, Kind, Observe, Server};
-use crate::{ops, AuthMode, Peer, Settings};
+use crate::{AuthMode, Peer, Settings};
 
 /// Operations in the short and the long run (after the warm-up).
 const OPS: [u64; 2] = [200, 1200];
@@ -247,11 +247,7 @@ async fn count(
     };
     let mut server = Server::berth(spec, &data)?;
     if settings.berth_auth == Some(AuthMode::Bearer) {
-        let scopes = ops::BENCH_REPOSITORIES.map(|r| format!("repository:{r}:pull,push"));
-        let token = ops::fetch_token(&mut server.conn(), &scopes)
-            .await
-            .context("fetching berth's registry token")?;
-        server.authorization = Some(format!("Bearer {token}"));
+        server.use_bearer_token().await?;
     }
     let mut conn = server.conn();
     let fixture = scenario::prepare(scenario, payloads.clone(), &mut conn, settings.tags).await?;

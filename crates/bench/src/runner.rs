@@ -13,7 +13,7 @@ use crate::payload::Payloads;
 use crate::report::{Cell, Report};
 use crate::scenario::{self, Scenario, StaticFile};
 use crate::server::{data_dirs, BerthSpec, Kind, Observe, Server};
-use crate::{disk, ops, AuthMode, Peer, Settings};
+use crate::{disk, AuthMode, Peer, Settings};
 
 fn progress(msg: std::fmt::Arguments<'_>) {
     let _ = writeln!(std::io::stderr().lock(), "bench: {msg}");
@@ -145,16 +145,10 @@ async fn run_scenario(
     let (static_fixture, file) = prepared_static.unzip();
     let mut servers = start_pair(settings, work, &label, file.as_ref())?;
     if settings.berth_auth == Some(AuthMode::Bearer) {
-        let scopes = ops::BENCH_REPOSITORIES.map(|r| format!("repository:{r}:pull,push"));
-        let token = ops::fetch_token(&mut servers[0].conn(), &scopes)
-            .await
-            .context("fetching berth's registry token")?;
-        servers[0].authorization = Some(format!("Bearer {token}"));
-        if servers[1].kind != Kind::Distribution && servers[1].kind != Kind::Nginx {
-            let token = ops::fetch_token(&mut servers[1].conn(), &scopes)
-                .await
-                .context("fetching the peer's registry token")?;
-            servers[1].authorization = Some(format!("Bearer {token}"));
+        for s in &mut servers {
+            if s.kind != Kind::Distribution && s.kind != Kind::Nginx {
+                s.use_bearer_token().await?;
+            }
         }
     }
     let t = Instant::now();

@@ -355,6 +355,18 @@ impl Server {
 }
 
 impl Server {
+    /// Sends a registry token from the server's `/token` (pull and push on
+    /// the bench repositories) as `Authorization: Bearer` from now on, as
+    /// clients do after the token flow (`--berth-auth bearer`).
+    pub async fn use_bearer_token(&mut self) -> anyhow::Result<()> {
+        let scopes = crate::ops::BENCH_REPOSITORIES.map(|r| format!("repository:{r}:pull,push"));
+        let token = crate::ops::fetch_token(&mut self.conn(), &scopes)
+            .await
+            .with_context(|| format!("fetching {}'s registry token", self.kind.name()))?;
+        self.authorization = Some(format!("Bearer {token}"));
+        Ok(())
+    }
+
     /// Stops every process with SIGTERM (berth drains and exits; under
     /// callgrind the profile is written then) and waits for it, failing
     /// when one does not exit cleanly within `patience`.

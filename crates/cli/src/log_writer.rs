@@ -19,12 +19,12 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use berth_server::observe::ACCESS_TARGET;
+
 /// How long a line may wait before it is written.
 const FLUSH_EVERY: Duration = Duration::from_millis(20);
 /// Queued bytes that wake the writer before its time.
 const HIGH_WATER: usize = 256 * 1024;
-/// The target of the per-request access log, the one line that may wait.
-pub const ACCESS_TARGET: &str = "berth::access";
 /// Queued bytes at which loggers wait for the writer.
 const LIMIT: usize = 8 * 1024 * 1024;
 

@@ -121,6 +121,16 @@ impl Client {
         })
     }
 
+    /// `location` (a `Location` or `Link` target) as an absolute URL on
+    /// `registry`.
+    pub(crate) fn absolute_url(&self, registry: &str, location: &str) -> String {
+        if location.starts_with("http://") || location.starts_with("https://") {
+            location.to_owned()
+        } else {
+            format!("{}{location}", self.base_url(registry))
+        }
+    }
+
     /// `scheme://host` for a registry (`registry-1.docker.io` for Docker Hub).
     pub fn base_url(&self, registry: &str) -> String {
         let host = match auth::normalize_host(registry).as_str() {
@@ -473,11 +483,7 @@ impl<'a> Repository<'a> {
 
     /// Resolves a possibly relative `Location` against the registry.
     fn absolute(&self, location: &str) -> String {
-        if location.starts_with("http://") || location.starts_with("https://") {
-            location.to_owned()
-        } else {
-            format!("{}{location}", self.client.base_url(self.registry))
-        }
+        self.client.absolute_url(self.registry, location)
     }
 }
 

@@ -25,13 +25,27 @@ impl Client {
     /// pagination; the token scope `registry:catalog:*`). Registries that
     /// keep their catalog private answer 401 or 404.
     pub async fn catalog(&self, registry: &str, page_size: usize) -> Result<Vec<String>, Error> {
-        let base = self.base_url(registry);
-        let mut url = format!("{base}/v2/_catalog?n={page_size}");
+        let url = format!("{}/v2/_catalog?n={page_size}", self.base_url(registry));
         let scopes = vec!["registry:catalog:*".to_owned()];
+        self.name_pages(registry, &scopes, url, "repositories", "catalog")
+            .await
+    }
+
+    /// The strings of the JSON array `key` of every page from `url` on,
+    /// following `Link: <...>; rel="next"` (the catalog's and tag lists'
+    /// pagination).
+    async fn name_pages(
+        &self,
+        registry: &str,
+        scopes: &[String],
+        mut url: String,
+        key: &str,
+        what: &str,
+    ) -> Result<Vec<String>, Error> {
         let mut names = Vec::new();
         for _ in 0..MAX_PAGES {
             let u = url.clone();
-            let resp = self.send(registry, &scopes, &|| self.http.get(&u)).await?;
+            let resp = self.send(registry, scopes, &|| self.http.get(&u)).await?;
             if !resp.status().is_success() {
                 return Err(Error::from_response("GET", resp).await);
             }
@@ -43,57 +57,26 @@ impl Client {
             let body: serde_json::Value = resp
                 .json()
                 .await
-                .map_err(|e| Error::http("reading the catalog", e))?;
-            if let Some(list) = body.get("repositories").and_then(|t| t.as_array()) {
+                .map_err(|e| Error::http(format!("reading the {what}"), e))?;
+            if let Some(list) = body.get(key).and_then(|t| t.as_array()) {
                 names.extend(list.iter().filter_map(|t| t.as_str()).map(str::to_owned));
             }
             match next {
-                Some(n) if n.starts_with("http://") || n.starts_with("https://") => url = n,
-                Some(n) => url = format!("{base}{n}"),
+                Some(n) => url = self.absolute_url(registry, &n),
                 None => return Ok(names),
             }
         }
-        Err(Error::Protocol(
-            "catalog pagination does not end".to_owned(),
-        ))
+        Err(Error::Protocol(format!("{what} pagination does not end")))
     }
 }
 
 impl Repository<'_> {
     /// All tags of the repository, following pagination.
     pub async fn tags(&self, page_size: usize) -> Result<Vec<String>, Error> {
-        let mut url = self.url(&format!("tags/list?n={page_size}"));
-        let scopes = self.pull_scope();
-        let mut tags = Vec::new();
-        for _ in 0..MAX_PAGES {
-            let u = url.clone();
-            let resp = self
-                .client
-                .send(self.registry, &scopes, &|| self.client.http.get(&u))
-                .await?;
-            if !resp.status().is_success() {
-                return Err(Error::from_response("GET", resp).await);
-            }
-            let next = resp
-                .headers()
-                .get(LINK)
-                .and_then(|v| v.to_str().ok())
-                .and_then(next_link);
-            let body: serde_json::Value = resp
-                .json()
-                .await
-                .map_err(|e| Error::http("reading the tag list", e))?;
-            if let Some(list) = body.get("tags").and_then(|t| t.as_array()) {
-                tags.extend(list.iter().filter_map(|t| t.as_str()).map(str::to_owned));
-            }
-            match next {
-                Some(n) => url = self.absolute(&n),
-                None => return Ok(tags),
-            }
-        }
-        Err(Error::Protocol(
-            "tag list pagination does not end".to_owned(),
-        ))
+        let url = self.url(&format!("tags/list?n={page_size}"));
+        self.client
+            .name_pages(self.registry, &self.pull_scope(), url, "tags", "tag list")
+            .await
     }
 
     /// Manifests that refer to `digest` (signatures, SBOMs, ...), optionally

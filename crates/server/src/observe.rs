@@ -34,6 +34,9 @@ use http_body::Frame;
 
 use crate::App;
 
+/// The `tracing` target of the access log's lines.
+pub const ACCESS_TARGET: &str = "berth::access";
+
 /// What the server records and serves about itself.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -184,7 +187,7 @@ pub(crate) async fn layer(State(app): State<Arc<App>>, req: Request, next: Next)
     // With the access log filtered out by the log level (the default
     // `info` keeps it), nothing of it is gathered.
     let logging =
-        settings.access_log && tracing::enabled!(target: "berth::access", tracing::Level::INFO);
+        settings.access_log && tracing::enabled!(target: ACCESS_TARGET, tracing::Level::INFO);
     let log = logging.then(|| AccessLog {
         repository: repository.map(str::to_owned),
         client: crate::auth::client_ip(&app, req.headers(), req.extensions()),
@@ -282,7 +285,7 @@ impl Finish {
         }
         if let Some(log) = self.log {
             tracing::info!(
-                target: "berth::access",
+                target: ACCESS_TARGET,
                 method = self.method,
                 route = self.route,
                 repository = log.repository.as_deref(),
