@@ -113,12 +113,12 @@ else:
 /// A root CA and a code-signing leaf (`ec`: P-256, root -> leaf; `rsa`:
 /// RSA 2048, root -> intermediate -> leaf), made by Python's
 /// `cryptography`.
-struct Pki {
+pub struct Pki {
     dir: tempfile::TempDir,
 }
 
 impl Pki {
-    fn new(kind: &str) -> Pki {
+    pub fn new(kind: &str) -> Pki {
         let dir = tempfile::tempdir().unwrap();
         let out = Command::new("python3")
             .args(["-c", PKI, "pki"])
@@ -135,7 +135,7 @@ impl Pki {
     }
 
     /// The root certificate's PEM file.
-    fn root(&self) -> PathBuf {
+    pub fn root(&self) -> PathBuf {
         self.dir.path().join("ca.pem")
     }
 
@@ -165,7 +165,7 @@ impl Pki {
 }
 
 /// notation's payload for the manifest `digest` of `size` bytes.
-fn payload(digest: &str, size: usize) -> Vec<u8> {
+pub fn payload(digest: &str, size: usize) -> Vec<u8> {
     serde_json::to_vec(&json!({"targetArtifact": {
         "mediaType": OCI_MANIFEST, "digest": digest, "size": size,
     }}))
@@ -174,11 +174,11 @@ fn payload(digest: &str, size: usize) -> Vec<u8> {
 
 /// Pushes `envelope` (of `media_type`) as notation does: a referrer of
 /// `subject` (digest, manifest bytes) with the notary artifact type.
-async fn push_signature(
+pub async fn push_signature(
     c: &Client,
     base: &str,
     repo: &str,
-    subject: (&str, &[u8]),
+    subject: (&str, usize),
     media_type: &str,
     envelope: &[u8],
 ) -> String {
@@ -190,7 +190,7 @@ async fn push_signature(
         "artifactType": "application/vnd.cncf.notary.signature",
         "config": {"mediaType": OCI_EMPTY, "digest": empty, "size": 2},
         "layers": [{"mediaType": media_type, "digest": layer, "size": envelope.len()}],
-        "subject": {"mediaType": OCI_MANIFEST, "digest": subject.0, "size": subject.1.len()},
+        "subject": {"mediaType": OCI_MANIFEST, "digest": subject.0, "size": subject.1},
         "annotations": {
             "io.cncf.notary.x509chain.thumbprint#S256": "[]",
             "org.opencontainers.image.created": "2026-01-01T00:00:00Z",
@@ -204,16 +204,16 @@ async fn push_signature(
 }
 
 /// Signs the image `(digest, manifest)` with `pki` and pushes it.
-async fn sign(
+pub async fn sign(
     c: &Client,
     b: &Berth,
     repo: &str,
-    image: (&str, &[u8]),
+    image: (&str, usize),
     pki: &Pki,
     alg: &str,
     expires_in: Option<i64>,
 ) -> String {
-    let envelope = pki.sign(&payload(image.0, image.1.len()), alg, 5, expires_in);
+    let envelope = pki.sign(&payload(image.0, image.1), alg, 5, expires_in);
     push_signature(c, &b.url(), repo, image, "application/jose+json", &envelope).await
 }
 
@@ -264,7 +264,7 @@ async fn trust_notation_signatures_verify_and_pass_enforcement() {
     // ES256, root -> leaf, no expiry.
     let (one, m1) = push_image(&c, &base, "acme/web", "one", "one").await;
     expect_error(pull(&c, &b, "acme/web", "one").await, 403, "DENIED").await;
-    let sig = sign(&c, &b, "acme/web", (&one, &m1), &ec, "ES256", None).await;
+    let sig = sign(&c, &b, "acme/web", (&one, m1.len()), &ec, "ES256", None).await;
     let v = verdict(&c, &b, "acme/web", "one").await;
     assert_eq!(v["state"], "verified", "{v}");
     assert_eq!(v["key"], "ca");
@@ -288,7 +288,16 @@ async fn trust_notation_signatures_verify_and_pass_enforcement() {
 
     // PS256, root -> intermediate -> leaf, expiring in an hour.
     let (two, m2) = push_image(&c, &base, "acme/web", "two", "two").await;
-    sign(&c, &b, "acme/web", (&two, &m2), &rsa, "PS256", Some(3600)).await;
+    sign(
+        &c,
+        &b,
+        "acme/web",
+        (&two, m2.len()),
+        &rsa,
+        "PS256",
+        Some(3600),
+    )
+    .await;
     let v = verdict(&c, &b, "acme/web", "two").await;
     assert_eq!(v["state"], "verified", "{v}");
     assert_eq!(v["key"], "rsa-ca");
@@ -334,7 +343,7 @@ async fn trust_notation_signature_by_an_untrusted_root_is_refused() {
     let c = client();
     let stranger = Pki::new("ec");
     let (d, m) = push_image(&c, &b.url(), "acme/web", "v1", "stranger").await;
-    sign(&c, &b, "acme/web", (&d, &m), &stranger, "ES256", None).await;
+    sign(&c, &b, "acme/web", (&d, m.len()), &stranger, "ES256", None).await;
     let v = verdict(&c, &b, "acme/web", "v1").await;
     assert_eq!(v["reason"], "bad_signature", "{v}");
     assert!(
@@ -362,7 +371,7 @@ async fn trust_expired_notation_signature_is_refused() {
         &c,
         &b.url(),
         "acme/web",
-        (&d, &m),
+        (&d, m.len()),
         "application/jose+json",
         &envelope,
     )
@@ -388,7 +397,7 @@ async fn trust_notation_signature_of_another_manifest_is_refused() {
         &c,
         &base,
         "acme/web",
-        (&signed, &sm),
+        (&signed, sm.len()),
         "application/jose+json",
         &envelope,
     )
@@ -397,7 +406,7 @@ async fn trust_notation_signature_of_another_manifest_is_refused() {
         &c,
         &base,
         "acme/web",
-        (&other, &om),
+        (&other, om.len()),
         "application/jose+json",
         &envelope,
     )
@@ -414,7 +423,7 @@ async fn trust_notation_signature_of_another_manifest_is_refused() {
         &c,
         &base,
         "acme/web",
-        (&third, &tm),
+        (&third, tm.len()),
         "application/jose+json",
         &envelope,
     )
@@ -435,7 +444,7 @@ async fn trust_notation_cose_envelopes_are_reported_unsupported() {
         &c,
         &b.url(),
         "acme/web",
-        (&d, &m),
+        (&d, m.len()),
         "application/cose",
         b"\xd2\x84 a COSE_Sign1",
     )
