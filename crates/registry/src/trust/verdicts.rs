@@ -271,15 +271,29 @@ impl Registry {
         let now = berth_meta::now_ms();
         let sig = self.signature_manifest(repo, digest).await?;
         let sig_digest = sig.as_ref().map(|m| m.digest.clone());
-        let memory = self.verdicts.get(repo, digest);
-        if let Some(c) = &memory {
+        let current = |c: &Cached, referrers: &[Digest]| {
+            c.signatures == sig_digest
+                && c.referrers == referrers
+                && c.trust == trust.fingerprint
+                && c.verdict.holds_at(now)
+        };
+        // In memory: a verified verdict still holding costs nothing more;
+        // any other is checked against the signature referrers (one query).
+        let mut listed = None;
+        if let Some(c) = self.verdicts.get(repo, digest) {
             if self
-                .still_verified(repo, c, sig_digest.as_ref(), trust, now)
+                .still_verified(repo, &c, sig_digest.as_ref(), trust, now)
                 .await?
             {
-                return Ok(c.clone());
+                return Ok(c);
             }
+            let referrers = self.signature_referrers(repo, digest).await?;
+            if current(&c, &referrers) {
+                return Ok(c);
+            }
+            listed = Some(referrers);
         }
+        // Stored (what a shared database gives every replica).
         let stored = self.meta.signature_verdict(repo, digest).await?;
         let from_db = stored.clone().and_then(from_stored).map(Arc::new);
         if let Some(c) = &from_db {
@@ -291,18 +305,13 @@ impl Registry {
                 return Ok(c.clone());
             }
         }
-        let referrers = self.signature_referrers(repo, digest).await?;
-        let current = |c: &Cached| {
-            c.signatures == sig_digest
-                && c.referrers == referrers
-                && c.trust == trust.fingerprint
-                && c.verdict.holds_at(now)
+        let referrers = match listed {
+            Some(r) => r,
+            None => self.signature_referrers(repo, digest).await?,
         };
-        for c in [memory, from_db].into_iter().flatten() {
-            if current(&c) {
-                self.verdicts.fill(repo, digest, c.clone());
-                return Ok(c);
-            }
+        if let Some(c) = from_db.filter(|c| current(c, &referrers)) {
+            self.verdicts.fill(repo, digest, c.clone());
+            return Ok(c);
         }
         let evidence = if trust.trust.is_empty() {
             Vec::new()
