@@ -24,6 +24,7 @@ pub const SQLITE: &[Migration] = &[
     (11, VULNDB),
     (12, SCRUB),
     (13, SQLITE_SIGNATURES),
+    (15, SIGNATURE_SOURCES),
 ];
 
 /// PostgreSQL schema.
@@ -41,6 +42,7 @@ pub const POSTGRES: &[Migration] = &[
     (11, VULNDB),
     (12, SCRUB),
     (13, POSTGRES_SIGNATURES),
+    (15, SIGNATURE_SOURCES),
 ];
 
 /// Repositories, blobs, manifests, references, tags.
@@ -821,4 +823,23 @@ const POSTGRES_SIGNATURES: &[&str] = &[
         detail TEXT,
         checked_at BIGINT NOT NULL,
         PRIMARY KEY (repository_id, digest))",
+];
+
+/// Signatures as OCI 1.1 referrers (sigstore bundles, notation), and what
+/// verified a manifest. `signature_verdicts` gains:
+///
+/// - `referrers`: the signature referrers a verdict read, their digests
+///   sorted and comma-separated (NULL: none), an input as `signatures` is;
+/// - `format` (`cosign`, `sigstore-bundle`, `notation`) and `signature`
+///   (the manifest holding it) of a verified verdict;
+/// - `valid_until`: when a verified verdict stops holding (Unix ms: a
+///   notation signature's expiry, its certificates' end of validity).
+///
+/// `trust_keys.kind` may now be `notation-root` (`material`: PEM
+/// certificates).
+const SIGNATURE_SOURCES: &[&str] = &[
+    "ALTER TABLE signature_verdicts ADD COLUMN referrers TEXT",
+    "ALTER TABLE signature_verdicts ADD COLUMN format TEXT",
+    "ALTER TABLE signature_verdicts ADD COLUMN signature TEXT",
+    "ALTER TABLE signature_verdicts ADD COLUMN valid_until BIGINT",
 ];

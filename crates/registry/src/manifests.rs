@@ -203,7 +203,13 @@ impl Registry {
             }),
             &epoch,
         );
-        self.after_signature_push(repo, &tags, caller.name()).await;
+        let signs = record
+            .artifact_type
+            .as_deref()
+            .filter(|t| crate::trust::is_signature_type(t))
+            .and(record.subject.as_ref());
+        self.after_signature_push(repo, &tags, signs, caller.name())
+            .await;
         Ok(PushedManifest {
             digest,
             subject: manifest.subject.map(|s| s.digest),

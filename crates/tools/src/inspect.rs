@@ -418,7 +418,9 @@ pub fn text(info: &ImageInfo) -> String {
 fn signature_line(v: &serde_json::Value) -> String {
     let s = |k: &str| v[k].as_str().unwrap_or("").to_owned();
     let policy = v["policy"].as_str().unwrap_or("off");
-    if v["state"] == "verified" {
+    if let Some(summary) = v["summary"].as_str() {
+        format!("{summary}; policy {policy}")
+    } else if v["state"] == "verified" {
         format!(
             "verified by key {:?} ({}); policy {policy}",
             s("key"),

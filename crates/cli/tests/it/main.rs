@@ -52,7 +52,9 @@ mod tools;
 mod tools_client;
 mod tools_copy;
 mod trust;
+mod trust_bundles;
 mod trust_clients;
+mod trust_notation;
 mod vulndb;
 mod webhooks;
 #[path = "../../../store/tests/support/weed.rs"]
