@@ -33,6 +33,11 @@ pub struct Args {
     /// critical).
     #[arg(long, value_name = "SEVERITY", value_parser = parse_severity)]
     pub fail_on: Option<Severity>,
+    /// Show the result the registry stored (from a scan on push, or an
+    /// earlier `berth scan`) instead of scanning now: needs only pull
+    /// permission, where scanning needs push permission.
+    #[arg(long)]
+    pub stored: bool,
     /// Write the report to this file instead of standard output.
     #[arg(long, value_name = "PATH")]
     pub output_file: Option<PathBuf>,
@@ -70,15 +75,42 @@ pub async fn run(args: &Args) -> anyhow::Result<ExitCode> {
     }
     manage.format = Format::Json;
     let api = Api::connect(&manage).await?;
-    let body = json!({
-        "repository": image.repository,
-        "reference": reference,
-        "platform": args.platform,
-    });
-    let report: ScanReport = api
-        .call(Method::POST, "/scans", &body)
-        .await
-        .with_context(|| format!("scanning {}", args.image))?;
+    let report: ScanReport = if args.stored {
+        let path = format!(
+            "/repositories/{}/manifests/{}/scan",
+            image.repository,
+            super::segment(&reference)
+        );
+        let mut report: ScanReport = api
+            .get(&path, &[])
+            .await
+            .with_context(|| format!("reading the stored scan of {}", args.image))?;
+        if let Some(p) = &args.platform {
+            report
+                .images
+                .retain(|i| i.platform.as_deref() == Some(p.as_str()));
+            if report.images.is_empty() {
+                return Err(anyhow!(
+                    "{} has no scanned image for platform {p}",
+                    args.image
+                ));
+            }
+            report.counts = report.images.iter().fold(
+                Default::default(),
+                |c: berth_registry::scanning::SeverityCounts, i| c.plus(i.counts),
+            );
+        }
+        report
+    } else {
+        let body = json!({
+            "repository": image.repository,
+            "reference": reference,
+            "platform": args.platform,
+        });
+        api.call(Method::POST, "/scans", &body)
+            .await
+            .with_context(|| format!("scanning {}", args.image))?
+    };
     let text = match format {
         Format::Table => table(&report),
         Format::Sarif => serde_json::to_string_pretty(&sarif(&args.image, &report))? + "\n",
