@@ -42,6 +42,7 @@ mod retention_cli;
 mod s3;
 mod scan;
 mod scan_access;
+mod scan_jobs;
 mod scan_vulns;
 mod scrub;
 mod serve_lifecycle;

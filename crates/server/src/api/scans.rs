@@ -7,6 +7,11 @@
 //! - `GET /api/v1/repositories/{name}/manifests/{digest}/scan` answers the
 //!   stored results (404 when the manifest was never scanned).
 //!
+//! - `GET /api/v1/namespaces/{ns}/scan-policy` (members) and `PUT` (its
+//!   admins; `{"scan_on_push": true}`) read and set whether pushes to the
+//!   namespace are scanned; `GET /api/v1/scan-policies` (site admins)
+//!   lists the namespaces that set one.
+//!
 //! Who may do what: a scan costs the server work, so requesting one needs
 //! push permission on the repository (its writers, the namespace's admins,
 //! site admins; never an anonymous caller when authentication is on);
@@ -16,20 +21,66 @@
 use std::sync::Arc;
 
 use axum::extract::State;
-use axum::routing::post;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use berth_oci::{Digest, Reference, RepositoryName};
-use berth_registry::scanning::ScanReport;
+use berth_registry::scanning::{PolicyView, ScanReport};
 use berth_registry::Error;
 use serde::Deserialize;
 
 use super::body::JsonBody;
-use super::{Need, Principal};
+use super::{NamespacePath, Need, Principal};
 use crate::error::ApiError;
 use crate::App;
 
 pub(crate) fn routes() -> Router<Arc<App>> {
-    Router::new().route("/scans", post(handle_scan))
+    Router::new()
+        .route("/scans", post(handle_scan))
+        .route("/scan-policies", get(handle_policies))
+        .route(
+            "/namespaces/{ns}/scan-policy",
+            get(handle_policy).put(handle_set_policy),
+        )
+}
+
+async fn handle_policies(
+    State(app): State<Arc<App>>,
+    principal: Principal,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    principal.require_site_admin(&app)?;
+    Ok(Json(
+        serde_json::json!({ "policies": app.registry.scan_policies().await? }),
+    ))
+}
+
+async fn handle_policy(
+    State(app): State<Arc<App>>,
+    NamespacePath(ns): NamespacePath,
+    principal: Principal,
+) -> Result<Json<PolicyView>, ApiError> {
+    principal.require(&app, &ns, Need::Member).await?;
+    Ok(Json(app.registry.scan_policy(&ns).await?))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PolicyBody {
+    #[serde(default)]
+    scan_on_push: Option<bool>,
+}
+
+async fn handle_set_policy(
+    State(app): State<Arc<App>>,
+    NamespacePath(ns): NamespacePath,
+    principal: Principal,
+    JsonBody(b): JsonBody<PolicyBody>,
+) -> Result<Json<PolicyView>, ApiError> {
+    let caller = principal.require(&app, &ns, Need::Admin).await?;
+    Ok(Json(
+        app.registry
+            .set_scan_policy(&ns, b.scan_on_push, &caller)
+            .await?,
+    ))
 }
 
 #[derive(Debug, Deserialize)]
