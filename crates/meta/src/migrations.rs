@@ -24,6 +24,7 @@ pub const SQLITE: &[Migration] = &[
     (11, VULNDB),
     (12, SCRUB),
     (13, SQLITE_SIGNATURES),
+    (14, SCAN_QUEUE),
     (15, SIGNATURE_SOURCES),
 ];
 
@@ -42,6 +43,7 @@ pub const POSTGRES: &[Migration] = &[
     (11, VULNDB),
     (12, SCRUB),
     (13, POSTGRES_SIGNATURES),
+    (14, SCAN_QUEUE),
     (15, SIGNATURE_SOURCES),
 ];
 
@@ -752,6 +754,21 @@ const VULNDB: &[&str] = &[
         created_at BIGINT NOT NULL,
         created_by TEXT,
         PRIMARY KEY (namespace, advisory))",
+];
+
+/// Scans as background jobs (see the `scans` module):
+///
+/// - `vuln_advisories_imported`: the time the vulnerability data last
+///   changed (`MAX(imported_at)`) is read by every scan and every round of
+///   the scan worker; an index makes it one lookup.
+/// - `scan_requests.last_error`: why the last attempt failed (a request is
+///   retried, with its `attempts` counted, until it succeeds or gives up).
+/// - `scan_results_scanned`: rescans after a vulnerability data change go
+///   oldest scan first.
+const SCAN_QUEUE: &[&str] = &[
+    "CREATE INDEX vuln_advisories_imported ON vuln_advisories (imported_at)",
+    "ALTER TABLE scan_requests ADD COLUMN last_error TEXT",
+    "CREATE INDEX scan_results_scanned ON scan_results (scanned_at)",
 ];
 
 /// Signature verification (see the `trust` module).

@@ -41,6 +41,8 @@ mod retention;
 mod retention_cli;
 mod s3;
 mod scan;
+mod scan_access;
+mod scan_jobs;
 mod scan_vulns;
 mod scrub;
 mod serve_lifecycle;
