@@ -45,7 +45,9 @@ pub struct ServeArgs {
 
 /// Every setting of `berth serve`.
 #[derive(Debug, Clone, clap::Args, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+// Unknown keys are refused by `read_file` (serde cannot deny them
+// together with the flattened `s3`).
+#[serde(default)]
 pub struct Settings {
     /// Address to listen on: HOST:PORT, the host a name or an IP address
     /// (`0.0.0.0:5000` for all interfaces, port 0 for any free port).
@@ -76,26 +78,12 @@ pub struct Settings {
         value_name = "fs|s3://BUCKET[/PREFIX]"
     )]
     pub storage: Storage,
-    /// The S3 API endpoint (`http(s)://HOST[:PORT]`) for `s3://` storage
-    /// [default: AWS's regional endpoint].
-    #[arg(long, env = "BERTH_S3_ENDPOINT", value_name = "URL")]
-    pub s3_endpoint: Option<String>,
-    /// The region S3 requests are signed for [default: `AWS_REGION`, else
-    /// us-east-1].
-    #[arg(long, env = "BERTH_S3_REGION", value_name = "REGION")]
-    pub s3_region: Option<String>,
-    /// Path-style S3 addressing (`ENDPOINT/BUCKET/KEY`, as MinIO and
-    /// SeaweedFS expect) instead of virtual-hosted (`BUCKET.ENDPOINT/KEY`).
-    #[arg(
-        long,
-        env = "BERTH_S3_PATH_STYLE",
-        default_value = "false",
-        num_args = 0..=1,
-        default_missing_value = "true",
-        action = clap::ArgAction::Set,
-        value_name = "BOOL"
-    )]
-    pub s3_path_style: bool,
+    /// How to reach an `s3://` store: `s3_endpoint`, `s3_region`,
+    /// `s3_path_style` (the flags `berth migrate` and `berth backup` take
+    /// too).
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub s3: crate::storage::S3Flags,
     /// Answer blob GETs with a 307 redirect to a presigned object-store URL
     /// (valid 10 minutes), issued after berth's own authorization; clients
     /// must reach the object store (see s3_public_endpoint).
@@ -834,9 +822,16 @@ fn read_file(path: &std::path::Path) -> anyhow::Result<serde_json::Map<String, s
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("reading configuration file {}", path.display()))?;
     let what = || format!("parsing configuration file {}", path.display());
-    // Typed first, for the error messages (key, line and column).
-    toml::from_str::<Settings>(&text).with_context(what)?;
     let table: toml::Table = toml::from_str(&text).with_context(what)?;
+    let known = Settings::command();
+    if let Some(key) = table
+        .keys()
+        .find(|k| !known.get_arguments().any(|a| a.get_id() == k.as_str()))
+    {
+        bail!("{}: unknown field `{key}`", what());
+    }
+    // Typed, for the error messages (key, line and column).
+    toml::from_str::<Settings>(&text).with_context(what)?;
     match serde_json::to_value(table)? {
         serde_json::Value::Object(map) => Ok(map),
         _ => bail!("{}: not a table", what()),

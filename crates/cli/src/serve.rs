@@ -276,6 +276,9 @@ pub async fn run(args: ServeArgs, matches: &ArgMatches) -> anyhow::Result<()> {
     let store = crate::storage::open(&cfg.storage, &cfg.s3_options(), &cfg.data_dir).await?;
     let database = cfg.database();
     let meta = open_database(&cfg).await?;
+    // Replicas on PostgreSQL hear each other's changes, so their caches
+    // stay correct (nothing on SQLite).
+    meta.start_listening();
     let registry = Arc::new(Registry::new(
         store,
         meta.clone(),

@@ -82,10 +82,11 @@ pub struct S3Options {
     pub public_endpoint: Option<String>,
 }
 
-/// The `--s3-*` flags of the commands that open a registry's object store
-/// besides `berth serve` (whose settings also come from its TOML file):
-/// `migrate`, `backup`.
-#[derive(Debug, Clone, clap::Args)]
+/// The `--s3-*` flags (and `s3_*` TOML keys) saying how to reach an object
+/// store: one struct, flattened into `berth serve`'s settings and into the
+/// arguments of `migrate` and `backup`.
+#[derive(Debug, Clone, Default, clap::Args, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct S3Flags {
     /// The S3 API endpoint (`http(s)://HOST[:PORT]`) of an `s3://` store
     /// [default: AWS's regional endpoint].
@@ -126,11 +127,9 @@ impl Settings {
     /// The `s3_*` settings.
     pub fn s3_options(&self) -> S3Options {
         S3Options {
-            endpoint: self.s3_endpoint.clone(),
-            region: self.s3_region.clone(),
-            path_style: self.s3_path_style,
             redirect: self.s3_redirect,
             public_endpoint: self.s3_public_endpoint.clone(),
+            ..self.s3.options()
         }
     }
 }
@@ -138,7 +137,7 @@ impl Settings {
 /// Checks the storage settings together.
 pub fn check(cfg: &Settings) -> anyhow::Result<()> {
     for (key, url) in [
-        ("s3_endpoint", &cfg.s3_endpoint),
+        ("s3_endpoint", &cfg.s3.s3_endpoint),
         ("s3_public_endpoint", &cfg.s3_public_endpoint),
     ] {
         if let Some(u) = url {

@@ -31,7 +31,11 @@ pub struct Meta {
     pub(crate) read: AnyPool,
     pub(crate) writer: Writer,
     dialect: Dialect,
-    accounts_epoch: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    pub(crate) accounts_epoch: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// Changes of other processes heard (see the `changes` module).
+    pub(crate) feed: std::sync::Arc<crate::changes::Feed>,
+    /// PostgreSQL: the URL the change listener connects to.
+    pub(crate) listen_url: Option<std::sync::Arc<str>>,
     /// SQLite: the URL that opens the database file read-only, for
     /// [`Meta::probe`] (open connections keep working on a file that was
     /// moved away; a new one finds out).
@@ -165,6 +169,8 @@ impl Meta {
                 writer: Writer::Batched(spawn_batcher(conn)),
                 dialect: Dialect::Sqlite,
                 accounts_epoch: Default::default(),
+                feed: Default::default(),
+                listen_url: None,
                 probe_url: Some(format!("{path}?mode=ro").into()),
             })
         } else if is_postgres_url(url) {
@@ -192,6 +198,8 @@ impl Meta {
                 writer: Writer::Pool(pool),
                 dialect: Dialect::Postgres,
                 accounts_epoch: Default::default(),
+                feed: Default::default(),
+                listen_url: Some(url.into()),
                 probe_url: None,
             })
         } else {
@@ -206,9 +214,10 @@ impl Meta {
 
     /// A counter bumped after every committed change to accounts,
     /// memberships, visibility or tokens made through this handle (or a
-    /// clone of it). Caches of permission facts remember the value they
-    /// were filled at and drop entries filled before a change. Changes made
-    /// by other processes are not seen here: such caches also expire.
+    /// clone of it) and, while [`Meta::listening`], whenever another
+    /// process commits one (or the listener lost its connection). Caches
+    /// of permission facts remember the value they were filled at and drop
+    /// entries filled before a change.
     pub fn accounts_epoch(&self) -> u64 {
         self.accounts_epoch
             .load(std::sync::atomic::Ordering::Acquire)
@@ -252,6 +261,7 @@ impl Meta {
     /// Closes the read connections (and, on PostgreSQL, the write pool).
     /// On SQLite the write connection closes when the last handle is dropped.
     pub async fn close(&self) {
+        self.stop_listening();
         if let Writer::Pool(pool) = &self.writer {
             pool.close().await;
         }

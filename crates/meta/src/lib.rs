@@ -22,6 +22,7 @@ pub mod accounts;
 pub mod audit;
 pub mod backup;
 pub mod certificates;
+pub mod changes;
 mod commit;
 pub use commit::BoxFuture;
 mod db;

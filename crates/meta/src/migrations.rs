@@ -26,6 +26,7 @@ pub const SQLITE: &[Migration] = &[
     (13, SQLITE_SIGNATURES),
     (14, SCAN_QUEUE),
     (15, SIGNATURE_SOURCES),
+    (16, &[]),
 ];
 
 /// PostgreSQL schema.
@@ -45,6 +46,7 @@ pub const POSTGRES: &[Migration] = &[
     (13, POSTGRES_SIGNATURES),
     (14, SCAN_QUEUE),
     (15, SIGNATURE_SOURCES),
+    (16, POSTGRES_CHANGE_NOTIFICATIONS),
 ];
 
 /// Repositories, blobs, manifests, references, tags.
@@ -859,4 +861,88 @@ const SIGNATURE_SOURCES: &[&str] = &[
     "ALTER TABLE signature_verdicts ADD COLUMN format TEXT",
     "ALTER TABLE signature_verdicts ADD COLUMN signature TEXT",
     "ALTER TABLE signature_verdicts ADD COLUMN valid_until BIGINT",
+];
+
+/// Change notifications between replicas (PostgreSQL only; see the
+/// `changes` module): triggers that `pg_notify` channel `berth_cache` from
+/// inside the transaction of every change a replica may cache, delivered
+/// on commit only. SQLite records the version with nothing to do.
+///
+/// - Row triggers name the entry: `tag REPO TAG` (a tag created, moved or
+///   deleted), `manifest REPO DIGEST` and `link REPO DIGEST` (deleted; an
+///   insert changes no cached answer, since only found entries are cached),
+///   `repository REPO` (deleted; the rows it cascades to find no
+///   repository name any more and send nothing of their own).
+/// - Statement triggers name a kind: `accounts` for the tables of
+///   permission facts (not for `tokens.last_used_at`, written in batches
+///   on use), `table NAME` for settings tables cached whole.
+const POSTGRES_CHANGE_NOTIFICATIONS: &[&str] = &[
+    "CREATE FUNCTION berth_notify_entry() RETURNS trigger LANGUAGE plpgsql AS $$
+    DECLARE
+        repo TEXT;
+        item TEXT;
+        row_repository BIGINT;
+    BEGIN
+        -- One assignment per column: PL/pgSQL plans each on first use,
+        -- so a table without `name` never plans `OLD.name`.
+        IF TG_OP = 'DELETE' THEN
+            row_repository := OLD.repository_id;
+            IF TG_ARGV[0] = 'tag' THEN item := OLD.name; ELSE item := OLD.digest; END IF;
+        ELSE
+            row_repository := NEW.repository_id;
+            IF TG_ARGV[0] = 'tag' THEN item := NEW.name; ELSE item := NEW.digest; END IF;
+        END IF;
+        SELECT r.name INTO repo FROM repositories r WHERE r.id = row_repository;
+        IF repo IS NOT NULL THEN
+            PERFORM pg_notify('berth_cache', TG_ARGV[0] || ' ' || repo || ' ' || item);
+        END IF;
+        RETURN NULL;
+    END $$",
+    "CREATE FUNCTION berth_notify_repository() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        PERFORM pg_notify('berth_cache', 'repository ' || OLD.name);
+        RETURN NULL;
+    END $$",
+    "CREATE FUNCTION berth_notify_kind() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        PERFORM pg_notify('berth_cache', TG_ARGV[0]);
+        RETURN NULL;
+    END $$",
+    "CREATE TRIGGER tags_notify AFTER INSERT OR DELETE OR UPDATE OF digest ON tags
+        FOR EACH ROW EXECUTE FUNCTION berth_notify_entry('tag')",
+    "CREATE TRIGGER manifests_notify AFTER DELETE ON manifests
+        FOR EACH ROW EXECUTE FUNCTION berth_notify_entry('manifest')",
+    "CREATE TRIGGER repository_blobs_notify AFTER DELETE ON repository_blobs
+        FOR EACH ROW EXECUTE FUNCTION berth_notify_entry('link')",
+    "CREATE TRIGGER repositories_notify AFTER DELETE ON repositories
+        FOR EACH ROW EXECUTE FUNCTION berth_notify_repository()",
+    "CREATE TRIGGER namespaces_notify AFTER INSERT OR UPDATE OR DELETE ON namespaces
+        FOR EACH STATEMENT EXECUTE FUNCTION berth_notify_kind('accounts')",
+    "CREATE TRIGGER users_notify AFTER INSERT OR UPDATE OR DELETE ON users
+        FOR EACH STATEMENT EXECUTE FUNCTION berth_notify_kind('accounts')",
+    "CREATE TRIGGER org_members_notify AFTER INSERT OR UPDATE OR DELETE ON org_members
+        FOR EACH STATEMENT EXECUTE FUNCTION berth_notify_kind('accounts')",
+    "CREATE TRIGGER repository_visibility_notify
+        AFTER INSERT OR UPDATE OR DELETE ON repository_visibility
+        FOR EACH STATEMENT EXECUTE FUNCTION berth_notify_kind('accounts')",
+    "CREATE TRIGGER certificate_identities_notify
+        AFTER INSERT OR UPDATE OR DELETE ON certificate_identities
+        FOR EACH STATEMENT EXECUTE FUNCTION berth_notify_kind('accounts')",
+    "CREATE TRIGGER tokens_notify
+        AFTER INSERT OR DELETE
+            OR UPDATE OF id, owner, name, kind, secret_hash, scopes, patterns, expires_at, revoked_at
+        ON tokens
+        FOR EACH STATEMENT EXECUTE FUNCTION berth_notify_kind('accounts')",
+    "CREATE TRIGGER tag_rules_notify AFTER INSERT OR UPDATE OR DELETE ON tag_rules
+        FOR EACH STATEMENT EXECUTE FUNCTION berth_notify_kind('table tag_rules')",
+    "CREATE TRIGGER quotas_notify AFTER INSERT OR UPDATE OR DELETE ON quotas
+        FOR EACH STATEMENT EXECUTE FUNCTION berth_notify_kind('table quotas')",
+    "CREATE TRIGGER trust_keys_notify AFTER INSERT OR UPDATE OR DELETE ON trust_keys
+        FOR EACH STATEMENT EXECUTE FUNCTION berth_notify_kind('table trust_keys')",
+    "CREATE TRIGGER trust_policies_notify AFTER INSERT OR UPDATE OR DELETE ON trust_policies
+        FOR EACH STATEMENT EXECUTE FUNCTION berth_notify_kind('table trust_policies')",
+    "CREATE TRIGGER scan_policies_notify AFTER INSERT OR UPDATE OR DELETE ON scan_policies
+        FOR EACH STATEMENT EXECUTE FUNCTION berth_notify_kind('table scan_policies')",
+    "CREATE TRIGGER scan_allowances_notify AFTER INSERT OR UPDATE OR DELETE ON scan_allowances
+        FOR EACH STATEMENT EXECUTE FUNCTION berth_notify_kind('table scan_allowances')",
 ];

@@ -15,6 +15,8 @@ use berth_meta::{Dialect, Meta, NewManifest, RefKind};
 mod accounts;
 #[path = "suite/certificates.rs"]
 mod certificates;
+#[path = "suite/changes.rs"]
+mod changes;
 #[path = "suite/gc.rs"]
 mod gc;
 #[path = "suite/lifecycle.rs"]

@@ -63,13 +63,29 @@ impl Registry {
     /// Opens a blob of `repo`, whole or a range of it. Returns the blob's
     /// total size, the served `(offset, len)` when a range was asked, and
     /// the body.
+    ///
+    /// One storage request: a link not cached is read from the database
+    /// and the open itself proves the bytes are there (no separate `stat`,
+    /// which on object storage is a request of its own); the link is
+    /// cached once it did.
     pub async fn read_blob(
         &self,
         repo: &RepositoryName,
         digest: &Digest,
         range: Option<ByteRange>,
     ) -> Result<(u64, Option<(u64, u64)>, BlobRead)> {
-        let size = self.blob_size(repo, digest).await?;
+        let (size, unverified) = match self.cache.link(repo, digest) {
+            Some(size) => (size, None),
+            None => {
+                let epoch = self.cache.epoch();
+                let size = self
+                    .meta
+                    .repository_blob(repo, digest)
+                    .await?
+                    .ok_or_else(|| Error::BlobUnknown(digest.to_string()))?;
+                (size, Some(epoch))
+            }
+        };
         let resolved = match range {
             Some(r) => Some(r.resolve(size).ok_or(Error::RangeNotSatisfiable { size })?),
             None => None,
@@ -80,6 +96,9 @@ impl Registry {
             tracing::warn!(%digest, %repo, "blob linked in metadata is missing from storage");
             Error::BlobUnknown(digest.to_string())
         })?;
+        if let Some(epoch) = unverified {
+            self.cache.fill_link(repo, digest, size, &epoch);
+        }
         berth_metrics::get().pulled(repo.as_str(), berth_metrics::ArtifactKind::Blob, read.len);
         Ok((size, resolved, read))
     }

@@ -8,15 +8,18 @@
 //! bounded: past its budget it is simply cleared.
 //!
 //! When other processes write the same database (replicas sharing a
-//! PostgreSQL), these caches are off: any replica may move a tag or delete
-//! a manifest, and the next request on every other replica must see it,
-//! so each lookup is one indexed query (see `docs/scale-out.md`).
+//! PostgreSQL), any replica may move a tag, delete a manifest or unlink a
+//! blob: the database notifies every replica of each such change on commit
+//! and these caches drop the entries it names; while this process is not
+//! listening they serve and keep nothing ([`Invalidation`], and
+//! `docs/scale-out.md`).
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use berth_oci::{Digest, RepositoryName, Tag};
 
+use crate::invalidation::{Change, Invalidation, Subscriber};
 use crate::manifests::ManifestEntry;
 
 const MAX_TAGS: usize = 200_000;
@@ -29,7 +32,7 @@ const MAX_MANIFEST_BYTES: usize = 64 * 1024 * 1024;
 /// [`Caches`] take validated names and borrow their strings.
 struct Nested<V> {
     map: RwLock<HashMap<String, HashMap<String, V>>>,
-    off: bool,
+    gate: Invalidation,
     max: usize,
     weight: fn(&V) -> usize,
     used: std::sync::atomic::AtomicUsize,
@@ -37,10 +40,10 @@ struct Nested<V> {
 }
 
 impl<V: Clone> Nested<V> {
-    fn new(off: bool, max: usize, weight: fn(&V) -> usize) -> Self {
+    fn new(gate: &Invalidation, max: usize, weight: fn(&V) -> usize) -> Self {
         Nested {
             map: RwLock::new(HashMap::new()),
-            off,
+            gate: gate.clone(),
             max,
             weight,
             used: 0.into(),
@@ -55,7 +58,7 @@ impl<V: Clone> Nested<V> {
     }
 
     fn get(&self, repo: &str, key: &str) -> Option<V> {
-        if self.off {
+        if !self.gate.live() {
             return None;
         }
         let map = self.map.read().unwrap_or_else(|p| p.into_inner());
@@ -65,12 +68,11 @@ impl<V: Clone> Nested<V> {
     /// Caches `value` unless an invalidation happened since `epoch`.
     fn fill(&self, repo: &str, key: &str, value: V, epoch: u64) {
         use std::sync::atomic::Ordering::Relaxed;
-        if self.off {
-            return;
-        }
         let w = (self.weight)(&value);
         let mut map = self.map.write().unwrap_or_else(|p| p.into_inner());
-        if self.epoch.load(std::sync::atomic::Ordering::Acquire) != epoch {
+        // Checked under the lock a reset takes: a fill that started before
+        // the listener was lost (or back) is refused by the epoch.
+        if self.epoch.load(std::sync::atomic::Ordering::Acquire) != epoch || !self.gate.live() {
             return;
         }
         if self.used.load(Relaxed) + w > self.max {
@@ -87,6 +89,13 @@ impl<V: Clone> Nested<V> {
         let mut map = self.map.write().unwrap_or_else(|p| p.into_inner());
         self.epoch.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
         map.remove(repo);
+    }
+
+    fn clear(&self) {
+        let mut map = self.map.write().unwrap_or_else(|p| p.into_inner());
+        self.epoch.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        map.clear();
+        self.used.store(0, std::sync::atomic::Ordering::Relaxed);
     }
 
     fn invalidate(&self, repo: &str, key: &str) {
@@ -113,16 +122,18 @@ pub(crate) struct Caches {
 }
 
 impl Caches {
-    /// The caches; all off when `shared` (other processes write too).
-    pub(crate) fn new(shared: bool) -> Caches {
-        Caches {
-            tags: Nested::new(shared, MAX_TAGS, one),
-            tag_lists: Nested::new(shared, MAX_LISTED_TAGS, |l: &Arc<[String]>| l.len() + 1),
-            manifests: Nested::new(shared, MAX_MANIFEST_BYTES, |m: &Arc<ManifestEntry>| {
+    /// The caches, on while `gate` is live; subscribed to it.
+    pub(crate) fn new(gate: &Invalidation) -> Arc<Caches> {
+        let caches = Arc::new(Caches {
+            tags: Nested::new(gate, MAX_TAGS, one),
+            tag_lists: Nested::new(gate, MAX_LISTED_TAGS, |l: &Arc<[String]>| l.len() + 1),
+            manifests: Nested::new(gate, MAX_MANIFEST_BYTES, |m: &Arc<ManifestEntry>| {
                 m.content.len() + 256
             }),
-            links: Nested::new(shared, MAX_LINKS, one),
-        }
+            links: Nested::new(gate, MAX_LINKS, one),
+        });
+        gate.subscribe(&caches);
+        caches
     }
 
     /// A snapshot to pass to the `fill_*` methods.
@@ -205,6 +216,25 @@ impl Caches {
         self.tag_lists.invalidate_repository(repo);
         self.manifests.invalidate_repository(repo);
         self.links.invalidate_repository(repo);
+    }
+}
+
+impl Subscriber for Caches {
+    fn changed(&self, change: &Change) {
+        match change {
+            Change::Tag(repo, tag) => self.invalidate_tag(repo, tag),
+            Change::Manifest(repo, digest) => self.invalidate_manifest(repo, digest),
+            Change::Link(repo, digest) => self.invalidate_link(repo, digest),
+            Change::Repository(repo) => self.invalidate_repository(repo),
+            Change::Accounts | Change::Table(_) => {}
+        }
+    }
+
+    fn reset(&self) {
+        self.tags.clear();
+        self.tag_lists.clear();
+        self.manifests.clear();
+        self.links.clear();
     }
 }
 

@@ -20,6 +20,7 @@ mod caller;
 mod error;
 mod gc;
 pub mod glob;
+pub mod invalidation;
 mod inventory;
 mod jobs;
 mod listing;
@@ -69,12 +70,14 @@ pub struct Settings {
     /// Upload sessions untouched for longer than this are removed.
     pub upload_ttl: Duration,
     /// Whether other processes write the same database (replicas sharing
-    /// a PostgreSQL). Then nothing another replica can change is kept in
-    /// memory (tag resolutions, manifests, blob links, tag rules, quotas),
-    /// quota reservations of open uploads live in the database, and a
-    /// change through any replica is seen by all on the next request.
-    /// `false` (one process, SQLite): those are cached, exactly, because
-    /// every change passes through this process.
+    /// a PostgreSQL). Then what another replica can change (tag
+    /// resolutions, manifests, blob links, tag rules, quotas, trust
+    /// settings) is cached only while the database's change notifications
+    /// are heard ([`invalidation`]; `Meta::start_listening`), and quota
+    /// reservations of open uploads live in the database, so a change
+    /// through any replica is seen by all on the next request. `false`
+    /// (one process, SQLite): those are cached, exactly, because every
+    /// change passes through this process.
     pub shared_database: bool,
     /// Garbage collection removes only unreferenced content older than
     /// this: the longest a push may take from its first blob to its
@@ -112,9 +115,9 @@ pub struct Registry {
     store: Arc<dyn BlobStore>,
     meta: Meta,
     settings: Settings,
-    cache: cache::Caches,
-    rules: snapshot::Snapshot<Vec<berth_meta::TagRule>>,
-    quotas: snapshot::Snapshot<std::collections::HashMap<berth_oci::Namespace, u64>>,
+    cache: Arc<cache::Caches>,
+    rules: Arc<snapshot::Snapshot<Vec<berth_meta::TagRule>>>,
+    quotas: Arc<snapshot::Snapshot<std::collections::HashMap<berth_oci::Namespace, u64>>>,
     pulls: pulls::PullStats,
     jobs: jobs::Jobs,
     sessions: Arc<quota::Sessions>,
@@ -123,7 +126,7 @@ pub struct Registry {
     gauge_clock: observe::GaugeClock,
     repair: std::sync::OnceLock<Arc<dyn scrub::RepairSource>>,
     replication: std::sync::OnceLock<Arc<dyn replication::Transport>>,
-    trust: snapshot::Snapshot<trust::TrustConfig>,
+    trust: Arc<snapshot::Snapshot<trust::TrustConfig>>,
     verdicts: trust::Verdicts,
     scans: scanning::Queue,
 }
@@ -131,13 +134,15 @@ pub struct Registry {
 impl Registry {
     /// Builds the services over a store and a metadata database.
     pub fn new(store: Arc<dyn BlobStore>, meta: Meta, settings: Settings) -> Registry {
-        let cache = cache::Caches::new(settings.shared_database);
         let shared = settings.shared_database;
+        let gate = invalidation::Invalidation::new(&meta, shared);
+        let cache = cache::Caches::new(&gate);
         Registry {
+            rules: snapshot::Snapshot::new(&gate, &["tag_rules"]),
+            quotas: snapshot::Snapshot::new(&gate, &["quotas"]),
+            trust: snapshot::Snapshot::new(&gate, &["trust_keys", "trust_policies"]),
             store,
             meta,
-            rules: snapshot::Snapshot::new(settings.shared_database),
-            quotas: snapshot::Snapshot::new(settings.shared_database),
             pulls: pulls::PullStats::default(),
             webhooks: webhooks::Hub::new(settings.webhooks.clone()),
             settings,
@@ -148,7 +153,6 @@ impl Registry {
             gauge_clock: observe::GaugeClock::default(),
             repair: std::sync::OnceLock::new(),
             replication: std::sync::OnceLock::new(),
-            trust: snapshot::Snapshot::new(shared),
             verdicts: trust::Verdicts::new(shared),
             scans: scanning::Queue::default(),
         }

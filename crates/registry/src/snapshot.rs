@@ -4,31 +4,46 @@
 //! reader fills it only if no invalidation happened since it started
 //! reading (a generation checked under the lock), so a slow reader never
 //! puts back a stale copy. With other writers (replicas sharing a
-//! PostgreSQL) there is no copy: every read loads the table, so a rule or
-//! quota changed through any replica applies on the next request.
+//! PostgreSQL) the database's notification of a write to one of its
+//! tables drops the copy on every replica, and no copy is kept while this
+//! process is not listening ([`Invalidation`]).
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
+use crate::invalidation::{Change, Invalidation, Subscriber};
+
 /// The cached copy of one table.
 pub(crate) struct Snapshot<T> {
     state: RwLock<Option<Arc<T>>>,
     generation: AtomicU64,
-    off: bool,
+    gate: Invalidation,
+    /// The tables the copy is made of.
+    tables: &'static [&'static str],
 }
 
 impl<T> Snapshot<T> {
-    /// An empty copy; never filled when `shared` (other writers).
-    pub(crate) fn new(shared: bool) -> Snapshot<T> {
-        Snapshot {
+    /// An empty copy of `tables`, filled while `gate` is live; subscribed
+    /// to it.
+    pub(crate) fn new(gate: &Invalidation, tables: &'static [&'static str]) -> Arc<Snapshot<T>>
+    where
+        T: Send + Sync + 'static,
+    {
+        let snapshot = Arc::new(Snapshot {
             state: RwLock::new(None),
             generation: AtomicU64::new(0),
-            off: shared,
-        }
+            gate: gate.clone(),
+            tables,
+        });
+        gate.subscribe(&snapshot);
+        snapshot
     }
 
     fn get(&self) -> Option<Arc<T>> {
+        if !self.gate.live() {
+            return None;
+        }
         let state = self.state.read().unwrap_or_else(|p| p.into_inner());
         state.clone()
     }
@@ -43,11 +58,8 @@ impl<T> Snapshot<T> {
         }
         let generation = self.generation.load(Ordering::Acquire);
         let value = Arc::new(load().await?);
-        if self.off {
-            return Ok(value);
-        }
         let mut state = self.state.write().unwrap_or_else(|p| p.into_inner());
-        if self.generation.load(Ordering::Acquire) == generation {
+        if self.generation.load(Ordering::Acquire) == generation && self.gate.live() {
             *state = Some(value.clone());
         }
         Ok(value)
@@ -58,5 +70,19 @@ impl<T> Snapshot<T> {
         let mut state = self.state.write().unwrap_or_else(|p| p.into_inner());
         self.generation.fetch_add(1, Ordering::AcqRel);
         *state = None;
+    }
+}
+
+impl<T: Send + Sync> Subscriber for Snapshot<T> {
+    fn changed(&self, change: &Change) {
+        if let Change::Table(t) = change {
+            if self.tables.contains(&t.as_str()) {
+                self.invalidate();
+            }
+        }
+    }
+
+    fn reset(&self) {
+        self.invalidate();
     }
 }

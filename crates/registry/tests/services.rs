@@ -18,6 +18,8 @@ mod accounts;
 mod auth;
 #[path = "services/gc.rs"]
 mod gc;
+#[path = "services/invalidation.rs"]
+mod invalidation;
 #[path = "services/lifecycle.rs"]
 mod lifecycle;
 #[path = "services/replicas.rs"]

@@ -315,3 +315,35 @@ fn metrics_settings_are_checked_together() {
     let o = s.observe();
     assert!(!o.watching() && !o.metrics_route);
 }
+
+#[test]
+fn the_s3_flags_are_one_struct_for_serve_and_migrate() {
+    // `berth serve`: from the file, a flag beating it.
+    let file = "storage = \"s3://b/p\"\ns3_endpoint = \"http://127.0.0.1:9000\"\n\
+                s3_region = \"eu-west-1\"\ns3_path_style = true\n";
+    let s = resolve(&["--s3-region", "us-east-2"], Some(file)).unwrap();
+    let o = s.s3_options();
+    assert_eq!(o.endpoint.as_deref(), Some("http://127.0.0.1:9000"));
+    assert_eq!(o.region.as_deref(), Some("us-east-2"));
+    assert!(o.path_style);
+    assert!(!o.redirect);
+    let e = resolve(&[], Some("s3_endpoint = 5\n")).unwrap_err();
+    assert!(format!("{e:#}").contains("s3_endpoint"), "{e:#}");
+    // `berth migrate` takes the very same flags.
+    let migrate = <crate::migrate::Args as clap::Args>::augment_args(clap::Command::new("migrate"))
+        .mut_args(|a| a.env(None));
+    let m = migrate
+        .try_get_matches_from([
+            "migrate",
+            "--to-database-url",
+            "postgres://u@h/db",
+            "--s3-endpoint",
+            "http://127.0.0.1:9000",
+            "--s3-path-style",
+        ])
+        .unwrap();
+    let args = <crate::migrate::Args as FromArgMatches>::from_arg_matches(&m).unwrap();
+    let o = args.s3.options();
+    assert_eq!(o.endpoint.as_deref(), Some("http://127.0.0.1:9000"));
+    assert!(o.path_style);
+}

@@ -472,6 +472,44 @@ fn three_replicas_serve_one_registry() {
         assert_eq!(with_token(b), StatusCode::UNAUTHORIZED, "{b}");
     }
 
+    // The replicas' change listeners killed, a tag moved meanwhile is seen
+    // by the others on the next request (they answer from the database
+    // until they listen again, then drop what they held); once they
+    // listen again, they still do.
+    let listeners = format!(
+        "SELECT count(*) FROM pg_stat_activity WHERE application_name = '{}'",
+        berth_meta::changes::LISTENER_NAME
+    );
+    assert_eq!(cluster.pg.psql("cluster", &listeners), "3", "one each");
+    cluster.pg.psql(
+        "cluster",
+        &listeners.replace("count(*)", "count(pg_terminate_backend(pid))"),
+    );
+    let three = push_small(&bases[0], "cluster/app", &img, "stable", &[3000]);
+    for b in &bases[1..] {
+        assert_eq!(
+            manifest_digest(b, "cluster/app", "stable").1,
+            Some(three.clone()),
+            "{b}: no stale answer after losing its listener"
+        );
+    }
+    let started = Instant::now();
+    while cluster.pg.psql("cluster", &listeners) != "3" {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "listening again"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let four = push_small(&bases[0], "cluster/app", &img, "stable", &[4000]);
+    for b in &bases[1..] {
+        assert_eq!(
+            manifest_digest(b, "cluster/app", "stable").1,
+            Some(four.clone()),
+            "{b} listening again"
+        );
+    }
+
     // GC on replica 1 while replicas 2 and 3 take pushes; afterwards every
     // tagged image pulls whole and every digest verifies. The grace period
     // is 5 s: the blobs of the uploads above, never referenced by a

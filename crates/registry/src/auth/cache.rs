@@ -5,13 +5,14 @@
 //! rarely change. They are served from memory here. An entry remembers the
 //! accounts epoch of the database handle ([`Meta::accounts_epoch`]) it was
 //! filled at, and is dropped once any account, membership, visibility or
-//! token change committed through this process; changes made by other
-//! processes are seen when entries expire (`ttl`).
-//!
-//! When replicas share the database ([`super::AuthSettings::shared_database`])
-//! the facts (accounts, tokens, visibility, roles) are not cached at all:
-//! a token revoked, a member removed or an account disabled through any
-//! replica is refused by every replica on the next request.
+//! token change committed through this process, and, when replicas share
+//! the database ([`super::AuthSettings::shared_database`]), once the
+//! database notifies any such change committed by any replica (the
+//! accounts epoch moves then too, see `berth_meta::changes`): a token
+//! revoked, a member removed or an account disabled through any replica is
+//! refused by every replica on the next request. While a replica is not
+//! listening to those notifications it caches nothing
+//! ([`crate::invalidation`]). Entries also expire after `ttl`.
 //!
 //! The login cache maps a SHA-256 of `username NUL password` to the account
 //! it verified and the password hash it was verified against, so a client
@@ -29,6 +30,8 @@ use berth_meta::accounts::{Role, User, Visibility};
 use berth_meta::tokens::TokenRecord;
 use berth_meta::Meta;
 
+use crate::invalidation::Invalidation;
+
 /// Entries per map before it is cleared.
 const MAX_ENTRIES: usize = 100_000;
 
@@ -42,20 +45,26 @@ struct Entry<V> {
 pub(crate) struct Cached<K, V> {
     map: RwLock<HashMap<K, Entry<V>>>,
     ttl: Duration,
+    gate: Option<Invalidation>,
 }
 
 impl<K: Eq + Hash, V: Clone> Cached<K, V> {
-    fn new(ttl: Duration) -> Self {
+    fn new(ttl: Duration, gate: Option<&Invalidation>) -> Self {
         Cached {
             map: RwLock::new(HashMap::new()),
             ttl,
+            gate: gate.cloned(),
         }
+    }
+
+    fn live(&self) -> bool {
+        self.gate.as_ref().is_none_or(Invalidation::live)
     }
 
     /// A map that never holds anything.
     #[cfg(test)]
     fn off() -> Self {
-        Cached::new(Duration::ZERO)
+        Cached::new(Duration::ZERO, None)
     }
 
     /// The value for `key` if it was filled at `epoch` and is fresh.
@@ -64,6 +73,9 @@ impl<K: Eq + Hash, V: Clone> Cached<K, V> {
         K: std::borrow::Borrow<Q>,
         Q: Eq + Hash + ?Sized,
     {
+        if !self.live() {
+            return None;
+        }
         let map = self.map.read().unwrap_or_else(|p| p.into_inner());
         let e = map.get(key)?;
         (e.epoch == epoch && e.at.elapsed() < self.ttl).then(|| e.value.clone())
@@ -71,7 +83,7 @@ impl<K: Eq + Hash, V: Clone> Cached<K, V> {
 
     /// Remembers `value`, read from the database at `epoch`.
     pub(crate) fn put(&self, key: K, value: V, epoch: u64) {
-        if self.ttl.is_zero() {
+        if self.ttl.is_zero() || !self.live() {
             return;
         }
         let mut map = self.map.write().unwrap_or_else(|p| p.into_inner());
@@ -105,17 +117,18 @@ pub(crate) struct Caches {
 }
 
 impl Caches {
-    /// The caches, entries living `ttl`; the facts not cached at all when
-    /// `shared` (replicas write the same database).
-    pub(crate) fn new(ttl: Duration, shared: bool) -> Caches {
-        let facts = if shared { Duration::ZERO } else { ttl };
+    /// The caches, entries living `ttl`; the facts cached only while
+    /// `gate` is live. The accounts epoch invalidates them (the gate's
+    /// notifications move it).
+    pub(crate) fn new(ttl: Duration, gate: &Invalidation) -> Caches {
+        let g = Some(gate);
         Caches {
-            users: Cached::new(facts),
-            tokens: Cached::new(facts),
-            visibility: Cached::new(facts),
-            roles: Cached::new(facts),
-            logins: Cached::new(ttl),
-            certificates: Cached::new(facts),
+            users: Cached::new(ttl, g),
+            tokens: Cached::new(ttl, g),
+            visibility: Cached::new(ttl, g),
+            roles: Cached::new(ttl, g),
+            logins: Cached::new(ttl, None),
+            certificates: Cached::new(ttl, g),
         }
     }
 }
@@ -148,17 +161,17 @@ mod tests {
 
     #[test]
     fn entries_die_with_their_epoch_and_age() {
-        let c: Cached<String, u32> = Cached::new(Duration::from_secs(60));
+        let c: Cached<String, u32> = Cached::new(Duration::from_secs(60), None);
         c.put("a".into(), 1, 7);
         assert_eq!(c.get("a", 7), Some(1));
         assert_eq!(c.get("a", 8), None, "a later change invalidates");
-        let short: Cached<String, u32> = Cached::new(Duration::from_nanos(1));
+        let short: Cached<String, u32> = Cached::new(Duration::from_nanos(1), None);
         short.put("a".into(), 1, 7);
         std::thread::sleep(Duration::from_millis(1));
         assert_eq!(short.get("a", 7), None, "expired");
         let off: Cached<String, u32> = Cached::off();
         off.put("a".into(), 1, 7);
-        assert_eq!(off.get("a", 7), None, "a shared database caches nothing");
+        assert_eq!(off.get("a", 7), None, "a zero ttl caches nothing");
         assert!(off.map.read().unwrap().is_empty());
     }
 }

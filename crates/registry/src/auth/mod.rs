@@ -113,8 +113,10 @@ pub struct AuthSettings {
     /// memory (changes made through this process apply at once).
     pub cache_ttl: Duration,
     /// Whether replicas share the database: then permission facts are
-    /// never cached, and pull rate limits and failed-login counts are kept
-    /// in the database, so every replica enforces the same ones.
+    /// cached only while the database's change notifications are heard
+    /// (`Meta::start_listening`), and pull rate limits and failed-login
+    /// counts are kept in the database, so every replica enforces the
+    /// same ones.
     pub shared_database: bool,
     /// The shortest time between two fetches of an OIDC issuer's keys
     /// caused by tokens naming a key id berth does not know.
@@ -174,7 +176,10 @@ impl Authority {
             .and_then(|k| k.try_into().ok())
             .ok_or_else(|| Error::Internal("the stored token signing key is corrupt".into()))?;
         Ok(Authority {
-            cache: cache::Caches::new(settings.cache_ttl, settings.shared_database),
+            cache: cache::Caches::new(
+                settings.cache_ttl,
+                &crate::invalidation::Invalidation::new(&meta, settings.shared_database),
+            ),
             pulls: settings.pull_limit.map(ratelimit::RateLimiter::new),
             meta,
             key,
