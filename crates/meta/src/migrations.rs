@@ -24,6 +24,7 @@ pub const SQLITE: &[Migration] = &[
     (11, VULNDB),
     (12, SCRUB),
     (13, SQLITE_SIGNATURES),
+    (17, UI_SESSIONS),
 ];
 
 /// PostgreSQL schema.
@@ -41,6 +42,7 @@ pub const POSTGRES: &[Migration] = &[
     (11, VULNDB),
     (12, SCRUB),
     (13, POSTGRES_SIGNATURES),
+    (17, UI_SESSIONS),
 ];
 
 /// Repositories, blobs, manifests, references, tags.
@@ -821,4 +823,19 @@ const POSTGRES_SIGNATURES: &[&str] = &[
         detail TEXT,
         checked_at BIGINT NOT NULL,
         PRIMARY KEY (repository_id, digest))",
+];
+
+/// Web UI sign-in sessions, keyed by the SHA-256 of the session id (see
+/// `sessions`); ended with their account.
+const UI_SESSIONS: &[&str] = &[
+    "CREATE TABLE ui_sessions (
+        id_hash TEXT PRIMARY KEY,
+        account TEXT NOT NULL REFERENCES users(name) ON DELETE CASCADE,
+        token_id TEXT,
+        csrf_secret TEXT NOT NULL,
+        created_at BIGINT NOT NULL,
+        last_seen_at BIGINT NOT NULL,
+        expires_at BIGINT NOT NULL)",
+    "CREATE INDEX ui_sessions_account ON ui_sessions (account)",
+    "CREATE INDEX ui_sessions_expires ON ui_sessions (expires_at)",
 ];

@@ -53,6 +53,8 @@ mod tools_client;
 mod tools_copy;
 mod trust;
 mod trust_clients;
+mod ui;
+mod ui_browser;
 mod vulndb;
 mod webhooks;
 #[path = "../../../store/tests/support/weed.rs"]
