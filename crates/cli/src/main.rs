@@ -10,6 +10,7 @@ use clap::{CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
 mod backup;
 mod config;
 mod healthcheck;
+mod log_format;
 mod log_writer;
 mod manage;
 mod migrate;

@@ -59,7 +59,9 @@ fn init_logging(cfg: &Settings) -> anyhow::Result<crate::log_writer::Guard> {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(writer);
     let result = match cfg.log_format {
-        LogFormat::Text => builder.try_init(),
+        LogFormat::Text => builder
+            .event_format(crate::log_format::Text::default())
+            .try_init(),
         LogFormat::Json => builder.json().try_init(),
     };
     result.map_err(|e| anyhow::anyhow!("cannot initialise logging: {e}"))?;

@@ -297,22 +297,26 @@ async fn rejection_as_json(resp: Response) -> Response {
 
 /// Runs a handler's future; a panic becomes a 500 in the JSON error shape
 /// instead of a connection closed without an answer.
-pub async fn answer_panics<F>(handler: F) -> Response
+///
+/// A plain function returning the combinator, not an `async fn`: an async
+/// function would hold the handler's future twice (its argument and the
+/// `catch_unwind` it awaits), and request futures are large.
+pub fn answer_panics<F>(handler: F) -> impl std::future::Future<Output = Response>
 where
     F: std::future::Future<Output = Response>,
 {
-    match std::panic::AssertUnwindSafe(handler).catch_unwind().await {
-        Ok(resp) => resp,
-        Err(panic) => {
-            let what = panic
-                .downcast_ref::<&str>()
-                .map(|s| (*s).to_owned())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_default();
-            ApiError::from(Error::Internal(format!("request handler panicked: {what}")))
-                .into_response()
-        }
-    }
+    std::panic::AssertUnwindSafe(handler)
+        .catch_unwind()
+        .map(|outcome| outcome.unwrap_or_else(panic_response))
+}
+
+fn panic_response(panic: Box<dyn std::any::Any + Send>) -> Response {
+    let what = panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_default();
+    ApiError::from(Error::Internal(format!("request handler panicked: {what}"))).into_response()
 }
 
 /// [`answer_panics`] as a middleware, for routers whose handlers are not

@@ -5,6 +5,8 @@
 //!   values and Dockerfiles, checked against best practice (`berth lint`).
 //! - [`copy`]: digest-preserving copies between registries, OCI layouts,
 //!   oci-archive and docker-archive tarballs (`berth copy`).
+//! - [`export`]: a namespace or a whole registry as one OCI layout, and back
+//!   (`berth export`, `berth import`).
 //! - [`inspect`]: platforms, layers, history and sizes of an image
 //!   (`berth inspect`).
 //! - [`sbom`]: the SBOM of an image from its layers, printed or attached as
@@ -21,6 +23,7 @@
 pub use berth_client as client;
 
 pub mod copy;
+pub mod export;
 pub mod inspect;
 pub mod lint;
 pub mod registry_args;
@@ -74,6 +77,10 @@ pub enum Command {
     Lint(Box<lint::cmd::Args>),
     /// Copy images between registries, OCI layouts and archives, keeping digests.
     Copy(Box<copy::cmd::Args>),
+    /// Export a namespace or a whole registry (every tag and its referrers) as one OCI layout.
+    Export(Box<export::ExportArgs>),
+    /// Import an export of `berth export` into a registry, digests kept.
+    Import(Box<export::ImportArgs>),
     /// Show an image's platforms, layers, history, labels and sizes.
     Inspect(Box<inspect::Args>),
     /// Compute an image's SBOM (SPDX or CycloneDX) from its layers; print it or attach it.
@@ -86,6 +93,8 @@ pub async fn run(cmd: Command) -> Result<ExitCode, ToolError> {
         Command::Tags(args) => tags::cmd::run(&args).map(|()| ExitCode::SUCCESS),
         Command::Lint(args) => Ok(lint::cmd::run(&args)),
         Command::Copy(args) => copy::cmd::run(&args).await,
+        Command::Export(args) => export::export(&args).await,
+        Command::Import(args) => export::import(&args).await,
         Command::Inspect(args) => inspect::run(&args).await,
         Command::Sbom(args) => sbom::run(&args).await,
     }

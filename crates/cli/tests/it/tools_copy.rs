@@ -401,3 +401,187 @@ fn inspect_shows_platforms_layers_and_history() {
     assert!(text.contains("(metadata only)"), "{text}");
     assert!(text.contains("1 shared between platforms"), "{text}");
 }
+
+/// Pushes an artifact whose subject is `subject` (a referrer) into `repo`
+/// with plain HTTP requests; returns its digest.
+fn push_referrer(
+    registry: &str,
+    repo: &str,
+    subject: &str,
+    subject_type: &str,
+    text: &str,
+) -> String {
+    let http = reqwest::blocking::Client::new();
+    let base = format!("http://{registry}/v2/{repo}");
+    let put_blob = |data: &[u8]| -> String {
+        let digest = berth_oci::Digest::sha256(data).to_string();
+        let r = http
+            .post(format!("{base}/blobs/uploads/?digest={digest}"))
+            .body(data.to_vec())
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 201, "{:?}", r.text());
+        digest
+    };
+    let config = put_blob(b"{}");
+    let layer = put_blob(text.as_bytes());
+    let subject_size = http
+        .get(format!("{base}/manifests/{subject}"))
+        .header("accept", subject_type)
+        .send()
+        .unwrap()
+        .bytes()
+        .unwrap()
+        .len();
+    let manifest = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "artifactType": "application/vnd.example.note",
+        "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": config, "size": 2},
+        "layers": [{"mediaType": "text/plain", "digest": layer, "size": text.len()}],
+        "subject": {"mediaType": subject_type, "digest": subject, "size": subject_size},
+    }))
+    .unwrap();
+    let digest = berth_oci::Digest::sha256(&manifest).to_string();
+    let r = http
+        .put(format!("{base}/manifests/{digest}"))
+        .header("content-type", "application/vnd.oci.image.manifest.v1+json")
+        .body(manifest)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 201, "{:?}", r.text());
+    digest
+}
+
+/// The digests the referrers API lists for `subject`.
+fn referrers(registry: &str, repo: &str, subject: &str) -> Vec<String> {
+    let v: serde_json::Value =
+        reqwest::blocking::get(format!("http://{registry}/v2/{repo}/referrers/{subject}"))
+            .unwrap()
+            .json()
+            .unwrap();
+    v["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["digest"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// `berth COMMAND -q -o json ARGS...`: the report.
+fn export_json(dir: &Path, args: &[&str]) -> Vec<serde_json::Value> {
+    let mut all = vec![args[0], "-q", "-o", "json"];
+    all.extend_from_slice(&args[1..]);
+    serde_json::from_str::<serde_json::Value>(&berth_ok(dir, &all))
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+#[test]
+fn export_and_import_a_namespace_and_a_registry_with_their_referrers() {
+    let src = Berth::start();
+    let dst = Berth::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let w = tmp.path();
+    let (a, b) = (&src.addr, &dst.addr);
+    let app_v1 = push_sample(w, a, "acme/app", "v1", PLATFORMS);
+    let app_v2 = push_sample(w, a, "acme/app", "v2", &["linux/amd64"]);
+    let web_v1 = push_sample(w, a, "acme/web", "v1", &["linux/arm64/v8"]);
+    let other = push_sample(w, a, "other/x", "v1", &["linux/amd64"]);
+    // A note on the index, and a note on the note: referrers of referrers.
+    let note = push_referrer(a, "acme/app", &app_v1, berth_oci::media::OCI_INDEX, "sbom");
+    let note2 = push_referrer(
+        a,
+        "acme/app",
+        &note,
+        "application/vnd.oci.image.manifest.v1+json",
+        "signature of the sbom",
+    );
+
+    // The namespace into a directory: its tags and referrers, nothing of
+    // `other`.
+    let dir = w.join("export");
+    let layout = format!("oci:{}", dir.display());
+    let r = export_json(w, &["export", &format!("{a}/acme"), &layout]);
+    let mut names: Vec<String> = r
+        .iter()
+        .map(|c| {
+            format!(
+                "{}|{}",
+                c["repository"].as_str().unwrap(),
+                c["reference"].as_str().unwrap()
+            )
+        })
+        .collect();
+    names.sort();
+    let mut want = vec![
+        "acme/app|v1".to_owned(),
+        "acme/app|v2".to_owned(),
+        "acme/web|v1".to_owned(),
+        format!("acme/app|{note}"),
+        format!("acme/app|{note2}"),
+    ];
+    want.sort();
+    assert_eq!(names, want);
+    // Any OCI tool reads one image out of it (skopeo, independently).
+    assert_eq!(skopeo_digest(&format!("{layout}:acme/app:v1")), app_v1);
+    assert_eq!(skopeo_digest(&format!("{layout}:acme/web:v1")), web_v1);
+    // Exported again into the same directory: nothing new to copy.
+    let again = export_json(w, &["export", &format!("{a}/acme"), &layout]);
+    assert_eq!(again.len(), 5);
+    assert!(
+        again.iter().all(|c| c["blobs_copied"] == 0),
+        "a second export copies only new blobs: {again:?}"
+    );
+
+    // Imported into an empty registry: the same digests, the referrers
+    // attached to the same subjects.
+    let r = export_json(w, &["import", &layout, b]);
+    assert_eq!(r.len(), 5);
+    for (image, digest) in [
+        ("acme/app:v1", &app_v1),
+        ("acme/app:v2", &app_v2),
+        ("acme/web:v1", &web_v1),
+    ] {
+        assert_eq!(
+            skopeo_digest(&format!("docker://{b}/{image}")),
+            *digest,
+            "{image}"
+        );
+    }
+    assert_eq!(referrers(b, "acme/app", &app_v1), vec![note.clone()]);
+    assert_eq!(referrers(b, "acme/app", &note), vec![note2.clone()]);
+
+    // The whole registry into an oci-archive, imported under another
+    // namespace.
+    let archive = format!("oci-archive:{}", w.join("all.tar").display());
+    let r = export_json(w, &["export", a, &archive]);
+    assert_eq!(r.len(), 6, "{r:?}");
+    export_json(w, &["import", "--to-namespace", "moved", &archive, b]);
+    assert_eq!(skopeo_digest(&format!("docker://{b}/moved/x:v1")), other);
+    assert_eq!(skopeo_digest(&format!("docker://{b}/moved/app:v1")), app_v1);
+    assert_eq!(referrers(b, "moved/app", &app_v1), vec![note]);
+
+    // Refusals name what is wrong and the way out.
+    let copied = w.join("copied");
+    copy(
+        w,
+        &[
+            &format!("{a}/other/x:v1"),
+            &format!("oci:{}:v1", copied.display()),
+        ],
+    );
+    let out = berth(w, &["import", &format!("oci:{}", copied.display()), b]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("not written by `berth export`") && err.contains("berth copy"),
+        "{err}"
+    );
+    let out = berth(w, &["export", &format!("{a}/nothing-here"), &layout]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no repositories under nothing-here"), "{err}");
+}

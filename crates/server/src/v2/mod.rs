@@ -84,7 +84,12 @@ async fn dispatch(app: &App, endpoint: Endpoint, req: Request) -> Result<Respons
             let write = !matches!(method, Method::GET | Method::HEAD);
             let target = mirror.resolve(name, ns, &own, write).await?;
             if let berth_mirror::Target::Mirrored(repo) = target {
-                return mirrored::handle(app, mirror, repo, endpoint, method, req, &identity).await;
+                // Boxed: mirrored requests are rare beside local pulls, and
+                // their future is large (see `route`).
+                return Box::pin(mirrored::handle(
+                    app, mirror, repo, endpoint, method, req, &identity,
+                ))
+                .await;
             }
         }
     }
@@ -163,7 +168,43 @@ async fn dispatch(app: &App, endpoint: Endpoint, req: Request) -> Result<Respons
     Ok(resp)
 }
 
+/// Runs the endpoint's handler.
+///
+/// Pulls (manifest and blob `GET`/`HEAD`) are awaited in place; every other
+/// handler's future is boxed. A request future is laid out for its largest
+/// arm and moved by value through every layer above it, so keeping the cold
+/// arms (manifest `PUT` alone is several KiB) out of it makes each pull's
+/// future, and every copy of it, a fraction of the size. An upload or push
+/// pays one allocation, which its I/O dwarfs.
 async fn route(
+    app: &App,
+    endpoint: Endpoint,
+    method: Method,
+    req: Request,
+    identity: &Identity,
+    caller: &Caller,
+) -> Result<Response> {
+    match (endpoint, method) {
+        (Endpoint::Manifest(name, r), Method::GET) => {
+            manifests::handle_get(app, &name, &r, req, false).await
+        }
+        (Endpoint::Manifest(name, r), Method::HEAD) => {
+            manifests::handle_get(app, &name, &r, req, true).await
+        }
+        (Endpoint::Blob(name, d), Method::GET) => {
+            blobs::handle_get(app, &name, &d, req, false).await
+        }
+        (Endpoint::Blob(name, d), Method::HEAD) => {
+            blobs::handle_get(app, &name, &d, req, true).await
+        }
+        (endpoint, method) => {
+            Box::pin(route_cold(app, endpoint, method, req, identity, caller)).await
+        }
+    }
+}
+
+/// Every endpoint but the pulls: see [`route`].
+async fn route_cold(
     app: &App,
     endpoint: Endpoint,
     method: Method,
@@ -180,23 +221,11 @@ async fn route(
         (Endpoint::Referrers(name, d), Method::GET) => {
             listing::handle_referrers(app, &name, &d, req).await
         }
-        (Endpoint::Manifest(name, r), Method::GET) => {
-            manifests::handle_get(app, &name, &r, req, false).await
-        }
-        (Endpoint::Manifest(name, r), Method::HEAD) => {
-            manifests::handle_get(app, &name, &r, req, true).await
-        }
         (Endpoint::Manifest(name, r), Method::PUT) => {
             manifests::handle_put(app, &name, &r, req, caller).await
         }
         (Endpoint::Manifest(name, r), Method::DELETE) => {
             manifests::handle_delete(app, &name, &r, caller).await
-        }
-        (Endpoint::Blob(name, d), Method::GET) => {
-            blobs::handle_get(app, &name, &d, req, false).await
-        }
-        (Endpoint::Blob(name, d), Method::HEAD) => {
-            blobs::handle_get(app, &name, &d, req, true).await
         }
         (Endpoint::Blob(name, d), Method::DELETE) => {
             blobs::handle_delete(app, &name, &d, caller).await
@@ -347,4 +376,38 @@ pub(crate) fn body_stream(body: Body) -> ByteStream {
 /// Parses a digest from a path or query, as DIGEST_INVALID on failure.
 pub(crate) fn parse_digest(s: &str) -> Result<berth_oci::Digest> {
     berth_oci::Digest::parse(s).map_err(|e| Error::DigestInvalid(e.to_string()).into())
+}
+
+#[cfg(test)]
+mod future_sizes {
+    use super::*;
+    use std::future::Future;
+    use std::mem::size_of;
+
+    fn of_route<'a, F: Future + 'a>(
+        _: impl FnOnce(&'a App, Endpoint, Method, Request, &'a Identity, &'a Caller) -> F,
+    ) -> usize {
+        size_of::<F>()
+    }
+
+    fn of_handle<F: Future>(_: impl FnOnce(State<Arc<App>>, Request) -> F) -> usize {
+        size_of::<F>()
+    }
+
+    /// Every layer above the handler (axum's boxing, the observing
+    /// middleware, hyper's service) moves the request's future by value,
+    /// and each move copies all of it: a manifest pull spent nearly half of
+    /// its instructions in those copies when the future was 23 KiB
+    /// (`berth bench --instructions`). The budget keeps cold handlers boxed
+    /// (see `route`).
+    #[test]
+    fn the_request_future_stays_small() {
+        let (route, handle) = (of_route(route), of_handle(handle));
+        eprintln!("route future: {route} bytes; /v2 request future: {handle} bytes");
+        assert!(route <= 4 * 1024, "route's future is {route} bytes");
+        assert!(
+            handle <= 8 * 1024,
+            "the /v2 request future is {handle} bytes"
+        );
+    }
 }

@@ -172,7 +172,11 @@ impl Layout {
     pub fn find(&self, reference: Option<&str>) -> Result<Descriptor, ToolError> {
         let index = self.index()?;
         let found = match reference {
-            Some(r) if r.contains(':') => index.manifests.iter().find(|m| m.digest.as_str() == r),
+            // A ref name may hold a ':' itself (`acme/app:v1`, as `berth
+            // export` writes them): only a whole digest is looked up as one.
+            Some(r) if Digest::parse(r).is_ok() => {
+                index.manifests.iter().find(|m| m.digest.as_str() == r)
+            }
             Some(r) => index.manifests.iter().find(|m| ref_name(m) == Some(r)),
             None if index.manifests.len() == 1 => index.manifests.first(),
             None => {
