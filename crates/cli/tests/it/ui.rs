@@ -533,6 +533,7 @@ async fn ten_thousand_tags_render_in_pages() {
         ("newest first", "/ui/repo/admin/many?sort=pushed"),
         ("page 150", "/ui/repo/admin/many?page=150"),
         ("filtered", "/ui/repo/admin/many?q=v0999"),
+        ("no match: the tag list alone", "/ui/repo/admin/many?q=nothing"),
         ("an image", "/ui/repo/admin/many:v05000"),
     ] {
         let first = b.get(path).await;
