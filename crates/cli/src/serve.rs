@@ -37,6 +37,9 @@ const WEBHOOK_POLL: Duration = Duration::from_secs(1);
 /// How often the replication worker looks for work (pushes to replicate,
 /// schedules that fired, runs asked for, retries due).
 const REPLICATION_POLL: Duration = Duration::from_secs(1);
+/// How often the scan worker looks for requests other replicas queued (its
+/// own process's pushes wake it at once).
+const SCAN_POLL: Duration = Duration::from_secs(5);
 
 /// The file in the data directory that receives a generated administrator
 /// password (readable by its owner only).
@@ -366,6 +369,10 @@ pub async fn run(args: ServeArgs, matches: &ArgMatches) -> anyhow::Result<()> {
     workers.spawn(Arc::new(worker::WebhookDelivery {
         registry: registry.clone(),
         every: WEBHOOK_POLL,
+    }));
+    workers.spawn(Arc::new(worker::Scans {
+        registry: registry.clone(),
+        every: SCAN_POLL,
     }));
     registry.set_replication_transport(Arc::new(berth_mirror::Replicator::new(registry.clone())));
     workers.spawn(Arc::new(worker::Replication {

@@ -473,6 +473,29 @@ impl<'a> Repository<'a> {
         v.get("state").is_some().then_some(v)
     }
 
+    /// berth's vulnerability scan summary of the manifest `digest`
+    /// (`state` `scanned`, `not_scanned` or `failed`, the counts per
+    /// severity, `scanned_at`, `vulndb_at`); `None` when the registry is
+    /// not berth or does not say.
+    pub async fn berth_scan_summary(&self, digest: &str) -> Option<serde_json::Value> {
+        let url = format!(
+            "{}/api/v1/repositories/{}/scan-summary?reference={digest}",
+            self.client.base_url(self.registry),
+            self.name
+        );
+        let scopes = self.pull_scope();
+        let resp = self
+            .client
+            .send(self.registry, &scopes, &|| self.client.http.get(&url))
+            .await
+            .ok()?;
+        if !resp.status().is_success() {
+            return None;
+        }
+        let v: serde_json::Value = resp.json().await.ok()?;
+        v.get("state").is_some().then_some(v)
+    }
+
     fn pull_scope(&self) -> Vec<String> {
         vec![format!("repository:{}:pull", self.name)]
     }

@@ -54,6 +54,9 @@ pub enum EventKind {
     /// A manifest's signatures were checked and none verifies (wrong key,
     /// changed payload, another manifest's signature, malformed).
     SignatureFailed,
+    /// A vulnerability scan of an image manifest finished (on push, after
+    /// a vulnerability data change, or on request), with its counts.
+    ScanCompleted,
     /// A test event sent by an administrator (`berth webhook test`).
     Ping,
 }
@@ -72,6 +75,7 @@ impl EventKind {
         EventKind::GcFinished,
         EventKind::SignatureVerified,
         EventKind::SignatureFailed,
+        EventKind::ScanCompleted,
         EventKind::Ping,
     ];
 
@@ -89,6 +93,7 @@ impl EventKind {
             EventKind::GcFinished => "gc.finished",
             EventKind::SignatureVerified => "signature.verified",
             EventKind::SignatureFailed => "signature.failed",
+            EventKind::ScanCompleted => "scan.completed",
             EventKind::Ping => "ping",
         }
     }

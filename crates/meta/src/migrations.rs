@@ -24,6 +24,8 @@ pub const SQLITE: &[Migration] = &[
     (11, VULNDB),
     (12, SCRUB),
     (13, SQLITE_SIGNATURES),
+    (14, SCAN_QUEUE),
+    (15, SIGNATURE_SOURCES),
     (17, UI_SESSIONS),
 ];
 
@@ -42,6 +44,8 @@ pub const POSTGRES: &[Migration] = &[
     (11, VULNDB),
     (12, SCRUB),
     (13, POSTGRES_SIGNATURES),
+    (14, SCAN_QUEUE),
+    (15, SIGNATURE_SOURCES),
     (17, UI_SESSIONS),
 ];
 
@@ -754,6 +758,21 @@ const VULNDB: &[&str] = &[
         PRIMARY KEY (namespace, advisory))",
 ];
 
+/// Scans as background jobs (see the `scans` module):
+///
+/// - `vuln_advisories_imported`: the time the vulnerability data last
+///   changed (`MAX(imported_at)`) is read by every scan and every round of
+///   the scan worker; an index makes it one lookup.
+/// - `scan_requests.last_error`: why the last attempt failed (a request is
+///   retried, with its `attempts` counted, until it succeeds or gives up).
+/// - `scan_results_scanned`: rescans after a vulnerability data change go
+///   oldest scan first.
+const SCAN_QUEUE: &[&str] = &[
+    "CREATE INDEX vuln_advisories_imported ON vuln_advisories (imported_at)",
+    "ALTER TABLE scan_requests ADD COLUMN last_error TEXT",
+    "CREATE INDEX scan_results_scanned ON scan_results (scanned_at)",
+];
+
 /// Signature verification (see the `trust` module).
 ///
 /// - `trust_keys`: public keys a namespace trusts, by name; `kind` is
@@ -823,6 +842,25 @@ const POSTGRES_SIGNATURES: &[&str] = &[
         detail TEXT,
         checked_at BIGINT NOT NULL,
         PRIMARY KEY (repository_id, digest))",
+];
+
+/// Signatures as OCI 1.1 referrers (sigstore bundles, notation), and what
+/// verified a manifest. `signature_verdicts` gains:
+///
+/// - `referrers`: the signature referrers a verdict read, their digests
+///   sorted and comma-separated (NULL: none), an input as `signatures` is;
+/// - `format` (`cosign`, `sigstore-bundle`, `notation`) and `signature`
+///   (the manifest holding it) of a verified verdict;
+/// - `valid_until`: when a verified verdict stops holding (Unix ms: a
+///   notation signature's expiry, its certificates' end of validity).
+///
+/// `trust_keys.kind` may now be `notation-root` (`material`: PEM
+/// certificates).
+const SIGNATURE_SOURCES: &[&str] = &[
+    "ALTER TABLE signature_verdicts ADD COLUMN referrers TEXT",
+    "ALTER TABLE signature_verdicts ADD COLUMN format TEXT",
+    "ALTER TABLE signature_verdicts ADD COLUMN signature TEXT",
+    "ALTER TABLE signature_verdicts ADD COLUMN valid_until BIGINT",
 ];
 
 /// Web UI sign-in sessions, keyed by the SHA-256 of the session id (see

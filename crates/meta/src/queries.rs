@@ -80,6 +80,10 @@ pub struct NewManifest {
     pub tags: Vec<Tag>,
     /// Push time (Unix ms).
     pub pushed_at: i64,
+    /// What a scan on push would scan, if the namespace asks for it (see
+    /// the `scans` module): the manifest itself for a container image, an
+    /// index's platform images not scanned yet; empty for artifacts.
+    pub scan_candidates: Vec<Digest>,
 }
 
 /// A stored manifest.

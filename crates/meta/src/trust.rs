@@ -53,8 +53,10 @@ pub struct TrustPolicy {
 /// The latest verification of one manifest, as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredVerdict {
-    /// The signature manifest it read (`None`: there was none).
+    /// The `.sig` manifest it read (`None`: there was none).
     pub signatures: Option<Digest>,
+    /// The signature referrers it read (sorted).
+    pub referrers: Vec<Digest>,
     /// The fingerprint of the trust material it used.
     pub trust: String,
     /// Whether a trusted key verified it.
@@ -63,12 +65,40 @@ pub struct StoredVerdict {
     pub key: Option<String>,
     /// That key's algorithm.
     pub algorithm: Option<String>,
+    /// The form of the signature that verified it (`cosign`, ...).
+    pub format: Option<String>,
+    /// The manifest holding that signature.
+    pub signature: Option<Digest>,
+    /// When a verified verdict stops holding (Unix ms).
+    pub valid_until: Option<i64>,
     /// Why not, when not (a stable reason name).
     pub reason: Option<String>,
     /// A sentence for people.
     pub detail: Option<String>,
     /// When it was computed (Unix ms).
     pub checked_at: i64,
+}
+
+/// Digests as one column: comma-separated, NULL when none.
+fn join_digests(list: &[Digest]) -> Option<String> {
+    (!list.is_empty()).then(|| {
+        list.iter()
+            .map(Digest::as_str)
+            .collect::<Vec<_>>()
+            .join(",")
+    })
+}
+
+fn split_digests(column: Option<String>) -> Result<Vec<Digest>> {
+    column
+        .as_deref()
+        .unwrap_or("")
+        .split(',')
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            Digest::parse(s).map_err(|e| Error::Corrupt(format!("stored referrer digest: {e}")))
+        })
+        .collect()
 }
 
 fn key_row(r: &sqlx::any::AnyRow) -> Result<TrustKey> {
@@ -191,12 +221,15 @@ async fn record_verdict(
     sqlx::query(
         "INSERT INTO signature_verdicts
             (repository_id, digest, signatures, trust, state, key_name, algorithm, reason,
-             detail, checked_at)
-         SELECT id, $2, $3, $4, $5, $6, $7, $8, $9, $10 FROM repositories WHERE name = $1
+             detail, checked_at, referrers, format, signature, valid_until)
+         SELECT id, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14
+         FROM repositories WHERE name = $1
          ON CONFLICT (repository_id, digest) DO UPDATE SET signatures = excluded.signatures,
             trust = excluded.trust, state = excluded.state, key_name = excluded.key_name,
             algorithm = excluded.algorithm, reason = excluded.reason,
-            detail = excluded.detail, checked_at = excluded.checked_at",
+            detail = excluded.detail, checked_at = excluded.checked_at,
+            referrers = excluded.referrers, format = excluded.format,
+            signature = excluded.signature, valid_until = excluded.valid_until",
     )
     .bind(repo.as_str())
     .bind(digest.as_str())
@@ -208,6 +241,10 @@ async fn record_verdict(
     .bind(v.reason.as_deref())
     .bind(v.detail.as_deref())
     .bind(v.checked_at)
+    .bind(join_digests(&v.referrers))
+    .bind(v.format.as_deref())
+    .bind(v.signature.as_ref().map(Digest::as_str))
+    .bind(v.valid_until)
     .execute(&mut *c)
     .await?;
     if let Some(e) = event {
@@ -280,7 +317,7 @@ impl Meta {
     ) -> Result<Option<StoredVerdict>> {
         let row = sqlx::query(
             "SELECT v.signatures, v.trust, v.state, v.key_name, v.algorithm, v.reason,
-                    v.detail, v.checked_at
+                    v.detail, v.checked_at, v.referrers, v.format, v.signature, v.valid_until
              FROM signature_verdicts v JOIN repositories r ON r.id = v.repository_id
              WHERE r.name = $1 AND v.digest = $2",
         )
@@ -292,10 +329,14 @@ impl Meta {
         let state: String = r.try_get("state")?;
         Ok(Some(StoredVerdict {
             signatures: crate::optional_digest_at(&r, 0)?,
+            referrers: split_digests(r.try_get("referrers")?)?,
             trust: r.try_get("trust")?,
             verified: state == "verified",
             key: r.try_get("key_name")?,
             algorithm: r.try_get("algorithm")?,
+            format: r.try_get("format")?,
+            signature: crate::optional_digest_at(&r, 10)?,
+            valid_until: r.try_get("valid_until")?,
             reason: r.try_get("reason")?,
             detail: r.try_get("detail")?,
             checked_at: r.try_get("checked_at")?,

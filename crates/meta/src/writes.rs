@@ -217,6 +217,8 @@ pub(crate) async fn put_manifest_guarded(
     // sees this manifest's references or makes this push fail.
     verify_references(conn, repo, m).await?;
     if inserted.rows_affected() > 0 {
+        crate::scans::request_on_push(conn, repo, &m.repository, &m.scan_candidates, m.pushed_at)
+            .await?;
         for (child, kind) in &m.references {
             let attestation = match kind {
                 RefKind::Manifest => m.attestations.iter().find(|a| a.manifest == *child),

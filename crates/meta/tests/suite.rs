@@ -27,6 +27,8 @@ mod oidc;
 mod replication;
 #[path = "suite/retention.rs"]
 mod retention;
+#[path = "suite/scans.rs"]
+mod scans;
 #[path = "suite/schema.rs"]
 mod schema;
 #[path = "suite/sessions.rs"]
@@ -85,6 +87,7 @@ fn manifest(
         sparse: false,
         tags: tags.iter().map(|x| t(x)).collect(),
         pushed_at: 1_000,
+        scan_candidates: Vec::new(),
     }
 }
 
@@ -454,6 +457,7 @@ async fn run_suite(meta: Meta) {
     oidc::run(&meta).await;
     trust::run(&meta).await;
     vulndb::run(&meta).await;
+    scans::run(&meta).await;
     replication::run(&meta).await;
     meta.close().await;
 }

@@ -281,3 +281,10 @@ pub struct SignatureCheckLabels {
     /// `verified`, `exempt`, `allowed_unverified`, `refused`.
     pub outcome: &'static str,
 }
+
+/// `{outcome}` of `berth_scans_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ScanLabels {
+    /// `clean`, `vulnerable`, `unreadable`, `failed`.
+    pub outcome: &'static str,
+}

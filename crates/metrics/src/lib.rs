@@ -167,6 +167,15 @@ pub struct Vulndb {
     pub age: Family<EcosystemLabels, Gauge<f64, AtomicU64>>,
 }
 
+/// Vulnerability scan families.
+pub struct Scans {
+    /// `berth_scans_total{outcome}`: scans of image manifests by how they
+    /// ended (`clean`, `vulnerable`, `unreadable`, `failed`).
+    pub finished: Family<ScanLabels, Counter>,
+    /// `berth_scan_queue_depth`: scans waiting or running (scrape time).
+    pub queue_depth: Gauge,
+}
+
 /// Database and storage families.
 pub struct Backends {
     /// `berth_db_pool_connections{state}` (scrape time).
@@ -214,6 +223,8 @@ pub struct Metrics {
     pub vulndb: Vulndb,
     /// Signature enforcement.
     pub signatures: Signatures,
+    /// Vulnerability scans.
+    pub scans: Scans,
 }
 
 /// Signature enforcement families.
@@ -292,6 +303,10 @@ impl Metrics {
 
         let vulndb = Vulndb {
             age: Family::default(),
+        };
+        let scans = Scans {
+            finished: Family::default(),
+            queue_depth: Gauge::default(),
         };
 
         let mut r = Registry::with_prefix("berth");
@@ -508,6 +523,16 @@ impl Metrics {
             Unit::Seconds,
             vulndb.age.clone(),
         );
+        r.register(
+            "scans",
+            "Vulnerability scans of image manifests, by outcome",
+            scans.finished.clone(),
+        );
+        r.register(
+            "scan_queue_depth",
+            "Vulnerability scans waiting or running",
+            scans.queue_depth.clone(),
+        );
 
         Metrics {
             registry: r,
@@ -525,7 +550,24 @@ impl Metrics {
             mirror,
             vulndb,
             signatures,
+            scans,
         }
+    }
+
+    /// Records one finished scan attempt: `clean`, `vulnerable`,
+    /// `unreadable` (the image could not be read) or `failed` (retried).
+    pub fn scan_finished(&self, outcome: &'static str) {
+        if self.enabled() {
+            self.scans
+                .finished
+                .get_or_create(&ScanLabels { outcome })
+                .inc();
+        }
+    }
+
+    /// Sets the scan queue's depth (at scrape time).
+    pub fn scan_queue(&self, depth: i64) {
+        self.scans.queue_depth.set(depth);
     }
 
     /// Replaces the vulnerability database age gauges (at scrape time):

@@ -62,6 +62,11 @@ pub struct ManifestView {
     /// not a platform of it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub attestation: Option<AttestationView>,
+    /// Its vulnerability scan in short (an index: over its platform
+    /// images); absent for artifacts, signatures and attestations, which
+    /// are not scanned.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scan: Option<crate::scanning::ScanSummary>,
 }
 
 /// What an attestation manifest is about.
@@ -207,6 +212,37 @@ impl Registry {
         }
         let (pending, _) = self.pulls.pending(repo);
         let mut attestations = attestations(&inv);
+        let scans = self.meta.scan_rows(repo).await?;
+        let scans: HashMap<&str, &berth_meta::scans::ScanRow> =
+            scans.iter().map(|r| (r.digest.as_str(), r)).collect();
+        let mut platforms: HashMap<&str, Vec<&Digest>> = HashMap::new();
+        for r in &inv.references {
+            if r.kind == RefKind::Manifest && !r.attestation {
+                platforms
+                    .entry(r.parent.as_str())
+                    .or_default()
+                    .push(&r.child);
+            }
+        }
+        let scan = |m: &berth_meta::ManifestInfo, attestation: bool| {
+            let image = m.artifact_type.as_deref().is_some_and(|t| {
+                t == berth_oci::media::OCI_CONFIG
+                    || t == "application/vnd.docker.container.image.v1+json"
+            });
+            if m.subject.is_some() || attestation {
+                None
+            } else if berth_oci::media::is_index(&m.media_type) {
+                let children = platforms.get(m.digest.as_str())?;
+                Some(crate::scanning::ScanSummary::of(
+                    children.iter().copied(),
+                    &scans,
+                ))
+            } else if image {
+                Some(crate::scanning::ScanSummary::of([&m.digest], &scans))
+            } else {
+                None
+            }
+        };
         Ok(inv
             .manifests
             .iter()
@@ -227,6 +263,7 @@ impl Registry {
                     pull_count,
                     last_pulled_at,
                     tags: tags.remove(m.digest.as_str()).unwrap_or_default(),
+                    scan: scan(m, attestations.contains_key(m.digest.as_str())),
                     attestation: attestations.remove(m.digest.as_str()),
                 }
             })

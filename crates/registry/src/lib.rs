@@ -125,6 +125,7 @@ pub struct Registry {
     replication: std::sync::OnceLock<Arc<dyn replication::Transport>>,
     trust: snapshot::Snapshot<trust::TrustConfig>,
     verdicts: trust::Verdicts,
+    scans: scanning::Queue,
 }
 
 impl Registry {
@@ -149,6 +150,7 @@ impl Registry {
             replication: std::sync::OnceLock::new(),
             trust: snapshot::Snapshot::new(shared),
             verdicts: trust::Verdicts::new(shared),
+            scans: scanning::Queue::default(),
         }
     }
 

@@ -61,6 +61,19 @@ pub fn accepts<'a>(mut accept: impl Iterator<Item = &'a str>, media_type: &str) 
     ok || !any
 }
 
+/// What a scan on push of `m` would scan (see [`NewManifest::scan_candidates`]).
+fn scan_candidates(m: &Manifest, digest: &Digest) -> Vec<Digest> {
+    match m.kind {
+        ManifestKind::Image if crate::scanning::is_container_image(m) => vec![digest.clone()],
+        ManifestKind::Image => Vec::new(),
+        ManifestKind::Index => m
+            .child_manifests()
+            .filter(|c| c.entry_kind() == EntryKind::Manifest)
+            .map(|c| c.digest.clone())
+            .collect(),
+    }
+}
+
 impl Registry {
     /// Stores a manifest pushed to `reference` (plus `extra_tags` from
     /// `?tag=`). A tag that would move is refused (DENIED, naming the rule)
@@ -169,6 +182,7 @@ impl Registry {
             sparse,
             tags: tags.clone(),
             pushed_at: berth_meta::now_ms(),
+            scan_candidates: scan_candidates(&manifest, &digest),
         };
         // Manifest bytes count against the namespace quota, unless the
         // namespace holds this manifest already.
@@ -203,7 +217,18 @@ impl Registry {
             }),
             &epoch,
         );
-        self.after_signature_push(repo, &tags, caller.name()).await;
+        if !record.scan_candidates.is_empty() {
+            // Any request the push made waits in the database; this wakes
+            // the worker of this process at once rather than at its next poll.
+            self.scans.wake.notify_one();
+        }
+        let signs = record
+            .artifact_type
+            .as_deref()
+            .filter(|t| crate::trust::is_signature_type(t))
+            .and(record.subject.as_ref());
+        self.after_signature_push(repo, &tags, signs, caller.name())
+            .await;
         Ok(PushedManifest {
             digest,
             subject: manifest.subject.map(|s| s.digest),

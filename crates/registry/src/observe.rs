@@ -68,7 +68,8 @@ impl Registry {
 
     /// Sets the gauges of `/metrics` that live in the database and the
     /// store (stored bytes and blobs by namespace, quotas, uploads in
-    /// progress, database pool use, the vulnerability database's age),
+    /// progress, database pool use, the vulnerability database's age, the
+    /// scan queue's depth),
     /// unless they were read less than [`GAUGE_TTL`] ago. A failure leaves the previous values and is
     /// returned (the scrape still answers).
     pub async fn refresh_gauges(&self) -> Result<()> {
@@ -106,6 +107,7 @@ impl Registry {
         let uploads = self.store.upload_list().await?;
         m.uploads_in_progress(uploads.len() as u64);
         self.refresh_vulndb_gauges().await?;
+        self.refresh_scan_gauges().await?;
         Ok(())
     }
 }

@@ -49,6 +49,12 @@ pub trait Worker: Send + Sync + 'static {
 
     /// Runs once after the last round, when the runner stops.
     async fn on_shutdown(&self) {}
+
+    /// A notification that starts the next round before the interval is
+    /// over (a queue's worker, woken by what fills its queue).
+    fn wake(&self) -> Option<&tokio::sync::Notify> {
+        None
+    }
 }
 
 /// Runs workers until told to stop.
@@ -88,8 +94,15 @@ impl Runner {
 async fn run(worker: Arc<dyn Worker>, stop: Stop) {
     let mut wait = worker.first_run();
     loop {
+        let woken = async {
+            match worker.wake() {
+                Some(n) => n.notified().await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
+            _ = woken => {}
             _ = stop.cancelled() => break,
         }
         match worker.run_once(&stop).await {
@@ -390,6 +403,36 @@ impl Worker for Replication {
         let failed = runs.iter().filter(|r| !r.ok).count();
         Ok((!runs.is_empty())
             .then(|| format!("replication: {} rule runs, {failed} failed", runs.len())))
+    }
+}
+
+/// Scans (see [`crate::scanning`]): every interval, or at once when a
+/// push of this process requested one, scans the queued requests (each
+/// claimed under a lease, so replicas never scan one manifest at once),
+/// then requests rescans after a change of the vulnerability data.
+pub struct Scans {
+    /// The registry.
+    pub registry: Arc<Registry>,
+    /// Time between rounds (how soon another replica's request is seen).
+    pub every: Duration,
+}
+
+#[async_trait]
+impl Worker for Scans {
+    fn name(&self) -> &'static str {
+        "scans"
+    }
+    fn interval(&self) -> Duration {
+        self.every
+    }
+    fn first_run(&self) -> Duration {
+        Duration::ZERO
+    }
+    async fn run_once(&self, stop: &Stop) -> Result<Option<String>> {
+        Ok(self.registry.run_scans(stop).await?.summary())
+    }
+    fn wake(&self) -> Option<&tokio::sync::Notify> {
+        Some(self.registry.scan_wake())
     }
 }
 

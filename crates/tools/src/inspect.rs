@@ -109,6 +109,11 @@ pub struct ImageInfo {
     /// `reason`, ...), when the registry is berth (see docs/signing.md).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub signature: Option<serde_json::Value>,
+    /// berth's vulnerability scan summary of the top manifest (`state`,
+    /// counts per severity, `scanned_at`, `vulndb_at`), when the registry
+    /// is berth (see docs/scanning.md).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vulnerabilities: Option<serde_json::Value>,
 }
 
 /// The in-toto predicate type annotation of an attestation layer.
@@ -306,6 +311,7 @@ pub async fn inspect(
         attestations,
         blobs,
         signature: None,
+        vulnerabilities: None,
     })
 }
 
@@ -337,6 +343,9 @@ pub fn text(info: &ImageInfo) -> String {
     ));
     if let Some(v) = &info.signature {
         s.push_str(&format!("Signature:  {}\n", signature_line(v)));
+    }
+    if let Some(v) = &info.vulnerabilities {
+        s.push_str(&format!("Vulnerabilities: {}\n", scan_line(v, now_ms())));
     }
     if !info.attestations.is_empty() {
         s.push_str(&format!(
@@ -414,11 +423,55 @@ pub fn text(info: &ImageInfo) -> String {
     s
 }
 
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// `2 critical, 1 high, 0 medium, 0 low (scanned 3h ago, vulnerability
+/// data 2d old)`, or `not scanned yet`.
+fn scan_line(v: &serde_json::Value, now: i64) -> String {
+    let n = |k: &str| v[k].as_u64().unwrap_or(0);
+    let ago = |k: &str| {
+        v[k].as_i64().map(|t| {
+            berth_oci::duration::format(std::time::Duration::from_millis((now - t).max(0) as u64))
+        })
+    };
+    match v["state"].as_str() {
+        Some("scanned") | Some("failed") => {
+            let mut s = format!(
+                "{} critical, {} high, {} medium, {} low",
+                n("critical"),
+                n("high"),
+                n("medium"),
+                n("low")
+            );
+            if n("unknown") > 0 {
+                s.push_str(&format!(", {} unrated", n("unknown")));
+            }
+            let scanned = ago("scanned_at").map_or(String::new(), |a| format!("scanned {a} ago"));
+            let data = ago("vulndb_at").map_or_else(
+                || "no vulnerability data".to_owned(),
+                |a| format!("vulnerability data {a} old"),
+            );
+            s.push_str(&format!(" ({scanned}, {data})"));
+            if v["state"] == "failed" {
+                s.push_str("; an image could not be read");
+            }
+            s
+        }
+        _ => "not scanned yet".to_owned(),
+    }
+}
+
 /// `verified by key "release" (ecdsa-p256)`, or `not verified (reason): detail`.
 fn signature_line(v: &serde_json::Value) -> String {
     let s = |k: &str| v[k].as_str().unwrap_or("").to_owned();
     let policy = v["policy"].as_str().unwrap_or("off");
-    if v["state"] == "verified" {
+    if let Some(summary) = v["summary"].as_str() {
+        format!("{summary}; policy {policy}")
+    } else if v["state"] == "verified" {
         format!(
             "verified by key {:?} ({}); policy {policy}",
             s("key"),
@@ -465,6 +518,10 @@ pub async fn run(args: &Args) -> Result<ExitCode, ToolError> {
         info.signature = client
             .repository(&r.registry, &r.repository)
             .berth_signature(info.digest.as_str())
+            .await;
+        info.vulnerabilities = client
+            .repository(&r.registry, &r.repository)
+            .berth_scan_summary(info.digest.as_str())
             .await;
     }
     match args.output {

@@ -16,11 +16,11 @@
 //! *and* the payload names that manifest's digest: a valid signature of
 //! another image copied under this one's tag proves nothing about it.
 
-use base64::Engine as _;
 use berth_oci::{Digest, Manifest};
 use serde_json::Value;
 
-use crate::{Reason, TrustedKey, Verdict};
+use crate::encoding::any_base64;
+use crate::{key_names, Fail, Pass, Reason, TrustedKey, Worst};
 
 /// Media type of a simple-signing payload layer.
 pub const SIMPLE_SIGNING: &str = "application/vnd.dev.cosign.simplesigning.v1+json";
@@ -106,69 +106,57 @@ pub fn payload_digest(payload: &[u8]) -> Result<String, String> {
         .ok_or_else(|| "the payload has no critical.image.docker-manifest-digest".to_owned())
 }
 
-/// Verifies the signatures of `subject` against the trusted `keys`: the
-/// first signature a key verifies whose payload names `subject` makes it
-/// verified; otherwise the most telling failure is reported (a payload
-/// naming another digest, over a bad signature, over a malformed one).
-pub fn verify(subject: &Digest, signatures: &[Signed], keys: &[TrustedKey]) -> Verdict {
+/// Checks the signatures of one `.sig` manifest of `subject` against the
+/// trusted `keys`: the first signature a key verifies whose payload names
+/// `subject` passes; otherwise the most telling failure is reported (a
+/// payload naming another digest, over a bad signature, over a malformed
+/// one).
+pub(crate) fn check(
+    subject: &Digest,
+    signatures: &[Signed],
+    keys: &[TrustedKey],
+) -> Result<Pass, Fail> {
     if keys.is_empty() {
-        return Verdict::unverified(
-            Reason::NoTrust,
-            "the namespace trusts no key; add one with `berth trust add`",
-        );
+        return Err(Fail::new(
+            Reason::BadSignature,
+            "the namespace trusts no public key for cosign signatures (it trusts notation roots only); add one with `berth trust add --cosign-key`",
+        ));
     }
-    if signatures.is_empty() {
-        return Verdict::unverified(
-            Reason::NoSignature,
-            format!(
-                "no cosign signature for {subject} (tag {})",
-                signature_tag(subject)
-            ),
-        );
-    }
-    let mut worst: Option<(Reason, String)> = None;
-    let mut note = |reason: Reason, detail: String| {
-        if worst.as_ref().is_none_or(|(r, _)| reason.rank() > r.rank()) {
-            worst = Some((reason, detail));
-        }
-    };
+    let mut worst = Worst::default();
     for s in signatures {
-        let raw = match base64::engine::general_purpose::STANDARD.decode(s.signature.trim()) {
-            Ok(raw) => raw,
-            Err(e) => {
-                note(Reason::Malformed, format!("a signature is not base64: {e}"));
-                continue;
-            }
+        let Some(raw) = any_base64(&s.signature) else {
+            worst.note(Fail::new(
+                Reason::Malformed,
+                "a cosign signature annotation is not base64",
+            ));
+            continue;
         };
         let Some(k) = keys.iter().find(|k| k.key.verifies(&s.payload, &raw)) else {
-            note(
+            worst.note(Fail::new(
                 Reason::BadSignature,
                 format!(
                     "no trusted key ({}) verifies the signature",
-                    keys.iter()
-                        .map(|k| k.name.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
+                    key_names(keys)
                 ),
-            );
+            ));
             continue;
         };
         match payload_digest(&s.payload) {
             Ok(d) if d == subject.as_str() => {
-                return Verdict::Verified {
+                return Ok(Pass {
                     key: k.name.clone(),
                     algorithm: k.key.algorithm().as_str().to_owned(),
-                }
+                    until: None,
+                })
             }
-            Ok(d) => note(
+            Ok(d) => worst.note(Fail::new(
                 Reason::DigestMismatch,
                 format!("key {:?} signed {d}, not {subject}", k.name),
-            ),
-            Err(why) => note(Reason::Malformed, why),
+            )),
+            Err(why) => worst.note(Fail::new(Reason::Malformed, why)),
         }
     }
-    let (reason, detail) = worst.unwrap_or((Reason::NoSignature, String::new()));
-    Verdict::unverified(reason, detail)
+    Err(worst.into_fail(|| Fail::new(Reason::Malformed, "the .sig manifest holds no signature")))
 }
 
 #[cfg(test)]
@@ -199,15 +187,9 @@ mod tests {
     }
 
     #[test]
-    fn nothing_to_verify() {
+    fn no_key_for_cosign() {
         let d = Digest::sha256(b"x");
-        let v = verify(&d, &[], &[]);
-        assert!(matches!(
-            v,
-            Verdict::Unverified {
-                reason: Reason::NoTrust,
-                ..
-            }
-        ));
+        let f = check(&d, &[], &[]).unwrap_err();
+        assert_eq!(f.reason, Reason::BadSignature);
     }
 }

@@ -127,6 +127,11 @@ impl PublicKey {
         }
     }
 
+    /// Parses a DER SubjectPublicKeyInfo (a certificate's key).
+    pub fn from_spki_der(der: &[u8]) -> Result<PublicKey, KeyError> {
+        Self::from_spki(der, hex::encode(Sha256::digest(der)))
+    }
+
     fn from_spki(der: &[u8], fingerprint: String) -> Result<PublicKey, KeyError> {
         let info =
             SubjectPublicKeyInfoRef::from_der(der).map_err(|e| KeyError::Der(e.to_string()))?;
@@ -189,6 +194,35 @@ impl PublicKey {
                 .verify(message, signature)
                 .is_ok()
         })
+    }
+}
+
+impl PublicKey {
+    /// Whether `signature` is this key's JWS signature (`alg` ES256, ES384,
+    /// PS256, PS384 or PS512: ECDSA signatures are `r || s`, not DER) of
+    /// `message`; an error when `alg` does not fit the key.
+    pub fn verifies_jws(
+        &self,
+        alg: &str,
+        message: &[u8],
+        signature: &[u8],
+    ) -> Result<bool, String> {
+        let scheme: &dyn VerificationAlgorithm = match (alg, self.algorithm) {
+            ("ES256", Algorithm::EcdsaP256) => &signature::ECDSA_P256_SHA256_FIXED,
+            ("ES384", Algorithm::EcdsaP384) => &signature::ECDSA_P384_SHA384_FIXED,
+            ("PS256", Algorithm::Rsa) => &signature::RSA_PSS_2048_8192_SHA256,
+            ("PS384", Algorithm::Rsa) => &signature::RSA_PSS_2048_8192_SHA384,
+            ("PS512", Algorithm::Rsa) => &signature::RSA_PSS_2048_8192_SHA512,
+            _ => {
+                return Err(format!(
+                    "alg {alg} does not fit the signing certificate's {} key",
+                    self.algorithm.as_str()
+                ))
+            }
+        };
+        Ok(UnparsedPublicKey::new(scheme, &self.raw)
+            .verify(message, signature)
+            .is_ok())
     }
 }
 

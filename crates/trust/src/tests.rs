@@ -4,8 +4,8 @@
 
 use berth_oci::Digest;
 
-use crate::cosign::{verify, Signed};
-use crate::{PublicKey, Reason, TrustedKey, Verdict};
+use crate::cosign::Signed;
+use crate::{Evidence, Format, PublicKey, Reason, Subject, Trust, TrustedKey, Verdict};
 
 const PAYLOAD: &[u8] = include_bytes!("testdata/payload.json");
 
@@ -39,6 +39,61 @@ fn subject() -> Digest {
     Digest::sha256(b"foo")
 }
 
+/// Verifies `signed` as the signatures of one `.sig` manifest of `digest`.
+fn verify(digest: &Digest, signed: &[Signed], keys: &[TrustedKey]) -> Verdict {
+    let subject = Subject {
+        digest,
+        media_type: "application/vnd.oci.image.manifest.v1+json",
+        content: b"foo",
+    };
+    let evidence = [Evidence::Cosign {
+        manifest: Digest::sha256(b"sig"),
+        signatures: signed.to_vec(),
+    }];
+    let trust = Trust {
+        keys: keys.to_vec(),
+        roots: Vec::new(),
+    };
+    crate::verify(subject, &evidence, &trust, 0)
+}
+
+#[test]
+fn nothing_trusted_or_nothing_signed() {
+    let (key, _) = fixture("p256");
+    let d = subject();
+    let s = Subject {
+        digest: &d,
+        media_type: "",
+        content: b"",
+    };
+    let v = crate::verify(s, &[], &Trust::default(), 0);
+    assert!(
+        matches!(
+            v,
+            Verdict::Unverified {
+                reason: Reason::NoTrust,
+                ..
+            }
+        ),
+        "{v:?}"
+    );
+    let trust = Trust {
+        keys: vec![key],
+        roots: Vec::new(),
+    };
+    let v = crate::verify(s, &[], &trust, 0);
+    assert!(
+        matches!(
+            v,
+            Verdict::Unverified {
+                reason: Reason::NoSignature,
+                ..
+            }
+        ),
+        "{v:?}"
+    );
+}
+
 #[test]
 fn every_kind_of_key_verifies_its_signature() {
     for (kind, algorithm) in KINDS {
@@ -50,7 +105,10 @@ fn every_kind_of_key_verifies_its_signature() {
             v,
             Verdict::Verified {
                 key: kind.to_string(),
-                algorithm: algorithm.to_string()
+                algorithm: algorithm.to_string(),
+                format: Format::Cosign,
+                signature: Digest::sha256(b"sig"),
+                until: None,
             },
             "{kind}"
         );

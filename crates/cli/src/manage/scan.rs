@@ -7,6 +7,10 @@
 //! The scan runs on the server because the vulnerability data lives in its
 //! metadata database (imported with `berth vulndb import`), and because
 //! the same scan runs there on push.
+//!
+//! `berth scan policy NAMESPACE [--on-push on|off]` shows or sets whether
+//! pushes to a namespace are scanned (in the background, by the registry's
+//! scan worker).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -22,10 +26,13 @@ use super::{time, Api, Format, ManageArgs};
 /// Scan an image for known vulnerabilities, on the registry and against its vulnerability
 /// database (`-o table|json|sarif`).
 #[derive(Debug, clap::Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct Args {
+    #[command(subcommand)]
+    command: Option<Cmd>,
     /// The image: HOST[:PORT]/REPOSITORY[:TAG|@DIGEST] (the registry that holds it scans it).
     #[arg(value_name = "IMAGE")]
-    pub image: String,
+    pub image: Option<String>,
     /// Only this platform of a multi-platform image (os/arch[/variant]).
     #[arg(long, value_name = "PLATFORM")]
     pub platform: Option<String>,
@@ -33,11 +40,29 @@ pub struct Args {
     /// critical).
     #[arg(long, value_name = "SEVERITY", value_parser = parse_severity)]
     pub fail_on: Option<Severity>,
+    /// Show the result the registry stored (from a scan on push, or an
+    /// earlier `berth scan`) instead of scanning now: needs only pull
+    /// permission, where scanning needs push permission.
+    #[arg(long)]
+    pub stored: bool,
     /// Write the report to this file instead of standard output.
     #[arg(long, value_name = "PATH")]
     pub output_file: Option<PathBuf>,
     #[command(flatten)]
     pub manage: ManageArgs,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Cmd {
+    /// Show or set a namespace's scan policy: whether pushes of images and
+    /// indexes are scanned in the background (namespace admins set it).
+    Policy {
+        /// Namespace.
+        namespace: String,
+        /// Scan every image and index pushed to the namespace.
+        #[arg(long, value_name = "on|off", value_parser = ["on", "off"])]
+        on_push: Option<String>,
+    },
 }
 
 fn parse_severity(s: &str) -> Result<Severity, String> {
@@ -49,12 +74,20 @@ fn parse_severity(s: &str) -> Result<Severity, String> {
 
 /// Runs `berth scan`.
 pub async fn run(args: &Args) -> anyhow::Result<ExitCode> {
-    let image = berth_oci::reference::ImageRef::parse(&args.image)
-        .map_err(|e| anyhow!("{}: {e}", args.image))?;
+    if let Some(Cmd::Policy { namespace, on_push }) = &args.command {
+        policy(&args.manage, namespace, on_push.as_deref()).await?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let Some(image_arg) = &args.image else {
+        return Err(anyhow!(
+            "name the image to scan (HOST[:PORT]/REPOSITORY:TAG), or `berth scan policy NAMESPACE`"
+        ));
+    };
+    let image = berth_oci::reference::ImageRef::parse(image_arg)
+        .map_err(|e| anyhow!("{image_arg}: {e}"))?;
     if !image.explicit_registry {
         return Err(anyhow!(
-            "{}: name the registry that holds the image (HOST[:PORT]/REPOSITORY:TAG); it scans it",
-            args.image
+            "{image_arg}: name the registry that holds the image (HOST[:PORT]/REPOSITORY:TAG); it scans it"
         ));
     }
     let reference = match (&image.digest, &image.tag) {
@@ -70,18 +103,45 @@ pub async fn run(args: &Args) -> anyhow::Result<ExitCode> {
     }
     manage.format = Format::Json;
     let api = Api::connect(&manage).await?;
-    let body = json!({
-        "repository": image.repository,
-        "reference": reference,
-        "platform": args.platform,
-    });
-    let report: ScanReport = api
-        .call(Method::POST, "/scans", &body)
-        .await
-        .with_context(|| format!("scanning {}", args.image))?;
+    let report: ScanReport = if args.stored {
+        let path = format!(
+            "/repositories/{}/manifests/{}/scan",
+            image.repository,
+            super::segment(&reference)
+        );
+        let mut report: ScanReport = api
+            .get(&path, &[])
+            .await
+            .with_context(|| format!("reading the stored scan of {}", image_arg))?;
+        if let Some(p) = &args.platform {
+            report
+                .images
+                .retain(|i| i.platform.as_deref() == Some(p.as_str()));
+            if report.images.is_empty() {
+                return Err(anyhow!(
+                    "{} has no scanned image for platform {p}",
+                    image_arg
+                ));
+            }
+            report.counts = report.images.iter().fold(
+                Default::default(),
+                |c: berth_registry::scanning::SeverityCounts, i| c.plus(i.counts),
+            );
+        }
+        report
+    } else {
+        let body = json!({
+            "repository": image.repository,
+            "reference": reference,
+            "platform": args.platform,
+        });
+        api.call(Method::POST, "/scans", &body)
+            .await
+            .with_context(|| format!("scanning {}", image_arg))?
+    };
     let text = match format {
         Format::Table => table(&report),
-        Format::Sarif => serde_json::to_string_pretty(&sarif(&args.image, &report))? + "\n",
+        Format::Sarif => serde_json::to_string_pretty(&sarif(image_arg, &report))? + "\n",
         _ => serde_json::to_string_pretty(&report)? + "\n",
     };
     match &args.output_file {
@@ -111,7 +171,7 @@ pub async fn run(args: &Args) -> anyhow::Result<ExitCode> {
             eprintln!(
                 "berth scan: {n} finding{} at or above {level} in {}",
                 if n == 1 { "" } else { "s" },
-                args.image
+                image_arg
             );
             return Ok(ExitCode::from(1));
         }
@@ -120,6 +180,35 @@ pub async fn run(args: &Args) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::from(2));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `berth scan policy`: shows the policy, after setting it when asked.
+async fn policy(manage: &ManageArgs, namespace: &str, on_push: Option<&str>) -> anyhow::Result<()> {
+    let api = Api::connect(manage).await?;
+    let path = format!("/namespaces/{}/scan-policy", super::segment(namespace));
+    let view: Value = match on_push {
+        Some(v) => api
+            .call(Method::PUT, &path, &json!({ "scan_on_push": v == "on" }))
+            .await
+            .with_context(|| format!("setting the scan policy of {namespace}"))?,
+        None => api
+            .get(&path, &[])
+            .await
+            .with_context(|| format!("reading the scan policy of {namespace}"))?,
+    };
+    manage.print(&view, || {
+        let on = if view["scan_on_push"] == true {
+            "on"
+        } else {
+            "off"
+        };
+        let by = match (view["updated_by"].as_str(), view["updated_at"].as_i64()) {
+            (Some(who), at) => format!(" (set by {who} at {})", time(at)),
+            _ => String::new(),
+        };
+        format!("{namespace}: scan on push {on}{by}\n")
+    });
+    Ok(())
 }
 
 fn heading(img: &ImageScan) -> String {

@@ -21,16 +21,22 @@ pub struct Args {
 
 #[derive(Debug, clap::Subcommand)]
 enum Cmd {
-    /// Trust a cosign public key for the signatures of a namespace.
+    /// Trust a cosign public key (cosign signatures, sigstore bundles) or
+    /// a root certificate (notation signatures) for a namespace.
+    #[command(group(clap::ArgGroup::new("material").required(true).args(["cosign_key", "notation_root"])))]
     Add {
         /// Namespace.
         namespace: String,
         /// The public key file `cosign generate-key-pair` wrote (cosign.pub):
         /// ECDSA P-256/P-384, RSA or Ed25519, PEM.
         #[arg(long, value_name = "FILE")]
-        cosign_key: PathBuf,
-        /// The key's name in the namespace (a-z, 0-9, '.', '_', '-');
-        /// default: cosign- and the start of its fingerprint.
+        cosign_key: Option<PathBuf>,
+        /// A root CA certificate (PEM) that notation signing certificates
+        /// chain to, as notation's trust store holds it.
+        #[arg(long, value_name = "FILE")]
+        notation_root: Option<PathBuf>,
+        /// The name in the namespace (a-z, 0-9, '.', '_', '-'); default:
+        /// cosign- or notation- and the start of its fingerprint.
         #[arg(long)]
         name: Option<String>,
     },
@@ -126,11 +132,17 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         Cmd::Add {
             namespace,
             cosign_key,
+            notation_root,
             name,
         } => {
-            let pem = std::fs::read_to_string(&cosign_key)
-                .with_context(|| format!("reading {}", cosign_key.display()))?;
-            let mut body = json!({ "cosign_key": pem });
+            let (field, file) = match (cosign_key, notation_root) {
+                (Some(f), _) => ("cosign_key", f),
+                (None, Some(f)) => ("notation_root", f),
+                (None, None) => bail!("give --cosign-key FILE or --notation-root FILE"),
+            };
+            let pem = std::fs::read_to_string(&file)
+                .with_context(|| format!("reading {}", file.display()))?;
+            let mut body = json!({ field: pem });
             if let Some(n) = name {
                 body["name"] = Value::String(n);
             }
@@ -177,7 +189,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             let out: Value = api.get(&path, &[("reference", reference)]).await?;
             let verified = out["state"] == "verified";
             m.print(&out, || {
-                let how = if verified {
+                let how = if let Some(summary) = out["summary"].as_str() {
+                    summary.to_owned()
+                } else if verified {
                     format!(
                         "verified by key {} ({})",
                         cell(&out["key"]),

@@ -38,6 +38,7 @@ mod quickstart;
 mod s3;
 mod skopeo;
 mod tls;
+mod trust_docker;
 
 /// Upper bound for one client invocation.
 const TOOL_TIMEOUT: Duration = Duration::from_secs(40);

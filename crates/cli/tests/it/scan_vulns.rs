@@ -337,6 +337,12 @@ fn findings_for_real_package_databases() {
         stored["images"][0]["findings"],
         report["images"][0]["findings"]
     );
+    let again: Value = serde_json::from_str(&berth_ok(
+        t,
+        &["scan", "--stored", &image_ref, "-o", "json"],
+    ))
+    .unwrap();
+    assert_eq!(again["counts"], report["counts"], "berth scan --stored");
 
     // A table for people.
     let table = berth_ok(t, &["scan", &image_ref, "--platform", "linux/arm64"]);

@@ -282,7 +282,7 @@ async fn trust_every_key_kind_verifies_cosign_signatures() {
         assert_eq!(v["digest"], digest.as_str());
         assert_eq!(v["signatures"], sig.as_str());
         let text = trust(&b, dir.path(), &["verify", &format!("{repo}@{digest}")]);
-        assert!(text.contains("verified by key release"), "{text}");
+        assert!(text.contains("verified by key \"release\""), "{text}");
         if i == 0 {
             let shown = berth_ok(dir.path(), &["inspect", &format!("{}/{repo}:v1", b.addr)]);
             assert!(
@@ -565,7 +565,7 @@ async fn trust_enforce_refuses_unsigned_pulls_and_keeps_the_signing_flow_open() 
 }
 
 /// A webhook receiver on a loopback port: answers 204, keeps the bodies.
-async fn receiver() -> (String, std::sync::Arc<std::sync::Mutex<Vec<Value>>>) {
+pub async fn receiver() -> (String, std::sync::Arc<std::sync::Mutex<Vec<Value>>>) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/hook", listener.local_addr().unwrap());

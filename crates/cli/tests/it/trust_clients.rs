@@ -1,14 +1,40 @@
 //! Signature enforcement through real clients: skopeo and podman pull a
-//! signed image from a namespace under `enforce`, and an unsigned one is
-//! refused with berth's message (the policy, what to do). Images are
-//! pushed with skopeo from OCI layouts written by the test; signatures are
-//! made as cosign makes them ([`crate::trust`]).
+//! signed image from a namespace under `enforce` (signed in cosign's tag
+//! form, with a sigstore bundle referrer, with a notation signature), and
+//! an unsigned one is refused with berth's message (the policy, what to
+//! do). Images are pushed with skopeo from OCI layouts written by the
+//! test; signatures are made as cosign and notation make them
+//! ([`crate::trust`], [`crate::trust_bundles`], [`crate::trust_notation`]).
 
 use crate::common::Berth;
 use crate::interop::{require, run, Clients};
 use crate::layout;
 use crate::oci::client;
 use crate::trust::{sign, trust, Signer};
+use crate::trust_bundles::{dsse_bundle, push_bundle, statement, BUNDLE_V03};
+use crate::trust_notation::{self as notation, Pki};
+
+/// The digest and size of the manifest `tag` of `repo` (a HEAD request,
+/// which enforcement never refuses).
+async fn head(c: &reqwest::Client, b: &Berth, repo: &str, tag: &str) -> (String, usize) {
+    let r = c
+        .head(format!("{}/v2/{repo}/manifests/{tag}", b.url()))
+        .header("accept", crate::oci::OCI_MANIFEST)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{repo}:{tag}");
+    let digest = r.headers()["docker-content-digest"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let size = r.headers()["content-length"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    (digest, size)
+}
 
 #[tokio::test]
 async fn trust_enforced_through_skopeo_and_podman() {
@@ -27,9 +53,16 @@ async fn trust_enforced_through_skopeo_and_podman() {
         dir.path(),
         &["add", "acme", "--cosign-key", &public, "--name", "ci"],
     );
+    let pki = Pki::new("ec");
+    let root = pki.root().display().to_string();
+    trust(
+        &b,
+        dir.path(),
+        &["add", "acme", "--notation-root", &root, "--name", "ca"],
+    );
     trust(&b, dir.path(), &["policy", "acme", "enforce"]);
 
-    // Pushing is never refused: skopeo pushes both images.
+    // Pushing is never refused: skopeo pushes every image.
     let src = c.dir("src");
     let host = layout::host_platform();
     let signed = layout::write_image(&src, "signed", &host, &[2048, 300]);
@@ -48,6 +81,27 @@ async fn trust_enforced_through_skopeo_and_podman() {
         false,
     );
     sign(&http, &b, "acme/app", &signed, &signer).await;
+    // One signed with a sigstore bundle (DSSE), one with notation.
+    let bundled = layout::write_image(&src, "bundled", &host, &[700]);
+    let notated = layout::write_image(&src, "notated", &host, &[900]);
+    for tag in ["bundled", "notated"] {
+        c.push_layout(&src, tag, &format!("docker://{}", image(tag)), false);
+    }
+    let (d, size) = head(&http, &b, "acme/app", "bundled").await;
+    assert_eq!(d, bundled);
+    let s = statement(&format!("{}/acme/app", b.addr), &bundled);
+    push_bundle(
+        &http,
+        &b.url(),
+        "acme/app",
+        (&bundled, size),
+        BUNDLE_V03,
+        &dsse_bundle(&signer, BUNDLE_V03, &s),
+    )
+    .await;
+    let (d, size) = head(&http, &b, "acme/app", "notated").await;
+    assert_eq!(d, notated);
+    notation::sign(&http, &b, "acme/app", (&notated, size), &pki, "ES256", None).await;
 
     // skopeo: the signed image is copied out, the unsigned one refused.
     let back = c.dir("back");
@@ -74,6 +128,15 @@ async fn trust_enforced_through_skopeo_and_podman() {
         "{err}"
     );
     assert!(err.contains(&format!("acme/app@{unsigned}")), "{err}");
+    for (tag, digest) in [("bundled", &bundled), ("notated", &notated)] {
+        c.skopeo(&[
+            "copy",
+            "--src-tls-verify=false",
+            &format!("docker://{}", image(tag)),
+            &format!("oci:{}:{tag}", back.display()),
+        ]);
+        assert_eq!(&layout::resolve(&back, tag).expect("copied").digest, digest);
+    }
     // The tag list stays open.
     let tags = String::from_utf8(c.skopeo(&[
         "list-tags",

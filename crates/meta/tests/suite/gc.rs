@@ -24,6 +24,7 @@ pub(super) fn image(
         required_blobs: blobs.iter().map(|b| (*b).clone()).collect(),
         sparse: false,
         pushed_at: at,
+        scan_candidates: Vec::new(),
         ..manifest(repo, digest, None, None, tags)
     }
 }
@@ -45,6 +46,7 @@ pub(super) fn index(
         required_blobs: Vec::new(),
         sparse: false,
         pushed_at: at,
+        scan_candidates: Vec::new(),
         ..manifest(repo, digest, None, None, tags)
     }
 }

@@ -38,6 +38,7 @@ fn image(
         sparse: false,
         tags: tags.iter().map(|t| super::t(t)).collect(),
         pushed_at: 1_000,
+        scan_candidates: Vec::new(),
     }
 }
 

@@ -113,10 +113,14 @@ pub async fn run(meta: &Meta) {
     );
     let mut v = StoredVerdict {
         signatures: None,
+        referrers: Vec::new(),
         trust: "fp1".into(),
         verified: false,
         key: None,
         algorithm: None,
+        format: None,
+        signature: None,
+        valid_until: None,
         reason: Some("no_signature".into()),
         detail: Some("none".into()),
         checked_at: 9_000,
@@ -130,9 +134,13 @@ pub async fn run(meta: &Meta) {
     );
     v = StoredVerdict {
         signatures: Some(d("sha256:tr-sig")),
+        referrers: vec![d("sha256:tr-bundle"), d("sha256:tr-notation")],
         verified: true,
         key: Some("a".into()),
         algorithm: Some("ecdsa-p256".into()),
+        format: Some("sigstore-bundle".into()),
+        signature: Some(d("sha256:tr-bundle")),
+        valid_until: Some(99_000),
         reason: None,
         detail: None,
         ..v

@@ -1,20 +1,23 @@
 //! Signature verification and enforcement: the trust material of each
 //! namespace, the verdict per manifest, and the check on the pull path.
 //!
-//! - **Trust material** (`berth trust add acme --cosign-key cosign.pub`):
-//!   public keys per namespace, stored in the metadata database and held
+//! - **Trust material** (`berth trust add acme --cosign-key cosign.pub`,
+//!   `--notation-root ca.pem`): public keys (cosign signatures, sigstore
+//!   bundles) and X.509 roots (notation signatures) per namespace, stored
+//!   in the metadata database and held
 //!   here as one parsed snapshot of every namespace's keys and policy
 //!   (small: a few keys per namespace). Changes through this process drop
 //!   the snapshot; with a shared database there is no snapshot (each read
 //!   loads it), as for tag rules.
-//! - **Verdicts** (see `verdicts`): whether a trusted key verifies a cosign
+//! - **Verdicts** (see `verdicts`): whether trusted material verifies a
 //!   signature of a manifest ([`berth_trust`] does the cryptography). A
-//!   verdict is a function of three inputs: the manifest digest, the
-//!   signature manifest under its `sha256-<hex>.sig` tag, and the
-//!   namespace's keys (their fingerprint). It is cached in memory and
-//!   stored in the database with those inputs, and recomputed when either
-//!   input changed: a signature push or a trust change invalidates it by
-//!   construction, with no invalidation message to lose.
+//!   verdict is a function of its inputs: the manifest, its signature
+//!   manifests (the `sha256-<hex>.sig` tag, the sigstore bundle and
+//!   notation referrers) and the namespace's trust (its fingerprint). It
+//!   is cached in memory and stored in the database with those inputs,
+//!   and recomputed when an input changed: a signature push or a trust
+//!   change invalidates it by construction, with no invalidation message
+//!   to lose.
 //! - **Policy** per namespace: `enforce` refuses a pull (manifest `GET` by
 //!   tag or digest, image or index) without a verified signature, 403
 //!   DENIED naming the policy; `warn` allows it, logs and counts it. The
@@ -31,15 +34,18 @@ use std::sync::Arc;
 
 use berth_meta::trust::{TrustKey, TrustPolicy};
 use berth_oci::Namespace;
-use berth_trust::{PublicKey, TrustedKey};
+use berth_trust::notation::RootCerts;
+use berth_trust::{PublicKey, Trust, TrustedKey, TrustedRoot};
 use serde::Serialize;
 use sha2::{Digest as _, Sha256};
 
 use crate::{Caller, Error, Registry, Result};
 
+mod evidence;
 mod verdicts;
 
-pub use berth_trust::{Reason, Verdict};
+pub use berth_trust::{Format, Reason, Verdict};
+pub(crate) use evidence::is_signature_type;
 pub use verdicts::VerdictView;
 pub(crate) use verdicts::Verdicts;
 
@@ -78,9 +84,9 @@ impl Mode {
 /// One namespace's trust material and policy, parsed.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct NamespaceTrust {
-    pub(crate) keys: Vec<TrustedKey>,
-    /// SHA-256 over the keys' names and fingerprints: what a stored
-    /// verdict was computed against.
+    pub(crate) trust: Trust,
+    /// SHA-256 over the material's kinds, names and fingerprints: what a
+    /// stored verdict was computed against.
     pub(crate) fingerprint: String,
     pub(crate) mode: Option<Mode>,
 }
@@ -93,11 +99,12 @@ pub(crate) type TrustConfig = HashMap<String, NamespaceTrust>;
 pub struct KeyView {
     /// Its name in the namespace.
     pub name: String,
-    /// `cosign-key`.
+    /// `cosign-key` or `notation-root`.
     pub kind: String,
-    /// `ecdsa-p256`, `ecdsa-p384`, `rsa`, `ed25519`.
+    /// `ecdsa-p256`, `ecdsa-p384`, `rsa`, `ed25519`; for a root `x509-`
+    /// and its key's kind.
     pub algorithm: String,
-    /// SHA-256 of its DER, hex.
+    /// SHA-256 of its DER (of the first certificate's), hex.
     pub fingerprint: String,
     /// The PEM.
     pub public_key: String,
@@ -137,6 +144,16 @@ pub struct TrustView {
 }
 
 const KEY_KIND: &str = "cosign-key";
+const ROOT_KIND: &str = "notation-root";
+
+/// Trust material to add to a namespace, as PEM.
+#[derive(Debug, Clone, Copy)]
+pub enum Material<'a> {
+    /// A cosign public key (`cosign.pub`).
+    CosignKey(&'a str),
+    /// A root CA certificate for notation signatures (`ca.pem`).
+    NotationRoot(&'a str),
+}
 
 /// Key names: what a CLI flag and a URL path segment carry unescaped.
 fn validate_name(name: &str) -> Result<()> {
@@ -152,26 +169,44 @@ fn validate_name(name: &str) -> Result<()> {
 fn build(keys: Vec<TrustKey>, policies: Vec<TrustPolicy>) -> Result<TrustConfig> {
     let mut out = TrustConfig::new();
     for k in keys {
-        let key = PublicKey::from_pem(&k.material).map_err(|e| {
+        let corrupt = |e: String| {
             Error::Internal(format!(
-                "stored trust key {:?} of {} no longer parses: {e}",
+                "stored trust material {:?} of {} no longer parses: {e}",
                 k.name, k.namespace
             ))
-        })?;
-        out.entry(k.namespace.as_str().to_owned())
+        };
+        let t = &mut out
+            .entry(k.namespace.as_str().to_owned())
             .or_default()
-            .keys
-            .push(TrustedKey { name: k.name, key });
+            .trust;
+        if k.kind == ROOT_KIND {
+            let certs = RootCerts::from_pem(&k.material).map_err(|e| corrupt(e.to_string()))?;
+            t.roots.push(TrustedRoot {
+                name: k.name,
+                certs,
+            });
+        } else {
+            let key = PublicKey::from_pem(&k.material).map_err(|e| corrupt(e.to_string()))?;
+            t.keys.push(TrustedKey { name: k.name, key });
+        }
     }
     for p in policies {
         out.entry(p.namespace.as_str().to_owned()).or_default().mode = Mode::parse(&p.mode)?;
     }
     for t in out.values_mut() {
         let mut h = Sha256::new();
-        for k in &t.keys {
+        for k in &t.trust.keys {
             h.update(k.name.as_bytes());
             h.update([0]);
             h.update(k.key.fingerprint().as_bytes());
+            h.update([0]);
+        }
+        for r in &t.trust.roots {
+            h.update(ROOT_KIND.as_bytes());
+            h.update([0]);
+            h.update(r.name.as_bytes());
+            h.update([0]);
+            h.update(r.certs.fingerprint().as_bytes());
             h.update([0]);
         }
         t.fingerprint = hex::encode(h.finalize());
@@ -238,28 +273,53 @@ impl Registry {
         Ok(by_ns.into_values().collect())
     }
 
-    /// Adds a cosign public key (PEM) to the keys `ns` trusts, under
-    /// `name` (default: `cosign-` and the start of its fingerprint).
+    /// Adds trust material to what `ns` trusts, under `name` (default:
+    /// `cosign-` or `notation-` and the start of its fingerprint): a cosign
+    /// public key, or a root certificate for notation signatures.
     /// Verdicts of the namespace are recomputed on their next use.
     pub async fn add_trust_key(
         &self,
         ns: &Namespace,
         name: Option<&str>,
-        pem: &str,
+        material: Material<'_>,
         caller: &Caller,
     ) -> Result<KeyView> {
-        let key = PublicKey::from_pem(pem).map_err(|e| Error::InvalidParameter(e.to_string()))?;
+        let invalid = |e: String| Error::InvalidParameter(e);
+        let (kind, prefix, algorithm, fingerprint, pem) = match material {
+            Material::CosignKey(pem) => {
+                let key = PublicKey::from_pem(pem).map_err(|e| invalid(e.to_string()))?;
+                let algorithm = key.algorithm().as_str().to_owned();
+                (
+                    KEY_KIND,
+                    "cosign",
+                    algorithm,
+                    key.fingerprint().to_owned(),
+                    pem,
+                )
+            }
+            Material::NotationRoot(pem) => {
+                let certs = RootCerts::from_pem(pem).map_err(|e| invalid(e.to_string()))?;
+                let algorithm = certs.algorithm().to_owned();
+                (
+                    ROOT_KIND,
+                    "notation",
+                    algorithm,
+                    certs.fingerprint().to_owned(),
+                    pem,
+                )
+            }
+        };
         let name = match name {
             Some(n) => n.to_owned(),
-            None => format!("cosign-{}", &key.fingerprint()[..12]),
+            None => format!("{prefix}-{}", &fingerprint[..12]),
         };
         validate_name(&name)?;
         let record = TrustKey {
             namespace: ns.clone(),
             name: name.clone(),
-            kind: KEY_KIND.to_owned(),
-            algorithm: key.algorithm().as_str().to_owned(),
-            fingerprint: key.fingerprint().to_owned(),
+            kind: kind.to_owned(),
+            algorithm,
+            fingerprint,
             material: pem.trim().to_owned() + "\n",
             created_at: 0,
             created_by: None,

@@ -1,6 +1,7 @@
-//! Verdicts: verifying a manifest's cosign signatures against its
-//! namespace's keys, caching the result with its inputs, and the check on
-//! the pull path.
+//! Verdicts: verifying a manifest's signatures (its cosign `.sig` tag,
+//! its sigstore bundle and notation referrers) against its namespace's
+//! trust, caching the result with its inputs, and the check on the pull
+//! path.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -8,10 +9,8 @@ use std::sync::{Arc, RwLock};
 use berth_meta::events::{EventKind, NewEvent};
 use berth_meta::trust::StoredVerdict;
 use berth_oci::{Digest, Manifest, Reference, RepositoryName, Tag};
-use berth_store::BlobBody;
-use berth_trust::cosign::{self, Signed};
-use berth_trust::{Reason, TrustedKey, Verdict};
-use futures_util::StreamExt as _;
+use berth_trust::cosign;
+use berth_trust::{Format, Reason, Subject, Verdict};
 use serde::Serialize;
 
 use super::{Mode, NamespaceTrust};
@@ -20,8 +19,6 @@ use crate::{Error, Registry, Result};
 
 /// Entries kept in memory at most (past that the map is cleared).
 const MAX_CACHED: usize = 100_000;
-/// Signatures read per signature manifest at most.
-const MAX_SIGNATURES: usize = 32;
 /// Indexes consulted for a platform image that is not signed itself.
 const MAX_PARENTS: i64 = 8;
 
@@ -29,6 +26,7 @@ const MAX_PARENTS: i64 = 8;
 #[derive(Debug, Clone)]
 pub(crate) struct Cached {
     signatures: Option<Digest>,
+    referrers: Vec<Digest>,
     trust: String,
     verdict: Verdict,
     checked_at: i64,
@@ -82,8 +80,12 @@ pub struct VerdictView {
     /// Verified by which key, or why not.
     #[serde(flatten)]
     pub verdict: Verdict,
-    /// The signature manifest read (`sha256-<hex>.sig`), if any.
+    /// `verified by key "release" (ecdsa-p256)`, or why not.
+    pub summary: String,
+    /// The cosign signature manifest read (`sha256-<hex>.sig`), if any.
     pub signatures: Option<Digest>,
+    /// The signature referrers read (sigstore bundles, notation).
+    pub referrers: Vec<Digest>,
     /// When the verdict was computed (Unix ms).
     pub checked_at: i64,
     /// The namespace's policy (`None`: off).
@@ -91,35 +93,56 @@ pub struct VerdictView {
 }
 
 fn to_stored(c: &Cached) -> StoredVerdict {
-    let (verified, key, algorithm, reason, detail) = match &c.verdict {
-        Verdict::Verified { key, algorithm } => {
-            (true, Some(key.clone()), Some(algorithm.clone()), None, None)
-        }
-        Verdict::Unverified { reason, detail } => (
-            false,
-            None,
-            None,
-            Some(reason.as_str().to_owned()),
-            Some(detail.clone()),
-        ),
-    };
-    StoredVerdict {
+    let mut v = StoredVerdict {
         signatures: c.signatures.clone(),
+        referrers: c.referrers.clone(),
         trust: c.trust.clone(),
-        verified,
-        key,
-        algorithm,
-        reason,
-        detail,
+        verified: false,
+        key: None,
+        algorithm: None,
+        format: None,
+        signature: None,
+        valid_until: None,
+        reason: None,
+        detail: None,
         checked_at: c.checked_at,
+    };
+    match &c.verdict {
+        Verdict::Verified {
+            key,
+            algorithm,
+            format,
+            signature,
+            until,
+        } => {
+            v.verified = true;
+            v.key = Some(key.clone());
+            v.algorithm = Some(algorithm.clone());
+            v.format = Some(format.as_str().to_owned());
+            v.signature = Some(signature.clone());
+            v.valid_until = *until;
+        }
+        Verdict::Unverified { reason, detail } => {
+            v.reason = Some(reason.as_str().to_owned());
+            v.detail = Some(detail.clone());
+        }
     }
+    v
 }
 
+/// A stored verdict, if it reads back (a verified row from before
+/// referrers were verified names no format: the `.sig` manifest's).
 fn from_stored(s: StoredVerdict) -> Option<Cached> {
     let verdict = if s.verified {
         Verdict::Verified {
             key: s.key?,
             algorithm: s.algorithm.unwrap_or_default(),
+            format: match s.format.as_deref() {
+                None => Format::Cosign,
+                Some(f) => Format::parse(f)?,
+            },
+            signature: s.signature.or_else(|| s.signatures.clone())?,
+            until: s.valid_until,
         }
     } else {
         Verdict::unverified(
@@ -129,6 +152,7 @@ fn from_stored(s: StoredVerdict) -> Option<Cached> {
     };
     Some(Cached {
         signatures: s.signatures,
+        referrers: s.referrers,
         trust: s.trust,
         verdict,
         checked_at: s.checked_at,
@@ -150,13 +174,22 @@ fn event_for(
     let kind = match &c.verdict {
         Verdict::Verified { .. } => EventKind::SignatureVerified,
         Verdict::Unverified {
-            reason: Reason::BadSignature | Reason::DigestMismatch | Reason::Malformed,
+            reason:
+                Reason::BadSignature
+                | Reason::DigestMismatch
+                | Reason::Malformed
+                | Reason::Unsupported
+                | Reason::Expired,
             ..
         } => EventKind::SignatureFailed,
         Verdict::Unverified { .. } => return None,
     };
     if let Some(b) = before {
-        if b.signatures == now.signatures && b.verified == now.verified && b.reason == now.reason {
+        if b.signatures == now.signatures
+            && b.referrers == now.referrers
+            && b.verified == now.verified
+            && b.reason == now.reason
+        {
             return None;
         }
     }
@@ -166,6 +199,7 @@ fn event_for(
     e.data = serde_json::json!({
         "verdict": c.verdict,
         "signatures": c.signatures,
+        "referrers": c.referrers,
         "tag": c.signatures.as_ref().map(|_| cosign::signature_tag(digest)),
     });
     Some(e)
@@ -188,131 +222,114 @@ fn is_signing_artifact(m: &ManifestEntry) -> bool {
 }
 
 impl Registry {
-    /// The signature manifest of `digest` (its `sha256-<hex>.sig` tag).
-    async fn signature_manifest(
+    /// Whether the verified verdict `c` still holds, known without
+    /// listing referrers: same trust, not past its validity, and the
+    /// signature it names still there (the `.sig` tag still on it, or the
+    /// referrer still in the repository). More signatures cannot undo a
+    /// verified verdict, so a verified pull costs lookups in memory.
+    async fn still_verified(
         &self,
         repo: &RepositoryName,
-        digest: &Digest,
-    ) -> Result<Option<Arc<ManifestEntry>>> {
-        let tag = Tag::parse(cosign::signature_tag(digest))
-            .map_err(|e| Error::Internal(format!("signature tag: {e}")))?;
-        match self.get_manifest(repo, &Reference::Tag(tag)).await {
-            Ok(m) => Ok(Some(m)),
-            Err(Error::ManifestUnknown(_)) => Ok(None),
+        c: &Cached,
+        sig: Option<&Digest>,
+        trust: &NamespaceTrust,
+        now: i64,
+    ) -> Result<bool> {
+        let Verdict::Verified {
+            format, signature, ..
+        } = &c.verdict
+        else {
+            return Ok(false);
+        };
+        if c.trust != trust.fingerprint || !c.verdict.holds_at(now) {
+            return Ok(false);
+        }
+        if *format == Format::Cosign {
+            return Ok(sig == Some(signature));
+        }
+        match self
+            .get_manifest(repo, &Reference::Digest(signature.clone()))
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(Error::ManifestUnknown(_)) => Ok(false),
             Err(e) => Err(e),
         }
     }
 
-    /// The bytes of a small blob (a signature payload), at most `limit`.
-    async fn small_blob(&self, digest: &Digest, limit: u64) -> Result<Option<Vec<u8>>> {
-        let Some(read) = self.store.read(digest, None).await? else {
-            return Ok(None);
-        };
-        if read.len > limit {
-            return Ok(None);
-        }
-        match read.body {
-            BlobBody::Bytes(b) => Ok(Some(b.to_vec())),
-            BlobBody::Stream(mut s) => {
-                let mut out = Vec::with_capacity(read.len as usize);
-                while let Some(chunk) = s.next().await {
-                    out.extend_from_slice(&chunk.map_err(Error::Storage)?);
-                    if out.len() as u64 > limit {
-                        return Ok(None);
-                    }
-                }
-                Ok(Some(out))
-            }
-        }
-    }
-
-    /// Verifies the signatures in `sig` (the signature manifest of
-    /// `digest`, if any) against `keys`.
-    async fn verify_now(
-        &self,
-        digest: &Digest,
-        sig: Option<&ManifestEntry>,
-        keys: &[TrustedKey],
-    ) -> Result<Verdict> {
-        let Some(sig) = sig.filter(|_| !keys.is_empty()) else {
-            return Ok(cosign::verify(digest, &[], keys));
-        };
-        let malformed = |why: String| Verdict::unverified(Reason::Malformed, why);
-        let m = match Manifest::parse(&sig.content, Some(&sig.media_type)) {
-            Ok(m) => m,
-            Err(e) => {
-                return Ok(malformed(format!(
-                    "signature manifest {} does not parse: {e}",
-                    sig.digest
-                )))
-            }
-        };
-        let mut signed = Vec::new();
-        for layer in cosign::signature_layers(&m)
-            .into_iter()
-            .take(MAX_SIGNATURES)
-        {
-            if !(0..=cosign::MAX_PAYLOAD).contains(&layer.size) {
-                continue;
-            }
-            if let Some(payload) = self
-                .small_blob(&layer.payload, cosign::MAX_PAYLOAD as u64)
-                .await?
-            {
-                signed.push(Signed {
-                    payload,
-                    signature: layer.signature,
-                });
-            }
-        }
-        if signed.is_empty() {
-            return Ok(malformed(format!(
-                "signature manifest {} holds no cosign signature (layers of type {} with the annotation {}, payloads of at most {} bytes)",
-                sig.digest,
-                cosign::SIMPLE_SIGNING,
-                cosign::SIGNATURE_ANNOTATION,
-                cosign::MAX_PAYLOAD
-            )));
-        }
-        Ok(cosign::verify(digest, &signed, keys))
-    }
-
-    /// The verdict of `digest` in `repo` under `trust`: from memory or the
+    /// The verdict of `m` in `repo` under `trust`: from memory or the
     /// database when its inputs are unchanged, else computed and stored
     /// (with its event, published as `actor`).
     async fn verdict_with(
         &self,
         repo: &RepositoryName,
-        digest: &Digest,
+        m: &ManifestEntry,
         trust: &NamespaceTrust,
         actor: &str,
     ) -> Result<Arc<Cached>> {
+        let digest = &m.digest;
+        let now = berth_meta::now_ms();
         let sig = self.signature_manifest(repo, digest).await?;
         let sig_digest = sig.as_ref().map(|m| m.digest.clone());
-        let current = |signatures: &Option<Digest>, t: &str| {
-            *signatures == sig_digest && t == trust.fingerprint
+        let current = |c: &Cached, referrers: &[Digest]| {
+            c.signatures == sig_digest
+                && c.referrers == referrers
+                && c.trust == trust.fingerprint
+                && c.verdict.holds_at(now)
         };
+        // In memory: a verified verdict still holding costs nothing more;
+        // any other is checked against the signature referrers (one query).
+        let mut listed = None;
         if let Some(c) = self.verdicts.get(repo, digest) {
-            if current(&c.signatures, &c.trust) {
+            if self
+                .still_verified(repo, &c, sig_digest.as_ref(), trust, now)
+                .await?
+            {
                 return Ok(c);
             }
+            let referrers = self.signature_referrers(repo, digest).await?;
+            if current(&c, &referrers) {
+                return Ok(c);
+            }
+            listed = Some(referrers);
         }
+        // Stored (what a shared database gives every replica).
         let stored = self.meta.signature_verdict(repo, digest).await?;
-        if let Some(c) = stored
-            .clone()
-            .filter(|s| current(&s.signatures, &s.trust))
-            .and_then(from_stored)
-        {
-            let c = Arc::new(c);
+        let from_db = stored.clone().and_then(from_stored).map(Arc::new);
+        if let Some(c) = &from_db {
+            if self
+                .still_verified(repo, c, sig_digest.as_ref(), trust, now)
+                .await?
+            {
+                self.verdicts.fill(repo, digest, c.clone());
+                return Ok(c.clone());
+            }
+        }
+        let referrers = match listed {
+            Some(r) => r,
+            None => self.signature_referrers(repo, digest).await?,
+        };
+        if let Some(c) = from_db.filter(|c| current(c, &referrers)) {
             self.verdicts.fill(repo, digest, c.clone());
             return Ok(c);
         }
-        let verdict = self.verify_now(digest, sig.as_deref(), &trust.keys).await?;
+        let evidence = if trust.trust.is_empty() {
+            Vec::new()
+        } else {
+            self.evidence(repo, sig.as_deref(), &referrers).await?
+        };
+        let subject = Subject {
+            digest,
+            media_type: &m.media_type,
+            content: &m.content,
+        };
+        let verdict = berth_trust::verify(subject, &evidence, &trust.trust, now);
         let c = Arc::new(Cached {
             signatures: sig_digest,
+            referrers,
             trust: trust.fingerprint.clone(),
             verdict,
-            checked_at: berth_meta::now_ms(),
+            checked_at: now,
         });
         let event = event_for(repo, digest, &c, stored.as_ref(), actor);
         self.meta
@@ -332,36 +349,36 @@ impl Registry {
         let config = self.trust_config().await?;
         let none = NamespaceTrust::default();
         let trust = config.get(repo.namespace_str()).unwrap_or(&none);
-        let c = self
-            .verdict_with(repo, &m.digest, trust, "verifier")
-            .await?;
+        let c = self.verdict_with(repo, &m, trust, "verifier").await?;
         Ok(VerdictView {
             repository: repo.clone(),
             digest: m.digest.clone(),
+            summary: c.verdict.describe(),
             verdict: c.verdict.clone(),
             signatures: c.signatures.clone(),
+            referrers: c.referrers.clone(),
             checked_at: c.checked_at,
             policy: trust.mode,
         })
     }
 
     /// After a push of `tags` to `repo` by `actor`: a cosign signature tag
-    /// (`sha256-<hex>.sig`) gets its subject verified now, so the verdict
-    /// and its webhook event follow the push. Failures are logged, never
-    /// the push's.
+    /// (`sha256-<hex>.sig`), or a signature referrer (a sigstore bundle,
+    /// a notation signature) of `signs`, gets its subject verified now, so
+    /// the verdict and its webhook event follow the push. Failures are
+    /// logged, never the push's.
     pub(crate) async fn after_signature_push(
         &self,
         repo: &RepositoryName,
         tags: &[Tag],
+        signs: Option<&Digest>,
         actor: &str,
     ) {
-        for t in tags {
-            if !t.as_str().ends_with(".sig") {
-                continue;
-            }
-            let Some(subject) = cosign::tagged_subject(t.as_str()) else {
-                continue;
-            };
+        let tagged = tags
+            .iter()
+            .filter(|t| t.as_str().ends_with(".sig"))
+            .filter_map(|t| cosign::tagged_subject(t.as_str()));
+        for subject in tagged.chain(signs.cloned()) {
             if let Err(e) = self.verify_pushed(repo, &subject, actor).await {
                 tracing::warn!(repository = %repo, %subject, error = %e, "verifying a pushed signature failed");
             }
@@ -377,21 +394,19 @@ impl Registry {
         let config = self.trust_config().await?;
         let Some(trust) = config
             .get(repo.namespace_str())
-            .filter(|t| !t.keys.is_empty())
+            .filter(|t| !t.trust.is_empty())
         else {
             return Ok(());
         };
-        match self
+        let m = match self
             .get_manifest(repo, &Reference::Digest(subject.clone()))
             .await
         {
-            Ok(_) => {}
+            Ok(m) => m,
             Err(Error::ManifestUnknown(_)) => return Ok(()),
             Err(e) => return Err(e),
-        }
-        self.verdict_with(repo, subject, trust, actor)
-            .await
-            .map(drop)
+        };
+        self.verdict_with(repo, &m, trust, actor).await.map(drop)
     }
 
     /// Checks a manifest pull (`GET`; HEAD is never checked) of `m`
@@ -420,9 +435,7 @@ impl Registry {
                 return Ok(());
             }
         }
-        let c = self
-            .verdict_with(repo, &m.digest, trust, "verifier")
-            .await?;
+        let c = self.verdict_with(repo, m, trust, "verifier").await?;
         if c.verdict.is_verified() {
             metrics.signature_check(mode.as_str(), "verified");
             return Ok(());
@@ -436,7 +449,8 @@ impl Registry {
             .parent_indexes(repo, &m.digest, MAX_PARENTS)
             .await?
         {
-            let p = self.verdict_with(repo, &parent, trust, "verifier").await?;
+            let index = self.get_manifest(repo, &Reference::Digest(parent)).await?;
+            let p = self.verdict_with(repo, &index, trust, "verifier").await?;
             if p.verdict.is_verified() {
                 metrics.signature_check(mode.as_str(), "verified");
                 return Ok(());
@@ -458,8 +472,8 @@ impl Registry {
                 metrics.signature_check(mode.as_str(), "refused");
                 Err(Error::Denied(format!(
                     "pull of {what} refused by the signature policy of namespace {ns} (enforce): {}; \
-                     sign it with a key namespace {ns} trusts (cosign sign --key ... {repo}@{}) and push the signature, \
-                     or see `berth trust list {ns}`",
+                     sign it with a key namespace {ns} trusts (cosign sign --key ... {repo}@{}), or with notation \
+                     and a certificate of a root it trusts, and push the signature, or see `berth trust list {ns}`",
                     c.verdict.describe(),
                     m.digest
                 )))

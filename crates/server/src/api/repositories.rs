@@ -74,9 +74,19 @@ async fn handle_get(
             serde_json::to_value(reg.signature_verdict(&name, &reference).await?)
                 .map_err(|e| Error::Internal(format!("encoding a verdict: {e}")))?
         }
+        "scan-summary" => {
+            let reference = query.get("reference").ok_or_else(|| {
+                Error::InvalidParameter("give the manifest as ?reference=TAG or DIGEST".into())
+            })?;
+            let reference = berth_oci::Reference::parse(reference)
+                .map_err(|e| Error::InvalidParameter(format!("reference {reference:?}: {e}")))?;
+            serde_json::to_value(reg.scan_summary(&name, &reference).await?)
+                .map_err(|e| Error::Internal(format!("encoding a scan summary: {e}")))?
+        }
         other => {
             return Err(Error::NotFound(format!(
-                "no view {other:?} of a repository (tags, manifests, usage, signature, visibility)"
+                "no view {other:?} of a repository (tags, manifests, usage, signature, \
+                 scan-summary, visibility)"
             ))
             .into())
         }

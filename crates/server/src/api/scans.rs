@@ -7,26 +7,80 @@
 //! - `GET /api/v1/repositories/{name}/manifests/{digest}/scan` answers the
 //!   stored results (404 when the manifest was never scanned).
 //!
-//! Both need read access to the repository, from a signed-in account when
-//! authentication is on (a scan costs the server work).
+//! - `GET /api/v1/namespaces/{ns}/scan-policy` (members) and `PUT` (its
+//!   admins; `{"scan_on_push": true}`) read and set whether pushes to the
+//!   namespace are scanned; `GET /api/v1/scan-policies` (site admins)
+//!   lists the namespaces that set one.
+//!
+//! Who may do what: a scan costs the server work, so requesting one needs
+//! push permission on the repository (its writers, the namespace's admins,
+//! site admins; never an anonymous caller when authentication is on);
+//! reading a stored result needs pull permission, as pulling the image
+//! does. Refusals name the repository and say what to do instead.
 
 use std::sync::Arc;
 
 use axum::extract::State;
-use axum::routing::post;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use berth_oci::{Digest, Reference, RepositoryName};
-use berth_registry::scanning::ScanReport;
+use berth_registry::scanning::{PolicyView, ScanReport};
 use berth_registry::Error;
 use serde::Deserialize;
 
 use super::body::JsonBody;
-use super::{Need, Principal};
+use super::{NamespacePath, Need, Principal};
 use crate::error::ApiError;
 use crate::App;
 
 pub(crate) fn routes() -> Router<Arc<App>> {
-    Router::new().route("/scans", post(handle_scan))
+    Router::new()
+        .route("/scans", post(handle_scan))
+        .route("/scan-policies", get(handle_policies))
+        .route(
+            "/namespaces/{ns}/scan-policy",
+            get(handle_policy).put(handle_set_policy),
+        )
+}
+
+async fn handle_policies(
+    State(app): State<Arc<App>>,
+    principal: Principal,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    principal.require_site_admin(&app)?;
+    Ok(Json(
+        serde_json::json!({ "policies": app.registry.scan_policies().await? }),
+    ))
+}
+
+async fn handle_policy(
+    State(app): State<Arc<App>>,
+    NamespacePath(ns): NamespacePath,
+    principal: Principal,
+) -> Result<Json<PolicyView>, ApiError> {
+    principal.require(&app, &ns, Need::Member).await?;
+    Ok(Json(app.registry.scan_policy(&ns).await?))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PolicyBody {
+    #[serde(default)]
+    scan_on_push: Option<bool>,
+}
+
+async fn handle_set_policy(
+    State(app): State<Arc<App>>,
+    NamespacePath(ns): NamespacePath,
+    principal: Principal,
+    JsonBody(b): JsonBody<PolicyBody>,
+) -> Result<Json<PolicyView>, ApiError> {
+    let caller = principal.require(&app, &ns, Need::Admin).await?;
+    Ok(Json(
+        app.registry
+            .set_scan_policy(&ns, b.scan_on_push, &caller)
+            .await?,
+    ))
 }
 
 #[derive(Debug, Deserialize)]
@@ -38,12 +92,43 @@ struct ScanRequest {
     platform: Option<String>,
 }
 
-async fn allowed(app: &App, principal: &Principal, repo: &RepositoryName) -> Result<(), ApiError> {
-    if app.auth.enforced() && principal.account().is_none() {
-        return Err(Error::Unauthorized("authentication required to scan".into()).into());
+/// Checks that `principal` may have `repo` scanned now (push permission).
+async fn may_scan(app: &App, principal: &Principal, repo: &RepositoryName) -> Result<(), ApiError> {
+    match principal.require(app, repo, Need::Write).await {
+        Ok(_) => Ok(()),
+        Err(e) => Err(match e.error() {
+            Error::Unauthorized(_) => Error::Unauthorized(format!(
+                "scanning {repo} needs push permission on it: sign in (berth login) as an \
+                 account that may push to {repo}, an admin of its namespace or a site admin"
+            ))
+            .into(),
+            Error::Denied(_) => Error::Denied(format!(
+                "scanning {repo} needs push permission on it (its writers, the namespace's \
+                 admins, site admins); with pull permission, read the stored result instead: \
+                 GET /api/v1/repositories/{repo}/manifests/REFERENCE/scan (berth scan --stored)"
+            ))
+            .into(),
+            _ => e,
+        }),
     }
-    principal.require(app, repo, Need::Read).await?;
-    Ok(())
+}
+
+/// Checks that `principal` may read `repo`'s stored scans (pull permission).
+async fn may_read(app: &App, principal: &Principal, repo: &RepositoryName) -> Result<(), ApiError> {
+    match principal.require(app, repo, Need::Read).await {
+        Ok(_) => Ok(()),
+        Err(e) => Err(match e.error() {
+            Error::Unauthorized(_) => Error::Unauthorized(format!(
+                "reading the scans of {repo} needs pull permission on it: sign in (berth login)"
+            ))
+            .into(),
+            Error::Denied(_) => Error::Denied(format!(
+                "reading the scans of {repo} needs pull permission on it"
+            ))
+            .into(),
+            _ => e,
+        }),
+    }
 }
 
 async fn handle_scan(
@@ -53,7 +138,7 @@ async fn handle_scan(
 ) -> Result<Json<ScanReport>, ApiError> {
     let repo =
         RepositoryName::parse(&req.repository).map_err(|e| Error::NameInvalid(e.to_string()))?;
-    allowed(&app, &principal, &repo).await?;
+    may_scan(&app, &principal, &repo).await?;
     let reference = Reference::parse(&req.reference)
         .map_err(|e| Error::InvalidParameter(format!("reference {:?}: {e}", req.reference)))?;
     let digest = app.registry.resolve_reference(&repo, &reference).await?;
@@ -64,16 +149,24 @@ async fn handle_scan(
     Ok(Json(report))
 }
 
-/// `GET /api/v1/repositories/{name}/manifests/{digest}/scan`, reached
-/// through the repositories router (repository names contain slashes).
+/// `GET /api/v1/repositories/{name}/manifests/{reference}/scan` (a digest
+/// or a tag), reached through the repositories router (repository names
+/// contain slashes).
 pub(crate) async fn handle_stored(
     app: &App,
     principal: &Principal,
     repo: &RepositoryName,
-    digest: &str,
+    reference: &str,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    allowed(app, principal, repo).await?;
-    let digest = Digest::parse(digest).map_err(|e| Error::DigestInvalid(e.to_string()))?;
+    may_read(app, principal, repo).await?;
+    let digest = match Digest::parse(reference) {
+        Ok(d) => d,
+        Err(_) => {
+            let r = Reference::parse(reference)
+                .map_err(|e| Error::InvalidParameter(format!("reference {reference:?}: {e}")))?;
+            app.registry.resolve_reference(repo, &r).await?
+        }
+    };
     match app.registry.stored_scan(repo, &digest).await? {
         Some(report) => {
             Ok(Json(serde_json::to_value(report).map_err(|e| {

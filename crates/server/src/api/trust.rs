@@ -4,7 +4,7 @@
 //! | --- | --- | --- |
 //! | `GET /trust` | site admins | every namespace with keys or a policy |
 //! | `GET /namespaces/{ns}/trust` | members | its policy and trusted keys |
-//! | `POST /namespaces/{ns}/trust/keys` `{"cosign_key": PEM, "name"?}` | namespace admins | trust a cosign public key (201) |
+//! | `POST /namespaces/{ns}/trust/keys` `{"cosign_key": PEM, "name"?}` or `{"notation_root": PEM, "name"?}` | namespace admins | trust a cosign public key, or a root certificate for notation signatures (201) |
 //! | `DELETE /namespaces/{ns}/trust/keys/{name}` | namespace admins | stop trusting it (204) |
 //! | `PUT /namespaces/{ns}/trust/policy` `{"mode": "enforce"\|"warn"\|"off"}` | namespace admins | set the pull policy |
 //!
@@ -17,7 +17,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{delete, get, put};
 use axum::{Json, Router};
-use berth_registry::trust::Mode;
+use berth_registry::trust::{Material, Mode};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -60,7 +60,8 @@ async fn handle_get(
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct AddBody {
-    cosign_key: String,
+    cosign_key: Option<String>,
+    notation_root: Option<String>,
     name: Option<String>,
 }
 
@@ -71,9 +72,19 @@ async fn handle_add(
     JsonBody(b): JsonBody<AddBody>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let caller = principal.require(&app, &ns, Need::Admin).await?;
+    let material = match (&b.cosign_key, &b.notation_root) {
+        (Some(pem), None) => Material::CosignKey(pem),
+        (None, Some(pem)) => Material::NotationRoot(pem),
+        _ => {
+            return Err(berth_registry::Error::InvalidParameter(
+                "give exactly one of cosign_key (a cosign public key, PEM) and notation_root (a root CA certificate, PEM)".into(),
+            )
+            .into())
+        }
+    };
     let key = app
         .registry
-        .add_trust_key(&ns, b.name.as_deref(), &b.cosign_key, &caller)
+        .add_trust_key(&ns, b.name.as_deref(), material, &caller)
         .await?;
     Ok((StatusCode::CREATED, Json(json!(key))))
 }

@@ -221,7 +221,7 @@ pub(crate) async fn render(
             @match &verdict {
                 Some(v) => {
                     @match &v.verdict {
-                        berth_registry::trust::Verdict::Verified { key, algorithm } => {
+                        berth_registry::trust::Verdict::Verified { key, algorithm, .. } => {
                             p { span.badge.ok { "verified" } " by key " strong { (key) } " (" (algorithm) "), checked " (time(v.checked_at, now)) }
                         }
                         berth_registry::trust::Verdict::Unverified { detail, .. } => {

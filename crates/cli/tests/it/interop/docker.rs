@@ -236,7 +236,7 @@ fn output_text(out: &Output) -> String {
 }
 
 /// The digest `docker push` reports (`v1: digest: sha256:... size: N`).
-fn pushed_digest(output: &str) -> String {
+pub(super) fn pushed_digest(output: &str) -> String {
     let at = output
         .find("digest: sha256:")
         .expect("push reports a digest")
@@ -245,7 +245,7 @@ fn pushed_digest(output: &str) -> String {
 }
 
 /// A unique local image name (the daemon is shared by parallel tests).
-fn local_name(what: &str) -> String {
+pub(super) fn local_name(what: &str) -> String {
     let id: String = layout::random_bytes(4)
         .iter()
         .map(|b| format!("{b:02x}"))

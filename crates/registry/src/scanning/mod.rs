@@ -10,10 +10,16 @@
 //! with its manifest (`scan_results`, gone with the manifest) together with
 //! the time of the vulnerability data it used, so a later change of that
 //! data shows which results are stale.
+//!
+//! Scans run on request (`POST /api/v1/scans`) and as background jobs
+//! (see `queue`): on push where the namespace's policy (`policy`) asks for
+//! it, and again when the vulnerability data changed. Every finished scan
+//! publishes a `scan.completed` event in the transaction that stores it.
 
 use std::io;
 
-use berth_meta::scans::StoredScan;
+use berth_meta::events::{EventKind, NewEvent};
+use berth_meta::scans::{FinishedScan, StoredScan};
 use berth_oci::{Digest, EntryKind, Manifest, ManifestKind, Reference, RepositoryName};
 use berth_scan::layers::FileView;
 use berth_scan::vuln::{self, Finding, Severity};
@@ -22,6 +28,13 @@ use futures_util::TryStreamExt as _;
 use serde::{Deserialize, Serialize};
 
 use crate::{Error, Registry, Result};
+
+mod policy;
+mod queue;
+
+pub use policy::{PolicyView, ScanSummary};
+pub(crate) use queue::Queue;
+pub use queue::{ScanRound, SCAN_LEASE};
 
 /// Findings per severity.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -156,6 +169,21 @@ struct StoredReport {
     notes: Vec<String>,
 }
 
+/// Whether a pushed manifest is a container image a scan can read: no
+/// subject (an artifact about another manifest), an image configuration,
+/// and only layers (not an attestation's in-toto statements, not an
+/// artifact's files).
+pub(crate) fn is_container_image(m: &Manifest) -> bool {
+    m.kind == ManifestKind::Image
+        && m.subject.is_none()
+        && m.config.as_ref().is_some_and(|c| {
+            c.media_type == berth_oci::media::OCI_CONFIG
+                || c.media_type == "application/vnd.docker.container.image.v1+json"
+        })
+        && !m.layers.is_empty()
+        && m.layers.iter().all(|l| is_layer(&l.media_type))
+}
+
 fn is_layer(media_type: &str) -> bool {
     media_type.contains(".image.rootfs.") || media_type.contains(".image.layer.")
 }
@@ -227,33 +255,23 @@ impl Registry {
         }
         let mut images = Vec::with_capacity(targets.len());
         for (child, label) in targets {
-            images.push(self.scan_image(repo, &child, label).await?);
+            let scan = self.scan_image(repo, &child, label).await?;
+            self.store_scan(repo, &scan, "manual", None).await?;
+            images.push(scan);
         }
         Ok(ScanReport::new(repo, digest, images))
     }
 
-    /// Scans one image manifest and stores the result (a failure to read
-    /// the image is stored and returned as the scan's `error`).
-    async fn scan_image(
+    /// Scans one image manifest (a failure to read the image is the
+    /// scan's `error`; a failing database or store is this call's).
+    pub(crate) async fn scan_image(
         &self,
         repo: &RepositoryName,
         digest: &Digest,
         platform: Option<String>,
     ) -> Result<ImageScan> {
-        let vulndb_at = self.meta.vulndb_changed_at().await?;
-        let scanned_at = crate::now_ms();
-        let mut scan = ImageScan {
-            digest: digest.to_string(),
-            platform,
-            scanned_at,
-            vulndb_at,
-            distro: None,
-            packages: 0,
-            counts: SeverityCounts::default(),
-            findings: Vec::new(),
-            notes: Vec::new(),
-            error: None,
-        };
+        let mut scan = self.scan_stub(digest).await?;
+        scan.platform = platform;
         match self.image_inventory(repo, digest).await {
             Ok(inv) => {
                 let keys = vuln::lookup_keys(&inv);
@@ -280,11 +298,36 @@ impl Registry {
             }
             Err(e) => return Err(e),
         }
-        self.store_scan(repo, &scan).await?;
         Ok(scan)
     }
 
-    async fn store_scan(&self, repo: &RepositoryName, scan: &ImageScan) -> Result<()> {
+    /// An empty scan of `digest`, now, against the current data.
+    pub(crate) async fn scan_stub(&self, digest: &Digest) -> Result<ImageScan> {
+        Ok(ImageScan {
+            digest: digest.to_string(),
+            platform: None,
+            scanned_at: crate::now_ms(),
+            vulndb_at: self.meta.vulndb_changed_at().await?,
+            distro: None,
+            packages: 0,
+            counts: SeverityCounts::default(),
+            findings: Vec::new(),
+            notes: Vec::new(),
+            error: None,
+        })
+    }
+
+    /// Stores `scan` with its `scan.completed` event (`reason`: `push`,
+    /// `vulndb`, `manual`) and, for a queued scan, ends the request
+    /// `holder` claimed; all in one transaction. `false`: the manifest is
+    /// gone.
+    pub(crate) async fn store_scan(
+        &self,
+        repo: &RepositoryName,
+        scan: &ImageScan,
+        reason: &str,
+        holder: Option<&str>,
+    ) -> Result<bool> {
         let report = serde_json::to_string(&StoredReport {
             platform: scan.platform.clone(),
             distro: scan.distro.clone(),
@@ -295,20 +338,37 @@ impl Registry {
         let digest = Digest::parse(&scan.digest)
             .map_err(|e| Error::Internal(format!("scanned digest: {e}")))?;
         let c = scan.counts;
-        self.meta
-            .put_scan(StoredScan {
-                repository: repo.clone(),
-                digest,
-                platform: scan.platform.clone(),
-                scanned_at: scan.scanned_at,
-                vulndb_at: scan.vulndb_at,
-                packages: scan.packages,
-                counts: [c.critical, c.high, c.medium, c.low, c.unknown],
-                report,
-                error: scan.error.clone(),
+        let mut event = NewEvent::new(EventKind::ScanCompleted, "scanner", scan.scanned_at);
+        event.repository = Some(repo.clone());
+        event.digest = Some(scan.digest.clone());
+        event.data = serde_json::json!({
+            "reason": reason,
+            "platform": scan.platform,
+            "distro": scan.distro,
+            "packages": scan.packages,
+            "counts": c,
+            "vulndb_at": scan.vulndb_at,
+            "error": scan.error,
+        });
+        let stored = self
+            .meta
+            .finish_scan(FinishedScan {
+                scan: StoredScan {
+                    repository: repo.clone(),
+                    digest,
+                    platform: scan.platform.clone(),
+                    scanned_at: scan.scanned_at,
+                    vulndb_at: scan.vulndb_at,
+                    packages: scan.packages,
+                    counts: [c.critical, c.high, c.medium, c.low, c.unknown],
+                    report,
+                    error: scan.error.clone(),
+                },
+                event: Some(event),
+                holder: holder.map(str::to_owned),
             })
             .await?;
-        Ok(())
+        Ok(stored)
     }
 
     /// The package inventory of one image manifest of `repo`.
@@ -375,16 +435,16 @@ impl Registry {
         digest: &Digest,
     ) -> Result<Option<ScanReport>> {
         let top = self.manifest_bytes(repo, digest).await?;
-        let wanted: Vec<Digest> = match top.kind {
+        let wanted: Vec<(Digest, Option<String>)> = match top.kind {
             ManifestKind::Index => top
                 .child_manifests()
                 .filter(|c| c.entry_kind() == EntryKind::Manifest)
-                .map(|c| c.digest.clone())
+                .map(|c| (c.digest.clone(), platform_label(c.platform.as_ref())))
                 .collect(),
-            _ => vec![digest.clone()],
+            _ => vec![(digest.clone(), None)],
         };
         let mut images = Vec::with_capacity(wanted.len());
-        for d in &wanted {
+        for (d, label) in &wanted {
             let Some(row) = self.meta.scan(repo, d).await? else {
                 return Ok(None);
             };
@@ -396,7 +456,7 @@ impl Registry {
             let [critical, high, medium, low, unknown] = row.counts;
             images.push(ImageScan {
                 digest: d.to_string(),
-                platform: row.platform.or(stored.platform),
+                platform: row.platform.or(stored.platform).or_else(|| label.clone()),
                 scanned_at: row.scanned_at,
                 vulndb_at: row.vulndb_at,
                 distro: stored.distro,

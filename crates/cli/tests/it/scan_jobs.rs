@@ -1,0 +1,313 @@
+//! Scans as background jobs, end to end on a real `berth serve`: a
+//! namespace set to scan on push (`berth scan policy NS --on-push on`,
+//! audited), a two-platform image pushed with `berth copy` (its platform
+//! images are scanned by the server's scan worker, never during the push),
+//! the stored results with their platforms, the `scan.completed` webhook
+//! events with their counts, the summary in the management API's manifest
+//! view and in `berth inspect` ("not scanned yet" for an image of a
+//! namespace without the policy), the metrics, and a change of the
+//! vulnerability data that rescans the stored results.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::common::Berth;
+use crate::layout;
+use crate::scan::{apk_database, image, write, Compression};
+use crate::tools::berth_ok;
+
+/// An OSV record of an Alpine 3.20 advisory against openssl.
+fn openssl_advisory(modified: &str, extra: Value) -> Value {
+    let mut r = json!({
+        "id": "ALPINE-CVE-2099-0002",
+        "modified": modified,
+        "aliases": ["CVE-2099-0002"],
+        "affected": [{"package": {"ecosystem": "Alpine:v3.20", "name": "openssl"},
+                      "ranges": [{"type": "ECOSYSTEM",
+                                  "events": [{"introduced": "0"}, {"fixed": "3.3.2-r1"}]}]}],
+        "severity": [{"type": "CVSS_V3",
+                      "score": "CVSS:3.1/AV:N/AC:H/PR:N/UI:N/S:U/C:N/I:H/A:H"}],
+    });
+    for (k, v) in extra.as_object().unwrap() {
+        r[k] = v.clone();
+    }
+    r
+}
+
+fn import(b: &Berth, dir: &Path, name: &str, record: &Value) {
+    let osv = dir.join(name);
+    std::fs::create_dir_all(&osv).unwrap();
+    std::fs::write(osv.join("record.json"), record.to_string()).unwrap();
+    berth_ok(
+        dir,
+        &[
+            "vulndb",
+            "import",
+            osv.to_str().unwrap(),
+            "--registry",
+            b.addr.as_str(),
+        ],
+    );
+}
+
+/// A two-platform Alpine 3.20 image (both with openssl 3.3.2-r0) tagged
+/// `v1` in an OCI layout under `dir`.
+fn alpine_index(dir: &Path) -> std::path::PathBuf {
+    let root = dir.join("alpine");
+    apk_database(&root);
+    let other = dir.join("alpine-other");
+    apk_database(&other);
+    write(&other.join("etc/motd"), b"the other platform\n");
+    let layout_dir = dir.join("layout");
+    let arm64 = image(&layout_dir, "linux/arm64", &[(&root, Compression::Gzip)]);
+    let amd64 = image(&layout_dir, "linux/amd64", &[(&other, Compression::Zstd)]);
+    let manifests: Vec<Value> = [(&amd64, "linux/amd64"), (&arm64, "linux/arm64")]
+        .iter()
+        .map(|(d, p)| {
+            let mut v = d.to_json();
+            v["platform"] = layout::platform_json(p);
+            v
+        })
+        .collect();
+    let index = json!({"schemaVersion": 2, "mediaType": layout::INDEX, "manifests": manifests});
+    let index = layout::write_blob(
+        &layout_dir,
+        layout::INDEX,
+        &serde_json::to_vec(&index).unwrap(),
+    );
+    layout::add_ref(&layout_dir, &index, "v1", None);
+    layout_dir
+}
+
+/// Waits until `check` holds for the stored scan of `reference` in `repo`.
+async fn stored_until(
+    c: &reqwest::Client,
+    b: &Berth,
+    repo: &str,
+    reference: &str,
+    check: impl Fn(&Value) -> bool,
+) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let r = c
+            .get(format!(
+                "{}/api/v1/repositories/{repo}/manifests/{reference}/scan",
+                b.url()
+            ))
+            .send()
+            .await
+            .unwrap();
+        let status = r.status();
+        let body: Value = r.json().await.unwrap();
+        if status == 200 && check(&body) {
+            return body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no such scan of {repo}:{reference} yet: {status} {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test]
+async fn pushes_are_scanned_in_the_background_and_rescanned_when_the_data_changes() {
+    let b = Berth::start_with(&["--webhook-allow-networks", "127.0.0.0/8"], None);
+    let c = crate::oci::client();
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    import(
+        &b,
+        t,
+        "osv-1",
+        &openssl_advisory("2024-07-01T00:00:00Z", json!({})),
+    );
+    let (hook, got) = crate::trust::receiver().await;
+    let r = c
+        .post(format!("{}/api/v1/namespaces/jobs/webhooks", b.url()))
+        .json(&json!({"url": hook, "secret": "a-secret-of-some-length",
+                      "events": ["scan.completed"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201, "{:?}", r.text().await);
+
+    // The policy, through the CLI, and its audit event.
+    let off = berth_ok(t, &["scan", "policy", "jobs", "--registry", &b.addr]);
+    assert!(off.contains("jobs: scan on push off"), "{off}");
+    let on = berth_ok(
+        t,
+        &[
+            "scan",
+            "policy",
+            "jobs",
+            "--on-push",
+            "on",
+            "--registry",
+            &b.addr,
+        ],
+    );
+    assert!(on.contains("jobs: scan on push on (set by"), "{on}");
+    let view: Value = serde_json::from_str(&berth_ok(
+        t,
+        &[
+            "scan",
+            "policy",
+            "jobs",
+            "-o",
+            "json",
+            "--registry",
+            &b.addr,
+        ],
+    ))
+    .unwrap();
+    assert_eq!(view["scan_on_push"], true, "{view}");
+    let audit: Value = c
+        .get(format!("{}/api/v1/audit?action=policy.change", b.url()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        audit["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["detail"]["change"] == "scan.policy.set"
+                && e["detail"]["scan_on_push"] == true),
+        "{audit}"
+    );
+
+    // A push: scanned in the background, per platform image.
+    let layout_dir = alpine_index(t);
+    let image_ref = format!("{}/jobs/app:v1", b.addr);
+    berth_ok(
+        t,
+        &[
+            "copy",
+            "-q",
+            &format!("oci:{}:v1", layout_dir.display()),
+            &image_ref,
+        ],
+    );
+    let report = stored_until(&c, &b, "jobs/app", "v1", |r| {
+        r["images"].as_array().is_some_and(|i| i.len() == 2)
+    })
+    .await;
+    let platforms: Vec<&str> = report["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["platform"].as_str().unwrap())
+        .collect();
+    assert_eq!(platforms, ["linux/amd64", "linux/arm64"], "{report}");
+    assert_eq!(report["counts"]["high"], 4, "libcrypto3 and libssl3, twice");
+    let index_digest = report["digest"].as_str().unwrap().to_owned();
+
+    // The webhook: one scan.completed per platform image, with counts.
+    let events = events_until(&got, 2).await;
+    for e in &events {
+        assert_eq!(e["type"], "io.berth.scan.completed", "{e}");
+        assert_eq!(e["data"]["repository"], "jobs/app", "{e}");
+        assert_eq!(e["data"]["counts"]["high"], 2, "{e}");
+        assert_eq!(e["data"]["reason"], "push", "{e}");
+    }
+
+    // The manifest view and berth inspect.
+    let listing: Value = c
+        .get(format!(
+            "{}/api/v1/repositories/jobs/app/manifests",
+            b.url()
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let index_view = listing["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["digest"] == index_digest.as_str())
+        .unwrap();
+    assert_eq!(index_view["scan"]["state"], "scanned", "{index_view}");
+    assert_eq!(index_view["scan"]["high"], 4, "{index_view}");
+    assert!(index_view["scan"]["vulndb_at"].is_i64(), "{index_view}");
+    let inspect = berth_ok(t, &["inspect", &image_ref]);
+    assert!(
+        inspect.contains("Vulnerabilities: 0 critical, 4 high, 0 medium, 0 low (scanned "),
+        "{inspect}"
+    );
+
+    // A namespace without the policy: pushes are not scanned.
+    let plain = format!("{}/plain/app:v1", b.addr);
+    berth_ok(
+        t,
+        &[
+            "copy",
+            "-q",
+            &format!("oci:{}:v1", layout_dir.display()),
+            &plain,
+        ],
+    );
+    let inspect = berth_ok(t, &["inspect", &plain]);
+    assert!(
+        inspect.contains("Vulnerabilities: not scanned yet"),
+        "{inspect}"
+    );
+
+    // The metrics.
+    let metrics = c
+        .get(format!("{}/metrics", b.url()))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("berth_scans_total{outcome=\"vulnerable\"} 2"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("berth_scan_queue_depth 0"), "{metrics}");
+
+    // New vulnerability data: the stored results are scanned again.
+    import(
+        &b,
+        t,
+        "osv-2",
+        &openssl_advisory(
+            "2024-08-01T00:00:00Z",
+            json!({"database_specific": {"severity": "CRITICAL"}}),
+        ),
+    );
+    let rescanned = stored_until(&c, &b, "jobs/app", "v1", |r| r["counts"]["critical"] == 4).await;
+    assert_eq!(rescanned["counts"]["high"], 0, "{rescanned}");
+    let events = events_until(&got, 4).await;
+    assert!(
+        events[2..].iter().all(|e| e["data"]["reason"] == "vulndb"),
+        "{events:?}"
+    );
+    assert!(
+        !b.log().contains("scan failed"),
+        "no scan attempt failed:\n{}",
+        b.log()
+    );
+}
+
+async fn events_until(got: &std::sync::Arc<std::sync::Mutex<Vec<Value>>>, n: usize) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let events = got.lock().unwrap().clone();
+        if events.len() >= n {
+            return events;
+        }
+        assert!(Instant::now() < deadline, "events so far: {events:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
