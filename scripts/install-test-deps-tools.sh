@@ -9,6 +9,9 @@
 #   @microsoft/sarif-multitool (npm, pinned)
 #                     validates `berth lint -o sarif` against the SARIF 2.1.0
 #                     schema and rules (a self-contained .NET binary)
+#   chromium, playwright-core and axe-core (npm, pinned)
+#                     the web UI's end-to-end and accessibility tests drive
+#                     Debian's headless Chromium with Playwright
 #
 # Idempotent: when everything is present it only checks and exits, without
 # touching the network. apt waits for a lock another package manager holds
@@ -18,7 +21,9 @@ set -euo pipefail
 . "$(dirname "$0")/apt.sh"
 
 SARIF_MULTITOOL_VERSION=5.7.0
-APT_PACKAGES=(skopeo docker-registry nodejs npm ca-certificates)
+PLAYWRIGHT_CORE_VERSION=1.65.1
+AXE_CORE_VERSION=4.14.1
+APT_PACKAGES=(skopeo docker-registry nodejs npm ca-certificates chromium)
 
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then
@@ -62,6 +67,20 @@ if ! multitool_ok; then
   # The package's postinstall (chmod u+x) may be skipped by npm's script policy.
   root="$(npm root -g)"
   find "$root/@microsoft/sarif-multitool" -name Sarif.Multitool -type f -exec $SUDO chmod a+x {} +
+fi
+
+npm_pinned() {
+  local root
+  root="$(npm root -g 2>/dev/null)" || return 1
+  [ -f "$root/$1/package.json" ] || return 1
+  grep -q "\"version\": \"$2\"" "$root/$1/package.json"
+}
+
+if ! npm_pinned playwright-core "$PLAYWRIGHT_CORE_VERSION" || ! npm_pinned axe-core "$AXE_CORE_VERSION"; then
+  echo "install-test-deps-tools: npm install -g playwright-core@$PLAYWRIGHT_CORE_VERSION axe-core@$AXE_CORE_VERSION"
+  # The browser is Debian's chromium: Playwright downloads none.
+  PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 $SUDO npm install -g --no-audit --no-fund \
+    "playwright-core@$PLAYWRIGHT_CORE_VERSION" "axe-core@$AXE_CORE_VERSION"
 fi
 
 # Smoke test: the validator runs (the .NET runtime needs no ICU this way).

@@ -568,6 +568,33 @@ pub struct Settings {
         value_name = "WHO"
     )]
     pub mirror_pull_access: PullAccessChoice,
+    /// Serve the web UI under /ui/ (and redirect / there); see docs/ui.md.
+    #[arg(
+        long,
+        env = "BERTH_UI",
+        default_value = "true",
+        num_args = 0..=1,
+        default_missing_value = "true",
+        action = clap::ArgAction::Set,
+        value_name = "BOOL"
+    )]
+    pub ui: bool,
+    /// A web UI session unused this long ends (the user signs in again).
+    #[arg(
+        long,
+        env = "BERTH_UI_SESSION_IDLE",
+        default_value = "1h",
+        value_name = "DURATION"
+    )]
+    pub ui_session_idle: Span,
+    /// A web UI session ends this long after sign-in, however it is used.
+    #[arg(
+        long,
+        env = "BERTH_UI_SESSION_LIFETIME",
+        default_value = "12h",
+        value_name = "DURATION"
+    )]
+    pub ui_session_lifetime: Span,
 }
 
 impl Default for Settings {
@@ -635,6 +662,8 @@ impl Settings {
             ("tls_reload_interval", self.tls_reload_interval),
             ("webhook_timeout", self.webhook_timeout),
             ("webhook_retry_delay", self.webhook_retry_delay),
+            ("ui_session_idle", self.ui_session_idle),
+            ("ui_session_lifetime", self.ui_session_lifetime),
         ] {
             if span.is_zero() {
                 bail!("{key} must be greater than zero");
@@ -796,6 +825,15 @@ impl Settings {
                 PullAccessChoice::Authenticated => berth_mirror::PullAccess::Authenticated,
             },
             spool_dir: self.data_dir.join("mirror-spool"),
+        }
+    }
+
+    /// The web UI's settings.
+    pub fn ui(&self) -> berth_server::ui::Settings {
+        berth_server::ui::Settings {
+            enabled: self.ui,
+            session_idle: self.ui_session_idle.get(),
+            session_lifetime: self.ui_session_lifetime.get(),
         }
     }
 

@@ -29,6 +29,8 @@ const TOKEN_USE_FLUSH: Duration = Duration::from_secs(30);
 /// How often expired shared counters (rate windows, failed logins) are
 /// deleted from PostgreSQL.
 const COUNTER_PRUNE: Duration = Duration::from_secs(600);
+/// How often ended web UI sessions are deleted.
+const UI_SESSION_PRUNE: Duration = Duration::from_secs(600);
 
 /// How often the webhook worker looks for events to deliver.
 const WEBHOOK_POLL: Duration = Duration::from_secs(1);
@@ -351,6 +353,13 @@ pub async fn run(args: ServeArgs, matches: &ArgMatches) -> anyhow::Result<()> {
         auth: auth.clone(),
         every: COUNTER_PRUNE,
     }));
+    if cfg.ui {
+        workers.spawn(Arc::new(worker::UiSessionPrune {
+            auth: auth.clone(),
+            idle: cfg.ui_session_idle.get(),
+            every: UI_SESSION_PRUNE,
+        }));
+    }
     workers.spawn(Arc::new(worker::Gc {
         registry: registry.clone(),
     }));
@@ -389,6 +398,7 @@ pub async fn run(args: ServeArgs, matches: &ArgMatches) -> anyhow::Result<()> {
             limits: cfg.connection_limits(),
             https: tls.is_some(),
             observe: cfg.observe(),
+            ui: cfg.ui(),
         },
     });
     let (stop, stopping) = tokio::sync::watch::channel(false);

@@ -38,6 +38,7 @@ mod retention;
 mod rules;
 pub mod scans;
 mod scrub;
+pub mod sessions;
 mod shared;
 mod stats;
 pub mod tokens;

@@ -27,6 +27,7 @@ pub const SQLITE: &[Migration] = &[
     (14, SCAN_QUEUE),
     (15, SIGNATURE_SOURCES),
     (16, &[]),
+    (17, UI_SESSIONS),
 ];
 
 /// PostgreSQL schema.
@@ -47,6 +48,7 @@ pub const POSTGRES: &[Migration] = &[
     (14, SCAN_QUEUE),
     (15, SIGNATURE_SOURCES),
     (16, POSTGRES_CHANGE_NOTIFICATIONS),
+    (17, UI_SESSIONS),
 ];
 
 /// Repositories, blobs, manifests, references, tags.
@@ -945,4 +947,19 @@ const POSTGRES_CHANGE_NOTIFICATIONS: &[&str] = &[
         FOR EACH STATEMENT EXECUTE FUNCTION berth_notify_kind('table scan_policies')",
     "CREATE TRIGGER scan_allowances_notify AFTER INSERT OR UPDATE OR DELETE ON scan_allowances
         FOR EACH STATEMENT EXECUTE FUNCTION berth_notify_kind('table scan_allowances')",
+];
+
+/// Web UI sign-in sessions, keyed by the SHA-256 of the session id (see
+/// `sessions`); ended with their account.
+const UI_SESSIONS: &[&str] = &[
+    "CREATE TABLE ui_sessions (
+        id_hash TEXT PRIMARY KEY,
+        account TEXT NOT NULL REFERENCES users(name) ON DELETE CASCADE,
+        token_id TEXT,
+        csrf_secret TEXT NOT NULL,
+        created_at BIGINT NOT NULL,
+        last_seen_at BIGINT NOT NULL,
+        expires_at BIGINT NOT NULL)",
+    "CREATE INDEX ui_sessions_account ON ui_sessions (account)",
+    "CREATE INDEX ui_sessions_expires ON ui_sessions (expires_at)",
 ];

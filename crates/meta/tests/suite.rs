@@ -33,6 +33,8 @@ mod retention;
 mod scans;
 #[path = "suite/schema.rs"]
 mod schema;
+#[path = "suite/sessions.rs"]
+mod sessions;
 #[path = "suite/tenancy.rs"]
 mod tenancy;
 #[path = "suite/trust.rs"]
@@ -445,6 +447,7 @@ async fn run_suite(meta: Meta) {
 
     accounts::run(&meta).await;
     certificates::run(&meta).await;
+    sessions::run(&meta).await;
     gc::gc_cases(&meta).await;
     gc::index_reference_cases(&meta).await;
     gc::job_cases(&meta).await;

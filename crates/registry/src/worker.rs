@@ -187,6 +187,33 @@ impl Worker for CounterPrune {
     }
 }
 
+/// Deletes the web UI sessions that ended (idle or past their lifetime);
+/// a session is also refused and deleted when presented after its end, so
+/// this only keeps the table small. Deleting is idempotent: no lease.
+pub struct UiSessionPrune {
+    /// Authentication (the sessions' service).
+    pub auth: Arc<Authority>,
+    /// A session unused this long has ended.
+    pub idle: Duration,
+    /// Time between rounds.
+    pub every: Duration,
+}
+
+#[async_trait]
+impl Worker for UiSessionPrune {
+    fn name(&self) -> &'static str {
+        "ui-session-prune"
+    }
+    fn interval(&self) -> Duration {
+        self.every
+    }
+    async fn run_once(&self, _stop: &Stop) -> Result<Option<String>> {
+        let idle = i64::try_from(self.idle.as_millis()).unwrap_or(i64::MAX);
+        let n = self.auth.prune_ui_sessions(idle).await?;
+        Ok((n > 0).then(|| format!("deleted {n} ended web UI sessions")))
+    }
+}
+
 /// Writes the pull counts kept in memory to the database.
 pub struct PullStatsFlush {
     /// The registry.

@@ -2,8 +2,8 @@
 //!
 //! Routes `/v2/` (the OCI Distribution API), `/token` (the registry token
 //! flow, see [`auth`]), `/api/v1/` (management, see [`api`]) and the
-//! health and metrics endpoints (see [`health`], [`observe`]) onto the
-//! core services of
+//! health and metrics endpoints (see [`health`], [`observe`]) and the web
+//! UI (`/ui/`, see [`ui`]) onto the core services of
 //! [`berth_registry`]. Handlers are thin: parse the request into typed values,
 //! call one service method, turn its result into a response. All error
 //! responses go through [`error::ApiError`], which renders the spec's JSON
@@ -28,6 +28,7 @@ pub mod redirect;
 pub mod route;
 pub mod tls;
 mod token;
+pub mod ui;
 mod v2;
 
 /// Settings of the HTTP layer.
@@ -48,6 +49,8 @@ pub struct ServerSettings {
     pub https: bool,
     /// Metrics and the access log.
     pub observe: observe::Settings,
+    /// The web UI.
+    pub ui: ui::Settings,
 }
 
 /// Shared state of all handlers.
@@ -87,6 +90,9 @@ pub fn router(app: Arc<App>) -> Router {
             api::router().route_layer(axum::middleware::from_fn(observe::api_route)),
         )
         .merge(health::routes());
+    if app.settings.ui.enabled {
+        router = router.merge(ui::routes());
+    }
     if observe.metrics && observe.metrics_route {
         router = router.route("/metrics", get(health::handle_metrics));
     }

@@ -126,6 +126,7 @@ pub fn template(path: &str) -> (&'static str, Option<&str>) {
             "/livez" => "/livez",
             "/readyz" => "/readyz",
             p if p.starts_with("/api/") => "/api/{unknown}",
+            p if p == "/" || p.starts_with("/ui") => "/ui/{page}",
             _ => "{unknown}",
         };
         return (t, None);

@@ -57,6 +57,8 @@ mod trust;
 mod trust_bundles;
 mod trust_clients;
 mod trust_notation;
+mod ui;
+mod ui_browser;
 mod vulndb;
 mod webhooks;
 #[path = "../../../store/tests/support/weed.rs"]

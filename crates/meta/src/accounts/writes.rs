@@ -317,7 +317,12 @@ async fn end_sessions(c: &mut AnyConnection, name: &str, at: i64) -> Result<u64>
     .bind(at)
     .execute(&mut *c)
     .await?;
-    Ok(done.rows_affected())
+    // Web UI sign-ins are sessions too.
+    let ui = sqlx::query("DELETE FROM ui_sessions WHERE account = $1")
+        .bind(name)
+        .execute(&mut *c)
+        .await?;
+    Ok(done.rows_affected() + ui.rows_affected())
 }
 
 pub(super) async fn revoke_sessions(

@@ -8,6 +8,8 @@
 //! - [`jwt`] and [`scope`]: the registry tokens of the Docker token flow.
 //! - [`throttle`] and [`ratelimit`]: failed-login slow-down and pull rate
 //!   limits; `failures`: how many failed logins reach the audit log.
+//! - `sessions`: web UI sign-in sessions (server-side, by the hash of
+//!   their id).
 //! - [`argon`]: the bounded queue and the reused memory argon2 runs in.
 //! - `certificates`: client certificate subjects (mutual TLS) mapped to
 //!   accounts, a credential without a password.
@@ -45,6 +47,7 @@ pub mod permission;
 pub mod ratelimit;
 pub mod scope;
 pub mod secret;
+mod sessions;
 mod shared;
 pub mod throttle;
 
@@ -55,6 +58,7 @@ pub use identity::{Credentials, Grants, Identity, Workload};
 pub use manage::{validate_name, CreatedToken, Lifetime, TokenRequest, MAX_LIFETIME_MS};
 pub use permission::{allowed, Access, Account, Action, Facts, TokenLimits};
 pub use ratelimit::{RateLimit, RateState};
+pub use sessions::{LiveSession, OpenedSession};
 
 /// The name of the bootstrapped site administrator.
 pub const ADMIN: &str = "admin";
