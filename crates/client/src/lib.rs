@@ -455,22 +455,7 @@ impl<'a> Repository<'a> {
     /// registry is not berth or does not answer it: another registry has
     /// no such view.
     pub async fn berth_signature(&self, digest: &str) -> Option<serde_json::Value> {
-        let url = format!(
-            "{}/api/v1/repositories/{}/signature?reference={digest}",
-            self.client.base_url(self.registry),
-            self.name
-        );
-        let scopes = self.pull_scope();
-        let resp = self
-            .client
-            .send(self.registry, &scopes, &|| self.client.http.get(&url))
-            .await
-            .ok()?;
-        if !resp.status().is_success() {
-            return None;
-        }
-        let v: serde_json::Value = resp.json().await.ok()?;
-        v.get("state").is_some().then_some(v)
+        self.berth_view("signature", digest).await
     }
 
     /// berth's vulnerability scan summary of the manifest `digest`
@@ -478,8 +463,15 @@ impl<'a> Repository<'a> {
     /// severity, `scanned_at`, `vulndb_at`); `None` when the registry is
     /// not berth or does not say.
     pub async fn berth_scan_summary(&self, digest: &str) -> Option<serde_json::Value> {
+        self.berth_view("scan-summary", digest).await
+    }
+
+    /// A view of berth's management API about manifest `digest` of this
+    /// repository (`GET /api/v1/repositories/NAME/VIEW`), sent with the
+    /// credentials of its pulls; `None` unless it answers with a `state`.
+    async fn berth_view(&self, view: &str, digest: &str) -> Option<serde_json::Value> {
         let url = format!(
-            "{}/api/v1/repositories/{}/scan-summary?reference={digest}",
+            "{}/api/v1/repositories/{}/{view}?reference={digest}",
             self.client.base_url(self.registry),
             self.name
         );

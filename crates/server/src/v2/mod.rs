@@ -404,7 +404,10 @@ mod future_sizes {
     fn the_request_future_stays_small() {
         let (route, handle) = (of_route(route), of_handle(handle));
         eprintln!("route future: {route} bytes; /v2 request future: {handle} bytes");
-        assert!(route <= 4 * 1024, "route's future is {route} bytes");
+        // The pulls' own futures (a manifest GET with its signature check)
+        // are most of `route`'s: 4.2 KiB with the signature formats of
+        // issue 16. A cold handler inlined again would add several KiB.
+        assert!(route <= 5 * 1024, "route's future is {route} bytes");
         assert!(
             handle <= 8 * 1024,
             "the /v2 request future is {handle} bytes"
