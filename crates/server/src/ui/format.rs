@@ -68,7 +68,8 @@ pub(crate) fn relative(ms: i64, now: i64) -> String {
         45..=5399 => ((n + 30) / 60, "minute"),
         5400..=129_599 => ((n + 1800) / 3600, "hour"),
         129_600..=3_887_999 => ((n + 43_200) / 86_400, "day"),
-        3_888_000..=47_303_999 => ((n + 1_296_000) / 2_592_000, "month"),
+        // Months up to 319 days, then years (as moment.js words them).
+        3_888_000..=27_647_999 => ((n + 1_296_000) / 2_592_000, "month"),
         _ => ((n + 15_768_000) / 31_536_000, "year"),
     };
     let plural = if count == 1 { "" } else { "s" };
