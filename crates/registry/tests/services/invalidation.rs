@@ -249,6 +249,10 @@ async fn replicas_cache_and_evict_what_another_changed() {
     };
     let one = put("1", "v1").await;
     let two = put("2", "other").await;
+    // Notifications arrive in commit order: once B heard the second push,
+    // the first one's can no longer evict what B is about to cache.
+    b.hears(Change::Tag(app.clone(), Tag::parse("other").unwrap()))
+        .await;
 
     // B caches the tag: a change it cannot hear is not seen.
     assert_eq!(b.tag_digest("v1").await, one);
