@@ -127,7 +127,7 @@ pub struct Registry {
     repair: std::sync::OnceLock<Arc<dyn scrub::RepairSource>>,
     replication: std::sync::OnceLock<Arc<dyn replication::Transport>>,
     trust: Arc<snapshot::Snapshot<trust::TrustConfig>>,
-    verdicts: trust::Verdicts,
+    verdicts: Arc<trust::Verdicts>,
     scans: scanning::Queue,
 }
 
@@ -153,7 +153,7 @@ impl Registry {
             gauge_clock: observe::GaugeClock::default(),
             repair: std::sync::OnceLock::new(),
             replication: std::sync::OnceLock::new(),
-            verdicts: trust::Verdicts::new(shared),
+            verdicts: trust::Verdicts::new(&gate),
             scans: scanning::Queue::default(),
         }
     }
