@@ -25,6 +25,7 @@ mod inventory;
 mod jobs;
 mod listing;
 mod manifests;
+pub mod mirror_cache;
 pub mod observe;
 mod pulls;
 mod quota;
@@ -93,6 +94,9 @@ pub struct Settings {
     pub scrub_interval: Option<Duration>,
     /// Bytes per second the scrub reads at most (0: no limit).
     pub scrub_rate: u64,
+    /// The pull-through mirror's caches (its upstreams' namespaces) and
+    /// their size limits.
+    pub mirror_cache: mirror_cache::Settings,
 }
 
 impl Default for Settings {
@@ -106,6 +110,7 @@ impl Default for Settings {
             webhooks: webhooks::Settings::default(),
             scrub_interval: None,
             scrub_rate: 50 * 1024 * 1024,
+            mirror_cache: mirror_cache::Settings::default(),
         }
     }
 }
