@@ -35,6 +35,7 @@ mod rules;
 pub mod scanning;
 pub mod scrub;
 mod snapshot;
+mod tag_page;
 pub mod trust;
 mod uploads;
 pub mod vulndb;
@@ -58,6 +59,7 @@ pub use pulls::{Count, PullStats};
 pub use quota::{NamespaceUsage, QuotaView, RepositoryUsage};
 pub use rules::TagRules;
 pub use scrub::{ScrubReport, SCRUB_JOB};
+pub use tag_page::{SignatureState, TagOrder, TagPage, TagPageQuery};
 pub use uploads::UPLOAD_PURGE_JOB;
 
 /// Result alias of this crate.

@@ -59,6 +59,7 @@ mod trust_clients;
 mod trust_notation;
 mod ui;
 mod ui_browser;
+mod ui_tags;
 mod vulndb;
 mod webhooks;
 #[path = "../../../store/tests/support/weed.rs"]
