@@ -25,6 +25,7 @@ mod inventory;
 mod jobs;
 mod listing;
 mod manifests;
+pub mod mirror_cache;
 pub mod observe;
 mod pulls;
 mod quota;
@@ -34,6 +35,7 @@ mod rules;
 pub mod scanning;
 pub mod scrub;
 mod snapshot;
+mod tag_page;
 pub mod trust;
 mod uploads;
 pub mod vulndb;
@@ -57,6 +59,7 @@ pub use pulls::{Count, PullStats};
 pub use quota::{NamespaceUsage, QuotaView, RepositoryUsage};
 pub use rules::TagRules;
 pub use scrub::{ScrubReport, SCRUB_JOB};
+pub use tag_page::{SignatureState, TagOrder, TagPage, TagPageQuery};
 pub use uploads::UPLOAD_PURGE_JOB;
 
 /// Result alias of this crate.
@@ -93,6 +96,9 @@ pub struct Settings {
     pub scrub_interval: Option<Duration>,
     /// Bytes per second the scrub reads at most (0: no limit).
     pub scrub_rate: u64,
+    /// The pull-through mirror's caches (its upstreams' namespaces) and
+    /// their size limits.
+    pub mirror_cache: mirror_cache::Settings,
 }
 
 impl Default for Settings {
@@ -106,6 +112,7 @@ impl Default for Settings {
             webhooks: webhooks::Settings::default(),
             scrub_interval: None,
             scrub_rate: 50 * 1024 * 1024,
+            mirror_cache: mirror_cache::Settings::default(),
         }
     }
 }

@@ -61,6 +61,7 @@ mod trust_notation;
 mod trust_sigstore_js;
 mod ui;
 mod ui_browser;
+mod ui_tags;
 mod vulndb;
 mod webhooks;
 #[path = "../../../store/tests/support/weed.rs"]

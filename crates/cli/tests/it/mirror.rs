@@ -11,6 +11,7 @@ use crate::common::{Berth, Distribution};
 use crate::interop::{http, parse, require, sha256, Clients};
 use crate::layout;
 
+mod cache;
 mod clients;
 mod proxy;
 mod pull;
