@@ -48,6 +48,9 @@ pub mod action {
     /// An import of vulnerability data started (`berth vulndb import`;
     /// the detail names its source and import id).
     pub const VULNDB_IMPORT: &str = "vulndb.import";
+    /// A pull was refused by the namespace's vulnerability policy (the
+    /// detail names the policy and the findings that blocked it).
+    pub const PULL_BLOCKED: &str = "pull.blocked";
 }
 
 /// Who acts, from where, and when: the part of an event every write

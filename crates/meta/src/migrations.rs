@@ -28,6 +28,7 @@ pub const SQLITE: &[Migration] = &[
     (15, SIGNATURE_SOURCES),
     (16, &[]),
     (17, UI_SESSIONS),
+    (18, &[]),
 ];
 
 /// PostgreSQL schema.
@@ -49,6 +50,7 @@ pub const POSTGRES: &[Migration] = &[
     (15, SIGNATURE_SOURCES),
     (16, POSTGRES_CHANGE_NOTIFICATIONS),
     (17, UI_SESSIONS),
+    (18, POSTGRES_SCAN_RESULT_NOTIFICATIONS),
 ];
 
 /// Repositories, blobs, manifests, references, tags.
@@ -962,4 +964,16 @@ const UI_SESSIONS: &[&str] = &[
         expires_at BIGINT NOT NULL)",
     "CREATE INDEX ui_sessions_account ON ui_sessions (account)",
     "CREATE INDEX ui_sessions_expires ON ui_sessions (expires_at)",
+];
+
+/// Pull policies on scan results (see the registry's `scanning::gate`):
+/// each replica caches a verdict per manifest, computed from the stored
+/// results of the manifest (or of an index's platform images), so a
+/// result written, replaced or removed notifies `scan REPO DIGEST`
+/// (PostgreSQL only, like migration 16; `scan_policies` and
+/// `scan_allowances` already notify `table NAME`). SQLite records the
+/// version with nothing to do.
+const POSTGRES_SCAN_RESULT_NOTIFICATIONS: &[&str] = &[
+    "CREATE TRIGGER scan_results_notify AFTER INSERT OR UPDATE OR DELETE ON scan_results
+        FOR EACH ROW EXECUTE FUNCTION berth_notify_entry('scan')",
 ];

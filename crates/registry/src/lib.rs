@@ -33,6 +33,7 @@ pub mod retention;
 mod rules;
 pub mod scanning;
 pub mod scrub;
+mod serving;
 mod snapshot;
 pub mod trust;
 mod uploads;
@@ -57,6 +58,7 @@ pub use pulls::{Count, PullStats};
 pub use quota::{NamespaceUsage, QuotaView, RepositoryUsage};
 pub use rules::TagRules;
 pub use scrub::{ScrubReport, SCRUB_JOB};
+pub use serving::Reader;
 pub use uploads::UPLOAD_PURGE_JOB;
 
 /// Result alias of this crate.
@@ -129,6 +131,8 @@ pub struct Registry {
     trust: Arc<snapshot::Snapshot<trust::TrustConfig>>,
     verdicts: trust::Verdicts,
     scans: scanning::Queue,
+    pull_gates: Arc<snapshot::Snapshot<scanning::gate::GateConfig>>,
+    pull_verdicts: Arc<scanning::gate::Verdicts>,
 }
 
 impl Registry {
@@ -155,6 +159,8 @@ impl Registry {
             replication: std::sync::OnceLock::new(),
             verdicts: trust::Verdicts::new(shared),
             scans: scanning::Queue::default(),
+            pull_gates: snapshot::Snapshot::new(&gate, &["scan_policies", "scan_allowances"]),
+            pull_verdicts: scanning::gate::Verdicts::new(&gate),
         }
     }
 
@@ -181,8 +187,10 @@ impl Registry {
     pub fn forget_namespace(&self, repositories: &[RepositoryName]) {
         self.rules.invalidate();
         self.quotas.invalidate();
+        self.pull_gates.invalidate();
         for r in repositories {
             self.cache.invalidate_repository(r);
+            self.pull_verdicts.forget(r);
         }
     }
 
