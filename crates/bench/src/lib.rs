@@ -40,6 +40,7 @@ mod scenario;
 mod scrub;
 mod server;
 mod tls;
+mod ui;
 
 pub use report::Report;
 
@@ -131,6 +132,8 @@ pub struct BenchArgs {
     pub nginx_bin: PathBuf,
     /// Scenarios to run: names or prefixes, comma-separated (push-mono-1k,
     /// push-chunked-64m, pull, manifest-get, tags-list, mix, ...) [default: all].
+    /// `ui-tags` (on its own) times the web UI's pages for a repository of
+    /// `--tags` tags, berth alone, `--rounds` requests per page.
     #[arg(long, value_delimiter = ',')]
     pub scenarios: Vec<String>,
     /// Concurrency levels (connections), comma-separated.
@@ -347,6 +350,9 @@ impl Settings {
 
 /// Runs the benchmark and prints the report to stdout (progress to stderr).
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    if ui::requested(&args) {
+        return ui::run(&args).await;
+    }
     let mut settings = Settings::resolve(&args)?;
     let parent = args.work_dir.clone().unwrap_or_else(std::env::temp_dir);
     let work = tempfile::Builder::new()

@@ -104,7 +104,7 @@ pub struct BerthSpec<'a> {
 }
 
 /// The site admin's password of a berth started with authentication.
-const BENCH_ADMIN_PASSWORD: &str = "berth-bench-admin-password";
+pub(crate) const BENCH_ADMIN_PASSWORD: &str = "berth-bench-admin-password";
 
 const START_TIMEOUT: Duration = Duration::from_secs(20);
 /// Start-up under callgrind is some fifty times slower.

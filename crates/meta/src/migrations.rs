@@ -28,6 +28,7 @@ pub const SQLITE: &[Migration] = &[
     (15, SIGNATURE_SOURCES),
     (16, &[]),
     (17, UI_SESSIONS),
+    (19, UI_TAG_PAGES),
 ];
 
 /// PostgreSQL schema.
@@ -49,6 +50,7 @@ pub const POSTGRES: &[Migration] = &[
     (15, SIGNATURE_SOURCES),
     (16, POSTGRES_CHANGE_NOTIFICATIONS),
     (17, UI_SESSIONS),
+    (19, UI_TAG_PAGES),
 ];
 
 /// Repositories, blobs, manifests, references, tags.
@@ -963,3 +965,8 @@ const UI_SESSIONS: &[&str] = &[
     "CREATE INDEX ui_sessions_account ON ui_sessions (account)",
     "CREATE INDEX ui_sessions_expires ON ui_sessions (expires_at)",
 ];
+
+/// The web UI's tag pages: a repository's manifests by push time, so the
+/// newest tags are found without sorting them all (see `tag_page`).
+const UI_TAG_PAGES: &[&str] =
+    &["CREATE INDEX manifests_pushed ON manifests (repository_id, pushed_at)"];

@@ -35,6 +35,7 @@ mod rules;
 pub mod scanning;
 pub mod scrub;
 mod snapshot;
+mod tag_page;
 pub mod trust;
 mod uploads;
 pub mod vulndb;
@@ -58,6 +59,7 @@ pub use pulls::{Count, PullStats};
 pub use quota::{NamespaceUsage, QuotaView, RepositoryUsage};
 pub use rules::TagRules;
 pub use scrub::{ScrubReport, SCRUB_JOB};
+pub use tag_page::{SignatureState, TagOrder, TagPage, TagPageQuery};
 pub use uploads::UPLOAD_PURGE_JOB;
 
 /// Result alias of this crate.
@@ -132,7 +134,7 @@ pub struct Registry {
     repair: std::sync::OnceLock<Arc<dyn scrub::RepairSource>>,
     replication: std::sync::OnceLock<Arc<dyn replication::Transport>>,
     trust: Arc<snapshot::Snapshot<trust::TrustConfig>>,
-    verdicts: trust::Verdicts,
+    verdicts: Arc<trust::Verdicts>,
     scans: scanning::Queue,
 }
 
@@ -158,7 +160,7 @@ impl Registry {
             gauge_clock: observe::GaugeClock::default(),
             repair: std::sync::OnceLock::new(),
             replication: std::sync::OnceLock::new(),
-            verdicts: trust::Verdicts::new(shared),
+            verdicts: trust::Verdicts::new(&gate),
             scans: scanning::Queue::default(),
         }
     }
