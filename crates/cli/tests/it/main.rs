@@ -58,6 +58,7 @@ mod trust_bundles;
 mod trust_clients;
 mod trust_notation;
 mod ui;
+mod ui_admin;
 mod ui_browser;
 mod ui_tags;
 mod vulndb;
