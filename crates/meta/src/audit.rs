@@ -48,6 +48,9 @@ pub mod action {
     /// An import of vulnerability data started (`berth vulndb import`;
     /// the detail names its source and import id).
     pub const VULNDB_IMPORT: &str = "vulndb.import";
+    /// The mirror's cache limit evicted a mirrored manifest (the least
+    /// recently pulled first; the detail says its size and last use).
+    pub const MIRROR_EVICT: &str = "mirror.evict";
 }
 
 /// Who acts, from where, and when: the part of an event every write

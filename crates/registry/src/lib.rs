@@ -25,6 +25,7 @@ mod inventory;
 mod jobs;
 mod listing;
 mod manifests;
+pub mod mirror_cache;
 pub mod observe;
 mod pulls;
 mod quota;
@@ -95,6 +96,9 @@ pub struct Settings {
     pub scrub_interval: Option<Duration>,
     /// Bytes per second the scrub reads at most (0: no limit).
     pub scrub_rate: u64,
+    /// The pull-through mirror's caches (its upstreams' namespaces) and
+    /// their size limits.
+    pub mirror_cache: mirror_cache::Settings,
 }
 
 impl Default for Settings {
@@ -108,6 +112,7 @@ impl Default for Settings {
             webhooks: webhooks::Settings::default(),
             scrub_interval: None,
             scrub_rate: 50 * 1024 * 1024,
+            mirror_cache: mirror_cache::Settings::default(),
         }
     }
 }
@@ -129,7 +134,7 @@ pub struct Registry {
     repair: std::sync::OnceLock<Arc<dyn scrub::RepairSource>>,
     replication: std::sync::OnceLock<Arc<dyn replication::Transport>>,
     trust: Arc<snapshot::Snapshot<trust::TrustConfig>>,
-    verdicts: trust::Verdicts,
+    verdicts: Arc<trust::Verdicts>,
     scans: scanning::Queue,
 }
 
@@ -155,7 +160,7 @@ impl Registry {
             gauge_clock: observe::GaugeClock::default(),
             repair: std::sync::OnceLock::new(),
             replication: std::sync::OnceLock::new(),
-            verdicts: trust::Verdicts::new(shared),
+            verdicts: trust::Verdicts::new(&gate),
             scans: scanning::Queue::default(),
         }
     }
