@@ -62,6 +62,7 @@ mod trust_keyless;
 mod trust_notation;
 mod trust_sigstore_js;
 mod ui;
+mod ui_admin;
 mod ui_browser;
 mod ui_tags;
 mod vulndb;
