@@ -62,6 +62,8 @@ pub enum Change {
     Link(RepositoryName, Digest),
     /// A repository was deleted, with everything in it.
     Repository(RepositoryName),
+    /// A manifest's stored scan result was written or removed.
+    Scan(RepositoryName, Digest),
     /// Accounts, organisations, memberships, visibility, tokens or
     /// certificate mappings: every permission fact may have changed.
     Accounts,
@@ -87,6 +89,10 @@ impl Change {
                 Digest::parse(next()?).ok()?,
             ),
             "link" => Change::Link(
+                RepositoryName::parse(next()?).ok()?,
+                Digest::parse(next()?).ok()?,
+            ),
+            "scan" => Change::Scan(
                 RepositoryName::parse(next()?).ok()?,
                 Digest::parse(next()?).ok()?,
             ),
@@ -304,7 +310,14 @@ mod tests {
         );
         assert_eq!(
             Change::parse("repository acme/app"),
-            Some(Change::Repository(r))
+            Some(Change::Repository(r.clone()))
+        );
+        assert_eq!(
+            Change::parse(&format!("scan acme/app sha256:{}", "a".repeat(64))),
+            Some(Change::Scan(
+                r.clone(),
+                berth_oci::Digest::parse(&format!("sha256:{}", "a".repeat(64))).unwrap()
+            ))
         );
         assert_eq!(Change::parse("accounts"), Some(Change::Accounts));
         assert_eq!(

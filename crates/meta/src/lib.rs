@@ -19,6 +19,7 @@
 use berth_oci::{Digest, Namespace, RepositoryName, Tag};
 
 pub mod accounts;
+pub mod allowances;
 pub mod audit;
 pub mod backup;
 pub mod certificates;

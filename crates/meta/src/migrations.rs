@@ -28,6 +28,7 @@ pub const SQLITE: &[Migration] = &[
     (15, SIGNATURE_SOURCES),
     (16, &[]),
     (17, UI_SESSIONS),
+    (18, &[]),
     (19, UI_TAG_PAGES),
 ];
 
@@ -50,6 +51,7 @@ pub const POSTGRES: &[Migration] = &[
     (15, SIGNATURE_SOURCES),
     (16, POSTGRES_CHANGE_NOTIFICATIONS),
     (17, UI_SESSIONS),
+    (18, POSTGRES_SCAN_RESULT_NOTIFICATIONS),
     (19, UI_TAG_PAGES),
 ];
 
@@ -970,3 +972,15 @@ const UI_SESSIONS: &[&str] = &[
 /// newest tags are found without sorting them all (see `tag_page`).
 const UI_TAG_PAGES: &[&str] =
     &["CREATE INDEX manifests_pushed ON manifests (repository_id, pushed_at)"];
+
+/// Pull policies on scan results (see the registry's `scanning::gate`):
+/// each replica caches a verdict per manifest, computed from the stored
+/// results of the manifest (or of an index's platform images), so a
+/// result written, replaced or removed notifies `scan REPO DIGEST`
+/// (PostgreSQL only, like migration 16; `scan_policies` and
+/// `scan_allowances` already notify `table NAME`). SQLite records the
+/// version with nothing to do.
+const POSTGRES_SCAN_RESULT_NOTIFICATIONS: &[&str] = &[
+    "CREATE TRIGGER scan_results_notify AFTER INSERT OR UPDATE OR DELETE ON scan_results
+        FOR EACH ROW EXECUTE FUNCTION berth_notify_entry('scan')",
+];

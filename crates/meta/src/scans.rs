@@ -84,6 +84,12 @@ pub struct ScanPolicy {
     pub namespace: Namespace,
     /// Whether a push of an image or index requests its scan.
     pub scan_on_push: bool,
+    /// Pulls of images with findings at or above this severity
+    /// (`critical`, `high`, `medium`, `low`) are refused; `None`: never.
+    pub block_severity: Option<String>,
+    /// What pulls of images without a stored result get: `allow` or
+    /// `deny`.
+    pub unscanned: String,
     /// When and by whom it was last set.
     pub updated_at: i64,
     /// Who set it.
@@ -175,19 +181,24 @@ pub(crate) async fn request_on_push(
 
 async fn set_policy(c: &mut AnyConnection, p: ScanPolicy, actor: Actor) -> Result<()> {
     sqlx::query(
-        "INSERT INTO scan_policies (namespace, scan_on_push, updated_at, updated_by)
-         VALUES ($1, $2, $3, $4)
+        "INSERT INTO scan_policies (namespace, scan_on_push, block_severity, unscanned,
+            updated_at, updated_by)
+         VALUES ($1, $2, $3, $4, $5, $6)
          ON CONFLICT (namespace) DO UPDATE SET scan_on_push = excluded.scan_on_push,
+            block_severity = excluded.block_severity, unscanned = excluded.unscanned,
             updated_at = excluded.updated_at, updated_by = excluded.updated_by",
     )
     .bind(p.namespace.as_str())
     .bind(i64::from(p.scan_on_push))
+    .bind(p.block_severity.clone())
+    .bind(p.unscanned.clone())
     .bind(actor.at)
     .bind(&actor.name)
     .execute(&mut *c)
     .await?;
     let event = actor.event(action::POLICY_CHANGE).detail(json!({
         "change": "scan.policy.set", "namespace": p.namespace, "scan_on_push": p.scan_on_push,
+        "block_severity": p.block_severity, "unscanned": p.unscanned,
     }));
     audit::record(c, &event).await
 }
@@ -253,6 +264,8 @@ fn policy_row(r: &AnyRow) -> Result<ScanPolicy> {
         namespace: Namespace::parse(&ns)
             .map_err(|e| Error::Corrupt(format!("scan policy namespace {ns:?}: {e}")))?,
         scan_on_push: r.try_get::<i64, _>("scan_on_push")? != 0,
+        block_severity: r.try_get("block_severity")?,
+        unscanned: r.try_get("unscanned")?,
         updated_at: r.try_get("updated_at")?,
         updated_by: r.try_get("updated_by")?,
     })
@@ -262,8 +275,8 @@ impl Meta {
     /// Every namespace's scan policy, by namespace.
     pub async fn scan_policies(&self) -> Result<Vec<ScanPolicy>> {
         let rows = sqlx::query(
-            "SELECT namespace, scan_on_push, updated_at, updated_by FROM scan_policies
-             ORDER BY namespace",
+            "SELECT namespace, scan_on_push, block_severity, unscanned, updated_at, updated_by
+             FROM scan_policies ORDER BY namespace",
         )
         .fetch_all(&self.read)
         .await?;

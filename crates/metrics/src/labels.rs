@@ -292,6 +292,15 @@ pub struct SignatureCheckLabels {
     pub outcome: &'static str,
 }
 
+/// `{namespace, reason}` of `berth_pulls_blocked_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PullBlockedLabels {
+    /// The namespace whose policy refused the pull.
+    pub namespace: String,
+    /// `vulnerable` or `unscanned`.
+    pub reason: &'static str,
+}
+
 /// `{outcome}` of `berth_scans_total`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ScanLabels {

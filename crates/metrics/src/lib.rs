@@ -174,6 +174,10 @@ pub struct Scans {
     pub finished: Family<ScanLabels, Counter>,
     /// `berth_scan_queue_depth`: scans waiting or running (scrape time).
     pub queue_depth: Gauge,
+    /// `berth_pulls_blocked_total{namespace, reason}`: manifest pulls
+    /// refused by a namespace's vulnerability policy (`vulnerable`,
+    /// `unscanned`).
+    pub pulls_blocked: Family<PullBlockedLabels, Counter>,
 }
 
 /// Database and storage families.
@@ -315,6 +319,7 @@ impl Metrics {
         let scans = Scans {
             finished: Family::default(),
             queue_depth: Gauge::default(),
+            pulls_blocked: Family::default(),
         };
 
         let mut r = Registry::with_prefix("berth");
@@ -551,6 +556,11 @@ impl Metrics {
             "Vulnerability scans waiting or running",
             scans.queue_depth.clone(),
         );
+        r.register(
+            "pulls_blocked",
+            "Manifest pulls refused by a namespace's vulnerability policy, by namespace and reason",
+            scans.pulls_blocked.clone(),
+        );
 
         Metrics {
             registry: r,
@@ -579,6 +589,20 @@ impl Metrics {
             self.scans
                 .finished
                 .get_or_create(&ScanLabels { outcome })
+                .inc();
+        }
+    }
+
+    /// Records one pull refused by the vulnerability policy of
+    /// `namespace`: `vulnerable` or `unscanned`.
+    pub fn pull_blocked(&self, namespace: &str, reason: &'static str) {
+        if self.enabled() {
+            self.scans
+                .pulls_blocked
+                .get_or_create(&PullBlockedLabels {
+                    namespace: namespace.to_owned(),
+                    reason,
+                })
                 .inc();
         }
     }

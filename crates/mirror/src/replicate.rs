@@ -225,6 +225,49 @@ impl Transport for Replicator {
         Ok(Copied::Copied(report.digest.unwrap_or(source)))
     }
 
+    async fn copy_manifest(
+        &self,
+        rule: &ReplicationRule,
+        repository: &RepositoryName,
+        digest: &Digest,
+    ) -> Result<Copied, String> {
+        if Direction::parse(&rule.direction) == Some(Direction::Pull) {
+            return Err("a pull rule copies tags, not manifests by digest".into());
+        }
+        let (client, host) = self.client(rule)?;
+        let there = client.repository(&host, repository.as_str());
+        match there.head_manifest(digest.as_str()).await {
+            Ok(Some(_)) => return Ok(Copied::UpToDate(digest.clone())),
+            Ok(None) => {}
+            Err(e) if e.is_not_found() => {}
+            Err(e) => return Err(chain(&e)),
+        }
+        let remote = RemoteRepository::new(
+            client.clone(),
+            &ImageRef {
+                registry: host,
+                repository: repository.as_str().to_owned(),
+                tag: None,
+                digest: Some(digest.clone()),
+                explicit_registry: true,
+            },
+        );
+        let local = self.local(rule, repository);
+        let progress: Arc<dyn berth_tools::copy::progress::Progress> = Arc::new(Silent);
+        copy_image(
+            &local,
+            Some(digest.as_str()),
+            &remote,
+            None,
+            &CopyOptions::default(),
+            &progress,
+        )
+        .await
+        .map_err(|e| chain(&e))?;
+        remote.finish().await.map_err(|e| chain(&e))?;
+        Ok(Copied::Copied(digest.clone()))
+    }
+
     async fn remote_repositories(&self, rule: &ReplicationRule) -> Result<Vec<String>, String> {
         let exact =
             !berth_registry::glob::is_glob(&rule.repositories) && rule.repositories.contains('/');

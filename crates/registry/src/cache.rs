@@ -226,7 +226,7 @@ impl Subscriber for Caches {
             Change::Manifest(repo, digest) => self.invalidate_manifest(repo, digest),
             Change::Link(repo, digest) => self.invalidate_link(repo, digest),
             Change::Repository(repo) => self.invalidate_repository(repo),
-            Change::Accounts | Change::Table(_) => {}
+            Change::Accounts | Change::Table(_) | Change::Scan(..) => {}
         }
     }
 

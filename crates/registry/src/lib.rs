@@ -34,6 +34,7 @@ pub mod retention;
 mod rules;
 pub mod scanning;
 pub mod scrub;
+mod serving;
 mod snapshot;
 mod tag_page;
 pub mod trust;
@@ -59,6 +60,7 @@ pub use pulls::{Count, PullStats};
 pub use quota::{NamespaceUsage, QuotaView, RepositoryUsage};
 pub use rules::TagRules;
 pub use scrub::{ScrubReport, SCRUB_JOB};
+pub use serving::Reader;
 pub use tag_page::{SignatureState, TagOrder, TagPage, TagPageQuery};
 pub use uploads::UPLOAD_PURGE_JOB;
 
@@ -136,6 +138,8 @@ pub struct Registry {
     trust: Arc<snapshot::Snapshot<trust::TrustConfig>>,
     verdicts: Arc<trust::Verdicts>,
     scans: scanning::Queue,
+    pull_gates: Arc<snapshot::Snapshot<scanning::gate::GateConfig>>,
+    pull_verdicts: Arc<scanning::gate::Verdicts>,
 }
 
 impl Registry {
@@ -162,6 +166,8 @@ impl Registry {
             replication: std::sync::OnceLock::new(),
             verdicts: trust::Verdicts::new(&gate),
             scans: scanning::Queue::default(),
+            pull_gates: snapshot::Snapshot::new(&gate, &["scan_policies", "scan_allowances"]),
+            pull_verdicts: scanning::gate::Verdicts::new(&gate),
         }
     }
 
@@ -188,8 +194,10 @@ impl Registry {
     pub fn forget_namespace(&self, repositories: &[RepositoryName]) {
         self.rules.invalidate();
         self.quotas.invalidate();
+        self.pull_gates.invalidate();
         for r in repositories {
             self.cache.invalidate_repository(r);
+            self.pull_verdicts.forget(r);
         }
     }
 

@@ -423,6 +423,7 @@ impl Registry {
                     None => self.meta.delete_manifest(repo, d, &actor).await?,
                 };
                 self.cache.invalidate_manifest(repo, d);
+                self.pull_verdicts.forget(repo);
                 let tags = tags.ok_or_else(|| Error::ManifestUnknown(d.to_string()))?;
                 for t in &tags {
                     self.cache.invalidate_tag(repo, t);

@@ -8,9 +8,13 @@
 //! metadata database (imported with `berth vulndb import`), and because
 //! the same scan runs there on push.
 //!
-//! `berth scan policy NAMESPACE [--on-push on|off]` shows or sets whether
-//! pushes to a namespace are scanned (in the background, by the registry's
-//! scan worker).
+//! `berth scan policy NAMESPACE [--on-push on|off] [--block-severity
+//! SEVERITY] [--unscanned allow|deny]` shows or sets whether pushes to a
+//! namespace are scanned (in the background, by the registry's scan
+//! worker) and which pulls its policy refuses; `berth scan allow
+//! NAMESPACE [ADVISORY --reason TEXT [--expires DATE] | ADVISORY
+//! --remove]` lists, grants or removes the advisories that do not count
+//! against it.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -62,6 +66,33 @@ enum Cmd {
         /// Scan every image and index pushed to the namespace.
         #[arg(long, value_name = "on|off", value_parser = ["on", "off"])]
         on_push: Option<String>,
+        /// Refuse pulls (403 DENIED) of images with findings at or above this severity
+        /// (`none`: never).
+        #[arg(long, value_name = "SEVERITY",
+              value_parser = ["critical", "high", "medium", "low", "none"])]
+        block_severity: Option<String>,
+        /// Whether images without a stored scan may be pulled.
+        #[arg(long, value_name = "allow|deny", value_parser = ["allow", "deny"])]
+        unscanned: Option<String>,
+    },
+    /// List a namespace's allowances (advisories that do not count against its pull policy),
+    /// grant one (ADVISORY --reason TEXT [--expires DATE]) or remove one (ADVISORY --remove).
+    Allow {
+        /// Namespace.
+        namespace: String,
+        /// The advisory id (CVE-2024-1234, GHSA-..., DSA-...): a finding's id or any of its
+        /// aliases.
+        advisory: Option<String>,
+        /// Why the finding is acceptable (required to grant).
+        #[arg(long, value_name = "TEXT", conflicts_with = "remove")]
+        reason: Option<String>,
+        /// When the allowance stops: a date (2027-01-31, through that day UTC) or an RFC 3339
+        /// time; without it, until removed.
+        #[arg(long, value_name = "DATE", conflicts_with = "remove")]
+        expires: Option<String>,
+        /// Remove the allowance of ADVISORY.
+        #[arg(long, requires = "advisory")]
+        remove: bool,
     },
 }
 
@@ -74,9 +105,40 @@ fn parse_severity(s: &str) -> Result<Severity, String> {
 
 /// Runs `berth scan`.
 pub async fn run(args: &Args) -> anyhow::Result<ExitCode> {
-    if let Some(Cmd::Policy { namespace, on_push }) = &args.command {
-        policy(&args.manage, namespace, on_push.as_deref()).await?;
-        return Ok(ExitCode::SUCCESS);
+    match &args.command {
+        Some(Cmd::Policy {
+            namespace,
+            on_push,
+            block_severity,
+            unscanned,
+        }) => {
+            let change = PolicyArgs {
+                on_push: on_push.as_deref(),
+                block_severity: block_severity.as_deref(),
+                unscanned: unscanned.as_deref(),
+            };
+            policy(&args.manage, namespace, change).await?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        Some(Cmd::Allow {
+            namespace,
+            advisory,
+            reason,
+            expires,
+            remove,
+        }) => {
+            allow(
+                &args.manage,
+                namespace,
+                advisory.as_deref(),
+                reason.as_deref(),
+                expires.as_deref(),
+                *remove,
+            )
+            .await?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        None => {}
     }
     let Some(image_arg) = &args.image else {
         return Err(anyhow!(
@@ -182,16 +244,37 @@ pub async fn run(args: &Args) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// What `berth scan policy` sets (`None`: kept).
+struct PolicyArgs<'a> {
+    on_push: Option<&'a str>,
+    block_severity: Option<&'a str>,
+    unscanned: Option<&'a str>,
+}
+
 /// `berth scan policy`: shows the policy, after setting it when asked.
-async fn policy(manage: &ManageArgs, namespace: &str, on_push: Option<&str>) -> anyhow::Result<()> {
+async fn policy(
+    manage: &ManageArgs,
+    namespace: &str,
+    change: PolicyArgs<'_>,
+) -> anyhow::Result<()> {
     let api = Api::connect(manage).await?;
     let path = format!("/namespaces/{}/scan-policy", super::segment(namespace));
-    let view: Value = match on_push {
-        Some(v) => api
-            .call(Method::PUT, &path, &json!({ "scan_on_push": v == "on" }))
+    let mut body = serde_json::Map::new();
+    if let Some(v) = change.on_push {
+        body.insert("scan_on_push".into(), json!(v == "on"));
+    }
+    if let Some(v) = change.block_severity {
+        body.insert("block_severity".into(), json!(v));
+    }
+    if let Some(v) = change.unscanned {
+        body.insert("unscanned".into(), json!(v));
+    }
+    let view: Value = match body.is_empty() {
+        false => api
+            .call(Method::PUT, &path, &Value::Object(body))
             .await
             .with_context(|| format!("setting the scan policy of {namespace}"))?,
-        None => api
+        true => api
             .get(&path, &[])
             .await
             .with_context(|| format!("reading the scan policy of {namespace}"))?,
@@ -206,7 +289,97 @@ async fn policy(manage: &ManageArgs, namespace: &str, on_push: Option<&str>) -> 
             (Some(who), at) => format!(" (set by {who} at {})", time(at)),
             _ => String::new(),
         };
-        format!("{namespace}: scan on push {on}{by}\n")
+        let block = view["block_severity"].as_str().unwrap_or("none");
+        let unscanned = view["unscanned"].as_str().unwrap_or("allow");
+        format!(
+            "{namespace}: scan on push {on}{by}\n  block pulls with findings at or above: {block}\n  \
+             pulls of images not scanned yet: {unscanned}\n"
+        )
+    });
+    Ok(())
+}
+
+/// `berth scan allow`: lists, grants or removes allowances.
+async fn allow(
+    manage: &ManageArgs,
+    namespace: &str,
+    advisory: Option<&str>,
+    reason: Option<&str>,
+    expires: Option<&str>,
+    remove: bool,
+) -> anyhow::Result<()> {
+    let api = Api::connect(manage).await?;
+    let base = format!("/namespaces/{}/scan-allowances", super::segment(namespace));
+    let Some(advisory) = advisory else {
+        if reason.is_some() || expires.is_some() {
+            return Err(anyhow!(
+                "name the advisory to allow: berth scan allow {namespace} CVE-... --reason ..."
+            ));
+        }
+        let list: Value = api
+            .get(&base, &[])
+            .await
+            .with_context(|| format!("reading the allowances of {namespace}"))?;
+        manage.print(&list, || {
+            let rows: Vec<Vec<String>> = list["allowances"]
+                .as_array()
+                .map(Vec::as_slice)
+                .unwrap_or_default()
+                .iter()
+                .map(|a| {
+                    let expires = match a["expires_at"].as_i64() {
+                        Some(t) if a["expired"] == true => format!("{} (expired)", time(Some(t))),
+                        Some(t) => time(Some(t)),
+                        None => "never".to_owned(),
+                    };
+                    vec![
+                        a["advisory"].as_str().unwrap_or_default().to_owned(),
+                        expires,
+                        a["created_by"].as_str().unwrap_or("-").to_owned(),
+                        a["reason"].as_str().unwrap_or_default().to_owned(),
+                    ]
+                })
+                .collect();
+            if rows.is_empty() {
+                return format!("{namespace}: no allowances\n");
+            }
+            super::table(&["ADVISORY", "EXPIRES", "BY", "REASON"], &rows)
+        });
+        return Ok(());
+    };
+    let path = format!("{base}/{}", super::segment(advisory));
+    if remove {
+        api.delete(&path)
+            .await
+            .with_context(|| format!("removing the allowance of {advisory} in {namespace}"))?;
+        eprintln!("removed the allowance of {advisory} in {namespace}");
+        return Ok(());
+    }
+    let Some(reason) = reason else {
+        return Err(anyhow!(
+            "say why {advisory} is acceptable in {namespace}: --reason \"...\" (recorded with the \
+             allowance and in the audit log)"
+        ));
+    };
+    let view: Value = api
+        .call(
+            Method::PUT,
+            &path,
+            &json!({ "reason": reason, "expires": expires }),
+        )
+        .await
+        .with_context(|| format!("allowing {advisory} in {namespace}"))?;
+    manage.print(&view, || {
+        let until = match view["expires_at"].as_i64() {
+            Some(t) => format!("until {}", time(Some(t))),
+            None => "until removed".to_owned(),
+        };
+        let expired = if view["expired"] == true {
+            " (already expired: it allows nothing)"
+        } else {
+            ""
+        };
+        format!("{namespace}: {advisory} allowed {until}{expired}\n")
     });
     Ok(())
 }

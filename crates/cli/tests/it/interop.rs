@@ -36,6 +36,7 @@ mod oras;
 mod podman;
 mod quickstart;
 mod s3;
+mod scan_docker;
 mod skopeo;
 mod tls;
 mod trust_docker;

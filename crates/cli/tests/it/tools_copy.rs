@@ -404,7 +404,7 @@ fn inspect_shows_platforms_layers_and_history() {
 
 /// Pushes an artifact whose subject is `subject` (a referrer) into `repo`
 /// with plain HTTP requests; returns its digest.
-fn push_referrer(
+pub(crate) fn push_referrer(
     registry: &str,
     repo: &str,
     subject: &str,

@@ -146,7 +146,8 @@ impl Browser {
     }
 }
 
-fn password(cred: &Cred) -> String {
+/// The password of a user made by the fixture.
+pub fn password(cred: &Cred) -> String {
     match cred {
         Cred::Basic(_, p) => p.clone(),
         _ => unreachable!(),

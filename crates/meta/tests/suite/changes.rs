@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use berth_meta::changes::{Change, Subscriber};
+use berth_meta::scans::StoredScan;
 use berth_meta::{Error, Meta};
 use berth_testkit::Postgres;
 use tokio::sync::mpsc;
@@ -61,6 +62,22 @@ async fn changes_are_heard_on_commit_only() {
         .await
         .unwrap();
     assert_eq!(next(&mut rx).await, Change::Tag(n("a/b"), t("v1")));
+    // A scan result stored (migration 18).
+    assert!(writer
+        .put_scan(StoredScan {
+            repository: n("a/b"),
+            digest: d("sha256:m1"),
+            platform: None,
+            scanned_at: 1,
+            vulndb_at: None,
+            packages: 0,
+            counts: [0; 5],
+            report: "{}".into(),
+            error: None,
+        })
+        .await
+        .unwrap());
+    assert_eq!(next(&mut rx).await, Change::Scan(n("a/b"), d("sha256:m1")));
 
     // A change rolled back sends nothing: the next notification heard is
     // the one committed after it.
@@ -85,12 +102,17 @@ async fn changes_are_heard_on_commit_only() {
         .await
         .unwrap()
         .is_some());
-    let mut heard = vec![next(&mut rx).await, next(&mut rx).await];
+    let mut heard = vec![
+        next(&mut rx).await,
+        next(&mut rx).await,
+        next(&mut rx).await,
+    ];
     heard.sort_by_key(|c| format!("{c:?}"));
     assert_eq!(
         heard,
         vec![
             Change::Manifest(n("a/b"), d("sha256:m1")),
+            Change::Scan(n("a/b"), d("sha256:m1")),
             Change::Tag(n("a/b"), t("v1")),
         ]
     );

@@ -3,6 +3,7 @@
 //! both win, retries, finished scans with their event, and rescans after
 //! the vulnerability data changed; on both engines.
 
+use berth_meta::allowances::ScanAllowance;
 use berth_meta::audit::{action, Actor, AuditFilter};
 use berth_meta::events::{EventKind, NewEvent};
 use berth_meta::scans::{FinishedScan, ScanPolicy, StoredScan};
@@ -49,6 +50,8 @@ pub async fn run(meta: &Meta) {
     let on = ScanPolicy {
         namespace: ns("sq"),
         scan_on_push: true,
+        block_severity: None,
+        unscanned: "allow".into(),
         updated_at: 0,
         updated_by: None,
     };
@@ -167,4 +170,81 @@ pub async fn run(meta: &Meta) {
     assert_eq!(meta.request_rescans(6_000, 11_000, 10).await.unwrap(), 1);
     assert_eq!(meta.request_rescans(6_000, 11_000, 10).await.unwrap(), 0);
     assert_eq!(meta.request_rescans(4_000, 11_000, 10).await.unwrap(), 0);
+
+    // The pull policy's settings and allowances, audited.
+    let gate = ScanPolicy {
+        namespace: ns("sq"),
+        scan_on_push: true,
+        block_severity: Some("high".into()),
+        unscanned: "deny".into(),
+        updated_at: 0,
+        updated_by: None,
+    };
+    meta.set_scan_policy(&gate, &admin()).await.unwrap();
+    let p = &meta.scan_policies().await.unwrap()[0];
+    assert_eq!(
+        (p.block_severity.as_deref(), p.unscanned.as_str()),
+        (Some("high"), "deny")
+    );
+    let allowance = |advisory: &str, expires_at: Option<i64>| ScanAllowance {
+        namespace: ns("sq"),
+        advisory: advisory.into(),
+        reason: "not reachable".into(),
+        expires_at,
+        created_at: 0,
+        created_by: None,
+    };
+    meta.set_scan_allowance(&allowance("CVE-2", Some(20_000)), &admin())
+        .await
+        .unwrap();
+    meta.set_scan_allowance(&allowance("CVE-1", None), &admin())
+        .await
+        .unwrap();
+    // Granting again replaces.
+    meta.set_scan_allowance(&allowance("CVE-2", Some(30_000)), &admin())
+        .await
+        .unwrap();
+    let all = meta.scan_allowances(Some(&ns("sq"))).await.unwrap();
+    let ids: Vec<(&str, Option<i64>)> = all
+        .iter()
+        .map(|a| (a.advisory.as_str(), a.expires_at))
+        .collect();
+    assert_eq!(ids, [("CVE-1", None), ("CVE-2", Some(30_000))]);
+    assert_eq!(all[0].created_by.as_deref(), Some("admin"));
+    assert!(meta
+        .scan_allowances(Some(&ns("other")))
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(meta.scan_allowances(None).await.unwrap().len(), 2);
+    assert!(meta
+        .remove_scan_allowance(&ns("sq"), "CVE-1", &admin())
+        .await
+        .unwrap());
+    assert!(!meta
+        .remove_scan_allowance(&ns("sq"), "CVE-1", &admin())
+        .await
+        .unwrap());
+    let changes: Vec<String> = meta
+        .audit_events(&AuditFilter {
+            action: Some(action::POLICY_CHANGE.into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .iter()
+        .filter_map(|e| {
+            e.event.detail.as_ref()?["change"]
+                .as_str()
+                .map(str::to_owned)
+        })
+        .collect();
+    assert_eq!(
+        changes
+            .iter()
+            .filter(|c| c.starts_with("scan.allowance."))
+            .count(),
+        4,
+        "{changes:?}"
+    );
 }

@@ -190,6 +190,16 @@ impl Identity {
                 .is_some_and(|a| a.site_admin && a.kind == berth_meta::accounts::AccountKind::User)
     }
 
+    /// Whether the account is a site admin, whichever credentials proved
+    /// it (a registry token or a login session included): for reads a
+    /// site admin needs past namespace policies (a pull of an image a
+    /// vulnerability policy blocks), never to administer anything.
+    pub fn is_site_admin_account(&self) -> bool {
+        self.account
+            .as_ref()
+            .is_some_and(|a| a.site_admin && a.kind == berth_meta::accounts::AccountKind::User)
+    }
+
     /// Who it is for logs and audit events: the account, or a workload's
     /// label (`oidc:repo:acme/app:ref:refs/heads/main`).
     pub fn label(&self) -> Option<String> {

@@ -50,6 +50,22 @@ pub trait Transport: Send + Sync {
         tag: &Tag,
     ) -> std::result::Result<Copied, String>;
 
+    /// Copies manifest `digest` of `repository` from here to a push
+    /// rule's registry, by digest, with what it references: a referrer
+    /// (a signature, an SBOM) pushed without a tag after its image.
+    /// Nothing is transferred when the destination has it.
+    async fn copy_manifest(
+        &self,
+        rule: &ReplicationRule,
+        repository: &RepositoryName,
+        digest: &Digest,
+    ) -> std::result::Result<Copied, String> {
+        let _ = (rule, repository);
+        Err(format!(
+            "{digest}: this replication transport does not copy manifests by digest"
+        ))
+    }
+
     /// The repositories of a pull rule's source (its catalog; or, when the
     /// rule names one repository exactly, that one).
     async fn remote_repositories(
@@ -106,12 +122,21 @@ struct Item {
 struct Work {
     /// Images from events, each with the id of the first event naming it.
     items: BTreeMap<Item, i64>,
+    /// Referrers pushed by digest (`repository`, digest) of images the
+    /// rule selects, each with the id of its event.
+    referrers: BTreeMap<(String, String), i64>,
     /// The newest event read.
     last_event: i64,
     /// A full pass is due (on demand or by schedule).
     full: bool,
     /// What started it: `on-demand`, `schedule`, `push`.
     triggers: Vec<&'static str>,
+}
+
+impl Work {
+    fn is_empty(&self) -> bool {
+        !self.full && self.items.is_empty() && self.referrers.is_empty()
+    }
 }
 
 /// What a round did with one rule.
@@ -200,6 +225,20 @@ impl Registry {
                     })
                     .unwrap_or_default();
                 tags.extend(e.tag);
+                // No tag: a referrer (signature, SBOM) pushed by digest,
+                // copied when a tag the rule selects reaches its subject.
+                if tags.is_empty() && matches!(e.kind, EventKind::ManifestPushed) {
+                    let digest = e.digest.as_deref().and_then(|d| Digest::parse(d).ok());
+                    if let (Some(d), Ok(repo)) =
+                        (digest, RepositoryName::parse(repository.as_str()))
+                    {
+                        if self.refers_to_selected_tag(rule, &repo, &d).await? {
+                            work.referrers
+                                .entry((repository.clone(), d.to_string()))
+                                .or_insert(e.id);
+                        }
+                    }
+                }
                 for tag in tags {
                     if selects_tag(rule, &tag) {
                         work.items
@@ -211,11 +250,41 @@ impl Registry {
                     }
                 }
             }
-            if !work.items.is_empty() {
+            if !work.items.is_empty() || !work.referrers.is_empty() {
                 work.triggers.push("push");
             }
         }
         Ok(work)
+    }
+
+    /// Whether manifest `digest` of `repo` has a subject that a tag the
+    /// rule selects reaches (the tag names it, or an index listing it).
+    async fn refers_to_selected_tag(
+        &self,
+        rule: &ReplicationRule,
+        repo: &RepositoryName,
+        digest: &Digest,
+    ) -> Result<bool> {
+        let Some(inv) = self.meta.inventory(repo).await? else {
+            return Ok(false);
+        };
+        let Some(subject) = inv
+            .manifests
+            .iter()
+            .find(|m| &m.digest == digest)
+            .and_then(|m| m.subject.clone())
+        else {
+            return Ok(false);
+        };
+        let parents: Vec<&Digest> = inv
+            .children()
+            .filter(|(_, c)| **c == subject)
+            .map(|(p, _)| p)
+            .collect();
+        Ok(inv.tags.iter().any(|t| {
+            (t.digest == subject || parents.contains(&&t.digest))
+                && selects_tag(rule, t.name.as_str())
+        }))
     }
 
     async fn replicate_rule(
@@ -229,7 +298,7 @@ impl Registry {
             return Ok(None);
         }
         let work = self.replication_work(&rule, now).await?;
-        if !work.full && work.items.is_empty() {
+        if work.is_empty() {
             if work.last_event > rule.event_cursor {
                 self.meta
                     .advance_replication_cursor(rule.id, work.last_event)
@@ -245,7 +314,7 @@ impl Registry {
             _ => return Ok(None),
         };
         let work = self.replication_work(&rule, now).await?;
-        if !work.full && work.items.is_empty() {
+        if work.is_empty() {
             return Ok(None);
         }
         let run = self.meta.start_run(&job, now).await?;
@@ -374,6 +443,26 @@ impl Registry {
                 Ok(Copied::Copied(d)) => out.copied.push(format!("{name}@{d}")),
                 Ok(Copied::UpToDate(_)) => out.up_to_date += 1,
                 Err(e) => out.note_failure(event, format!("{name}: {e}")),
+            }
+        }
+        // Referrers after the images they refer to.
+        for ((repository, digest), event) in &work.referrers {
+            let name = format!("{repository}@{digest}");
+            if stop.is_cancelled() {
+                out.interrupted = true;
+                out.note_failure(Some(*event), "interrupted: the server is stopping".into());
+                continue;
+            }
+            held.keep().await?;
+            let (Ok(repo), Ok(d)) = (RepositoryName::parse(repository), Digest::parse(digest))
+            else {
+                out.skipped.push(name);
+                continue;
+            };
+            match transport.copy_manifest(rule, &repo, &d).await {
+                Ok(Copied::Copied(_)) => out.copied.push(name),
+                Ok(Copied::UpToDate(_)) => out.up_to_date += 1,
+                Err(e) => out.note_failure(Some(*event), format!("{name}: {e}")),
             }
         }
         Ok(out)

@@ -289,6 +289,7 @@ impl Registry {
                         .retention_delete_manifest(repo, target, guard.clone(), &actor, detail)
                         .await?;
                     self.cache.invalidate_manifest(repo, &item.digest);
+                    self.pull_verdicts.forget(repo);
                     for t in &item.tags {
                         self.cache.invalidate_tag(repo, t);
                     }

@@ -29,10 +29,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::{Error, Registry, Result};
 
+pub mod gate;
 mod policy;
 mod queue;
 
-pub use policy::{PolicyView, ScanSummary};
+pub use gate::Unscanned;
+pub use policy::{parse_expiry, AllowanceView, PolicyChange, PolicyView, ScanSummary};
 pub(crate) use queue::Queue;
 pub use queue::{ScanRound, SCAN_LEASE};
 
@@ -158,13 +160,13 @@ impl ScanReport {
 
 /// What is stored as a scan's report (the rest are columns).
 #[derive(Serialize, Deserialize)]
-struct StoredReport {
+pub(crate) struct StoredReport {
     #[serde(default)]
     platform: Option<String>,
     #[serde(default)]
     distro: Option<String>,
     #[serde(default)]
-    findings: Vec<Finding>,
+    pub(crate) findings: Vec<Finding>,
     #[serde(default)]
     notes: Vec<String>,
 }
@@ -367,8 +369,10 @@ impl Registry {
                 event: Some(event),
                 holder: holder.map(str::to_owned),
             })
-            .await?;
-        Ok(stored)
+            .await;
+        // The pull gate's verdicts of the repository read its results.
+        self.pull_verdicts.forget(repo);
+        Ok(stored?)
     }
 
     /// The package inventory of one image manifest of `repo`.

@@ -99,9 +99,9 @@ impl BlobStore for Counting {
     }
 }
 
-struct Replica {
+pub(crate) struct Replica {
     meta: Meta,
-    registry: Registry,
+    pub(crate) registry: Registry,
     auth: Authority,
     store: Arc<Counting>,
     heard: mpsc::UnboundedReceiver<Change>,
@@ -118,7 +118,7 @@ impl Subscriber for Recorder {
     fn reset(&self) {}
 }
 
-async fn replica(url: &str, blobs: &std::path::Path) -> Replica {
+pub(crate) async fn replica(url: &str, blobs: &std::path::Path) -> Replica {
     let meta = Meta::connect(url).await.unwrap();
     meta.start_listening();
     let store = Arc::new(Counting {
@@ -171,12 +171,12 @@ async fn until(what: &str, ok: impl Fn() -> bool) {
 
 impl Replica {
     /// Forgets what this replica heard so far.
-    fn forget(&mut self) {
+    pub(crate) fn forget(&mut self) {
         while self.heard.try_recv().is_ok() {}
     }
 
     /// Waits until this replica has heard `change`.
-    async fn hears(&mut self, change: Change) {
+    pub(crate) async fn hears(&mut self, change: Change) {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
         loop {
             let got = tokio::time::timeout_at(deadline, self.heard.recv())
@@ -199,7 +199,7 @@ impl Replica {
     }
 }
 
-fn tag(t: &str) -> Reference {
+pub(crate) fn tag(t: &str) -> Reference {
     Reference::Tag(Tag::parse(t).unwrap())
 }
 

@@ -56,21 +56,6 @@ async fn handle_list(
     principal: Principal,
     Query(p): Query<Params>,
 ) -> Result<Response, ApiError> {
-    let namespace = match p.repository.as_deref() {
-        Some(r) if !r.is_empty() => {
-            // The filter is a repository name or a prefix of one; its
-            // first component is the namespace it reads.
-            let first = r.split('/').next().unwrap_or(r);
-            let ns = Namespace::parse(first)
-                .map_err(|e| Error::InvalidParameter(format!("repository filter {r:?}: {e}")))?;
-            principal.require(&app, &ns, Need::Admin).await?;
-            Some(ns)
-        }
-        _ => {
-            principal.require_site_admin(&app)?;
-            None
-        }
-    };
     let jsonl = match p.format.as_deref() {
         None | Some("json") => false,
         Some("jsonl") => true,
@@ -110,14 +95,7 @@ async fn handle_list(
         newest_first,
         limit: Some(if jsonl { MAX_LIMIT } else { limit }),
     };
-    let filter = match &namespace {
-        Some(ns) => {
-            app.auth
-                .scope_audit(&principal.identity, ns, filter)
-                .await?
-        }
-        None => filter,
-    };
+    let filter = authorize(&app, &principal, filter).await?;
     if jsonl {
         return Ok(export(app, filter));
     }
@@ -126,6 +104,36 @@ async fn handle_list(
         .then(|| events.last().map(|e| e.id))
         .flatten();
     Ok(Json(serde_json::json!({ "events": events, "next": next })).into_response())
+}
+
+/// Checks that `principal` may read what `filter` asks for and narrows it
+/// to that: a repository filter (a name or a `NS/` prefix) needs the
+/// namespace's admin role and is held to that namespace; no repository
+/// filter needs a site admin. The web UI's audit page goes through here
+/// too.
+pub(crate) async fn authorize(
+    app: &App,
+    principal: &Principal,
+    filter: AuditFilter,
+) -> Result<AuditFilter, ApiError> {
+    match filter.repository.as_deref() {
+        Some(r) => {
+            // The filter is a repository name or a prefix of one; its
+            // first component is the namespace it reads.
+            let first = r.split('/').next().unwrap_or(r);
+            let ns = Namespace::parse(first)
+                .map_err(|e| Error::InvalidParameter(format!("repository filter {r:?}: {e}")))?;
+            principal.require(app, &ns, Need::Admin).await?;
+            Ok(app
+                .auth
+                .scope_audit(&principal.identity, &ns, filter)
+                .await?)
+        }
+        None => {
+            principal.require_site_admin(app)?;
+            Ok(filter)
+        }
+    }
 }
 
 /// Streams every matching event as JSON lines, a page at a time.

@@ -23,7 +23,7 @@ use crate::error::ApiError;
 use crate::App;
 
 mod accounts;
-mod audit;
+pub(crate) mod audit;
 mod body;
 mod certificates;
 mod extract;

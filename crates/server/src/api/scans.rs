@@ -8,9 +8,16 @@
 //!   stored results (404 when the manifest was never scanned).
 //!
 //! - `GET /api/v1/namespaces/{ns}/scan-policy` (members) and `PUT` (its
-//!   admins; `{"scan_on_push": true}`) read and set whether pushes to the
-//!   namespace are scanned; `GET /api/v1/scan-policies` (site admins)
-//!   lists the namespaces that set one.
+//!   admins; `{"scan_on_push": true, "block_severity": "high",
+//!   "unscanned": "deny"}`, each field optional) read and set whether
+//!   pushes to the namespace are scanned and which pulls its policy
+//!   refuses; `GET /api/v1/scan-policies` (site admins) lists the
+//!   namespaces that set one.
+//! - `GET /api/v1/namespaces/{ns}/scan-allowances` (members) lists the
+//!   advisory ids that do not count against the policy; `PUT
+//!   .../scan-allowances/{advisory}` (its admins; `{"reason": "...",
+//!   "expires": "2027-01-31"}`) grants or replaces one, `DELETE` removes
+//!   it.
 //!
 //! Who may do what: a scan costs the server work, so requesting one needs
 //! push permission on the repository (its writers, the namespace's admins,
@@ -21,15 +28,19 @@
 use std::sync::Arc;
 
 use axum::extract::State;
-use axum::routing::{get, post};
+use axum::http::StatusCode;
+use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use berth_oci::{Digest, Reference, RepositoryName};
-use berth_registry::scanning::{PolicyView, ScanReport};
+use berth_registry::scanning::gate::parse_block_severity;
+use berth_registry::scanning::{
+    parse_expiry, AllowanceView, PolicyChange, PolicyView, ScanReport, Unscanned,
+};
 use berth_registry::Error;
 use serde::Deserialize;
 
 use super::body::JsonBody;
-use super::{NamespacePath, Need, Principal};
+use super::{NamespacePath, Need, PathParams, Principal};
 use crate::error::ApiError;
 use crate::App;
 
@@ -40,6 +51,11 @@ pub(crate) fn routes() -> Router<Arc<App>> {
         .route(
             "/namespaces/{ns}/scan-policy",
             get(handle_policy).put(handle_set_policy),
+        )
+        .route("/namespaces/{ns}/scan-allowances", get(handle_allowances))
+        .route(
+            "/namespaces/{ns}/scan-allowances/{advisory}",
+            put(handle_allow).delete(handle_disallow),
         )
 }
 
@@ -67,6 +83,12 @@ async fn handle_policy(
 struct PolicyBody {
     #[serde(default)]
     scan_on_push: Option<bool>,
+    /// `critical`, `high`, `medium`, `low`, or `none`.
+    #[serde(default)]
+    block_severity: Option<String>,
+    /// `allow` or `deny`.
+    #[serde(default)]
+    unscanned: Option<String>,
 }
 
 async fn handle_set_policy(
@@ -76,11 +98,67 @@ async fn handle_set_policy(
     JsonBody(b): JsonBody<PolicyBody>,
 ) -> Result<Json<PolicyView>, ApiError> {
     let caller = principal.require(&app, &ns, Need::Admin).await?;
+    let change = PolicyChange {
+        scan_on_push: b.scan_on_push,
+        block_severity: b
+            .block_severity
+            .as_deref()
+            .map(parse_block_severity)
+            .transpose()?,
+        unscanned: b.unscanned.as_deref().map(Unscanned::parse).transpose()?,
+    };
+    Ok(Json(
+        app.registry.set_scan_policy(&ns, change, &caller).await?,
+    ))
+}
+
+async fn handle_allowances(
+    State(app): State<Arc<App>>,
+    NamespacePath(ns): NamespacePath,
+    principal: Principal,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    principal.require(&app, &ns, Need::Member).await?;
+    Ok(Json(
+        serde_json::json!({ "allowances": app.registry.scan_allowances(&ns).await? }),
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AllowanceBody {
+    reason: String,
+    /// A date (`2027-01-31`: through that day, UTC) or an RFC 3339 time.
+    #[serde(default)]
+    expires: Option<String>,
+}
+
+async fn handle_allow(
+    State(app): State<Arc<App>>,
+    NamespacePath(ns): NamespacePath,
+    params: PathParams,
+    principal: Principal,
+    JsonBody(b): JsonBody<AllowanceBody>,
+) -> Result<Json<AllowanceView>, ApiError> {
+    let caller = principal.require(&app, &ns, Need::Admin).await?;
+    let expires_at = b.expires.as_deref().map(parse_expiry).transpose()?;
     Ok(Json(
         app.registry
-            .set_scan_policy(&ns, b.scan_on_push, &caller)
+            .set_scan_allowance(&ns, params.get("advisory")?, &b.reason, expires_at, &caller)
             .await?,
     ))
+}
+
+async fn handle_disallow(
+    State(app): State<Arc<App>>,
+    NamespacePath(ns): NamespacePath,
+    params: PathParams,
+    principal: Principal,
+) -> Result<StatusCode, ApiError> {
+    let caller = principal.require(&app, &ns, Need::Admin).await?;
+    app.registry
+        .remove_scan_allowance(&ns, params.get("advisory")?, &caller)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 #[derive(Debug, Deserialize)]

@@ -13,7 +13,8 @@
 //!   throttling and audit events.
 //! - Pages: [`login`], [`home`] (search and namespaces), [`namespace`],
 //!   [`repository`] (tags), [`image`] (layers, config, referrers,
-//!   signatures, vulnerabilities), [`tokens`], [`admin`].
+//!   signatures, vulnerabilities), [`tokens`], [`admin`] (users),
+//!   [`audit`].
 //! - A repository the viewer may not read is answered 404, like one that
 //!   does not exist; it is never named in a listing.
 //!
@@ -33,6 +34,7 @@ use crate::App;
 
 mod admin;
 mod assets;
+mod audit;
 mod form;
 mod format;
 mod home;
@@ -107,6 +109,7 @@ pub(crate) fn routes() -> Router<Arc<App>> {
         .route("/ui/tokens/revoke", post(tokens::handle_revoke))
         .route("/ui/tokens/dockerconfig", post(tokens::handle_dockerconfig))
         .route("/ui/admin/users", get(admin::handle_users))
+        .route("/ui/admin/audit", get(audit::handle))
         .route("/ui/{*rest}", get(handle_unknown))
         .layer(axum::middleware::map_response(headers))
         .layer(axum::middleware::from_fn(crate::error::catch_panics))
@@ -167,6 +170,9 @@ impl From<crate::error::ApiError> for UiError {
             Kind::Unauthenticated => UiError::SignIn,
             Kind::PermissionDenied => UiError::Forbidden(e.error().to_string()),
             Kind::NotFound => UiError::NotFound(e.error().to_string()),
+            Kind::InvalidArgument => {
+                UiError::Service(Error::InvalidParameter(e.error().to_string()))
+            }
             _ => UiError::Service(Error::Internal(e.error().to_string())),
         }
     }

@@ -6,7 +6,7 @@ use axum::http::{header, StatusCode};
 use axum::response::Response;
 use berth_oci::RepositoryName;
 use berth_oci::{Reference, Tag};
-use berth_registry::{accepts, Caller, Error};
+use berth_registry::{accepts, Caller, Error, Reader};
 use http_body_util::BodyExt;
 
 use super::{content_length, query, Result};
@@ -27,18 +27,19 @@ pub(super) async fn handle_get(
     name: &RepositoryName,
     reference: &str,
     req: Request,
-    head: bool,
+    pull: Option<Reader<'_>>,
 ) -> Result<Response> {
     // No manifest can have a reference that is neither a tag nor a digest:
     // a read of one is a 404 like any unknown tag (a push, a 400).
     let reference = parse_read_reference(reference)?;
     let m = app.registry.get_manifest(name, &reference).await?;
-    if !head {
-        // A namespace's signature policy applies to pulls; HEAD requests
-        // (how clients and cosign check a tag) stay allowed.
-        app.registry.check_pull(name, &reference, &m).await?;
+    // A pull (`GET`, by `pull`'s reader) passes the namespace's policies
+    // (signatures, vulnerabilities); HEAD requests (how clients, cosign
+    // and scanners check a tag) stay allowed.
+    if let Some(reader) = pull {
+        app.registry.may_serve(name, &reference, &m, reader).await?;
     }
-    answer(app, name, &reference, &m, &req, head)
+    answer(app, name, &reference, &m, &req, pull.is_none())
 }
 
 /// A reference being read: one that is neither a tag nor a digest is a

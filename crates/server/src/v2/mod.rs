@@ -10,7 +10,7 @@ use axum::http::{header, HeaderMap, HeaderValue, Method};
 use axum::response::{IntoResponse, Response};
 use berth_oci::RepositoryName;
 use berth_registry::auth::{scope, Access, Action, Credentials, Decision, Identity};
-use berth_registry::{ByteStream, Caller, Error};
+use berth_registry::{ByteStream, Caller, Error, Reader};
 use futures_util::TryStreamExt;
 
 use crate::auth;
@@ -186,10 +186,14 @@ async fn route(
 ) -> Result<Response> {
     match (endpoint, method) {
         (Endpoint::Manifest(name, r), Method::GET) => {
-            manifests::handle_get(app, &name, &r, req, false).await
+            let reader = Reader {
+                caller,
+                site_admin: identity.is_site_admin_account(),
+            };
+            manifests::handle_get(app, &name, &r, req, Some(reader)).await
         }
         (Endpoint::Manifest(name, r), Method::HEAD) => {
-            manifests::handle_get(app, &name, &r, req, true).await
+            manifests::handle_get(app, &name, &r, req, None).await
         }
         (Endpoint::Blob(name, d), Method::GET) => {
             blobs::handle_get(app, &name, &d, req, false).await

@@ -371,3 +371,67 @@ fn a_target_that_is_down_is_retried_and_the_history_shows_it() {
     let rule = replication(&source, &["list"])["rules"][0].clone();
     assert_eq!(rule["failures"], 0, "{rule}");
 }
+
+/// A referrer (a signature, an SBOM) pushed by digest after its image is
+/// replicated by a push rule when a tag the rule selects reaches its
+/// subject, by digest, identical; one of an image the rule does not
+/// select stays home.
+#[test]
+fn referrers_pushed_after_their_image_are_replicated() {
+    if !require("skopeo", "mirror::replication::referrers_pushed_after") {
+        return;
+    }
+    let dist = Distribution::start();
+    let source = Berth::start();
+    let c = Clients::new();
+    let dist_url = dist.url();
+    replication(
+        &source,
+        &[
+            "add",
+            "sigs",
+            "--direction",
+            "push",
+            "--url",
+            &dist_url,
+            "--tags",
+            "v*",
+        ],
+    );
+    let (index, _) = push_multiarch(&c, &format!("docker://{}/acme/app:v1", source.addr), &[]);
+    let (dev, _) = push_multiarch(&c, &format!("docker://{}/acme/app:dev", source.addr), &[]);
+    wait_for(15, "acme/app:v1 at the reference registry", || {
+        digest_at(&dist_url, "acme/app", "v1").is_some()
+    });
+    // The one of dev first: once v1's arrived, dev's was looked at.
+    let unselected = crate::tools_copy::push_referrer(
+        &source.addr,
+        "acme/app",
+        &dev,
+        layout::INDEX,
+        "signature of dev",
+    );
+    let referrer = crate::tools_copy::push_referrer(
+        &source.addr,
+        "acme/app",
+        &index,
+        layout::INDEX,
+        "signature of v1",
+    );
+    wait_for(15, "the referrer at the reference registry", || {
+        digest_at(&dist_url, "acme/app", &referrer).is_some()
+    });
+    assert_eq!(
+        digest_at(&dist_url, "acme/app", &referrer).as_deref(),
+        Some(referrer.as_str())
+    );
+    assert_eq!(digest_at(&dist_url, "acme/app", &unselected), None);
+    assert_eq!(digest_at(&dist_url, "acme/app", "dev"), None);
+    let history = replication(&source, &["history", "sigs"]);
+    assert!(
+        history
+            .to_string()
+            .contains(&format!("acme/app@{referrer}")),
+        "{history}"
+    );
+}

@@ -169,6 +169,12 @@ try {
   await admin.getByRole("link", { name: "Users" }).click();
   await bothThemes(admin, "users", null);
   check((await admin.textContent("table")).includes(other), "the users page lists the users");
+  await admin.getByRole("link", { name: "Audit log" }).click();
+  check((await admin.textContent("table")).includes("login"), "the audit log shows the sign-ins");
+  await admin.getByLabel("Actor").fill(other);
+  await admin.getByRole("button", { name: "Filter" }).click();
+  await admin.waitForURL(/actor=/);
+  await bothThemes(admin, "audit log", "audit");
 
   check(cspErrors.length === 0, `CSP violations: ${cspErrors.join("; ")}`);
   console.log(`ok: ${checked.size} page states passed axe-core; screenshots in ${shots}`);
