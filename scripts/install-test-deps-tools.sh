@@ -12,6 +12,10 @@
 #   chromium, playwright-core and axe-core (npm, pinned)
 #                     the web UI's end-to-end and accessibility tests drive
 #                     Debian's headless Chromium with Playwright
+#   @sigstore/sign (npm, pinned; 3.x runs on Debian's node 18 too)
+#                     sigstore's own bundle builders make the sigstore
+#                     bundles the signature tests verify (offline: a local
+#                     key, no Fulcio, no Rekor)
 #
 # Idempotent: when everything is present it only checks and exits, without
 # touching the network. apt waits for a lock another package manager holds
@@ -23,6 +27,7 @@ set -euo pipefail
 SARIF_MULTITOOL_VERSION=5.7.0
 PLAYWRIGHT_CORE_VERSION=1.65.1
 AXE_CORE_VERSION=4.14.1
+SIGSTORE_SIGN_VERSION=3.1.0
 APT_PACKAGES=(skopeo docker-registry nodejs npm ca-certificates chromium)
 
 SUDO=""
@@ -81,6 +86,11 @@ if ! npm_pinned playwright-core "$PLAYWRIGHT_CORE_VERSION" || ! npm_pinned axe-c
   # The browser is Debian's chromium: Playwright downloads none.
   PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 $SUDO npm install -g --no-audit --no-fund \
     "playwright-core@$PLAYWRIGHT_CORE_VERSION" "axe-core@$AXE_CORE_VERSION"
+fi
+
+if ! npm_pinned @sigstore/sign "$SIGSTORE_SIGN_VERSION"; then
+  echo "install-test-deps-tools: npm install -g @sigstore/sign@$SIGSTORE_SIGN_VERSION"
+  $SUDO npm install -g --no-audit --no-fund "@sigstore/sign@$SIGSTORE_SIGN_VERSION"
 fi
 
 # Smoke test: the validator runs (the .NET runtime needs no ICU this way).

@@ -37,8 +37,10 @@ mod payload;
 mod report;
 mod runner;
 mod scenario;
+mod scrub;
 mod server;
 mod tls;
+mod ui;
 
 pub use report::Report;
 
@@ -95,6 +97,12 @@ pub enum Peer {
     /// for a body of that size, as a calibration of berth's read path.
     /// Targets: 0.9, or 0.75 with `--berth-auth`.
     Nginx,
+    /// The same berth binary on the same data with no scrub running, while
+    /// the measured berth's integrity scrub reads every blob back to back
+    /// at its default `--scrub-rate` (both hold a ballast of 1 MiB blobs
+    /// for it to read): what the scrub costs reads. Default scenarios: the
+    /// pulls and manifest-get. Target: 0.9.
+    Unscrubbed,
 }
 
 impl Peer {
@@ -105,6 +113,7 @@ impl Peer {
             Peer::Unobserved => server::Kind::BerthUnobserved,
             Peer::OneReplica => server::Kind::BerthOneReplica,
             Peer::Nginx => server::Kind::Nginx,
+            Peer::Unscrubbed => server::Kind::BerthUnscrubbed,
         }
     }
 }
@@ -123,6 +132,8 @@ pub struct BenchArgs {
     pub nginx_bin: PathBuf,
     /// Scenarios to run: names or prefixes, comma-separated (push-mono-1k,
     /// push-chunked-64m, pull, manifest-get, tags-list, mix, ...) [default: all].
+    /// `ui-tags` (on its own) times the web UI's pages for a repository of
+    /// `--tags` tags, berth alone, `--rounds` requests per page.
     #[arg(long, value_delimiter = ',')]
     pub scenarios: Vec<String>,
     /// Concurrency levels (connections), comma-separated.
@@ -147,8 +158,10 @@ pub struct BenchArgs {
     #[arg(long)]
     pub tls: bool,
     /// What berth is measured against: the reference registry, the same
-    /// berth with metrics and the access log off (`unobserved`), or one
-    /// replica of berth on the engines of `--replicas N` (`one-replica`).
+    /// berth with metrics and the access log off (`unobserved`), one
+    /// replica of berth on the engines of `--replicas N` (`one-replica`),
+    /// nginx serving a static manifest (`nginx`), or the same berth with no
+    /// scrub running while berth scrubs (`unscrubbed`).
     #[arg(long, value_enum, default_value_t = Peer::Reference)]
     pub peer: Peer,
     /// berth replicas (more than one: on one PostgreSQL cluster the bench
@@ -282,6 +295,15 @@ impl Settings {
                 "--peer nginx is a plain-HTTP calibration on the local disk: drop --tls, --storage s3 and --replicas"
             );
         }
+        if args.peer == Peer::Unscrubbed && args.scenarios.is_empty() {
+            // The reads the scrub must not starve, unless others were named.
+            scenarios.retain(|s| {
+                matches!(
+                    s,
+                    scenario::Scenario::Pull(_) | scenario::Scenario::ManifestGet
+                )
+            });
+        }
         if args.instructions {
             anyhow::ensure!(
                 matches!(args.peer, Peer::Reference | Peer::Unobserved)
@@ -328,6 +350,9 @@ impl Settings {
 
 /// Runs the benchmark and prints the report to stdout (progress to stderr).
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    if ui::requested(&args) {
+        return ui::run(&args).await;
+    }
     let mut settings = Settings::resolve(&args)?;
     let parent = args.work_dir.clone().unwrap_or_else(std::env::temp_dir);
     let work = tempfile::Builder::new()

@@ -28,6 +28,36 @@ pub(crate) const REPLICAS_TARGET: f64 = 0.9;
 pub(crate) const NGINX_TARGET: f64 = 0.9;
 /// The same with a credential to check on every request.
 pub(crate) const NGINX_TARGET_AUTH: f64 = 0.75;
+/// Target of every ratio with `--peer unscrubbed`: the integrity scrub
+/// running at its default rate costs reads at most 10% (issue 17).
+pub(crate) const SCRUB_TARGET: f64 = 0.9;
+
+/// With `--peer unscrubbed`: what berth's scrub did while berth was
+/// measured in one cell.
+#[derive(Debug, Serialize)]
+pub struct ScrubFigures {
+    /// Bytes the scrub read and hashed per second of measurement.
+    pub mb_per_s: f64,
+    /// Blobs it checked.
+    pub blobs: u64,
+    /// Passes it completed over every blob.
+    pub passes: u64,
+}
+
+impl ScrubFigures {
+    pub(crate) fn new(tally: crate::scrub::Tally, measured: std::time::Duration) -> ScrubFigures {
+        let secs = measured.as_secs_f64();
+        ScrubFigures {
+            mb_per_s: if secs > 0.0 {
+                tally.bytes as f64 / 1e6 / secs
+            } else {
+                0.0
+            },
+            blobs: tally.blobs,
+            passes: tally.passes,
+        }
+    }
+}
 
 /// One server's figures in one cell.
 #[derive(Debug, Serialize)]
@@ -106,6 +136,9 @@ pub struct Cell {
     /// this cell (one per request).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub berth_access_log_lines: Option<u64>,
+    /// With `--peer unscrubbed`: what berth's scrub did meanwhile.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub berth_scrub: Option<ScrubFigures>,
 }
 
 impl Cell {
@@ -132,6 +165,7 @@ impl Cell {
             ratio,
             target,
             berth_access_log_lines: None,
+            berth_scrub: None,
         }
     }
 }
@@ -269,6 +303,7 @@ impl Report {
             crate::Peer::Unobserved => ("berth-unobserved", "off"),
             crate::Peer::OneReplica => ("berth-one-replica", "one"),
             crate::Peer::Nginx => ("nginx", "nginx"),
+            crate::Peer::Unscrubbed => ("berth-unscrubbed", "idle"),
         }
     }
 
@@ -284,6 +319,9 @@ impl Report {
             }
             crate::Peer::Nginx => {
                 "nginx serving the same manifest bytes as a static file (worker per core, keep-alive, no access log), as `nginx`"
+            }
+            crate::Peer::Unscrubbed => {
+                "the same berth on the same data with no scrub running, as `idle`; berth itself scrubbing back to back at its default --scrub-rate, both holding a ballast of 1 MiB blobs"
             }
         };
         let replicas = if self.replicas > 1 {
@@ -409,6 +447,11 @@ impl Report {
         if logged {
             rows[0].push("access log lines b".to_owned());
         }
+        let scrubbing = self.peer == crate::Peer::Unscrubbed;
+        if scrubbing {
+            rows[0].push("scrub MB/s b".to_owned());
+            rows[0].push("scrub passes b".to_owned());
+        }
         for c in &self.cells {
             let (b, d) = (&c.berth, &c.peer);
             rows.push(vec![
@@ -441,6 +484,17 @@ impl Report {
                         c.berth_access_log_lines
                             .map_or_else(|| "-".to_owned(), |n| n.to_string()),
                     );
+                }
+            }
+            if scrubbing {
+                if let Some(row) = rows.last_mut() {
+                    match &c.berth_scrub {
+                        Some(f) => {
+                            row.push(format!("{:.1}", f.mb_per_s));
+                            row.push(f.passes.to_string());
+                        }
+                        None => row.extend(["-".to_owned(), "-".to_owned()]),
+                    }
                 }
             }
         }

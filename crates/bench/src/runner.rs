@@ -12,6 +12,7 @@ use crate::load::{self, Limits, Sample};
 use crate::payload::Payloads;
 use crate::report::{Cell, Report};
 use crate::scenario::{self, Scenario, StaticFile};
+use crate::scrub;
 use crate::server::{data_dirs, BerthSpec, Kind, Observe, Server};
 use crate::{disk, AuthMode, Peer, Settings};
 
@@ -66,7 +67,7 @@ fn start(
             },
             data,
         ),
-        Kind::BerthOneReplica => Server::berth(spec, data),
+        Kind::BerthOneReplica | Kind::BerthUnscrubbed => Server::berth(spec, data),
         Kind::Distribution => Server::distribution(
             &settings.distribution_bin,
             data,
@@ -164,6 +165,11 @@ async fn run_scenario(
             .with_context(|| format!("preparing {label} on {}", s.kind.name()))?;
         fixtures.push(f);
     }
+    if settings.peer == Peer::Unscrubbed {
+        for s in &servers {
+            scrub::push_ballast(s, payloads, scrub::ballast_blobs(settings.quick)).await?;
+        }
+    }
     progress(format_args!(
         "{label}: prepared in {:.1}s",
         t.elapsed().as_secs_f64()
@@ -180,11 +186,19 @@ async fn run_scenario(
     for &c in &settings.concurrency {
         let logged_before = access_log.as_deref().map(count_lines);
         let mut samples = [Sample::default(), Sample::default()];
+        let mut scrubbed = scrub::Tally::default();
         for round in 0..settings.rounds {
             let order = if round % 2 == 0 { [0, 1] } else { [1, 0] };
             for i in order {
                 let before = settings.s3.as_ref().and_then(|s| s.requests());
+                // Only berth scrubs, and only while it is measured: the
+                // scrub's last request ends before the peer's run starts.
+                let scrubbing = (settings.peer == Peer::Unscrubbed && i == 0)
+                    .then(|| scrub::Scrubbing::start(&servers[0]));
                 let mut s = load::run(&servers[i], &fixtures[i], c, limits).await?;
+                if let Some(scrubbing) = scrubbing {
+                    scrubbed.merge(scrubbing.stop().await?);
+                }
                 let after = settings.s3.as_ref().and_then(|s| s.requests());
                 if let (Some(a), Some(b)) = (before, after) {
                     s.store_requests = Some(b.saturating_sub(a));
@@ -199,8 +213,17 @@ async fn run_scenario(
             Peer::OneReplica => crate::report::REPLICAS_TARGET,
             Peer::Nginx if settings.berth_auth.is_some() => crate::report::NGINX_TARGET_AUTH,
             Peer::Nginx => crate::report::NGINX_TARGET,
+            Peer::Unscrubbed => crate::report::SCRUB_TARGET,
         };
+        let measured = b.elapsed;
         let mut cell = Cell::new(scenario, c, b, d, target);
+        if settings.peer == Peer::Unscrubbed {
+            anyhow::ensure!(
+                scrubbed.bytes > 0,
+                "{label} c={c}: berth's scrub read nothing while berth was measured, so the comparison would not be about it"
+            );
+            cell.berth_scrub = Some(crate::report::ScrubFigures::new(scrubbed, measured));
+        }
         if let (Some(log), Some(before)) = (access_log.as_deref(), logged_before) {
             cell.berth_access_log_lines = Some(count_lines(log).saturating_sub(before));
         }

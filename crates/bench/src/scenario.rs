@@ -12,7 +12,7 @@ use crate::ops;
 use crate::payload::{Blob, Payloads};
 
 const KIB: usize = 1024;
-const MIB: usize = 1024 * 1024;
+pub(crate) const MIB: usize = 1024 * 1024;
 
 /// Blob sizes the payload generator prepares.
 pub const SIZES: &[usize] = &[KIB, MIB, 64 * MIB];

@@ -30,6 +30,8 @@ pub enum Kind {
     /// nginx serving the manifest as a static file (`--peer nginx`): what
     /// this machine's HTTP stack can do for a body of that size.
     Nginx,
+    /// berth with no scrub running (`--peer unscrubbed`).
+    BerthUnscrubbed,
 }
 
 /// How a berth under measurement observes itself.
@@ -54,6 +56,7 @@ impl Kind {
             Kind::BerthUnobserved => "berth-unobserved",
             Kind::BerthOneReplica => "berth-one-replica",
             Kind::Nginx => "nginx",
+            Kind::BerthUnscrubbed => "berth-unscrubbed",
         }
     }
 }
@@ -101,7 +104,7 @@ pub struct BerthSpec<'a> {
 }
 
 /// The site admin's password of a berth started with authentication.
-const BENCH_ADMIN_PASSWORD: &str = "berth-bench-admin-password";
+pub(crate) const BENCH_ADMIN_PASSWORD: &str = "berth-bench-admin-password";
 
 const START_TIMEOUT: Duration = Duration::from_secs(20);
 /// Start-up under callgrind is some fifty times slower.

@@ -544,7 +544,8 @@ pub struct Settings {
     pub scrub_repair_from: Option<String>,
     /// Upstream registries the pull-through mirror fronts: a TOML array of
     /// tables `{ name, url, username, password, hosts, max_concurrent,
-    /// rate_limit, tag_ttl, timeout }` (inline for the flag and variable).
+    /// rate_limit, tag_ttl, timeout, cache_max }` (inline for the flag and
+    /// variable).
     /// See docs/mirror.md.
     #[arg(
         long,
@@ -568,6 +569,16 @@ pub struct Settings {
         value_name = "WHO"
     )]
     pub mirror_pull_access: PullAccessChoice,
+    /// The most the mirror's cache (everything fetched from all upstreams)
+    /// may hold; past it, the least recently pulled images are evicted.
+    /// `0`: no limit. An upstream's `cache_max` limits its own cache.
+    #[arg(
+        long,
+        env = "BERTH_MIRROR_CACHE_MAX",
+        default_value = "0",
+        value_name = "SIZE"
+    )]
+    pub mirror_cache_max: ByteSize,
     /// Serve the web UI under /ui/ (and redirect / there); see docs/ui.md.
     #[arg(
         long,
@@ -813,6 +824,26 @@ impl Settings {
     /// How often the scrub runs on its own; `None`: only on demand.
     pub fn scrub_schedule(&self) -> Option<Duration> {
         Some(self.scrub_interval.get()).filter(|d| !d.is_zero())
+    }
+
+    /// The mirror's caches (one namespace per upstream) and their limits,
+    /// for the registry (quota exemption, usage views, eviction).
+    pub fn mirror_cache_settings(&self) -> berth_registry::mirror_cache::Settings {
+        let limit = |b: u64| (b > 0).then_some(b);
+        berth_registry::mirror_cache::Settings {
+            namespaces: self
+                .mirror_upstreams
+                .0
+                .iter()
+                .filter_map(|u| {
+                    Some(berth_registry::mirror_cache::Cached {
+                        namespace: berth_oci::Namespace::parse(&u.name).ok()?,
+                        max_bytes: u.cache_max.and_then(|b| limit(b.0)),
+                    })
+                })
+                .collect(),
+            max_bytes: limit(self.mirror_cache_max.0),
+        }
     }
 
     /// The pull-through mirror's settings.

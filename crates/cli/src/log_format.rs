@@ -107,6 +107,15 @@ impl Visit for Fields<'_, '_> {
         self.put(field, |w| {
             if message {
                 w.write_str(value)
+            } else if value
+                .bytes()
+                .all(|b| (b' '..=b'~').contains(&b) && b != b'"' && b != b'\\')
+            {
+                // What `Debug` writes for a string it need not escape,
+                // without its char-by-char escape checks.
+                w.write_char('"')?;
+                w.write_str(value)?;
+                w.write_char('"')
             } else {
                 write!(w, "{value:?}")
             }
@@ -179,6 +188,8 @@ mod tests {
             duration_ms = 1.93f64,
             client = Some(tracing::field::display(client)),
             account,
+            // Not plain ASCII: escaped as `Debug` escapes it.
+            note = "zoë\tdone\u{7}",
             "request"
         );
         let none: Option<&str> = None;

@@ -40,6 +40,9 @@ const REPLICATION_POLL: Duration = Duration::from_secs(1);
 /// How often the scan worker looks for requests other replicas queued (its
 /// own process's pushes wake it at once).
 const SCAN_POLL: Duration = Duration::from_secs(5);
+/// How often the mirror's cache is measured against its limits when no
+/// fetch woke the eviction worker.
+const MIRROR_EVICT_POLL: Duration = Duration::from_secs(60);
 
 /// The file in the data directory that receives a generated administrator
 /// password (readable by its owner only).
@@ -293,6 +296,7 @@ pub async fn run(args: ServeArgs, matches: &ArgMatches) -> anyhow::Result<()> {
             webhooks: cfg.webhook_settings(),
             scrub_interval: cfg.scrub_schedule(),
             scrub_rate: cfg.scrub_rate.0,
+            mirror_cache: cfg.mirror_cache_settings(),
         },
     ));
     if let Some(url) = &cfg.scrub_repair_from {
@@ -383,12 +387,19 @@ pub async fn run(args: ServeArgs, matches: &ArgMatches) -> anyhow::Result<()> {
         every: REPLICATION_POLL,
     }));
 
-    let mirror = berth_mirror::Mirror::new(registry.clone(), cfg.mirror_settings())?;
+    let mirror = Arc::new(berth_mirror::Mirror::new(
+        registry.clone(),
+        cfg.mirror_settings(),
+    )?);
     if mirror.is_enabled() {
         tracing::info!(upstreams = ?cfg.mirror_upstreams.0.iter().map(|u| &u.name).collect::<Vec<_>>(), "pull-through mirror on");
+        workers.spawn(Arc::new(berth_mirror::CacheEviction {
+            mirror: mirror.clone(),
+            every: MIRROR_EVICT_POLL,
+        }));
     }
     let app = Arc::new(App {
-        mirror: Some(Arc::new(mirror)),
+        mirror: Some(mirror),
         registry: registry.clone(),
         auth: auth.clone(),
         settings: ServerSettings {

@@ -51,6 +51,9 @@ pub mod action {
     /// A pull was refused by the namespace's vulnerability policy (the
     /// detail names the policy and the findings that blocked it).
     pub const PULL_BLOCKED: &str = "pull.blocked";
+    /// The mirror's cache limit evicted a mirrored manifest (the least
+    /// recently pulled first; the detail says its size and last use).
+    pub const MIRROR_EVICT: &str = "mirror.evict";
 }
 
 /// Who acts, from where, and when: the part of an event every write

@@ -74,7 +74,7 @@ fn unreferenced(r: &sqlx::any::AnyRow, repository: bool) -> Result<Unreferenced>
 }
 
 /// `$first, $first+1, ...` for `n` values.
-fn placeholders(first: usize, n: usize) -> String {
+pub(crate) fn placeholders(first: usize, n: usize) -> String {
     (first..first + n)
         .map(|i| format!("${i}"))
         .collect::<Vec<_>>()

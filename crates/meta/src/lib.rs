@@ -42,6 +42,7 @@ mod scrub;
 pub mod sessions;
 mod shared;
 mod stats;
+pub mod tag_page;
 pub mod tokens;
 pub mod transfer;
 pub mod trust;

@@ -29,6 +29,7 @@ pub const SQLITE: &[Migration] = &[
     (16, &[]),
     (17, UI_SESSIONS),
     (18, &[]),
+    (19, UI_TAG_PAGES),
 ];
 
 /// PostgreSQL schema.
@@ -51,6 +52,7 @@ pub const POSTGRES: &[Migration] = &[
     (16, POSTGRES_CHANGE_NOTIFICATIONS),
     (17, UI_SESSIONS),
     (18, POSTGRES_SCAN_RESULT_NOTIFICATIONS),
+    (19, UI_TAG_PAGES),
 ];
 
 /// Repositories, blobs, manifests, references, tags.
@@ -977,3 +979,8 @@ const POSTGRES_SCAN_RESULT_NOTIFICATIONS: &[&str] = &[
     "CREATE TRIGGER scan_results_notify AFTER INSERT OR UPDATE OR DELETE ON scan_results
         FOR EACH ROW EXECUTE FUNCTION berth_notify_entry('scan')",
 ];
+
+/// The web UI's tag pages: a repository's manifests by push time, so the
+/// newest tags are found without sorting them all (see `tag_page`).
+const UI_TAG_PAGES: &[&str] =
+    &["CREATE INDEX manifests_pushed ON manifests (repository_id, pushed_at)"];

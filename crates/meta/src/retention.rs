@@ -208,9 +208,47 @@ impl Meta {
     ) -> Result<Deletion> {
         let (repo, actor) = (repository.clone(), actor.clone());
         self.transact(move |c| {
-            Box::pin(
-                async move { delete_manifest(c, &repo, &target, &guard, &actor, detail).await },
-            )
+            Box::pin(async move {
+                delete_manifest(
+                    c,
+                    &repo,
+                    &target,
+                    &guard,
+                    &actor,
+                    action::RETENTION_DELETE,
+                    detail,
+                )
+                .await
+            })
+        })
+        .await
+    }
+
+    /// Deletes a mirrored manifest that the mirror's cache limit evicts,
+    /// on the same conditions as [`Meta::retention_delete_manifest`], with
+    /// a `mirror.evict` event carrying `detail`.
+    pub async fn evict_manifest(
+        &self,
+        repository: &RepositoryName,
+        target: ManifestTarget,
+        guard: TagGuard,
+        actor: &Actor,
+        detail: serde_json::Value,
+    ) -> Result<Deletion> {
+        let (repo, actor) = (repository.clone(), actor.clone());
+        self.transact(move |c| {
+            Box::pin(async move {
+                delete_manifest(
+                    c,
+                    &repo,
+                    &target,
+                    &guard,
+                    &actor,
+                    action::MIRROR_EVICT,
+                    detail,
+                )
+                .await
+            })
         })
         .await
     }
@@ -296,6 +334,7 @@ async fn delete_manifest(
     target: &ManifestTarget,
     guard: &TagGuard,
     actor: &Actor,
+    what: &'static str,
     detail: serde_json::Value,
 ) -> Result<Deletion> {
     let (digest, with_tags, subject) = (
@@ -368,7 +407,7 @@ async fn delete_manifest(
         o.insert("tags".into(), serde_json::json!(tags));
     }
     let event = actor
-        .event(action::RETENTION_DELETE)
+        .event(what)
         .repository(repo.as_str())
         .digest(digest)
         .detail(detail);

@@ -471,25 +471,50 @@ impl Meta {
         .bind(repository.as_str())
         .fetch_all(&self.read)
         .await?;
-        rows.iter()
-            .map(|r| {
-                let n = |c: &str| -> Result<u64> { Ok(r.try_get::<i64, _>(c)?.max(0) as u64) };
-                let digest: String = r.try_get("digest")?;
-                Ok(ScanRow {
-                    digest: Digest::parse(&digest)
-                        .map_err(|e| Error::Corrupt(format!("scan result digest: {e}")))?,
-                    scanned_at: r.try_get("scanned_at")?,
-                    vulndb_at: r.try_get("vulndb_at")?,
-                    counts: [
-                        n("critical")?,
-                        n("high")?,
-                        n("medium")?,
-                        n("low")?,
-                        n("unknown")?,
-                    ],
-                    error: r.try_get("error")?,
-                })
-            })
-            .collect()
+        rows.iter().map(scan_row).collect()
     }
+
+    /// The stored results of the image manifests `digests` of
+    /// `repository` (those that have one), in one query.
+    pub async fn scan_rows_of(
+        &self,
+        repository: &RepositoryName,
+        digests: &[Digest],
+    ) -> Result<Vec<ScanRow>> {
+        if digests.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = format!(
+            "SELECT s.digest, s.scanned_at, s.vulndb_at, s.critical, s.high, s.medium, s.low,
+                    s.unknown, s.error
+             FROM scan_results s JOIN repositories r ON r.id = s.repository_id
+             WHERE r.name = $1 AND s.digest IN ({})",
+            crate::gc::placeholders(2, digests.len())
+        );
+        let mut q = sqlx::query(&sql).bind(repository.as_str());
+        for d in digests {
+            q = q.bind(d.as_str());
+        }
+        let rows = q.fetch_all(&self.read).await?;
+        rows.iter().map(scan_row).collect()
+    }
+}
+
+fn scan_row(r: &sqlx::any::AnyRow) -> Result<ScanRow> {
+    let n = |c: &str| -> Result<u64> { Ok(r.try_get::<i64, _>(c)?.max(0) as u64) };
+    let digest: String = r.try_get("digest")?;
+    Ok(ScanRow {
+        digest: Digest::parse(&digest)
+            .map_err(|e| Error::Corrupt(format!("scan result digest: {e}")))?,
+        scanned_at: r.try_get("scanned_at")?,
+        vulndb_at: r.try_get("vulndb_at")?,
+        counts: [
+            n("critical")?,
+            n("high")?,
+            n("medium")?,
+            n("low")?,
+            n("unknown")?,
+        ],
+        error: r.try_get("error")?,
+    })
 }

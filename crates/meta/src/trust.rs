@@ -325,22 +325,36 @@ impl Meta {
         .bind(digest.as_str())
         .fetch_optional(&self.read)
         .await?;
-        let Some(r) = row else { return Ok(None) };
-        let state: String = r.try_get("state")?;
-        Ok(Some(StoredVerdict {
-            signatures: crate::optional_digest_at(&r, 0)?,
-            referrers: split_digests(r.try_get("referrers")?)?,
-            trust: r.try_get("trust")?,
-            verified: state == "verified",
-            key: r.try_get("key_name")?,
-            algorithm: r.try_get("algorithm")?,
-            format: r.try_get("format")?,
-            signature: crate::optional_digest_at(&r, 10)?,
-            valid_until: r.try_get("valid_until")?,
-            reason: r.try_get("reason")?,
-            detail: r.try_get("detail")?,
-            checked_at: r.try_get("checked_at")?,
-        }))
+        row.as_ref().map(stored_verdict).transpose()
+    }
+
+    /// The stored verdicts of `digests` in `repo` (those that have one),
+    /// in one query.
+    pub async fn signature_verdicts_of(
+        &self,
+        repo: &RepositoryName,
+        digests: &[Digest],
+    ) -> Result<Vec<(Digest, StoredVerdict)>> {
+        if digests.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = format!(
+            "SELECT v.signatures, v.trust, v.state, v.key_name, v.algorithm, v.reason,
+                    v.detail, v.checked_at, v.referrers, v.format, v.signature, v.valid_until,
+                    v.digest
+             FROM signature_verdicts v JOIN repositories r ON r.id = v.repository_id
+             WHERE r.name = $1 AND v.digest IN ({})",
+            crate::gc::placeholders(2, digests.len())
+        );
+        let mut q = sqlx::query(&sql).bind(repo.as_str());
+        for d in digests {
+            q = q.bind(d.as_str());
+        }
+        q.fetch_all(&self.read)
+            .await?
+            .iter()
+            .map(|r| Ok((crate::digest_at(r, 12)?, stored_verdict(r)?)))
+            .collect()
     }
 
     /// Stores the verdict of `digest` in `repo` (replacing the previous
@@ -385,4 +399,23 @@ impl Meta {
             })
             .collect()
     }
+}
+
+/// A row of `signature_verdicts` (the columns of [`Meta::signature_verdict`]).
+fn stored_verdict(r: &sqlx::any::AnyRow) -> Result<StoredVerdict> {
+    let state: String = r.try_get("state")?;
+    Ok(StoredVerdict {
+        signatures: crate::optional_digest_at(r, 0)?,
+        referrers: split_digests(r.try_get("referrers")?)?,
+        trust: r.try_get("trust")?,
+        verified: state == "verified",
+        key: r.try_get("key_name")?,
+        algorithm: r.try_get("algorithm")?,
+        format: r.try_get("format")?,
+        signature: crate::optional_digest_at(r, 10)?,
+        valid_until: r.try_get("valid_until")?,
+        reason: r.try_get("reason")?,
+        detail: r.try_get("detail")?,
+        checked_at: r.try_get("checked_at")?,
+    })
 }

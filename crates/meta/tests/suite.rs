@@ -35,6 +35,8 @@ mod scans;
 mod schema;
 #[path = "suite/sessions.rs"]
 mod sessions;
+#[path = "suite/tag_page.rs"]
+mod tag_page;
 #[path = "suite/tenancy.rs"]
 mod tenancy;
 #[path = "suite/trust.rs"]

@@ -266,7 +266,17 @@ pub struct MirrorLabels {
     pub outcome: &'static str,
 }
 
-/// `{upstream}` of `berth_mirror_stale_served_total`.
+/// `{upstream, kind}` of `berth_mirror_evicted_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct MirrorEvictLabels {
+    /// The upstream's configured name.
+    pub upstream: String,
+    /// `manifest` or `blob`.
+    pub kind: &'static str,
+}
+
+/// `{upstream}` of `berth_mirror_stale_served_total` and
+/// `berth_mirror_evicted_bytes_total`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct MirrorUpstreamLabels {
     /// The upstream's configured name.

@@ -246,6 +246,12 @@ pub struct Mirror {
     /// `berth_mirror_stale_served_total{upstream}`: tags served from the
     /// cache because the upstream could not revalidate them.
     pub stale_served: Family<MirrorUpstreamLabels, Counter>,
+    /// `berth_mirror_evicted_total{upstream, kind}`: cached manifests and
+    /// blobs the cache limit evicted.
+    pub evicted: Family<MirrorEvictLabels, Counter>,
+    /// `berth_mirror_evicted_bytes_total{upstream}`: bytes of cached
+    /// content the cache limit evicted.
+    pub evicted_bytes: Family<MirrorUpstreamLabels, Counter>,
 }
 
 impl Metrics {
@@ -303,6 +309,8 @@ impl Metrics {
         let mirror = Mirror {
             upstream_requests: Family::default(),
             stale_served: Family::default(),
+            evicted: Family::default(),
+            evicted_bytes: Family::default(),
         };
 
         let vulndb = Vulndb {
@@ -457,6 +465,16 @@ impl Metrics {
             "mirror_stale_served",
             "Tags the mirror served from its cache because the upstream could not revalidate them",
             mirror.stale_served.clone(),
+        );
+        r.register(
+            "mirror_evicted",
+            "Cached manifests and blobs the mirror's cache limit evicted (least recently pulled first)",
+            mirror.evicted.clone(),
+        );
+        r.register(
+            "mirror_evicted_bytes",
+            "Bytes of cached content the mirror's cache limit evicted",
+            mirror.evicted_bytes.clone(),
         );
         r.register(
             "webhook_queue_depth",
@@ -883,6 +901,28 @@ impl Metrics {
                     upstream: upstream.to_owned(),
                 })
                 .inc();
+        }
+    }
+
+    /// Records what the mirror's cache limit evicted from the cache of
+    /// `upstream`: manifests, blobs and their bytes.
+    pub fn mirror_evicted(&self, upstream: &str, manifests: u64, blobs: u64, bytes: u64) {
+        if self.enabled() {
+            for (kind, n) in [("manifest", manifests), ("blob", blobs)] {
+                self.mirror
+                    .evicted
+                    .get_or_create(&MirrorEvictLabels {
+                        upstream: upstream.to_owned(),
+                        kind,
+                    })
+                    .inc_by(n);
+            }
+            self.mirror
+                .evicted_bytes
+                .get_or_create(&MirrorUpstreamLabels {
+                    upstream: upstream.to_owned(),
+                })
+                .inc_by(bytes);
         }
     }
 

@@ -38,6 +38,7 @@ use std::time::{Duration, Instant};
 use berth_oci::{Digest, Reference, RepositoryName, Tag};
 use berth_registry::{Caller, Error, ManifestEntry, Registry};
 
+mod evict;
 mod flight;
 mod local;
 mod replicate;
@@ -46,6 +47,7 @@ mod spool;
 mod upstream;
 mod warm;
 
+pub use evict::CacheEviction;
 pub use replicate::Replicator;
 pub use route::Target;
 pub use spool::BlobAnswer;
@@ -113,6 +115,9 @@ pub struct Mirror {
     validated: Mutex<HashMap<String, Instant>>,
     manifests: Flights<Result<Arc<ManifestEntry>, Fetch>>,
     blobs: spool::Spools,
+    /// Told whenever content was stored in the cache: the cache limit's
+    /// worker ([`CacheEviction`]) measures it then.
+    stored: Arc<tokio::sync::Notify>,
 }
 
 impl std::fmt::Debug for Mirror {
@@ -173,6 +178,7 @@ impl Mirror {
                 ))
             })?;
         }
+        let stored = Arc::new(tokio::sync::Notify::new());
         Ok(Mirror {
             registry,
             upstreams,
@@ -180,7 +186,8 @@ impl Mirror {
             pull_access: settings.pull_access,
             validated: Mutex::default(),
             manifests: Flights::default(),
-            blobs: spool::Spools::new(settings.spool_dir),
+            blobs: spool::Spools::new(settings.spool_dir, stored.clone()),
+            stored,
         })
     }
 
@@ -278,9 +285,12 @@ impl Mirror {
                 .unwrap_or_else(|| Err(Fetch::Invalid("the fetch failed unexpectedly".into())))
         };
         match (fetched, cached) {
-            (Ok(m), _) => {
+            (Ok(m), cached) => {
                 if let Some(tag) = tag {
                     self.mark_fresh(repo, tag);
+                }
+                if cached.is_none_or(|c| c.digest != m.digest) {
+                    self.stored.notify_one();
                 }
                 Ok(Served {
                     manifest: m,

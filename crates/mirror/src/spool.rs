@@ -75,6 +75,8 @@ type Running = Arc<Mutex<HashMap<String, Flight>>>;
 pub(crate) struct Spools {
     dir: PathBuf,
     running: Running,
+    /// Told whenever a blob was stored (the cache limit's worker).
+    stored: Arc<tokio::sync::Notify>,
 }
 
 /// How long a finished download keeps answering "stored" to requests that
@@ -92,10 +94,11 @@ fn spool_error(e: std::io::Error) -> Fetch {
 }
 
 impl Spools {
-    pub(crate) fn new(dir: PathBuf) -> Spools {
+    pub(crate) fn new(dir: PathBuf, stored: Arc<tokio::sync::Notify>) -> Spools {
         Spools {
             dir,
             running: Arc::default(),
+            stored,
         }
     }
 
@@ -107,6 +110,25 @@ impl Spools {
         digest: &Digest,
     ) -> Result<BlobAnswer, Fetch> {
         let key = format!("{}@{}", repo.local, digest);
+        // A download that finished lingers, answering "stored"; if the
+        // blob is gone again since (the cache limit evicted it), that
+        // answer is stale: forget the download and start another.
+        let stored_path = {
+            let running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+            running
+                .get(&key)
+                .filter(|f| f.progress.borrow().stored)
+                .map(|f| f.path.clone())
+        };
+        if let Some(path) = stored_path {
+            if registry.blob_size(&repo.local, digest).await.is_ok() {
+                return Ok(BlobAnswer::Local);
+            }
+            let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+            if running.get(&key).is_some_and(|f| f.path == path) {
+                running.remove(&key);
+            }
+        }
         let (file, mut rx) = {
             let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
             match running.get(&key) {
@@ -134,6 +156,7 @@ impl Spools {
                         path,
                         key,
                         running: self.running.clone(),
+                        stored: self.stored.clone(),
                     };
                     tokio::spawn(job.run(out, tx));
                     (file, rx)
@@ -243,6 +266,7 @@ struct Download {
     path: PathBuf,
     key: String,
     running: Running,
+    stored: Arc<tokio::sync::Notify>,
 }
 
 impl Download {
@@ -252,6 +276,7 @@ impl Download {
         match result {
             Ok(()) => {
                 tx.send_modify(|p| p.stored = true);
+                self.stored.notify_one();
                 tracing::info!(
                     upstream = %self.repo.upstream.config.name,
                     repository = %self.repo.local,

@@ -488,7 +488,11 @@ impl Registry {
 
     /// Deletes the file of `digest` if, once out of sight, it is still
     /// unrecorded and older than `old`. Returns its size if it went.
-    async fn collect_file(&self, digest: &Digest, old: SystemTime) -> Result<Option<u64>> {
+    pub(crate) async fn collect_file(
+        &self,
+        digest: &Digest,
+        old: SystemTime,
+    ) -> Result<Option<u64>> {
         let Some(q) = self.store.quarantine(digest).await? else {
             return Ok(None);
         };

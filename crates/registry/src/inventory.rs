@@ -131,7 +131,7 @@ fn total_sizes(inv: &Inventory) -> HashMap<&str, u64> {
     out
 }
 
-fn merged(count: i64, last: Option<i64>, pending: Option<&Count>) -> (i64, Option<i64>) {
+pub(crate) fn merged(count: i64, last: Option<i64>, pending: Option<&Count>) -> (i64, Option<i64>) {
     match pending {
         Some(p) => (
             count + p.pulls as i64,

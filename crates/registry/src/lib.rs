@@ -25,6 +25,7 @@ mod inventory;
 mod jobs;
 mod listing;
 mod manifests;
+pub mod mirror_cache;
 pub mod observe;
 mod pulls;
 mod quota;
@@ -35,6 +36,7 @@ pub mod scanning;
 pub mod scrub;
 mod serving;
 mod snapshot;
+mod tag_page;
 pub mod trust;
 mod uploads;
 pub mod vulndb;
@@ -59,6 +61,7 @@ pub use quota::{NamespaceUsage, QuotaView, RepositoryUsage};
 pub use rules::TagRules;
 pub use scrub::{ScrubReport, SCRUB_JOB};
 pub use serving::Reader;
+pub use tag_page::{SignatureState, TagOrder, TagPage, TagPageQuery};
 pub use uploads::UPLOAD_PURGE_JOB;
 
 /// Result alias of this crate.
@@ -95,6 +98,9 @@ pub struct Settings {
     pub scrub_interval: Option<Duration>,
     /// Bytes per second the scrub reads at most (0: no limit).
     pub scrub_rate: u64,
+    /// The pull-through mirror's caches (its upstreams' namespaces) and
+    /// their size limits.
+    pub mirror_cache: mirror_cache::Settings,
 }
 
 impl Default for Settings {
@@ -108,6 +114,7 @@ impl Default for Settings {
             webhooks: webhooks::Settings::default(),
             scrub_interval: None,
             scrub_rate: 50 * 1024 * 1024,
+            mirror_cache: mirror_cache::Settings::default(),
         }
     }
 }
@@ -129,7 +136,7 @@ pub struct Registry {
     repair: std::sync::OnceLock<Arc<dyn scrub::RepairSource>>,
     replication: std::sync::OnceLock<Arc<dyn replication::Transport>>,
     trust: Arc<snapshot::Snapshot<trust::TrustConfig>>,
-    verdicts: trust::Verdicts,
+    verdicts: Arc<trust::Verdicts>,
     scans: scanning::Queue,
     pull_gates: Arc<snapshot::Snapshot<scanning::gate::GateConfig>>,
     pull_verdicts: Arc<scanning::gate::Verdicts>,
@@ -157,7 +164,7 @@ impl Registry {
             gauge_clock: observe::GaugeClock::default(),
             repair: std::sync::OnceLock::new(),
             replication: std::sync::OnceLock::new(),
-            verdicts: trust::Verdicts::new(shared),
+            verdicts: trust::Verdicts::new(&gate),
             scans: scanning::Queue::default(),
             pull_gates: snapshot::Snapshot::new(&gate, &["scan_policies", "scan_allowances"]),
             pull_verdicts: scanning::gate::Verdicts::new(&gate),

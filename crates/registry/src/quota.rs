@@ -120,6 +120,10 @@ pub struct NamespaceUsage {
     pub manifests: u64,
     /// The quota, if one is set.
     pub quota: Option<QuotaView>,
+    /// The namespace holds the pull-through mirror's cache of the
+    /// upstream of that name: content mirrored, not pushed, limited by
+    /// the cache limits and never by a quota.
+    pub mirrored: bool,
     /// Each repository, by name.
     pub repositories: Vec<RepositoryUsage>,
 }
@@ -194,6 +198,7 @@ fn summarise(ns: &Namespace, content: &[Content]) -> NamespaceUsage {
         blobs: 0,
         manifests: 0,
         quota: None,
+        mirrored: false,
         repositories: repos,
     };
     for (size, blob, users) in digests.values() {
@@ -495,6 +500,11 @@ impl Registry {
         let Some((ns, &limit)) = limits.get_key_value(repo.namespace_str()) else {
             return Ok(None);
         };
+        // A mirror's cache has its own limit (`mirror_cache_max`), never a
+        // push quota: only the mirror writes there.
+        if self.is_mirror_cache(ns.as_str()) {
+            return Ok(None);
+        }
         let ns = ns.clone();
         if let Some(d) = digest {
             if self.meta.namespace_holds(&ns, d).await? {
@@ -583,7 +593,12 @@ impl Registry {
     pub async fn namespace_usage(&self, ns: &Namespace) -> Result<NamespaceUsage> {
         let content = self.meta.namespace_content(ns).await?;
         let mut usage = summarise(ns, &content);
-        usage.quota = self.quota(ns).await?;
+        usage.mirrored = self.is_mirror_cache(ns.as_str());
+        usage.quota = if usage.mirrored {
+            None
+        } else {
+            self.quota(ns).await?
+        };
         if content.is_empty()
             && usage.quota.is_none()
             && self.meta.namespace(ns).await?.is_none()

@@ -30,6 +30,8 @@ mod replicas;
 mod replication;
 #[path = "services/retention.rs"]
 mod retention;
+#[path = "services/trust_replicas.rs"]
+mod trust_replicas;
 
 async fn registry(dir: &std::path::Path, settings: Settings) -> Registry {
     let store = FsStore::open(dir.join("data")).unwrap();

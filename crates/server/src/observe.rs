@@ -137,29 +137,31 @@ pub fn template(path: &str) -> (&'static str, Option<&str>) {
         "_catalog" => return ("/v2/_catalog", None),
         _ => {}
     }
-    // The endpoint is the end of the path (see `route`): match it there.
-    let shapes: [(&str, usize, &'static str); 7] = [
-        ("/blobs/uploads/", 0, "/v2/{name}/blobs/uploads/"),
-        ("/blobs/uploads", 0, "/v2/{name}/blobs/uploads/"),
-        ("/tags/list", 0, "/v2/{name}/tags/list"),
-        ("/blobs/uploads/", 1, "/v2/{name}/blobs/uploads/{uuid}"),
-        ("/manifests/", 1, "/v2/{name}/manifests/{reference}"),
-        ("/blobs/", 1, "/v2/{name}/blobs/{digest}"),
-        ("/referrers/", 1, "/v2/{name}/referrers/{digest}"),
+    // The endpoint is the end of the path (see `route`): match it there,
+    // with suffix compares and one split at the last `/` (no substring
+    // search: this runs on every request).
+    let ends: [(&str, &'static str); 3] = [
+        ("/blobs/uploads/", "/v2/{name}/blobs/uploads/"),
+        ("/blobs/uploads", "/v2/{name}/blobs/uploads/"),
+        ("/tags/list", "/v2/{name}/tags/list"),
     ];
-    for (marker, tail, t) in shapes {
-        let found = if tail == 0 {
-            rest.strip_suffix(marker).map(|name| (name, ""))
-        } else {
-            rest.rfind(marker).and_then(|i| {
-                let last = &rest[i + marker.len()..];
-                (!last.is_empty() && !last.contains('/')).then_some((&rest[..i], last))
-            })
-        };
-        if let Some((name, _)) = found {
-            if !name.is_empty() {
-                return (t, Some(name));
-            }
+    for (end, t) in ends {
+        if let Some(name) = rest.strip_suffix(end).filter(|n| !n.is_empty()) {
+            return (t, Some(name));
+        }
+    }
+    let Some((head, _)) = rest.rsplit_once('/').filter(|(_, last)| !last.is_empty()) else {
+        return ("/v2/{unknown}", None);
+    };
+    let kinds: [(&str, &'static str); 4] = [
+        ("/blobs/uploads", "/v2/{name}/blobs/uploads/{uuid}"),
+        ("/manifests", "/v2/{name}/manifests/{reference}"),
+        ("/blobs", "/v2/{name}/blobs/{digest}"),
+        ("/referrers", "/v2/{name}/referrers/{digest}"),
+    ];
+    for (kind, t) in kinds {
+        if let Some(name) = head.strip_suffix(kind).filter(|n| !n.is_empty()) {
+            return (t, Some(name));
         }
     }
     ("/v2/{unknown}", None)

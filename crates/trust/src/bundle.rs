@@ -8,9 +8,12 @@
 //! layer is the bundle JSON and whose `subject` is the image. The bundle
 //! holds the verification material and one of:
 //!
-//! - `messageSignature`: a signature over the artifact itself, here the
-//!   subject manifest's bytes, with `messageDigest` its digest (which must
-//!   be the subject's);
+//! - `messageSignature`: a signature over an artifact the bundle does not
+//!   hold, `messageDigest` its digest: the subject manifest's bytes, or a
+//!   cosign simple-signing payload naming the subject, which the bundle's
+//!   manifest then carries as a further layer (media type
+//!   [`cosign::SIMPLE_SIGNING`], the blob whose digest is the
+//!   `messageDigest`);
 //! - `dsseEnvelope`: a DSSE envelope whose signatures are over
 //!   `PAE(payloadType, payload)` (`"DSSEv1" SP len(type) SP type SP
 //!   len(body) SP body`), the payload an in-toto statement whose `subject`
@@ -29,7 +32,7 @@ use serde_json::Value;
 use sha2::Digest as _;
 
 use crate::encoding::any_base64;
-use crate::{key_names, Fail, Pass, Reason, Subject, TrustedKey, Worst};
+use crate::{cosign, key_names, keyless, Fail, Pass, Reason, Subject, Trust, TrustedKey};
 
 /// The media type prefix of every sigstore bundle version.
 pub const MEDIA_TYPE_PREFIX: &str = "application/vnd.dev.sigstore.bundle";
@@ -56,13 +59,16 @@ pub fn pae(payload_type: &str, payload: &[u8]) -> Vec<u8> {
     out
 }
 
-/// Checks the bundle `bytes` (the layer of referrer `manifest`) of
-/// `subject` against the trusted `keys`.
+/// Checks the bundle `bytes` (the layer of referrer `manifest`, beside
+/// the simple-signing `payloads` of its other layers) of `subject`
+/// against what the namespace trusts: its public keys, or for a keyless
+/// bundle its Fulcio trust.
 pub(crate) fn check(
     subject: Subject<'_>,
     manifest: &Digest,
     bytes: &[u8],
-    keys: &[TrustedKey],
+    payloads: &[Vec<u8>],
+    trust: &Trust,
 ) -> Result<Pass, Fail> {
     let malformed = |why: String| Fail::new(Reason::Malformed, format!("bundle {manifest}: {why}"));
     let b: Value =
@@ -76,23 +82,37 @@ pub(crate) fn check(
         }
     }
     let material = &b["verificationMaterial"];
-    if !material["certificate"].is_null() || !material["x509CertificateChain"].is_null() {
-        return Err(Fail::new(
-            Reason::Unsupported,
-            format!(
-                "bundle {manifest} is a keyless signature (its verification material is a certificate): \
-                 keyless signatures are not verified yet: add the signer's key \
-                 (berth trust add NAMESPACE --cosign-key cosign.pub) and sign with it"
-            ),
-        ));
-    }
-    if keys.is_empty() {
-        return Err(Fail::new(
-            Reason::BadSignature,
-            "the namespace trusts no public key for sigstore bundles (it trusts notation roots only); add one with `berth trust add --cosign-key`",
-        ));
-    }
-    let bad = || {
+    let chain = if material["certificate"].is_null() && material["x509CertificateChain"].is_null() {
+        None
+    } else {
+        Some(keyless::certificates(material).ok_or_else(|| {
+            malformed("its certificate (rawBytes) is missing or not base64".into())
+        })?)
+    };
+    let tlog = material["tlogEntries"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    // Who may have signed: the namespace's public keys, or the signing
+    // certificate's key once a Fulcio trust of the namespace accepts it.
+    let signers = |logged: keyless::Logged<'_>| -> Result<Vec<TrustedKey>, Fail> {
+        match &chain {
+            Some(chain) => keyless::signer(chain, &tlog, &logged, &trust.fulcio)
+                .map(|k| vec![k])
+                .map_err(|f| {
+                    Fail::new(
+                        f.reason,
+                        format!("keyless bundle {manifest}: {}", f.detail),
+                    )
+                }),
+            None if trust.keys.is_empty() => Err(Fail::new(
+                Reason::BadSignature,
+                "the namespace trusts no public key for sigstore bundles; add one with `berth trust add --cosign-key`",
+            )),
+            None => Ok(trust.keys.clone()),
+        }
+    };
+    let bad = |keys: &[TrustedKey]| {
         Fail::new(
             Reason::BadSignature,
             format!(
@@ -105,33 +125,75 @@ pub(crate) fn check(
         let md = &ms["messageDigest"];
         let named = any_base64(md["digest"].as_str().unwrap_or(""))
             .ok_or_else(|| malformed("messageDigest.digest is not base64".into()))?;
-        let actual = match md["algorithm"].as_str() {
-            Some("SHA2_256") => sha2::Sha256::digest(subject.content).to_vec(),
-            Some("SHA2_384") => sha2::Sha384::digest(subject.content).to_vec(),
-            Some("SHA2_512") => sha2::Sha512::digest(subject.content).to_vec(),
-            other => {
-                return Err(malformed(format!(
-                    "messageDigest.algorithm {other:?} is not SHA2_256, SHA2_384 or SHA2_512"
-                )))
+        let algorithm = md["algorithm"].as_str().unwrap_or("");
+        let hash = |data: &[u8]| -> Option<Vec<u8>> {
+            match algorithm {
+                "SHA2_256" => Some(sha2::Sha256::digest(data).to_vec()),
+                "SHA2_384" => Some(sha2::Sha384::digest(data).to_vec()),
+                "SHA2_512" => Some(sha2::Sha512::digest(data).to_vec()),
+                _ => None,
             }
         };
-        if named != actual {
-            return Err(Fail::new(
-                Reason::DigestMismatch,
-                format!(
-                    "bundle {manifest} signs the message with digest {}, not {} (its subject)",
-                    hex::encode(&named),
-                    subject.digest
-                ),
-            ));
-        }
+        let actual = hash(subject.content).ok_or_else(|| {
+            malformed(format!(
+                "messageDigest.algorithm {algorithm:?} is not SHA2_256, SHA2_384 or SHA2_512"
+            ))
+        })?;
         let sig = any_base64(ms["signature"].as_str().unwrap_or(""))
             .ok_or_else(|| malformed("messageSignature.signature is not base64".into()))?;
+        let keys = &signers(keyless::Logged::Message {
+            digest: &named,
+            signature: &sig,
+        })?;
+        // The message is the subject manifest itself, or a simple-signing
+        // payload (a layer of the referrer) naming it.
+        if named == actual {
+            let k = keys
+                .iter()
+                .find(|k| k.key.verifies(subject.content, &sig))
+                .ok_or_else(|| bad(keys))?;
+            return Ok(pass(k));
+        }
+        let Some(payload) = payloads
+            .iter()
+            .find(|p| hash(p).is_some_and(|h| h == named))
+        else {
+            return Err(if payloads.is_empty() {
+                Fail::new(
+                    Reason::DigestMismatch,
+                    format!(
+                        "bundle {manifest} signs a message with digest {}: neither its subject {} \
+                         nor a simple-signing payload of the bundle's manifest",
+                        hex::encode(&named),
+                        subject.digest
+                    ),
+                )
+            } else {
+                Fail::new(
+                    Reason::BadSignature,
+                    format!(
+                        "bundle {manifest} signs a message with digest {}, which none of its \
+                         simple-signing payloads has: a payload was changed after signing",
+                        hex::encode(&named)
+                    ),
+                )
+            });
+        };
         let k = keys
             .iter()
-            .find(|k| k.key.verifies(subject.content, &sig))
-            .ok_or_else(bad)?;
-        return Ok(pass(k));
+            .find(|k| k.key.verifies(payload, &sig))
+            .ok_or_else(|| bad(keys))?;
+        return match cosign::payload_digest(payload) {
+            Ok(d) if d == subject.digest.as_str() => Ok(pass(k)),
+            Ok(d) => Err(Fail::new(
+                Reason::DigestMismatch,
+                format!(
+                    "key {:?} signed (bundle {manifest}) a simple-signing payload naming {d}, not {}",
+                    k.name, subject.digest
+                ),
+            )),
+            Err(why) => Err(malformed(why)),
+        };
     }
     let env = b
         .get("dsseEnvelope")
@@ -141,19 +203,23 @@ pub(crate) fn check(
     let payload = any_base64(env["payload"].as_str().unwrap_or(""))
         .ok_or_else(|| malformed("dsseEnvelope.payload is not base64".into()))?;
     let signed = pae(payload_type, &payload);
-    let sigs = env["signatures"].as_array().cloned().unwrap_or_default();
-    let mut worst = Worst::default();
-    let verified_by = sigs.iter().find_map(|s| {
-        let Some(raw) = any_base64(s["sig"].as_str().unwrap_or("")) else {
-            worst.note(malformed("a DSSE signature is not base64".into()));
-            return None;
-        };
-        keys.iter().find(|k| k.key.verifies(&signed, &raw))
-    });
-    let Some(k) = verified_by else {
-        worst.note(bad());
-        return Err(worst.into_fail(bad));
-    };
+    let sigs = env["signatures"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|s| any_base64(s["sig"].as_str().unwrap_or("")))
+                .collect::<Option<Vec<_>>>()
+        })
+        .unwrap_or_default()
+        .ok_or_else(|| malformed("a DSSE signature is not base64".into()))?;
+    let keys = &signers(keyless::Logged::Dsse {
+        payload: &payload,
+        signatures: &sigs,
+    })?;
+    let k = sigs
+        .iter()
+        .find_map(|raw| keys.iter().find(|k| k.key.verifies(&signed, raw)))
+        .ok_or_else(|| bad(keys))?;
     if payload_type != IN_TOTO {
         return Err(malformed(format!(
             "the DSSE payload type is {payload_type:?}, not {IN_TOTO:?}"
@@ -208,7 +274,7 @@ mod tests {
     }
 
     #[test]
-    fn keyless_bundles_are_named_as_such() {
+    fn keyless_bundles_without_fulcio_trust_say_what_to_add() {
         let d = Digest::sha256(b"m");
         let subject = Subject {
             digest: &d,
@@ -218,12 +284,11 @@ mod tests {
         let b = br#"{"mediaType":"application/vnd.dev.sigstore.bundle.v0.3+json",
             "verificationMaterial":{"certificate":{"rawBytes":"AAAA"}},
             "messageSignature":{"messageDigest":{"algorithm":"SHA2_256","digest":"AA=="},"signature":"AA=="}}"#;
-        let f = check(subject, &d, b, &[]).unwrap_err();
-        assert_eq!(f.reason, Reason::Unsupported);
-        assert!(f
-            .detail
-            .contains("keyless signatures are not verified yet: add the signer's key"));
-        let f = check(subject, &d, b"{}", &[]).unwrap_err();
+        let f = check(subject, &d, b, &[], &Trust::default()).unwrap_err();
+        assert_eq!(f.reason, Reason::BadSignature);
+        assert!(f.detail.contains("trusts no Fulcio root"), "{}", f.detail);
+        assert!(f.detail.contains("--fulcio-root"), "{}", f.detail);
+        let f = check(subject, &d, b"{}", &[], &Trust::default()).unwrap_err();
         assert_eq!(f.reason, Reason::Malformed);
     }
 }

@@ -17,6 +17,9 @@
 //! - [`bundle`]: sigstore bundles (v0.1 to v0.3) pushed as OCI 1.1
 //!   referrers, a `messageSignature` over the manifest or a DSSE envelope
 //!   of an in-toto statement naming it; verified with the same keys.
+//! - [`keyless`]: keyless sigstore bundles (a Fulcio certificate): the
+//!   certificate chained to a trusted Fulcio root at the signing time a
+//!   trusted Rekor key vouches for, its identity and OIDC issuer allowed.
 //! - [`notation`]: Notary Project signatures, JWS envelopes pushed as
 //!   referrers, their X.509 chain verified to a trusted root
 //!   (`rustls-webpki`) and the signature with the leaf's key.
@@ -31,11 +34,13 @@ pub mod bundle;
 pub mod cosign;
 mod encoding;
 pub mod key;
+pub mod keyless;
 pub mod notation;
 #[cfg(test)]
 mod tests;
 
 pub use key::{KeyError, PublicKey, TrustedKey};
+pub use keyless::{FulcioConfig, FulcioTrust, KeylessError};
 pub use notation::{RootError, TrustedRoot};
 
 use berth_oci::Digest;
@@ -59,8 +64,8 @@ pub enum Reason {
     /// The signature manifest or its payload is not what the signing
     /// tool writes.
     Malformed,
-    /// A signature of a kind berth does not verify (yet): keyless
-    /// (Fulcio certificate) sigstore bundles, notation COSE envelopes.
+    /// A signature of a kind berth does not verify (yet): notation COSE
+    /// envelopes and signing-authority signatures.
     Unsupported,
     /// A trusted signature whose expiry, or whose certificate's, has passed.
     Expired,
@@ -233,12 +238,15 @@ pub struct Trust {
     pub keys: Vec<TrustedKey>,
     /// X.509 roots (notation signatures).
     pub roots: Vec<TrustedRoot>,
+    /// Fulcio roots, allowed identities and Rekor keys (keyless sigstore
+    /// bundles).
+    pub fulcio: Vec<FulcioTrust>,
 }
 
 impl Trust {
     /// Whether nothing is trusted.
     pub fn is_empty(&self) -> bool {
-        self.keys.is_empty() && self.roots.is_empty()
+        self.keys.is_empty() && self.roots.is_empty() && self.fulcio.is_empty()
     }
 }
 
@@ -269,6 +277,9 @@ pub enum Evidence {
         manifest: Digest,
         /// The bundle JSON (its layer).
         bundle: Vec<u8>,
+        /// The simple-signing payloads among its other layers: what a
+        /// `messageSignature` may sign instead of the manifest itself.
+        payloads: Vec<Vec<u8>>,
     },
     /// A notation signature referrer.
     Notation {
@@ -373,10 +384,14 @@ pub fn verify(subject: Subject<'_>, evidence: &[Evidence], trust: &Trust, now: i
                 Format::Cosign,
                 cosign::check(subject.digest, signatures, &trust.keys),
             ),
-            Evidence::Bundle { manifest, bundle } => (
+            Evidence::Bundle {
+                manifest,
+                bundle,
+                payloads,
+            } => (
                 manifest,
                 Format::SigstoreBundle,
-                bundle::check(subject, manifest, bundle, &trust.keys),
+                bundle::check(subject, manifest, bundle, payloads, trust),
             ),
             Evidence::Notation {
                 manifest,

@@ -52,7 +52,7 @@ fn verify(digest: &Digest, signed: &[Signed], keys: &[TrustedKey]) -> Verdict {
     }];
     let trust = Trust {
         keys: keys.to_vec(),
-        roots: Vec::new(),
+        ..Trust::default()
     };
     crate::verify(subject, &evidence, &trust, 0)
 }
@@ -79,7 +79,7 @@ fn nothing_trusted_or_nothing_signed() {
     );
     let trust = Trust {
         keys: vec![key],
-        roots: Vec::new(),
+        ..Trust::default()
     };
     let v = crate::verify(s, &[], &trust, 0);
     assert!(

@@ -37,6 +37,10 @@ pub struct UpstreamSetting {
     /// How long a request may take before the cache answers instead.
     #[serde(default = "default_timeout")]
     pub timeout: Span,
+    /// The most its cache may hold (the least recently pulled images are
+    /// evicted past it); `mirror_cache_max` limits all caches together.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_max: Option<super::ByteSize>,
 }
 
 fn default_concurrency() -> usize {

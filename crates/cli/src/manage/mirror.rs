@@ -74,6 +74,15 @@ pub async fn run(args: &Args) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `1.2 GiB / 50.0 GiB`, or `1.2 GiB / -` without a limit.
+fn cached(bytes: &Value, max: &Value) -> String {
+    format!(
+        "{} / {}",
+        super::usage::bytes(bytes),
+        super::usage::bytes(max)
+    )
+}
+
 fn render(v: &Value) -> String {
     let empty = Vec::new();
     let ups = v["upstreams"].as_array().unwrap_or(&empty);
@@ -107,13 +116,15 @@ fn render(v: &Value) -> String {
                     cell(&u["ratelimit_limit"])
                 ),
                 cell(&u["retry_after_until"]),
+                cached(&u["cached_bytes"], &u["cache_max_bytes"]),
                 cell(&u["last_error"]),
             ]
         })
         .collect();
     format!(
-        "pull access: {}\n{}",
+        "pull access: {}\ncache: {} (mirrored content: no quota counts it)\n{}",
         cell(&v["pull_access"]),
+        cached(&v["cache"]["cached_bytes"], &v["cache"]["max_bytes"]),
         table(
             &[
                 "UPSTREAM",
@@ -123,6 +134,7 @@ fn render(v: &Value) -> String {
                 "REQUESTS",
                 "RATELIMIT REMAINING / LIMIT",
                 "WAIT UNTIL",
+                "CACHED / LIMIT",
                 "LAST ERROR",
             ],
             &rows,

@@ -21,9 +21,12 @@ pub struct Args {
 
 #[derive(Debug, clap::Subcommand)]
 enum Cmd {
-    /// Trust a cosign public key (cosign signatures, sigstore bundles) or
-    /// a root certificate (notation signatures) for a namespace.
-    #[command(group(clap::ArgGroup::new("material").required(true).args(["cosign_key", "notation_root"])))]
+    /// Trust a cosign public key (cosign signatures, sigstore bundles), a
+    /// root certificate (notation signatures), or keyless sigstore bundles
+    /// by an identity (a Fulcio root, the identity and OIDC issuer
+    /// allowed, the Rekor key) for a namespace.
+    #[command(group(clap::ArgGroup::new("material").required(true).args(["cosign_key", "notation_root", "fulcio_root"])))]
+    #[command(group(clap::ArgGroup::new("identity").args(["certificate_identity", "certificate_identity_regexp"])))]
     Add {
         /// Namespace.
         namespace: String,
@@ -35,6 +38,26 @@ enum Cmd {
         /// chain to, as notation's trust store holds it.
         #[arg(long, value_name = "FILE")]
         notation_root: Option<PathBuf>,
+        /// The Fulcio root certificate, with any intermediates (PEM), that
+        /// keyless signing certificates chain to.
+        #[arg(long, value_name = "FILE", requires_all = ["identity", "certificate_oidc_issuer", "rekor_key"])]
+        fulcio_root: Option<PathBuf>,
+        /// Keyless: the signer identity allowed, exactly (an e-mail, or a
+        /// workflow URI such as
+        /// https://github.com/acme/web/.github/workflows/release.yml@refs/heads/main).
+        #[arg(long, requires = "fulcio_root")]
+        certificate_identity: Option<String>,
+        /// Keyless: a regular expression the whole signer identity must match.
+        #[arg(long, requires = "fulcio_root")]
+        certificate_identity_regexp: Option<String>,
+        /// Keyless: the OIDC issuer the certificate must name
+        /// (https://token.actions.githubusercontent.com, ...).
+        #[arg(long, requires = "fulcio_root")]
+        certificate_oidc_issuer: Option<String>,
+        /// Keyless: the Rekor log's public key (PEM) whose signed entry
+        /// timestamps prove when a signature was made.
+        #[arg(long, value_name = "FILE", requires = "fulcio_root")]
+        rekor_key: Option<PathBuf>,
         /// The name in the namespace (a-z, 0-9, '.', '_', '-'); default:
         /// cosign- or notation- and the start of its fingerprint.
         #[arg(long)]
@@ -133,16 +156,36 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             namespace,
             cosign_key,
             notation_root,
+            fulcio_root,
+            certificate_identity,
+            certificate_identity_regexp,
+            certificate_oidc_issuer,
+            rekor_key,
             name,
         } => {
-            let (field, file) = match (cosign_key, notation_root) {
-                (Some(f), _) => ("cosign_key", f),
-                (None, Some(f)) => ("notation_root", f),
-                (None, None) => bail!("give --cosign-key FILE or --notation-root FILE"),
+            let read = |file: &PathBuf| {
+                std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))
             };
-            let pem = std::fs::read_to_string(&file)
-                .with_context(|| format!("reading {}", file.display()))?;
-            let mut body = json!({ field: pem });
+            let mut body = match (cosign_key, notation_root, fulcio_root) {
+                (Some(f), _, _) => json!({ "cosign_key": read(&f)? }),
+                (None, Some(f), _) => json!({ "notation_root": read(&f)? }),
+                (None, None, Some(f)) => {
+                    let rekor = match &rekor_key {
+                        Some(k) => read(k)?,
+                        None => bail!("give --rekor-key FILE with --fulcio-root"),
+                    };
+                    json!({
+                        "fulcio_root": read(&f)?,
+                        "certificate_identity": certificate_identity,
+                        "certificate_identity_regexp": certificate_identity_regexp,
+                        "certificate_oidc_issuer": certificate_oidc_issuer,
+                        "rekor_key": rekor,
+                    })
+                }
+                (None, None, None) => {
+                    bail!("give --cosign-key FILE, --notation-root FILE or --fulcio-root FILE")
+                }
+            };
             if let Some(n) = name {
                 body["name"] = Value::String(n);
             }

@@ -135,6 +135,12 @@ pub async fn run_usage(args: UsageArgs) -> anyhow::Result<()> {
                 bytes(&u["unreferenced_bytes"])
             ));
         }
+        if u["mirrored"].as_bool() == Some(true) {
+            out.push_str(
+                "mirrored content (the pull-through mirror's cache of this upstream): limited by \
+                 the mirror's cache limits (`berth mirror status`), never by a quota\n",
+            );
+        }
         if !u["quota"].is_null() {
             out.push_str(&quota_line(&u["quota"]));
         }

@@ -221,6 +221,46 @@ fn bench_against_itself_unobserved_measures_observability() {
     }
 }
 
+/// `--peer unscrubbed`: berth's integrity scrub reads while berth serves
+/// pulls, and the same binary on the same data serves them without; the
+/// report says how much the scrub read and the target is "within 10%".
+#[test]
+fn bench_against_itself_unscrubbed_measures_the_scrub() {
+    let out = Command::new(berth_bin())
+        .args(["bench", "--quick", "--peer", "unscrubbed"])
+        .args([
+            "--output",
+            "json",
+            "--concurrency",
+            "1",
+            "--duration",
+            "0.5",
+        ])
+        .args(["--scenarios", "pull-1m"])
+        .output()
+        .expect("run berth bench");
+    assert!(
+        out.status.success(),
+        "berth bench --peer unscrubbed failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON report");
+    assert_eq!(report["peer"], "unscrubbed");
+    let cells = report["cells"].as_array().expect("cells");
+    assert_eq!(cells.len(), 1);
+    let c = &cells[0];
+    assert_eq!(c["target"], 0.9, "{c}");
+    for side in ["berth", "peer"] {
+        assert!(c[side]["ops"].as_u64().unwrap_or(0) > 0, "{side}: {c}");
+        assert_eq!(c[side]["errors"], 0, "{side}: {}", c[side]["first_error"]);
+    }
+    // The scrub really ran beside the pulls (about 25 MB in half a second
+    // at the default 50 MiB/s), and read whole blobs.
+    let scrub = &c["berth_scrub"];
+    assert!(scrub["mb_per_s"].as_f64().unwrap_or(0.0) > 1.0, "{c}");
+    assert!(scrub["blobs"].as_u64().unwrap_or(0) >= 1, "{c}");
+}
+
 /// `--replicas 2 --peer one-replica`: two berth replicas on one PostgreSQL
 /// database and one object store, connections spread over them, against
 /// one replica on the same engines; the multi-replica flags are refused

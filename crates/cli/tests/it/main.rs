@@ -58,9 +58,12 @@ mod tools_copy;
 mod trust;
 mod trust_bundles;
 mod trust_clients;
+mod trust_keyless;
 mod trust_notation;
+mod trust_sigstore_js;
 mod ui;
 mod ui_browser;
+mod ui_tags;
 mod vulndb;
 mod webhooks;
 #[path = "../../../store/tests/support/weed.rs"]

@@ -3,7 +3,8 @@
 //! populated with multi-arch images by skopeo; clients are skopeo (the
 //! namespace way), plain HTTP requests (containerd's `?ns=`), and a
 //! counting proxy in front of the upstream for the limits (429 with
-//! `Retry-After`, one upstream request per blob for 16 concurrent pulls).
+//! `Retry-After`, one upstream request per blob for 16 concurrent pulls,
+//! the concurrency and request rate limits) and the cache limit.
 
 use serde_json::Value;
 
@@ -11,7 +12,9 @@ use crate::common::{Berth, Distribution};
 use crate::interop::{http, parse, require, sha256, Clients};
 use crate::layout;
 
+mod cache;
 mod clients;
+mod limits;
 mod proxy;
 mod pull;
 mod replication;

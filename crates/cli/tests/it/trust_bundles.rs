@@ -5,7 +5,8 @@
 //! manifest whose artifact type and single layer are the bundle, subject
 //! the image), then verified by berth and enforced on pulls. Refused, each
 //! in its own test: the wrong key, a tampered signature, a bundle of
-//! another image; a keyless bundle is named as such.
+//! another image; a keyless bundle, in a namespace trusting no Fulcio
+//! root, says what to add.
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
@@ -376,7 +377,7 @@ async fn trust_bundle_of_another_image_is_refused() {
 }
 
 #[tokio::test]
-async fn trust_keyless_bundles_are_reported_not_silently_failed() {
+async fn trust_keyless_bundles_without_fulcio_trust_say_what_to_add() {
     let signer = Signer::new("p256");
     let (b, _dir) = enforcing(&signer);
     let c = client();
@@ -396,10 +397,10 @@ async fn trust_keyless_bundles_are_reported_not_silently_failed() {
     )
     .await;
     let v = verdict(&c, &b, "acme/web", "v1").await;
-    assert_eq!(v["reason"], "unsupported", "{v}");
+    assert_eq!(v["reason"], "bad_signature", "{v}");
     let msg = expect_error(pull(&c, &b, "acme/web", "v1").await, 403, "DENIED").await;
     assert!(
-        msg.contains("keyless signatures are not verified yet: add the signer's key"),
+        msg.contains("trusts no Fulcio root for keyless signatures; add one with `berth trust add NAMESPACE --fulcio-root"),
         "{msg}"
     );
 }

@@ -20,6 +20,11 @@
 //! not on each request. A hit counts only while the account's current
 //! hash is still that one (read through the facts), so a password changed
 //! anywhere ends it at once. Failures are never cached.
+//!
+//! Registry tokens (the JWTs of `/token`) are cached verified, by the
+//! token itself: the identity they stand for (signature, claims, account
+//! and access token checked), under the same epoch and `ttl`, and only
+//! until the token or its access token expires.
 
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -34,6 +39,9 @@ use crate::invalidation::Invalidation;
 
 /// Entries per map before it is cleared.
 const MAX_ENTRIES: usize = 100_000;
+/// Entries of the verified registry tokens (each holds the token and an
+/// identity, about 2 KiB) before the map is cleared.
+const MAX_REGISTRY_TOKENS: usize = 10_000;
 
 struct Entry<V> {
     value: V,
@@ -46,6 +54,8 @@ pub(crate) struct Cached<K, V> {
     map: RwLock<HashMap<K, Entry<V>>>,
     ttl: Duration,
     gate: Option<Invalidation>,
+    /// Entries before the map is cleared.
+    max: usize,
 }
 
 impl<K: Eq + Hash, V: Clone> Cached<K, V> {
@@ -54,7 +64,13 @@ impl<K: Eq + Hash, V: Clone> Cached<K, V> {
             map: RwLock::new(HashMap::new()),
             ttl,
             gate: gate.cloned(),
+            max: MAX_ENTRIES,
         }
+    }
+
+    fn bounded(mut self, max: usize) -> Self {
+        self.max = max;
+        self
     }
 
     fn live(&self) -> bool {
@@ -87,7 +103,7 @@ impl<K: Eq + Hash, V: Clone> Cached<K, V> {
             return;
         }
         let mut map = self.map.write().unwrap_or_else(|p| p.into_inner());
-        if map.len() >= MAX_ENTRIES {
+        if map.len() >= self.max {
             map.clear();
         }
         map.insert(
@@ -114,6 +130,21 @@ pub(crate) struct Caches {
     pub(crate) logins: Cached<[u8; 32], (String, String)>,
     /// Client certificate subject -> the account it is mapped to.
     pub(crate) certificates: Cached<String, Option<String>>,
+    /// Registry token (the JWT itself) -> what verifying it gave: a client
+    /// sends the same token on every request until it expires, and its
+    /// signature, claims, account and access token are checked once per
+    /// `ttl` and accounts epoch instead of on each request.
+    pub(crate) registry_tokens: Cached<Box<str>, VerifiedToken>,
+}
+
+/// A registry token verified.
+#[derive(Clone)]
+pub(crate) struct VerifiedToken {
+    /// The identity it stands for.
+    pub(crate) identity: super::Identity,
+    /// When it stops being usable (Unix ms, exclusive): its expiry with
+    /// the clock leeway, or its access token's if sooner.
+    pub(crate) until_ms: i64,
 }
 
 impl Caches {
@@ -129,6 +160,7 @@ impl Caches {
             roles: Cached::new(ttl, g),
             logins: Cached::new(ttl, None),
             certificates: Cached::new(ttl, g),
+            registry_tokens: Cached::new(ttl, g).bounded(MAX_REGISTRY_TOKENS),
         }
     }
 }

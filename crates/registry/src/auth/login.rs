@@ -515,10 +515,39 @@ impl Authority {
     /// account and access token are looked up again (through the cache),
     /// so disabling an account or revoking a token also ends the registry
     /// tokens obtained with it.
+    ///
+    /// What verifying gave is cached (see [`super::cache::Caches`]): a hit
+    /// is checked against the clock and still records the access token's
+    /// use.
     pub(super) async fn verify_registry_token(&self, token: &str) -> Result<Identity> {
-        let now = berth_meta::now_ms() / 1000;
-        let claims = jwt::verify(&self.key, token, &self.settings.service, now)
+        let now_ms = berth_meta::now_ms();
+        let epoch = self.meta.accounts_epoch();
+        if let Some(v) = self.cache.registry_tokens.get(token, epoch) {
+            if now_ms < v.until_ms {
+                if let Some(t) = &v.identity.token {
+                    self.record_token_use(&t.id);
+                }
+                return Ok(v.identity);
+            }
+        }
+        let verified = self.verify_registry_token_now(token, now_ms).await?;
+        let identity = verified.identity.clone();
+        self.cache
+            .registry_tokens
+            .put(token.into(), verified, epoch);
+        Ok(identity)
+    }
+
+    /// [`Self::verify_registry_token`] without its cache.
+    async fn verify_registry_token_now(
+        &self,
+        token: &str,
+        now_ms: i64,
+    ) -> Result<super::cache::VerifiedToken> {
+        let claims = jwt::verify(&self.key, token, &self.settings.service, now_ms / 1000)
             .map_err(|e| unauthorized(&e.to_string()))?;
+        // `jwt::verify` accepts it through the second exp + leeway.
+        let mut until_ms = (claims.exp + jwt::LEEWAY_SECS + 1) * 1000;
         if let Some(w) = &claims.wkl {
             let workload = super::oidc::workload_of(w, claims.exp);
             let grants = if w.ses {
@@ -526,10 +555,13 @@ impl Authority {
             } else {
                 Some(grants_of(&claims))
             };
-            return Ok(Identity {
-                grants,
-                workload: Some(workload),
-                ..Identity::default()
+            return Ok(super::cache::VerifiedToken {
+                identity: Identity {
+                    grants,
+                    workload: Some(workload),
+                    ..Identity::default()
+                },
+                until_ms,
             });
         }
         let account = if claims.sub.is_empty() {
@@ -553,9 +585,12 @@ impl Authority {
                     self.meta.token(tid),
                 )
                 .await?
-                .filter(|r| r.usable(berth_meta::now_ms()))
+                .filter(|r| r.usable(now_ms))
                 .ok_or_else(|| unauthorized("the access token behind this token was revoked"))?;
                 self.record_token_use(&record.id);
+                if let Some(e) = record.expires_at {
+                    until_ms = until_ms.min(e);
+                }
                 Some(TokenLimits {
                     id: record.id.clone(),
                     scopes: match record.kind {
@@ -567,12 +602,15 @@ impl Authority {
                 })
             }
         };
-        Ok(Identity {
-            account,
-            token,
-            grants: Some(grants_of(&claims)),
-            certificate: None,
-            workload: None,
+        Ok(super::cache::VerifiedToken {
+            identity: Identity {
+                account,
+                token,
+                grants: Some(grants_of(&claims)),
+                certificate: None,
+                workload: None,
+            },
+            until_ms,
         })
     }
 }

@@ -187,17 +187,30 @@ impl Registry {
                 layer.digest
             )));
         };
-        Ok(if notation {
-            Evidence::Notation {
+        if notation {
+            return Ok(Evidence::Notation {
                 manifest,
                 media_type: layer.media_type.clone(),
                 envelope: bytes,
+            });
+        }
+        // What a message signature may sign besides the manifest: the
+        // simple-signing payloads beside the bundle.
+        let mut payloads = Vec::new();
+        for l in parsed
+            .layers
+            .iter()
+            .filter(|l| l.media_type == cosign::SIMPLE_SIGNING)
+            .take(MAX_SIGNATURES)
+        {
+            if let Some(p) = self.small_blob(&l.digest, cosign::MAX_PAYLOAD).await? {
+                payloads.push(p);
             }
-        } else {
-            Evidence::Bundle {
-                manifest,
-                bundle: bytes,
-            }
+        }
+        Ok(Evidence::Bundle {
+            manifest,
+            bundle: bytes,
+            payloads,
         })
     }
 }

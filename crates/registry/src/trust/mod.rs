@@ -6,18 +6,22 @@
 //!   bundles) and X.509 roots (notation signatures) per namespace, stored
 //!   in the metadata database and held
 //!   here as one parsed snapshot of every namespace's keys and policy
-//!   (small: a few keys per namespace). Changes through this process drop
-//!   the snapshot; with a shared database there is no snapshot (each read
-//!   loads it), as for tag rules.
+//!   (small: a few keys per namespace), kept through the invalidation
+//!   seam as tag rules are: changes through this process drop it, and
+//!   with replicas sharing a PostgreSQL so does the database's
+//!   notification of a change through another. Keyless trust (`fulcio`:
+//!   a Fulcio root, the identities allowed, a Rekor key) is stored as
+//!   JSON in the same table.
 //! - **Verdicts** (see `verdicts`): whether trusted material verifies a
 //!   signature of a manifest ([`berth_trust`] does the cryptography). A
 //!   verdict is a function of its inputs: the manifest, its signature
 //!   manifests (the `sha256-<hex>.sig` tag, the sigstore bundle and
 //!   notation referrers) and the namespace's trust (its fingerprint). It
-//!   is cached in memory and stored in the database with those inputs,
-//!   and recomputed when an input changed: a signature push or a trust
-//!   change invalidates it by construction, with no invalidation message
-//!   to lose.
+//!   is cached in memory (on replicas too, through the invalidation
+//!   seam) and stored in the database with those inputs, and recomputed
+//!   when an input changed: a signature push or a trust change
+//!   invalidates it by construction, with no invalidation message to
+//!   lose.
 //! - **Policy** per namespace: `enforce` refuses a pull (manifest `GET` by
 //!   tag or digest, image or index) without a verified signature, 403
 //!   DENIED naming the policy; `warn` allows it, logs and counts it. The
@@ -35,7 +39,7 @@ use std::sync::Arc;
 use berth_meta::trust::{TrustKey, TrustPolicy};
 use berth_oci::Namespace;
 use berth_trust::notation::RootCerts;
-use berth_trust::{PublicKey, Trust, TrustedKey, TrustedRoot};
+use berth_trust::{FulcioTrust, PublicKey, Trust, TrustedKey, TrustedRoot};
 use serde::Serialize;
 use sha2::{Digest as _, Sha256};
 
@@ -44,7 +48,7 @@ use crate::{Caller, Error, Registry, Result};
 mod evidence;
 mod verdicts;
 
-pub use berth_trust::{Format, Reason, Verdict};
+pub use berth_trust::{Format, FulcioConfig, Reason, Verdict};
 pub(crate) use evidence::is_signature_type;
 pub use verdicts::VerdictView;
 pub(crate) use verdicts::Verdicts;
@@ -99,15 +103,18 @@ pub(crate) type TrustConfig = HashMap<String, NamespaceTrust>;
 pub struct KeyView {
     /// Its name in the namespace.
     pub name: String,
-    /// `cosign-key` or `notation-root`.
+    /// `cosign-key`, `notation-root` or `fulcio`.
     pub kind: String,
     /// `ecdsa-p256`, `ecdsa-p384`, `rsa`, `ed25519`; for a root `x509-`
-    /// and its key's kind.
+    /// and its key's kind; `keyless` for a `fulcio` trust.
     pub algorithm: String,
     /// SHA-256 of its DER (of the first certificate's), hex.
     pub fingerprint: String,
-    /// The PEM.
+    /// The PEM (of a `fulcio` trust: its roots).
     pub public_key: String,
+    /// A `fulcio` trust: its roots, identity, OIDC issuer and Rekor keys.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub keyless: Option<FulcioConfig>,
     /// When it was added (Unix ms).
     pub created_at: i64,
     /// Who added it.
@@ -116,12 +123,18 @@ pub struct KeyView {
 
 impl From<TrustKey> for KeyView {
     fn from(k: TrustKey) -> KeyView {
+        let keyless = (k.kind == FULCIO_KIND)
+            .then(|| serde_json::from_str::<FulcioConfig>(&k.material).ok())
+            .flatten();
         KeyView {
             name: k.name,
             kind: k.kind,
             algorithm: k.algorithm,
             fingerprint: k.fingerprint,
-            public_key: k.material,
+            public_key: keyless
+                .as_ref()
+                .map_or(k.material, |c| c.fulcio_roots.clone()),
+            keyless,
             created_at: k.created_at,
             created_by: k.created_by,
         }
@@ -145,6 +158,7 @@ pub struct TrustView {
 
 const KEY_KIND: &str = "cosign-key";
 const ROOT_KIND: &str = "notation-root";
+const FULCIO_KIND: &str = "fulcio";
 
 /// Trust material to add to a namespace, as PEM.
 #[derive(Debug, Clone, Copy)]
@@ -153,6 +167,9 @@ pub enum Material<'a> {
     CosignKey(&'a str),
     /// A root CA certificate for notation signatures (`ca.pem`).
     NotationRoot(&'a str),
+    /// Keyless signatures: a Fulcio root, the identities allowed, the
+    /// Rekor key.
+    Fulcio(&'a FulcioConfig),
 }
 
 /// Key names: what a CLI flag and a URL path segment carry unescaped.
@@ -179,7 +196,12 @@ fn build(keys: Vec<TrustKey>, policies: Vec<TrustPolicy>) -> Result<TrustConfig>
             .entry(k.namespace.as_str().to_owned())
             .or_default()
             .trust;
-        if k.kind == ROOT_KIND {
+        if k.kind == FULCIO_KIND {
+            let config: FulcioConfig =
+                serde_json::from_str(&k.material).map_err(|e| corrupt(e.to_string()))?;
+            t.fulcio
+                .push(FulcioTrust::new(&k.name, &config).map_err(|e| corrupt(e.to_string()))?);
+        } else if k.kind == ROOT_KIND {
             let certs = RootCerts::from_pem(&k.material).map_err(|e| corrupt(e.to_string()))?;
             t.roots.push(TrustedRoot {
                 name: k.name,
@@ -207,6 +229,14 @@ fn build(keys: Vec<TrustKey>, policies: Vec<TrustPolicy>) -> Result<TrustConfig>
             h.update(r.name.as_bytes());
             h.update([0]);
             h.update(r.certs.fingerprint().as_bytes());
+            h.update([0]);
+        }
+        for f in &t.trust.fulcio {
+            h.update(FULCIO_KIND.as_bytes());
+            h.update([0]);
+            h.update(f.name.as_bytes());
+            h.update([0]);
+            h.update(f.fingerprint().as_bytes());
             h.update([0]);
         }
         t.fingerprint = hex::encode(h.finalize());
@@ -285,7 +315,21 @@ impl Registry {
         caller: &Caller,
     ) -> Result<KeyView> {
         let invalid = |e: String| Error::InvalidParameter(e);
+        let stored;
         let (kind, prefix, algorithm, fingerprint, pem) = match material {
+            Material::Fulcio(config) => {
+                let f = FulcioTrust::new(name.unwrap_or("fulcio"), config)
+                    .map_err(|e| invalid(e.to_string()))?;
+                stored = serde_json::to_string(config)
+                    .map_err(|e| Error::Internal(format!("fulcio trust: {e}")))?;
+                (
+                    FULCIO_KIND,
+                    "fulcio",
+                    "keyless".to_owned(),
+                    f.fingerprint().to_owned(),
+                    stored.as_str(),
+                )
+            }
             Material::CosignKey(pem) => {
                 let key = PublicKey::from_pem(pem).map_err(|e| invalid(e.to_string()))?;
                 let algorithm = key.algorithm().as_str().to_owned();

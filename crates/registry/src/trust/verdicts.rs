@@ -4,6 +4,7 @@
 //! path.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use berth_meta::events::{EventKind, NewEvent};
@@ -14,6 +15,7 @@ use berth_trust::{Format, Reason, Subject, Verdict};
 use serde::Serialize;
 
 use super::{Mode, NamespaceTrust};
+use crate::invalidation::{Change, Invalidation, Subscriber};
 use crate::manifests::ManifestEntry;
 use crate::{Error, Registry, Result};
 
@@ -34,23 +36,38 @@ pub(crate) struct Cached {
 
 /// The in-memory verdicts, `(repository, digest) -> verdict`. Entries
 /// carry their inputs and are checked against the current ones on every
-/// use, so nothing needs invalidating. Off with a shared database (the
-/// stored row is read instead, one query).
+/// use (the `.sig` tag, the signature referrer, the trust fingerprint:
+/// each from a cache kept correct through the invalidation seam), so no
+/// change needs to evict them. With replicas sharing a PostgreSQL they
+/// are kept too, through the same seam: while this process is not
+/// listening nothing is served or kept, and a lost listener clears them
+/// (an epoch refuses a fill that raced the reset).
 pub(crate) struct Verdicts {
     map: RwLock<HashMap<(String, String), Arc<Cached>>>,
-    off: bool,
+    gate: Invalidation,
+    epoch: AtomicU64,
 }
 
 impl Verdicts {
-    pub(crate) fn new(shared: bool) -> Verdicts {
-        Verdicts {
+    /// The verdicts, on while `gate` is live; subscribed to it.
+    pub(crate) fn new(gate: &Invalidation) -> Arc<Verdicts> {
+        let v = Arc::new(Verdicts {
             map: RwLock::default(),
-            off: shared,
-        }
+            gate: gate.clone(),
+            epoch: AtomicU64::new(0),
+        });
+        gate.subscribe(&v);
+        v
+    }
+
+    /// The epoch to pass to [`Verdicts::fill`] for a verdict about to be
+    /// computed or read.
+    fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::Acquire)
     }
 
     fn get(&self, repo: &RepositoryName, digest: &Digest) -> Option<Arc<Cached>> {
-        if self.off {
+        if !self.gate.live() {
             return None;
         }
         let map = self.map.read().unwrap_or_else(|p| p.into_inner());
@@ -58,15 +75,26 @@ impl Verdicts {
             .cloned()
     }
 
-    fn fill(&self, repo: &RepositoryName, digest: &Digest, c: Arc<Cached>) {
-        if self.off {
+    fn fill(&self, repo: &RepositoryName, digest: &Digest, c: Arc<Cached>, epoch: u64) {
+        let mut map = self.map.write().unwrap_or_else(|p| p.into_inner());
+        if self.epoch.load(Ordering::Acquire) != epoch || !self.gate.live() {
             return;
         }
-        let mut map = self.map.write().unwrap_or_else(|p| p.into_inner());
         if map.len() >= MAX_CACHED {
             map.clear();
         }
         map.insert((repo.as_str().to_owned(), digest.as_str().to_owned()), c);
+    }
+}
+
+impl Subscriber for Verdicts {
+    /// Nothing to evict: every entry is checked against its inputs on use.
+    fn changed(&self, _: &Change) {}
+
+    fn reset(&self) {
+        let mut map = self.map.write().unwrap_or_else(|p| p.into_inner());
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+        map.clear();
     }
 }
 
@@ -269,6 +297,7 @@ impl Registry {
     ) -> Result<Arc<Cached>> {
         let digest = &m.digest;
         let now = berth_meta::now_ms();
+        let epoch = self.verdicts.epoch();
         let sig = self.signature_manifest(repo, digest).await?;
         let sig_digest = sig.as_ref().map(|m| m.digest.clone());
         let current = |c: &Cached, referrers: &[Digest]| {
@@ -301,7 +330,7 @@ impl Registry {
                 .still_verified(repo, c, sig_digest.as_ref(), trust, now)
                 .await?
             {
-                self.verdicts.fill(repo, digest, c.clone());
+                self.verdicts.fill(repo, digest, c.clone(), epoch);
                 return Ok(c.clone());
             }
         }
@@ -310,7 +339,7 @@ impl Registry {
             None => self.signature_referrers(repo, digest).await?,
         };
         if let Some(c) = from_db.filter(|c| current(c, &referrers)) {
-            self.verdicts.fill(repo, digest, c.clone());
+            self.verdicts.fill(repo, digest, c.clone(), epoch);
             return Ok(c);
         }
         let evidence = if trust.trust.is_empty() {
@@ -335,7 +364,7 @@ impl Registry {
         self.meta
             .record_signature_verdict(repo, digest, &to_stored(&c), event)
             .await?;
-        self.verdicts.fill(repo, digest, c.clone());
+        self.verdicts.fill(repo, digest, c.clone(), epoch);
         Ok(c)
     }
 

@@ -296,6 +296,32 @@ async fn logins_tokens_and_decisions() {
         .authenticate(&basic("x", &expired.token), ip(), false)
         .await
         .is_err());
+    // A registry token verified (and cached) while its access token was
+    // valid is refused once that access token expires, though the
+    // registry token itself has not.
+    let brief = auth
+        .create_token(
+            "alice",
+            &TokenRequest {
+                expires_at: Some(berth_meta::now_ms() + 2_000),
+                ..req.clone()
+            },
+            &root,
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    let brief_id = auth
+        .authenticate(&basic("alice", &brief.token), ip(), false)
+        .await
+        .unwrap();
+    let brief_jwt = Credentials::Bearer(auth.issue(&brief_id, &scopes).await.unwrap().token);
+    assert!(auth.authenticate(&brief_jwt, ip(), false).await.is_ok());
+    tokio::time::sleep(std::time::Duration::from_millis(2_100)).await;
+    assert!(matches!(
+        auth.authenticate(&brief_jwt, ip(), false).await,
+        Err(Error::Unauthorized(_))
+    ));
 
     // Refresh tokens: only for password logins, usable like the password.
     assert!(auth.refresh_token(&pat).await.unwrap().is_none());

@@ -1,6 +1,7 @@
 //! The pull-through mirror's status: `GET /api/v1/mirror/upstreams` lists
 //! the configured upstreams with their limits, the last `RateLimit-*`
-//! values they sent, any `Retry-After` in force and the last failure.
+//! values they sent, any `Retry-After` in force, the last failure, and
+//! what each one's cache holds against its limit.
 //! `POST /api/v1/mirror/warm {"image", "platforms"?}` fetches an image
 //! (`docker.io/library/postgres:16`, or `hub/library/postgres:16`) into
 //! the cache through the pull-through path and says what it fetched.
@@ -52,10 +53,29 @@ async fn handle_warm(
     Ok(Json(mirror.warm(&body.image, &body.platforms).await?))
 }
 
+/// An upstream with its cache.
+#[derive(Debug, Serialize)]
+struct Listed {
+    #[serde(flatten)]
+    status: UpstreamStatus,
+    /// Bytes its cache holds (mirrored, not pushed: no quota counts them).
+    cached_bytes: u64,
+    /// Its own cache limit, if it has one.
+    cache_max_bytes: Option<u64>,
+}
+
+/// All caches together.
+#[derive(Debug, Serialize)]
+struct Cache {
+    cached_bytes: u64,
+    max_bytes: Option<u64>,
+}
+
 #[derive(Debug, Serialize)]
 struct Upstreams {
-    upstreams: Vec<UpstreamStatus>,
+    upstreams: Vec<Listed>,
     pull_access: &'static str,
+    cache: Cache,
 }
 
 async fn handle_upstreams(
@@ -73,7 +93,23 @@ async fn handle_upstreams(
         ),
         None => (Vec::new(), "anonymous"),
     };
+    let usage = app.registry.mirror_cache_usage().await?;
+    let upstreams: Vec<Listed> = upstreams
+        .into_iter()
+        .map(|status| {
+            let cache = usage.iter().find(|u| u.namespace == status.name);
+            Listed {
+                cached_bytes: cache.map_or(0, |c| c.cached_bytes),
+                cache_max_bytes: cache.and_then(|c| c.max_bytes),
+                status,
+            }
+        })
+        .collect();
     Ok(Json(Upstreams {
+        cache: Cache {
+            cached_bytes: usage.iter().map(|u| u.cached_bytes).sum(),
+            max_bytes: app.registry.mirror_cache_max(),
+        },
         upstreams,
         pull_access,
     }))

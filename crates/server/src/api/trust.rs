@@ -4,7 +4,7 @@
 //! | --- | --- | --- |
 //! | `GET /trust` | site admins | every namespace with keys or a policy |
 //! | `GET /namespaces/{ns}/trust` | members | its policy and trusted keys |
-//! | `POST /namespaces/{ns}/trust/keys` `{"cosign_key": PEM, "name"?}` or `{"notation_root": PEM, "name"?}` | namespace admins | trust a cosign public key, or a root certificate for notation signatures (201) |
+//! | `POST /namespaces/{ns}/trust/keys` `{"cosign_key": PEM, "name"?}`, `{"notation_root": PEM, "name"?}` or `{"fulcio_root": PEM, "certificate_identity"` or `"certificate_identity_regexp", "certificate_oidc_issuer", "rekor_key": PEM, "name"?}` | namespace admins | trust a cosign public key, a root certificate for notation signatures, or keyless signatures by an identity (201) |
 //! | `DELETE /namespaces/{ns}/trust/keys/{name}` | namespace admins | stop trusting it (204) |
 //! | `PUT /namespaces/{ns}/trust/policy` `{"mode": "enforce"\|"warn"\|"off"}` | namespace admins | set the pull policy |
 //!
@@ -17,7 +17,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{delete, get, put};
 use axum::{Json, Router};
-use berth_registry::trust::{Material, Mode};
+use berth_registry::trust::{FulcioConfig, Material, Mode};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -62,6 +62,11 @@ async fn handle_get(
 struct AddBody {
     cosign_key: Option<String>,
     notation_root: Option<String>,
+    fulcio_root: Option<String>,
+    certificate_identity: Option<String>,
+    certificate_identity_regexp: Option<String>,
+    certificate_oidc_issuer: Option<String>,
+    rekor_key: Option<String>,
     name: Option<String>,
 }
 
@@ -69,15 +74,29 @@ async fn handle_add(
     State(app): State<Arc<App>>,
     NamespacePath(ns): NamespacePath,
     principal: Principal,
-    JsonBody(b): JsonBody<AddBody>,
+    JsonBody(mut b): JsonBody<AddBody>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let caller = principal.require(&app, &ns, Need::Admin).await?;
-    let material = match (&b.cosign_key, &b.notation_root) {
-        (Some(pem), None) => Material::CosignKey(pem),
-        (None, Some(pem)) => Material::NotationRoot(pem),
+    let keyless = b.fulcio_root.take().map(|roots| FulcioConfig {
+        fulcio_roots: roots,
+        certificate_identity: b.certificate_identity.take(),
+        certificate_identity_regexp: b.certificate_identity_regexp.take(),
+        certificate_oidc_issuer: b.certificate_oidc_issuer.take().unwrap_or_default(),
+        rekor_keys: b.rekor_key.take().unwrap_or_default(),
+    });
+    let keyless_only = b.certificate_identity.is_some()
+        || b.certificate_identity_regexp.is_some()
+        || b.certificate_oidc_issuer.is_some()
+        || b.rekor_key.is_some();
+    let material = match (&b.cosign_key, &b.notation_root, &keyless) {
+        (Some(pem), None, None) if !keyless_only => Material::CosignKey(pem),
+        (None, Some(pem), None) if !keyless_only => Material::NotationRoot(pem),
+        (None, None, Some(config)) => Material::Fulcio(config),
         _ => {
             return Err(berth_registry::Error::InvalidParameter(
-                "give exactly one of cosign_key (a cosign public key, PEM) and notation_root (a root CA certificate, PEM)".into(),
+                "give exactly one of cosign_key (a cosign public key, PEM), notation_root (a root CA certificate, PEM) \
+                 and fulcio_root (Fulcio root certificates, PEM, with certificate_identity or certificate_identity_regexp, \
+                 certificate_oidc_issuer and rekor_key)".into(),
             )
             .into())
         }

@@ -94,26 +94,39 @@ async fn config(app: &App, repo: &RepositoryName, m: &Manifest) -> Result<Option
     Ok(serde_json::from_slice(&bytes).ok())
 }
 
-/// The platforms of the manifest `digest` of `repo`: an index's entries,
-/// or an image's own (from its config); empty for other artifacts.
-pub(crate) async fn platforms(
+/// The platforms of the manifest `digest` of `repo` (an index's
+/// entries, or an image's own from its config; empty for other
+/// artifacts) and the image manifests a vulnerability scan of it covers
+/// (an index's platform images, or the image itself).
+pub(crate) async fn contents(
     app: &App,
     repo: &RepositoryName,
     digest: &Digest,
-) -> Result<Vec<String>, UiError> {
+) -> Result<(Vec<String>, Vec<Digest>), UiError> {
     let (_, m) = manifest(app, repo, &Reference::Digest(digest.clone())).await?;
     Ok(match m.kind {
-        ManifestKind::Index => m
-            .child_manifests()
-            .filter(|d| d.entry_kind() == EntryKind::Manifest)
-            .filter_map(|d| d.platform.as_ref().and_then(platform_label))
-            .collect(),
-        _ => config(app, repo, &m)
-            .await?
-            .as_ref()
-            .and_then(platform_label)
-            .into_iter()
-            .collect(),
+        ManifestKind::Index => {
+            let children: Vec<_> = m
+                .child_manifests()
+                .filter(|d| d.entry_kind() == EntryKind::Manifest)
+                .collect();
+            (
+                children
+                    .iter()
+                    .filter_map(|d| d.platform.as_ref().and_then(platform_label))
+                    .collect(),
+                children.iter().map(|d| d.digest.clone()).collect(),
+            )
+        }
+        _ => (
+            config(app, repo, &m)
+                .await?
+                .as_ref()
+                .and_then(platform_label)
+                .into_iter()
+                .collect(),
+            vec![digest.clone()],
+        ),
     })
 }
 

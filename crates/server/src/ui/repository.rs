@@ -12,7 +12,8 @@ use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
 use berth_oci::{Digest, Reference, RepositoryName, Tag};
-use berth_registry::TagView;
+use berth_registry::scanning::ScanSummary;
+use berth_registry::{SignatureState, TagOrder, TagPageQuery};
 use maud::{html, Markup};
 use serde::Deserialize;
 
@@ -126,32 +127,28 @@ pub(crate) async fn handle(
     answer(&viewer, result)
 }
 
-/// The tags to show: filtered, sorted, one page of them.
-fn select<'a>(tags: &'a [TagView], q: &TagQuery) -> (Vec<&'a TagView>, usize) {
-    let needle = q.q.as_deref().unwrap_or("").trim();
-    let mut shown: Vec<&TagView> = tags
-        .iter()
-        .filter(|t| needle.is_empty() || t.name.as_str().contains(needle))
-        .collect();
-    let desc = match q.dir.as_deref() {
+/// What the database is asked for: the filter, the order (names
+/// ascending by default, the other keys largest first) and the page.
+fn page_query(q: &TagQuery) -> TagPageQuery {
+    let order = match q.sort.as_deref() {
+        Some("pushed") => TagOrder::Pushed,
+        Some("size") => TagOrder::Size,
+        Some("pulls") => TagOrder::Pulls,
+        _ => TagOrder::Name,
+    };
+    let descending = match q.dir.as_deref() {
         Some("asc") => false,
         Some("desc") => true,
-        _ => q.sort.as_deref().is_some_and(|s| s != "name"),
+        _ => order != TagOrder::Name,
     };
-    match q.sort.as_deref() {
-        Some("pushed") => shown.sort_by_key(|t| (t.pushed_at, t.updated_at)),
-        Some("size") => shown.sort_by_key(|t| t.size),
-        Some("pulls") => shown.sort_by_key(|t| t.pull_count),
-        _ => {} // by name already
-    }
-    if desc {
-        shown.reverse();
-    }
-    let total = shown.len();
     let page = q.page.unwrap_or(1).max(1);
-    let start = (page - 1).saturating_mul(PER_PAGE).min(total);
-    let end = (start + PER_PAGE).min(total);
-    (shown[start..end].to_vec(), total)
+    TagPageQuery {
+        contains: q.q.as_deref().unwrap_or("").trim().to_owned(),
+        order,
+        descending,
+        limit: PER_PAGE as u32,
+        offset: (page as u64 - 1).saturating_mul(PER_PAGE as u64),
+    }
 }
 
 /// A link to this page with `changes` applied to the query.
@@ -191,24 +188,26 @@ async fn render(
     q: &TagQuery,
 ) -> Result<Response, UiError> {
     readable(app, viewer, name).await?;
-    let tags = app.registry.repository_tags(name).await?;
-    let (page, total) = select(&tags, q);
-    let mut rows = Vec::with_capacity(page.len());
-    for t in &page {
-        let platforms = image::platforms(app, name, &t.digest).await?;
-        let scan = app
-            .registry
-            .stored_scan(name, &t.digest)
-            .await
-            .ok()
-            .flatten();
-        rows.push((*t, platforms, scan.map(|s| s.counts)));
+    let tag_page = app.registry.tag_page(name, &page_query(q)).await?;
+    let total = usize::try_from(tag_page.total).unwrap_or(usize::MAX);
+    // Platforms and the images a scan covers, for the page's manifests.
+    let mut contents = Vec::with_capacity(tag_page.tags.len());
+    for t in &tag_page.tags {
+        contents.push(image::contents(app, name, &t.digest).await?);
     }
-    let host = registry_host(app, headers);
-    let featured = tags
+    let covered: Vec<Vec<Digest>> = contents.iter().map(|(_, c)| c.clone()).collect();
+    let scans = app.registry.scan_summaries(name, &covered).await?;
+    let digests: Vec<Digest> = tag_page.tags.iter().map(|t| t.digest.clone()).collect();
+    let signatures = app.registry.signature_states(name, &digests).await?;
+    let rows: Vec<_> = tag_page
+        .tags
         .iter()
-        .find(|t| t.name.as_str() == "latest")
-        .or_else(|| tags.iter().max_by_key(|t| t.pushed_at));
+        .zip(contents)
+        .zip(scans)
+        .map(|((t, (platforms, _)), scan)| (t, platforms, scan, signatures.get(&t.digest)))
+        .collect();
+    let host = registry_host(app, headers);
+    let featured = tag_page.featured.as_ref();
     let now = berth_registry::now_ms();
     let current = q.page.unwrap_or(1).max(1);
     let pages = total.div_ceil(PER_PAGE).max(1);
@@ -245,8 +244,8 @@ async fn render(
     };
     let body = html! {
         h1 { (name) }
-        @if let Some(f) = featured {
-            (pull_commands(&host, name, f.name.as_str(), f.digest.as_str()))
+        @if let Some((tag, digest)) = featured {
+            (pull_commands(&host, name, tag.as_str(), digest.as_str()))
         }
         section aria-labelledby="tags-h" {
             h2 #tags-h { "Tags " span.muted { "(" (total) ")" } }
@@ -270,10 +269,11 @@ async fn render(
                             (header("Pushed", "pushed", false))
                             th scope="col" { "Last pulled" }
                             (header("Pulls", "pulls", true))
+                            th scope="col" { "Signature" }
                             th scope="col" { "Vulnerabilities" }
                         } }
                         tbody {
-                            @for (t, platforms, counts) in &rows {
+                            @for (t, platforms, scan, signature) in &rows {
                                 tr {
                                     td { a href={ "/ui/repo/" (name) ":" (t.name.as_str()) } { (t.name.as_str()) } }
                                     td { a.mono href={ "/ui/repo/" (name) "@" (t.digest.as_str()) } title=(t.digest.as_str()) { (short_digest(t.digest.as_str())) } }
@@ -282,7 +282,8 @@ async fn render(
                                     td { (time(t.pushed_at, now)) }
                                     td { (maybe_time(t.last_pulled_at, now, "never")) }
                                     td.num { (t.pull_count) }
-                                    td { (image::vuln_badge(counts.as_ref())) }
+                                    td { (signature_badge(*signature)) }
+                                    td { (scan_badge(scan)) }
                                 }
                             }
                         }
@@ -305,6 +306,48 @@ async fn render(
             format!("/ui/ns/{}", name.namespace_str()),
         )
         .render(Some(viewer), body))
+}
+
+/// The stored scan of a row: its worst findings, "scan failed" or "not
+/// scanned yet".
+fn scan_badge(scan: &ScanSummary) -> Markup {
+    match scan.state {
+        "scanned" => image::vuln_badge(Some(&scan.counts)),
+        "failed" => html! { span.badge.high { "scan failed" } },
+        _ => image::vuln_badge(None),
+    }
+}
+
+/// The last signature verdict of a row: verified (by which key), why not,
+/// or "not checked yet"; the exact time it was checked on hover.
+fn signature_badge(state: Option<&SignatureState>) -> Markup {
+    match state {
+        Some(SignatureState::Verified { key, checked_at }) => html! {
+            span.badge.ok title={ "checked " (super::format::exact(*checked_at)) } { "verified" }
+            " " span.muted { (key) }
+        },
+        Some(SignatureState::Unverified {
+            reason,
+            detail,
+            checked_at,
+        }) => {
+            let label = match reason.as_str() {
+                "no_signature" => "unsigned",
+                "no_trust" => "no trusted keys",
+                "expired" => "expired",
+                "bad_signature" | "digest_mismatch" => "invalid signature",
+                _ => "not verified",
+            };
+            let bad = matches!(
+                reason.as_str(),
+                "bad_signature" | "digest_mismatch" | "expired" | "malformed"
+            );
+            html! {
+                span.badge.high[bad] title={ (detail) " (checked " (super::format::exact(*checked_at)) ")" } { (label) }
+            }
+        }
+        None => html! { span.muted { "not checked yet" } },
+    }
 }
 
 /// The pull commands of `name:tag` (`digest`), for docker, podman and
@@ -379,58 +422,52 @@ mod tests {
         assert_eq!(parse("acme/web@sha256:zz"), None);
     }
 
-    fn tag(name: &str, pushed: i64, size: u64) -> TagView {
-        TagView {
-            name: Tag::parse(name).unwrap(),
-            digest: Digest::parse(&format!("sha256:{}", "b".repeat(64))).unwrap(),
-            media_type: String::new(),
-            pushed_at: pushed,
-            updated_at: pushed,
-            size,
-            pull_count: 0,
-            last_pulled_at: None,
-        }
-    }
-
     #[test]
-    fn tags_filter_sort_and_page() {
-        let tags: Vec<TagView> = (0..120)
-            .map(|i| tag(&format!("v{i:03}"), i, 1000 - i as u64))
-            .collect();
-        let (page, total) = select(&tags, &TagQuery::default());
-        assert_eq!((page.len(), total), (PER_PAGE, 120));
-        assert_eq!(page[0].name.as_str(), "v000");
-        let q = TagQuery {
+    fn the_query_asks_the_database_for_one_page() {
+        let p = page_query(&TagQuery::default());
+        assert_eq!(
+            (
+                p.contains.as_str(),
+                p.order,
+                p.descending,
+                p.limit,
+                p.offset
+            ),
+            ("", TagOrder::Name, false, PER_PAGE as u32, 0)
+        );
+        let p = page_query(&TagQuery {
+            q: Some(" v1 ".into()),
+            sort: Some("size".into()),
             page: Some(3),
             ..TagQuery::default()
-        };
-        let (page, _) = select(&tags, &q);
-        assert_eq!(page.len(), 20);
-        assert_eq!(page[0].name.as_str(), "v100");
-        let q = TagQuery {
-            sort: Some("pushed".into()),
-            ..TagQuery::default()
-        };
-        assert_eq!(select(&tags, &q).0[0].name.as_str(), "v119", "newest first");
-        let q = TagQuery {
-            sort: Some("size".into()),
-            dir: Some("asc".into()),
-            ..TagQuery::default()
-        };
+        });
         assert_eq!(
-            select(&tags, &q).0[0].name.as_str(),
-            "v119",
-            "smallest first"
+            (p.contains.as_str(), p.order, p.descending, p.offset),
+            ("v1", TagOrder::Size, true, 2 * PER_PAGE as u64),
+            "other keys largest first"
         );
-        let q = TagQuery {
-            q: Some("v11".into()),
+        let p = page_query(&TagQuery {
+            sort: Some("pushed".into()),
+            dir: Some("asc".into()),
+            page: Some(0),
             ..TagQuery::default()
-        };
-        assert_eq!(select(&tags, &q).1, 10);
-        let q = TagQuery {
-            page: Some(99),
+        });
+        assert_eq!(
+            (p.order, p.descending, p.offset),
+            (TagOrder::Pushed, false, 0)
+        );
+        let p = page_query(&TagQuery {
+            sort: Some("pulls".into()),
+            page: Some(usize::MAX),
             ..TagQuery::default()
-        };
-        assert!(select(&tags, &q).0.is_empty());
+        });
+        assert_eq!(p.order, TagOrder::Pulls);
+        assert!(p.offset > 0, "a huge page number saturates");
+        let p = page_query(&TagQuery {
+            sort: Some("nonsense".into()),
+            dir: Some("desc".into()),
+            ..TagQuery::default()
+        });
+        assert_eq!((p.order, p.descending), (TagOrder::Name, true));
     }
 }

@@ -2,10 +2,14 @@
 //! request line, adds `RateLimit-*` headers to the upstream's answers, and
 //! when told to, answers `429 Too Many Requests` with a `Retry-After`
 //! itself. One request per connection (`Connection: close` both ways), so
-//! a request line is all it needs to read.
+//! a request line is all it needs to read. It also records when each
+//! request came and the most it had in flight at once (a request is in
+//! flight until its answer was relayed whole), and can hold every request
+//! a while before passing it on (so that concurrent ones overlap).
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -16,7 +20,36 @@ pub struct Proxy {
     pub addr: String,
     log: Arc<Mutex<Vec<String>>>,
     limited: Arc<AtomicBool>,
+    flight: Arc<Flight>,
     _rt: tokio::runtime::Runtime,
+}
+
+/// Requests in flight, and when each arrived.
+#[derive(Default)]
+struct Flight {
+    now: AtomicUsize,
+    max: AtomicUsize,
+    arrivals: Mutex<Vec<Instant>>,
+    /// Milliseconds each request is held before it is passed on.
+    delay_ms: AtomicU64,
+}
+
+/// One request in flight until dropped.
+struct InFlight<'a>(&'a Flight);
+
+impl<'a> InFlight<'a> {
+    fn begin(f: &'a Flight) -> InFlight<'a> {
+        f.arrivals.lock().unwrap().push(Instant::now());
+        let n = f.now.fetch_add(1, Ordering::SeqCst) + 1;
+        f.max.fetch_max(n, Ordering::SeqCst);
+        InFlight(f)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.now.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// What the proxy sends while limiting.
@@ -36,15 +69,21 @@ impl Proxy {
         let addr = listener.local_addr().expect("addr").to_string();
         let log: Arc<Mutex<Vec<String>>> = Arc::default();
         let limited = Arc::new(AtomicBool::new(false));
-        let (l, lim, up) = (log.clone(), limited.clone(), upstream.to_owned());
+        let flight: Arc<Flight> = Arc::default();
+        let (l, lim, up, fl) = (
+            log.clone(),
+            limited.clone(),
+            upstream.to_owned(),
+            flight.clone(),
+        );
         rt.spawn(async move {
             loop {
                 let Ok((conn, _)) = listener.accept().await else {
                     return;
                 };
-                let (l, lim, up) = (l.clone(), lim.clone(), up.clone());
+                let (l, lim, up, fl) = (l.clone(), lim.clone(), up.clone(), fl.clone());
                 tokio::spawn(async move {
-                    let _ = serve(conn, &up, &l, &lim).await;
+                    let _ = serve(conn, &up, &l, &lim, &fl).await;
                 });
             }
         });
@@ -52,8 +91,28 @@ impl Proxy {
             addr,
             log,
             limited,
+            flight,
             _rt: rt,
         }
+    }
+
+    /// Hold every request this long before passing it on.
+    pub fn delay(&self, d: Duration) {
+        self.flight
+            .delay_ms
+            .store(d.as_millis() as u64, Ordering::SeqCst);
+    }
+
+    /// The most requests in flight at once so far.
+    pub fn max_in_flight(&self) -> usize {
+        self.flight.max.load(Ordering::SeqCst)
+    }
+
+    /// When each request arrived, in order.
+    pub fn arrivals(&self) -> Vec<Instant> {
+        let mut a = self.flight.arrivals.lock().unwrap().clone();
+        a.sort();
+        a
     }
 
     /// `http://127.0.0.1:PORT`
@@ -85,6 +144,7 @@ async fn serve(
     upstream: &str,
     log: &Mutex<Vec<String>>,
     limited: &AtomicBool,
+    flight: &Flight,
 ) -> std::io::Result<()> {
     // The request head (GET and HEAD requests have no body).
     let mut head = Vec::new();
@@ -98,7 +158,12 @@ async fn serve(
     }
     let text = String::from_utf8_lossy(&head).to_string();
     let line = text.lines().next().unwrap_or("").to_owned();
-    log.lock().unwrap().push(line);
+    log.lock().unwrap().push(line.clone());
+    let in_flight = InFlight::begin(flight);
+    let delay = flight.delay_ms.load(Ordering::SeqCst);
+    if delay > 0 {
+        tokio::time::sleep(Duration::from_millis(delay)).await;
+    }
     if limited.load(Ordering::SeqCst) {
         let body =
             r#"{"errors":[{"code":"TOOMANYREQUESTS","message":"rate limited by the test proxy"}]}"#;
@@ -123,19 +188,37 @@ async fn serve(
     rewritten.push_str("Connection: close\r\n\r\n");
     let mut up = TcpStream::connect(upstream).await?;
     up.write_all(rewritten.as_bytes()).await?;
-    // The status line, then the rate limit headers, then the rest as is.
-    let mut first = Vec::new();
+    // The status line, then the rate limit headers, then the rest of the
+    // head as is, then the body: a request is in flight until the last
+    // byte its answer announced was passed on.
+    let mut head = Vec::new();
     let mut byte = [0u8; 1];
-    while !first.ends_with(b"\r\n") {
+    while !head.ends_with(b"\r\n\r\n") {
         if up.read(&mut byte).await? == 0 {
             return Ok(());
         }
-        first.push(byte[0]);
+        head.push(byte[0]);
     }
-    client.write_all(&first).await?;
+    let first = head.iter().position(|b| *b == b'\n').unwrap_or(0) + 1;
+    client.write_all(&head[..first]).await?;
     client
         .write_all(b"RateLimit-Limit: 100;w=21600\r\nRateLimit-Remaining: 99;w=21600\r\n")
         .await?;
-    tokio::io::copy(&mut up, &mut client).await?;
+    client.write_all(&head[first..]).await?;
+    let length = String::from_utf8_lossy(&head).lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.eq_ignore_ascii_case("content-length")
+            .then(|| v.trim().parse::<u64>().ok())?
+    });
+    match length {
+        _ if line.starts_with("HEAD ") => {}
+        Some(n) => {
+            tokio::io::copy(&mut (&mut up).take(n), &mut client).await?;
+        }
+        None => {
+            tokio::io::copy(&mut up, &mut client).await?;
+        }
+    }
+    drop(in_flight);
     client.shutdown().await
 }

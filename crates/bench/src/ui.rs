@@ -1,0 +1,338 @@
+//! `berth bench --scenarios ui-tags`: the web UI's server time for a
+//! repository of many tags (`--tags`, 10,000 by default), berth alone (the
+//! reference registry has no UI to compare with).
+//!
+//! One berth with authentication on; a repository `bench/ui` of `--tags`
+//! image manifests, each its own, under tags `v00000`, `v00001`, ...; a
+//! session opened through the sign-in form. Then each page (the tag
+//! table's first, middle and last page, sorted by push time and by size,
+//! filtered to ten tags, an image, the start page's search, the
+//! namespace) is fetched once to warm up and then `--rounds` times (20 by
+//! default, 3 with `--quick`) one after the other on one keep-alive
+//! connection over loopback; the report gives the median, 90th percentile
+//! and worst response time of each, and the server's CPU time per request
+//! (`/proc` deltas). On loopback with one request at a time the response
+//! time is the server time plus well under a millisecond.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{bail, Context};
+use bytes::Bytes;
+use http::{header, Method, StatusCode};
+use serde::Serialize;
+
+use crate::client::{collect, drain, Conn, Payload};
+use crate::payload::Blob;
+use crate::server::{BerthSpec, Kind, Observe, Server};
+use crate::{ops, BenchArgs, Output};
+
+/// The UI scenarios (`--scenarios ui-tags`).
+pub const SCENARIOS: [&str; 1] = ["ui-tags"];
+/// The repository the scenario fills.
+const REPO: &str = "bench/ui";
+/// Tag rows on a page of the tag table (the UI's page size).
+const PER_PAGE: usize = 50;
+
+/// Whether `--scenarios` asks for the UI scenarios (which run alone).
+pub fn requested(args: &BenchArgs) -> bool {
+    args.scenarios.iter().any(|s| s.starts_with("ui"))
+}
+
+/// One page's measurements.
+#[derive(Debug, Serialize)]
+pub struct PageTime {
+    /// What the page is.
+    pub page: String,
+    /// Its path.
+    pub path: String,
+    /// Requests measured.
+    pub requests: usize,
+    /// Median response time (ms).
+    pub median_ms: f64,
+    /// 90th percentile (ms).
+    pub p90_ms: f64,
+    /// Worst (ms).
+    pub max_ms: f64,
+    /// berth's CPU time per request (ms).
+    pub server_cpu_ms: f64,
+    /// Bytes of HTML.
+    pub bytes: u64,
+}
+
+/// The report of the UI scenario.
+#[derive(Debug, Serialize)]
+pub struct Report {
+    /// `ui-tags`.
+    pub scenario: &'static str,
+    /// Tags in the repository.
+    pub tags: usize,
+    /// Seconds seeding took.
+    pub seed_s: f64,
+    /// One row per page.
+    pub pages: Vec<PageTime>,
+}
+
+/// Runs the UI scenario as `args` say and prints its report.
+pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
+    if let Some(other) = args
+        .scenarios
+        .iter()
+        .find(|s| !SCENARIOS.iter().any(|u| u.starts_with(s.as_str())))
+    {
+        bail!(
+            "{other:?} is not a UI scenario: the UI scenarios ({}) measure berth alone and run on their own; run the others in a separate `berth bench`",
+            SCENARIOS.join(", ")
+        );
+    }
+    let bin = match &args.berth_bin {
+        Some(p) => p.clone(),
+        None => std::env::current_exe().context("locating the berth executable")?,
+    };
+    let tags = args.tags.unwrap_or(if args.quick { 500 } else { 10_000 });
+    anyhow::ensure!(tags >= 1, "--tags must be at least 1");
+    let rounds = args.rounds.unwrap_or(if args.quick { 3 } else { 20 });
+    anyhow::ensure!(
+        (1..=1000).contains(&rounds),
+        "--rounds must be between 1 and 1000"
+    );
+    let parent = args.work_dir.clone().unwrap_or_else(std::env::temp_dir);
+    let work = tempfile::Builder::new()
+        .prefix("berth-bench-")
+        .tempdir_in(&parent)
+        .with_context(|| format!("creating a work directory in {}", parent.display()))?;
+    let report = measure(&bin, work.path(), tags, rounds).await?;
+    let text = match args.output {
+        Output::Table => report.table(),
+        Output::Markdown => report.markdown(),
+        Output::Json => serde_json::to_string_pretty(&report)? + "\n",
+    };
+    std::io::Write::write_all(&mut std::io::stdout().lock(), text.as_bytes())?;
+    Ok(())
+}
+
+async fn measure(bin: &Path, work: &Path, tags: usize, rounds: usize) -> anyhow::Result<Report> {
+    let mut server = Server::berth(
+        BerthSpec {
+            bin,
+            kind: Kind::Berth,
+            auth: true,
+            tls: None,
+            s3: None,
+            observe: Observe::Defaults,
+            database_url: None,
+            replicas: 1,
+            callgrind: None,
+        },
+        &work.join("berth-ui-tags"),
+    )?;
+    // A registry token: seeding from 16 connections with the password
+    // would verify it (slowly, throttled) until the login cache holds it.
+    let scopes = [format!("repository:{REPO}:pull,push")];
+    let token = ops::fetch_token(&mut server.conn(), &scopes).await?;
+    server.authorization = Some(format!("Bearer {token}"));
+    let t = Instant::now();
+    seed(&server, tags)
+        .await
+        .context("seeding the repository")?;
+    let seed_s = t.elapsed().as_secs_f64();
+    eprintln!("bench: ui-tags: {tags} tags seeded in {seed_s:.1}s");
+    let cookie = sign_in(&server).await.context("signing in to the UI")?;
+    let mut conn = server.conn().with_authorization(None);
+    let pages = tags.div_ceil(PER_PAGE);
+    let last = format!("v{:05}", tags - 1);
+    // At most ten tags share the last tag's name but its last digit.
+    let filter = &last[..last.len() - 1];
+    let paths = [
+        ("tags, first page", format!("/ui/repo/{REPO}")),
+        (
+            "tags, middle page",
+            format!("/ui/repo/{REPO}?page={}", pages.div_ceil(2)),
+        ),
+        ("tags, last page", format!("/ui/repo/{REPO}?page={pages}")),
+        ("tags, newest first", format!("/ui/repo/{REPO}?sort=pushed")),
+        ("tags, largest first", format!("/ui/repo/{REPO}?sort=size")),
+        (
+            "tags, filtered to ten",
+            format!("/ui/repo/{REPO}?q={filter}"),
+        ),
+        ("an image", format!("/ui/repo/{REPO}:{last}")),
+        ("start page, search", "/ui/?q=bench".to_owned()),
+        ("namespace", "/ui/ns/bench".to_owned()),
+    ];
+    let mut out = Vec::new();
+    for (page, path) in paths {
+        let headers = [(header::COOKIE, cookie.as_str())];
+        let bytes = get_page(&mut conn, &path, &headers).await?;
+        let cpu_before = server.cpu_seconds()?;
+        let mut us: Vec<u32> = Vec::with_capacity(rounds);
+        for _ in 0..rounds {
+            let t = Instant::now();
+            get_page(&mut conn, &path, &headers).await?;
+            us.push(u32::try_from(t.elapsed().as_micros()).unwrap_or(u32::MAX));
+        }
+        let cpu = server.cpu_seconds()? - cpu_before;
+        us.sort_unstable();
+        let row = PageTime {
+            page: page.to_owned(),
+            path,
+            requests: rounds,
+            median_ms: crate::load::quantile_ms(&us, 0.5),
+            p90_ms: crate::load::quantile_ms(&us, 0.9),
+            max_ms: crate::load::quantile_ms(&us, 1.0),
+            server_cpu_ms: cpu * 1000.0 / rounds as f64,
+            bytes,
+        };
+        eprintln!(
+            "bench: ui-tags: {}: median {:.1} ms, p90 {:.1} ms",
+            row.page, row.median_ms, row.p90_ms
+        );
+        out.push(row);
+    }
+    drop(server);
+    Ok(Report {
+        scenario: SCENARIOS[0],
+        tags,
+        seed_s,
+        pages: out,
+    })
+}
+
+/// `GET path` answered 200 with HTML; its length.
+async fn get_page(
+    conn: &mut Conn,
+    path: &str,
+    headers: &[(header::HeaderName, &str)],
+) -> anyhow::Result<u64> {
+    let resp = conn
+        .send(Method::GET, path, headers, Payload::default())
+        .await?;
+    let status = resp.status();
+    let body = collect(resp).await?;
+    if status != StatusCode::OK {
+        bail!(
+            "GET {path} answered {status}: {}",
+            String::from_utf8_lossy(&body[..body.len().min(300)])
+        );
+    }
+    Ok(body.len() as u64)
+}
+
+/// Opens a UI session as the site admin; the `Cookie` value to send.
+async fn sign_in(server: &Server) -> anyhow::Result<String> {
+    // The form's double-submit value: the cookie and the field agree.
+    let token = "bench-sign-in-form-token-0123456789";
+    let body = format!(
+        "login={token}&next=%2Fui%2F&username=admin&password={}",
+        crate::server::BENCH_ADMIN_PASSWORD
+    );
+    let cookie = format!("berth_login={token}");
+    let mut conn = server.conn().with_authorization(None);
+    let resp = conn
+        .send(
+            Method::POST,
+            "/ui/login",
+            &[
+                (header::COOKIE, cookie.as_str()),
+                (header::CONTENT_TYPE, "application/x-www-form-urlencoded"),
+            ],
+            Payload::new(vec![Bytes::from(body)]),
+        )
+        .await?;
+    let status = resp.status();
+    let session = resp
+        .headers()
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|v| {
+            let pair = v.split(';').next()?;
+            pair.starts_with("berth_session=").then(|| pair.to_owned())
+        });
+    drain(resp).await?;
+    match session {
+        Some(s) if status == StatusCode::SEE_OTHER => Ok(s),
+        _ => bail!("POST /ui/login answered {status} without a session cookie"),
+    }
+}
+
+/// Pushes `count` image manifests, each its own, under `v00000`, ...,
+/// from 16 connections.
+async fn seed(server: &Server, count: usize) -> anyhow::Result<()> {
+    let config = Blob::from_bytes(Bytes::from_static(
+        br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]},"history":[{"created_by":"berth bench"}]}"#,
+    ));
+    let layer = Blob::from_bytes(Bytes::from_static(
+        b"berth bench: a layer of the UI scenario",
+    ));
+    let mut conn = server.conn();
+    ops::push_monolithic(&mut conn, REPO, &config).await?;
+    ops::push_monolithic(&mut conn, REPO, &layer).await?;
+    let config = Arc::new((config.digest, config.len));
+    let layer = Arc::new((layer.digest, layer.len));
+    let next = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..16 {
+        let (mut c, next) = (server.conn(), next.clone());
+        let (config, layer) = (config.clone(), layer.clone());
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= count as u64 {
+                    return anyhow::Ok(());
+                }
+                let m = ops::manifest((&config.0, config.1), (&layer.0, layer.1), i);
+                ops::put_manifest(&mut c, REPO, &format!("v{i:05}"), &m).await?;
+            }
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    Ok(())
+}
+
+impl Report {
+    /// An aligned text table.
+    pub fn table(&self) -> String {
+        let mut out = format!(
+            "ui-tags: {} tags (seeded in {:.0}s); response times over loopback, one request at a time\n\n",
+            self.tags, self.seed_s
+        );
+        out.push_str(&format!(
+            "{:<24} {:>10} {:>10} {:>10} {:>12} {:>9}\n",
+            "page", "median ms", "p90 ms", "max ms", "cpu ms/req", "kB"
+        ));
+        for p in &self.pages {
+            out.push_str(&format!(
+                "{:<24} {:>10.1} {:>10.1} {:>10.1} {:>12.1} {:>9.0}\n",
+                p.page,
+                p.median_ms,
+                p.p90_ms,
+                p.max_ms,
+                p.server_cpu_ms,
+                p.bytes as f64 / 1000.0
+            ));
+        }
+        out
+    }
+
+    /// Markdown, as `docs/benchmarks.md` shows it.
+    pub fn markdown(&self) -> String {
+        let mut out = format!(
+            "Web UI, a repository of {} tags (`berth bench --scenarios ui-tags`): response time over loopback, one request at a time, signed in.\n\n",
+            self.tags
+        );
+        out.push_str("| page | median | p90 | max | server CPU per request |\n");
+        out.push_str("| --- | ---: | ---: | ---: | ---: |\n");
+        for p in &self.pages {
+            out.push_str(&format!(
+                "| {} (`{}`) | {:.1} ms | {:.1} ms | {:.1} ms | {:.1} ms |\n",
+                p.page, p.path, p.median_ms, p.p90_ms, p.max_ms, p.server_cpu_ms
+            ));
+        }
+        out
+    }
+}

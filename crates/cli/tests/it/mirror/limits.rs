@@ -1,0 +1,130 @@
+//! The per-upstream limits, counted at a proxy in front of the upstream:
+//! many concurrent cold pulls never have more than `max_concurrent`
+//! requests in flight upstream, nor send more than `rate_limit` requests
+//! in any second; every client still gets verified content.
+
+use std::time::Duration;
+
+use super::proxy::Proxy;
+use super::*;
+
+const IMAGES: usize = 6;
+
+/// Pushes `IMAGES` one-layer images to the upstream; returns their
+/// manifest digests with their blob digests.
+fn images(c: &Clients, dist: &Distribution) -> Vec<(String, Vec<String>)> {
+    (0..IMAGES)
+        .map(|i| {
+            let dir = c.dir(&format!("img{i}"));
+            let manifest = layout::write_image(&dir, "v1", "linux/amd64", &[50_000]);
+            c.push_layout(
+                &dir,
+                "v1",
+                &format!("docker://{}/team/img{i}:v1", dist.addr),
+                false,
+            );
+            let m = parse(&layout::read_blob(&dir, &manifest));
+            let mut blobs = vec![m["config"]["digest"].as_str().unwrap().to_owned()];
+            for l in m["layers"].as_array().unwrap() {
+                blobs.push(l["digest"].as_str().unwrap().to_owned());
+            }
+            (manifest, blobs)
+        })
+        .collect()
+}
+
+/// Two clients per image pull every image at once, cold; each checks the
+/// digests of what it got.
+fn pull_everything(berth: &Berth, images: &[(String, Vec<String>)]) {
+    let base = berth.url();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let client = reqwest::Client::new();
+        let mut tasks = Vec::new();
+        for (i, (manifest, blobs)) in images.iter().enumerate() {
+            for _ in 0..2 {
+                let (client, base) = (client.clone(), base.clone());
+                let (manifest, blobs) = (manifest.clone(), blobs.clone());
+                tasks.push(tokio::spawn(async move {
+                    let r = client
+                        .get(format!("{base}/v2/hub/team/img{i}/manifests/v1"))
+                        .header("accept", layout::MANIFEST)
+                        .send()
+                        .await
+                        .unwrap();
+                    assert_eq!(r.status().as_u16(), 200, "img{i}");
+                    assert_eq!(sha256(&r.bytes().await.unwrap()), manifest);
+                    for b in blobs {
+                        let r = client
+                            .get(format!("{base}/v2/hub/team/img{i}/blobs/{b}"))
+                            .send()
+                            .await
+                            .unwrap();
+                        assert_eq!(r.status().as_u16(), 200, "img{i} {b}");
+                        assert_eq!(sha256(&r.bytes().await.unwrap()), b);
+                    }
+                }));
+            }
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+    });
+}
+
+#[test]
+fn concurrency_and_request_rate_limits_hold_at_the_upstream() {
+    if !skopeo_ready("mirror::limits::concurrency_and_request_rate_limits") {
+        return;
+    }
+    let dist = Distribution::start();
+    let c = Clients::new();
+    let images = images(&c, &dist);
+    // One manifest and two blobs per image, each fetched once.
+    let expected = IMAGES * 3;
+
+    // At most 2 in flight: every request is held 300 ms at the proxy, so
+    // without the limit the 18 fetches would overlap far more.
+    let proxy = Proxy::start(&dist.addr);
+    proxy.delay(Duration::from_millis(300));
+    let berth = Berth::start_with(
+        &[],
+        Some(&config("hub", &proxy.url(), &[], ", max_concurrent = 2")),
+    );
+    pull_everything(&berth, &images);
+    assert_eq!(proxy.requests().len(), expected, "{:?}", proxy.requests());
+    assert_eq!(proxy.max_in_flight(), 2, "{:?}", proxy.requests());
+
+    // At most 5 requests a second: however many are asked at once, any
+    // 6 consecutive ones span a second or more (a little less for the
+    // timer's jitter), and all of them at least (n - 1) / 5 s.
+    let proxy = Proxy::start(&dist.addr);
+    let berth = Berth::start_with(
+        &[],
+        Some(&config(
+            "hub",
+            &proxy.url(),
+            &[],
+            ", max_concurrent = 16, rate_limit = 5",
+        )),
+    );
+    pull_everything(&berth, &images);
+    let arrivals = proxy.arrivals();
+    assert_eq!(arrivals.len(), expected, "{:?}", proxy.requests());
+    for w in arrivals.windows(6) {
+        let span = w[5] - w[0];
+        assert!(
+            span >= Duration::from_millis(900),
+            "6 requests within {span:?}"
+        );
+    }
+    let total = arrivals[expected - 1] - arrivals[0];
+    assert!(
+        total >= Duration::from_millis((expected as u64 - 1) * 200 - 100),
+        "{expected} requests in {total:?}"
+    );
+}
