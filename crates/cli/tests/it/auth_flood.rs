@@ -329,7 +329,15 @@ async fn idle_memory_after_a_thousand_password_logins() {
         busy as f64 / 1024.0,
         idle as f64 / 1024.0
     );
-    assert!(idle < 40 * 1024, "idle RSS {:.1} MiB", idle as f64 / 1024.0);
+    // Once logins stop, argon2's buffers (19 MiB per verification) are
+    // returned: the server holds no more than it did before the logins,
+    // give or take 8 MiB, whatever its own size at start.
+    assert!(
+        idle < before + 8 * 1024,
+        "idle RSS {:.1} MiB after the logins, {:.1} MiB before",
+        idle as f64 / 1024.0,
+        before as f64 / 1024.0
+    );
     // Still logs in afterwards.
     assert_eq!(
         f.status(Method::GET, "/v2/", &admin()).await,

@@ -189,8 +189,11 @@ async fn serve(
     let mut up = TcpStream::connect(upstream).await?;
     up.write_all(rewritten.as_bytes()).await?;
     // The status line, then the rate limit headers, then the rest of the
-    // head as is, then the body: a request is in flight until the last
-    // byte its answer announced was passed on.
+    // head as is, then the body. A request is in flight until just before
+    // the last byte its answer announced is passed on: the mirror cannot
+    // start its next request before it has that byte, so two requests
+    // one after the other are never counted as overlapping, however late
+    // this task runs after writing.
     let mut head = Vec::new();
     let mut byte = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") {
@@ -199,26 +202,38 @@ async fn serve(
         }
         head.push(byte[0]);
     }
-    let first = head.iter().position(|b| *b == b'\n').unwrap_or(0) + 1;
-    client.write_all(&head[..first]).await?;
-    client
-        .write_all(b"RateLimit-Limit: 100;w=21600\r\nRateLimit-Remaining: 99;w=21600\r\n")
-        .await?;
-    client.write_all(&head[first..]).await?;
     let length = String::from_utf8_lossy(&head).lines().find_map(|l| {
         let (k, v) = l.split_once(':')?;
         k.eq_ignore_ascii_case("content-length")
             .then(|| v.trim().parse::<u64>().ok())?
     });
-    match length {
-        _ if line.starts_with("HEAD ") => {}
+    let body = if line.starts_with("HEAD ") {
+        Some(0)
+    } else {
+        length
+    };
+    let first = head.iter().position(|b| *b == b'\n').unwrap_or(0) + 1;
+    client.write_all(&head[..first]).await?;
+    client
+        .write_all(b"RateLimit-Limit: 100;w=21600\r\nRateLimit-Remaining: 99;w=21600\r\n")
+        .await?;
+    match body {
+        Some(0) => {
+            client.write_all(&head[first..head.len() - 1]).await?;
+            drop(in_flight);
+            client.write_all(&head[head.len() - 1..]).await?;
+        }
         Some(n) => {
-            tokio::io::copy(&mut (&mut up).take(n), &mut client).await?;
+            client.write_all(&head[first..]).await?;
+            tokio::io::copy(&mut (&mut up).take(n - 1), &mut client).await?;
+            drop(in_flight);
+            tokio::io::copy(&mut (&mut up).take(1), &mut client).await?;
         }
         None => {
+            client.write_all(&head[first..]).await?;
             tokio::io::copy(&mut up, &mut client).await?;
+            drop(in_flight);
         }
     }
-    drop(in_flight);
     client.shutdown().await
 }
