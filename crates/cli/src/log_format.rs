@@ -138,10 +138,13 @@ fn format_access(out: &mut String, l: &AccessLine<'_>) {
     // The separator, then the level padded to five as `level` pads it.
     out.push_str("  INFO ");
     out.push_str(ACCESS_TARGET);
-    out.push_str(": request method=");
-    quoted(out, l.method);
-    out.push_str(" route=");
-    quoted(out, l.route);
+    // The method and the route are labels from fixed sets of plain
+    // strings (`observe::method_label`, `observe::template`).
+    out.push_str(": request method=\"");
+    out.push_str(l.method);
+    out.push_str("\" route=\"");
+    out.push_str(l.route);
+    out.push('"');
     if let Some(r) = l.repository {
         out.push_str(" repository=");
         quoted(out, r);
@@ -194,7 +197,7 @@ fn quoted(out: &mut String, value: &str) {
 fn plain(value: &str) -> bool {
     value
         .bytes()
-        .all(|b| (b' '..=b'~').contains(&b) && b != b'"' && b != b'\\')
+        .all(|b| matches!(b, b' '..=b'!' | b'#'..=b'[' | b']'..=b'~'))
 }
 
 /// A level as the default formatter pads it.
@@ -442,6 +445,16 @@ mod tests {
             let now = humantime::format_rfc3339_micros(SystemTime::now()).to_string();
             assert_eq!(time[..17], now[..17], "{time} vs {now}");
         }
+    }
+
+    #[test]
+    fn plain_ascii_strings_are_exactly_those_debug_leaves_alone() {
+        for c in (0u8..=0x7f).map(char::from) {
+            let s = format!("a{c}b");
+            assert_eq!(plain(&s), format!("{s:?}") == format!("\"{s}\""), "{c:?}");
+        }
+        // Anything else goes through `Debug` itself.
+        assert!(!plain("é") && !plain("\u{2028}"));
     }
 
     #[test]
