@@ -8,12 +8,10 @@
 //! namespace without the policy), the metrics, and a change of the
 //! vulnerability data that rescans the stored results.
 
-use std::time::{Duration, Instant};
-
 use serde_json::{json, Value};
 
 use crate::common::Berth;
-use crate::scan_fixtures::{alpine_index, import, openssl_advisory, stored_until};
+use crate::scan_fixtures::{alpine_index, events_until, import, openssl_advisory, stored_until};
 use crate::tools::berth_ok;
 
 #[tokio::test]
@@ -202,16 +200,4 @@ async fn pushes_are_scanned_in_the_background_and_rescanned_when_the_data_change
         "no scan attempt failed:\n{}",
         b.log()
     );
-}
-
-async fn events_until(got: &std::sync::Arc<std::sync::Mutex<Vec<Value>>>, n: usize) -> Vec<Value> {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let events = got.lock().unwrap().clone();
-        if events.len() >= n {
-            return events;
-        }
-        assert!(Instant::now() < deadline, "events so far: {events:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
