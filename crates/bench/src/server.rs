@@ -348,6 +348,11 @@ impl Server {
         Ok((rss, peak))
     }
 
+    /// The (first) process's loopback address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addrs[0]
+    }
+
     /// Resets the peak RSS to the current RSS (`clear_refs` 5); returns
     /// whether the kernel allowed it.
     pub fn reset_peak(&self) -> bool {
@@ -441,7 +446,7 @@ fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
 }
 
 /// `VmRSS` and `VmHWM` (peak) of process `pid`, in bytes.
-fn memory(pid: u32) -> anyhow::Result<(u64, u64)> {
+pub(crate) fn memory(pid: u32) -> anyhow::Result<(u64, u64)> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     let field = |name: &str| -> anyhow::Result<u64> {
         let line = status

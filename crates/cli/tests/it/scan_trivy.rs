@@ -13,7 +13,8 @@
 //! it, below it by a tilde, an epoch above it, never fixed, or for Debian
 //! 11), Alpine and PyPI ones the same way. Differences are failures unless
 //! docs/scanning.md lists them ("Compared with Trivy"); Trivy missing is a
-//! failure, not a skip.
+//! failure, not a skip. The scan benchmark against Trivy (`berth bench
+//! --scenarios scan-vs-trivy`) runs here with small sizes.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -310,5 +311,46 @@ fn berth_and_trivy_find_the_same_vulnerabilities() {
              Trivy classes as third-party",
             ours.len() - agree
         );
+    }
+}
+
+/// `berth bench --scenarios scan-vs-trivy --quick`: the benchmark runs in
+/// a debug build with small sizes, and both scanners report the same
+/// findings (the scenario fails otherwise).
+#[test]
+fn the_scan_benchmark_runs_berth_and_trivy_side_by_side() {
+    let out = Command::new(crate::common::berth_bin())
+        .args([
+            "bench",
+            "--scenarios",
+            "scan-vs-trivy",
+            "--quick",
+            "--output",
+            "json",
+        ])
+        .output()
+        .expect("run berth bench");
+    assert!(
+        out.status.success(),
+        "berth bench failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).expect("JSON report");
+    assert_eq!(report["packages"], 150, "{report}");
+    assert_eq!(report["advisories"], 2000, "{report}");
+    assert!(report["berth_findings"].as_u64().unwrap() > 0, "{report}");
+    assert_eq!(
+        report["berth_findings"], report["trivy_findings"],
+        "{report}"
+    );
+    for k in [
+        "berth_s",
+        "trivy_s",
+        "ratio",
+        "berth_peak_rss_mib",
+        "trivy_peak_rss_mib",
+    ] {
+        let v = report[k].as_f64().unwrap_or(0.0);
+        assert!(v.is_finite() && v > 0.0, "{k}: {report}");
     }
 }
