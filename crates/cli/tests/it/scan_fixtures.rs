@@ -3,7 +3,7 @@
 //! advisory against the openssl of [`crate::scan::apk_database`], its
 //! import through `berth vulndb import`, a two-platform Alpine image in an
 //! OCI layout, a clean image without packages, waiting for a stored scan
-//! and for webhook events.
+//! and for webhook events; reading the audit log and the metrics.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -148,4 +148,21 @@ pub(crate) async fn events_until(
         assert!(Instant::now() < deadline, "events so far: {events:?}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// `GET url`, as JSON.
+pub(crate) async fn get_json(c: &reqwest::Client, url: String) -> Value {
+    c.get(url).send().await.unwrap().json().await.unwrap()
+}
+
+/// The audit events `query` selects (`action=pull.blocked&...`).
+pub(crate) async fn audit_events(c: &reqwest::Client, b: &Berth, query: &str) -> Vec<Value> {
+    let audit = get_json(c, format!("{}/api/v1/audit?{query}", b.url())).await;
+    audit["events"].as_array().expect("events").clone()
+}
+
+/// The `/metrics` text.
+pub(crate) async fn metrics(c: &reqwest::Client, b: &Berth) -> String {
+    let r = c.get(format!("{}/metrics", b.url())).send().await.unwrap();
+    r.text().await.unwrap()
 }

@@ -6,12 +6,14 @@
 
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Value};
+use serde_json::json;
 
 use crate::common::Berth;
 use crate::layout;
 use crate::oci::{client, OCI_MANIFEST};
-use crate::scan_fixtures::{alpine_index, events_until, import, openssl_advisory};
+use crate::scan_fixtures::{
+    alpine_index, audit_events, events_until, import, metrics, openssl_advisory,
+};
 use crate::tools::berth_ok;
 
 #[tokio::test]
@@ -90,18 +92,7 @@ async fn a_burst_of_refused_pulls_is_one_audit_event_with_its_count() {
     // flush wrote them.
     let deadline = Instant::now() + Duration::from_secs(30);
     let events = loop {
-        let audit: Value = http
-            .get(format!(
-                "{}/api/v1/audit?action=pull.blocked&repository=flood/",
-                b.url()
-            ))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let events = audit["events"].as_array().unwrap().clone();
+        let events = audit_events(&http, &b, "action=pull.blocked&repository=flood/").await;
         let refusals: u64 = events
             .iter()
             .map(|e| 1 + e["detail"]["repeats"].as_u64().unwrap_or(0))
@@ -111,7 +102,7 @@ async fn a_burst_of_refused_pulls_is_one_audit_event_with_its_count() {
         }
         assert!(
             refusals < 205 && Instant::now() < deadline,
-            "the audit log does not count 205 refusals: {audit}"
+            "the audit log does not count 205 refusals: {events:?}"
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
@@ -124,14 +115,7 @@ async fn a_burst_of_refused_pulls_is_one_audit_event_with_its_count() {
     assert_eq!(by_digest.expect("by digest")["detail"]["repeats"], 4);
 
     // The metric counts every refusal.
-    let metrics = http
-        .get(format!("{}/metrics", b.url()))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics(&http, &b).await;
     assert!(
         metrics.contains(r#"berth_pulls_blocked_total{namespace="flood",reason="vulnerable"} 205"#),
         "{metrics}"
