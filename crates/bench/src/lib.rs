@@ -36,6 +36,7 @@ mod ops;
 mod payload;
 mod report;
 mod runner;
+mod scan_trivy;
 mod scenario;
 mod scrub;
 mod server;
@@ -134,6 +135,8 @@ pub struct BenchArgs {
     /// push-chunked-64m, pull, manifest-get, tags-list, mix, ...) [default: all].
     /// `ui-tags` (on its own) times the web UI's pages for a repository of
     /// `--tags` tags, berth alone, `--rounds` requests per page.
+    /// `scan-vs-trivy` (on its own) times a vulnerability scan of a
+    /// 1,500-package image against 100,000 advisories, berth against Trivy.
     #[arg(long, value_delimiter = ',')]
     pub scenarios: Vec<String>,
     /// Concurrency levels (connections), comma-separated.
@@ -352,6 +355,9 @@ impl Settings {
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     if ui::requested(&args) {
         return ui::run(&args).await;
+    }
+    if scan_trivy::requested(&args) {
+        return scan_trivy::run(&args).await;
     }
     let mut settings = Settings::resolve(&args)?;
     let parent = args.work_dir.clone().unwrap_or_else(std::env::temp_dir);

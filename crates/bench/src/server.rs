@@ -348,6 +348,11 @@ impl Server {
         Ok((rss, peak))
     }
 
+    /// The (first) process's loopback address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addrs[0]
+    }
+
     /// `RssAnon` in bytes (the heap and stacks: what `VmRSS` holds beyond
     /// pages mapped from files, mostly the binary's code); of the largest
     /// process when there are several.
@@ -452,7 +457,7 @@ fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
 }
 
 /// `VmRSS` and `VmHWM` (peak) of process `pid`, in bytes.
-fn memory(pid: u32) -> anyhow::Result<(u64, u64)> {
+pub(crate) fn memory(pid: u32) -> anyhow::Result<(u64, u64)> {
     Ok((
         status_kib(pid, "VmRSS:")? * 1024,
         status_kib(pid, "VmHWM:")? * 1024,

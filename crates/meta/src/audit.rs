@@ -212,15 +212,22 @@ impl Meta {
             .await
     }
 
-    /// Records an event alone and returns its id (to count repeats of it
-    /// later with [`Meta::count_repeats`]).
+    /// Records an event alone, with the outbox event it implies, and
+    /// returns its id (to count repeats of it later with
+    /// [`Meta::count_repeats`]).
     pub async fn record_event_id(&self, event: Event) -> Result<i64> {
-        self.transact(move |c| Box::pin(async move { insert(c, &event).await }))
-            .await
+        self.transact(move |c| {
+            Box::pin(async move {
+                let id = insert(c, &event).await?;
+                crate::events::record_audit(c, &event).await?;
+                Ok(id)
+            })
+        })
+        .await
     }
 
     /// Counts repeats of event `id` (the rest of a burst of logins by one
-    /// client): `detail.repeats` becomes `repeats` and `detail.last_at`
+    /// client, refused pulls): `detail.repeats` becomes `repeats` and `detail.last_at`
     /// the time of the latest. The event's own fields do not change.
     pub async fn count_repeats(&self, id: i64, repeats: u64, last_at: i64) -> Result<()> {
         self.transact(move |c| {

@@ -57,6 +57,10 @@ pub enum EventKind {
     /// A vulnerability scan of an image manifest finished (on push, after
     /// a vulnerability data change, or on request), with its counts.
     ScanCompleted,
+    /// A namespace's vulnerability policy refused a manifest pull (the
+    /// first refusal of a manifest to one caller for one reason in a
+    /// minute; the audit event counts the rest).
+    PullBlocked,
     /// A test event sent by an administrator (`berth webhook test`).
     Ping,
 }
@@ -76,6 +80,7 @@ impl EventKind {
         EventKind::SignatureVerified,
         EventKind::SignatureFailed,
         EventKind::ScanCompleted,
+        EventKind::PullBlocked,
         EventKind::Ping,
     ];
 
@@ -94,6 +99,7 @@ impl EventKind {
             EventKind::SignatureVerified => "signature.verified",
             EventKind::SignatureFailed => "signature.failed",
             EventKind::ScanCompleted => "scan.completed",
+            EventKind::PullBlocked => "pull.blocked",
             EventKind::Ping => "ping",
         }
     }
@@ -246,6 +252,7 @@ fn from_audit(e: &audit::Event) -> Option<NewEvent> {
         action::MANIFEST_DELETE => EventKind::ManifestDeleted,
         action::RETENTION_DELETE if e.tag.is_some() => EventKind::TagDeleted,
         action::RETENTION_DELETE => EventKind::ManifestDeleted,
+        action::PULL_BLOCKED => EventKind::PullBlocked,
         _ => return None,
     };
     let mut data = detail;

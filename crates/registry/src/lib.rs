@@ -140,6 +140,7 @@ pub struct Registry {
     scans: scanning::Queue,
     pull_gates: Arc<snapshot::Snapshot<scanning::gate::GateConfig>>,
     pull_verdicts: Arc<scanning::gate::Verdicts>,
+    refusals: scanning::gate::Refusals,
 }
 
 impl Registry {
@@ -168,6 +169,7 @@ impl Registry {
             scans: scanning::Queue::default(),
             pull_gates: snapshot::Snapshot::new(&gate, &["scan_policies", "scan_allowances"]),
             pull_verdicts: scanning::gate::Verdicts::new(&gate),
+            refusals: scanning::gate::Refusals::default(),
         }
     }
 

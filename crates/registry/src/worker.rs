@@ -214,7 +214,8 @@ impl Worker for UiSessionPrune {
     }
 }
 
-/// Writes the pull counts kept in memory to the database.
+/// Writes the pull counts kept in memory to the database, and the counts
+/// of repeated refused pulls onto their audit events.
 pub struct PullStatsFlush {
     /// The registry.
     pub registry: Arc<Registry>,
@@ -232,10 +233,14 @@ impl Worker for PullStatsFlush {
     }
     async fn run_once(&self, _stop: &Stop) -> Result<Option<String>> {
         // A failed flush keeps its counts for the next one.
+        let refusals = self.registry.flush_refusals().await;
         self.registry.flush_pulls().await?;
-        Ok(None)
+        refusals.map(|_| None)
     }
     async fn on_shutdown(&self) {
+        if let Err(e) = self.registry.flush_refusals().await {
+            tracing::warn!(error = %e, "counting refused pulls at shutdown failed");
+        }
         match self.registry.flush_pulls().await {
             Ok(n) => tracing::info!(rows = n, "flushed pull statistics"),
             Err(e) => tracing::warn!(error = %e, "flushing pull statistics at shutdown failed"),

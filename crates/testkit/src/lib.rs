@@ -1,7 +1,9 @@
 //! Fixtures shared by berth's test suites: a throwaway PostgreSQL server
 //! ([`Postgres`]) for the metadata suite and the `berth` integration
 //! tests, and a throwaway S3 server ([`weed::Weed`]) for the store suite,
-//! the integration tests and `berth bench --storage s3`.
+//! the integration tests and `berth bench --storage s3`; a Trivy
+//! database made from OSV records ([`trivy`]) for the scan oracle test and
+//! `berth bench --scenarios scan-vs-trivy`.
 //!
 //! The server runs the Debian PostgreSQL binaries (`apt-get install
 //! postgresql`; `scripts/install-test-deps.sh` installs them) on a Unix
@@ -13,6 +15,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod trivy;
 pub mod weed;
 
 use std::path::{Path, PathBuf};

@@ -45,6 +45,8 @@ mod scan_access;
 mod scan_fixtures;
 mod scan_jobs;
 mod scan_policy;
+mod scan_refusals;
+mod scan_trivy;
 mod scan_vulns;
 mod scrub;
 mod serve_lifecycle;

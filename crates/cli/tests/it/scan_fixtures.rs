@@ -2,8 +2,8 @@
 //! `scan_policy`, the Docker daemon's `interop::scan_docker`): an OSV
 //! advisory against the openssl of [`crate::scan::apk_database`], its
 //! import through `berth vulndb import`, a two-platform Alpine image in an
-//! OCI layout, a clean image without packages, and waiting for a stored
-//! scan.
+//! OCI layout, a clean image without packages, waiting for a stored scan
+//! and for webhook events; reading the audit log and the metrics.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -131,4 +131,38 @@ pub(crate) fn alpine_image(dir: &Path, layout_dir: &Path, tag: &str, platform: &
     let desc = image(layout_dir, platform, &[(&root, Compression::Gzip)]);
     layout::add_ref(layout_dir, &desc, tag, None);
     desc.digest.clone()
+}
+
+/// Waits until the webhook receiver `got` (`crate::trust::receiver`) has
+/// at least `n` events, and returns them.
+pub(crate) async fn events_until(
+    got: &std::sync::Arc<std::sync::Mutex<Vec<Value>>>,
+    n: usize,
+) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let events = got.lock().unwrap().clone();
+        if events.len() >= n {
+            return events;
+        }
+        assert!(Instant::now() < deadline, "events so far: {events:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// `GET url`, as JSON.
+pub(crate) async fn get_json(c: &reqwest::Client, url: String) -> Value {
+    c.get(url).send().await.unwrap().json().await.unwrap()
+}
+
+/// The audit events `query` selects (`action=pull.blocked&...`).
+pub(crate) async fn audit_events(c: &reqwest::Client, b: &Berth, query: &str) -> Vec<Value> {
+    let audit = get_json(c, format!("{}/api/v1/audit?{query}", b.url())).await;
+    audit["events"].as_array().expect("events").clone()
+}
+
+/// The `/metrics` text.
+pub(crate) async fn metrics(c: &reqwest::Client, b: &Berth) -> String {
+    let r = c.get(format!("{}/metrics", b.url())).send().await.unwrap();
+    r.text().await.unwrap()
 }

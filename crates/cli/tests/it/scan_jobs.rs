@@ -8,12 +8,12 @@
 //! namespace without the policy), the metrics, and a change of the
 //! vulnerability data that rescans the stored results.
 
-use std::time::{Duration, Instant};
-
 use serde_json::{json, Value};
 
 use crate::common::Berth;
-use crate::scan_fixtures::{alpine_index, import, openssl_advisory, stored_until};
+use crate::scan_fixtures::{
+    alpine_index, audit_events, events_until, get_json, import, openssl_advisory, stored_until,
+};
 use crate::tools::berth_ok;
 
 #[tokio::test]
@@ -68,22 +68,13 @@ async fn pushes_are_scanned_in_the_background_and_rescanned_when_the_data_change
     ))
     .unwrap();
     assert_eq!(view["scan_on_push"], true, "{view}");
-    let audit: Value = c
-        .get(format!("{}/api/v1/audit?action=policy.change", b.url()))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let audit = audit_events(&c, &b, "action=policy.change").await;
     assert!(
-        audit["events"]
-            .as_array()
-            .unwrap()
+        audit
             .iter()
             .any(|e| e["detail"]["change"] == "scan.policy.set"
                 && e["detail"]["scan_on_push"] == true),
-        "{audit}"
+        "{audit:?}"
     );
 
     // A push: scanned in the background, per platform image.
@@ -122,17 +113,11 @@ async fn pushes_are_scanned_in_the_background_and_rescanned_when_the_data_change
     }
 
     // The manifest view and berth inspect.
-    let listing: Value = c
-        .get(format!(
-            "{}/api/v1/repositories/jobs/app/manifests",
-            b.url()
-        ))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let listing = get_json(
+        &c,
+        format!("{}/api/v1/repositories/jobs/app/manifests", b.url()),
+    )
+    .await;
     let index_view = listing["manifests"]
         .as_array()
         .unwrap()
@@ -202,16 +187,4 @@ async fn pushes_are_scanned_in_the_background_and_rescanned_when_the_data_change
         "no scan attempt failed:\n{}",
         b.log()
     );
-}
-
-async fn events_until(got: &std::sync::Arc<std::sync::Mutex<Vec<Value>>>, n: usize) -> Vec<Value> {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let events = got.lock().unwrap().clone();
-        if events.len() >= n {
-            return events;
-        }
-        assert!(Instant::now() < deadline, "events so far: {events:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }

@@ -9,9 +9,8 @@
 //! SARIF validated by Microsoft's SARIF multitool, against `--fail-on`, and
 //! as stored with the manifest.
 //!
-//! Trivy is not run as an oracle here: it reads advisories only from its
-//! own BoltDB database (`trivy.db`), which this suite cannot build yet
-//! (see docs/scanning.md).
+//! `scan_trivy` compares findings like these with Trivy's on the same
+//! advisories.
 
 use std::collections::BTreeMap;
 use std::process::Command;
@@ -24,7 +23,7 @@ use crate::scan::{apk_database, debian_layer, image, write, Compression};
 use crate::tools::{berth, berth_ok};
 
 /// A package of this machine's dpkg status: (name, version, source name).
-fn installed() -> Vec<(String, String, String)> {
+pub(crate) fn installed() -> Vec<(String, String, String)> {
     let status = std::fs::read_to_string("/var/lib/dpkg/status").unwrap();
     let mut out = Vec::new();
     for para in status.split("\n\n") {
@@ -55,7 +54,7 @@ fn installed() -> Vec<(String, String, String)> {
     out
 }
 
-fn record(id: &str, eco: &str, name: &str, events: Value, extra: Value) -> Value {
+pub(crate) fn record(id: &str, eco: &str, name: &str, events: Value, extra: Value) -> Value {
     let mut r = json!({
         "id": id,
         "modified": "2024-07-01T00:00:00Z",

@@ -21,12 +21,14 @@
 //!   of its repository is written or a manifest deleted (this process's
 //!   writers; `scan`/`manifest`/`repository` notifications of replicas
 //!   sharing a PostgreSQL).
+//! - **Refusals** are counted each, and recorded (audit and outbox event
+//!   `pull.blocked`) once per manifest, caller and reason a minute, with
+//!   the count of the rest (see `refusals`).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
-use berth_meta::audit::{action, Actor};
 use berth_meta::scans::ScanPolicy;
 use berth_oci::{Digest, EntryKind, Manifest, ManifestKind, Reference, RepositoryName};
 use berth_scan::vuln::{Finding, Severity};
@@ -37,8 +39,14 @@ use crate::manifests::ManifestEntry;
 use crate::serving::Reader;
 use crate::{Error, Registry, Result};
 
+mod refusals;
+
+use refusals::Refusal;
+pub(crate) use refusals::Refusals;
+
 /// Findings named in a refusal at most.
 const MAX_NAMED: usize = 3;
+
 /// Verdicts kept in memory at most (past that the map is cleared).
 const MAX_CACHED: usize = 100_000;
 
@@ -511,42 +519,36 @@ impl Registry {
                 decision
             }
         };
-        let queued = match &decision.outcome {
-            Outcome::Unscanned { images } if gate.scan_on_push => {
-                self.queue_unscanned(repo, images).await?;
-                true
-            }
-            _ => false,
+        let reason = match decision.outcome {
+            Outcome::Exempt | Outcome::Clear => return Ok(()),
+            Outcome::Unscanned { .. } => "unscanned",
+            Outcome::Vulnerable { .. } => "vulnerable",
         };
         let what = match reference {
             Reference::Tag(t) => format!("{repo}:{t} ({digest})"),
             Reference::Digest(_) => format!("{repo}@{digest}"),
         };
-        let Some(message) = refusal(&what, repo, digest, &gate, &decision.outcome, queued) else {
+        let queues = gate.scan_on_push && reason == "unscanned";
+        let Some(message) = refusal(&what, repo, digest, &gate, &decision.outcome, queues) else {
             return Ok(());
         };
-        let reason = match decision.outcome {
-            Outcome::Unscanned { .. } => "unscanned",
-            _ => "vulnerable",
+        let refused = Refusal {
+            repo,
+            reference,
+            digest,
+            gate: &gate,
+            reason,
+            message: &message,
         };
-        berth_metrics::get().pull_blocked(repo.namespace_str(), reason);
-        let actor: Actor = reader.caller.actor();
-        let mut event = actor
-            .event(action::PULL_BLOCKED)
-            .repository(repo.as_str())
-            .digest(digest.as_str())
-            .detail(serde_json::json!({
-                "reason": reason,
-                "policy": gate.describe(),
-                "message": message,
-            }));
-        if let Reference::Tag(t) = reference {
-            event = event.tag(t.as_str());
+        // The first refusal of a window queues the scan; its repeats (a
+        // client retrying) write nothing.
+        if self.record_refusal(refused, reader.caller.actor()).await {
+            if let Outcome::Unscanned { images } = &decision.outcome {
+                if queues {
+                    self.queue_unscanned(repo, images).await?;
+                }
+            }
         }
-        if let Err(e) = self.meta.record_event(event).await {
-            tracing::warn!(repository = %repo, %digest, error = %e, "recording a blocked pull failed");
-        }
-        tracing::info!(repository = %repo, %digest, reason, "pull refused by the vulnerability policy");
         Err(Error::Denied(message))
     }
 
