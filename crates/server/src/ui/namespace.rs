@@ -66,6 +66,7 @@ async fn render(app: &App, viewer: &Viewer, raw: &str) -> Result<Response, UiErr
         };
         html! {
             (header(ns.as_str(), visibility.as_str()))
+            p { a href={ "/ui/ns/" (ns.as_str()) "/settings" } { "Retention policy, tag rules and quota" } }
             (storage(&usage))
             (repositories_with_usage(&usage))
             @if let Some(members) = members {
