@@ -985,7 +985,8 @@ const UI_TAG_PAGES: &[&str] =
 ///
 /// The backfill walks every stored manifest's references once (in a
 /// scratch table dropped at the end) and stores a total where everything
-/// reached is present.
+/// reached is present. The index gives a repository's manifests by size,
+/// as `manifests_pushed` by push time.
 const MANIFEST_TOTALS: &[&str] = &[
     "ALTER TABLE manifests ADD COLUMN total_size BIGINT",
     "CREATE TABLE manifest_totals_backfill AS
@@ -1006,6 +1007,7 @@ const MANIFEST_TOTALS: &[&str] = &[
     "UPDATE manifests SET total_size = t.size FROM manifest_totals_backfill t
        WHERE t.repo = manifests.repository_id AND t.root = manifests.digest",
     "DROP TABLE manifest_totals_backfill",
+    "CREATE INDEX manifests_total_size ON manifests (repository_id, total_size)",
 ];
 
 /// Pull policies on scan results (see the registry's `scanning::gate`):

@@ -8,11 +8,14 @@
 //! It is stored with the manifest (`manifests.total_size`, migration 20):
 //! the registry passes an image's from the blob sizes it checked, an
 //! index's is computed here in the write's transaction by a recursive
-//! query over its references ([`store_total`]). So every order, by size
-//! too, reads one stored number per tag. Mirrored (sparse) content whose
-//! references are not all here yet has none stored; its size is computed
-//! on read by the same recursive query from what is here, for the page's
-//! (or, sorting by size, the filter's) manifests without a stored total.
+//! query over its references ([`store_total`]). So every order reads one
+//! stored number per tag, and the size order walks the index
+//! `manifests_total_size` as the push-time order walks `manifests_pushed`.
+//! Mirrored (sparse) content whose references are not all here yet has
+//! none stored; its size is computed on read by the same recursive query
+//! from what is here, for the page's manifests without a stored total (a
+//! repository holding such a manifest is sorted by size by computing and
+//! sorting every filtered tag's size).
 
 use sqlx::{AnyConnection, Row};
 
@@ -155,31 +158,43 @@ impl Meta {
         .fetch_one(&mut *conn)
         .await?
         .try_get(0)?;
+        // By size along the index `manifests_total_size`, unless some
+        // manifest has no stored total (mirrored content): then every
+        // filtered tag's size is computed and sorted.
+        let by_stored_size = query.order == TagOrder::Size
+            && sqlx::query(
+                "SELECT 1 FROM manifests WHERE repository_id = $1 AND total_size IS NULL LIMIT 1",
+            )
+            .bind(repo)
+            .fetch_optional(&mut *conn)
+            .await?
+            .is_none();
         let dir = if query.descending { "DESC" } else { "ASC" };
         // `p` is the table the page's manifest columns come from: `m`
         // inside the page's query, the page itself outside it.
         let order = |p: &str| match query.order {
             TagOrder::Name => format!("t.name {dir}"),
             TagOrder::Pushed => format!("{p}.pushed_at {dir}, t.updated_at {dir}, t.name {dir}"),
+            TagOrder::Size if by_stored_size => format!("{p}.total_size {dir}, t.name {dir}"),
             TagOrder::Size => format!("COALESCE(m.total_size, s.size, 0) {dir}, t.name {dir}"),
             TagOrder::Pulls => format!("t.pull_count {dir}, t.name {dir}"),
         };
         let columns = "t.name, t.digest, m.media_type, m.pushed_at, t.updated_at, \
                        t.pull_count, t.last_pulled_at";
-        // By push time the manifests lead, in the order of their index
-        // (`CROSS JOIN` keeps SQLite from starting at the tags and sorting
-        // them all; PostgreSQL plans it as any join).
+        // By push time (or stored size) the manifests lead, in the order
+        // of their index (`CROSS JOIN` keeps SQLite from starting at the
+        // tags and sorting them all; PostgreSQL plans it as any join).
         let from_tags = "tags t JOIN manifests m ON m.repository_id = t.repository_id \
                          AND m.digest = t.digest";
         let where_repo = "WHERE t.repository_id = $1";
-        let from = if query.order == TagOrder::Pushed {
+        let from = if query.order == TagOrder::Pushed || by_stored_size {
             "manifests m CROSS JOIN tags t WHERE m.repository_id = $1 \
              AND t.repository_id = m.repository_id AND t.digest = m.digest"
                 .to_owned()
         } else {
             format!("{from_tags} {where_repo}")
         };
-        let sql = if query.order == TagOrder::Size {
+        let sql = if query.order == TagOrder::Size && !by_stored_size {
             // Every filtered tag's stored size (computed for those without
             // one), sorted, then cut.
             let roots = format!(

@@ -10,6 +10,22 @@ use crate::auth::{admin, req, Fixture};
 use crate::common::ADMIN_PASSWORD;
 use crate::ui::{password, Browser};
 
+/// `GET path` of the management API as the site admin, as JSON.
+async fn api_json(f: &Fixture, path: &str) -> serde_json::Value {
+    req(
+        &f.c,
+        reqwest::Method::GET,
+        &format!("{}{path}", f.url()),
+        &admin(),
+    )
+    .send()
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap()
+}
+
 const KEEP_ONE: &str = "[[rule]]\nname = \"newest-only\"\ntags = [\"*\"]\nkeep = { last = 1 }\n";
 
 #[tokio::test]
@@ -134,18 +150,7 @@ async fn namespace_rules_are_edited_as_the_api_allows() {
         )
         .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
-    let api: serde_json::Value = req(
-        &f.c,
-        reqwest::Method::GET,
-        &format!("{}/api/v1/namespaces/admin/retention", f.url()),
-        &admin(),
-    )
-    .send()
-    .await
-    .unwrap()
-    .json()
-    .await
-    .unwrap();
+    let api: serde_json::Value = api_json(&f, "/api/v1/namespaces/admin/retention").await;
     assert_eq!(api["policy"], KEEP_ONE);
     let page = a.get("/ui/ns/admin/settings").await;
     assert!(page.body.contains("newest-only") && page.body.contains("tag v1"));
@@ -163,18 +168,7 @@ async fn namespace_rules_are_edited_as_the_api_allows() {
         )
         .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
-    let rules: serde_json::Value = req(
-        &f.c,
-        reqwest::Method::GET,
-        &format!("{}/api/v1/namespaces/admin/tag-rules", f.url()),
-        &admin(),
-    )
-    .send()
-    .await
-    .unwrap()
-    .json()
-    .await
-    .unwrap();
+    let rules: serde_json::Value = api_json(&f, "/api/v1/namespaces/admin/tag-rules").await;
     assert_eq!(rules["rules"][0]["pattern"], "v1");
     assert_eq!(rules["rules"][0]["kind"], "protected");
     let page = a.get("/ui/ns/admin/settings").await;
@@ -217,18 +211,7 @@ async fn namespace_rules_are_edited_as_the_api_allows() {
         )
         .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
-    let q: serde_json::Value = req(
-        &f.c,
-        reqwest::Method::GET,
-        &format!("{}/api/v1/namespaces/admin/quota", f.url()),
-        &admin(),
-    )
-    .send()
-    .await
-    .unwrap()
-    .json()
-    .await
-    .unwrap();
+    let q: serde_json::Value = api_json(&f, "/api/v1/namespaces/admin/quota").await;
     assert_eq!(q["limit_bytes"], 1_500_000_000u64);
     let r = a
         .post(
@@ -284,4 +267,191 @@ async fn namespace_rules_are_edited_as_the_api_allows() {
     let r = b.get("/ui/admin/usage").await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
     assert!(!r.body.contains("/ui/ns/admin"), "{}", r.body);
+}
+
+/// The members of `org` as the API lists them: (member, role).
+async fn api_members(f: &Fixture, org: &str) -> Vec<(String, String)> {
+    let v: serde_json::Value = api_json(f, &format!("/api/v1/orgs/{org}/members")).await;
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["member"].as_str().unwrap().to_owned(),
+                m["role"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn organisations_and_robots_are_managed_as_the_api_allows() {
+    let f = Fixture::start("").await;
+    let bob = f.user("bob").await;
+    let carol = f.user("carol").await;
+    let r = req(
+        &f.c,
+        reqwest::Method::POST,
+        &format!("{}/api/v1/orgs", f.url()),
+        &admin(),
+    )
+    .json(&serde_json::json!({ "name": "acme" }))
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let r = req(
+        &f.c,
+        reqwest::Method::PUT,
+        &format!("{}/api/v1/orgs/acme/members/bob", f.url()),
+        &admin(),
+    )
+    .json(&serde_json::json!({ "role": "read" }))
+    .send()
+    .await
+    .unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+
+    // A reader sees the members, manages nothing, sees no robots.
+    let mut b = Browser::new(&f.url());
+    b.sign_in("bob", &password(&bob)).await;
+    let page = b.get("/ui/org/acme").await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert!(page.body.contains("bob") && !page.body.contains("Robots"));
+    assert!(page.body.contains("Only the organisation's admins"));
+    let csrf = page.field("csrf");
+    let r = b
+        .post(
+            "/ui/org/acme",
+            &[
+                ("csrf", &csrf),
+                ("action", "member"),
+                ("member", "bob"),
+                ("role", "admin"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
+    assert!(r.body.contains("ask one of its admins"), "{}", r.body);
+    assert_eq!(
+        api_members(&f, "acme").await,
+        [
+            ("admin".into(), "admin".into()),
+            ("bob".into(), "read".into())
+        ],
+        "the founder and bob"
+    );
+    // No member: 403; a user's namespace is no organisation: 404.
+    let mut c = Browser::new(&f.url());
+    c.sign_in("carol", &password(&carol)).await;
+    assert_eq!(c.get("/ui/org/acme").await.status, StatusCode::FORBIDDEN);
+    assert_eq!(c.get("/ui/org/carol").await.status, StatusCode::NOT_FOUND);
+
+    // The site admin: roles, members, a robot and its token, which pushes.
+    let mut a = Browser::new(&f.url());
+    a.sign_in("admin", ADMIN_PASSWORD).await;
+    let page = a.get("/ui/org/acme").await;
+    assert!(page.body.contains("No robots yet."), "{}", page.body);
+    let csrf = page.field("csrf");
+    let post = |fields: Vec<(&'static str, &'static str)>| {
+        let mut v = vec![("csrf", csrf.as_str())];
+        v.extend(fields);
+        v
+    };
+    let r = a
+        .post(
+            "/ui/org/acme",
+            &post(vec![
+                ("action", "member"),
+                ("member", "bob"),
+                ("role", "write"),
+            ]),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    let r = a
+        .post(
+            "/ui/org/acme",
+            &post(vec![
+                ("action", "member"),
+                ("member", "carol"),
+                ("role", "read"),
+            ]),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    assert_eq!(
+        api_members(&f, "acme").await,
+        [
+            ("admin".into(), "admin".into()),
+            ("bob".into(), "write".into()),
+            ("carol".into(), "read".into())
+        ]
+    );
+    let r = a
+        .post(
+            "/ui/org/acme",
+            &post(vec![
+                ("action", "member"),
+                ("member", "nobody"),
+                ("role", "read"),
+            ]),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
+    let r = a
+        .post(
+            "/ui/org/acme",
+            &post(vec![("action", "remove"), ("member", "carol")]),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    assert_eq!(
+        api_members(&f, "acme").await,
+        [
+            ("admin".into(), "admin".into()),
+            ("bob".into(), "write".into())
+        ]
+    );
+
+    let r = a
+        .post(
+            "/ui/org/acme",
+            &post(vec![("action", "robot"), ("name", "ci"), ("role", "write")]),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    let page = a.get("/ui/org/acme").await;
+    assert!(page.body.contains("acme+ci"), "{}", page.body);
+    let r = a
+        .post(
+            "/ui/org/acme",
+            &post(vec![("action", "token"), ("robot", "acme+ci")]),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let start = r.body.find("id=\"new-token\">").unwrap() + "id=\"new-token\">".len();
+    let token = &r.body[start..start + r.body[start..].find('<').unwrap()];
+    assert!(token.starts_with("berth_"), "{token}");
+    let robot = crate::auth::basic("acme+ci", token);
+    assert_eq!(
+        f.push(&robot, "acme/app", "v1", "r").await.0,
+        StatusCode::CREATED
+    );
+    assert_eq!(
+        f.push(&robot, "bob/app", "v1", "r").await.0,
+        StatusCode::FORBIDDEN,
+        "held to its organisation"
+    );
+    // A forged form: nothing done.
+    let r = a
+        .post("/ui/org/acme", &[("action", "remove"), ("member", "bob")])
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert!(
+        api_members(&f, "acme")
+            .await
+            .contains(&("bob".into(), "write".into())),
+        "bob is still a member"
+    );
 }

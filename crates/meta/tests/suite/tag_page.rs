@@ -332,6 +332,7 @@ async fn sqlite_totals_are_stored_and_backfilled() {
     // back filled.
     let mut c = sqlx::AnyConnection::connect(&url).await.unwrap();
     for s in [
+        "DROP INDEX manifests_total_size",
         "ALTER TABLE manifests DROP COLUMN total_size",
         "DELETE FROM schema_migrations WHERE version = 20",
     ] {

@@ -14,7 +14,8 @@
 //! - Pages: [`login`], [`home`] (search and namespaces), [`namespace`],
 //!   [`repository`] (tags), [`image`] (layers, config, referrers,
 //!   signatures, vulnerabilities), [`tokens`], [`policy`] (a namespace's
-//!   retention policy with its plan, tag rules and quota), [`admin`]
+//!   retention policy with its plan, tag rules and quota), [`org`]
+//!   (members, robots and their tokens), [`admin`]
 //!   (users, storage), [`audit`].
 //! - A repository the viewer may not read is answered 404, like one that
 //!   does not exist; it is never named in a listing.
@@ -43,6 +44,7 @@ mod image;
 mod layout;
 mod login;
 mod namespace;
+mod org;
 mod policy;
 mod repository;
 mod session;
@@ -111,6 +113,7 @@ pub(crate) fn routes() -> Router<Arc<App>> {
         )
         .route("/ui/ns/{ns}/tag-rules", post(policy::handle_tag_rules))
         .route("/ui/ns/{ns}/quota", post(policy::handle_quota))
+        .route("/ui/org/{org}", get(org::handle).post(org::handle_post))
         .route("/ui/repo/{*path}", get(repository::handle))
         .route(
             "/ui/tokens",

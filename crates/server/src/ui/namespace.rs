@@ -72,6 +72,7 @@ async fn render(app: &App, viewer: &Viewer, raw: &str) -> Result<Response, UiErr
             @if let Some(members) = members {
                 section aria-labelledby="members-h" {
                     h2 #members-h { "Members" }
+                    p { a href={ "/ui/org/" (ns.as_str()) } { "Members and robots of " (ns.as_str()) } }
                     table {
                         thead { tr { th scope="col" { "Account" } th scope="col" { "Role" } } }
                         tbody {

@@ -89,6 +89,33 @@ async fn rights(app: &App, viewer: &Viewer, ns: &Namespace) -> Result<Rights, Ui
     })
 }
 
+/// What every form of the page checks first: the session's CSRF secret,
+/// the namespace, the viewer's membership.
+async fn posted(
+    app: &App,
+    viewer: &Viewer,
+    raw: &str,
+    fields: &Fields,
+) -> Result<(Namespace, Rights), UiError> {
+    viewer.check_csrf(fields.get("csrf"))?;
+    let ns = namespace(raw)?;
+    let rights = rights(app, viewer, &ns).await?;
+    Ok((ns, rights))
+}
+
+/// The page again with a form's problem at its section, as a 400.
+async fn refused_form(
+    app: &App,
+    viewer: &Viewer,
+    ns: &Namespace,
+    rights: &Rights,
+    out: Outcome,
+) -> Result<Response, UiError> {
+    let mut resp = render(app, viewer, ns, rights, out).await?;
+    *resp.status_mut() = StatusCode::BAD_REQUEST;
+    Ok(resp)
+}
+
 /// A refusal of the API's check as a 403 page naming who may.
 fn refused(e: crate::error::ApiError, ns: &Namespace, who: &str) -> UiError {
     match UiError::from(e) {
@@ -122,9 +149,7 @@ pub(crate) async fn handle_retention(
     Form(fields): Form,
 ) -> Response {
     let result = async {
-        viewer.check_csrf(fields.get("csrf"))?;
-        let ns = namespace(&ns)?;
-        let rights = rights(&app, &viewer, &ns).await?;
+        let (ns, rights) = posted(&app, &viewer, &ns, &fields).await?;
         let text = policy_text(&fields);
         let mut out = Outcome::default();
         match fields.get("action").unwrap_or("preview") {
@@ -161,14 +186,10 @@ pub(crate) async fn handle_retention(
                 out.draft = Some(text);
             }
         }
-        let status = if out.retention.is_some() {
-            StatusCode::BAD_REQUEST
-        } else {
-            StatusCode::OK
-        };
-        let mut resp = render(&app, &viewer, &ns, &rights, out).await?;
-        *resp.status_mut() = status;
-        Ok(resp)
+        if out.retention.is_some() {
+            return refused_form(&app, &viewer, &ns, &rights, out).await;
+        }
+        render(&app, &viewer, &ns, &rights, out).await
     }
     .await;
     answer(&viewer, result)
@@ -183,9 +204,7 @@ pub(crate) async fn handle_preview(
     Form(fields): Form,
 ) -> Response {
     let result = async {
-        viewer.check_csrf(fields.get("csrf"))?;
-        let ns = namespace(&ns)?;
-        rights(&app, &viewer, &ns).await?;
+        let (ns, _) = posted(&app, &viewer, &ns, &fields).await?;
         let plan = preview(&app, &ns, &policy_text(&fields)).await?;
         let mut resp = plan_view(&plan).into_string().into_response();
         resp.headers_mut().insert(
@@ -225,9 +244,7 @@ pub(crate) async fn handle_tag_rules(
     Form(fields): Form,
 ) -> Response {
     let result = async {
-        viewer.check_csrf(fields.get("csrf"))?;
-        let ns = namespace(&ns)?;
-        let rights = rights(&app, &viewer, &ns).await?;
+        let (ns, rights) = posted(&app, &viewer, &ns, &fields).await?;
         let caller = viewer
             .principal
             .require(&app, &ns, Need::Admin)
@@ -271,9 +288,7 @@ pub(crate) async fn handle_tag_rules(
                     rules: Some(e.to_string()),
                     ..Default::default()
                 };
-                let mut resp = render(&app, &viewer, &ns, &rights, out).await?;
-                *resp.status_mut() = StatusCode::BAD_REQUEST;
-                Ok(resp)
+                refused_form(&app, &viewer, &ns, &rights, out).await
             }
             Err(e) => Err(e.into()),
         }
@@ -290,9 +305,7 @@ pub(crate) async fn handle_quota(
     Form(fields): Form,
 ) -> Response {
     let result = async {
-        viewer.check_csrf(fields.get("csrf"))?;
-        let ns = namespace(&ns)?;
-        let rights = rights(&app, &viewer, &ns).await?;
+        let (ns, rights) = posted(&app, &viewer, &ns, &fields).await?;
         let caller =
             viewer
                 .principal
@@ -325,9 +338,7 @@ pub(crate) async fn handle_quota(
                     quota: Some(msg),
                     ..Default::default()
                 };
-                let mut resp = render(&app, &viewer, &ns, &rights, out).await?;
-                *resp.status_mut() = StatusCode::BAD_REQUEST;
-                Ok(resp)
+                refused_form(&app, &viewer, &ns, &rights, out).await
             }
             Err(e) => Err(e.into()),
         }
@@ -520,10 +531,13 @@ fn plan_view(plan: &Result<Plan, String>) -> Markup {
             Ok(p) if p.items.is_empty() => { p { "Nothing: every tag and image is kept." } }
             Ok(p) => {
                 p {
-                    (p.tags) " tags and " (p.manifests) " images; " (size(p.bytes))
+                    (p.tags) (if p.tags == 1 { " tag and " } else { " tags and " })
+                    (p.manifests) (if p.manifests == 1 { " image; " } else { " images; " }) (size(p.bytes))
                     " no kept image uses any more, freed by the next garbage collection."
                 }
-                div.scroll { table {
+                // Wide (the reasons): a focusable region, so that the
+                // keyboard scrolls it too.
+                div.scroll tabindex="0" role="region" aria-label="Planned deletions" { table {
                     thead { tr {
                         th scope="col" { "Repository" } th scope="col" { "Tag or image" }
                         th scope="col" { "Rule" } th scope="col" { "Why" } th scope="col" { "Pushed" }
