@@ -7,7 +7,7 @@
 //! session opened through the sign-in form. Then each page (the tag
 //! table's first, middle and last page, sorted by push time and by size,
 //! filtered to ten tags, an image, the start page's search, the
-//! namespace) is fetched once to warm up and then `--rounds` times (20 by
+//! namespace, its rules page, the storage overview) is fetched once to warm up and then `--rounds` times (20 by
 //! default, 3 with `--quick`) one after the other on one keep-alive
 //! connection over loopback; the report gives the median, 90th percentile
 //! and worst response time of each, and the server's CPU time per request
@@ -161,6 +161,8 @@ async fn measure(bin: &Path, work: &Path, tags: usize, rounds: usize) -> anyhow:
         ("an image", format!("/ui/repo/{REPO}:{last}")),
         ("start page, search", "/ui/?q=bench".to_owned()),
         ("namespace", "/ui/ns/bench".to_owned()),
+        ("namespace rules", "/ui/ns/bench/settings".to_owned()),
+        ("storage", "/ui/admin/usage".to_owned()),
     ];
     let mut out = Vec::new();
     for (page, path) in paths {

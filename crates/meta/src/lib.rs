@@ -60,7 +60,7 @@ pub use retention::{Deletion, ManifestTarget, StoredPolicy};
 pub use rules::{TagGuard, TagRule, TagRuleKind};
 pub use scrub::{BlobUser, ScrubProgress};
 pub use stats::{PullDelta, PullTarget};
-pub use usage::{Content, ContentKind, Quota};
+pub use usage::{Content, ContentKind, Quota, RepositoryUsage, UsageSummary};
 
 /// Errors of the metadata layer.
 #[derive(Debug, thiserror::Error)]

@@ -30,6 +30,7 @@ pub const SQLITE: &[Migration] = &[
     (17, UI_SESSIONS),
     (18, &[]),
     (19, UI_TAG_PAGES),
+    (20, MANIFEST_TOTALS),
 ];
 
 /// PostgreSQL schema.
@@ -53,6 +54,7 @@ pub const POSTGRES: &[Migration] = &[
     (17, UI_SESSIONS),
     (18, POSTGRES_SCAN_RESULT_NOTIFICATIONS),
     (19, UI_TAG_PAGES),
+    (20, MANIFEST_TOTALS),
 ];
 
 /// Repositories, blobs, manifests, references, tags.
@@ -972,6 +974,41 @@ const UI_SESSIONS: &[&str] = &[
 /// newest tags are found without sorting them all (see `tag_page`).
 const UI_TAG_PAGES: &[&str] =
     &["CREATE INDEX manifests_pushed ON manifests (repository_id, pushed_at)"];
+
+/// Each manifest's total size (`manifests.total_size`): the manifest,
+/// everything it references and, for an index, its child manifests and
+/// theirs, each distinct digest once; stored when the manifest is, so the
+/// web UI sorts a repository's tags by size and sums a namespace without
+/// walking references (see `tag_page`). NULL while it cannot be known
+/// yet: mirrored (sparse) content whose references are not all here, kept
+/// live by walking the references on read.
+///
+/// The backfill walks every stored manifest's references once (in a
+/// scratch table dropped at the end) and stores a total where everything
+/// reached is present. The index gives a repository's manifests by size,
+/// as `manifests_pushed` by push time.
+const MANIFEST_TOTALS: &[&str] = &[
+    "ALTER TABLE manifests ADD COLUMN total_size BIGINT",
+    "CREATE TABLE manifest_totals_backfill AS
+       WITH RECURSIVE reach(repo, root, digest, kind) AS (
+         SELECT repository_id, digest, digest, 'manifest' FROM manifests
+         UNION
+         SELECT r.repo, r.root, mr.child, mr.kind FROM reach r
+           JOIN manifest_references mr ON mr.repository_id = r.repo AND mr.parent = r.digest
+         WHERE r.kind = 'manifest')
+       SELECT r.repo AS repo, r.root AS root,
+              CAST(SUM(COALESCE(m.size, b.size, 0)) AS BIGINT) AS size
+       FROM reach r
+         LEFT JOIN manifests m ON r.kind = 'manifest' AND m.repository_id = r.repo
+                              AND m.digest = r.digest
+         LEFT JOIN blobs b ON r.kind = 'blob' AND b.digest = r.digest
+       GROUP BY r.repo, r.root
+       HAVING COUNT(*) = COUNT(m.size) + COUNT(b.size)",
+    "UPDATE manifests SET total_size = t.size FROM manifest_totals_backfill t
+       WHERE t.repo = manifests.repository_id AND t.root = manifests.digest",
+    "DROP TABLE manifest_totals_backfill",
+    "CREATE INDEX manifests_total_size ON manifests (repository_id, total_size)",
+];
 
 /// Pull policies on scan results (see the registry's `scanning::gate`):
 /// each replica caches a verdict per manifest, computed from the stored

@@ -84,6 +84,12 @@ pub struct NewManifest {
     /// the `scans` module): the manifest itself for a container image, an
     /// index's platform images not scanned yet; empty for artifacts.
     pub scan_candidates: Vec<Digest>,
+    /// The image's total size (see [`crate::tag_page`]) when the caller
+    /// knows it from the sizes it checked: an image manifest's own bytes
+    /// plus its distinct blobs. `None`: computed from the stored
+    /// references in the write's transaction (an index), or left unknown
+    /// for `sparse` content, whose size is then computed when read.
+    pub total_size: Option<u64>,
 }
 
 /// A stored manifest.

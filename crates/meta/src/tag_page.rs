@@ -4,12 +4,20 @@
 //!
 //! An image's size is the manifest, everything it references and, for an
 //! index, its child manifests and theirs, each counted once (as
-//! `berth_registry`'s inventory computes it from the whole repository):
-//! here a recursive query over `manifest_references` from the page's
-//! manifests alone. Sorting by size needs every filtered tag's size, so
-//! that order runs the same query over all of them first.
+//! `berth_registry`'s inventory computes it from the whole repository).
+//! It is stored with the manifest (`manifests.total_size`, migration 20):
+//! the registry passes an image's from the blob sizes it checked, an
+//! index's is computed here in the write's transaction by a recursive
+//! query over its references ([`store_total`]). So every order reads one
+//! stored number per tag, and the size order walks the index
+//! `manifests_total_size` as the push-time order walks `manifests_pushed`.
+//! Mirrored (sparse) content whose references are not all here yet has
+//! none stored; its size is computed on read by the same recursive query
+//! from what is here, for the page's manifests without a stored total (a
+//! repository holding such a manifest is sorted by size by computing and
+//! sorting every filtered tag's size).
 
-use sqlx::Row;
+use sqlx::{AnyConnection, Row};
 
 use berth_oci::{Digest, RepositoryName, Tag};
 
@@ -100,6 +108,27 @@ fn sizes_cte(roots: &str) -> String {
     )
 }
 
+/// Stores the total size of manifest `digest` of repository `repo` from
+/// its stored references (a just-written index whose children are all
+/// here): one recursive query over that image's references alone.
+pub(crate) async fn store_total(
+    conn: &mut AnyConnection,
+    repo: i64,
+    digest: &Digest,
+) -> Result<()> {
+    let sql = format!(
+        "UPDATE manifests SET total_size = (WITH RECURSIVE {cte} SELECT size FROM sizes)
+         WHERE repository_id = $1 AND digest = $2",
+        cte = sizes_cte("SELECT CAST($2 AS TEXT)")
+    );
+    sqlx::query(&sql)
+        .bind(repo)
+        .bind(digest.as_str())
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
 impl Meta {
     /// The page `query` asks for of `repository`'s tags; `None` if the
     /// repository does not exist.
@@ -129,55 +158,72 @@ impl Meta {
         .fetch_one(&mut *conn)
         .await?
         .try_get(0)?;
+        // By size along the index `manifests_total_size`, unless some
+        // manifest has no stored total (mirrored content): then every
+        // filtered tag's size is computed and sorted.
+        let by_stored_size = query.order == TagOrder::Size
+            && sqlx::query(
+                "SELECT 1 FROM manifests WHERE repository_id = $1 AND total_size IS NULL LIMIT 1",
+            )
+            .bind(repo)
+            .fetch_optional(&mut *conn)
+            .await?
+            .is_none();
         let dir = if query.descending { "DESC" } else { "ASC" };
         // `p` is the table the page's manifest columns come from: `m`
         // inside the page's query, the page itself outside it.
         let order = |p: &str| match query.order {
             TagOrder::Name => format!("t.name {dir}"),
             TagOrder::Pushed => format!("{p}.pushed_at {dir}, t.updated_at {dir}, t.name {dir}"),
-            TagOrder::Size => format!("s.size {dir}, t.name {dir}"),
+            TagOrder::Size if by_stored_size => format!("{p}.total_size {dir}, t.name {dir}"),
+            TagOrder::Size => format!("COALESCE(m.total_size, s.size, 0) {dir}, t.name {dir}"),
             TagOrder::Pulls => format!("t.pull_count {dir}, t.name {dir}"),
         };
         let columns = "t.name, t.digest, m.media_type, m.pushed_at, t.updated_at, \
                        t.pull_count, t.last_pulled_at";
-        // By push time the manifests lead, in the order of their index
-        // (`CROSS JOIN` keeps SQLite from starting at the tags and sorting
-        // them all; PostgreSQL plans it as any join).
-        let from = if query.order == TagOrder::Pushed {
+        // By push time (or stored size) the manifests lead, in the order
+        // of their index (`CROSS JOIN` keeps SQLite from starting at the
+        // tags and sorting them all; PostgreSQL plans it as any join).
+        let from_tags = "tags t JOIN manifests m ON m.repository_id = t.repository_id \
+                         AND m.digest = t.digest";
+        let where_repo = "WHERE t.repository_id = $1";
+        let from = if query.order == TagOrder::Pushed || by_stored_size {
             "manifests m CROSS JOIN tags t WHERE m.repository_id = $1 \
              AND t.repository_id = m.repository_id AND t.digest = m.digest"
+                .to_owned()
         } else {
-            "tags t JOIN manifests m ON m.repository_id = t.repository_id \
-             AND m.digest = t.digest WHERE t.repository_id = $1"
+            format!("{from_tags} {where_repo}")
         };
-        let sql = if query.order == TagOrder::Size {
-            // Every filtered tag's size first, then the page: the one
-            // order that reads every image's references.
+        let sql = if query.order == TagOrder::Size && !by_stored_size {
+            // Every filtered tag's stored size (computed for those without
+            // one), sorted, then cut.
             let roots = format!(
-                "SELECT DISTINCT t.digest FROM tags t WHERE t.repository_id = $1 AND {filter}"
+                "SELECT DISTINCT t.digest FROM tags t JOIN manifests m
+                   ON m.repository_id = t.repository_id AND m.digest = t.digest
+                 WHERE t.repository_id = $1 AND m.total_size IS NULL AND {filter}"
             );
             format!(
                 "WITH RECURSIVE {cte}
-                 SELECT {columns}, s.size FROM sizes s
-                   JOIN tags t ON t.repository_id = $1 AND t.digest = s.digest
-                   JOIN manifests m ON m.repository_id = $1 AND m.digest = t.digest
-                 WHERE {filter}
+                 SELECT {columns}, COALESCE(m.total_size, s.size, 0)
+                 FROM {from_tags} LEFT JOIN sizes s ON s.digest = t.digest
+                 {where_repo} AND {filter}
                  ORDER BY {order} LIMIT $3 OFFSET $4",
                 cte = sizes_cte(&roots),
                 order = order("m"),
             )
         } else {
-            // The page first, then the sizes of its images.
+            // The page first, then the sizes of its images without a
+            // stored one.
             format!(
                 "WITH RECURSIVE page AS MATERIALIZED (
-                   SELECT {columns} FROM {from} AND {filter}
+                   SELECT {columns}, m.total_size FROM {from} AND {filter}
                    ORDER BY {inner} LIMIT $3 OFFSET $4),
                  {cte}
                  SELECT t.name, t.digest, t.media_type, t.pushed_at, t.updated_at,
-                        t.pull_count, t.last_pulled_at, COALESCE(s.size, 0)
+                        t.pull_count, t.last_pulled_at, COALESCE(t.total_size, s.size, 0)
                  FROM page t LEFT JOIN sizes s ON s.digest = t.digest
                  ORDER BY {outer}",
-                cte = sizes_cte("SELECT DISTINCT digest FROM page"),
+                cte = sizes_cte("SELECT DISTINCT digest FROM page WHERE total_size IS NULL"),
                 inner = order("m"),
                 outer = order("t"),
             )

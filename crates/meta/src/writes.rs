@@ -195,8 +195,8 @@ pub(crate) async fn put_manifest_guarded(
     let repo = ensure_repository(conn, &m.repository, m.pushed_at).await?;
     let inserted = sqlx::query(
         "INSERT INTO manifests (repository_id, digest, media_type, artifact_type, size, content,
-                                subject, annotations, pushed_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+                                subject, annotations, pushed_at, total_size)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
          ON CONFLICT (repository_id, digest) DO NOTHING",
     )
     .bind(repo)
@@ -208,6 +208,7 @@ pub(crate) async fn put_manifest_guarded(
     .bind(m.subject.as_ref().map(|d| d.as_str()))
     .bind(m.annotations.as_deref())
     .bind(m.pushed_at)
+    .bind(m.total_size.map(|n| n.min(i64::MAX as u64) as i64))
     .execute(&mut *conn)
     .await?;
     // The registry checked the references before this transaction; check
@@ -236,6 +237,9 @@ pub(crate) async fn put_manifest_guarded(
             .bind(attestation.and_then(|a| a.describes.as_ref().map(|d| d.as_str())))
             .execute(&mut *conn)
             .await?;
+        }
+        if m.total_size.is_none() && !m.sparse {
+            crate::tag_page::store_total(conn, repo, &m.digest).await?;
         }
     }
     for tag in &m.tags {

@@ -92,6 +92,7 @@ fn manifest(
         tags: tags.iter().map(|x| t(x)).collect(),
         pushed_at: 1_000,
         scan_candidates: Vec::new(),
+        total_size: None,
     }
 }
 

@@ -57,7 +57,7 @@ pub use jobs::{DueJob, GcSchedule};
 pub use listing::{Page, ReferrersIndex};
 pub use manifests::{accepts, ManifestEntry, PushedManifest};
 pub use pulls::{Count, PullStats};
-pub use quota::{NamespaceUsage, QuotaView, RepositoryUsage};
+pub use quota::{NamespaceTotals, NamespaceUsage, QuotaView, RepositoryUsage};
 pub use rules::TagRules;
 pub use scrub::{ScrubReport, SCRUB_JOB};
 pub use serving::Reader;

@@ -41,6 +41,39 @@ struct References {
     refs: Vec<(Digest, RefKind)>,
     required: Vec<Digest>,
     attestations: Vec<AttestationRef>,
+    /// An image manifest's blobs and their stored sizes, as checked.
+    blob_sizes: Vec<(Digest, u64)>,
+}
+
+impl References {
+    /// An image's total size stored with it (`NewManifest::total_size`):
+    /// its bytes and each distinct blob it references, by the sizes the
+    /// check found (a blob embedded in a descriptor or a foreign layer
+    /// pushed anyway: the descriptor's, which the parser or the upload
+    /// verified). `None` for an index (the database sums its children)
+    /// and for mirrored content, whose blobs may not be here yet.
+    fn image_total(&self, m: &Manifest, len: usize, sparse: bool) -> Option<u64> {
+        if sparse || m.kind != ManifestKind::Image {
+            return None;
+        }
+        let mut total = len as u64;
+        for (digest, kind) in &self.refs {
+            if *kind != RefKind::Blob {
+                continue;
+            }
+            let size = match self.blob_sizes.iter().find(|(d, _)| d == digest) {
+                Some((_, n)) => *n,
+                None => m
+                    .config
+                    .iter()
+                    .chain(m.layers.iter())
+                    .find(|d| d.digest == *digest)
+                    .map_or(0, |d| d.size.max(0) as u64),
+            };
+            total = total.saturating_add(size);
+        }
+        Some(total)
+    }
 }
 
 /// Whether a client whose `Accept` header lists `accept` takes `media_type`.
@@ -160,11 +193,14 @@ impl Registry {
             ManifestError::Schema1 => Error::ManifestInvalid(e.to_string()),
             ManifestError::Invalid(m) => Error::ManifestInvalid(m),
         })?;
+        let checked = self.check_references(repo, &manifest, sparse).await?;
+        let total_size = checked.image_total(&manifest, body.len(), sparse);
         let References {
             refs: references,
             required: required_blobs,
             attestations,
-        } = self.check_references(repo, &manifest, sparse).await?;
+            ..
+        } = checked;
         let record = NewManifest {
             repository: repo.clone(),
             digest: digest.clone(),
@@ -183,6 +219,7 @@ impl Registry {
             tags: tags.clone(),
             pushed_at: berth_meta::now_ms(),
             scan_candidates: scan_candidates(&manifest, &digest),
+            total_size,
         };
         // Manifest bytes count against the namespace quota, unless the
         // namespace holds this manifest already.
@@ -278,18 +315,20 @@ impl Registry {
                 out.required.push(d.digest.clone());
             }
         }
-        if !out.required.is_empty() {
-            let mut missing = Vec::new();
-            for d in &out.required {
-                if self.cache.link(repo, d).is_none() {
-                    missing.push(d.clone());
+        // Each required blob's size, from the link cache or the database
+        // (one query per blob the cache does not hold, as before).
+        for d in &out.required {
+            let size = match self.cache.link(repo, d) {
+                Some(size) => Some(size),
+                None => self.meta.repository_blob(repo, d).await?,
+            };
+            match size {
+                Some(size) => out.blob_sizes.push((d.clone(), size)),
+                None => {
+                    return Err(Error::ManifestBlobUnknown(format!(
+                        "blob {d} {listed_in} is not in repository {repo}; push it first"
+                    )))
                 }
-            }
-            let missing = self.meta.missing_blobs(repo, &missing).await?;
-            if let Some(d) = missing.first() {
-                return Err(Error::ManifestBlobUnknown(format!(
-                    "blob {d} {listed_in} is not in repository {repo}; push it first"
-                )));
             }
         }
         if !optional.is_empty() && !sparse {

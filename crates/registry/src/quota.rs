@@ -47,7 +47,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use berth_meta::{Content, ContentKind, Meta};
+use berth_meta::Meta;
 use berth_oci::{Digest, Namespace, RepositoryName};
 use berth_store::ByteStream;
 use futures_util::StreamExt;
@@ -55,34 +55,22 @@ use serde::Serialize;
 
 use crate::{Caller, Error, Registry, Result};
 
-/// A repository's share of its namespace's storage.
-///
-/// The byte counts are of the content the repository *uses*: its manifests
-/// and the blobs they reference. Blobs linked to it that no manifest of it
-/// references (uploads no manifest uses yet, what deleted images left) are
-/// counted apart, in `unreferenced_bytes`: they are not used by the
-/// repository, but stay stored, and count toward the namespace's quota,
-/// until garbage collection removes them after its grace period. A
-/// repository whose images were all deleted uses 0 bytes.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct RepositoryUsage {
-    /// Repository name.
-    pub name: String,
-    /// Bytes it uses: `unique_bytes + shared_bytes`.
-    pub total_bytes: u64,
-    /// Bytes it uses that no other repository of the namespace uses.
-    pub unique_bytes: u64,
-    /// Bytes it uses that other repositories of the namespace use too.
-    pub shared_bytes: u64,
-    /// Blobs its manifests reference.
+pub use berth_meta::RepositoryUsage;
+
+/// One namespace in the usage overview ([`Registry::usage_overview`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NamespaceTotals {
+    /// Namespace.
+    pub namespace: String,
+    /// Distinct blobs stored.
     pub blobs: u64,
-    /// Manifests stored in it.
-    pub manifests: u64,
-    /// Bytes of blobs linked to it that none of its manifests references,
-    /// held until garbage collection.
-    pub unreferenced_bytes: u64,
-    /// Those blobs.
-    pub unreferenced_blobs: u64,
+    /// Bytes stored, each distinct digest once (what a quota counts).
+    pub bytes: u64,
+    /// Its quota, if one is set.
+    pub quota_bytes: Option<u64>,
+    /// It holds a pull-through mirror's cache: its bytes were mirrored,
+    /// not pushed.
+    pub mirrored: bool,
 }
 
 /// A namespace's quota and how much of it is used.
@@ -143,78 +131,20 @@ pub(crate) fn human(n: u64) -> String {
     }
 }
 
-/// Splits `content` (sorted by repository, then digest) into the
-/// namespace's totals and each repository's.
-fn summarise(ns: &Namespace, content: &[Content]) -> NamespaceUsage {
-    // digest -> (size, is a blob somewhere, repositories using it)
-    let mut digests: HashMap<&str, (u64, bool, Vec<&str>)> = HashMap::new();
-    for c in content {
-        let e = digests
-            .entry(c.digest.as_str())
-            .or_insert((c.size, false, Vec::new()));
-        e.1 |= c.kind == ContentKind::Blob;
-        if c.in_use && e.2.last() != Some(&c.repository.as_str()) {
-            e.2.push(c.repository.as_str());
-        }
-    }
-    let mut repos: Vec<RepositoryUsage> = Vec::new();
-    let mut counted: Option<(&str, &str)> = None;
-    for c in content {
-        if repos.last().is_none_or(|r| r.name != c.repository.as_str()) {
-            repos.push(RepositoryUsage {
-                name: c.repository.to_string(),
-                ..Default::default()
-            });
-        }
-        let Some(r) = repos.last_mut() else { continue };
-        if !c.in_use {
-            r.unreferenced_blobs += 1;
-            r.unreferenced_bytes += c.size;
-            continue;
-        }
-        match c.kind {
-            ContentKind::Blob => r.blobs += 1,
-            ContentKind::Manifest => r.manifests += 1,
-        }
-        // The same digest as blob and manifest of one repository counts once.
-        if counted == Some((c.repository.as_str(), c.digest.as_str())) {
-            continue;
-        }
-        counted = Some((c.repository.as_str(), c.digest.as_str()));
-        let users = digests.get(c.digest.as_str()).map_or(1, |e| e.2.len());
-        if users > 1 {
-            r.shared_bytes += c.size;
-        } else {
-            r.unique_bytes += c.size;
-        }
-        r.total_bytes += c.size;
-    }
-    let mut u = NamespaceUsage {
+/// The namespace's figures from the database's sums.
+fn summarise(ns: &Namespace, sum: berth_meta::UsageSummary) -> NamespaceUsage {
+    NamespaceUsage {
         namespace: ns.to_string(),
-        total_bytes: 0,
-        unreferenced_bytes: 0,
-        blob_bytes: 0,
-        manifest_bytes: 0,
-        blobs: 0,
-        manifests: 0,
+        total_bytes: sum.total_bytes,
+        unreferenced_bytes: sum.unreferenced_bytes,
+        blob_bytes: sum.blob_bytes,
+        manifest_bytes: sum.manifest_bytes,
+        blobs: sum.blobs,
+        manifests: sum.manifests,
         quota: None,
         mirrored: false,
-        repositories: repos,
-    };
-    for (size, blob, users) in digests.values() {
-        u.total_bytes += size;
-        if users.is_empty() {
-            u.unreferenced_bytes += size;
-        }
-        if *blob {
-            u.blob_bytes += size;
-            u.blobs += 1;
-        } else {
-            u.manifest_bytes += size;
-            u.manifests += 1;
-        }
+        repositories: sum.repositories,
     }
-    u
 }
 
 /// Bodies up to this size are read to the end after a refusal, so that a
@@ -591,15 +521,19 @@ impl Registry {
     /// namespace nobody owns, without repositories or a quota, is
     /// `NotFound`, as an unknown repository is.
     pub async fn namespace_usage(&self, ns: &Namespace) -> Result<NamespaceUsage> {
-        let content = self.meta.namespace_content(ns).await?;
-        let mut usage = summarise(ns, &content);
+        let mut usage = summarise(ns, self.meta.usage_summary(ns).await?);
         usage.mirrored = self.is_mirror_cache(ns.as_str());
-        usage.quota = if usage.mirrored {
-            None
-        } else {
-            self.quota(ns).await?
+        // The quota's use is the namespace's stored bytes, summed above.
+        usage.quota = match self.quota_limits().await?.get(ns) {
+            Some(&limit) if !usage.mirrored => Some(QuotaView {
+                namespace: ns.to_string(),
+                limit_bytes: limit,
+                used_bytes: usage.total_bytes,
+                available_bytes: limit.saturating_sub(usage.total_bytes),
+            }),
+            _ => None,
         };
-        if content.is_empty()
+        if usage.repositories.is_empty()
             && usage.quota.is_none()
             && self.meta.namespace(ns).await?.is_none()
             && self.meta.namespace_repositories(ns).await?.is_empty()
@@ -611,11 +545,46 @@ impl Registry {
         Ok(usage)
     }
 
+    /// Every namespace's stored bytes, with its quota and whether a
+    /// mirror's cache holds it (pushed versus mirrored bytes): the sums of
+    /// the storage gauges of `/metrics`, one query for all namespaces,
+    /// with the namespaces that have a quota and no content yet.
+    pub async fn usage_overview(&self) -> Result<Vec<NamespaceTotals>> {
+        let quotas = self.quota_limits().await?;
+        let mut out: Vec<NamespaceTotals> = self
+            .meta
+            .usage_by_namespace()
+            .await?
+            .into_iter()
+            .map(|(ns, blobs, bytes)| NamespaceTotals {
+                quota_bytes: Namespace::parse(ns.as_str())
+                    .ok()
+                    .and_then(|n| quotas.get(&n).copied()),
+                mirrored: self.is_mirror_cache(&ns),
+                namespace: ns,
+                blobs,
+                bytes,
+            })
+            .collect();
+        for (ns, limit) in quotas.iter() {
+            if !out.iter().any(|t| t.namespace == ns.as_str()) {
+                out.push(NamespaceTotals {
+                    namespace: ns.to_string(),
+                    blobs: 0,
+                    bytes: 0,
+                    quota_bytes: Some(*limit),
+                    mirrored: false,
+                });
+            }
+        }
+        out.sort_by(|a, b| a.namespace.cmp(&b.namespace));
+        Ok(out)
+    }
+
     /// Usage of repository `repo` within its namespace.
     pub async fn repository_usage(&self, repo: &RepositoryName) -> Result<RepositoryUsage> {
         let ns = repo.namespace();
-        let content = self.meta.namespace_content(&ns).await?;
-        let usage = summarise(&ns, &content);
+        let usage = self.meta.usage_summary(&ns).await?;
         match usage
             .repositories
             .into_iter()
@@ -675,89 +644,6 @@ impl Registry {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn c(repo: &str, digest: &str, size: u64, kind: ContentKind) -> Content {
-        Content {
-            repository: RepositoryName::parse(repo).unwrap(),
-            digest: berth_testkit::digests::digest(digest),
-            size,
-            kind,
-            in_use: true,
-        }
-    }
-
-    fn unused(repo: &str, digest: &str, size: u64) -> Content {
-        Content {
-            in_use: false,
-            ..c(repo, digest, size, ContentKind::Blob)
-        }
-    }
-
-    #[test]
-    fn unreferenced_blobs_are_stored_but_not_used() {
-        use ContentKind::{Blob, Manifest};
-        // acme/gone: every image deleted, its blobs wait for GC; one of
-        // them is used by acme/live too.
-        let content = vec![
-            unused("acme/gone", "base", 1000),
-            unused("acme/gone", "own", 300),
-            c("acme/live", "base", 1000, Blob),
-            c("acme/live", "m", 5, Manifest),
-            unused("acme/live", "upload", 40),
-        ];
-        let u = summarise(&Namespace::parse("acme").unwrap(), &content);
-        assert_eq!(
-            u.total_bytes,
-            1000 + 300 + 5 + 40,
-            "stored: what the quota counts"
-        );
-        assert_eq!(u.unreferenced_bytes, 340, "the base is used by acme/live");
-        let gone = &u.repositories[0];
-        assert_eq!(
-            (gone.total_bytes, gone.blobs, gone.manifests),
-            (0, 0, 0),
-            "a deleted repository uses nothing"
-        );
-        assert_eq!(
-            (gone.unreferenced_bytes, gone.unreferenced_blobs),
-            (1300, 2)
-        );
-        let live = &u.repositories[1];
-        assert_eq!(
-            (live.total_bytes, live.unique_bytes, live.shared_bytes),
-            (1005, 1005, 0),
-            "the base is not shared with a repository that does not use it"
-        );
-        assert_eq!((live.unreferenced_bytes, live.unreferenced_blobs), (40, 1));
-    }
-
-    #[test]
-    fn shared_content_counts_once_per_namespace() {
-        use ContentKind::{Blob, Manifest};
-        let content = vec![
-            c("acme/a", "base", 1000, Blob),
-            c("acme/a", "cfg-a", 10, Blob),
-            c("acme/a", "m-a", 5, Manifest),
-            c("acme/b", "base", 1000, Blob),
-            c("acme/b", "m-a", 5, Manifest),
-            c("acme/c", "solo", 7, Blob),
-            c("acme/c", "solo", 7, Manifest),
-        ];
-        let u = summarise(&Namespace::parse("acme").unwrap(), &content);
-        assert_eq!(u.total_bytes, 1000 + 10 + 5 + 7);
-        assert_eq!((u.blob_bytes, u.blobs), (1017, 3));
-        assert_eq!((u.manifest_bytes, u.manifests), (5, 1));
-        let a = &u.repositories[0];
-        assert_eq!(
-            (a.unique_bytes, a.shared_bytes, a.total_bytes),
-            (10, 1005, 1015)
-        );
-        assert_eq!((a.blobs, a.manifests), (2, 1));
-        let b = &u.repositories[1];
-        assert_eq!((b.unique_bytes, b.shared_bytes), (0, 1005));
-        let cc = &u.repositories[2];
-        assert_eq!((cc.unique_bytes, cc.total_bytes), (7, 7));
-    }
 
     #[test]
     fn gate_messages() {

@@ -542,6 +542,8 @@ async fn ten_thousand_tags_render_in_pages() {
             "/ui/repo/admin/many?q=nothing",
         ),
         ("an image", "/ui/repo/admin/many:v05000"),
+        ("largest first", "/ui/repo/admin/many?sort=size"),
+        ("namespace", "/ui/ns/admin"),
     ] {
         let first = b.get(path).await;
         assert_eq!(first.status, StatusCode::OK, "{label}");

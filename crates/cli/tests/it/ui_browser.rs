@@ -4,7 +4,10 @@
 //! skopeo pushed. The script signs in, browses to the image and reads its
 //! layers, creates a token and pulls with it (skopeo), revokes it, sends a
 //! forged form, signs out, checks that a second user cannot see the
-//! private repository, and runs axe-core on every page in both themes.
+//! private repository, edits a namespace's rules (the retention plan
+//! following the policy as it is typed), opens the storage overview and
+//! an organisation (a robot and its token), and runs axe-core on every
+//! page in both themes.
 //!
 //! Missing chromium, node or skopeo fails the test in CI (`CI=true`) and
 //! skips it, loudly, elsewhere; `scripts/install-test-deps-tools.sh`
@@ -74,6 +77,19 @@ async fn browse_pull_with_a_token_and_stay_private_in_chromium() {
         &dest,
     ]);
 
+    // An organisation for the organisation page.
+    let r = crate::auth::req(
+        &f.c,
+        reqwest::Method::POST,
+        &format!("{}/api/v1/orgs", f.url()),
+        &crate::auth::admin(),
+    )
+    .json(&serde_json::json!({ "name": "acme" }))
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(r.status(), reqwest::StatusCode::CREATED);
+
     let shots = match std::env::var("BERTH_UI_SCREENSHOTS") {
         Ok(dir) => std::path::PathBuf::from(dir),
         Err(_) => c.dir("screenshots"),
@@ -95,6 +111,7 @@ async fn browse_pull_with_a_token_and_stay_private_in_chromium() {
         .env("E2E_OTHER", "bob")
         .env("E2E_OTHER_PASSWORD", other_password)
         .env("E2E_ADMIN_PASSWORD", ADMIN_PASSWORD)
+        .env("E2E_ORG", "acme")
         .env("E2E_REPO", "alice/webapp")
         .env("E2E_TAG", "v1")
         .env("E2E_POLICY", c.policy())
@@ -137,7 +154,14 @@ async fn browse_pull_with_a_token_and_stay_private_in_chromium() {
         f.berth.log()
     );
     assert!(stdout.contains("passed axe-core"), "{stdout}");
-    for shot in ["repository-light.png", "image-dark.png", "tokens-light.png"] {
+    for shot in [
+        "repository-light.png",
+        "image-dark.png",
+        "tokens-light.png",
+        "rules-dark.png",
+        "usage-light.png",
+        "org-light.png",
+    ] {
         assert!(shots.join(shot).is_file(), "no screenshot {shot}");
     }
 }

@@ -112,6 +112,9 @@ fn the_ui_bench_scenario_times_every_page() {
         "tags, largest first",
         "tags, filtered to ten",
         "an image",
+        "namespace",
+        "namespace rules",
+        "storage",
     ] {
         assert!(names.contains(&want), "no {want} in {names:?}");
     }

@@ -25,6 +25,7 @@ pub(super) fn image(
         sparse: false,
         pushed_at: at,
         scan_candidates: Vec::new(),
+        total_size: None,
         ..manifest(repo, digest, None, None, tags)
     }
 }
@@ -47,6 +48,7 @@ pub(super) fn index(
         sparse: false,
         pushed_at: at,
         scan_candidates: Vec::new(),
+        total_size: None,
         ..manifest(repo, digest, None, None, tags)
     }
 }

@@ -430,7 +430,103 @@ async fn usage_and_quotas(meta: &Meta) {
     assert_eq!(events[2].event.detail.as_ref().unwrap()["quota"], "remove");
 }
 
+/// Stores manifest `seed` of `content_len` bytes in `repo`, referencing
+/// `blobs`.
+async fn put_sized(meta: &Meta, repo: &str, seed: &str, content_len: usize, blobs: &[&str]) {
+    let mut m = manifest(repo, &d(seed), None, None, &[]);
+    m.content = vec![b'x'; content_len];
+    m.references = blobs.iter().map(|b| (d(b), RefKind::Blob)).collect();
+    meta.put_manifest(&m, &actor()).await.unwrap();
+}
+
+/// The namespace's sums ([`Meta::usage_summary`]): stored versus used,
+/// shared content once per namespace.
+async fn usage_sums(meta: &Meta) {
+    // ua/gone: every image deleted, its blobs wait for GC; one of them
+    // is used by ua/live too.
+    for (repo, blob, size) in [
+        ("ua/gone", "sha256:base", 1000),
+        ("ua/gone", "sha256:own", 300),
+        ("ua/live", "sha256:base", 1000),
+        ("ua/live", "sha256:upload", 40),
+    ] {
+        meta.link_blob(&n(repo), &d(blob), size, 1).await.unwrap();
+    }
+    put_sized(meta, "ua/live", "sha256:m", 5, &["sha256:base"]).await;
+    let u = meta.usage_summary(&super::ns("ua")).await.unwrap();
+    assert_eq!(
+        u.total_bytes,
+        1000 + 300 + 5 + 40,
+        "stored: what the quota counts"
+    );
+    assert_eq!(u.unreferenced_bytes, 340, "the base is used by ua/live");
+    assert_eq!(
+        u.total_bytes,
+        meta.namespace_usage(&super::ns("ua")).await.unwrap()
+    );
+    let gone = &u.repositories[0];
+    assert_eq!(gone.name, "ua/gone");
+    assert_eq!(
+        (gone.total_bytes, gone.blobs, gone.manifests),
+        (0, 0, 0),
+        "a deleted repository uses nothing"
+    );
+    assert_eq!(
+        (gone.unreferenced_bytes, gone.unreferenced_blobs),
+        (1300, 2)
+    );
+    let live = &u.repositories[1];
+    assert_eq!(
+        (live.total_bytes, live.unique_bytes, live.shared_bytes),
+        (1005, 1005, 0),
+        "the base is not shared with a repository that does not use it"
+    );
+    assert_eq!((live.unreferenced_bytes, live.unreferenced_blobs), (40, 1));
+
+    // ub: a base shared by two repositories, one manifest in two, a
+    // digest that is both a blob and a manifest of one repository.
+    for (repo, blob, size) in [
+        ("ub/a", "sha256:base", 1000),
+        ("ub/a", "sha256:cfg-a", 10),
+        ("ub/b", "sha256:base", 1000),
+        ("ub/c", "sha256:solo", 7),
+    ] {
+        meta.link_blob(&n(repo), &d(blob), size, 1).await.unwrap();
+    }
+    put_sized(
+        meta,
+        "ub/a",
+        "sha256:m-a",
+        5,
+        &["sha256:base", "sha256:cfg-a"],
+    )
+    .await;
+    put_sized(meta, "ub/b", "sha256:m-a", 5, &["sha256:base"]).await;
+    put_sized(meta, "ub/c", "sha256:solo", 7, &["sha256:solo"]).await;
+    let u = meta.usage_summary(&super::ns("ub")).await.unwrap();
+    assert_eq!(u.total_bytes, 1000 + 10 + 5 + 7);
+    assert_eq!((u.blob_bytes, u.blobs), (1017, 3));
+    assert_eq!((u.manifest_bytes, u.manifests), (5, 1));
+    let names: Vec<&str> = u.repositories.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(names, ["ub/a", "ub/b", "ub/c"]);
+    let a = &u.repositories[0];
+    assert_eq!(
+        (a.unique_bytes, a.shared_bytes, a.total_bytes),
+        (10, 1005, 1015)
+    );
+    assert_eq!((a.blobs, a.manifests), (2, 1));
+    let b = &u.repositories[1];
+    assert_eq!((b.unique_bytes, b.shared_bytes), (0, 1005));
+    let c = &u.repositories[2];
+    assert_eq!((c.unique_bytes, c.total_bytes), (7, 7));
+    assert_eq!(
+        meta.usage_summary(&super::ns("nobody")).await.unwrap(),
+        Default::default()
+    );
+}
+
 async fn run(meta: Meta) {
+    usage_sums(&meta).await;
     tag_rules(&meta).await;
     guarded_writes(&meta).await;
     pull_statistics(&meta).await;

@@ -28,6 +28,7 @@ fn image(seed: &str, blobs: &[&str], pushed_at: i64, tags: &[&str]) -> NewManife
         tags: tags.iter().map(|x| t(x)).collect(),
         pushed_at,
         scan_candidates: Vec::new(),
+        total_size: None,
     }
 }
 
@@ -233,12 +234,125 @@ async fn run(meta: Meta) {
     assert_eq!((p.total, p.tags.len()), (0, 0));
     assert_eq!(p.featured, Some((t("v2"), d("sha256:idx"))));
 
+    sparse_sizes_follow_the_content(&meta).await;
+
     assert!(meta
         .tag_page(&n("tp/none"), &TagPageQuery::default())
         .await
         .unwrap()
         .is_none());
     meta.close().await;
+}
+
+/// Mirrored (sparse) content stores no total: an index whose platforms
+/// are not all here is sized from what is, on every read, in every order.
+async fn sparse_sizes_follow_the_content(meta: &Meta) {
+    let repo = n("tp/mirror");
+    meta.link_blob(&repo, &d("sha256:m-layer"), 700, 1)
+        .await
+        .unwrap();
+    let mut index = image("sha256:m-idx", &[], 5_000, &["m"]);
+    index.repository = repo.clone();
+    index.sparse = true;
+    index.media_type = "application/vnd.oci.image.index.v1+json".into();
+    index.references = vec![
+        (d("sha256:m-amd"), RefKind::Manifest),
+        (d("sha256:m-arm"), RefKind::Manifest),
+    ];
+    meta.put_manifest(&index, &actor()).await.unwrap();
+    let size = |page: berth_meta::tag_page::TagPage| page.tags[0].size;
+    for order in [TagOrder::Name, TagOrder::Size] {
+        let p = meta
+            .tag_page(&repo, &q("m", order, true, 5, 0))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(size(p), 10, "only the index is here ({order:?})");
+    }
+    let mut amd = image("sha256:m-amd", &["sha256:m-layer"], 5_001, &[]);
+    amd.repository = repo.clone();
+    amd.sparse = true;
+    meta.put_manifest(&amd, &actor()).await.unwrap();
+    for order in [TagOrder::Name, TagOrder::Size] {
+        let p = meta
+            .tag_page(&repo, &q("m", order, true, 5, 0))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(size(p), 10 + 10 + 700, "a platform arrived ({order:?})");
+    }
+}
+
+/// Reads `manifests.total_size` of `seed` in `tp/app` straight from the
+/// SQLite file.
+async fn stored_total(url: &str, seed: &str) -> Option<i64> {
+    use sqlx::Connection as _;
+    let mut c = sqlx::AnyConnection::connect(url).await.unwrap();
+    sqlx::query_scalar::<_, Option<i64>>(
+        "SELECT m.total_size FROM manifests m JOIN repositories r ON r.id = m.repository_id
+         WHERE r.name = 'tp/app' AND m.digest = $1",
+    )
+    .bind(d(seed).as_str())
+    .fetch_one(&mut c)
+    .await
+    .unwrap()
+}
+
+/// Each manifest's total is stored when it is written (images as the
+/// caller gives it, indexes summed in the write), the pages read it, and
+/// migration 20 fills it for manifests stored before it.
+#[tokio::test]
+async fn sqlite_totals_are_stored_and_backfilled() {
+    use sqlx::Connection as _;
+    sqlx::any::install_default_drivers();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("berth.db");
+    let url = format!("sqlite://{}", path.display());
+    let meta = Meta::open_sqlite(&path).await.unwrap();
+    run(meta).await;
+    assert_eq!(stored_total(&url, "sha256:amd").await, Some(1110));
+    assert_eq!(
+        stored_total(&url, "sha256:idx").await,
+        Some(10 + 10 + 10 + 1000 + 100 + 5000)
+    );
+    // What the caller knew is what is stored and shown.
+    let meta = Meta::open_sqlite(&path).await.unwrap();
+    let mut known = image("sha256:known", &["sha256:top"], 6_000, &["known"]);
+    known.total_size = Some(123_456);
+    meta.put_manifest(&known, &actor()).await.unwrap();
+    let p = meta
+        .tag_page(&n(REPO), &q("known", TagOrder::Name, false, 5, 0))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(p.tags[0].size, 123_456);
+    meta.close().await;
+
+    // A database from before migration 20: the column goes, then comes
+    // back filled.
+    let mut c = sqlx::AnyConnection::connect(&url).await.unwrap();
+    for s in [
+        "DROP INDEX manifests_total_size",
+        "ALTER TABLE manifests DROP COLUMN total_size",
+        "DELETE FROM schema_migrations WHERE version = 20",
+    ] {
+        sqlx::query(s).execute(&mut c).await.unwrap();
+    }
+    c.close().await.unwrap();
+    let meta = Meta::open_sqlite(&path).await.unwrap();
+    meta.close().await;
+    assert_eq!(stored_total(&url, "sha256:amd").await, Some(1110));
+    assert_eq!(stored_total(&url, "sha256:old").await, Some(110));
+    assert_eq!(
+        stored_total(&url, "sha256:idx").await,
+        Some(10 + 10 + 10 + 1000 + 100 + 5000),
+        "an index: its images' content, shared layers once"
+    );
+    assert_eq!(
+        stored_total(&url, "sha256:known").await,
+        Some(110),
+        "recomputed from the stored sizes"
+    );
 }
 
 #[tokio::test]

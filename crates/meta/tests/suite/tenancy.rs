@@ -39,6 +39,7 @@ fn image(
         tags: tags.iter().map(|t| super::t(t)).collect(),
         pushed_at: 1_000,
         scan_candidates: Vec::new(),
+        total_size: None,
     }
 }
 

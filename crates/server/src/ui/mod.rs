@@ -13,8 +13,10 @@
 //!   throttling and audit events.
 //! - Pages: [`login`], [`home`] (search and namespaces), [`namespace`],
 //!   [`repository`] (tags), [`image`] (layers, config, referrers,
-//!   signatures, vulnerabilities), [`tokens`], [`admin`] (users),
-//!   [`audit`].
+//!   signatures, vulnerabilities), [`tokens`], [`policy`] (a namespace's
+//!   retention policy with its plan, tag rules and quota), [`org`]
+//!   (members, robots and their tokens), [`admin`]
+//!   (users, storage), [`audit`].
 //! - A repository the viewer may not read is answered 404, like one that
 //!   does not exist; it is never named in a listing.
 //!
@@ -42,6 +44,8 @@ mod image;
 mod layout;
 mod login;
 mod namespace;
+mod org;
+mod policy;
 mod repository;
 mod session;
 mod tokens;
@@ -101,6 +105,15 @@ pub(crate) fn routes() -> Router<Arc<App>> {
         )
         .route("/ui/logout", post(login::handle_logout))
         .route("/ui/ns/{ns}", get(namespace::handle))
+        .route("/ui/ns/{ns}/settings", get(policy::handle))
+        .route("/ui/ns/{ns}/retention", post(policy::handle_retention))
+        .route(
+            "/ui/ns/{ns}/retention/preview",
+            post(policy::handle_preview),
+        )
+        .route("/ui/ns/{ns}/tag-rules", post(policy::handle_tag_rules))
+        .route("/ui/ns/{ns}/quota", post(policy::handle_quota))
+        .route("/ui/org/{org}", get(org::handle).post(org::handle_post))
         .route("/ui/repo/{*path}", get(repository::handle))
         .route(
             "/ui/tokens",
@@ -109,6 +122,7 @@ pub(crate) fn routes() -> Router<Arc<App>> {
         .route("/ui/tokens/revoke", post(tokens::handle_revoke))
         .route("/ui/tokens/dockerconfig", post(tokens::handle_dockerconfig))
         .route("/ui/admin/users", get(admin::handle_users))
+        .route("/ui/admin/usage", get(admin::handle_usage))
         .route("/ui/admin/audit", get(audit::handle))
         .route("/ui/{*rest}", get(handle_unknown))
         .layer(axum::middleware::map_response(headers))

@@ -66,11 +66,13 @@ async fn render(app: &App, viewer: &Viewer, raw: &str) -> Result<Response, UiErr
         };
         html! {
             (header(ns.as_str(), visibility.as_str()))
+            p { a href={ "/ui/ns/" (ns.as_str()) "/settings" } { "Retention policy, tag rules and quota" } }
             (storage(&usage))
             (repositories_with_usage(&usage))
             @if let Some(members) = members {
                 section aria-labelledby="members-h" {
                     h2 #members-h { "Members" }
+                    p { a href={ "/ui/org/" (ns.as_str()) } { "Members and robots of " (ns.as_str()) } }
                     table {
                         thead { tr { th scope="col" { "Account" } th scope="col" { "Role" } } }
                         tbody {

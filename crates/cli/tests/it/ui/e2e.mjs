@@ -7,6 +7,7 @@
 //   E2E_OWNER, E2E_OWNER_PASSWORD   the user owning the private image
 //   E2E_OTHER, E2E_OTHER_PASSWORD   a user who must not see it
 //   E2E_ADMIN_PASSWORD              the site admin's password
+//   E2E_ORG                         an organisation the site admin founded
 //   E2E_REPO, E2E_TAG               the private image (an index)
 //   E2E_POLICY, E2E_PULL_DIR        skopeo's policy file and a scratch dir
 //   E2E_SCREENSHOTS                 where screenshots go
@@ -127,6 +128,24 @@ try {
   await page.goto(`${base}/ui/ns/${owner}`);
   await bothThemes(page, "namespace", "namespace");
 
+  // The namespace's rules: the plan follows the policy as it is typed
+  // (the script posts it), then the policy is saved; a protected tag.
+  await page.getByRole("link", { name: "Retention policy, tag rules and quota" }).click();
+  await page.waitForURL(`${base}/ui/ns/${owner}/settings`);
+  await page.getByLabel("Policy (TOML)").fill(
+    '[[rule]]\nname = "drop-v"\ntags = ["v*"]\ndelete = { always = true }\n');
+  await page.waitForFunction(() => document.getElementById("plan").textContent.includes("tag v1"));
+  check((await page.textContent("#plan")).includes("drop-v"), "the live plan names the rule");
+  await page.getByRole("button", { name: "Save the policy" }).click();
+  await page.waitForURL(`${base}/ui/ns/${owner}/settings`);
+  check((await page.inputValue("#policy")).includes("drop-v"), "the policy is not saved");
+  await page.getByLabel(/^Tags \(a glob/).fill("latest");
+  await page.getByRole("button", { name: "Add the rule" }).click();
+  await page.waitForURL(/settings/);
+  check((await page.textContent("section[aria-labelledby=rules-h] table")).includes("latest"),
+    "the tag rule is not listed");
+  await bothThemes(page, "namespace rules", "rules");
+
   // A token: created, shown once, pulls; revoked, pulls no more.
   await page.getByRole("link", { name: "Tokens" }).click();
   await bothThemes(page, "tokens", null);
@@ -162,6 +181,9 @@ try {
   const forgedOut = await second.request.post(`${base}/ui/logout`, { form: {}, maxRedirects: 0 });
   check(forgedOut.status() === 403, `a forged sign-out got ${forgedOut.status()}`);
   await accessible(second, "start page of the other user");
+  const rules = await second.goto(`${base}/ui/ns/${owner}/settings`);
+  check(rules.status() === 403, `the other user gets ${rules.status()} for the namespace's rules`);
+  await accessible(second, "not allowed");
 
   // The site admin's page.
   const admin = await (await browser.newContext()).newPage();
@@ -175,6 +197,25 @@ try {
   await admin.getByRole("button", { name: "Filter" }).click();
   await admin.waitForURL(/actor=/);
   await bothThemes(admin, "audit log", "audit");
+  await admin.getByRole("link", { name: "Storage" }).click();
+  check((await admin.textContent("table")).includes(owner), "the storage page lists the namespaces");
+  await bothThemes(admin, "storage", "usage");
+  await admin.goto(`${base}/ui/ns/${owner}/settings`);
+  await admin.getByLabel("Limit").fill("2");
+  await admin.getByRole("button", { name: "Set the quota" }).click();
+  await admin.waitForURL(/settings/);
+  check((await admin.textContent("main")).includes("of 2.0 GB used"), "the quota is not set");
+  await accessible(admin, "namespace rules, site admin");
+
+  // An organisation (created through the API by the test): a robot, and
+  // a token for it shown once.
+  await admin.goto(`${base}/ui/org/${env("E2E_ORG")}`);
+  await admin.getByLabel(/^New robot's name/).fill("ci");
+  await admin.getByRole("button", { name: "Create the robot" }).click();
+  await admin.waitForURL(`${base}/ui/org/${env("E2E_ORG")}`);
+  await admin.getByRole("button", { name: `New token for ${env("E2E_ORG")}+ci` }).click();
+  check((await admin.textContent("#new-token")).trim().startsWith("berth_"), "no robot token shown");
+  await bothThemes(admin, "organisation", "org");
 
   check(cspErrors.length === 0, `CSP violations: ${cspErrors.join("; ")}`);
   console.log(`ok: ${checked.size} page states passed axe-core; screenshots in ${shots}`);
