@@ -18,6 +18,7 @@ mod limits;
 mod proxy;
 mod pull;
 mod replication;
+mod replication_passes;
 mod routing;
 mod warm;
 
