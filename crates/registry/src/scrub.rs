@@ -18,7 +18,13 @@
 //!   the store verifies the digest while the bytes stream in, so a bad
 //!   copy is never published.
 //!
+//! - **In the background**: blobs are hashed on a thread of their own at
+//!   the lowest CPU priority ([`idle`]), so on a saturated machine the
+//!   scrub slows down, not the requests.
+//!
 //! A run takes the `scrub` job lease, so one replica scrubs at a time.
+
+mod idle;
 
 use std::time::{Duration, Instant};
 
@@ -150,6 +156,40 @@ impl Pace {
     }
 }
 
+/// One blob being hashed: on the idle thread, or inline without one.
+enum Hashing<'a> {
+    Idle(&'a idle::IdleHasher, bool),
+    Inline(Box<berth_oci::Hasher>),
+}
+
+impl<'a> Hashing<'a> {
+    async fn new(algorithm: berth_oci::Algorithm, idle: Option<&'a idle::IdleHasher>) -> Self {
+        match idle {
+            Some(h) => {
+                let ok = h.start(algorithm).await;
+                Hashing::Idle(h, ok)
+            }
+            None => Hashing::Inline(Box::new(algorithm.hasher())),
+        }
+    }
+
+    async fn update(&mut self, chunk: bytes::Bytes) {
+        match self {
+            Hashing::Idle(h, ok) => *ok = *ok && h.update(chunk).await,
+            Hashing::Inline(h) => h.update(&chunk),
+        }
+    }
+
+    /// The digest; `None` if the idle thread went away.
+    async fn finish(self) -> Option<Digest> {
+        match self {
+            Hashing::Idle(h, true) => h.finish().await,
+            Hashing::Idle(_, false) => None,
+            Hashing::Inline(h) => Some((*h).finish()),
+        }
+    }
+}
+
 /// What reading one blob found.
 enum Check {
     Good,
@@ -246,6 +286,7 @@ impl Registry {
             started: Instant::now(),
             bytes: 0,
         };
+        let hasher = idle::IdleHasher::spawn();
         loop {
             let page = self
                 .meta
@@ -262,7 +303,9 @@ impl Registry {
                     return Ok(());
                 }
                 held.keep().await?;
-                let check = self.check_blob(&digest, size, &mut pace).await?;
+                let check = self
+                    .check_blob(&digest, size, &mut pace, hasher.as_ref())
+                    .await?;
                 report.checked += 1;
                 progress.checked += 1;
                 match check {
@@ -301,33 +344,45 @@ impl Registry {
         }
     }
 
-    /// Reads the whole blob, paced, and hashes it.
-    async fn check_blob(&self, digest: &Digest, size: u64, pace: &mut Pace) -> Result<Check> {
+    /// Reads the whole blob, paced, and hashes it: on the idle hashing
+    /// thread when there is one, else here.
+    async fn check_blob(
+        &self,
+        digest: &Digest,
+        size: u64,
+        pace: &mut Pace,
+        idle: Option<&idle::IdleHasher>,
+    ) -> Result<Check> {
         let Some(read) = self.store.read(digest, None).await? else {
             return Ok(Check::Missing);
         };
-        let mut hasher = digest.algorithm().hasher();
+        let mut hashing = Hashing::new(digest.algorithm(), idle).await;
         let mut n = 0u64;
         match read.body {
             BlobBody::Bytes(b) => {
-                hasher.update(&b);
                 n = b.len() as u64;
+                hashing.update(b).await;
                 pace.add(n).await;
             }
             BlobBody::Stream(mut s) => {
                 while let Some(chunk) = s.next().await {
                     let chunk = match chunk {
                         Ok(c) => c,
+                        // The next blob's start resets the hasher.
                         Err(e) => return Ok(Check::Corrupt(format!("unreadable: {e}"))),
                     };
-                    hasher.update(&chunk);
                     n += chunk.len() as u64;
                     pace.add(chunk.len() as u64).await;
+                    hashing.update(chunk).await;
                 }
             }
         }
         berth_metrics::get().scrub_checked(n);
-        let actual = hasher.finish();
+        let Some(actual) = hashing.finish().await else {
+            return Err(crate::Error::Internal(
+                "the scrub's hashing thread stopped".into(),
+            ));
+        };
         if n != size {
             return Ok(Check::Corrupt(format!("{n} bytes instead of {size}")));
         }
