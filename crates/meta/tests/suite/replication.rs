@@ -124,4 +124,16 @@ pub async fn run(meta: &Meta) {
     assert_eq!(removed.name, "backup");
     assert!(meta.replication_rule("backup").await.unwrap().is_none());
     assert!(meta.replicated_tags(made.id).await.unwrap().is_empty());
+
+    // When the mirror last confirmed a cached tag upstream.
+    assert_eq!(meta.mirror_tag_checked(&repo, &v1).await.unwrap(), None);
+    for at in [20_000, 30_000, 25_000] {
+        meta.record_mirror_tag_check(&repo, &v1, at).await.unwrap();
+    }
+    assert_eq!(
+        meta.mirror_tag_checked(&repo, &v1).await.unwrap(),
+        Some(30_000),
+        "an older check never replaces a newer one"
+    );
+    assert_eq!(meta.mirror_tag_checked(&repo, &v2).await.unwrap(), None);
 }
