@@ -31,6 +31,7 @@ mod database;
 mod disk;
 mod instructions;
 mod load;
+mod mirror;
 mod objstore;
 mod ops;
 mod payload;
@@ -133,7 +134,9 @@ pub struct BenchArgs {
     /// Scenarios to run: names or prefixes, comma-separated (push-mono-1k,
     /// push-chunked-64m, pull, manifest-get, tags-list, mix, ...) [default: all].
     /// `ui-tags` (on its own) times the web UI's pages for a repository of
-    /// `--tags` tags, berth alone, `--rounds` requests per page.
+    /// `--tags` tags, berth alone, `--rounds` requests per page. `mirror`
+    /// (on its own) times pulls through berth's mirror, cold and warm,
+    /// against direct pulls and the reference registry's proxy mode.
     #[arg(long, value_delimiter = ',')]
     pub scenarios: Vec<String>,
     /// Concurrency levels (connections), comma-separated.
@@ -352,6 +355,9 @@ impl Settings {
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     if ui::requested(&args) {
         return ui::run(&args).await;
+    }
+    if mirror::requested(&args) {
+        return mirror::run(&args).await;
     }
     let mut settings = Settings::resolve(&args)?;
     let parent = args.work_dir.clone().unwrap_or_else(std::env::temp_dir);

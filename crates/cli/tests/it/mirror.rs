@@ -12,6 +12,7 @@ use crate::common::{Berth, Distribution};
 use crate::interop::{http, parse, require, sha256, Clients};
 use crate::layout;
 
+mod bench;
 mod cache;
 mod clients;
 mod limits;
