@@ -245,6 +245,21 @@ impl Replicator {
             ) => {}
             Err(e) => return Err(format!("reading {repository}@{digest} here: {e}")),
         }
+        self.copy_digest(rule, client, host, repository, digest, false)
+            .await
+    }
+
+    /// Copies manifest `digest` of `repository` by digest, with what it
+    /// references, from here to the other registry (`push`) or back.
+    async fn copy_digest(
+        &self,
+        rule: &ReplicationRule,
+        client: &Arc<Client>,
+        host: &str,
+        repository: &RepositoryName,
+        digest: &Digest,
+        push: bool,
+    ) -> Result<Copied, String> {
         let remote = RemoteRepository::new(
             client.clone(),
             &ImageRef {
@@ -256,18 +271,23 @@ impl Replicator {
             },
         );
         let local = self.local(rule, repository);
+        let (src, dst): (&dyn Source, &dyn Destination) = if push {
+            (&local, &remote)
+        } else {
+            (&remote, &local)
+        };
         let progress: Arc<dyn berth_tools::copy::progress::Progress> = Arc::new(Silent);
         copy_image(
-            &remote,
+            src,
             Some(digest.as_str()),
-            &local,
+            dst,
             None,
             &CopyOptions::default(),
             &progress,
         )
         .await
         .map_err(|e| chain(&e))?;
-        local.finish().await.map_err(|e| chain(&e))?;
+        dst.finish().await.map_err(|e| chain(&e))?;
         Ok(Copied::Copied(digest.clone()))
     }
 
@@ -381,30 +401,8 @@ impl Transport for Replicator {
             Err(e) if e.is_not_found() => {}
             Err(e) => return Err(chain(&e)),
         }
-        let remote = RemoteRepository::new(
-            client.clone(),
-            &ImageRef {
-                registry: host,
-                repository: repository.as_str().to_owned(),
-                tag: None,
-                digest: Some(digest.clone()),
-                explicit_registry: true,
-            },
-        );
-        let local = self.local(rule, repository);
-        let progress: Arc<dyn berth_tools::copy::progress::Progress> = Arc::new(Silent);
-        copy_image(
-            &local,
-            Some(digest.as_str()),
-            &remote,
-            None,
-            &CopyOptions::default(),
-            &progress,
-        )
-        .await
-        .map_err(|e| chain(&e))?;
-        remote.finish().await.map_err(|e| chain(&e))?;
-        Ok(Copied::Copied(digest.clone()))
+        self.copy_digest(rule, &client, &host, repository, digest, true)
+            .await
     }
 
     async fn copy_referrers(

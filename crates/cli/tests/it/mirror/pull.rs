@@ -192,19 +192,12 @@ fn concurrent_cold_pulls_go_upstream_once_per_blob() {
     }
     let dist = Distribution::start();
     let c = Clients::new();
-    let src = c.dir("big");
-    let manifest = layout::write_image(&src, "v1", "linux/amd64", &[64 << 20, 1000]);
-    c.push_layout(
-        &src,
-        "v1",
+    let (manifest, blobs) = push_image(
+        &c,
+        "big",
         &format!("docker://{}/big/app:v1", dist.addr),
-        false,
+        &[64 << 20, 1000],
     );
-    let m = parse(&layout::read_blob(&src, &manifest));
-    let mut blobs = vec![m["config"]["digest"].as_str().unwrap().to_owned()];
-    for l in m["layers"].as_array().unwrap() {
-        blobs.push(l["digest"].as_str().unwrap().to_owned());
-    }
     let proxy = Proxy::start(&dist.addr);
     let berth = Berth::start_with(&[], Some(&config("hub", &proxy.url(), &[], "")));
     let base = berth.url();
@@ -219,26 +212,7 @@ fn concurrent_cold_pulls_go_upstream_once_per_blob() {
         for _ in 0..16 {
             let (client, base, blobs) = (client.clone(), base.clone(), blobs.clone());
             tasks.push(tokio::spawn(async move {
-                let r = client
-                    .get(format!("{base}/v2/hub/big/app/manifests/v1"))
-                    .header("accept", layout::MANIFEST)
-                    .send()
-                    .await
-                    .unwrap();
-                assert_eq!(r.status().as_u16(), 200);
-                let body = r.bytes().await.unwrap();
-                let mut digests = vec![sha256(&body)];
-                for b in blobs {
-                    let r = client
-                        .get(format!("{base}/v2/hub/big/app/blobs/{b}"))
-                        .send()
-                        .await
-                        .unwrap();
-                    assert_eq!(r.status().as_u16(), 200, "{b}");
-                    let body = r.bytes().await.unwrap();
-                    digests.push(sha256(&body));
-                }
-                digests
+                pull_digests(&client, &base, "hub/big/app", &blobs).await
             }));
         }
         let mut out = Vec::new();
