@@ -768,6 +768,7 @@ impl Settings {
             metrics_route: self.metrics && self.metrics_listen.is_none(),
             metrics_token: self.metrics_token.as_ref().map(|t| t.expose().to_owned()),
             access_log: self.access_log,
+            access_sink: None,
         }
     }
 

@@ -8,10 +8,20 @@
 //! ANSI colours) itself, with `itoa`, `ryu` and `humantime`, into exactly
 //! the layout the default formatter gives them (a test compares the two);
 //! every other line goes to the default formatter unchanged.
+//!
+//! [`AccessLines`] goes further: the server hands it each request's
+//! fields ([`AccessSink`]) instead of emitting a `tracing` event, and it
+//! writes the same line without `tracing`'s dispatch and field visitors,
+//! with the timestamp's date and time formatted once a second.
 
 use std::fmt;
 
-use berth_server::observe::ACCESS_TARGET;
+use std::cell::RefCell;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use berth_server::observe::{AccessLine, AccessSink, ACCESS_TARGET};
+
+use crate::log_writer::BatchedWriter;
 use tracing::field::{Field, Visit};
 use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::fmt::format::{Format, Full, Writer};
@@ -58,6 +68,133 @@ where
         fields.result?;
         writer.write_char('\n')
     }
+}
+
+/// Writes access-log lines straight into the log's buffer: see the module
+/// documentation. Only for the text format without ANSI colours.
+pub struct AccessLines {
+    writer: BatchedWriter,
+}
+
+impl AccessLines {
+    pub fn new(writer: BatchedWriter) -> AccessLines {
+        AccessLines { writer }
+    }
+}
+
+/// A thread's line buffer, and its clock: the second last formatted and
+/// its `YYYY-MM-DDTHH:MM:SS.` prefix.
+struct Scratch {
+    line: String,
+    second: u64,
+    prefix: String,
+}
+
+thread_local! {
+    static SCRATCH: RefCell<Scratch> = const {
+        RefCell::new(Scratch { line: String::new(), second: u64::MAX, prefix: String::new() })
+    };
+}
+
+impl AccessSink for AccessLines {
+    fn write(&self, l: &AccessLine<'_>) {
+        SCRATCH.with(|s| {
+            let mut s = s.borrow_mut();
+            let s = &mut *s;
+            s.line.clear();
+            timestamp(&mut s.line, &mut s.second, &mut s.prefix);
+            format_access(&mut s.line, l);
+            self.writer.append(s.line.as_bytes(), false);
+        });
+    }
+}
+
+/// Appends the current time as `humantime::format_rfc3339_micros` writes
+/// it, reusing the date and time of day within one second.
+fn timestamp(out: &mut String, second: &mut u64, prefix: &mut String) {
+    let now = SystemTime::now();
+    let since = now.duration_since(UNIX_EPOCH).unwrap_or_default();
+    if since.as_secs() != *second {
+        *second = since.as_secs();
+        prefix.clear();
+        // `2026-11-30T17:12:28Z`: keep all but the `Z`.
+        let whole = humantime::format_rfc3339_seconds(now).to_string();
+        prefix.push_str(whole.strip_suffix('Z').unwrap_or(&whole));
+        prefix.push('.');
+    }
+    out.push_str(prefix);
+    let micros = since.subsec_micros();
+    let digits = itoa::Buffer::new().format(micros).len();
+    for _ in digits..6 {
+        out.push('0');
+    }
+    out.push_str(itoa::Buffer::new().format(micros));
+    out.push('Z');
+}
+
+/// Appends everything after the timestamp, as [`Text`] writes the
+/// `tracing` event of `berth_server::observe` (a test compares the two).
+fn format_access(out: &mut String, l: &AccessLine<'_>) {
+    // The separator, then the level padded to five as `level` pads it.
+    out.push_str("  INFO ");
+    out.push_str(ACCESS_TARGET);
+    out.push_str(": request method=");
+    quoted(out, l.method);
+    out.push_str(" route=");
+    quoted(out, l.route);
+    if let Some(r) = l.repository {
+        out.push_str(" repository=");
+        quoted(out, r);
+    }
+    out.push_str(" status=");
+    out.push_str(itoa::Buffer::new().format(l.status));
+    out.push_str(" bytes_in=");
+    out.push_str(itoa::Buffer::new().format(l.bytes_in));
+    out.push_str(" bytes_out=");
+    out.push_str(itoa::Buffer::new().format(l.bytes_out));
+    out.push_str(" duration_ms=");
+    out.push_str(ryu::Buffer::new().format(l.duration.as_secs_f64() * 1000.0));
+    if let Some(ip) = l.client {
+        out.push_str(" client=");
+        match ip {
+            std::net::IpAddr::V4(v4) => {
+                for (i, octet) in v4.octets().iter().enumerate() {
+                    if i > 0 {
+                        out.push('.');
+                    }
+                    out.push_str(itoa::Buffer::new().format(*octet));
+                }
+            }
+            std::net::IpAddr::V6(v6) => {
+                use std::fmt::Write as _;
+                let _ = write!(out, "{v6}");
+            }
+        }
+    }
+    if let Some(a) = l.account {
+        out.push_str(" account=");
+        quoted(out, a);
+    }
+    out.push('\n');
+}
+
+/// A string quoted as `Debug` quotes it.
+fn quoted(out: &mut String, value: &str) {
+    if plain(value) {
+        out.push('"');
+        out.push_str(value);
+        out.push('"');
+    } else {
+        use std::fmt::Write as _;
+        let _ = write!(out, "{value:?}");
+    }
+}
+
+/// Whether `Debug` writes `value` as it is between its quotes.
+fn plain(value: &str) -> bool {
+    value
+        .bytes()
+        .all(|b| (b' '..=b'~').contains(&b) && b != b'"' && b != b'\\')
 }
 
 /// A level as the default formatter pads it.
@@ -107,10 +244,7 @@ impl Visit for Fields<'_, '_> {
         self.put(field, |w| {
             if message {
                 w.write_str(value)
-            } else if value
-                .bytes()
-                .all(|b| (b' '..=b'~').contains(&b) && b != b'"' && b != b'\\')
-            {
+            } else if plain(value) {
                 // What `Debug` writes for a string it need not escape,
                 // without its char-by-char escape checks.
                 w.write_char('"')?;
@@ -228,6 +362,100 @@ mod tests {
                 rest.to_owned()
             })
             .collect()
+    }
+
+    /// The line `berth_server::observe` emits as a `tracing` event, with
+    /// the values of `l`.
+    fn emit_as_observe_does(l: &AccessLine<'_>) {
+        tracing::info!(
+            target: ACCESS_TARGET,
+            method = l.method,
+            route = l.route,
+            repository = l.repository,
+            status = l.status,
+            bytes_in = l.bytes_in,
+            bytes_out = l.bytes_out,
+            duration_ms = l.duration.as_secs_f64() * 1000.0,
+            client = l.client.map(tracing::field::display),
+            account = l.account,
+            "request"
+        );
+    }
+
+    #[test]
+    fn the_access_sink_writes_what_the_default_formatter_writes() {
+        let v6: std::net::IpAddr = "2001:db8::7".parse().unwrap();
+        let lines = [
+            AccessLine {
+                method: "GET",
+                route: "/v2/{name}/manifests/{reference}",
+                repository: Some("acme/app"),
+                status: 200,
+                bytes_in: 0,
+                bytes_out: 1021,
+                duration: std::time::Duration::from_micros(1930),
+                client: Some([10, 0, 3, 7].into()),
+                account: Some("ci-bot"),
+            },
+            AccessLine {
+                method: "PATCH",
+                route: "/v2/{name}/blobs/uploads/{uuid}",
+                repository: Some("zoë/\"q\"\t"),
+                status: 416,
+                bytes_in: 8_388_608,
+                bytes_out: 0,
+                duration: std::time::Duration::from_nanos(123_456_789),
+                client: Some(v6),
+                account: None,
+            },
+            AccessLine {
+                method: "OTHER",
+                route: "{unknown}",
+                repository: None,
+                status: 404,
+                bytes_in: 0,
+                bytes_out: 0,
+                duration: std::time::Duration::ZERO,
+                client: None,
+                account: Some(""),
+            },
+        ];
+        for l in &lines {
+            let buf = Buf::default();
+            let writer = buf.clone();
+            let subscriber = tracing_subscriber::fmt()
+                .with_ansi(false)
+                .with_writer(move || writer.clone())
+                .finish();
+            tracing::subscriber::with_default(subscriber, || emit_as_observe_does(l));
+            let default = buf.text();
+            let (_, default) = default.split_once(' ').unwrap_or_default();
+            let mut ours = String::new();
+            let (mut second, mut prefix) = (u64::MAX, String::new());
+            timestamp(&mut ours, &mut second, &mut prefix);
+            let time = ours.clone();
+            format_access(&mut ours, l);
+            // `default` is what follows the separator after the timestamp.
+            assert_eq!(&ours[time.len() + 1..], default, "{l:?}");
+            // The timestamp as humantime writes it, to the second.
+            assert!(time.ends_with('Z') && time.len() == 27, "{time:?}");
+            let now = humantime::format_rfc3339_micros(SystemTime::now()).to_string();
+            assert_eq!(time[..17], now[..17], "{time} vs {now}");
+        }
+    }
+
+    #[test]
+    fn the_cached_second_is_refreshed_when_the_second_changes() {
+        let (mut second, mut prefix) = (u64::MAX, String::new());
+        let mut a = String::new();
+        timestamp(&mut a, &mut second, &mut prefix);
+        // A stale cache (an earlier second) must not be reused.
+        second -= 5;
+        prefix = "1999-01-01T00:00:00.".to_owned();
+        let mut b = String::new();
+        timestamp(&mut b, &mut second, &mut prefix);
+        assert!(b.starts_with("20"), "{b}");
+        assert_eq!(a[..17], b[..17]);
     }
 
     #[test]

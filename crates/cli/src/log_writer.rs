@@ -120,8 +120,10 @@ fn write_loop(shared: &Shared, mut out: impl Write) {
     }
 }
 
-impl Write for BatchedWriter {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+impl BatchedWriter {
+    /// Queues `buf` (whole lines); `urgent` wakes the writer at once
+    /// rather than at its next [`FLUSH_EVERY`].
+    pub fn append(&self, buf: &[u8], urgent: bool) {
         let mut q = self.shared.lock();
         while q.bytes.len() >= LIMIT && !q.closed {
             self.shared.wake_writer.notify_one();
@@ -132,9 +134,15 @@ impl Write for BatchedWriter {
                 .unwrap_or_else(|p| p.into_inner());
         }
         q.bytes.extend_from_slice(buf);
-        if self.urgent || q.bytes.len() >= HIGH_WATER {
+        if urgent || q.bytes.len() >= HIGH_WATER {
             self.shared.wake_writer.notify_one();
         }
+    }
+}
+
+impl Write for BatchedWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.append(buf, self.urgent);
         Ok(buf.len())
     }
 

@@ -54,15 +54,29 @@ pub const ADMIN_PASSWORD_FILE: &str = "admin-password";
 /// nor wakes another thread (with the access log on there is one line per
 /// request). Nothing is dropped: when 8 MiB are queued, loggers wait. The
 /// returned guard writes what is queued when dropped, at the end of
-/// [`run`].
-fn init_logging(cfg: &Settings) -> anyhow::Result<crate::log_writer::Guard> {
+/// [`run`]. With the text format and no colours, access-log lines skip
+/// `tracing` and are written by the returned sink
+/// ([`crate::log_format::AccessLines`]).
+fn init_logging(
+    cfg: &Settings,
+) -> anyhow::Result<(
+    crate::log_writer::Guard,
+    Option<Arc<dyn berth_server::observe::AccessSink>>,
+)> {
     let filter = EnvFilter::try_new(&cfg.log_level)
         .with_context(|| format!("invalid log level {:?}", cfg.log_level))?;
     let (writer, guard) = crate::log_writer::batched(std::io::stderr(), "berth-log")
         .context("starting the log writer thread")?;
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let sink: Option<Arc<dyn berth_server::observe::AccessSink>> = match (cfg.log_format, ansi) {
+        (LogFormat::Text, false) => Some(Arc::new(crate::log_format::AccessLines::new(
+            writer.clone(),
+        ))),
+        _ => None,
+    };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_ansi(ansi)
         .with_writer(writer);
     let result = match cfg.log_format {
         LogFormat::Text => builder
@@ -71,7 +85,7 @@ fn init_logging(cfg: &Settings) -> anyhow::Result<crate::log_writer::Guard> {
         LogFormat::Json => builder.json().try_init(),
     };
     result.map_err(|e| anyhow::anyhow!("cannot initialise logging: {e}"))?;
-    Ok(guard)
+    Ok((guard, sink))
 }
 
 /// SIGTERM, listened for from when this was made: before the address
@@ -244,7 +258,7 @@ fn serve_metrics(
 /// Runs the registry until SIGINT/SIGTERM.
 pub async fn run(args: ServeArgs, matches: &ArgMatches) -> anyhow::Result<()> {
     let cfg = Settings::resolve(args, matches)?;
-    let _log = init_logging(&cfg)?;
+    let (_log, access_sink) = init_logging(&cfg)?;
     // Listen first: a taken port must fail before anything is created.
     let listener = tokio::net::TcpListener::bind(cfg.listen.as_str())
         .await
@@ -408,7 +422,10 @@ pub async fn run(args: ServeArgs, matches: &ArgMatches) -> anyhow::Result<()> {
             trust_forwarded_for: cfg.trust_forwarded_for,
             limits: cfg.connection_limits(),
             https: tls.is_some(),
-            observe: cfg.observe(),
+            observe: berth_server::observe::Settings {
+                access_sink,
+                ..cfg.observe()
+            },
             ui: cfg.ui(),
         },
     });

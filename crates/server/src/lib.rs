@@ -99,10 +99,7 @@ pub fn router(app: Arc<App>) -> Router {
     let router = router.fallback(handle_not_found);
     if observe.watching() {
         router
-            .layer(axum::middleware::from_fn_with_state(
-                app.clone(),
-                observe::layer,
-            ))
+            .layer(observe::Layer::new(app.clone()))
             .with_state(app)
     } else {
         router.with_state(app)

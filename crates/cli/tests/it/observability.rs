@@ -433,6 +433,58 @@ async fn access_log_is_one_json_line_per_request_without_secrets() {
     assert!(access_lines(&quiet).is_empty(), "{}", quiet.log());
 }
 
+/// The text log writes access lines itself (not through `tracing`): the
+/// same fields, in `tracing`'s text layout, one line per request.
+#[tokio::test]
+async fn access_log_text_lines_carry_every_field() {
+    let b = Berth::start_auth(&["--log-format", "text"], None);
+    let (c, u) = (client(), b.url());
+    let r = c
+        .get(format!("{u}/v2/acme/app/manifests/latest?secret-query=1"))
+        .basic_auth("admin", Some(ADMIN_PASSWORD))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    let r = c
+        .get(format!("{u}/v2/"))
+        .basic_auth("admin", Some("a-wrong-password"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let lines = |b: &Berth| -> Vec<String> {
+        b.log()
+            .lines()
+            .filter(|l| l.contains(" berth::access: "))
+            .map(str::to_owned)
+            .collect()
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let lines = loop {
+        let l = lines(&b);
+        if l.len() >= 2 || Instant::now() > deadline {
+            break l;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(lines.len(), 2, "{lines:#?}");
+    let re = regex::Regex::new(concat!(
+        r#"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z  INFO berth::access: request "#,
+        r#"method="GET" route="/v2/\{name\}/manifests/\{reference\}" repository="acme/app" "#,
+        r#"status=404 bytes_in=0 bytes_out=[1-9]\d* duration_ms=\d+(\.\d+)?(e-?\d+)? "#,
+        r#"client=127\.0\.0\.1 account="admin"$"#
+    ))
+    .unwrap();
+    assert!(re.is_match(&lines[0]), "{}", lines[0]);
+    assert!(
+        lines[1].contains(r#"route="/v2/" status=401 "#) && !lines[1].contains("account="),
+        "{}",
+        lines[1]
+    );
+    assert!(!b.log().contains("secret-query") && !b.log().contains("a-wrong-password"));
+}
+
 #[tokio::test]
 async fn failed_logins_denials_and_throttling_are_counted() {
     let b = Berth::start_auth(&[], None);
