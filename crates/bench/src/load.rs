@@ -104,7 +104,10 @@ pub async fn run(
                 latencies_us: Vec::with_capacity(1024),
             };
             let mut seq = w as u64 * 7;
-            while Instant::now() < deadline
+            // Every worker does at least one operation: on a loaded
+            // machine a worker may first run after a short (`--quick`)
+            // window has closed, which would leave the cell empty.
+            while (seq == w as u64 * 7 || Instant::now() < deadline)
                 && claimed.fetch_add(1, Ordering::Relaxed) < limits.max_ops
             {
                 let t = Instant::now();

@@ -214,6 +214,9 @@ pub struct Report {
     pub disk_write_mb_s: f64,
     /// berth's RSS after start, MiB.
     pub berth_idle_rss_mib: f64,
+    /// Of that, anonymous memory (`RssAnon`: heap and stacks); the rest
+    /// is mapped from files, mostly the binary's own code.
+    pub berth_idle_anonymous_mib: f64,
     /// The peer's RSS after start, MiB.
     pub peer_idle_rss_mib: f64,
     /// All cells.
@@ -269,7 +272,7 @@ impl Report {
         settings: &Settings,
         work: &Path,
         disk_mb_s: f64,
-        idle: [u64; 2],
+        (idle, idle_anonymous): ([u64; 2], u64),
         cells: Vec<Cell>,
         wall: Duration,
     ) -> Report {
@@ -291,6 +294,7 @@ impl Report {
             wall_s: wall.as_secs_f64(),
             disk_write_mb_s: disk_mb_s,
             berth_idle_rss_mib: idle[0] as f64 / MIB,
+            berth_idle_anonymous_mib: idle_anonymous as f64 / MIB,
             peer_idle_rss_mib: idle[1] as f64 / MIB,
             cells,
         }
@@ -372,8 +376,8 @@ impl Report {
         v.push((
             format!("berth idle RSS < {IDLE_RSS_TARGET_MIB} MiB"),
             format!(
-                "{:.1} MiB ({peer} {:.1} MiB)",
-                self.berth_idle_rss_mib, self.peer_idle_rss_mib
+                "{:.1} MiB, of it {:.1} MiB anonymous ({peer} {:.1} MiB)",
+                self.berth_idle_rss_mib, self.berth_idle_anonymous_mib, self.peer_idle_rss_mib
             ),
             self.berth_idle_rss_mib < IDLE_RSS_TARGET_MIB,
         ));

@@ -101,8 +101,9 @@ fn remove_pair(settings: &Settings, work: &Path, label: &str) {
     }
 }
 
-/// RSS of each server after start and one `GET /v2/`.
-async fn idle_rss(settings: &Settings, work: &Path) -> anyhow::Result<[u64; 2]> {
+/// RSS of each server after start and one `GET /v2/`, and berth's
+/// anonymous part of it.
+async fn idle_rss(settings: &Settings, work: &Path) -> anyhow::Result<([u64; 2], u64)> {
     let servers = start_pair(settings, work, "idle", None)?;
     for s in &servers {
         let mut c = s.conn();
@@ -113,9 +114,10 @@ async fn idle_rss(settings: &Settings, work: &Path) -> anyhow::Result<[u64; 2]> 
     }
     tokio::time::sleep(settings.idle_settle).await;
     let rss = [servers[0].memory()?.0, servers[1].memory()?.0];
+    let anonymous = servers[0].anonymous_rss()?;
     drop(servers);
     remove_pair(settings, work, "idle");
-    Ok(rss)
+    Ok((rss, anonymous))
 }
 
 fn limits(settings: &Settings, scenario: Scenario) -> Limits {
@@ -276,7 +278,7 @@ pub async fn run(
     let disk_mb_s =
         disk::write_rate(work, settings.disk_test_mib).context("measuring the disk write rate")?;
     progress(format_args!("disk write+fdatasync: {disk_mb_s:.0} MB/s"));
-    let idle = idle_rss(settings, work)
+    let (idle, idle_anonymous) = idle_rss(settings, work)
         .await
         .context("measuring idle RSS")?;
     let mut cells = Vec::new();
@@ -287,7 +289,7 @@ pub async fn run(
         settings,
         work,
         disk_mb_s,
-        idle,
+        (idle, idle_anonymous),
         cells,
         began.elapsed(),
     ))

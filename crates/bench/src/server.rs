@@ -375,6 +375,17 @@ impl Server {
         Ok((rss, peak))
     }
 
+    /// `RssAnon` in bytes (the heap and stacks: what `VmRSS` holds beyond
+    /// pages mapped from files, mostly the binary's code); of the largest
+    /// process when there are several.
+    pub fn anonymous_rss(&self) -> anyhow::Result<u64> {
+        let mut most = 0;
+        for c in &self.children {
+            most = most.max(status_kib(c.id(), "RssAnon:")? * 1024);
+        }
+        Ok(most)
+    }
+
     /// Resets the peak RSS to the current RSS (`clear_refs` 5); returns
     /// whether the kernel allowed it.
     pub fn reset_peak(&self) -> bool {
@@ -469,20 +480,24 @@ fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
 
 /// `VmRSS` and `VmHWM` (peak) of process `pid`, in bytes.
 fn memory(pid: u32) -> anyhow::Result<(u64, u64)> {
+    Ok((
+        status_kib(pid, "VmRSS:")? * 1024,
+        status_kib(pid, "VmHWM:")? * 1024,
+    ))
+}
+
+/// A `kB` field of `/proc/PID/status`.
+fn status_kib(pid: u32, name: &str) -> anyhow::Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let field = |name: &str| -> anyhow::Result<u64> {
-        let line = status
-            .lines()
-            .find(|l| l.starts_with(name))
-            .ok_or_else(|| anyhow!("no {name} in /proc status"))?;
-        let kib: u64 = line[name.len()..]
-            .trim()
-            .trim_end_matches("kB")
-            .trim()
-            .parse()?;
-        Ok(kib * 1024)
-    };
-    Ok((field("VmRSS:")?, field("VmHWM:")?))
+    let line = status
+        .lines()
+        .find(|l| l.starts_with(name))
+        .ok_or_else(|| anyhow!("no {name} in /proc status"))?;
+    Ok(line[name.len()..]
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()?)
 }
 
 /// Starts one berth process on `dir`; `group` names the object-store

@@ -220,18 +220,26 @@ fn serve_redirects(
         // Loopback clients here speak plain HTTP: their token realm too.
         let mut settings = app.settings.clone();
         settings.https = false;
-        berth_server::router(Arc::new(App {
+        Arc::new(App {
             registry: app.registry.clone(),
             auth: app.auth.clone(),
             settings,
             mirror: app.mirror.clone(),
-        }))
+        })
     });
     let limits = app.settings.limits.clone();
     tracing::info!(addr = %at, loopback_api, "plain HTTP redirects to HTTPS are served here");
     Ok(async move {
-        let router = redirect::router(target, api);
-        if let Err(e) = berth_server::listener::serve(plain, router, limits, shutdown).await {
+        // With the loopback API, its requests are recorded as on the
+        // main listener (the redirects with them).
+        let served = match api {
+            Some(api) => berth_server::Served::watched(
+                redirect::router(target, Some(berth_server::router(api.clone()))),
+                api,
+            ),
+            None => redirect::router(target, None).into(),
+        };
+        if let Err(e) = berth_server::listener::serve(plain, served, limits, shutdown).await {
             tracing::warn!(error = %e, "the redirect listener stopped");
         }
     })

@@ -68,7 +68,41 @@ pub struct App {
 /// The `Docker-Distribution-API-Version` header every `/v2/` response carries.
 pub const API_VERSION: (&str, &str) = ("docker-distribution-api-version", "registry/2.0");
 
-/// Builds the router.
+/// A router, and what the listener records of each request it serves
+/// ([`observe`]): the app whose settings say what, or nothing.
+#[derive(Clone)]
+pub struct Served {
+    router: Router,
+    watch: Option<Arc<App>>,
+}
+
+impl From<Router> for Served {
+    /// A router whose requests are not recorded (redirects, `/metrics`).
+    fn from(router: Router) -> Served {
+        Served {
+            router,
+            watch: None,
+        }
+    }
+}
+
+impl Served {
+    /// `router`, with its requests recorded as `app.settings.observe` says.
+    pub fn watched(router: Router, app: Arc<App>) -> Served {
+        let watch = app.settings.observe.watching().then_some(app);
+        Served { router, watch }
+    }
+}
+
+/// The registry's router, with its requests recorded as
+/// `app.settings.observe` says. The listener records them around the
+/// router (rather than a layer on each route, which would box every
+/// route's future once more).
+pub fn served(app: Arc<App>) -> Served {
+    Served::watched(router(app.clone()), app)
+}
+
+/// Builds the router (unobserved: see [`served`]).
 pub fn router(app: Arc<App>) -> Router {
     let observe = app.settings.observe.clone();
     let mut router = Router::new()
@@ -96,14 +130,7 @@ pub fn router(app: Arc<App>) -> Router {
     if observe.metrics && observe.metrics_route {
         router = router.route("/metrics", get(health::handle_metrics));
     }
-    let router = router.fallback(handle_not_found);
-    if observe.watching() {
-        router
-            .layer(observe::Layer::new(app.clone()))
-            .with_state(app)
-    } else {
-        router.with_state(app)
-    }
+    router.fallback(handle_not_found).with_state(app)
 }
 
 pub(crate) async fn handle_not_found() -> Response {
@@ -132,5 +159,5 @@ pub async fn serve_with(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let limits = app.settings.limits.clone();
-    listener::serve_on(listener, router(app), limits, tls, shutdown).await
+    listener::serve_on(listener, served(app), limits, tls, shutdown).await
 }

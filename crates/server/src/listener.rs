@@ -37,9 +37,9 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use crate::Served;
 use axum::body::Body;
 use axum::extract::ConnectInfo;
-use axum::Router;
 use bytes::Bytes;
 use http_body::Frame;
 use hyper::body::Incoming;
@@ -351,11 +351,11 @@ fn open_files_limit() -> Option<usize> {
 /// resolves, then drains the connections in flight.
 pub async fn serve(
     listener: tokio::net::TcpListener,
-    router: Router,
+    router: impl Into<Served>,
     limits: ConnectionLimits,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    serve_on(listener, router, limits, None, shutdown).await
+    serve_on(listener, router.into(), limits, None, shutdown).await
 }
 
 /// [`serve`], over TLS when `tls` is given: each connection's handshake
@@ -363,7 +363,7 @@ pub async fn serve(
 /// within the header-read timeout; the connection caps apply before it.
 pub async fn serve_on(
     listener: tokio::net::TcpListener,
-    router: Router,
+    router: Served,
     mut limits: ConnectionLimits,
     tls: Option<Arc<Tls>>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
@@ -477,7 +477,7 @@ pub async fn serve_on(
 /// response tracked. Over TLS (`tls`), an HTTP/2 request's authority
 /// becomes its `Host` header, where handlers look for it.
 fn service(
-    router: &Router,
+    served: &Served,
     activity: &Arc<Activity>,
     peer: SocketAddr,
     tls: bool,
@@ -493,10 +493,11 @@ fn service(
 > + Clone
        + Send
        + 'static {
-    let router = router.clone();
+    let served = served.clone();
     let activity = activity.clone();
     hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
-        let mut router = router.clone();
+        let mut router = served.router.clone();
+        let watch = served.watch.clone();
         let in_flight = InFlight::new(activity.clone());
         let activity = activity.clone();
         let certificate = certificate.clone();
@@ -517,7 +518,17 @@ fn service(
                     }
                 }
             }
-            let resp = router.call(req).await?;
+            let (req, observing) = match &watch {
+                Some(app) => {
+                    let (req, start) = crate::observe::begin(app, req);
+                    (req, Some(start))
+                }
+                None => (req, None),
+            };
+            let mut resp = router.call(req).await?;
+            if let Some(start) = observing {
+                resp = start.answered(resp);
+            }
             Ok::<_, std::convert::Infallible>(resp.map(|inner| {
                 Body::new(ResponseBody {
                     inner,

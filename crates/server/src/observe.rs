@@ -1,5 +1,6 @@
-//! Watching every request: the HTTP metrics and the access log, in one
-//! middleware over the whole router ([`layer`]).
+//! Watching every request: the HTTP metrics and the access log, recorded
+//! by the listener around the whole router ([`begin`], then
+//! [`Start::answered`]; see [`crate::served`]).
 //!
 //! A request is labelled by its route *template*, never its raw path:
 //! `/v2/` paths by the shape of their end ([`template`], no allocation),
@@ -18,7 +19,6 @@
 //! middleware is not installed at all.
 
 use std::collections::HashSet;
-use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, RwLock};
@@ -104,7 +104,7 @@ impl Account {
 }
 
 /// The route template of a management API request, passed from the
-/// matched route ([`api_route`]) back out to [`layer`] on the response.
+/// matched route ([`api_route`]) back out to [`Start::answered`] on the response.
 #[derive(Clone, Copy)]
 struct ApiRoute(&'static str);
 
@@ -124,7 +124,7 @@ fn intern(template: &str) -> &'static str {
     leaked
 }
 
-/// Route layer of the management API: tells [`layer`] which route matched.
+/// Route layer of the management API: tells [`Start::answered`] which route matched.
 pub(crate) async fn api_route(req: Request, next: Next) -> Response {
     let route = req
         .extensions()
@@ -202,88 +202,6 @@ fn method_label(m: &Method) -> &'static str {
     }
 }
 
-/// The middleware: see the module documentation. A tower layer rather
-/// than `axum::middleware::from_fn`, whose `Next` boxes the inner
-/// future and copies it for every request (a few thousand instructions
-/// per request, more than the rest of the metrics).
-#[derive(Clone)]
-pub(crate) struct Layer {
-    app: Arc<App>,
-}
-
-impl Layer {
-    pub(crate) fn new(app: Arc<App>) -> Layer {
-        Layer { app }
-    }
-}
-
-impl<S> tower_layer::Layer<S> for Layer {
-    type Service = Observe<S>;
-
-    fn layer(&self, inner: S) -> Observe<S> {
-        Observe {
-            app: self.app.clone(),
-            inner,
-        }
-    }
-}
-
-/// The service [`Layer`] wraps around each route.
-#[derive(Clone)]
-pub(crate) struct Observe<S> {
-    app: Arc<App>,
-    inner: S,
-}
-
-impl<S> tower_service::Service<Request> for Observe<S>
-where
-    S: tower_service::Service<Request, Response = Response>,
-{
-    type Response = Response;
-    type Error = S::Error;
-    type Future = Observing<S::Future>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, req: Request) -> Self::Future {
-        let (req, start) = begin(&self.app, req);
-        Observing {
-            inner: self.inner.call(req),
-            start: Some(start),
-        }
-    }
-}
-
-pin_project_lite::pin_project! {
-    /// The route's future, and what [`begin`] noted, until the response.
-    pub(crate) struct Observing<F> {
-        #[pin]
-        inner: F,
-        start: Option<Start>,
-    }
-}
-
-impl<F, E> Future for Observing<F>
-where
-    F: Future<Output = Result<Response, E>>,
-{
-    type Output = Result<Response, E>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        let resp = match this.inner.poll(cx) {
-            Poll::Ready(Ok(resp)) => resp,
-            other => return other,
-        };
-        Poll::Ready(Ok(match this.start.take() {
-            Some(start) => start.answered(resp),
-            None => resp,
-        }))
-    }
-}
-
 /// What is known of a request before its handler runs.
 pub(crate) struct Start {
     started: Instant,
@@ -297,7 +215,7 @@ pub(crate) struct Start {
 }
 
 /// Notes the request's route, client and start, and counts its body.
-fn begin(app: &App, req: Request) -> (Request, Start) {
+pub(crate) fn begin(app: &App, req: Request) -> (Request, Start) {
     let started = Instant::now();
     let settings = &app.settings.observe;
     let method = method_label(req.method());
@@ -337,7 +255,7 @@ fn begin(app: &App, req: Request) -> (Request, Start) {
 
 impl Start {
     /// Wraps the response's body, which records the request when it ends.
-    fn answered(self, resp: Response) -> Response {
+    pub(crate) fn answered(self, resp: Response) -> Response {
         let route = resp
             .extensions()
             .get::<ApiRoute>()

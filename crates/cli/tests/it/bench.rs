@@ -71,7 +71,12 @@ fn quick_bench_reports_a_ratio_for_every_scenario() {
         }
     }
     assert!(report["disk_write_mb_s"].as_f64().unwrap_or(0.0) > 0.0);
-    assert!(report["berth_idle_rss_mib"].as_f64().unwrap_or(0.0) > 0.0);
+    let idle = report["berth_idle_rss_mib"].as_f64().unwrap_or(0.0);
+    let anonymous = report["berth_idle_anonymous_mib"].as_f64().unwrap_or(0.0);
+    assert!(
+        idle > 0.0 && anonymous > 0.0 && anonymous < idle,
+        "{idle} {anonymous}"
+    );
 }
 
 #[test]
