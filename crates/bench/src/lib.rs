@@ -31,6 +31,7 @@ mod database;
 mod disk;
 mod instructions;
 mod load;
+mod mirror;
 mod objstore;
 mod ops;
 mod payload;
@@ -137,6 +138,8 @@ pub struct BenchArgs {
     /// `--tags` tags, berth alone, `--rounds` requests per page.
     /// `scan-vs-trivy` (on its own) times a vulnerability scan of a
     /// 1,500-package image against 100,000 advisories, berth against Trivy.
+    /// `mirror` (on its own) times pulls through berth's mirror, cold and
+    /// warm, against direct pulls and the reference registry's proxy mode.
     #[arg(long, value_delimiter = ',')]
     pub scenarios: Vec<String>,
     /// Concurrency levels (connections), comma-separated.
@@ -358,6 +361,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     }
     if scan_trivy::requested(&args) {
         return scan_trivy::run(&args).await;
+    }
+    if mirror::requested(&args) {
+        return mirror::run(&args).await;
     }
     let mut settings = Settings::resolve(&args)?;
     let parent = args.work_dir.clone().unwrap_or_else(std::env::temp_dir);

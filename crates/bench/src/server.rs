@@ -122,11 +122,25 @@ impl Server {
             .with_tls(self.tls.clone())
     }
 
+    /// The (first) process's address.
+    pub fn addr(&self) -> Option<SocketAddr> {
+        self.addrs.first().copied()
+    }
+
     /// Starts `berth serve` as `spec` says on a fresh `data` directory (one
     /// subdirectory per replica when there are several; they start one
     /// after the other, so the first migrates the database and creates the
     /// site admin).
     pub fn berth(spec: BerthSpec<'_>, data: &Path) -> anyhow::Result<Server> {
+        Server::berth_with(spec, data, &[])
+    }
+
+    /// [`Server::berth`] with `extra` arguments to `berth serve`.
+    pub fn berth_with(
+        spec: BerthSpec<'_>,
+        data: &Path,
+        extra: &[String],
+    ) -> anyhow::Result<Server> {
         std::fs::create_dir_all(data)?;
         let authorization = spec.auth.then(|| {
             use base64::Engine as _;
@@ -151,7 +165,7 @@ impl Server {
             } else {
                 data.join(format!("replica-{i}"))
             };
-            let (child, addr) = start_berth(&spec, &dir, data)?;
+            let (child, addr) = start_berth(&spec, &dir, data, extra)?;
             server.children.push(child);
             server.addrs.push(addr);
         }
@@ -171,6 +185,18 @@ impl Server {
         data: &Path,
         tls: Option<&Tls>,
         s3: Option<&ObjectStore>,
+    ) -> anyhow::Result<Server> {
+        Server::distribution_with(bin, data, tls, s3, "")
+    }
+
+    /// [`Server::distribution`] with `extra` top-level configuration
+    /// (YAML; `proxy:` for its pull-through mode).
+    pub fn distribution_with(
+        bin: &Path,
+        data: &Path,
+        tls: Option<&Tls>,
+        s3: Option<&ObjectStore>,
+        extra: &str,
     ) -> anyhow::Result<Server> {
         std::fs::create_dir_all(data)?;
         let config = data.with_extension("yml");
@@ -197,6 +223,7 @@ impl Server {
                 t.key.display()
             ));
         }
+        yaml.push_str(extra);
         std::fs::write(&config, yaml)?;
         let child = Command::new(bin)
             .arg("serve")
@@ -484,6 +511,7 @@ fn start_berth(
     spec: &BerthSpec<'_>,
     dir: &Path,
     group: &Path,
+    extra: &[String],
 ) -> anyhow::Result<(Child, SocketAddr)> {
     std::fs::create_dir_all(dir)?;
     let addr_file = dir.with_extension("addr");
@@ -549,6 +577,7 @@ fn start_berth(
         .arg(dir)
         .arg("--addr-file")
         .arg(&addr_file)
+        .args(extra)
         .env_remove("BERTH_CONFIG")
         .env_remove("BERTH_DATABASE_URL")
         .stdin(Stdio::null())

@@ -154,7 +154,17 @@ impl Repository<'_> {
 
     /// Deletes a manifest by digest.
     pub async fn delete_manifest(&self, digest: &Digest) -> Result<(), Error> {
-        let url = self.url(&format!("manifests/{digest}"));
+        self.delete_reference(digest.as_str()).await
+    }
+
+    /// Deletes a tag (its manifest stays). Registries that delete only
+    /// by digest (the reference registry before v3) refuse it with a 4xx.
+    pub async fn delete_tag(&self, tag: &str) -> Result<(), Error> {
+        self.delete_reference(tag).await
+    }
+
+    async fn delete_reference(&self, reference: &str) -> Result<(), Error> {
+        let url = self.url(&format!("manifests/{reference}"));
         let scopes = vec![format!("repository:{}:delete", self.name)];
         let resp = self
             .client

@@ -51,6 +51,9 @@ pub mod action {
     /// The mirror's cache limit evicted a mirrored manifest (the least
     /// recently pulled first; the detail says its size and last use).
     pub const MIRROR_EVICT: &str = "mirror.evict";
+    /// A replication rule deleted at its target what was deleted here
+    /// (the detail names the rule, the target and what went).
+    pub const REPLICATION_DELETE: &str = "replication.delete";
     /// A pull was refused by the namespace's vulnerability policy (the
     /// detail names the policy and the findings that blocked it).
     pub const PULL_BLOCKED: &str = "pull.blocked";

@@ -32,6 +32,7 @@ mod gc;
 mod inventory;
 mod jobs;
 pub mod migrations;
+mod mirror_checks;
 pub mod oidc;
 mod queries;
 pub mod replication;

@@ -31,6 +31,7 @@ pub const SQLITE: &[Migration] = &[
     (18, &[]),
     (19, UI_TAG_PAGES),
     (20, MANIFEST_TOTALS),
+    (21, MIRROR_STATE),
 ];
 
 /// PostgreSQL schema.
@@ -55,6 +56,7 @@ pub const POSTGRES: &[Migration] = &[
     (18, POSTGRES_SCAN_RESULT_NOTIFICATIONS),
     (19, UI_TAG_PAGES),
     (20, MANIFEST_TOTALS),
+    (21, MIRROR_STATE),
 ];
 
 /// Repositories, blobs, manifests, references, tags.
@@ -1020,4 +1022,32 @@ const MANIFEST_TOTALS: &[&str] = &[
 const POSTGRES_SCAN_RESULT_NOTIFICATIONS: &[&str] = &[
     "CREATE TRIGGER scan_results_notify AFTER INSERT OR UPDATE OR DELETE ON scan_results
         FOR EACH ROW EXECUTE FUNCTION berth_notify_entry('scan')",
+];
+
+/// The mirror's and replication's state (see the `replication` and
+/// `mirror` modules):
+///
+/// - `replication_rules.replicate_deletions`: the rule deletes at the
+///   destination what was deleted at its source (opt-in);
+/// - `replication_tags`: the tags a pull rule created here, with the
+///   digest it put there (a tag gone at the source is deleted here only
+///   when the rule made it and it still names that digest);
+/// - `mirror_tag_checks`: when a cached tag of a mirrored repository was
+///   last confirmed upstream (a restart keeps each tag's TTL). Each
+///   replica keeps a copy in memory and reads the row again when its copy
+///   is past the TTL, so no notification is needed.
+const MIRROR_STATE: &[&str] = &[
+    "ALTER TABLE replication_rules ADD COLUMN replicate_deletions BIGINT NOT NULL DEFAULT 0",
+    "CREATE TABLE replication_tags (
+        rule_id BIGINT NOT NULL REFERENCES replication_rules(id) ON DELETE CASCADE,
+        repository TEXT NOT NULL,
+        tag TEXT NOT NULL,
+        digest TEXT NOT NULL,
+        copied_at BIGINT NOT NULL,
+        PRIMARY KEY (rule_id, repository, tag))",
+    "CREATE TABLE mirror_tag_checks (
+        repository TEXT NOT NULL,
+        tag TEXT NOT NULL,
+        checked_at BIGINT NOT NULL,
+        PRIMARY KEY (repository, tag))",
 ];

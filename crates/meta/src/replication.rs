@@ -12,6 +12,8 @@ use serde::Serialize;
 use serde_json::json;
 use sqlx::{AnyConnection, Row};
 
+use berth_oci::{Digest, RepositoryName, Tag};
+
 use crate::audit::{self, action, Actor};
 use crate::{Meta, Result};
 
@@ -57,6 +59,10 @@ pub struct ReplicationRule {
     pub schedule: Option<String>,
     /// A note for people.
     pub description: Option<String>,
+    /// Whether deletions at the source are replicated (push rules: a tag
+    /// or manifest deleted here, on its event; pull rules: a tag this rule
+    /// created that is gone at the source, on the next full pass).
+    pub replicate_deletions: bool,
     /// The last outbox event handled (push rules).
     pub event_cursor: i64,
     /// Failed attempts in a row.
@@ -105,6 +111,19 @@ pub struct NewRule {
     pub schedule: Option<String>,
     /// A note.
     pub description: Option<String>,
+    /// Replicate deletions too.
+    pub replicate_deletions: bool,
+}
+
+/// A tag a pull rule made here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplicatedTag {
+    /// Its repository.
+    pub repository: RepositoryName,
+    /// The tag.
+    pub tag: Tag,
+    /// The digest the rule made it name.
+    pub digest: Digest,
 }
 
 /// A rule's progress after an attempt.
@@ -124,11 +143,12 @@ pub struct Progress {
 }
 
 const COLUMNS: &str = "id, name, direction, url, username, secret, repositories, tags, on_push, \
-     schedule, description, event_cursor, failures, next_attempt_at, last_error, \
+     schedule, description, replicate_deletions, event_cursor, failures, next_attempt_at, last_error, \
      run_requested_at, last_sync_at, created_at, created_by";
 
 fn row(r: &sqlx::any::AnyRow) -> Result<ReplicationRule> {
     let on_push: i64 = r.try_get("on_push")?;
+    let replicate_deletions: i64 = r.try_get("replicate_deletions")?;
     let secret: Option<String> = r.try_get("secret")?;
     Ok(ReplicationRule {
         id: r.try_get("id")?,
@@ -142,6 +162,7 @@ fn row(r: &sqlx::any::AnyRow) -> Result<ReplicationRule> {
         on_push: on_push != 0,
         schedule: r.try_get("schedule")?,
         description: r.try_get("description")?,
+        replicate_deletions: replicate_deletions != 0,
         event_cursor: r.try_get("event_cursor")?,
         failures: r.try_get("failures")?,
         next_attempt_at: r.try_get("next_attempt_at")?,
@@ -167,8 +188,8 @@ async fn add(c: &mut AnyConnection, n: NewRule, actor: Actor) -> Result<Option<R
     let done = sqlx::query(
         "INSERT INTO replication_rules
             (name, direction, url, username, secret, repositories, tags, on_push, schedule,
-             description, event_cursor, created_at, created_by)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+             description, event_cursor, created_at, created_by, replicate_deletions)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
          ON CONFLICT (name) DO NOTHING",
     )
     .bind(&n.name)
@@ -184,6 +205,7 @@ async fn add(c: &mut AnyConnection, n: NewRule, actor: Actor) -> Result<Option<R
     .bind(newest)
     .bind(actor.at)
     .bind(&actor.name)
+    .bind(i64::from(n.replicate_deletions))
     .execute(&mut *c)
     .await?
     .rows_affected()
@@ -195,6 +217,7 @@ async fn add(c: &mut AnyConnection, n: NewRule, actor: Actor) -> Result<Option<R
         "change": "replication.rule.add", "name": n.name, "direction": n.direction,
         "url": n.url, "username": n.username, "repositories": n.repositories,
         "tags": n.tags, "on_push": n.on_push, "schedule": n.schedule,
+        "replicate_deletions": n.replicate_deletions,
     }));
     audit::record(c, &event).await?;
     rule_on(c, &n.name).await
@@ -305,6 +328,93 @@ impl Meta {
                 .bind(p.next_attempt_at)
                 .bind(p.last_error.as_deref())
                 .bind(p.synced_at)
+                .execute(&mut *c)
+                .await?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    /// Records that pull rule `id` made (or moved) `repository:tag` here to
+    /// name `digest`.
+    pub async fn record_replicated_tag(
+        &self,
+        id: i64,
+        repository: &RepositoryName,
+        tag: &Tag,
+        digest: &Digest,
+        at: i64,
+    ) -> Result<()> {
+        let (repository, tag, digest) = (repository.clone(), tag.clone(), digest.clone());
+        self.transact(move |c| {
+            Box::pin(async move {
+                sqlx::query(
+                    "INSERT INTO replication_tags (rule_id, repository, tag, digest, copied_at)
+                     VALUES ($1, $2, $3, $4, $5)
+                     ON CONFLICT (rule_id, repository, tag)
+                     DO UPDATE SET digest = excluded.digest, copied_at = excluded.copied_at",
+                )
+                .bind(id)
+                .bind(repository.as_str())
+                .bind(tag.as_str())
+                .bind(digest.as_str())
+                .bind(at)
+                .execute(&mut *c)
+                .await?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    /// The tags pull rule `id` made here, with the digest it put there, by
+    /// repository and tag.
+    pub async fn replicated_tags(&self, id: i64) -> Result<Vec<ReplicatedTag>> {
+        let rows = sqlx::query(
+            "SELECT repository, tag, digest FROM replication_tags WHERE rule_id = $1
+             ORDER BY repository, tag",
+        )
+        .bind(id)
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let (repository, tag, digest): (String, String, String) = (
+                    r.try_get("repository")?,
+                    r.try_get("tag")?,
+                    r.try_get("digest")?,
+                );
+                let corrupt = |what: &str| {
+                    crate::Error::Corrupt(format!("replication_tags: {what} of rule {id}"))
+                };
+                Ok(ReplicatedTag {
+                    repository: RepositoryName::parse(&repository)
+                        .map_err(|_| corrupt("a repository name"))?,
+                    tag: Tag::parse(&tag).map_err(|_| corrupt("a tag"))?,
+                    digest: Digest::parse(&digest).map_err(|_| corrupt("a digest"))?,
+                })
+            })
+            .collect()
+    }
+
+    /// Forgets that pull rule `id` made `repository:tag`.
+    pub async fn forget_replicated_tag(
+        &self,
+        id: i64,
+        repository: &RepositoryName,
+        tag: &Tag,
+    ) -> Result<()> {
+        let (repository, tag) = (repository.clone(), tag.clone());
+        self.transact(move |c| {
+            Box::pin(async move {
+                sqlx::query(
+                    "DELETE FROM replication_tags
+                     WHERE rule_id = $1 AND repository = $2 AND tag = $3",
+                )
+                .bind(id)
+                .bind(repository.as_str())
+                .bind(tag.as_str())
                 .execute(&mut *c)
                 .await?;
                 Ok(())

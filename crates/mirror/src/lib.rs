@@ -31,15 +31,15 @@
 //! retention and usage see it, in a namespace of its own. This crate sits
 //! beside `registry` and uses only its services, never `meta`.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
-use berth_oci::{Digest, Reference, RepositoryName, Tag};
+use berth_oci::{Digest, Reference, RepositoryName};
 use berth_registry::{Caller, Error, ManifestEntry, Registry};
 
 mod evict;
 mod flight;
+mod fresh;
 mod local;
 mod replicate;
 mod route;
@@ -111,8 +111,8 @@ pub struct Mirror {
     upstreams: Vec<Arc<Upstream>>,
     docker_hub_default: Option<Arc<Upstream>>,
     pull_access: PullAccess,
-    /// When each cached tag (`local repo:tag`) was last confirmed upstream.
-    validated: Mutex<HashMap<String, Instant>>,
+    /// When each cached tag was last confirmed upstream.
+    checks: fresh::Checks,
     manifests: Flights<Result<Arc<ManifestEntry>, Fetch>>,
     blobs: spool::Spools,
     /// Told whenever content was stored in the cache: the cache limit's
@@ -184,7 +184,7 @@ impl Mirror {
             upstreams,
             docker_hub_default,
             pull_access: settings.pull_access,
-            validated: Mutex::default(),
+            checks: fresh::Checks::default(),
             manifests: Flights::default(),
             blobs: spool::Spools::new(settings.spool_dir, stored.clone()),
             stored,
@@ -219,25 +219,6 @@ impl Mirror {
         Caller::system("mirror")
     }
 
-    fn tag_key(repo: &MirrorRepo, tag: &Tag) -> String {
-        format!("{}:{}", repo.local, tag)
-    }
-
-    fn is_fresh(&self, repo: &MirrorRepo, tag: &Tag) -> bool {
-        let ttl = repo.upstream.config.tag_ttl;
-        self.validated
-            .lock()
-            .ok()
-            .and_then(|v| v.get(&Mirror::tag_key(repo, tag)).copied())
-            .is_some_and(|at| at.elapsed() < ttl)
-    }
-
-    fn mark_fresh(&self, repo: &MirrorRepo, tag: &Tag) {
-        if let Ok(mut v) = self.validated.lock() {
-            v.insert(Mirror::tag_key(repo, tag), Instant::now());
-        }
-    }
-
     /// A manifest of a mirrored repository: from the cache when it has it
     /// (a tag past its TTL is revalidated with a `HEAD` first, and served
     /// stale when the upstream cannot answer), else fetched, stored and
@@ -265,7 +246,7 @@ impl Mirror {
             Reference::Tag(t) => Some(t),
         };
         if let (Some(tag), Some(m)) = (tag, &cached) {
-            if self.is_fresh(repo, tag) {
+            if self.checks.is_fresh(&self.registry, repo, tag).await {
                 return Ok(Served {
                     manifest: m.clone(),
                     stale: false,
@@ -287,7 +268,7 @@ impl Mirror {
         match (fetched, cached) {
             (Ok(m), cached) => {
                 if let Some(tag) = tag {
-                    self.mark_fresh(repo, tag);
+                    self.checks.confirmed(&self.registry, repo, tag).await;
                 }
                 if cached.is_none_or(|c| c.digest != m.digest) {
                     self.stored.notify_one();

@@ -14,9 +14,12 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use berth_client::{Client, ClientOptions, Credential, CredentialStore};
+use berth_oci::manifest::Manifest;
 use berth_oci::reference::ImageRef;
 use berth_oci::{Digest, Reference, RepositoryName, Tag};
-use berth_registry::replication::{Copied, Direction, ReplicationRule, Transport};
+use berth_registry::replication::{
+    selects_tag, Copied, Deleted, Deletion, Direction, ReplicationRule, Transport,
+};
 use berth_registry::{Caller, Registry};
 use berth_tools::copy::progress::Silent;
 use berth_tools::copy::remote::RemoteRepository;
@@ -167,6 +170,162 @@ impl Replicator {
     }
 }
 
+/// The index children of a manifest (none for an image).
+fn children(bytes: &[u8], media_type: &str) -> Vec<Digest> {
+    Manifest::parse(bytes, Some(media_type))
+        .map(|m| m.child_manifests().map(|d| d.digest.clone()).collect())
+        .unwrap_or_default()
+}
+
+/// Levels of referrers followed (a signature of an SBOM of an image).
+const REFERRER_DEPTH: usize = 2;
+
+impl Replicator {
+    /// The referrers here of `subjects` (one level).
+    async fn local_referrers(
+        &self,
+        repo: &RepositoryName,
+        subjects: &[Digest],
+    ) -> Result<Vec<Digest>, String> {
+        let mut out = Vec::new();
+        for s in subjects {
+            let index = self
+                .registry
+                .referrers(repo, s, None)
+                .await
+                .map_err(|e| format!("listing the referrers of {repo}@{s} here: {e}"))?;
+            out.extend(
+                index
+                    .manifests
+                    .iter()
+                    .filter_map(|m| m["digest"].as_str())
+                    .filter_map(|d| Digest::parse(d).ok()),
+            );
+        }
+        Ok(out)
+    }
+
+    /// The referrers of `subjects` at the other registry (one level; its
+    /// referrers API, else the `sha256-<hex>` tags).
+    async fn remote_referrers(
+        client: &Client,
+        host: &str,
+        repo: &RepositoryName,
+        subjects: &[Digest],
+    ) -> Result<Vec<Digest>, String> {
+        let there = client.repository(host, repo.as_str());
+        let mut out = Vec::new();
+        for s in subjects {
+            let found = there
+                .referrers(s, None)
+                .await
+                .map_err(|e| format!("listing the referrers of {repo}@{s}: {}", chain(&e)))?;
+            out.extend(found.into_iter().map(|d| d.digest));
+        }
+        Ok(out)
+    }
+
+    /// Copies manifest `digest` from the other registry here, by digest.
+    async fn pull_manifest(
+        &self,
+        rule: &ReplicationRule,
+        client: &Arc<Client>,
+        host: &str,
+        repository: &RepositoryName,
+        digest: &Digest,
+    ) -> Result<Copied, String> {
+        match self
+            .registry
+            .get_manifest(repository, &Reference::Digest(digest.clone()))
+            .await
+        {
+            Ok(_) => return Ok(Copied::UpToDate(digest.clone())),
+            Err(
+                berth_registry::Error::ManifestUnknown(_) | berth_registry::Error::NameUnknown(_),
+            ) => {}
+            Err(e) => return Err(format!("reading {repository}@{digest} here: {e}")),
+        }
+        self.copy_digest(rule, client, host, repository, digest, false)
+            .await
+    }
+
+    /// Copies manifest `digest` of `repository` by digest, with what it
+    /// references, from here to the other registry (`push`) or back.
+    async fn copy_digest(
+        &self,
+        rule: &ReplicationRule,
+        client: &Arc<Client>,
+        host: &str,
+        repository: &RepositoryName,
+        digest: &Digest,
+        push: bool,
+    ) -> Result<Copied, String> {
+        let remote = RemoteRepository::new(
+            client.clone(),
+            &ImageRef {
+                registry: host.to_owned(),
+                repository: repository.as_str().to_owned(),
+                tag: None,
+                digest: Some(digest.clone()),
+                explicit_registry: true,
+            },
+        );
+        let local = self.local(rule, repository);
+        let (src, dst): (&dyn Source, &dyn Destination) = if push {
+            (&local, &remote)
+        } else {
+            (&remote, &local)
+        };
+        let progress: Arc<dyn berth_tools::copy::progress::Progress> = Arc::new(Silent);
+        copy_image(
+            src,
+            Some(digest.as_str()),
+            dst,
+            None,
+            &CopyOptions::default(),
+            &progress,
+        )
+        .await
+        .map_err(|e| chain(&e))?;
+        dst.finish().await.map_err(|e| chain(&e))?;
+        Ok(Copied::Copied(digest.clone()))
+    }
+
+    /// The tags of `repository` at the other registry that name `digest`
+    /// (each tag asked with a `HEAD`).
+    async fn tags_naming(
+        client: &Client,
+        host: &str,
+        repository: &RepositoryName,
+        digest: &Digest,
+    ) -> Result<Vec<String>, String> {
+        let there = client.repository(host, repository.as_str());
+        let tags = match there.tags(1000).await {
+            Ok(t) => t,
+            Err(e) if e.is_not_found() => return Ok(Vec::new()),
+            Err(e) => return Err(chain(&e)),
+        };
+        let mut out = Vec::new();
+        for t in tags {
+            let Ok(tag) = Tag::parse(&t) else { continue };
+            if Self::remote_digest(client, host, repository, &tag)
+                .await?
+                .as_ref()
+                == Some(digest)
+            {
+                out.push(t);
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Whether an error is a registry refusing a kind of deletion (rather
+/// than failing).
+fn unsupported(e: &berth_client::Error) -> bool {
+    matches!(e.status(), Some(400 | 405))
+}
+
 #[async_trait]
 impl Transport for Replicator {
     async fn copy(
@@ -242,30 +401,142 @@ impl Transport for Replicator {
             Err(e) if e.is_not_found() => {}
             Err(e) => return Err(chain(&e)),
         }
-        let remote = RemoteRepository::new(
-            client.clone(),
-            &ImageRef {
-                registry: host,
-                repository: repository.as_str().to_owned(),
-                tag: None,
-                digest: Some(digest.clone()),
-                explicit_registry: true,
-            },
-        );
-        let local = self.local(rule, repository);
-        let progress: Arc<dyn berth_tools::copy::progress::Progress> = Arc::new(Silent);
-        copy_image(
-            &local,
-            Some(digest.as_str()),
-            &remote,
-            None,
-            &CopyOptions::default(),
-            &progress,
-        )
-        .await
-        .map_err(|e| chain(&e))?;
-        remote.finish().await.map_err(|e| chain(&e))?;
-        Ok(Copied::Copied(digest.clone()))
+        self.copy_digest(rule, &client, &host, repository, digest, true)
+            .await
+    }
+
+    async fn copy_referrers(
+        &self,
+        rule: &ReplicationRule,
+        repository: &RepositoryName,
+        digest: &Digest,
+    ) -> Result<Vec<Copied>, String> {
+        let push = Direction::parse(&rule.direction) != Some(Direction::Pull);
+        let (client, host) = self.client(rule)?;
+        let mut subjects = vec![digest.clone()];
+        if push {
+            let m = self
+                .registry
+                .get_manifest(repository, &Reference::Digest(digest.clone()))
+                .await
+                .map_err(|e| format!("reading {repository}@{digest} here: {e}"))?;
+            subjects.extend(children(&m.content, &m.media_type));
+        } else {
+            let m = client
+                .repository(&host, repository.as_str())
+                .get_manifest(digest.as_str())
+                .await
+                .map_err(|e| chain(&e))?;
+            subjects.extend(children(&m.bytes, &m.media_type));
+        }
+        let mut seen: std::collections::HashSet<Digest> = subjects.iter().cloned().collect();
+        let mut out = Vec::new();
+        for _ in 0..REFERRER_DEPTH {
+            let found = if push {
+                self.local_referrers(repository, &subjects).await?
+            } else {
+                Self::remote_referrers(&client, &host, repository, &subjects).await?
+            };
+            subjects = Vec::new();
+            for d in found {
+                if !seen.insert(d.clone()) {
+                    continue;
+                }
+                out.push(if push {
+                    self.copy_manifest(rule, repository, &d).await?
+                } else {
+                    self.pull_manifest(rule, &client, &host, repository, &d)
+                        .await?
+                });
+                subjects.push(d);
+            }
+            if subjects.is_empty() {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    async fn delete(
+        &self,
+        rule: &ReplicationRule,
+        repository: &RepositoryName,
+        deletion: &Deletion,
+    ) -> Result<Deleted, String> {
+        if Direction::parse(&rule.direction) == Some(Direction::Pull) {
+            return Err("a pull rule deletes here, not at its source".into());
+        }
+        let (client, host) = self.client(rule)?;
+        let there = client.repository(&host, repository.as_str());
+        match deletion {
+            Deletion::Tag(tag) => {
+                let Some(digest) = Self::remote_digest(&client, &host, repository, tag).await?
+                else {
+                    return Ok(Deleted::Absent);
+                };
+                match there.delete_tag(tag.as_str()).await {
+                    Ok(()) => Ok(Deleted::Deleted),
+                    Err(e) if e.is_not_found() => Ok(Deleted::Absent),
+                    // A registry that deletes only by digest: the manifest,
+                    // when no other tag names it there.
+                    Err(e) if unsupported(&e) => {
+                        let others: Vec<String> =
+                            Self::tags_naming(&client, &host, repository, &digest)
+                                .await?
+                                .into_iter()
+                                .filter(|t| t != tag.as_str())
+                                .collect();
+                        if !others.is_empty() {
+                            return Ok(Deleted::Kept(format!(
+                                "{host} deletes manifests only, not tags, and {} name(s) the \
+                                 same manifest there",
+                                others.join(", ")
+                            )));
+                        }
+                        match there.delete_manifest(&digest).await {
+                            Ok(()) => Ok(Deleted::Deleted),
+                            Err(e) if e.is_not_found() => Ok(Deleted::Absent),
+                            Err(e) => Err(chain(&e)),
+                        }
+                    }
+                    Err(e) => Err(chain(&e)),
+                }
+            }
+            Deletion::Manifest(digest) => {
+                match there.head_manifest(digest.as_str()).await {
+                    Ok(Some(_)) => {}
+                    Ok(None) => return Ok(Deleted::Absent),
+                    Err(e) if e.is_not_found() => return Ok(Deleted::Absent),
+                    Err(e) => return Err(chain(&e)),
+                }
+                let outside: Vec<String> = Self::tags_naming(&client, &host, repository, digest)
+                    .await?
+                    .into_iter()
+                    .filter(|t| !selects_tag(rule, t))
+                    .collect();
+                if !outside.is_empty() {
+                    return Ok(Deleted::Kept(format!(
+                        "{} name(s) it there, outside the rule's tag filter {:?}",
+                        outside.join(", "),
+                        rule.tags
+                    )));
+                }
+                match there.delete_manifest(digest).await {
+                    Ok(()) => Ok(Deleted::Deleted),
+                    Err(e) if e.is_not_found() => Ok(Deleted::Absent),
+                    Err(e) => Err(format!(
+                        "{}{}",
+                        chain(&e),
+                        if unsupported(&e) {
+                            " (the registry refuses deletions; the reference registry needs \
+                             storage.delete.enabled)"
+                        } else {
+                            ""
+                        }
+                    )),
+                }
+            }
+        }
     }
 
     async fn remote_repositories(&self, rule: &ReplicationRule) -> Result<Vec<String>, String> {

@@ -26,6 +26,7 @@ mod jobs;
 mod listing;
 mod manifests;
 pub mod mirror_cache;
+mod mirror_tags;
 pub mod observe;
 mod pulls;
 mod quota;

@@ -57,6 +57,11 @@ enum Cmd {
         /// A note for people.
         #[arg(long)]
         description: Option<String>,
+        /// Replicate deletions too: a push rule deletes at URL the tags and
+        /// manifests deleted here (only those its filters select); a pull
+        /// rule deletes here the tags it made that are gone at URL.
+        #[arg(long)]
+        replicate_deletions: bool,
     },
     /// List the rules with their last run.
     List,
@@ -191,10 +196,12 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             no_on_push,
             schedule,
             description,
+            replicate_deletions,
         } => {
             let mut body = json!({
                 "name": name, "direction": direction, "url": url,
                 "repositories": repositories, "tags": tags,
+                "replicate_deletions": replicate_deletions,
             });
             if direction == "push" {
                 body["on_push"] = json!(!no_on_push);

@@ -12,12 +12,14 @@ use crate::common::{Berth, Distribution};
 use crate::interop::{http, parse, require, sha256, Clients};
 use crate::layout;
 
+mod bench;
 mod cache;
 mod clients;
 mod limits;
 mod proxy;
 mod pull;
 mod replication;
+mod replication_passes;
 mod routing;
 mod warm;
 
@@ -50,6 +52,49 @@ fn push_multiarch(c: &Clients, dest: &str, extra: &[&str]) -> (String, Vec<Strin
     args.push(dest);
     c.skopeo(&args);
     (index, children)
+}
+
+/// Pushes a one-platform image with layers of `sizes` from a fresh
+/// layout (`dir`) to `dest` (a `docker://` reference); returns its
+/// manifest digest and its blobs' (the config first).
+fn push_image(c: &Clients, dir: &str, dest: &str, sizes: &[usize]) -> (String, Vec<String>) {
+    let src = c.dir(dir);
+    let manifest = layout::write_image(&src, "v1", "linux/amd64", sizes);
+    c.push_layout(&src, "v1", dest, false);
+    let m = parse(&layout::read_blob(&src, &manifest));
+    let mut blobs = vec![m["config"]["digest"].as_str().unwrap().to_owned()];
+    for l in m["layers"].as_array().unwrap() {
+        blobs.push(l["digest"].as_str().unwrap().to_owned());
+    }
+    (manifest, blobs)
+}
+
+/// Pulls `repo:v1` and then `blobs` from `base`; the digests of what came
+/// (the manifest's first).
+async fn pull_digests(
+    client: &reqwest::Client,
+    base: &str,
+    repo: &str,
+    blobs: &[String],
+) -> Vec<String> {
+    let r = client
+        .get(format!("{base}/v2/{repo}/manifests/v1"))
+        .header("accept", layout::MANIFEST)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200, "{repo}");
+    let mut digests = vec![sha256(&r.bytes().await.unwrap())];
+    for b in blobs {
+        let r = client
+            .get(format!("{base}/v2/{repo}/blobs/{b}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 200, "{repo} {b}");
+        digests.push(sha256(&r.bytes().await.unwrap()));
+    }
+    digests
 }
 
 /// `skopeo copy --all` of `src` into a fresh layout; returns the index

@@ -3,6 +3,7 @@
 use berth_meta::audit::Actor;
 use berth_meta::replication::{NewRule, Progress, Secret};
 use berth_meta::Meta;
+use berth_oci::{Digest, RepositoryName, Tag};
 
 fn admin() -> Actor {
     Actor {
@@ -24,6 +25,7 @@ fn rule(name: &str) -> NewRule {
         on_push: true,
         schedule: Some("0 3 * * *".into()),
         description: None,
+        replicate_deletions: true,
     }
 }
 
@@ -90,6 +92,30 @@ pub async fn run(meta: &Meta) {
     let r = meta.replication_rule("backup").await.unwrap().unwrap();
     assert_eq!(r.event_cursor, newest + 5, "the cursor never moves back");
     assert_eq!(meta.replication_rules().await.unwrap().len(), 1);
+    assert!(r.replicate_deletions);
+    // The tags a pull rule made: recorded, moved, forgotten; gone with
+    // the rule.
+    let (repo, v1, v2) = (
+        RepositoryName::parse("lib/app").unwrap(),
+        Tag::parse("v1").unwrap(),
+        Tag::parse("v2").unwrap(),
+    );
+    let (d1, d2) = (Digest::sha256(b"one"), Digest::sha256(b"two"));
+    for (tag, d) in [(&v1, &d1), (&v2, &d1), (&v2, &d2)] {
+        meta.record_replicated_tag(made.id, &repo, tag, d, 11_000)
+            .await
+            .unwrap();
+    }
+    let made_tags = meta.replicated_tags(made.id).await.unwrap();
+    let seen: Vec<(&str, &Digest)> = made_tags
+        .iter()
+        .map(|t| (t.tag.as_str(), &t.digest))
+        .collect();
+    assert_eq!(seen, [("v1", &d1), ("v2", &d2)]);
+    meta.forget_replicated_tag(made.id, &repo, &v1)
+        .await
+        .unwrap();
+    assert_eq!(meta.replicated_tags(made.id).await.unwrap().len(), 1);
     let removed = meta
         .remove_replication_rule("backup", &admin())
         .await
@@ -97,4 +123,17 @@ pub async fn run(meta: &Meta) {
         .unwrap();
     assert_eq!(removed.name, "backup");
     assert!(meta.replication_rule("backup").await.unwrap().is_none());
+    assert!(meta.replicated_tags(made.id).await.unwrap().is_empty());
+
+    // When the mirror last confirmed a cached tag upstream.
+    assert_eq!(meta.mirror_tag_checked(&repo, &v1).await.unwrap(), None);
+    for at in [20_000, 30_000, 25_000] {
+        meta.record_mirror_tag_check(&repo, &v1, at).await.unwrap();
+    }
+    assert_eq!(
+        meta.mirror_tag_checked(&repo, &v1).await.unwrap(),
+        Some(30_000),
+        "an older check never replaces a newer one"
+    );
+    assert_eq!(meta.mirror_tag_checked(&repo, &v2).await.unwrap(), None);
 }

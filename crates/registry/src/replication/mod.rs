@@ -25,9 +25,11 @@ use serde::Serialize;
 use crate::retention::cron::Schedule;
 use crate::{Caller, Error, Registry, Result};
 
+mod delete;
 mod run;
 
 pub use berth_meta::replication::{job_name, ReplicationRule, Secret};
+pub use delete::{Deleted, Deletion};
 pub use run::{Copied, RuleRun, Transport};
 
 /// The two directions.
@@ -81,6 +83,10 @@ pub struct RuleSpec {
     pub schedule: Option<String>,
     /// A note.
     pub description: Option<String>,
+    /// Replicate deletions too (default false): a push rule deletes at
+    /// the target what is deleted here; a pull rule deletes here the tags
+    /// it made that are gone at the source.
+    pub replicate_deletions: bool,
 }
 
 /// A rule as the API shows it: never its secret.
@@ -219,6 +225,7 @@ impl RuleSpec {
             on_push,
             schedule,
             description: self.description,
+            replicate_deletions: self.replicate_deletions,
         })
     }
 }
@@ -413,6 +420,7 @@ mod tests {
             on_push: true,
             schedule: None,
             description: None,
+            replicate_deletions: false,
             event_cursor: 0,
             failures: 0,
             next_attempt_at: 0,

@@ -22,7 +22,7 @@
 //! Rules run concurrently within a round; the copies of one rule one after
 //! the other, checking the stop signal between images.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -32,6 +32,7 @@ use berth_oci::{Digest, RepositoryName, Tag};
 use serde::Serialize;
 use serde_json::json;
 
+use super::delete::{Deleted, Deletion};
 use super::{job_name, selects_repository, selects_tag, Direction, Schedule};
 use crate::worker::Stop;
 use crate::{Error, Registry, Result};
@@ -79,6 +80,33 @@ pub trait Transport: Send + Sync {
         rule: &ReplicationRule,
         repository: &RepositoryName,
     ) -> std::result::Result<Vec<String>, String>;
+
+    /// Copies the referrers (signatures, SBOMs) of manifest `digest` of
+    /// `repository`, and of its index children, from the rule's source to
+    /// its destination, by digest; those the destination has are up to
+    /// date. Returns each referrer with what was done.
+    async fn copy_referrers(
+        &self,
+        rule: &ReplicationRule,
+        repository: &RepositoryName,
+        digest: &Digest,
+    ) -> std::result::Result<Vec<Copied>, String> {
+        let _ = (rule, repository, digest);
+        Ok(Vec::new())
+    }
+
+    /// Deletes at a push rule's registry what was deleted here
+    /// ([`Deletion`]): a tag, or a manifest unless a tag the rule does not
+    /// select names it there.
+    async fn delete(
+        &self,
+        rule: &ReplicationRule,
+        repository: &RepositoryName,
+        deletion: &Deletion,
+    ) -> std::result::Result<Deleted, String> {
+        let _ = (rule, repository, deletion);
+        Err("this replication transport does not delete".into())
+    }
 }
 
 /// What one copy did.
@@ -109,12 +137,11 @@ fn backoff(failures: i64) -> Duration {
         .min(RETRY_MAX)
 }
 
-/// One image to copy, and the first event that asked for it (`None`: a
-/// full pass did).
+/// One image (a repository and tag) to copy or delete.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-struct Item {
-    repository: String,
-    tag: String,
+pub(super) struct Item {
+    pub(super) repository: String,
+    pub(super) tag: String,
 }
 
 /// What a rule has to do now.
@@ -125,6 +152,12 @@ struct Work {
     /// Referrers pushed by digest (`repository`, digest) of images the
     /// rule selects, each with the id of its event.
     referrers: BTreeMap<(String, String), i64>,
+    /// Tags deleted here to delete at the target (push rules replicating
+    /// deletions), each with the id of its event.
+    tag_deletions: BTreeMap<Item, i64>,
+    /// Manifests deleted here (`repository`, digest) to delete at the
+    /// target, each with the id of its event.
+    manifest_deletions: BTreeMap<(String, String), i64>,
     /// The newest event read.
     last_event: i64,
     /// A full pass is due (on demand or by schedule).
@@ -135,7 +168,11 @@ struct Work {
 
 impl Work {
     fn is_empty(&self) -> bool {
-        !self.full && self.items.is_empty() && self.referrers.is_empty()
+        !self.full
+            && self.items.is_empty()
+            && self.referrers.is_empty()
+            && self.tag_deletions.is_empty()
+            && self.manifest_deletions.is_empty()
     }
 }
 
@@ -202,7 +239,13 @@ impl Registry {
                 .await?
             {
                 work.last_event = e.id;
-                if !matches!(e.kind, EventKind::ManifestPushed | EventKind::TagMoved) {
+                if !matches!(
+                    e.kind,
+                    EventKind::ManifestPushed
+                        | EventKind::TagMoved
+                        | EventKind::TagDeleted
+                        | EventKind::ManifestDeleted
+                ) {
                     continue;
                 }
                 let Some(repository) = e.repository else {
@@ -213,7 +256,8 @@ impl Registry {
                 if !selected {
                     continue;
                 }
-                // A push names its tags in its data; a move, its tag.
+                // A push names its tags in its data; a move, its tag; a
+                // manifest deleted, the tags that went with it.
                 let mut tags: Vec<String> = e
                     .data
                     .get("tags")
@@ -225,6 +269,15 @@ impl Registry {
                     })
                     .unwrap_or_default();
                 tags.extend(e.tag);
+                if matches!(e.kind, EventKind::TagDeleted | EventKind::ManifestDeleted) {
+                    work.note_deletion(rule, e.kind, repository, e.digest, tags, e.id);
+                    continue;
+                }
+                if let Some(d) = &e.digest {
+                    // Pushed again after a deletion: nothing to delete.
+                    work.manifest_deletions
+                        .remove(&(repository.clone(), d.clone()));
+                }
                 // No tag: a referrer (signature, SBOM) pushed by digest,
                 // copied when a tag the rule selects reaches its subject.
                 if tags.is_empty() && matches!(e.kind, EventKind::ManifestPushed) {
@@ -241,17 +294,20 @@ impl Registry {
                 }
                 for tag in tags {
                     if selects_tag(rule, &tag) {
-                        work.items
-                            .entry(Item {
-                                repository: repository.clone(),
-                                tag,
-                            })
-                            .or_insert(e.id);
+                        let item = Item {
+                            repository: repository.clone(),
+                            tag,
+                        };
+                        work.tag_deletions.remove(&item);
+                        work.items.entry(item).or_insert(e.id);
                     }
                 }
             }
             if !work.items.is_empty() || !work.referrers.is_empty() {
                 work.triggers.push("push");
+            }
+            if !work.tag_deletions.is_empty() || !work.manifest_deletions.is_empty() {
+                work.triggers.push("deletion");
             }
         }
         Ok(work)
@@ -411,16 +467,21 @@ impl Registry {
             .iter()
             .map(|(i, e)| (i.clone(), Some(*e)))
             .collect();
+        // What a full pass of a pull rule found at the source (its
+        // deletions need a complete listing).
+        let mut listed = None;
         if work.full {
             match self.full_pass_items(rule, transport).await {
                 Ok(list) => {
-                    for i in list {
-                        items.entry(i).or_insert(None);
+                    for i in &list {
+                        items.entry(i.clone()).or_insert(None);
                     }
+                    listed = Some(list.into_iter().collect::<BTreeSet<Item>>());
                 }
                 Err(e) => out.pass_error = Some(e),
             }
         }
+        let pull = Direction::parse(&rule.direction) == Some(Direction::Pull);
         for (item, event) in items {
             if stop.is_cancelled() {
                 out.interrupted = true;
@@ -439,10 +500,38 @@ impl Registry {
                     continue;
                 }
             };
-            match transport.copy(rule, &repo, &tag).await {
-                Ok(Copied::Copied(d)) => out.copied.push(format!("{name}@{d}")),
-                Ok(Copied::UpToDate(_)) => out.up_to_date += 1,
-                Err(e) => out.note_failure(event, format!("{name}: {e}")),
+            let top = match transport.copy(rule, &repo, &tag).await {
+                Ok(Copied::Copied(d)) => {
+                    out.copied.push(format!("{name}@{d}"));
+                    if pull && rule.replicate_deletions {
+                        self.meta
+                            .record_replicated_tag(rule.id, &repo, &tag, &d, crate::now_ms())
+                            .await?;
+                    }
+                    d
+                }
+                Ok(Copied::UpToDate(d)) => {
+                    out.up_to_date += 1;
+                    d
+                }
+                Err(e) => {
+                    out.note_failure(event, format!("{name}: {e}"));
+                    continue;
+                }
+            };
+            // Its signatures and SBOMs, by digest.
+            match transport.copy_referrers(rule, &repo, &top).await {
+                Ok(done) => {
+                    for c in done {
+                        match c {
+                            Copied::Copied(d) => {
+                                out.copied.push(format!("{}@{d}", item.repository))
+                            }
+                            Copied::UpToDate(_) => out.up_to_date += 1,
+                        }
+                    }
+                }
+                Err(e) => out.note_failure(event, format!("referrers of {name}: {e}")),
             }
         }
         // Referrers after the images they refer to.
@@ -465,7 +554,79 @@ impl Registry {
                 Err(e) => out.note_failure(Some(*event), format!("{name}: {e}")),
             }
         }
+        let deletions = work
+            .tag_deletions
+            .iter()
+            .filter_map(|(i, e)| {
+                let tag = Tag::parse(&i.tag).ok()?;
+                Some((i.repository.as_str(), Deletion::Tag(tag), *e))
+            })
+            .chain(work.manifest_deletions.iter().filter_map(|((r, d), e)| {
+                Some((r.as_str(), Deletion::Manifest(Digest::parse(d).ok()?), *e))
+            }));
+        for (repository, deletion, event) in deletions {
+            if stop.is_cancelled() {
+                out.interrupted = true;
+                out.note_failure(Some(event), "interrupted: the server is stopping".into());
+                continue;
+            }
+            held.keep().await?;
+            let Ok(repo) = RepositoryName::parse(repository) else {
+                continue;
+            };
+            self.replicate_deletion(rule, transport, &repo, &deletion, event, &mut out)
+                .await?;
+        }
+        if let (true, true, Some(listed)) = (pull, rule.replicate_deletions, &listed) {
+            self.delete_gone_tags(rule, listed, &mut out).await?;
+        }
         Ok(out)
+    }
+}
+
+impl Work {
+    /// Notes a deletion event (a tag, or a manifest with `tags`) of a
+    /// repository the rule selects: what it deletes replaces an earlier
+    /// copy of the same tag, and is replicated when the rule says so.
+    fn note_deletion(
+        &mut self,
+        rule: &ReplicationRule,
+        kind: EventKind,
+        repository: String,
+        digest: Option<String>,
+        tags: Vec<String>,
+        event: i64,
+    ) {
+        let selected: Vec<Item> = tags
+            .iter()
+            .filter(|t| selects_tag(rule, t))
+            .map(|t| Item {
+                repository: repository.clone(),
+                tag: t.clone(),
+            })
+            .collect();
+        for item in &selected {
+            // Deleted after it was pushed: nothing left to copy.
+            self.items.remove(item);
+        }
+        if !rule.replicate_deletions {
+            return;
+        }
+        match (kind, digest) {
+            (EventKind::TagDeleted, _) => {
+                for item in selected {
+                    self.tag_deletions.entry(item).or_insert(event);
+                }
+            }
+            // A manifest with no tag, or with one the rule selects (one
+            // with only other tags was never the rule's).
+            (_, Some(d)) if tags.is_empty() || !selected.is_empty() => {
+                self.manifest_deletions
+                    .entry((repository, d))
+                    .or_insert(event);
+            }
+            _ => {}
+        }
     }
 }
 
@@ -496,9 +657,22 @@ fn settle(
         "failed": failed,
         "images": out.copied.iter().take(LISTED).collect::<Vec<_>>(),
     });
-    if !out.skipped.is_empty() {
-        if let Some(o) = summary.as_object_mut() {
+    if let Some(o) = summary.as_object_mut() {
+        if !out.skipped.is_empty() {
             o.insert("skipped".into(), json!(out.skipped));
+        }
+        if !out.deleted.is_empty() || !out.kept.is_empty() {
+            o.insert("deleted".into(), json!(out.deleted.len()));
+            o.insert(
+                "deleted_images".into(),
+                json!(out.deleted.iter().take(LISTED).collect::<Vec<_>>()),
+            );
+        }
+        if !out.kept.is_empty() {
+            o.insert(
+                "kept".into(),
+                json!(out.kept.iter().take(LISTED).collect::<Vec<_>>()),
+            );
         }
     }
     if failed == 0 {
@@ -555,10 +729,14 @@ fn settle(
 
 /// What the copies of a run did.
 #[derive(Debug, Default)]
-struct Outcome {
+pub(super) struct Outcome {
     copied: Vec<String>,
-    up_to_date: usize,
+    pub(super) up_to_date: usize,
     skipped: Vec<String>,
+    /// Deleted at the destination (`repo:tag`, `repo@digest`).
+    pub(super) deleted: Vec<String>,
+    /// Deletions not done, with why.
+    pub(super) kept: Vec<String>,
     errors: Vec<String>,
     /// The oldest event whose image failed.
     first_failed_event: Option<i64>,
@@ -571,7 +749,7 @@ struct Outcome {
 }
 
 impl Outcome {
-    fn note_failure(&mut self, event: Option<i64>, error: String) {
+    pub(super) fn note_failure(&mut self, event: Option<i64>, error: String) {
         match event {
             Some(e) => {
                 self.first_failed_event = Some(self.first_failed_event.map_or(e, |f| f.min(e)))

@@ -2,7 +2,8 @@
 //!
 //! - `GET` lists the rules with their last run; `POST {"name",
 //!   "direction": "push"|"pull", "url", "username"?, "password"?,
-//!   "repositories"?, "tags"?, "on_push"?, "schedule"?, "description"?}`
+//!   "repositories"?, "tags"?, "on_push"?, "schedule"?, "description"?,
+//!   "replicate_deletions"?}`
 //!   makes one (201). The password is never answered (`has_password`);
 //! - `GET|DELETE /replication/rules/{name}`: one rule;
 //! - `POST /replication/rules/{name}/run`: asks for a full pass now (202;
@@ -50,6 +51,7 @@ struct NewRule {
     on_push: Option<bool>,
     schedule: Option<String>,
     description: Option<String>,
+    replicate_deletions: Option<bool>,
 }
 
 async fn handle_list(
@@ -78,6 +80,7 @@ async fn handle_add(
         on_push: body.on_push,
         schedule: body.schedule,
         description: body.description,
+        replicate_deletions: body.replicate_deletions.unwrap_or(false),
     };
     let rule = app.registry.add_replication_rule(spec, &caller).await?;
     Ok((StatusCode::CREATED, Json(json!(rule))))

@@ -15,20 +15,12 @@ const IMAGES: usize = 6;
 fn images(c: &Clients, dist: &Distribution) -> Vec<(String, Vec<String>)> {
     (0..IMAGES)
         .map(|i| {
-            let dir = c.dir(&format!("img{i}"));
-            let manifest = layout::write_image(&dir, "v1", "linux/amd64", &[50_000]);
-            c.push_layout(
-                &dir,
-                "v1",
+            push_image(
+                c,
+                &format!("img{i}"),
                 &format!("docker://{}/team/img{i}:v1", dist.addr),
-                false,
-            );
-            let m = parse(&layout::read_blob(&dir, &manifest));
-            let mut blobs = vec![m["config"]["digest"].as_str().unwrap().to_owned()];
-            for l in m["layers"].as_array().unwrap() {
-                blobs.push(l["digest"].as_str().unwrap().to_owned());
-            }
-            (manifest, blobs)
+                &[50_000],
+            )
         })
         .collect()
 }
@@ -50,23 +42,10 @@ fn pull_everything(berth: &Berth, images: &[(String, Vec<String>)]) {
                 let (client, base) = (client.clone(), base.clone());
                 let (manifest, blobs) = (manifest.clone(), blobs.clone());
                 tasks.push(tokio::spawn(async move {
-                    let r = client
-                        .get(format!("{base}/v2/hub/team/img{i}/manifests/v1"))
-                        .header("accept", layout::MANIFEST)
-                        .send()
-                        .await
-                        .unwrap();
-                    assert_eq!(r.status().as_u16(), 200, "img{i}");
-                    assert_eq!(sha256(&r.bytes().await.unwrap()), manifest);
-                    for b in blobs {
-                        let r = client
-                            .get(format!("{base}/v2/hub/team/img{i}/blobs/{b}"))
-                            .send()
-                            .await
-                            .unwrap();
-                        assert_eq!(r.status().as_u16(), 200, "img{i} {b}");
-                        assert_eq!(sha256(&r.bytes().await.unwrap()), b);
-                    }
+                    let got =
+                        pull_digests(&client, &base, &format!("hub/team/img{i}"), &blobs).await;
+                    assert_eq!(got[0], manifest, "img{i}");
+                    assert_eq!(got[1..], blobs[..], "img{i}");
                 }));
             }
         }

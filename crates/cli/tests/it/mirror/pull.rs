@@ -1,7 +1,8 @@
 //! Pull-through: a cold pull fetches and stores, a stopped upstream leaves
 //! every tag pulled before pullable (stale, and saying so), a 429 stops
 //! all requests until its `Retry-After`, and concurrent cold pulls go
-//! upstream once per blob.
+//! upstream once per blob; when a tag was last checked upstream survives
+//! a restart.
 
 use std::time::Duration;
 
@@ -191,19 +192,12 @@ fn concurrent_cold_pulls_go_upstream_once_per_blob() {
     }
     let dist = Distribution::start();
     let c = Clients::new();
-    let src = c.dir("big");
-    let manifest = layout::write_image(&src, "v1", "linux/amd64", &[64 << 20, 1000]);
-    c.push_layout(
-        &src,
-        "v1",
+    let (manifest, blobs) = push_image(
+        &c,
+        "big",
         &format!("docker://{}/big/app:v1", dist.addr),
-        false,
+        &[64 << 20, 1000],
     );
-    let m = parse(&layout::read_blob(&src, &manifest));
-    let mut blobs = vec![m["config"]["digest"].as_str().unwrap().to_owned()];
-    for l in m["layers"].as_array().unwrap() {
-        blobs.push(l["digest"].as_str().unwrap().to_owned());
-    }
     let proxy = Proxy::start(&dist.addr);
     let berth = Berth::start_with(&[], Some(&config("hub", &proxy.url(), &[], "")));
     let base = berth.url();
@@ -218,26 +212,7 @@ fn concurrent_cold_pulls_go_upstream_once_per_blob() {
         for _ in 0..16 {
             let (client, base, blobs) = (client.clone(), base.clone(), blobs.clone());
             tasks.push(tokio::spawn(async move {
-                let r = client
-                    .get(format!("{base}/v2/hub/big/app/manifests/v1"))
-                    .header("accept", layout::MANIFEST)
-                    .send()
-                    .await
-                    .unwrap();
-                assert_eq!(r.status().as_u16(), 200);
-                let body = r.bytes().await.unwrap();
-                let mut digests = vec![sha256(&body)];
-                for b in blobs {
-                    let r = client
-                        .get(format!("{base}/v2/hub/big/app/blobs/{b}"))
-                        .send()
-                        .await
-                        .unwrap();
-                    assert_eq!(r.status().as_u16(), 200, "{b}");
-                    let body = r.bytes().await.unwrap();
-                    digests.push(sha256(&body));
-                }
-                digests
+                pull_digests(&client, &base, "hub/big/app", &blobs).await
             }));
         }
         let mut out = Vec::new();
@@ -262,6 +237,66 @@ fn concurrent_cold_pulls_go_upstream_once_per_blob() {
     assert_eq!(
         proxy.count("GET", "/manifests/v1"),
         1,
+        "{:?}",
+        proxy.requests()
+    );
+}
+
+/// When a tag was last confirmed upstream survives a restart: a pull
+/// within its TTL after a restart sends nothing upstream (counted at a
+/// proxy); restarted with a TTL the check is older than, the next pull
+/// asks with one `HEAD`.
+#[test]
+fn a_restart_keeps_each_tags_last_check() {
+    if !skopeo_ready("mirror::pull::a_restart_keeps") {
+        return;
+    }
+    let dist = Distribution::start();
+    let c = Clients::new();
+    let (index, _) = push_multiarch(&c, &format!("docker://{}/team/app:v1", dist.addr), &[]);
+    let proxy = Proxy::start(&dist.addr);
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("data");
+    let start = |ttl: &str| {
+        let cfg = config("hub", &proxy.url(), &[], &format!(", tag_ttl = {ttl:?}"));
+        Berth::start_in(&data, &[], Some(&cfg), work.path())
+    };
+    let pull = |b: &Berth| {
+        let r = http(
+            "GET",
+            &format!("{}/v2/hub/team/app/manifests/v1", b.url()),
+            accept_all(),
+        );
+        assert_eq!(r.status, 200);
+        assert_eq!(sha256(&r.body), index);
+        assert_eq!(r.header("berth-mirror-stale"), None);
+    };
+    let mut berth = start("1h");
+    pull(&berth);
+    let fetched = proxy.requests().len();
+    assert_eq!(
+        proxy.count("GET", "/manifests/v1"),
+        1,
+        "{:?}",
+        proxy.requests()
+    );
+    berth.kill();
+    let mut berth = start("1h");
+    pull(&berth);
+    assert_eq!(proxy.requests().len(), fetched, "{:?}", proxy.requests());
+    berth.kill();
+    std::thread::sleep(Duration::from_millis(1100));
+    let berth = start("1s");
+    pull(&berth);
+    assert_eq!(
+        proxy.count("HEAD", "/manifests/v1"),
+        1,
+        "{:?}",
+        proxy.requests()
+    );
+    assert_eq!(
+        proxy.requests().len(),
+        fetched + 1,
         "{:?}",
         proxy.requests()
     );

@@ -18,7 +18,7 @@ use crate::common::ADMIN_PASSWORD;
 use crate::tools::{berth, berth_ok};
 
 /// `berth replication ARGS --registry URL -o json`, parsed.
-fn replication(b: &Berth, args: &[&str]) -> Value {
+pub(super) fn replication(b: &Berth, args: &[&str]) -> Value {
     let mut all = vec!["replication"];
     all.extend_from_slice(args);
     let url = b.url();
@@ -28,7 +28,7 @@ fn replication(b: &Berth, args: &[&str]) -> Value {
 }
 
 /// The digest a tag names at a registry without authentication, if any.
-fn digest_at(base: &str, repo: &str, tag: &str) -> Option<String> {
+pub(super) fn digest_at(base: &str, repo: &str, tag: &str) -> Option<String> {
     let r = http(
         "GET",
         &format!("{base}/v2/{repo}/manifests/{tag}"),
@@ -38,7 +38,7 @@ fn digest_at(base: &str, repo: &str, tag: &str) -> Option<String> {
 }
 
 /// Waits (at most `secs`) until `check` holds; returns how long it took.
-fn wait_for(secs: u64, what: &str, mut check: impl FnMut() -> bool) -> Duration {
+pub(super) fn wait_for(secs: u64, what: &str, mut check: impl FnMut() -> bool) -> Duration {
     let start = Instant::now();
     while !check() {
         assert!(
