@@ -306,7 +306,10 @@ async fn measure(
         },
         &work.join("berth-scan-vs-trivy"),
     )?;
-    let addr = server.addr().to_string();
+    let addr = server
+        .addr()
+        .context("berth started without an address")?
+        .to_string();
     push_image(&server, packages)
         .await
         .context("pushing the image")?;

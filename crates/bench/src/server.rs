@@ -375,11 +375,6 @@ impl Server {
         Ok((rss, peak))
     }
 
-    /// The (first) process's loopback address.
-    pub fn addr(&self) -> SocketAddr {
-        self.addrs[0]
-    }
-
     /// `RssAnon` in bytes (the heap and stacks: what `VmRSS` holds beyond
     /// pages mapped from files, mostly the binary's code); of the largest
     /// process when there are several.
