@@ -107,7 +107,7 @@ pub async fn run(
             // Every worker does at least one operation: on a loaded
             // machine a worker may first run after a short (`--quick`)
             // window has closed, which would leave the cell empty.
-            while (seq == w as u64 * 7 || Instant::now() < deadline)
+            while (me.ops + me.errors == 0 || Instant::now() < deadline)
                 && claimed.fetch_add(1, Ordering::Relaxed) < limits.max_ops
             {
                 let t = Instant::now();

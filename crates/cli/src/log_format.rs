@@ -123,12 +123,12 @@ fn timestamp(out: &mut String, second: &mut u64, prefix: &mut String) {
         prefix.push('.');
     }
     out.push_str(prefix);
-    let micros = since.subsec_micros();
-    let digits = itoa::Buffer::new().format(micros).len();
-    for _ in digits..6 {
+    let mut digits = itoa::Buffer::new();
+    let micros = digits.format(since.subsec_micros());
+    for _ in micros.len()..6 {
         out.push('0');
     }
-    out.push_str(itoa::Buffer::new().format(micros));
+    out.push_str(micros);
     out.push('Z');
 }
 

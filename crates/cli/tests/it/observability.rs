@@ -372,40 +372,40 @@ fn access_lines(b: &Berth) -> Vec<Value> {
         .collect()
 }
 
+/// GET `url` as the admin with `password`, expecting `status`.
+async fn get_as_admin(c: &reqwest::Client, url: &str, password: &str, status: u16) {
+    let r = c
+        .get(url)
+        .basic_auth("admin", Some(password))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), status, "{url}");
+}
+
+/// What `read` returns once it has `n` lines, or after 5 s (the log is
+/// written in batches by a thread of its own).
+async fn lines_within<T>(n: usize, read: impl Fn() -> Vec<T>) -> Vec<T> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let lines = read();
+        if lines.len() >= n || Instant::now() > deadline {
+            return lines;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 #[tokio::test]
 async fn access_log_is_one_json_line_per_request_without_secrets() {
     let b = Berth::start_auth(&["--log-format", "json"], None);
     let (c, u) = (client(), b.url());
-    let r = c
-        .get(format!("{u}/v2/"))
-        .basic_auth("admin", Some(ADMIN_PASSWORD))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    let r = c
-        .get(format!("{u}/v2/acme/app/manifests/latest?secret-query=1"))
-        .basic_auth("admin", Some(ADMIN_PASSWORD))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 404);
-    let r = c
-        .get(format!("{u}/v2/"))
-        .basic_auth("admin", Some("a-wrong-password"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 401);
+    get_as_admin(&c, &format!("{u}/v2/"), ADMIN_PASSWORD, 200).await;
+    let secret_query = format!("{u}/v2/acme/app/manifests/latest?secret-query=1");
+    get_as_admin(&c, &secret_query, ADMIN_PASSWORD, 404).await;
+    get_as_admin(&c, &format!("{u}/v2/"), "a-wrong-password", 401).await;
 
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let lines = loop {
-        let lines = access_lines(&b);
-        if lines.len() >= 3 || Instant::now() > deadline {
-            break lines;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let lines = lines_within(3, || access_lines(&b)).await;
     assert_eq!(lines.len(), 3, "{lines:#?}");
     let f = &lines[1]["fields"];
     assert_eq!(f["method"], "GET");
@@ -439,35 +439,17 @@ async fn access_log_is_one_json_line_per_request_without_secrets() {
 async fn access_log_text_lines_carry_every_field() {
     let b = Berth::start_auth(&["--log-format", "text"], None);
     let (c, u) = (client(), b.url());
-    let r = c
-        .get(format!("{u}/v2/acme/app/manifests/latest?secret-query=1"))
-        .basic_auth("admin", Some(ADMIN_PASSWORD))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 404);
-    let r = c
-        .get(format!("{u}/v2/"))
-        .basic_auth("admin", Some("a-wrong-password"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 401);
-    let lines = |b: &Berth| -> Vec<String> {
+    let secret_query = format!("{u}/v2/acme/app/manifests/latest?secret-query=1");
+    get_as_admin(&c, &secret_query, ADMIN_PASSWORD, 404).await;
+    get_as_admin(&c, &format!("{u}/v2/"), "a-wrong-password", 401).await;
+    let lines = lines_within(2, || {
         b.log()
             .lines()
             .filter(|l| l.contains(" berth::access: "))
             .map(str::to_owned)
-            .collect()
-    };
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let lines = loop {
-        let l = lines(&b);
-        if l.len() >= 2 || Instant::now() > deadline {
-            break l;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+            .collect::<Vec<_>>()
+    })
+    .await;
     assert_eq!(lines.len(), 2, "{lines:#?}");
     let re = regex::Regex::new(concat!(
         r#"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z  INFO berth::access: request "#,
