@@ -24,13 +24,28 @@
 //! [`PING_EVERY`]; a listener that hears nothing for [`SILENCE`] (its own
 //! pings included) counts its connection as dead and reconnects.
 //!
+//! A notification is asynchronous: the replica that committed a change
+//! may answer its client before another replica's listener has heard it,
+//! and that client's next request, sent to the other replica, would meet
+//! the old copy (a revoked token still accepted for a few milliseconds).
+//! [`Meta::fence`] closes that window. The committing replica notifies
+//! `fence PID N` after its change (PostgreSQL delivers notifications in
+//! commit order, so every listener hears the change first); each listener,
+//! once it has handed everything before to its subscribers, answers
+//! `ack PID N ITS-PID`; the fence returns when every listening connection
+//! of the database (`pg_stat_activity`, [`LISTENER_NAME`]) has answered,
+//! or after [`FENCE_WAIT`] with a warning naming the silent ones. The
+//! server fences every request that may have changed something before
+//! answering it, so what a client was told is done is seen everywhere.
+//!
 //! SQLite has no other writer: its caches are invalidated by the writers
 //! of this process and nothing here runs.
 
+use std::collections::HashMap;
 use std::str::FromStr as _;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use berth_oci::{Digest, RepositoryName, Tag};
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
@@ -50,6 +65,15 @@ pub const SILENCE: Duration = Duration::from_secs(30);
 
 /// The longest wait between two attempts to listen again.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// The longest a [`Meta::fence`] waits for every listener's answer.
+///
+/// [`Meta::fence`]: crate::Meta::fence
+pub const FENCE_WAIT: Duration = Duration::from_secs(2);
+
+/// How often a waiting fence looks again at which listeners exist (one
+/// that died meanwhile will never answer).
+const FENCE_RECHECK: Duration = Duration::from_millis(250);
 
 /// What a committed transaction changed, as its notification says.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -125,6 +149,44 @@ pub(crate) struct Feed {
     received: AtomicU64,
     /// Times the listener (re)connected.
     connects: AtomicU64,
+    /// The backend pid of the listening connection, 0 while not listening:
+    /// who this process is in fences and their answers.
+    pid: AtomicI32,
+    /// Fences sent by this process.
+    fences: AtomicU64,
+    /// Fence number -> the listeners (backend pids) that answered it, for
+    /// the fences being waited for.
+    acks: Mutex<HashMap<u64, Vec<i32>>>,
+    /// Woken when an answer arrives.
+    acked: tokio::sync::Notify,
+}
+
+/// A notification that is not a [`Change`]: part of a fence.
+#[derive(Debug, PartialEq, Eq)]
+enum Fence {
+    /// `fence PID N`: the process listening as `PID` asks every listener
+    /// to answer once it has handed on everything heard before.
+    Ask { from: i32, n: u64 },
+    /// `ack PID N BY`: listener `BY` answers fence `N` of `PID`.
+    Answer { to: i32, n: u64, by: i32 },
+}
+
+impl Fence {
+    fn parse(payload: &str) -> Option<Fence> {
+        let mut parts = payload.split(' ');
+        let kind = parts.next()?;
+        let from = parts.next()?.parse().ok()?;
+        let n = parts.next()?.parse().ok()?;
+        match (kind, parts.next()) {
+            ("fence", None) => Some(Fence::Ask { from, n }),
+            ("ack", Some(by)) => Some(Fence::Answer {
+                to: from,
+                n,
+                by: by.parse().ok()?,
+            }),
+            _ => None,
+        }
+    }
 }
 
 impl Feed {
@@ -150,18 +212,35 @@ impl Feed {
         self.each(|s| s.changed(&change));
     }
 
+    /// An answer to a fence: remembered if it is one of ours being
+    /// waited for.
+    fn answered(&self, to: i32, n: u64, by: i32) {
+        if to != self.pid.load(Ordering::Acquire) {
+            return;
+        }
+        let mut acks = self.acks.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(from) = acks.get_mut(&n) {
+            from.push(by);
+            drop(acks);
+            self.acked.notify_waiters();
+        }
+    }
+
     /// The connection is gone: nothing may be cached until it is back.
     fn lost(&self, accounts_epoch: &AtomicU64) {
         self.listening.store(false, Ordering::Release);
+        self.pid.store(0, Ordering::Release);
         accounts_epoch.fetch_add(1, Ordering::AcqRel);
         self.each(|s| s.reset());
     }
 
-    /// Listening (again): drop what may have changed unseen, then cache.
-    fn connected(&self, accounts_epoch: &AtomicU64) {
+    /// Listening (again) as backend `pid`: drop what may have changed
+    /// unseen, then cache.
+    fn connected(&self, accounts_epoch: &AtomicU64, pid: i32) {
         accounts_epoch.fetch_add(1, Ordering::AcqRel);
         self.each(|s| s.reset());
         self.connects.fetch_add(1, Ordering::Relaxed);
+        self.pid.store(pid, Ordering::Release);
         self.listening.store(true, Ordering::Release);
     }
 }
@@ -212,6 +291,96 @@ impl crate::Meta {
         tokio::spawn(ping(self.feed.clone(), self.read.clone()));
     }
 
+    /// Returns once every replica listening to this database has handed
+    /// on to its caches every change this process committed before the
+    /// call (see the module doc), or after [`FENCE_WAIT`] with a warning
+    /// naming the replicas that did not answer. At once on SQLite, and
+    /// while this process is not listening (it cannot hear the answers;
+    /// its own caches are off then).
+    pub async fn fence(&self) {
+        let feed = &self.feed;
+        let me = feed.pid.load(Ordering::Acquire);
+        if self.listen_url.is_none() || me == 0 {
+            return;
+        }
+        let n = feed.fences.fetch_add(1, Ordering::Relaxed) + 1;
+        feed.acks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(n, Vec::new());
+        let outcome = self.fence_wait(me, n).await;
+        feed.acks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&n);
+        match outcome {
+            Ok(silent) if silent.is_empty() => {}
+            Ok(silent) => tracing::warn!(
+                listeners = ?silent,
+                waited = ?FENCE_WAIT,
+                "replicas did not confirm hearing a change within the wait; their caches \
+                 may answer from before it until they hear it (see pg_stat_activity for \
+                 these backend pids)"
+            ),
+            Err(e) => tracing::warn!(
+                error = %e,
+                "could not confirm that other replicas heard a change; their caches may \
+                 answer from before it until they hear it"
+            ),
+        }
+    }
+
+    /// Sends fence `n` and waits for the answers; the listeners that did
+    /// not answer in time.
+    async fn fence_wait(&self, me: i32, n: u64) -> Result<Vec<i32>, sqlx::Error> {
+        let feed = &self.feed;
+        // Who must answer: the listeners connected when the fence is sent
+        // (one that connects later reset its caches when it did).
+        let mut expected = self.listeners().await?;
+        sqlx::query("SELECT 1 FROM pg_notify($1, $2)")
+            .bind(CHANNEL)
+            .bind(format!("fence {me} {n}"))
+            .execute(&self.read)
+            .await?;
+        let deadline = Instant::now() + FENCE_WAIT;
+        let mut recheck = Instant::now() + FENCE_RECHECK;
+        loop {
+            let woken = feed.acked.notified();
+            let silent: Vec<i32> = {
+                let acks = feed.acks.lock().unwrap_or_else(|p| p.into_inner());
+                let got = acks.get(&n).map(Vec::as_slice).unwrap_or_default();
+                expected
+                    .iter()
+                    .copied()
+                    .filter(|p| !got.contains(p))
+                    .collect()
+            };
+            let now = Instant::now();
+            if silent.is_empty() || now >= deadline {
+                return Ok(silent);
+            }
+            if now >= recheck {
+                // A listener that is gone will never answer.
+                let live = self.listeners().await?;
+                expected.retain(|p| live.contains(p));
+                recheck = now + FENCE_RECHECK;
+                continue;
+            }
+            let _ = tokio::time::timeout(recheck.min(deadline) - now, woken).await;
+        }
+    }
+
+    /// The backend pids of the connections listening to this database.
+    async fn listeners(&self) -> Result<Vec<i32>, sqlx::Error> {
+        sqlx::query_scalar(
+            "SELECT pid FROM pg_stat_activity \
+             WHERE application_name = $1 AND datname = current_database()",
+        )
+        .bind(LISTENER_NAME)
+        .fetch_all(&self.read)
+        .await
+    }
+
     /// Stops listening (at shutdown).
     pub(crate) fn stop_listening(&self) {
         self.feed.stopped.store(true, Ordering::Release);
@@ -219,7 +388,8 @@ impl crate::Meta {
     }
 }
 
-async fn connect(url: &str) -> Result<PgListener, sqlx::Error> {
+/// A listening connection and its backend pid.
+async fn connect(url: &str) -> Result<(PgListener, i32), sqlx::Error> {
     let options = PgConnectOptions::from_str(url)?.application_name(LISTENER_NAME);
     let pool = PgPoolOptions::new()
         .max_connections(1)
@@ -232,16 +402,30 @@ async fn connect(url: &str) -> Result<PgListener, sqlx::Error> {
     listener.ignore_pool_close_event(true);
     listener.eager_reconnect(false);
     listener.listen(CHANNEL).await?;
-    Ok(listener)
+    let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(&mut listener)
+        .await?;
+    Ok((listener, pid))
+}
+
+/// Answers fence `n` of `to` as listener `me`, on the listening
+/// connection (so after everything heard before it was handed on).
+async fn answer(listener: &mut PgListener, to: i32, n: u64, me: i32) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT 1 FROM pg_notify($1, $2)")
+        .bind(CHANNEL)
+        .bind(format!("ack {to} {n} {me}"))
+        .execute(listener)
+        .await
+        .map(drop)
 }
 
 async fn listen(feed: Arc<Feed>, url: Arc<str>, accounts_epoch: Arc<AtomicU64>) {
     let mut backoff = Duration::from_millis(100);
     while !feed.stopped.load(Ordering::Acquire) {
         match connect(&url).await {
-            Ok(mut listener) => {
+            Ok((mut listener, me)) => {
                 backoff = Duration::from_millis(100);
-                feed.connected(&accounts_epoch);
+                feed.connected(&accounts_epoch, me);
                 tracing::info!("listening for the changes of other replicas");
                 let why = loop {
                     if feed.stopped.load(Ordering::Acquire) {
@@ -253,7 +437,19 @@ async fn listen(feed: Arc<Feed>, url: Arc<str>, accounts_epoch: Arc<AtomicU64>) 
                         got = next => got,
                     };
                     match got {
-                        Ok(Ok(Some(n))) => feed.dispatch(n.payload(), &accounts_epoch),
+                        Ok(Ok(Some(n))) => match Fence::parse(n.payload()) {
+                            None => feed.dispatch(n.payload(), &accounts_epoch),
+                            Some(Fence::Ask { from, n }) => {
+                                feed.received.fetch_add(1, Ordering::Relaxed);
+                                if let Err(e) = answer(&mut listener, from, n, me).await {
+                                    break Some(e.to_string());
+                                }
+                            }
+                            Some(Fence::Answer { to, n, by }) => {
+                                feed.received.fetch_add(1, Ordering::Relaxed);
+                                feed.answered(to, n, by);
+                            }
+                        },
                         Ok(Ok(None)) => break Some("the connection was lost".to_owned()),
                         Ok(Err(e)) => break Some(e.to_string()),
                         Err(_) => break Some(format!("nothing heard for {SILENCE:?}")),

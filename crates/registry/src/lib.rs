@@ -191,6 +191,17 @@ impl Registry {
         &self.settings
     }
 
+    /// On replicas sharing a database, returns once every replica has
+    /// heard the changes this one committed so far, so none answers from
+    /// a copy made before them (see `berth_meta::changes`, bounded by
+    /// `FENCE_WAIT`); at once on a database of its own. The server calls
+    /// it before answering any request that may have changed something.
+    pub async fn fence(&self) {
+        if self.settings.shared_database {
+            self.meta.fence().await;
+        }
+    }
+
     /// Drops what this process holds in memory about a namespace whose
     /// owner was deleted: its settings (tag rules, quota, reloaded from
     /// the database) and the `repositories` deleted with it.

@@ -130,7 +130,47 @@ pub fn router(app: Arc<App>) -> Router {
     if observe.metrics && observe.metrics_route {
         router = router.route("/metrics", get(health::handle_metrics));
     }
-    router.fallback(handle_not_found).with_state(app)
+    router = router.fallback(handle_not_found);
+    if app.registry.settings().shared_database {
+        router = router.layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            fence_changes,
+        ));
+    }
+    router.with_state(app)
+}
+
+/// On replicas sharing a database: a request that may have changed
+/// something is answered only once every replica has heard the change
+/// ([`Registry::fence`]), so the client's next request sees it whichever
+/// replica it reaches (a tag just moved, a token just revoked).
+async fn fence_changes(
+    axum::extract::State(app): axum::extract::State<Arc<App>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let may_change = may_change(req.method(), req.uri().path());
+    let response = next.run(req).await;
+    if may_change && response.status().is_success() {
+        app.registry.fence().await;
+    }
+    response
+}
+
+/// Whether a request of `method` on `path` may change what replicas cache:
+/// any method but reads, except the token endpoint and blob uploads (an
+/// upload only adds blobs and links, which no cache holds as absent).
+fn may_change(method: &axum::http::Method, path: &str) -> bool {
+    use axum::http::Method;
+    if matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) || path == "/token" {
+        return false;
+    }
+    let mut back = path.trim_end_matches('/').rsplit('/');
+    let (last, before, third) = (back.next(), back.next(), back.next());
+    let upload = path.starts_with("/v2/")
+        && ((before == Some("blobs") && last == Some("uploads"))
+            || (third == Some("blobs") && before == Some("uploads")));
+    !upload
 }
 
 pub(crate) async fn handle_not_found() -> Response {
@@ -160,4 +200,46 @@ pub async fn serve_with(
 ) -> std::io::Result<()> {
     let limits = app.settings.limits.clone();
     listener::serve_on(listener, served(app), limits, tls, shutdown).await
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::Method;
+
+    use super::may_change;
+
+    #[test]
+    fn reads_tokens_and_blob_uploads_change_nothing_replicas_cache() {
+        let upload_paths = [
+            "/v2/acme/app/blobs/uploads/",
+            "/v2/acme/app/blobs/uploads",
+            "/v2/acme/app/blobs/uploads/0b6c1d9e-uuid",
+            "/v2/blobs/uploads/blobs/uploads/x",
+        ];
+        for p in upload_paths {
+            assert!(!may_change(&Method::POST, p), "{p}");
+            assert!(!may_change(&Method::PATCH, p), "{p}");
+            assert!(!may_change(&Method::PUT, p), "{p}");
+        }
+        assert!(!may_change(&Method::POST, "/token"));
+        for m in [Method::GET, Method::HEAD, Method::OPTIONS] {
+            assert!(!may_change(&m, "/v2/acme/app/manifests/v1"));
+            assert!(!may_change(&m, "/api/v1/tokens/abc"));
+        }
+
+        let changing = [
+            (Method::PUT, "/v2/acme/app/manifests/v1"),
+            // A repository named like an upload path is still a manifest.
+            (Method::PUT, "/v2/acme/blobs/uploads/manifests/v1"),
+            (Method::DELETE, "/v2/acme/app/manifests/sha256:abc"),
+            (Method::DELETE, "/v2/acme/app/blobs/sha256:abc"),
+            (Method::DELETE, "/api/v1/tokens/abc"),
+            (Method::POST, "/api/v1/namespaces/acme/members"),
+            (Method::PATCH, "/api/v1/repositories/acme/app"),
+            (Method::POST, "/ui/tokens/abc/revoke"),
+        ];
+        for (m, p) in changing {
+            assert!(may_change(&m, p), "{m} {p}");
+        }
+    }
 }

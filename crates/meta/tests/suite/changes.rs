@@ -141,3 +141,80 @@ async fn changes_are_heard_on_commit_only() {
     listener.close().await;
     writer.close().await;
 }
+
+/// Records each change after a pause, like a replica whose listener lags.
+struct Slow(Arc<std::sync::Mutex<Vec<Change>>>);
+
+impl Subscriber for Slow {
+    fn changed(&self, change: &Change) {
+        std::thread::sleep(Duration::from_millis(300));
+        self.0.lock().unwrap().push(change.clone());
+    }
+    fn reset(&self) {}
+}
+
+async fn until_listening(meta: &Meta) {
+    let started = std::time::Instant::now();
+    while !meta.listening() {
+        assert!(started.elapsed() < Duration::from_secs(15), "listening");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_fence_returns_once_every_listener_has_handed_the_change_on() {
+    let pg = Postgres::start();
+    let url = pg.create_database("fences");
+    let writer = Meta::connect(&url).await.unwrap();
+    let lagging = Meta::connect(&url).await.unwrap();
+    writer.start_listening();
+    lagging.start_listening();
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let slow = Arc::new(Slow(seen.clone()));
+    lagging.subscribe(Arc::downgrade(&slow) as std::sync::Weak<dyn Subscriber>);
+    until_listening(&writer).await;
+    until_listening(&lagging).await;
+
+    writer
+        .link_blob(&n("a/b"), &d("sha256:layer"), 10, 1)
+        .await
+        .unwrap();
+    writer
+        .link_blob(&n("a/b"), &d("sha256:config"), 2, 1)
+        .await
+        .unwrap();
+    writer
+        .put_manifest(
+            &manifest("a/b", &d("sha256:m1"), None, None, &["v1"]),
+            &actor(),
+        )
+        .await
+        .unwrap();
+    assert!(
+        seen.lock().unwrap().is_empty(),
+        "the lagging listener has not handed the change on yet"
+    );
+    let started = std::time::Instant::now();
+    writer.fence().await;
+    assert_eq!(
+        *seen.lock().unwrap(),
+        vec![Change::Tag(n("a/b"), t("v1"))],
+        "heard everywhere once the fence returns"
+    );
+    assert!(
+        started.elapsed() < berth_meta::changes::FENCE_WAIT,
+        "answered, not timed out: {:?}",
+        started.elapsed()
+    );
+
+    // A listener that is gone does not hold a fence up to its limit.
+    lagging.close().await;
+    let started = std::time::Instant::now();
+    writer.fence().await;
+    assert!(
+        started.elapsed() < berth_meta::changes::FENCE_WAIT,
+        "{:?}",
+        started.elapsed()
+    );
+    writer.close().await;
+}

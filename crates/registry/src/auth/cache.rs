@@ -10,9 +10,10 @@
 //! database notifies any such change committed by any replica (the
 //! accounts epoch moves then too, see `berth_meta::changes`): a token
 //! revoked, a member removed or an account disabled through any replica is
-//! refused by every replica on the next request. While a replica is not
-//! listening to those notifications it caches nothing
-//! ([`crate::invalidation`]). Entries also expire after `ttl`.
+//! refused by every replica on the next request (the replica that made the
+//! change answers only once every replica heard it: `Registry::fence`).
+//! While a replica is not listening to those notifications it caches
+//! nothing ([`crate::invalidation`]). Entries also expire after `ttl`.
 //!
 //! The login cache maps a SHA-256 of `username NUL password` to the account
 //! it verified and the password hash it was verified against, so a client
