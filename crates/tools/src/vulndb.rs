@@ -35,8 +35,7 @@ use berth_scan::vuln::osv::{Source as OsvSource, Summary};
 use crate::copy::layout::Layout;
 use crate::copy::progress::Progress;
 use crate::copy::{
-    copy_image, open_destination, open_source, CopyOptions, Destination as _, Location,
-    RawManifest, Source as _,
+    copy_image, open_destination, open_source, CopyOptions, Destination as _, Location, RawManifest,
 };
 use crate::ToolError;
 

@@ -136,7 +136,7 @@ async fn vulnerable_pulls_refused_through_skopeo_and_podman() {
     assert_eq!(r.status(), 200);
     let signer = Signer::new("p256");
     sign(&http, &b, "pol/app", &index_digest, &signer).await;
-    let r = get(
+    let r = get_manifest(
         &http,
         format!(
             "{}/v2/pol/app/manifests/{}",
@@ -173,7 +173,7 @@ async fn vulnerable_pulls_refused_through_skopeo_and_podman() {
     )
     .await;
     assert_eq!(r.status(), 201);
-    let r = get(
+    let r = get_manifest(
         &http,
         format!("{}/v2/pol/app/manifests/{referrer_digest}", b.url()),
     )
