@@ -184,10 +184,30 @@ fn join(set: &std::collections::BTreeSet<String>) -> String {
     set.iter().cloned().collect::<Vec<_>>().join(",")
 }
 
+/// One input of an artifact: OSV records and what the layer says they came
+/// from.
+#[derive(Debug, Clone)]
+pub struct Input {
+    /// An all.zip, a directory of records, or a record file.
+    pub path: PathBuf,
+    /// The layer's `io.berth.vulndb.source`.
+    pub source: String,
+}
+
+impl From<PathBuf> for Input {
+    /// A file or directory named on the command line: its own source.
+    fn from(path: PathBuf) -> Input {
+        Input {
+            source: path.display().to_string(),
+            path,
+        }
+    }
+}
+
 /// Packs OSV inputs (all.zip files, directories of records, record files)
 /// into an artifact staged in a temporary layout. Blocking: reads and
 /// writes files.
-pub fn build(inputs: &[PathBuf]) -> Result<Staged, ToolError> {
+pub fn build(inputs: &[Input]) -> Result<Staged, ToolError> {
     if inputs.is_empty() {
         return Err(ToolError::Usage(
             "name the OSV inputs to pack: all.zip files, directories of records, or record files"
@@ -199,7 +219,14 @@ pub fn build(inputs: &[PathBuf]) -> Result<Staged, ToolError> {
     let mut layers = Vec::new();
     let mut total = Summary::default();
     let mut titles = Vec::new();
-    for (i, input) in inputs.iter().enumerate() {
+    for (
+        i,
+        Input {
+            path: input,
+            source: label,
+        },
+    ) in inputs.iter().enumerate()
+    {
         let source = OsvSource::of(input)
             .map_err(|e| ToolError::Usage(format!("cannot read {}: {e}", input.display())))?;
         let staged = dir.path().join(format!("layer-{i}.zip"));
@@ -236,7 +263,7 @@ pub fn build(inputs: &[PathBuf]) -> Result<Staged, ToolError> {
         titles.push(title.clone());
         let mut ann = BTreeMap::new();
         ann.insert(TITLE.to_owned(), title);
-        ann.insert(SOURCE.to_owned(), input.display().to_string());
+        ann.insert(SOURCE.to_owned(), label.clone());
         ann.insert(RECORDS.to_owned(), summary.records.to_string());
         ann.insert(ECOSYSTEMS.to_owned(), join(&summary.ecosystems));
         if let Some(m) = &summary.newest_modified {

@@ -15,7 +15,9 @@
 //! and imports each layer as the import of an `all.zip` does, recorded with
 //! the artifact's reference and digest as its source.
 
-use std::path::PathBuf;
+use std::collections::BTreeMap;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -23,6 +25,7 @@ use anyhow::Context as _;
 use berth_scan::vuln::osv::Source;
 use berth_tools::copy::Location;
 use berth_tools::registry_args::RegistryArgs;
+use berth_tools::vulndb::Input;
 use reqwest::Method;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -71,8 +74,10 @@ pub struct PushArgs {
     /// without a tag gets `latest`).
     #[arg(value_name = "DEST")]
     pub destination: String,
-    /// OSV all.zip files, directories of records, or record files: one layer each.
-    #[arg(required = true, value_name = "PATH")]
+    /// OSV all.zip files, directories of records, or record files: one layer each. Without
+    /// PATHs, what the registry (--registry; site admins) has loaded is packed, one layer per
+    /// ecosystem.
+    #[arg(value_name = "PATH")]
     pub paths: Vec<PathBuf>,
     /// Where the artifact is written to.
     #[command(flatten)]
@@ -324,11 +329,88 @@ async fn import_records(
     Ok(summary)
 }
 
+/// Writes what the registry has loaded (`GET /api/v1/vulndb/records`, page
+/// by page) into `dir` as one OSV zip per ecosystem family (a record goes
+/// with the family of its first affected package; `other.zip` holds those
+/// without any).
+async fn export_loaded(api: &Api, registry: &str, dir: &Path) -> anyhow::Result<Vec<Input>> {
+    #[derive(Deserialize)]
+    struct Page {
+        records: Vec<Value>,
+        next: Option<String>,
+    }
+    let mut zips: BTreeMap<String, zip::ZipWriter<std::io::BufWriter<std::fs::File>>> =
+        BTreeMap::new();
+    let opts = zip::write::SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Deflated);
+    let mut after = String::new();
+    let mut total = 0u64;
+    loop {
+        let page: Page = api
+            .get(
+                "/vulndb/records",
+                &[("after", after.clone()), ("limit", "1000".to_owned())],
+            )
+            .await
+            .context("reading the loaded records")?;
+        for r in &page.records {
+            let family = r["affected"][0]["package"]["ecosystem"]
+                .as_str()
+                .map(|e| berth_scan::vuln::family(e).to_owned())
+                .filter(|f| !f.is_empty() && !f.contains(['/', '\\', '.']))
+                .unwrap_or_else(|| "other".to_owned());
+            let zip = match zips.entry(family) {
+                std::collections::btree_map::Entry::Occupied(o) => o.into_mut(),
+                std::collections::btree_map::Entry::Vacant(v) => {
+                    let file = std::fs::File::create(dir.join(format!("{}.zip", v.key())))?;
+                    v.insert(zip::ZipWriter::new(std::io::BufWriter::new(file)))
+                }
+            };
+            let id = r["id"]
+                .as_str()
+                .unwrap_or("record")
+                .replace(['/', '\\'], "_");
+            zip.start_file(format!("{id}.json"), opts)?;
+            zip.write_all(&serde_json::to_vec(r)?)?;
+            total += 1;
+        }
+        if api.format != Format::Json {
+            eprint!("\r{registry}: {total} records read");
+        }
+        match page.next {
+            Some(n) => after = n,
+            None => break,
+        }
+    }
+    if api.format != Format::Json {
+        eprintln!();
+    }
+    if zips.is_empty() {
+        anyhow::bail!(
+            "{registry} has no vulnerability data loaded: name the OSV files to pack instead"
+        );
+    }
+    let mut inputs = Vec::new();
+    for (family, zip) in zips {
+        zip.finish()?.into_inner().map_err(|e| e.into_error())?;
+        inputs.push(Input {
+            path: dir.join(format!("{family}.zip")),
+            source: format!("{registry} (the loaded {family} records)"),
+        });
+    }
+    Ok(inputs)
+}
+
 async fn push(manage: &ManageArgs, args: &PushArgs) -> anyhow::Result<()> {
     let location = Location::parse(&args.destination)?;
     let client = args.access.client(manage, &location)?;
-    let paths = args.paths.clone();
-    let staged = tokio::task::spawn_blocking(move || berth_tools::vulndb::build(&paths))
+    let export_dir = tempfile::tempdir()?;
+    let inputs: Vec<Input> = if args.paths.is_empty() {
+        export_loaded(&manage.api().await?, &manage.registry, export_dir.path()).await?
+    } else {
+        args.paths.iter().cloned().map(Input::from).collect()
+    };
+    let staged = tokio::task::spawn_blocking(move || berth_tools::vulndb::build(&inputs))
         .await
         .context("the packing task failed")??;
     let json = manage.format == Format::Json;

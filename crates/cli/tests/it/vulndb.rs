@@ -301,7 +301,9 @@ fn ecosystem(status: &Value, name: &str) -> Value {
 /// layout; `berth vulndb import docker://REF` into a fresh registry loads
 /// the same counts and records the reference and digest as the source;
 /// importing the other copies changes nothing (incremental, the same
-/// digest everywhere); oras pulls the layers back as the files they were.
+/// digest everywhere); what that registry has loaded is packed and imported
+/// into a third with the same result; oras pulls the layers back as the
+/// files they were.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_database_travels_as_one_oci_artifact() {
     let n = 400;
@@ -465,6 +467,53 @@ async fn the_database_travels_as_one_oci_artifact() {
     let again = status_of(dir.path(), &admin_creds);
     assert_eq!(ecosystem(&again, "Debian")["records"], n as u64);
     assert_eq!(again["imports"].as_array().unwrap().len(), 6, "{again}");
+
+    // What a registry has loaded travels too: packed from `fresh` (one
+    // layer per ecosystem, withdrawn records included), imported into a
+    // third registry, which then holds the same.
+    let loaded = format!("docker://{}/vulndb/loaded:v1", reference.addr);
+    let pushed: Value = serde_json::from_str(&run(
+        dir.path(),
+        &admin_creds,
+        &["vulndb", "push", &loaded, "-o", "json"],
+    ))
+    .unwrap();
+    let titles: Vec<&str> = pushed["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["title"].as_str().unwrap())
+        .collect();
+    assert_eq!(titles, ["Debian.zip", "PyPI.zip"], "{pushed}");
+    assert_eq!(
+        pushed["records"],
+        (n + 2) as u64,
+        "withdrawn records are packed: {pushed}"
+    );
+    assert!(
+        pushed["layers"][0]["source"]
+            .as_str()
+            .unwrap()
+            .contains(&fresh.addr),
+        "{pushed}"
+    );
+    let third = Berth::start_auth(&[], None);
+    let third_creds = admin(&third);
+    let out: Value = serde_json::from_str(&run(
+        dir.path(),
+        &third_creds,
+        &["vulndb", "import", &loaded, "-o", "json"],
+    ))
+    .unwrap();
+    assert_eq!(out[0]["new"], n as u64, "{out}");
+    assert_eq!(out[1]["new"], 2, "{out}");
+    assert_eq!(out[1]["withdrawn"], 1, "{out}");
+    let copied = status_of(dir.path(), &third_creds);
+    for family in ["Debian", "PyPI"] {
+        let (a, b) = (ecosystem(&again, family), ecosystem(&copied, family));
+        assert_eq!(a["records"], b["records"], "{family}");
+        assert_eq!(a["newest_modified_at"], b["newest_modified_at"], "{family}");
+    }
 
     // oras pulls the layers back as the files that went in.
     let pulled = dir.path().join("pulled");

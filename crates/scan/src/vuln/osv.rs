@@ -220,6 +220,84 @@ fn from_raw(raw: RawRecord) -> Result<Advisory, RecordError> {
     })
 }
 
+/// An advisory as an OSV record that [`parse`] reads back as the same
+/// advisory: what berth keeps of a record (ids, times, aliases, related
+/// ids, summary, severity, ratings, one reference, the affected packages),
+/// for packing a loaded database into an artifact.
+pub fn to_value(a: &Advisory) -> Value {
+    use serde_json::json;
+    let mut r = json!({"schema_version": "1.6.0", "id": a.id, "modified": a.modified});
+    let mut put = |k: &str, v: Value| {
+        r[k] = v;
+    };
+    if let Some(p) = &a.published {
+        put("published", json!(p));
+    }
+    if let Some(w) = &a.withdrawn {
+        put("withdrawn", json!(w));
+    }
+    if !a.aliases.is_empty() {
+        put("aliases", json!(a.aliases));
+    }
+    if !a.related.is_empty() {
+        put("related", json!(a.related));
+    }
+    if let Some(s) = &a.summary {
+        put("summary", json!(s));
+    }
+    if !a.severity.is_empty() {
+        put("severity", json!(a.severity));
+    }
+    if let Some(rating) = &a.rating {
+        put("database_specific", json!({ "severity": rating }));
+    }
+    if let Some(url) = &a.url {
+        put("references", json!([{ "type": "ADVISORY", "url": url }]));
+    }
+    let affected: Vec<Value> = a
+        .affected
+        .iter()
+        .map(|f| {
+            let mut e = json!({"package": {"ecosystem": f.ecosystem, "name": f.name}});
+            if !f.ranges.is_empty() {
+                e["ranges"] = f
+                    .ranges
+                    .iter()
+                    .map(|range| {
+                        let kind = match range.kind {
+                            RangeKind::Ecosystem => "ECOSYSTEM",
+                            RangeKind::Semver => "SEMVER",
+                        };
+                        let events: Vec<Value> = range
+                            .events
+                            .iter()
+                            .map(|ev| match ev {
+                                Event::Introduced(v) => json!({ "introduced": v }),
+                                Event::Fixed(v) => json!({ "fixed": v }),
+                                Event::LastAffected(v) => json!({ "last_affected": v }),
+                                Event::Limit(v) => json!({ "limit": v }),
+                            })
+                            .collect();
+                        json!({"type": kind, "events": events})
+                    })
+                    .collect();
+            }
+            if !f.versions.is_empty() {
+                e["versions"] = json!(f.versions);
+            }
+            if !f.severity.is_empty() {
+                e["severity"] = json!(f.severity);
+            }
+            if let Some(rating) = &f.rating {
+                e["ecosystem_specific"] = json!({ "severity": rating });
+            }
+            e
+        })
+        .collect();
+    r["affected"] = Value::Array(affected);
+    r
+}
+
 /// Where records come from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Source {
@@ -509,6 +587,24 @@ mod tests {
             assert_eq!(seen.len(), 1, "{seen:?}");
             assert_eq!(seen[0].1, "DSA-5678-1");
         }
+    }
+
+    #[test]
+    fn advisories_written_back_as_osv_read_the_same() {
+        let a = parse(DSA.as_bytes()).unwrap();
+        assert_eq!(from_value(to_value(&a)).unwrap(), a);
+        let b = parse(
+            br#"{"id":"GHSA-2","modified":"2024-05-01T10:00:00Z","withdrawn":"2024-05-02T00:00:00Z",
+                 "aliases":["CVE-1"],"related":["X-1"],"summary":"s",
+                 "severity":[{"type":"CVSS_V3","score":"CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H"}],
+                 "database_specific":{"severity":"HIGH"},
+                 "references":[{"type":"WEB","url":"https://example.org/w"}],
+                 "affected":[{"package":{"ecosystem":"npm","name":"a"},
+                   "ranges":[{"type":"SEMVER","events":[{"introduced":"1.0.0"},{"last_affected":"1.2.0"},{"limit":"2.0.0"}]}],
+                   "versions":["1.0.0"],"severity":[{"type":"Ubuntu","score":"low"}]}]}"#,
+        )
+        .unwrap();
+        assert_eq!(from_value(to_value(&b)).unwrap(), b);
     }
 
     #[test]
