@@ -297,8 +297,8 @@ fn ecosystem(status: &Value, name: &str) -> Value {
 }
 
 /// The database as one OCI artifact: `berth vulndb push` to a real `berth
-/// serve` (with credentials), to the reference registry and to an OCI
-/// layout; `berth vulndb import docker://REF` into a fresh registry loads
+/// serve` (with credentials), to the reference registry, to an OCI layout
+/// and an oci-archive; `berth vulndb import docker://REF` into a fresh registry loads
 /// the same counts and records the reference and digest as the source;
 /// importing the other copies changes nothing (incremental, the same
 /// digest everywhere); what that registry has loaded is packed and imported
@@ -361,6 +361,21 @@ async fn the_database_travels_as_one_oci_artifact() {
             "vulndb",
             "push",
             &on_disk,
+            zip_path.to_str().unwrap(),
+            pypi.to_str().unwrap(),
+        ],
+    );
+
+    let archive = format!(
+        "oci-archive:{}:2024-06",
+        dir.path().join("db.tar").display()
+    );
+    berth_ok(
+        dir.path(),
+        &[
+            "vulndb",
+            "push",
+            &archive,
             zip_path.to_str().unwrap(),
             pypi.to_str().unwrap(),
         ],
@@ -448,6 +463,7 @@ async fn the_database_travels_as_one_oci_artifact() {
     for copy in [
         format!("docker://{}/vulndb/osv:latest", reference.addr),
         on_disk.clone(),
+        archive.clone(),
     ] {
         let out: Value = serde_json::from_str(&run(
             dir.path(),
@@ -466,12 +482,25 @@ async fn the_database_travels_as_one_oci_artifact() {
     }
     let again = status_of(dir.path(), &admin_creds);
     assert_eq!(ecosystem(&again, "Debian")["records"], n as u64);
-    assert_eq!(again["imports"].as_array().unwrap().len(), 6, "{again}");
+    assert_eq!(again["imports"].as_array().unwrap().len(), 8, "{again}");
 
     // What a registry has loaded travels too: packed from `fresh` (one
-    // layer per ecosystem, withdrawn records included), imported into a
-    // third registry, which then holds the same.
+    // layer per ecosystem, withdrawn records included; site admins only),
+    // imported into a third registry, which then holds the same.
     let loaded = format!("docker://{}/vulndb/loaded:v1", reference.addr);
+    let refused = berth(
+        dir.path(),
+        &["vulndb", "push", &loaded, "--registry", &fresh.addr],
+    );
+    assert!(
+        !refused.status.success(),
+        "an anonymous caller packed the database"
+    );
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("401") || stderr.contains("authentication"),
+        "{stderr}"
+    );
     let pushed: Value = serde_json::from_str(&run(
         dir.path(),
         &admin_creds,
