@@ -82,6 +82,18 @@ fn run(dir: &Path, args: &[String], extra: &[&str]) -> String {
     berth_ok(dir, &all)
 }
 
+/// `berth EXTRA ARGS`, insisting on failure; returns stderr.
+fn refused(dir: &Path, args: &[String], extra: &[&str]) -> String {
+    let all: Vec<&str> = extra
+        .iter()
+        .copied()
+        .chain(args.iter().map(String::as_str))
+        .collect();
+    let out = berth(dir, &all);
+    assert!(!out.status.success(), "berth {all:?} succeeded");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn osv_archives_and_directories_import_incrementally() {
     let n: usize = std::env::var("BERTH_VULNDB_RECORDS")
@@ -117,8 +129,9 @@ async fn osv_archives_and_directories_import_incrementally() {
     .unwrap();
 
     // Only site admins import.
-    let refused = berth(
+    let stderr = refused(
         dir.path(),
+        &[],
         &[
             "vulndb",
             "import",
@@ -127,8 +140,6 @@ async fn osv_archives_and_directories_import_incrementally() {
             b.addr.as_str(),
         ],
     );
-    assert!(!refused.status.success());
-    let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(
         stderr.contains("401") || stderr.contains("authentication"),
         "{stderr}"
@@ -300,8 +311,8 @@ fn ecosystem(status: &Value, name: &str) -> Value {
 /// serve` (with credentials), to the reference registry, to an OCI layout
 /// and an oci-archive; `berth vulndb import docker://REF` into a fresh registry loads
 /// the same counts and records the reference and digest as the source;
-/// importing the other copies changes nothing (incremental, the same
-/// digest everywhere); what that registry has loaded is packed and imported
+/// importing the other copies changes nothing (incremental: the layers are
+/// the same bytes); what that registry has loaded is packed and imported
 /// into a third with the same result; oras pulls the layers back as the
 /// files they were.
 #[tokio::test(flavor = "multi_thread")]
@@ -353,33 +364,48 @@ async fn the_database_travels_as_one_oci_artifact() {
         table.contains("Debian-all.zip") && table.contains("[latest]"),
         "{table}"
     );
+    let on_reference = table
+        .split(" @ ")
+        .nth(1)
+        .map(|rest| rest[..71].to_owned())
+        .unwrap_or_else(|| panic!("no digest in {table}"));
     let layout = dir.path().join("carried");
     let on_disk = format!("oci:{}:2024-06", layout.display());
-    berth_ok(
-        dir.path(),
-        &[
-            "vulndb",
-            "push",
-            &on_disk,
-            zip_path.to_str().unwrap(),
-            pypi.to_str().unwrap(),
-        ],
-    );
-
     let archive = format!(
         "oci-archive:{}:2024-06",
         dir.path().join("db.tar").display()
     );
-    berth_ok(
-        dir.path(),
-        &[
-            "vulndb",
-            "push",
-            &archive,
-            zip_path.to_str().unwrap(),
-            pypi.to_str().unwrap(),
-        ],
-    );
+    // (copy, its manifest digest); each push packs anew (its own
+    // `created`), the layers are the same bytes every time.
+    let mut copies = vec![(
+        format!("docker://{}/vulndb/osv:latest", reference.addr),
+        on_reference,
+    )];
+    for dest in [&on_disk, &archive] {
+        let again: Value = serde_json::from_str(&berth_ok(
+            dir.path(),
+            &[
+                "vulndb",
+                "push",
+                dest,
+                zip_path.to_str().unwrap(),
+                pypi.to_str().unwrap(),
+                "-o",
+                "json",
+            ],
+        ))
+        .unwrap();
+        let digests = |v: &Value| -> Vec<Value> {
+            v["layers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|l| l["digest"].clone())
+                .collect()
+        };
+        assert_eq!(digests(&again), digests(&pushed), "the same layers");
+        copies.push((dest.clone(), again["digest"].as_str().unwrap().to_owned()));
+    }
 
     // The reference registry holds the artifact as pushed: its type, the
     // layers' media types and annotations.
@@ -458,17 +484,14 @@ async fn the_database_travels_as_one_oci_artifact() {
         )
     );
 
-    // The copies in the reference registry and the layout are the same
-    // artifact: importing them changes nothing.
-    for copy in [
-        format!("docker://{}/vulndb/osv:latest", reference.addr),
-        on_disk.clone(),
-        archive.clone(),
-    ] {
+    // The copies in the reference registry, the layout and the archive hold
+    // the same layers: importing them changes nothing, and each import
+    // records its own reference and digest.
+    for (copy, copy_digest) in &copies {
         let out: Value = serde_json::from_str(&run(
             dir.path(),
             &admin_creds,
-            &["vulndb", "import", &copy, "-o", "json"],
+            &["vulndb", "import", copy, "-o", "json"],
         ))
         .unwrap();
         assert_eq!(out[0]["unchanged"], n as u64, "{out}");
@@ -476,8 +499,7 @@ async fn the_database_travels_as_one_oci_artifact() {
         assert_eq!(out[1]["unchanged"], 2, "{out}");
         assert_eq!(
             out[0]["source"],
-            format!("{copy}@{digest} Debian-all.zip"),
-            "the same digest everywhere"
+            format!("{copy}@{copy_digest} Debian-all.zip")
         );
     }
     let again = status_of(dir.path(), &admin_creds);
@@ -488,15 +510,11 @@ async fn the_database_travels_as_one_oci_artifact() {
     // layer per ecosystem, withdrawn records included; site admins only),
     // imported into a third registry, which then holds the same.
     let loaded = format!("docker://{}/vulndb/loaded:v1", reference.addr);
-    let refused = berth(
+    let stderr = refused(
         dir.path(),
+        &[],
         &["vulndb", "push", &loaded, "--registry", &fresh.addr],
     );
-    assert!(
-        !refused.status.success(),
-        "an anonymous caller packed the database"
-    );
-    let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(
         stderr.contains("401") || stderr.contains("authentication"),
         "{stderr}"
@@ -620,16 +638,7 @@ async fn a_damaged_artifact_is_refused_and_nothing_imported() {
     let last = bytes.len() - 1;
     bytes[last] ^= 0xff;
     std::fs::write(&blob, &bytes).unwrap();
-    let refused = berth(
-        dir.path(),
-        &[
-            &["vulndb", "import", on_disk.as_str()][..],
-            &creds.iter().map(String::as_str).collect::<Vec<_>>()[..],
-        ]
-        .concat(),
-    );
-    assert!(!refused.status.success());
-    let stderr = String::from_utf8_lossy(&refused.stderr);
+    let stderr = refused(dir.path(), &creds, &["vulndb", "import", &on_disk]);
     assert!(
         stderr.contains("damaged")
             && stderr.contains("pypi.zip")
@@ -664,22 +673,11 @@ async fn a_damaged_artifact_is_refused_and_nothing_imported() {
     let mut bytes = std::fs::read(&stored).unwrap();
     bytes[40] ^= 0xff;
     std::fs::write(&stored, &bytes).unwrap();
-    let refused = berth(
+    let stderr = refused(
         dir.path(),
-        &[
-            &[
-                "vulndb",
-                "import",
-                on_berth.as_str(),
-                "--creds",
-                pass.as_str(),
-            ][..],
-            &creds.iter().map(String::as_str).collect::<Vec<_>>()[..],
-        ]
-        .concat(),
+        &creds,
+        &["vulndb", "import", &on_berth, "--creds", &pass],
     );
-    assert!(!refused.status.success());
-    let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(
         stderr.contains("Debian-all.zip") && stderr.contains("nothing was imported"),
         "{stderr}"
@@ -713,16 +711,11 @@ async fn a_damaged_artifact_is_refused_and_nothing_imported() {
         .to_string(),
     )
     .unwrap();
-    let refused = berth(
+    let stderr = refused(
         dir.path(),
-        &[
-            &["vulndb", "import", &format!("oci:{}", image.display())][..],
-            &creds.iter().map(String::as_str).collect::<Vec<_>>()[..],
-        ]
-        .concat(),
+        &creds,
+        &["vulndb", "import", &format!("oci:{}", image.display())],
     );
-    assert!(!refused.status.success());
-    let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(
         stderr.contains("is not a berth vulnerability database"),
         "{stderr}"
