@@ -342,7 +342,8 @@ async fn export_loaded(api: &Api, registry: &str, dir: &Path) -> anyhow::Result<
     let mut zips: BTreeMap<String, zip::ZipWriter<std::io::BufWriter<std::fs::File>>> =
         BTreeMap::new();
     let opts = zip::write::SimpleFileOptions::default()
-        .compression_method(zip::CompressionMethod::Deflated);
+        .compression_method(zip::CompressionMethod::Deflated)
+        .last_modified_time(zip::DateTime::default());
     let mut after = String::new();
     let mut total = 0u64;
     loop {

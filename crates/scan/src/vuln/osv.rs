@@ -433,8 +433,10 @@ impl Source {
     /// directory, or the file's name), and summarises them.
     pub fn write_zip<W: std::io::Write + Seek>(&self, out: W) -> std::io::Result<Summary> {
         let mut zip = zip::ZipWriter::new(out);
+        // A fixed time: the same records give the same bytes.
         let opts = zip::write::SimpleFileOptions::default()
-            .compression_method(zip::CompressionMethod::Deflated);
+            .compression_method(zip::CompressionMethod::Deflated)
+            .last_modified_time(zip::DateTime::default());
         let mut summary = Summary::default();
         let base = match self {
             Source::Directory(d) => Some(d.clone()),
@@ -632,6 +634,15 @@ mod tests {
             .write_zip(std::fs::File::create(&zip_path).unwrap())
             .unwrap();
         assert_eq!(written, s);
+        let twice = dir.path().join("twice.zip");
+        source
+            .write_zip(std::fs::File::create(&twice).unwrap())
+            .unwrap();
+        assert_eq!(
+            std::fs::read(&twice).unwrap(),
+            std::fs::read(&zip_path).unwrap(),
+            "the same records, the same bytes"
+        );
         let again = Source::of(&zip_path).unwrap();
         assert!(matches!(again, Source::Zip(_)));
         assert_eq!(again.summary().unwrap(), s);
