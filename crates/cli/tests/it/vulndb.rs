@@ -18,6 +18,7 @@
 use std::io::Write as _;
 use std::path::Path;
 
+use base64::Engine as _;
 use serde_json::{json, Value};
 use sha2::Digest as _;
 
@@ -650,9 +651,17 @@ async fn a_damaged_artifact_is_refused_and_nothing_imported() {
     assert_eq!(status["ecosystems"], json!([]), "{status}");
     assert_eq!(status["imports"], json!([]), "{status}");
 
-    // A blob changed in the registry's storage.
+    // A blob changed in the registry's storage. The credentials come from
+    // an auth file, as `berth copy`, podman and skopeo read them.
     let on_berth = format!("docker://{}/security/vulndb:v1", b.addr);
-    let pass = format!("admin:{ADMIN_PASSWORD}");
+    let auth_file = dir.path().join("auth.json");
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!("admin:{ADMIN_PASSWORD}"));
+    std::fs::write(
+        &auth_file,
+        json!({"auths": {b.addr.as_str(): {"auth": basic}}}).to_string(),
+    )
+    .unwrap();
+    let auth_file = auth_file.to_str().unwrap();
     let pushed: Value = serde_json::from_str(&berth_ok(
         dir.path(),
         &[
@@ -660,8 +669,8 @@ async fn a_damaged_artifact_is_refused_and_nothing_imported() {
             "push",
             &on_berth,
             zip_path.to_str().unwrap(),
-            "--creds",
-            &pass,
+            "--authfile",
+            auth_file,
             "-o",
             "json",
         ],
@@ -676,7 +685,7 @@ async fn a_damaged_artifact_is_refused_and_nothing_imported() {
     let stderr = refused(
         dir.path(),
         &creds,
-        &["vulndb", "import", &on_berth, "--creds", &pass],
+        &["vulndb", "import", &on_berth, "--authfile", auth_file],
     );
     assert!(
         stderr.contains("Debian-all.zip") && stderr.contains("nothing was imported"),
