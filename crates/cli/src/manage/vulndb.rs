@@ -473,7 +473,8 @@ async fn status(api: &Api) -> anyhow::Result<()> {
     let ecosystems = v["ecosystems"].as_array().unwrap_or(&empty);
     if ecosystems.is_empty() {
         println!(
-            "no vulnerability data loaded: run `berth vulndb import PATH` with OSV all.zip files"
+            "no vulnerability data loaded: run `berth vulndb import PATH` with OSV all.zip files, \
+             or `berth vulndb import docker://REF` with a database artifact"
         );
         return Ok(());
     }
