@@ -443,6 +443,37 @@ impl Meta {
         Ok(out)
     }
 
+    /// One page of the stored records, withdrawn ones included, by id:
+    /// those after `after` (`""`: from the first), at most `limit`, each
+    /// with the JSON of its record (without affected packages) and of its
+    /// affected entries. For packing what is loaded into an artifact.
+    pub async fn advisories_page(
+        &self,
+        after: &str,
+        limit: i64,
+    ) -> Result<Vec<(String, String, Vec<String>)>> {
+        let rows = sqlx::query(
+            "SELECT a.id, a.record, f.detail
+             FROM vuln_advisories a LEFT JOIN vuln_affected f ON f.advisory_id = a.id
+             WHERE a.id IN (SELECT id FROM vuln_advisories WHERE id > $1 ORDER BY id LIMIT $2)
+             ORDER BY a.id",
+        )
+        .bind(after)
+        .bind(limit)
+        .fetch_all(&self.read)
+        .await?;
+        let mut out: Vec<(String, String, Vec<String>)> = Vec::new();
+        for r in rows {
+            let id: String = r.try_get(0)?;
+            let detail: Option<String> = r.try_get(2)?;
+            match out.last_mut() {
+                Some(last) if last.0 == id => last.2.extend(detail),
+                _ => out.push((id, r.try_get(1)?, detail.into_iter().collect())),
+            }
+        }
+        Ok(out)
+    }
+
     /// When the vulnerability data last changed (the last import that
     /// wrote a record, Unix ms): scans older than this may be stale.
     pub async fn vulndb_changed_at(&self) -> Result<Option<i64>> {

@@ -226,6 +226,34 @@ impl Registry {
         Ok(by_id.into_values().collect())
     }
 
+    /// One page of the stored records as OSV JSON (withdrawn ones
+    /// included), by id after `after`, at most `limit` (site admins; the
+    /// server checks): `berth vulndb push` packs what is loaded with it.
+    /// Returns the records and the id to continue after, if there are more.
+    pub async fn export_advisories(
+        &self,
+        after: &str,
+        limit: usize,
+    ) -> Result<(Vec<serde_json::Value>, Option<String>)> {
+        let limit = limit.clamp(1, MAX_BATCH_RECORDS);
+        let page = self.meta.advisories_page(after, limit as i64).await?;
+        let next = (page.len() == limit).then(|| page.last().map(|p| p.0.clone()));
+        let mut out = Vec::with_capacity(page.len());
+        for (id, record, details) in page {
+            let corrupt = |e: serde_json::Error| {
+                Error::Metadata(berth_meta::Error::Corrupt(format!(
+                    "stored advisory {id}: {e}"
+                )))
+            };
+            let mut a: Advisory = serde_json::from_str(&record).map_err(corrupt)?;
+            for d in details {
+                a.affected.push(serde_json::from_str(&d).map_err(corrupt)?);
+            }
+            out.push(osv::to_value(&a));
+        }
+        Ok((out, next.flatten()))
+    }
+
     /// Sets `berth_vulndb_age_seconds{ecosystem}` (at scrape time).
     pub(crate) async fn refresh_vulndb_gauges(&self) -> Result<()> {
         let now = crate::now_ms();

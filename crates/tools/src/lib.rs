@@ -11,6 +11,8 @@
 //!   (`berth inspect`).
 //! - [`sbom`]: the SBOM of an image from its layers, printed or attached as
 //!   a referrer (`berth sbom`).
+//! - [`vulndb`]: the offline vulnerability database as one OCI artifact
+//!   (`berth vulndb push`, `berth vulndb import docker://REF | oci:DIR`).
 //!
 //! Everything that speaks to a registry goes through `berth-client` (the OCI
 //! Distribution API), so these tools work against any registry, not only
@@ -30,6 +32,7 @@ pub mod registry_args;
 pub mod sample;
 pub mod sbom;
 pub mod tags;
+pub mod vulndb;
 pub use berth_oci::time;
 
 use std::process::ExitCode;

@@ -34,16 +34,9 @@ async fn push_pull_head_by_tag_and_digest() {
             &m[..],
             "stored byte for byte"
         );
-        let r = c
-            .head(format!("{u}/v2/lib/app/manifests/{reference}"))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 200);
-        assert_eq!(header(&r, "content-length"), Some(m.len().to_string()));
         assert_eq!(
-            header(&r, "docker-content-digest").as_deref(),
-            Some(d.as_str())
+            head_manifest(&c, &u, "lib/app", reference, OCI_MANIFEST).await,
+            (d.clone(), m.len())
         );
     }
     // Conditional GET.

@@ -228,6 +228,23 @@ impl Clients {
         cmd
     }
 
+    /// skopeo copies `source` (`docker://...`, TLS unverified) into the
+    /// OCI layout `layout` under `tag`: `Ok`, or skopeo's stderr (a pull
+    /// policy's refusal).
+    pub(crate) fn skopeo_pull(&self, source: &str, layout: &Path, tag: &str) -> Result<(), String> {
+        let out = run(&mut self.skopeo_cmd(&[
+            "copy",
+            "--src-tls-verify=false",
+            source,
+            &format!("oci:{}:{tag}", layout.display()),
+        ]));
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
+    }
+
     /// Runs skopeo, asserting success; returns stdout.
     pub(crate) fn skopeo(&self, args: &[&str]) -> Vec<u8> {
         ok(&mut self.skopeo_cmd(args))

@@ -114,6 +114,38 @@ pub async fn expect_error(r: Response, status: u16, code: &str) -> String {
     msg
 }
 
+/// HEADs manifest `reference` of `repo` accepting `accept` (which a pull
+/// policy never refuses); asserts 200 and returns its digest and size.
+pub async fn head_manifest(
+    c: &Client,
+    base: &str,
+    repo: &str,
+    reference: &str,
+    accept: &str,
+) -> (String, usize) {
+    let r = c
+        .head(format!("{base}/v2/{repo}/manifests/{reference}"))
+        .header("accept", accept)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "HEAD {repo}:{reference}");
+    let digest = header(&r, "docker-content-digest").expect("docker-content-digest");
+    let size = header(&r, "content-length")
+        .and_then(|l| l.parse().ok())
+        .expect("content-length");
+    (digest, size)
+}
+
+/// GETs `url` (a manifest) accepting OCI image manifests and indexes.
+pub async fn get_manifest(c: &Client, url: String) -> Response {
+    c.get(url)
+        .header("accept", format!("{OCI_MANIFEST}, {OCI_INDEX}"))
+        .send()
+        .await
+        .unwrap()
+}
+
 pub fn header(r: &Response, name: &str) -> Option<String> {
     r.headers()
         .get(name)

@@ -20,7 +20,9 @@ use crate::auth::{admin, req, Fixture};
 use crate::common::Berth;
 use crate::interop::{require, run, Clients};
 use crate::layout;
-use crate::oci::{client, push_blob, put_manifest, sha256, OCI_MANIFEST};
+use crate::oci::{
+    client, get_manifest, head_manifest, push_blob, put_manifest, sha256, OCI_MANIFEST,
+};
 use crate::scan_fixtures::{
     alpine_index, audit_events, clean_image, import, metrics, openssl_advisory,
 };
@@ -35,30 +37,15 @@ fn scan_cli(b: &Berth, dir: &std::path::Path, args: &[&str]) -> String {
     berth_ok(dir, &all)
 }
 
-/// skopeo copies `image` (`NS/REPO:TAG`) into an OCI layout: `Ok` or
-/// skopeo's stderr.
+/// skopeo copies `image` (`NS/REPO:TAG`) of `b` into an OCI layout: `Ok`
+/// or skopeo's stderr.
 fn skopeo_pull(c: &Clients, b: &Berth, image: &str) -> Result<(), String> {
-    let dest = c.dir("pulled");
     let tag = image.rsplit(':').next().unwrap();
-    let out = run(&mut c.skopeo_cmd(&[
-        "copy",
-        "--src-tls-verify=false",
+    c.skopeo_pull(
         &format!("docker://{}/{image}", b.addr),
-        &format!("oci:{}:{tag}", dest.display()),
-    ]));
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(String::from_utf8_lossy(&out.stderr).into_owned())
-    }
-}
-
-async fn get(c: &reqwest::Client, url: String) -> reqwest::Response {
-    c.get(url)
-        .header("accept", format!("{OCI_MANIFEST}, {}", layout::INDEX))
-        .send()
-        .await
-        .unwrap()
+        &c.dir("pulled"),
+        tag,
+    )
 }
 
 #[tokio::test]
@@ -111,23 +98,14 @@ async fn vulnerable_pulls_refused_through_skopeo_and_podman() {
     skopeo_pull(&c, &b, "pol/app:clean").expect("a clean image is pulled");
 
     // A platform image by digest is refused on its own.
-    let r = get(&http, format!("{}/v2/pol/app/manifests/vuln", b.url())).await;
+    let r = get_manifest(&http, format!("{}/v2/pol/app/manifests/vuln", b.url())).await;
     assert_eq!(r.status(), 403, "the index was served");
-    let head = http
-        .head(format!("{}/v2/pol/app/manifests/vuln", b.url()))
-        .header("accept", layout::INDEX)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(head.status(), 200, "HEAD stays allowed");
-    let index_digest = head.headers()["docker-content-digest"]
-        .to_str()
-        .unwrap()
-        .to_owned();
+    // HEAD stays allowed.
+    let (index_digest, _) = head_manifest(&http, &b.url(), "pol/app", "vuln", layout::INDEX).await;
     let index_bytes = std::fs::read(layout::blob_path(&layout_dir, &index_digest)).unwrap();
     let index: Value = serde_json::from_slice(&index_bytes).unwrap();
     let child = index["manifests"][0]["digest"].as_str().unwrap().to_owned();
-    let r = get(&http, format!("{}/v2/pol/app/manifests/{child}", b.url())).await;
+    let r = get_manifest(&http, format!("{}/v2/pol/app/manifests/{child}", b.url())).await;
     assert_eq!(r.status(), 403);
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["errors"][0]["code"], "DENIED", "{body}");
@@ -158,7 +136,7 @@ async fn vulnerable_pulls_refused_through_skopeo_and_podman() {
     assert_eq!(r.status(), 200);
     let signer = Signer::new("p256");
     sign(&http, &b, "pol/app", &index_digest, &signer).await;
-    let r = get(
+    let r = get_manifest(
         &http,
         format!(
             "{}/v2/pol/app/manifests/{}",
@@ -195,7 +173,7 @@ async fn vulnerable_pulls_refused_through_skopeo_and_podman() {
     )
     .await;
     assert_eq!(r.status(), 201);
-    let r = get(
+    let r = get_manifest(
         &http,
         format!("{}/v2/pol/app/manifests/{referrer_digest}", b.url()),
     )
@@ -299,7 +277,7 @@ async fn vulnerable_pulls_refused_through_skopeo_and_podman() {
     let err = skopeo_pull(&c, &b, "pol/app:new").expect_err("not scanned yet");
     assert!(err.contains("a scan is queued"), "{err}");
     let deadline = Instant::now() + Duration::from_secs(90);
-    while get(&http, format!("{}/v2/pol/app/manifests/new", b.url()))
+    while get_manifest(&http, format!("{}/v2/pol/app/manifests/new", b.url()))
         .await
         .status()
         != 200

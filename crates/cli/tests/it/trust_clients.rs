@@ -9,32 +9,10 @@
 use crate::common::Berth;
 use crate::interop::{require, run, Clients};
 use crate::layout;
-use crate::oci::client;
+use crate::oci::{client, head_manifest, OCI_MANIFEST};
 use crate::trust::{sign, trust, Signer};
 use crate::trust_bundles::{dsse_bundle, push_bundle, statement, BUNDLE_V03};
 use crate::trust_notation::{self as notation, Pki};
-
-/// The digest and size of the manifest `tag` of `repo` (a HEAD request,
-/// which enforcement never refuses).
-async fn head(c: &reqwest::Client, b: &Berth, repo: &str, tag: &str) -> (String, usize) {
-    let r = c
-        .head(format!("{}/v2/{repo}/manifests/{tag}", b.url()))
-        .header("accept", crate::oci::OCI_MANIFEST)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200, "{repo}:{tag}");
-    let digest = r.headers()["docker-content-digest"]
-        .to_str()
-        .unwrap()
-        .to_owned();
-    let size = r.headers()["content-length"]
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
-    (digest, size)
-}
 
 #[tokio::test]
 async fn trust_enforced_through_skopeo_and_podman() {
@@ -87,7 +65,7 @@ async fn trust_enforced_through_skopeo_and_podman() {
     for tag in ["bundled", "notated"] {
         c.push_layout(&src, tag, &format!("docker://{}", image(tag)), false);
     }
-    let (d, size) = head(&http, &b, "acme/app", "bundled").await;
+    let (d, size) = head_manifest(&http, &b.url(), "acme/app", "bundled", OCI_MANIFEST).await;
     assert_eq!(d, bundled);
     let s = statement(&format!("{}/acme/app", b.addr), &bundled);
     push_bundle(
@@ -99,42 +77,26 @@ async fn trust_enforced_through_skopeo_and_podman() {
         &dsse_bundle(&signer, BUNDLE_V03, &s),
     )
     .await;
-    let (d, size) = head(&http, &b, "acme/app", "notated").await;
+    let (d, size) = head_manifest(&http, &b.url(), "acme/app", "notated", OCI_MANIFEST).await;
     assert_eq!(d, notated);
     notation::sign(&http, &b, "acme/app", (&notated, size), &pki, "ES256", None).await;
 
     // skopeo: the signed image is copied out, the unsigned one refused.
     let back = c.dir("back");
-    c.skopeo(&[
-        "copy",
-        "--src-tls-verify=false",
-        &format!("docker://{}", image("signed")),
-        &format!("oci:{}:signed", back.display()),
-    ]);
+    let pull = |tag: &str| c.skopeo_pull(&format!("docker://{}", image(tag)), &back, tag);
+    pull("signed").expect("a signed image is copied");
     assert_eq!(
         layout::resolve(&back, "signed").expect("copied").digest,
         signed
     );
-    let out = run(&mut c.skopeo_cmd(&[
-        "copy",
-        "--src-tls-verify=false",
-        &format!("docker://{}", image("unsigned")),
-        &format!("oci:{}:unsigned", back.display()),
-    ]));
-    assert!(!out.status.success(), "skopeo copied an unsigned image");
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = pull("unsigned").expect_err("skopeo copied an unsigned image");
     assert!(
         err.contains("signature policy of namespace acme (enforce)"),
         "{err}"
     );
     assert!(err.contains(&format!("acme/app@{unsigned}")), "{err}");
     for (tag, digest) in [("bundled", &bundled), ("notated", &notated)] {
-        c.skopeo(&[
-            "copy",
-            "--src-tls-verify=false",
-            &format!("docker://{}", image(tag)),
-            &format!("oci:{}:{tag}", back.display()),
-        ]);
+        pull(tag).expect("a signed image is copied");
         assert_eq!(&layout::resolve(&back, tag).expect("copied").digest, digest);
     }
     // The tag list stays open.

@@ -165,4 +165,25 @@ pub async fn run(meta: &Meta) {
         .await
         .unwrap();
     assert_eq!(events.len(), 2, "one audit event per import, not per batch");
+
+    // Paging through every stored record (withdrawn ones too), by id, each
+    // with its affected entries.
+    let mut seen = Vec::new();
+    let mut after = String::new();
+    loop {
+        let page = meta.advisories_page(&after, 100).await.unwrap();
+        assert!(page.len() <= 100);
+        for (id, record, details) in &page {
+            assert!(record.contains(id.as_str()), "{record}");
+            assert_eq!(details.len(), 1, "{id}: {details:?}");
+        }
+        let Some(last) = page.last() else { break };
+        after = last.0.clone();
+        seen.extend(page.into_iter().map(|p| p.0));
+    }
+    assert_eq!(seen.len(), 252, "every record, the withdrawn one included");
+    let mut sorted = seen.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(sorted, seen, "by id, each once");
 }

@@ -220,6 +220,84 @@ fn from_raw(raw: RawRecord) -> Result<Advisory, RecordError> {
     })
 }
 
+/// An advisory as an OSV record that [`parse`] reads back as the same
+/// advisory: what berth keeps of a record (ids, times, aliases, related
+/// ids, summary, severity, ratings, one reference, the affected packages),
+/// for packing a loaded database into an artifact.
+pub fn to_value(a: &Advisory) -> Value {
+    use serde_json::json;
+    let mut r = json!({"schema_version": "1.6.0", "id": a.id, "modified": a.modified});
+    let mut put = |k: &str, v: Value| {
+        r[k] = v;
+    };
+    if let Some(p) = &a.published {
+        put("published", json!(p));
+    }
+    if let Some(w) = &a.withdrawn {
+        put("withdrawn", json!(w));
+    }
+    if !a.aliases.is_empty() {
+        put("aliases", json!(a.aliases));
+    }
+    if !a.related.is_empty() {
+        put("related", json!(a.related));
+    }
+    if let Some(s) = &a.summary {
+        put("summary", json!(s));
+    }
+    if !a.severity.is_empty() {
+        put("severity", json!(a.severity));
+    }
+    if let Some(rating) = &a.rating {
+        put("database_specific", json!({ "severity": rating }));
+    }
+    if let Some(url) = &a.url {
+        put("references", json!([{ "type": "ADVISORY", "url": url }]));
+    }
+    let affected: Vec<Value> = a
+        .affected
+        .iter()
+        .map(|f| {
+            let mut e = json!({"package": {"ecosystem": f.ecosystem, "name": f.name}});
+            if !f.ranges.is_empty() {
+                e["ranges"] = f
+                    .ranges
+                    .iter()
+                    .map(|range| {
+                        let kind = match range.kind {
+                            RangeKind::Ecosystem => "ECOSYSTEM",
+                            RangeKind::Semver => "SEMVER",
+                        };
+                        let events: Vec<Value> = range
+                            .events
+                            .iter()
+                            .map(|ev| match ev {
+                                Event::Introduced(v) => json!({ "introduced": v }),
+                                Event::Fixed(v) => json!({ "fixed": v }),
+                                Event::LastAffected(v) => json!({ "last_affected": v }),
+                                Event::Limit(v) => json!({ "limit": v }),
+                            })
+                            .collect();
+                        json!({"type": kind, "events": events})
+                    })
+                    .collect();
+            }
+            if !f.versions.is_empty() {
+                e["versions"] = json!(f.versions);
+            }
+            if !f.severity.is_empty() {
+                e["severity"] = json!(f.severity);
+            }
+            if let Some(rating) = &f.rating {
+                e["ecosystem_specific"] = json!({ "severity": rating });
+            }
+            e
+        })
+        .collect();
+    r["affected"] = Value::Array(affected);
+    r
+}
+
 /// Where records come from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Source {
@@ -269,6 +347,121 @@ impl Source {
             }
             Source::Zip(p) => for_each_in_zip(std::fs::File::open(p)?, &mut each),
         }
+    }
+}
+
+/// What a set of OSV records holds, as the annotations of a vulnerability
+/// database artifact say it: how many records, their ecosystem families,
+/// and the newest `modified` time among them.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Summary {
+    /// Record files seen.
+    pub records: u64,
+    /// Ecosystem families of the affected packages (`Debian`, `PyPI`).
+    pub ecosystems: std::collections::BTreeSet<String>,
+    /// The newest `modified` (RFC 3339) among the records that have one.
+    pub newest_modified: Option<String>,
+    newest_at: i64,
+}
+
+#[derive(Deserialize)]
+struct Glance {
+    #[serde(default)]
+    modified: Option<String>,
+    #[serde(default)]
+    affected: Option<Vec<GlanceAffected>>,
+}
+
+#[derive(Deserialize)]
+struct GlanceAffected {
+    #[serde(default)]
+    package: Option<RawPackage>,
+}
+
+impl Summary {
+    /// Counts one record file (one that is not an OSV record still counts:
+    /// the import reports it as invalid).
+    pub fn add(&mut self, bytes: &[u8]) {
+        self.records += 1;
+        let Ok(g) = serde_json::from_slice::<Glance>(bytes) else {
+            return;
+        };
+        for a in g.affected.unwrap_or_default() {
+            if let Some(p) = a.package.filter(|p| !p.ecosystem.is_empty()) {
+                let fam = super::family(&p.ecosystem);
+                if !self.ecosystems.contains(fam) {
+                    self.ecosystems.insert(fam.to_owned());
+                }
+            }
+        }
+        if let Some(m) = g.modified {
+            if let Ok(t) = berth_oci::time::Timestamp::parse(&m) {
+                if self.newest_modified.is_none() || t.0 > self.newest_at {
+                    self.newest_at = t.0;
+                    self.newest_modified = Some(m);
+                }
+            }
+        }
+    }
+
+    /// Adds what `other` holds.
+    pub fn merge(&mut self, other: &Summary) {
+        self.records += other.records;
+        self.ecosystems.extend(other.ecosystems.iter().cloned());
+        if other.newest_modified.is_some()
+            && (self.newest_modified.is_none() || other.newest_at > self.newest_at)
+        {
+            self.newest_at = other.newest_at;
+            self.newest_modified.clone_from(&other.newest_modified);
+        }
+    }
+}
+
+impl Source {
+    /// Summarises the records.
+    pub fn summary(&self) -> std::io::Result<Summary> {
+        let mut s = Summary::default();
+        self.for_each(|_, bytes| -> std::io::Result<()> {
+            s.add(&bytes);
+            Ok(())
+        })?;
+        Ok(s)
+    }
+
+    /// Writes the records to `out` as a zip in the layout OSV publishes
+    /// (`all.zip`: one `*.json` per record; the names are the paths below a
+    /// directory, or the file's name), and summarises them.
+    pub fn write_zip<W: std::io::Write + Seek>(&self, out: W) -> std::io::Result<Summary> {
+        let mut zip = zip::ZipWriter::new(out);
+        // A fixed time: the same records give the same bytes.
+        let opts = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Deflated)
+            .last_modified_time(zip::DateTime::default());
+        let mut summary = Summary::default();
+        let base = match self {
+            Source::Directory(d) => Some(d.clone()),
+            _ => None,
+        };
+        self.for_each(|name, bytes| -> std::io::Result<()> {
+            let path = Path::new(name);
+            let entry = match &base {
+                Some(b) => path
+                    .strip_prefix(b)
+                    .unwrap_or(path)
+                    .to_string_lossy()
+                    .into_owned(),
+                None => path
+                    .file_name()
+                    .map_or_else(|| name.to_owned(), |f| f.to_string_lossy().into_owned()),
+            };
+            zip.start_file(entry.replace('\\', "/"), opts)
+                .map_err(std::io::Error::other)?;
+            std::io::Write::write_all(&mut zip, &bytes)?;
+            summary.add(&bytes);
+            Ok(())
+        })?;
+        zip.finish().map_err(std::io::Error::other)?;
+        Ok(summary)
     }
 }
 
@@ -396,5 +589,74 @@ mod tests {
             assert_eq!(seen.len(), 1, "{seen:?}");
             assert_eq!(seen[0].1, "DSA-5678-1");
         }
+    }
+
+    #[test]
+    fn advisories_written_back_as_osv_read_the_same() {
+        let a = parse(DSA.as_bytes()).unwrap();
+        assert_eq!(from_value(to_value(&a)).unwrap(), a);
+        let b = parse(
+            br#"{"id":"GHSA-2","modified":"2024-05-01T10:00:00Z","withdrawn":"2024-05-02T00:00:00Z",
+                 "aliases":["CVE-1"],"related":["X-1"],"summary":"s",
+                 "severity":[{"type":"CVSS_V3","score":"CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H"}],
+                 "database_specific":{"severity":"HIGH"},
+                 "references":[{"type":"WEB","url":"https://example.org/w"}],
+                 "affected":[{"package":{"ecosystem":"npm","name":"a"},
+                   "ranges":[{"type":"SEMVER","events":[{"introduced":"1.0.0"},{"last_affected":"1.2.0"},{"limit":"2.0.0"}]}],
+                   "versions":["1.0.0"],"severity":[{"type":"Ubuntu","score":"low"}]}]}"#,
+        )
+        .unwrap();
+        assert_eq!(from_value(to_value(&b)).unwrap(), b);
+    }
+
+    #[test]
+    fn summaries_and_zips_of_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let recs = dir.path().join("recs");
+        std::fs::create_dir_all(recs.join("pypi")).unwrap();
+        std::fs::write(recs.join("dsa.json"), DSA).unwrap();
+        std::fs::write(
+            recs.join("pypi/GHSA-1.json"),
+            r#"{"id":"GHSA-1","modified":"2024-06-10T00:00:00Z","affected":[{"package":{"ecosystem":"PyPI","name":"a"}}]}"#,
+        )
+        .unwrap();
+        std::fs::write(recs.join("broken.json"), "{ not").unwrap();
+        let source = Source::of(&recs).unwrap();
+        let s = source.summary().unwrap();
+        assert_eq!(s.records, 3);
+        assert_eq!(
+            s.ecosystems.iter().map(String::as_str).collect::<Vec<_>>(),
+            ["Debian", "PyPI"]
+        );
+        assert_eq!(s.newest_modified.as_deref(), Some("2024-06-10T00:00:00Z"));
+        let zip_path = dir.path().join("out.zip");
+        let written = source
+            .write_zip(std::fs::File::create(&zip_path).unwrap())
+            .unwrap();
+        assert_eq!(written, s);
+        let twice = dir.path().join("twice.zip");
+        source
+            .write_zip(std::fs::File::create(&twice).unwrap())
+            .unwrap();
+        assert_eq!(
+            std::fs::read(&twice).unwrap(),
+            std::fs::read(&zip_path).unwrap(),
+            "the same records, the same bytes"
+        );
+        let again = Source::of(&zip_path).unwrap();
+        assert!(matches!(again, Source::Zip(_)));
+        assert_eq!(again.summary().unwrap(), s);
+        let mut names = Vec::new();
+        again
+            .for_each(|n, _| -> std::io::Result<()> {
+                names.push(n.to_owned());
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(names, ["broken.json", "dsa.json", "pypi/GHSA-1.json"]);
+        let mut merged = Summary::default();
+        merged.merge(&s);
+        merged.merge(&Summary::default());
+        assert_eq!(merged, s);
     }
 }

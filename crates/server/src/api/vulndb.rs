@@ -3,7 +3,9 @@
 //! body is `{"import", "source", "records": [...]}`, at most
 //! [`MAX_IMPORT_BODY`] bytes), `GET /api/v1/vulndb` says what is loaded
 //! per ecosystem, how old it is, and the latest imports (any signed-in
-//! account).
+//! account), `GET /api/v1/vulndb/records?after=ID&limit=N` pages through
+//! the stored records as OSV JSON, withdrawn ones included (site admins;
+//! `berth vulndb push` without PATHs packs them).
 
 use std::sync::Arc;
 
@@ -13,6 +15,7 @@ use axum::{Json, Router};
 use berth_registry::vulndb::{ImportReport, ImportRequest, VulndbStatus};
 use berth_registry::Error;
 
+use super::extract::Query;
 use super::Principal;
 use crate::error::ApiError;
 use crate::App;
@@ -25,6 +28,7 @@ pub(crate) fn routes() -> Router<Arc<App>> {
     Router::new()
         .route("/vulndb", get(handle_status))
         .route("/vulndb/imports", post(handle_import))
+        .route("/vulndb/records", get(handle_records))
 }
 
 async fn handle_import(
@@ -43,6 +47,31 @@ async fn handle_import(
     let req: ImportRequest = serde_json::from_slice(&bytes)
         .map_err(|e| Error::InvalidParameter(format!("invalid import batch: {e}")))?;
     Ok(Json(app.registry.import_advisories(&caller, req).await?))
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RecordsParams {
+    #[serde(default)]
+    after: String,
+    #[serde(default = "default_limit")]
+    limit: usize,
+}
+
+fn default_limit() -> usize {
+    1000
+}
+
+async fn handle_records(
+    State(app): State<Arc<App>>,
+    principal: Principal,
+    Query(p): Query<RecordsParams>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    principal.require_site_admin(&app)?;
+    let (records, next) = app.registry.export_advisories(&p.after, p.limit).await?;
+    Ok(Json(
+        serde_json::json!({ "records": records, "next": next }),
+    ))
 }
 
 async fn handle_status(
