@@ -3,29 +3,31 @@
 //!
 //! The first miss of a blob starts one download (a task of its own, so a
 //! client hanging up does not end it for the others). Its bytes are
-//! gathered into pieces of up to [`BATCH`] (a piece is handed on as soon
+//! gathered into pieces of about [`BATCH`] (a piece is handed on as soon
 //! as the upstream has nothing more ready, so a slow upstream's bytes are
 //! not held back) and written by one blocking writer thread, which hashes
 //! them on the way, into a [`Staged`] file: in the blob store's own
 //! temporary area when the store has one (the filesystem store's `tmp/`),
-//! else in `spool_dir`. Each client waiting for the blob reads that file
-//! up to what has been written so far, and is never given the last byte
-//! before the digest is verified: a client cannot receive a whole blob
-//! whose digest is wrong, and a mismatch is never stored. Once verified,
-//! the file is published under its digest (`Registry::store_staged`: on
-//! the filesystem store one `fdatasync`, a rename and a directory
-//! `fsync`, nothing read back or copied; on object storage streamed
-//! through the store's `put`) and linked into the mirrored repository;
-//! requests from then on read the stored blob.
+//! else in `spool_dir`. Each client waiting for the blob is sent the bytes
+//! written so far: from the last few pieces, kept in memory, while it
+//! keeps up; read back from the file when it falls behind (or joined
+//! late). None is given the last byte before the digest is verified: a
+//! client cannot receive a whole blob whose digest is wrong, and a
+//! mismatch is never stored. Once verified, the file is published under
+//! its digest (`Registry::store_staged`: on the filesystem store one
+//! `fdatasync`, a rename and a directory `fsync`, nothing read back or
+//! copied; on object storage streamed through the store's `put`) and
+//! linked into the mirrored repository; requests from then on read the
+//! stored blob.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use berth_oci::Digest;
 use berth_registry::{ByteStream, Registry, Staged};
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use futures_util::{FutureExt as _, StreamExt as _};
 use tokio::sync::watch;
 
@@ -72,7 +74,13 @@ struct Progress {
 struct Flight {
     path: PathBuf,
     progress: watch::Receiver<Progress>,
+    recent: Recent,
 }
+
+/// The last pieces written to a spool file, with their offsets: a client
+/// keeping up with the download is sent these very bytes, without
+/// reading the file back; one that fell behind reads the file.
+type Recent = Arc<Mutex<VecDeque<(u64, Bytes)>>>;
 
 type Running = Arc<Mutex<HashMap<String, Flight>>>;
 
@@ -91,12 +99,18 @@ const LINGER: Duration = Duration::from_secs(30);
 /// Largest read from a spool file.
 const READ_SIZE: usize = 1 << 20;
 
-/// Largest piece of a download written at once.
+/// A piece of a download is written once it holds this much.
 const BATCH: usize = 1 << 20;
+
+/// Room in a piece's buffer past [`BATCH`].
+const SLACK: usize = 256 << 10;
 
 /// Pieces waiting for the writer thread (the upstream is read ahead of
 /// the disk by at most this many).
 const WRITE_DEPTH: usize = 4;
+
+/// Pieces kept in memory for the clients keeping up ([`Recent`]).
+const KEEP: usize = 4;
 
 fn spool_error(e: std::io::Error) -> Fetch {
     Fetch::Unavailable {
@@ -146,7 +160,7 @@ impl Spools {
             match running.get(&key) {
                 Some(f) if f.progress.borrow().stored => return Ok(BlobAnswer::Local),
                 Some(f) => match std::fs::File::open(&f.path) {
-                    Ok(file) => Ok((file, f.progress.clone())),
+                    Ok(file) => Ok((file, f.progress.clone(), f.recent.clone())),
                     // Published (renamed away) a moment ago: it reads as
                     // stored as soon as it is linked.
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(f.progress.clone()),
@@ -168,11 +182,13 @@ impl Spools {
                     let path = staged.path().to_owned();
                     let file = std::fs::File::open(&path).map_err(spool_error)?;
                     let (tx, rx) = watch::channel(Progress::default());
+                    let recent = Recent::default();
                     running.insert(
                         key.clone(),
                         Flight {
                             path: path.clone(),
                             progress: rx.clone(),
+                            recent: recent.clone(),
                         },
                     );
                     let job = Download {
@@ -184,12 +200,12 @@ impl Spools {
                         running: self.running.clone(),
                         stored: self.stored.clone(),
                     };
-                    tokio::spawn(job.run(staged, Arc::new(tx)));
-                    Ok((file, rx))
+                    tokio::spawn(job.run(staged, Arc::new(tx), recent.clone()));
+                    Ok((file, rx, recent))
                 }
             }
         };
-        let (file, mut rx) = match joined {
+        let (file, mut rx, recent) = match joined {
             Ok(j) => j,
             Err(published) => return settled(published).await,
         };
@@ -209,6 +225,7 @@ impl Spools {
         };
         let reader = Reader {
             file: Arc::new(file),
+            recent,
             pos: 0,
             progress: rx,
             done: false,
@@ -245,6 +262,7 @@ async fn settled(mut rx: watch::Receiver<Progress>) -> Result<BlobAnswer, Fetch>
 /// One client's view of a download.
 struct Reader {
     file: Arc<std::fs::File>,
+    recent: Recent,
     pos: u64,
     progress: watch::Receiver<Progress>,
     done: bool,
@@ -272,6 +290,11 @@ impl Reader {
                 ))));
             }
             if self.pos < limit {
+                // Still in memory: those bytes, as they are.
+                if let Some(piece) = in_memory(&self.recent, self.pos, limit) {
+                    self.pos += piece.len() as u64;
+                    return Some(Ok(piece));
+                }
                 let want = ((limit - self.pos) as usize).min(READ_SIZE);
                 // One positioned read into a fresh buffer, handed to the
                 // response as is.
@@ -311,6 +334,18 @@ impl Reader {
     }
 }
 
+/// The bytes from `pos` (before `limit`) of the recent piece holding
+/// `pos`, if one still does.
+fn in_memory(recent: &Recent, pos: u64, limit: u64) -> Option<Bytes> {
+    let recent = recent.lock().unwrap_or_else(|p| p.into_inner());
+    let (at, piece) = recent
+        .iter()
+        .find(|(at, p)| *at <= pos && pos < at + p.len() as u64)?;
+    let start = (pos - at) as usize;
+    let end = (limit.min(at + piece.len() as u64) - at) as usize;
+    Some(piece.slice(start..end))
+}
+
 #[cfg(unix)]
 fn read_exact_at(file: &std::fs::File, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
     std::os::unix::fs::FileExt::read_exact_at(file, buf, offset)
@@ -336,8 +371,11 @@ struct Download {
 }
 
 impl Download {
-    async fn run(self, staged: Staged, tx: Arc<watch::Sender<Progress>>) {
-        let result = self.fetch(staged, &tx).await;
+    async fn run(self, staged: Staged, tx: Arc<watch::Sender<Progress>>, recent: Recent) {
+        let result = self.fetch(staged, &tx, recent.clone()).await;
+        // Stored (read it from the store) or failed: the bytes in memory
+        // are of no more use.
+        recent.lock().unwrap_or_else(|p| p.into_inner()).clear();
         match result {
             Ok(()) => {
                 tx.send_modify(|p| p.stored = true);
@@ -370,7 +408,12 @@ impl Download {
 
     /// Downloads into `staged` (removed, unless published, when it goes),
     /// verifies and stores.
-    async fn fetch(&self, staged: Staged, tx: &Arc<watch::Sender<Progress>>) -> Result<(), Fetch> {
+    async fn fetch(
+        &self,
+        staged: Staged,
+        tx: &Arc<watch::Sender<Progress>>,
+        recent: Recent,
+    ) -> Result<(), Fetch> {
         let (mut blob, permit) = self
             .repo
             .upstream
@@ -380,15 +423,23 @@ impl Download {
             p.started = true;
             p.size = blob.size;
         });
-        // The writer thread: hashes and writes each piece, then tells the
-        // readers how far the file is.
-        let (pieces, mut rx) = tokio::sync::mpsc::channel::<Vec<Bytes>>(WRITE_DEPTH);
+        // The writer thread: hashes and writes each piece, keeps it for
+        // the readers keeping up, then tells them how far the file is.
+        let (pieces, mut rx) = tokio::sync::mpsc::channel::<Bytes>(WRITE_DEPTH);
         let progress = tx.clone();
         let writer = tokio::task::spawn_blocking(move || {
             let mut staged = staged;
             while let Some(piece) = rx.blocking_recv() {
-                if let Err(e) = staged.write(&piece) {
+                let at = staged.bytes();
+                if let Err(e) = staged.write(std::slice::from_ref(&piece)) {
                     return (staged, Err(e));
+                }
+                {
+                    let mut recent = recent.lock().unwrap_or_else(|p| p.into_inner());
+                    if recent.len() == KEEP {
+                        recent.pop_front();
+                    }
+                    recent.push_back((at, piece));
                 }
                 let written = staged.bytes();
                 progress.send_modify(|p| p.written = written);
@@ -398,10 +449,9 @@ impl Download {
         let mut failure = None;
         let mut ended = false;
         while !ended {
-            let mut piece = Vec::new();
-            let mut len = 0usize;
-            // Wait for the next bytes, then take what else is ready, up
-            // to a piece.
+            // Wait for the next bytes, then gather what else is ready into
+            // one piece (one write, one buffer the readers are sent).
+            let mut piece = BytesMut::new();
             let mut next = blob.stream.next().await;
             loop {
                 match next {
@@ -418,11 +468,15 @@ impl Download {
                         break;
                     }
                     Some(Ok(chunk)) => {
-                        len += chunk.len();
-                        piece.push(chunk);
+                        if piece.is_empty() {
+                            // Room for the upstream's usual chunks past
+                            // a piece's size: no reallocation.
+                            piece.reserve((BATCH + SLACK).max(chunk.len()));
+                        }
+                        piece.extend_from_slice(&chunk);
                     }
                 }
-                if len >= BATCH {
+                if piece.len() >= BATCH {
                     break;
                 }
                 match blob.stream.next().now_or_never() {
@@ -430,7 +484,7 @@ impl Download {
                     None => break,
                 }
             }
-            if !piece.is_empty() && pieces.send(piece).await.is_err() {
+            if !piece.is_empty() && pieces.send(piece.freeze()).await.is_err() {
                 // The writer stopped on an error: it says which.
                 break;
             }
