@@ -8,6 +8,11 @@ use sqlx::Row;
 
 use crate::{Meta, Result};
 
+/// A check whose tag is gone.
+const STALE: &str = "NOT EXISTS (
+    SELECT 1 FROM tags t JOIN repositories r ON r.id = t.repository_id
+    WHERE r.name = mirror_tag_checks.repository AND t.name = mirror_tag_checks.tag)";
+
 impl Meta {
     /// When (Unix ms) `repository:tag` was last confirmed upstream.
     pub async fn mirror_tag_checked(
@@ -48,6 +53,33 @@ impl Meta {
                 .execute(&mut *c)
                 .await?;
                 Ok(())
+            })
+        })
+        .await
+    }
+
+    /// How many checks are of tags that are gone (a read, so that the
+    /// usual sweep, with nothing to forget, writes nothing).
+    pub async fn stale_mirror_tag_checks(&self) -> Result<u64> {
+        let row = sqlx::query(&format!(
+            "SELECT COUNT(*) FROM mirror_tag_checks WHERE {STALE}"
+        ))
+        .fetch_one(&self.read)
+        .await?;
+        let n: i64 = row.try_get(0)?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    /// Forgets the checks of tags that are gone (evicted from the cache,
+    /// deleted, their repository deleted); returns how many. A tag fetched
+    /// again is checked afresh.
+    pub async fn forget_stale_mirror_tag_checks(&self) -> Result<u64> {
+        self.transact(|c| {
+            Box::pin(async move {
+                let done = sqlx::query(&format!("DELETE FROM mirror_tag_checks WHERE {STALE}"))
+                    .execute(&mut *c)
+                    .await?;
+                Ok(done.rows_affected())
             })
         })
         .await

@@ -336,8 +336,8 @@ impl Meta {
         .await
     }
 
-    /// Records that pull rule `id` made (or moved) `repository:tag` here to
-    /// name `digest`.
+    /// Records that rule `id` made (or moved) `repository:tag` to name
+    /// `digest` (a pull rule here, a push rule at its target).
     pub async fn record_replicated_tag(
         &self,
         id: i64,
@@ -368,8 +368,8 @@ impl Meta {
         .await
     }
 
-    /// The tags pull rule `id` made here, with the digest it put there, by
-    /// repository and tag.
+    /// The tags rule `id` made (a pull rule here, a push rule at its
+    /// target), with the digest it put there, by repository and tag.
     pub async fn replicated_tags(&self, id: i64) -> Result<Vec<ReplicatedTag>> {
         let rows = sqlx::query(
             "SELECT repository, tag, digest FROM replication_tags WHERE rule_id = $1
@@ -398,7 +398,7 @@ impl Meta {
             .collect()
     }
 
-    /// Forgets that pull rule `id` made `repository:tag`.
+    /// Forgets that rule `id` made `repository:tag`.
     pub async fn forget_replicated_tag(
         &self,
         id: i64,

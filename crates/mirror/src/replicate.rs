@@ -469,11 +469,18 @@ impl Transport for Replicator {
         let (client, host) = self.client(rule)?;
         let there = client.repository(&host, repository.as_str());
         match deletion {
-            Deletion::Tag(tag) => {
+            Deletion::Tag(tag) | Deletion::TagNaming(tag, _) => {
                 let Some(digest) = Self::remote_digest(&client, &host, repository, tag).await?
                 else {
                     return Ok(Deleted::Absent);
                 };
+                if let Deletion::TagNaming(_, put) = deletion {
+                    if *put != digest {
+                        return Ok(Deleted::Kept(format!(
+                            "it names {digest} at {host} now, not {put}, which the rule put there"
+                        )));
+                    }
+                }
                 match there.delete_tag(tag.as_str()).await {
                     Ok(()) => Ok(Deleted::Deleted),
                     Err(e) if e.is_not_found() => Ok(Deleted::Absent),

@@ -2,26 +2,33 @@
 //! they arrive.
 //!
 //! The first miss of a blob starts one download (a task of its own, so a
-//! client hanging up does not end it for the others): the bytes go to a
-//! spool file in `spool_dir` as they arrive, hashed on the way. Each
-//! client waiting for the blob reads the spool file up to what has been
-//! written so far, and is never given the last byte before the digest is
-//! verified: a client cannot receive a whole blob whose digest is wrong,
-//! and a mismatch is never stored. Once verified, the spool file is
-//! stored through the registry (`push_blob`: the store verifies the digest
-//! again and links the blob into the mirrored repository) and removed;
-//! requests from then on read the stored blob.
+//! client hanging up does not end it for the others). Its bytes are
+//! gathered into pieces of about [`BATCH`] (a piece is handed on as soon
+//! as the upstream has nothing more ready, so a slow upstream's bytes are
+//! not held back) and written by one blocking writer thread, which hashes
+//! them on the way, into a [`Staged`] file: in the blob store's own
+//! temporary area when the store has one (the filesystem store's `tmp/`),
+//! else in `spool_dir`. Each client waiting for the blob is sent the bytes
+//! written so far: from the last few pieces, kept in memory, while it
+//! keeps up; read back from the file when it falls behind (or joined
+//! late). None is given the last byte before the digest is verified: a
+//! client cannot receive a whole blob whose digest is wrong, and a
+//! mismatch is never stored. Once verified, the file is published under
+//! its digest (`Registry::store_staged`: on the filesystem store one
+//! `fdatasync`, a rename and a directory `fsync`, nothing read back or
+//! copied; on object storage streamed through the store's `put`) and
+//! linked into the mirrored repository; requests from then on read the
+//! stored blob.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use berth_oci::Digest;
-use berth_registry::{ByteStream, Registry};
+use berth_registry::{ByteStream, Registry, Staged};
 use bytes::{Bytes, BytesMut};
-use futures_util::StreamExt as _;
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use futures_util::{FutureExt as _, StreamExt as _};
 use tokio::sync::watch;
 
 use crate::flight::Fetch;
@@ -67,7 +74,13 @@ struct Progress {
 struct Flight {
     path: PathBuf,
     progress: watch::Receiver<Progress>,
+    recent: Recent,
 }
+
+/// The last pieces written to a spool file, with their offsets: a client
+/// keeping up with the download is sent these very bytes, without
+/// reading the file back; one that fell behind reads the file.
+type Recent = Arc<Mutex<VecDeque<(u64, Bytes)>>>;
 
 type Running = Arc<Mutex<HashMap<String, Flight>>>;
 
@@ -85,6 +98,19 @@ const LINGER: Duration = Duration::from_secs(30);
 
 /// Largest read from a spool file.
 const READ_SIZE: usize = 1 << 20;
+
+/// A piece of a download is written once it holds this much.
+const BATCH: usize = 1 << 20;
+
+/// Room in a piece's buffer past [`BATCH`].
+const SLACK: usize = 256 << 10;
+
+/// Pieces waiting for the writer thread (the upstream is read ahead of
+/// the disk by at most this many).
+const WRITE_DEPTH: usize = 4;
+
+/// Pieces kept in memory for the clients keeping up ([`Recent`]).
+const KEEP: usize = 4;
 
 fn spool_error(e: std::io::Error) -> Fetch {
     Fetch::Unavailable {
@@ -129,24 +155,40 @@ impl Spools {
                 running.remove(&key);
             }
         }
-        let (file, mut rx) = {
+        let joined = {
             let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
             match running.get(&key) {
                 Some(f) if f.progress.borrow().stored => return Ok(BlobAnswer::Local),
-                Some(f) => (
-                    std::fs::File::open(&f.path).map_err(spool_error)?,
-                    f.progress.clone(),
-                ),
+                Some(f) => match std::fs::File::open(&f.path) {
+                    Ok(file) => Ok((file, f.progress.clone(), f.recent.clone())),
+                    // Published (renamed away) a moment ago: it reads as
+                    // stored as soon as it is linked.
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(f.progress.clone()),
+                    Err(e) => return Err(spool_error(e)),
+                },
                 None => {
-                    let path = self.dir.join(format!("{}.part", uuid::Uuid::new_v4()));
-                    let out = std::fs::File::create(&path).map_err(spool_error)?;
+                    let staged = match registry.store().stage(digest.algorithm()) {
+                        Ok(Some(s)) => s,
+                        Ok(None) => {
+                            Staged::create(&self.dir, digest.algorithm()).map_err(spool_error)?
+                        }
+                        Err(e) => {
+                            return Err(Fetch::Unavailable {
+                                detail: format!("opening a file for the blob in the store: {e}"),
+                                retry_after: None,
+                            })
+                        }
+                    };
+                    let path = staged.path().to_owned();
                     let file = std::fs::File::open(&path).map_err(spool_error)?;
                     let (tx, rx) = watch::channel(Progress::default());
+                    let recent = Recent::default();
                     running.insert(
                         key.clone(),
                         Flight {
                             path: path.clone(),
                             progress: rx.clone(),
+                            recent: recent.clone(),
                         },
                     );
                     let job = Download {
@@ -158,10 +200,14 @@ impl Spools {
                         running: self.running.clone(),
                         stored: self.stored.clone(),
                     };
-                    tokio::spawn(job.run(out, tx));
-                    (file, rx)
+                    tokio::spawn(job.run(staged, Arc::new(tx), recent.clone()));
+                    Ok((file, rx, recent))
                 }
             }
+        };
+        let (file, mut rx, recent) = match joined {
+            Ok(j) => j,
+            Err(published) => return settled(published).await,
         };
         let size = loop {
             {
@@ -178,7 +224,8 @@ impl Spools {
             }
         };
         let reader = Reader {
-            file: tokio::fs::File::from_std(file),
+            file: Arc::new(file),
+            recent,
             pos: 0,
             progress: rx,
             done: false,
@@ -193,9 +240,29 @@ impl Spools {
     }
 }
 
+/// Waits until a download whose file was published ends: the blob is
+/// then stored (read it through the registry), or it failed.
+async fn settled(mut rx: watch::Receiver<Progress>) -> Result<BlobAnswer, Fetch> {
+    loop {
+        {
+            let p = rx.borrow_and_update();
+            if p.stored {
+                return Ok(BlobAnswer::Local);
+            }
+            if let Some(e) = &p.failed {
+                return Err(e.clone());
+            }
+        }
+        if rx.changed().await.is_err() {
+            return Err(Fetch::Invalid("the download ended unexpectedly".into()));
+        }
+    }
+}
+
 /// One client's view of a download.
 struct Reader {
-    file: tokio::fs::File,
+    file: Arc<std::fs::File>,
+    recent: Recent,
     pos: u64,
     progress: watch::Receiver<Progress>,
     done: bool,
@@ -223,17 +290,26 @@ impl Reader {
                 ))));
             }
             if self.pos < limit {
+                // Still in memory: those bytes, as they are.
+                if let Some(piece) = in_memory(&self.recent, self.pos, limit) {
+                    self.pos += piece.len() as u64;
+                    return Some(Ok(piece));
+                }
                 let want = ((limit - self.pos) as usize).min(READ_SIZE);
-                let mut buf = BytesMut::zeroed(want);
-                return match self.file.read(&mut buf).await {
-                    Ok(0) => {
-                        self.done = true;
-                        Some(Err(std::io::Error::other("the spool file ended early")))
-                    }
-                    Ok(n) => {
-                        self.pos += n as u64;
-                        buf.truncate(n);
-                        Some(Ok(buf.freeze()))
+                // One positioned read into a fresh buffer, handed to the
+                // response as is.
+                let (file, pos) = (self.file.clone(), self.pos);
+                let read = tokio::task::spawn_blocking(move || {
+                    let mut buf = vec![0u8; want];
+                    read_exact_at(&file, &mut buf, pos).map(|()| Bytes::from(buf))
+                })
+                .await
+                .map_err(|e| std::io::Error::other(e.to_string()))
+                .and_then(|r| r);
+                return match read {
+                    Ok(chunk) => {
+                        self.pos += chunk.len() as u64;
+                        Some(Ok(chunk))
                     }
                     Err(e) => {
                         self.done = true;
@@ -258,6 +334,31 @@ impl Reader {
     }
 }
 
+/// The bytes from `pos` (before `limit`) of the recent piece holding
+/// `pos`, if one still does.
+fn in_memory(recent: &Recent, pos: u64, limit: u64) -> Option<Bytes> {
+    let recent = recent.lock().unwrap_or_else(|p| p.into_inner());
+    let (at, piece) = recent
+        .iter()
+        .find(|(at, p)| *at <= pos && pos < at + p.len() as u64)?;
+    let start = (pos - at) as usize;
+    let end = (limit.min(at + piece.len() as u64) - at) as usize;
+    Some(piece.slice(start..end))
+}
+
+#[cfg(unix)]
+fn read_exact_at(file: &std::fs::File, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+    std::os::unix::fs::FileExt::read_exact_at(file, buf, offset)
+}
+
+#[cfg(not(unix))]
+fn read_exact_at(file: &std::fs::File, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+    use std::io::{Read as _, Seek as _};
+    let mut f = file;
+    f.seek(std::io::SeekFrom::Start(offset))?;
+    f.read_exact(buf)
+}
+
 /// The download of one blob.
 struct Download {
     registry: Arc<Registry>,
@@ -270,9 +371,11 @@ struct Download {
 }
 
 impl Download {
-    async fn run(self, out: std::fs::File, tx: watch::Sender<Progress>) {
-        let result = self.fetch(out, &tx).await;
-        let _ = tokio::fs::remove_file(&self.path).await;
+    async fn run(self, staged: Staged, tx: Arc<watch::Sender<Progress>>, recent: Recent) {
+        let result = self.fetch(staged, &tx, recent.clone()).await;
+        // Stored (read it from the store) or failed: the bytes in memory
+        // are of no more use.
+        recent.lock().unwrap_or_else(|p| p.into_inner()).clear();
         match result {
             Ok(()) => {
                 tx.send_modify(|p| p.stored = true);
@@ -303,7 +406,14 @@ impl Download {
         }
     }
 
-    async fn fetch(&self, out: std::fs::File, tx: &watch::Sender<Progress>) -> Result<(), Fetch> {
+    /// Downloads into `staged` (removed, unless published, when it goes),
+    /// verifies and stores.
+    async fn fetch(
+        &self,
+        staged: Staged,
+        tx: &Arc<watch::Sender<Progress>>,
+        recent: Recent,
+    ) -> Result<(), Fetch> {
         let (mut blob, permit) = self
             .repo
             .upstream
@@ -313,27 +423,89 @@ impl Download {
             p.started = true;
             p.size = blob.size;
         });
-        let mut out = tokio::fs::File::from_std(out);
-        let mut hasher = self.digest.algorithm().hasher();
-        let mut written = 0u64;
-        while let Some(chunk) = blob.stream.next().await {
-            let chunk = chunk.map_err(|e| Fetch::Unavailable {
-                detail: format!("reading the blob from the upstream: {e}"),
-                retry_after: None,
-            })?;
-            hasher.update(&chunk);
-            out.write_all(&chunk).await.map_err(spool_error)?;
-            out.flush().await.map_err(spool_error)?;
-            written += chunk.len() as u64;
-            tx.send_modify(|p| p.written = written);
+        // The writer thread: hashes and writes each piece, keeps it for
+        // the readers keeping up, then tells them how far the file is.
+        let (pieces, mut rx) = tokio::sync::mpsc::channel::<Bytes>(WRITE_DEPTH);
+        let progress = tx.clone();
+        let writer = tokio::task::spawn_blocking(move || {
+            let mut staged = staged;
+            while let Some(piece) = rx.blocking_recv() {
+                let at = staged.bytes();
+                if let Err(e) = staged.write(std::slice::from_ref(&piece)) {
+                    return (staged, Err(e));
+                }
+                {
+                    let mut recent = recent.lock().unwrap_or_else(|p| p.into_inner());
+                    if recent.len() == KEEP {
+                        recent.pop_front();
+                    }
+                    recent.push_back((at, piece));
+                }
+                let written = staged.bytes();
+                progress.send_modify(|p| p.written = written);
+            }
+            (staged, Ok(()))
+        });
+        let mut failure = None;
+        let mut ended = false;
+        while !ended {
+            // Wait for the next bytes, then gather what else is ready into
+            // one piece (one write, one buffer the readers are sent).
+            let mut piece = BytesMut::new();
+            let mut next = blob.stream.next().await;
+            loop {
+                match next {
+                    None => {
+                        ended = true;
+                        break;
+                    }
+                    Some(Err(e)) => {
+                        failure = Some(Fetch::Unavailable {
+                            detail: format!("reading the blob from the upstream: {e}"),
+                            retry_after: None,
+                        });
+                        ended = true;
+                        break;
+                    }
+                    Some(Ok(chunk)) => {
+                        if piece.is_empty() {
+                            // Room for the upstream's usual chunks past
+                            // a piece's size: no reallocation.
+                            piece.reserve((BATCH + SLACK).max(chunk.len()));
+                        }
+                        piece.extend_from_slice(&chunk);
+                    }
+                }
+                if piece.len() >= BATCH {
+                    break;
+                }
+                match blob.stream.next().now_or_never() {
+                    Some(item) => next = item,
+                    None => break,
+                }
+            }
+            if !piece.is_empty() && pieces.send(piece.freeze()).await.is_err() {
+                // The writer stopped on an error: it says which.
+                break;
+            }
         }
+        drop(pieces);
         drop(permit);
+        let (staged, written) = writer.await.map_err(|e| Fetch::Unavailable {
+            detail: format!("the mirror's spool writer failed: {e}"),
+            retry_after: None,
+        })?;
+        written.map_err(spool_error)?;
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        let written = staged.bytes();
         if let Some(size) = blob.size.filter(|s| *s != written) {
             return Err(Fetch::Invalid(format!(
                 "the upstream announced {size} bytes and sent {written}; nothing was stored"
             )));
         }
-        let actual = hasher.finish();
+        let actual = staged.digest();
         if actual != self.digest {
             return Err(Fetch::Invalid(format!(
                 "the upstream sent content with digest {actual} for {}; nothing was stored",
@@ -341,13 +513,8 @@ impl Download {
             )));
         }
         tx.send_modify(|p| p.verified = true);
-        let file = tokio::fs::File::open(&self.path)
-            .await
-            .map_err(spool_error)?;
-        let body: ByteStream =
-            Box::pin(tokio_util::io::ReaderStream::with_capacity(file, READ_SIZE));
         self.registry
-            .push_blob(&self.repo.local, &self.digest, Some(written), body)
+            .store_staged(&self.repo.local, &self.digest, staged)
             .await
             .map_err(|e| Fetch::Unavailable {
                 detail: format!("storing the blob: {e}"),

@@ -48,7 +48,7 @@ pub use berth_meta::accounts::{Member, Namespace, NamespaceKind, Role, User, Vis
 pub use berth_meta::audit::{AuditFilter, StoredEvent};
 pub use berth_meta::tokens::{TokenKind, TokenRecord};
 pub use berth_meta::{now_ms, JobRun, TagRule, TagRuleKind};
-pub use berth_store::{BlobBody, BlobRead, ByteStream, UploadInfo};
+pub use berth_store::{BlobBody, BlobRead, ByteStream, Staged, UploadInfo};
 pub use blobs::ByteRange;
 pub use caller::Caller;
 pub use error::{Error, Kind, UploadRef, UpstreamFailure};

@@ -125,6 +125,10 @@ pub struct Eviction {
     /// Planned deletions that did not happen (a tag moved, a rule
     /// protects it, ...).
     pub skipped: u64,
+    /// Records of when a cached tag was last checked upstream that were
+    /// forgotten because the tag is gone (evicted, deleted, its
+    /// repository deleted).
+    pub tag_checks_forgotten: u64,
 }
 
 impl Eviction {
@@ -327,7 +331,17 @@ impl Registry {
     /// Evicts the least recently pulled mirrored images until every
     /// mirror cache is under its limit and all together under the total
     /// (see the module's doc). `now` (Unix ms) is the run's clock.
+    ///
+    /// Every run, limited or not, also forgets when the tags that are gone
+    /// (evicted now or earlier, deleted, their repository deleted) were
+    /// last checked upstream.
     pub async fn evict_mirror_cache(&self, now: i64) -> Result<Eviction> {
+        let mut report = self.evict_over_limits(now).await?;
+        report.tag_checks_forgotten = self.forget_stale_mirror_tag_checks().await?;
+        Ok(report)
+    }
+
+    async fn evict_over_limits(&self, now: i64) -> Result<Eviction> {
         let settings = &self.settings.mirror_cache;
         let mut report = Eviction::default();
         if !settings.limited() {

@@ -2,7 +2,9 @@
 //! upstream, kept in the database so that a restart (or another replica)
 //! does not ask the upstream again about a tag still within its TTL. The
 //! mirror keeps its own copy in memory and reads this one only when its
-//! copy is missing or past the TTL.
+//! copy is missing or past the TTL. The record of a tag that is gone
+//! (evicted, deleted, its repository deleted) is forgotten by the cache
+//! limit's worker (`Registry::evict_mirror_cache`), limited or not.
 
 use berth_oci::{RepositoryName, Tag};
 
@@ -27,5 +29,14 @@ impl Registry {
         at: i64,
     ) -> Result<()> {
         Ok(self.meta.record_mirror_tag_check(repo, tag, at).await?)
+    }
+
+    /// Forgets the records of tags that are gone; returns how many. Reads
+    /// first, so the usual run (nothing to forget) writes nothing.
+    pub async fn forget_stale_mirror_tag_checks(&self) -> Result<u64> {
+        if self.meta.stale_mirror_tag_checks().await? == 0 {
+            return Ok(0);
+        }
+        Ok(self.meta.forget_stale_mirror_tag_checks().await?)
     }
 }

@@ -13,7 +13,7 @@ use std::time::SystemTime;
 
 use berth_metrics::ArtifactKind;
 use berth_oci::{Digest, RepositoryName};
-use berth_store::{ByteStream, UploadInfo};
+use berth_store::{ByteStream, Staged, UploadInfo};
 
 use crate::quota::{capped, drain, Gate, Pushed};
 use crate::{Error, Registry, Result};
@@ -238,6 +238,28 @@ impl Registry {
                 }
             }
         };
+        self.link_within(repo, digest, size, gate.as_ref()).await?;
+        berth_metrics::get().pushed(repo.as_str(), ArtifactKind::Blob, size);
+        Ok(size)
+    }
+
+    /// Stores a blob its producer wrote and hashed into `staged` (the
+    /// mirror's downloads, see `berth_store::Staged`) and links it to
+    /// `repo`: the namespace's quota checked with its known size, the file
+    /// published by the store without a copy where it can (a rename on
+    /// the filesystem store), the digest it was hashed to required to be
+    /// `digest`.
+    pub async fn store_staged(
+        &self,
+        repo: &RepositoryName,
+        digest: &Digest,
+        staged: Staged,
+    ) -> Result<u64> {
+        let gate = self.quota_gate(repo, Some(digest), None).await?;
+        if let Some(g) = &gate {
+            g.check(&Pushed::Blob(digest), staged.bytes())?;
+        }
+        let size = self.store.publish_staged(staged, digest).await?;
         self.link_within(repo, digest, size, gate.as_ref()).await?;
         berth_metrics::get().pushed(repo.as_str(), ArtifactKind::Blob, size);
         Ok(size)

@@ -22,6 +22,8 @@ mod gc;
 mod invalidation;
 #[path = "services/lifecycle.rs"]
 mod lifecycle;
+#[path = "services/mirror_checks.rs"]
+mod mirror_checks;
 #[path = "services/pull_gates.rs"]
 mod pull_gates;
 #[path = "services/replicas.rs"]

@@ -8,6 +8,7 @@
 //!   uploads/<uuid>/data                             bytes received so far
 //!   uploads/<uuid>/info.json                        {"label": ..., "started_at_ms": ...}
 //!   tmp/<uuid>                                      single-request uploads in flight
+//!   tmp/<uuid>.part                                 blobs staged by their producer (`stage`)
 //!   gc/<algorithm>-<hex>                            blobs quarantined by a GC run
 //!   corrupt/<algorithm>-<hex>-<ms>                  damaged blobs set aside by the scrub
 //! ```
@@ -49,7 +50,8 @@ use tokio::task::spawn_blocking;
 
 use crate::pipeline::write_stream;
 use crate::{
-    hash_reader, BlobBody, BlobRead, BlobStore, ByteStream, Error, Result, StoredBlob, UploadInfo,
+    hash_reader, BlobBody, BlobRead, BlobStore, ByteStream, Error, Result, Staged, StoredBlob,
+    UploadInfo,
 };
 
 /// Blobs up to this size are read into memory in one call instead of streamed.
@@ -467,6 +469,39 @@ impl BlobStore for FsStore {
             let _ = tokio::fs::remove_file(&tmp).await;
         }
         result
+    }
+
+    /// A file in `tmp/`, on the blobs' filesystem (removed at the next
+    /// start if a crash leaves it).
+    fn stage(&self, algorithm: Algorithm) -> Result<Option<Staged>> {
+        let dir = self.root.join("tmp");
+        Ok(Some(Staged::create_in(&dir, algorithm, Some(dir.clone()))?))
+    }
+
+    /// Renamed into place when this store opened it: its data synced
+    /// (one `fdatasync`, most of it written back while it was written),
+    /// renamed, the directory synced. Nothing is read back: the digest is
+    /// the one [`Staged`] computed over every byte it wrote.
+    async fn publish_staged(&self, mut staged: Staged, expected: &Digest) -> Result<u64> {
+        if staged.home.as_deref() != Some(self.root.join("tmp").as_path()) {
+            return crate::publish_staged_by_put(self, staged, expected).await;
+        }
+        let actual = staged.digest();
+        if &actual != expected {
+            return Err(Error::DigestMismatch {
+                expected: expected.clone(),
+                actual,
+            });
+        }
+        let to = self.blob_path(expected);
+        let size = staged.bytes();
+        blocking(move || {
+            let (file, from) = staged.finish()?;
+            publish(file, &from, &to)?;
+            staged.keep();
+            Ok(size)
+        })
+        .await
     }
 
     async fn upload_create(&self, label: &str) -> Result<UploadInfo> {

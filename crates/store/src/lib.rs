@@ -22,10 +22,12 @@ pub mod fs;
 mod metered;
 pub mod object;
 mod pipeline;
+mod staged;
 
 pub use fs::FsStore;
 pub use metered::Metered;
 pub use object::BucketStore;
+pub use staged::Staged;
 
 /// A stream of request or response body bytes.
 pub type ByteStream = Pin<Box<dyn Stream<Item = io::Result<Bytes>> + Send>>;
@@ -187,6 +189,26 @@ pub trait BlobStore: Send + Sync + 'static {
     /// it alone for its grace period.
     async fn put(&self, expected: &Digest, len: Option<u64>, body: ByteStream) -> Result<u64>;
 
+    /// Opens a [`Staged`] file in the store's own temporary area, for a
+    /// producer that writes a blob itself (reading it back while it
+    /// writes) and then publishes it with [`BlobStore::publish_staged`]
+    /// without a copy. `None` when the store keeps no local files (object
+    /// storage): the producer stages elsewhere ([`Staged::create`]).
+    fn stage(&self, algorithm: Algorithm) -> Result<Option<Staged>> {
+        let _ = algorithm;
+        Ok(None)
+    }
+
+    /// Publishes `staged` under `expected`, which must be the digest of
+    /// the bytes written to it ([`Error::DigestMismatch`] otherwise,
+    /// nothing stored). Returns the size. A store that opened it publishes
+    /// the file itself (a rename on a filesystem); by default, the file is
+    /// streamed through [`BlobStore::put`] (verified again on its way) and
+    /// removed.
+    async fn publish_staged(&self, staged: Staged, expected: &Digest) -> Result<u64> {
+        publish_staged_by_put(self, staged, expected).await
+    }
+
     /// Starts an upload session labelled `label`.
     async fn upload_create(&self, label: &str) -> Result<UploadInfo>;
 
@@ -258,4 +280,26 @@ pub fn hash_reader(algorithm: Algorithm, mut data: impl io::Read) -> io::Result<
         }
         h.update(&buf[..n]);
     }
+}
+
+/// [`BlobStore::publish_staged`] for a file the store does not own: checks
+/// the digest the file was hashed to, then stores it through
+/// [`BlobStore::put`].
+pub(crate) async fn publish_staged_by_put<S: BlobStore + ?Sized>(
+    store: &S,
+    staged: Staged,
+    expected: &Digest,
+) -> Result<u64> {
+    let actual = staged.digest();
+    if &actual != expected {
+        return Err(Error::DigestMismatch {
+            expected: expected.clone(),
+            actual,
+        });
+    }
+    let len = staged.bytes();
+    let file = tokio::fs::File::open(staged.path()).await?;
+    let body: ByteStream = Box::pin(tokio_util::io::ReaderStream::with_capacity(file, 1 << 20));
+    // `staged` removes the file when it goes, whatever `put` did.
+    store.put(expected, Some(len), body).await
 }

@@ -10,9 +10,9 @@ use std::future::Future;
 use std::time::Instant;
 
 use async_trait::async_trait;
-use berth_oci::Digest;
+use berth_oci::{Algorithm, Digest};
 
-use crate::{BlobRead, BlobStore, ByteStream, Result, StoredBlob, UploadInfo};
+use crate::{BlobRead, BlobStore, ByteStream, Result, Staged, StoredBlob, UploadInfo};
 
 /// Wraps a store and records its latency and errors under `backend`
 /// (`filesystem`, `s3`).
@@ -78,6 +78,18 @@ impl<S: BlobStore> BlobStore for Metered<S> {
 
     async fn put(&self, expected: &Digest, len: Option<u64>, body: ByteStream) -> Result<u64> {
         self.timed("put", self.inner.put(expected, len, body)).await
+    }
+
+    fn stage(&self, algorithm: Algorithm) -> Result<Option<Staged>> {
+        self.inner.stage(algorithm)
+    }
+
+    async fn publish_staged(&self, staged: Staged, expected: &Digest) -> Result<u64> {
+        self.timed(
+            "publish_staged",
+            self.inner.publish_staged(staged, expected),
+        )
+        .await
     }
 
     async fn upload_create(&self, label: &str) -> Result<UploadInfo> {

@@ -27,7 +27,7 @@ const CHANNEL_DEPTH: usize = 4;
 /// Bodies up to this size are written by a single blocking call.
 const SMALL_BODY: u64 = 512 * 1024;
 /// Background writeback is started each time this much more was written.
-const WRITEBACK_STEP: u64 = 8 << 20;
+pub(crate) const WRITEBACK_STEP: u64 = 8 << 20;
 
 /// What [`write_stream`] leaves behind.
 pub(crate) struct Written {
@@ -40,7 +40,7 @@ pub(crate) struct Written {
 /// writer goes on. Its errors are reported by [`Writeback::finish`]: an
 /// `fdatasync` error is reported once per open file, so it must not be lost.
 #[derive(Default)]
-struct Writeback {
+pub(crate) struct Writeback {
     kick: Option<std_mpsc::SyncSender<()>>,
     helper: Option<JoinHandle<io::Result<()>>>,
     kicked_at: u64,
@@ -49,7 +49,7 @@ struct Writeback {
 impl Writeback {
     /// Asks for writeback of `file` if [`WRITEBACK_STEP`] more bytes were
     /// written since the last request (`written` counts them).
-    fn maybe_kick(&mut self, file: &File, written: u64) -> io::Result<()> {
+    pub(crate) fn maybe_kick(&mut self, file: &File, written: u64) -> io::Result<()> {
         if written < self.kicked_at + WRITEBACK_STEP {
             return Ok(());
         }
@@ -74,7 +74,7 @@ impl Writeback {
     }
 
     /// Waits for the helper and returns its first error.
-    fn finish(mut self) -> io::Result<()> {
+    pub(crate) fn finish(mut self) -> io::Result<()> {
         self.kick = None;
         match self.helper.take() {
             Some(h) => h

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use berth_oci::{Algorithm, Digest};
-use berth_store::{BlobBody, BlobStore, ByteStream, Error, FsStore};
+use berth_store::{BlobBody, BlobStore, ByteStream, Error, FsStore, Staged};
 use bytes::Bytes;
 use futures_util::StreamExt;
 
@@ -197,8 +197,52 @@ async fn run_suite(store: Arc<dyn BlobStore>, clock: Duration) {
     assert!(store.read(&small, None).await.unwrap().is_none());
 
     quarantine_cases(&*store, clock).await;
+    staged_cases(&*store).await;
     set_aside_cases(&*store).await;
     paging_inside_a_prefix(&*store).await;
+}
+
+/// A blob its producer wrote into a staged file (the store's own, or
+/// one of the producer's when the store keeps no local files) is
+/// published under its digest; a wrong digest stores nothing; the file
+/// is gone either way.
+async fn staged_cases(store: &dyn BlobStore) {
+    let spare = tempfile::tempdir().unwrap();
+    let stage = || match store.stage(Algorithm::Sha256).unwrap() {
+        Some(s) => s,
+        None => Staged::create(spare.path(), Algorithm::Sha256).unwrap(),
+    };
+    let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 241) as u8).collect();
+    let d = Digest::sha256(&data);
+    let pieces: Vec<Bytes> = data.chunks(100_000).map(Bytes::copy_from_slice).collect();
+
+    let mut wrong = stage();
+    wrong.write(&pieces[..3]).unwrap();
+    let path = wrong.path().to_owned();
+    assert!(matches!(
+        store.publish_staged(wrong, &d).await,
+        Err(Error::DigestMismatch { .. })
+    ));
+    assert_eq!(store.stat(&d).await.unwrap(), None);
+    assert!(!path.exists(), "a refused staged file is removed");
+
+    let mut staged = stage();
+    for p in pieces.chunks(7) {
+        staged.write(p).unwrap();
+    }
+    // Readable while written (the mirror's clients read it so).
+    assert_eq!(std::fs::read(staged.path()).unwrap(), data);
+    let path = staged.path().to_owned();
+    assert_eq!(store.publish_staged(staged, &d).await.unwrap(), 3_000_000);
+    assert!(!path.exists(), "the staged file was moved or removed");
+    assert_eq!(read_all(store, &d, None).await, data);
+
+    // The same digest again keeps the stored copy.
+    let mut again = stage();
+    again.write(&pieces).unwrap();
+    assert_eq!(store.publish_staged(again, &d).await.unwrap(), 3_000_000);
+    assert_eq!(read_all(store, &d, None).await, data);
+    assert!(store.delete(&d).await.unwrap());
 }
 
 /// A damaged blob set aside reads as absent, leaves the listing, and a
@@ -402,4 +446,38 @@ async fn filesystem_quarantine_is_undone_after_a_crash() {
         .unwrap()
         .next()
         .is_none());
+}
+
+/// The filesystem store stages in its own `tmp/` and publishes the very
+/// file written, by rename: no second copy.
+#[cfg(unix)]
+#[tokio::test]
+async fn filesystem_publishes_a_staged_file_by_rename() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = tempfile::tempdir().unwrap();
+    let store = FsStore::open(dir.path()).unwrap();
+    let mut staged = store.stage(Algorithm::Sha256).unwrap().expect("stages");
+    assert!(staged.path().starts_with(dir.path().join("tmp")));
+    staged
+        .write(&[Bytes::from_static(b"staged "), Bytes::from_static(b"bytes")])
+        .unwrap();
+    let inode = std::fs::metadata(staged.path()).unwrap().ino();
+    let d = Digest::sha256(b"staged bytes");
+    assert_eq!(store.publish_staged(staged, &d).await.unwrap(), 12);
+    let published = std::fs::metadata(store.blob_path(&d)).unwrap();
+    assert_eq!(published.ino(), inode, "published by rename");
+    assert_eq!(
+        std::fs::read_dir(dir.path().join("tmp")).unwrap().count(),
+        0
+    );
+    // A file staged elsewhere (not the store's) is copied in through `put`.
+    let other = tempfile::tempdir().unwrap();
+    let mut outside = Staged::create(other.path(), Algorithm::Sha256).unwrap();
+    outside
+        .write(&[Bytes::from_static(b"from outside")])
+        .unwrap();
+    let d = Digest::sha256(b"from outside");
+    assert_eq!(store.publish_staged(outside, &d).await.unwrap(), 12);
+    assert_eq!(std::fs::read(store.blob_path(&d)).unwrap(), b"from outside");
+    assert_eq!(std::fs::read_dir(other.path()).unwrap().count(), 0);
 }

@@ -5,6 +5,14 @@
 //!   (by digest) when no tag outside the rule's tag filter names it there
 //!   (the [`Transport`] checks at the target). Each deletion done there
 //!   leaves a `replication.delete` audit event here.
+//!   A push rule also records the tags it copies there
+//!   (`replication_tags`, with the digest it put there): a full pass
+//!   (schedule or on demand) deletes at the target those its filters
+//!   still select that are gone here, when the target's tag still names
+//!   that digest ([`Deletion::TagNaming`]; a tag moved there since is
+//!   someone else's). So what an event did not carry (events given up
+//!   after their attempts, a deletion while the rule's worker was behind)
+//!   is deleted by the next full pass all the same.
 //! - A **pull** rule records the tags it makes here (`replication_tags`);
 //!   a full pass deletes here those its filters still select that are
 //!   gone at the source, when they still name the digest the rule put
@@ -33,6 +41,9 @@ pub enum Deletion {
     /// A manifest by digest, with the tags naming it there (the transport
     /// keeps it when a tag the rule does not select names it).
     Manifest(Digest),
+    /// A tag, only while it names this digest there (what the rule put
+    /// there; a tag moved since is kept).
+    TagNaming(Tag, Digest),
 }
 
 /// What a deletion at the target did.
@@ -65,15 +76,22 @@ impl Registry {
         transport: &dyn Transport,
         repository: &RepositoryName,
         deletion: &Deletion,
-        event: i64,
+        event: Option<i64>,
         out: &mut Outcome,
-    ) -> Result<()> {
+    ) -> Result<Option<Deleted>> {
         let name = match deletion {
-            Deletion::Tag(t) => format!("{repository}:{t}"),
+            Deletion::Tag(t) | Deletion::TagNaming(t, _) => format!("{repository}:{t}"),
             Deletion::Manifest(d) => format!("{repository}@{d}"),
         };
-        match transport.delete(rule, repository, deletion).await {
-            Ok(Deleted::Deleted) => {
+        let done = match transport.delete(rule, repository, deletion).await {
+            Ok(d) => d,
+            Err(e) => {
+                out.note_failure(event, format!("deleting {name}: {e}"));
+                return Ok(None);
+            }
+        };
+        match &done {
+            Deleted::Deleted => {
                 let mut e = deleter(rule)
                     .actor()
                     .event(action::REPLICATION_DELETE)
@@ -81,14 +99,54 @@ impl Registry {
                     .detail(json!({"rule": rule.name, "url": rule.url}));
                 e = match deletion {
                     Deletion::Tag(t) => e.tag(t.as_str()),
+                    Deletion::TagNaming(t, d) => e.tag(t.as_str()).digest(d.as_str()),
                     Deletion::Manifest(d) => e.digest(d.as_str()),
                 };
                 self.meta.record_event(e).await?;
                 out.deleted.push(name);
             }
-            Ok(Deleted::Absent) => out.up_to_date += 1,
-            Ok(Deleted::Kept(why)) => out.kept.push(format!("{name}: {why}")),
-            Err(e) => out.note_failure(Some(event), format!("deleting {name}: {e}")),
+            Deleted::Absent => out.up_to_date += 1,
+            Deleted::Kept(why) => out.kept.push(format!("{name}: {why}")),
+        }
+        Ok(Some(done))
+    }
+
+    /// A push rule's full pass listed `listed` here: deletes at the target
+    /// the tags the rule copied there that its filters select and that are
+    /// gone here, while they name the digest the rule put there (see the
+    /// module's documentation), noting them in `out`. A record is
+    /// forgotten once its tag is gone there or was moved; a failed
+    /// deletion keeps it for the next pass.
+    pub(super) async fn delete_gone_at_target(
+        &self,
+        rule: &ReplicationRule,
+        transport: &dyn Transport,
+        listed: &BTreeSet<Item>,
+        out: &mut Outcome,
+        held: &crate::jobs::Held<'_>,
+    ) -> Result<()> {
+        for made in self.meta.replicated_tags(rule.id).await? {
+            if !selects_repository(rule, &made.repository) || !selects_tag(rule, made.tag.as_str())
+            {
+                continue;
+            }
+            let item = Item {
+                repository: made.repository.to_string(),
+                tag: made.tag.to_string(),
+            };
+            if listed.contains(&item) {
+                continue;
+            }
+            held.keep().await?;
+            let deletion = Deletion::TagNaming(made.tag.clone(), made.digest.clone());
+            let done = self
+                .replicate_deletion(rule, transport, &made.repository, &deletion, None, out)
+                .await?;
+            if done.is_some() {
+                self.meta
+                    .forget_replicated_tag(rule.id, &made.repository, &made.tag)
+                    .await?;
+            }
         }
         Ok(())
     }

@@ -467,8 +467,8 @@ impl Registry {
             .iter()
             .map(|(i, e)| (i.clone(), Some(*e)))
             .collect();
-        // What a full pass of a pull rule found at the source (its
-        // deletions need a complete listing).
+        // What a full pass found at the source (its deletions need a
+        // complete listing).
         let mut listed = None;
         if work.full {
             match self.full_pass_items(rule, transport).await {
@@ -503,7 +503,9 @@ impl Registry {
             let top = match transport.copy(rule, &repo, &tag).await {
                 Ok(Copied::Copied(d)) => {
                     out.copied.push(format!("{name}@{d}"));
-                    if pull && rule.replicate_deletions {
+                    // What the rule put at its destination, for the
+                    // deletions of its full passes.
+                    if rule.replicate_deletions {
                         self.meta
                             .record_replicated_tag(rule.id, &repo, &tag, &d, crate::now_ms())
                             .await?;
@@ -574,11 +576,16 @@ impl Registry {
             let Ok(repo) = RepositoryName::parse(repository) else {
                 continue;
             };
-            self.replicate_deletion(rule, transport, &repo, &deletion, event, &mut out)
+            self.replicate_deletion(rule, transport, &repo, &deletion, Some(event), &mut out)
                 .await?;
         }
-        if let (true, true, Some(listed)) = (pull, rule.replicate_deletions, &listed) {
-            self.delete_gone_tags(rule, listed, &mut out).await?;
+        match (pull, rule.replicate_deletions, &listed) {
+            (true, true, Some(listed)) => self.delete_gone_tags(rule, listed, &mut out).await?,
+            (false, true, Some(listed)) => {
+                self.delete_gone_at_target(rule, transport, listed, &mut out, held)
+                    .await?
+            }
+            _ => {}
         }
         Ok(out)
     }

@@ -7,7 +7,9 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use berth_oci::{RepositoryName, Tag};
-use berth_registry::replication::{Copied, ReplicationRule, RuleSpec, Transport};
+use berth_registry::replication::{
+    Copied, Deleted, Deletion, ReplicationRule, RuleSpec, Transport,
+};
 use berth_registry::worker::Stop;
 use berth_registry::{Caller, Error, Settings};
 
@@ -196,4 +198,150 @@ async fn schedules_and_runs_on_demand_make_full_passes() {
         .unwrap();
     assert_eq!(removed.name, "pull-lib");
     assert_eq!(reg.replication_rules().await.unwrap().len(), 1);
+}
+
+/// A target registry held in memory: what a push rule copied there, and
+/// the deletions asked of it.
+#[derive(Default)]
+struct Target {
+    tags: Mutex<std::collections::BTreeMap<(String, String), berth_oci::Digest>>,
+    deletions: Mutex<Vec<String>>,
+}
+
+#[async_trait]
+impl Transport for Target {
+    async fn copy(
+        &self,
+        _: &ReplicationRule,
+        repository: &RepositoryName,
+        tag: &Tag,
+    ) -> Result<Copied, String> {
+        let d = super::dg(&format!("{repository}:{tag}"));
+        self.tags
+            .lock()
+            .unwrap()
+            .insert((repository.to_string(), tag.to_string()), d.clone());
+        Ok(Copied::Copied(d))
+    }
+
+    async fn remote_repositories(&self, _: &ReplicationRule) -> Result<Vec<String>, String> {
+        Ok(Vec::new())
+    }
+
+    async fn remote_tags(
+        &self,
+        _: &ReplicationRule,
+        _: &RepositoryName,
+    ) -> Result<Vec<String>, String> {
+        Ok(Vec::new())
+    }
+
+    async fn delete(
+        &self,
+        _: &ReplicationRule,
+        repository: &RepositoryName,
+        deletion: &Deletion,
+    ) -> Result<Deleted, String> {
+        let Deletion::TagNaming(tag, put) = deletion else {
+            return Err(format!("unexpected {deletion:?}"));
+        };
+        self.deletions
+            .lock()
+            .unwrap()
+            .push(format!("{repository}:{tag}"));
+        let mut tags = self.tags.lock().unwrap();
+        let key = (repository.to_string(), tag.to_string());
+        match tags.get(&key) {
+            None => Ok(Deleted::Absent),
+            Some(d) if d != put => Ok(Deleted::Kept(format!("it names {d} there"))),
+            Some(_) => {
+                tags.remove(&key);
+                Ok(Deleted::Deleted)
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn full_passes_of_push_rules_delete_at_the_target_what_is_gone_here() {
+    let dir = tempfile::tempdir().unwrap();
+    let reg = registry(dir.path(), Settings::default()).await;
+    let target = Arc::new(Target::default());
+    reg.set_replication_transport(target.clone());
+    let admin = Caller::system("admin");
+    let stop = Stop::new();
+    // Scheduled only: no event is followed, the full passes do it all.
+    let rule = RuleSpec {
+        on_push: Some(false),
+        schedule: Some("0 * * * *".into()),
+        replicate_deletions: true,
+        ..push_rule("backup", "acme/*", "v*")
+    };
+    reg.add_replication_rule(rule, &admin).await.unwrap();
+    for (tag, seed) in [("v1", "a"), ("v2", "b"), ("v3", "c"), ("dev", "d")] {
+        push_image(&reg, "acme/web", tag, seed).await;
+    }
+    // Someone else's tag at the target: never the rule's to delete.
+    target
+        .tags
+        .lock()
+        .unwrap()
+        .insert(("acme/web".into(), "v9".into()), super::dg("someone else"));
+    let schedule = berth_registry::retention::cron::Schedule::parse("0 * * * *").unwrap();
+    let first = schedule.next_after(berth_meta::now_ms()).unwrap();
+    let runs = reg.replicate(first, &stop).await.unwrap();
+    assert!(runs[0].ok, "{:?}", runs[0].summary);
+    let at_target = |t: &Target| -> Vec<String> {
+        t.tags
+            .lock()
+            .unwrap()
+            .keys()
+            .map(|(r, t)| format!("{r}:{t}"))
+            .collect()
+    };
+    assert_eq!(
+        at_target(&target),
+        ["acme/web:v1", "acme/web:v2", "acme/web:v3", "acme/web:v9"]
+    );
+    assert!(target.deletions.lock().unwrap().is_empty());
+
+    // Deleted here: v1 and v3 (and dev, which the rule does not select);
+    // v3 was moved at the target meanwhile.
+    for tag in ["v1", "v3", "dev"] {
+        reg.delete_manifest(
+            &super::n("acme/web"),
+            &berth_oci::Reference::Tag(super::t(tag)),
+            &admin,
+        )
+        .await
+        .unwrap();
+    }
+    target
+        .tags
+        .lock()
+        .unwrap()
+        .insert(("acme/web".into(), "v3".into()), super::dg("moved there"));
+    let second = schedule.next_after(first).unwrap();
+    let runs = reg.replicate(second, &stop).await.unwrap();
+    assert!(runs[0].ok, "{:?}", runs[0].summary);
+    assert_eq!(runs[0].summary["deleted"], 1, "{:?}", runs[0].summary);
+    let kept = runs[0].summary["kept"].to_string();
+    assert!(kept.contains("acme/web:v3"), "{kept}");
+    assert_eq!(
+        at_target(&target),
+        ["acme/web:v2", "acme/web:v3", "acme/web:v9"]
+    );
+    assert_eq!(
+        std::mem::take(&mut *target.deletions.lock().unwrap()),
+        ["acme/web:v1", "acme/web:v3"]
+    );
+    // Each record was settled: the next pass asks nothing more.
+    let third = schedule.next_after(second).unwrap();
+    let runs = reg.replicate(third, &stop).await.unwrap();
+    assert!(runs[0].ok, "{:?}", runs[0].summary);
+    assert!(target.deletions.lock().unwrap().is_empty());
+    assert_eq!(
+        at_target(&target),
+        ["acme/web:v2", "acme/web:v3", "acme/web:v9"]
+    );
 }

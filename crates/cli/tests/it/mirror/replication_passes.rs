@@ -47,7 +47,8 @@ fn copy(c: &Clients, from: &str, to: &str) {
 
 /// A push rule with `--replicate-deletions` deletes at the target the tag
 /// deleted here, and the manifest deleted here unless a tag outside its
-/// filter names it there; a rule without the flag and tags outside the
+/// filter names it there, and on a full pass the tags it copied there
+/// that are gone here; a rule without the flag and tags outside the
 /// filter keep theirs. A pull rule with it deletes here, on its next pass,
 /// the tags it made that are gone at the source, and nothing else. Every
 /// deletion is audited and in the rule's history.
@@ -152,6 +153,28 @@ fn deletions_are_replicated_within_the_rules_filters() {
     assert!(events.iter().all(|e| e["actor"] == "replication/del"));
     assert!(events.iter().any(|e| e["tag"] == "v1"));
     assert!(events.iter().any(|e| e["digest"] == index[2].as_str()));
+    // A full pass (here on demand) deletes at the target the selected tags
+    // the rule copied there that are gone here, while they name what it
+    // put there: v2, whose manifest stayed there for `pinned` (the tag
+    // went with the manifest here). `pinned` and `dev` are not the rule's.
+    let run = replication(&source, &["run", "del"]);
+    assert_eq!(run["ok"], true, "{run}");
+    assert_eq!(
+        run["summary"]["deleted_images"],
+        serde_json::json!(["acme/app:v2"]),
+        "{run}"
+    );
+    assert_eq!(digest_at(&target_url, "acme/app", "v2"), None);
+    assert_eq!(
+        digest_at(&target_url, "acme/app", "pinned").as_deref(),
+        Some(index[1].as_str())
+    );
+    assert_eq!(
+        digest_at(&target_url, "acme/app", "dev").as_deref(),
+        Some(index[0].as_str())
+    );
+    let run = replication(&source, &["run", "del"]);
+    assert!(run["summary"].get("deleted").is_none(), "{run}");
 
     // A pull rule: from the reference registry into `source`.
     let mut pulled = Vec::new();
