@@ -2,17 +2,22 @@
 //! repository of many tags (`--tags`, 10,000 by default), berth alone (the
 //! reference registry has no UI to compare with).
 //!
-//! One berth with authentication on; a repository `bench/ui` of `--tags`
-//! image manifests, each its own, under tags `v00000`, `v00001`, ...; a
-//! session opened through the sign-in form. Then each page (the tag
+//! One berth with authentication on; an organisation `bench` holding a
+//! repository `bench/ui` of `--tags` image manifests, each its own, under
+//! tags `v00000`, `v00001`, ..., and a retention policy keeping the ten
+//! newest tags (so its plan deletes all the others); a session opened
+//! through the sign-in form. Then every page of the UI is fetched once to
+//! warm up and then `--rounds` times (20 by default, 3 with `--quick`) one
+//! after the other on one keep-alive connection over loopback: the tag
 //! table's first, middle and last page, sorted by push time and by size,
-//! filtered to ten tags, an image, the start page's search, the
-//! namespace, its rules page, the storage overview) is fetched once to warm up and then `--rounds` times (20 by
-//! default, 3 with `--quick`) one after the other on one keep-alive
-//! connection over loopback; the report gives the median, 90th percentile
-//! and worst response time of each, and the server's CPU time per request
-//! (`/proc` deltas). On loopback with one request at a time the response
-//! time is the server time plus well under a millisecond.
+//! filtered to ten tags; an image; the start page and its search; the
+//! namespace; its rules page with the stored policy's plan; the plan
+//! preview the policy editor posts as it is typed; the organisation; the
+//! tokens; the users, the storage overview and the audit log (admin
+//! pages); and the sign-in form. The report gives the median, 90th
+//! percentile and worst response time of each, and the server's CPU time
+//! per request (`/proc` deltas). On loopback with one request at a time
+//! the response time is the server time plus well under a millisecond.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -24,7 +29,7 @@ use bytes::Bytes;
 use http::{header, Method, StatusCode};
 use serde::Serialize;
 
-use crate::client::{collect, drain, Conn, Payload};
+use crate::client::{collect, drain, expect, Conn, Payload};
 use crate::payload::Blob;
 use crate::server::{BerthSpec, Kind, Observe, Server};
 use crate::{ops, BenchArgs, Output};
@@ -113,6 +118,32 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The retention policy of the namespace: keep the ten newest tags.
+const POLICY: &str = "[[rule]]\nname = \"keep-last-10\"\ntags = [\"*\"]\nkeep = { last = 10 }\n";
+
+/// One page to measure: what it is, how it is asked for.
+struct Probe {
+    page: &'static str,
+    method: Method,
+    path: String,
+    /// A form body (`application/x-www-form-urlencoded`), for a POST.
+    form: Option<String>,
+    /// Sent with the session cookie.
+    signed_in: bool,
+}
+
+impl Probe {
+    fn get(page: &'static str, path: impl Into<String>) -> Probe {
+        Probe {
+            page,
+            method: Method::GET,
+            path: path.into(),
+            form: None,
+            signed_in: true,
+        }
+    }
+}
+
 async fn measure(bin: &Path, work: &Path, tags: usize, rounds: usize) -> anyhow::Result<Report> {
     let mut server = Server::berth(
         BerthSpec {
@@ -128,6 +159,18 @@ async fn measure(bin: &Path, work: &Path, tags: usize, rounds: usize) -> anyhow:
         },
         &work.join("berth-ui-tags"),
     )?;
+    // The namespace is an organisation (its page lists the members; it
+    // has an organisation page), created with the admin's password.
+    let mut admin = server.conn();
+    let resp = admin
+        .send(
+            Method::POST,
+            "/api/v1/orgs",
+            &[(header::CONTENT_TYPE, "application/json")],
+            Payload::new(vec![Bytes::from_static(br#"{"name":"bench"}"#)]),
+        )
+        .await?;
+    drain(expect(resp, StatusCode::CREATED, "creating the organisation bench").await?).await?;
     // A registry token: seeding from 16 connections with the password
     // would verify it (slowly, throttled) until the login cache holds it.
     let scopes = [format!("repository:{REPO}:pull,push")];
@@ -139,46 +182,77 @@ async fn measure(bin: &Path, work: &Path, tags: usize, rounds: usize) -> anyhow:
         .context("seeding the repository")?;
     let seed_s = t.elapsed().as_secs_f64();
     eprintln!("bench: ui-tags: {tags} tags seeded in {seed_s:.1}s");
+    let resp = admin
+        .send(
+            Method::PUT,
+            "/api/v1/namespaces/bench/retention",
+            &[(header::CONTENT_TYPE, "application/toml")],
+            Payload::new(vec![Bytes::from_static(POLICY.as_bytes())]),
+        )
+        .await?;
+    drain(expect(resp, StatusCode::OK, "storing the retention policy").await?).await?;
     let cookie = sign_in(&server).await.context("signing in to the UI")?;
     let mut conn = server.conn().with_authorization(None);
+    let csrf = form_secret(&mut conn, &cookie)
+        .await
+        .context("reading the session's form secret")?;
     let pages = tags.div_ceil(PER_PAGE);
     let last = format!("v{:05}", tags - 1);
     // At most ten tags share the last tag's name but its last digit.
     let filter = &last[..last.len() - 1];
-    let paths = [
-        ("tags, first page", format!("/ui/repo/{REPO}")),
-        (
+    let probes = [
+        Probe::get("tags, first page", format!("/ui/repo/{REPO}")),
+        Probe::get(
             "tags, middle page",
             format!("/ui/repo/{REPO}?page={}", pages.div_ceil(2)),
         ),
-        ("tags, last page", format!("/ui/repo/{REPO}?page={pages}")),
-        ("tags, newest first", format!("/ui/repo/{REPO}?sort=pushed")),
-        ("tags, largest first", format!("/ui/repo/{REPO}?sort=size")),
-        (
+        Probe::get("tags, last page", format!("/ui/repo/{REPO}?page={pages}")),
+        Probe::get("tags, newest first", format!("/ui/repo/{REPO}?sort=pushed")),
+        Probe::get("tags, largest first", format!("/ui/repo/{REPO}?sort=size")),
+        Probe::get(
             "tags, filtered to ten",
             format!("/ui/repo/{REPO}?q={filter}"),
         ),
-        ("an image", format!("/ui/repo/{REPO}:{last}")),
-        ("start page, search", "/ui/?q=bench".to_owned()),
-        ("namespace", "/ui/ns/bench".to_owned()),
-        ("namespace rules", "/ui/ns/bench/settings".to_owned()),
-        ("storage", "/ui/admin/usage".to_owned()),
+        Probe::get("an image", format!("/ui/repo/{REPO}:{last}")),
+        Probe::get("start page", "/ui/"),
+        Probe::get("start page, search", "/ui/?q=bench"),
+        Probe::get("namespace", "/ui/ns/bench"),
+        Probe::get("namespace rules", "/ui/ns/bench/settings"),
+        Probe {
+            page: "rules, plan preview",
+            method: Method::POST,
+            path: "/ui/ns/bench/retention/preview".to_owned(),
+            form: Some(format!("csrf={csrf}&policy={}", form_encode(POLICY))),
+            signed_in: true,
+        },
+        Probe::get("organisation", "/ui/org/bench"),
+        Probe::get("tokens", "/ui/tokens"),
+        Probe::get("users", "/ui/admin/users"),
+        Probe::get("storage", "/ui/admin/usage"),
+        Probe::get("audit log", "/ui/admin/audit"),
+        Probe {
+            signed_in: false,
+            ..Probe::get("sign-in form", "/ui/login")
+        },
     ];
     let mut out = Vec::new();
-    for (page, path) in paths {
-        let headers = [(header::COOKIE, cookie.as_str())];
-        let bytes = get_page(&mut conn, &path, &headers).await?;
+    for probe in probes {
+        let bytes = fetch(&mut conn, &probe, &cookie).await?;
         let cpu_before = server.cpu_seconds()?;
         let mut us: Vec<u32> = Vec::with_capacity(rounds);
         for _ in 0..rounds {
             let t = Instant::now();
-            get_page(&mut conn, &path, &headers).await?;
+            fetch(&mut conn, &probe, &cookie).await?;
             us.push(u32::try_from(t.elapsed().as_micros()).unwrap_or(u32::MAX));
         }
         let cpu = server.cpu_seconds()? - cpu_before;
         us.sort_unstable();
+        let path = match probe.method {
+            Method::GET => probe.path,
+            ref m => format!("{m} {}", probe.path),
+        };
         let row = PageTime {
-            page: page.to_owned(),
+            page: probe.page.to_owned(),
             path,
             requests: rounds,
             median_ms: crate::load::quantile_ms(&us, 0.5),
@@ -202,24 +276,67 @@ async fn measure(bin: &Path, work: &Path, tags: usize, rounds: usize) -> anyhow:
     })
 }
 
-/// `GET path` answered 200 with HTML; its length.
-async fn get_page(
-    conn: &mut Conn,
-    path: &str,
-    headers: &[(header::HeaderName, &str)],
-) -> anyhow::Result<u64> {
+/// `probe` answered 200 with HTML; its length.
+async fn fetch(conn: &mut Conn, probe: &Probe, cookie: &str) -> anyhow::Result<u64> {
+    let mut headers = Vec::new();
+    if probe.signed_in {
+        headers.push((header::COOKIE, cookie));
+    }
+    let body = match &probe.form {
+        Some(form) => {
+            headers.push((header::CONTENT_TYPE, "application/x-www-form-urlencoded"));
+            Payload::new(vec![Bytes::from(form.clone())])
+        }
+        None => Payload::default(),
+    };
     let resp = conn
-        .send(Method::GET, path, headers, Payload::default())
+        .send(probe.method.clone(), &probe.path, &headers, body)
         .await?;
     let status = resp.status();
     let body = collect(resp).await?;
     if status != StatusCode::OK {
         bail!(
-            "GET {path} answered {status}: {}",
+            "{} {} answered {status}: {}",
+            probe.method,
+            probe.path,
             String::from_utf8_lossy(&body[..body.len().min(300)])
         );
     }
     Ok(body.len() as u64)
+}
+
+/// The session's CSRF secret, as the forms of the start page carry it.
+async fn form_secret(conn: &mut Conn, cookie: &str) -> anyhow::Result<String> {
+    let resp = conn
+        .send(
+            Method::GET,
+            "/ui/tokens",
+            &[(header::COOKIE, cookie)],
+            Payload::default(),
+        )
+        .await?;
+    let html = collect(expect(resp, StatusCode::OK, "GET /ui/tokens").await?).await?;
+    let html = String::from_utf8_lossy(&html);
+    let at = html
+        .find(r#"name="csrf" value=""#)
+        .context("no form with a csrf field on /ui/tokens")?;
+    let rest = &html[at + r#"name="csrf" value=""#.len()..];
+    Ok(rest[..rest.find('"').unwrap_or(0)].to_owned())
+}
+
+/// `text` as a form field's value (`application/x-www-form-urlencoded`).
+fn form_encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() * 2);
+    for b in text.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'*' => {
+                out.push(b as char)
+            }
+            b' ' => out.push('+'),
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
 }
 
 /// Opens a UI session as the site admin; the `Cookie` value to send.

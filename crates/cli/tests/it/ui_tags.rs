@@ -86,7 +86,8 @@ async fn the_tag_table_shows_signature_states_and_stored_scans() {
     assert!(page.contains(".sig</a>"), "{page}");
 }
 
-/// `berth bench --scenarios ui-tags`, small: every page answered, timed.
+/// `berth bench --scenarios ui-tags`, small: every page answered, timed
+/// (the rules page and its preview with a stored policy's plan).
 #[test]
 fn the_ui_bench_scenario_times_every_page() {
     let work = tempfile::tempdir().unwrap();
@@ -112,9 +113,16 @@ fn the_ui_bench_scenario_times_every_page() {
         "tags, largest first",
         "tags, filtered to ten",
         "an image",
+        "start page",
         "namespace",
         "namespace rules",
+        "rules, plan preview",
+        "organisation",
+        "tokens",
+        "users",
         "storage",
+        "audit log",
+        "sign-in form",
     ] {
         assert!(names.contains(&want), "no {want} in {names:?}");
     }

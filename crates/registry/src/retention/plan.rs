@@ -13,7 +13,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
-use berth_meta::{Inventory, ManifestInfo};
+use berth_meta::{Inventory, ManifestInfo, TagInfo};
 use berth_oci::{Digest, RepositoryName, Tag};
 use serde::Serialize;
 
@@ -283,9 +283,20 @@ pub fn plan_repository(
     }
 
     // 3. The items: tags first, then manifests, holders before dependents.
+    // Lookups by tag and by manifest, so that a plan deleting most of a
+    // repository of 10,000 tags stays linear (searching the lists for each
+    // deletion took seconds).
+    let tag_info: HashMap<&str, &TagInfo> = inv.tags.iter().map(|t| (t.name.as_str(), t)).collect();
+    let mut blobs_of: HashMap<&str, Vec<(&str, i64)>> = HashMap::new();
+    for (m, b, size) in inv.blobs() {
+        blobs_of
+            .entry(m.as_str())
+            .or_default()
+            .push((b.as_str(), size));
+    }
     let mut items = Vec::new();
     for (tag, (rule, reason)) in &deleted_tags {
-        let Some(t) = inv.tags.iter().find(|t| t.name == **tag) else {
+        let Some(t) = tag_info.get(tag.as_str()) else {
             continue;
         };
         items.push(PlanItem {
@@ -359,8 +370,8 @@ pub fn plan_repository(
             };
             cause.insert(d, rule.clone());
             let mut bytes = m.size.max(0) as u64;
-            for (_, b, size) in inv.blobs().filter(|(p, _, _)| p.as_str() == d) {
-                if !kept_blobs.contains(b.as_str()) && counted.insert(b.as_str()) {
+            for &(b, size) in blobs_of.get(d).into_iter().flatten() {
+                if !kept_blobs.contains(b) && counted.insert(b) {
                     bytes += size.max(0) as u64;
                 }
             }
