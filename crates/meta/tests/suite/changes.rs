@@ -40,11 +40,7 @@ async fn changes_are_heard_on_commit_only() {
     let (tx, mut rx) = mpsc::unbounded_channel();
     let recorder = Arc::new(Recorder(tx));
     listener.subscribe(Arc::downgrade(&recorder) as std::sync::Weak<dyn Subscriber>);
-    let started = std::time::Instant::now();
-    while !listener.listening() {
-        assert!(started.elapsed() < Duration::from_secs(15), "listening");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    until_listening(&listener).await;
 
     writer
         .link_blob(&n("a/b"), &d("sha256:layer"), 10, 1)

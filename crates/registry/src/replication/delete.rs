@@ -111,6 +111,26 @@ impl Registry {
         Ok(Some(done))
     }
 
+    /// The tags `rule` made whose repository and tag its filters select
+    /// and that a full pass no longer listed (`listed`) on the side it
+    /// copies from.
+    async fn gone_since_made(
+        &self,
+        rule: &ReplicationRule,
+        listed: &BTreeSet<Item>,
+    ) -> Result<Vec<berth_meta::replication::ReplicatedTag>> {
+        let mut gone = self.meta.replicated_tags(rule.id).await?;
+        gone.retain(|made| {
+            selects_repository(rule, &made.repository)
+                && selects_tag(rule, made.tag.as_str())
+                && !listed.contains(&Item {
+                    repository: made.repository.to_string(),
+                    tag: made.tag.to_string(),
+                })
+        });
+        Ok(gone)
+    }
+
     /// A push rule's full pass listed `listed` here: deletes at the target
     /// the tags the rule copied there that its filters select and that are
     /// gone here, while they name the digest the rule put there (see the
@@ -125,18 +145,7 @@ impl Registry {
         out: &mut Outcome,
         held: &crate::jobs::Held<'_>,
     ) -> Result<()> {
-        for made in self.meta.replicated_tags(rule.id).await? {
-            if !selects_repository(rule, &made.repository) || !selects_tag(rule, made.tag.as_str())
-            {
-                continue;
-            }
-            let item = Item {
-                repository: made.repository.to_string(),
-                tag: made.tag.to_string(),
-            };
-            if listed.contains(&item) {
-                continue;
-            }
+        for made in self.gone_since_made(rule, listed).await? {
             held.keep().await?;
             let deletion = Deletion::TagNaming(made.tag.clone(), made.digest.clone());
             let done = self
@@ -160,18 +169,7 @@ impl Registry {
         listed: &BTreeSet<Item>,
         out: &mut Outcome,
     ) -> Result<()> {
-        for made in self.meta.replicated_tags(rule.id).await? {
-            if !selects_repository(rule, &made.repository) || !selects_tag(rule, made.tag.as_str())
-            {
-                continue;
-            }
-            let item = Item {
-                repository: made.repository.to_string(),
-                tag: made.tag.to_string(),
-            };
-            if listed.contains(&item) {
-                continue;
-            }
+        for made in self.gone_since_made(rule, listed).await? {
             let name = format!("{}:{}", made.repository, made.tag);
             let reference = Reference::Tag(made.tag.clone());
             let here = match self.get_manifest(&made.repository, &reference).await {
