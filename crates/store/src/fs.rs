@@ -48,7 +48,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use tokio::task::spawn_blocking;
 
-use crate::pipeline::write_stream;
+use crate::pipeline::{append_stream, write_stream, Writeback};
 use crate::{
     hash_reader, BlobBody, BlobRead, BlobStore, ByteStream, Error, Result, Staged, StoredBlob,
     UploadInfo,
@@ -70,6 +70,9 @@ struct HashState {
     /// SHA-256 state over the first `hashed` bytes of the upload.
     hasher: Option<Hasher>,
     hashed: u64,
+    /// Writeback of the session's data, started by its chunks and still
+    /// running: the commit waits for it (and reports its errors).
+    writeback: Writeback,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -579,7 +582,10 @@ impl BlobStore for FsStore {
         } else {
             None
         };
-        match write_stream(file, hasher, len, body).await {
+        let writeback = std::mem::take(&mut state.writeback);
+        let (written, writeback) = append_stream(file, hasher, writeback, len, body).await;
+        state.writeback = writeback;
+        match written {
             Ok(written) => {
                 state.hashed = if written.hasher.is_some() {
                     size + written.bytes
@@ -630,7 +636,10 @@ impl BlobStore for FsStore {
             });
         }
         let to = self.blob_path(expected);
+        let writeback = std::mem::take(&mut state.writeback);
         blocking(move || {
+            // The chunks' writeback first: an error it saw is this blob's.
+            writeback.finish()?;
             let file = File::open(&data)?;
             publish(&file, &data, &to)?;
             fs::remove_dir_all(&dir)?;

@@ -8,7 +8,10 @@
 //! large blob is written, writeback of what is already written is started
 //! in the background (an `fdatasync` on a helper thread every
 //! [`WRITEBACK_STEP`]), so the final `fdatasync` before the blob is
-//! acknowledged only has the tail left to flush.
+//! acknowledged only has the tail left to flush. An upload session's chunk
+//! does not wait for its writeback at all ([`append_stream`]): the helper
+//! goes on with the session, and the commit waits for it and reports its
+//! errors, so the client's next chunk overlaps the disk's work on this one.
 
 use std::fs::File;
 use std::io::{self, Write};
@@ -44,6 +47,14 @@ pub(crate) struct Writeback {
     kick: Option<std_mpsc::SyncSender<()>>,
     helper: Option<JoinHandle<io::Result<()>>>,
     kicked_at: u64,
+}
+
+impl std::fmt::Debug for Writeback {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Writeback")
+            .field("running", &self.helper.is_some())
+            .finish()
+    }
 }
 
 impl Writeback {
@@ -99,12 +110,14 @@ struct Sink {
 }
 
 impl Sink {
-    fn new(file: File, hasher: Option<Hasher>) -> Sink {
+    fn new(file: File, hasher: Option<Hasher>, mut writeback: Writeback) -> Sink {
+        // `kicked_at` counts the bytes of this sink.
+        writeback.kicked_at = 0;
         Sink {
             out: file,
             hasher,
             bytes: 0,
-            writeback: Writeback::default(),
+            writeback,
         }
     }
 
@@ -120,19 +133,32 @@ impl Sink {
         Ok(())
     }
 
-    /// Waits for background writeback; `result` is the outcome of the pushes.
-    fn finish(
-        self,
-        result: io::Result<()>,
-    ) -> (io::Result<File>, Option<Hasher>, u64, io::Result<()>) {
-        let background = self.writeback.finish();
-        (
-            Ok(self.out),
-            self.hasher,
-            self.bytes,
-            result.and(background),
-        )
+    /// Waits for background writeback, unless `keep` asks for it to be
+    /// handed back running (then only when the pushes failed); `result` is
+    /// the outcome of the pushes.
+    fn finish(self, result: io::Result<()>, keep: bool) -> SinkResult {
+        let (background, writeback) = if keep && result.is_ok() {
+            (Ok(()), self.writeback)
+        } else {
+            (self.writeback.finish(), Writeback::default())
+        };
+        SinkResult {
+            file: self.out,
+            hasher: self.hasher,
+            bytes: self.bytes,
+            result: result.and(background),
+            writeback,
+        }
     }
+}
+
+/// What the blocking side leaves.
+struct SinkResult {
+    file: File,
+    hasher: Option<Hasher>,
+    bytes: u64,
+    result: io::Result<()>,
+    writeback: Writeback,
 }
 
 /// Streams `body` into `file` (positioned at its end), feeding `hasher` when
@@ -143,8 +169,36 @@ pub(crate) async fn write_stream(
     file: File,
     hasher: Option<Hasher>,
     len: Option<u64>,
-    mut body: ByteStream,
+    body: ByteStream,
 ) -> Result<Written> {
+    stream(file, hasher, Writeback::default(), false, len, body)
+        .await
+        .0
+}
+
+/// [`write_stream`] for a chunk of an upload session: `writeback` is the
+/// session's, and it is handed back still running, whatever the outcome, so
+/// the chunk's answer does not wait for the disk. Whoever makes the
+/// session's data durable must [`Writeback::finish`] it first (its errors
+/// are the data's).
+pub(crate) async fn append_stream(
+    file: File,
+    hasher: Option<Hasher>,
+    writeback: Writeback,
+    len: Option<u64>,
+    body: ByteStream,
+) -> (Result<Written>, Writeback) {
+    stream(file, hasher, writeback, true, len, body).await
+}
+
+async fn stream(
+    file: File,
+    hasher: Option<Hasher>,
+    writeback: Writeback,
+    keep: bool,
+    len: Option<u64>,
+    mut body: ByteStream,
+) -> (Result<Written>, Writeback) {
     let mut received = 0u64;
     let mut failure: Option<Error> = None;
     // Gather the start of the body: if it ends soon, one blocking call does it all.
@@ -166,35 +220,48 @@ pub(crate) async fn write_stream(
             },
         }
     }
-    let (file, hasher, bytes, io_result) = if ended || failure.is_some() {
+    let sunk = if ended || failure.is_some() {
         tokio::task::spawn_blocking(move || {
-            let mut sink = Sink::new(file, hasher);
+            let mut sink = Sink::new(file, hasher, writeback);
             let result = head.iter().try_for_each(|c| sink.push(c));
-            sink.finish(result)
+            sink.finish(result, keep)
         })
         .await
     } else {
-        stream_rest(file, hasher, len, head, body, &mut received, &mut failure).await
-    }
-    .map_err(|e| Error::Io(io::Error::other(e.to_string())))?;
-    let file = file?;
-    io_result?;
-    if let Some(e) = failure {
-        return Err(e);
-    }
-    if let Some(limit) = len {
-        if bytes != limit {
-            return Err(Error::SizeMismatch {
-                expected: limit,
-                actual: bytes,
-            });
-        }
-    }
-    Ok(Written {
+        let sink = Sink::new(file, hasher, writeback);
+        stream_rest(sink, keep, len, head, body, &mut received, &mut failure).await
+    };
+    let SinkResult {
         file,
         hasher,
         bytes,
-    })
+        result,
+        writeback,
+    } = match sunk {
+        Ok(s) => s,
+        Err(e) => {
+            return (
+                Err(Error::Io(io::Error::other(e.to_string()))),
+                Writeback::default(),
+            )
+        }
+    };
+    let checked = match (result, failure) {
+        (Err(e), _) => Err(e.into()),
+        (Ok(()), Some(e)) => Err(e),
+        (Ok(()), None) => match len {
+            Some(limit) if bytes != limit => Err(Error::SizeMismatch {
+                expected: limit,
+                actual: bytes,
+            }),
+            _ => Ok(Written {
+                file,
+                hasher,
+                bytes,
+            }),
+        },
+    };
+    (checked, writeback)
 }
 
 /// Counts a body item against the announced length.
@@ -212,12 +279,10 @@ fn accept(item: io::Result<Bytes>, received: &mut u64, len: Option<u64>) -> Resu
     Ok(chunk)
 }
 
-type SinkResult = (io::Result<File>, Option<Hasher>, u64, io::Result<()>);
-
-/// Writes `head` and the rest of `body` through a writer thread.
+/// Writes `head` and the rest of `body` through `sink` on a writer thread.
 async fn stream_rest(
-    file: File,
-    hasher: Option<Hasher>,
+    mut sink: Sink,
+    keep: bool,
     len: Option<u64>,
     head: Vec<Bytes>,
     mut body: ByteStream,
@@ -226,7 +291,6 @@ async fn stream_rest(
 ) -> std::result::Result<SinkResult, tokio::task::JoinError> {
     let (tx, mut rx) = mpsc::channel::<Bytes>(CHANNEL_DEPTH);
     let writer = tokio::task::spawn_blocking(move || {
-        let mut sink = Sink::new(file, hasher);
         let mut result = head.iter().try_for_each(|c| sink.push(c));
         if result.is_ok() {
             while let Some(chunk) = rx.blocking_recv() {
@@ -236,7 +300,7 @@ async fn stream_rest(
                 }
             }
         }
-        sink.finish(result)
+        sink.finish(result, keep)
     });
     while let Some(item) = body.next().await {
         match accept(item, received, len) {
@@ -255,4 +319,93 @@ async fn stream_rest(
     }
     drop(tx);
     writer.await
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use berth_oci::{Algorithm, Digest};
+
+    fn body(chunks: Vec<Bytes>) -> ByteStream {
+        Box::pin(futures_util::stream::iter(chunks.into_iter().map(Ok)))
+    }
+
+    fn chunks(total: usize) -> Vec<Bytes> {
+        (0..total / (256 << 10))
+            .map(|i| Bytes::from(vec![(i % 251) as u8; 256 << 10]))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_session_chunk_hands_its_writeback_on_and_the_whole_blob_stays_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("data");
+        let first = chunks(WRITEBACK_STEP as usize + (1 << 20));
+        let second = chunks(2 << 20);
+        let file = File::create(&path).unwrap();
+        let (written, writeback) = append_stream(
+            file,
+            Some(Algorithm::Sha256.hasher()),
+            Writeback::default(),
+            None,
+            body(first.clone()),
+        )
+        .await;
+        let written = written.unwrap();
+        assert!(
+            writeback.helper.is_some(),
+            "a chunk past one writeback step leaves its writeback running for the session"
+        );
+        // The next chunk carries the same writeback on.
+        let file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap();
+        let (again, writeback) =
+            append_stream(file, written.hasher, writeback, None, body(second.clone())).await;
+        let again = again.unwrap();
+        writeback.finish().unwrap();
+        let all: Vec<u8> = first
+            .iter()
+            .chain(second.iter())
+            .flat_map(|c| c.iter().copied())
+            .collect();
+        assert_eq!(again.hasher.unwrap().finish(), Digest::sha256(&all));
+        assert_eq!(std::fs::read(&path).unwrap(), all);
+    }
+
+    #[tokio::test]
+    async fn a_refused_chunk_still_hands_the_writeback_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = File::create(dir.path().join("data")).unwrap();
+        let data = chunks(WRITEBACK_STEP as usize + (1 << 20));
+        // One byte announced short: refused after every byte was written.
+        let announced = data.iter().map(|c| c.len() as u64).sum::<u64>() - 1;
+        let (written, writeback) = append_stream(
+            file,
+            None,
+            Writeback::default(),
+            Some(announced),
+            body(data),
+        )
+        .await;
+        assert!(matches!(written, Err(Error::SizeMismatch { .. })));
+        assert!(
+            writeback.helper.is_some(),
+            "the session keeps the writeback of what was written, for its commit"
+        );
+        writeback.finish().unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_whole_blob_waits_for_its_writeback() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = File::create(dir.path().join("data")).unwrap();
+        let data = chunks(WRITEBACK_STEP as usize + (1 << 20));
+        let (written, writeback) =
+            stream(file, None, Writeback::default(), false, None, body(data)).await;
+        written.unwrap();
+        assert!(writeback.helper.is_none(), "joined before the answer");
+    }
 }
