@@ -1,8 +1,11 @@
 //! The integrity scrub: reads every blob the metadata names and checks
 //! its digest and size, while clients push and pull.
 //!
-//! - **Paced**: reads are limited to `scrub_rate` bytes per second over
-//!   the run, so a scrub never takes the disk or the network from pulls.
+//! - **Paced, yielding to requests**: reads are limited to `scrub_rate`
+//!   bytes per second while the server is idle, and to a tenth of it
+//!   while it serves requests ([`Traffic`], counted by the listener), so
+//!   a scrub never takes the disk, the CPU or the network from pulls, and
+//!   still ends on a server that is never idle (`scrub/pace.rs`).
 //! - **Resumable**: the pass walks the `blobs` rows in digest order and
 //!   saves its cursor after every page (and when it is stopped); the next
 //!   run goes on from there, and a pass that reached the end starts over.
@@ -25,8 +28,10 @@
 //! A run takes the `scrub` job lease, so one replica scrubs at a time.
 
 mod idle;
+mod pace;
 
-use std::time::{Duration, Instant};
+use pace::Pace;
+pub use pace::{Counted, Traffic, Uncounted, BUSY_SHARE};
 
 use async_trait::async_trait;
 use berth_meta::audit::action;
@@ -135,27 +140,6 @@ impl ScrubReport {
     }
 }
 
-/// Holds reads to `rate` bytes per second on average over a run.
-struct Pace {
-    rate: u64,
-    started: Instant,
-    bytes: u64,
-}
-
-impl Pace {
-    async fn add(&mut self, n: u64) {
-        self.bytes += n;
-        if self.rate == 0 {
-            return;
-        }
-        let due = Duration::from_secs_f64(self.bytes as f64 / self.rate as f64);
-        let elapsed = self.started.elapsed();
-        if due > elapsed {
-            tokio::time::sleep(due - elapsed).await;
-        }
-    }
-}
-
 /// One blob being hashed: on the idle thread, or inline without one.
 enum Hashing<'a> {
     Idle(&'a idle::IdleHasher, bool),
@@ -198,6 +182,12 @@ enum Check {
 }
 
 impl Registry {
+    /// The requests this registry's server is serving: the listener
+    /// counts them here, and the scrub slows down while there are any.
+    pub fn traffic(&self) -> &std::sync::Arc<Traffic> {
+        &self.traffic
+    }
+
     /// Sets where the scrub fetches good copies of damaged blobs.
     pub fn set_repair_source(&self, source: std::sync::Arc<dyn RepairSource>) {
         let _ = self.repair.set(source);
@@ -281,11 +271,7 @@ impl Registry {
             },
         };
         report.resumed_after = progress.cursor.clone();
-        let mut pace = Pace {
-            rate: self.settings.scrub_rate,
-            started: Instant::now(),
-            bytes: 0,
-        };
+        let mut pace = Pace::new(self.settings.scrub_rate, &self.traffic);
         let hasher = idle::IdleHasher::spawn();
         loop {
             let page = self
@@ -350,9 +336,10 @@ impl Registry {
         &self,
         digest: &Digest,
         size: u64,
-        pace: &mut Pace,
+        pace: &mut Pace<'_>,
         idle: Option<&idle::IdleHasher>,
     ) -> Result<Check> {
+        pace.ready().await;
         let Some(read) = self.store.read(digest, None).await? else {
             return Ok(Check::Missing);
         };
@@ -361,21 +348,25 @@ impl Registry {
         match read.body {
             BlobBody::Bytes(b) => {
                 n = b.len() as u64;
+                pace.spent(n);
                 hashing.update(b).await;
-                pace.add(n).await;
             }
-            BlobBody::Stream(mut s) => {
-                while let Some(chunk) = s.next().await {
-                    let chunk = match chunk {
-                        Ok(c) => c,
-                        // The next blob's start resets the hasher.
-                        Err(e) => return Ok(Check::Corrupt(format!("unreadable: {e}"))),
-                    };
-                    n += chunk.len() as u64;
-                    pace.add(chunk.len() as u64).await;
-                    hashing.update(chunk).await;
+            BlobBody::Stream(mut s) => loop {
+                if n > 0 {
+                    pace.ready().await;
                 }
-            }
+                let Some(chunk) = s.next().await else {
+                    break;
+                };
+                let chunk = match chunk {
+                    Ok(c) => c,
+                    // The next blob's start resets the hasher.
+                    Err(e) => return Ok(Check::Corrupt(format!("unreadable: {e}"))),
+                };
+                n += chunk.len() as u64;
+                pace.spent(chunk.len() as u64);
+                hashing.update(chunk).await;
+            },
         }
         berth_metrics::get().scrub_checked(n);
         let Some(actual) = hashing.finish().await else {
