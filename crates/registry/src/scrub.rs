@@ -122,8 +122,13 @@ pub struct ScrubReport {
     pub corrupt: u64,
     /// Findings repaired.
     pub repaired: u64,
-    /// Bytes per second the run was held to (0: not limited).
+    /// Bytes per second the run was held to while the server was idle
+    /// (0: not limited); it read at a tenth of it while requests were
+    /// served.
     pub rate: u64,
+    /// Bytes read while the server was serving requests (other than the
+    /// one that started this run), at a tenth of `rate`.
+    pub bytes_busy: u64,
 }
 
 impl ScrubReport {
@@ -136,6 +141,7 @@ impl ScrubReport {
             "missing": self.missing,
             "corrupt": self.corrupt,
             "repaired": self.repaired,
+            "bytes_busy": self.bytes_busy,
         })
     }
 }
@@ -228,7 +234,11 @@ impl Registry {
             rate: self.settings.scrub_rate,
             ..ScrubReport::default()
         };
-        let outcome = self.scrub_pass(&mut report, caller, max_blobs, &held).await;
+        let mut pace = Pace::new(self.settings.scrub_rate, &self.traffic);
+        let outcome = self
+            .scrub_pass(&mut report, caller, max_blobs, &held, &mut pace)
+            .await;
+        report.bytes_busy = pace.busy_bytes;
         let summary = match &outcome {
             Ok(()) => report.summary(),
             Err(e) => {
@@ -262,6 +272,7 @@ impl Registry {
         caller: &Caller,
         max_blobs: Option<u64>,
         held: &crate::jobs::Held<'_>,
+        pace: &mut Pace<'_>,
     ) -> Result<()> {
         let mut progress = match self.meta.scrub_progress().await? {
             Some(p) => p,
@@ -271,7 +282,6 @@ impl Registry {
             },
         };
         report.resumed_after = progress.cursor.clone();
-        let mut pace = Pace::new(self.settings.scrub_rate, &self.traffic);
         let hasher = idle::IdleHasher::spawn();
         loop {
             let page = self
@@ -290,7 +300,7 @@ impl Registry {
                 }
                 held.keep().await?;
                 let check = self
-                    .check_blob(&digest, size, &mut pace, hasher.as_ref())
+                    .check_blob(&digest, size, pace, hasher.as_ref())
                     .await?;
                 report.checked += 1;
                 progress.checked += 1;

@@ -174,6 +174,10 @@ pub(crate) struct Pace<'a> {
     pacer: Pacer,
     traffic: &'a Traffic,
     seen: Look,
+    /// Whether requests were served when the scrub last looked.
+    busy: bool,
+    /// Bytes read after a look that found requests being served.
+    pub(crate) busy_bytes: u64,
 }
 
 impl<'a> Pace<'a> {
@@ -182,14 +186,16 @@ impl<'a> Pace<'a> {
             pacer: Pacer::new(rate, Instant::now()),
             seen: traffic.look(),
             traffic,
+            busy: false,
+            busy_bytes: 0,
         }
     }
 
     /// Returns once the next read may start.
     pub(crate) async fn ready(&mut self) {
         loop {
-            let busy = self.traffic.busy_since(&mut self.seen);
-            match self.pacer.wait(Instant::now(), busy) {
+            self.busy = self.traffic.busy_since(&mut self.seen);
+            match self.pacer.wait(Instant::now(), self.busy) {
                 None => return,
                 Some(d) => tokio::time::sleep(d).await,
             }
@@ -199,6 +205,9 @@ impl<'a> Pace<'a> {
     /// Counts `n` bytes read.
     pub(crate) fn spent(&mut self, n: u64) {
         self.pacer.spent(n);
+        if self.busy {
+            self.busy_bytes += n;
+        }
     }
 }
 
