@@ -42,6 +42,11 @@ pub struct ScrubFigures {
     pub blobs: u64,
     /// Passes it completed over every blob.
     pub passes: u64,
+    /// Of those, the bytes read while berth served requests (at a tenth
+    /// of its rate), per second of measurement: what the scrub read during
+    /// the measurement itself, while `mb_per_s` also counts the end of its
+    /// last request, read at the full rate once the measurement stopped.
+    pub busy_mb_per_s: f64,
 }
 
 impl ScrubFigures {
@@ -55,6 +60,11 @@ impl ScrubFigures {
             },
             blobs: tally.blobs,
             passes: tally.passes,
+            busy_mb_per_s: if secs > 0.0 {
+                tally.busy_bytes as f64 / 1e6 / secs
+            } else {
+                0.0
+            },
         }
     }
 }
@@ -455,6 +465,7 @@ impl Report {
         if scrubbing {
             rows[0].push("scrub MB/s b".to_owned());
             rows[0].push("scrub passes b".to_owned());
+            rows[0].push("scrub busy MB/s b".to_owned());
         }
         for c in &self.cells {
             let (b, d) = (&c.berth, &c.peer);
@@ -496,8 +507,9 @@ impl Report {
                         Some(f) => {
                             row.push(format!("{:.1}", f.mb_per_s));
                             row.push(f.passes.to_string());
+                            row.push(format!("{:.1}", f.busy_mb_per_s));
                         }
-                        None => row.extend(["-".to_owned(), "-".to_owned()]),
+                        None => row.extend(["-".to_owned(), "-".to_owned(), "-".to_owned()]),
                     }
                 }
             }

@@ -23,8 +23,9 @@ const BALLAST_REPO: &str = "bench/ballast";
 /// digest comes from a prepared prefix state).
 const BALLAST_BLOB: usize = crate::scenario::MIB;
 /// Blobs the scrub checks per request: each request lasts a fraction of a
-/// second at the default rate, so stopping after a measurement waits
-/// little and the scrub never runs into the peer's measurement.
+/// second at the default rate (the rate it reads at once the measurement
+/// stops and berth is idle), so stopping after a measurement waits little
+/// and the scrub never runs into the peer's measurement.
 const BLOBS_PER_REQUEST: u64 = 16;
 
 /// Blobs in the ballast: a pass over them at the default 50 MiB/s lasts
@@ -60,6 +61,9 @@ pub struct Tally {
     pub blobs: u64,
     /// Passes completed (every blob read).
     pub passes: u64,
+    /// Bytes read while the server was serving requests (the scrub reads
+    /// at a tenth of its rate then).
+    pub busy_bytes: u64,
 }
 
 impl Tally {
@@ -67,6 +71,7 @@ impl Tally {
         self.bytes += other.bytes;
         self.blobs += other.blobs;
         self.passes += other.passes;
+        self.busy_bytes += other.busy_bytes;
     }
 }
 
@@ -78,6 +83,8 @@ struct Report {
     complete: bool,
     missing: u64,
     corrupt: u64,
+    #[serde(default)]
+    bytes_busy: u64,
 }
 
 /// The scrub running on one server until [`Scrubbing::stop`].
@@ -117,6 +124,7 @@ impl Scrubbing {
                 tally.bytes += report.bytes;
                 tally.blobs += report.checked;
                 tally.passes += u64::from(report.complete);
+                tally.busy_bytes += report.bytes_busy;
             }
             Ok(tally)
         });

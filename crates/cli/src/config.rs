@@ -528,8 +528,9 @@ pub struct Settings {
         value_name = "DURATION"
     )]
     pub scrub_interval: Span,
-    /// Bytes per second the scrub reads at most (so that it never starves
-    /// pulls); 0: no limit.
+    /// Bytes per second the scrub reads at most while the server is idle;
+    /// a tenth of it while requests are in flight (so that it never
+    /// starves pulls, yet always progresses); 0: no limit, no yielding.
     #[arg(
         long,
         env = "BERTH_SCRUB_RATE",

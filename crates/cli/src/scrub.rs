@@ -111,6 +111,8 @@ struct Report {
     corrupt: u64,
     repaired: u64,
     rate: u64,
+    #[serde(default)]
+    bytes_busy: u64,
 }
 
 /// Runs `berth scrub`.

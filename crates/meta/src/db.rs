@@ -316,6 +316,15 @@ async fn apply(conn: &mut AnyConnection, list: &[Migration], begin: &'static str
             version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)",
     )
     .await?;
+    // A database a newer berth migrated is left alone: this build would
+    // misread tables and columns it does not know.
+    let known = list.iter().map(|(v, _)| *v).max().unwrap_or(0);
+    let (stored,): (Option<i64>,) = sqlx::query_as("SELECT MAX(version) FROM schema_migrations")
+        .fetch_one(&mut *conn)
+        .await?;
+    if let Some(stored) = stored.filter(|s| *s > known) {
+        return Err(Error::NewerSchema { stored, known });
+    }
     for (version, statements) in list {
         let mut tx = conn.begin_with(begin).await?;
         let done: Option<(i64,)> =
@@ -342,7 +351,49 @@ async fn apply(conn: &mut AnyConnection, list: &[Migration], begin: &'static str
 
 #[cfg(test)]
 mod tests {
-    use super::redact_url;
+    use super::*;
+
+    async fn applied(conn: &mut AnyConnection) -> i64 {
+        sqlx::query_as::<_, (i64,)>("SELECT COUNT(*) FROM schema_migrations")
+            .fetch_one(conn)
+            .await
+            .unwrap()
+            .0
+    }
+
+    /// The rollback step of the upgrade procedure (docs/operations.md): an
+    /// older berth refuses a database a newer one migrated, and changes
+    /// nothing in it.
+    #[tokio::test]
+    async fn a_database_migrated_by_a_newer_berth_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("berth.db");
+        let meta = Meta::open_sqlite(&path).await.unwrap();
+        meta.close().await;
+        drop(meta);
+        let known = SQLITE.iter().map(|(v, _)| *v).max().unwrap();
+        let url = format!("sqlite://{}?mode=rw", path.display());
+        let mut conn = AnyConnection::connect(&url).await.unwrap();
+        sqlx::query("INSERT INTO schema_migrations (version, applied_at) VALUES ($1, 0)")
+            .bind(known + 1)
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        let before = applied(&mut conn).await;
+        match Meta::open_sqlite(&path).await {
+            Err(Error::NewerSchema { stored, known: k }) => {
+                assert_eq!((stored, k), (known + 1, known));
+            }
+            Err(e) => panic!("another error: {e}"),
+            Ok(_) => panic!("a newer schema was opened"),
+        }
+        assert_eq!(applied(&mut conn).await, before);
+        let e = Error::NewerSchema {
+            stored: known + 1,
+            known,
+        };
+        assert!(e.to_string().contains("restore a backup"), "{e}");
+    }
 
     #[test]
     fn passwords_never_leave_a_url() {

@@ -75,6 +75,19 @@ pub enum Error {
     /// Stored data that cannot be decoded.
     #[error("corrupt metadata: {0}")]
     Corrupt(String),
+    /// The database was migrated by a newer berth, whose schema this one
+    /// does not know: nothing was changed.
+    #[error(
+        "the metadata database has schema version {stored}, newer than the {known} this berth \
+         knows (a newer berth migrated it): run that berth, or restore a backup taken before \
+         the upgrade"
+    )]
+    NewerSchema {
+        /// The newest version applied to the database.
+        stored: i64,
+        /// The newest version this build knows.
+        known: i64,
+    },
     /// A group commit failed; the source is the batch's error, shared by
     /// every write of the batch.
     #[error("metadata commit failed: {0}")]

@@ -97,7 +97,8 @@ pub struct Settings {
     /// How often the integrity scrub runs on its own; `None`: only on
     /// demand.
     pub scrub_interval: Option<Duration>,
-    /// Bytes per second the scrub reads at most (0: no limit).
+    /// Bytes per second the scrub reads at most, while the server serves
+    /// no request; a tenth of it while it does (0: no limit).
     pub scrub_rate: u64,
     /// The pull-through mirror's caches (its upstreams' namespaces) and
     /// their size limits.
@@ -135,6 +136,7 @@ pub struct Registry {
     stop: worker::Stop,
     gauge_clock: observe::GaugeClock,
     repair: std::sync::OnceLock<Arc<dyn scrub::RepairSource>>,
+    traffic: Arc<scrub::Traffic>,
     replication: std::sync::OnceLock<Arc<dyn replication::Transport>>,
     trust: Arc<snapshot::Snapshot<trust::TrustConfig>>,
     verdicts: Arc<trust::Verdicts>,
@@ -165,6 +167,7 @@ impl Registry {
             stop: worker::Stop::new(),
             gauge_clock: observe::GaugeClock::default(),
             repair: std::sync::OnceLock::new(),
+            traffic: Arc::default(),
             replication: std::sync::OnceLock::new(),
             verdicts: trust::Verdicts::new(&gate),
             scans: scanning::Queue::default(),

@@ -1,8 +1,11 @@
 //! The integrity scrub: reads every blob the metadata names and checks
 //! its digest and size, while clients push and pull.
 //!
-//! - **Paced**: reads are limited to `scrub_rate` bytes per second over
-//!   the run, so a scrub never takes the disk or the network from pulls.
+//! - **Paced, yielding to requests**: reads are limited to `scrub_rate`
+//!   bytes per second while the server is idle, and to a tenth of it
+//!   while it serves requests ([`Traffic`], counted by the listener), so
+//!   a scrub never takes the disk, the CPU or the network from pulls, and
+//!   still ends on a server that is never idle (`scrub/pace.rs`).
 //! - **Resumable**: the pass walks the `blobs` rows in digest order and
 //!   saves its cursor after every page (and when it is stopped); the next
 //!   run goes on from there, and a pass that reached the end starts over.
@@ -25,8 +28,10 @@
 //! A run takes the `scrub` job lease, so one replica scrubs at a time.
 
 mod idle;
+mod pace;
 
-use std::time::{Duration, Instant};
+use pace::Pace;
+pub use pace::{Counted, Traffic, Uncounted, BUSY_SHARE};
 
 use async_trait::async_trait;
 use berth_meta::audit::action;
@@ -117,8 +122,13 @@ pub struct ScrubReport {
     pub corrupt: u64,
     /// Findings repaired.
     pub repaired: u64,
-    /// Bytes per second the run was held to (0: not limited).
+    /// Bytes per second the run was held to while the server was idle
+    /// (0: not limited); it read at a tenth of it while requests were
+    /// served.
     pub rate: u64,
+    /// Bytes read while the server was serving requests (other than the
+    /// one that started this run), at a tenth of `rate`.
+    pub bytes_busy: u64,
 }
 
 impl ScrubReport {
@@ -131,28 +141,8 @@ impl ScrubReport {
             "missing": self.missing,
             "corrupt": self.corrupt,
             "repaired": self.repaired,
+            "bytes_busy": self.bytes_busy,
         })
-    }
-}
-
-/// Holds reads to `rate` bytes per second on average over a run.
-struct Pace {
-    rate: u64,
-    started: Instant,
-    bytes: u64,
-}
-
-impl Pace {
-    async fn add(&mut self, n: u64) {
-        self.bytes += n;
-        if self.rate == 0 {
-            return;
-        }
-        let due = Duration::from_secs_f64(self.bytes as f64 / self.rate as f64);
-        let elapsed = self.started.elapsed();
-        if due > elapsed {
-            tokio::time::sleep(due - elapsed).await;
-        }
     }
 }
 
@@ -198,6 +188,12 @@ enum Check {
 }
 
 impl Registry {
+    /// The requests this registry's server is serving: the listener
+    /// counts them here, and the scrub slows down while there are any.
+    pub fn traffic(&self) -> &std::sync::Arc<Traffic> {
+        &self.traffic
+    }
+
     /// Sets where the scrub fetches good copies of damaged blobs.
     pub fn set_repair_source(&self, source: std::sync::Arc<dyn RepairSource>) {
         let _ = self.repair.set(source);
@@ -238,7 +234,11 @@ impl Registry {
             rate: self.settings.scrub_rate,
             ..ScrubReport::default()
         };
-        let outcome = self.scrub_pass(&mut report, caller, max_blobs, &held).await;
+        let mut pace = Pace::new(self.settings.scrub_rate, &self.traffic);
+        let outcome = self
+            .scrub_pass(&mut report, caller, max_blobs, &held, &mut pace)
+            .await;
+        report.bytes_busy = pace.busy_bytes;
         let summary = match &outcome {
             Ok(()) => report.summary(),
             Err(e) => {
@@ -272,6 +272,7 @@ impl Registry {
         caller: &Caller,
         max_blobs: Option<u64>,
         held: &crate::jobs::Held<'_>,
+        pace: &mut Pace<'_>,
     ) -> Result<()> {
         let mut progress = match self.meta.scrub_progress().await? {
             Some(p) => p,
@@ -281,11 +282,6 @@ impl Registry {
             },
         };
         report.resumed_after = progress.cursor.clone();
-        let mut pace = Pace {
-            rate: self.settings.scrub_rate,
-            started: Instant::now(),
-            bytes: 0,
-        };
         let hasher = idle::IdleHasher::spawn();
         loop {
             let page = self
@@ -304,7 +300,7 @@ impl Registry {
                 }
                 held.keep().await?;
                 let check = self
-                    .check_blob(&digest, size, &mut pace, hasher.as_ref())
+                    .check_blob(&digest, size, pace, hasher.as_ref())
                     .await?;
                 report.checked += 1;
                 progress.checked += 1;
@@ -350,9 +346,10 @@ impl Registry {
         &self,
         digest: &Digest,
         size: u64,
-        pace: &mut Pace,
+        pace: &mut Pace<'_>,
         idle: Option<&idle::IdleHasher>,
     ) -> Result<Check> {
+        pace.ready().await;
         let Some(read) = self.store.read(digest, None).await? else {
             return Ok(Check::Missing);
         };
@@ -361,21 +358,25 @@ impl Registry {
         match read.body {
             BlobBody::Bytes(b) => {
                 n = b.len() as u64;
+                pace.spent(n);
                 hashing.update(b).await;
-                pace.add(n).await;
             }
-            BlobBody::Stream(mut s) => {
-                while let Some(chunk) = s.next().await {
-                    let chunk = match chunk {
-                        Ok(c) => c,
-                        // The next blob's start resets the hasher.
-                        Err(e) => return Ok(Check::Corrupt(format!("unreadable: {e}"))),
-                    };
-                    n += chunk.len() as u64;
-                    pace.add(chunk.len() as u64).await;
-                    hashing.update(chunk).await;
+            BlobBody::Stream(mut s) => loop {
+                if n > 0 {
+                    pace.ready().await;
                 }
-            }
+                let Some(chunk) = s.next().await else {
+                    break;
+                };
+                let chunk = match chunk {
+                    Ok(c) => c,
+                    // The next blob's start resets the hasher.
+                    Err(e) => return Ok(Check::Corrupt(format!("unreadable: {e}"))),
+                };
+                n += chunk.len() as u64;
+                pace.spent(chunk.len() as u64);
+                hashing.update(chunk).await;
+            },
         }
         berth_metrics::get().scrub_checked(n);
         let Some(actual) = hashing.finish().await else {

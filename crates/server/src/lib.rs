@@ -69,11 +69,13 @@ pub struct App {
 pub const API_VERSION: (&str, &str) = ("docker-distribution-api-version", "registry/2.0");
 
 /// A router, and what the listener records of each request it serves
-/// ([`observe`]): the app whose settings say what, or nothing.
+/// ([`observe`]): the app whose settings say what, or nothing; and where
+/// it counts them for the scrub to yield to ([`berth_registry::scrub::Traffic`]).
 #[derive(Clone)]
 pub struct Served {
     router: Router,
     watch: Option<Arc<App>>,
+    traffic: Option<Arc<berth_registry::scrub::Traffic>>,
 }
 
 impl From<Router> for Served {
@@ -82,15 +84,22 @@ impl From<Router> for Served {
         Served {
             router,
             watch: None,
+            traffic: None,
         }
     }
 }
 
 impl Served {
-    /// `router`, with its requests recorded as `app.settings.observe` says.
+    /// `router`, with its requests recorded as `app.settings.observe` says
+    /// and counted as the registry's traffic.
     pub fn watched(router: Router, app: Arc<App>) -> Served {
+        let traffic = Some(app.registry.traffic().clone());
         let watch = app.settings.observe.watching().then_some(app);
-        Served { router, watch }
+        Served {
+            router,
+            watch,
+            traffic,
+        }
     }
 }
 

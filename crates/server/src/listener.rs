@@ -40,6 +40,7 @@ use std::time::{Duration, Instant};
 use crate::Served;
 use axum::body::Body;
 use axum::extract::ConnectInfo;
+use berth_registry::scrub::Counted;
 use bytes::Bytes;
 use http_body::Frame;
 use hyper::body::Incoming;
@@ -264,10 +265,12 @@ impl Drop for InFlight {
     }
 }
 
-/// A response body carrying its request's [`InFlight`].
+/// A response body carrying its request's [`InFlight`], and its place in
+/// the registry's traffic.
 struct ResponseBody {
     inner: Body,
     _in_flight: InFlight,
+    _counted: Option<Counted>,
 }
 
 impl http_body::Body for ResponseBody {
@@ -499,6 +502,7 @@ fn service(
         let mut router = served.router.clone();
         let watch = served.watch.clone();
         let in_flight = InFlight::new(activity.clone());
+        let counted = served.traffic.as_ref().map(|t| t.begin());
         let activity = activity.clone();
         let certificate = certificate.clone();
         async move {
@@ -533,6 +537,7 @@ fn service(
                 Body::new(ResponseBody {
                     inner,
                     _in_flight: in_flight,
+                    _counted: counted,
                 })
             }))
         }

@@ -119,6 +119,12 @@ impl Postgres {
             .map_err(|_| "PostgreSQL did not start (see the message above)".to_owned())
     }
 
+    /// A program of the newest installed PostgreSQL (`pg_dump`,
+    /// `pg_restore`), as an operator would run it against this server.
+    pub fn tool(name: &str) -> PathBuf {
+        bin(name)
+    }
+
     /// The socket directory.
     pub fn socket_dir(&self) -> &Path {
         self.dir.path()

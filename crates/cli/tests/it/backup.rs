@@ -432,3 +432,76 @@ fn a_backup_to_an_object_store_prefix_is_incremental_verified_and_restored() {
     let err = stderr(&out);
     assert!(err.contains(&format!("blob {victim} is corrupt")), "{err}");
 }
+
+/// The PostgreSQL procedure of docs/operations.md, as written: `pg_dump`
+/// of the running registry's database, then `berth backup --blobs-only`;
+/// restored with `createdb`, `pg_restore --no-owner` and `berth restore`,
+/// and served: every tag pulls with its digest.
+#[test]
+fn a_postgres_deployment_is_backed_up_with_pg_dump_and_restored() {
+    use berth_testkit::Postgres;
+    let pg = Postgres::start();
+    let url = pg.create_database("registry");
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("data");
+    let node = Berth::launch(
+        &data,
+        &["--auth", "token", "--database-url", &url],
+        None,
+        work.path(),
+        &[("BERTH_ADMIN_PASSWORD", ADMIN_PASSWORD)],
+    );
+    let mut tags = Vec::new();
+    for (i, tag) in ["v1", "v2"].iter().enumerate() {
+        let img = work.path().join(format!("img-{i}"));
+        let d = push_small(&node.url(), "team/app", &img, tag, &[4000 + i, 30_000]);
+        tags.push((*tag, d));
+    }
+
+    // 1. the metadata, a consistent dump while berth runs; 2. the blobs.
+    let dest = work.path().join("backup");
+    std::fs::create_dir_all(&dest).unwrap();
+    let dump = dest.join("metadata.pgdump");
+    let out = Command::new(Postgres::tool("pg_dump"))
+        .args(["--format=custom", "--file", p(&dump), &url])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "pg_dump: {}", stderr(&out));
+    let out = berth(&[
+        "backup",
+        p(&dest),
+        "--blobs-only",
+        "--database-url",
+        &url,
+        "--data-dir",
+        p(&data),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = berth(&["backup", "verify", p(&dest)]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    drop(node);
+
+    // Restored into a new database and a new data directory, and served.
+    let restored_url = pg.create_database("berth_restored");
+    let out = Command::new(Postgres::tool("pg_restore"))
+        .args(["--no-owner", "--dbname", &restored_url, p(&dump)])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "pg_restore: {}", stderr(&out));
+    let restored = work.path().join("restored");
+    let out = berth(&["restore", p(&dest), "--data-dir", p(&restored)]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let again = Berth::launch(
+        &restored,
+        &["--auth", "token", "--database-url", &restored_url],
+        None,
+        work.path(),
+        &[],
+    );
+    for (tag, digest) in &tags {
+        let (status, got) = manifest_digest(&again.url(), "team/app", tag);
+        assert_eq!(status.as_u16(), 200, "{tag}");
+        assert_eq!(got.as_deref(), Some(digest.as_str()), "{tag}");
+        verify_image(&again.url(), "team/app", tag);
+    }
+}

@@ -3,7 +3,8 @@
 //! repaired from a second berth configured as its source
 //! (`scrub_repair_from`); a blob that neither has is reported missing and
 //! unrepaired; each finding leaves an audit event and a metric; a pass
-//! stopped early resumes where it stopped.
+//! stopped early resumes where it stopped; the scrub yields to requests in
+//! flight (not to its own).
 
 use serde_json::Value;
 
@@ -156,4 +157,63 @@ async fn a_flipped_blob_is_reported_with_its_tags_and_repaired_from_the_source()
     assert!(rest["resumed_after"].is_string(), "{rest}");
     assert_eq!(rest["checked"], 2, "{rest}");
     assert_eq!(rest["complete"], true);
+}
+
+/// The listener counts requests for the scrub to yield to: while an
+/// upload's body is still arriving, everything the scrub reads is read at
+/// the busy rate; with no request but its own `POST /api/v1/scrub`,
+/// nothing is.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_scrub_yields_to_requests_in_flight_but_not_to_its_own() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let node = Berth::start();
+    let (c, base) = (client(), node.url());
+    push_image(&c, &base, "team/app", "v1", "yielding").await;
+    let dir = tempfile::tempdir().unwrap();
+
+    let idle = scrub(dir.path(), &node, &[]);
+    assert_eq!(idle["checked"], 2, "config and layer: {idle}");
+    assert!(idle["bytes"].as_u64().unwrap() > 0, "{idle}");
+    assert_eq!(idle["bytes_busy"], 0, "{idle}");
+
+    // A request in flight: a PATCH whose body is 7 bytes of 1000. The
+    // server's `100 Continue` says its handler is reading the body.
+    let r = c
+        .post(format!("{base}/v2/team/app/blobs/uploads/"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let location = r.headers()["location"].to_str().unwrap().to_owned();
+    let path = location.strip_prefix(&base).unwrap_or(&location).to_owned();
+    let mut tcp = tokio::net::TcpStream::connect(&node.addr).await.unwrap();
+    let head = format!(
+        "PATCH {path} HTTP/1.1\r\nhost: {}\r\ncontent-type: application/octet-stream\r\n\
+         content-length: 1000\r\nexpect: 100-continue\r\n\r\n",
+        node.addr
+    );
+    tcp.write_all(head.as_bytes()).await.unwrap();
+    let mut buf = [0u8; 64];
+    let n = tcp.read(&mut buf).await.unwrap();
+    let answer = String::from_utf8_lossy(&buf[..n]).into_owned();
+    assert!(answer.starts_with("HTTP/1.1 100"), "{answer:?}");
+    tcp.write_all(b"partial").await.unwrap();
+
+    let busy = scrub(dir.path(), &node, &[]);
+    assert_eq!(busy["checked"], 2, "{busy}");
+    assert_eq!(busy["bytes_busy"], busy["bytes"], "{busy}");
+
+    // The upload's request ends (once the server sees the connection
+    // close): the scrub reads at its full rate again.
+    drop(tcp);
+    let mut again = Value::Null;
+    for _ in 0..50 {
+        again = scrub(dir.path(), &node, &[]);
+        if again["bytes_busy"] == 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(again["bytes_busy"], 0, "{again}");
 }

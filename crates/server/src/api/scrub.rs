@@ -39,6 +39,8 @@ async fn handle_run(
         serde_json::from_slice(&body)
             .map_err(|e| Error::InvalidParameter(format!("request body: {e}")))?
     };
+    // This request is the scrub's, not traffic it should yield to.
+    let _own = app.registry.traffic().uncount_own();
     let report = app.registry.run_scrub(&caller, req.max_blobs).await?;
     Ok(Json(report))
 }
