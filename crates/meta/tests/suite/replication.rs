@@ -136,4 +136,90 @@ pub async fn run(meta: &Meta) {
         "an older check never replaces a newer one"
     );
     assert_eq!(meta.mirror_tag_checked(&repo, &v2).await.unwrap(), None);
+    mirror_check_cases(meta).await;
+}
+
+/// The checks of tags that are gone are counted and forgotten; those of
+/// tags still here are kept. The eviction pass runs this query on both
+/// engines.
+async fn mirror_check_cases(meta: &Meta) {
+    use super::{actor, d, manifest, n, t};
+
+    // The cases above leave checks of tags that were never made: gone.
+    let before = meta.stale_mirror_tag_checks().await.unwrap();
+
+    meta.put_manifest(
+        &manifest(
+            "hub/library/app",
+            &d("sha256:mc1"),
+            None,
+            None,
+            &["v1", "v2"],
+        ),
+        &actor(),
+    )
+    .await
+    .unwrap();
+    meta.put_manifest(
+        &manifest("hub/library/db", &d("sha256:mc2"), None, None, &["v1"]),
+        &actor(),
+    )
+    .await
+    .unwrap();
+    let checks = [
+        ("hub/library/app", "v1"),
+        ("hub/library/app", "v2"),
+        ("hub/library/db", "v1"),
+        // Never cached, or a tag of another repository's name.
+        ("hub/library/app", "never-cached"),
+        ("hub/library/none", "v1"),
+    ];
+    for (r, tag) in checks {
+        meta.record_mirror_tag_check(&n(r), &t(tag), 40_000)
+            .await
+            .unwrap();
+    }
+    assert_eq!(meta.stale_mirror_tag_checks().await.unwrap(), before + 2);
+    assert_eq!(
+        meta.forget_stale_mirror_tag_checks().await.unwrap(),
+        before + 2
+    );
+    assert_eq!(meta.stale_mirror_tag_checks().await.unwrap(), 0);
+    assert_eq!(
+        meta.mirror_tag_checked(&n("hub/library/app"), &t("never-cached"))
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        meta.mirror_tag_checked(&n("hub/library/none"), &t("v1"))
+            .await
+            .unwrap(),
+        None
+    );
+
+    // A tag deleted, and a manifest deleted with its only tag.
+    assert!(meta
+        .delete_tag(&n("hub/library/app"), &t("v2"), &actor())
+        .await
+        .unwrap());
+    assert!(meta
+        .delete_manifest(&n("hub/library/db"), &d("sha256:mc2"), &actor())
+        .await
+        .unwrap()
+        .is_some());
+    assert_eq!(meta.stale_mirror_tag_checks().await.unwrap(), 2);
+    assert_eq!(meta.forget_stale_mirror_tag_checks().await.unwrap(), 2);
+    for (r, tag, left) in [
+        ("hub/library/app", "v1", Some(40_000)),
+        ("hub/library/app", "v2", None),
+        ("hub/library/db", "v1", None),
+    ] {
+        assert_eq!(
+            meta.mirror_tag_checked(&n(r), &t(tag)).await.unwrap(),
+            left,
+            "{r}:{tag}"
+        );
+    }
+    assert_eq!(meta.forget_stale_mirror_tag_checks().await.unwrap(), 0);
 }

@@ -200,6 +200,69 @@ async fn schedules_and_runs_on_demand_make_full_passes() {
     assert_eq!(reg.replication_rules().await.unwrap().len(), 1);
 }
 
+/// A pull rule on a schedule (issue 14: "a scheduled pull replication
+/// mirrors the selected tags and nothing else"): nothing before it is
+/// due; when it fires, the tags its glob selects of the repositories its
+/// glob selects are copied, and nothing else; not again before the next
+/// time. (The copy itself, real registries and digests, is
+/// `mirror::replication::a_pull_rule_mirrors_the_selected_tags_and_nothing_else`.)
+#[tokio::test]
+async fn a_scheduled_pull_rule_copies_the_selected_tags_and_nothing_else() {
+    let dir = tempfile::tempdir().unwrap();
+    let reg = registry(dir.path(), Settings::default()).await;
+    let fake = Arc::new(Fake {
+        remote: vec![
+            (
+                "lib/app".into(),
+                vec!["v1".into(), "v2".into(), "dev".into()],
+            ),
+            ("lib/db".into(), vec!["v3".into(), "latest".into()]),
+            ("other/app".into(), vec!["v1".into()]),
+        ],
+        ..Fake::default()
+    });
+    reg.set_replication_transport(fake.clone());
+    let admin = Caller::system("admin");
+    let stop = Stop::new();
+    let nightly = RuleSpec {
+        direction: "pull".into(),
+        on_push: Some(false),
+        schedule: Some("0 3 * * *".into()),
+        ..push_rule("nightly", "lib/*", "v*")
+    };
+    reg.add_replication_rule(nightly, &admin).await.unwrap();
+    let now = berth_meta::now_ms();
+    assert!(reg.replicate(now, &stop).await.unwrap().is_empty());
+    assert!(taken(&fake).is_empty());
+    let schedule = berth_registry::retention::cron::Schedule::parse("0 3 * * *").unwrap();
+    let fire = schedule.next_after(now).unwrap();
+    assert!(reg.replicate(fire - 1000, &stop).await.unwrap().is_empty());
+    let runs = reg.replicate(fire, &stop).await.unwrap();
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0].summary["trigger"], "schedule");
+    assert_eq!(runs[0].summary["copied"], 3, "{}", runs[0].summary);
+    let mut copied = taken(&fake);
+    copied.sort();
+    assert_eq!(
+        copied,
+        [
+            "nightly:lib/app:v1",
+            "nightly:lib/app:v2",
+            "nightly:lib/db:v3"
+        ]
+    );
+    // Not again before its next time; then again.
+    assert!(reg
+        .replicate(fire + 60_000, &stop)
+        .await
+        .unwrap()
+        .is_empty());
+    let next = schedule.next_after(fire).unwrap();
+    let runs = reg.replicate(next, &stop).await.unwrap();
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0].summary["trigger"], "schedule");
+}
+
 /// A target registry held in memory: what a push rule copied there, and
 /// the deletions asked of it.
 #[derive(Default)]

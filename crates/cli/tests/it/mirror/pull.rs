@@ -10,10 +10,11 @@ use super::proxy::{Proxy, RETRY_AFTER_SECS};
 use super::*;
 use crate::common::ADMIN_PASSWORD;
 
-/// skopeo pulls a multi-arch image through the namespace of an upstream
-/// (the reference registry); the upstream is stopped; the same tag (its
-/// TTL past) still pulls, from the cache, and the response says it is
-/// stale; a tag never pulled is a 503 naming the upstream.
+/// skopeo pulls two tags of a multi-arch image through the namespace of
+/// an upstream (the reference registry); the upstream is stopped; every
+/// tag pulled before (their TTL past) still pulls, from the cache, and
+/// the response says it is stale; a tag never pulled is a 503 naming the
+/// upstream.
 #[test]
 fn namespace_pull_through_then_stale_when_the_upstream_stops() {
     if !skopeo_ready("mirror::pull::namespace_pull_through_then_stale") {
@@ -26,9 +27,14 @@ fn namespace_pull_through_then_stale_when_the_upstream_stops() {
         &format!("docker://{}/library/postgres:16", dist.addr),
         &[],
     );
-    push_multiarch(
+    let (index17, _) = push_multiarch(
         &c,
         &format!("docker://{}/library/postgres:17", dist.addr),
+        &[],
+    );
+    push_multiarch(
+        &c,
+        &format!("docker://{}/library/postgres:18", dist.addr),
         &[],
     );
     let berth = Berth::start_with(
@@ -42,6 +48,8 @@ fn namespace_pull_through_then_stale_when_the_upstream_stops() {
     );
     let src = format!("docker://{}/ref/library/postgres:16", berth.addr);
     assert_eq!(pull_all(&c, &src, "first"), index);
+    let src17 = format!("docker://{}/ref/library/postgres:17", berth.addr);
+    assert_eq!(pull_all(&c, &src17, "first17"), index17);
     let url = format!("{}/v2/ref/library/postgres/manifests/16", berth.url());
     let r = http("GET", &url, accept_all());
     assert_eq!(r.status, 200);
@@ -62,6 +70,16 @@ fn namespace_pull_through_then_stale_when_the_upstream_stops() {
     assert_eq!(r.header("berth-mirror-stale").as_deref(), Some("true"));
     assert_eq!(sha256(&r.body), index);
     assert_eq!(pull_all(&c, &src, "second"), index);
+    // Every tag pulled before pulls, each saying it is stale.
+    assert_eq!(pull_all(&c, &src17, "second17"), index17);
+    let r = http(
+        "GET",
+        &format!("{}/v2/ref/library/postgres/manifests/17", berth.url()),
+        accept_all(),
+    );
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.header("berth-mirror-stale").as_deref(), Some("true"));
+    assert_eq!(sha256(&r.body), index17);
     // By digest: never revalidated, never stale.
     let r = http(
         "GET",
@@ -73,7 +91,7 @@ fn namespace_pull_through_then_stale_when_the_upstream_stops() {
     // Never pulled: nothing to serve.
     let r = http(
         "GET",
-        &format!("{}/v2/ref/library/postgres/manifests/17", berth.url()),
+        &format!("{}/v2/ref/library/postgres/manifests/18", berth.url()),
         accept_all(),
     );
     assert_eq!(r.status, 503, "{}", String::from_utf8_lossy(&r.body));
