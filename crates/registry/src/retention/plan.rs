@@ -11,7 +11,7 @@
 //!    referrers (`sha256-<hex>.sig` tags); everything else is deleted, in
 //!    an order where an index or subject goes before what depends on it.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use berth_meta::{Inventory, ManifestInfo, TagInfo};
 use berth_oci::{Digest, RepositoryName, Tag};
@@ -206,7 +206,7 @@ pub fn plan_repository(
         .collect();
 
     // 1. Verdicts.
-    let mut tag_votes: BTreeMap<&Tag, Votes> = BTreeMap::new();
+    let mut tag_votes: HashMap<&Tag, Votes> = HashMap::default();
     let mut root_votes: HashMap<&str, Votes> = HashMap::default();
     for rule in policy.rules.iter().filter(|r| {
         r.repositories.is_empty() || r.repositories.iter().any(|s| glob::scope_covers(s, repo))
@@ -258,7 +258,7 @@ pub fn plan_repository(
             }
         }
     }
-    let deleted_tags: BTreeMap<&Tag, (String, String)> = tag_votes
+    let deleted_tags: HashMap<&Tag, (String, String)> = tag_votes
         .into_iter()
         .filter(|(t, v)| !v.kept && !protected(t))
         .filter_map(|(t, v)| v.deleted_by.map(|d| (t, d)))
@@ -303,7 +303,10 @@ pub fn plan_repository(
             .push((b.as_str(), size));
     }
     let mut items = Vec::new();
-    for (tag, (rule, reason)) in &deleted_tags {
+    // Tags deleted, by name (the plan's order).
+    let mut by_name: Vec<(&&Tag, &(String, String))> = deleted_tags.iter().collect();
+    by_name.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    for (tag, (rule, reason)) in by_name {
         let Some(t) = tag_info.get(tag.as_str()) else {
             continue;
         };
