@@ -8,7 +8,7 @@ use sqlx::Row;
 use berth_oci::{Digest, Tag};
 
 use crate::writes::ROLE_ATTESTATION;
-use crate::{digest_at, optional_digest_at, tag_at, Meta, RefKind, Result};
+use crate::{Dialect, Error, Meta, RefKind, Result};
 
 /// A tag with its pull statistics.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -103,6 +103,13 @@ impl Inventory {
 
 impl Meta {
     /// What `repository` holds; `None` if it does not exist.
+    ///
+    /// Each table comes back as one JSON value (an array of rows, each an
+    /// array of columns) built by the database, not as a row per entry:
+    /// a repository of 10,000 tags holds some 250,000 values, and reading
+    /// them one by one through the driver (each copied on SQLite's worker
+    /// thread and handed to the runtime's) took most of a retention plan's
+    /// time (docs/benchmarks.md, "Web UI: server time per page").
     pub async fn inventory(
         &self,
         repository: &berth_oci::RepositoryName,
@@ -116,73 +123,126 @@ impl Meta {
             return Ok(None);
         };
         let repo: i64 = row.try_get(0)?;
-        let tags = sqlx::query(
-            "SELECT name, digest, updated_at, pull_count, last_pulled_at FROM tags
-             WHERE repository_id = $1 ORDER BY name",
-        )
-        .bind(repo)
-        .fetch_all(&mut *conn)
-        .await?
-        .iter()
-        .map(|r| {
-            Ok(TagInfo {
-                name: tag_at(r, 0)?,
-                digest: digest_at(r, 1)?,
-                updated_at: r.try_get(2)?,
-                pull_count: r.try_get(3)?,
-                last_pulled_at: r.try_get(4)?,
+        type TagRow = (Tag, Digest, i64, i64, Option<i64>);
+        let mut tags: Vec<TagInfo> = self
+            .json_rows::<TagRow>(
+                &mut conn,
+                "name, digest, updated_at, pull_count, last_pulled_at",
+                "tags WHERE repository_id = $1",
+                repo,
+            )
+            .await?
+            .into_iter()
+            .map(
+                |(name, digest, updated_at, pull_count, last_pulled_at)| TagInfo {
+                    name,
+                    digest,
+                    updated_at,
+                    pull_count,
+                    last_pulled_at,
+                },
+            )
+            .collect();
+        tags.sort_unstable_by(|a, b| a.name.as_str().cmp(b.name.as_str()));
+        type ManifestRow = (
+            Digest,
+            String,
+            Option<String>,
+            Option<Digest>,
+            i64,
+            i64,
+            i64,
+            Option<i64>,
+        );
+        let mut manifests: Vec<ManifestInfo> = self
+            .json_rows::<ManifestRow>(
+                &mut conn,
+                "digest, media_type, artifact_type, subject, size, pushed_at, pull_count,
+                 last_pulled_at",
+                "manifests WHERE repository_id = $1",
+                repo,
+            )
+            .await?
+            .into_iter()
+            .map(
+                |(digest, media_type, artifact_type, subject, size, pushed_at, pulls, pulled)| {
+                    ManifestInfo {
+                        digest,
+                        media_type,
+                        artifact_type,
+                        subject,
+                        size,
+                        pushed_at,
+                        pull_count: pulls,
+                        last_pulled_at: pulled,
+                    }
+                },
+            )
+            .collect();
+        manifests.sort_unstable_by(|a, b| a.digest.as_str().cmp(b.digest.as_str()));
+        type RefRow = (
+            Digest,
+            Digest,
+            String,
+            Option<i64>,
+            Option<String>,
+            Option<Digest>,
+        );
+        let mut references = self
+            .json_rows::<RefRow>(
+                &mut conn,
+                "mr.parent, mr.child, mr.kind, b.size, mr.role, mr.describes",
+                "manifest_references mr
+                 LEFT JOIN blobs b ON mr.kind = 'blob' AND b.digest = mr.child
+                 WHERE mr.repository_id = $1",
+                repo,
+            )
+            .await?
+            .into_iter()
+            .map(|(parent, child, kind, blob_size, role, describes)| {
+                Ok(ManifestRef {
+                    parent,
+                    child,
+                    kind: RefKind::parse(&kind)?,
+                    blob_size,
+                    attestation: role.as_deref() == Some(ROLE_ATTESTATION),
+                    describes,
+                })
             })
-        })
-        .collect::<Result<Vec<_>>>()?;
-        let manifests = sqlx::query(
-            "SELECT digest, media_type, artifact_type, subject, size, pushed_at, pull_count,
-                    last_pulled_at
-             FROM manifests WHERE repository_id = $1 ORDER BY digest",
-        )
-        .bind(repo)
-        .fetch_all(&mut *conn)
-        .await?
-        .iter()
-        .map(|r| {
-            Ok(ManifestInfo {
-                digest: digest_at(r, 0)?,
-                media_type: r.try_get(1)?,
-                artifact_type: r.try_get(2)?,
-                subject: optional_digest_at(r, 3)?,
-                size: r.try_get(4)?,
-                pushed_at: r.try_get(5)?,
-                pull_count: r.try_get(6)?,
-                last_pulled_at: r.try_get(7)?,
-            })
-        })
-        .collect::<Result<Vec<_>>>()?;
-        let references = sqlx::query(
-            "SELECT mr.parent, mr.child, mr.kind, b.size, mr.role, mr.describes
-             FROM manifest_references mr
-             LEFT JOIN blobs b ON mr.kind = 'blob' AND b.digest = mr.child
-             WHERE mr.repository_id = $1 ORDER BY mr.parent, mr.child",
-        )
-        .bind(repo)
-        .fetch_all(&mut *conn)
-        .await?
-        .iter()
-        .map(|r| {
-            let kind: String = r.try_get(2)?;
-            let role: Option<String> = r.try_get(4)?;
-            Ok(ManifestRef {
-                parent: digest_at(r, 0)?,
-                child: digest_at(r, 1)?,
-                kind: RefKind::parse(&kind)?,
-                blob_size: r.try_get(3)?,
-                attestation: role.as_deref() == Some(ROLE_ATTESTATION),
-                describes: optional_digest_at(r, 5)?,
-            })
-        })
-        .collect::<Result<Vec<_>>>()?;
+            .collect::<Result<Vec<_>>>()?;
+        references.sort_unstable_by(|a, b| {
+            (a.parent.as_str(), a.child.as_str()).cmp(&(b.parent.as_str(), b.child.as_str()))
+        });
         Ok(Some(Inventory {
             tags,
             manifests,
             references,
         }))
+    }
+
+    /// `SELECT columns FROM from` (bound to `repo` as `$1`) as one JSON
+    /// array of rows, each row an array of `columns` decoded as `T` (a
+    /// tuple). Digests and tags are validated as they are decoded.
+    async fn json_rows<T: serde::de::DeserializeOwned>(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        columns: &str,
+        from: &str,
+        repo: i64,
+    ) -> Result<Vec<T>> {
+        let sql = match self.dialect() {
+            Dialect::Sqlite => {
+                format!("SELECT json_group_array(json_array({columns})) FROM {from}")
+            }
+            Dialect::Postgres => {
+                format!("SELECT json_agg(json_build_array({columns}))::text FROM {from}")
+            }
+        };
+        let row = sqlx::query(&sql).bind(repo).fetch_one(&mut *conn).await?;
+        // PostgreSQL aggregates no rows to NULL, SQLite to `[]`.
+        let Some(json) = row.try_get::<Option<String>, _>(0)? else {
+            return Ok(Vec::new());
+        };
+        serde_json::from_str(&json).map_err(|e| Error::Corrupt(format!("stored inventory: {e}")))
     }
 }

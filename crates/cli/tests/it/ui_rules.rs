@@ -269,6 +269,71 @@ async fn namespace_rules_are_edited_as_the_api_allows() {
     assert!(!r.body.contains("/ui/ns/admin"), "{}", r.body);
 }
 
+#[tokio::test]
+async fn a_long_plan_is_shown_a_page_at_a_time() {
+    let f = Fixture::start("").await;
+    // 27 images under 27 tags: keeping the newest deletes 26 tags and 26
+    // images, 52 deletions, two pages of 50.
+    for i in 0..27 {
+        let (s, _) = f
+            .push(
+                &admin(),
+                "admin/many",
+                &format!("t{i:02}"),
+                &format!("s{i}"),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED);
+    }
+    let mut a = Browser::new(&f.url());
+    a.sign_in("admin", ADMIN_PASSWORD).await;
+    let page = a.get("/ui/ns/admin/settings").await;
+    let csrf = page.field("csrf");
+    let rows = |body: &str| body.matches("<td class=\"mono\">").count();
+    let r = a
+        .post(
+            "/ui/ns/admin/retention",
+            &[("csrf", &csrf), ("policy", KEEP_ONE), ("action", "preview")],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert!(r.body.contains("26 tags and 26 images"), "{}", r.body);
+    assert!(
+        r.body.contains("Deletions 1–50 of 52 (page 1 of 2)"),
+        "{}",
+        r.body
+    );
+    assert_eq!(rows(&r.body), 50);
+    assert!(r
+        .body
+        .contains(r#"form="retention-form" name="plan_page" value="2""#));
+    assert!(!r.body.contains("← Previous"));
+    // "Next" posts the editor's form with the page: the same plan, its
+    // last two deletions (images, after the tags).
+    for path in ["/ui/ns/admin/retention", "/ui/ns/admin/retention/preview"] {
+        let r = a
+            .post(
+                path,
+                &[("csrf", &csrf), ("policy", KEEP_ONE), ("plan_page", "2")],
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{path}: {}", r.body);
+        assert!(r.body.contains("26 tags and 26 images"), "{}", r.body);
+        assert!(
+            r.body.contains("Deletions 51–52 of 52 (page 2 of 2)"),
+            "{}",
+            r.body
+        );
+        assert_eq!(rows(&r.body), 2, "{}", r.body);
+        assert_eq!(r.body.matches("<td class=\"mono\">image ").count(), 2);
+        assert!(r.body.contains(r#"name="plan_page" value="1""#));
+        assert!(!r.body.contains("Next →"));
+    }
+    // Nothing was saved.
+    let page = a.get("/ui/ns/admin/settings").await;
+    assert!(page.body.contains("No policy"), "{}", page.body);
+}
+
 /// The members of `org` as the API lists them: (member, role).
 async fn api_members(f: &Fixture, org: &str) -> Vec<(String, String)> {
     let v: serde_json::Value = api_json(f, &format!("/api/v1/orgs/{org}/members")).await;

@@ -282,6 +282,26 @@ async fn pull_statistics(meta: &Meta) {
         ]
     );
     assert!(meta.inventory(&crate::n("s/none")).await.unwrap().is_none());
+    // A repository without tags (PostgreSQL aggregates no rows to NULL,
+    // SQLite to an empty array): an empty list, not an error.
+    meta.put_manifest(
+        &manifest("s/untagged", &d("sha256:u1"), None, None, &[]),
+        &actor(),
+    )
+    .await
+    .unwrap();
+    let inv = meta
+        .inventory(&crate::n("s/untagged"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(inv.tags.is_empty());
+    assert_eq!(inv.manifests.len(), 1);
+    assert_eq!(inv.manifests[0].digest, d("sha256:u1"));
+    assert_eq!(inv.references.len(), 2);
+    // References come by parent, then child (the lists are sorted in the
+    // server, the same on both databases).
+    assert!(inv.references[0].child < inv.references[1].child);
 }
 
 async fn usage_and_quotas(meta: &Meta) {

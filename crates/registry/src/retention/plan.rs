@@ -11,7 +11,7 @@
 //!    referrers (`sha256-<hex>.sig` tags); everything else is deleted, in
 //!    an order where an index or subject goes before what depends on it.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::BTreeSet;
 
 use berth_meta::{Inventory, ManifestInfo, TagInfo};
 use berth_oci::{Digest, RepositoryName, Tag};
@@ -19,6 +19,13 @@ use serde::Serialize;
 
 use super::policy::{Condition, Policy, Rule, Selector};
 use crate::glob;
+
+// The plan's lookups are keyed by digests (content hashes) and the
+// repository's own tag names: FxHash, not SipHash, which was a tenth of a
+// plan of 10,000 tags (docs/benchmarks.md, "Web UI: server time per
+// page").
+type HashMap<K, V> = rustc_hash::FxHashMap<K, V>;
+type HashSet<K> = rustc_hash::FxHashSet<K>;
 
 /// A tag or a manifest.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -90,7 +97,8 @@ struct Ranks<'a> {
 }
 
 fn ranks<'a>(selected: &[Candidate<'a>]) -> Ranks<'a> {
-    let mut images: BTreeMap<&str, (i64, Option<i64>)> = BTreeMap::new();
+    // Unordered: both rankings sort by a total order (the digest last).
+    let mut images: HashMap<&str, (i64, Option<i64>)> = HashMap::default();
     for c in selected {
         let e = images.entry(c.digest).or_insert((i64::MIN, None));
         e.0 = e.0.max(c.pushed);
@@ -154,11 +162,11 @@ pub fn plan_repository(
         .iter()
         .map(|m| (m.digest.as_str(), m))
         .collect();
-    let mut tags_of: HashMap<&str, Vec<&Tag>> = HashMap::new();
-    let mut holders: HashMap<&str, BTreeSet<&str>> = HashMap::new();
-    let mut dependents: HashMap<&str, Vec<&str>> = HashMap::new();
-    let mut attached: HashSet<&str> = HashSet::new();
-    let mut subject_of: HashMap<&str, &Digest> = HashMap::new();
+    let mut tags_of: HashMap<&str, Vec<&Tag>> = HashMap::default();
+    let mut holders: HashMap<&str, BTreeSet<&str>> = HashMap::default();
+    let mut dependents: HashMap<&str, Vec<&str>> = HashMap::default();
+    let mut attached: HashSet<&str> = HashSet::default();
+    let mut subject_of: HashMap<&str, &Digest> = HashMap::default();
     for t in &inv.tags {
         tags_of.entry(t.digest.as_str()).or_default().push(&t.name);
         if let Some(s) = tag_subject(&t.name) {
@@ -198,8 +206,8 @@ pub fn plan_repository(
         .collect();
 
     // 1. Verdicts.
-    let mut tag_votes: BTreeMap<&Tag, Votes> = BTreeMap::new();
-    let mut root_votes: HashMap<&str, Votes> = HashMap::new();
+    let mut tag_votes: HashMap<&Tag, Votes> = HashMap::default();
+    let mut root_votes: HashMap<&str, Votes> = HashMap::default();
     for rule in policy.rules.iter().filter(|r| {
         r.repositories.is_empty() || r.repositories.iter().any(|s| glob::scope_covers(s, repo))
     }) {
@@ -250,7 +258,7 @@ pub fn plan_repository(
             }
         }
     }
-    let deleted_tags: BTreeMap<&Tag, (String, String)> = tag_votes
+    let deleted_tags: HashMap<&Tag, (String, String)> = tag_votes
         .into_iter()
         .filter(|(t, v)| !v.kept && !protected(t))
         .filter_map(|(t, v)| v.deleted_by.map(|d| (t, d)))
@@ -262,7 +270,7 @@ pub fn plan_repository(
         .collect();
 
     // 2. What stays: everything reachable from the anchors.
-    let mut kept: HashSet<&str> = HashSet::new();
+    let mut kept: HashSet<&str> = HashSet::default();
     let mut stack: Vec<&str> = Vec::new();
     for m in &inv.manifests {
         let d = m.digest.as_str();
@@ -287,7 +295,7 @@ pub fn plan_repository(
     // repository of 10,000 tags stays linear (searching the lists for each
     // deletion took seconds).
     let tag_info: HashMap<&str, &TagInfo> = inv.tags.iter().map(|t| (t.name.as_str(), t)).collect();
-    let mut blobs_of: HashMap<&str, Vec<(&str, i64)>> = HashMap::new();
+    let mut blobs_of: HashMap<&str, Vec<(&str, i64)>> = HashMap::default();
     for (m, b, size) in inv.blobs() {
         blobs_of
             .entry(m.as_str())
@@ -295,7 +303,10 @@ pub fn plan_repository(
             .push((b.as_str(), size));
     }
     let mut items = Vec::new();
-    for (tag, (rule, reason)) in &deleted_tags {
+    // Tags deleted, by name (the plan's order).
+    let mut by_name: Vec<(&&Tag, &(String, String))> = deleted_tags.iter().collect();
+    by_name.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    for (tag, (rule, reason)) in by_name {
         let Some(t) = tag_info.get(tag.as_str()) else {
             continue;
         };
@@ -319,14 +330,14 @@ pub fn plan_repository(
         .filter(|(m, _, _)| kept.contains(m.as_str()))
         .map(|(_, b, _)| b.as_str())
         .collect();
-    let mut counted: HashSet<&str> = HashSet::new();
+    let mut counted: HashSet<&str> = HashSet::default();
     let mut doomed: BTreeSet<&str> = inv
         .manifests
         .iter()
         .map(|m| m.digest.as_str())
         .filter(|d| !kept.contains(d))
         .collect();
-    let mut cause: HashMap<&str, String> = HashMap::new();
+    let mut cause: HashMap<&str, String> = HashMap::default();
     while !doomed.is_empty() {
         let ready: Vec<&str> = doomed
             .iter()

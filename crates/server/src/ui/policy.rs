@@ -18,7 +18,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use berth_oci::Namespace;
 use berth_registry::retention::{ItemKind, Plan};
-use berth_registry::{Error, TagRuleKind};
+use berth_registry::{Caller, Error, TagRuleKind};
 use maud::{html, Markup};
 
 use super::form::{Fields, Form};
@@ -27,8 +27,9 @@ use super::{answer, Page, UiError, Viewer};
 use crate::api::Need;
 use crate::App;
 
-/// Planned deletions listed on the page; the totals count them all.
-const PLAN_ROWS: usize = 200;
+/// Planned deletions listed a page (as the tag table); the totals count
+/// them all.
+const PLAN_ROWS: usize = 50;
 
 /// A policy to start from when the namespace has none.
 const EXAMPLE: &str = r#"[[rule]]
@@ -61,6 +62,8 @@ struct Outcome {
     draft: Option<String>,
     /// The plan of the draft, when previewed.
     plan: Option<Result<Plan, String>>,
+    /// The page of the plan's deletions shown (1-based).
+    plan_page: usize,
     /// A problem with the retention form.
     retention: Option<String>,
     /// A problem with the tag rule form.
@@ -101,6 +104,24 @@ async fn posted(
     let ns = namespace(raw)?;
     let rights = rights(app, viewer, &ns).await?;
     Ok((ns, rights))
+}
+
+/// The viewer as one of the namespace's admins, who change its policy
+/// and tag rules; else a 403 page naming who may.
+async fn as_admin(app: &App, viewer: &Viewer, ns: &Namespace) -> Result<Caller, UiError> {
+    viewer
+        .principal
+        .require(app, ns, Need::Admin)
+        .await
+        .map_err(|e| refused(e, ns, "admins"))
+}
+
+/// The page of the plan a form asks for (`plan_page`, 1-based).
+fn plan_page(fields: &Fields) -> usize {
+    fields
+        .get("plan_page")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(1)
 }
 
 /// The page again with a form's problem at its section, as a 400.
@@ -154,11 +175,7 @@ pub(crate) async fn handle_retention(
         let mut out = Outcome::default();
         match fields.get("action").unwrap_or("preview") {
             "save" => {
-                let caller = viewer
-                    .principal
-                    .require(&app, &ns, Need::Admin)
-                    .await
-                    .map_err(|e| refused(e, &ns, "admins"))?;
+                let caller = as_admin(&app, &viewer, &ns).await?;
                 match app.registry.set_retention_policy(&ns, &text, &caller).await {
                     Ok(_) => return Ok(Redirect::to(&settings_url(&ns)).into_response()),
                     Err(Error::InvalidParameter(msg)) => {
@@ -169,11 +186,7 @@ pub(crate) async fn handle_retention(
                 }
             }
             "remove" => {
-                let caller = viewer
-                    .principal
-                    .require(&app, &ns, Need::Admin)
-                    .await
-                    .map_err(|e| refused(e, &ns, "admins"))?;
+                let caller = as_admin(&app, &viewer, &ns).await?;
                 match app.registry.delete_retention_policy(&ns, &caller).await {
                     Ok(()) | Err(Error::NotFound(_)) => {
                         return Ok(Redirect::to(&settings_url(&ns)).into_response())
@@ -183,6 +196,7 @@ pub(crate) async fn handle_retention(
             }
             _ => {
                 out.plan = Some(preview(&app, &ns, &text).await?);
+                out.plan_page = plan_page(&fields);
                 out.draft = Some(text);
             }
         }
@@ -206,7 +220,9 @@ pub(crate) async fn handle_preview(
     let result = async {
         let (ns, _) = posted(&app, &viewer, &ns, &fields).await?;
         let plan = preview(&app, &ns, &policy_text(&fields)).await?;
-        let mut resp = plan_view(&plan).into_string().into_response();
+        let mut resp = plan_view(&plan, plan_page(&fields))
+            .into_string()
+            .into_response();
         resp.headers_mut().insert(
             axum::http::header::CONTENT_TYPE,
             axum::http::HeaderValue::from_static("text/html; charset=utf-8"),
@@ -245,11 +261,7 @@ pub(crate) async fn handle_tag_rules(
 ) -> Response {
     let result = async {
         let (ns, rights) = posted(&app, &viewer, &ns, &fields).await?;
-        let caller = viewer
-            .principal
-            .require(&app, &ns, Need::Admin)
-            .await
-            .map_err(|e| refused(e, &ns, "admins"))?;
+        let caller = as_admin(&app, &viewer, &ns).await?;
         let done = if fields.get("action") == Some("remove") {
             let id = fields.get("id").unwrap_or("");
             match id.parse::<i64>() {
@@ -424,7 +436,7 @@ async fn render(
             }
             @if !rights.admin { p.muted { "Only the namespace's admins change its policy." } }
             div #plan aria-live="polite" {
-                @if let Some(plan) = &plan { (plan_view(plan)) }
+                @if let Some(plan) = &plan { (plan_view(plan, out.plan_page)) }
             }
         }
         section aria-labelledby="rules-h" {
@@ -522,7 +534,10 @@ async fn render(
 }
 
 /// A plan: what would be deleted, and why; or why the policy is refused.
-fn plan_view(plan: &Result<Plan, String>) -> Markup {
+/// The deletions are shown [`PLAN_ROWS`] a page (`page`, 1-based); the
+/// pager's buttons post the editor's form again for another page of the
+/// plan of the text in the editor.
+fn plan_view(plan: &Result<Plan, String>, page: usize) -> Markup {
     let now = berth_registry::now_ms();
     html! {
         h3 #plan-h { "What it would delete now" }
@@ -530,6 +545,10 @@ fn plan_view(plan: &Result<Plan, String>) -> Markup {
             Err(msg) => { p.error role="alert" { "Not a valid policy: " (msg) } }
             Ok(p) if p.items.is_empty() => { p { "Nothing: every tag and image is kept." } }
             Ok(p) => {
+                @let pages = p.items.len().div_ceil(PLAN_ROWS);
+                @let page = page.clamp(1, pages);
+                @let first = (page - 1) * PLAN_ROWS;
+                @let shown = &p.items[first..(first + PLAN_ROWS).min(p.items.len())];
                 p {
                     (p.tags) (if p.tags == 1 { " tag and " } else { " tags and " })
                     (p.manifests) (if p.manifests == 1 { " image; " } else { " images; " }) (size(p.bytes))
@@ -544,7 +563,7 @@ fn plan_view(plan: &Result<Plan, String>) -> Markup {
                         th.num scope="col" { "Frees" }
                     } }
                     tbody {
-                        @for i in p.items.iter().take(PLAN_ROWS) {
+                        @for i in shown {
                             tr {
                                 td { (i.repository) }
                                 td.mono {
@@ -561,8 +580,17 @@ fn plan_view(plan: &Result<Plan, String>) -> Markup {
                         }
                     }
                 } }
-                @if p.items.len() > PLAN_ROWS {
-                    p.muted { "The first " (PLAN_ROWS) " of " (p.items.len()) " deletions; " code { "berth retention plan" } " lists them all." }
+                @if pages > 1 {
+                    nav.pager aria-label="Plan pages" {
+                        @if page > 1 {
+                            button type="submit" form="retention-form" name="plan_page" value=(page - 1) { "← Previous" }
+                        }
+                        span { "Deletions " (first + 1) "–" (first + shown.len()) " of " (p.items.len()) " (page " (page) " of " (pages) ")" }
+                        @if page < pages {
+                            button type="submit" form="retention-form" name="plan_page" value=(page + 1) { "Next →" }
+                        }
+                    }
+                    p.muted { code { "berth retention plan" } " lists them all at once." }
                 }
             }
         }
