@@ -193,7 +193,10 @@ pub enum Error {
     )]
     UpstreamUnavailable(Box<UpstreamFailure>),
     /// The storage device is full (507).
-    #[error("the registry's storage is full")]
+    #[error(
+        "the registry's storage is full: nothing was published; push again once space is freed \
+         (garbage collection, retention, a larger disk)"
+    )]
     StorageFull,
     /// The object store behind the registry is unreachable or failing
     /// (503); nothing was stored or published. The source is logged.

@@ -43,12 +43,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
-use berth_oci::{Algorithm, Digest, Hasher};
+use berth_oci::{Algorithm, Digest};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use tokio::task::spawn_blocking;
 
-use crate::pipeline::{append_stream, write_stream, Writeback};
+use crate::pipeline::{append_stream, hash_of, hash_ready, write_stream, HashLink, Writeback};
 use crate::{
     hash_reader, BlobBody, BlobRead, BlobStore, ByteStream, Error, Result, Staged, StoredBlob,
     UploadInfo,
@@ -67,8 +67,9 @@ pub struct FsStore {
 
 #[derive(Default)]
 struct HashState {
-    /// SHA-256 state over the first `hashed` bytes of the upload.
-    hasher: Option<Hasher>,
+    /// SHA-256 state over the first `hashed` bytes of the upload, perhaps
+    /// still being computed behind the last chunk's writes.
+    hash: Option<HashLink>,
     hashed: u64,
     /// Writeback of the session's data, started by its chunks and still
     /// running: the commit waits for it (and reports its errors).
@@ -573,30 +574,23 @@ impl BlobStore for FsStore {
                 return Err(Error::RangeMismatch { start, size });
             }
         }
-        let hasher = if state.hashed == size {
-            match state.hasher.take() {
-                Some(h) => Some(h),
-                None if size == 0 => Some(Algorithm::Sha256.hasher()),
-                None => None,
-            }
-        } else {
-            None
+        let hash = match state.hash.take() {
+            Some(link) if state.hashed == size => link,
+            _ => hash_ready((size == 0).then(|| Algorithm::Sha256.hasher())),
         };
         let writeback = std::mem::take(&mut state.writeback);
-        let (written, writeback) = append_stream(file, hasher, writeback, len, body).await;
+        let (written, hash, writeback) = append_stream(file, hash, writeback, len, body).await;
         state.writeback = writeback;
         match written {
             Ok(written) => {
-                state.hashed = if written.hasher.is_some() {
-                    size + written.bytes
-                } else {
-                    0
-                };
-                state.hasher = written.hasher;
+                state.hash = Some(hash);
+                state.hashed = size + written.bytes;
                 Ok(size + written.bytes)
             }
             Err(e) => {
-                state.hasher = None;
+                // What was written is in the file, but not known to be in
+                // the hash: the commit hashes the file.
+                state.hash = None;
                 state.hashed = 0;
                 Err(e)
             }
@@ -617,10 +611,14 @@ impl BlobStore for FsStore {
             return Err(Error::UploadUnknown);
         };
         let size = meta.len();
-        let cached = match &state.hasher {
-            Some(h) if state.hashed == size && h.algorithm() == expected.algorithm() => {
-                Some(h.clone().finish())
-            }
+        let hasher = match state.hash.take() {
+            Some(link) if state.hashed == size => hash_of(link).await,
+            _ => None,
+        };
+        // Kept as it is for a commit with another digest, if this one fails.
+        state.hash = Some(hash_ready(hasher.clone()));
+        let cached = match hasher {
+            Some(h) if h.algorithm() == expected.algorithm() => Some(h.finish()),
             _ => None,
         };
         let algorithm = expected.algorithm();
@@ -646,7 +644,7 @@ impl BlobStore for FsStore {
             Ok(())
         })
         .await?;
-        state.hasher = None;
+        state.hash = None;
         drop(state);
         self.forget_hash_state(id);
         Ok(size)
