@@ -80,7 +80,7 @@ struct Marker {
 async fn target_store(spec: &str, args: &Args) -> anyhow::Result<Arc<dyn BlobStore>> {
     if spec.starts_with("s3://") {
         let storage: Storage = spec.parse().map_err(anyhow::Error::msg)?;
-        return storage::open(&storage, &args.s3.options(), &args.data_dir).await;
+        return storage::open(&storage, &args.s3.options(), &args.data_dir, false).await;
     }
     if spec.contains("://") {
         bail!("unsupported --to-storage {spec:?} (give s3://BUCKET[/PREFIX] or a directory)");

@@ -300,8 +300,15 @@ pub async fn run(args: ServeArgs, matches: &ArgMatches) -> anyhow::Result<()> {
 
     std::fs::create_dir_all(&cfg.data_dir)
         .with_context(|| format!("creating data directory {}", cfg.data_dir.display()))?;
-    let store = crate::storage::open(&cfg.storage, &cfg.s3_options(), &cfg.data_dir).await?;
     let database = cfg.database();
+    // On SQLite this process is the only one serving the data directory.
+    let store = crate::storage::open(
+        &cfg.storage,
+        &cfg.s3_options(),
+        &cfg.data_dir,
+        !database.is_postgres(),
+    )
+    .await?;
     let meta = open_database(&cfg).await?;
     // Replicas on PostgreSQL hear each other's changes, so their caches
     // stay correct (nothing on SQLite).

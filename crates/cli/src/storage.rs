@@ -156,16 +156,22 @@ pub fn check(cfg: &Settings) -> anyhow::Result<()> {
 /// or the bucket, checked with one request (wrong endpoints or
 /// credentials fail here, not at the first push), with quarantines left
 /// by a dead collector put back. Its operations are timed for `/metrics`
-/// ([`Metered`]).
+/// ([`Metered`]). `single_node`: no other process serves this data
+/// directory (SQLite), so the filesystem store keeps upload sessions in
+/// memory until their first byte.
 pub async fn open(
     storage: &Storage,
     s3: &S3Options,
     data_dir: &Path,
+    single_node: bool,
 ) -> anyhow::Result<Arc<dyn BlobStore>> {
     match storage {
         Storage::Fs => {
-            let store = FsStore::open(data_dir)
+            let mut store = FsStore::open(data_dir)
                 .with_context(|| format!("opening blob storage in {}", data_dir.display()))?;
+            if single_node {
+                store = store.fresh_sessions_in_memory();
+            }
             Ok(Arc::new(Metered::new(store, "filesystem")))
         }
         Storage::S3(url) => {

@@ -25,6 +25,10 @@
 //! upload again (the next purge removes what is left). Only what is acknowledged as stored (a published blob) is
 //! made durable before the answer.
 //!
+//! A store one process serves keeps a session in memory until its first
+//! byte ([`FsStore::fresh_sessions_in_memory`]): the `POST` + `PUT` of most
+//! pushes then creates and removes no session directory at all.
+//!
 //! Garbage collection deletes a blob in two steps so that a concurrent
 //! re-push of the same digest can never lose it: the blob is first renamed
 //! into `gc/` ([`BlobStore::quarantine`]), the collector re-checks that
@@ -59,10 +63,17 @@ const SMALL_READ: u64 = 256 * 1024;
 /// Read size when streaming a blob.
 const STREAM_CHUNK: usize = 256 * 1024;
 
+/// Sessions kept in memory at most (see [`FsStore::fresh_sessions_in_memory`]);
+/// past it, new sessions are created on disk at once.
+const FRESH_SESSIONS_MAX: usize = 65_536;
+
 /// Blob storage in a local directory.
 pub struct FsStore {
     root: PathBuf,
     hash_states: Mutex<HashMap<String, Arc<tokio::sync::Mutex<HashState>>>>,
+    /// Upload sessions that hold no byte yet, in memory only; `None` when
+    /// every session is created on disk at once.
+    fresh: Option<Mutex<HashMap<String, InfoFile>>>,
 }
 
 #[derive(Default)]
@@ -76,7 +87,7 @@ struct HashState {
     writeback: Writeback,
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 struct InfoFile {
     label: String,
     started_at_ms: u64,
@@ -118,6 +129,7 @@ impl FsStore {
         let store = FsStore {
             root,
             hash_states: Mutex::new(HashMap::new()),
+            fresh: None,
         };
         // A GC run interrupted between quarantine and release: put the
         // blobs back (the next run decides again).
@@ -151,7 +163,46 @@ impl FsStore {
         Ok(FsStore {
             root,
             hash_states: Mutex::new(HashMap::new()),
+            fresh: None,
         })
+    }
+
+    /// Keeps an upload session in memory until its first byte: the `POST`
+    /// of a push then writes nothing, and the `PUT` that carries the whole
+    /// blob (what docker, containerd and most clients send) removes
+    /// nothing. Only for a store one process serves: a session in memory is
+    /// unknown to another replica sharing the directory, and a restart
+    /// forgets it (the client's next request on it is answered
+    /// `BLOB_UPLOAD_UNKNOWN`, and it starts again: it had sent nothing).
+    pub fn fresh_sessions_in_memory(mut self) -> FsStore {
+        self.fresh = Some(Mutex::new(HashMap::new()));
+        self
+    }
+
+    fn fresh_session(&self, id: &str) -> Option<InfoFile> {
+        let fresh = self.fresh.as_ref()?;
+        let map = fresh.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(id).cloned()
+    }
+
+    fn forget_fresh_session(&self, id: &str) -> bool {
+        let Some(fresh) = self.fresh.as_ref() else {
+            return false;
+        };
+        let mut map = fresh.lock().unwrap_or_else(|p| p.into_inner());
+        map.remove(id).is_some()
+    }
+
+    /// Writes a session kept in memory to disk (before its first byte),
+    /// then forgets it in memory: it is known all along. The caller holds
+    /// the session's lock.
+    async fn materialize(&self, id: &str) -> Result<()> {
+        let Some(info) = self.fresh_session(id) else {
+            return Ok(());
+        };
+        create_session(self.upload_dir(id), &info).await?;
+        self.forget_fresh_session(id);
+        Ok(())
     }
 
     /// Where [`BlobStore::set_aside`] moves damaged blobs.
@@ -259,6 +310,36 @@ fn restore(from: &Path, to: &Path) -> Result<()> {
     // same path: either order leaves one complete copy.
     fs::rename(from, to)?;
     Ok(())
+}
+
+/// Creates a session's directory, its empty `data` and its `info.json`.
+async fn create_session(dir: PathBuf, info: &InfoFile) -> Result<()> {
+    let json = serde_json::to_vec(info).map_err(|e| Error::Io(io::Error::other(e)))?;
+    // No fsync: see the module documentation.
+    blocking(move || {
+        fs::create_dir(&dir)?;
+        File::create(dir.join("data"))?;
+        fs::write(dir.join("info.json"), &json)?;
+        Ok(())
+    })
+    .await
+}
+
+impl InfoFile {
+    fn started_at(&self) -> SystemTime {
+        UNIX_EPOCH + Duration::from_millis(self.started_at_ms)
+    }
+
+    /// What a session that holds no byte yet is.
+    fn empty_session(&self, id: &str) -> UploadInfo {
+        UploadInfo {
+            id: id.to_owned(),
+            label: self.label.clone(),
+            size: 0,
+            started_at: self.started_at(),
+            updated_at: self.started_at(),
+        }
+    }
 }
 
 fn read_info(dir: &Path, id: &str) -> Result<Option<UploadInfo>> {
@@ -510,36 +591,30 @@ impl BlobStore for FsStore {
 
     async fn upload_create(&self, label: &str) -> Result<UploadInfo> {
         let id = uuid::Uuid::new_v4().to_string();
-        let dir = self.upload_dir(&id);
-        let started_at = SystemTime::now();
         let info = InfoFile {
             label: label.to_owned(),
-            started_at_ms: started_at
+            started_at_ms: SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map(|d| d.as_millis() as u64)
                 .unwrap_or(0),
         };
-        let json = serde_json::to_vec(&info).map_err(|e| Error::Io(io::Error::other(e)))?;
-        // No fsync: see the module documentation.
-        blocking(move || {
-            fs::create_dir(&dir)?;
-            File::create(dir.join("data"))?;
-            fs::write(dir.join("info.json"), &json)?;
-            Ok(())
-        })
-        .await?;
-        Ok(UploadInfo {
-            id,
-            label: label.to_owned(),
-            size: 0,
-            started_at,
-            updated_at: started_at,
-        })
+        if let Some(fresh) = &self.fresh {
+            let mut map = fresh.lock().unwrap_or_else(|p| p.into_inner());
+            if map.len() < FRESH_SESSIONS_MAX {
+                map.insert(id.clone(), info.clone());
+                return Ok(info.empty_session(&id));
+            }
+        }
+        create_session(self.upload_dir(&id), &info).await?;
+        Ok(info.empty_session(&id))
     }
 
     async fn upload_info(&self, id: &str) -> Result<Option<UploadInfo>> {
         if !valid_upload_id(id) {
             return Ok(None);
+        }
+        if let Some(info) = self.fresh_session(id) {
+            return Ok(Some(info.empty_session(id)));
         }
         let dir = self.upload_dir(id);
         let id = id.to_owned();
@@ -558,6 +633,7 @@ impl BlobStore for FsStore {
         }
         let state = self.hash_state(id);
         let mut state = state.lock().await;
+        self.materialize(id).await?;
         let path = self.upload_dir(id).join("data");
         let file = match OpenOptions::new().append(true).open(&path) {
             Ok(f) => f,
@@ -603,6 +679,7 @@ impl BlobStore for FsStore {
         }
         let state_arc = self.hash_state(id);
         let mut state = state_arc.lock().await;
+        self.materialize(id).await?;
         let dir = self.upload_dir(id);
         let data = dir.join("data");
         let Some(meta) = not_found_is_none(fs::metadata(&data))? else {
@@ -656,6 +733,12 @@ impl BlobStore for FsStore {
         }
         let state_arc = self.hash_state(id);
         let _state = state_arc.lock().await;
+        // Under the session's lock: a chunk writing it to disk is done first.
+        if self.forget_fresh_session(id) {
+            drop(_state);
+            self.forget_hash_state(id);
+            return Ok(true);
+        }
         let dir = self.upload_dir(id);
         let existed = not_found_is_none(tokio::fs::remove_dir_all(dir).await)?.is_some();
         self.forget_hash_state(id);
@@ -688,7 +771,19 @@ impl BlobStore for FsStore {
 
     async fn upload_list(&self) -> Result<Vec<UploadInfo>> {
         let root = self.root.join("uploads");
-        blocking(move || {
+        // Read before the directory: a session is in memory until it is on
+        // disk, so one written to disk meanwhile is listed once or twice
+        // (never not at all), and the twice is removed below.
+        let fresh: Vec<UploadInfo> = match &self.fresh {
+            Some(fresh) => {
+                let map = fresh.lock().unwrap_or_else(|p| p.into_inner());
+                map.iter()
+                    .map(|(id, info)| info.empty_session(id))
+                    .collect()
+            }
+            None => Vec::new(),
+        };
+        let mut on_disk = blocking(move || {
             let mut out = Vec::new();
             for entry in fs::read_dir(&root)? {
                 let entry = entry?;
@@ -704,7 +799,11 @@ impl BlobStore for FsStore {
             }
             Ok(out)
         })
-        .await
+        .await?;
+        let listed: std::collections::HashSet<String> =
+            on_disk.iter().map(|u| u.id.clone()).collect();
+        on_disk.extend(fresh.into_iter().filter(|u| !listed.contains(&u.id)));
+        Ok(on_disk)
     }
 }
 

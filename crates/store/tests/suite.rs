@@ -404,6 +404,74 @@ async fn filesystem_store_passes_the_suite() {
 }
 
 #[tokio::test]
+async fn filesystem_store_with_sessions_in_memory_passes_the_suite() {
+    let dir = tempfile::tempdir().unwrap();
+    run_suite(
+        Arc::new(
+            FsStore::open(dir.path())
+                .unwrap()
+                .fresh_sessions_in_memory(),
+        ),
+        Duration::from_millis(20),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_session_in_memory_reaches_the_disk_with_its_first_byte() {
+    let dir = tempfile::tempdir().unwrap();
+    let uploads = dir.path().join("uploads");
+    let s = FsStore::open(dir.path())
+        .unwrap()
+        .fresh_sessions_in_memory();
+    let entries = || std::fs::read_dir(&uploads).unwrap().count();
+    // A POST + whole-body PUT: nothing written, nothing left.
+    let a = s.upload_create("repo/a").await.unwrap();
+    assert_eq!(entries(), 0, "an empty session is not on disk");
+    let info = s.upload_info(&a.id).await.unwrap().unwrap();
+    assert_eq!((info.label.as_str(), info.size), ("repo/a", 0));
+    assert_eq!(
+        s.upload_list().await.unwrap().len(),
+        1,
+        "listed for the purge"
+    );
+    assert!(s.upload_cancel(&a.id).await.unwrap());
+    assert!(s.upload_info(&a.id).await.unwrap().is_none());
+    assert!(!s.upload_cancel(&a.id).await.unwrap());
+    // A chunked upload: on disk from its first byte, where a new process
+    // finds it.
+    let b = s.upload_create("repo/b").await.unwrap();
+    s.upload_append(&b.id, Some(0), None, stream(vec![b"first "]))
+        .await
+        .unwrap();
+    assert_eq!(entries(), 1);
+    let ids: Vec<String> = s
+        .upload_list()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|u| u.id)
+        .collect();
+    assert_eq!(ids, vec![b.id.clone()], "listed once");
+    let s = FsStore::open(dir.path())
+        .unwrap()
+        .fresh_sessions_in_memory();
+    assert_eq!(s.upload_info(&b.id).await.unwrap().unwrap().size, 6);
+    // An empty session a restart forgot is unknown (its client starts again).
+    let c = s.upload_create("repo/c").await.unwrap();
+    let s = FsStore::open(dir.path())
+        .unwrap()
+        .fresh_sessions_in_memory();
+    assert!(s.upload_info(&c.id).await.unwrap().is_none());
+    // A zero-byte blob committed straight from memory.
+    let e = s.upload_create("repo/e").await.unwrap();
+    let empty = Digest::sha256(b"");
+    assert_eq!(s.upload_commit(&e.id, &empty).await.unwrap(), 0);
+    assert_eq!(read_all(&s, &empty, None).await, b"");
+    assert_eq!(entries(), 1, "only b's session is on disk");
+}
+
+#[tokio::test]
 async fn filesystem_upload_resumes_after_restart() {
     let dir = tempfile::tempdir().unwrap();
     let id = {

@@ -148,7 +148,7 @@ async fn source_store(args: &CreateArgs) -> anyhow::Result<Arc<dyn BlobStore>> {
                 .with_context(|| format!("opening the blobs of {}", args.data_dir.display()))?;
             Ok(Arc::new(store))
         }
-        s @ Storage::S3(_) => storage::open(s, &args.s3.options(), &args.data_dir).await,
+        s @ Storage::S3(_) => storage::open(s, &args.s3.options(), &args.data_dir, false).await,
     }
 }
 
