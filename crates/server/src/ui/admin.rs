@@ -181,17 +181,36 @@ pub(crate) async fn handle_users_post(
     answer(&viewer, result)
 }
 
-/// A form of one button acting on the account `name`.
+/// A form of one button acting on the account `name`; its accessible
+/// name is `label` followed by the account's (or `aria`, when given).
 fn account_button(csrf: &str, name: &str, action: &str, label: &str, danger: bool) -> Markup {
+    account_button_named(
+        csrf,
+        name,
+        action,
+        label,
+        &format!("{label} {name}"),
+        danger,
+    )
+}
+
+fn account_button_named(
+    csrf: &str,
+    name: &str,
+    action: &str,
+    label: &str,
+    aria: &str,
+    danger: bool,
+) -> Markup {
     html! {
         form.inline method="post" action="/ui/admin/users" {
             input type="hidden" name="csrf" value=(csrf);
             input type="hidden" name="action" value=(action);
             input type="hidden" name="name" value=(name);
             @if danger {
-                button.danger type="submit" aria-label={ (label) " " (name) } { (label) }
+                button.danger type="submit" aria-label=(aria) { (label) }
             } @else {
-                button type="submit" aria-label={ (label) " " (name) } { (label) }
+                button type="submit" aria-label=(aria) { (label) }
             }
         }
     }
@@ -290,7 +309,7 @@ async fn render_users(app: &App, viewer: &Viewer, notice: Notice) -> Result<Resp
                                     details.confirm {
                                         summary aria-label={ "Delete " (u.name) "..." } { "Delete..." }
                                         p.hint { "Its tokens and memberships go; its repositories stay, private." }
-                                        (account_button(csrf, &u.name, "delete", "Delete for good", true))
+                                        (account_button_named(csrf, &u.name, "delete", "Delete for good", &format!("Delete {} for good", u.name), true))
                                     }
                                 }
                             }

@@ -498,7 +498,7 @@ fn packages(listing: &Listing, digest: &Digest) -> Markup {
         } @else {
             details.packages open[n <= OPEN_PACKAGES] {
                 summary { (n) " packages " span.muted { "(" (listing.format) ")" } }
-                div.scroll { table.packages {
+                div.scroll tabindex="0" role="region" aria-label={ "Packages of the SBOM " (short_digest(digest.as_str())) } { table.packages {
                     caption.visually-hidden { "Packages of the SBOM " (short_digest(digest.as_str())) }
                     thead { tr {
                         th scope="col" { "Name" } th scope="col" { "Version" }
@@ -508,7 +508,7 @@ fn packages(listing: &Listing, digest: &Digest) -> Markup {
                         @for p in listing.packages.iter().take(MAX_PACKAGES) {
                             tr {
                                 td { (p.name) }
-                                td.mono { (p.version.as_deref().unwrap_or("")) }
+                                td.mono.version { (p.version.as_deref().unwrap_or("")) }
                                 td { (p.kind.as_deref().unwrap_or("")) }
                                 td.mono.purl { (p.purl.as_deref().unwrap_or("")) }
                             }
