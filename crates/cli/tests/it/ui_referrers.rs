@@ -16,6 +16,16 @@ use crate::trust::Signer;
 use crate::trust_bundles::{dsse_bundle, message_bundle, BUNDLE_V03};
 use crate::ui::Browser;
 
+/// A client that opens a connection per request: the pushes below come
+/// after seconds of key generation, when a pooled connection may be
+/// closing on the server's side.
+fn fresh() -> reqwest::Client {
+    reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .expect("client")
+}
+
 /// Pushes `document` as a referrer of `subject` (its digest and manifest
 /// bytes) the way oras and cosign do: the empty config, the document as
 /// the one layer, `artifact_type`, `annotations`. Returns its digest.
@@ -30,7 +40,7 @@ pub async fn push_referrer(
 ) -> String {
     for blob in [&b"{}"[..], document] {
         let r = req(
-            &f.c,
+            &fresh(),
             Method::POST,
             &format!(
                 "{}/v2/{repo}/blobs/uploads/?digest={}",
@@ -57,7 +67,7 @@ pub async fn push_referrer(
     .unwrap();
     let digest = sha256(&m);
     let r = req(
-        &f.c,
+        &fresh(),
         Method::PUT,
         &format!("{}/v2/{repo}/manifests/{digest}", f.url()),
         cred,
@@ -74,7 +84,7 @@ pub async fn push_referrer(
 /// The manifest bytes of `repo:reference` as `cred` reads them.
 pub async fn manifest_bytes(f: &Fixture, cred: &Cred, repo: &str, reference: &str) -> Vec<u8> {
     let r = req(
-        &f.c,
+        &fresh(),
         Method::GET,
         &format!("{}/v2/{repo}/manifests/{reference}", f.url()),
         cred,
@@ -91,7 +101,7 @@ pub async fn manifest_bytes(f: &Fixture, cred: &Cred, repo: &str, reference: &st
 pub async fn trust_key(f: &Fixture, cred: &Cred, ns: &str, signer: &Signer, name: &str) {
     let pem = std::fs::read_to_string(&signer.public).unwrap();
     let r = req(
-        &f.c,
+        &fresh(),
         Method::POST,
         &format!("{}/api/v1/namespaces/{ns}/trust/keys", f.url()),
         cred,
