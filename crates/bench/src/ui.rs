@@ -5,15 +5,18 @@
 //! One berth with authentication on; an organisation `bench` holding a
 //! repository `bench/ui` of `--tags` image manifests, each its own, under
 //! tags `v00000`, `v00001`, ..., and a retention policy keeping the ten
-//! newest tags (so its plan deletes all the others); a session opened
+//! newest tags (so its plan deletes all the others); an SPDX SBOM of
+//! 1,500 packages attached to `v00000` (a referrer, as `oras attach`
+//! pushes it); a session opened
 //! through the sign-in form. Then every page of the UI is fetched once to
 //! warm up and then `--rounds` times (20 by default, 3 with `--quick`) one
 //! after the other on one keep-alive connection over loopback: the tag
 //! table's first, middle and last page, sorted by push time and by size,
-//! filtered to ten tags; an image; the start page and its search; the
+//! filtered to ten tags; an image; the image with the SBOM (its package
+//! list read from the document on every request); the start page and its search; the
 //! namespace; its rules page with the stored policy's plan; the plan
 //! preview the policy editor posts as it is typed; the organisation; the
-//! tokens; the users, the storage overview and the audit log (admin
+//! tokens; the users, the organisations, the storage overview and the audit log (admin
 //! pages); and the sign-in form. The report gives the median, 90th
 //! percentile and worst response time of each, and the server's CPU time
 //! per request (`/proc` deltas). On loopback with one request at a time
@@ -130,6 +133,8 @@ struct Probe {
     form: Option<String>,
     /// Sent with the session cookie.
     signed_in: bool,
+    /// Text the page must hold (checked on every answer).
+    must_hold: Option<&'static str>,
 }
 
 impl Probe {
@@ -140,6 +145,7 @@ impl Probe {
             path: path.into(),
             form: None,
             signed_in: true,
+            must_hold: None,
         }
     }
 }
@@ -180,6 +186,9 @@ async fn measure(bin: &Path, work: &Path, tags: usize, rounds: usize) -> anyhow:
     seed(&server, tags)
         .await
         .context("seeding the repository")?;
+    attach_sbom(&server, SBOM_PACKAGES)
+        .await
+        .context("attaching an SBOM to v00000")?;
     let seed_s = t.elapsed().as_secs_f64();
     eprintln!("bench: ui-tags: {tags} tags seeded in {seed_s:.1}s");
     let resp = admin
@@ -214,6 +223,13 @@ async fn measure(bin: &Path, work: &Path, tags: usize, rounds: usize) -> anyhow:
             format!("/ui/repo/{REPO}?q={filter}"),
         ),
         Probe::get("an image", format!("/ui/repo/{REPO}:{last}")),
+        Probe {
+            must_hold: Some("1500 packages"),
+            ..Probe::get(
+                "an image with a 1,500-package SBOM",
+                format!("/ui/repo/{REPO}:v00000"),
+            )
+        },
         Probe::get("start page", "/ui/"),
         Probe::get("start page, search", "/ui/?q=bench"),
         Probe::get("namespace", "/ui/ns/bench"),
@@ -224,10 +240,12 @@ async fn measure(bin: &Path, work: &Path, tags: usize, rounds: usize) -> anyhow:
             path: "/ui/ns/bench/retention/preview".to_owned(),
             form: Some(format!("csrf={csrf}&policy={}", form_encode(POLICY))),
             signed_in: true,
+            must_hold: None,
         },
         Probe::get("organisation", "/ui/org/bench"),
         Probe::get("tokens", "/ui/tokens"),
         Probe::get("users", "/ui/admin/users"),
+        Probe::get("organisations", "/ui/admin/orgs"),
         Probe::get("storage", "/ui/admin/usage"),
         Probe::get("audit log", "/ui/admin/audit"),
         Probe {
@@ -300,6 +318,14 @@ async fn fetch(conn: &mut Conn, probe: &Probe, cookie: &str) -> anyhow::Result<u
             probe.method,
             probe.path,
             String::from_utf8_lossy(&body[..body.len().min(300)])
+        );
+    }
+    if let Some(text) = probe.must_hold {
+        anyhow::ensure!(
+            body.windows(text.len()).any(|w| w == text.as_bytes()),
+            "{} {} does not show {text:?}",
+            probe.method,
+            probe.path
         );
     }
     Ok(body.len() as u64)
@@ -377,15 +403,75 @@ async fn sign_in(server: &Server) -> anyhow::Result<String> {
     }
 }
 
+/// Packages of the SBOM attached to `v00000`.
+const SBOM_PACKAGES: usize = 1500;
+
+/// The config and the layer every seeded image shares.
+fn seed_blobs() -> (Blob, Blob) {
+    (
+        Blob::from_bytes(Bytes::from_static(
+            br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]},"history":[{"created_by":"berth bench"}]}"#,
+        )),
+        Blob::from_bytes(Bytes::from_static(
+            b"berth bench: a layer of the UI scenario",
+        )),
+    )
+}
+
+/// Attaches an SPDX 2.3 SBOM of `packages` packages to `v00000`, as
+/// `oras attach` does: the empty config, the document as the one layer,
+/// `subject` the image. The image page reads and lists it.
+async fn attach_sbom(server: &Server, packages: usize) -> anyhow::Result<()> {
+    let (config, layer) = seed_blobs();
+    let image = ops::manifest((&config.digest, config.len), (&layer.digest, layer.len), 0);
+    let list: Vec<serde_json::Value> = (0..packages)
+        .map(|i| {
+            serde_json::json!({
+                "SPDXID": format!("SPDXRef-Package-{i}"),
+                "name": format!("package-{i:04}"),
+                "versionInfo": format!("1.{i}.0"),
+                "downloadLocation": "NOASSERTION",
+                "primaryPackagePurpose": "LIBRARY",
+                "externalRefs": [{
+                    "referenceCategory": "PACKAGE-MANAGER",
+                    "referenceType": "purl",
+                    "referenceLocator": format!("pkg:generic/package-{i:04}@1.{i}.0"),
+                }],
+            })
+        })
+        .collect();
+    let doc = Blob::from_bytes(Bytes::from(serde_json::to_vec(&serde_json::json!({
+        "spdxVersion": "SPDX-2.3",
+        "dataLicense": "CC0-1.0",
+        "SPDXID": "SPDXRef-DOCUMENT",
+        "name": "berth bench",
+        "packages": list,
+    }))?));
+    let empty = Blob::from_bytes(Bytes::from_static(b"{}"));
+    let mut conn = server.conn();
+    ops::push_monolithic(&mut conn, REPO, &empty).await?;
+    ops::push_monolithic(&mut conn, REPO, &doc).await?;
+    let referrer = Bytes::from(serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "artifactType": "application/spdx+json",
+        "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": empty.digest, "size": empty.len},
+        "layers": [{"mediaType": "application/spdx+json", "digest": doc.digest, "size": doc.len}],
+        "subject": {
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": crate::payload::digest_of(&image),
+            "size": image.len(),
+        },
+    }))?);
+    let digest = crate::payload::digest_of(&referrer);
+    ops::put_manifest(&mut conn, REPO, &digest, &referrer).await?;
+    Ok(())
+}
+
 /// Pushes `count` image manifests, each its own, under `v00000`, ...,
 /// from 16 connections.
 async fn seed(server: &Server, count: usize) -> anyhow::Result<()> {
-    let config = Blob::from_bytes(Bytes::from_static(
-        br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]},"history":[{"created_by":"berth bench"}]}"#,
-    ));
-    let layer = Blob::from_bytes(Bytes::from_static(
-        b"berth bench: a layer of the UI scenario",
-    ));
+    let (config, layer) = seed_blobs();
     let mut conn = server.conn();
     ops::push_monolithic(&mut conn, REPO, &config).await?;
     ops::push_monolithic(&mut conn, REPO, &layer).await?;

@@ -398,6 +398,17 @@ impl Meta {
         rows.iter().map(member_row).collect()
     }
 
+    /// How many members each organisation has (users and robots), by
+    /// organisation name; organisations without members are absent.
+    pub async fn member_counts(&self) -> Result<Vec<(String, i64)>> {
+        let rows = sqlx::query("SELECT org, COUNT(*) FROM org_members GROUP BY org ORDER BY org")
+            .fetch_all(&self.read)
+            .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect()
+    }
+
     /// The organisations `member` belongs to, by organisation name.
     pub async fn memberships(&self, member: &str) -> Result<Vec<Member>> {
         let rows = sqlx::query(

@@ -66,6 +66,7 @@ mod trust_sigstore_js;
 mod ui;
 mod ui_admin;
 mod ui_browser;
+mod ui_referrers;
 mod ui_rules;
 mod ui_tags;
 mod vulndb;

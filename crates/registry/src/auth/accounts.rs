@@ -179,6 +179,21 @@ impl Authority {
             .collect())
     }
 
+    /// Every organisation with its number of members (users and robots),
+    /// by name: what the site administrators' overview lists.
+    pub async fn orgs_with_member_counts(&self) -> Result<Vec<(Namespace, u64)>> {
+        let orgs = self.meta.orgs().await?;
+        let counts: std::collections::HashMap<String, i64> =
+            self.meta.member_counts().await?.into_iter().collect();
+        Ok(orgs
+            .into_iter()
+            .map(|o| {
+                let n = counts.get(&o.name).copied().unwrap_or(0).max(0) as u64;
+                (o, n)
+            })
+            .collect())
+    }
+
     /// The organisation `name` (`NotFound` if there is none).
     pub async fn org(&self, name: &str) -> Result<Namespace> {
         // An account name that is no namespace names no organisation.

@@ -48,6 +48,7 @@ use crate::{Caller, Error, Registry, Result};
 mod evidence;
 mod verdicts;
 
+pub use berth_trust::cosign::signature_tag;
 pub use berth_trust::{Format, FulcioConfig, Reason, Verdict};
 pub(crate) use evidence::is_signature_type;
 pub use verdicts::VerdictView;

@@ -7,8 +7,12 @@
 //! packages, each with its purl, the layer digest and the path it was found
 //! in. Documents are functions of their input: the creation time and the
 //! document's unique id are given by the caller.
+//!
+//! [`read`] reads any such document back (berth's, syft's, trivy's,
+//! buildx's), bare or inside an in-toto attestation, as a package list.
 
 pub mod cyclonedx;
+pub mod read;
 pub mod spdx;
 
 use crate::Inventory;

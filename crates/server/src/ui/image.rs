@@ -12,7 +12,8 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 use berth_oci::{Digest, EntryKind, Manifest, ManifestKind, Reference, RepositoryName};
 use berth_registry::scanning::{ScanReport, SeverityCounts};
-use berth_registry::{BlobBody, Error};
+use berth_registry::trust::{Verdict, VerdictView};
+use berth_registry::{BlobBody, Error, Listing, ReferrerDetail, ReferrerKind};
 use futures_util::TryStreamExt as _;
 use maud::{html, Markup};
 use serde_json::Value;
@@ -24,6 +25,10 @@ use crate::App;
 
 /// The largest config blob read (configs are a few kB).
 const MAX_CONFIG: usize = 4 * 1024 * 1024;
+/// Packages of one SBOM listed at most (the count says how many more).
+const MAX_PACKAGES: usize = 5_000;
+/// An SBOM's package list is open at first up to this many packages.
+const OPEN_PACKAGES: usize = 20;
 /// Findings listed at most.
 const MAX_FINDINGS: usize = 500;
 /// Severities, worst first.
@@ -189,7 +194,7 @@ pub(crate) async fn render(
         None => (top.clone(), top_manifest.clone()),
     };
     let cfg = config(app, name, &shown).await?;
-    let referrers = app.registry.referrers(name, &top, None).await?;
+    let referrers = app.registry.referrer_details(name, &top).await?;
     let verdict = app
         .registry
         .signature_verdict(name, &Reference::Digest(top.clone()))
@@ -246,26 +251,7 @@ pub(crate) async fn render(
             }
         }
         (vulnerabilities(scan.as_ref(), q.severity.as_deref(), &self_link, q.platform.as_deref()))
-        section aria-labelledby="ref-h" {
-            h2 #ref-h { "Referrers" }
-            @if referrers.manifests.is_empty() {
-                p.muted { "No signatures, SBOMs or attestations refer to this image." }
-            } @else {
-                div.scroll { table {
-                    thead { tr { th scope="col" { "Artifact type" } th scope="col" { "Digest" } th.num scope="col" { "Size" } } }
-                    tbody {
-                        @for r in &referrers.manifests {
-                            @let d = r.get("digest").and_then(Value::as_str).unwrap_or("");
-                            tr {
-                                td { (r.get("artifactType").and_then(Value::as_str).unwrap_or("(none)")) }
-                                td { a.mono href={ "/ui/repo/" (name) "@" (d) } { (short_digest(d)) } }
-                                td.num { (size(r.get("size").and_then(Value::as_u64).unwrap_or(0))) }
-                            }
-                        }
-                    }
-                } }
-            }
-        }
+        (referrers_section(name, &top, &referrers, verdict.as_ref()))
         @if let Some(c) = &cfg {
             details.config {
                 summary { "Config " span.mono.muted { (shown.config.as_ref().map_or("", |d| d.digest.as_str())) } }
@@ -410,6 +396,127 @@ fn vulnerabilities(
                             }
                         } }
                     }
+                }
+            }
+        }
+    }
+}
+
+/// The referrers: each SBOM with its packages, each signature with the
+/// key that verified it (or why not), each attestation with its
+/// predicate type; the cosign signature tag first, when there is one.
+fn referrers_section(
+    name: &RepositoryName,
+    top: &Digest,
+    referrers: &[ReferrerDetail],
+    verdict: Option<&VerdictView>,
+) -> Markup {
+    let tagged = verdict.and_then(|v| v.signatures.as_ref());
+    html! {
+        section aria-labelledby="ref-h" {
+            h2 #ref-h { "Referrers" }
+            @if referrers.is_empty() && tagged.is_none() {
+                p.muted { "No signatures, SBOMs or attestations refer to this image." }
+            } @else {
+                ul.referrers {
+                    @if let Some(sig) = tagged {
+                        li.referrer {
+                            h3 { "Signature " span.muted { "(cosign, tag " code { (berth_registry::trust::signature_tag(top)) } ")" } }
+                            p.mono { a href={ "/ui/repo/" (name) "@" (sig) } { (short_digest(sig.as_str())) } }
+                            p { (signature_state(verdict, sig)) }
+                        }
+                    }
+                    @for r in referrers {
+                        li.referrer {
+                            h3 {
+                                (match &r.kind {
+                                    ReferrerKind::Sbom(_) => "SBOM",
+                                    ReferrerKind::Signature(_) => "Signature",
+                                    ReferrerKind::Attestation { .. } => "Attestation",
+                                    ReferrerKind::Other => "Artifact",
+                                })
+                                " " span.muted { "(" (r.artifact_type.as_deref().unwrap_or("no artifact type")) ")" }
+                            }
+                            p {
+                                a.mono href={ "/ui/repo/" (name) "@" (r.digest) } title=(r.digest.as_str()) { (short_digest(r.digest.as_str())) }
+                                " · " (size(r.size))
+                                @if let Some(c) = &r.created { " · created " (c) }
+                            }
+                            @match &r.kind {
+                                ReferrerKind::Sbom(Ok(listing)) => { (packages(listing, &r.digest)) }
+                                ReferrerKind::Sbom(Err(why)) => { p.muted { "Its packages cannot be shown: " (why) "." } }
+                                ReferrerKind::Signature(form) => {
+                                    p { (form) ": " (signature_state(verdict, &r.digest)) }
+                                }
+                                ReferrerKind::Attestation { predicate_type, listing } => {
+                                    p { "Predicate type: " @match predicate_type {
+                                        Some(t) => { code.predicate { (t) } },
+                                        None => { span.muted { "not given" } },
+                                    } }
+                                    @if let Some(l) = listing { (packages(l, &r.digest)) }
+                                }
+                                ReferrerKind::Other => {}
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Whether the signature held by manifest `sig` verified the image: by
+/// which key, or why not, from the image's verdict.
+fn signature_state(verdict: Option<&VerdictView>, sig: &Digest) -> Markup {
+    let Some(v) = verdict else {
+        return html! { span.muted { "no verdict (the signature could not be checked)" } };
+    };
+    html! {
+        @match &v.verdict {
+            Verdict::Verified { key, algorithm, signature, .. } if signature == sig => {
+                span.badge.ok { "verified" } " by key " strong.key { (key) } " (" (algorithm) ")"
+            }
+            Verdict::Verified { signature, .. } => {
+                span.badge { "not needed" } " another signature (" span.mono { (short_digest(signature.as_str())) } ") verified the image"
+            }
+            Verdict::Unverified { detail, .. } if v.referrers.contains(sig) || v.signatures.as_ref() == Some(sig) => {
+                span.badge { "not verified" } " " (detail)
+            }
+            Verdict::Unverified { .. } => {
+                span.badge { "not checked" } " berth verifies cosign's signature tag, sigstore bundles and notation signatures"
+            }
+        }
+    }
+}
+
+/// An SBOM's packages in a table, collapsed when long.
+fn packages(listing: &Listing, digest: &Digest) -> Markup {
+    let n = listing.packages.len();
+    html! {
+        @if n == 0 {
+            p.muted { "It lists no packages (" (listing.format) ")." }
+        } @else {
+            details.packages open[n <= OPEN_PACKAGES] {
+                summary { (n) " packages " span.muted { "(" (listing.format) ")" } }
+                div.scroll tabindex="0" role="region" aria-label={ "Packages of the SBOM " (short_digest(digest.as_str())) } { table.packages {
+                    caption.visually-hidden { "Packages of the SBOM " (short_digest(digest.as_str())) }
+                    thead { tr {
+                        th scope="col" { "Name" } th scope="col" { "Version" }
+                        th scope="col" { "Type" } th scope="col" { "Package URL" }
+                    } }
+                    tbody {
+                        @for p in listing.packages.iter().take(MAX_PACKAGES) {
+                            tr {
+                                td { (p.name) }
+                                td.mono.version { (p.version.as_deref().unwrap_or("")) }
+                                td { (p.kind.as_deref().unwrap_or("")) }
+                                td.mono.purl { (p.purl.as_deref().unwrap_or("")) }
+                            }
+                        }
+                    }
+                } }
+                @if n > MAX_PACKAGES {
+                    p.muted { "The first " (MAX_PACKAGES) " of " (n) " are shown." }
                 }
             }
         }

@@ -60,6 +60,7 @@ impl Page {
                                 }
                                 @if admin {
                                     li { a href="/ui/admin/users" { "Users" } }
+                                    li { a href="/ui/admin/orgs" { "Organisations" } }
                                     li { a href="/ui/admin/usage" { "Storage" } }
                                     li { a href="/ui/admin/audit" { "Audit log" } }
                                 }

@@ -16,7 +16,7 @@
 //!   signatures, vulnerabilities), [`tokens`], [`policy`] (a namespace's
 //!   retention policy with its plan, tag rules and quota), [`org`]
 //!   (members, robots and their tokens), [`admin`]
-//!   (users, storage), [`audit`].
+//!   (users, organisations, storage), [`audit`].
 //! - A repository the viewer may not read is answered 404, like one that
 //!   does not exist; it is never named in a listing.
 //!
@@ -121,7 +121,14 @@ pub(crate) fn routes() -> Router<Arc<App>> {
         )
         .route("/ui/tokens/revoke", post(tokens::handle_revoke))
         .route("/ui/tokens/dockerconfig", post(tokens::handle_dockerconfig))
-        .route("/ui/admin/users", get(admin::handle_users))
+        .route(
+            "/ui/admin/users",
+            get(admin::handle_users).post(admin::handle_users_post),
+        )
+        .route(
+            "/ui/admin/orgs",
+            get(admin::handle_orgs).post(admin::handle_orgs_post),
+        )
         .route("/ui/admin/usage", get(admin::handle_usage))
         .route("/ui/admin/audit", get(audit::handle))
         .route("/ui/{*rest}", get(handle_unknown))

@@ -9,6 +9,10 @@
 //   E2E_ADMIN_PASSWORD              the site admin's password
 //   E2E_ORG                         an organisation the site admin founded
 //   E2E_REPO, E2E_TAG               the private image (an index)
+//   E2E_SBOM_IMAGE                  an image (REPO:TAG) with an SBOM referrer
+//                                   (berth sbom --attach) and a signature
+//   E2E_SBOM_PACKAGE                a package that SBOM lists
+//   E2E_SIGNING_KEY                 the trusted key that verifies the signature
 //   E2E_POLICY, E2E_PULL_DIR        skopeo's policy file and a scratch dir
 //   E2E_SCREENSHOTS                 where screenshots go
 //   CHROMIUM                        the browser binary
@@ -125,6 +129,32 @@ try {
   await page.getByRole("link", { name: "linux/arm64" }).click();
   check((await page.getAttribute("nav.platforms a[aria-current]", "href")).includes("linux/arm64"), "platform switch");
   await accessible(page, "image, second platform");
+
+  // The image with referrers: the SBOM's packages (collapsed, opened
+  // with the keyboard) and the key that verified its signature.
+  await page.goto(`${base}/ui/repo/${env("E2E_SBOM_IMAGE")}`);
+  const refs = page.locator("section[aria-labelledby=ref-h]");
+  const sbom = refs.locator("li.referrer", { has: page.locator("h3", { hasText: "SBOM" }) });
+  check((await sbom.count()) === 1, "no SBOM among the referrers");
+  const details = sbom.locator("details.packages");
+  if ((await details.getAttribute("open")) === null) {
+    await details.locator("summary").focus();
+    await page.keyboard.press("Enter");
+  }
+  const pkg = sbom.getByRole("cell", { name: env("E2E_SBOM_PACKAGE"), exact: true }).first();
+  check(await pkg.isVisible(), `the SBOM does not list ${env("E2E_SBOM_PACKAGE")}`);
+  check(/pkg:deb\//.test(await sbom.locator("table.packages").textContent()), "the SBOM's packages have no purl");
+  const sig = refs.locator("li.referrer", { has: page.locator("h3", { hasText: "Signature" }) });
+  const sigText = (await sig.first().textContent()).replace(/\s+/g, " ");
+  check(sigText.includes(`verified by key ${env("E2E_SIGNING_KEY")}`), `the signature's key is not shown: ${sigText}`);
+  await refs.scrollIntoViewIfNeeded();
+  for (const scheme of ["light", "dark"]) {
+    await page.emulateMedia({ colorScheme: scheme });
+    await accessible(page, `image referrers (${scheme})`);
+    await refs.screenshot({ path: join(shots, `referrers-${scheme}.png`) });
+  }
+  await page.emulateMedia({ colorScheme: "light" });
+
   await page.goto(`${base}/ui/ns/${owner}`);
   await bothThemes(page, "namespace", "namespace");
 
@@ -184,6 +214,13 @@ try {
   const rules = await second.goto(`${base}/ui/ns/${owner}/settings`);
   check(rules.status() === 403, `the other user gets ${rules.status()} for the namespace's rules`);
   await accessible(second, "not allowed");
+  // Nor the admin pages.
+  for (const path of ["/ui/admin/users", "/ui/admin/orgs"]) {
+    const refused = await second.goto(`${base}${path}`);
+    check(refused.status() === 403, `a user who is not a site admin gets ${refused.status()} for ${path}`);
+    check(!(await second.textContent("main")).includes("Create the"), `${path} shows its forms to a non-admin`);
+  }
+  await accessible(second, "admin page refused");
 
   // The site admin's page.
   const admin = await (await browser.newContext()).newPage();
@@ -191,6 +228,37 @@ try {
   await admin.getByRole("link", { name: "Users" }).click();
   await bothThemes(admin, "users", null);
   check((await admin.textContent("table")).includes(other), "the users page lists the users");
+  // A user created through the form; the same name again is refused in
+  // place, saying what to do; then disabled with its row's button.
+  const createUser = async (name) => {
+    await admin.getByLabel("Name", { exact: true }).fill(name);
+    await admin.getByLabel("Password", { exact: true }).fill("e2e-carol-secret");
+    await admin.getByLabel("Site administrator").check();
+    await admin.getByRole("button", { name: "Create the user" }).click();
+    await admin.waitForLoadState();
+  };
+  await createUser("carol");
+  check((await admin.textContent("[role=status]")).includes("User carol created"), "no confirmation of the new user");
+  check((await admin.textContent("table.users")).includes("carol"), "the new user is not listed");
+  await createUser("carol");
+  check((await admin.textContent("[role=alert]")).includes("choose another name"), "a taken name is not refused in place");
+  await accessible(admin, "users, a name refused");
+  await admin.getByRole("button", { name: "Disable carol" }).click();
+  await admin.waitForLoadState();
+  const carolRow = admin.locator("table.users tr", { hasText: "carol" });
+  check((await carolRow.textContent()).includes("disabled"), "carol is not shown disabled");
+  await bothThemes(admin, "users, carol disabled", "users");
+  // An organisation founded through the form: its page follows, and the
+  // list shows it with its one member.
+  await admin.getByRole("link", { name: "Organisations" }).click();
+  await admin.getByLabel("Name", { exact: true }).fill("e2e-org");
+  await admin.getByRole("button", { name: "Create the organisation" }).click();
+  await admin.waitForURL(`${base}/ui/org/e2e-org`);
+  check((await admin.textContent("h1")).includes("e2e-org"), "the new organisation's page is not shown");
+  await admin.getByRole("link", { name: "Organisations" }).click();
+  const orgRow = admin.locator("table.orgs tr", { has: admin.getByRole("link", { name: "e2e-org", exact: true }) });
+  check((await orgRow.locator("td.num").first().textContent()).trim() === "1", "the new organisation has not one member");
+  await bothThemes(admin, "organisations", "orgs");
   await admin.getByRole("link", { name: "Audit log" }).click();
   check((await admin.textContent("table")).includes("login"), "the audit log shows the sign-ins");
   await admin.getByLabel("Actor").fill(other);
