@@ -158,7 +158,8 @@ pub fn check(cfg: &Settings) -> anyhow::Result<()> {
 /// by a dead collector put back. Its operations are timed for `/metrics`
 /// ([`Metered`]). `single_node`: no other process serves this data
 /// directory (SQLite), so the filesystem store keeps upload sessions in
-/// memory until their first byte.
+/// memory until their first byte and clears all of `tmp/` at start (with
+/// replicas, only what was not written to for an hour).
 pub async fn open(
     storage: &Storage,
     s3: &S3Options,
@@ -167,7 +168,7 @@ pub async fn open(
 ) -> anyhow::Result<Arc<dyn BlobStore>> {
     match storage {
         Storage::Fs => {
-            let mut store = FsStore::open(data_dir)
+            let mut store = FsStore::open_with(data_dir, !single_node)
                 .with_context(|| format!("opening blob storage in {}", data_dir.display()))?;
             if single_node {
                 store = store.fresh_sessions_in_memory();

@@ -63,6 +63,30 @@ const SMALL_READ: u64 = 256 * 1024;
 /// Read size when streaming a blob.
 const STREAM_CHUNK: usize = 256 * 1024;
 
+/// A file in `tmp/` not written to for this long is a leftover, also where
+/// replicas share the directory (an upload in flight writes all along, and
+/// a stalled one is closed by the listener long before).
+pub const SHARED_TMP_LEFTOVER: Duration = Duration::from_secs(3600);
+
+/// Removes the files of `dir` (those last modified before `cutoff`, if
+/// given); returns how many.
+fn remove_tmp_files(dir: &Path, cutoff: Option<SystemTime>) -> Result<usize> {
+    let mut removed = 0;
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        if let Some(cutoff) = cutoff {
+            match entry.metadata().and_then(|m| m.modified()) {
+                Ok(modified) if modified < cutoff => {}
+                _ => continue,
+            }
+        }
+        if fs::remove_file(entry.path()).is_ok() {
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
 /// Sessions kept in memory at most (see [`FsStore::fresh_sessions_in_memory`]);
 /// past it, new sessions are created on disk at once.
 const FRESH_SESSIONS_MAX: usize = 65_536;
@@ -117,15 +141,18 @@ fn not_found_is_none<T>(r: io::Result<T>) -> Result<Option<T>> {
 
 impl FsStore {
     /// Opens (creating if needed) a store rooted at `root`, and removes
-    /// leftovers of single-request uploads interrupted by a crash.
-    pub fn open(root: impl Into<PathBuf>) -> Result<FsStore> {
+    /// leftovers of single-request uploads interrupted by a crash: every
+    /// file in `tmp/` (no other process writes there), or with `shared`
+    /// (replicas on one data directory) only those not written to for
+    /// [`SHARED_TMP_LEFTOVER`], since the others are another replica's
+    /// uploads in flight.
+    pub fn open_with(root: impl Into<PathBuf>, shared: bool) -> Result<FsStore> {
         let root = root.into();
         for d in ["blobs", "uploads", "tmp", "gc"] {
             fs::create_dir_all(root.join(d))?;
         }
-        for entry in fs::read_dir(root.join("tmp"))? {
-            let _ = fs::remove_file(entry?.path());
-        }
+        let cutoff = shared.then(|| SystemTime::now() - SHARED_TMP_LEFTOVER);
+        remove_tmp_files(&root.join("tmp"), cutoff)?;
         let store = FsStore {
             root,
             hash_states: Mutex::new(HashMap::new()),
@@ -146,6 +173,11 @@ impl FsStore {
             }
         }
         Ok(store)
+    }
+
+    /// [`FsStore::open_with`] for a store no other process writes to.
+    pub fn open(root: impl Into<PathBuf>) -> Result<FsStore> {
+        FsStore::open_with(root, false)
     }
 
     /// Opens an existing store without touching anything in it: no
@@ -763,10 +795,15 @@ impl BlobStore for FsStore {
         .await
     }
 
-    /// A directory has no multipart uploads: an abandoned session is a
-    /// directory under `uploads/`, which the upload purge removes.
-    async fn sweep_orphaned_uploads(&self, _older_than: std::time::Duration) -> Result<usize> {
-        Ok(0)
+    /// A directory has no multipart uploads (an abandoned session is a
+    /// directory under `uploads/`, which the upload purge removes); what a
+    /// process that died mid-push leaves is a file in `tmp/`. Those not
+    /// written to for `older_than` are removed (where replicas share the
+    /// directory, a replica's restart leaves the younger ones to this).
+    async fn sweep_orphaned_uploads(&self, older_than: std::time::Duration) -> Result<usize> {
+        let dir = self.root.join("tmp");
+        let cutoff = SystemTime::now() - older_than.max(SHARED_TMP_LEFTOVER);
+        blocking(move || remove_tmp_files(&dir, Some(cutoff))).await
     }
 
     async fn upload_list(&self) -> Result<Vec<UploadInfo>> {

@@ -472,6 +472,53 @@ async fn a_session_in_memory_reaches_the_disk_with_its_first_byte() {
 }
 
 #[tokio::test]
+async fn a_shared_directory_keeps_the_young_files_of_tmp_for_the_other_replicas() {
+    let dir = tempfile::tempdir().unwrap();
+    let tmp = dir.path().join("tmp");
+    let s = FsStore::open(dir.path()).unwrap();
+    let old = tmp.join("old");
+    let young = tmp.join("young");
+    std::fs::write(&old, b"left by a replica that died").unwrap();
+    std::fs::write(&young, b"another replica's push in flight").unwrap();
+    let long_ago = std::time::SystemTime::now() - Duration::from_secs(2 * 3600);
+    std::fs::File::options()
+        .write(true)
+        .open(&old)
+        .unwrap()
+        .set_modified(long_ago)
+        .unwrap();
+    drop(s);
+    // A replica starting on the shared directory.
+    let s = FsStore::open_with(dir.path(), true).unwrap();
+    assert!(!old.exists(), "an hour untouched: a leftover");
+    assert!(young.exists(), "in flight elsewhere: kept");
+    // The collector's sweep removes what stayed untouched for its age.
+    assert_eq!(
+        s.sweep_orphaned_uploads(Duration::from_secs(60))
+            .await
+            .unwrap(),
+        0
+    );
+    std::fs::File::options()
+        .write(true)
+        .open(&young)
+        .unwrap()
+        .set_modified(long_ago)
+        .unwrap();
+    assert_eq!(
+        s.sweep_orphaned_uploads(Duration::from_secs(60))
+            .await
+            .unwrap(),
+        1
+    );
+    assert!(!young.exists());
+    // A single node clears tmp/ at start, whatever the age.
+    std::fs::write(&young, b"a crash's leftover").unwrap();
+    let _ = FsStore::open(dir.path()).unwrap();
+    assert!(!young.exists());
+}
+
+#[tokio::test]
 async fn filesystem_upload_resumes_after_restart() {
     let dir = tempfile::tempdir().unwrap();
     let id = {
