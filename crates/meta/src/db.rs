@@ -47,6 +47,14 @@ const SQLITE_PRAGMAS: &[&str] = &[
     "PRAGMA busy_timeout = 10000",
     // Durable commits: an acknowledged push survives a power cut.
     "PRAGMA synchronous = FULL",
+    // Reads of the database file through a memory map: pages come from
+    // the kernel's page cache without a read() and a copy each. A
+    // connection's own page cache (2 MB) is dropped whenever another
+    // connection commits, so a large read (a repository's inventory for a
+    // retention plan, an image page's manifests) otherwise goes back to the
+    // kernel page by page. Writes still go through write(); at most the
+    // first 256 MiB of the file are mapped (docs/benchmarks.md, "Web UI").
+    "PRAGMA mmap_size = 268435456",
 ];
 
 fn sqlite_setup(
