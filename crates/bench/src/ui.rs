@@ -424,29 +424,9 @@ fn seed_blobs() -> (Blob, Blob) {
 async fn attach_sbom(server: &Server, packages: usize) -> anyhow::Result<()> {
     let (config, layer) = seed_blobs();
     let image = ops::manifest((&config.digest, config.len), (&layer.digest, layer.len), 0);
-    let list: Vec<serde_json::Value> = (0..packages)
-        .map(|i| {
-            serde_json::json!({
-                "SPDXID": format!("SPDXRef-Package-{i}"),
-                "name": format!("package-{i:04}"),
-                "versionInfo": format!("1.{i}.0"),
-                "downloadLocation": "NOASSERTION",
-                "primaryPackagePurpose": "LIBRARY",
-                "externalRefs": [{
-                    "referenceCategory": "PACKAGE-MANAGER",
-                    "referenceType": "purl",
-                    "referenceLocator": format!("pkg:generic/package-{i:04}@1.{i}.0"),
-                }],
-            })
-        })
-        .collect();
-    let doc = Blob::from_bytes(Bytes::from(serde_json::to_vec(&serde_json::json!({
-        "spdxVersion": "SPDX-2.3",
-        "dataLicense": "CC0-1.0",
-        "SPDXID": "SPDXRef-DOCUMENT",
-        "name": "berth bench",
-        "packages": list,
-    }))?));
+    let doc = Blob::from_bytes(Bytes::from(berth_testkit::spdx_document(
+        packages, "package",
+    )));
     let empty = Blob::from_bytes(Bytes::from_static(b"{}"));
     let mut conn = server.conn();
     ops::push_monolithic(&mut conn, REPO, &empty).await?;

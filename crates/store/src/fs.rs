@@ -764,10 +764,10 @@ impl BlobStore for FsStore {
             return Ok(false);
         }
         let state_arc = self.hash_state(id);
-        let _state = state_arc.lock().await;
+        let held = state_arc.lock().await;
         // Under the session's lock: a chunk writing it to disk is done first.
         if self.forget_fresh_session(id) {
-            drop(_state);
+            drop(held);
             self.forget_hash_state(id);
             return Ok(true);
         }

@@ -471,6 +471,16 @@ async fn a_session_in_memory_reaches_the_disk_with_its_first_byte() {
     assert_eq!(entries(), 1, "only b's session is on disk");
 }
 
+/// Sets the modification time of the file at `path`.
+fn touch_at(path: &std::path::Path, when: std::time::SystemTime) {
+    std::fs::File::options()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_modified(when)
+        .unwrap();
+}
+
 #[tokio::test]
 async fn a_shared_directory_keeps_the_young_files_of_tmp_for_the_other_replicas() {
     let dir = tempfile::tempdir().unwrap();
@@ -481,12 +491,7 @@ async fn a_shared_directory_keeps_the_young_files_of_tmp_for_the_other_replicas(
     std::fs::write(&old, b"left by a replica that died").unwrap();
     std::fs::write(&young, b"another replica's push in flight").unwrap();
     let long_ago = std::time::SystemTime::now() - Duration::from_secs(2 * 3600);
-    std::fs::File::options()
-        .write(true)
-        .open(&old)
-        .unwrap()
-        .set_modified(long_ago)
-        .unwrap();
+    touch_at(&old, long_ago);
     drop(s);
     // A replica starting on the shared directory.
     let s = FsStore::open_with(dir.path(), true).unwrap();
@@ -499,12 +504,7 @@ async fn a_shared_directory_keeps_the_young_files_of_tmp_for_the_other_replicas(
             .unwrap(),
         0
     );
-    std::fs::File::options()
-        .write(true)
-        .open(&young)
-        .unwrap()
-        .set_modified(long_ago)
-        .unwrap();
+    touch_at(&young, long_ago);
     assert_eq!(
         s.sweep_orphaned_uploads(Duration::from_secs(60))
             .await

@@ -3,7 +3,8 @@
 //! tests, and a throwaway S3 server ([`weed::Weed`]) for the store suite,
 //! the integration tests and `berth bench --storage s3`; a Trivy
 //! database made from OSV records ([`trivy`]) for the scan oracle test and
-//! `berth bench --scenarios scan-vs-trivy`.
+//! `berth bench --scenarios scan-vs-trivy`; an SPDX document of many
+//! packages ([`spdx_document`]) for the web UI's test and bench.
 //!
 //! The server runs the Debian PostgreSQL binaries (`apt-get install
 //! postgresql`; `scripts/install-test-deps.sh` installs them) on a Unix
@@ -240,6 +241,35 @@ impl Drop for Postgres {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// An SPDX 2.3 document listing `n` packages named `{prefix}-NNNN`
+/// (version `1.N.0`, a generic purl), as `oras attach` would attach it.
+pub fn spdx_document(n: usize, prefix: &str) -> Vec<u8> {
+    let packages: Vec<serde_json::Value> = (0..n)
+        .map(|i| {
+            serde_json::json!({
+                "SPDXID": format!("SPDXRef-Package-{i}"),
+                "name": format!("{prefix}-{i:04}"),
+                "versionInfo": format!("1.{i}.0"),
+                "downloadLocation": "NOASSERTION",
+                "primaryPackagePurpose": "LIBRARY",
+                "externalRefs": [{
+                    "referenceCategory": "PACKAGE-MANAGER",
+                    "referenceType": "purl",
+                    "referenceLocator": format!("pkg:generic/{prefix}-{i:04}@1.{i}.0"),
+                }],
+            })
+        })
+        .collect();
+    serde_json::to_vec(&serde_json::json!({
+        "spdxVersion": "SPDX-2.3",
+        "dataLicense": "CC0-1.0",
+        "SPDXID": "SPDXRef-DOCUMENT",
+        "name": format!("{n} {prefix}s"),
+        "packages": packages,
+    }))
+    .unwrap()
 }
 
 /// Valid digests made from short readable seeds, for tests that name

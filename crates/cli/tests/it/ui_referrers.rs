@@ -139,30 +139,7 @@ pub async fn push_signature(
 
 /// An SPDX 2.3 document listing `n` packages `pkg-NNNN`.
 fn spdx(n: usize) -> Vec<u8> {
-    let packages: Vec<Value> = (0..n)
-        .map(|i| {
-            json!({
-                "SPDXID": format!("SPDXRef-Package-{i}"),
-                "name": format!("pkg-{i:04}"),
-                "versionInfo": format!("1.{i}.0"),
-                "downloadLocation": "NOASSERTION",
-                "primaryPackagePurpose": "LIBRARY",
-                "externalRefs": [{
-                    "referenceCategory": "PACKAGE-MANAGER",
-                    "referenceType": "purl",
-                    "referenceLocator": format!("pkg:generic/pkg-{i:04}@1.{i}.0"),
-                }],
-            })
-        })
-        .collect();
-    serde_json::to_vec(&json!({
-        "spdxVersion": "SPDX-2.3",
-        "dataLicense": "CC0-1.0",
-        "SPDXID": "SPDXRef-DOCUMENT",
-        "name": "test",
-        "packages": packages,
-    }))
-    .unwrap()
+    berth_testkit::spdx_document(n, "pkg")
 }
 
 #[tokio::test]

@@ -188,55 +188,14 @@ fn flatten(components: Vec<Component>, out: &mut Vec<Listed>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sbom::{document, Format, Image, PlatformImage, Stamp};
-    use crate::{Distro, Ecosystem, Inventory, Package};
+    use crate::sbom::tests::{image, stamp};
+    use crate::sbom::{document, Format};
     use serde_json::json;
-
-    fn image() -> Image {
-        let inventory = Inventory {
-            distro: Some(Distro {
-                id: "debian".into(),
-                version_id: Some("12".into()),
-                ..Distro::default()
-            }),
-            packages: vec![Package {
-                ecosystem: Ecosystem::Npm,
-                namespace: Some("@babel".into()),
-                name: "core".into(),
-                version: "7.24.0".into(),
-                source: None,
-                arch: None,
-                license: Some("MIT".into()),
-                purl: "pkg:npm/%40babel/core@7.24.0".into(),
-                layer: "sha256:aa".into(),
-                path: "/app/node_modules/@babel/core/package.json".into(),
-            }],
-            notes: Vec::new(),
-        };
-        Image {
-            name: "registry.example/acme/app".into(),
-            reference: "v1".into(),
-            digest: "sha256:11".into(),
-            platforms: vec![PlatformImage {
-                platform: Some("linux/amd64".into()),
-                digest: "sha256:11".into(),
-                inventory,
-            }],
-        }
-    }
-
-    fn stamp() -> Stamp {
-        Stamp {
-            created: "2026-01-01T00:00:00Z".into(),
-            id: "00000000-0000-4000-8000-000000000000".into(),
-            tool_version: "berth-0.1.0".into(),
-        }
-    }
 
     #[test]
     fn berths_own_documents_read_back() {
         for format in [Format::Spdx, Format::CycloneDx] {
-            let doc = serde_json::to_vec(&document(format, &image(), &stamp())).unwrap();
+            let doc = serde_json::to_vec(&document(format, &image(1), &stamp())).unwrap();
             let r = read(&doc).unwrap();
             assert_eq!(r.predicate_type, None);
             let l = r.listing.unwrap();
@@ -254,7 +213,7 @@ mod tests {
 
     #[test]
     fn attestations_give_their_predicate_type_and_sbom() {
-        let spdx = document(Format::Spdx, &image(), &stamp());
+        let spdx = document(Format::Spdx, &image(1), &stamp());
         let statement = json!({
             "_type": "https://in-toto.io/Statement/v1",
             "subject": [],

@@ -1,7 +1,9 @@
 use super::*;
 use crate::{Distro, Ecosystem, Package};
 
-fn image(platforms: usize) -> Image {
+/// An image of `platforms` platforms (1 or 2), each holding one npm
+/// package (`@babel/core` 7.24.0) on Debian 12; also for `read`'s tests.
+pub(super) fn image(platforms: usize) -> Image {
     let inv = Inventory {
         distro: Some(Distro {
             id: "debian".into(),
@@ -41,7 +43,7 @@ fn image(platforms: usize) -> Image {
     }
 }
 
-fn stamp() -> Stamp {
+pub(super) fn stamp() -> Stamp {
     Stamp {
         created: "2026-01-01T00:00:00Z".into(),
         id: "3b1f7bde-0000-4000-8000-000000000000".into(),
