@@ -242,10 +242,14 @@ impl Meta {
         actor: &Actor,
     ) -> Result<OrgDeletion> {
         let (name, actor) = (name.to_owned(), actor.clone());
-        self.accounts_write(move |c| {
-            Box::pin(writes::delete_org(c, name, with_repositories, actor))
-        })
-        .await
+        let out = self
+            .accounts_write(move |c| {
+                Box::pin(writes::delete_org(c, name, with_repositories, actor))
+            })
+            .await;
+        // Its repositories may be gone, with their contents.
+        self.inventories.changed_all();
+        out
     }
 
     /// Ends the login sessions (refresh tokens) of account `name`; how

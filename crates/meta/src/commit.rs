@@ -194,6 +194,25 @@ impl Meta {
             .map_err(|_| Error::Corrupt("a write returned a value of the wrong type".into()))
     }
 
+    /// Runs a write of `repository`'s contents (its tags, manifests,
+    /// references, pull statistics or blob links; see [`Meta::transact`])
+    /// and, once it is committed (or failed), drops the repository's kept
+    /// inventory (the `inventory_cache` module). Every such write goes
+    /// through here.
+    pub(crate) async fn repository_write<T, F>(
+        &self,
+        repository: &RepositoryName,
+        write: F,
+    ) -> Result<T>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(&'c mut AnyConnection) -> BoxFuture<'c, Result<T>> + Send + 'static,
+    {
+        let out = self.transact(write).await;
+        self.inventories.changed(repository.as_str());
+        out
+    }
+
     /// Records that `digest` (of `size` bytes) is stored and readable from
     /// `repository`, creating the repository if needed.
     pub async fn link_blob(
@@ -203,9 +222,9 @@ impl Meta {
         size: u64,
         now: i64,
     ) -> Result<()> {
-        let (repository, digest) = (repository.clone(), digest.clone());
-        self.transact(move |c| {
-            Box::pin(async move { writes::link_blob(c, &repository, &digest, size, now).await })
+        let (repo, digest) = (repository.clone(), digest.clone());
+        self.repository_write(repository, move |c| {
+            Box::pin(async move { writes::link_blob(c, &repo, &digest, size, now).await })
         })
         .await
     }
@@ -228,9 +247,12 @@ impl Meta {
     /// Stores a manifest, its references and its tags in one transaction,
     /// with the audit events of the push and of every tag it moved.
     pub async fn put_manifest(&self, m: &NewManifest, actor: &Actor) -> Result<()> {
+        let repository = m.repository.clone();
         let (m, actor) = (m.clone(), actor.clone());
-        self.transact(move |c| Box::pin(async move { writes::put_manifest(c, &m, &actor).await }))
-            .await
+        self.repository_write(&repository, move |c| {
+            Box::pin(async move { writes::put_manifest(c, &m, &actor).await })
+        })
+        .await
     }
 
     /// Deletes a manifest and every tag pointing to it. Returns the deleted
@@ -241,9 +263,9 @@ impl Meta {
         digest: &Digest,
         actor: &Actor,
     ) -> Result<Option<Vec<Tag>>> {
-        let (repository, digest, actor) = (repository.clone(), digest.clone(), actor.clone());
-        self.transact(move |c| {
-            Box::pin(async move { writes::delete_manifest(c, &repository, &digest, &actor).await })
+        let (repo, digest, actor) = (repository.clone(), digest.clone(), actor.clone());
+        self.repository_write(repository, move |c| {
+            Box::pin(async move { writes::delete_manifest(c, &repo, &digest, &actor).await })
         })
         .await
     }
@@ -255,9 +277,9 @@ impl Meta {
         tag: &Tag,
         actor: &Actor,
     ) -> Result<bool> {
-        let (repository, tag, actor) = (repository.clone(), tag.clone(), actor.clone());
-        self.transact(move |c| {
-            Box::pin(async move { writes::delete_tag(c, &repository, &tag, &actor).await })
+        let (repo, tag, actor) = (repository.clone(), tag.clone(), actor.clone());
+        self.repository_write(repository, move |c| {
+            Box::pin(async move { writes::delete_tag(c, &repo, &tag, &actor).await })
         })
         .await
     }

@@ -8,6 +8,7 @@ use sqlx::AnyConnection;
 use sqlx::{AnyPool, Connection as _, Executor as _};
 
 use crate::commit::{spawn_batcher, Writer};
+use crate::inventory_cache::InventoryCache;
 use crate::migrations::{Migration, POSTGRES, SQLITE};
 use crate::{now_ms, Error, Result};
 
@@ -32,6 +33,9 @@ pub struct Meta {
     pub(crate) writer: Writer,
     dialect: Dialect,
     pub(crate) accounts_epoch: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// Inventories kept until this process changes their repository (on
+    /// SQLite only, see the `inventory_cache` module).
+    pub(crate) inventories: std::sync::Arc<crate::inventory_cache::InventoryCache>,
     /// Changes of other processes heard (see the `changes` module).
     pub(crate) feed: std::sync::Arc<crate::changes::Feed>,
     /// PostgreSQL: the URL the change listener connects to.
@@ -177,6 +181,7 @@ impl Meta {
                 writer: Writer::Batched(spawn_batcher(conn)),
                 dialect: Dialect::Sqlite,
                 accounts_epoch: Default::default(),
+                inventories: std::sync::Arc::new(InventoryCache::new(true)),
                 feed: Default::default(),
                 listen_url: None,
                 probe_url: Some(format!("{path}?mode=ro").into()),
@@ -206,6 +211,7 @@ impl Meta {
                 writer: Writer::Pool(pool),
                 dialect: Dialect::Postgres,
                 accounts_epoch: Default::default(),
+                inventories: std::sync::Arc::new(InventoryCache::new(false)),
                 feed: Default::default(),
                 listen_url: Some(url.into()),
                 probe_url: None,

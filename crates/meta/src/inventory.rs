@@ -2,6 +2,8 @@
 //! tags and manifests with their sizes, push times and pull statistics, and
 //! the references between them (without manifest bodies).
 
+use std::sync::Arc;
+
 use serde::Serialize;
 use sqlx::Row;
 
@@ -65,7 +67,7 @@ pub struct ManifestRef {
 }
 
 /// Tags, manifests and references of one repository.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Inventory {
     /// Tags by name.
     pub tags: Vec<TagInfo>,
@@ -110,7 +112,27 @@ impl Meta {
     /// them one by one through the driver (each copied on SQLite's worker
     /// thread and handed to the runtime's) took most of a retention plan's
     /// time (docs/benchmarks.md, "Web UI: server time per page").
+    ///
+    /// On SQLite an inventory read is kept until this process changes the
+    /// repository (the `inventory_cache` module): the same repository read
+    /// again is not read from the database.
     pub async fn inventory(
+        &self,
+        repository: &berth_oci::RepositoryName,
+    ) -> Result<Option<Arc<Inventory>>> {
+        if let Some(kept) = self.inventories.get(repository.as_str()) {
+            return Ok(Some(kept));
+        }
+        let ticket = self.inventories.ticket();
+        let Some(inv) = self.read_inventory(repository).await? else {
+            return Ok(None);
+        };
+        let inv = Arc::new(inv);
+        self.inventories.fill(repository.as_str(), ticket, &inv);
+        Ok(Some(inv))
+    }
+
+    async fn read_inventory(
         &self,
         repository: &berth_oci::RepositoryName,
     ) -> Result<Option<Inventory>> {

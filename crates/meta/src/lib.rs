@@ -30,6 +30,7 @@ mod db;
 pub mod events;
 mod gc;
 mod inventory;
+mod inventory_cache;
 mod jobs;
 pub mod migrations;
 mod mirror_checks;

@@ -162,7 +162,7 @@ impl Meta {
             digest.clone(),
             actor.clone(),
         );
-        self.transact(move |c| {
+        self.repository_write(repository, move |c| {
             Box::pin(async move {
                 let Some(id) = lock_repository(c, &repo).await? else {
                     return Ok(Deletion::Skipped("the repository is gone".into()));
@@ -207,7 +207,7 @@ impl Meta {
         detail: serde_json::Value,
     ) -> Result<Deletion> {
         let (repo, actor) = (repository.clone(), actor.clone());
-        self.transact(move |c| {
+        self.repository_write(repository, move |c| {
             Box::pin(async move {
                 delete_manifest(
                     c,
@@ -236,7 +236,7 @@ impl Meta {
         detail: serde_json::Value,
     ) -> Result<Deletion> {
         let (repo, actor) = (repository.clone(), actor.clone());
-        self.transact(move |c| {
+        self.repository_write(repository, move |c| {
             Box::pin(async move {
                 delete_manifest(
                     c,
@@ -301,7 +301,7 @@ impl Meta {
         pulled: Option<i64>,
     ) -> Result<()> {
         let (repo, key) = (repository.as_str().to_owned(), key.to_owned());
-        self.transact(move |c| {
+        self.repository_write(repository, move |c| {
             Box::pin(async move {
                 sqlx::query(sql)
                     .bind(&repo)

@@ -216,8 +216,9 @@ impl Meta {
         guard: TagGuard,
         actor: &Actor,
     ) -> Result<()> {
+        let repository = m.repository.clone();
         let (m, actor) = (m.clone(), actor.clone());
-        self.transact(move |c| {
+        self.repository_write(&repository, move |c| {
             Box::pin(async move {
                 crate::writes::put_manifest_guarded(c, &m, Some(&guard), &actor).await
             })
@@ -234,17 +235,11 @@ impl Meta {
         guard: TagGuard,
         actor: &Actor,
     ) -> Result<Option<Vec<berth_oci::Tag>>> {
-        let (repository, digest, actor) = (repository.clone(), digest.clone(), actor.clone());
-        self.transact(move |c| {
+        let (repo, digest, actor) = (repository.clone(), digest.clone(), actor.clone());
+        self.repository_write(repository, move |c| {
             Box::pin(async move {
-                crate::writes::delete_manifest_guarded(
-                    c,
-                    &repository,
-                    &digest,
-                    Some(&guard),
-                    &actor,
-                )
-                .await
+                crate::writes::delete_manifest_guarded(c, &repo, &digest, Some(&guard), &actor)
+                    .await
             })
         })
         .await
@@ -278,10 +273,10 @@ impl Meta {
         guard: TagGuard,
         actor: &Actor,
     ) -> Result<bool> {
-        let (repository, tag, actor) = (repository.clone(), tag.clone(), actor.clone());
-        self.transact(move |c| {
+        let (repo, tag, actor) = (repository.clone(), tag.clone(), actor.clone());
+        self.repository_write(repository, move |c| {
             Box::pin(async move {
-                crate::writes::delete_tag_guarded(c, &repository, &tag, Some(&guard), &actor).await
+                crate::writes::delete_tag_guarded(c, &repo, &tag, Some(&guard), &actor).await
             })
         })
         .await

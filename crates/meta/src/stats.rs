@@ -70,15 +70,26 @@ impl Meta {
         while !deltas.is_empty() {
             let n = deltas.len().min(BATCH);
             let chunk: Vec<_> = deltas[..n].to_vec();
-            self.transact(move |c| {
-                Box::pin(async move {
-                    for (target, d) in &chunk {
-                        apply(c, *target, d).await?;
-                    }
-                    Ok(())
+            let written = self
+                .transact(move |c| {
+                    Box::pin(async move {
+                        for (target, d) in &chunk {
+                            apply(c, *target, d).await?;
+                        }
+                        Ok(())
+                    })
                 })
-            })
-            .await?;
+                .await;
+            // The pull statistics of an inventory changed (see
+            // `Meta::repository_write`).
+            let mut told: Vec<&str> = Vec::new();
+            for (_, d) in &deltas[..n] {
+                if !told.contains(&d.repository.as_str()) {
+                    told.push(d.repository.as_str());
+                    self.inventories.changed(d.repository.as_str());
+                }
+            }
+            written?;
             deltas.drain(..n);
         }
         Ok(())

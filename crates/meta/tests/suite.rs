@@ -19,6 +19,8 @@ mod certificates;
 mod changes;
 #[path = "suite/gc.rs"]
 mod gc;
+#[path = "suite/inventory_cache.rs"]
+mod inventory_cache;
 #[path = "suite/lifecycle.rs"]
 mod lifecycle;
 #[path = "suite/observe.rs"]

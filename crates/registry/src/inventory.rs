@@ -142,7 +142,7 @@ pub(crate) fn merged(count: i64, last: Option<i64>, pending: Option<&Count>) -> 
 }
 
 impl Registry {
-    async fn inventory(&self, repo: &RepositoryName) -> Result<Inventory> {
+    async fn inventory(&self, repo: &RepositoryName) -> Result<std::sync::Arc<Inventory>> {
         self.meta
             .inventory(repo)
             .await?
