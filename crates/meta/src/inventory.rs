@@ -132,23 +132,40 @@ impl Meta {
         Ok(Some(inv))
     }
 
+    /// The three tables are read at once, each on a connection of its own
+    /// (their SQL is most of the time; SQLite runs each on its
+    /// connection's thread). Like consecutive statements outside a
+    /// transaction, they may see a write that commits in between; the
+    /// plan and the views take a tag or reference to a missing manifest
+    /// as gone, and the kept copy is dropped by that write.
     async fn read_inventory(
         &self,
         repository: &berth_oci::RepositoryName,
     ) -> Result<Option<Inventory>> {
-        let mut conn = self.read.acquire().await?;
         let Some(row) = sqlx::query("SELECT id FROM repositories WHERE name = $1")
             .bind(repository.as_str())
-            .fetch_optional(&mut *conn)
+            .fetch_optional(&self.read)
             .await?
         else {
             return Ok(None);
         };
         let repo: i64 = row.try_get(0)?;
+        let (tags, manifests, references) = tokio::try_join!(
+            self.inventory_tags(repo),
+            self.inventory_manifests(repo),
+            self.inventory_references(repo)
+        )?;
+        Ok(Some(Inventory {
+            tags,
+            manifests,
+            references,
+        }))
+    }
+
+    async fn inventory_tags(&self, repo: i64) -> Result<Vec<TagInfo>> {
         type TagRow = (Tag, Digest, i64, i64, Option<i64>);
         let mut tags: Vec<TagInfo> = self
             .json_rows::<TagRow>(
-                &mut conn,
                 "name, digest, updated_at, pull_count, last_pulled_at",
                 "tags WHERE repository_id = $1",
                 repo,
@@ -166,6 +183,10 @@ impl Meta {
             )
             .collect();
         tags.sort_unstable_by(|a, b| a.name.as_str().cmp(b.name.as_str()));
+        Ok(tags)
+    }
+
+    async fn inventory_manifests(&self, repo: i64) -> Result<Vec<ManifestInfo>> {
         type ManifestRow = (
             Digest,
             String,
@@ -178,7 +199,6 @@ impl Meta {
         );
         let mut manifests: Vec<ManifestInfo> = self
             .json_rows::<ManifestRow>(
-                &mut conn,
                 "digest, media_type, artifact_type, subject, size, pushed_at, pull_count,
                  last_pulled_at",
                 "manifests WHERE repository_id = $1",
@@ -202,6 +222,10 @@ impl Meta {
             )
             .collect();
         manifests.sort_unstable_by(|a, b| a.digest.as_str().cmp(b.digest.as_str()));
+        Ok(manifests)
+    }
+
+    async fn inventory_references(&self, repo: i64) -> Result<Vec<ManifestRef>> {
         type RefRow = (
             Digest,
             Digest,
@@ -212,7 +236,6 @@ impl Meta {
         );
         let mut references = self
             .json_rows::<RefRow>(
-                &mut conn,
                 "mr.parent, mr.child, mr.kind, b.size, mr.role, mr.describes",
                 "manifest_references mr
                  LEFT JOIN blobs b ON mr.kind = 'blob' AND b.digest = mr.child
@@ -235,11 +258,7 @@ impl Meta {
         references.sort_unstable_by(|a, b| {
             (a.parent.as_str(), a.child.as_str()).cmp(&(b.parent.as_str(), b.child.as_str()))
         });
-        Ok(Some(Inventory {
-            tags,
-            manifests,
-            references,
-        }))
+        Ok(references)
     }
 
     /// `SELECT columns FROM from` (bound to `repo` as `$1`) as one JSON
@@ -247,7 +266,6 @@ impl Meta {
     /// tuple). Digests and tags are validated as they are decoded.
     async fn json_rows<T: serde::de::DeserializeOwned>(
         &self,
-        conn: &mut sqlx::AnyConnection,
         columns: &str,
         from: &str,
         repo: i64,
@@ -260,7 +278,7 @@ impl Meta {
                 format!("SELECT json_agg(json_build_array({columns}))::text FROM {from}")
             }
         };
-        let row = sqlx::query(&sql).bind(repo).fetch_one(&mut *conn).await?;
+        let row = sqlx::query(&sql).bind(repo).fetch_one(&self.read).await?;
         // PostgreSQL aggregates no rows to NULL, SQLite to `[]`.
         let Some(json) = row.try_get::<Option<String>, _>(0)? else {
             return Ok(Vec::new());
