@@ -399,7 +399,7 @@ pub fn plan_repository(
     // Blobs, numbered in a map of their own; references come by parent
     // from the database, so consecutive ones share the parent's lookup.
     let mut blob_index: HashMap<&str, u32> = HashMap::default();
-    let mut blob_refs: Vec<(u32, (u32, i64))> = Vec::new();
+    let mut blob_refs: Vec<(u32, (u32, i64))> = Vec::with_capacity(inv.references.len());
     let mut last: Option<(&str, u32)> = None;
     for (parent, blob, size) in inv.blobs() {
         let p = match last {
