@@ -21,6 +21,8 @@ use crate::{Caller, Error, Registry, Result};
 
 pub mod cron;
 pub mod plan;
+#[cfg(test)]
+mod plan_oracle;
 pub mod policy;
 #[cfg(test)]
 mod tests;

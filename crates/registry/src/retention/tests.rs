@@ -5,6 +5,7 @@ use berth_oci::{Namespace, RepositoryName, Tag};
 use berth_testkit::digests::{digest, seed};
 
 use super::plan::{plan_repository, ItemKind, PlanItem};
+use super::plan_oracle;
 use super::policy::{Condition, Policy};
 
 fn acme() -> Namespace {
@@ -88,6 +89,39 @@ fn plan(policy: &str, repo: &Repo, protected: &[&str]) -> Vec<PlanItem> {
         &|t| protected.contains(&t.as_str()),
         NOW,
     )
+}
+
+/// The inventory as `Meta::inventory` returns it: tags by name, manifests
+/// by digest, references by parent and child.
+fn sorted(repo: &Repo) -> Repo {
+    let mut inv = repo.0.clone();
+    inv.tags
+        .sort_by(|a, b| a.name.as_str().cmp(b.name.as_str()));
+    inv.manifests
+        .sort_by(|a, b| a.digest.as_str().cmp(b.digest.as_str()));
+    inv.references.sort_by(|a, b| {
+        (a.parent.as_str(), a.child.as_str()).cmp(&(b.parent.as_str(), b.child.as_str()))
+    });
+    Repo(inv)
+}
+
+/// A tag-schema referrer tag on the manifest `subject`.
+fn schema_tag(subject: &str, suffix: &str) -> String {
+    format!("sha256-{}.{suffix}", digest(subject).hex())
+}
+
+/// `(kind, tag or seed, rule, reason, bytes)` of each item, in order.
+fn summary(items: &[PlanItem]) -> Vec<(ItemKind, String, String, String, u64)> {
+    items
+        .iter()
+        .map(|i| {
+            let what = match &i.tag {
+                Some(t) => t.to_string(),
+                None => seed(&i.digest),
+            };
+            (i.kind, what, i.rule.clone(), i.reason.clone(), i.bytes)
+        })
+        .collect()
 }
 
 fn deleted_tags(items: &[PlanItem]) -> Vec<&str> {
@@ -384,4 +418,444 @@ fn pull_conditions_and_shared_blob_bytes() {
         &[],
     );
     assert_eq!(items.iter().map(|i| i.bytes).sum::<u64>(), 3 * 1100 + 5000);
+}
+
+#[test]
+fn a_chain_goes_in_dependency_order_each_level_by_digest() {
+    // index -> two images -> a referrer of one -> a referrer of that:
+    // digest order (the seeds' order) is the reverse of dependency order.
+    let repo = Repo::default()
+        .manifest("z-index", INDEX, 90, None)
+        .image("y-image", 90)
+        .image("c-image", 90)
+        .child("z-index", "y-image")
+        .child("z-index", "c-image")
+        .manifest("x-sig", IMAGE, 89, Some("y-image"))
+        .manifest("w-sig2", IMAGE, 89, Some("x-sig"))
+        .image("kept", 1)
+        .tag("old", "z-index", 90)
+        .tag("new", "kept", 1);
+    let policy =
+        "[[rule]]\nname = \"expire\"\ntags = [\"*\"]\nkeep = { pushed_within = \"30d\" }\n";
+    let items = plan(policy, &repo, &[]);
+    let d = |s: &str| digest(s).to_string();
+    let expire = "expire".to_owned();
+    assert_eq!(
+        summary(&items),
+        vec![
+            (
+                ItemKind::Tag,
+                "old".into(),
+                expire.clone(),
+                "not kept by: pushed within 30d".into(),
+                0
+            ),
+            (
+                ItemKind::Manifest,
+                "z-index".into(),
+                expire.clone(),
+                "its last tag was deleted".into(),
+                100
+            ),
+            (
+                ItemKind::Manifest,
+                "c-image".into(),
+                expire.clone(),
+                format!("listed only in deleted {}", d("z-index")),
+                1100
+            ),
+            (
+                ItemKind::Manifest,
+                "y-image".into(),
+                expire.clone(),
+                format!("listed only in deleted {}", d("z-index")),
+                1100
+            ),
+            (
+                ItemKind::Manifest,
+                "x-sig".into(),
+                expire.clone(),
+                format!("referrer of deleted {}", d("y-image")),
+                100
+            ),
+            (
+                ItemKind::Manifest,
+                "w-sig2".into(),
+                expire,
+                format!("referrer of deleted {}", d("x-sig")),
+                100
+            ),
+        ]
+    );
+    assert_eq!(items[5].subject.as_ref().map(seed), Some("x-sig".into()));
+    assert_eq!(items[2].subject, None);
+    assert_eq!(
+        format!("{items:?}"),
+        format!("{:?}", plan(policy, &sorted(&repo), &[])),
+        "the same plan from the inventory sorted"
+    );
+}
+
+#[test]
+fn blobs_count_once_and_never_when_a_kept_manifest_uses_them() {
+    let repo = Repo::default()
+        .image("a", 50)
+        .image("b", 50)
+        .image("c", 50)
+        .image("keep", 1)
+        .blob("a", "two-deleted", 5000)
+        .blob("b", "two-deleted", 5000)
+        .blob("c", "with-kept", 7000)
+        .blob("keep", "with-kept", 7000)
+        .blob("c", "unknown-size", 0)
+        .tag("a", "a", 50)
+        .tag("b", "b", 50)
+        .tag("c", "c", 50)
+        .tag("keep", "keep", 1);
+    let mut repo = repo;
+    for r in &mut repo.0.references {
+        if seed(&r.child) == "unknown-size" {
+            r.blob_size = None;
+        }
+    }
+    let items = plan(
+        "[[rule]]\ntags = [\"*\"]\nkeep = { pushed_within = \"7d\" }\n",
+        &repo,
+        &[],
+    );
+    let bytes: Vec<(String, u64)> = items
+        .iter()
+        .filter(|i| i.kind == ItemKind::Manifest)
+        .map(|i| (seed(&i.digest), i.bytes))
+        .collect();
+    // `a` comes first in the plan and takes the blob it shares with `b`;
+    // `c`'s blob shared with the kept image is not reclaimed.
+    assert_eq!(
+        bytes,
+        vec![
+            ("a".to_owned(), 1100 + 5000),
+            ("b".to_owned(), 1100),
+            ("c".to_owned(), 1100),
+        ]
+    );
+}
+
+#[test]
+fn tag_schema_referrer_tags_go_with_their_manifest() {
+    let sig = schema_tag("img", "sig");
+    let att = schema_tag("img", "att");
+    let repo = Repo::default()
+        .image("img", 40)
+        .manifest("signature", IMAGE, 40, None)
+        .tag("v1", "img", 40)
+        .tag(&sig, "signature", 40)
+        .tag(&att, "signature", 40)
+        // A tag-schema tag whose subject the repository does not hold is an
+        // ordinary tag.
+        .tag(&schema_tag("gone", "sig"), "img", 40);
+    let policy = "[[rule]]\nname = \"all\"\ntags = [\"*\"]\nkeep = { last = 0 }\n";
+    let items = plan(policy, &repo, &[]);
+    let d = |s: &str| digest(s).to_string();
+    assert_eq!(
+        summary(&items),
+        vec![
+            (
+                ItemKind::Tag,
+                schema_tag("gone", "sig"),
+                "all".into(),
+                "not kept by: last 0".into(),
+                0
+            ),
+            (
+                ItemKind::Tag,
+                "v1".into(),
+                "all".into(),
+                "not kept by: last 0".into(),
+                0
+            ),
+            (
+                ItemKind::Manifest,
+                "img".into(),
+                "all".into(),
+                "its last tag was deleted".into(),
+                1100
+            ),
+            (
+                ItemKind::Manifest,
+                "signature".into(),
+                "all".into(),
+                format!("referrer of deleted {}", d("img")),
+                100
+            ),
+        ]
+    );
+    let s = &items[3];
+    assert_eq!(
+        s.tags,
+        vec![Tag::parse(&sig).unwrap(), Tag::parse(&att).unwrap()]
+    );
+    assert_eq!(s.subject, Some(digest("img")));
+    // A protected referrer tag keeps its manifest; the image still goes.
+    let items = plan(policy, &repo, &[att.as_str()]);
+    assert_eq!(deleted_manifests(&items), vec!["img"]);
+}
+
+#[test]
+fn an_unsorted_inventory_plans_as_the_sorted_one() {
+    // Pushed in this order: not sorted by digest nor by tag name.
+    let repo = Repo::default()
+        .image("web-3", 60)
+        .image("web-1", 50)
+        .manifest("idx", INDEX, 45, None)
+        .image("arm", 45)
+        .image("amd", 45)
+        .child("idx", "arm")
+        .child("idx", "amd")
+        .manifest("sbom", IMAGE, 44, Some("amd"))
+        .manifest("signature", IMAGE, 44, None)
+        .blob("web-3", "base", 9000)
+        .blob("web-1", "base", 9000)
+        .blob("amd", "base", 9000)
+        .image("untagged", 70)
+        .image("web-2", 2)
+        .tag("v3", "web-3", 60)
+        .tag("latest", "web-2", 2)
+        .tag("v1", "web-1", 50)
+        .tag("multi", "idx", 45)
+        .tag(&schema_tag("idx", "sig"), "signature", 44)
+        .tag("v2", "web-2", 2)
+        .pulled("v1", 3);
+    assert_ne!(
+        format!("{:?}", repo.0.manifests),
+        format!("{:?}", sorted(&repo).0.manifests)
+    );
+    let policy = r#"
+[[rule]]
+name = "recent"
+tags = ["*"]
+keep = { any = [{ last = 1 }, { last_pulled = 1 }] }
+[[rule]]
+name = "loose"
+untagged = true
+delete = { older_than = "30d" }
+"#;
+    for protected in [&[][..], &["multi"][..]] {
+        let items = plan(policy, &repo, protected);
+        assert_eq!(
+            format!("{items:?}"),
+            format!("{:?}", plan(policy, &sorted(&repo), protected))
+        );
+        assert!(deleted_tags(&items).contains(&"v3"), "{items:#?}");
+        assert!(deleted_manifests(&items).contains(&"untagged".to_owned()));
+    }
+    let m = deleted_manifests(&plan(policy, &repo, &[]));
+    assert_eq!(
+        m,
+        vec![
+            "idx",
+            "untagged",
+            "web-3",
+            "amd",
+            "arm",
+            "signature",
+            "sbom"
+        ]
+    );
+}
+
+/// splitmix64, for reproducible random inventories.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+    fn chance(&mut self, percent: u64) -> bool {
+        self.next() % 100 < percent
+    }
+    fn pick<'a>(&mut self, v: &'a [String]) -> &'a str {
+        &v[self.below(v.len())]
+    }
+}
+
+/// A repository of up to 24 manifests and 30 tags with indexes, referrers
+/// (`subject` and tag-schema tags, some naming their own manifest or one
+/// not there), shared blobs, dangling references, and sometimes a tag
+/// name or digest listed twice; in push order.
+fn random_repo(rng: &mut Rng) -> Repo {
+    let n = 1 + rng.below(24);
+    let seeds: Vec<String> = (0..n).map(|i| format!("m{i}")).collect();
+    let missing: Vec<String> = (0..3).map(|i| format!("x{i}")).collect();
+    // Mostly a graph without cycles: an index lists manifests pushed
+    // before it, a referrer names one pushed before it.
+    let some = |rng: &mut Rng, missing_percent, before: usize| {
+        if rng.chance(missing_percent) {
+            rng.pick(&missing).to_owned()
+        } else if before > 0 && rng.chance(90) {
+            rng.pick(&seeds[..before]).to_owned()
+        } else {
+            rng.pick(&seeds).to_owned()
+        }
+    };
+    let twice = rng.chance(10);
+    let mut repo = Repo::default();
+    for (i, s) in seeds.iter().enumerate() {
+        let media = if rng.chance(25) { INDEX } else { IMAGE };
+        let subject = rng.chance(25).then(|| some(rng, 20, i));
+        repo = repo.manifest(s, media, rng.below(100) as i64, subject.as_deref());
+        let m = repo.0.manifests.last_mut().unwrap();
+        m.size = rng.below(500) as i64;
+        if rng.chance(20) {
+            m.artifact_type = Some("application/vnd.dev.sigstore.bundle+json".into());
+        }
+        if rng.chance(30) {
+            m.last_pulled_at = Some(NOW - rng.below(60) as i64 * DAY);
+        }
+        if twice && rng.chance(10) {
+            let mut again = m.clone();
+            again.pushed_at -= DAY;
+            repo.0.manifests.push(again);
+        }
+        if media == INDEX {
+            for _ in 0..1 + rng.below(3) {
+                let child = some(rng, 10, i);
+                repo = repo.child(s, &child);
+            }
+        }
+        for _ in 0..rng.below(4) {
+            let b = rng.below(10);
+            repo = repo.blob(s, &format!("b{b}"), 1000 * (b as i64 + 1));
+            if rng.chance(5) {
+                repo.0.references.last_mut().unwrap().blob_size = None;
+            }
+        }
+    }
+    if rng.chance(10) {
+        repo = repo.blob(rng.pick(&missing), "b0", 1000);
+    }
+    let names = [
+        "latest", "main", "v1", "v1.1", "v2", "v3", "pr-1", "pr-2", "pr-3", "dev", "nightly",
+        "rc-1",
+    ];
+    let mut used = std::collections::HashSet::new();
+    for _ in 0..rng.below(30) {
+        let name = if rng.chance(25) {
+            let subject = some(rng, 10, n);
+            schema_tag(&subject, ["sig", "att", "sbom"][rng.below(3)])
+        } else {
+            names[rng.below(names.len())].to_owned()
+        };
+        if !used.insert(name.clone()) && !twice {
+            continue;
+        }
+        let target = some(rng, 3, n);
+        repo = repo.tag(&name, &target, rng.below(100) as i64);
+        if rng.chance(30) {
+            repo = repo.pulled(&name, rng.below(60) as i64);
+        }
+    }
+    repo
+}
+
+#[test]
+fn plans_equal_the_oracle_on_random_inventories() {
+    let policies = [
+        "[[rule]]\ntags = [\"*\"]\nexclude_tags = [\"latest\"]\nkeep = { last = 3 }\n\
+         [[rule]]\nuntagged = true\ndelete = { older_than = \"30d\" }\n",
+        r#"
+[[rule]]
+name = "expire"
+tags = ["*"]
+keep = { pushed_within = "40d" }
+[[rule]]
+name = "releases"
+tags = ["v*"]
+keep = { always = true }
+[[rule]]
+untagged = true
+keep = { last = 2 }
+"#,
+        r#"
+[[rule]]
+tags = ["pr-*", "v*"]
+keep = { any = [{ last_pulled = 2 }, { all = [{ pulled_within = "20d" }, { not = { older_than = "50d" } }] }] }
+[[rule]]
+name = "old"
+tags = ["*"]
+delete = { older_than = "60d" }
+[[rule]]
+untagged = true
+media_types = ["application/vnd.oci.image.index.v1+json"]
+delete = { always = true }
+"#,
+        r#"
+[[rule]]
+repositories = ["acme/other"]
+tags = ["*"]
+delete = { always = true }
+[[rule]]
+repositories = ["acme/app"]
+tags = ["*"]
+keep = { last = 0 }
+[[rule]]
+untagged = true
+delete = { not = { pulled_within = "10d" } }
+"#,
+        r#"
+[[rule]]
+untagged = true
+artifact_types = ["application/vnd.dev.sigstore.*"]
+delete = { always = true }
+[[rule]]
+tags = ["*"]
+media_types = ["application/vnd.oci.image.manifest.v1+json"]
+delete = { last = 4 }
+[[rule]]
+tags = ["*"]
+keep = { last_pulled = 1 }
+"#,
+    ];
+    let policies: Vec<Policy> = policies
+        .iter()
+        .map(|p| Policy::parse(p, &acme()).unwrap())
+        .collect();
+    let repo_name = RepositoryName::parse("acme/app").unwrap();
+    let (mut items, mut manifests, mut referrers) = (0, 0, 0);
+    for case in 0..600u64 {
+        let mut rng = Rng(case);
+        let repo = random_repo(&mut rng);
+        for inv in [&repo.0, &sorted(&repo).0] {
+            for protected in [&[][..], &["main", "v1"][..]] {
+                let protected = |t: &Tag| protected.contains(&t.as_str());
+                for (p, policy) in policies.iter().enumerate() {
+                    let got = plan_repository(policy, &repo_name, inv, &protected, NOW);
+                    let want =
+                        plan_oracle::plan_repository(policy, &repo_name, inv, &protected, NOW);
+                    assert_eq!(
+                        format!("{got:#?}"),
+                        format!("{want:#?}"),
+                        "case {case}, policy {p}: {inv:#?}"
+                    );
+                    items += got.len();
+                    manifests += got.iter().filter(|i| i.kind == ItemKind::Manifest).count();
+                    referrers += got
+                        .iter()
+                        .filter(|i| i.reason.starts_with("referrer of"))
+                        .count();
+                }
+            }
+        }
+    }
+    // The cases plan something, down chains of referrers too.
+    assert!(
+        items > 10_000 && manifests > 5_000 && referrers > 500,
+        "{items} {manifests} {referrers}"
+    );
 }
