@@ -1,6 +1,11 @@
-//! The retention plan as it was before it worked on integer positions
-//! (commit 412dfdf, keyed by digest strings): kept for the tests only, as
-//! the oracle the plan's output must equal on any inventory.
+//! The retention plan in its plainest form: the plan as it was before it
+//! worked on integer positions (commit 412dfdf, keyed by digest strings),
+//! compiled for the tests only, as the oracle the plan's output must equal
+//! on any inventory (`tests::plans_equal_the_oracle_on_random_inventories`).
+//!
+//! It is the readable statement of what a plan is. To change what plans
+//! do, change this first, then `plan.rs` until the random inventories
+//! agree again.
 
 use std::collections::BTreeSet;
 
