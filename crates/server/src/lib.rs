@@ -134,7 +134,7 @@ pub fn router(app: Arc<App>) -> Router {
         )
         .merge(health::routes());
     if app.settings.ui.enabled {
-        router = router.merge(ui::routes());
+        router = router.merge(ui::routes(&app));
     }
     if observe.metrics && observe.metrics_route {
         router = router.route("/metrics", get(health::handle_metrics));

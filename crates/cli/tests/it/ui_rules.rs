@@ -520,3 +520,87 @@ async fn organisations_and_robots_are_managed_as_the_api_allows() {
         "bob is still a member"
     );
 }
+
+/// With authentication off (`--auth none`) nobody signs in, yet the forms
+/// work: each carries the browser's form secret (the `berth_form` cookie,
+/// set on its first page), and a form posted without it, as another site
+/// would make a browser post it, is refused.
+#[tokio::test]
+async fn an_open_registry_s_forms_carry_the_browser_s_form_secret() {
+    let b = crate::common::Berth::start();
+    let c = crate::oci::client();
+    for (tag, seed) in [("v1", "a"), ("v2", "b")] {
+        crate::oci::push_image(&c, &b.url(), "acme/app", tag, seed).await;
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    let mut browser = Browser::new(&b.url());
+    let page = browser.get("/ui/ns/acme/settings").await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    let cookie = page
+        .set_cookie("berth_form")
+        .expect("the first page gives the browser a form secret");
+    for part in ["HttpOnly", "SameSite=Lax", "Path=/ui"] {
+        assert!(cookie.contains(part), "{cookie}");
+    }
+    let secret = page.field("csrf");
+    assert!(secret.len() >= 32, "{secret:?}");
+    assert!(
+        cookie.starts_with(&format!("berth_form={secret};")),
+        "the forms carry the cookie's value: {cookie}"
+    );
+    let again = browser.get("/ui/ns/acme/settings").await;
+    assert!(again.set_cookie("berth_form").is_none(), "given once");
+    assert_eq!(again.field("csrf"), secret);
+
+    // The preview, then saving: what the API then reads.
+    let r = browser
+        .post(
+            "/ui/ns/acme/retention/preview",
+            &[("csrf", &secret), ("policy", KEEP_ONE)],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert!(
+        r.body.contains("tag v1") && !r.body.contains("tag v2"),
+        "{}",
+        r.body
+    );
+    let r = browser
+        .post(
+            "/ui/ns/acme/retention",
+            &[("csrf", &secret), ("policy", KEEP_ONE), ("action", "save")],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    let stored: serde_json::Value = c
+        .get(format!("{}/api/v1/namespaces/acme/retention", b.url()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(stored["policy"], KEEP_ONE, "{stored}");
+
+    // Forged: the right field without the cookie (another site's form),
+    // a wrong field with it, no field: refused, nothing done.
+    let mut other_site = Browser::new(&b.url());
+    let remove = [("csrf", secret.as_str()), ("action", "remove")];
+    let r = other_site.post("/ui/ns/acme/retention", &remove).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
+    assert!(r.body.contains("Form refused"), "{}", r.body);
+    let wrong = "x".repeat(secret.len());
+    for fields in [
+        vec![("csrf", wrong.as_str()), ("action", "remove")],
+        vec![("action", "remove")],
+    ] {
+        let r = browser.post("/ui/ns/acme/retention", &fields).await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{:?}: {}", fields, r.body);
+    }
+    let kept = c
+        .get(format!("{}/api/v1/namespaces/acme/retention", b.url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(kept.status(), StatusCode::OK, "the policy is still there");
+}

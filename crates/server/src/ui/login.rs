@@ -194,7 +194,8 @@ pub(crate) async fn handle_logout(
     Form(fields): Form,
 ) -> Response {
     let result = async {
-        let session = viewer.check_csrf(fields.get("csrf"))?;
+        viewer.check_csrf(fields.get("csrf"))?;
+        let session = viewer.signed_in()?;
         app.auth.close_ui_session(&session.id).await?;
         let mut resp = Redirect::to("/ui/login").into_response();
         resp.headers_mut().append(

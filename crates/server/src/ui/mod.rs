@@ -93,7 +93,7 @@ const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-
                    object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
 
 /// The UI's routes, under `/ui`, plus `/` redirecting there.
-pub(crate) fn routes() -> Router<Arc<App>> {
+pub(crate) fn routes(app: &Arc<App>) -> Router<Arc<App>> {
     Router::new()
         .route("/", get(|| async { Redirect::to("/ui/") }))
         .route("/ui", get(|| async { Redirect::to("/ui/") }))
@@ -132,6 +132,10 @@ pub(crate) fn routes() -> Router<Arc<App>> {
         .route("/ui/admin/usage", get(admin::handle_usage))
         .route("/ui/admin/audit", get(audit::handle))
         .route("/ui/{*rest}", get(handle_unknown))
+        .layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            session::open_form_secret,
+        ))
         .layer(axum::middleware::map_response(headers))
         .layer(axum::middleware::from_fn(crate::error::catch_panics))
 }

@@ -14,7 +14,10 @@
 //!   account of its choosing.
 //! - Without a session the viewer is anonymous and sees what anonymous
 //!   API callers see (public repositories). With authentication off
-//!   (`--auth none`) everyone sees everything and no one signs in.
+//!   (`--auth none`) everyone sees everything and no one signs in; forms
+//!   then carry the value of a `berth_form` cookie, set on the first page
+//!   a browser gets (a double-submit secret, as the sign-in form's): an
+//!   open registry still refuses a form another site makes a browser post.
 
 use std::sync::Arc;
 
@@ -31,6 +34,10 @@ use crate::App;
 pub(crate) const COOKIE: &str = "berth_session";
 /// The sign-in form's double-submit cookie.
 pub(crate) const LOGIN_COOKIE: &str = "berth_login";
+/// The forms' double-submit cookie when authentication is off.
+pub(crate) const OPEN_COOKIE: &str = "berth_form";
+/// How long a browser keeps [`OPEN_COOKIE`] (seconds): a year.
+const OPEN_COOKIE_SECS: u64 = 365 * 24 * 3600;
 
 /// The signed-in session behind a request.
 #[derive(Clone)]
@@ -47,6 +54,9 @@ pub(crate) struct Viewer {
     pub principal: Principal,
     /// The session, when signed in.
     pub session: Option<Session>,
+    /// With authentication off: the browser's form secret
+    /// ([`OPEN_COOKIE`]).
+    pub open_secret: Option<String>,
 }
 
 impl Viewer {
@@ -65,16 +75,22 @@ impl Viewer {
         self.session.as_ref().ok_or(UiError::SignIn)
     }
 
-    /// The session's CSRF secret, for forms (empty without a session).
+    /// The secret forms carry: the session's CSRF secret, or with
+    /// authentication off the browser's form secret (empty without
+    /// either).
     pub fn csrf(&self) -> &str {
-        self.session.as_ref().map_or("", |s| s.csrf.as_str())
+        match (&self.session, &self.open_secret) {
+            (Some(s), _) => &s.csrf,
+            (None, Some(open)) => open,
+            (None, None) => "",
+        }
     }
 
-    /// Refuses a form whose `csrf` field is not this session's secret.
-    pub fn check_csrf(&self, sent: Option<&str>) -> Result<&Session, UiError> {
-        let session = self.session.as_ref().ok_or(UiError::Forged)?;
+    /// Refuses a form whose `csrf` field is not the secret of
+    /// [`Viewer::csrf`].
+    pub fn check_csrf(&self, sent: Option<&str>) -> Result<(), UiError> {
         match sent {
-            Some(s) if same(s, &session.csrf) => Ok(session),
+            Some(s) if !self.csrf().is_empty() && same(s, self.csrf()) => Ok(()),
             _ => Err(UiError::Forged),
         }
     }
@@ -128,12 +144,17 @@ impl FromRequestParts<Arc<App>> for Viewer {
         let ip = crate::auth::client_ip(app, &parts.headers, &parts.extensions);
         let anonymous = Identity::anonymous();
         if !app.auth.enforced() {
+            let open_secret = match cookie(&parts.headers, OPEN_COOKIE) {
+                Some(v) if !v.is_empty() => Some(v.to_owned()),
+                _ => parts.extensions.get::<NewOpenSecret>().map(|s| s.0.clone()),
+            };
             return Ok(Viewer {
                 principal: Principal {
                     caller: anonymous.caller(ip, true),
                     identity: anonymous,
                 },
                 session: None,
+                open_secret,
             });
         }
         let live = match cookie(&parts.headers, COOKIE) {
@@ -162,6 +183,7 @@ impl FromRequestParts<Arc<App>> for Viewer {
                         id,
                         csrf: live.csrf,
                     }),
+                    open_secret: None,
                 }
             }
             None => Viewer {
@@ -170,9 +192,39 @@ impl FromRequestParts<Arc<App>> for Viewer {
                     identity: anonymous,
                 },
                 session: None,
+                open_secret: None,
             },
         })
     }
+}
+
+/// The form secret given to a browser in this response (it sent none).
+#[derive(Clone)]
+struct NewOpenSecret(String);
+
+/// With authentication off, gives a browser that has no form secret one
+/// ([`OPEN_COOKIE`]), for the page it asked for (a request extension the
+/// [`Viewer`] reads) and in a cookie for its next requests.
+pub(crate) async fn open_form_secret(
+    axum::extract::State(app): axum::extract::State<Arc<App>>,
+    mut req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    if app.auth.enforced() || cookie(req.headers(), OPEN_COOKIE).is_some_and(|v| !v.is_empty()) {
+        return next.run(req).await;
+    }
+    let Ok(secret) = berth_registry::auth::secret::random_string(32) else {
+        // Pages still render; their forms are refused until a secret is had.
+        return next.run(req).await;
+    };
+    let secure = over_https(&app, req.headers());
+    req.extensions_mut().insert(NewOpenSecret(secret.clone()));
+    let mut resp = next.run(req).await;
+    resp.headers_mut().append(
+        header::SET_COOKIE,
+        set_cookie(OPEN_COOKIE, &secret, OPEN_COOKIE_SECS, secure),
+    );
+    resp
 }
 
 #[cfg(test)]
