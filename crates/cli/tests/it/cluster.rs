@@ -4,7 +4,9 @@
 //! serves any request, a change through one is seen by the others on the
 //! next request, a replica killed mid-upload loses nothing, GC on one
 //! replica while the others take pushes keeps every image whole, and
-//! PostgreSQL restarting under load gives clear 503s, then recovery.
+//! PostgreSQL restarting under load gives clear 503s, then recovery. And
+//! two replicas on one PostgreSQL and one data directory (blobs on its
+//! filesystem), the other way docs/scale-out.md offers.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -655,4 +657,91 @@ fn postgres_restarting_under_load_gives_503s_then_recovers() {
         );
     }
     assert_eq!(seen.last().unwrap().0, StatusCode::OK);
+}
+
+/// Starts a replica on PostgreSQL `url` and the shared data directory
+/// `data` (blobs on its filesystem), its log and address file in
+/// `work/replica-i`.
+fn shared_dir_replica(url: &str, data: &Path, work: &Path, i: usize) -> Berth {
+    let dir = work.join(format!("replica-{i}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let args = ["--auth", "token", "--database-url", url];
+    let env = [("BERTH_ADMIN_PASSWORD", ADMIN_PASSWORD)];
+    Berth::launch(data, &args, None, &dir, &env)
+}
+
+/// Two replicas on one PostgreSQL and one data directory (`--storage fs`,
+/// as on one host or a shared file system, docs/scale-out.md): a replica
+/// starting while another streams a push into the shared `tmp/` leaves
+/// that push alone; one chunked upload, each request through the other
+/// replica, is whole; an image pushed through one is pulled through the
+/// other.
+#[test]
+fn two_replicas_share_one_data_directory() {
+    let pg = Postgres::start();
+    pg.create_database("shared_dir");
+    let url = crate::database::url_with_password(&pg, "shared_dir");
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("data");
+    let first = shared_dir_replica(&url, &data, work.path(), 0);
+
+    // A single-request push streaming through the first replica, half
+    // sent, while the second starts on the same directory.
+    let body = layout::random_bytes(4 << 20);
+    let digest = sha256(&body);
+    let mut stream = std::net::TcpStream::connect(&first.addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let auth = {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD.encode(format!("admin:{ADMIN_PASSWORD}"))
+    };
+    let head = format!(
+        "POST /v2/shared/slow/blobs/uploads/?digest={digest} HTTP/1.1\r\nHost: {}\r\n\
+         Authorization: Basic {auth}\r\nContent-Type: application/octet-stream\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n",
+        first.addr,
+        body.len()
+    );
+    use std::io::{Read as _, Write as _};
+    stream.write_all(head.as_bytes()).unwrap();
+    stream.write_all(&body[..body.len() / 2]).unwrap();
+    stream.flush().unwrap();
+    // The half is in a file of the shared tmp/ before the second starts.
+    let tmp = data.join("tmp");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::fs::read_dir(&tmp).unwrap().next().is_none() {
+        assert!(Instant::now() < deadline, "the push never reached tmp/");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let second = shared_dir_replica(&url, &data, work.path(), 1);
+    stream.write_all(&body[body.len() / 2..]).unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    assert!(
+        answer.starts_with("HTTP/1.1 201"),
+        "the push outlived the other replica's start: {answer}"
+    );
+    assert_eq!(get_blob(&second.url(), "shared/slow", &digest), body);
+
+    // One chunked upload, the requests alternating between the replicas.
+    let bases = [first.url(), second.url()];
+    let chunks: Vec<Vec<u8>> = [3 << 20, 1 << 20, 5000, 2 << 20]
+        .into_iter()
+        .map(layout::random_bytes)
+        .collect();
+    let parts: Vec<&[u8]> = chunks.iter().map(Vec::as_slice).collect();
+    let digest = chunked_upload(&bases, "shared/chunks", &parts);
+    assert_eq!(
+        get_blob(&bases[0], "shared/chunks", &digest),
+        chunks.concat()
+    );
+
+    // An image pushed through one replica, pulled whole through the other.
+    let dir = work.path().join("image");
+    let image = push_small(&bases[1], "shared/app", &dir, "v1", &[2000, 70_000]);
+    let (status, d) = manifest_digest(&bases[0], "shared/app", "v1");
+    assert_eq!((status, d), (StatusCode::OK, Some(image)));
+    verify_image(&bases[0], "shared/app", "v1");
 }
