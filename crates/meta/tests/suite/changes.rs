@@ -139,11 +139,14 @@ async fn changes_are_heard_on_commit_only() {
 }
 
 /// Records each change after a pause, like a replica whose listener lags.
+/// Half the fence's limit: the write's answer has a second to come back
+/// before the change is recorded (on a loaded machine 300 ms was not
+/// always enough), and the fence a second to return before its limit.
 struct Slow(Arc<std::sync::Mutex<Vec<Change>>>);
 
 impl Subscriber for Slow {
     fn changed(&self, change: &Change) {
-        std::thread::sleep(Duration::from_millis(300));
+        std::thread::sleep(berth_meta::changes::FENCE_WAIT / 2);
         self.0.lock().unwrap().push(change.clone());
     }
     fn reset(&self) {}
