@@ -68,6 +68,27 @@ pub enum StorageKind {
     S3,
 }
 
+/// Where berth keeps its metadata.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MetadataKind {
+    /// SQLite in berth's data directory (the embedded default).
+    Sqlite,
+    /// A PostgreSQL cluster the bench starts (a database of its own for
+    /// each berth), as replicas always use.
+    Postgres,
+}
+
+impl MetadataKind {
+    /// Its name, for reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            MetadataKind::Sqlite => "SQLite",
+            MetadataKind::Postgres => "PostgreSQL",
+        }
+    }
+}
+
 /// The credential every request to berth carries with `--berth-auth`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -180,6 +201,11 @@ pub struct BenchArgs {
     /// s3 the report adds object-store requests per operation.
     #[arg(long, value_enum, default_value_t = StorageKind::Fs)]
     pub storage: StorageKind,
+    /// Where berth keeps its metadata: SQLite in its data directory, or a
+    /// PostgreSQL cluster the bench starts (Debian `postgresql`); more than
+    /// one replica always uses PostgreSQL.
+    #[arg(long, value_enum, default_value_t = MetadataKind::Sqlite)]
+    pub metadata: MetadataKind,
     /// Seconds each server is loaded per round of a scenario and concurrency
     /// [default: 2, quick: 0.2].
     #[arg(long)]
@@ -380,7 +406,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     if args.storage == StorageKind::S3 {
         settings.s3 = Some(objstore::ObjectStore::start(work.path())?);
     }
-    if settings.replicas > 1 {
+    if settings.replicas > 1 || args.metadata == MetadataKind::Postgres {
         settings.database = Some(database::Database::start()?);
     }
     if args.instructions {

@@ -37,7 +37,7 @@ use serde::Serialize;
 use crate::client::{collect, drain, expect, Conn, Payload};
 use crate::payload::Blob;
 use crate::server::{BerthSpec, Kind, Observe, Server};
-use crate::{ops, BenchArgs, Output};
+use crate::{ops, BenchArgs, MetadataKind, Output};
 
 /// The UI scenarios (`--scenarios ui-tags`).
 pub const SCENARIOS: [&str; 1] = ["ui-tags"];
@@ -79,6 +79,8 @@ pub struct Report {
     pub scenario: &'static str,
     /// Tags in the repository.
     pub tags: usize,
+    /// Where berth kept its metadata.
+    pub metadata: MetadataKind,
     /// Seconds seeding took.
     pub seed_s: f64,
     /// One row per page.
@@ -113,7 +115,14 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
         .prefix("berth-bench-")
         .tempdir_in(&parent)
         .with_context(|| format!("creating a work directory in {}", parent.display()))?;
-    let report = measure(&bin, work.path(), tags, rounds).await?;
+    // On PostgreSQL: a cluster of the bench's own, for the run.
+    let database = match args.metadata {
+        MetadataKind::Sqlite => None,
+        MetadataKind::Postgres => Some(crate::database::Database::start()?),
+    };
+    let url = database.as_ref().map(|db| db.create("berth_ui"));
+    let mut report = measure(&bin, work.path(), tags, rounds, url.as_deref()).await?;
+    report.metadata = args.metadata;
     let text = match args.output {
         Output::Table => report.table(),
         Output::Markdown => report.markdown(),
@@ -158,7 +167,13 @@ impl Probe {
     }
 }
 
-async fn measure(bin: &Path, work: &Path, tags: usize, rounds: usize) -> anyhow::Result<Report> {
+async fn measure(
+    bin: &Path,
+    work: &Path,
+    tags: usize,
+    rounds: usize,
+    database_url: Option<&str>,
+) -> anyhow::Result<Report> {
     let mut server = Server::berth(
         BerthSpec {
             bin,
@@ -167,7 +182,7 @@ async fn measure(bin: &Path, work: &Path, tags: usize, rounds: usize) -> anyhow:
             tls: None,
             s3: None,
             observe: Observe::Defaults,
-            database_url: None,
+            database_url,
             replicas: 1,
             callgrind: None,
         },
@@ -322,6 +337,7 @@ async fn measure(bin: &Path, work: &Path, tags: usize, rounds: usize) -> anyhow:
     Ok(Report {
         scenario: SCENARIOS[0],
         tags,
+        metadata: MetadataKind::Sqlite,
         seed_s,
         pages: out,
     })
@@ -540,8 +556,8 @@ impl Report {
     /// An aligned text table.
     pub fn table(&self) -> String {
         let mut out = format!(
-            "ui-tags: {} tags (seeded in {:.0}s); response times over loopback, one request at a time\n\n",
-            self.tags, self.seed_s
+            "ui-tags: {} tags (seeded in {:.0}s), metadata on {}; response times over loopback, one request at a time\n\n",
+            self.tags, self.seed_s, self.metadata.name()
         );
         out.push_str(&format!(
             "{:<24} {:>10} {:>10} {:>10} {:>12} {:>9}\n",
@@ -564,8 +580,9 @@ impl Report {
     /// Markdown, as `docs/benchmarks.md` shows it.
     pub fn markdown(&self) -> String {
         let mut out = format!(
-            "Web UI, a repository of {} tags (`berth bench --scenarios ui-tags`): response time over loopback, one request at a time, signed in.\n\n",
-            self.tags
+            "Web UI, a repository of {} tags, metadata on {} (`berth bench --scenarios ui-tags`): response time over loopback, one request at a time, signed in.\n\n",
+            self.tags,
+            self.metadata.name()
         );
         out.push_str("| page | median | p90 | max | server CPU per request |\n");
         out.push_str("| --- | ---: | ---: | ---: | ---: |\n");
