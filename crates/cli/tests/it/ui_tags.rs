@@ -105,6 +105,7 @@ fn the_ui_bench_scenario_times_every_page() {
     let report: Value = serde_json::from_slice(&out.stdout).expect("JSON report");
     assert_eq!(report["scenario"], "ui-tags");
     assert_eq!(report["tags"], 120);
+    assert_eq!(report["metadata"], "sqlite");
     let pages = report["pages"].as_array().unwrap();
     let names: Vec<&str> = pages.iter().filter_map(|p| p["page"].as_str()).collect();
     for want in [
@@ -117,6 +118,8 @@ fn the_ui_bench_scenario_times_every_page() {
         "namespace",
         "namespace rules",
         "rules, plan preview",
+        "namespace rules, after a push",
+        "rules, plan preview, after a push",
         "organisation",
         "tokens",
         "users",
@@ -129,6 +132,33 @@ fn the_ui_bench_scenario_times_every_page() {
     for p in pages {
         assert_eq!(p["requests"], 2);
         assert!(p["median_ms"].as_f64().unwrap() > 0.0, "{p}");
+        assert!(p["bytes"].as_u64().unwrap() > 1000, "a page of HTML: {p}");
+    }
+    // On a PostgreSQL cluster the bench starts.
+    let out = Command::new(berth_bin())
+        .args(["bench", "--scenarios", "ui-tags", "--tags", "40"])
+        .args([
+            "--metadata",
+            "postgres",
+            "--rounds",
+            "1",
+            "--output",
+            "json",
+        ])
+        .args(["--work-dir"])
+        .arg(work.path())
+        .output()
+        .expect("run berth bench");
+    assert!(
+        out.status.success(),
+        "berth bench --metadata postgres failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).expect("JSON report");
+    assert_eq!(report["metadata"], "postgres");
+    let pages = report["pages"].as_array().unwrap();
+    assert_eq!(pages.len(), names.len(), "the same pages");
+    for p in pages {
         assert!(p["bytes"].as_u64().unwrap() > 1000, "a page of HTML: {p}");
     }
     // Mixed with a registry scenario: refused, saying why.
