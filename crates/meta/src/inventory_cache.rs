@@ -12,7 +12,9 @@
 //! every write of a repository's tags, manifests, references, pull
 //! statistics or blob links goes through a [`Meta`] method, which reports
 //! it here once it is committed ([`InventoryCache::changed`]), and that
-//! drops the repository's copy. On PostgreSQL other replicas write too,
+//! drops the repository's copy; a flush of pull statistics counts its
+//! pulls into the copy instead ([`InventoryCache::pulled`]), so that a
+//! repository pulled all the time stays kept. On PostgreSQL other replicas write too,
 //! and the change notifications between them (`changes`) do not cover
 //! manifest inserts or pull statistics, so nothing is kept there.
 //!
@@ -56,6 +58,19 @@ struct State {
     kept: HashMap<String, Arc<Inventory>>,
     /// Rows in `kept`.
     rows: usize,
+}
+
+impl State {
+    /// Records that `repo` changed now.
+    fn note(&mut self, repo: &str) {
+        self.seq += 1;
+        let seq = self.seq;
+        if self.changed.len() >= MAX_CHANGED && !self.changed.contains_key(repo) {
+            self.changed.clear();
+            self.all = seq;
+        }
+        self.changed.insert(repo.to_owned(), seq);
+    }
 }
 
 fn rows(inv: &Inventory) -> usize {
@@ -120,16 +135,26 @@ impl InventoryCache {
             return;
         }
         let mut s = self.state();
-        s.seq += 1;
-        let seq = s.seq;
+        s.note(repo);
         if let Some(old) = s.kept.remove(repo) {
             s.rows -= rows(&old);
         }
-        if s.changed.len() >= MAX_CHANGED && !s.changed.contains_key(repo) {
-            s.changed.clear();
-            s.all = seq;
+    }
+
+    /// `repo`'s pull statistics changed as `count` changes them (called
+    /// once the change is committed): the kept inventory is counted in
+    /// place (copied first if a reader holds it), so that a repository
+    /// pulled all the time stays kept; reads that started before are
+    /// refused as after any change.
+    pub(crate) fn pulled(&self, repo: &str, count: impl FnOnce(&mut Inventory)) {
+        if !self.on {
+            return;
         }
-        s.changed.insert(repo.to_owned(), seq);
+        let mut s = self.state();
+        s.note(repo);
+        if let Some(inv) = s.kept.get_mut(repo) {
+            count(Arc::make_mut(inv));
+        }
     }
 
     /// Repositories were deleted (with their namespace).
@@ -219,6 +244,22 @@ mod tests {
             c.get("n/untouched").is_none(),
             "a forgotten change log refuses every older ticket"
         );
+    }
+
+    #[test]
+    fn pulls_are_counted_in_place_and_refuse_older_reads() {
+        let c = InventoryCache::new(true);
+        let t = c.ticket();
+        let kept = inv(2);
+        c.fill("a/b", t, &kept);
+        // A reader holds the copy: it is copied, the reader's unchanged.
+        c.pulled("a/b", |inv| inv.tags[0].pull_count += 3);
+        assert_eq!(kept.tags[0].pull_count, 0);
+        assert_eq!(c.get("a/b").unwrap().tags[0].pull_count, 3);
+        assert_eq!(c.state().rows, 3, "the same rows");
+        // A read that started before the pulls is not kept.
+        c.fill("a/b", t, &inv(5));
+        assert_eq!(c.get("a/b").unwrap().tags.len(), 2);
     }
 
     #[test]

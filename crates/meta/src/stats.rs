@@ -62,6 +62,35 @@ async fn apply(conn: &mut AnyConnection, target: PullTarget, d: &PullDelta) -> R
     Ok(())
 }
 
+/// What [`apply`] does to the row, done to a kept inventory (sorted as
+/// `Meta::inventory` sorts it: tags by name, manifests by digest).
+fn count(inv: &mut crate::Inventory, target: PullTarget, d: &PullDelta) {
+    let (count, last) = match target {
+        PullTarget::Tag => {
+            let Ok(i) = inv
+                .tags
+                .binary_search_by(|t| t.name.as_str().cmp(d.key.as_str()))
+            else {
+                return;
+            };
+            let t = &mut inv.tags[i];
+            (&mut t.pull_count, &mut t.last_pulled_at)
+        }
+        PullTarget::Manifest => {
+            let Ok(i) = inv
+                .manifests
+                .binary_search_by(|m| m.digest.as_str().cmp(d.key.as_str()))
+            else {
+                return;
+            };
+            let m = &mut inv.manifests[i];
+            (&mut m.pull_count, &mut m.last_pulled_at)
+        }
+    };
+    *count += d.pulls as i64;
+    *last = Some(last.map_or(d.last_pulled_at, |l| l.max(d.last_pulled_at)));
+}
+
 impl Meta {
     /// Adds pull counts, [`BATCH`] deltas per transaction, removing from
     /// `deltas` what was written: after an error, `deltas` holds exactly
@@ -80,14 +109,28 @@ impl Meta {
                     })
                 })
                 .await;
-            // The pull statistics of an inventory changed (see
-            // `Meta::repository_write`).
+            // The pull statistics of kept inventories changed: counted in
+            // them as the statements above counted them, or, if the write
+            // failed, the copies dropped (see `Meta::repository_write`).
             let mut told: Vec<&str> = Vec::new();
             for (_, d) in &deltas[..n] {
-                if !told.contains(&d.repository.as_str()) {
-                    told.push(d.repository.as_str());
-                    self.inventories.changed(d.repository.as_str());
+                let repo = d.repository.as_str();
+                if told.contains(&repo) {
+                    continue;
                 }
+                told.push(repo);
+                if written.is_err() {
+                    self.inventories.changed(repo);
+                    continue;
+                }
+                let mine = deltas[..n]
+                    .iter()
+                    .filter(|(_, d)| d.repository.as_str() == repo);
+                self.inventories.pulled(repo, |inv| {
+                    for (target, d) in mine {
+                        count(inv, *target, d);
+                    }
+                });
             }
             written?;
             deltas.drain(..n);

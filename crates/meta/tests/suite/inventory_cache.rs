@@ -93,6 +93,23 @@ async fn every_write_of_a_repository_drops_its_kept_inventory() {
     .unwrap();
     let inv = agrees(&meta, &path, "a pull flush").await.unwrap();
     assert_eq!(inv.tags[0].pull_count, 1);
+    // Counted into the kept copy: an older pull does not move the last
+    // pull back, two deltas of one tag add up, a tag or manifest that is
+    // not there is left out.
+    meta.add_pulls(&mut vec![
+        pull(PullTarget::Tag, "v1", 20),
+        pull(PullTarget::Tag, "v1", 70),
+        pull(PullTarget::Tag, "gone", 70),
+        pull(PullTarget::Manifest, d("sha256:m1").as_str(), 30),
+        pull(PullTarget::Manifest, d("sha256:nothing").as_str(), 30),
+    ])
+    .await
+    .unwrap();
+    let inv = agrees(&meta, &path, "a second pull flush").await.unwrap();
+    assert_eq!(
+        (inv.tags[0].pull_count, inv.tags[0].last_pulled_at),
+        (3, Some(70))
+    );
 
     meta.set_tag_times(&n(REPO), &t("v1"), 7, Some(8))
         .await
