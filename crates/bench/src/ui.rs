@@ -17,7 +17,9 @@
 //! namespace; its rules page with the stored policy's plan; the plan
 //! preview the policy editor posts as it is typed; both again with a new
 //! image pushed (untimed) before each request, so that the repository is
-//! read afresh rather than found kept from the last request; the organisation; the
+//! read afresh rather than found kept from the last request; the rules
+//! page with a tag pulled before each request (the page's plan flushes the
+//! pull count first); the organisation; the
 //! tokens; the users, the organisations, the storage overview and the audit log (admin
 //! pages); and the sign-in form. The report gives the median, 90th
 //! percentile and worst response time of each, and the server's CPU time
@@ -146,11 +148,22 @@ struct Probe {
     signed_in: bool,
     /// Text the page must hold (checked on every answer).
     must_hold: Option<&'static str>,
-    /// Before each request, untimed, a new image is pushed to the
-    /// repository under a new tag: the page then reads the repository
-    /// afresh (what it costs the first time after a change), where the
-    /// other pages find its inventory kept from their last request.
-    push_before: bool,
+    /// What is done to the repository before each request, untimed.
+    before: Before,
+}
+
+/// What a probe does to the repository before each request.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Before {
+    /// Nothing: the page finds the repository's inventory kept from its
+    /// last request.
+    Nothing,
+    /// A new image pushed under a new tag: the page reads the repository
+    /// afresh, what it costs the first time after a change.
+    Push,
+    /// A tag pulled: the page's plan first flushes the pull count, which
+    /// is counted into the kept inventory.
+    Pull,
 }
 
 impl Probe {
@@ -162,7 +175,7 @@ impl Probe {
             form: None,
             signed_in: true,
             must_hold: None,
-            push_before: false,
+            before: Before::Nothing,
         }
     }
 }
@@ -264,19 +277,23 @@ async fn measure(
             form: Some(format!("csrf={csrf}&policy={}", form_encode(POLICY))),
             signed_in: true,
             must_hold: None,
-            push_before: false,
+            before: Before::Nothing,
         },
         Probe {
-            push_before: true,
+            before: Before::Push,
             ..Probe::get("namespace rules, after a push", "/ui/ns/bench/settings")
         },
         Probe {
-            push_before: true,
+            before: Before::Push,
             page: "rules, plan preview, after a push",
             method: Method::POST,
             path: "/ui/ns/bench/retention/preview".to_owned(),
             form: Some(format!("csrf={csrf}&policy={}", form_encode(POLICY))),
             ..Probe::get("", "")
+        },
+        Probe {
+            before: Before::Pull,
+            ..Probe::get("namespace rules, after a pull", "/ui/ns/bench/settings")
         },
         Probe::get("organisation", "/ui/org/bench"),
         Probe::get("tokens", "/ui/tokens"),
@@ -296,16 +313,12 @@ async fn measure(
     };
     let mut out = Vec::new();
     for probe in probes {
-        if probe.push_before {
-            pusher.push().await?;
-        }
+        pusher.before(probe.before).await?;
         let bytes = fetch(&mut conn, &probe, &cookie).await?;
         let mut cpu = 0.0;
         let mut us: Vec<u32> = Vec::with_capacity(rounds);
         for _ in 0..rounds {
-            if probe.push_before {
-                pusher.push().await?;
-            }
+            pusher.before(probe.before).await?;
             let cpu_before = server.cpu_seconds()?;
             let t = Instant::now();
             fetch(&mut conn, &probe, &cookie).await?;
@@ -499,8 +512,8 @@ async fn attach_sbom(server: &Server, packages: usize) -> anyhow::Result<()> {
 
 /// Pushes `count` image manifests, each its own, under `v00000`, ...,
 /// from 16 connections.
-/// Pushes one more image under a new tag (`p00000`, ...), for the pages
-/// measured after a push.
+/// Pushes one more image under a new tag (`p00000`, ...), or pulls a
+/// tag, for the pages measured after a change.
 struct Pusher {
     conn: Conn,
     blobs: (Blob, Blob),
@@ -508,6 +521,16 @@ struct Pusher {
 }
 
 impl Pusher {
+    async fn before(&mut self, what: Before) -> anyhow::Result<()> {
+        match what {
+            Before::Nothing => Ok(()),
+            Before::Push => self.push().await,
+            Before::Pull => ops::get_manifest(&mut self.conn, REPO, "v00001", false)
+                .await
+                .map(drop),
+        }
+    }
+
     async fn push(&mut self) -> anyhow::Result<()> {
         let (config, layer) = &self.blobs;
         let m = ops::manifest(

@@ -120,6 +120,7 @@ fn the_ui_bench_scenario_times_every_page() {
         "rules, plan preview",
         "namespace rules, after a push",
         "rules, plan preview, after a push",
+        "namespace rules, after a pull",
         "organisation",
         "tokens",
         "users",
