@@ -194,8 +194,8 @@ impl Meta {
             .map_err(|_| Error::Corrupt("a write returned a value of the wrong type".into()))
     }
 
-    /// Runs a write of `repository`'s contents (its tags, manifests,
-    /// references, pull statistics or blob links; see [`Meta::transact`])
+    /// Runs a write of `repository`'s contents (its tags, manifests or
+    /// references, or the times of tags and manifests; see [`Meta::transact`])
     /// and, once it is committed (or failed), drops the repository's kept
     /// inventory (the `inventory_cache` module). Every such write goes
     /// through here.
@@ -222,9 +222,12 @@ impl Meta {
         size: u64,
         now: i64,
     ) -> Result<()> {
-        let (repo, digest) = (repository.clone(), digest.clone());
-        self.repository_write(repository, move |c| {
-            Box::pin(async move { writes::link_blob(c, &repo, &digest, size, now).await })
+        // No kept inventory changes: one keeps no reference to a blob of
+        // unknown size (see `inventory_cache`), and a size, once known, is
+        // the blob's for good.
+        let (repository, digest) = (repository.clone(), digest.clone());
+        self.transact(move |c| {
+            Box::pin(async move { writes::link_blob(c, &repository, &digest, size, now).await })
         })
         .await
     }

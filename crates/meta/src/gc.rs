@@ -244,6 +244,11 @@ impl Meta {
                 }
             }
         }
+        if !gone.is_empty() {
+            // A kept inventory may show the size of a blob another
+            // repository's manifest lists without holding it.
+            self.inventories.changed_all();
+        }
         Ok(gone)
     }
 

@@ -9,12 +9,16 @@
 //! time (docs/benchmarks.md, "Web UI: server time per page").
 //!
 //! Only on SQLite, where this process is the database's only writer:
-//! every write of a repository's tags, manifests, references, pull
-//! statistics or blob links goes through a [`Meta`] method, which reports
-//! it here once it is committed ([`InventoryCache::changed`]), and that
-//! drops the repository's copy; a flush of pull statistics counts its
+//! every write of a repository's tags, manifests or references goes
+//! through a [`Meta`] method, which reports it here once it is committed
+//! ([`InventoryCache::changed`]), and that drops the repository's copy; a flush of pull statistics counts its
 //! pulls into the copy instead ([`InventoryCache::pulled`]), so that a
-//! repository pulled all the time stays kept. On PostgreSQL other replicas write too,
+//! repository pulled all the time stays kept. The sizes of referenced
+//! blobs come from the `blobs` table, which any repository's push fills:
+//! an inventory listing a blob of unknown size (a manifest whose blob is
+//! not stored yet) is not kept, and a blob row deleted by garbage
+//! collection drops every copy ([`InventoryCache::changed_all`]), so a
+//! blob push itself changes nothing kept. On PostgreSQL other replicas write too,
 //! and the change notifications between them (`changes`) do not cover
 //! manifest inserts or pull statistics, so nothing is kept there.
 //!
@@ -110,6 +114,13 @@ impl InventoryCache {
         if !self.on {
             return;
         }
+        let unknown_size = inv
+            .references
+            .iter()
+            .any(|r| r.kind == crate::RefKind::Blob && r.blob_size.is_none());
+        if unknown_size {
+            return;
+        }
         let mut s = self.state();
         if s.all > ticket || s.changed.get(repo).is_some_and(|&at| at > ticket) {
             return;
@@ -128,8 +139,8 @@ impl InventoryCache {
         s.rows += n;
     }
 
-    /// `repo`'s tags, manifests, references, pull statistics or blob
-    /// links changed (called once the change is committed, or failed).
+    /// `repo`'s tags, manifests or references changed (called once the
+    /// change is committed, or failed).
     pub(crate) fn changed(&self, repo: &str) {
         if !self.on {
             return;
@@ -157,7 +168,7 @@ impl InventoryCache {
         }
     }
 
-    /// Repositories were deleted (with their namespace).
+    /// Repositories were deleted (with their namespace), or blob rows.
     pub(crate) fn changed_all(&self) {
         if !self.on {
             return;

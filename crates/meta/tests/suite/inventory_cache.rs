@@ -7,7 +7,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use berth_meta::accounts::{OrgDeletion, Visibility};
-use berth_meta::{Deletion, ManifestTarget, Meta, PullDelta, PullTarget, TagGuard};
+use berth_meta::{Deletion, ManifestTarget, Meta, PullDelta, PullTarget, RefKind, TagGuard};
 
 use super::{actor, d, manifest, n, t};
 
@@ -21,10 +21,19 @@ async fn agrees(meta: &Meta, path: &Path, step: &str) -> Option<Arc<berth_meta::
     let read = fresh.inventory(&n(REPO)).await.unwrap();
     fresh.close().await;
     assert_eq!(kept, read, "after {step}: the inventory is the database's");
-    // Read twice: the second answer is the kept copy, the same value.
+    // Read twice: the second answer is the kept copy, the same value
+    // (none is kept while a referenced blob's size is unknown).
     let again = meta.inventory(&n(REPO)).await.unwrap();
     if let (Some(a), Some(b)) = (&kept, &again) {
-        assert!(Arc::ptr_eq(a, b), "after {step}: the second read is kept");
+        let sizes_known = a
+            .references
+            .iter()
+            .all(|r| r.kind == RefKind::Manifest || r.blob_size.is_some());
+        assert_eq!(
+            Arc::ptr_eq(a, b),
+            sizes_known,
+            "after {step}: the second read is kept if every size is known"
+        );
     }
     kept
 }
@@ -120,10 +129,54 @@ async fn every_write_of_a_repository_drops_its_kept_inventory() {
     let inv = agrees(&meta, &path, "new times").await.unwrap();
     assert_eq!(inv.tags[0].updated_at, 7);
 
-    meta.link_blob(&n(REPO), &d("sha256:late"), 99, 1)
+    // A manifest listing a blob not stored yet: its size is unknown until
+    // the blob is pushed (to any repository), which drops nothing.
+    let mut early = manifest(REPO, &d("sha256:early"), None, None, &[]);
+    early.references.push((d("sha256:late"), RefKind::Blob));
+    meta.put_manifest(&early, &a).await.unwrap();
+    let inv = agrees(&meta, &path, "a manifest of an unstored blob")
         .await
         .unwrap();
-    agrees(&meta, &path, "a blob link").await;
+    let late = |inv: &berth_meta::Inventory| {
+        inv.references
+            .iter()
+            .find(|r| r.child == d("sha256:late"))
+            .map(|r| r.blob_size)
+    };
+    assert_eq!(late(&inv), Some(None));
+    meta.link_blob(&n("other/repo"), &d("sha256:late"), 99, 1)
+        .await
+        .unwrap();
+    let inv = agrees(&meta, &path, "the blob pushed elsewhere")
+        .await
+        .unwrap();
+    assert_eq!(late(&inv), Some(Some(99)));
+    assert!(meta
+        .delete_manifest(&n(REPO), &d("sha256:early"), &a)
+        .await
+        .unwrap()
+        .is_some());
+    agrees(&meta, &path, "its deletion").await;
+    // The blob's row deleted by garbage collection (no repository links
+    // it any more) while a manifest here still lists it.
+    let mut gc_ref = manifest(REPO, &d("sha256:gc-ref"), None, None, &[]);
+    gc_ref.references.push((d("sha256:late"), RefKind::Blob));
+    meta.put_manifest(&gc_ref, &a).await.unwrap();
+    agrees(&meta, &path, "a manifest of a blob stored elsewhere").await;
+    assert!(meta
+        .unlink_blob(&n("other/repo"), &d("sha256:late"), &a)
+        .await
+        .unwrap());
+    let swept = meta.sweep_blobs(&[d("sha256:late")], 2).await.unwrap();
+    assert_eq!(swept, vec![d("sha256:late")]);
+    let inv = agrees(&meta, &path, "its row swept").await.unwrap();
+    assert_eq!(late(&inv), Some(None));
+    assert!(meta
+        .delete_manifest(&n(REPO), &d("sha256:gc-ref"), &a)
+        .await
+        .unwrap()
+        .is_some());
+    agrees(&meta, &path, "that manifest's deletion").await;
 
     // The guarded writes of the tag rules.
     meta.put_manifest_guarded(
